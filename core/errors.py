@@ -1,0 +1,91 @@
+"""Lorong's error tree, sorted by what the caller does next.
+
+::
+
+    LorongError
+      PayloadError          drop the message, dead-letter it with .reason, count it
+        UnknownFormat       no parser for that format name
+        ParseError          bytes/JSON/envelope do not parse (syntax)
+        CodecError          LoRaWAN bytes do not decode (unknown FPort, short frame, sentinel)
+        ValidationError     parsed, but meaningless (unknown device, out of range, bad time)
+      StoreError
+        StoreUnavailable    network / 5xx: keep the batch, retry with backoff
+        StoreRejected       4xx: the points are bad, split the batch and dead-letter them
+      RegistryError
+        UnknownDevice       no such device id in the registry
+        DeviceExists        a device with that id is already registered
+      DeviceError           serial dialogue failed (timeout, garbage, NAK, cable pulled)
+      ConfigError           settings or files that make no sense together
+"""
+
+from __future__ import annotations
+
+
+class LorongError(Exception):
+    """Root of every error Lorong raises on purpose."""
+
+
+class PayloadError(LorongError):
+    """A message that cannot become readings.
+
+    Attributes:
+        reason: short machine-readable reason code (``bad_json``, ``unknown_fport`` ...),
+            used as the dead-letter reason and as a metrics label.
+        detail: human-readable explanation.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class UnknownFormat(PayloadError):
+    """No parser is registered under that format name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__("unknown_format", f"{name!r}; known formats: {', '.join(known)}")
+
+
+class ParseError(PayloadError):
+    """The payload is not valid syntax for its format."""
+
+
+class CodecError(PayloadError):
+    """LoRaWAN bytes that the device's codec cannot decode."""
+
+
+class ValidationError(PayloadError):
+    """Parsed values that are not physically or logically acceptable."""
+
+
+class StoreError(LorongError):
+    """The time-series store did not take a write or answer a query."""
+
+
+class StoreUnavailable(StoreError):
+    """Retryable: network failure, timeout or HTTP 5xx."""
+
+
+class StoreRejected(StoreError):
+    """Not retryable: the store refused the data (HTTP 4xx)."""
+
+
+class RegistryError(LorongError):
+    """A device-registry operation that cannot be done."""
+
+
+class UnknownDevice(RegistryError):
+    """No device with that id is registered."""
+
+
+class DeviceExists(RegistryError):
+    """A device with that id is already registered."""
+
+
+class DeviceError(LorongError):
+    """A device's serial console misbehaved during registration."""
+
+
+class ConfigError(LorongError):
+    """Settings or configuration files that cannot work."""

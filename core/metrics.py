@@ -1,0 +1,83 @@
+"""The canonical metric table: names, units, physical ranges and sources.
+
+Names follow the FIWARE Smart Data Models ``WasteContainer`` and ``AirQualityObserved``
+(https://github.com/smart-data-models/dataModel.WasteManagement,
+https://github.com/smart-data-models/dataModel.Environment). Fractions (fill, humidity,
+battery) are stored 0..1 as FIWARE does. Status flags are 0.0 / 1.0.
+
+Ranges are the widest values a working sensor can report (datasheets cited per row); a value
+outside is rejected as ``out_of_range`` by :mod:`ingest.validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One canonical metric.
+
+    Attributes:
+        name: InfluxDB field name and API name.
+        unit: canonical unit symbol (``"1"`` = dimensionless fraction or flag).
+        low: lowest physically valid value, inclusive.
+        high: highest physically valid value, inclusive.
+        description: what it is, with the source of the name and range.
+    """
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    description: str
+
+
+_ROWS = [
+    MetricSpec("fillingLevel", "1", 0.0, 1.0,
+               "Bin fill level, fraction of the usable depth (FIWARE WasteContainer.fillingLevel)."),
+    MetricSpec("distance", "mm", 0.0, 20000.0,
+               "Ultrasonic/ToF distance sensor to waste surface (EM310-UDL 20-450 cm, LDDS75 280-7500 mm)."),
+    MetricSpec("temperature", "degC", -40.0, 125.0,
+               "Air or device temperature (FIWARE temperature; DS18B20/SHT range -40..125 degC)."),
+    MetricSpec("relativeHumidity", "1", 0.0, 1.0,
+               "Relative humidity, fraction (FIWARE AirQualityObserved.relativeHumidity)."),
+    MetricSpec("pm1", "ug/m3", 0.0, 1000.0, "PM1 mass concentration (FIWARE pm1)."),
+    MetricSpec("pm25", "ug/m3", 0.0, 1000.0,
+               "PM2.5 mass concentration (FIWARE pm25; SDS011 range 0-999.9 ug/m3)."),
+    MetricSpec("pm10", "ug/m3", 0.0, 1000.0,
+               "PM10 mass concentration (FIWARE pm10; SDS011 range 0-999.9 ug/m3)."),
+    MetricSpec("no2", "ug/m3", 0.0, 10000.0, "Nitrogen dioxide (FIWARE no2)."),
+    MetricSpec("so2", "ug/m3", 0.0, 10000.0, "Sulphur dioxide (FIWARE so2)."),
+    MetricSpec("o3", "ug/m3", 0.0, 10000.0, "Ozone (FIWARE o3)."),
+    MetricSpec("co", "ug/m3", 0.0, 200000.0, "Carbon monoxide (FIWARE co), ug/m3 as in ISPU tables."),
+    MetricSpec("co2", "ppm", 0.0, 40000.0, "Carbon dioxide (FIWARE co2; NDIR 400-5000/10000/40000 ppm)."),
+    MetricSpec("tvoc", "ppb", 0.0, 60000.0,
+               "Total volatile organic compounds (AM107 ppb; Milesight IAQ level x100 noted per codec)."),
+    MetricSpec("hcho", "mg/m3", 0.0, 5.0, "Formaldehyde (Milesight AM319-HCHO 0-5 mg/m3)."),
+    MetricSpec("pressure", "hPa", 300.0, 1100.0,
+               "Barometric pressure (FIWARE atmosphericPressure; BME280 range 300-1100 hPa)."),
+    MetricSpec("batteryLevel", "1", 0.0, 1.0, "Battery state of charge, fraction (FIWARE batteryLevel)."),
+    MetricSpec("batteryVoltage", "V", 0.0, 15.0, "Battery voltage (Dragino, Decentlab, WILSEN report volts)."),
+    MetricSpec("tilt", "1", 0.0, 1.0, "1 when the sensor reports tilt/position abnormal (Milesight)."),
+    MetricSpec("lidOpen", "1", 0.0, 1.0, "1 when the lid is open (FIWARE WasteContainer status 'lid open')."),
+    MetricSpec("alarm", "1", 0.0, 1.0, "1 when the device raised its own threshold alarm."),
+    MetricSpec("illuminance", "lx", 0.0, 200000.0, "Illuminance (FIWARE illuminance)."),
+    MetricSpec("rssi", "dBm", -200.0, 20.0, "Received signal strength of the uplink."),
+]
+
+METRICS: dict[str, MetricSpec] = {m.name: m for m in _ROWS}
+"""Canonical metrics by name."""
+
+BIN_METRICS = frozenset({"fillingLevel", "distance", "temperature", "batteryLevel", "batteryVoltage",
+                         "tilt", "lidOpen", "alarm", "rssi"})
+"""Metrics a bin sensor may report."""
+
+
+def spec(name: str) -> MetricSpec:
+    """Return the spec of canonical metric ``name``.
+
+    Raises:
+        KeyError: ``name`` is not canonical.
+    """
+    return METRICS[name]

@@ -1,0 +1,1 @@
+"""Ingest: MQTT payloads from every gateway format into validated readings in InfluxDB."""

@@ -1,0 +1,38 @@
+"""LoRaWAN byte codecs: FRMPayload bytes of one device model into canonical raw readings.
+
+Each codec module exposes ``CODEC_IDS`` (ids ``<vendor>-<model>`` in lower case, e.g.
+``milesight-em310-udl``) and ``decode(fport: int, payload: bytes) -> list[RawReading]``.
+``decode`` is pure (no I/O, no clock) and returns canonical metric names and units
+(:mod:`core.metrics`): distance in mm, fractions 0..1, pressure hPa, temperature degC. History
+records carry their own ``ts``. It raises :class:`core.errors.CodecError` and nothing else,
+with reason ``unknown_fport``, ``short_frame``, ``bad_frame`` or ``sensor_sentinel``.
+
+The registry is an explicit dict (no registration by import side effect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+from core.errors import CodecError
+from core.model import RawReading
+
+Codec = Callable[[int, bytes], list[RawReading]]
+
+_MODULES: tuple[ModuleType, ...] = ()
+
+CODECS: dict[str, Codec] = {cid: m.decode for m in _MODULES for cid in m.CODEC_IDS}
+"""Codec functions by id."""
+
+
+def get_codec(codec_id: str) -> Codec:
+    """The decode function of ``codec_id``.
+
+    Raises:
+        CodecError: reason ``unknown_codec`` when no codec has that id.
+    """
+    try:
+        return CODECS[codec_id]
+    except KeyError:
+        raise CodecError("unknown_codec", f"{codec_id!r}; known: {', '.join(sorted(CODECS))}") from None

@@ -1,0 +1,229 @@
+"""InfluxDB 1.x HTTP API: line protocol over ``/write``, InfluxQL over ``/query``.
+
+The only module that speaks to InfluxDB. Works against InfluxDB 1.6+ and the v1-compatibility
+endpoints of InfluxDB 2.x/3.x. Line protocol escaping follows
+https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/ ; InfluxQL
+quoting follows https://docs.influxdata.com/influxdb/v1/query_language/spec/ .
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from core.errors import StoreRejected, StoreUnavailable
+
+_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
+_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name for line protocol (commas and spaces)."""
+    return name.translate(_MEAS_ESC)
+
+
+def escape_key(name: str) -> str:
+    """Escape a tag key, tag value or field key for line protocol (commas, equals, spaces)."""
+    return name.translate(_KEY_ESC)
+
+
+def _field_value(value: float | int | str | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite field value {value!r}")
+        return repr(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def line(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, float | int | str | bool],
+    ts_ms: int,
+) -> str:
+    """Serialise one point as line protocol with millisecond timestamp.
+
+    Tags with empty values are dropped (InfluxDB refuses them); tags are sorted by key as the
+    InfluxDB docs recommend for write performance. Python ``float`` fields are written as
+    floats (``1.0``), ``int`` as integers (``1i``): Lorong writes readings as floats only.
+
+    Raises:
+        ValueError: no fields, or a non-finite float.
+    """
+    if not fields:
+        raise ValueError("a point needs at least one field")
+    tag_part = "".join(
+        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
+    )
+    field_part = ",".join(f"{escape_key(k)}={_field_value(v)}" for k, v in fields.items())
+    return f"{escape_measurement(measurement)}{tag_part} {field_part} {ts_ms}"
+
+
+_IDENT_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote_ident(name: str) -> str:
+    """Quote an InfluxQL identifier (measurement, tag or field key) with double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """Quote an InfluxQL string literal with single quotes, escaping quotes and backslashes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series of an InfluxQL result.
+
+    Attributes:
+        name: measurement name.
+        tags: GROUP BY tag values.
+        columns: column names; the first is ``time`` (epoch ms when queried by this client).
+        values: rows, one list per point, aligned with ``columns``.
+    """
+
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by column name, with the series tags merged in."""
+        return [{**self.tags, **dict(zip(self.columns, row, strict=True))} for row in self.values]
+
+
+class InfluxClient:
+    """Synchronous client for the InfluxDB 1.x HTTP API.
+
+    Args:
+        url: base URL, e.g. ``http://127.0.0.1:8086``.
+        database: database name used for writes and queries.
+        username, password: optional basic credentials (``u``/``p`` query parameters).
+        timeout_s: per-request timeout in seconds.
+
+    Errors: network failures, timeouts and HTTP 5xx raise :class:`StoreUnavailable` (retry);
+    HTTP 4xx raises :class:`StoreRejected` (the request or its data is bad).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        auth = (username, password or "") if username else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, auth=auth)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> InfluxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"influx {self.url}{path}: {exc!r}") from exc
+        if resp.status_code >= 500:
+            raise StoreUnavailable(f"influx {self.url}{path}: HTTP {resp.status_code} {resp.text[:200]}")
+        if resp.status_code >= 400:
+            raise StoreRejected(f"influx {self.url}{path}: HTTP {resp.status_code} {resp.text[:300]}")
+        return resp
+
+    def ping(self) -> bool:
+        """True when ``/ping`` answers 204; never raises."""
+        try:
+            return self._http.get("/ping").status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def create_database(self, retention: str = "INF") -> None:
+        """Create the database (idempotent) with a default retention policy of ``retention``.
+
+        ``retention`` is an InfluxQL duration (``90d``) or ``INF``.
+        """
+        self.command(f"CREATE DATABASE {quote_ident(self.database)}")
+        if retention != "INF":
+            self.command(
+                f"ALTER RETENTION POLICY autogen ON {quote_ident(self.database)} DURATION {retention}"
+            )
+
+    def command(self, q: str) -> None:
+        """Run a statement that returns no rows (CREATE, DROP, ALTER) with POST /query.
+
+        Raises:
+            StoreRejected: the statement failed (its error text is included).
+        """
+        body = self._request("POST", "/query", data={"q": q, "db": self.database}).json()
+        for res in body.get("results", []):
+            if "error" in res:
+                raise StoreRejected(f"influx: {res['error']} in {q!r}")
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Write line-protocol points with millisecond timestamps.
+
+        Raises:
+            StoreUnavailable: network or 5xx; nothing can be assumed written, retry all.
+            StoreRejected: 4xx; InfluxDB 1.x writes the valid points of a partially bad batch and
+                reports the bad ones, so split the batch to find them.
+        """
+        if not lines:
+            return
+        self._request(
+            "POST",
+            "/write",
+            params={"db": self.database, "precision": "ms"},
+            content="\n".join(lines).encode(),
+        )
+
+    def query(self, q: str, params: Mapping[str, Any] | None = None) -> list[Series]:
+        """Run InfluxQL ``q`` and return every series of every statement, times as epoch ms.
+
+        ``params`` are bound parameters (``$name`` in ``q``); prefer them to string building.
+
+        Raises:
+            StoreRejected: the query has an error.
+            StoreUnavailable: network or 5xx.
+        """
+        data: dict[str, Any] = {"q": q, "db": self.database, "epoch": "ms"}
+        if params:
+            import json
+
+            data["params"] = json.dumps(dict(params))
+        body = self._request("POST", "/query", data=data).json()
+        out: list[Series] = []
+        for res in body.get("results", []):
+            if "error" in res:
+                raise StoreRejected(f"influx: {res['error']} in {q!r}")
+            for s in res.get("series", []):
+                out.append(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s["values"]))
+        return out
+
+    def records(self, q: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Shortcut: :meth:`query` flattened into dict rows (tags merged in)."""
+        return [r for s in self.query(q, params) for r in s.records()]
+
+
+def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    """Split ``items`` into consecutive slices of at most ``size``."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,199 @@
+"""SQLAlchemy 2 table models for the SQL database (SQLite by default, PostgreSQL for larger cities).
+
+The schema is created and changed only by the Alembic migrations in ``storage/migrations``;
+these models must match them (a test compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Lorong table."""
+
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class DeviceRow(Base):
+    """A registered sensor.
+
+    ``id`` is the DevEUI (16 upper-case hex digits) for LoRaWAN devices, else the serial number.
+    Geometry is in millimetres (depth from the sensor face to the empty floor, blind zone below
+    which the sensor cannot measure) and litres. ``status`` is one of in_stock, active,
+    maintenance, retired.
+    """
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    model: Mapped[str] = mapped_column(String(64), default="")
+    codec: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    kecamatan: Mapped[str] = mapped_column(String(64), default="")
+    kelurahan: Mapped[str] = mapped_column(String(64), default="")
+    street: Mapped[str] = mapped_column(String(128), default="")
+    depth_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    blind_zone_mm: Mapped[float] = mapped_column(Float, default=0.0)
+    capacity_l: Mapped[float | None] = mapped_column(Float, nullable=True)
+    waste_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    full_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    report_interval_s: Mapped[int] = mapped_column(Integer, default=600)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    firmware: Mapped[str] = mapped_column(String(32), default="")
+    installed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    installed_by: Mapped[str] = mapped_column(String(64), default="")
+    last_seen: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class DeviceCredentialRow(Base):
+    """A device's MQTT credential: username = device id, PBKDF2 password hash, allowed topic."""
+
+    __tablename__ = "device_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    topic: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DeviceLatestRow(Base):
+    """Latest value of every metric of a device: the fast home of "current state" for the API.
+
+    ``metrics`` maps metric name to ``[value, epoch_ms]``.
+    """
+
+    __tablename__ = "device_latest"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column()
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AlertRow(Base):
+    """An alert (ThingsBoard model): at most one active alert per device and type.
+
+    ``status`` is ``active`` or ``cleared``; ``acknowledged`` is independent of it, giving the
+    four ThingsBoard states. ``severity`` is critical, major, minor or warning. ``count`` is how
+    many times the condition was seen while active.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_one_active",
+            "device_id",
+            "type",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index("ix_alerts_status_started", "status", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    kecamatan: Mapped[str] = mapped_column(String(64), default="")
+    type: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    ack_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    ack_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cleared_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    cleared_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AlertHistoryRow(Base):
+    """One change of an alert: opened, extended, escalated, acknowledged, cleared."""
+
+    __tablename__ = "alert_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column()
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64), default="system")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CollectionRow(Base):
+    """A detected pickup (FIWARE WasteContainer ``dateLastEmptying``): fill before and after."""
+
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("device_id", "at", name="uq_collections_device_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column()
+    level_before: Mapped[float] = mapped_column(Float)
+    level_after: Mapped[float] = mapped_column(Float)
+
+
+class RoutePlanRow(Base):
+    """A planned collection route: ordered stops (device ids) for one vehicle on one day."""
+
+    __tablename__ = "route_plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[str] = mapped_column(String(10), index=True)
+    vehicle: Mapped[int] = mapped_column(Integer)
+    stops: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    distance_km: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class DeadLetterRow(Base):
+    """A rejected MQTT message kept for inspection and replay: raw bytes, topic and reason."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    replayed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ApiTokenRow(Base):
+    """An API token: only its SHA-256 hash is stored; role is crew, officer, technician or admin."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
