@@ -17,10 +17,11 @@ from types import ModuleType
 
 from core.errors import CodecError
 from core.model import RawReading
+from ingest.codecs import milesight_em310_udl
 
 Codec = Callable[[int, bytes], list[RawReading]]
 
-_MODULES: tuple[ModuleType, ...] = ()
+_MODULES: tuple[ModuleType, ...] = (milesight_em310_udl,)
 
 CODECS: dict[str, Codec] = {cid: m.decode for m in _MODULES for cid in m.CODEC_IDS}
 """Codec functions by id."""
@@ -36,3 +37,25 @@ def get_codec(codec_id: str) -> Codec:
         return CODECS[codec_id]
     except KeyError:
         raise CodecError("unknown_codec", f"{codec_id!r}; known: {', '.join(sorted(CODECS))}") from None
+
+
+def decode_hex(codec_id: str, fport: int, hex_payload: str) -> list[RawReading]:
+    """Decode a hex-written FRMPayload with the codec ``codec_id`` (for ``lorong ingest decode``).
+
+    Args:
+        codec_id: a key of :data:`CODECS`.
+        fport: LoRaWAN FPort.
+        hex_payload: payload as hex digits; spaces and an ``0x`` prefix are allowed.
+
+    Raises:
+        CodecError: ``unknown_codec``, ``bad_frame`` (not hex), or whatever the codec raises.
+    """
+    codec = get_codec(codec_id)
+    text = "".join(hex_payload.split())
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    try:
+        payload = bytes.fromhex(text)
+    except ValueError as exc:
+        raise CodecError("bad_frame", f"payload is not hex: {exc}") from None
+    return codec(fport, payload)
