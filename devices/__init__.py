@@ -1,0 +1,1 @@
+"""Devices: the registry, registration over a serial cable, per-device MQTT credentials."""

@@ -1,0 +1,79 @@
+"""The dead-letter store: every rejected message with its topic, raw payload, reason and time.
+
+Kept in the SQL database (table ``dead_letters``) so that ``lorong ingest dead-letters list``
+shows them and ``replay`` re-processes them after a fix (a new codec, a registered device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.tables import DeadLetterRow
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message: ``reason`` is the short code, ``detail`` the explanation."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    received_at: datetime
+
+
+class DeadLetterStore:
+    """Dead letters in the SQL database.
+
+    Args:
+        sessions: session factory of the Lorong database.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def add_many(self, letters: Sequence[DeadLetter]) -> None:
+        """Durably store ``letters`` in one transaction."""
+        if not letters:
+            return
+        with self._sessions.begin() as s:
+            s.add_all(
+                DeadLetterRow(topic=d.topic, payload=d.payload, reason=d.reason, detail=d.detail[:2000],
+                              received_at=d.received_at)
+                for d in letters
+            )
+
+    def list(self, reason: str | None = None, limit: int = 100, pending_only: bool = True) -> list[DeadLetterRow]:
+        """Newest dead letters first, optionally only one reason and only not yet replayed."""
+        q = select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)
+        if reason:
+            q = q.where(DeadLetterRow.reason == reason)
+        if pending_only:
+            q = q.where(DeadLetterRow.replayed_at.is_(None))
+        with self._sessions() as s:
+            return list(s.scalars(q).all())
+
+    def count(self, pending_only: bool = False) -> int:
+        """Number of dead letters."""
+        q = select(func.count()).select_from(DeadLetterRow)
+        if pending_only:
+            q = q.where(DeadLetterRow.replayed_at.is_(None))
+        with self._sessions() as s:
+            return int(s.scalar(q) or 0)
+
+    def counts_by_reason(self) -> dict[str, int]:
+        """Dead letters per reason code."""
+        q = select(DeadLetterRow.reason, func.count()).group_by(DeadLetterRow.reason)
+        with self._sessions() as s:
+            return {r: int(n) for r, n in s.execute(q).all()}
+
+    def mark_replayed(self, ids: Sequence[int], at: datetime) -> None:
+        """Record that these dead letters were re-processed successfully."""
+        with self._sessions.begin() as s:
+            for row in s.scalars(select(DeadLetterRow).where(DeadLetterRow.id.in_(list(ids)))):
+                row.replayed_at = at

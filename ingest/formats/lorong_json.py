@@ -1,0 +1,73 @@
+"""Lorong's native JSON uplink (``lorong-json``), for Wi-Fi/cellular gateways and single sensors.
+
+Topic ``lorong/v1/<device_id>/up``. Payload (UTF-8 JSON object)::
+
+    {
+      "device_id": "MKS-BIN-0001",              # optional; must equal the topic's id when given
+      "time": "2026-11-29T10:00:00+08:00",      # ISO-8601 with offset; optional (receive time used)
+      "seq": 42,                                # optional uplink counter, stored once per device
+      "metrics": {
+        "distance": {"value": 812, "unit": "mm"},
+        "batteryLevel": {"value": 93, "unit": "%"},
+        "pm25": 31.5                             # bare number = the metric's canonical unit
+      }
+    }
+
+Metric names are the canonical ones of :mod:`core.metrics`; units are converted on validation.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from core.errors import ParseError
+from core.metrics import METRICS
+from core.model import RawReading, Uplink
+from ingest.formats._common import load_json_object, parse_time
+
+NAME = "lorong-json"
+TOPICS = ("lorong/v1/+/up",)
+
+
+def topic_device(topic: str) -> str:
+    """The device id in ``lorong/v1/<device_id>/up``.
+
+    Raises:
+        ParseError: reason ``bad_topic``.
+    """
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[:2] != ["lorong", "v1"] or parts[3] != "up" or not parts[2]:
+        raise ParseError("bad_topic", f"{NAME}: expected lorong/v1/<device_id>/up, got {topic!r}")
+    return parts[2]
+
+
+def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
+    """Parse one native JSON uplink.
+
+    Raises:
+        ParseError: ``bad_topic``, ``bad_json``, ``bad_time``, ``device_mismatch``,
+            ``bad_value`` (a metric value that is not a number).
+    """
+    device_id = topic_device(topic)
+    obj = load_json_object(payload, NAME)
+    if "device_id" in obj and obj["device_id"] != device_id:
+        raise ParseError("device_mismatch", f"payload device_id {obj['device_id']!r} on topic of {device_id!r}")
+    ts = parse_time(obj["time"], NAME) if obj.get("time") is not None else None
+    metrics = obj.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise ParseError("bad_json", f"{NAME}: 'metrics' must be a non-empty object")
+    readings: list[RawReading] = []
+    for name, item in metrics.items():
+        if isinstance(item, dict):
+            value, unit = item.get("value"), item.get("unit")
+        else:
+            value, unit = item, METRICS[name].unit if name in METRICS else "1"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParseError("bad_value", f"{NAME}: metric {name!r} value {value!r} is not a number")
+        if not isinstance(unit, str):
+            raise ParseError("bad_value", f"{NAME}: metric {name!r} needs a string 'unit'")
+        readings.append(RawReading(name, float(value) if math.isfinite(value) else math.nan, unit, ts))
+    seq = obj.get("seq")
+    fcnt = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    return [Uplink(device_id=device_id, readings=tuple(readings), fcnt=fcnt, ts=ts)]

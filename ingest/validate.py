@@ -1,0 +1,91 @@
+"""Validation: the only place ingest turns raw values into :class:`core.model.Reading`.
+
+Parse is syntax, validate is meaning. Policy (documented in the README):
+
+- the device must be registered and not retired (``unknown_device``, ``retired_device``);
+- every value must be a known metric (``unknown_metric``), convertible to its canonical unit
+  (``bad_unit``), finite (``sensor_sentinel`` for vendor sentinels such as "No Sensor",
+  ``non_finite`` otherwise) and inside the metric's physical range (``out_of_range``);
+- device time is kept when present and sane; more than ``max_future_s`` ahead of receive time
+  is ``future_time``, before ``min_year`` is ``too_old`` (clock never set); without a device
+  time the network server's time, else the receive time, is used;
+- a message is accepted or rejected whole, so one bad value never leaves half a message stored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.errors import ValidationError
+from core.metrics import METRICS
+from core.model import DeviceInfo, DeviceKind, RawReading, Reading
+from core.units import convert
+from ingest.normalize import fill_level
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Validation limits.
+
+    Attributes:
+        max_future_s: seconds a device time may run ahead of receive time (default 300).
+        min_year: earliest acceptable year of a device time (default 2020).
+    """
+
+    max_future_s: float = 300.0
+    min_year: int = 2020
+
+
+def check_time(ts: datetime, received_at: datetime, policy: Policy) -> None:
+    """Reject device times in the future or before ``policy.min_year``.
+
+    Raises:
+        ValidationError: ``future_time`` or ``too_old``.
+    """
+    if ts - received_at > timedelta(seconds=policy.max_future_s):
+        raise ValidationError("future_time", f"{ts.isoformat()} is ahead of receive time {received_at.isoformat()}")
+    if ts.year < policy.min_year:
+        raise ValidationError("too_old", f"{ts.isoformat()} is before {policy.min_year}")
+
+
+def validate(
+    raws: list[RawReading],
+    device: DeviceInfo,
+    received_at: datetime,
+    fallback_ts: datetime | None = None,
+    policy: Policy = Policy(),  # noqa: B008 - frozen
+) -> list[Reading]:
+    """Validate the raw readings of one message from ``device``.
+
+    For a bin with a known depth, each ``distance`` also yields a ``fillingLevel``.
+
+    Returns:
+        readings in canonical units, in input order (fill levels after their distance).
+
+    Raises:
+        ValidationError: the first problem found; the message is rejected whole.
+    """
+    if not raws:
+        raise ValidationError("no_readings", "the message carries no measurement")
+    out: list[Reading] = []
+    for raw in raws:
+        spec = METRICS.get(raw.metric)
+        if spec is None:
+            raise ValidationError("unknown_metric", f"{raw.metric!r} is not a Lorong metric")
+        if math.isnan(raw.value):
+            raise ValidationError("sensor_sentinel", f"{raw.metric}: the sensor reported no value")
+        if not math.isfinite(raw.value):
+            raise ValidationError("non_finite", f"{raw.metric}: {raw.value}")
+        value = convert(raw.value, raw.unit, spec.unit)
+        if not spec.low <= value <= spec.high:
+            raise ValidationError("out_of_range",
+                                  f"{raw.metric} = {value:g} {spec.unit} outside {spec.low:g}..{spec.high:g}")
+        ts = raw.ts or fallback_ts or received_at
+        check_time(ts, received_at, policy)
+        out.append(Reading(device.device_id, spec.name, value, spec.unit, ts, received_at))
+        if spec.name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm:
+            level = fill_level(value, device.bin_depth_mm, device.blind_zone_mm)
+            out.append(Reading(device.device_id, "fillingLevel", level, "1", ts, received_at))
+    return out
