@@ -17,11 +17,31 @@ from types import ModuleType
 
 from core.errors import CodecError
 from core.model import RawReading
-from ingest.codecs import milesight_em310_udl
+from ingest.codecs import (
+    milesight_am103,
+    milesight_am107,
+    milesight_am307,
+    milesight_am308,
+    milesight_am319,
+    milesight_em310_udl,
+    milesight_em400,
+    milesight_em500_co2,
+    milesight_em500_udl,
+)
 
 Codec = Callable[[int, bytes], list[RawReading]]
 
-_MODULES: tuple[ModuleType, ...] = (milesight_em310_udl,)
+_MODULES: tuple[ModuleType, ...] = (
+    milesight_em310_udl,
+    milesight_em400,
+    milesight_em500_udl,
+    milesight_em500_co2,
+    milesight_am103,
+    milesight_am107,
+    milesight_am307,
+    milesight_am308,
+    milesight_am319,
+)
 
 CODECS: dict[str, Codec] = {cid: m.decode for m in _MODULES for cid in m.CODEC_IDS}
 """Codec functions by id."""

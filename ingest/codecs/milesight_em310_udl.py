@@ -21,6 +21,7 @@ LAYOUT = ms.Layout(
         (0x03, 0x82): (ms.DISTANCE,),
         (0x04, 0x00): (ms.POSITION,),
     },
+    attributes={0x02: 2, 0x06: 9},
 )
 """EM310-UDL channel table."""
 

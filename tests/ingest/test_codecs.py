@@ -7,10 +7,12 @@ are compared numerically. Negative vectors must raise ``CodecError`` with the ri
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +233,211 @@ def test_decode_hex_rejects_non_hex() -> None:
 
 def test_em310_encoder_matches_vendor_example() -> None:
     assert encode_em310_udl(2116, 92, tilt=True) == bytes.fromhex("01755C03824408040001")
+
+
+def _values(codec_id: str, hex_payload: str, fport: int = 85) -> dict[str, float]:
+    """Decoded live values by metric (asserts no metric repeats and canonical units)."""
+    readings = decode_hex(codec_id, fport, hex_payload)
+    assert len({r.metric for r in readings}) == len(readings), readings
+    for r in readings:
+        assert r.unit == METRICS[r.metric].unit, r
+    return {r.metric: r.value for r in readings}
+
+
+def _close(got: dict[str, float], want: dict[str, float]) -> None:
+    assert set(got) == set(want), (got, want)
+    for k, v in want.items():
+        assert math.isclose(got[k], v, rel_tol=1e-9, abs_tol=1e-9), (k, got[k], v)
+
+
+# Milesight-IoT/SensorDecoders <model>-codec.json "bytes" samples, decoded by byte arithmetic.
+CATALOGUE_SAMPLES = {
+    # 0175 64 | 0367 0401 (0x0104=260 -> 26.0) | 0468 7B (123/2=61.5 %) | 077D AC02 (0x02AC=684)
+    "am103": ("milesight-am103", {"batteryLevel": 1.0, "temperature": 26.0, "relativeHumidity": 0.615,
+                                  "co2": 684.0}),
+    # 0175 64 | 0367 FE00 (254 -> 25.4) | 0468 80 (64 %) | 0A6A: a channel the AM107 decoder does not
+    # know, so it stops there like the vendor decoder and the CO2 record after it is not read.
+    "am107": ("milesight-am107", {"batteryLevel": 1.0, "temperature": 25.4, "relativeHumidity": 0.64}),
+    # 01755C 03673401 046865, then 056A (AM107 activity) which the AM307 decoder does not know: stop.
+    "am307": ("milesight-am307", {"batteryLevel": 0.92, "temperature": 30.8, "relativeHumidity": 0.505}),
+    # 0367 0A01 (266) | 0468 58 (88/2=44 %) | 0500 01 pir | 06CB 01 | 077D FF02 (767) |
+    # 087D E300 (227 = IAQ 2.27) | 0973 FE27 (10238 -> 1023.8) | 0B7D 0700 | 0C7D 0800 | 0175 62 (98 %)
+    "am308": ("milesight-am308", {"temperature": 26.6, "relativeHumidity": 0.44, "co2": 767.0,
+                                  "tvoc": 227.0, "pressure": 1023.8, "pm25": 7.0, "pm10": 8.0,
+                                  "batteryLevel": 0.98}),
+    "am319-hcho": ("milesight-am319", {"temperature": 26.6, "relativeHumidity": 0.44, "co2": 767.0,
+                                       "tvoc": 227.0, "pressure": 1023.8, "pm25": 7.0, "pm10": 8.0,
+                                       "batteryLevel": 0.98}),
+    "em310-udl": ("milesight-em310-udl", {"batteryLevel": 0.92, "distance": 2116.0, "tilt": 1.0}),
+    "em400-mud": ("milesight-em400-mud", {"batteryLevel": 0.92, "temperature": 25.7, "distance": 2116.0,
+                                          "tilt": 1.0}),
+    "em400-udl": ("milesight-em400-udl", {"batteryLevel": 0.92, "temperature": 25.7, "distance": 2116.0,
+                                          "tilt": 1.0}),
+    # 0175 64 | 0367 1901 (281) | 0468 73 (115/2) | 057D 6704 (1127) | 0673 6827 (10088)
+    "em500-co2": ("milesight-em500-co2", {"batteryLevel": 1.0, "temperature": 28.1,
+                                          "relativeHumidity": 0.575, "co2": 1127.0, "pressure": 1008.8}),
+    "em500-udl": ("milesight-em500-udl", {"batteryLevel": 1.0, "distance": 30.0}),
+}
+
+
+@pytest.mark.parametrize("model", sorted(CATALOGUE_SAMPLES))
+def test_milesight_catalogue_sample(model: str) -> None:
+    codec_id, want = CATALOGUE_SAMPLES[model]
+    sample = json.loads((DATA / "milesight-sensordecoders" / f"{model}-codec.json").read_text())["bytes"]
+    _close(_values(codec_id, sample), want)
+
+
+TB_MILESIGHT = sorted(
+    (DATA / "thingsboard-data-converters" / "VENDORS" / "Milesight").glob("*/ChirpStack/uplink/payload*.json")
+)
+TB_CODEC = {
+    "AM319": "milesight-am319", "EM310-UDL": "milesight-em310-udl", "EM400-UDL": "milesight-em400-udl",
+    "EM500-CO2": "milesight-em500-co2", "EM500-UDL": "milesight-em500-udl",
+}
+TB_EXTRA_KEYS = {"pir", "beep", "trigger", "light_level"}  # no canonical metric
+
+
+@pytest.mark.parametrize("path", TB_MILESIGHT, ids=lambda p: f"{p.parts[-4]}/{p.name}")
+def test_milesight_thingsboard_uplinks(path: Path) -> None:
+    """ThingsBoard's converter output for ChirpStack uplinks is a second opinion on live values."""
+    msg = json.loads(path.read_text())
+    result = json.loads(path.with_name(path.name.replace("payload", "result")).read_text())
+    readings = get_codec(TB_CODEC[path.parts[-4]])(msg["fPort"], base64.b64decode(msg["data"]))
+    live = {r.metric: r.value for r in readings if r.ts is None}
+    keys = KEYS["Milesight"]
+    want = {}
+    for key, raw in result["telemetry"][0]["values"].items():
+        if key in TB_EXTRA_KEYS:
+            continue
+        entry = keys[key]
+        assert entry is not None
+        want[entry[0]] = entry[1](raw)
+    _close(live, want)
+
+
+def test_am319_history_record_decoded_faithfully() -> None:
+    """thingsboard-data-converters AM319 payload_1: a ``20 CE`` record with impossible values.
+
+    Bytes after 20 CE: 6535CA0C | 00E1 | 006E | 01 | 64 | 01C2 | 000A | 2797 | 0019 | 0032 | 0400.
+    Time 0x0CCA3565 = 214578533 s = 1976-10-19 13:08:53 UTC (ThingsBoard: 214578533000 ms). The
+    temperature bytes 00 E1 are int16 LE 0xE100 = -7936 -> -793.6 degC (the vendor decoder reads it
+    signed; ThingsBoard's converter read 5760.0 unsigned). Validation, not the codec, rejects these.
+    """
+    path = DATA / "thingsboard-data-converters/VENDORS/Milesight/AM319/ChirpStack/uplink/payload_1.json"
+    msg = json.loads(path.read_text())
+    readings = get_codec("milesight-am319")(85, base64.b64decode(msg["data"]))
+    history = [r for r in readings if r.ts is not None]
+    assert {r.ts for r in history} == {datetime(1976, 10, 19, 13, 8, 53, tzinfo=UTC)}
+    assert int(history[0].ts.timestamp() * 1000) == 214578533000  # type: ignore[union-attr]
+    _close({r.metric: r.value for r in history}, {
+        "temperature": -793.6,  # 0xE100 signed
+        "relativeHumidity": 0x6E00 / 200,  # 28160 half-percent steps = 14080 %
+        "co2": 0xC201,  # 49665
+        "tvoc": 0x0A00,  # 2560
+        "pressure": 0x9727 / 10,  # 3869.5
+        "pm25": 0x1900,
+        "pm10": 0x3200,
+        "hcho": 0.04,
+    })
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "hex_payload", "want"),
+    [
+        # 0xFF9C = -100 -> -10.0 degC (EM400 temperature channel 03 67)
+        ("milesight-em400-udl", "03679CFF", {"temperature": -10.0}),
+        # 0xFF38 = -200 -> -20.0 degC; 0x8001 would be -3276.7: sign bit honoured
+        ("milesight-em500-co2", "036738FF", {"temperature": -20.0}),
+        ("milesight-am103", "03670180", {"temperature": -3276.7}),
+        # 0xFFFF = -1 -> -0.1 degC, not 6553.5
+        ("milesight-am319", "0367FFFF", {"temperature": -0.1}),
+    ],
+)
+def test_milesight_negative_temperature(codec_id: str, hex_payload: str, want: dict[str, float]) -> None:
+    _close(_values(codec_id, hex_payload), want)
+
+
+def test_em500_udl_history_records_carry_utc_time() -> None:
+    """Two 20 CE records: 1700000000 = 0x6553F100 (LE 00F15365) -> 2023-11-14 22:13:20 UTC, 1234 mm;
+    1700000600 = 0x6553F358 (LE 58F35365), 0 mm (no echo: dropped, batch kept)."""
+    readings = decode_hex("milesight-em500-udl", 85, "017564 03822C01 20CE00F15365D204 20CE58F3536500 00")
+    assert readings == [
+        RawReading("batteryLevel", 1.0, "1"),
+        RawReading("distance", 300.0, "mm"),
+        RawReading("distance", 1234.0, "mm", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+    ]
+
+
+def test_am103_and_em500_co2_history() -> None:
+    ts = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)  # 00F15365
+    # AM103: temperature 0xFF38 (-20.0), humidity 0x64 (50 %), co2 0x01F4 (500)
+    got = decode_hex("milesight-am103", 85, "20CE 00F15365 38FF 64 F401")
+    assert got == [RawReading("temperature", -20.0, "degC", ts), RawReading("relativeHumidity", 0.5, "1", ts),
+                   RawReading("co2", 500.0, "ppm", ts)]
+    # EM500-CO2: co2 0x0467 (1127), pressure 0x2768 (1008.8), temperature 0x00FA (25.0), humidity 0x73
+    got = decode_hex("milesight-em500-co2", 85, "20CE 00F15365 6704 6827 FA00 73")
+    assert {r.metric: r.value for r in got} == {"co2": 1127.0, "pressure": 1008.8, "temperature": 25.0,
+                                                 "relativeHumidity": 0.575}
+    assert {r.ts for r in got} == {ts}
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "hex_payload", "want"),
+    [
+        # EM400 temperature alarm (83 67: 0x00F6 = 24.6, alarm 1) + distance alarm release (84 82)
+        ("milesight-em400-mud", "8367F60001 8482E80300",
+         {"temperature": 24.6, "distance": 1000.0, "alarm": 1.0}),
+        ("milesight-em400-tld", "8482E80300", {"distance": 1000.0, "alarm": 0.0}),
+        # EM500-UDL 83 E9: distance 0x3039/10 = 1234.5, mutation 0x0064 (consumed), 2 = mutation alarm
+        ("milesight-em500-udl", "83E939306400 02", {"distance": 1234.5, "alarm": 1.0}),
+        # EM500-CO2 83 D7: 0x0190 = 40.0 degC, mutation 0x0032, 1 = threshold alarm
+        ("milesight-em500-co2", "83D79001320001", {"temperature": 40.0, "alarm": 1.0}),
+        ("milesight-em500-co2", "83D79001320000", {"temperature": 40.0, "alarm": 0.0}),
+    ],
+)
+def test_milesight_alarm_records(codec_id: str, hex_payload: str, want: dict[str, float]) -> None:
+    _close(_values(codec_id, hex_payload), want)
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "hex_payload", "want"),
+    [
+        # EM500-CO2 CO2 calibration ack in manual mode (FF 1A 02 + uint16) then CO2
+        ("milesight-em500-co2", "FF1A029001 057D6704", {"co2": 1127.0}),
+        ("milesight-em500-co2", "FF1A01 057D6704", {"co2": 1127.0}),
+        # AM103 report schedule ack: 1 entry of 6 bytes, then CO2
+        ("milesight-am103", "FF3A01 0A1E2C01050A 077DE704", {"co2": 1255.0}),
+        # AM107 6-byte serial number (FF 08), then battery
+        ("milesight-am107", "FF08 6136D1905882 017550", {"batteryLevel": 0.8}),
+        # EM400-TLD tilt-calibration ack (FF A5) has no data
+        ("milesight-em400-tld", "FFA5 017550", {"batteryLevel": 0.8}),
+        # AM308 TVOC in ug/m3 (08 E6) is consumed, not emitted; buzzer likewise
+        ("milesight-am308", "08E6F401 0E0101 0B7D2300", {"pm25": 35.0}),
+    ],
+)
+def test_milesight_attribute_and_unemitted_records(codec_id: str, hex_payload: str,
+                                                   want: dict[str, float]) -> None:
+    _close(_values(codec_id, hex_payload), want)
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "hex_payload", "reason"),
+    [
+        ("milesight-em400-udl", "04820000", "sensor_sentinel"),
+        ("milesight-em400-udl", "8482FFFF01", "sensor_sentinel"),
+        ("milesight-em500-udl", "03820000", "sensor_sentinel"),
+        ("milesight-em400-udl", "050003", "bad_frame"),
+        ("milesight-em400-udl", "8367F60007", "bad_frame"),
+        ("milesight-am319", "20CE00F15365", "short_frame"),
+        ("milesight-am103", "FF3A02 0A1E2C01050A", "short_frame"),
+        ("milesight-am307", "0175", "short_frame"),
+        ("milesight-am307", "077DE704", "ok"),
+    ],
+)
+def test_milesight_errors(codec_id: str, hex_payload: str, reason: str) -> None:
+    if reason == "ok":
+        assert decode_hex(codec_id, 85, hex_payload)
+        return
+    with pytest.raises(CodecError) as err:
+        decode_hex(codec_id, 85, hex_payload)
+    assert err.value.reason == reason
