@@ -18,6 +18,8 @@ from types import ModuleType
 from core.errors import CodecError
 from core.model import RawReading
 from ingest.codecs import (
+    dragino_laq4,
+    dragino_ldds,
     milesight_am103,
     milesight_am107,
     milesight_am307,
@@ -41,6 +43,8 @@ _MODULES: tuple[ModuleType, ...] = (
     milesight_am307,
     milesight_am308,
     milesight_am319,
+    dragino_ldds,
+    dragino_laq4,
 )
 
 CODECS: dict[str, Codec] = {cid: m.decode for m in _MODULES for cid in m.CODEC_IDS}

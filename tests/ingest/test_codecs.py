@@ -49,7 +49,8 @@ DEVICE_CODEC = {
     "WILSEN.sonic.distance": "pepperl-fuchs-wilsen-sonic-distance",
 }
 
-Conv = Callable[[Any], float]
+Conv = Callable[[Any], float | None]
+"""Vendor value -> canonical value, or ``None`` when the codec must emit nothing for it."""
 
 
 def _num(value: Any) -> float:
@@ -83,6 +84,11 @@ def true_word(value: Any) -> float:
     return {"TRUE": 1.0, "FALSE": 0.0}[value]
 
 
+def ds18b20(value: Any) -> float | None:
+    """Dragino probe temperature; "0.00" is what the device sends without the probe: no reading."""
+    return None if value == "0.00" else _num(value)
+
+
 IGNORE = None
 """Vendor keys with no canonical metric (counters, raw sensor internals, echoes of the input)."""
 
@@ -107,6 +113,20 @@ KEYS: dict[str, dict[str, tuple[str, Conv] | None]] = {
         "light_level": IGNORE,  # 0-5 light class, not lux
         "infrared": IGNORE,
         "infrared_and_visible": IGNORE,
+    },
+    "Dragino": {
+        "Bat": ("batteryVoltage", same),
+        "Bat_V": ("batteryVoltage", same),
+        "Distance": ("distance", same),  # "2799 mm"
+        "TempC_DS18B20": ("temperature", ds18b20),
+        "TempC_SHT": ("temperature", same),
+        "Hum_SHT": ("relativeHumidity", percent),
+        "TVOC_ppb": ("tvoc", same),
+        "CO2_ppm": ("co2", same),
+        "Alarm_status": ("alarm", true_word),
+        "Interrupt_flag": IGNORE,  # wake-up cause, not a measurement
+        "Sensor_flag": IGNORE,  # checked by the codec (0 -> sensor_sentinel)
+        "Work_mode": IGNORE,
     },
 }
 
@@ -142,7 +162,9 @@ def test_vendor_vector(vector: dict[str, Any]) -> None:
         if entry is None:
             continue
         metric, conv = entry
-        expected[metric] = conv(raw)
+        value = conv(raw)
+        if value is not None:
+            expected[metric] = value
     got = {r.metric: r.value for r in readings}
     assert len(got) == len(readings), f"metric repeated in one frame: {readings}"
     assert set(got) == set(expected), (got, expected)
@@ -440,4 +462,47 @@ def test_milesight_errors(codec_id: str, hex_payload: str, reason: str) -> None:
         return
     with pytest.raises(CodecError) as err:
         decode_hex(codec_id, 85, hex_payload)
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "hex_payload", "want"),
+    [
+        # BAT 0x0D3B & 0x3FFF = 3387 mV; DIST 0x0AEF = 2799 mm; TEMP 0xFF9C = -100 -> -10.0 degC
+        ("dragino-ldds75", "0D3B0AEF00FF9C01", {"batteryVoltage": 3.387, "distance": 2799.0,
+                                                "temperature": -10.0}),
+        # top two BAT bits are not battery: 0xCD3B & 0x3FFF = 3387
+        ("dragino-ldds45", "CD3B0AEF0000FA01", {"batteryVoltage": 3.387, "distance": 2799.0,
+                                                "temperature": 25.0}),
+        # older 5-byte firmware frame: BAT, DIST 0x0190 = 400 mm, INT
+        ("dragino-ldds20", "0E1C019000", {"batteryVoltage": 3.612, "distance": 400.0}),
+        # LAQ4: TEMP 0xFF38 = -200 -> -20.0 degC, HUM 0x0320 = 800 -> 80.0 %, alarm bit clear
+        ("dragino-laq4", "0D0704001202 0BFF38 0320", {"batteryVoltage": 3.335, "alarm": 0.0, "tvoc": 18.0,
+                                                      "co2": 523.0, "temperature": -20.0,
+                                                      "relativeHumidity": 0.8}),
+        # LAQ4 work mode 31 (0x7C): alarm thresholds, only the battery is a reading
+        ("dragino-laq4", "0D077C1E2814500190 07D0", {"batteryVoltage": 3.335}),
+    ],
+)
+def test_dragino_frames(codec_id: str, hex_payload: str, want: dict[str, float]) -> None:
+    _close(_values(codec_id, hex_payload, fport=2), want)
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "hex_payload", "fport", "reason"),
+    [
+        ("dragino-ldds75", "0D3B000000000001", 2, "sensor_sentinel"),  # distance 0: no probe
+        ("dragino-ldds75", "0D3B001400000001", 2, "sensor_sentinel"),  # 20 mm: invalid reading
+        ("dragino-ldds75", "0D3B0AEF00000000", 2, "sensor_sentinel"),  # sensor flag 0
+        ("dragino-ldds75", "0D3B0AEF00000001", 5, "unknown_fport"),
+        ("dragino-ldds75", "0D3B0A", 2, "short_frame"),
+        ("dragino-ldds75", "0D3B0AEF0000", 2, "bad_frame"),
+        ("dragino-laq4", "0D0705001202", 2, "short_frame"),
+        ("dragino-laq4", "0D0705001202 0B00FB01B300", 2, "bad_frame"),
+        ("dragino-laq4", "0D0708001202 0B00FB01B3", 2, "bad_frame"),  # work mode 2
+    ],
+)
+def test_dragino_errors(codec_id: str, hex_payload: str, fport: int, reason: str) -> None:
+    with pytest.raises(CodecError) as err:
+        decode_hex(codec_id, fport, hex_payload)
     assert err.value.reason == reason
