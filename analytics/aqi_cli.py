@@ -19,8 +19,7 @@ def aqi(
 ) -> None:
     """Print the index, category and band for one pollutant concentration.
 
-    Exits with code 2 and a message on stderr for an unknown standard or pollutant, or a
-    negative / NaN concentration.
+    Exit code 2 with a message on stderr for an unknown standard or pollutant or a bad value.
     """
     try:
         s = sub_index(standard, pollutant, value)
