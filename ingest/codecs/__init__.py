@@ -18,6 +18,10 @@ from types import ModuleType
 from core.errors import CodecError
 from core.model import RawReading
 from ingest.codecs import (
+    decentlab_dl_iam,
+    decentlab_dl_lp8p,
+    decentlab_dl_mbx,
+    decentlab_dl_pm,
     dragino_laq4,
     dragino_ldds,
     milesight_am103,
@@ -45,6 +49,10 @@ _MODULES: tuple[ModuleType, ...] = (
     milesight_am319,
     dragino_ldds,
     dragino_laq4,
+    decentlab_dl_mbx,
+    decentlab_dl_pm,
+    decentlab_dl_lp8p,
+    decentlab_dl_iam,
 )
 
 CODECS: dict[str, Codec] = {cid: m.decode for m in _MODULES for cid in m.CODEC_IDS}

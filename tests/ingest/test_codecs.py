@@ -128,6 +128,35 @@ KEYS: dict[str, dict[str, tuple[str, Conv] | None]] = {
         "Sensor_flag": IGNORE,  # checked by the codec (0 -> sensor_sentinel)
         "Work_mode": IGNORE,
     },
+    "Decentlab": {  # values are {"displayName", "unit", "value"}; _num takes "value"
+        "distance": ("distance", same),
+        "battery_voltage": ("batteryVoltage", same),
+        "air_temperature": ("temperature", same),
+        "air_humidity": ("relativeHumidity", percent),
+        "barometric_pressure": ("pressure", pascal_to_hpa),
+        "pm1_0_mass_concentration": ("pm1", same),
+        "pm2_5_mass_concentration": ("pm25", same),
+        "pm10_mass_concentration": ("pm10", same),
+        "co2_concentration": ("co2", same),
+        "protocol_version": IGNORE,
+        "device_id": IGNORE,
+        "number_of_valid_samples": IGNORE,  # checked by the codec (0 -> sensor_sentinel)
+        "pm4_mass_concentration": IGNORE,  # no canonical PM4
+        "typical_particle_size": IGNORE,
+        "pm0_5_number_concentration": IGNORE,  # number concentrations, 1/cm3
+        "pm1_0_number_concentration": IGNORE,
+        "pm2_5_number_concentration": IGNORE,
+        "pm4_number_concentration": IGNORE,
+        "pm10_number_concentration": IGNORE,
+        "barometer_temperature": IGNORE,  # pressure sensor's die temperature
+        "co2_concentration_lpf": IGNORE,  # low-pass filtered duplicate
+        "co2_sensor_temperature": IGNORE,
+        "capacitor_voltage_1": IGNORE,
+        "capacitor_voltage_2": IGNORE,
+        "co2_sensor_status": IGNORE,
+        "raw_ir_reading": IGNORE,
+        "raw_ir_reading_lpf": IGNORE,
+    },
 }
 
 
@@ -506,3 +535,88 @@ def test_dragino_errors(codec_id: str, hex_payload: str, fport: int, reason: str
     with pytest.raises(CodecError) as err:
         decode_hex(codec_id, fport, hex_payload)
     assert err.value.reason == reason
+
+
+TB_DECENTLAB = sorted(
+    (DATA / "thingsboard-data-converters" / "VENDORS" / "Decentlab").glob("*/ChirpStack/uplink/payload*.json")
+)
+TB_NETWORK_KEYS = {"lora_frame_counter", "lora_frame_port", "lora_frequency", "lora_spreading_factor",
+                   "lora_rssi", "lora_snr"}
+
+
+@pytest.mark.parametrize("path", TB_DECENTLAB, ids=lambda p: f"{p.parts[-4]}/{p.name}")
+def test_decentlab_thingsboard_uplinks(path: Path) -> None:
+    """ThingsBoard's Decentlab converter output (FPort 1 and 5) as a second opinion."""
+    msg = json.loads(path.read_text())
+    readings = get_codec(f"decentlab-{path.parts[-4].lower()}")(msg["fPort"], base64.b64decode(msg["data"]))
+    result_path = path.with_name(path.name.replace("payload", "result"))
+    values = json.loads(result_path.read_text())["telemetry"][0]["values"]
+    keys = KEYS["Decentlab"]
+    want = {}
+    for key, raw in values.items():
+        if key in TB_NETWORK_KEYS:
+            continue
+        entry = keys[key]
+        if entry is not None:
+            want[entry[0]] = entry[1](raw)
+    _close({r.metric: r.value for r in readings}, want)
+
+
+def _iam_expected(words: list[int]) -> dict[str, float]:
+    """DL-IAM values by the vendor's formulas (decoders/DL-IAM/DL-IAM.py) for a full frame."""
+    bat, t, h, p, ch0, ch1, co2, _status, _ir, _act, voc = words
+    return {
+        "batteryVoltage": bat / 1000,
+        "temperature": 175 * t / 65535 - 45,
+        "relativeHumidity": 100 * h / 65535 / 100,
+        "pressure": p * 2 / 100,
+        "illuminance": max(max(1.0 * ch0 - 1.64 * ch1, 0.59 * ch0 - 0.86 * ch1), 0) * 1.5504,
+        "co2": co2 - 32768,
+        "tvoc": voc,
+    }
+
+
+def test_decentlab_dl_iam_vendor_examples() -> None:
+    """The three sample payloads of decentlab-decoders decoders/DL-IAM/DL-IAM.py."""
+    full = [0x0B92, 0x6A51, 0x5D48, 0xBC4E, 0x0262, 0x0069, 0x81C7, 0x0000, 0x93D4, 0x000B, 0x0111]
+    want = _iam_expected(full)
+    assert want["co2"] == 455 and want["tvoc"] == 273 and want["batteryVoltage"] == 2.962
+    _close(_values("decentlab-dl-iam", "020bbd007f0b926a515d48bc4e0262006981c7000093d4000b0111", 1), want)
+    # flags 0x006F: groups 0,1,2,3,5,6 (no CO2 group)
+    no_co2 = {k: v for k, v in want.items() if k != "co2"}
+    _close(_values("decentlab-dl-iam", "020bbd006f0b926a515d48bc4e02620069000b0111", 1), no_co2)
+    _close(_values("decentlab-dl-iam", "020bbd00010b92", 1), {"batteryVoltage": 2.962})
+
+
+def test_decentlab_dl_mbx_second_sample() -> None:
+    """decentlab-decoders DL-MBX/DL-MBX.py second sample: battery group only (flags 0x0002)."""
+    _close(_values("decentlab-dl-mbx", "02012f00020bb1", 1), {"batteryVoltage": 2.993})
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "hex_payload", "fport", "reason"),
+    [
+        ("decentlab-dl-mbx", "02012F0003 04D2 0000 0BB1", 1, "sensor_sentinel"),  # 0 valid samples
+        ("decentlab-dl-mbx", "02012F0003 1388 0005 0BB1", 1, "sensor_sentinel"),  # 5000 mm: no target
+        ("decentlab-dl-mbx", "02012F0003 0000 0005 0BB1", 1, "sensor_sentinel"),
+        ("decentlab-dl-mbx", "02012F000304D200010BB1", 0, "unknown_fport"),
+        ("decentlab-dl-mbx", "02012F000304D200010BB1", 224, "unknown_fport"),
+        ("decentlab-dl-mbx", "02012F00", 1, "short_frame"),
+        ("decentlab-dl-mbx", "02012F000304D20001", 1, "short_frame"),  # battery group missing
+        ("decentlab-dl-mbx", "03012F00020BB1", 1, "bad_frame"),  # protocol version 3
+        ("decentlab-dl-mbx", "02012F00040BB1", 1, "bad_frame"),  # flag for a third group
+        ("decentlab-dl-mbx", "02012F00020BB10000", 1, "bad_frame"),  # trailing bytes
+        ("decentlab-dl-pm", "021B5000010C25", 0, "unknown_fport"),
+    ],
+)
+def test_decentlab_errors(codec_id: str, hex_payload: str, fport: int, reason: str) -> None:
+    with pytest.raises(CodecError) as err:
+        decode_hex(codec_id, fport, hex_payload)
+    assert err.value.reason == reason
+
+
+def test_decentlab_sht21_below_zero() -> None:
+    """DL-PM temperature word 0x3000: 175.72 * 12288 / 65536 - 46.85 = 32.9475 - 46.85 = -13.9025 degC."""
+    got = _values("decentlab-dl-pm", "021B500004 3000 618D", 1)
+    assert math.isclose(got["temperature"], 175.72 * 0x3000 / 65536 - 46.85)
+    assert math.isclose(got["temperature"], -13.9025)
