@@ -153,4 +153,4 @@ def to_ms(ts: datetime) -> int:
     """
     if ts.tzinfo is None:
         raise ValueError(f"naive datetime {ts!r}: Lorong only handles tz-aware times")
-    return int(round(ts.timestamp() * 1000))
+    return round(ts.timestamp() * 1000)

@@ -78,7 +78,7 @@ class MqttSource:
         log.warning("disconnected from broker: %s", reason)
 
     def _message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._on_message(Message(msg.topic, msg.payload, utcnow()), msg.mid, msg.qos)
+        self._on_message(Message(msg.topic, bytes(msg.payload), utcnow()), msg.mid, msg.qos)
 
     def ack(self, mid: int, qos: int) -> None:
         """Send the PUBACK for message ``mid`` (no-op for QoS 0)."""
@@ -87,7 +87,7 @@ class MqttSource:
 
     def start(self) -> None:
         """Connect (retrying in the background) and start paho's network thread."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = 1000
         self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s,

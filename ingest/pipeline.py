@@ -107,7 +107,7 @@ class Pipeline:
     def __init__(
         self,
         devices: DeviceLookup,
-        policy: Policy = Policy(),  # noqa: B008 - frozen
+        policy: Policy = Policy(),
         formats: Mapping[str, Parser] = FORMATS,
         format_of: Callable[[str], str] = format_for_topic,
         max_payload_bytes: int = 65536,

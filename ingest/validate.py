@@ -55,7 +55,7 @@ def validate(
     device: DeviceInfo,
     received_at: datetime,
     fallback_ts: datetime | None = None,
-    policy: Policy = Policy(),  # noqa: B008 - frozen
+    policy: Policy = Policy(),
 ) -> list[Reading]:
     """Validate the raw readings of one message from ``device``.
 

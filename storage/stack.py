@@ -207,7 +207,15 @@ def start_influxd(workdir: Path, port: int, rpc_port: int | None = None, detach:
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with ``pid`` exists."""
+    """True when a process with ``pid`` (> 0) exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

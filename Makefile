@@ -1,0 +1,53 @@
+# Lorong: `make demo` runs the main job on the embedded stack; `make test` runs every test.
+# Both install what is missing first (Debian packages with apt-get, a .venv with Lorong) and
+# reuse what is already there on a second run.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PYTEST  := $(VENV)/bin/pytest
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DEBS := mosquitto mosquitto-clients influxdb
+TEST_DEBS := $(DEMO_DEBS) postgresql socat chromium chromium-driver
+
+.PHONY: help setup setup-test demo test lint typecheck bench clean
+
+help:
+	@echo "make demo   - install what is missing, run stack + ingester + analytics + fleet + API"
+	@echo "make test   - install what is missing, run the whole test suite"
+	@echo "make lint   - ruff and mypy"
+
+# --- Debian packages -----------------------------------------------------------------------
+.stamps/debs-demo:
+	@mkdir -p .stamps
+	@bash scripts/apt-ensure.sh $(DEMO_DEBS)
+	@touch $@
+
+.stamps/debs-test: .stamps/debs-demo
+	@bash scripts/apt-ensure.sh $(TEST_DEBS)
+	@touch $@
+
+# --- Python environment ---------------------------------------------------------------------
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: .stamps/debs-demo $(VENV)/.installed
+setup-test: .stamps/debs-test $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/lorong demo
+
+test: setup-test
+	$(PYTEST) -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy core storage ingest devices analytics api firmware_sim dashboards
+
+bench: setup
+	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf var .stamps tests/artifacts

@@ -1,0 +1,179 @@
+"""Alert lifecycle on the SQL database (the ThingsBoard alarm model).
+
+An alert has a type, a device, a severity (critical, major, minor, warning) and two independent
+states: active/cleared and unacknowledged/acknowledged. At most one *active* alert exists per
+device and type (a unique partial index enforces it): raising it again extends it (``count``,
+``updated_at``, possibly a new severity). Every change is appended to ``alert_history`` and
+handed to the registered notifiers (MQTT ``lorong/alerts/...``, webhook) exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import LorongError
+from storage.tables import AlertHistoryRow, AlertRow
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("critical", "major", "minor", "warning")
+"""Severities, most severe first (ThingsBoard alarm severities)."""
+
+
+class AlertNotFound(LorongError):
+    """No alert with that id."""
+
+
+class AlertStateError(LorongError):
+    """The requested transition is not allowed (e.g. clearing a cleared alert)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """One lifecycle change, as published to notifiers.
+
+    Attributes:
+        alert_id: database id of the alert.
+        action: opened, extended, escalated, acknowledged or cleared.
+        alert: a JSON-ready snapshot of the alert after the change.
+    """
+
+    alert_id: int
+    action: str
+    alert: dict[str, Any]
+
+
+Notifier = Callable[[AlertChange], None]
+
+
+def snapshot(row: AlertRow) -> dict[str, Any]:
+    """JSON-ready dict of an alert; times are ISO-8601 with offset."""
+    def iso(ts: datetime | None) -> str | None:
+        return ts.isoformat() if ts else None
+
+    return {
+        "id": row.id, "device_id": row.device_id, "kecamatan": row.kecamatan, "type": row.type,
+        "severity": row.severity, "status": row.status, "acknowledged": row.acknowledged,
+        "started_at": iso(row.started_at), "updated_at": iso(row.updated_at), "ack_at": iso(row.ack_at),
+        "ack_by": row.ack_by, "cleared_at": iso(row.cleared_at), "cleared_by": row.cleared_by,
+        "count": row.count, "details": row.details,
+    }
+
+
+class AlertBook:
+    """Opens, extends, acknowledges and clears alerts in one session.
+
+    Args:
+        session: SQLAlchemy session; the caller commits, then calls :meth:`publish`.
+        notifiers: called once per change after :meth:`publish`.
+    """
+
+    def __init__(self, session: Session, notifiers: Sequence[Notifier] = ()) -> None:
+        self.session = session
+        self.notifiers = list(notifiers)
+        self.changes: list[AlertChange] = []
+
+    def active(self, device_id: str, type_: str) -> AlertRow | None:
+        """The active alert of that device and type, if any."""
+        return self.session.scalars(
+            select(AlertRow).where(AlertRow.device_id == device_id, AlertRow.type == type_,
+                                   AlertRow.status == "active")
+        ).first()
+
+    def _record(self, row: AlertRow, action: str, at: datetime, actor: str = "system",
+                details: dict[str, Any] | None = None) -> None:
+        self.session.flush()
+        self.session.add(AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor, details=details or {}))
+        self.changes.append(AlertChange(row.id, action, snapshot(row)))
+
+    def raise_(self, device_id: str, type_: str, severity: str, at: datetime, details: dict[str, Any],
+               kecamatan: str = "") -> tuple[AlertRow, str]:
+        """Open an alert, or extend the active one of the same device and type.
+
+        Returns:
+            the alert and what happened: ``opened``, ``escalated`` (severity changed) or
+            ``extended``. Extending does not notify; opening and escalating do.
+
+        Raises:
+            ValueError: unknown severity.
+        """
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}")
+        row = self.active(device_id, type_)
+        if row is None:
+            row = AlertRow(device_id=device_id, kecamatan=kecamatan, type=type_, severity=severity,
+                           status="active", acknowledged=False, started_at=at, updated_at=at, count=1,
+                           details=details)
+            self.session.add(row)
+            self._record(row, "opened", at, details=details)
+            return row, "opened"
+        row.count += 1
+        row.updated_at = max(row.updated_at, at) if row.updated_at.tzinfo else at
+        row.details = details
+        if row.severity != severity:
+            old, row.severity = row.severity, severity
+            self._record(row, "escalated", at, details={"from": old, "to": severity})
+            return row, "escalated"
+        self.session.flush()
+        return row, "extended"
+
+    def clear(self, alert_id: int, at: datetime, actor: str = "system", reason: str = "") -> AlertRow:
+        """Clear an active alert.
+
+        Raises:
+            AlertNotFound: no such alert.
+            AlertStateError: it is already cleared.
+        """
+        row = self.get(alert_id)
+        if row.status != "active":
+            raise AlertStateError(f"alert {alert_id} is already cleared")
+        row.status, row.cleared_at, row.cleared_by, row.updated_at = "cleared", at, actor, at
+        self._record(row, "cleared", at, actor, {"reason": reason} if reason else None)
+        return row
+
+    def clear_condition(self, device_id: str, type_: str, at: datetime, reason: str) -> AlertRow | None:
+        """Clear the active alert of that device and type when its condition has ended."""
+        row = self.active(device_id, type_)
+        return self.clear(row.id, at, "system", reason) if row is not None else None
+
+    def acknowledge(self, alert_id: int, at: datetime, actor: str) -> AlertRow:
+        """Acknowledge an alert (active or cleared).
+
+        Raises:
+            AlertNotFound: no such alert.
+            AlertStateError: it is already acknowledged.
+        """
+        row = self.get(alert_id)
+        if row.acknowledged:
+            raise AlertStateError(f"alert {alert_id} is already acknowledged")
+        row.acknowledged, row.ack_at, row.ack_by, row.updated_at = True, at, actor, at
+        self._record(row, "acknowledged", at, actor)
+        return row
+
+    def get(self, alert_id: int) -> AlertRow:
+        """The alert with that id.
+
+        Raises:
+            AlertNotFound: no such alert.
+        """
+        row = self.session.get(AlertRow, alert_id)
+        if row is None:
+            raise AlertNotFound(f"no alert {alert_id}")
+        return row
+
+    def publish(self) -> None:
+        """Hand the recorded changes to every notifier once (call after commit)."""
+        changes, self.changes = self.changes, []
+        for change in changes:
+            for notify in self.notifiers:
+                try:
+                    notify(change)
+                except Exception:  # a broken webhook must not stop the job
+                    log.exception("notifier failed for alert %s %s", change.alert_id, change.action)

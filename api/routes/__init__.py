@@ -1,0 +1,1 @@
+"""One router per resource, included by hand in :func:`api.main.create_app`."""

@@ -1,0 +1,95 @@
+"""The ``lorong`` command: one sub-command group per room, and ``lorong demo``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import typer
+
+from analytics import aqi_cli
+from analytics import cli as analytics_cli
+from api import cli as api_cli
+from devices import cli as devices_cli
+from firmware_sim import cli as sim_cli
+from ingest import cli as ingest_cli
+from storage import cli as stack_cli
+
+app = typer.Typer(help="Lorong: waste-bin and air-quality telemetry for Makassar and cities like it.",
+                  no_args_is_help=True)
+app.add_typer(stack_cli.app, name="stack")
+app.add_typer(ingest_cli.app, name="ingest")
+app.add_typer(devices_cli.app, name="devices")
+app.add_typer(analytics_cli.app, name="analytics")
+app.add_typer(api_cli.app, name="api")
+app.add_typer(sim_cli.app, name="sim")
+app.command("aqi")(aqi_cli.aqi)
+
+
+@app.callback()
+def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR")) -> None:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command("demo")
+def demo(
+    bins: int = typer.Option(40, min=1, max=5000),
+    air: int = typer.Option(5, min=0, max=500),
+    speed: float = typer.Option(120.0, min=1.0, help="simulated seconds per real second"),
+    duration: float | None = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
+) -> None:
+    """Start the embedded stack, the ingester, the analytics scheduler, a simulated Makassar fleet and
+    the API; stop everything cleanly on Ctrl-C."""
+    import uvicorn
+
+    from analytics.scheduler import Scheduler
+    from api.main import create_app
+    from core.settings import Settings
+    from firmware_sim.fleet import Fleet
+    from firmware_sim.publisher import Publisher
+    from storage.runtime import open_influx, open_sessions
+
+    settings = Settings()
+    settings.analytics.interval_s = min(settings.analytics.interval_s, 10.0)
+    services = stack_cli.up(settings, detach=False)
+    stop = threading.Event()
+    sessions = open_sessions(settings)
+    fleet = Fleet(bins=bins, air=air)
+    sim_cli.register_fleet(fleet, settings)
+    ingester = ingest_cli.build(settings)
+    ingester.start()
+    scheduler = Scheduler(sessions, open_influx(settings), settings.analytics)
+    scheduler.start()
+    pub = Publisher(settings.mqtt.host, settings.mqtt.port)
+    sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(fleet, pub, speed, stop), daemon=True)
+    sim_thread.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host, port=settings.api.port,
+                                           log_level="warning"))
+    url = f"http://{settings.api.host}:{settings.api.port}"
+    print(f"\nLorong demo running: API {url}  (docs {url}/docs, alerts {url}/alerts, bins {url}/bins)")
+    print("Press Ctrl-C to stop.\n", flush=True)
+    if duration is not None:
+        threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    try:
+        server.run()
+    finally:
+        stop.set()
+        sim_thread.join(timeout=10)
+        pub.close()
+        scheduler.stop()
+        ingester.stop()
+        for svc in services:
+            svc.stop()
+        stack_cli.down(settings)
+        print("stopped.")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""``lorong stack``: run the embedded Mosquitto + InfluxDB under ``./var``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import typer
+
+from core.settings import Settings
+from storage import stack
+from storage.runtime import open_influx
+
+app = typer.Typer(help="Run the embedded broker and time-series database (Debian mosquitto + influxd).",
+                  no_args_is_help=True)
+
+
+def _pidfile(settings: Settings) -> Path:
+    return settings.var_dir / "run" / "stack.json"
+
+
+def _ports(settings: Settings) -> tuple[int, int]:
+    return settings.mqtt.port, urlparse(settings.influx.url).port or 8086
+
+
+def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stack.Service]:
+    """Start both services (idempotent: running ones are kept) and record their PIDs.
+
+    Raises:
+        ConfigError: a binary is missing, or ``auth`` without exported credentials.
+        TimeoutError: a service did not come up.
+    """
+    pidfile = _pidfile(settings)
+    state = json.loads(pidfile.read_text()) if pidfile.exists() else {}
+    mqtt_port, influx_port = _ports(settings)
+    started: list[stack.Service] = []
+    var = settings.var_dir.resolve()
+    if not stack.pid_alive(state.get("mosquitto", 0) or 0):
+        pw = acl = None
+        if auth:
+            pw, acl = var / "mosquitto" / "passwd", var / "mosquitto" / "acl"
+            if not pw.exists():
+                from core.errors import ConfigError
+
+                raise ConfigError("no credentials: run `lorong devices credentials export` first")
+        svc = stack.start_mosquitto(var / "mosquitto", mqtt_port, pw, acl, detach=detach)
+        state["mosquitto"] = svc.proc.pid
+        started.append(svc)
+    if not stack.pid_alive(state.get("influxd", 0) or 0):
+        svc = stack.start_influxd(var / "influxdb", influx_port, detach=detach)
+        state["influxd"] = svc.proc.pid
+        started.append(svc)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(json.dumps(state))
+    open_influx(settings).create_database(settings.influx.retention)
+    return started
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the services recorded in the PID file; returns the names stopped."""
+    pidfile = _pidfile(settings)
+    if not pidfile.exists():
+        return []
+    state = json.loads(pidfile.read_text())
+    stopped = [name for name, pid in state.items() if stack.stop_pid(int(pid))]
+    pidfile.unlink()
+    return stopped
+
+
+@app.command("up")
+def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwords and ACLs")) -> None:
+    """Start mosquitto and influxd on 127.0.0.1 (data under ./var) and wait until both answer."""
+    settings = Settings()
+    up(settings, auth=auth)
+    mqtt_port, influx_port = _ports(settings)
+    print(f"mosquitto on 127.0.0.1:{mqtt_port}, influxd on 127.0.0.1:{influx_port}, data in {settings.var_dir}/")
+
+
+@app.command("down")
+def down_cmd() -> None:
+    """Stop the services started by `lorong stack up`."""
+    stopped = down(Settings())
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@app.command("status")
+def status_cmd() -> None:
+    """Show whether each service runs and answers."""
+    settings = Settings()
+    pidfile = _pidfile(settings)
+    state = json.loads(pidfile.read_text()) if pidfile.exists() else {}
+    mqtt_port, _ = _ports(settings)
+    ok = True
+    for name in ("mosquitto", "influxd"):
+        pid = int(state.get(name, 0) or 0)
+        alive = bool(pid) and stack.pid_alive(pid)
+        if name == "mosquitto":
+            try:
+                stack.wait_for_port(mqtt_port, 0.5)
+                answers = True
+            except TimeoutError:
+                answers = False
+        else:
+            answers = open_influx(settings).ping()
+        ok &= answers
+        print(f"{name:10s} pid={pid or '-'} running={alive} answers={answers}")
+    raise typer.Exit(0 if ok else 1)

@@ -1,0 +1,94 @@
+"""Shared fixtures: real mosquitto and influxd on free loopback ports, a fresh SQL database.
+
+Missing binaries fail the run (never a quiet skip): `make test` installs them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
+from storage import stack
+from storage.db import make_engine, migrate, session_factory
+from storage.influx import InfluxClient
+
+DATA = Path(__file__).parent / "data"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def _require(binary: str) -> None:
+    if not (shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin")):
+        pytest.fail(f"{binary} is not installed: run `make test` (it installs Debian's packages)")
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Service]:
+    """A Mosquitto 2 broker on a free 127.0.0.1 port, for the whole session."""
+    _require("mosquitto")
+    svc = stack.start_mosquitto(tmp_path_factory.mktemp("mosquitto"), stack.free_port())
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Service]:
+    """An InfluxDB 1.x server on a free 127.0.0.1 port, for the whole session."""
+    _require("influxd")
+    svc = stack.start_influxd(tmp_path_factory.mktemp("influxd"), stack.free_port())
+    yield svc
+    svc.stop()
+
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture
+def influx(influxd: stack.Service) -> Iterator[InfluxClient]:
+    """A client on a fresh, empty database of the session's influxd."""
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    client = InfluxClient(f"http://127.0.0.1:{influxd.port}", name)
+    client.create_database()
+    yield client
+    client.command(f'DROP DATABASE "{name}"')
+    client.close()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A migrated SQLite database in the test's temp dir."""
+    url = f"sqlite:///{tmp_path / 'lorong.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def sessions(db_url: str) -> sessionmaker[Session]:
+    """Session factory on :func:`db_url`."""
+    return session_factory(make_engine(db_url))
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, db_url: str) -> Callable[..., Settings]:
+    """Build :class:`Settings` pointing at the test broker/influx/database; kwargs override."""
+
+    def build(mqtt_port: int | None = None, influx: InfluxClient | None = None, **overrides: object) -> Settings:
+        base: dict[str, object] = {
+            "var_dir": tmp_path / "var",
+            "database_url": db_url,
+            "ingest": IngestSettings(spool_dir=tmp_path / "spool", flush_interval_s=0.05),
+        }
+        if mqtt_port is not None:
+            base["mqtt"] = MqttSettings(port=mqtt_port, client_id=f"lorong-test-{next(_db_counter)}")
+        if influx is not None:
+            base["influx"] = InfluxSettings(url=influx.url, database=influx.database)
+        base.update(overrides)
+        return Settings.model_validate(base)
+
+    return build
