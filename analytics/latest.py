@@ -48,7 +48,7 @@ def refresh_latest(session: Session, influx: InfluxClient, lookback: str = "30d"
             ts: datetime = utc_from_ms(max(t for _, t in metrics.values()))
             row = session.get(DeviceLatestRow, device_id)
             if row is None:
-                session.add(DeviceLatestRow(device_id=device_id, ts=ts, metrics=metrics))
+                session.add(DeviceLatestRow(device_id=device_id, ts=ts, metrics=metrics, derived={}))
             else:
                 row.ts, row.metrics = ts, metrics
             n += 1

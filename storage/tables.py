@@ -104,7 +104,7 @@ class DeviceCredentialRow(Base):
 class DeviceLatestRow(Base):
     """Latest value of every metric of a device: the fast home of "current state" for the API.
 
-    ``metrics`` maps metric name to ``[value, epoch_ms]``.
+    ``metrics`` maps metric name to ``[value, epoch_ms]``; ``derived`` holds analytics results.
     """
 
     __tablename__ = "device_latest"
@@ -112,6 +112,10 @@ class DeviceLatestRow(Base):
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     ts: Mapped[datetime] = mapped_column()
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    derived: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Analytics results for the device: bins ``fill_rate_per_h``, ``full_at`` (ISO time),
+    ``last_emptying`` (ISO time); stations ``ispu``, ``ispu_category``, ``critical_pollutant``,
+    ``us_aqi``, ``us_aqi_category``."""
 
 
 class AlertRow(Base):
