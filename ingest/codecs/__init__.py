@@ -33,6 +33,7 @@ from ingest.codecs import (
     milesight_em400,
     milesight_em500_co2,
     milesight_em500_udl,
+    pepperl_fuchs_wilsen,
 )
 
 Codec = Callable[[int, bytes], list[RawReading]]
@@ -53,6 +54,7 @@ _MODULES: tuple[ModuleType, ...] = (
     decentlab_dl_pm,
     decentlab_dl_lp8p,
     decentlab_dl_iam,
+    pepperl_fuchs_wilsen,
 )
 
 CODECS: dict[str, Codec] = {cid: m.decode for m in _MODULES for cid in m.CODEC_IDS}
