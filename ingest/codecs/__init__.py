@@ -24,6 +24,7 @@ from ingest.codecs import (
     decentlab_dl_pm,
     dragino_laq4,
     dragino_ldds,
+    elsys_ers,
     milesight_am103,
     milesight_am107,
     milesight_am307,
@@ -55,6 +56,7 @@ _MODULES: tuple[ModuleType, ...] = (
     decentlab_dl_lp8p,
     decentlab_dl_iam,
     pepperl_fuchs_wilsen,
+    elsys_ers,
 )
 
 CODECS: dict[str, Codec] = {cid: m.decode for m in _MODULES for cid in m.CODEC_IDS}

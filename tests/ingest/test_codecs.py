@@ -676,3 +676,47 @@ def test_wilsen_errors(hex_payload: str, fport: int, reason: str) -> None:
     with pytest.raises(CodecError) as err:
         decode_hex("pepperl-fuchs-wilsen-sonic-distance", fport, hex_payload)
     assert err.value.reason == reason
+
+
+# TheThingsNetwork/lorawan-devices vendor/elsys/*-codec.yaml examples (decoder vendor/elsys/elsys.js):
+# ers-co2 @51dc053e, ers-voc @62c8acdd, ers-sound @6a51637e, ers-lite @53a91268, ers-co2-lite @51dc053e,
+# ers-eye @6a51637e. elsys.js keys -> canonical: temperature, humidity (%), light (lux), co2, vdd (mV);
+# motion, soundPeak/soundAvg and occupancy have no canonical metric.
+ELSYS_EXAMPLES = [
+    ("elsys-ers-co2", "0100E20229040027050606 0308",
+     {"temperature": 22.6, "relativeHumidity": 0.41, "illuminance": 39.0, "co2": 776.0}),
+    ("elsys-ers-voc", "0100E202290400270506", {"temperature": 22.6, "relativeHumidity": 0.41, "illuminance": 39.0}),
+    ("elsys-ers-sound", "0100E202290400270506150101",
+     {"temperature": 22.6, "relativeHumidity": 0.41, "illuminance": 39.0}),
+    ("elsys-ers-lite", "0100E20229", {"temperature": 22.6, "relativeHumidity": 0.41}),
+    ("elsys-ers-co2-lite", "0100E2022906 0308", {"temperature": 22.6, "relativeHumidity": 0.41, "co2": 776.0}),
+    ("elsys-ers-eye", "0100E2022904002705061101", {"temperature": 22.6, "relativeHumidity": 0.41,
+                                                   "illuminance": 39.0}),
+    # hand-built: 0xFF9C = -10.0 degC, VDD 0x0E10 = 3600 mV, TVOC 0x00C8 = 200 ppb,
+    # pressure 0x000F6180 = 1008000 / 1000 = 1008.0 hPa
+    ("elsys-ers", "01FF9C 070E10 1C00C8 14000F6180", {"temperature": -10.0, "batteryVoltage": 3.6,
+                                                      "tvoc": 200.0, "pressure": 1008.0}),
+    # unknown type 0x7F ends decoding as in elsys.js; the record before it is kept
+    ("elsys-ers", "0100E2 7F0102 0229", {"temperature": 22.6}),
+]
+
+
+@pytest.mark.parametrize(("codec_id", "hex_payload", "want"), ELSYS_EXAMPLES)
+def test_elsys_examples(codec_id: str, hex_payload: str, want: dict[str, float]) -> None:
+    _close(_values(codec_id, hex_payload, 5), want)
+
+
+@pytest.mark.parametrize(
+    ("hex_payload", "fport", "reason"),
+    [
+        ("0E0000", 1, "sensor_sentinel"),
+        ("0100E2", 0, "unknown_fport"),
+        ("", 5, "short_frame"),
+        ("0100", 5, "short_frame"),
+        ("0100E20E23", 5, "short_frame"),
+    ],
+)
+def test_elsys_errors(hex_payload: str, fport: int, reason: str) -> None:
+    with pytest.raises(CodecError) as err:
+        decode_hex("elsys-ers", fport, hex_payload)
+    assert err.value.reason == reason
