@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import CodecError
 from core.metrics import METRICS
@@ -720,3 +722,48 @@ def test_elsys_errors(hex_payload: str, fport: int, reason: str) -> None:
     with pytest.raises(CodecError) as err:
         decode_hex("elsys-ers", fport, hex_payload)
     assert err.value.reason == reason
+
+
+REASONS = {"unknown_fport", "short_frame", "bad_frame", "sensor_sentinel"}
+
+
+def test_registry_ids_and_modules() -> None:
+    """Ids are ``<vendor>-<model>`` lower case; every module documents its source."""
+    import ingest.codecs as codecs_pkg
+
+    assert len(CODECS) == sum(len(m.CODEC_IDS) for m in codecs_pkg._MODULES)  # no id registered twice
+    for cid in CODECS:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", cid), cid
+    for module in codecs_pkg._MODULES:
+        assert module.__doc__ and ("Follows" in module.__doc__ or "decoder" in module.__doc__), module
+
+
+@settings(max_examples=400, database=None, deadline=None)
+@given(
+    codec_id=st.sampled_from(sorted(CODECS)),
+    fport=st.one_of(st.sampled_from([1, 2, 5, 85]), st.integers(0, 255)),
+    payload=st.binary(max_size=48),
+)
+def test_codecs_raise_only_codec_error(codec_id: str, fport: int, payload: bytes) -> None:
+    """Any bytes: a list of canonical readings, or CodecError with one of the four reasons."""
+    try:
+        readings = CODECS[codec_id](fport, payload)
+    except CodecError as exc:
+        assert exc.reason in REASONS
+        return
+    for r in readings:
+        assert isinstance(r.value, float)
+        assert r.unit == METRICS[r.metric].unit
+        assert r.ts is None or r.ts.utcoffset() is not None
+
+
+@settings(max_examples=200, database=None, deadline=None)
+@given(distance=st.integers(1, 0xFFFE), battery=st.integers(0, 100), tilt=st.booleans())
+def test_em310_round_trip_property(distance: int, battery: int, tilt: bool) -> None:
+    """Every encodable EM310-UDL frame decodes back to the values put in."""
+    readings = get_codec("milesight-em310-udl")(85, encode_em310_udl(distance, battery, tilt))
+    assert readings == [
+        RawReading("batteryLevel", battery / 100, "1"),
+        RawReading("distance", float(distance), "mm"),
+        RawReading("tilt", 1.0 if tilt else 0.0, "1"),
+    ]
