@@ -2,6 +2,13 @@
 
 Device ids are DevEUIs (16 hex digits, stored upper case) for LoRaWAN devices, otherwise the
 serial number (letters, digits, ``-``, ``_``, ``.``; 1..64 characters).
+
+Lifecycle (``status``): ``in_stock`` (bought, not installed) -> ``active`` (installed and
+reporting) <-> ``maintenance`` (pulled for repair) -> ``retired`` (final: its MQTT credentials
+are revoked and the ingester stops accepting its messages).
+
+Every function here takes a session and leaves committing to the caller, so a CLI command or
+an API request is one transaction.
 """
 
 from __future__ import annotations
@@ -11,22 +18,26 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DeviceExists, UnknownDevice
 from core.model import DeviceInfo, DeviceKind, utcnow
-from storage.tables import DeviceRow
+from storage.tables import DeviceCredentialRow, DeviceRow
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATUSES = ("in_stock", "active", "maintenance", "retired")
 WASTE_KINDS = ("organik", "anorganik", "campuran")
+"""Waste streams of Indonesian bins (PP 81/2012 sorts household waste into organic and inorganic)."""
+
+_DEVEUI = re.compile(r"[0-9A-Fa-f]{16}")
 
 
 def normalize_id(device_id: str) -> str:
-    """Canonical form of a device id: DevEUIs upper case, others as given.
+    """Canonical form of a device id: DevEUIs upper case, others as given (surrounding blanks dropped).
 
     Raises:
         ValueError: not a valid id.
@@ -34,19 +45,51 @@ def normalize_id(device_id: str) -> str:
     text = device_id.strip()
     if not DEVICE_ID.match(text):
         raise ValueError(f"bad device id {device_id!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    if re.fullmatch(r"[0-9A-Fa-f]{16}", text):
+    if _DEVEUI.fullmatch(text):
         return text.upper()
     return text
 
 
-class DeviceIn(BaseModel):
-    """A device as entered by a technician (CLI, CSV or API).
-
-    Units: lat/lon WGS84 degrees; depth_mm and blind_zone_mm millimetres; capacity_l litres;
-    report_interval_s seconds; full_threshold a 0..1 fraction.
-    """
+class _DeviceChecks(BaseModel):
+    """Field checks shared by :class:`DeviceIn` and :class:`DeviceUpdate`."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("id", check_fields=False)
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return normalize_id(v)
+
+    @field_validator("status", check_fields=False)
+    @classmethod
+    def _status(cls, v: str | None) -> str | None:
+        if v is not None and v not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        return v
+
+    @field_validator("waste_kind", check_fields=False)
+    @classmethod
+    def _waste(cls, v: str | None) -> str | None:
+        if v not in (None, "", *WASTE_KINDS):
+            raise ValueError(f"waste_kind must be one of {', '.join(WASTE_KINDS)}")
+        return v or None
+
+    @field_validator("installed_at", check_fields=False)
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("installed_at needs a UTC offset, e.g. 2026-11-29T10:00:00+08:00")
+        return v
+
+
+class DeviceIn(_DeviceChecks):
+    """A device as entered by a technician (CLI, CSV or API).
+
+    Units: lat/lon WGS84 degrees; depth_mm (sensor face to the empty bin floor) and
+    blind_zone_mm (the sensor's minimum range) millimetres; capacity_l litres;
+    report_interval_s seconds; full_threshold a 0..1 fraction. ``installed_at`` must carry
+    a UTC offset.
+    """
 
     id: str
     kind: DeviceKind
@@ -68,24 +111,49 @@ class DeviceIn(BaseModel):
     installed_at: datetime | None = None
     installed_by: str = ""
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        return normalize_id(v)
 
-    @field_validator("status")
-    @classmethod
-    def _status(cls, v: str) -> str:
-        if v not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        return v
+NULLABLE = frozenset({"codec", "lat", "lon", "depth_mm", "capacity_l", "waste_kind", "full_threshold",
+                      "installed_at"})
+"""Fields a :class:`DeviceUpdate` may clear by setting them to ``None``."""
 
-    @field_validator("waste_kind")
-    @classmethod
-    def _waste(cls, v: str | None) -> str | None:
-        if v not in (None, "", *WASTE_KINDS):
-            raise ValueError(f"waste_kind must be one of {', '.join(WASTE_KINDS)}")
-        return v or None
+
+class DeviceUpdate(_DeviceChecks):
+    """A partial change to a registered device: only the fields that are set are changed.
+
+    Same units and checks as :class:`DeviceIn`; the id cannot be changed (an ``id`` field is
+    rejected). Setting a field in :data:`NULLABLE` to ``None`` clears it; ``None`` for any other
+    field is rejected.
+    """
+
+    kind: DeviceKind | None = None
+    model: str | None = None
+    codec: str | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    kecamatan: str | None = None
+    kelurahan: str | None = None
+    street: str | None = None
+    depth_mm: float | None = Field(None, gt=0, le=20000)
+    blind_zone_mm: float | None = Field(None, ge=0, le=5000)
+    capacity_l: float | None = Field(None, gt=0)
+    waste_kind: str | None = None
+    full_threshold: float | None = Field(None, gt=0, le=1)
+    report_interval_s: int | None = Field(None, gt=0, le=86400 * 7)
+    status: str | None = None
+    firmware: str | None = None
+    installed_at: datetime | None = None
+    installed_by: str | None = None
+
+    @model_validator(mode="after")
+    def _no_null_required(self) -> DeviceUpdate:
+        bad = sorted(f for f in self.model_fields_set if f not in NULLABLE and getattr(self, f) is None)
+        if bad:
+            raise ValueError(f"{', '.join(bad)} cannot be cleared")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields that were set, as column name -> new value."""
+        return {k: getattr(self, k) for k in sorted(self.model_fields_set)}
 
 
 def to_info(row: DeviceRow) -> DeviceInfo:
@@ -101,7 +169,7 @@ def add_device(session: Session, device: DeviceIn) -> DeviceRow:
     """Insert a device (the caller commits).
 
     Raises:
-        DeviceExists: the id is taken.
+        DeviceExists: the id is taken (also by a retired device: ids are never reused).
     """
     if session.get(DeviceRow, device.id) is not None:
         raise DeviceExists(f"device {device.id} is already registered")
@@ -113,28 +181,93 @@ def add_device(session: Session, device: DeviceIn) -> DeviceRow:
 
 
 def get_device(session: Session, device_id: str) -> DeviceRow:
-    """The registry row of ``device_id``.
+    """The registry row of ``device_id`` (retired devices included).
 
     Raises:
-        UnknownDevice: no such device.
+        UnknownDevice: no such device, or not a valid id.
     """
-    row = session.get(DeviceRow, normalize_id(device_id))
+    try:
+        key = normalize_id(device_id)
+    except ValueError:
+        raise UnknownDevice(f"no device {device_id!r} in the registry") from None
+    row = session.get(DeviceRow, key)
     if row is None:
         raise UnknownDevice(f"no device {device_id!r} in the registry")
     return row
 
 
 def list_devices(session: Session, kind: DeviceKind | None = None, kecamatan: str | None = None,
-                 include_retired: bool = False) -> Sequence[DeviceRow]:
-    """Devices ordered by id, optionally filtered."""
+                 include_retired: bool = False, status: str | None = None) -> Sequence[DeviceRow]:
+    """Devices ordered by id, optionally filtered by kind, kecamatan and status.
+
+    Retired devices are left out unless ``include_retired`` is true or ``status`` is ``"retired"``.
+    """
     q = select(DeviceRow).order_by(DeviceRow.id)
     if kind is not None:
-        q = q.where(DeviceRow.kind == kind.value)
+        q = q.where(DeviceRow.kind == DeviceKind(kind).value)
     if kecamatan:
         q = q.where(DeviceRow.kecamatan == kecamatan)
-    if not include_retired:
+    if status is not None:
+        q = q.where(DeviceRow.status == status)
+    elif not include_retired:
         q = q.where(DeviceRow.status != "retired")
     return session.scalars(q).all()
+
+
+def revoke_credentials(session: Session, device_id: str, at: datetime) -> int:
+    """Mark every live MQTT credential of a device revoked at ``at``; returns how many were live.
+
+    The broker learns of it on the next ``lorong devices credentials export``.
+    """
+    result = session.execute(
+        update(DeviceCredentialRow)
+        .where(DeviceCredentialRow.device_id == device_id, DeviceCredentialRow.revoked_at.is_(None))
+        .values(revoked_at=at)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def update_device(session: Session, device_id: str, change: DeviceUpdate) -> DeviceRow:
+    """Apply the fields set in ``change`` to a device (the caller commits).
+
+    Setting ``status`` to ``retired`` has the effect of :func:`retire_device` (credentials revoked).
+
+    Raises:
+        UnknownDevice: no such device.
+        ValueError: the device is retired (a retired device cannot change).
+    """
+    row = get_device(session, device_id)
+    if row.status == "retired":
+        raise ValueError(f"device {row.id} is retired and cannot be changed")
+    now = utcnow()
+    for key, value in change.changes().items():
+        setattr(row, key, value.value if isinstance(value, DeviceKind) else value)
+    row.updated_at = now
+    if row.status == "retired":
+        revoke_credentials(session, row.id, now)
+    session.flush()
+    return row
+
+
+def retire_device(session: Session, device_id: str, at: datetime) -> DeviceRow:
+    """Retire a device at ``at`` (tz-aware) and revoke its MQTT credentials (the caller commits).
+
+    Retiring a retired device changes nothing. The row stays, so history keeps its metadata
+    and the id is never reused.
+
+    Raises:
+        UnknownDevice: no such device.
+        ValueError: ``at`` is naive.
+    """
+    if at.tzinfo is None:
+        raise ValueError("retire time must be tz-aware")
+    row = get_device(session, device_id)
+    if row.status != "retired":
+        row.status = "retired"
+        row.updated_at = at
+        revoke_credentials(session, row.id, at)
+        session.flush()
+    return row
 
 
 class RegistryLookup:
@@ -163,7 +296,7 @@ class RegistryLookup:
 
     def get(self, device_id: str) -> DeviceInfo | None:
         """The device, or ``None``; DevEUIs match case-insensitively."""
-        key = device_id.upper() if re.fullmatch(r"[0-9A-Fa-f]{16}", device_id) else device_id
+        key = device_id.upper() if _DEVEUI.fullmatch(device_id) else device_id
         info = self._cache.get(key)
         age = time.monotonic() - self._loaded
         if age > self._refresh_s or (info is None and age > 1.0):
