@@ -58,6 +58,8 @@ class IngestSettings(BaseModel):
         max_payload_bytes: larger payloads are dead-lettered as ``too_large``.
         max_future_s: device time more than this ahead of receive time is rejected.
         min_year: device time before this year is rejected (clock never set).
+        stats_interval_s: seconds between self-metric points in ``ingest_stats``.
+        metrics_port: Prometheus text endpoint of the ingester on ``metrics_host`` (0 = off).
     """
 
     batch_size: int = 5000
@@ -67,6 +69,9 @@ class IngestSettings(BaseModel):
     min_year: int = 2020
     spool_dir: Path = Path("var/spool")
     instance: str = "ingest-1"
+    stats_interval_s: float = Field(10.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, le=65535)
 
 
 class AnalyticsSettings(BaseModel):
