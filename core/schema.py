@@ -11,6 +11,13 @@ Layout (InfluxDB 1.x line protocol, ms precision):
   ``type``, ``severity``; fields ``status`` (string), ``alert_id``.
 - ``ingest_stats`` the ingester's self-metrics; tag ``instance``; fields ``received``,
   ``stored``, ``rejected``, ``spool_depth``, ``write_ms``; tag ``reason`` on ``ingest_rejects``.
+- ``bin_state`` one point per bin per analytics run (for the Grafana geomap and time-to-full
+  panels); tags ``device_id``, ``kecamatan``; fields ``lat``, ``lon`` (WGS84 degrees, from the
+  registry), ``fillingLevel`` (latest fill fraction), ``hours_to_full`` (hours from the point's
+  time until the bin reaches its full threshold at the current fill rate; 0 when already full;
+  omitted when the fill is not rising).
+- ``air_index`` one point per air station per analytics run; tags ``device_id``, ``kecamatan``;
+  field ``ispu`` (integer-valued overall ISPU, P.14/2020, as ``analytics.aqi`` reports it).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ MEASUREMENT_COLLECTION = "collection"
 MEASUREMENT_ALERT = "alert_event"
 MEASUREMENT_INGEST = "ingest_stats"
 MEASUREMENT_REJECTS = "ingest_rejects"
+MEASUREMENT_BIN_STATE = "bin_state"
+MEASUREMENT_AIR_INDEX = "air_index"
 
 TAG_DEVICE = "device_id"
 TAG_KECAMATAN = "kecamatan"
@@ -38,6 +47,20 @@ FIELD_PM25 = "pm25"
 FIELD_PM10 = "pm10"
 FIELD_BATTERY = "batteryLevel"
 FIELD_TEMPERATURE = "temperature"
+FIELD_LAT = "lat"
+FIELD_LON = "lon"
+FIELD_HOURS_TO_FULL = "hours_to_full"
+FIELD_ISPU = "ispu"
+FIELD_BEFORE = "before"
+FIELD_AFTER = "after"
+FIELD_ALERT_STATUS = "status"
+FIELD_ALERT_ID = "alert_id"
+FIELD_RECEIVED = "received"
+FIELD_STORED = "stored"
+FIELD_REJECTED = "rejected"
+FIELD_SPOOL_DEPTH = "spool_depth"
+FIELD_WRITE_MS = "write_ms"
+FIELD_REJECT_COUNT = "count"
 
 MEASUREMENT_BY_KIND: dict[DeviceKind, str] = {
     DeviceKind.BIN: MEASUREMENT_BIN,
