@@ -1,76 +1,285 @@
-"""``lorong devices``: the device registry from the command line."""
+"""``lorong devices``: the device registry from the command line.
+
+Exit codes: 0 done; 1 the registry refused (unknown id, id taken, bad CSV rows); 2 bad input;
+3 the device's serial console failed (``register``).
+"""
 
 from __future__ import annotations
 
-import csv
+import sys
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from core.errors import RegistryError
-from core.model import DeviceKind
+from core.errors import ConfigError, RegistryError
+from core.model import DeviceKind, utcnow
 from core.settings import Settings
-from devices.registry import DeviceIn, add_device, list_devices
+from devices import credentials as creds
+from devices import register_cmd
+from devices.csvio import CsvProblems, import_devices, write_devices
+from devices.registry import (
+    STATUSES,
+    DeviceIn,
+    DeviceUpdate,
+    add_device,
+    get_device,
+    list_devices,
+    retire_device,
+    update_device,
+)
 from storage.runtime import open_sessions
 
 app = typer.Typer(help="Register and manage devices.", no_args_is_help=True)
-console = Console()
+cred_app = typer.Typer(help="Per-device MQTT credentials and the broker's password and ACL files.",
+                       no_args_is_help=True)
+app.add_typer(cred_app, name="credentials")
+app.command("register")(register_cmd.register)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the exit to raise."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def field_errors(exc: ValidationError) -> str:
+    """One line per invalid field: ``field: message``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors())
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @app.command("add")
 def add(
     device_id: str = typer.Argument(..., help="DevEUI (LoRaWAN) or serial number"),
     kind: DeviceKind = typer.Option(..., help="bin or air"),
-    model: str = typer.Option("", help="device model, e.g. EM310-UDL"),
+    model: str | None = typer.Option(None, help="device model, e.g. EM310-UDL"),
     codec: str | None = typer.Option(None, help="LoRaWAN codec id, e.g. milesight-em310-udl"),
-    lat: float | None = typer.Option(None),
-    lon: float | None = typer.Option(None),
-    kecamatan: str = typer.Option(""),
+    lat: float | None = typer.Option(None, help="WGS84 latitude, degrees"),
+    lon: float | None = typer.Option(None, help="WGS84 longitude, degrees"),
+    kecamatan: str | None = typer.Option(None),
+    kelurahan: str | None = typer.Option(None),
+    street: str | None = typer.Option(None, help="street or lorong"),
     depth_mm: float | None = typer.Option(None, help="sensor face to empty bin floor, mm"),
-    blind_zone_mm: float = typer.Option(0.0, help="sensor minimum range, mm"),
+    blind_zone_mm: float | None = typer.Option(None, help="sensor minimum range, mm"),
+    capacity_l: float | None = typer.Option(None, help="bin volume, litres"),
+    waste_kind: str | None = typer.Option(None, help="organik, anorganik or campuran"),
+    report_interval_s: int | None = typer.Option(None, help="seconds between uplinks"),
+    status: str | None = typer.Option(None, help=", ".join(STATUSES)),
+    firmware: str | None = typer.Option(None),
+    installed_at: str | None = typer.Option(None, help="ISO 8601 with offset"),
+    installed_by: str | None = typer.Option(None, help="technician"),
 ) -> None:
-    """Register one device."""
+    """Register one device (without its serial console: see `register` for that)."""
     sessions = open_sessions(Settings())
     try:
-        dev = DeviceIn(id=device_id, kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
-                       depth_mm=depth_mm, blind_zone_mm=blind_zone_mm)
+        dev = DeviceIn.model_validate(_given(
+            id=device_id, kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
+            kelurahan=kelurahan, street=street, depth_mm=depth_mm, blind_zone_mm=blind_zone_mm,
+            capacity_l=capacity_l, waste_kind=waste_kind, report_interval_s=report_interval_s, status=status,
+            firmware=firmware, installed_at=installed_at, installed_by=installed_by))
+    except ValidationError as exc:
+        raise fail(field_errors(exc), 2) from None
+    try:
         with sessions.begin() as s:
             add_device(s, dev)
-    except (ValidationError, RegistryError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
     console.print(f"registered {dev.id}")
+
+
+@app.command("update")
+def update(
+    device_id: str = typer.Argument(...),
+    kind: DeviceKind | None = typer.Option(None),
+    model: str | None = typer.Option(None),
+    codec: str | None = typer.Option(None),
+    lat: float | None = typer.Option(None),
+    lon: float | None = typer.Option(None),
+    kecamatan: str | None = typer.Option(None),
+    kelurahan: str | None = typer.Option(None),
+    street: str | None = typer.Option(None),
+    depth_mm: float | None = typer.Option(None),
+    blind_zone_mm: float | None = typer.Option(None),
+    capacity_l: float | None = typer.Option(None),
+    waste_kind: str | None = typer.Option(None),
+    full_threshold: float | None = typer.Option(None, help="fill fraction that counts as full, 0..1"),
+    report_interval_s: int | None = typer.Option(None),
+    status: str | None = typer.Option(None, help=", ".join(STATUSES)),
+    firmware: str | None = typer.Option(None),
+    installed_at: str | None = typer.Option(None, help="ISO 8601 with offset"),
+    installed_by: str | None = typer.Option(None),
+    clear: list[str] = typer.Option([], help="empty a field (repeatable): codec, lat, lon, depth_mm ..."),
+) -> None:
+    """Change some fields of a device; the id cannot change."""
+    values = _given(kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
+                    kelurahan=kelurahan, street=street, depth_mm=depth_mm, blind_zone_mm=blind_zone_mm,
+                    capacity_l=capacity_l, waste_kind=waste_kind, full_threshold=full_threshold,
+                    report_interval_s=report_interval_s, status=status, firmware=firmware,
+                    installed_at=installed_at, installed_by=installed_by)
+    values.update(dict.fromkeys(clear))
+    if not values:
+        raise fail("nothing to change: give at least one field option", 2)
+    try:
+        change = DeviceUpdate.model_validate(values)
+    except ValidationError as exc:
+        raise fail(field_errors(exc), 2) from None
+    sessions = open_sessions(Settings())
+    try:
+        with sessions.begin() as s:
+            row = update_device(s, device_id, change)
+    except (RegistryError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"updated {row.id}: {', '.join(sorted(values))}")
+
+
+@app.command("retire")
+def retire(
+    device_id: str = typer.Argument(...),
+    at: str | None = typer.Option(None, help="when, ISO 8601 with offset (default: now)"),
+) -> None:
+    """Retire a device: it leaves the active fleet and its MQTT credentials are revoked."""
+    try:
+        when = datetime.fromisoformat(at) if at else utcnow()
+        sessions = open_sessions(Settings())
+        with sessions.begin() as s:
+            before = len(creds.live_credentials(s))
+            row = retire_device(s, device_id, when)
+            revoked = before - len(creds.live_credentials(s))
+    except (RegistryError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"retired {row.id}; {revoked} MQTT credential(s) revoked. Run `lorong devices credentials "
+                  "export` and `lorong stack reload` so the broker refuses it.")
+
+
+@app.command("list")
+def list_cmd(
+    kind: DeviceKind | None = typer.Option(None),
+    kecamatan: str | None = typer.Option(None),
+    status: str | None = typer.Option(None, help=", ".join(STATUSES)),
+    all_: bool = typer.Option(False, "--all", help="include retired devices"),
+) -> None:
+    """Show registered devices (retired ones only with --all or --status retired)."""
+    sessions = open_sessions(Settings())
+    table = Table("id", "kind", "model", "kecamatan", "kelurahan", "street", "depth mm", "status", "last seen")
+    with sessions() as s:
+        rows = list_devices(s, kind, kecamatan, include_retired=all_, status=status)
+        for d in rows:
+            table.add_row(d.id, d.kind, d.model, d.kecamatan, d.kelurahan, d.street,
+                          "" if d.depth_mm is None else f"{d.depth_mm:g}", d.status,
+                          d.last_seen.isoformat(timespec="seconds") if d.last_seen else "")
+    console.print(table)
+    console.print(f"{len(rows)} device(s)")
+
+
+@app.command("show")
+def show(device_id: str = typer.Argument(...)) -> None:
+    """Every field of one device and its MQTT credentials (never the passwords)."""
+    sessions = open_sessions(Settings())
+    try:
+        with sessions() as s:
+            row = get_device(s, device_id)
+            history = creds.credentials_of(s, row.id)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    table = Table("field", "value", show_header=False)
+    for name in (*DeviceIn.model_fields, "last_seen", "created_at", "updated_at"):
+        value = getattr(row, name)
+        table.add_row(name, "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value))
+    console.print(table)
+    ct = Table("MQTT user", "topic", "issued", "revoked", title="credentials")
+    for c in history:
+        ct.add_row(c.username, c.topic, c.created_at.isoformat(timespec="seconds"),
+                   c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "live")
+    console.print(ct)
 
 
 @app.command("import")
 def import_csv(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with a header row")) -> None:
-    """Register every row of a CSV (columns = DeviceIn fields); nothing is written if a row is bad."""
+    """Register every row of a CSV (columns as `export` writes them); nothing is written if any row is bad."""
     sessions = open_sessions(Settings())
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
     try:
-        with sessions.begin() as s:
-            for n, row in enumerate(rows, start=2):
-                clean = {k: v for k, v in row.items() if k and v not in (None, "")}
-                try:
-                    add_device(s, DeviceIn.model_validate(clean))
-                except (ValidationError, RegistryError) as exc:
-                    raise typer.BadParameter(f"{path}:{n}: {exc}") from None
-    except typer.BadParameter as exc:
-        console.print(f"[red]error:[/red] {exc.message}; nothing imported")
-        raise typer.Exit(1) from None
+        with sessions.begin() as s, path.open(encoding="utf-8", newline="") as fh:
+            rows = import_devices(s, fh)
+    except CsvProblems as exc:
+        table = Table("row", "column", "problem", title=f"{path}: nothing imported")
+        for p in exc.problems:
+            table.add_row(str(p.row), p.column, p.message)
+        err.print(table)
+        raise fail(f"{len(exc.problems)} problem(s) in {path}; nothing imported") from None
+    except UnicodeDecodeError as exc:
+        raise fail(f"{path} is not UTF-8 text: {exc}") from None
     console.print(f"imported {len(rows)} devices")
 
 
-@app.command("list")
-def list_cmd(kind: DeviceKind | None = typer.Option(None), kecamatan: str | None = typer.Option(None)) -> None:
-    """Show registered devices."""
+@app.command("export")
+def export_csv(
+    path: str = typer.Argument("-", help="output CSV file, - for stdout"),
+    kind: DeviceKind | None = typer.Option(None),
+    status: str | None = typer.Option(None),
+) -> None:
+    """Write the registry as CSV (every device, retired ones too, unless filtered)."""
     sessions = open_sessions(Settings())
-    table = Table("id", "kind", "model", "kecamatan", "depth mm", "status")
     with sessions() as s:
-        for d in list_devices(s, kind, kecamatan):
-            table.add_row(d.id, d.kind, d.model, d.kecamatan, f"{d.depth_mm or ''}", d.status)
-    console.print(table)
+        rows = list_devices(s, kind, include_retired=True, status=status)
+        if path == "-":
+            write_devices(rows, sys.stdout)
+            return
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            n = write_devices(rows, fh)
+    console.print(f"exported {n} devices to {path}")
+
+
+@cred_app.command("issue")
+def issue(device_id: str = typer.Argument(...)) -> None:
+    """Give a device a new MQTT password (revoking the old one); the password is shown once."""
+    sessions = open_sessions(Settings())
+    try:
+        with sessions.begin() as s:
+            cred, password = creds.issue_credential(s, device_id, utcnow())
+    except (RegistryError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"MQTT user {cred.username}, topic {cred.topic}")
+    console.print(f"password (shown once, not stored): {password}", highlight=False)
+
+
+@cred_app.command("export")
+def export_credentials(
+    out: Path | None = typer.Option(None, help="directory (default: <var_dir>/mosquitto)"),
+) -> None:
+    """Write Mosquitto's password file and ACL file for every live device credential and the ingester.
+
+    The ingester's account is LORONG_MQTT__USERNAME / LORONG_MQTT__PASSWORD when both are set, else
+    the one kept in <out>/ingest.env (created with a fresh password on first export).
+    """
+    settings = Settings()
+    out_dir = out or settings.var_dir / "mosquitto"
+    if settings.mqtt.username and settings.mqtt.password:
+        user, pw, source = settings.mqtt.username, settings.mqtt.password.get_secret_value(), "environment"
+    else:
+        try:
+            user, pw = creds.load_or_create_service_env(out_dir / "ingest.env")
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
+        source = str(out_dir / "ingest.env")
+    service = creds.service_account(user, pw, settings.mqtt.topics)
+    sessions = open_sessions(settings)
+    try:
+        with sessions() as s:
+            passwd, acl, n = creds.export_files(s, out_dir, service)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote {passwd} and {acl}: {n} device(s) and ingester account {user!r} (from {source})")
+    if source != "environment":
+        console.print(f"start the ingester with its account: set -a; . {source}; set +a; lorong ingest run")
+    console.print("running broker: `lorong stack reload` makes it read the new files")

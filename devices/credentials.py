@@ -1,0 +1,232 @@
+"""Per-device MQTT credentials and the Mosquitto password and ACL files made from them.
+
+Each device gets its own random password (shown once, never stored in clear) and may publish only
+on its own uplink topic ``lorong/v1/<id>/up``; the ingester gets a service account that may read
+every uplink topic it subscribes to and publish nothing.
+
+Hash format: Mosquitto 2's ``$7$`` entries, PBKDF2-HMAC-SHA512 (RFC 8018 section 5.2) with a
+12-byte random salt and 101 iterations, written ``$7$<iterations>$<base64 salt>$<base64 hash>``:
+the format ``mosquitto_passwd -U``/``-b`` writes (eclipse/mosquitto ``apps/mosquitto_passwd``,
+``src/password_mosq.c``; ``PW_DEFAULT_ITERATIONS`` 101, ``SALT_LEN`` 12). Lorong computes it itself
+at issue time, because the clear password exists only then; a test checks the result against
+``mosquitto_passwd`` byte for byte.
+
+ACL file syntax: mosquitto.conf(5), "acl_file": ``user <name>`` then ``topic read|write <filter>``
+lines; with an ACL file, anything not granted is denied.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import ConfigError
+from devices.registry import get_device, revoke_credentials
+from storage.tables import DeviceCredentialRow, DeviceRow
+
+PBKDF2_ITERATIONS = 101
+"""Mosquitto 2.0's default (``PW_DEFAULT_ITERATIONS`` in eclipse/mosquitto ``src/password_mosq.h``)."""
+SALT_BYTES = 12
+PASSWORD_BYTES = 24
+"""Random bytes per device password: 192 bits, 32 URL-safe characters."""
+SERVICE_USER = "lorong-ingest"
+PASSWD_FILE = "passwd"
+ACL_FILE = "acl"
+
+
+def device_topic(device_id: str) -> str:
+    """The only topic a device may publish on: ``lorong/v1/<id>/up``."""
+    return f"lorong/v1/{device_id}/up"
+
+
+def new_password() -> str:
+    """A fresh random MQTT password (32 URL-safe characters, 192 bits from ``secrets``)."""
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """Hash ``password`` as a Mosquitto 2 ``$7$`` password-file entry (PBKDF2-HMAC-SHA512).
+
+    Args:
+        password: the clear password (UTF-8).
+        salt: 12 random bytes; a fresh one when ``None``.
+        iterations: PBKDF2 iteration count.
+
+    Returns:
+        ``$7$<iterations>$<base64 salt>$<base64 64-byte hash>``.
+    """
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def check_password(password: str, encoded: str) -> bool:
+    """True when ``password`` matches a ``$7$`` entry made by :func:`mosquitto_hash` or mosquitto_passwd.
+
+    Raises:
+        ValueError: ``encoded`` is not a ``$7$`` entry.
+    """
+    parts = encoded.split("$")
+    if len(parts) != 5 or parts[1] != "7":
+        raise ValueError("not a Mosquitto $7$ password hash")
+    salt = base64.b64decode(parts[3])
+    return hmac.compare_digest(mosquitto_hash(password, salt, int(parts[2])), encoded)
+
+
+def issue_credential(session: Session, device_id: str, at: datetime,
+                     password: str | None = None) -> tuple[DeviceCredentialRow, str]:
+    """Give a device a new MQTT credential, revoking its earlier ones (the caller commits).
+
+    Args:
+        session: open session.
+        device_id: a registered, non-retired device.
+        at: issue time, tz-aware.
+        password: the clear password (a fresh one when ``None``).
+
+    Returns:
+        The credential row (username = device id, topic = :func:`device_topic`) and the clear
+        password, which is not stored anywhere: show it once.
+
+    Raises:
+        UnknownDevice: no such device.
+        ValueError: the device is retired.
+    """
+    row = get_device(session, device_id)
+    if row.status == "retired":
+        raise ValueError(f"device {row.id} is retired: it gets no credentials")
+    password = password or new_password()
+    revoke_credentials(session, row.id, at)
+    cred = DeviceCredentialRow(device_id=row.id, username=row.id, password_hash=mosquitto_hash(password),
+                               topic=device_topic(row.id), created_at=at)
+    session.add(cred)
+    session.flush()
+    return cred, password
+
+
+def live_credentials(session: Session) -> Sequence[DeviceCredentialRow]:
+    """Credentials that the broker must accept: not revoked, device not retired; ordered by username."""
+    q = (select(DeviceCredentialRow).join(DeviceRow, DeviceRow.id == DeviceCredentialRow.device_id)
+         .where(DeviceCredentialRow.revoked_at.is_(None), DeviceRow.status != "retired")
+         .order_by(DeviceCredentialRow.username, DeviceCredentialRow.id))
+    return session.scalars(q).all()
+
+
+def credentials_of(session: Session, device_id: str) -> Sequence[DeviceCredentialRow]:
+    """Every credential a device ever had, oldest first."""
+    q = (select(DeviceCredentialRow).where(DeviceCredentialRow.device_id == device_id)
+         .order_by(DeviceCredentialRow.created_at, DeviceCredentialRow.id))
+    return session.scalars(q).all()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccount:
+    """The ingester's broker account: reads the uplink topic filters, publishes nothing.
+
+    Attributes:
+        username: MQTT user name (``LORONG_MQTT__USERNAME``).
+        password_hash: its ``$7$`` hash.
+        read_topics: topic filters it may subscribe to (``$share/<group>/`` prefixes removed).
+    """
+
+    username: str
+    password_hash: str
+    read_topics: tuple[str, ...]
+
+
+def acl_filter(topic_filter: str) -> str:
+    """The ACL form of a subscription filter: ``$share/<group>/a/+/b`` -> ``a/+/b``."""
+    if topic_filter.startswith("$share/"):
+        parts = topic_filter.split("/", 2)
+        return parts[2] if len(parts) == 3 else topic_filter
+    return topic_filter
+
+
+def service_account(username: str, password: str, topic_filters: Iterable[str]) -> ServiceAccount:
+    """Build the ingester's account from its clear password and the filters it subscribes to."""
+    filters = tuple(dict.fromkeys(acl_filter(t) for t in topic_filters))
+    return ServiceAccount(username, mosquitto_hash(password), filters)
+
+
+def render_password_file(creds: Sequence[DeviceCredentialRow], service: ServiceAccount) -> str:
+    """Mosquitto password file text: ``<username>:<$7$ hash>`` per line, service account first.
+
+    Raises:
+        ConfigError: a device id equals the service account name, or a name holds ``:``.
+    """
+    lines = [f"{service.username}:{service.password_hash}"]
+    for c in creds:
+        if c.username == service.username or ":" in c.username:
+            raise ConfigError(f"device user name {c.username!r} clashes with the password file format "
+                              "or the service account")
+        lines.append(f"{c.username}:{c.password_hash}")
+    return "\n".join(lines) + "\n"
+
+
+def render_acl(creds: Sequence[DeviceCredentialRow], service: ServiceAccount) -> str:
+    """Mosquitto ACL file text: the service account reads its filters; each device writes its topic."""
+    out = ["# generated by `lorong devices credentials export`; edits are overwritten", "",
+           f"user {service.username}"]
+    out += [f"topic read {t}" for t in service.read_topics]
+    for c in creds:
+        out += ["", f"user {c.username}", f"topic write {c.topic}"]
+    return "\n".join(out) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to ``path`` with mode 0600."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def export_files(session: Session, out_dir: Path, service: ServiceAccount) -> tuple[Path, Path, int]:
+    """Write Mosquitto's password file and ACL file for every live credential into ``out_dir``.
+
+    Returns:
+        ``(password file, ACL file, number of device credentials)``; both files mode 0600.
+
+    Raises:
+        ConfigError: see :func:`render_password_file`.
+    """
+    creds = live_credentials(session)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    passwd, acl = out_dir / PASSWD_FILE, out_dir / ACL_FILE
+    _write_private(passwd, render_password_file(creds, service))
+    _write_private(acl, render_acl(creds, service))
+    return passwd, acl, len(creds)
+
+
+def load_or_create_service_env(path: Path, username: str = SERVICE_USER) -> tuple[str, str]:
+    """The ingester's credentials kept in an env file, created with a fresh password if missing.
+
+    The file holds ``LORONG_MQTT__USERNAME=...`` and ``LORONG_MQTT__PASSWORD=...`` (mode 0600), the
+    variables the ingester reads (core/settings.py); ``set -a; . <path>; set +a`` loads them.
+
+    Returns:
+        ``(username, password)``.
+
+    Raises:
+        ConfigError: the file exists but lacks either variable.
+    """
+    if path.exists():
+        values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        user, pw = values.get("LORONG_MQTT__USERNAME"), values.get("LORONG_MQTT__PASSWORD")
+        if not user or not pw:
+            raise ConfigError(f"{path} must set LORONG_MQTT__USERNAME and LORONG_MQTT__PASSWORD")
+        return user, pw
+    password = new_password()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(path, f"LORONG_MQTT__USERNAME={username}\nLORONG_MQTT__PASSWORD={password}\n")
+    return username, password

@@ -1,0 +1,148 @@
+"""Device registry CSV: one device per row, the columns are the fields of :class:`DeviceIn`.
+
+Reading checks every row and reports every problem with its row number (the header is row 1, as
+in a spreadsheet) and column, so a technician can fix a whole sheet in one pass; a caller imports
+nothing when there is any problem. Files saved by spreadsheet programs are accepted: a UTF-8
+byte-order mark is skipped and ``;`` is taken as the separator when the header uses it (the
+default list separator of Indonesian-locale Excel).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import TextIO
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from core.errors import RegistryError
+from devices.registry import DeviceIn, add_device
+from storage.tables import DeviceRow
+
+COLUMNS: tuple[str, ...] = tuple(DeviceIn.model_fields)
+"""CSV columns in export order; ``id`` and ``kind`` are required on import."""
+REQUIRED = ("id", "kind")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a CSV file: row number (header = 1), column name and what is wrong."""
+
+    row: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, column {self.column}: {self.message}"
+
+
+class CsvProblems(RegistryError):
+    """A CSV file with problems; nothing from it may be imported.
+
+    Attributes:
+        problems: every problem found, in file order.
+    """
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems[:5])
+                         + (f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""))
+
+
+def _dialect(first_line: str) -> str:
+    return ";" if first_line.count(";") > first_line.count(",") else ","
+
+
+def read_devices(fh: TextIO) -> list[tuple[int, DeviceIn]]:
+    """Parse and validate every row of a devices CSV.
+
+    Empty cells take the field's default; blank lines are skipped. Duplicate ids within the file
+    are problems.
+
+    Returns:
+        ``(row number, device)`` per data row, in file order (the header is row 1).
+
+    Raises:
+        CsvProblems: an unknown or missing column, a bad value, a duplicate id, an empty file.
+    """
+    text = fh.read().removeprefix("\ufeff")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_dialect(text.split("\n", 1)[0]))
+    header = [h.strip() for h in reader.fieldnames or []]
+    if not header:
+        raise CsvProblems([Problem(1, "-", "empty file: expected a header row")])
+    reader.fieldnames = header
+    problems = [Problem(1, h or "(blank)", f"unknown column; known columns: {', '.join(COLUMNS)}")
+                for h in header if h not in COLUMNS]
+    problems += [Problem(1, c, "required column missing") for c in REQUIRED if c not in header]
+    if problems:
+        raise CsvProblems(problems)
+    devices: list[tuple[int, DeviceIn]] = []
+    seen: dict[str, int] = {}
+    for record in reader:
+        row = reader.line_num
+        if None in record:
+            problems.append(Problem(row, "-", f"{len(header) + len(record[None])} cells, header has {len(header)}"))
+            continue
+        clean = {k: v.strip() for k, v in record.items() if v is not None and v.strip() != ""}
+        if not clean:
+            continue  # a blank line left by a spreadsheet
+        try:
+            dev = DeviceIn.model_validate(clean)
+        except ValidationError as exc:
+            for err in exc.errors():
+                column = str(err["loc"][0]) if err["loc"] else "-"
+                shown = f" (got {clean[column]!r})" if column in clean else ""
+                problems.append(Problem(row, column, err["msg"].removeprefix("Value error, ") + shown))
+            continue
+        if dev.id in seen:
+            problems.append(Problem(row, "id", f"{dev.id} already appears in row {seen[dev.id]}"))
+            continue
+        seen[dev.id] = row
+        devices.append((row, dev))
+    if problems:
+        raise CsvProblems(problems)
+    return devices
+
+
+def import_devices(session: Session, fh: TextIO) -> list[DeviceRow]:
+    """Read a devices CSV and add every row (the caller commits; on any problem it must roll back).
+
+    Raises:
+        CsvProblems: as :func:`read_devices`, plus ids already in the registry.
+    """
+    devices = read_devices(fh)
+    taken = [Problem(row, "id", f"device {d.id} is already registered")
+             for row, d in devices if session.get(DeviceRow, d.id) is not None]
+    if taken:
+        raise CsvProblems(taken)
+    return [add_device(session, d) for _, d in devices]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)
+
+
+def write_devices(rows: Iterable[DeviceRow], fh: TextIO) -> int:
+    """Write registry rows as CSV (header :data:`COLUMNS`); returns the number of rows.
+
+    Floats are written with Python's shortest round-trip repr and times as ISO 8601 with offset,
+    so :func:`read_devices` gives back equal values.
+    """
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    n = 0
+    for row in rows:
+        writer.writerow([_cell(getattr(row, c)) for c in COLUMNS])
+        n += 1
+    return n
