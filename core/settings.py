@@ -75,18 +75,71 @@ class IngestSettings(BaseModel):
 
 
 class AnalyticsSettings(BaseModel):
-    """Alert thresholds; sources in :mod:`analytics`.
+    """Alert thresholds and job settings; each rule's module in ``analytics/rules`` gives the
+    source of its defaults.
 
     Attributes:
         full_threshold: fillingLevel at or above which a bin is full (fraction).
+        overflow_threshold: fillingLevel from which a full bin is critical (fraction).
+        full_hysteresis: a full alert clears below ``full_threshold - full_hysteresis``.
+        debounce_readings: consecutive readings a bin level or status flag must hold to open.
+        debounce_s: or, when set, how long (seconds) it must hold, whichever comes first.
+        pickup_min_drop: fall in fillingLevel between two readings that counts as a pickup.
+        pickup_lookback_h: hours scanned for pickups on each run.
+        forecast_window_h: hours of hourly means used for the fill-rate estimate.
+        collection_times: planned collection times, ``HH:MM`` local time in ``timezone``.
+        collection_weekdays: days with collections, Monday = 0.
+        timezone: IANA zone of the schedule and of route-plan days (WITA = Asia/Makassar).
+        fire_temp_c, fire_rise_c, fire_rise_window_s: fire limit, and rise within a window.
+        offline_factor: a device is offline after this many report intervals without data.
+        stuck_readings: identical readings in a row that make a sensor stuck.
+        battery_low, battery_critical: batteryLevel fractions for warning and minor alerts.
+        rejects_limit, rejects_window_s: dead letters per device within the window.
         pm25_limit: PM2.5 hourly mean (ug/m3) above which an air alert opens; 55.4 is the top of
             the ISPU "Sedang" band (Permen LHK P.14/2020).
+        pm25_clear_margin: the PM2.5 alert clears at ``pm25_limit - pm25_clear_margin``.
+        spike_z, spike_min_excess_ugm3, spike_baseline_h, spike_persistence: robust spike test
+            (modified z-score, absolute excess, baseline hours, 10-minute buckets in a row).
+        episode_min_stations, episode_fraction: city-wide episode when at least this many
+            stations (and this fraction of those with a baseline) spike within one hour.
+        pm_sensor_by_model: device model (registry ``model``) -> PM sensor model of
+            ``analytics.humidity.SENSOR_MODELS`` whose humidity correction applies.
+        pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction.
+        webhook_url: alert changes are also POSTed here when set.
         interval_s: seconds between scheduler runs.
     """
 
     full_threshold: float = 0.8
     overflow_threshold: float = 0.95
+    full_hysteresis: float = 0.1
+    debounce_readings: int = Field(2, ge=1)
+    debounce_s: float | None = None
+    pickup_min_drop: float = 0.3
+    pickup_lookback_h: float = 24.0
+    forecast_window_h: float = 48.0
+    collection_times: list[str] = Field(default_factory=lambda: ["06:00"])
+    collection_weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
+    timezone: str = "Asia/Makassar"
+    fire_temp_c: float = 60.0
+    fire_rise_c: float = 10.0
+    fire_rise_window_s: float = 1800.0
+    offline_factor: float = 3.0
+    stuck_readings: int = Field(12, ge=2)
+    battery_low: float = 0.2
+    battery_critical: float = 0.1
+    rejects_limit: int = Field(5, ge=1)
+    rejects_window_s: float = 3600.0
     pm25_limit: float = 55.4
+    pm25_clear_margin: float = 5.0
+    spike_z: float = 3.5
+    spike_min_excess_ugm3: float = 10.0
+    spike_baseline_h: float = 24.0
+    spike_persistence: int = Field(3, ge=1)
+    episode_min_stations: int = Field(3, ge=1)
+    episode_fraction: float = 0.5
+    pm_sensor_by_model: dict[str, str] = Field(default_factory=dict)
+    pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
+    webhook_url: str | None = None
     interval_s: float = 30.0
 
 
