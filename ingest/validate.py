@@ -5,11 +5,20 @@ Parse is syntax, validate is meaning. Policy (documented in the README):
 - the device must be registered and not retired (``unknown_device``, ``retired_device``);
 - every value must be a known metric (``unknown_metric``), convertible to its canonical unit
   (``bad_unit``), finite (``sensor_sentinel`` for vendor sentinels such as "No Sensor",
-  ``non_finite`` otherwise) and inside the metric's physical range (``out_of_range``);
+  ``non_finite`` otherwise), not a known sensor sentinel number (``sensor_sentinel``, see
+  :data:`SENTINELS`) and inside the metric's physical range (``out_of_range``,
+  :mod:`core.metrics`);
 - device time is kept when present and sane; more than ``max_future_s`` ahead of receive time
-  is ``future_time``, before ``min_year`` is ``too_old`` (clock never set); without a device
-  time the network server's time, else the receive time, is used;
+  is ``future_time``, before ``min_year`` is ``too_old`` (clock never set, or a history record
+  decoded from the wrong bytes); without a device time the network server's time, else the
+  receive time, is used. Time is checked before the value, so a mis-parsed record (1976,
+  5760 degC) is reported as ``too_old``: its time is the clearer symptom;
 - a message is accepted or rejected whole, so one bad value never leaves half a message stored.
+
+Order of checks per reading: ``unknown_metric``, ``sensor_sentinel`` (nan), ``future_time`` /
+``too_old``, ``non_finite``, ``sensor_sentinel`` (-200), ``bad_unit``, ``sensor_sentinel``
+(per metric), ``out_of_range``. Payload size (``too_large``) is checked by the pipeline before
+parsing, against ``IngestSettings.max_payload_bytes``.
 """
 
 from __future__ import annotations
@@ -36,6 +45,30 @@ class Policy:
 
     max_future_s: float = 300.0
     min_year: int = 2020
+
+
+MISSING_VALUE = -200.0
+"""The missing-value tag of the UCI Air Quality data set (De Vito et al., UCI ML Repository
+"Air Quality", AirQualityUCI.csv: "Missing values are tagged with -200 value"), also used by
+stations that forward its layout. Rejected for every metric, in whatever unit it arrives."""
+
+SENTINELS: dict[str, tuple[float, ...]] = {
+    # Nova Fitness SDS011 datasheet V1.3: PM2.5/PM10 range 0.0-999.9 ug/m3, so 999.9 is the
+    # saturated reading; 1999.9 is what failing units report in the Sensor.Community archive
+    # (tests/data/sensor-community-abdn, sensor 15462).
+    "pm1": (999.9, 1999.9),
+    "pm25": (999.9, 1999.9),
+    "pm10": (999.9, 1999.9),
+    # DallasTemperature library (milesburton/Arduino-Temperature-Control-Library):
+    # DEVICE_DISCONNECTED_C = -127 for a DS18B20 probe that does not answer.
+    "temperature": (-127.0,),
+}
+"""Values, in the canonical unit, that a sensor reports instead of a measurement."""
+
+
+def is_sentinel(metric: str, value: float) -> bool:
+    """True when ``value`` (canonical unit) is a known no-measurement value of ``metric``."""
+    return any(math.isclose(value, s, rel_tol=0.0, abs_tol=1e-9) for s in SENTINELS.get(metric, ()))
 
 
 def check_time(ts: datetime, received_at: datetime, policy: Policy) -> None:
@@ -76,14 +109,18 @@ def validate(
             raise ValidationError("unknown_metric", f"{raw.metric!r} is not a Lorong metric")
         if math.isnan(raw.value):
             raise ValidationError("sensor_sentinel", f"{raw.metric}: the sensor reported no value")
+        ts = raw.ts or fallback_ts or received_at
+        check_time(ts, received_at, policy)
         if not math.isfinite(raw.value):
             raise ValidationError("non_finite", f"{raw.metric}: {raw.value}")
+        if raw.value == MISSING_VALUE:
+            raise ValidationError("sensor_sentinel", f"{raw.metric} = -200: the missing-value tag")
         value = convert(raw.value, raw.unit, spec.unit)
+        if is_sentinel(spec.name, value):
+            raise ValidationError("sensor_sentinel", f"{raw.metric} = {value:g} {spec.unit}: a sensor's no-data value")
         if not spec.low <= value <= spec.high:
             raise ValidationError("out_of_range",
                                   f"{raw.metric} = {value:g} {spec.unit} outside {spec.low:g}..{spec.high:g}")
-        ts = raw.ts or fallback_ts or received_at
-        check_time(ts, received_at, policy)
         out.append(Reading(device.device_id, spec.name, value, spec.unit, ts, received_at))
         if spec.name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm:
             level = fill_level(value, device.bin_depth_mm, device.blind_zone_mm)

@@ -1,10 +1,19 @@
-"""Map the keys of network-server-decoded objects (TTN ``decoded_payload``, ChirpStack ``object``)
-onto canonical metrics.
+"""Map the keys of network-server-decoded objects (TTN ``decoded_payload``, ChirpStack ``object``,
+SenML names) onto canonical metrics.
 
 Vendor decoders name the same quantity differently (``battery`` vs ``Bat``, ``humidity`` vs
-``relative_humidity_2``, ``pm2.5`` vs ``pm2_5``); CayenneLPP decoders append ``_<channel>``.
-The table below lists the names seen in the vendors' decoders in TheThingsNetwork/lorawan-devices
-and Milesight-IoT/SensorDecoders. Unknown keys are ignored, not guessed.
+``relative_humidity_2``, ``pm2.5`` vs ``pm2_5``); CayenneLPP decoders append ``_<channel>``
+(TTN's built-in CayenneLPP formatter: ``temperature_2``, ``relative_humidity_2``,
+``barometric_pressure_3``, ``luminosity_4``). The table lists the names seen in the vendors'
+decoders in TheThingsNetwork/lorawan-devices and Milesight-IoT/SensorDecoders, plus every
+canonical metric name of :mod:`core.metrics`. Unknown keys are ignored, not guessed.
+
+Lookup: the whole key (lower case) first, so ``pm2_5`` is PM2.5 and not channel 5 of ``pm2``;
+then the key without a trailing ``_<digits>`` channel suffix.
+
+Several keys for one metric in one object (``temperature_2`` and ``temperature_3`` from two
+probes) keep one value: an unsuffixed key wins over suffixed ones, then the lowest channel.
+The others are dropped, since the registry does not say where a second probe sits.
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ import math
 import re
 from typing import Any
 
+from core.metrics import METRICS
 from core.model import RawReading
+from core.units import normalize_unit
 
 # vendor key (lower case, CayenneLPP channel suffix removed) -> (metric, unit of the vendor value)
 KEYS: dict[str, tuple[str, str]] = {
@@ -52,23 +63,36 @@ KEYS: dict[str, tuple[str, str]] = {
     "pm10": ("pm10", "ug/m3"),
     "pressure": ("pressure", "hPa"),
     "barometric_pressure": ("pressure", "hPa"),
+    "luminosity": ("illuminance", "lx"),
+    "illuminance": ("illuminance", "lx"),
+    "rssi": ("rssi", "dBm"),
 }
+for _spec in METRICS.values():  # canonical names in their canonical units
+    KEYS.setdefault(_spec.name.lower(), (_spec.name, _spec.unit))
 
 _FLAGS: dict[str, tuple[str, dict[str, float]]] = {
     "tilt": ("tilt", {"tilt": 1.0, "normal": 0.0, "true": 1.0, "false": 0.0}),
     "position": ("tilt", {"tilt": 1.0, "normal": 0.0}),
 }
 
-_SUFFIX = re.compile(r"_\d+$")
+_SUFFIX = re.compile(r"^(.*)_(\d{1,3})$")
 
 
-def _number(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
+    """A JSON number or a numeric string (leading number of ``"2799 mm"``) as float, else ``None``.
+
+    ``true``/``false`` are not numbers. Integers too large for a float become ``inf``, so that
+    validation rejects them as ``non_finite`` rather than the caller crashing.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dict) and "value" in value:  # Decentlab {"value": .., "unit": ..}
-        return _number(value["value"])
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, float):
+        return value
     if isinstance(value, str):
         head = value.strip().split(" ")[0]
         try:
@@ -78,29 +102,67 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def lookup(key: str) -> tuple[str, str, int] | None:
+    """``(metric, vendor unit, channel)`` of a decoded-object key, or ``None`` when unknown.
+
+    ``channel`` is -1 for a key without CayenneLPP suffix. Flag keys (``tilt``, ``position``)
+    are not numeric and are handled by :func:`readings_from_object` only.
+    """
+    k = key.lower()
+    if k in KEYS:
+        metric, unit = KEYS[k]
+        return metric, unit, -1
+    m = _SUFFIX.match(k)
+    if m and m.group(1) in KEYS:
+        metric, unit = KEYS[m.group(1)]
+        return metric, unit, int(m.group(2))
+    return None
+
+
+def _value_and_unit(raw: Any, unit: str) -> tuple[float, str]:
+    """Number and unit of a vendor value; non-numeric values of a known key become ``nan``.
+
+    Decentlab objects carry their own unit (``{"value": 96000, "unit": "Pa"}``), which wins over
+    the table's unit.
+    """
+    if isinstance(raw, dict):
+        own = raw.get("unit")
+        if isinstance(own, str) and own.strip():
+            unit = normalize_unit(own)
+        raw = raw.get("value")
+    value = as_float(raw)
+    return (value if value is not None else math.nan), unit
+
+
 def readings_from_object(obj: dict[str, Any]) -> list[RawReading]:
     """Canonical raw readings from a decoded object; unknown keys are skipped.
 
-    Values may be numbers, numeric strings (``"2799 mm"``) or Decentlab ``{"value": x}`` objects.
-    Non-numeric strings for a known key (``"No Sensor"``) yield a reading with ``nan`` so that
-    validation rejects the message as a sensor sentinel instead of silently dropping it.
+    Values may be numbers, numeric strings (``"2799 mm"``) or Decentlab ``{"value": x, "unit": u}``
+    objects. Non-numeric strings for a known key (``"No Sensor"``) yield a reading with ``nan`` so
+    that validation rejects the message as a sensor sentinel instead of silently dropping it.
 
     Returns:
-        list of :class:`RawReading` with vendor units; :func:`core.units.convert` brings them to
+        one :class:`RawReading` per metric (see the module docstring for which key wins), in
+        vendor units, in the order of the winning keys; :func:`core.units.convert` brings them to
         canonical units during validation.
     """
-    out: list[RawReading] = []
-    for key, raw in obj.items():
-        k = _SUFFIX.sub("", key.lower())
+    best: dict[str, tuple[int, int, RawReading]] = {}
+    for order, (key, raw) in enumerate(obj.items()):
+        k = key.lower()
         if k in _FLAGS:
             metric, mapping = _FLAGS[k]
-            flag = mapping.get(str(raw).lower()) if not isinstance(raw, int | float) else float(bool(raw))
-            if flag is not None:
-                out.append(RawReading(metric, flag, "1"))
+            if isinstance(raw, bool | int | float):
+                flag: float | None = float(bool(raw))
+            else:
+                flag = mapping.get(str(raw).lower()) if isinstance(raw, str) else None
+            if flag is not None and metric not in best:
+                best[metric] = (-1, order, RawReading(metric, flag, "1"))
             continue
-        if k not in KEYS:
+        found = lookup(key)
+        if found is None:
             continue
-        metric, unit = KEYS[k]
-        value = _number(raw)
-        out.append(RawReading(metric, value if value is not None else math.nan, unit))
-    return out
+        metric, unit, channel = found
+        value, unit = _value_and_unit(raw, unit)
+        if metric not in best or (channel, order) < best[metric][:2]:
+            best[metric] = (channel, order, RawReading(metric, value, unit))
+    return [r for _, _, r in sorted(best.values(), key=lambda item: item[1])]

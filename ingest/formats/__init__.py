@@ -16,11 +16,11 @@ from types import ModuleType
 
 from core.errors import UnknownFormat
 from core.model import Uplink
-from ingest.formats import lorong_json, ttn_v3
+from ingest.formats import airrohr, chirpstack_v4, lorong_json, senml, ttn_v3
 
 Parser = Callable[[bytes, str, datetime], list[Uplink]]
 
-_MODULES: tuple[ModuleType, ...] = (lorong_json, ttn_v3)
+_MODULES: tuple[ModuleType, ...] = (lorong_json, ttn_v3, chirpstack_v4, senml, airrohr)
 
 FORMATS: dict[str, Parser] = {m.NAME: m.parse for m in _MODULES}
 """Parser functions by format name."""

@@ -1,12 +1,41 @@
-"""Helpers shared by the payload formats (JSON decoding, ISO-8601 times)."""
+"""Helpers shared by the payload formats: strict JSON decoding, ISO-8601 times, numbers, RSSI.
+
+All helpers are pure and raise :class:`core.errors.ParseError` (never ``ValueError``,
+``RecursionError`` ...), so a format module built on them keeps the "ParseError and nothing else"
+contract of :mod:`ingest.formats`.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import ParseError
+from core.model import RawReading
+from ingest.vendor_keys import as_float
+
+
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON (RFC 8259 section 6 has no NaN/Infinity)")
+
+
+def load_json(payload: bytes, fmt: str) -> Any:
+    """Decode UTF-8 JSON strictly (RFC 8259).
+
+    ``NaN``/``Infinity`` tokens, which Python's decoder accepts, are refused; so are integers
+    longer than Python's 4,300-digit limit and nesting deep enough to exhaust the stack.
+
+    Raises:
+        ParseError: reason ``bad_json``.
+    """
+    try:
+        return json.loads(payload, parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise ParseError("bad_json", f"{fmt}: payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ParseError("bad_json", f"{fmt}: {str(exc)[:200]}") from None
 
 
 def load_json_object(payload: bytes, fmt: str) -> dict[str, Any]:
@@ -15,10 +44,7 @@ def load_json_object(payload: bytes, fmt: str) -> dict[str, Any]:
     Raises:
         ParseError: reason ``bad_json`` (not UTF-8, not JSON, or not an object).
     """
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParseError("bad_json", f"{fmt}: {exc}") from None
+    obj = load_json(payload, fmt)
     if not isinstance(obj, dict):
         raise ParseError("bad_json", f"{fmt}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -27,13 +53,13 @@ def load_json_object(payload: bytes, fmt: str) -> dict[str, Any]:
 def parse_time(value: Any, fmt: str, require_offset: bool = True) -> datetime:
     """Parse an ISO-8601 / RFC 3339 time into tz-aware UTC.
 
-    Nanosecond fractions (TTN sends 9 digits) are cut to microseconds.
+    Nanosecond fractions (TTN and ChirpStack send 9 digits) are cut to microseconds.
 
     Raises:
         ParseError: reason ``bad_time`` (not a string, unparsable, or no offset when required).
     """
     if not isinstance(value, str):
-        raise ParseError("bad_time", f"{fmt}: time must be an ISO-8601 string, got {value!r}")
+        raise ParseError("bad_time", f"{fmt}: time must be an ISO-8601 string, got {value!r:.80}")
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -44,9 +70,65 @@ def parse_time(value: Any, fmt: str, require_offset: bool = True) -> datetime:
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
-        raise ParseError("bad_time", f"{fmt}: unparsable time {value!r}") from None
+        raise ParseError("bad_time", f"{fmt}: unparsable time {value!r:.80}") from None
     if ts.tzinfo is None:
         if require_offset:
             raise ParseError("bad_time", f"{fmt}: time {value!r} has no UTC offset")
         ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        raise ParseError("bad_time", f"{fmt}: time {value!r} is out of range") from None
+
+
+def utc_from_seconds(seconds: float, fmt: str) -> datetime:
+    """UTC datetime from Unix epoch seconds.
+
+    Raises:
+        ParseError: reason ``bad_time`` when the number is not finite or beyond year 1..9999.
+    """
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        raise ParseError("bad_time", f"{fmt}: epoch time {seconds!r} is out of range") from None
+
+
+def as_int(value: Any) -> int | None:
+    """``value`` when it is a JSON integer (``true``/``false`` are not), else ``None``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def best_rssi(values: Iterable[Any]) -> RawReading | None:
+    """The strongest gateway's RSSI (dBm) among ``values`` as an ``rssi`` reading, if any is a number."""
+    nums = [v for v in (as_float(x) for x in values) if v is not None]
+    return RawReading("rssi", max(nums), "dBm") if nums else None
+
+
+def first_per_metric(readings: Iterable[RawReading]) -> tuple[RawReading, ...]:
+    """Keep the first reading of each (metric, time): one message stores one value per field.
+
+    Several keys can map to one metric (CayenneLPP ``temperature_2`` and ``temperature_3``,
+    airrohr ``temperature`` and ``BME280_temperature``); line protocol would keep only the last,
+    silently, so the rule is made explicit: the first in payload order wins.
+    """
+    seen: set[tuple[str, datetime | None]] = set()
+    out: list[RawReading] = []
+    for r in readings:
+        key = (r.metric, r.ts)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return tuple(out)
+
+
+def topic_parts(topic: str, fmt: str, pattern: str) -> list[str]:
+    """Split ``topic`` on ``/`` and check it against ``pattern`` (``+`` = one non-empty level).
+
+    Raises:
+        ParseError: reason ``bad_topic``.
+    """
+    parts, want = topic.split("/"), pattern.split("/")
+    if len(parts) != len(want) or any(
+            (w == "+" and not p) or (w != "+" and w != p) for w, p in zip(want, parts, strict=True)):
+        raise ParseError("bad_topic", f"{fmt}: expected topic {pattern}, got {topic!r:.200}")
+    return parts

@@ -18,13 +18,13 @@ Metric names are the canonical ones of :mod:`core.metrics`; units are converted 
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 from core.errors import ParseError
 from core.metrics import METRICS
 from core.model import RawReading, Uplink
-from ingest.formats._common import load_json_object, parse_time
+from ingest.formats._common import as_int, load_json_object, parse_time
+from ingest.vendor_keys import as_float
 
 NAME = "lorong-json"
 TOPICS = ("lorong/v1/+/up",)
@@ -52,7 +52,8 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
     device_id = topic_device(topic)
     obj = load_json_object(payload, NAME)
     if "device_id" in obj and obj["device_id"] != device_id:
-        raise ParseError("device_mismatch", f"payload device_id {obj['device_id']!r} on topic of {device_id!r}")
+        raise ParseError("device_mismatch",
+                         f"{NAME}: payload device_id {obj['device_id']!r:.80} on topic of {device_id!r}")
     ts = parse_time(obj["time"], NAME) if obj.get("time") is not None else None
     metrics = obj.get("metrics")
     if not isinstance(metrics, dict) or not metrics:
@@ -63,11 +64,11 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
             value, unit = item.get("value"), item.get("unit")
         else:
             value, unit = item, METRICS[name].unit if name in METRICS else "1"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParseError("bad_value", f"{NAME}: metric {name!r} value {value!r} is not a number")
+        number = as_float(value) if isinstance(value, int | float) else None
+        if number is None:
+            raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} value {value!r:.80} is not a number")
         if not isinstance(unit, str):
-            raise ParseError("bad_value", f"{NAME}: metric {name!r} needs a string 'unit'")
-        readings.append(RawReading(name, float(value) if math.isfinite(value) else math.nan, unit, ts))
-    seq = obj.get("seq")
-    fcnt = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+            raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} needs a string 'unit'")
+        readings.append(RawReading(name, number, unit, ts))
+    fcnt = as_int(obj.get("seq"))
     return [Uplink(device_id=device_id, readings=tuple(readings), fcnt=fcnt, ts=ts)]
