@@ -11,6 +11,7 @@ import typer
 from analytics import aqi_cli
 from analytics import cli as analytics_cli
 from api import cli as api_cli
+from dashboards import cli as dashboards_cli
 from devices import cli as devices_cli
 from firmware_sim import cli as sim_cli
 from ingest import cli as ingest_cli
@@ -24,6 +25,7 @@ app.add_typer(devices_cli.app, name="devices")
 app.add_typer(analytics_cli.app, name="analytics")
 app.add_typer(api_cli.app, name="api")
 app.add_typer(sim_cli.app, name="sim")
+app.add_typer(dashboards_cli.app, name="dashboards")
 app.command("aqi")(aqi_cli.aqi)
 
 

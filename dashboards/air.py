@@ -1,0 +1,112 @@
+"""The Air quality dashboard: PM2.5 and PM10 per station against the ISPU bands, and ISPU per station.
+
+ISPU (Indeks Standar Pencemar Udara), Peraturan Menteri LHK No. P.14/MENLHK/SETJEN/KUM.1/7/2020,
+Lampiran: categories Baik 0-50, Sedang 51-100, Tidak Sehat 101-200, Sangat Tidak Sehat 201-300,
+Berbahaya above 300, shown in the regulation's colours (hijau, biru, kuning, merah, hitam); the
+concentration limits of PM2.5 and PM10 at ISPU 50/100/200/300 become the panels' threshold bands.
+These numbers repeat :mod:`analytics.aqi` (dashboards import only ``core``); a test keeps the two
+equal. Grafana colours a threshold from its value upwards, so a reading exactly on a limit (PM2.5
+15.5) is drawn in the upper band although the regulation counts it in the lower one.
+
+Panels (ids are stable; tests key their checks on them):
+
+1. PM2.5 per station: mean per ``$__interval``, ISPU bands as thresholds.
+2. PM10 per station: the same for PM10.
+3. ISPU category per station: latest ``air_index.ispu`` of each station, shown as its category.
+
+Annotation: air alerts (``alert_event`` of the types in :data:`ALERT_TYPES`).
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import stat, timeseries
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as model
+
+from core import schema
+from dashboards.panels import InfluxAnnotation, InfluxQL, ident, matches, tag_values, thresholds, where
+
+UID = "lorong-air"
+TITLE = "Lorong - Air quality"
+
+ALERT_TYPES = ("pm25_high",)
+"""Alert types raised for air stations by :mod:`analytics.jobs`."""
+
+ISPU_CATEGORIES: tuple[tuple[str, int, int | None, str], ...] = (
+    ("Baik", 0, 50, "green"),
+    ("Sedang", 51, 100, "blue"),
+    ("Tidak Sehat", 101, 200, "yellow"),
+    ("Sangat Tidak Sehat", 201, 300, "red"),
+    ("Berbahaya", 301, None, "#000000"),
+)
+"""(name, lowest index, highest index or None, colour) per ISPU category, P.14/2020."""
+
+PM25_LIMITS_UGM3 = (15.5, 55.4, 150.4, 250.4)
+"""PM2.5 upper limits (ug/m3, 24 h) of Baik, Sedang, Tidak Sehat, Sangat Tidak Sehat, P.14/2020."""
+
+PM10_LIMITS_UGM3 = (50.0, 150.0, 350.0, 420.0)
+"""PM10 upper limits (ug/m3, 24 h) of Baik, Sedang, Tidak Sehat, Sangat Tidak Sehat, P.14/2020."""
+
+AIR, INDEX = schema.MEASUREMENT_AIR, schema.MEASUREMENT_AIR_INDEX
+DEV, KEC = schema.TAG_DEVICE, schema.TAG_KECAMATAN
+FILTERS = (matches(KEC, "kecamatan"), matches(DEV, "device"))
+
+
+def _mean(fld: str) -> str:
+    return (f"SELECT mean({ident(fld)}) AS {ident(fld)} FROM {ident(AIR)} {where(*FILTERS)} "
+            f"GROUP BY time($__interval), {ident(DEV)} fill(none)")
+
+
+PM25 = _mean(schema.FIELD_PM25)
+PM10 = _mean(schema.FIELD_PM10)
+ISPU = (f"SELECT last({ident(schema.FIELD_ISPU)}) AS {ident(schema.FIELD_ISPU)} FROM {ident(INDEX)} "
+        f"{where(*FILTERS)} GROUP BY {ident(DEV)}")
+ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_STATUS)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
+          f"{ident(DEV)} FROM {ident(schema.MEASUREMENT_ALERT)} "
+          f"{where(ident(schema.TAG_TYPE) + ' =~ /^(' + '|'.join(ALERT_TYPES) + ')$/', *FILTERS)}")
+
+
+def _band_thresholds(limits: tuple[float, ...]) -> dash.ThresholdsConfig:
+    colours = [c for _, _, _, c in ISPU_CATEGORIES]
+    return thresholds(colours[0], *zip(limits, colours[1:], strict=True))
+
+
+def _pm_panel(pid: int, title: str, query: str, limits: tuple[float, ...]) -> timeseries.Panel:
+    return (timeseries.Panel().id(pid).title(title).span(12).height(10)
+            .description(f"{title}: mean per interval; background bands are the ISPU categories "
+                         "(P.14/2020 limits, 24-hour averages).")
+            .with_target(InfluxQL("A", query).alias("$tag_device_id")).interval("5m")
+            .unit("conµgm3").min(0).thresholds(_band_thresholds(limits))
+            .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE_AND_AREA)))
+
+
+def ispu_mappings() -> list[model.ValueMapping]:
+    """One range mapping per ISPU category: the index shows as the category name in its colour."""
+    return [model.RangeMap(model.DashboardRangeMapOptions(
+        from_val=lo, to=hi, result=model.ValueMappingResult(text=name, color=colour, index=i)))
+        for i, (name, lo, hi, colour) in enumerate(ISPU_CATEGORIES)]
+
+
+def build() -> model.Dashboard:
+    """The Air quality dashboard (uid :data:`UID`)."""
+    colours = [c for _, _, _, c in ISPU_CATEGORIES]
+    ispu = (stat.Panel().id(3).title("ISPU category per station").span(24).height(6)
+            .description("Latest ISPU of each station (analytics job, air_index) as its P.14/2020 category.")
+            .with_target(InfluxQL("A", ISPU).alias("$tag_device_id"))
+            .mappings(ispu_mappings())
+            .thresholds(thresholds(colours[0], *((lo, c) for _, lo, _, c in ISPU_CATEGORIES[1:])))
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).color_mode(cm.BigValueColorMode.BACKGROUND)
+            .graph_mode(cm.BigValueGraphMode.NONE))
+    return (dash.Dashboard(TITLE).uid(UID).tags(["lorong", "air"]).time("now-24h", "now").refresh("1m")
+            .timezone("browser").editable()
+            .with_variable(tag_values("kecamatan", "Kecamatan", [AIR], KEC, all_value=".*"))
+            .with_variable(tag_values("device", "Station", [AIR], DEV, matches(KEC, "kecamatan"), all_value=".*"))
+            .annotation(InfluxAnnotation("Air alerts", ALERTS, schema.FIELD_ALERT_STATUS,
+                                         [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "red"))
+            .with_panel(_pm_panel(1, "PM2.5 per station", PM25, PM25_LIMITS_UGM3))
+            .with_panel(_pm_panel(2, "PM10 per station", PM10, PM10_LIMITS_UGM3))
+            .with_panel(ispu)
+            .build())

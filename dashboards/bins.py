@@ -1,0 +1,138 @@
+"""The Bins dashboard: how full the city's bins are, where, and when they were emptied.
+
+Panels (ids are stable; tests key their checks on them):
+
+1. Full bins: bins whose latest fill in the range is at or above the "full" threshold (0.8).
+2. Fill by kecamatan, now: per kecamatan, the mean of each bin's latest fill.
+3. Full bins, list: those bins with their kecamatan and latest fill.
+4. Bin map: every bin at its registry location (``bin_state``), coloured by fill.
+5. Mean fill by kecamatan: mean of all fill readings per kecamatan per ``$__interval``.
+6. Pickups per day: detected collections (``collection``) per kecamatan per local day (WITA).
+7. Time to full: hours until each bin reaches its threshold (``bin_state.hours_to_full``).
+
+Annotation: bin alerts (``alert_event`` of the types in :data:`ALERT_TYPES`).
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import bargauge, geomap, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import geomap as gm
+
+from core import schema
+from dashboards.panels import (
+    CITY_TZ,
+    FILL_THRESHOLDS,
+    FULL_THRESHOLD,
+    InfluxAnnotation,
+    InfluxQL,
+    ident,
+    matches,
+    new_table,
+    tag_values,
+    thresholds,
+    where,
+)
+
+UID = "lorong-bins"
+TITLE = "Lorong - Bins"
+
+ALERT_TYPES = ("bin_full",)
+"""Alert types raised for bins by :mod:`analytics.jobs`."""
+
+BIN, STATE, PICKUP = schema.MEASUREMENT_BIN, schema.MEASUREMENT_BIN_STATE, schema.MEASUREMENT_COLLECTION
+DEV, KEC, FILL = schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.FIELD_FILL
+FILTERS = (matches(KEC, "kecamatan"), matches(DEV, "device"))
+"""Every panel follows the kecamatan and device pickers."""
+
+
+def _latest_fill(*group: str) -> str:
+    """Subquery: each bin's latest fill in the range as ``fill``, grouped by ``group`` tags."""
+    return (f"SELECT last({ident(FILL)}) AS \"fill\" FROM {ident(BIN)} {where(*FILTERS)} "
+            f"GROUP BY {', '.join(ident(g) for g in group)}")
+
+
+FULL_COUNT = f'SELECT count("fill") AS "bins" FROM ({_latest_fill(DEV)}) WHERE "fill" >= {FULL_THRESHOLD:g}'
+FULL_LIST = (f'SELECT "fill" FROM ({_latest_fill(DEV, KEC)}) WHERE "fill" >= {FULL_THRESHOLD:g} '
+             f"GROUP BY {ident(DEV)}, {ident(KEC)}")
+FILL_BY_KEC_NOW = f'SELECT mean("fill") AS "fill" FROM ({_latest_fill(DEV, KEC)}) GROUP BY {ident(KEC)}'
+FILL_BY_KEC = (f'SELECT mean({ident(FILL)}) AS "fill" FROM {ident(BIN)} {where(*FILTERS)} '
+               f"GROUP BY time($__interval), {ident(KEC)} fill(none)")
+MAP = (f"SELECT {ident(schema.FIELD_LAT)}, {ident(schema.FIELD_LON)}, {ident(FILL)} FROM {ident(STATE)} "
+       f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
+PICKUPS = (f'SELECT count({ident(schema.FIELD_BEFORE)}) AS "pickups" FROM {ident(PICKUP)} {where(*FILTERS)} '
+           f"GROUP BY time(1d), {ident(KEC)} fill(0) tz('{CITY_TZ}')")
+TIME_TO_FULL = (f"SELECT {ident(schema.FIELD_HOURS_TO_FULL)}, {ident(FILL)} FROM {ident(STATE)} "
+                f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
+ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_STATUS)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
+          f"{ident(DEV)} FROM {ident(schema.MEASUREMENT_ALERT)} "
+          f"{where(ident(schema.TAG_TYPE) + ' =~ /^(' + '|'.join(ALERT_TYPES) + ')$/', *FILTERS)}")
+
+
+def _fill_field(builder: bargauge.Panel | geomap.Panel | table.Panel) -> None:
+    builder.unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
+
+
+def build() -> model.Dashboard:
+    """The Bins dashboard (uid :data:`UID`)."""
+    full = (stat.Panel().id(1).title(f"Full bins (fill >= {FULL_THRESHOLD:.0%})").span(4).height(8)
+            .description("Bins whose latest fill in the time range is at or above the full threshold.")
+            .with_target(InfluxQL("A", FULL_COUNT).alias("full bins")).no_value("0")
+            .thresholds(thresholds("green", (1, "orange")))
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+            .color_mode(cm.BigValueColorMode.BACKGROUND).graph_mode(cm.BigValueGraphMode.NONE))
+    by_kec_now = (bargauge.Panel().id(2).title("Fill by kecamatan, now").span(10).height(8)
+                  .description("Mean of each bin's latest fill in the time range, per kecamatan.")
+                  .with_target(InfluxQL("A", FILL_BY_KEC_NOW).alias("$tag_kecamatan"))
+                  .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+                  .orientation(cm.VizOrientation.HORIZONTAL).display_mode(cm.BarGaugeDisplayMode.GRADIENT))
+    _fill_field(by_kec_now)
+    full_list = (new_table(3, "Full bins, list", 10, 8)
+                 .description("Bins at or above the full threshold, with the time of their latest reading.")
+                 .with_target(InfluxQL("A", FULL_LIST).table())
+                 .sort_by([cb.TableSortByFieldState().display_name("fill").desc(True)]))
+    _fill_field(full_list)
+    bin_map = (geomap.Panel().id(4).title("Bin map").span(12).height(12)
+               .description("Every bin at its registered location, coloured by its latest fill "
+                            "(written by the analytics job as bin_state).")
+               .with_target(InfluxQL("A", MAP).table())
+               .view(geomap.MapViewConfig().id(gm.MapCenterID.FIT).all_layers(True))
+               .basemap(cb.MapLayerOptions().type("default").name("Basemap"))
+               .layers([cb.MapLayerOptions().type("markers").name("Bins").tooltip(True)
+                        .location(cb.FrameGeometrySource().mode(cm.FrameGeometrySourceMode.COORDS)
+                                  .latitude(schema.FIELD_LAT).longitude(schema.FIELD_LON))
+                        .config({"showLegend": True,
+                                 "style": {"color": {"field": FILL, "fixed": "dark-green"},
+                                           "size": {"fixed": 6}, "opacity": 0.9,
+                                           "symbol": {"fixed": "img/icons/marker/circle.svg", "mode": "fixed"}}})])
+               .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS)))
+    _fill_field(bin_map)
+    by_kec = (timeseries.Panel().id(5).title("Mean fill by kecamatan").span(12).height(12)
+              .description("Mean of all fill readings per kecamatan per interval.")
+              .with_target(InfluxQL("A", FILL_BY_KEC).alias("$tag_kecamatan")).interval("10m")
+              .unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
+              .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)))
+    pickups = (timeseries.Panel().id(6).title("Pickups per day").span(12).height(9)
+               .description(f"Detected collections per kecamatan per day ({CITY_TZ} days).")
+               .with_target(InfluxQL("A", PICKUPS).alias("$tag_kecamatan"))
+               .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80).decimals(0)
+               .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL)))
+    ttf = (new_table(7, "Time to full", 12, 9)
+           .description("Hours until each bin reaches its full threshold at its current fill rate "
+                        "(empty: not filling); from the analytics job's bin_state.")
+           .with_target(InfluxQL("A", TIME_TO_FULL).table())
+           .sort_by([cb.TableSortByFieldState().display_name(schema.FIELD_HOURS_TO_FULL).desc(False)])
+           .override_by_name(schema.FIELD_HOURS_TO_FULL, [model.DynamicConfigValue(id_val="unit", value="h")])
+           .override_by_name(FILL, [model.DynamicConfigValue(id_val="unit", value="percentunit")]))
+    return (dash.Dashboard(TITLE).uid(UID).tags(["lorong", "waste"]).time("now-7d", "now").refresh("1m")
+            .timezone("browser").editable()
+            .with_variable(tag_values("kecamatan", "Kecamatan", [BIN], KEC, all_value=".*"))
+            .with_variable(tag_values("device", "Bin", [BIN], DEV, matches(KEC, "kecamatan"), all_value=".*"))
+            .annotation(InfluxAnnotation("Bin alerts", ALERTS, schema.FIELD_ALERT_STATUS,
+                                         [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "orange"))
+            .with_panel(full).with_panel(by_kec_now).with_panel(full_list)
+            .with_panel(bin_map).with_panel(by_kec).with_panel(pickups).with_panel(ttf)
+            .build())

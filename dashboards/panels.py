@@ -1,0 +1,294 @@
+"""Shared parts of the dashboards: the InfluxQL query model, the datasource, variables, helpers.
+
+No build of grafana-foundation-sdk ships an InfluxDB query builder, so :class:`InfluxQLQuery` is
+a small ``Dataquery`` variant for raw InfluxQL targets, registered with the SDK runtime under the
+datasource type ``influxdb`` so that ``Dashboard.from_json`` reads it back (round trip). Its JSON
+is the target Grafana's InfluxDB datasource (InfluxQL mode) stores: ``refId``, ``query``,
+``rawQuery: true``, ``resultFormat`` (``time_series`` or ``table``), ``alias``, ``datasource``
+(grafana/grafana ``public/app/plugins/datasource/influxdb/types.ts``, ``InfluxQuery``).
+
+Annotations: the SDK types ``AnnotationQuery.target`` as the built-in Grafana annotation target
+(its own comment: "this should be a regular DataQuery"), which cannot carry an InfluxQL query, so
+:class:`InfluxAnnotationQuery` extends it with the target the InfluxDB datasource reads
+(``query``, ``textColumn``, ``tagsColumn`` ...; grafana/grafana
+``public/app/plugins/datasource/influxdb/migrations.ts``).
+
+Macros Grafana substitutes in these queries: ``$timeFilter`` (``time >= <from>ms and time <=
+<to>ms``), ``$__interval`` / ``$__interval_ms`` (the panel's group-by interval; never below the
+panel's ``interval`` nor the datasource's ``timeInterval``), ``${__to}`` (end of the range, epoch
+ms) and dashboard variables in the InfluxDB datasource's ``regex`` format (one value escaped,
+several as ``(a|b)``, "All" as the variable's ``allValue`` or as every value).
+"""
+
+from __future__ import annotations
+
+import typing
+
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import table
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import plugins as cogplugins
+from grafana_foundation_sdk.cog import runtime as cogruntime
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as model
+
+from core.settings import AnalyticsSettings
+
+DATASOURCE_TYPE = "influxdb"
+DATASOURCE_UID = "lorong-influx"
+"""The uid of the provisioned InfluxDB (InfluxQL) datasource every query uses."""
+
+DATASOURCE_NAME = "Lorong InfluxDB"
+DATASOURCE_TIME_INTERVAL = "10s"
+"""Datasource-wide minimum ``$__interval``: the ingester writes its self-metrics every 10 s."""
+
+CITY_TZ = "Asia/Makassar"
+"""IANA zone of the city (WITA, UTC+8): per-day buckets start at local midnight (InfluxQL ``tz()``)."""
+
+FULL_THRESHOLD = AnalyticsSettings().full_threshold
+"""Fill fraction at which a bin counts as full (0.8; see :mod:`analytics.jobs`)."""
+
+OVERFLOW_THRESHOLD = AnalyticsSettings().overflow_threshold
+"""Fill fraction at which a full bin is critical (0.95; see :mod:`analytics.jobs`)."""
+
+TIME_SERIES = "time_series"
+TABLE = "table"
+ALL = "$__all"
+"""Grafana's value for the "All" option of a variable."""
+
+
+def datasource() -> model.DataSourceRef:
+    """A fresh reference to the provisioned InfluxDB datasource."""
+    return model.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
+
+
+def ident(name: str) -> str:
+    """Quote an InfluxQL identifier (measurement, tag or field key) with double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def matches(tag: str, variable: str) -> str:
+    """InfluxQL condition ``"tag" =~ /^$variable$/`` (Grafana fills in the variable as a regex)."""
+    return f"{ident(tag)} =~ /^${variable}$/"
+
+
+def where(*conditions: str) -> str:
+    """``WHERE $timeFilter AND c1 AND c2 ...``: every panel query is bounded by the time picker."""
+    return " AND ".join(("WHERE $timeFilter", *conditions))
+
+
+class InfluxQLQuery(cogvariants.Dataquery):
+    """A raw InfluxQL target of Grafana's InfluxDB datasource.
+
+    Attributes:
+        ref_id: target id within the panel (``A``, ``B`` ...).
+        query: InfluxQL text with Grafana macros and ``$variables``.
+        result_format: ``time_series`` (one series per GROUP BY tag set) or ``table`` (one frame,
+            tags as columns).
+        alias: series name pattern (``$tag_<key>``, ``$col``); ``None`` for Grafana's default.
+        datasource: the datasource reference (the provisioned InfluxDB).
+        hide: hide the target's result.
+    """
+
+    def __init__(self, ref_id: str = "", query: str = "", result_format: str = TIME_SERIES,
+                 alias: str | None = None, datasource: model.DataSourceRef | None = None,
+                 hide: bool | None = None) -> None:
+        self.ref_id = ref_id
+        self.query = query
+        self.result_format = result_format
+        self.alias = alias
+        self.datasource = datasource
+        self.hide = hide
+
+    def to_json(self) -> dict[str, object]:
+        """JSON as Grafana stores an InfluxQL raw-mode target."""
+        payload: dict[str, object] = {"refId": self.ref_id, "query": self.query, "rawQuery": True,
+                                      "resultFormat": self.result_format}
+        if self.alias is not None:
+            payload["alias"] = self.alias
+        if self.datasource is not None:
+            payload["datasource"] = self.datasource
+        if self.hide is not None:
+            payload["hide"] = self.hide
+        return payload
+
+    @classmethod
+    def from_json(cls, data: dict[str, typing.Any]) -> typing.Self:
+        """Read a target written by :meth:`to_json` (or by Grafana in raw mode).
+
+        Raises:
+            ValueError: the target is not in raw InfluxQL mode.
+        """
+        if data.get("rawQuery") is not True:
+            raise ValueError(f"not a raw InfluxQL target: {data!r}")
+        ds = data.get("datasource")
+        return cls(ref_id=data.get("refId", ""), query=data.get("query", ""),
+                   result_format=data.get("resultFormat", TIME_SERIES), alias=data.get("alias"),
+                   datasource=model.DataSourceRef.from_json(ds) if ds is not None else None,
+                   hide=data.get("hide"))
+
+
+class InfluxQL(cogbuilder.Builder[InfluxQLQuery]):
+    """Builder of an :class:`InfluxQLQuery` on the provisioned datasource.
+
+    Args:
+        ref_id: target id within the panel.
+        query: InfluxQL text.
+    """
+
+    def __init__(self, ref_id: str, query: str) -> None:
+        self._internal = InfluxQLQuery(ref_id=ref_id, query=query, datasource=datasource())
+
+    def build(self) -> InfluxQLQuery:
+        """Return the target."""
+        return self._internal
+
+    def alias(self, alias: str) -> typing.Self:
+        """Name series with ``alias`` (``$tag_<key>`` and ``$col`` are replaced per series)."""
+        self._internal.alias = alias
+        return self
+
+    def table(self) -> typing.Self:
+        """Return one table (GROUP BY tags become columns) instead of time series."""
+        self._internal.result_format = TABLE
+        return self
+
+
+class InfluxAnnotationTarget:
+    """The target of an InfluxQL annotation query.
+
+    Attributes:
+        query: InfluxQL with ``$timeFilter``; each row becomes one annotation at its time.
+        text_column: column shown as the annotation text.
+        tags_column: comma-separated columns whose values become the annotation's tags.
+    """
+
+    def __init__(self, query: str = "", text_column: str = "", tags_column: str = "") -> None:
+        self.query = query
+        self.text_column = text_column
+        self.tags_column = tags_column
+
+    def to_json(self) -> dict[str, object]:
+        """JSON in the shape ``prepareAnnotation`` (InfluxDB datasource) produces."""
+        return {"query": self.query, "queryType": "tags", "fromAnnotations": True,
+                "textColumn": self.text_column, "tagsColumn": self.tags_column,
+                "timeEndColumn": "", "titleColumn": ""}
+
+    @classmethod
+    def from_json(cls, data: dict[str, typing.Any]) -> typing.Self:
+        """Read a target written by :meth:`to_json`."""
+        return cls(query=data.get("query", ""), text_column=data.get("textColumn", ""),
+                   tags_column=data.get("tagsColumn", ""))
+
+
+class InfluxAnnotationQuery(model.AnnotationQuery):
+    """A dashboard annotation whose events come from an InfluxQL query.
+
+    Attributes:
+        influx_target: the InfluxQL target, written as the annotation's ``target``.
+    """
+
+    def __init__(self, name: str, influx_target: InfluxAnnotationTarget, icon_color: str) -> None:
+        super().__init__(name=name, datasource=datasource(), enable=True, icon_color=icon_color)
+        self.influx_target = influx_target
+
+    def to_json(self) -> dict[str, object]:
+        """The SDK's annotation JSON plus the InfluxQL ``target``."""
+        payload = super().to_json()
+        payload["target"] = self.influx_target
+        return payload
+
+    @classmethod
+    def from_json(cls, data: dict[str, typing.Any]) -> typing.Self:
+        """Read an annotation written by :meth:`to_json`."""
+        return cls(data.get("name", ""), InfluxAnnotationTarget.from_json(data.get("target", {})),
+                   data.get("iconColor", ""))
+
+
+class InfluxAnnotation(cogbuilder.Builder[model.AnnotationQuery]):
+    """Builder of an :class:`InfluxAnnotationQuery`.
+
+    Args:
+        name: the toggle's label on the dashboard.
+        query: InfluxQL with ``$timeFilter``.
+        text_column: column shown as the text.
+        tags_columns: columns shown as tags.
+        icon_color: marker colour (Grafana colour name or hex).
+    """
+
+    def __init__(self, name: str, query: str, text_column: str, tags_columns: typing.Sequence[str],
+                 icon_color: str) -> None:
+        self._internal = InfluxAnnotationQuery(
+            name, InfluxAnnotationTarget(query, text_column, ",".join(tags_columns)), icon_color)
+
+    def build(self) -> InfluxAnnotationQuery:
+        """Return the annotation."""
+        return self._internal
+
+
+def variant_config() -> cogruntime.DataqueryConfig:
+    """Runtime registration of :class:`InfluxQLQuery` for the ``influxdb`` datasource type."""
+    return cogruntime.DataqueryConfig(identifier=DATASOURCE_TYPE, from_json_hook=InfluxQLQuery.from_json)
+
+
+def register_runtime() -> None:
+    """Register the SDK's panel and query plugins plus :class:`InfluxQLQuery` (idempotent).
+
+    ``Dashboard.from_json`` decodes panel options and targets only for registered types.
+    """
+    cogplugins.register_default_plugins()
+    cogruntime.register_dataquery_variant(variant_config())
+
+
+def tag_values(name: str, label: str, measurements: typing.Sequence[str], key: str,
+               condition: str | None = None, all_value: str | None = None) -> dash.QueryVariable:
+    """A multi-value variable filled by ``SHOW TAG VALUES``, with "All" selected.
+
+    Args:
+        name: variable name (``$name`` in queries).
+        label: label shown on the dashboard.
+        measurements: measurements whose tag values are offered (their union).
+        key: tag key.
+        condition: optional InfluxQL condition (another variable, for chained variables).
+        all_value: what "All" stands for; ``None`` for every listed value as ``(a|b|...)``,
+            ``".*"`` where the list can hold thousands of devices.
+
+    Returns:
+        The variable builder (refreshed on dashboard load, sorted alphabetically).
+    """
+    query = (f"SHOW TAG VALUES FROM {', '.join(ident(m) for m in measurements)} "
+             f"WITH KEY = {ident(key)}")
+    if condition:
+        query += f" WHERE {condition}"
+    var = (dash.QueryVariable(name).label(label).query(query).datasource(datasource())
+           .multi(True).include_all(True).refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
+           .sort(model.VariableSort.ALPHABETICAL_ASC)
+           .current(model.VariableOption(selected=True, text=["All"], value=[ALL])))
+    if all_value is not None:
+        var = var.all_value(all_value)
+    return var
+
+
+def thresholds(base: str, *steps: tuple[float, str]) -> dash.ThresholdsConfig:
+    """Absolute thresholds: ``base`` colour below the first step, then ``(value, colour)`` steps.
+
+    Grafana applies a step's colour to values greater than or equal to its value.
+    """
+    return (dash.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE)
+            .steps([model.Threshold(value=None, color=base),
+                    *(model.Threshold(value=v, color=c) for v, c in steps)]))
+
+
+FILL_THRESHOLDS = ((0.5, "yellow"), (FULL_THRESHOLD, "orange"), (OVERFLOW_THRESHOLD, "red"))
+"""Fill colours: green below half, orange from "full" (0.8), red from overflow risk (0.95)."""
+
+
+
+def new_table(pid: int, title: str, w: int, h: int) -> table.Panel:
+    """A table panel with id, title and size, its cell defaults spelled out.
+
+    The SDK's model fills in ``align``/``inspect`` when it reads a table back, so writing them keeps
+    the built JSON a fixed point of the SDK round trip.
+    """
+    return table.Panel().id(pid).title(title).span(w).height(h).align(cm.FieldTextAlignment.AUTO).inspect(False)
