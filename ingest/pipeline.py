@@ -7,10 +7,12 @@ It never raises for bad input: a rejected message comes back with its :class:`Pa
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 from core import schema
@@ -19,7 +21,7 @@ from core.model import DeviceInfo, Message, Reading, to_ms
 from ingest.codecs import get_codec
 from ingest.formats import FORMATS, Parser, format_for_topic
 from ingest.validate import Policy, validate
-from storage.influx import line
+from storage.influx import escape_key, escape_measurement
 
 log = logging.getLogger(__name__)
 
@@ -52,45 +54,84 @@ class Result:
 
 
 class DedupCache:
-    """Remembers the last ``size`` (device id, frame counter) pairs for ``window``: LoRaWAN
-    copies heard by several gateways, or resent by a bridge, are stored once. The window keeps a
-    device that rejoined (frame counter back to 0) from being taken for a duplicate later."""
+    """Remembers recent (device id, frame counter) pairs so that a LoRaWAN uplink heard by several
+    gateways, relayed by two network servers or resent by a bridge is stored once.
+
+    A pair counts as seen for ``window`` after its first arrival (by receive time), for at most
+    ``size`` pairs (oldest forgotten first; ~100 B each). The window keeps a device that
+    rejoined (frame counter back to 0) from being taken for a duplicate later; for uplinks with
+    raw LoRaWAN bytes the key also holds a hash of the bytes, so a rejoined device's new frame
+    with a counter seen minutes ago is not dropped either (gateway copies carry identical bytes).
+
+    The cache lives in memory: after a restart a copy may be stored again, which InfluxDB makes
+    a rewrite of the same point whenever the copies carry the same time.
+    """
 
     def __init__(self, size: int = 100_000, window: timedelta = timedelta(minutes=15)) -> None:
-        self._seen: OrderedDict[tuple[str, int], datetime] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, int, int], float] = OrderedDict()
         self._size = size
-        self._window = window
+        self._window_s = window.total_seconds()
 
-    def seen(self, device_id: str, fcnt: int, at: datetime) -> bool:
-        """True when the pair was seen less than ``window`` before ``at``; records it otherwise."""
-        key = (device_id, fcnt)
+    def seen(self, device_id: str, fcnt: int, at: datetime, content: bytes | None = None) -> bool:
+        """True when the pair (and ``content``, if given) was first seen less than ``window``
+        before ``at``; records it otherwise.
+
+        Args:
+            device_id: registry id.
+            fcnt: uplink frame counter (LoRaWAN FCnt, lorong-json ``seq``).
+            at: receive time (tz-aware).
+            content: raw frame bytes when the uplink has them.
+        """
+        key = (device_id, fcnt, hash(content) if content is not None else 0)
+        now = at.timestamp()
         first = self._seen.get(key)
-        if first is not None and abs(at - first) < self._window:
+        if first is not None and abs(now - first) < self._window_s:
             return True
-        self._seen[key] = at
+        self._seen[key] = now
         self._seen.move_to_end(key)
         if len(self._seen) > self._size:
             self._seen.popitem(last=False)
         return False
 
 
+@lru_cache(maxsize=65536)
+def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """Escaped ``measurement,tag=value,...`` exactly as :func:`storage.influx.line` writes it."""
+    return escape_measurement(measurement) + "".join(
+        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v != "")
+
+
+@lru_cache(maxsize=1024)
+def _field_key(name: str) -> str:
+    return escape_key(name)
+
+
 def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[str, str] | None = None) -> list[str]:
     """Group readings by time into line-protocol points of the device kind's measurement.
 
     Tags: ``device_id``, ``kecamatan`` (+ ``extra_tags``). Fields: one float per metric and
-    ``rx_ms`` (receive time, epoch ms, float).
+    ``rx_ms`` (receive time, epoch ms, float). The output is what :func:`storage.influx.line`
+    gives for the same point (ms timestamps), built with cached series keys because this runs
+    for every message.
+
+    Raises:
+        ValueError: a non-finite value (validation lets none through).
     """
-    measurement = schema.MEASUREMENT_BY_KIND[device.kind]
-    tags = {schema.TAG_DEVICE: device.device_id, schema.TAG_KECAMATAN: device.kecamatan, **(extra_tags or {})}
+    tags = ((schema.TAG_DEVICE, device.device_id), (schema.TAG_KECAMATAN, device.kecamatan),
+            *((extra_tags or {}).items()))
+    series = _series_key(schema.MEASUREMENT_BY_KIND[device.kind], tags)
     by_ts: dict[datetime, dict[str, float]] = {}
     rx: dict[datetime, datetime] = {}
     for r in readings:
         by_ts.setdefault(r.ts, {})[r.metric] = float(r.value)
         rx[r.ts] = r.received_at
-    return [
-        line(measurement, tags, {**fields, schema.FIELD_RX: float(to_ms(rx[ts]))}, to_ms(ts))
-        for ts, fields in by_ts.items()
-    ]
+    out = []
+    for ts, fields in by_ts.items():
+        if not all(map(math.isfinite, fields.values())):
+            raise ValueError(f"non-finite field value in {fields!r}")
+        body = ",".join([f"{_field_key(k)}={v!r}" for k, v in fields.items()])
+        out.append(f"{series} {body},{schema.FIELD_RX}={float(to_ms(rx[ts]))!r} {to_ms(ts)}")
+    return out
 
 
 class Pipeline:
@@ -118,6 +159,7 @@ class Pipeline:
         self.format_of = format_of
         self.max_payload_bytes = max_payload_bytes
         self.dedup = DedupCache()
+        self._fmt_cache: dict[str, str] = {}
 
     def process(self, msg: Message) -> Result:
         """Process one message; never raises for bad input."""
@@ -125,9 +167,14 @@ class Pipeline:
         try:
             if len(msg.payload) > self.max_payload_bytes:
                 raise ValidationError("too_large", f"{len(msg.payload)} bytes > {self.max_payload_bytes}")
-            result.fmt = self.format_of(msg.topic)
+            fmt = self._fmt_cache.get(msg.topic)
+            if fmt is None:
+                fmt = self.format_of(msg.topic)
+                if len(self._fmt_cache) < 100_000:  # one entry per device topic
+                    self._fmt_cache[msg.topic] = fmt
+            result.fmt = fmt
             uplinks = self.formats[result.fmt](msg.payload, msg.topic, msg.received_at)
-            pending: list[tuple[DeviceInfo, list[Reading], int | None]] = []
+            pending: list[tuple[DeviceInfo, list[Reading], int | None, bytes | None, list[str]]] = []
             for up in uplinks:
                 device = self.devices.get(up.device_id)
                 if device is None:
@@ -138,7 +185,8 @@ class Pipeline:
                         raise ValidationError("no_codec", f"{device.device_id} has raw bytes but no codec")
                     raws = get_codec(device.codec)(up.frame.fport, up.frame.payload) + raws
                 readings = validate(raws, device, msg.received_at, up.ts, self.policy)
-                pending.append((device, readings, up.fcnt))
+                pending.append((device, readings, up.fcnt, up.frame.payload if up.frame is not None else None,
+                                to_lines(readings, device)))
         except PayloadError as exc:
             result.error = exc
             return result
@@ -146,10 +194,10 @@ class Pipeline:
             log.exception("internal error on topic %s", msg.topic)
             result.error = PayloadError("internal_error", f"{type(exc).__name__}: {exc}")
             return result
-        for device, readings, fcnt in pending:
-            if fcnt is not None and self.dedup.seen(device.device_id, fcnt, msg.received_at):
+        for device, readings, fcnt, content, lines in pending:
+            if fcnt is not None and self.dedup.seen(device.device_id, fcnt, msg.received_at, content):
                 result.duplicate = True
                 continue
             result.readings.extend(readings)
-            result.lines.extend(to_lines(readings, device))
+            result.lines.extend(lines)
         return result

@@ -1,43 +1,55 @@
 """The running ingester: MQTT source -> pipeline -> spool (then ack) -> writer -> InfluxDB.
 
-Delivery: a QoS 1 message is acknowledged only after its points are in the durable spool (or
-its rejection is in the dead-letter store), so a crash loses nothing: the broker redelivers
-what was not acknowledged, and a redelivery rewrites the same series and timestamp.
+Delivery contract (every byte accounted for):
+
+1. paho's network thread runs :meth:`Ingester._on_message`: the pipeline turns the message
+   into points or a rejection, which wait in memory with the message's ack token.
+2. The flush thread (every 50 ms, or at once when :data:`FLUSH_AT` messages wait) appends the
+   points to the SQLite spool and the rejections to the dead-letter store, both durable, and
+   only then sends the PUBACKs, in arrival order. If either store fails, nothing is acked and
+   everything stays queued in memory for the next attempt; the broker stops sending once
+   ``Receive Maximum`` messages are unacknowledged, so memory stays bounded.
+3. The writer thread moves the spool into InfluxDB (:mod:`ingest.writer`).
+
+A crash at any point loses nothing: what was not acked is redelivered by the broker (the
+session is persistent), what was acked is in the spool, and a second copy of a point rewrites
+the same series and timestamp in InfluxDB.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
-from core import schema
 from core.model import Message, to_ms, utcnow
 from core.settings import Settings
 from ingest.deadletter import DeadLetter, DeadLetterStore
-from ingest.mqtt_source import MqttSource
+from ingest.metrics import IngestMetrics, Stats
+from ingest.mqtt_source import Delivery, MqttSource
 from ingest.pipeline import DeviceLookup, Pipeline
 from ingest.validate import Policy
 from ingest.writer import SpoolWriter
-from storage.influx import InfluxClient, line
+from storage.influx import InfluxClient
 from storage.spool import Spool
+
+__all__ = ["FLUSH_AT", "FLUSH_PERIOD_S", "Ingester", "Stats"]
 
 log = logging.getLogger(__name__)
 
+FLUSH_PERIOD_S = 0.05
+"""Longest time a received message waits in memory before the spool and its ack (s)."""
 
-@dataclass
-class Stats:
-    """Counters since start: messages received, points stored, messages rejected (by reason),
-    duplicates dropped, write latency of the last batch (ms)."""
+FLUSH_AT = 1024
+"""Messages waiting in memory that trigger a flush at once (a quarter of Receive Maximum)."""
 
-    received: int = 0
-    stored_points: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    last_write_ms: float = 0.0
+_MAX_RETRY_S = 5.0
+
+
+def spool_path_for(settings: Settings) -> str:
+    """Spool file name of this ingester: its MQTT client id, made safe for a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", settings.mqtt.client_id) + ".sqlite"
 
 
 class Ingester:
@@ -47,7 +59,11 @@ class Ingester:
         settings: Lorong settings (broker, InfluxDB, ingest tuning).
         devices: registry lookup.
         dead_letters: dead-letter store.
-        influx: InfluxDB client (the database is created at start).
+        influx: InfluxDB client (the database is created at start, or by the writer later if
+            InfluxDB is down at start).
+
+    Raises:
+        storage.spool.SpoolBusy: another process runs with the same MQTT client id.
     """
 
     def __init__(self, settings: Settings, devices: DeviceLookup, dead_letters: DeadLetterStore,
@@ -58,92 +74,146 @@ class Ingester:
                                  max_payload_bytes=cfg.max_payload_bytes)
         self.dead_letters = dead_letters
         self.influx = influx
-        self.spool = Spool(cfg.spool_dir / f"{settings.mqtt.client_id}.sqlite")
-        self.stats = Stats()
+        self.spool = Spool(cfg.spool_dir / spool_path_for(settings))
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._lines: list[str] = []
         self._dead: list[DeadLetter] = []
-        self._acks: list[tuple[int, int]] = []
+        self._acks: list[Delivery] = []
         self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._reject_logged: set[str] = set()
         self.source = MqttSource(settings.mqtt, self._on_message)
         self.writer = SpoolWriter(self.spool, influx, dead_letters.add_many, cfg.batch_size,
-                                  on_written=self._written)
+                                  idle_s=cfg.flush_interval_s, retention=settings.influx.retention)
+        self.metrics = IngestMetrics(cfg.instance, self.spool.depth, lambda: self.writer.up,
+                                     self.source.subscribed.is_set)
+        self.writer.on_written = self.metrics.written
+        self.writer.on_refused = self._refused
+        self.metrics_port: int | None = None
         self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
 
-    def _written(self, points: int, seconds: float) -> None:
-        self.stats.stored_points += points
-        self.stats.last_write_ms = seconds * 1000.0
+    @property
+    def stats(self) -> Stats:
+        """Counters since start (see :class:`ingest.metrics.Stats`)."""
+        return self.metrics.stats
 
-    def _on_message(self, msg: Message, mid: int, qos: int) -> None:
+    def _refused(self, points: int) -> None:
+        self.metrics.stats.refused_points += points
+
+    def _on_message(self, msg: Message, delivery: Delivery) -> None:
         result = self.pipeline.process(msg)
+        stats = self.metrics.stats
         with self._lock:
-            self.stats.received += 1
+            stats.received += 1
             if result.error is not None:
-                self.stats.rejected[result.error.reason] += 1
-                log.warning("rejected %s on %s: %s", result.error.reason, msg.topic, result.error.detail)
-                self._dead.append(DeadLetter(msg.topic, msg.payload, result.error.reason, result.error.detail,
-                                             msg.received_at))
+                reason = result.error.reason
+                stats.rejected[reason] += 1
+                self._dead.append(DeadLetter(msg.topic, msg.payload, reason, result.error.detail, msg.received_at))
             elif result.duplicate and not result.lines:
-                self.stats.duplicates += 1
+                stats.duplicates += 1
             else:
-                self.stats.accepted += 1
-            self._lines.extend(result.lines)
-            self._acks.append((mid, qos))
-            big = len(self._acks) >= 2000
-        if big:
-            self.flush()
+                stats.accepted += 1
+            self._lines += result.lines
+            self._acks.append(delivery)
+            waiting = len(self._acks)
+        if result.error is not None:
+            first = result.error.reason not in self._reject_logged
+            self._reject_logged.add(result.error.reason)
+            log.log(logging.WARNING if first else logging.DEBUG, "rejected %s on %s: %s%s", result.error.reason,
+                    msg.topic, result.error.detail, " (further ones at DEBUG)" if first else "")
+        if waiting >= FLUSH_AT:
+            self._kick.set()
 
     def flush(self) -> None:
-        """Make pending points and dead letters durable, then acknowledge their messages."""
-        with self._lock:
-            lines, dead, acks = self._lines, self._dead, self._acks
-            self._lines, self._dead, self._acks = [], [], []
-            if not acks and not lines and not dead:
+        """Make pending points and dead letters durable, then acknowledge their messages.
+
+        Raises:
+            Exception: whatever the spool or the dead-letter store raised; what was not made
+                durable stays pending (with its acks) for the next call.
+        """
+        with self._flush_lock:
+            with self._lock:
+                lines, dead, acks = self._lines, self._dead, self._acks
+                self._lines, self._dead, self._acks = [], [], []
+            if not (lines or dead or acks):
                 return
-            self.spool.append(lines)
-            self.dead_letters.add_many(dead)
-        for mid, qos in acks:
-            self.source.ack(mid, qos)
-        if lines:
+            wrote = bool(lines)
+            try:
+                self.spool.append(lines)
+                lines = []
+                self.dead_letters.add_many(dead)
+                dead = []
+            except BaseException:
+                with self._lock:  # put back in front, in order, for the next attempt
+                    self._lines[:0] = lines
+                    self._dead[:0] = dead
+                    self._acks[:0] = acks
+                raise
+            self.source.ack_many(acks)
+        if wrote:
             self.writer.wake()
 
     def _flush_loop(self) -> None:
-        period = min(self.settings.ingest.flush_interval_s, 0.05)
-        next_stats = time.monotonic() + 10.0
-        while not self._stop.wait(period):
+        interval = self.settings.ingest.stats_interval_s
+        next_stats = time.monotonic() + interval
+        failing_since: float | None = None
+        retry = FLUSH_PERIOD_S
+        while not self._stop.is_set():
+            self._kick.wait(FLUSH_PERIOD_S)
+            self._kick.clear()
             try:
                 self.flush()
                 if time.monotonic() >= next_stats:
-                    next_stats = time.monotonic() + 10.0
-                    self.spool.append(self.stats_lines())
-            except Exception:  # keep flushing whatever happens; the error is logged
-                log.exception("flush failed; will retry")
+                    next_stats = time.monotonic() + interval
+                    self.spool.append(self.metrics.lines(to_ms(utcnow())))
+            except Exception:  # keep going: the pending messages stay unacked until it works
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.exception("flush to the spool failed; messages stay unacknowledged, retrying")
+                self._stop.wait(retry)
+                retry = min(retry * 2, _MAX_RETRY_S)
+                continue
+            if failing_since is not None:
+                log.info("flush works again after %.1f s", time.monotonic() - failing_since)
+                failing_since, retry = None, FLUSH_PERIOD_S
 
     def stats_lines(self) -> list[str]:
-        """Self-metrics as line protocol (``ingest_stats`` and ``ingest_rejects``)."""
-        now = to_ms(utcnow())
-        tags = {schema.TAG_INSTANCE: self.settings.ingest.instance}
-        s = self.stats
-        out = [line(schema.MEASUREMENT_INGEST, tags, {
-            "received": float(s.received), "stored": float(s.stored_points), "accepted": float(s.accepted),
-            "rejected": float(sum(s.rejected.values())), "duplicates": float(s.duplicates),
-            "spool_depth": float(self.spool.depth()), "write_ms": float(s.last_write_ms)}, now)]
-        out += [line(schema.MEASUREMENT_REJECTS, {**tags, schema.TAG_REASON: r}, {"count": float(n)}, now)
-                for r, n in s.rejected.items()]
-        return out
+        """Self-metrics as line protocol (``ingest_stats`` and ``ingest_rejects``), now."""
+        return self.metrics.lines(to_ms(utcnow()))
 
     def start(self) -> None:
-        """Create the database, start the writer, the flusher and the MQTT source."""
-        self.influx.create_database(self.settings.influx.retention)
+        """Create the database if InfluxDB is up, then start the writer, the flusher, the MQTT
+        source and (when ``ingest.metrics_port`` > 0) the Prometheus endpoint."""
+        try:
+            self.influx.create_database(self.settings.influx.retention)
+        except Exception as exc:  # InfluxDB down: the spool takes the points, the writer creates it later
+            log.warning("cannot create the InfluxDB database now (%s); the spool keeps the points", exc)
         self.writer.start()
         self._flusher.start()
         self.source.start()
+        cfg = self.settings.ingest
+        if cfg.metrics_port:
+            self.metrics_port = self.metrics.serve(cfg.metrics_host, cfg.metrics_port)
 
-    def stop(self) -> None:
-        """Stop taking messages, flush, drain the spool (briefly) and stop the writer."""
-        self.source.stop()
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Stop cleanly: stop taking messages, make the taken ones durable and ack them, then
+        disconnect (the session stays on the broker), drain the spool into InfluxDB for up to
+        ``drain_s`` seconds and close it. Points left in the spool are written on the next start."""
+        self.source.pause()
         self._stop.set()
-        self._flusher.join(timeout=5)
-        self.flush()
-        self.writer.stop()
+        self._kick.set()
+        if self._flusher.is_alive():
+            self._flusher.join(timeout=30)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("last flush failed; the broker will redeliver the unacknowledged messages")
+        self.source.stop()
+        try:
+            self.spool.append(self.stats_lines())
+        except Exception:
+            log.exception("could not spool the last self-metrics")
+        self.writer.stop(drain_s)
+        self.metrics.close()
         self.spool.close()

@@ -1,14 +1,27 @@
 """Drains the spool into InfluxDB in batches, with retry and backoff.
 
-Retryable failures (network, HTTP 5xx: :class:`StoreUnavailable`) keep the batch and retry with
-exponential backoff (0.25 s doubling to 10 s). A refused batch (HTTP 4xx: :class:`StoreRejected`)
-is split in halves until the bad points are isolated; they go to the dead-letter store with
-reason ``store_rejected`` and the rest is written.
+What happens to a batch depends on why a write failed (InfluxDB 1.x HTTP API,
+https://docs.influxdata.com/influxdb/v1/guides/write_data/#http-response-summary):
+
+============================  ==============================================================
+network error, timeout, 5xx   keep the batch, retry with exponential backoff (0.25 s doubling
+                              to 10 s); nothing is dropped however long InfluxDB is away
+404 ``database not found``    create the database (with the configured retention), retry
+400 (bad point, field type    poison: split the batch in halves until the bad points are
+conflict, beyond retention)   isolated, write the rest, dead-letter the bad ones as
+413 (request too large)       ``store_rejected``
+any other 4xx (401, 403...)   a setup problem, not the data's: keep the batch and retry
+============================  ==============================================================
+
+Points leave the spool only after InfluxDB took them or they are in the dead-letter store, so
+a failure anywhere (a dead-letter database that is down, a crash mid-batch) means a retry of
+the whole batch; InfluxDB overwrites a point with the same series and timestamp.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +34,23 @@ from storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
+MIN_BACKOFF_S = 0.25
+MAX_BACKOFF_S = 10.0
+POISON_STATUS = frozenset({400, 413})
+"""HTTP statuses that blame the points themselves (split the batch)."""
+
+_STATUS = re.compile(r": HTTP (\d{3})\b")
+
+
+def http_status(exc: StoreRejected) -> int | None:
+    """The HTTP status in a :class:`StoreRejected` raised by :mod:`storage.influx`, if any."""
+    m = _STATUS.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
+class _NotPoison(StoreUnavailable):
+    """A 4xx that is not the points' fault: keep the batch, retry later."""
+
 
 class SpoolWriter:
     """Background thread moving points from the spool to InfluxDB.
@@ -28,25 +58,36 @@ class SpoolWriter:
     Args:
         spool: the durable spool.
         influx: InfluxDB client.
-        dead_letter: sink for points InfluxDB refuses.
-        batch_size: points per write.
-        idle_s: wait when the spool is empty.
-        on_written: called with (points, seconds) after each successful write (self-metrics).
+        dead_letter: durable sink for points InfluxDB refuses; it must raise when it could not
+            store them (the batch is then retried).
+        batch_size: points per write (InfluxDB recommends 5,000-10,000).
+        idle_s: longest wait when the spool is empty (:meth:`wake` cuts it short).
+        on_written: called with (points, seconds) after each successful write.
+        on_refused: called with the number of points dead-lettered.
+        retention: default retention of a database the writer has to create (``INF``, ``90d``).
     """
 
     def __init__(self, spool: Spool, influx: InfluxClient, dead_letter: Callable[[Sequence[DeadLetter]], None],
                  batch_size: int = 5000, idle_s: float = 0.2,
-                 on_written: Callable[[int, float], None] | None = None) -> None:
+                 on_written: Callable[[int, float], None] | None = None,
+                 on_refused: Callable[[int], None] | None = None, retention: str = "INF") -> None:
         self.spool = spool
         self.influx = influx
         self.dead_letter = dead_letter
         self.batch_size = batch_size
         self.idle_s = idle_s
         self.on_written = on_written
+        self.on_refused = on_refused
+        self.retention = retention
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self.down_since: float | None = None
+
+    @property
+    def up(self) -> bool:
+        """False while writes fail and the writer backs off."""
+        return self.down_since is None
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -56,60 +97,112 @@ class SpoolWriter:
         """Tell the writer new points are waiting."""
         self._wake.set()
 
-    def stop(self, drain_s: float = 5.0) -> None:
-        """Stop after trying to drain the spool for up to ``drain_s`` seconds."""
+    def stop(self, drain_s: float = 5.0, join_s: float = 30.0) -> None:
+        """Stop, after trying to empty the spool for up to ``drain_s`` seconds while InfluxDB is up.
+
+        What is left stays in the spool for the next start. ``join_s`` bounds the wait for a
+        write in progress (an HTTP timeout is 10 s by default).
+        """
         deadline = time.monotonic() + drain_s
-        while self.spool.depth() and time.monotonic() < deadline and self.down_since is None:
+        while self._thread.is_alive() and self.spool.depth() and self.up and time.monotonic() < deadline:
             self._wake.set()
-            time.sleep(0.05)
+            time.sleep(0.02)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=15)
+        if self._thread.is_alive():
+            self._thread.join(timeout=join_s)
 
     def _run(self) -> None:
-        backoff = 0.25
+        backoff = MIN_BACKOFF_S
         while not self._stop.is_set():
-            batch = self.spool.peek(self.batch_size)
-            if not batch:
-                self._wake.wait(self.idle_s)
-                self._wake.clear()
-                continue
             try:
+                batch = self.spool.peek(self.batch_size)
+                if not batch:
+                    self._wake.wait(self.idle_s)
+                    self._wake.clear()
+                    continue
                 self._write(batch)
-            except StoreUnavailable as exc:
+            except Exception as exc:  # StoreUnavailable, a dead-letter store that is down, a full disk
                 if self.down_since is None:
-                    log.error("InfluxDB unavailable, keeping %d+ points in the spool: %s", len(batch), exc)
                     self.down_since = time.monotonic()
+                    if isinstance(exc, StoreUnavailable):
+                        log.error("InfluxDB writes failing, keeping %d points in the spool: %s",
+                                  self.spool.depth(), exc)
+                    else:
+                        log.exception("spool writer failed, keeping %d points in the spool", self.spool.depth())
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             if self.down_since is not None:
-                log.info("InfluxDB back after %.0f s", time.monotonic() - self.down_since)
+                log.info("InfluxDB writes back after %.0f s, %d points in the spool",
+                         time.monotonic() - self.down_since, self.spool.depth())
                 self.down_since = None
-            backoff = 0.25
+            backoff = MIN_BACKOFF_S
 
     def _write(self, batch: list[tuple[int, str]]) -> None:
         t0 = time.monotonic()
+        refused: list[tuple[str, str]] = []
         try:
-            self.influx.write_lines([line for _, line in batch])
+            self._write_lines([x for _, x in batch])
         except StoreRejected:
-            self._bisect(batch)
+            refused = self._bisect(batch)
+        if refused:
+            now = utcnow()
+            self.dead_letter([DeadLetter("", point.encode(), "store_rejected", why[:2000], now)
+                              for point, why in refused])
+            log.warning("InfluxDB refused %d of %d points; dead-lettered as store_rejected: %s",
+                        len(refused), len(batch), refused[0][1][:300])
         self.spool.remove_through(batch[-1][0])
+        if refused and self.on_refused:
+            self.on_refused(len(refused))
         if self.on_written:
-            self.on_written(len(batch), time.monotonic() - t0)
+            self.on_written(len(batch) - len(refused), time.monotonic() - t0)
 
-    def _bisect(self, batch: list[tuple[int, str]]) -> None:
-        """Write the good points of a refused batch; dead-letter the bad ones."""
+    def _write_lines(self, lines: list[str]) -> None:
+        """One write; a missing database is created and the write repeated once.
+
+        Raises:
+            StoreRejected: a poison status (400, 413): the points are to blame.
+            StoreUnavailable: retry later (network, 5xx, or a 4xx that is not the points' fault).
+        """
+        for attempt in (1, 2):
+            try:
+                self.influx.write_lines(lines)
+                return
+            except StoreRejected as exc:
+                status = http_status(exc)
+                if status in POISON_STATUS:
+                    raise
+                if status == 404 and "database not found" in str(exc) and attempt == 1:
+                    log.warning("InfluxDB database %r does not exist: creating it", self.influx.database)
+                    try:
+                        self.influx.create_database(self.retention)
+                    except StoreRejected as cexc:
+                        raise _NotPoison(f"cannot create database {self.influx.database!r}: {cexc}") from cexc
+                    continue
+                raise _NotPoison(f"InfluxDB refused a write (HTTP {status}), keeping the points: {exc}") from exc
+        raise _NotPoison(f"InfluxDB database {self.influx.database!r} still missing after creating it")
+
+    def _bisect(self, batch: list[tuple[int, str]]) -> list[tuple[str, str]]:
+        """Write the good points of a refused batch.
+
+        Returns:
+            ``(line, reason)`` of each point InfluxDB refused on its own.
+
+        Raises:
+            StoreUnavailable: InfluxDB went away meanwhile; nothing is dead-lettered yet.
+        """
         if len(batch) == 1:
             try:
-                self.influx.write_lines([batch[0][1]])
+                self._write_lines([batch[0][1]])
             except StoreRejected as exc:
-                log.warning("InfluxDB refused a point: %s", exc)
-                self.dead_letter([DeadLetter("", batch[0][1].encode(), "store_rejected", str(exc), utcnow())])
-            return
+                return [(batch[0][1], str(exc))]
+            return []
         mid = len(batch) // 2
+        refused: list[tuple[str, str]] = []
         for half in (batch[:mid], batch[mid:]):
             try:
-                self.influx.write_lines([line for _, line in half])
+                self._write_lines([x for _, x in half])
             except StoreRejected:
-                self._bisect(half)
+                refused += self._bisect(half)
+        return refused

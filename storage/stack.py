@@ -62,11 +62,14 @@ def mosquitto_conf(
     port: int,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    max_queued_messages: int = MAX_QUEUED_MESSAGES,
 ) -> Path:
     """Write a mosquitto.conf for a loopback listener on ``port`` and return its path.
 
     Without ``password_file`` the broker allows anonymous clients; with it, only clients whose
     username/password are in the file (``mosquitto_passwd`` format), restricted by ``acl_file``.
+    ``max_queued_messages`` is the per-client queue (messages); tests pass Mosquitto's default
+    1000 to show what it loses.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -74,7 +77,7 @@ def mosquitto_conf(
         "persistence true",
         f"persistence_location {workdir}/",
         "autosave_interval 30",
-        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_queued_messages {max_queued_messages}",
         "max_queued_bytes 0",
         "max_inflight_messages 0",
         f"log_dest file {workdir}/mosquitto.log",
@@ -158,14 +161,18 @@ def start_mosquitto(
     acl_file: Path | None = None,
     detach: bool = False,
     timeout_s: float = 10.0,
+    max_queued_messages: int = MAX_QUEUED_MESSAGES,
 ) -> Service:
     """Start Mosquitto on 127.0.0.1:``port`` and wait until it accepts connections.
+
+    Starting again on the same ``workdir`` after :meth:`Service.stop` resumes the persisted
+    sessions, subscriptions and queued messages (``workdir/mosquitto.db``).
 
     Raises:
         ConfigError: mosquitto is not installed.
         TimeoutError: it did not open the port (its log is in ``workdir/mosquitto.log``).
     """
-    conf = mosquitto_conf(workdir, port, password_file, acl_file)
+    conf = mosquitto_conf(workdir, port, password_file, acl_file, max_queued_messages)
     out = open(workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen([_exe("mosquitto"), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=detach)
@@ -183,6 +190,8 @@ def start_mosquitto(
 def start_influxd(workdir: Path, port: int, rpc_port: int | None = None, detach: bool = False,
                   timeout_s: float = 30.0) -> Service:
     """Start influxd with HTTP on 127.0.0.1:``port`` and wait until ``/ping`` answers 204.
+
+    Starting again on the same ``workdir`` after :meth:`Service.stop` keeps the data.
 
     Raises:
         ConfigError: influxd is not installed.
