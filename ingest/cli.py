@@ -1,29 +1,73 @@
-"""``lorong ingest``: run the ingester, decode a payload, list formats."""
+"""``lorong ingest``: run the ingester, replay captures and dead letters, decode a payload, list formats."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
+import sys
 import threading
+from collections import Counter
 from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from core.errors import PayloadError, StoreError
+from core.model import utcnow
 from core.settings import Settings
-from devices.registry import RegistryLookup
+from devices.csvio import CsvProblems, read_devices
+from devices.registry import RegistryLookup, to_info
 from ingest.codecs import CODECS, decode_hex
 from ingest.deadletter import DeadLetterStore
 from ingest.formats import FORMATS, TOPICS
+from ingest.pipeline import DeviceLookup, Pipeline
+from ingest.replay import StaticDevices, replay_capture, replay_dead_letters
 from ingest.service import Ingester
+from ingest.validate import Policy
 from storage.runtime import open_influx, open_sessions
+from storage.tables import DeviceRow
 
 app = typer.Typer(help="MQTT payloads into validated readings in InfluxDB.", no_args_is_help=True)
+dead_app = typer.Typer(help="Rejected messages kept for inspection and replay.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
+console = Console()
 
 
 def build(settings: Settings) -> Ingester:
     """An :class:`Ingester` wired to the configured broker, InfluxDB and database."""
     sessions = open_sessions(settings)
     return Ingester(settings, RegistryLookup(sessions), DeadLetterStore(sessions), open_influx(settings))
+
+
+def _policy(settings: Settings) -> Policy:
+    return Policy(settings.ingest.max_future_s, settings.ingest.min_year)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _csv_devices(path: Path) -> StaticDevices:
+    """The non-retired devices of a registry CSV (``lorong devices export`` layout)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = read_devices(fh)
+    except CsvProblems as exc:
+        raise _fail(f"{path}: {exc}") from None
+    return StaticDevices(to_info(DeviceRow(**d.model_dump())) for _, d in rows if d.status != "retired")
+
+
+def _registry_devices(settings: Settings) -> DeviceLookup:
+    """The registry's devices, read without migrating or creating the database."""
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise _fail(f"no registry database at {url}; pass --devices devices.csv to replay offline")
+    return RegistryLookup(open_sessions(settings, upgrade=False))
 
 
 @app.command("run")
@@ -40,6 +84,38 @@ def run() -> None:
     ingester.stop()
 
 
+@app.command("replay")
+def replay(
+    capture: Path = typer.Argument(..., exists=True, dir_okay=False, help="file of <topic><TAB><payload> lines"),
+    fmt: str | None = typer.Option(None, "--format", help="parse every line with this format "
+                                   "(default: by topic); see `lorong ingest formats`"),
+    devices: Path | None = typer.Option(None, "--devices", exists=True, dir_okay=False,
+                                        help="registry CSV to use instead of the database (offline)"),
+    received_at: datetime | None = typer.Option(None, "--received-at", formats=["%Y-%m-%dT%H:%M:%S%z"],
+                                                help="receive time for every message (default: now)"),
+) -> None:
+    """Parse and validate a capture; print readings and rejects as JSON lines; write nothing.
+
+    A summary goes to stderr. Exit status 0 even when messages are rejected.
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise _fail(f"unknown format {fmt!r}; known: {', '.join(sorted(FORMATS))}")
+    settings = Settings()
+    lookup = _csv_devices(devices) if devices is not None else _registry_devices(settings)
+    if fmt is None:
+        pipeline = Pipeline(lookup, _policy(settings), max_payload_bytes=settings.ingest.max_payload_bytes)
+    else:
+        name = fmt
+        pipeline = Pipeline(lookup, _policy(settings), format_of=lambda _t: name,
+                            max_payload_bytes=settings.ingest.max_payload_bytes)
+    counts: Counter[str] = Counter()
+    with capture.open(encoding="utf-8", errors="surrogateescape") as fh:
+        for record in replay_capture(fh, pipeline, received_at or utcnow(), counts):
+            print(json.dumps(record, ensure_ascii=False))
+    print(f"{counts['received']} messages: {counts['accepted']} accepted, {counts['rejected']} rejected, "
+          f"{counts['duplicate']} duplicates", file=sys.stderr)
+
+
 @app.command("decode")
 def decode(
     hex_payload: str = typer.Argument(..., help="FRMPayload as hex"),
@@ -47,8 +123,6 @@ def decode(
     fport: int = typer.Option(..., "--fport", help="LoRaWAN FPort"),
 ) -> None:
     """Decode LoRaWAN bytes with a codec and print the canonical readings as JSON."""
-    from core.errors import PayloadError
-
     try:
         readings = decode_hex(codec, fport, hex_payload)
     except PayloadError as exc:
@@ -60,7 +134,54 @@ def decode(
 @app.command("formats")
 def formats() -> None:
     """List payload formats (with their default topics) and LoRaWAN codecs."""
-    for name in FORMATS:
-        print(f"format {name:16s} topics {', '.join(TOPICS[name])}")
+    for name, parse in FORMATS.items():
+        module = inspect.getmodule(parse)
+        summary = (module.__doc__ or "").strip().splitlines()[0].replace("``", "") if module else ""
+        print(f"format {name:16s} topics {', '.join(TOPICS[name]):34s} {summary}")
     for cid in sorted(CODECS):
         print(f"codec  {cid}")
+
+
+@dead_app.command("list")
+def dead_list(
+    reason: str | None = typer.Option(None, "--reason", help="only this reason code"),
+    limit: int = typer.Option(50, min=1, max=100_000, help="newest N"),
+    all_: bool = typer.Option(False, "--all", help="include replayed ones"),
+) -> None:
+    """Show dead letters, newest first, and the pending count per reason."""
+    store = DeadLetterStore(open_sessions(Settings()))
+    table = Table("id", "received (UTC)", "reason", "topic", "bytes", "detail", "replayed")
+    for row in store.list(reason=reason, limit=limit, pending_only=not all_):
+        table.add_row(str(row.id), row.received_at.strftime("%Y-%m-%d %H:%M:%S"), row.reason, row.topic,
+                      str(len(row.payload)), row.detail[:80],
+                      row.replayed_at.strftime("%Y-%m-%d %H:%M") if row.replayed_at else "")
+    console.print(table)
+    by_reason = store.counts_by_reason()
+    console.print(f"{store.count(pending_only=True)} pending of {store.count()}; by reason: "
+                  + (", ".join(f"{r} {n}" for r, n in sorted(by_reason.items())) or "none"))
+
+
+@dead_app.command("replay")
+def dead_replay(
+    reason: str | None = typer.Option(None, "--reason", help="only this reason code"),
+    limit: int = typer.Option(10_000, min=1, max=1_000_000, help="at most N (the newest)"),
+) -> None:
+    """Re-process pending dead letters; write those that now pass to InfluxDB and mark them
+    replayed; the rest stay pending."""
+    settings = Settings()
+    sessions = open_sessions(settings)
+    pipeline = Pipeline(RegistryLookup(sessions), _policy(settings),
+                        max_payload_bytes=settings.ingest.max_payload_bytes)
+    influx = open_influx(settings)
+    try:
+        influx.create_database(settings.influx.retention)
+        report = replay_dead_letters(DeadLetterStore(sessions), pipeline, influx.write_lines, utcnow(),
+                                     reason=reason, limit=limit, batch_size=settings.ingest.batch_size)
+    except StoreError as exc:
+        raise _fail(f"InfluxDB write failed, nothing marked replayed: {exc}") from None
+    finally:
+        influx.close()
+    still = Counter(report.still_rejected.values())
+    console.print(f"replayed {len(report.replayed)} ({report.points} points written); "
+                  f"{len(report.still_rejected)} still rejected"
+                  + (": " + ", ".join(f"{r} {n}" for r, n in sorted(still.items())) if still else ""))

@@ -34,7 +34,8 @@ def test_topic_routing(topic: str, fmt: str) -> None:
     assert format_for_topic(topic) == fmt
 
 
-@pytest.mark.parametrize("topic", ["application/x/device/y/command/down", "airrohr/a/b", "senml", "v3/a/devices/b/join"])
+@pytest.mark.parametrize("topic", ["application/x/device/y/command/down", "airrohr/a/b", "senml",
+                                   "v3/a/devices/b/join"])
 def test_unrouted_topics(topic: str) -> None:
     with pytest.raises(UnknownFormat):
         format_for_topic(topic)
