@@ -1,23 +1,76 @@
-"""``lorong api``: serve the HTTP API."""
+"""``lorong api``: serve the HTTP API; ``lorong api token create|list|revoke``: manage API tokens."""
 
 from __future__ import annotations
 
 import typer
 import uvicorn
+from rich.console import Console
+from rich.table import Table
 
+from api.auth import Role, UnknownToken, create_token, list_tokens, revoke_token
 from api.main import create_app
 from core.settings import Settings
 from storage.db import migrate
+from storage.runtime import open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
+token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+console = Console()
 
 
 @app.callback()
 def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int | None = typer.Option(None)) -> None:
-    """Serve the API (OpenAPI docs at /docs) until Ctrl-C."""
+    """Serve the API (OpenAPI docs at /docs, crew page at /) until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
         return
     settings = Settings()
     migrate(settings.database_url)
     uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
                 log_level="warning")
+
+
+@token_app.command("create")
+def token_create(
+    role: Role = typer.Option(..., help="crew, officer, technician or admin"),
+    name: str = typer.Option(..., help="who holds it (a person, a team or a system)"),
+) -> None:
+    """Create a token and print it once: it is stored only as a SHA-256 hash."""
+    sessions = open_sessions(Settings())
+    try:
+        with sessions.begin() as s:
+            row, token = create_token(s, name, role)
+            token_id = row.id
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    print(token)
+    typer.echo(f"token {token_id} ({role.value}, {name!r}) created; copy it now, it is not shown again", err=True)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (id, name, role, created, last used, revoked); never the secrets."""
+    sessions = open_sessions(Settings())
+    with sessions() as s:
+        rows = list_tokens(s)
+    table = Table("id", "name", "role", "created", "last used", "revoked")
+    for r in rows:
+        table.add_row(str(r.id), r.name, r.role, r.created_at.isoformat(timespec="seconds"),
+                      r.last_used_at.isoformat(timespec="seconds") if r.last_used_at else "-",
+                      r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-")
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int = typer.Argument(..., help="id from `lorong api token list`")) -> None:
+    """Revoke a token at once."""
+    sessions = open_sessions(Settings())
+    try:
+        with sessions.begin() as s:
+            row = revoke_token(s, token_id)
+            name = row.name
+    except UnknownToken as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"token {token_id} ({name!r}) revoked")

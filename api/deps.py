@@ -1,25 +1,45 @@
-"""FastAPI dependencies: the objects every route needs, built once in :func:`api.main.create_app`."""
+"""FastAPI dependencies: the objects every route needs, built once in :func:`api.main.create_app`.
+
+Access control is declared here once: routes take ``Reader``, ``AlertWriter``, ``DeviceWriter`` or
+``Admin`` and get the :class:`api.auth.Principal`; a missing or bad token is a 401, a token whose
+role lacks the permission a 403 (see the role table in :mod:`api.auth`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.alerts import Notifier
+from api.auth import Permission, Principal, authenticate
 from core.settings import Settings
 from storage.influx import InfluxClient
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Device ids as the registry accepts them (:data:`devices.registry.DEVICE_ID`); anything else in a
+path is refused with 422 before it can reach SQL or InfluxQL."""
 
 
 @dataclass
 class AppContext:
-    """Shared objects of one API process."""
+    """Shared objects of one API process.
+
+    Attributes:
+        settings: the process settings.
+        sessions: SQL session factory.
+        influx: InfluxDB client (readings endpoints only; latest values come from SQL).
+        notifiers: called for every alert change made through the API (MQTT, webhook).
+    """
 
     settings: Settings
     sessions: sessionmaker[Session]
     influx: InfluxClient
+    notifiers: Sequence[Notifier] = field(default_factory=list)
 
 
 def get_context(request: Request) -> AppContext:
@@ -29,10 +49,48 @@ def get_context(request: Request) -> AppContext:
 
 
 def get_session(ctx: Annotated[AppContext, Depends(get_context)]) -> Iterator[Session]:
-    """A database session for one request."""
+    """A database session for one request (one per request, shared by its dependencies)."""
     with ctx.sessions() as session:
         yield session
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="token",
+                     description="API token from `lorong api token create`, sent as `Authorization: Bearer <token>`")
+
+
+def get_principal(session: SessionDep,
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The holder of the request's bearer token.
+
+    Raises:
+        NotAuthenticated: no token, or an unknown or revoked one.
+    """
+    return authenticate(session, creds.credentials if creds else None)
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """A dependency that returns the principal when its role grants ``permission``.
+
+    Raises (from the dependency):
+        NotAuthenticated: no valid token (401).
+        Forbidden: the role lacks ``permission`` (403).
+    """
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require(permission)
+        return principal
+
+    check.__name__ = f"require_{permission.value}"
+    return check
+
+
+Reader = Annotated[Principal, Depends(require(Permission.READ))]
+AlertWriter = Annotated[Principal, Depends(require(Permission.ALERTS))]
+DeviceWriter = Annotated[Principal, Depends(require(Permission.DEVICES))]
+Admin = Annotated[Principal, Depends(require(Permission.TOKENS))]
+
+DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64,
+                               description="DevEUI (16 hex digits) or serial number", examples=["MKS-BIN-0001"])]

@@ -1,27 +1,135 @@
-"""One error map: domain errors to HTTP statuses, every error body ``{"detail": message}``."""
+"""One error map: every error the API returns is ``{"detail": message}`` with a message a person can act on.
+
+- :class:`LorongError` subclasses map to a status through :data:`ERROR_STATUS` (the first matching
+  class wins; unlisted ones are 400).
+- FastAPI's 422 validation errors are reshaped: ``detail`` is one sentence naming each bad
+  parameter and what it must be; ``errors`` keeps the per-field list (``loc``, ``msg``).
+- Starlette's own errors (unknown path 404, wrong method 405) keep their status and headers.
+- Anything else is a 500 with a generic message; the traceback goes to the log, not the client.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics.alerts import AlertNotFound, AlertStateError
-from core.errors import DeviceExists, LorongError, StoreUnavailable, UnknownDevice
+from api.auth import Forbidden, NotAuthenticated, UnknownToken
+from core.errors import DeviceExists, LorongError, StoreRejected, StoreUnavailable, UnknownDevice
+
+log = logging.getLogger(__name__)
+
+
+class InvalidRequest(LorongError):
+    """Parameters that each look fine but make no sense together (``start`` after ``end``): HTTP 422."""
+
+
+class NotFound(LorongError):
+    """The path names something that does not exist (a bin id that is an air station): HTTP 404."""
+
+
+class Conflict(LorongError):
+    """The item exists but its state forbids the change (editing a retired device): HTTP 409."""
+
 
 ERROR_STATUS: dict[type[LorongError], int] = {
+    NotAuthenticated: 401,
+    Forbidden: 403,
     UnknownDevice: 404,
     AlertNotFound: 404,
+    UnknownToken: 404,
+    NotFound: 404,
     DeviceExists: 409,
+    Conflict: 409,
     AlertStateError: 409,
+    InvalidRequest: 422,
+    StoreRejected: 502,
     StoreUnavailable: 503,
+}
+"""HTTP status of each domain error (RFC 9110 section 15)."""
+
+_HINTS = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
 }
 
 
+def status_of(exc: LorongError) -> int:
+    """HTTP status for ``exc`` from :data:`ERROR_STATUS` (400 when no class matches)."""
+    return next((code for cls, code in ERROR_STATUS.items() if isinstance(exc, cls)), 400)
+
+
+def _where(loc: Sequence[Any]) -> str:
+    kind = {"query": "query parameter", "path": "path parameter", "body": "body field", "header": "header"}
+    if not loc:
+        return "request"
+    head, rest = str(loc[0]), [str(p) for p in loc[1:]]
+    if head in kind:
+        return f"{kind[head]} '{'.'.join(rest)}'" if rest else ("request body" if head == "body" else head)
+    return f"'{'.'.join(str(p) for p in loc)}'"
+
+
+def validation_message(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """One readable sentence and a compact per-field list from pydantic/FastAPI errors.
+
+    Args:
+        errors: ``RequestValidationError.errors()``: dicts with ``loc``, ``msg``, ``type``, ``input``.
+
+    Returns:
+        ``("query parameter 'limit': Input should be less than or equal to 500 (got 900)", [...])``.
+    """
+    parts: list[str] = []
+    items: list[dict[str, Any]] = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        msg = _HINTS.get(str(err.get("type", "")), str(err.get("msg", "is not valid")))
+        msg = msg.removeprefix("Value error, ")
+        where = _where(loc)
+        got = err.get("input")
+        show = isinstance(got, str | int | float) and err.get("type") != "missing"
+        shown = f" (got {got[:60]!r})" if isinstance(got, str) else f" (got {got})"
+        shown = shown if show else ""
+        parts.append(f"{where}: {msg}{shown}")
+        items.append({"loc": [str(p) for p in loc], "msg": msg})
+    return "; ".join(parts) or "the request is not valid", items
+
+
 def install(app: FastAPI) -> None:
-    """Register the handler that maps :class:`LorongError` subclasses to their status."""
+    """Register the handlers of this module on ``app``."""
 
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        status = next((code for cls, code in ERROR_STATUS.items() if isinstance(exc, cls)), 400)
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+    async def domain(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LorongError)
+        status = status_of(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status >= 500:
+            log.warning("%s: %s", type(exc).__name__, exc)
+            detail = ("the time-series database is not answering; try again in a minute" if status == 503
+                      else "the time-series database refused the query; report this with the request URL")
+            return JSONResponse(status_code=status, content={"detail": detail})
+        return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
 
-    app.add_exception_handler(LorongError, handle)
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail, items = validation_message(exc.errors())
+        return JSONResponse(status_code=422, content={"detail": detail, "errors": items})
+
+    async def http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = {404: "no such path: see /docs for the API's paths",
+                  405: "this path does not take that HTTP method: see /docs"}.get(exc.status_code, str(exc.detail))
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
+
+    async def crash(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse(status_code=500, content={"detail": "internal error; it was logged, please report it"})
+
+    app.add_exception_handler(LorongError, domain)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(Exception, crash)

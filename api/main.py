@@ -2,32 +2,52 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Sequence
 
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
+
+from analytics.alerts import Notifier
 from api import errors
 from api.deps import AppContext
-from api.routes import alerts, bins, devices, health
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routes import air, alerts, bins, collection, devices, health, metrics, tokens, web
 from core.settings import Settings
 from storage.db import make_engine, session_factory
-from storage.influx import InfluxClient
+from storage.runtime import open_influx
+
+ROUTERS = (health, metrics, devices, bins, air, alerts, collection, tokens, web)
+"""Every router, in the order their paths appear in the OpenAPI document."""
+
+DESCRIPTION = """Waste-bin and air-quality telemetry for Makassar: devices, bins, air stations, alerts, routes.
+
+Send an API token as `Authorization: Bearer <token>` (an admin creates one with
+`lorong api token create --role crew --name NAME`). Roles: **crew** reads and acknowledges/clears
+alerts, **officer** reads, **technician** reads and manages devices, **admin** does everything.
+`/health` and `/metrics` need no token. Values use FIWARE names in canonical units (each field
+states its unit); times are ISO-8601 with an offset. The crew page is at `/`.
+"""
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the FastAPI app for ``settings`` (database must be migrated already).
+def create_app(settings: Settings, notifiers: Sequence[Notifier] = ()) -> FastAPI:
+    """Build the FastAPI app for ``settings`` (the database must be migrated already).
 
-    OpenAPI is served at ``/openapi.json`` and the docs at ``/docs``.
+    Args:
+        settings: where the database, InfluxDB and broker are.
+        notifiers: called for every alert change made through the API.
+
+    OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``.
     """
-    app = FastAPI(title="Lorong", version="0.1.0",
-                  description="Waste-bin and air-quality telemetry: devices, bins, alerts.")
-    influx = settings.influx
-    app.state.ctx = AppContext(
-        settings=settings,
-        sessions=session_factory(make_engine(settings.database_url)),
-        influx=InfluxClient(influx.url, influx.database,
-                            influx.username, influx.password.get_secret_value() if influx.password else None,
-                            influx.timeout_s),
-    )
+    app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION)
+    sessions = session_factory(make_engine(settings.database_url))
+    app.state.ctx = AppContext(settings=settings, sessions=sessions, influx=open_influx(settings),
+                               notifiers=list(notifiers))
+    app.state.metrics = ApiMetrics(sessions)
     errors.install(app)
-    for module in (health, devices, bins, alerts):
+    for module in ROUTERS:
         app.include_router(module.router)
+    app.mount("/web", StaticFiles(directory=web.WEB_DIR), name="web")
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

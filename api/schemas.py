@@ -1,11 +1,65 @@
-"""Response schemas: FIWARE names (``fillingLevel``, ``dateObserved``), ISO-8601 times with offset."""
+"""Request and response schemas of the HTTP API, apart from the domain types.
+
+Conventions:
+
+- Metric values use the FIWARE Smart Data Models names of :mod:`core.metrics` (``fillingLevel``,
+  ``pm25``, ``batteryLevel``), in the canonical unit of that metric; fractions are 0..1.
+  Every numeric field states its unit in the OpenAPI description and in ``x-unit``; values that are
+  not canonical metrics carry the unit in their name (``fillRate_per_h``, ``distance_km``).
+- Times are ISO-8601 with an offset (UTC, ``Z``); the crew page shows them in WITA.
+- Every error body is :class:`ErrorOut`.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+Utc = Annotated[datetime, AfterValidator(_utc)]
+"""A time as the API returns it: UTC, serialised ISO-8601 with ``Z``."""
+
+BinStatus = Literal["ok", "full", "lidOpen", "dropped", "noData"]
+
+
+def unit(u: str, text: str) -> Any:
+    """A field with its unit in the description and as ``x-unit`` in the OpenAPI schema."""
+    return Field(None, description=f"{text} [{u}]", json_schema_extra={"x-unit": u})
+
+
+class FieldErrorOut(BaseModel):
+    """One invalid parameter: where (``["query", "limit"]``) and what is wrong."""
+
+    loc: list[str]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error response: a message a person can act on (and, for 422, the bad fields)."""
+
+    detail: str
+    errors: list[FieldErrorOut] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "no API token, or an unknown or revoked one"},
+    403: {"model": ErrorOut, "description": "the token's role may not do this"},
+    422: {"model": ErrorOut, "description": "a parameter is not valid; `detail` says which and why"},
+}
+"""Responses every authenticated route may give (used as router-level ``responses``)."""
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such item"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "description": "not possible in its state"}}
+STORE: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorOut, "description": "InfluxDB refused the query"},
+    503: {"model": ErrorOut, "description": "InfluxDB is not reachable"},
+}
 
 
 class ComponentHealth(BaseModel):
@@ -18,65 +72,218 @@ class ComponentHealth(BaseModel):
 class HealthOut(BaseModel):
     """``GET /health``: ``status`` is ``ok`` when every component answers, else ``degraded``."""
 
-    status: str
+    status: Literal["ok", "degraded"]
     broker: ComponentHealth
     influxdb: ComponentHealth
     database: ComponentHealth
 
 
 class DeviceOut(BaseModel):
-    """A registered device. Units: lat/lon degrees, depth_mm and blind_zone_mm millimetres."""
+    """A registered device.
+
+    Units: lat/lon WGS84 degrees; depth_mm and blind_zone_mm millimetres; capacity_l litres;
+    full_threshold a 0..1 fraction; report_interval_s seconds.
+    """
 
     id: str
-    kind: str
+    kind: Literal["bin", "air"]
     model: str
     codec: str | None
-    lat: float | None
-    lon: float | None
+    lat: float | None = unit("deg", "WGS84 latitude")
+    lon: float | None = unit("deg", "WGS84 longitude")
     kecamatan: str
     kelurahan: str = ""
     street: str = ""
-    depth_mm: float | None
-    blind_zone_mm: float = 0.0
-    status: str
-    report_interval_s: int
-    last_seen: datetime | None = None
+    depth_mm: float | None = unit("mm", "sensor face to empty bin floor")
+    blind_zone_mm: float = Field(0.0, description="sensor minimum range [mm]", json_schema_extra={"x-unit": "mm"})
+    capacity_l: float | None = unit("L", "bin volume")
+    waste_kind: str | None = None
+    full_threshold: float | None = unit("1", "per-device full threshold, fraction 0..1 (null: city default)")
+    report_interval_s: int = Field(description="expected seconds between uplinks [s]",
+                                   json_schema_extra={"x-unit": "s"})
+    status: Literal["in_stock", "active", "maintenance", "retired"]
+    firmware: str = ""
+    installed_at: Utc | None = None
+    installed_by: str = ""
+    last_seen: Utc | None = None
+    created_at: Utc
+    updated_at: Utc
 
 
 class BinOut(BaseModel):
-    """Latest state of one bin: ``fillingLevel`` is a 0..1 fraction at ``dateObserved``."""
+    """Latest state of one bin (FIWARE WasteContainer names), from the SQL ``device_latest`` table.
+
+    ``status``: ``full`` at or above ``fullThreshold``; ``dropped`` when the sensor reports tilt;
+    ``lidOpen`` when it reports an open lid; ``noData`` when never heard from; else ``ok``
+    (FIWARE WasteContainer.status, with ``full`` and ``noData`` added). ``stale`` is true when the
+    last reading is older than three report intervals.
+    """
 
     id: str
     kecamatan: str
-    lat: float | None
-    lon: float | None
-    fillingLevel: float | None = Field(None, description="fraction 0..1")
-    distance_mm: float | None = None
-    batteryLevel: float | None = Field(None, description="fraction 0..1")
-    dateObserved: datetime | None = None
+    kelurahan: str = ""
+    street: str = ""
+    lat: float | None = unit("deg", "WGS84 latitude")
+    lon: float | None = unit("deg", "WGS84 longitude")
+    fillingLevel: float | None = unit("1", "fill level, fraction 0..1 of the usable depth")
+    distance: float | None = unit("mm", "sensor to waste surface")
+    batteryLevel: float | None = unit("1", "battery, fraction 0..1")
+    temperature: float | None = unit("degC", "temperature in the bin")
+    dateObserved: Utc | None = Field(None, description="time of the latest reading")
+    status: BinStatus
+    stale: bool
+    fullThreshold: float = Field(description="fill fraction at which this bin counts as full [1]",
+                                 json_schema_extra={"x-unit": "1"})
+    fillRate_per_h: float | None = unit("1/h", "fill rate, fraction per hour (analytics)")
+    expectedFullAt: Utc | None = Field(None, description="when it is expected to reach fullThreshold")
+    timeToFull_h: float | None = unit("h", "hours from now to expectedFullAt, 0 when already due")
+    dateLastEmptying: Utc | None = Field(None, description="last detected pickup (FIWARE dateLastEmptying)")
+
+
+class StationOut(BaseModel):
+    """Latest state of one air-quality station (FIWARE AirQualityObserved names) and its indices.
+
+    ``ispu``/``ispuCategory`` follow Permen LHK P.14/2020; ``usAqi``/``usAqiCategory`` the US EPA
+    AQI (2024 breakpoints); categories are the keys of :mod:`analytics.aqi` (``baik``, ``sedang``,
+    ``tidak_sehat`` ...; ``good``, ``moderate``, ``usg`` ...).
+    """
+
+    id: str
+    kecamatan: str
+    kelurahan: str = ""
+    street: str = ""
+    lat: float | None = unit("deg", "WGS84 latitude")
+    lon: float | None = unit("deg", "WGS84 longitude")
+    dateObserved: Utc | None = None
+    stale: bool
+    pm1: float | None = unit("ug/m3", "PM1 mass concentration")
+    pm25: float | None = unit("ug/m3", "PM2.5 mass concentration")
+    pm10: float | None = unit("ug/m3", "PM10 mass concentration")
+    temperature: float | None = unit("degC", "air temperature")
+    relativeHumidity: float | None = unit("1", "relative humidity, fraction 0..1")
+    ispu: int | None = unit("1", "ISPU index (Indonesia), dimensionless")
+    ispuCategory: str | None = None
+    usAqi: int | None = unit("1", "US AQI, dimensionless")
+    usAqiCategory: str | None = None
+    criticalPollutant: str | None = Field(None, description="pollutant with the highest sub-index (pm25, pm10 ...)")
+
+
+class BinReadingOut(BaseModel):
+    """Mean of one bin's readings over one time bucket starting at ``dateObserved``."""
+
+    dateObserved: Utc
+    fillingLevel: float | None = unit("1", "mean fill level, fraction 0..1")
+    distance: float | None = unit("mm", "mean distance to waste surface")
+    batteryLevel: float | None = unit("1", "mean battery, fraction 0..1")
+    temperature: float | None = unit("degC", "mean temperature")
+
+
+class AirReadingOut(BaseModel):
+    """Mean of one station's readings over one time bucket starting at ``dateObserved``."""
+
+    dateObserved: Utc
+    pm1: float | None = unit("ug/m3", "mean PM1")
+    pm25: float | None = unit("ug/m3", "mean PM2.5")
+    pm10: float | None = unit("ug/m3", "mean PM10")
+    no2: float | None = unit("ug/m3", "mean NO2")
+    so2: float | None = unit("ug/m3", "mean SO2")
+    o3: float | None = unit("ug/m3", "mean O3")
+    co: float | None = unit("ug/m3", "mean CO")
+    co2: float | None = unit("ppm", "mean CO2")
+    temperature: float | None = unit("degC", "mean temperature")
+    relativeHumidity: float | None = unit("1", "mean relative humidity, fraction 0..1")
+    pressure: float | None = unit("hPa", "mean pressure")
+
+
+class _SeriesOut(BaseModel):
+    id: str
+    start: Utc
+    end: Utc
+    every: str = Field(description="bucket length, InfluxQL duration (30m, 1h, 1d)")
+    aggregate: Literal["mean"] = "mean"
+    units: dict[str, str] = Field(description="unit of every metric in `readings`")
+
+
+class BinReadingsOut(_SeriesOut):
+    """``GET /bins/{id}/readings``: InfluxQL ``mean()`` per ``GROUP BY time(every)``; empty buckets left out."""
+
+    readings: list[BinReadingOut]
+
+
+class AirReadingsOut(_SeriesOut):
+    """``GET /air/stations/{id}/readings``: InfluxQL ``mean()`` per ``GROUP BY time(every)``."""
+
+    readings: list[AirReadingOut]
 
 
 class AlertOut(BaseModel):
-    """An alert (ThingsBoard model); times ISO-8601 with offset."""
+    """An alert (ThingsBoard alarm model); times ISO-8601 with offset."""
 
     id: int
     device_id: str
     kecamatan: str
     type: str
-    severity: str
-    status: str
+    severity: Literal["critical", "major", "minor", "warning"]
+    status: Literal["active", "cleared"]
     acknowledged: bool
-    started_at: datetime
-    updated_at: datetime
-    ack_at: datetime | None
+    started_at: Utc
+    updated_at: Utc
+    ack_at: Utc | None
     ack_by: str | None
-    cleared_at: datetime | None
+    cleared_at: Utc | None
     cleared_by: str | None
     count: int
     details: dict[str, Any]
 
 
-class ErrorOut(BaseModel):
-    """Every error response: a message a person can act on."""
+class ClearIn(BaseModel):
+    """Optional body of ``POST /alerts/{id}/clear``."""
 
-    detail: str
+    reason: str = Field("", max_length=200, description="why it was cleared (\"emptied\", \"false alarm\")")
+
+
+class RouteStopOut(BaseModel):
+    """One stop of a collection route, in visiting order."""
+
+    order: int = Field(description="1 for the first stop")
+    id: str
+    kecamatan: str = ""
+    street: str = ""
+    lat: float | None = unit("deg", "WGS84 latitude")
+    lon: float | None = unit("deg", "WGS84 longitude")
+    fillingLevel: float | None = unit("1", "latest fill level, fraction 0..1")
+
+
+class RouteOut(BaseModel):
+    """A planned collection route for one vehicle on one day (``day`` is a WITA calendar day)."""
+
+    id: int
+    day: str
+    vehicle: int
+    distance_km: float = Field(description="planned driving distance [km]", json_schema_extra={"x-unit": "km"})
+    created_at: Utc
+    stops: list[RouteStopOut]
+
+
+class TokenIn(BaseModel):
+    """``POST /tokens``."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"\S", description="who holds it")
+    role: Literal["crew", "officer", "technician", "admin"]
+
+
+class TokenOut(BaseModel):
+    """An API token without its secret."""
+
+    id: int
+    name: str
+    role: str
+    created_at: Utc
+    revoked_at: Utc | None
+    last_used_at: Utc | None
+
+
+class TokenCreatedOut(TokenOut):
+    """A new token: ``token`` is shown only in this response."""
+
+    token: str

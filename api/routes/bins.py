@@ -1,40 +1,66 @@
-"""``/bins``: latest fill level of every bin, fullest first."""
+"""``/bins``: latest fill level, status, time-to-full and last pickup of every bin; aggregated history."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from pydantic import AwareDatetime
 
-from api.deps import SessionDep
-from api.schemas import BinOut
-from core.model import DeviceKind, utc_from_ms
-from devices.registry import list_devices
-from storage.tables import DeviceLatestRow
+from api.deps import ContextDep, DeviceId, Reader, SessionDep
+from api.errors import NotFound
+from api.readings import BIN_METRICS, EVERY_PATTERN, mean_series, units, window
+from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
+from api.state import bin_out, bin_pairs
+from core import schema
+from core.model import DeviceKind, utcnow
+from devices.registry import get_device
+from storage.tables import DeviceLatestRow, DeviceRow
 
-router = APIRouter(prefix="/bins", tags=["bins"])
+router = APIRouter(prefix="/bins", tags=["bins"], responses=ERRORS)
+
+Every = Annotated[str, Query(pattern=EVERY_PATTERN, description="bucket length: a number and s, m, h, d or w",
+                             examples=["1h"])]
+Start = Annotated[AwareDatetime | None, Query(description="ISO-8601 with offset; default end - 24 h")]
+End = Annotated[AwareDatetime | None, Query(description="ISO-8601 with offset; default now")]
+
+
+def _bin(session: SessionDep, device_id: str) -> DeviceRow:
+    row = get_device(session, device_id)
+    if row.kind != DeviceKind.BIN.value:
+        raise NotFound(f"{row.id} is an air station, not a bin: use /air/stations/{row.id}")
+    return row
 
 
 @router.get("", response_model=list[BinOut])
 def bins(
+    ctx: ContextDep,
     session: SessionDep,
-    kecamatan: str | None = None,
-    min_level: float = Query(0.0, ge=0.0, le=1.0, description="only bins at or above this fillingLevel"),
+    _who: Reader,
+    kecamatan: str | None = Query(None, max_length=64, description="only bins in this kecamatan"),
+    min_level: float | None = Query(None, ge=0.0, le=1.0, description="only bins at or above this fillingLevel (0..1)"),
+    limit: int = Query(100, ge=1, le=5000),
+    offset: int = Query(0, ge=0, le=1_000_000),
 ) -> list[BinOut]:
-    """Every bin with its latest ``fillingLevel`` (0..1), fullest first; bins never heard from last."""
-    latest = {r.device_id: r for r in session.scalars(select(DeviceLatestRow))}
-    out: list[BinOut] = []
-    for d in list_devices(session, DeviceKind.BIN, kecamatan):
-        row = latest.get(d.id)
-        m = row.metrics if row else {}
-        fill = m.get("fillingLevel")
-        level = float(fill[0]) if fill else None
-        if min_level > 0 and (level is None or level < min_level):
-            continue
-        out.append(BinOut(
-            id=d.id, kecamatan=d.kecamatan, lat=d.lat, lon=d.lon, fillingLevel=level,
-            distance_mm=float(m["distance"][0]) if "distance" in m else None,
-            batteryLevel=float(m["batteryLevel"][0]) if "batteryLevel" in m else None,
-            dateObserved=utc_from_ms(fill[1]) if fill else None,
-        ))
-    out.sort(key=lambda b: (b.fillingLevel is None, -(b.fillingLevel or 0.0), b.id))
-    return out
+    """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last."""
+    now = utcnow()
+    default = ctx.settings.analytics.full_threshold
+    return [bin_out(d, latest, default, now) for d, latest in bin_pairs(session, kecamatan, min_level, limit, offset)]
+
+
+@router.get("/{device_id}", response_model=BinOut, responses=NOT_FOUND)
+def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader) -> BinOut:
+    """One bin's latest state."""
+    row = _bin(session, device_id)
+    return bin_out(row, session.get(DeviceLatestRow, row.id), ctx.settings.analytics.full_threshold, utcnow())
+
+
+@router.get("/{device_id}/readings", response_model=BinReadingsOut, responses={**NOT_FOUND, **STORE})
+def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader,
+                 start: Start = None, end: End = None, every: Every = "1h") -> BinReadingsOut:
+    """A bin's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first."""
+    row = _bin(session, device_id)
+    win = window(start, end, every)
+    rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win)
+    return BinReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, units=units(BIN_METRICS),
+                          readings=[BinReadingOut.model_validate(r) for r in rows])

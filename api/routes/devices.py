@@ -1,24 +1,77 @@
-"""``/devices``: the registry."""
+"""``/devices``: the registry. Everyone with a token reads it; technicians and admins change it."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, status
 
-from api.deps import SessionDep
-from api.schemas import DeviceOut
-from core.model import DeviceKind
-from devices.registry import get_device, list_devices
+from api.deps import DeviceId, DeviceWriter, Reader, SessionDep
+from api.errors import Conflict
+from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
+from core.model import DeviceKind, utcnow
+from devices.registry import (
+    STATUSES,
+    DeviceIn,
+    DeviceUpdate,
+    add_device,
+    get_device,
+    list_devices,
+    retire_device,
+    update_device,
+)
+from storage.tables import DeviceRow
 
-router = APIRouter(prefix="/devices", tags=["devices"])
+router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS)
+
+
+def _out(row: DeviceRow) -> DeviceOut:
+    return DeviceOut.model_validate(row, from_attributes=True)
 
 
 @router.get("", response_model=list[DeviceOut])
-def devices(session: SessionDep, kind: DeviceKind | None = None, kecamatan: str | None = None) -> list[DeviceOut]:
-    """Registered devices (not retired), by id."""
-    return [DeviceOut.model_validate(r, from_attributes=True) for r in list_devices(session, kind, kecamatan)]
+def devices(
+    session: SessionDep,
+    _who: Reader,
+    kind: DeviceKind | None = None,
+    kecamatan: str | None = Query(None, max_length=64),
+    status: str | None = Query(None, pattern=f"^({'|'.join(STATUSES)})$",
+                               description="only this status; without it, every device except retired ones"),
+) -> list[DeviceOut]:
+    """Registered devices by id."""
+    return [_out(r) for r in list_devices(session, kind, kecamatan, status=status)]
 
 
-@router.get("/{device_id}", response_model=DeviceOut, responses={404: {"description": "no such device"}})
-def device(device_id: str, session: SessionDep) -> DeviceOut:
-    """One device."""
-    return DeviceOut.model_validate(get_device(session, device_id), from_attributes=True)
+@router.get("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
+def device(device_id: DeviceId, session: SessionDep, _who: Reader) -> DeviceOut:
+    """One device (retired ones too)."""
+    return _out(get_device(session, device_id))
+
+
+@router.post("", response_model=DeviceOut, status_code=status.HTTP_201_CREATED,
+             responses={409: {"model": CONFLICT[409]["model"], "description": "the id is taken"}})
+def create(body: DeviceIn, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
+    """Register a device (technician or admin). Ids are never reused, not even a retired one's."""
+    row = add_device(session, body)
+    session.commit()
+    return _out(row)
+
+
+@router.patch("/{device_id}", response_model=DeviceOut, responses={**NOT_FOUND, **CONFLICT})
+def change(device_id: DeviceId, body: DeviceUpdate, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
+    """Change the fields given in the body (technician or admin); a retired device cannot change (409)."""
+    try:
+        row = update_device(session, device_id, body)
+    except ValueError as exc:
+        raise Conflict(str(exc)) from None
+    session.commit()
+    return _out(row)
+
+
+@router.delete("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
+def retire(device_id: DeviceId, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
+    """Retire a device (technician or admin): it stops being accepted and listed; its history stays.
+
+    Its MQTT credentials are revoked. Retiring a retired device changes nothing.
+    """
+    row = retire_device(session, device_id, utcnow())
+    session.commit()
+    return _out(row)

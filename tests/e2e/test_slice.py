@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from analytics.jobs import run_once
+from api.auth import create_token
 from api.main import create_app
 from core.settings import Settings
 from devices.registry import DeviceIn, RegistryLookup, add_device
@@ -142,7 +143,10 @@ def test_vertical_slice(make_settings: Any, mosquitto: stack.Service, influx: An
     assert first.opened == {"bin_full": 2, "pm25_high": 1}
     assert second.opened == {} and second.extended == {"bin_full": 2, "pm25_high": 1}
 
-    bins = httpx.get(f"{api_url}/bins").json()
+    with sessions.begin() as s:
+        token = create_token(s, "e2e", "officer")[1]
+    officer = {"Authorization": f"Bearer {token}"}
+    bins = httpx.get(f"{api_url}/bins", headers=officer).json()
     levels = {b["id"]: b["fillingLevel"] for b in bins}
     dist = EM310[0]["expected"]["distance"]
     assert dist == 2116
@@ -157,7 +161,7 @@ def test_vertical_slice(make_settings: Any, mosquitto: stack.Service, influx: An
     batt = {b["id"]: b["batteryLevel"] for b in bins}
     assert batt["24E124713B0000A1"] == pytest.approx(EM310[0]["expected"]["battery"] / 100)
 
-    alerts = httpx.get(f"{api_url}/alerts").json()
+    alerts = httpx.get(f"{api_url}/alerts", headers=officer).json()
     got = sorted((a["device_id"], a["type"], a["severity"], a["count"]) for a in alerts)
     assert got == [("MKS-AIR-01", "pm25_high", "major", 2),
                    ("MKS-BIN-0001", "bin_full", "major", 2),
@@ -167,5 +171,5 @@ def test_vertical_slice(make_settings: Any, mosquitto: stack.Service, influx: An
 
     health = httpx.get(f"{api_url}/health").json()
     assert health["status"] == "ok", health
-    devices = httpx.get(f"{api_url}/devices").json()
+    devices = httpx.get(f"{api_url}/devices", headers=officer).json()
     assert len(devices) == 7

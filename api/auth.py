@@ -1,0 +1,194 @@
+"""API tokens and the roles that decide what a token may do.
+
+==========  =====================================================
+role        may
+==========  =====================================================
+crew        read everything; acknowledge and clear alerts
+officer     read everything
+technician  read everything; create, change and retire devices
+admin       all of the above, and manage API tokens
+==========  =====================================================
+
+A token is ``lrg_`` followed by the URL-safe base64 of 32 random bytes from :mod:`secrets`
+(256 bits, 43 characters). Only its SHA-256 hex digest is stored (``api_tokens.token_hash``);
+the plain token is shown once, when it is created. Clients send it as
+``Authorization: Bearer <token>`` (RFC 6750). A fast hash is enough here: the token is random
+and long, so the digest cannot be brute-forced the way a password hash can.
+
+This module has no FastAPI imports: :mod:`api.deps` turns it into dependencies, and
+``lorong api token`` uses it directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.errors import LorongError
+from core.model import utcnow
+from storage.tables import ApiTokenRow
+
+TOKEN_PREFIX = "lrg_"
+TOKEN_BYTES = 32
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+"""``last_used_at`` is written at most once a minute per token, to keep reads free of writes."""
+
+
+class Role(StrEnum):
+    """Who holds a token."""
+
+    CREW = "crew"
+    OFFICER = "officer"
+    TECHNICIAN = "technician"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    """What an endpoint needs."""
+
+    READ = "read"
+    ALERTS = "alerts"
+    DEVICES = "devices"
+    TOKENS = "tokens"
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.CREW: frozenset({Permission.READ, Permission.ALERTS}),
+    Role.OFFICER: frozenset({Permission.READ}),
+    Role.TECHNICIAN: frozenset({Permission.READ, Permission.DEVICES}),
+    Role.ADMIN: frozenset(Permission),
+}
+"""Permissions of every role (the table in the module docstring)."""
+
+
+class AuthError(LorongError):
+    """A request that cannot go ahead with the credentials it carries."""
+
+
+class NotAuthenticated(AuthError):
+    """No token, an unknown token or a revoked one (HTTP 401)."""
+
+
+class Forbidden(AuthError):
+    """A valid token whose role lacks the permission (HTTP 403)."""
+
+
+class UnknownToken(LorongError):
+    """No token with that id (HTTP 404)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The holder of a valid token.
+
+    Attributes:
+        token_id: ``api_tokens.id``.
+        name: the name given at creation (a person or a device), used as the actor of alert changes.
+        role: the token's role.
+    """
+
+    token_id: int
+    name: str
+    role: Role
+
+    def can(self, permission: Permission) -> bool:
+        """True when the role grants ``permission``."""
+        return permission in GRANTS[self.role]
+
+    def require(self, permission: Permission) -> None:
+        """Raise :class:`Forbidden` unless the role grants ``permission``."""
+        if not self.can(permission):
+            allowed = ", ".join(r.value for r in Role if permission in GRANTS[r])
+            raise Forbidden(f"a {self.role.value} token cannot do this; it needs a token with role {allowed}")
+
+    @property
+    def actor(self) -> str:
+        """``role:name``, as recorded in alert history (``crew:Budi``)."""
+        return f"{self.role.value}:{self.name}"[:64]
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex digest (64 characters) of a plain token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh plain token: ``lrg_`` + 43 URL-safe characters (32 random bytes)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def create_token(session: Session, name: str, role: Role | str, now: datetime | None = None) -> tuple[ApiTokenRow, str]:
+    """Create a token (the caller commits).
+
+    Args:
+        session: database session.
+        name: who or what holds it, 1..64 characters.
+        role: one of :class:`Role`.
+        now: creation time (tz-aware); default now.
+
+    Returns:
+        the stored row and the plain token, which is not stored anywhere and must be shown now.
+
+    Raises:
+        ValueError: empty or too long name, or unknown role.
+    """
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ValueError("token name must be 1 to 64 characters")
+    role = Role(role)
+    token = new_token()
+    row = ApiTokenRow(name=name, role=role.value, token_hash=hash_token(token), created_at=now or utcnow())
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def list_tokens(session: Session, include_revoked: bool = True) -> Sequence[ApiTokenRow]:
+    """Tokens ordered by id (hashes only; plain tokens are never stored)."""
+    q = select(ApiTokenRow).order_by(ApiTokenRow.id)
+    if not include_revoked:
+        q = q.where(ApiTokenRow.revoked_at.is_(None))
+    return session.scalars(q).all()
+
+
+def revoke_token(session: Session, token_id: int, at: datetime | None = None) -> ApiTokenRow:
+    """Revoke a token from ``at`` on (the caller commits); revoking twice keeps the first time.
+
+    Raises:
+        UnknownToken: no token with that id.
+    """
+    row = session.get(ApiTokenRow, token_id)
+    if row is None:
+        raise UnknownToken(f"no API token with id {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = at or utcnow()
+        session.flush()
+    return row
+
+
+def authenticate(session: Session, token: str | None, now: datetime | None = None) -> Principal:
+    """The holder of ``token``; marks it used (at most once a minute, in its own transaction).
+
+    Raises:
+        NotAuthenticated: no token, or it is unknown or revoked.
+    """
+    if not token:
+        raise NotAuthenticated("this needs an API token: send 'Authorization: Bearer <token>' "
+                               "(an admin creates one with `lorong api token create`)")
+    row = session.scalars(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(token))).first()
+    if row is None:
+        raise NotAuthenticated("this API token is not known: check it was copied whole, or ask an admin for a new one")
+    if row.revoked_at is not None:
+        raise NotAuthenticated("this API token was revoked: ask an admin for a new one")
+    now = now or utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        session.execute(update(ApiTokenRow).where(ApiTokenRow.id == row.id).values(last_used_at=now))
+        session.commit()
+    return Principal(token_id=row.id, name=row.name, role=Role(row.role))

@@ -1,0 +1,129 @@
+"""Aggregated readings of one device from InfluxDB: ``mean()`` per ``GROUP BY time(every)``.
+
+The only API module that builds InfluxQL. Nothing from the request is pasted into the query text
+unchecked: the device id travels as a bound parameter (``$device``, InfluxDB 1.x ``params``)
+after the route has matched it against :data:`api.deps.DEVICE_ID_PATTERN`; ``every`` must match
+:data:`EVERY_PATTERN` (digits and one unit letter); times are integers in epoch milliseconds;
+metric and measurement names come from :mod:`core.schema` and are quoted with
+:func:`storage.influx.quote_ident`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from api.errors import InvalidRequest
+from core import schema
+from core.metrics import METRICS
+from core.model import to_ms, utc_from_ms, utcnow
+from storage.influx import InfluxClient, quote_ident
+
+EVERY_PATTERN = r"^[1-9][0-9]{0,5}[smhdw]$"
+"""InfluxQL duration with one unit: ``30s``, ``15m``, ``1h``, ``1d``, ``1w``."""
+
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_BUCKETS = 5000
+"""Most buckets one request may ask for (a year of hourly means is 8,784)."""
+MAX_SPAN = timedelta(days=400)
+DEFAULT_SPAN = timedelta(hours=24)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""Time bounds accepted from clients (InfluxDB itself stops at 2262, its int64 nanosecond limit)."""
+
+BIN_METRICS = ("fillingLevel", "distance", "batteryLevel", "temperature")
+AIR_METRICS = ("pm1", "pm25", "pm10", "no2", "so2", "o3", "co", "co2", "temperature", "relativeHumidity", "pressure")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A checked query window: ``[start, end)`` in buckets of ``every``."""
+
+    start: datetime
+    end: datetime
+    every: str
+
+
+def every_seconds(every: str) -> int:
+    """Seconds in an ``every`` string (``"15m"`` -> 900).
+
+    Raises:
+        InvalidRequest: it does not match :data:`EVERY_PATTERN`.
+    """
+    if not re.fullmatch(EVERY_PATTERN, every):
+        raise InvalidRequest(f"every={every!r} is not a duration: use a number and one of s, m, h, d, w (like 1h)")
+    return int(every[:-1]) * UNIT_S[every[-1]]
+
+
+def window(start: datetime | None, end: datetime | None, every: str, now: datetime | None = None) -> Window:
+    """Fill in defaults (the last 24 h up to now) and check the window.
+
+    Raises:
+        InvalidRequest: bad ``every``, a time outside 2000..2200, ``start`` not before ``end``,
+            a span over 400 days, or more than :data:`MAX_BUCKETS` buckets.
+    """
+    step = every_seconds(every)
+    end = (end or now or utcnow()).astimezone(UTC)
+    start = (start or end - DEFAULT_SPAN).astimezone(UTC)
+    for name, ts in (("start", start), ("end", end)):
+        if not EARLIEST <= ts <= LATEST:
+            raise InvalidRequest(f"{name}={ts.isoformat()} is out of range: use a time between 2000 and 2200")
+    if start >= end:
+        raise InvalidRequest(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+    if end - start > MAX_SPAN:
+        raise InvalidRequest(f"the window is {(end - start).days} days long: ask for at most {MAX_SPAN.days} days")
+    buckets = (end - start).total_seconds() / step
+    if buckets > MAX_BUCKETS:
+        need = (end - start).total_seconds() / MAX_BUCKETS
+        raise InvalidRequest(f"every={every} gives {buckets:,.0f} buckets (most is {MAX_BUCKETS:,}): "
+                             f"use an every of at least {need / 3600:.2f} h, or a shorter window")
+    return Window(start, end, every)
+
+
+def units(metrics: Sequence[str]) -> dict[str, str]:
+    """``{metric: canonical unit}`` from :mod:`core.metrics` (``"1"`` is a 0..1 fraction)."""
+    return {m: METRICS[m].unit for m in metrics}
+
+
+def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics: Sequence[str],
+                win: Window) -> list[dict[str, Any]]:
+    """Mean of each metric of one device per time bucket.
+
+    Runs ``SELECT mean("m") AS "m", ... FROM "<measurement>" WHERE "device_id" = $device AND
+    time >= <start>ms AND time < <end>ms GROUP BY time(<every>) fill(none)``. Buckets are aligned to
+    the Unix epoch (InfluxQL's rule), so the first one may start before ``win.start``.
+
+    Args:
+        influx: client on the Lorong database.
+        measurement: a :mod:`core.schema` measurement name.
+        device_id: an id already checked against the registry pattern (sent as a bound parameter).
+        metrics: canonical metric names (keys of :data:`core.metrics.METRICS`).
+        win: a checked :class:`Window`.
+
+    Returns:
+        one dict per non-empty bucket, oldest first: ``dateObserved`` (UTC datetime, bucket start)
+        and each metric's mean (float in its canonical unit, or ``None`` when the bucket has none).
+
+    Raises:
+        StoreUnavailable: InfluxDB is not reachable.
+        StoreRejected: InfluxDB refused the query.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"not canonical metrics: {unknown}")
+    every_seconds(win.every)
+    cols = ", ".join(f"mean({quote_ident(m)}) AS {quote_ident(m)}" for m in metrics)
+    q = (f"SELECT {cols} FROM {quote_ident(measurement)} WHERE {quote_ident(schema.TAG_DEVICE)} = $device "
+         f"AND time >= {to_ms(win.start)}ms AND time < {to_ms(win.end)}ms "
+         f"GROUP BY time({win.every}) fill(none)")
+    out: list[dict[str, Any]] = []
+    for series in influx.query(q, {"device": device_id}):
+        for row in series.values:
+            rec = dict(zip(series.columns, row, strict=True))
+            item: dict[str, Any] = {"dateObserved": utc_from_ms(rec.pop("time"))}
+            item.update({m: (float(v) if v is not None else None) for m, v in rec.items()})
+            out.append(item)
+    return out

@@ -1,0 +1,56 @@
+"""``/air/stations``: latest ISPU and US AQI of every air station; aggregated history."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from api.deps import ContextDep, DeviceId, Reader, SessionDep
+from api.errors import NotFound
+from api.readings import AIR_METRICS, mean_series, units, window
+from api.routes.bins import End, Every, Start
+from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut, StationOut
+from api.state import station_out, station_pairs
+from core import schema
+from core.model import DeviceKind, utcnow
+from devices.registry import get_device
+from storage.tables import DeviceLatestRow, DeviceRow
+
+router = APIRouter(prefix="/air/stations", tags=["air"], responses=ERRORS)
+
+
+def _station(session: SessionDep, device_id: str) -> DeviceRow:
+    row = get_device(session, device_id)
+    if row.kind != DeviceKind.AIR.value:
+        raise NotFound(f"{row.id} is a bin, not an air station: use /bins/{row.id}")
+    return row
+
+
+@router.get("", response_model=list[StationOut])
+def stations(
+    session: SessionDep,
+    _who: Reader,
+    kecamatan: str | None = Query(None, max_length=64, description="only stations in this kecamatan"),
+    limit: int = Query(100, ge=1, le=5000),
+    offset: int = Query(0, ge=0, le=1_000_000),
+) -> list[StationOut]:
+    """Air stations with their latest values and indices, highest ISPU first (no index last)."""
+    now = utcnow()
+    return [station_out(d, latest, now) for d, latest in station_pairs(session, kecamatan, limit, offset)]
+
+
+@router.get("/{device_id}", response_model=StationOut, responses=NOT_FOUND)
+def station(device_id: DeviceId, session: SessionDep, _who: Reader) -> StationOut:
+    """One station's latest values and indices."""
+    row = _station(session, device_id)
+    return station_out(row, session.get(DeviceLatestRow, row.id), utcnow())
+
+
+@router.get("/{device_id}/readings", response_model=AirReadingsOut, responses={**NOT_FOUND, **STORE})
+def station_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader,
+                     start: Start = None, end: End = None, every: Every = "1h") -> AirReadingsOut:
+    """A station's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first."""
+    row = _station(session, device_id)
+    win = window(start, end, every)
+    rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win)
+    return AirReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, units=units(AIR_METRICS),
+                          readings=[AirReadingOut.model_validate(r) for r in rows])

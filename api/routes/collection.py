@@ -1,0 +1,80 @@
+"""``/routes``: the day's planned collection routes (``route_plans``, written by analytics).
+
+A plan's ``stops`` JSON is read leniently: a list, or a dict holding the list under ``stops``,
+``device_ids`` or ``order``; each stop is a device id or a dict with ``device_id`` or ``id``.
+Each stop is joined with the registry (location) and ``device_latest`` (current fill level).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api.deps import Reader, SessionDep
+from api.errors import InvalidRequest
+from api.schemas import ERRORS, RouteOut, RouteStopOut
+from api.state import metric_value
+from core.model import utcnow
+from storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
+
+router = APIRouter(prefix="/routes", tags=["routes"], responses=ERRORS)
+
+WITA = timezone(timedelta(hours=8), "WITA")
+"""Waktu Indonesia Tengah (Asia/Makassar), UTC+8 all year (Indonesia keeps no daylight saving)."""
+
+
+def today_wita(now: datetime | None = None) -> str:
+    """Today's date in Makassar, ``YYYY-MM-DD``."""
+    return (now or utcnow()).astimezone(WITA).date().isoformat()
+
+
+def stop_ids(stops: Any) -> list[str]:
+    """Device ids of a plan's ``stops`` JSON in visiting order (see the module docstring)."""
+    if isinstance(stops, dict):
+        stops = next((stops[k] for k in ("stops", "device_ids", "order") if isinstance(stops.get(k), list)), [])
+    out: list[str] = []
+    for stop in stops if isinstance(stops, list) else []:
+        if isinstance(stop, dict):
+            stop = stop.get("device_id", stop.get("id"))
+        if isinstance(stop, str) and stop:
+            out.append(stop)
+    return out
+
+
+@router.get("", response_model=list[RouteOut])
+def routes(
+    session: SessionDep,
+    _who: Reader,
+    day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD (WITA); default today"),
+    vehicle: int | None = Query(None, ge=0, le=10_000),
+) -> list[RouteOut]:
+    """Collection routes of one day, by vehicle, each with its stops in visiting order."""
+    if day is not None:
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise InvalidRequest(f"day={day!r} is not a calendar date: use YYYY-MM-DD") from None
+    q = select(RoutePlanRow).where(RoutePlanRow.day == (day or today_wita())).order_by(
+        RoutePlanRow.vehicle, RoutePlanRow.id)
+    if vehicle is not None:
+        q = q.where(RoutePlanRow.vehicle == vehicle)
+    plans = list(session.scalars(q))
+    ids = {i for p in plans for i in stop_ids(p.stops)}
+    devices = {d.id: d for d in session.scalars(select(DeviceRow).where(DeviceRow.id.in_(ids)))} if ids else {}
+    latest = {r.device_id: r for r in session.scalars(
+        select(DeviceLatestRow).where(DeviceLatestRow.device_id.in_(ids)))} if ids else {}
+    out: list[RouteOut] = []
+    for plan in plans:
+        stops: list[RouteStopOut] = []
+        for n, device_id in enumerate(stop_ids(plan.stops), start=1):
+            d, row = devices.get(device_id), latest.get(device_id)
+            stops.append(RouteStopOut(
+                order=n, id=device_id, kecamatan=d.kecamatan if d else "", street=d.street if d else "",
+                lat=d.lat if d else None, lon=d.lon if d else None,
+                fillingLevel=metric_value(row.metrics, "fillingLevel")[0] if row else None))
+        out.append(RouteOut(id=plan.id, day=plan.day, vehicle=plan.vehicle, distance_km=plan.distance_km,
+                            created_at=plan.created_at, stops=stops))
+    return out

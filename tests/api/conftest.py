@@ -1,0 +1,86 @@
+"""Fixtures for the API tests: the real app served by uvicorn on a free loopback port, on a fresh
+SQLite database and a fresh InfluxDB database of the session's influxd, and one token per role."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth import Role, create_token
+from api.main import create_app
+from core.settings import Settings
+from storage import stack
+from storage.influx import InfluxClient
+
+ROLES = [r.value for r in Role]
+
+
+class Served:
+    """A running API: ``url`` and a way to stop it."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        self.port = stack.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings, **kwargs)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        stack.wait_for_port(self.port, 10)
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait for it (bounded)."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve(settings: Settings, **kwargs: Any) -> Served:
+    """Start the API for ``settings`` (kwargs go to :func:`create_app`)."""
+    return Served(settings, **kwargs)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], influx: InfluxClient) -> Settings:
+    """Settings on the test database and InfluxDB (no broker: /health reports it down)."""
+    return make_settings(influx=influx)
+
+
+@pytest.fixture
+def tokens(sessions: sessionmaker[Session]) -> dict[str, str]:
+    """One plain token per role: ``{"crew": "lrg_...", ...}``; the name is the role in capitals."""
+    out: dict[str, str] = {}
+    with sessions.begin() as s:
+        for role in ROLES:
+            out[role] = create_token(s, role.upper(), role)[1]
+    return out
+
+
+@pytest.fixture
+def served(settings: Settings) -> Iterator[Served]:
+    """The API on a free loopback port."""
+    srv = serve(settings)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(served: Served, tokens: dict[str, str]) -> Iterator[httpx.Client]:
+    """An httpx client on the served API, with no token."""
+    with httpx.Client(base_url=served.url, timeout=10) as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def auth(tokens: dict[str, str]) -> Callable[[str], dict[str, str]]:
+    """``auth("crew")`` -> headers with the crew token."""
+    return lambda role: bearer(tokens[role])

@@ -1,0 +1,151 @@
+"""``/alerts``: filters, keyset pagination that never repeats or skips, acknowledge and clear."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from analytics.alerts import AlertBook, AlertChange
+from api.routes.alerts import decode_cursor, encode_cursor
+from core.model import utcnow
+from storage.tables import AlertHistoryRow, AlertRow
+from tests.api.conftest import serve
+from tests.api.seed import add_bin, fleet, raise_alert
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 28, 2, tzinfo=UTC)
+
+
+def _many(sessions: sessionmaker[Session], n: int) -> None:
+    """``n`` bins with one alert each; every third alert shares its started_at with the previous one."""
+    with sessions.begin() as s:
+        for i in range(n):
+            add_bin(s, f"B{i:03d}", kecamatan=("Wajo", "Tallo")[i % 2])
+            at = T0 + timedelta(minutes=i - (1 if i % 3 == 2 else 0))
+            raise_alert(s, f"B{i:03d}", "bin_full", ("major", "critical")[i % 2], at, ("Wajo", "Tallo")[i % 2])
+
+
+def _walk(client: httpx.Client, headers: dict[str, str], query: str,
+          between: Callable[[int], None] = lambda page: None) -> tuple[list[int], int]:
+    ids: list[int] = []
+    url: str | None = f"/alerts{query}"
+    pages = 0
+    while url is not None and pages < 100:
+        r = client.get(url, headers=headers)
+        assert r.status_code == 200, r.text
+        ids += [a["id"] for a in r.json()]
+        pages += 1
+        between(pages)
+        nxt = r.headers.get("X-Next-Cursor")
+        if nxt is None:
+            assert "Link" not in r.headers
+            url = None
+        else:
+            link = r.headers["Link"]
+            assert link.endswith('>; rel="next"') and f"cursor={nxt}" in link
+            url = link[1:link.index(">")]
+    return ids, pages
+
+
+def test_pages_never_repeat_or_skip(client: httpx.Client, sessions: sessionmaker[Session],
+                                    auth: Callable[[str], dict[str, str]]) -> None:
+    _many(sessions, 40)
+    with sessions() as s:
+        expected = [r.id for r in s.scalars(select(AlertRow).order_by(AlertRow.started_at.desc(), AlertRow.id.desc()))]
+    ids, pages = _walk(client, auth("crew"), "?limit=7")
+    assert ids == expected and pages == 6
+    assert len(set(ids)) == 40
+
+    def churn(page: int) -> None:  # while a client pages: new alerts open, old ones are acknowledged and cleared
+        with sessions.begin() as s:
+            add_bin(s, f"N{page:03d}")
+            raise_alert(s, f"N{page:03d}", "bin_full", "major", T0 + timedelta(hours=1, minutes=page))
+            book = AlertBook(s)
+            book.acknowledge(expected[page * 3], utcnow(), "crew:x")
+            book.clear(expected[page * 3 + 1], utcnow(), "crew:x")
+
+    ids, _ = _walk(client, auth("crew"), "?status=any&limit=7", churn)
+    assert ids == expected  # every alert exactly once, in order; alerts opened meanwhile are newer than page 1
+
+
+def test_filters(client: httpx.Client, sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:
+    _many(sessions, 6)
+    crew = auth("crew")
+
+    def ids(q: str) -> list[str]:
+        return [a["device_id"] for a in client.get(f"/alerts{q}", headers=crew).json()]
+
+    assert ids("") == ["B005", "B004", "B003", "B002", "B001", "B000"]
+    assert ids("?kecamatan=Tallo") == ["B005", "B003", "B001"]
+    assert ids("?severity=critical&kecamatan=Wajo") == []
+    assert ids("?type=pm25_high") == []
+    assert ids("?device_id=B002") == ["B002"]
+    with sessions.begin() as s:
+        AlertBook(s).acknowledge(1, utcnow(), "crew:x")
+        AlertBook(s).clear(2, utcnow(), "system")
+    assert ids("?acknowledged=true") == ["B000"]
+    assert ids("?status=cleared") == ["B001"]
+    assert "B001" not in ids("") and len(ids("?status=any")) == 6
+    r = client.get("/alerts?severity=urgent", headers=crew)
+    assert r.status_code == 422 and "query parameter 'severity'" in r.json()["detail"]
+
+
+def test_cursor_is_opaque_and_checked(client: httpx.Client, auth: Callable[[str], dict[str, str]]) -> None:
+    at = datetime(2026, 11, 28, 2, 0, 0, 123456, tzinfo=UTC)
+    assert decode_cursor(encode_cursor(at, 42)) == (at, 42)
+    for bad in ("zzz", base64.urlsafe_b64encode(b'["2026-11-28T02:00:00", 1]').decode(),
+                base64.urlsafe_b64encode(b'{"a": 1}').decode(), "%%%"):
+        r = client.get("/alerts", params={"cursor": bad}, headers=auth("crew"))
+        assert r.status_code == 422 and "start again without a cursor" in r.json()["detail"], bad
+
+
+def test_ack_and_clear(client: httpx.Client, sessions: sessionmaker[Session],
+                       auth: Callable[[str], dict[str, str]]) -> None:
+    fleet(sessions, utcnow())
+    crew = auth("crew")
+    first = client.get("/alerts?device_id=MKS-BIN-0001", headers=crew).json()[0]
+    assert (first["acknowledged"], first["status"]) == (False, "active")
+    r = client.post(f"/alerts/{first['id']}/ack", headers=crew)
+    assert r.status_code == 200
+    acked = r.json()
+    assert acked["acknowledged"] is True and acked["ack_by"] == "crew:CREW" and acked["ack_at"].endswith("Z")
+    again = client.post(f"/alerts/{first['id']}/ack", headers=crew)
+    assert again.status_code == 409 and again.json()["detail"] == f"alert {first['id']} is already acknowledged"
+    r = client.post(f"/alerts/{first['id']}/clear", json={"reason": "emptied at 10:05"}, headers=auth("admin"))
+    assert r.status_code == 200
+    assert (r.json()["status"], r.json()["cleared_by"]) == ("cleared", "admin:ADMIN")
+    assert client.post(f"/alerts/{first['id']}/clear", headers=crew).status_code == 409
+    assert client.get(f"/alerts/{first['id']}", headers=auth("officer")).json()["status"] == "cleared"
+    second = client.get("/alerts?device_id=MKS-BIN-0003", headers=crew).json()[0]
+    assert client.post(f"/alerts/{second['id']}/clear", headers=crew).json()["status"] == "cleared"  # no body
+    with sessions() as s:
+        history = [(h.action, h.actor, h.details) for h in s.scalars(
+            select(AlertHistoryRow).where(AlertHistoryRow.alert_id == first["id"]).order_by(AlertHistoryRow.id))]
+    assert history == [("opened", "system", {"fillingLevel": 0.94}), ("acknowledged", "crew:CREW", {}),
+                       ("cleared", "admin:ADMIN", {"reason": "emptied at 10:05"})]
+    for path in ("/alerts/99999/ack", "/alerts/99999/clear"):
+        r = client.post(path, headers=crew)
+        assert r.status_code == 404 and r.json()["detail"] == "no alert 99999"
+    assert client.post("/alerts/0/ack", headers=crew).status_code == 422
+    long = client.post(f"/alerts/{second['id']}/clear", json={"reason": "x" * 201}, headers=crew)
+    assert long.status_code == 422
+
+
+def test_changes_reach_notifiers(settings: Any, sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
+    fleet(sessions, utcnow())
+    seen: list[AlertChange] = []
+    srv = serve(settings, notifiers=[seen.append])
+    try:
+        r = httpx.post(f"{srv.url}/alerts/1/ack", headers={"Authorization": f"Bearer {tokens['crew']}"})
+        assert r.status_code == 200
+    finally:
+        srv.stop()
+    assert [(c.alert_id, c.action, c.alert["ack_by"]) for c in seen] == [(1, "acknowledged", "crew:CREW")]
