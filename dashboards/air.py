@@ -26,7 +26,16 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
 from core import schema
-from dashboards.panels import InfluxAnnotation, InfluxQL, ident, matches, tag_values, thresholds, where
+from dashboards.panels import (
+    InfluxAnnotation,
+    InfluxQL,
+    ident,
+    matches,
+    new_timeseries,
+    tag_values,
+    thresholds,
+    where,
+)
 
 UID = "lorong-air"
 TITLE = "Lorong - Air quality"
@@ -74,7 +83,7 @@ def _band_thresholds(limits: tuple[float, ...]) -> dash.ThresholdsConfig:
 
 
 def _pm_panel(pid: int, title: str, query: str, limits: tuple[float, ...]) -> timeseries.Panel:
-    return (timeseries.Panel().id(pid).title(title).span(12).height(10)
+    return (new_timeseries(pid, title, 12, 10, "lastNotNull", "max", "mean")
             .description(f"{title}: mean per interval; background bands are the ISPU categories "
                          "(P.14/2020 limits, 24-hour averages).")
             .with_target(InfluxQL("A", query).alias("$tag_device_id")).interval("5m")

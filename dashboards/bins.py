@@ -15,7 +15,7 @@ Annotation: bin alerts (``alert_event`` of the types in :data:`ALERT_TYPES`).
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge, geomap, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, geomap, stat, table
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common as cm
@@ -32,6 +32,7 @@ from dashboards.panels import (
     ident,
     matches,
     new_table,
+    new_timeseries,
     tag_values,
     thresholds,
     where,
@@ -110,12 +111,12 @@ def build() -> model.Dashboard:
                                            "symbol": {"fixed": "img/icons/marker/circle.svg", "mode": "fixed"}}})])
                .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS)))
     _fill_field(bin_map)
-    by_kec = (timeseries.Panel().id(5).title("Mean fill by kecamatan").span(12).height(12)
+    by_kec = (new_timeseries(5, "Mean fill by kecamatan", 12, 12, "lastNotNull", "max")
               .description("Mean of all fill readings per kecamatan per interval.")
               .with_target(InfluxQL("A", FILL_BY_KEC).alias("$tag_kecamatan")).interval("10m")
               .unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
               .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)))
-    pickups = (timeseries.Panel().id(6).title("Pickups per day").span(12).height(9)
+    pickups = (new_timeseries(6, "Pickups per day", 12, 9, "sum")
                .description(f"Detected collections per kecamatan per day ({CITY_TZ} days).")
                .with_target(InfluxQL("A", PICKUPS).alias("$tag_kecamatan"))
                .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80).decimals(0)

@@ -29,7 +29,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
 from core import schema
-from dashboards.panels import InfluxQL, ident, matches, new_table, tag_values, thresholds, where
+from dashboards.panels import InfluxQL, ident, matches, new_table, new_timeseries, tag_values, thresholds, where
 
 UID = "lorong-ops"
 TITLE = "Lorong - Operations"
@@ -92,7 +92,7 @@ def lowest_battery(measurement: str) -> str:
 
 
 def _ingest_panel(pid: int, title: str, description: str, target: InfluxQL, unit: str) -> timeseries.Panel:
-    return (timeseries.Panel().id(pid).title(title).span(12).height(8).description(description)
+    return (new_timeseries(pid, title, 12, 8, "lastNotNull", "max").description(description)
             .with_target(target).interval("1m").unit(unit).min(0).fill_opacity(10))
 
 

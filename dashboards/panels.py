@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import typing
 
+from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import table
+from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import plugins as cogplugins
 from grafana_foundation_sdk.cog import runtime as cogruntime
@@ -286,9 +287,19 @@ FILL_THRESHOLDS = ((0.5, "yellow"), (FULL_THRESHOLD, "orange"), (OVERFLOW_THRESH
 
 
 def new_table(pid: int, title: str, w: int, h: int) -> table.Panel:
-    """A table panel with id, title and size, its cell defaults spelled out.
+    """A table panel with id, title, size and header, its cell defaults spelled out.
 
     The SDK's model fills in ``align``/``inspect`` when it reads a table back, so writing them keeps
     the built JSON a fixed point of the SDK round trip.
     """
-    return table.Panel().id(pid).title(title).span(w).height(h).align(cm.FieldTextAlignment.AUTO).inspect(False)
+    return (table.Panel().id(pid).title(title).span(w).height(h).show_header(True)
+            .align(cm.FieldTextAlignment.AUTO).inspect(False))
+
+
+def new_timeseries(pid: int, title: str, w: int, h: int, *calcs: str) -> timeseries.Panel:
+    """A time-series panel with id, title and size, a table legend showing ``calcs`` per series
+    (Grafana reducer ids: ``lastNotNull``, ``max``, ``mean``, ``sum``) and a shared tooltip."""
+    return (timeseries.Panel().id(pid).title(title).span(w).height(h)
+            .legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
+                    .placement(cm.LegendPlacement.BOTTOM).show_legend(True).calcs(list(calcs)))
+            .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)))
