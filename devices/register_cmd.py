@@ -5,9 +5,9 @@ Kept apart from devices/cli.py, which attaches it as a command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -34,18 +34,45 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _ask(value: Any, flag: str, text: str, no_input: bool, kind: Any = str, default: Any = None,
-         required: bool = True) -> Any:
-    """``value`` if given, else a prompt (or, with --no-input, the default or an error naming the flag)."""
+MAX_ATTEMPTS = 5
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"choose one of {', '.join(options)}")
+        return text
+
+    return convert
+
+
+def _ask(value: Any, flag: str, text: str, no_input: bool, convert: Callable[[str], Any] = str,
+         default: Any = None, required: bool = True) -> Any:
+    """``value`` if given, else the technician's answer to a prompt, converted with ``convert``.
+
+    An empty answer takes ``default`` (``None`` when not ``required``); a bad answer is asked again,
+    at most :data:`MAX_ATTEMPTS` times. With ``--no-input`` a missing required value is an error
+    naming ``flag``.
+    """
     if value is not None:
         return value
     if no_input:
         if required and default is None:
             raise _fail(f"{flag} is required with --no-input", EXIT_INPUT)
         return None if default == "" else default
-    answer = typer.prompt(text, type=kind, default=default if default is not None else ("" if not required else None),
-                          show_default=default not in (None, ""))
-    return None if answer == "" else answer
+    shown = f"{text} [{default}]" if default not in (None, "") else text
+    for _ in range(MAX_ATTEMPTS):
+        answer = str(typer.prompt(shown, default="", show_default=False)).strip()
+        if not answer:
+            if default is not None or not required:
+                return None if default == "" else default
+            err.print("a value is required")
+            continue
+        try:
+            return convert(answer)
+        except ValueError as exc:
+            err.print(f"{answer!r}: {exc}")
+    raise _fail(f"no valid {flag} after {MAX_ATTEMPTS} answers", EXIT_INPUT)
 
 
 def register(
@@ -113,8 +140,8 @@ def register(
                                             float, default=0.0)
             details["capacity_l"] = _ask(capacity_l, "--capacity-l", "Capacity (litres, empty to skip)", no_input,
                                          float, default="", required=False)
-            details["waste_kind"] = _ask(waste_kind, "--waste-kind", "Waste kind", no_input,
-                                         click.Choice(WASTE_KINDS), default="campuran")
+            details["waste_kind"] = _ask(waste_kind, "--waste-kind", f"Waste kind ({', '.join(WASTE_KINDS)})",
+                                         no_input, _choice(WASTE_KINDS), default="campuran")
         details["installed_by"] = _ask(technician, "--technician", "Technician", no_input)
         try:
             device = DeviceIn.model_validate({k: v for k, v in details.items() if v is not None})

@@ -9,6 +9,7 @@ the port.
 from __future__ import annotations
 
 import logging
+import termios
 import time
 
 import serial
@@ -22,6 +23,8 @@ MAX_LINE = 255
 """Longest line in bytes, terminator excluded (PROTOCOL.md, "Line discipline")."""
 _POLL_S = 0.05
 _PRINTABLE = frozenset(range(0x20, 0x7F)) | {0x09}
+_PORT_ERRORS = (serial.SerialException, OSError, termios.error)
+"""What a vanished port raises: pyserial wraps most faults, but tcdrain/tcflush raise termios.error."""
 
 
 class SerialLink:
@@ -41,7 +44,7 @@ class SerialLink:
         try:
             self._ser = serial.Serial(port, baudrate, bytesize=8, parity="N", stopbits=1, timeout=_POLL_S,
                                       write_timeout=2.0, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (*_PORT_ERRORS, ValueError) as exc:
             raise LinkLost(f"cannot open serial port {port}: {exc}") from exc
 
     def write_line(self, line: str) -> None:
@@ -54,8 +57,8 @@ class SerialLink:
         try:
             self._ser.write(line.encode("ascii") + b"\r\n")
             self._ser.flush()
-        except (serial.SerialException, OSError) as exc:
-            raise LinkLost(f"serial port {self.port} failed while writing (cable pulled?): {exc}") from exc
+        except _PORT_ERRORS as exc:
+            raise LinkLost(f"serial port {self.port} closed (cable pulled?) while writing: {exc}") from exc
 
     def _take_line(self) -> bytes | None:
         """Pop the first complete line from the buffer (empty lines dropped), or ``None``."""
@@ -90,7 +93,7 @@ class SerialLink:
                 raise DeviceTimeout(f"no reply within {timeout_s} s")
             try:
                 chunk = self._ser.read(max(1, self._ser.in_waiting))
-            except (serial.SerialException, OSError) as exc:
+            except _PORT_ERRORS as exc:
                 raise LinkLost(f"serial port {self.port} closed (cable pulled?): {exc}") from exc
             self._buf += chunk
 
@@ -108,14 +111,14 @@ class SerialLink:
         self._buf.clear()
         try:
             self._ser.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise LinkLost(f"serial port {self.port} failed: {exc}") from exc
 
     def close(self) -> None:
         """Close the port (errors ignored: it may be gone already)."""
         try:
             self._ser.close()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             log.debug("closing %s: %s", self.port, exc)
 
     def __enter__(self) -> SerialLink:

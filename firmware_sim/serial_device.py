@@ -13,10 +13,13 @@ ok         nothing wrong
 slow       replies after ``delay_s`` (longer than the host's timeout)
 partial    sends the first half of the reply and no line ending, then stays silent
 garbage    sends noise bytes (a wrong baud rate looks like this) instead of the reply
-nak        answers ``ERR <COMMAND> flash_locked ...``
-hangup     closes the pty (the cable is pulled): the host's next read fails
+nak        answers ``ERR <COMMAND> flash_locked ...`` and does not act on the command
+hangup     closes the pty before acting on the command (the cable is pulled)
 corrupt    stores the value of a ``SET`` with its last character lost (read-back differs)
 =========  ================================================================================
+
+With ``slow``, ``partial`` and ``garbage`` the command still takes effect (a ``SAVE`` saves): only
+the reply is lost, as when a cable is pulled after the device acted.
 
 ``ending`` picks the line ending the device uses for every line: ``crlf``, ``lf`` or ``cr``.
 """
@@ -146,22 +149,24 @@ class SerialDevice:
         faulted = self._fault_pending and line.startswith(self.fault_on)
         if faulted:
             self._fault_pending = False
-            if self.fault is Fault.HANGUP:
-                self._close()
-                return
-        reply = self._answer(line, corrupt=faulted and self.fault is Fault.CORRUPT)
-        if not faulted or self.fault is Fault.CORRUPT:
-            self._send(reply.encode("ascii") + self.eol)
-        elif self.fault is Fault.SLOW:
-            if not self._stop.wait(self.delay_s):
-                self._send(reply.encode("ascii") + self.eol)
-        elif self.fault is Fault.PARTIAL:
-            self._send(reply.encode("ascii")[: max(1, len(reply) // 2)])
-        elif self.fault is Fault.GARBAGE:
-            self._send(NOISE + reply.encode("ascii")[:4] + NOISE + self.eol)
-        elif self.fault is Fault.NAK:
+        if faulted and self.fault is Fault.HANGUP:
+            self._close()
+            return
+        if faulted and self.fault is Fault.NAK:  # refused: no state change
             self._send(f"ERR {line.split()[0]} flash_locked configuration memory is write-protected".encode()
                        + self.eol)
+            return
+        # the command takes effect; only the reply misbehaves
+        reply = self._answer(line, corrupt=faulted and self.fault is Fault.CORRUPT).encode("ascii")
+        if not faulted or self.fault is Fault.CORRUPT:
+            self._send(reply + self.eol)
+        elif self.fault is Fault.SLOW:
+            if not self._stop.wait(self.delay_s):
+                self._send(reply + self.eol)
+        elif self.fault is Fault.PARTIAL:
+            self._send(reply[: max(1, len(reply) // 2)])
+        elif self.fault is Fault.GARBAGE:
+            self._send(NOISE + reply[:4] + NOISE + self.eol)
 
     def _answer(self, line: str, corrupt: bool = False) -> str:
         command, _, arg = line.partition(" ")

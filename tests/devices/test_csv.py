@@ -1,0 +1,141 @@
+"""Registry CSV: round trip, and bad rows named by row and column with nothing imported."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from devices.csvio import COLUMNS, CsvProblems, Problem, import_devices, read_devices, write_devices
+from devices.registry import DeviceIn, add_device, list_devices, retire_device
+from storage.db import make_engine, migrate, session_factory
+from storage.tables import DeviceRow
+from tests.devices.conftest import RunCli
+from tests.devices.test_registry import T0, full_bin
+
+HEADER = ",".join(COLUMNS)
+
+
+def fleet(sessions: sessionmaker[Session]) -> None:
+    """Five devices covering every field, empty optionals, a DevEUI and a retired one."""
+    with sessions.begin() as s:
+        add_device(s, full_bin("MKS-BIN-0001"))
+        add_device(s, full_bin("MKS-BIN-0002", street='Jl. "Lorong, 7"', waste_kind=None, capacity_l=None,
+                               lat=-5.1, lon=119.0, depth_mm=987.654321, installed_at=None, firmware=""))
+        add_device(s, DeviceIn(id="24e124713b0000a1", kind="bin", model="EM310-UDL", codec="milesight-em310-udl",
+                               depth_mm=2500, blind_zone_mm=200, status="in_stock"))
+        add_device(s, DeviceIn(id="MKS-AIR-01", kind="air", kecamatan="Panakkukang", kelurahan="Pandang"))
+        add_device(s, full_bin("MKS-BIN-0003"))
+        retire_device(s, "MKS-BIN-0003", T0)
+
+
+def export_text(sessions: sessionmaker[Session]) -> str:
+    buf = io.StringIO()
+    with sessions() as s:
+        write_devices(list_devices(s, include_retired=True), buf)
+    return buf.getvalue()
+
+
+def test_round_trip(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    fleet(sessions)
+    first = export_text(sessions)
+    lines = first.splitlines()
+    assert lines[0] == HEADER and len(lines) == 6
+    assert lines[1].startswith("24E124713B0000A1,bin,EM310-UDL,milesight-em310-udl,")
+    assert '"Jl. ""Lorong, 7"""' in first and "987.654321" in first and "2026-11-29T02:00:00+00:00" in first
+
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    migrate(other_url)
+    other = session_factory(make_engine(other_url))
+    with other.begin() as s:
+        assert len(import_devices(s, io.StringIO(first))) == 5
+    assert export_text(other) == first
+    with sessions() as a, other() as b:
+        for row in list_devices(a, include_retired=True):
+            copy = b.get(DeviceRow, row.id)
+            assert copy is not None
+            assert {c: getattr(copy, c) for c in COLUMNS} == {c: getattr(row, c) for c in COLUMNS}
+
+
+def problems_of(text: str) -> list[Problem]:
+    with pytest.raises(CsvProblems) as info:
+        read_devices(io.StringIO(text))
+    return info.value.problems
+
+
+def test_bad_rows_are_named_by_row_and_column() -> None:
+    text = ("id,kind,lat,depth_mm,waste_kind,installed_at\n"
+            "MKS-BIN-0001,bin,-5.13,1000,organik,2026-11-29T10:00:00+08:00\n"
+            "MKS-BIN-0002,bin,95,1000,organik,\n"
+            "MKS-BIN-0003,tong,-5.13,-4,,\n"
+            "\n"
+            "MKS-BIN-0001,bin,-5.13,1000,plastik,2026-11-29 10:00\n"
+            "bad id,air,,,,\n")
+    got = [(p.row, p.column, p.message) for p in problems_of(text)]
+    assert got == [
+        (3, "lat", "Input should be less than or equal to 90 (got '95')"),
+        (4, "kind", "Input should be 'bin' or 'air' (got 'tong')"),
+        (4, "depth_mm", "Input should be greater than 0 (got '-4')"),
+        (6, "waste_kind", "waste_kind must be one of organik, anorganik, campuran (got 'plastik')"),
+        (6, "installed_at", "installed_at needs a UTC offset, e.g. 2026-11-29T10:00:00+08:00 (got '2026-11-29 10:00')"),
+        (7, "id", "bad device id 'bad id': use 1-64 letters, digits, '.', '_' or '-' (got 'bad id')"),
+    ]
+
+
+def test_duplicates_header_and_shape_problems() -> None:
+    dup = problems_of("id,kind\nB1,bin\nB2,air\nb1,bin\nB2,bin\n")
+    assert [str(p) for p in dup] == ["row 5, column id: B2 already appears in row 3"]
+    head = problems_of("id,kind,colour\nB1,bin,green\n")
+    assert [str(p) for p in head] == [f"row 1, column colour: unknown column; known columns: {', '.join(COLUMNS)}"]
+    assert [str(p) for p in problems_of("id,model\nB1,x\n")] == ["row 1, column kind: required column missing"]
+    assert [str(p) for p in problems_of("")] == ["row 1, column -: empty file: expected a header row"]
+    assert [str(p) for p in problems_of("id,kind\nB1,bin,extra\n")] == ["row 2, column -: 3 cells, header has 2"]
+
+
+def test_spreadsheet_export_with_bom_and_semicolons() -> None:
+    rows = read_devices(io.StringIO("\ufeffid;kind;kecamatan;depth_mm\r\nB1;bin;Wajo;1000\r\n"))
+    assert [(n, d.id, d.kecamatan, d.depth_mm) for n, d in rows] == [(2, "B1", "Wajo", 1000.0)]
+
+
+def device_count(sessions: sessionmaker[Session]) -> int:
+    with sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(DeviceRow)) or 0)
+
+
+def test_import_with_one_bad_row_imports_nothing(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        add_device(s, full_bin("TAKEN"))
+    good = "id,kind\nN1,bin\nN2,air\n"
+    with pytest.raises(CsvProblems) as info, sessions.begin() as s:
+        import_devices(s, io.StringIO(good + "TAKEN,bin\nN3,bin\n"))
+    assert [str(p) for p in info.value.problems] == ["row 4, column id: device TAKEN is already registered"]
+    assert device_count(sessions) == 1
+
+
+def test_cli_import_export(run_cli: RunCli, sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,kind,depth_mm\nN1,bin,1000\nN2,bin,-1\n")
+    result = run_cli("import", str(bad))
+    assert result.exit_code == 1
+    assert re.search(r"│ 3 +│ depth_mm +│ Input should be greater than 0 \(got '-1'\) +│", result.stderr)
+    assert "1 problem(s) in" in result.stderr and "nothing imported" in result.stderr
+    assert device_count(sessions) == 0
+
+    good = tmp_path / "good.csv"
+    good.write_text("id,kind,kecamatan,depth_mm,status\nN1,bin,Wajo,1000,\nN2,air,Tallo,,in_stock\n")
+    result = run_cli("import", str(good))
+    assert result.exit_code == 0, result.output
+    assert "imported 2 devices" in result.stdout
+    out = tmp_path / "out.csv"
+    assert run_cli("export", str(out)).exit_code == 0
+    text = out.read_text()
+    assert text.splitlines()[1:] == [
+        "N1,bin,,,,,Wajo,,,1000.0,0.0,,,,600,active,,,",
+        "N2,air,,,,,Tallo,,,,0.0,,,,600,in_stock,,,",
+    ]
+    stdout = run_cli("export", "-", "--status", "in_stock").stdout
+    assert stdout.splitlines() == [HEADER, "N2,air,,,,,Tallo,,,,0.0,,,,600,in_stock,,,"]
