@@ -8,7 +8,8 @@ Layout (InfluxDB 1.x line protocol, ms precision):
 - ``collection`` one point per detected pickup; tags ``device_id``, ``kecamatan``; fields
   ``before`` and ``after`` (fill fractions).
 - ``alert_event`` one point per alert state change; tags ``device_id``, ``kecamatan``,
-  ``type``, ``severity``; fields ``status`` (string), ``alert_id``.
+  ``type``, ``severity``; fields ``status`` (string), ``action`` (string: what changed, e.g.
+  ``opened``, ``cleared``), ``alert_id``.
 - ``ingest_stats`` the ingester's self-metrics; tag ``instance``; fields ``received``,
   ``stored``, ``rejected``, ``spool_depth``, ``write_ms``; tag ``reason`` on ``ingest_rejects``.
 - ``bin_state`` one point per bin per analytics run (for the Grafana geomap and time-to-full
@@ -55,6 +56,7 @@ FIELD_BEFORE = "before"
 FIELD_AFTER = "after"
 FIELD_ALERT_STATUS = "status"
 FIELD_ALERT_ID = "alert_id"
+FIELD_ALERT_ACTION = "action"
 FIELD_RECEIVED = "received"
 FIELD_STORED = "stored"
 FIELD_REJECTED = "rejected"
