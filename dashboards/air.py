@@ -14,7 +14,10 @@ Panels (ids are stable; tests key their checks on them):
 2. PM10 per station: the same for PM10.
 3. ISPU category per station: latest ``air_index.ispu`` of each station, shown as its category.
 
-Annotation: air alerts (``alert_event`` of the types in :data:`ALERT_TYPES`).
+Annotation: air alerts: every ``alert_event`` of the selected stations (PM2.5 high, spikes,
+episodes, offline, low battery ...), what changed as text, type, severity and station as tags.
+The station variable has no custom "All" value, so "All" stands for every air station (a city
+has tens, not thousands) and bin alerts stay off this dashboard whatever their type.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from core import schema
 from dashboards.panels import (
     InfluxAnnotation,
     InfluxQL,
+    datasource,
     ident,
     matches,
     new_timeseries,
@@ -39,9 +43,6 @@ from dashboards.panels import (
 
 UID = "lorong-air"
 TITLE = "Lorong - Air quality"
-
-ALERT_TYPES = ("pm25_high",)
-"""Alert types raised for air stations by :mod:`analytics.jobs`."""
 
 ISPU_CATEGORIES: tuple[tuple[str, int, int | None, str], ...] = (
     ("Baik", 0, 50, "green"),
@@ -72,9 +73,8 @@ PM25 = _mean(schema.FIELD_PM25)
 PM10 = _mean(schema.FIELD_PM10)
 ISPU = (f"SELECT last({ident(schema.FIELD_ISPU)}) AS {ident(schema.FIELD_ISPU)} FROM {ident(INDEX)} "
         f"{where(*FILTERS)} GROUP BY {ident(DEV)}")
-ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_STATUS)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
-          f"{ident(DEV)} FROM {ident(schema.MEASUREMENT_ALERT)} "
-          f"{where(ident(schema.TAG_TYPE) + ' =~ /^(' + '|'.join(ALERT_TYPES) + ')$/', *FILTERS)}")
+ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_ACTION)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
+          f"{ident(DEV)} FROM {ident(schema.MEASUREMENT_ALERT)} {where(*FILTERS)}")
 
 
 def _band_thresholds(limits: tuple[float, ...]) -> dash.ThresholdsConfig:
@@ -101,7 +101,7 @@ def ispu_mappings() -> list[model.ValueMapping]:
 def build() -> model.Dashboard:
     """The Air quality dashboard (uid :data:`UID`)."""
     colours = [c for _, _, _, c in ISPU_CATEGORIES]
-    ispu = (stat.Panel().id(3).title("ISPU category per station").span(24).height(6)
+    ispu = (stat.Panel().datasource(datasource()).id(3).title("ISPU category per station").span(24).height(6)
             .description("Latest ISPU of each station (analytics job, air_index) as its P.14/2020 category.")
             .with_target(InfluxQL("A", ISPU).alias("$tag_device_id"))
             .mappings(ispu_mappings())
@@ -112,8 +112,8 @@ def build() -> model.Dashboard:
     return (dash.Dashboard(TITLE).uid(UID).tags(["lorong", "air"]).time("now-24h", "now").refresh("1m")
             .timezone("browser").editable()
             .with_variable(tag_values("kecamatan", "Kecamatan", [AIR], KEC, all_value=".*"))
-            .with_variable(tag_values("device", "Station", [AIR], DEV, matches(KEC, "kecamatan"), all_value=".*"))
-            .annotation(InfluxAnnotation("Air alerts", ALERTS, schema.FIELD_ALERT_STATUS,
+            .with_variable(tag_values("device", "Station", [AIR], DEV, matches(KEC, "kecamatan")))
+            .annotation(InfluxAnnotation("Air alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "red"))
             .with_panel(_pm_panel(1, "PM2.5 per station", PM25, PM25_LIMITS_UGM3))
             .with_panel(_pm_panel(2, "PM10 per station", PM10, PM10_LIMITS_UGM3))

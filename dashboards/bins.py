@@ -10,7 +10,8 @@ Panels (ids are stable; tests key their checks on them):
 6. Pickups per day: detected collections (``collection``) per kecamatan per local day (WITA).
 7. Time to full: hours until each bin reaches its threshold (``bin_state.hours_to_full``).
 
-Annotation: bin alerts (``alert_event`` of the types in :data:`ALERT_TYPES`).
+Annotation: full-bin alerts (``alert_event`` of the types in :data:`ALERT_TYPES`): what changed
+(opened, cleared ...) as text, type, severity and bin as tags.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dashboards.panels import (
     FULL_THRESHOLD,
     InfluxAnnotation,
     InfluxQL,
+    datasource,
     ident,
     matches,
     new_table,
@@ -42,7 +44,7 @@ UID = "lorong-bins"
 TITLE = "Lorong - Bins"
 
 ALERT_TYPES = ("bin_full",)
-"""Alert types raised for bins by :mod:`analytics.jobs`."""
+"""Alert types shown on the Bins dashboard (raised by :mod:`analytics`)."""
 
 BIN, STATE, PICKUP = schema.MEASUREMENT_BIN, schema.MEASUREMENT_BIN_STATE, schema.MEASUREMENT_COLLECTION
 DEV, KEC, FILL = schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.FIELD_FILL
@@ -68,7 +70,7 @@ PICKUPS = (f'SELECT count({ident(schema.FIELD_BEFORE)}) AS "pickups" FROM {ident
            f"GROUP BY time(1d), {ident(KEC)} fill(0) tz('{CITY_TZ}')")
 TIME_TO_FULL = (f"SELECT {ident(schema.FIELD_HOURS_TO_FULL)}, {ident(FILL)} FROM {ident(STATE)} "
                 f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
-ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_STATUS)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
+ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_ACTION)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
           f"{ident(DEV)} FROM {ident(schema.MEASUREMENT_ALERT)} "
           f"{where(ident(schema.TAG_TYPE) + ' =~ /^(' + '|'.join(ALERT_TYPES) + ')$/', *FILTERS)}")
 
@@ -79,13 +81,14 @@ def _fill_field(builder: bargauge.Panel | geomap.Panel | table.Panel) -> None:
 
 def build() -> model.Dashboard:
     """The Bins dashboard (uid :data:`UID`)."""
-    full = (stat.Panel().id(1).title(f"Full bins (fill >= {FULL_THRESHOLD:.0%})").span(4).height(8)
+    full = (stat.Panel().datasource(datasource()).id(1).span(4).height(8)
+            .title(f"Full bins (fill >= {FULL_THRESHOLD:.0%})")
             .description("Bins whose latest fill in the time range is at or above the full threshold.")
             .with_target(InfluxQL("A", FULL_COUNT).alias("full bins")).no_value("0")
             .thresholds(thresholds("green", (1, "orange")))
             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
             .color_mode(cm.BigValueColorMode.BACKGROUND).graph_mode(cm.BigValueGraphMode.NONE))
-    by_kec_now = (bargauge.Panel().id(2).title("Fill by kecamatan, now").span(10).height(8)
+    by_kec_now = (bargauge.Panel().datasource(datasource()).id(2).title("Fill by kecamatan, now").span(10).height(8)
                   .description("Mean of each bin's latest fill in the time range, per kecamatan.")
                   .with_target(InfluxQL("A", FILL_BY_KEC_NOW).alias("$tag_kecamatan"))
                   .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
@@ -96,7 +99,7 @@ def build() -> model.Dashboard:
                  .with_target(InfluxQL("A", FULL_LIST).table())
                  .sort_by([cb.TableSortByFieldState().display_name("fill").desc(True)]))
     _fill_field(full_list)
-    bin_map = (geomap.Panel().id(4).title("Bin map").span(12).height(12)
+    bin_map = (geomap.Panel().datasource(datasource()).id(4).title("Bin map").span(12).height(12)
                .description("Every bin at its registered location, coloured by its latest fill "
                             "(written by the analytics job as bin_state).")
                .with_target(InfluxQL("A", MAP).table())
@@ -132,7 +135,7 @@ def build() -> model.Dashboard:
             .timezone("browser").editable()
             .with_variable(tag_values("kecamatan", "Kecamatan", [BIN], KEC, all_value=".*"))
             .with_variable(tag_values("device", "Bin", [BIN], DEV, matches(KEC, "kecamatan"), all_value=".*"))
-            .annotation(InfluxAnnotation("Bin alerts", ALERTS, schema.FIELD_ALERT_STATUS,
+            .annotation(InfluxAnnotation("Bin alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "orange"))
             .with_panel(full).with_panel(by_kec_now).with_panel(full_list)
             .with_panel(bin_map).with_panel(by_kec).with_panel(pickups).with_panel(ttf)

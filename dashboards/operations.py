@@ -29,7 +29,17 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
 from core import schema
-from dashboards.panels import InfluxQL, ident, matches, new_table, new_timeseries, tag_values, thresholds, where
+from dashboards.panels import (
+    InfluxQL,
+    datasource,
+    ident,
+    matches,
+    new_table,
+    new_timeseries,
+    tag_values,
+    thresholds,
+    where,
+)
 
 UID = "lorong-ops"
 TITLE = "Lorong - Operations"
@@ -108,7 +118,8 @@ def build() -> model.Dashboard:
                           InfluxQL("A", SPOOL).alias("$tag_instance"), "short")
     write = _ingest_panel(4, "Write latency", "Slowest InfluxDB batch write per interval.",
                           InfluxQL("A", WRITE).alias("$tag_instance"), "ms")
-    offline = (stat.Panel().id(5).title(f"Offline devices (no uplink for {OFFLINE_AFTER_H} h)").span(6).height(8)
+    offline = (stat.Panel().datasource(datasource()).id(5).span(6).height(8)
+               .title(f"Offline devices (no uplink for {OFFLINE_AFTER_H} h)")
                .description("Devices seen in the last 7 days whose last uplink is older than "
                             f"{OFFLINE_AFTER_H} hours before the end of the time range.")
                .with_target(InfluxQL("A", offline_count(BIN)).alias("bins"))

@@ -292,14 +292,14 @@ def new_table(pid: int, title: str, w: int, h: int) -> table.Panel:
     The SDK's model fills in ``align``/``inspect`` when it reads a table back, so writing them keeps
     the built JSON a fixed point of the SDK round trip.
     """
-    return (table.Panel().id(pid).title(title).span(w).height(h).show_header(True)
+    return (table.Panel().datasource(datasource()).id(pid).title(title).span(w).height(h).show_header(True)
             .align(cm.FieldTextAlignment.AUTO).inspect(False))
 
 
 def new_timeseries(pid: int, title: str, w: int, h: int, *calcs: str) -> timeseries.Panel:
     """A time-series panel with id, title and size, a table legend showing ``calcs`` per series
     (Grafana reducer ids: ``lastNotNull``, ``max``, ``mean``, ``sum``) and a shared tooltip."""
-    return (timeseries.Panel().id(pid).title(title).span(w).height(h)
+    return (timeseries.Panel().datasource(datasource()).id(pid).title(title).span(w).height(h)
             .legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
                     .placement(cm.LegendPlacement.BOTTOM).show_legend(True).calcs(list(calcs)))
             .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)))

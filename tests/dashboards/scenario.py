@@ -24,8 +24,8 @@ Analytics output: ``bin_state`` at 30 min (B1 0.85 full 0 h, B2 0.50 in 12.5 h, 
 B4 0.10 not filling) plus stale older points (B1 @1.5h 0.70 in 0.6 h; B4 @3h in 40 h);
 ``air_index`` A1 70 @1.5h then 150 @30min, A2 20 @30min; pickups (``collection``): B1 Dec 5
 02:00Z and Dec 8 23:00Z, B2 Dec 5 17:00Z (Dec 6 WITA), B3 Dec 7 01:00Z, B1 @8 days (outside);
-``alert_event``: B3 bin_full critical opened @2h, B1 bin_full major opened @1h, A1 pm25_high
-major opened @5h and cleared @2h.
+``alert_event`` (action): B3 bin_full critical opened @2h, B1 bin_full major opened @1h, A1
+pm25_high major opened @5h and cleared @2h, A2 offline minor opened @4h.
 
 Ingester self-metrics every 30 s from 5 min before now (k = 0..7): ``ingest-1`` received 60k,
 stored 120k, spool_depth 0,5,10,0,0,40,20,0, write_ms 3..10, rejects bad_json 0,0,1,1,3,3,3,7 and
@@ -103,10 +103,13 @@ def lines() -> list[str]:
         out.append(line(schema.MEASUREMENT_COLLECTION, _tags(dev),
                         {schema.FIELD_BEFORE: before, schema.FIELD_AFTER: after}, t))
     alerts = [("B3", 2 * H, "bin_full", "critical", "opened", 11), ("B1", 1 * H, "bin_full", "major", "opened", 12),
-              ("A1", 5 * H, "pm25_high", "major", "opened", 13), ("A1", 2 * H, "pm25_high", "major", "cleared", 13)]
-    for dev, age, type_, severity, status, alert_id in alerts:
+              ("A1", 5 * H, "pm25_high", "major", "opened", 13), ("A2", 4 * H, "offline", "minor", "opened", 14),
+              ("A1", 2 * H, "pm25_high", "major", "cleared", 13)]
+    for dev, age, type_, severity, action, alert_id in alerts:
+        status = "cleared" if action == "cleared" else "active"
         out.append(line(schema.MEASUREMENT_ALERT, _tags(dev, **{schema.TAG_TYPE: type_, schema.TAG_SEVERITY: severity}),
-                        {schema.FIELD_ALERT_STATUS: status, schema.FIELD_ALERT_ID: alert_id}, NOW - age))
+                        {schema.FIELD_ALERT_STATUS: status, schema.FIELD_ALERT_ACTION: action,
+                         schema.FIELD_ALERT_ID: alert_id}, NOW - age))
     out += _ingest_lines()
     return out
 

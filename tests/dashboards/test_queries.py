@@ -159,7 +159,10 @@ ANNOTATION_CASES = [
     (BINS, "Bin alerts", {"kecamatan": ["Mariso"]},
      [{"time": at(1 * H), "text": "opened", "tags": ["bin_full", "major", "B1"]}]),
     (AIR, "Air alerts", {}, [{"time": at(5 * H), "text": "opened", "tags": ["pm25_high", "major", "A1"]},
+                             {"time": at(4 * H), "text": "opened", "tags": ["offline", "minor", "A2"]},
                              {"time": at(2 * H), "text": "cleared", "tags": ["pm25_high", "major", "A1"]}]),
+    (AIR, "Air alerts", {"device": ["A2"]},
+     [{"time": at(4 * H), "text": "opened", "tags": ["offline", "minor", "A2"]}]),
 ]
 
 
@@ -223,6 +226,8 @@ def test_queries_as_influxdb_receives_them(seeded: InfluxClient) -> None:
     assert f'"last_rx" < {NOW} - 10800000' in offline
     single = GrafanaSim(DASHBOARDS[AIR], seeded, NOW, "1h", {"device": ["A.1"]})
     assert '"device_id" =~ /^A\\.1$/' in single.run(1, "A").query  # one value, regex-escaped
+    stations = GrafanaSim(DASHBOARDS[AIR], seeded, NOW, "1h").run(1, "A").query  # All = every station
+    assert '"kecamatan" =~ /^.*$/ AND "device_id" =~ /^(A1|A2|A3)$/' in stations
 
 
 def _query_keys() -> set[tuple[str, ...]]:
