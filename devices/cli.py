@@ -197,11 +197,12 @@ def show(device_id: str = typer.Argument(...)) -> None:
         value = getattr(row, name)
         table.add_row(name, "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value))
     console.print(table)
-    ct = Table("MQTT user", "topic", "issued", "revoked", title="credentials")
+    if not history:
+        console.print("no MQTT credentials (`lorong devices credentials issue` gives it one)")
     for c in history:
-        ct.add_row(c.username, c.topic, c.created_at.isoformat(timespec="seconds"),
-                   c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "live")
-    console.print(ct)
+        state = f"revoked {c.revoked_at:%Y-%m-%d %H:%M} UTC" if c.revoked_at else "live"
+        console.print(f"MQTT credential: user {c.username}, topic {c.topic}, issued {c.created_at:%Y-%m-%d %H:%M} "
+                      f"UTC, {state}", highlight=False)
 
 
 @app.command("import")

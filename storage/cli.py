@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
 import typer
 
+from core.errors import ConfigError
 from core.settings import Settings
 from storage import stack
 from storage.runtime import open_influx
@@ -40,10 +43,9 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
         pw = acl = None
         if auth:
             pw, acl = var / "mosquitto" / "passwd", var / "mosquitto" / "acl"
-            if not pw.exists():
-                from core.errors import ConfigError
-
-                raise ConfigError("no credentials: run `lorong devices credentials export` first")
+            missing = [str(f) for f in (pw, acl) if not f.exists()]
+            if missing:
+                raise ConfigError(f"no {' or '.join(missing)}: run `lorong devices credentials export` first")
         svc = stack.start_mosquitto(var / "mosquitto", mqtt_port, pw, acl, detach=detach)
         state["mosquitto"] = svc.proc.pid
         started.append(svc)
@@ -68,13 +70,41 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
+def reload(settings: Settings) -> bool:
+    """Make the running broker re-read its password and ACL files (SIGHUP, mosquitto(8));
+    False when no broker started by `lorong stack up` runs."""
+    pidfile = _pidfile(settings)
+    pid = int(json.loads(pidfile.read_text()).get("mosquitto", 0) or 0) if pidfile.exists() else 0
+    if not stack.pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGHUP)
+    return True
+
+
 @app.command("up")
-def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwords and ACLs")) -> None:
+def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwords and ACLs from "
+                                                 "`lorong devices credentials export`")) -> None:
     """Start mosquitto and influxd on 127.0.0.1 (data under ./var) and wait until both answer."""
     settings = Settings()
-    up(settings, auth=auth)
+    try:
+        up(settings, auth=auth)
+    except (ConfigError, TimeoutError) as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(1) from None
     mqtt_port, influx_port = _ports(settings)
     print(f"mosquitto on 127.0.0.1:{mqtt_port}, influxd on 127.0.0.1:{influx_port}, data in {settings.var_dir}/")
+    if auth:
+        print("broker requires per-device credentials; the ingester logs in with LORONG_MQTT__USERNAME/PASSWORD "
+              f"(kept in {settings.var_dir}/mosquitto/ingest.env)")
+
+
+@app.command("reload")
+def reload_cmd() -> None:
+    """Make the running broker re-read the password and ACL files (after `lorong devices credentials export`)."""
+    if not reload(Settings()):
+        print("error: no broker started by `lorong stack up` is running")
+        raise typer.Exit(1)
+    print("broker reloaded its password and ACL files")
 
 
 @app.command("down")
