@@ -40,7 +40,7 @@ from typing import Any
 
 from core.errors import ParseError
 from core.model import RawReading, Uplink
-from ingest.formats._common import load_json, topic_parts, utc_from_seconds
+from ingest.formats._common import first_per_metric, load_json, topic_parts, utc_from_seconds
 from ingest.vendor_keys import KEYS, lookup
 
 NAME = "senml"
@@ -204,7 +204,8 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
 
     Returns:
         one :class:`Uplink` per device named in the pack, in order of first appearance; each
-        reading carries its own time.
+        reading carries its own time; of two records with the same metric and time (``temp_2``,
+        ``temp_3``) the first is kept.
 
     Raises:
         ParseError: ``bad_topic``, ``bad_json``, ``bad_envelope``, ``bad_time`` (a time beyond
@@ -221,7 +222,7 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
         reading = _reading(rec, metric_part)
         if reading is not None:
             readings.append(reading)
-    uplinks = [Uplink(device_id=device, readings=tuple(readings)) for device, readings in by_device.items()]
+    uplinks = [Uplink(device_id=device, readings=first_per_metric(readings)) for device, readings in by_device.items()]
     # a device whose records are all skipped (location, text) is left out, unless none has a value:
     # then validation rejects the pack as no_readings
     return [u for u in uplinks if u.readings] or uplinks[:1]

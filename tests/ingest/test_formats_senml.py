@@ -151,3 +151,11 @@ def test_device_without_values_is_left_out_of_a_multi_device_pack() -> None:
                           {"bn": "B/", "n": "label", "vs": "x"}]).encode()
     ups = senml.parse(payload, "senml/gw", datetime(2026, 3, 1, tzinfo=UTC))
     assert [u.device_id for u in ups] == ["A"]
+
+
+def test_one_value_per_metric_and_time() -> None:
+    payload = json.dumps([{"bn": "A/", "bt": 1.77e9, "n": "temperature_3", "u": "Cel", "v": 3.4},
+                          {"n": "temperature_2", "u": "Cel", "v": 4.2},
+                          {"n": "temperature_2", "u": "Cel", "v": 4.3, "t": 60}]).encode()
+    (up,) = senml.parse(payload, "senml/A", datetime(2026, 3, 1, tzinfo=UTC))
+    assert [(r.value, r.ts.timestamp() if r.ts else None) for r in up.readings] == [(3.4, 1.77e9), (4.3, 1.77e9 + 60)]
