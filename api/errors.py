@@ -4,7 +4,8 @@
   class wins; unlisted ones are 400).
 - FastAPI's 422 validation errors are reshaped: ``detail`` is one sentence naming each bad
   parameter and what it must be; ``errors`` keeps the per-field list (``loc``, ``msg``).
-- Starlette's own errors (unknown path 404, wrong method 405) keep their status and headers.
+- Starlette's own errors (unknown path 404, wrong method 405) keep their status and headers; a body
+  that is not even UTF-8 (FastAPI's 400) is a 422 like any other malformed JSON.
 - Anything else is a 500 with a generic message; the traceback goes to the log, not the client.
 """
 
@@ -121,6 +122,10 @@ def install(app: FastAPI) -> None:
 
     async def http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            detail = "request body: not valid JSON; send UTF-8 JSON with Content-Type: application/json"
+            body = {"detail": detail, "errors": [{"loc": ["body"], "msg": detail}]}
+            return JSONResponse(status_code=422, content=body)
         detail = {404: "no such path: see /docs for the API's paths",
                   405: "this path does not take that HTTP method: see /docs"}.get(exc.status_code, str(exc.detail))
         return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)

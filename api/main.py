@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -30,6 +31,11 @@ states its unit); times are ISO-8601 with an offset. The crew page is at `/`.
 """
 
 
+def operation_id(route: APIRoute) -> str:
+    """OpenAPI operationId ``<tag>-<function>`` (``alerts-acknowledge``), stable for generated clients."""
+    return f"{route.tags[0] if route.tags else 'root'}-{route.name}"
+
+
 def create_app(settings: Settings, notifiers: Sequence[Notifier] = ()) -> FastAPI:
     """Build the FastAPI app for ``settings`` (the database must be migrated already).
 
@@ -39,7 +45,7 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = ()) -> FastAP
 
     OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``.
     """
-    app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION, generate_unique_id_function=operation_id)
     sessions = session_factory(make_engine(settings.database_url))
     app.state.ctx = AppContext(settings=settings, sessions=sessions, influx=open_influx(settings),
                                notifiers=list(notifiers))

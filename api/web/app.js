@@ -52,10 +52,14 @@ function el(tag, attrs, ...children) {
 }
 
 function wita(iso) {
+  // Makassar local time; the date is shown only when it is not today in Makassar.
   if (!iso) return "–";
-  const fmt = new Intl.DateTimeFormat(state.lang === "id" ? "id-ID" : "en-GB",
-    { timeZone: "Asia/Makassar", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hour12: false });
-  return fmt.format(new Date(iso)) + " WITA";
+  const locale = state.lang === "id" ? "id-ID" : "en-GB";
+  const when = new Date(iso);
+  const day = (d) => d.toLocaleDateString("en-CA", { timeZone: "Asia/Makassar" });
+  const opts = { timeZone: "Asia/Makassar", hour: "2-digit", minute: "2-digit", hour12: false };
+  if (day(when) !== day(new Date())) Object.assign(opts, { day: "numeric", month: "short" });
+  return new Intl.DateTimeFormat(locale, opts).format(when) + " WITA";
 }
 
 function fillColor(level) {
@@ -96,6 +100,8 @@ function applyLanguage() {
   document.documentElement.lang = state.lang;
   for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
   $("lang").textContent = state.lang === "id" ? "EN" : "ID";
+  $("refresh").setAttribute("aria-label", t("refresh"));
+  $("refresh").title = t("refresh");
   document.title = "Lorong · " + t("subtitle");
   render();
 }

@@ -53,7 +53,7 @@ def fleet(sessions: sessionmaker[Session], now: datetime) -> None:
     """
     with sessions.begin() as s:
         add_bin(s, "MKS-BIN-0001", "Wajo", street="Jl. Somba Opu")
-        add_bin(s, "MKS-BIN-0002", "Wajo")
+        add_bin(s, "MKS-BIN-0002", "Wajo", lat=-5.135, lon=119.416)
         add_bin(s, "MKS-BIN-0003", "Tallo", lat=-5.11, lon=119.43, full_threshold=0.75)
         add_bin(s, "MKS-BIN-0004", "Mariso", lat=-5.16, lon=119.40)
         add_bin(s, "MKS-BIN-0005", "Tallo", lat=None, lon=None)
