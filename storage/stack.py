@@ -36,6 +36,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
 def wait_for_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> None:
     """Block until ``host:port`` accepts TCP connections.
 
@@ -172,6 +179,8 @@ def start_mosquitto(
         ConfigError: mosquitto is not installed.
         TimeoutError: it did not open the port (its log is in ``workdir/mosquitto.log``).
     """
+    if port_in_use(port):
+        raise ConfigError(f"port {port} is already in use: another broker (or service) listens there")
     conf = mosquitto_conf(workdir, port, password_file, acl_file, max_queued_messages)
     out = open(workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen([_exe("mosquitto"), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
@@ -197,6 +206,8 @@ def start_influxd(workdir: Path, port: int, rpc_port: int | None = None, detach:
         ConfigError: influxd is not installed.
         TimeoutError: it did not answer within ``timeout_s`` (its output is in ``workdir``).
     """
+    if port_in_use(port):
+        raise ConfigError(f"port {port} is already in use: another influxd (or service) listens there")
     conf = influxd_conf(workdir, port, rpc_port or free_port())
     out = open(workdir / "influxd.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen([_exe("influxd"), "-config", str(conf)], stdout=out, stderr=subprocess.STDOUT,
@@ -207,7 +218,7 @@ def start_influxd(workdir: Path, port: int, rpc_port: int | None = None, detach:
         if proc.poll() is not None:
             break
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=0.5).status_code == 204:
+            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=0.5).status_code == 204 and proc.poll() is None:
                 return Service("influxd", proc, port, workdir)
         time.sleep(0.1)
     proc.kill()
