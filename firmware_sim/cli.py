@@ -71,3 +71,32 @@ def sim(
     finally:
         pub.close()
     print(f"published {sent} uplinks")
+
+
+@app.command("serial-device")
+def serial_device(
+    device_id: str = typer.Option("MKS-BIN-0042", "--id", help="serial number the device reports"),
+    kind: str = typer.Option("bin", help="bin or air"),
+    model: str = typer.Option("LRG-US1"),
+    firmware: str = typer.Option("1.4.2"),
+    fault: str = typer.Option("ok", help="ok, slow, partial, garbage, nak, hangup or corrupt"),
+    fault_on: str = typer.Option("SET", help="command the fault hits once, e.g. 'SET password', GET, SAVE"),
+    ending: str = typer.Option("crlf", help="line ending the device sends: crlf, lf or cr"),
+    duration: float | None = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
+) -> None:
+    """A sensor's serial console on a pseudo-terminal, for `lorong devices register --port <pty>`."""
+    from firmware_sim.serial_device import SerialDevice
+
+    with SerialDevice(device_id, kind, model, firmware, fault=fault, fault_on=fault_on, ending=ending) as dev:
+        print(f"serial console of {device_id} on {dev.port} (fault {fault}); Ctrl-C to stop", flush=True)
+        print(f"  lorong devices register --port {dev.port}", flush=True)
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                if dev.saved is not None:
+                    shown = {k: ("***" if k == "password" else v) for k, v in dev.saved.items()}
+                    print(f"saved configuration: {shown}", flush=True)
+                    dev.saved = None
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass

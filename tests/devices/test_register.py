@@ -241,3 +241,27 @@ def test_installed_at_is_utc(run_cli: RunCli, device: SerialDevice, sessions: se
     with sessions() as s:
         at = get_device(s, DEV).installed_at
         assert at is not None and at.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sim_serial_device_command(run_cli: RunCli, sessions: sessionmaker[Session], backend: str) -> None:
+    """`lorong sim serial-device` serves a console a technician can register against."""
+    proc = subprocess.Popen([sys.executable, "-c", "from firmware_sim.cli import app; app()", "serial-device",
+                             "--id", "MKS-BIN-0900", "--ending", "cr", "--duration", "30"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("serial console of MKS-BIN-0900 on /dev/pts/"), first
+        port = first.split(" on ", 1)[1].split(" ", 1)[0]
+        result = run_cli("register", "--port", port, "--no-input", *DETAILS, *TIMEOUT)
+        assert result.exit_code == 0, result.output
+        for _ in range(3):  # skip the usage hint line; the saved configuration follows
+            line = proc.stdout.readline()
+            if line.startswith("saved configuration"):
+                break
+        assert "'topic': 'lorong/v1/MKS-BIN-0900/up'" in line and "'password': '***'" in line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert counts(sessions) == (1, 1)
