@@ -79,9 +79,23 @@ class AlertBook:
         self.session = session
         self.notifiers = list(notifiers)
         self.changes: list[AlertChange] = []
+        self._active: dict[tuple[str, str], AlertRow] | None = None
+
+    def preload(self) -> dict[tuple[str, str], AlertRow]:
+        """Load every active alert once; later :meth:`active` calls read this cache (a job that
+        checks thousands of devices would otherwise query once per device and rule).
+
+        Returns:
+            ``{(device_id, type): alert}`` of the active alerts (kept up to date by this book).
+        """
+        rows = self.session.scalars(select(AlertRow).where(AlertRow.status == "active")).all()
+        self._active = {(r.device_id, r.type): r for r in rows}
+        return self._active
 
     def active(self, device_id: str, type_: str) -> AlertRow | None:
         """The active alert of that device and type, if any."""
+        if self._active is not None:
+            return self._active.get((device_id, type_))
         return self.session.scalars(
             select(AlertRow).where(AlertRow.device_id == device_id, AlertRow.type == type_,
                                    AlertRow.status == "active")
@@ -98,8 +112,10 @@ class AlertBook:
         """Open an alert, or extend the active one of the same device and type.
 
         Returns:
-            the alert and what happened: ``opened``, ``escalated`` (severity changed) or
-            ``extended``. Extending does not notify; opening and escalating do.
+            the alert and what happened: ``opened``, ``escalated`` (more severe),
+            ``deescalated`` (less severe) or ``extended`` (same severity: ``count`` and
+            ``updated_at`` move, ``details`` are replaced). Extending is not a state change: it is
+            neither in the history nor notified, so a repeated run publishes nothing.
 
         Raises:
             ValueError: unknown severity.
@@ -113,15 +129,17 @@ class AlertBook:
                            details=details)
             self.session.add(row)
             self._record(row, "opened", at, details=details)
+            if self._active is not None:
+                self._active[(device_id, type_)] = row
             return row, "opened"
         row.count += 1
         row.updated_at = max(row.updated_at, at) if row.updated_at.tzinfo else at
         row.details = details
         if row.severity != severity:
             old, row.severity = row.severity, severity
-            self._record(row, "escalated", at, details={"from": old, "to": severity})
-            return row, "escalated"
-        self.session.flush()
+            action = "escalated" if SEVERITIES.index(severity) < SEVERITIES.index(old) else "deescalated"
+            self._record(row, action, at, details={"from": old, "to": severity})
+            return row, action
         return row, "extended"
 
     def clear(self, alert_id: int, at: datetime, actor: str = "system", reason: str = "") -> AlertRow:
@@ -135,6 +153,8 @@ class AlertBook:
         if row.status != "active":
             raise AlertStateError(f"alert {alert_id} is already cleared")
         row.status, row.cleared_at, row.cleared_by, row.updated_at = "cleared", at, actor, at
+        if self._active is not None:
+            self._active.pop((row.device_id, row.type), None)
         self._record(row, "cleared", at, actor, {"reason": reason} if reason else None)
         return row
 

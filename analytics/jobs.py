@@ -1,98 +1,228 @@
-"""Analytics jobs: each reads InfluxDB with InfluxQL aggregates and keeps alerts in the SQL DB.
+"""The analytics job: read InfluxDB aggregates once, run every rule, keep alerts and derived values.
 
-A job is safe to run twice: it only opens an alert when none is active for that device and type
-(a repeat extends it), and clears alerts whose condition has ended.
+One run, as of ``now`` (injectable; every InfluxQL window ends there):
 
-Thresholds:
-- full bin: ``fillingLevel`` >= 0.8 (settings, per-device override); critical above 0.95
-  (overflow risk). 0.8 is the common "full" trigger of smart-bin services (the Enevo data
-  in tests/data notes that its 100 % equals 80 % physically full).
-- PM2.5: hourly mean above 55.4 ug/m3, the top of the ISPU "Sedang" band
-  (Permen LHK P.14/2020, Lampiran I).
+1. recent raw points of bins and stations (``recent_window_h``, 3 h by default): device_latest,
+   debounce, flags, fire, battery, stuck, pickups;
+2. pickups (:mod:`analytics.pickups`) stored in SQL and InfluxDB; the collection history;
+3. hourly means for the fill forecasts (:mod:`analytics.bins`), next planned collection;
+4. stations: last-hour PM2.5, 10-minute buckets scored for spikes, hourly means for ISPU/US AQI;
+5. dead letters per device;
+6. every rule of :data:`analytics.rules.RULES`, verdicts applied to the alert book;
+7. ``device_latest.derived``; commit; then each change is handed to the notifiers once.
+
+Safe to run twice: an active alert is extended, not reopened (and extending notifies nobody),
+a pickup is stored once, derived values are overwritten with the same numbers.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
+import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics import air, bins, pickups
 from analytics.alerts import AlertBook, Notifier
+from analytics.forecast import next_collection
+from analytics.frames import recent_points
 from analytics.latest import refresh_latest
+from analytics.rules import RULES
+from analytics.rules.base import Context, Device, Verdict
+from analytics.rules.rejects import device_from_topic
 from core import schema
 from core.model import DeviceKind, utcnow
 from core.settings import AnalyticsSettings
-from devices.registry import list_devices, to_info
-from storage.influx import InfluxClient, quote_ident
+from storage.influx import InfluxClient
+from storage.tables import DeadLetterRow, DeviceLatestRow, DeviceRow
 
 log = logging.getLogger(__name__)
+
+MAX_RECENT = timedelta(hours=24)
+"""Upper bound of the raw window, whatever the slowest device's interval."""
 
 
 @dataclass
 class JobReport:
-    """What one run did: alerts opened/extended/cleared by type, latest rows refreshed."""
+    """What one run did.
+
+    Attributes:
+        opened, extended, escalated, cleared: alert counts by type.
+        latest_rows: device_latest rows refreshed.
+        collections: new pickups recorded.
+        timings: seconds spent per phase.
+    """
 
     opened: dict[str, int] = field(default_factory=dict)
     extended: dict[str, int] = field(default_factory=dict)
+    escalated: dict[str, int] = field(default_factory=dict)
     cleared: dict[str, int] = field(default_factory=dict)
     latest_rows: int = 0
+    collections: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
 
     def count(self, bucket: dict[str, int], type_: str) -> None:
         """Add one to ``bucket[type_]``."""
         bucket[type_] = bucket.get(type_, 0) + 1
 
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time spent in the block to ``timings[phase]`` (rounded to ms)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = round(self.timings.get(phase, 0.0) + time.perf_counter() - t0, 3)
 
-def _last_by_device(influx: InfluxClient, measurement: str, fld: str, window: str) -> dict[str, float]:
-    q = (f"SELECT last({quote_ident(fld)}) FROM {quote_ident(measurement)} WHERE time > now() - {window} "
-         f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
-    return {s.tags[schema.TAG_DEVICE]: float(s.values[0][1]) for s in influx.query(q) if s.values}
+
+def load_devices(session: Session, cfg: AnalyticsSettings) -> tuple[dict[str, Device], dict[str, str]]:
+    """Active devices (registry status ``active``) and each one's registry model string."""
+    rows = session.scalars(select(DeviceRow).where(DeviceRow.status == "active").order_by(DeviceRow.id)).all()
+    devices = {r.id: Device(r.id, DeviceKind(r.kind), r.kecamatan or "", r.model or "",
+                            r.full_threshold or cfg.full_threshold, r.report_interval_s or 600,
+                            r.installed_at or r.created_at) for r in rows}
+    return devices, {r.id: r.model or "" for r in rows}
 
 
-def _mean_by_device(influx: InfluxClient, measurement: str, fld: str, window: str) -> dict[str, float]:
-    q = (f"SELECT mean({quote_ident(fld)}) FROM {quote_ident(measurement)} WHERE time > now() - {window} "
-         f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
-    return {s.tags[schema.TAG_DEVICE]: float(s.values[0][1]) for s in influx.query(q)
-            if s.values and s.values[0][1] is not None}
+def recent_window(cfg: AnalyticsSettings, devices: dict[str, Device]) -> timedelta:
+    """Raw window: ``recent_window_h``, or longer when ``stuck_readings`` (+1) readings of the
+    slowest active device need it, at most :data:`MAX_RECENT`."""
+    need = max((d.report_interval_s for d in devices.values()), default=0) * (
+        max(cfg.stuck_readings, cfg.debounce_readings) + 1)
+    return min(MAX_RECENT, max(timedelta(hours=cfg.recent_window_h), timedelta(seconds=need)))
+
+
+def reject_counts(session: Session, now: datetime, window_s: float, known: set[str]) -> dict[str, dict[str, int]]:
+    """Dead letters per registered device and reason within ``(now - window_s, now]``."""
+    q = select(DeadLetterRow.topic, DeadLetterRow.reason).where(
+        DeadLetterRow.received_at > now - timedelta(seconds=window_s), DeadLetterRow.received_at <= now)
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for topic, reason in session.execute(q):
+        dev = device_from_topic(topic)
+        if dev in known:
+            out[dev][reason] += 1
+    return {d: dict(r) for d, r in out.items()}
+
+
+def apply(book: AlertBook, verdicts: list[Verdict], now: datetime, report: JobReport) -> None:
+    """Apply verdicts to the alert book; a clear of an alert that is not active is a no-op."""
+    for v in verdicts:
+        if v.clears:
+            row = book.active(v.device_id, v.type)
+            if row is not None:
+                book.clear(row.id, now, "system", v.reason)
+                report.count(report.cleared, v.type)
+            continue
+        assert v.severity is not None
+        _, what = book.raise_(v.device_id, v.type, v.severity, now, v.details, v.kecamatan)
+        bucket = {"opened": report.opened, "extended": report.extended}.get(what, report.escalated)
+        report.count(bucket, v.type)
+
+
+def _air(ctx: Context, influx: InfluxClient, models: dict[str, str], report: JobReport) -> dict[str, dict[str, Any]]:
+    stations = {d.device_id: models[d.device_id] for d in ctx.of_kind(DeviceKind.AIR)}
+    if not stations:
+        return {}
+    corr = air.sensor_models(stations, ctx.cfg)
+    with report.timed("air"):
+        ctx.air_1h = air.last_hour(influx, ctx.now, corr)
+        ctx.air_spikes = air.score_spikes(air.buckets(influx, ctx.now, ctx.cfg, corr), ctx.now, ctx.cfg)
+        derived = air.aqi_derived(influx, ctx.now, corr)
+    for device_id, row in derived.items():
+        if device_id in ctx.air_1h.index:
+            row["pm25_1h"] = round(float(ctx.air_1h.at[device_id, "pm25"]), 2)
+    return derived
+
+
+def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.DataFrame,
+          latest: dict[str, DeviceLatestRow], forecast: bool, report: JobReport) -> dict[str, dict[str, Any]]:
+    bin_devs = list(ctx.of_kind(DeviceKind.BIN))
+    if not bin_devs:
+        return {}
+    with report.timed("pickups"):
+        found = pickups.detect(recent_bins, ctx.cfg.pickup_min_drop)
+        new = pickups.record(session, influx, found, {d.device_id: d.kecamatan for d in bin_devs})
+        report.collections = len(new)
+        hist = pickups.history(session, ctx.now)
+        ctx.pickups = {d: h.at[-1] for d, h in hist.items() if h.at}
+    with report.timed("forecast"):
+        if forecast:
+            hourly = bins.hourly_levels(influx, ctx.now, ctx.cfg.forecast_window_h)
+            ctx.forecasts = bins.forecasts(bin_devs, hourly, {d.device_id: ctx.series(d.device_id) for d in bin_devs},
+                                           ctx.pickups, hist, ctx.now, ctx.cfg.pickup_min_drop)
+        else:
+            stored = {d.device_id: bins.from_derived(latest[d.device_id].derived or {})
+                      for d in bin_devs if d.device_id in latest}
+            ctx.forecasts = {k: v for k, v in stored.items() if v is not None}
+        ctx.next_collection = next_collection(ctx.now, ctx.cfg.collection_times, ctx.cfg.collection_weekdays,
+                                              ctx.cfg.timezone)
+    return {d.device_id: bins.bin_derived(ctx.forecasts.get(d.device_id), ctx.pickups.get(d.device_id))
+            for d in bin_devs}
+
+
+def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[str, Any]]) -> None:
+    """Merge analytics results into ``device_latest.derived`` (rows that exist only)."""
+    for device_id, values in derived.items():
+        row = latest.get(device_id)
+        if row is not None:
+            merged = {**(row.derived or {}), **values}
+            if merged != row.derived:
+                row.derived = merged
 
 
 def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
-             notifiers: list[Notifier] | None = None) -> JobReport:
-    """Run every alert rule once and refresh the latest-state table.
+             notifiers: list[Notifier] | None = None, now: datetime | None = None, forecast: bool = True) -> JobReport:
+    """Run every rule once as of ``now`` and refresh ``device_latest`` (see the module docstring).
+
+    Args:
+        sessions: SQL session factory.
+        influx: InfluxDB client.
+        cfg: thresholds.
+        notifiers: called once per alert change, after the commit.
+        now: the run's time (tz-aware); default the current time.
+        forecast: recompute the fill forecasts (one more InfluxQL query); otherwise the ones the
+            last run stored in ``device_latest.derived`` are used.
 
     Returns:
-        a :class:`JobReport`.
+        A :class:`JobReport`.
 
     Raises:
-        StoreUnavailable: InfluxDB cannot be reached (nothing is changed).
+        StoreUnavailable: InfluxDB cannot be reached (nothing is committed).
     """
     report = JobReport()
-    now = utcnow()
-    fills = _last_by_device(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, "1d")
-    pm25 = _mean_by_device(influx, schema.MEASUREMENT_AIR, schema.FIELD_PM25, "1h")
+    now = now or utcnow()
     with sessions() as session:
         book = AlertBook(session, notifiers or [])
-        for row in list_devices(session):
-            dev = to_info(row)
-            if dev.kind is DeviceKind.BIN and dev.device_id in fills:
-                level = fills[dev.device_id]
-                limit = dev.full_threshold or cfg.full_threshold
-                if level >= limit:
-                    sev = "critical" if level >= cfg.overflow_threshold else "major"
-                    _, what = book.raise_(dev.device_id, "bin_full", sev, now,
-                                          {"fillingLevel": level, "threshold": limit}, dev.kecamatan)
-                    report.count(report.opened if what == "opened" else report.extended, "bin_full")
-                elif book.clear_condition(dev.device_id, "bin_full", now, f"fillingLevel {level:.2f} < {limit}"):
-                    report.count(report.cleared, "bin_full")
-            if dev.kind is DeviceKind.AIR and dev.device_id in pm25:
-                mean = pm25[dev.device_id]
-                if mean > cfg.pm25_limit:
-                    _, what = book.raise_(dev.device_id, "pm25_high", "major", now,
-                                          {"pm25_1h_mean": round(mean, 2), "limit": cfg.pm25_limit}, dev.kecamatan)
-                    report.count(report.opened if what == "opened" else report.extended, "pm25_high")
-                elif book.clear_condition(dev.device_id, "pm25_high", now, f"pm25 1 h mean {mean:.1f}"):
-                    report.count(report.cleared, "pm25_high")
-        report.latest_rows = refresh_latest(session, influx)
-        session.commit()
-        book.publish()
+        with report.timed("recent"):
+            active = book.preload()
+            devices, models = load_devices(session, cfg)
+            window = recent_window(cfg, devices)
+            recent_bins = recent_points(influx, schema.MEASUREMENT_BIN, now, window)
+            recent_air = recent_points(influx, schema.MEASUREMENT_AIR, now, window)
+            recent = pd.concat([f for f in (recent_bins, recent_air) if not f.empty] or [recent_bins],
+                               ignore_index=True)
+        with report.timed("latest"):
+            latest = {r.device_id: r for r in session.scalars(select(DeviceLatestRow))}
+            report.latest_rows = refresh_latest(session, influx, now=now, recent=recent, devices=list(devices),
+                                                rows=latest)
+        ctx = Context(now, cfg, devices, {k: (r.severity, r.started_at) for k, r in active.items()},
+                      recent=recent, latest_ts={d: r.ts for d, r in latest.items()},
+                      rejects=reject_counts(session, now, cfg.rejects_window_s, set(devices)))
+        derived = _bins(ctx, session, influx, recent_bins, latest, forecast, report)
+        derived.update(_air(ctx, influx, models, report))
+        with report.timed("rules"):
+            verdicts = [v for rule in RULES.values() for v in rule(ctx)]
+            apply(book, verdicts, now, report)
+        with report.timed("commit"):
+            write_derived(latest, derived)
+            session.commit()
+    book.publish()
     return report

@@ -85,8 +85,11 @@ class AnalyticsSettings(BaseModel):
         debounce_readings: consecutive readings a bin level or status flag must hold to open.
         debounce_s: or, when set, how long (seconds) it must hold, whichever comes first.
         pickup_min_drop: fall in fillingLevel between two readings that counts as a pickup.
-        pickup_lookback_h: hours scanned for pickups on each run.
+        recent_window_h: hours of raw readings each run reads (longer when ``stuck_readings``
+            readings of a slow device need it); a pickup is seen if the job runs within it.
         forecast_window_h: hours of hourly means used for the fill-rate estimate.
+        forecast_interval_s: the scheduler recomputes fill forecasts this often (runs in
+            between reuse the stored ones).
         collection_times: planned collection times, ``HH:MM`` local time in ``timezone``.
         collection_weekdays: days with collections, Monday = 0.
         timezone: IANA zone of the schedule and of route-plan days (WITA = Asia/Makassar).
@@ -115,8 +118,9 @@ class AnalyticsSettings(BaseModel):
     debounce_readings: int = Field(2, ge=1)
     debounce_s: float | None = None
     pickup_min_drop: float = 0.3
-    pickup_lookback_h: float = 24.0
-    forecast_window_h: float = 48.0
+    recent_window_h: float = 2.0
+    forecast_window_h: float = 24.0
+    forecast_interval_s: float = 600.0
     collection_times: list[str] = Field(default_factory=lambda: ["06:00"])
     collection_weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
     timezone: str = "Asia/Makassar"

@@ -84,7 +84,8 @@ def wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
 def test_vertical_slice(make_settings: Any, mosquitto: stack.Service, influx: Any, sessions: Any,
                         api_url: str) -> None:
     assert EM310, "the EM310-UDL vectors must be in tests/data"
-    settings: Settings = make_settings(mqtt_port=mosquitto.port, influx=influx)
+    # one uplink per device: open alerts on a single reading (the default debounce wants two)
+    settings: Settings = make_settings(mqtt_port=mosquitto.port, influx=influx, analytics={"debounce_readings": 1})
     with sessions.begin() as s:
         for dev_eui, depth, blind in LORA_BINS:
             add_device(s, DeviceIn(id=dev_eui, kind="bin", model="EM310-UDL", codec="milesight-em310-udl",
@@ -140,8 +141,9 @@ def test_vertical_slice(make_settings: Any, mosquitto: stack.Service, influx: An
 
     first = run_once(sessions, influx, settings.analytics)
     second = run_once(sessions, influx, settings.analytics)
-    assert first.opened == {"bin_full": 2, "pm25_high": 1}
-    assert second.opened == {} and second.extended == {"bin_full": 2, "pm25_high": 1}
+    # the EM310-UDL vector carries the tilt flag (position abnormal)
+    assert first.opened == {"bin_full": 2, "pm25_high": 1, "tilt": 2}
+    assert second.opened == {} and second.extended == {"bin_full": 2, "pm25_high": 1, "tilt": 2}
 
     with sessions.begin() as s:
         token = create_token(s, "e2e", "officer")[1]
@@ -163,7 +165,8 @@ def test_vertical_slice(make_settings: Any, mosquitto: stack.Service, influx: An
 
     alerts = httpx.get(f"{api_url}/alerts", headers=officer).json()
     got = sorted((a["device_id"], a["type"], a["severity"], a["count"]) for a in alerts)
-    assert got == [("MKS-AIR-01", "pm25_high", "major", 2),
+    assert got == [("24E124713B0000A1", "tilt", "major", 2), ("24E124713B0000A2", "tilt", "major", 2),
+                   ("MKS-AIR-01", "pm25_high", "major", 2),
                    ("MKS-BIN-0001", "bin_full", "major", 2),
                    ("MKS-BIN-0002", "bin_full", "critical", 2)]
     pm = next(a for a in alerts if a["type"] == "pm25_high")

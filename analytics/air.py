@@ -1,0 +1,203 @@
+"""Air-station data for the rules: humidity-corrected PM2.5, robust spike scores, ISPU / US AQI.
+
+Humidity correction (:mod:`analytics.humidity`) is applied per device model when configured
+(settings ``pm_sensor_by_model``, ``pm_kappa_by_model``), to each bucket's mean PM with the
+same bucket's mean relative humidity. Averages of averages: the published corrections were fitted
+on 24 h (Barkjohn et al. 2021) or per-reading (Crilley et al. 2018) data; an hourly or
+10-minute mean lies between and is what InfluxDB hands back cheaply.
+
+Spikes: a Hampel-type test. For each 10-minute bucket the station's baseline is the median and
+the MAD (median absolute deviation) of its own buckets over the preceding ``spike_baseline_h``
+hours, excluding the ``spike_persistence`` newest buckets so that a lasting spike does not raise
+its own baseline. ``z = (x - median) / (1.4826 * MAD)`` is the modified z-score of Iglewicz and
+Hoaglin (1993, "How to Detect and Handle Outliers", ASQC), who flag |z| > 3.5 (the default
+``spike_z``); 1.4826 makes the MAD estimate sigma for normal data (Leys et al. 2013, J. Exp.
+Soc. Psychol. 49:764). The MAD is floored at :data:`MAD_FLOOR_UGM3` and a spike must also
+exceed the median by ``spike_min_excess_ugm3``: at night a clean station's MAD can be a fraction
+of a microgram and every breath of smoke would be "4 sigma".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics import aqi, humidity
+from analytics.frames import bucket_means, window_means
+from core import schema
+from core.settings import AnalyticsSettings
+from storage.influx import InfluxClient
+
+BUCKET = timedelta(minutes=10)
+"""Spike buckets (InfluxQL ``GROUP BY time(10m)``)."""
+MAD_FLOOR_UGM3 = 1.0
+"""Smallest MAD used, ug/m3 (about the 1 ug/m3 resolution of SDS011/PMS5003 outputs)."""
+MIN_BASELINE_BUCKETS = 36
+"""A station needs six hours of buckets in its baseline window before it can spike."""
+GASES = ("so2", "co", "o3", "no2")
+"""Gas fields that enter the ISPU when a station reports them (ug/m3)."""
+MIN_HOURS_24H = 18
+"""EPA's 75 % completeness for a 24-hour average (40 CFR 50 App. N, 18 of 24 hours); fewer hours
+are still reported, flagged ``aqi_complete: false``."""
+
+
+def sensor_models(models: dict[str, str], cfg: AnalyticsSettings) -> dict[str, humidity.PmSensorModel]:
+    """The humidity-correction model of each station whose registry model is configured.
+
+    Args:
+        models: device id -> registry ``model`` string.
+        cfg: settings (``pm_sensor_by_model``, ``pm_kappa_by_model``).
+
+    Returns:
+        device id -> sensor model (kappa-Koehler with the configured kappa when one is set).
+
+    Raises:
+        ValueError: a configured sensor model name is unknown.
+    """
+    out: dict[str, humidity.PmSensorModel] = {}
+    for device_id, model in models.items():
+        kappa = cfg.pm_kappa_by_model.get(model)
+        name = cfg.pm_sensor_by_model.get(model)
+        if name is None and kappa is None:
+            continue
+        base = humidity.get_sensor_model(name) if name else humidity.PmSensorModel(model, 1000.0, 1000.0)
+        if kappa is not None:
+            base = replace(base, correction=humidity.Correction.KAPPA_KOEHLER, kappa=kappa)
+        out[device_id] = base
+    return out
+
+
+def _correct(pm: float, rh: float, model: humidity.PmSensorModel | None, pollutant: str) -> float:
+    if model is None or math.isnan(pm):
+        return pm
+    if model.correction is humidity.Correction.EPA_BARKJOHN_2021 and pollutant != "pm25":
+        return pm  # the EPA fit is for PM2.5 only
+    if math.isnan(rh):
+        return float("nan")  # no humidity, no trustworthy corrected value
+    try:
+        return humidity.correct_pm(model, pm, rh)
+    except ValueError:  # RH above rh_max (fog) or out of range
+        return float("nan")
+
+
+def correct_frame(frame: pd.DataFrame, models: dict[str, humidity.PmSensorModel], pollutant: str) -> pd.Series:
+    """Humidity-corrected ``frame[pollutant]`` (ug/m3), row by row.
+
+    Args:
+        frame: columns device_id, ``pollutant`` and ``relativeHumidity`` (fraction; may be absent).
+        models: device id -> sensor model; stations without one are returned unchanged.
+        pollutant: ``pm25`` or ``pm10``.
+
+    Returns:
+        Float series aligned with ``frame``; NaN where a correction was needed but the humidity is
+        missing or above the model's ``rh_max``.
+    """
+    if frame.empty or not models:
+        return frame[pollutant].astype(float) if pollutant in frame else pd.Series(dtype=float)
+    rh = frame["relativeHumidity"] if "relativeHumidity" in frame else pd.Series(np.nan, index=frame.index)
+    return pd.Series([_correct(float(p), float(h), models.get(str(d)), pollutant)
+                      for d, p, h in zip(frame["device_id"], frame[pollutant], rh, strict=True)],
+                     index=frame.index, dtype=float)
+
+
+def last_hour(influx: InfluxClient, now: datetime, models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
+    """PM2.5 mean per station over ``(now - 1 h, now]``, humidity-corrected.
+
+    Returns:
+        Frame indexed by device_id, columns ``pm25`` (ug/m3) and ``n`` (readings).
+    """
+    frame = window_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
+                         now - timedelta(hours=1), now).reset_index()
+    frame["pm25"] = correct_frame(frame, models, "pm25")
+    return frame.set_index("device_id")[["pm25", "n"]]
+
+
+def buckets(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
+            models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
+    """10-minute PM2.5 means per station over the baseline window plus the last hour, corrected.
+
+    Returns:
+        Long frame: device_id, time (bucket start, UTC), pm25 (ug/m3).
+    """
+    start = now - timedelta(hours=cfg.spike_baseline_h + 1) - cfg.spike_persistence * BUCKET
+    frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"], start, now, "10m")
+    frame["pm25"] = correct_frame(frame, models, "pm25")
+    return frame[["device_id", "time", "pm25"]].dropna(subset=["pm25"])
+
+
+def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
+                 horizon: timedelta = timedelta(hours=1)) -> pd.DataFrame:
+    """Modified z-score of each bucket in the last ``horizon`` against its station's baseline.
+
+    Args:
+        frame: device_id, time (bucket start), pm25 (see :func:`buckets`).
+        now: the run's time.
+        cfg: ``spike_z``, ``spike_min_excess_ugm3``, ``spike_baseline_h``, ``spike_persistence``.
+        horizon: how far back buckets are scored.
+
+    Returns:
+        Frame with device_id, time, pm25, median, mad, z, excess (ug/m3) and spike (bool); z is
+        NaN when the baseline holds fewer than :data:`MIN_BASELINE_BUCKETS` buckets.
+    """
+    rows: list[dict[str, Any]] = []
+    cut = pd.Timestamp(now - horizon)
+    gap = cfg.spike_persistence * BUCKET
+    base_len = timedelta(hours=cfg.spike_baseline_h)
+    for device_id, g in frame.groupby("device_id", sort=True):
+        t, x = g["time"], g["pm25"].to_numpy(dtype=float)
+        for i in np.flatnonzero((t > cut).to_numpy()):
+            ts = t.iloc[i]
+            in_base = ((t >= ts - gap - base_len) & (t < ts - gap)).to_numpy()
+            med = mad = z = float("nan")
+            if in_base.sum() >= MIN_BASELINE_BUCKETS:
+                base = x[in_base]
+                med = float(np.median(base))
+                mad = float(np.median(np.abs(base - med)))
+                z = (x[i] - med) / (1.4826 * max(mad, MAD_FLOOR_UGM3))
+            excess = x[i] - med
+            rows.append({"device_id": str(device_id), "time": ts, "pm25": x[i], "median": med, "mad": mad, "z": z,
+                         "excess": excess,
+                         "spike": bool(z >= cfg.spike_z and excess >= cfg.spike_min_excess_ugm3)})
+    cols = ["device_id", "time", "pm25", "median", "mad", "z", "excess", "spike"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def aqi_derived(influx: InfluxClient, now: datetime,
+                models: dict[str, humidity.PmSensorModel]) -> dict[str, dict[str, Any]]:
+    """ISPU and US AQI per station from hourly means over the last 24 h (pulled with InfluxQL).
+
+    The 24-hour concentration is the mean of the (corrected) hourly means; both standards use
+    24-hour averages (see :mod:`analytics.aqi`).
+
+    Returns:
+        device id -> ``{ispu, ispu_category, critical_pollutant, us_aqi, us_aqi_category,
+        pm25_24h, aqi_hours, aqi_complete}`` (categories are keys such as ``tidak_sehat``;
+        ``us_aqi`` and its category are None without PM).
+    """
+    fields = [schema.FIELD_PM25, schema.FIELD_PM10, "relativeHumidity", *GASES]
+    hourly = bucket_means(influx, schema.MEASUREMENT_AIR, fields, now - timedelta(hours=24), now, "1h")
+    if hourly.empty:
+        return {}
+    hourly["pm25"] = correct_frame(hourly, models, "pm25")
+    hourly["pm10"] = correct_frame(hourly, models, "pm10")
+    out: dict[str, dict[str, Any]] = {}
+    for device_id, g in hourly.groupby("device_id", sort=True):
+        conc = {p: float(g[p].mean()) for p in ("pm25", "pm10", *GASES) if g[p].notna().any()}
+        if not conc:
+            continue
+        ispu = aqi.report("ispu", conc)
+        pm = {p: v for p, v in conc.items() if p in ("pm25", "pm10")}
+        us = aqi.report("us", pm) if pm else None
+        hours = int(g["pm25"].notna().sum()) if "pm25" in conc else len(g)
+        out[str(device_id)] = {
+            "ispu": ispu.index, "ispu_category": ispu.category.key, "critical_pollutant": ",".join(ispu.critical),
+            "us_aqi": us.index if us else None, "us_aqi_category": us.category.key if us else None,
+            "pm25_24h": round(conc["pm25"], 2) if "pm25" in conc else None,
+            "aqi_hours": hours, "aqi_complete": hours >= MIN_HOURS_24H,
+        }
+    return out

@@ -1,0 +1,106 @@
+"""Per-bin fill forecasts from hourly means (InfluxQL) and the collection history (SQL).
+
+See :mod:`analytics.forecast` for the estimators. This module only selects each bin's points:
+hourly buckets that start at or after the bin's last pickup (a bucket holding the pickup mixes
+two fills), without clamped levels (>= 0.999: a full bin stops rising on the sensor's scale).
+A pickup the job has not recorded (it was not running then) still shows as a fall between
+hourly means: the series is cut after the last fall of half ``pickup_min_drop`` or more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from analytics.forecast import FillForecast, from_history, from_series
+from analytics.frames import bucket_means
+from analytics.pickups import History
+from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
+from core import schema
+from core.model import to_ms
+from storage.influx import InfluxClient
+
+CLAMPED = 0.999
+"""Hourly means at or above this are left out of the slope."""
+HALF_HOUR_MS = 1_800_000
+
+
+def hourly_levels(influx: InfluxClient, now: datetime, window_h: float) -> dict[str, DeviceSeries]:
+    """Hourly mean fillingLevel of every bin over ``(now - window_h, now]`` (one InfluxQL query).
+
+    Returns:
+        device id -> series whose ``t_ms`` is each bucket's start.
+    """
+    frame = bucket_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], now - timedelta(hours=window_h),
+                         now, "1h")
+    return split_by_device(frame)
+
+
+def since_last_fall(levels: np.ndarray, min_drop: float) -> int:
+    """Index of the first point after the last fall of at least ``min_drop / 2`` between
+    consecutive values (0 when there is none)."""
+    falls = np.flatnonzero(np.diff(levels) <= -min_drop / 2.0)
+    return int(falls[-1]) + 1 if len(falls) else 0
+
+
+def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent: Mapping[str, DeviceSeries],
+              last_pickup: Mapping[str, datetime], histories: Mapping[str, History],
+              now: datetime, min_drop: float = 0.3) -> dict[str, FillForecast]:
+    """A forecast for every bin that has enough data (series first, history as fallback).
+
+    Args:
+        bins: the bins.
+        hourly: hourly means per bin (:func:`hourly_levels`).
+        recent: raw recent points per bin; the current level is the median of the newest three.
+        last_pickup: each bin's last pickup (UTC).
+        histories: each bin's collection history.
+        now: the run's time.
+        min_drop: ``pickup_min_drop`` (see the module docstring).
+    """
+    now_ms = to_ms(now)
+    out: dict[str, FillForecast] = {}
+    for dev in bins:
+        _, raw = recent[dev.device_id].values(schema.FIELD_FILL) if dev.device_id in recent else (None, np.zeros(0))
+        level_now = float(np.median(raw[-3:])) if len(raw) else None
+        pickup = last_pickup.get(dev.device_id)
+        fc = None
+        series = hourly.get(dev.device_id)
+        if series is not None and level_now is not None:
+            t, lv = series.values(schema.FIELD_FILL)
+            if pickup is not None:
+                t, lv = t[t >= to_ms(pickup)], lv[t >= to_ms(pickup)]
+            cut = since_last_fall(lv, min_drop)
+            t, lv = t[cut:], lv[cut:]
+            keep = lv < CLAMPED
+            hours = (np.minimum(t[keep] + HALF_HOUR_MS, now_ms) - now_ms) / 3.6e6
+            fc = from_series(hours, lv[keep], level_now, now, dev.full_threshold)
+        hist = histories.get(dev.device_id)
+        if fc is None and hist is not None and pickup is not None:
+            durations, before = hist.intervals()
+            fc = from_history(durations, before, (now - pickup).total_seconds() / 3600.0, now, dev.full_threshold)
+        if fc is not None:
+            out[dev.device_id] = fc
+    return out
+
+
+def from_derived(derived: Mapping[str, Any]) -> FillForecast | None:
+    """The forecast a previous run stored in ``device_latest.derived`` (None if it stored none)."""
+    rate, method = derived.get("fill_rate_per_h"), derived.get("fill_rate_method")
+    if not isinstance(rate, int | float) or not isinstance(method, str):
+        return None
+    full_at = derived.get("full_at")
+    return FillForecast(float(rate), datetime.fromisoformat(full_at) if isinstance(full_at, str) else None, method, 0)
+
+
+def bin_derived(fc: FillForecast | None, last_pickup: datetime | None) -> dict[str, Any]:
+    """``device_latest.derived`` keys of a bin: fill_rate_per_h, full_at, last_emptying,
+    fill_rate_method (None where unknown)."""
+    return {
+        "fill_rate_per_h": round(fc.rate_per_h, 5) if fc else None,
+        "full_at": iso(fc.full_at) if fc else None,
+        "fill_rate_method": fc.method if fc else None,
+        "last_emptying": iso(last_pickup),
+    }

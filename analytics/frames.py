@@ -1,0 +1,156 @@
+"""InfluxQL -> pandas: the aggregates the analytics rules read, each in one query per run.
+
+Every query has explicit time bounds ``(start, end]`` in epoch milliseconds instead of
+``now()``, so a job can run "as of" any time (tests inject ``now``; replays use old data).
+Aggregation is pushed into InfluxDB (``LIMIT`` per series, ``mean``/``last`` with
+``GROUP BY time``, ``difference`` in a subquery filtered by size): the job never pulls a
+month of raw points (InfluxQL reference: https://docs.influxdata.com/influxdb/v1/query_language/).
+
+Every frame is long format: one row per device and time, column ``device_id`` (str), column
+``time`` (``datetime64[ns, UTC]``) and one float column per field, NaN where a point lacks it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from core import schema
+from core.model import to_ms
+from storage.influx import InfluxClient, Series, quote_ident
+
+_SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.FIELD_RX})
+
+
+def time_window(start: datetime, end: datetime) -> str:
+    """InfluxQL condition ``start < time <= end`` (tz-aware datetimes, ms resolution)."""
+    return f"time > {to_ms(start)}ms AND time <= {to_ms(end)}ms"
+
+
+def _frame(series: Sequence[Series], keep: Sequence[str] | None = None) -> pd.DataFrame:
+    """Flatten series (one per ``device_id``) into one long frame (see the module docstring)."""
+    devices: list[str] = []
+    rows: list[list[object]] = []
+    columns: list[str] = []
+    for s in series:
+        if not s.values:
+            continue
+        if not columns:
+            columns = list(s.columns)
+        elif list(s.columns) != columns:  # SELECT * on another series: realign by name
+            idx = [s.columns.index(c) if c in s.columns else None for c in columns]
+            rows.extend([[r[i] if i is not None else None for i in idx] for r in s.values])
+            devices.extend([s.tags.get(schema.TAG_DEVICE, "")] * len(s.values))
+            continue
+        rows.extend(s.values)
+        devices.extend([s.tags.get(schema.TAG_DEVICE, "")] * len(s.values))
+    wanted = [c for c in columns[1:] if c not in _SKIP_COLUMNS and (keep is None or c in keep)]
+    if not rows:
+        return pd.DataFrame({"device_id": pd.Series(dtype=str), "time": pd.Series(dtype="datetime64[ns, UTC]"),
+                             **{c: pd.Series(dtype=float) for c in (keep or [])}})
+    raw = pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame({"device_id": devices, "time": pd.to_datetime(raw["time"], unit="ms", utc=True)})
+    for c in wanted:
+        out[c] = pd.to_numeric(raw[c], errors="coerce").astype(float)
+    for c in keep or []:
+        if c not in out:
+            out[c] = float("nan")
+    return out
+
+
+def recent_points(influx: InfluxClient, measurement: str, end: datetime, lookback: timedelta,
+                  limit: int | None = None, devices: Sequence[str] | None = None) -> pd.DataFrame:
+    """Raw points of every device within ``(end - lookback, end]``, optionally only the newest
+    ``limit`` per device (``ORDER BY time DESC LIMIT n`` applies per series) and only ``devices``.
+
+    Returns:
+        Long frame, every numeric field of the measurement as a float column (``rx_ms`` and the
+        ``kecamatan`` tag dropped), sorted by ``device_id`` then ``time`` ascending.
+
+    Raises:
+        StoreUnavailable, StoreRejected: from the client.
+    """
+    where = time_window(end - lookback, end)
+    if devices is not None:
+        if not devices:
+            return _frame([])
+        where += f" AND {quote_ident(schema.TAG_DEVICE)} =~ /^(?:{'|'.join(_regex(d) for d in devices)})$/"
+    q = f"SELECT * FROM {quote_ident(measurement)} WHERE {where} GROUP BY {quote_ident(schema.TAG_DEVICE)}"
+    if limit is not None:
+        q += f" ORDER BY time DESC LIMIT {int(limit)}"
+    frame = _frame(influx.query(q))
+    if limit is not None:
+        frame = frame.sort_values(["device_id", "time"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _regex(text: str) -> str:
+    """``text`` as a literal inside an InfluxQL regular expression (Go RE2 syntax)."""
+    return re.sub(r"([\\.^$|?*+()\[\]{}/])", r"\\\1", text)
+
+
+def bucket_means(influx: InfluxClient, measurement: str, fields: Sequence[str], start: datetime, end: datetime,
+                 every: str, agg: str = "mean") -> pd.DataFrame:
+    """``agg`` of ``fields`` per device in ``every``-long buckets (``GROUP BY time(every)``, empty
+    buckets dropped with ``fill(none)``).
+
+    Args:
+        fields: field keys, e.g. ``["pm25", "relativeHumidity"]``.
+        every: InfluxQL duration literal (``10m``, ``1h``); buckets are aligned to the epoch.
+        agg: InfluxQL aggregate or selector (``mean``, ``last``, ``max`` ...).
+
+    Returns:
+        Long frame; ``time`` is the bucket start; one float column per field (NaN where a
+        bucket holds no value of that field).
+    """
+    sel = ", ".join(f"{agg}({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
+    q = (f"SELECT {sel} FROM {quote_ident(measurement)} WHERE {time_window(start, end)} "
+         f"GROUP BY time({every}), {quote_ident(schema.TAG_DEVICE)} fill(none)")
+    return _frame(influx.query(q), keep=list(fields))
+
+
+def window_means(influx: InfluxClient, measurement: str, fields: Sequence[str], start: datetime,
+                 end: datetime) -> pd.DataFrame:
+    """Mean of each field per device over ``(start, end]``.
+
+    Returns:
+        Frame indexed by ``device_id`` with one float column per field, plus ``n`` (float: the
+        number of values of the first field).
+    """
+    sel = ", ".join(f"mean({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
+    sel += f", count({quote_ident(fields[0])}) AS n"
+    q = (f"SELECT {sel} FROM {quote_ident(measurement)} WHERE {time_window(start, end)} "
+         f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
+    frame = _frame(influx.query(q), keep=[*fields, "n"])
+    return frame.drop(columns="time").set_index("device_id")
+
+
+def jumps(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,
+          min_abs: float) -> pd.DataFrame:
+    """Every step between consecutive raw points of ``field`` whose size is at least ``min_abs``.
+
+    InfluxDB computes ``difference`` (after - before), ``moving_average(field, 2)`` ((before +
+    after) / 2) and ``elapsed`` (ms since the previous point) per device; an outer query keeps
+    the big steps only, so a day of 10-minute readings of 5,000 bins returns a few thousand rows.
+    A step whose earlier point is at or before ``start`` is not seen.
+
+    Returns:
+        Long frame with ``time`` (the later point), ``delta``, ``before``, ``after`` (field
+        units) and ``prev_time`` (time of the earlier point, UTC), sorted by device and time.
+    """
+    f = quote_ident(field)
+    inner = (f"SELECT difference({f}) AS d, moving_average({f}, 2) AS m, elapsed({f}, 1ms) AS e "
+             f"FROM {quote_ident(measurement)} WHERE {time_window(start, end)} "
+             f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
+    q = f"SELECT d, m, e FROM ({inner}) WHERE d <= {-abs(min_abs)!r} OR d >= {abs(min_abs)!r} " \
+        f"GROUP BY {quote_ident(schema.TAG_DEVICE)}"
+    raw = _frame(influx.query(q), keep=["d", "m", "e"])
+    out = pd.DataFrame({
+        "device_id": raw["device_id"], "time": raw["time"], "delta": raw["d"],
+        "before": raw["m"] - raw["d"] / 2.0, "after": raw["m"] + raw["d"] / 2.0,
+        "prev_time": raw["time"] - pd.to_timedelta(raw["e"], unit="ms"),
+    })
+    return out.sort_values(["device_id", "time"], kind="stable").reset_index(drop=True)

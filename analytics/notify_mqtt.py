@@ -1,0 +1,96 @@
+"""Alert changes published on MQTT: ``lorong/alerts/<kecamatan>/<type>/<device>``, QoS 1, JSON.
+
+The only paho import of the analytics room. One message per change (opened, escalated,
+deescalated, acknowledged, cleared); extending an alert is not a change and publishes nothing.
+Payload: ``{"action": ..., "alert": <snapshot>}`` (:func:`analytics.alerts.snapshot`). Messages
+are not retained: they are events; the current state is in the API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from analytics.alerts import AlertChange
+
+log = logging.getLogger(__name__)
+
+TOPIC_PREFIX = "lorong/alerts"
+
+
+def topic_level(text: str) -> str:
+    """``text`` as one MQTT topic level: ``/``, ``+``, ``#`` and NUL become ``_``; empty is ``none``
+    (MQTT 5.0 section 4.7: wildcards are not allowed in topic names)."""
+    clean = "".join("_" if c in "/+#\x00" else c for c in text)
+    return clean or "none"
+
+
+def alert_topic(change: AlertChange, prefix: str = TOPIC_PREFIX) -> str:
+    """Topic of an alert change: ``<prefix>/<kecamatan>/<type>/<device_id>``."""
+    a = change.alert
+    return "/".join((prefix, topic_level(str(a.get("kecamatan") or "")), topic_level(str(a["type"])),
+                     topic_level(str(a["device_id"]))))
+
+
+class MqttNotifier:
+    """Publishes alert changes with QoS 1 and waits for the broker's PUBACK.
+
+    Args:
+        host, port: broker address.
+        client_id: MQTT client id.
+        username, password: optional credentials.
+        timeout_s: longest wait for the connection and for each PUBACK.
+        prefix: topic prefix.
+
+    Raises:
+        ConnectionError: (constructor) the broker did not accept the connection in time.
+    """
+
+    def __init__(self, host: str, port: int, client_id: str = "lorong-analytics", username: str | None = None,
+                 password: str | None = None, timeout_s: float = 10.0, prefix: str = TOPIC_PREFIX) -> None:
+        self.prefix, self.timeout_s = prefix, timeout_s
+        self._connected = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.connect_async(host, port, keepalive=30)
+        self._client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.close()
+            raise ConnectionError(f"MQTT broker {host}:{port} did not accept the alert publisher")
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                    properties: object) -> None:
+        if not getattr(reason, "is_failure", False):
+            self._connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                       properties: object) -> None:
+        self._connected.clear()
+        log.warning("alert publisher disconnected: %s", reason)
+
+    def __call__(self, change: AlertChange) -> None:
+        """Publish one change and wait for its PUBACK.
+
+        Raises:
+            ConnectionError: not connected, or no PUBACK within ``timeout_s``.
+        """
+        payload = json.dumps({"action": change.action, "alert": change.alert}, separators=(",", ":"))
+        info = self._client.publish(alert_topic(change, self.prefix), payload, qos=1)
+        try:
+            info.wait_for_publish(self.timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            raise ConnectionError(f"alert {change.alert_id} {change.action} not published: {exc}") from exc
+        if not info.is_published():
+            raise ConnectionError(f"alert {change.alert_id} {change.action}: no PUBACK within {self.timeout_s} s")
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread."""
+        self._client.disconnect()
+        self._client.loop_stop()

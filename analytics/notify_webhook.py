@@ -1,0 +1,64 @@
+"""Alert changes POSTed to a webhook as JSON, retried with backoff (httpx + tenacity).
+
+Body: ``{"action": ..., "alert": <snapshot>}``; header ``Idempotency-Key`` is the same on every
+retry of one change (``<alert id>:<action>:<updated_at>``) so a receiver can drop duplicates
+(the IETF draft "The Idempotency-Key HTTP Header Field"). Retried: network errors, 429 and 5xx;
+any other 4xx is the receiver refusing the message and is not retried.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from analytics.alerts import AlertChange
+
+
+class RetryableStatus(Exception):
+    """The webhook answered 429 or 5xx: try again."""
+
+
+class WebhookNotifier:
+    """POSTs each alert change to ``url``.
+
+    Args:
+        url: the receiver.
+        timeout_s: per-request timeout.
+        attempts: tries per change (first one included).
+        backoff_s: first wait between tries; doubles each time, capped at 30 s.
+        headers: extra headers (e.g. an ``Authorization`` token).
+
+    Raises:
+        httpx.HTTPStatusError: (call) a 4xx other than 429.
+        RetryableStatus, httpx.TransportError: (call) still failing after ``attempts`` tries.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 5.0, attempts: int = 5, backoff_s: float = 0.5,
+                 headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self._http = httpx.Client(timeout=timeout_s, headers=headers)
+        self._retrying = Retrying(stop=stop_after_attempt(attempts),
+                                  wait=wait_exponential(multiplier=backoff_s, max=30),
+                                  retry=retry_if_exception_type((httpx.TransportError, RetryableStatus)),
+                                  reraise=True)
+
+    def _post(self, body: bytes, key: str) -> None:
+        resp = self._http.post(self.url, content=body,
+                               headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise RetryableStatus(f"webhook {self.url}: HTTP {resp.status_code}")
+        resp.raise_for_status()
+
+    def __call__(self, change: AlertChange) -> None:
+        """Deliver one change (see the class for errors)."""
+        body = json.dumps({"action": change.action, "alert": change.alert}).encode()
+        key = f"{change.alert_id}:{change.action}:{change.alert.get('updated_at')}"
+        for attempt in self._retrying:
+            with attempt:
+                self._post(body, key)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()

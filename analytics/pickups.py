@@ -1,0 +1,181 @@
+"""Pickup detection: a sharp fall of a bin's fill level is a collection (FIWARE WasteContainer
+``dateLastEmptying``), kept in the SQL table ``collections`` and as a point of the InfluxDB
+measurement ``collection`` (:mod:`core.schema`).
+
+A step between two consecutive readings is a pickup when the level falls by at least
+``pickup_min_drop`` (0.3: well above ultrasonic jitter of about 1 % and waste settling, below
+any real emptying of a bin worth emptying; our choice) and it is not a glitch:
+
+* the reading after the fall must exist and must not jump back up by half the fall or more
+  (one low reading = something in front of the sensor, or a lost echo), so a pickup is recorded
+  one reading late;
+* the step into the reading before the fall must not be a rise by half the fall or more (one
+  high reading, then back: a bag held over the sensor).
+
+Detection runs on the raw recent points the job already holds (:func:`detect`); a pickup is
+stored once (unique device and time), so running the job twice adds nothing. Longer outages can
+be backfilled with :func:`detect_in_influx`, which has InfluxDB compute the steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from analytics.frames import jumps
+from core import schema
+from core.model import to_ms
+from storage.influx import InfluxClient, line
+from storage.tables import CollectionRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pickup:
+    """A detected collection.
+
+    Attributes:
+        device_id: the bin.
+        at: time of the first reading after the fall (UTC).
+        level_before: fillingLevel before, 0..1.
+        level_after: fillingLevel after, 0..1.
+    """
+
+    device_id: str
+    at: datetime
+    level_before: float
+    level_after: float
+
+
+def _confirmed(delta: np.ndarray, prev_delta: np.ndarray, next_delta: np.ndarray, min_drop: float) -> np.ndarray:
+    drop = delta <= -min_drop
+    half = -delta / 2.0
+    no_rebound = ~np.isnan(next_delta) & (next_delta < half)
+    no_spike = np.isnan(prev_delta) | (prev_delta < half)
+    return np.asarray(drop & no_rebound & no_spike)
+
+
+def detect(recent: pd.DataFrame, min_drop: float) -> list[Pickup]:
+    """Pickups among raw points.
+
+    Args:
+        recent: long frame sorted by device_id and time, with ``fillingLevel`` (see
+            :func:`analytics.frames.recent_points`).
+        min_drop: smallest fall that counts, fraction 0..1.
+
+    Returns:
+        Confirmed pickups (see the module docstring), by device and time.
+    """
+    if recent.empty or "fillingLevel" not in recent:
+        return []
+    f = recent.loc[recent["fillingLevel"].notna(), ["device_id", "time", "fillingLevel"]]
+    by = f.groupby("device_id", sort=False)["fillingLevel"]
+    delta = by.diff()
+    prev_delta = delta.groupby(f["device_id"], sort=False).shift(1)
+    next_delta = delta.groupby(f["device_id"], sort=False).shift(-1)
+    hit = _confirmed(delta.to_numpy(dtype=float), prev_delta.to_numpy(dtype=float),
+                     next_delta.to_numpy(dtype=float), min_drop)
+    rows = f[hit]
+    before = (rows["fillingLevel"] - delta[hit]).to_numpy(dtype=float)
+    return [Pickup(str(d), t.to_pydatetime(), float(b), float(a))
+            for d, t, b, a in zip(rows["device_id"], rows["time"], before, rows["fillingLevel"], strict=True)]
+
+
+def detect_in_influx(influx: InfluxClient, start: datetime, end: datetime, min_drop: float) -> list[Pickup]:
+    """Pickups within ``(start, end]`` computed from InfluxDB's ``difference`` of every bin
+    (:func:`analytics.frames.jumps`): for backfilling after an outage of the job.
+
+    The steps InfluxDB returns are those of at least half ``min_drop``: enough to see a
+    rebound or a spike next to a fall.
+    """
+    steps = jumps(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, start, end, min_drop / 2.0)
+    if steps.empty:
+        return []
+    g = steps.groupby("device_id", sort=False)
+    prev_t, next_prev_t = g["time"].shift(1), g["prev_time"].shift(-1)
+    prev_d, next_d = g["delta"].shift(1), g["delta"].shift(-1)
+    # neighbours count only when adjacent: the previous step ends where this one starts, etc.
+    prev_adj = prev_d.where(prev_t == steps["prev_time"])
+    next_adj = next_d.where(next_prev_t == steps["time"])
+    # no adjacent big step after a fall: the next reading stayed low, or there is none yet (a
+    # backfill cannot tell; the regular job waits for that next reading)
+    next_filled = next_adj.fillna(0.0)
+    hit = _confirmed(steps["delta"].to_numpy(dtype=float), prev_adj.to_numpy(dtype=float),
+                     next_filled.to_numpy(dtype=float), min_drop)
+    rows = steps[hit]
+    return [Pickup(str(d), t.to_pydatetime(), float(b), float(a))
+            for d, t, b, a in zip(rows["device_id"], rows["time"], rows["before"], rows["after"], strict=True)]
+
+
+def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
+           kecamatan: dict[str, str]) -> list[Pickup]:
+    """Store pickups not stored yet: InfluxDB ``collection`` points first, then SQL rows
+    (the caller commits). A failed InfluxDB write raises before anything is added to the session.
+
+    Returns:
+        The pickups that were new.
+
+    Raises:
+        StoreUnavailable, StoreRejected: the InfluxDB write failed.
+    """
+    if not pickups:
+        return []
+    lo, hi = min(p.at for p in pickups), max(p.at for p in pickups)
+    seen = {(d, to_ms(a)) for d, a in session.execute(
+        select(CollectionRow.device_id, CollectionRow.at).where(CollectionRow.at >= lo, CollectionRow.at <= hi))}
+    new = [p for p in pickups if (p.device_id, to_ms(p.at)) not in seen]
+    if not new:
+        return []
+    influx.write_lines([
+        line(schema.MEASUREMENT_COLLECTION,
+             {schema.TAG_DEVICE: p.device_id, schema.TAG_KECAMATAN: kecamatan.get(p.device_id, "")},
+             {"before": round(p.level_before, 6), "after": round(p.level_after, 6)}, to_ms(p.at))
+        for p in new
+    ])
+    session.add_all(CollectionRow(device_id=p.device_id, at=p.at, level_before=p.level_before,
+                                  level_after=p.level_after) for p in new)
+    session.flush()
+    log.info("%d new pickups recorded", len(new))
+    return new
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A bin's recent collections, oldest first: times (UTC) and levels before each pickup."""
+
+    at: list[datetime]
+    level_before: list[float]
+
+    def intervals(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(durations_h, levels_before)`` of each interval between two consecutive pickups."""
+        if len(self.at) < 2:
+            return np.zeros(0), np.zeros(0)
+        t = np.array([to_ms(a) for a in self.at], dtype=float)
+        return np.diff(t) / 3.6e6, np.array(self.level_before[1:], dtype=float)
+
+
+def history(session: Session, now: datetime, per_device: int = 21, days: int = 60) -> dict[str, History]:
+    """The newest ``per_device`` pickups of every bin within ``days`` before ``now``.
+
+    One SQL query with ``row_number() OVER (PARTITION BY device_id ORDER BY at DESC)`` (SQLite
+    3.25+, PostgreSQL).
+    """
+    rn = func.row_number().over(partition_by=CollectionRow.device_id, order_by=CollectionRow.at.desc()).label("rn")
+    sub = (select(CollectionRow.device_id, CollectionRow.at, CollectionRow.level_before, rn)
+           .where(CollectionRow.at > now - timedelta(days=days), CollectionRow.at <= now).subquery())
+    q = select(sub.c.device_id, sub.c.at, sub.c.level_before).where(sub.c.rn <= per_device).order_by(
+        sub.c.device_id, sub.c.at)
+    out: dict[str, History] = {}
+    for device_id, at, before in session.execute(q):
+        h = out.setdefault(device_id, History([], []))
+        h.at.append(at)
+        h.level_before.append(float(before))
+    return out

@@ -1,0 +1,199 @@
+"""What every rule reads (:class:`Context`) and returns (:class:`Verdict`).
+
+A rule is a pure function ``evaluate(ctx) -> list[Verdict]``: no I/O, no clock. The job builds
+the context once per run (one InfluxQL query per frame), runs every rule, and applies the
+verdicts to the alert book. A rule says nothing about a device whose state should not change
+(not enough data yet, or a level inside the hysteresis band): silence keeps an alert as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.forecast import FillForecast
+from core.model import DeviceKind, utc_from_ms
+from core.settings import AnalyticsSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """The registry facts a rule needs about one active device.
+
+    Attributes:
+        device_id: registry id.
+        kind: bin or air.
+        kecamatan: district (alert topic level).
+        model: device model string from the registry (selects the PM humidity correction).
+        full_threshold: this bin's full threshold (per-device override or the default), 0..1.
+        report_interval_s: expected seconds between uplinks.
+        since: when the device was installed (or registered), UTC.
+    """
+
+    device_id: str
+    kind: DeviceKind
+    kecamatan: str
+    model: str
+    full_threshold: float
+    report_interval_s: int
+    since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A rule's decision for one device and alert type.
+
+    Attributes:
+        device_id: the device (or ``city`` for city-wide alerts).
+        type: alert type (``bin_full``, ``offline`` ...).
+        severity: critical, major, minor or warning to raise; ``None`` to clear.
+        details: JSON-ready facts behind the decision (values, limits, times as ISO strings).
+        reason: why an alert clears (stored in the history).
+        kecamatan: the device's district.
+    """
+
+    device_id: str
+    type: str
+    severity: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    kecamatan: str = ""
+
+    @property
+    def clears(self) -> bool:
+        """True when this verdict clears the alert."""
+        return self.severity is None
+
+
+@dataclass
+class Context:
+    """Everything the rules read in one run.
+
+    Attributes:
+        now: the run's time (tz-aware UTC); all windows end here.
+        cfg: thresholds.
+        devices: active devices by id.
+        active: severity of each active alert by ``(device_id, type)``, and its start.
+        recent: raw recent points of bins and stations (see :func:`analytics.frames.recent_points`):
+            columns device_id, time and one float column per field, sorted by device and time.
+        latest_ts: time of each device's newest reading (UTC).
+        pickups: time of each bin's last detected pickup (UTC).
+        forecasts: each bin's fill forecast.
+        next_collection: the next planned collection round (UTC).
+        air_1h: per-station PM2.5 over the last hour, index device_id, columns ``pm25``
+            (humidity-corrected mean, ug/m3) and ``n`` (readings).
+        air_spikes: per-station 10-minute buckets, columns device_id, time, pm25, z, excess,
+            spike (see :func:`analytics.air.score_spikes`).
+        rejects: per-device dead-letter counts by reason within the rejects window.
+    """
+
+    now: datetime
+    cfg: AnalyticsSettings
+    devices: dict[str, Device]
+    active: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
+    recent: pd.DataFrame = field(default_factory=pd.DataFrame)
+    latest_ts: dict[str, datetime] = field(default_factory=dict)
+    pickups: dict[str, datetime] = field(default_factory=dict)
+    forecasts: dict[str, FillForecast] = field(default_factory=dict)
+    next_collection: datetime | None = None
+    air_1h: pd.DataFrame = field(default_factory=pd.DataFrame)
+    air_spikes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rejects: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    _groups: dict[str, DeviceSeries] | None = field(default=None, init=False, repr=False)
+
+    def of_kind(self, kind: DeviceKind) -> Iterator[Device]:
+        """Active devices of one kind, by id."""
+        return (d for d in self.devices.values() if d.kind is kind)
+
+    def is_active(self, device_id: str, type_: str) -> bool:
+        """True when an alert of that device and type is active."""
+        return (device_id, type_) in self.active
+
+    def series(self, device_id: str) -> DeviceSeries:
+        """The device's recent points (empty if none), ascending time."""
+        if self._groups is None:
+            self._groups = split_by_device(self.recent)
+        return self._groups.get(device_id, EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSeries:
+    """One device's recent points as numpy arrays (fast to slice in per-device loops).
+
+    Attributes:
+        t_ms: epoch milliseconds, int64, ascending.
+        fields: field name -> float64 array aligned with ``t_ms`` (NaN where a point lacks it).
+    """
+
+    t_ms: np.ndarray
+    fields: dict[str, np.ndarray]
+
+    def values(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(t_ms, values)`` of the points that carry ``name`` (both empty if none)."""
+        v = self.fields.get(name)
+        if v is None:
+            return _NO_T, _NO_V
+        ok = ~np.isnan(v)
+        return self.t_ms[ok], v[ok]
+
+
+_NO_T = np.zeros(0, dtype=np.int64)
+_NO_V = np.zeros(0, dtype=float)
+EMPTY = DeviceSeries(_NO_T, {})
+
+
+def split_by_device(frame: pd.DataFrame) -> dict[str, DeviceSeries]:
+    """Cut a long frame (sorted by device_id, time) into one :class:`DeviceSeries` per device."""
+    if frame.empty:
+        return {}
+    devices = frame["device_id"].to_numpy()
+    t_ms = frame["time"].dt.tz_convert(None).to_numpy().astype("datetime64[ms]").astype(np.int64)
+    cols = {c: frame[c].to_numpy(dtype=float) for c in frame.columns if c not in ("device_id", "time")}
+    starts = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1]])
+    ends = np.r_[starts[1:], len(devices)]
+    return {str(devices[a]): DeviceSeries(t_ms[a:b], {c: v[a:b] for c, v in cols.items()})
+            for a, b in zip(starts, ends, strict=True)}
+
+
+def iso(ts: datetime | pd.Timestamp | None) -> str | None:
+    """ISO-8601 text of a time (UTC offset kept), or None."""
+    if ts is None or (isinstance(ts, pd.Timestamp) and pd.isna(ts)):
+        return None
+    if isinstance(ts, pd.Timestamp):
+        ts = ts.to_pydatetime()
+    return ts.isoformat()
+
+
+def ms_iso(t_ms: int | np.integer) -> str:
+    """ISO-8601 UTC text of epoch milliseconds."""
+    return utc_from_ms(int(t_ms)).isoformat()
+
+
+def run_length(hit: np.ndarray, t_ms: np.ndarray) -> tuple[int, float]:
+    """How many of the newest values satisfy ``hit`` in a row, and the seconds they span.
+
+    Args:
+        hit: booleans, ascending time.
+        t_ms: their epoch milliseconds.
+
+    Returns:
+        ``(count, span_s)``; ``(0, 0.0)`` when the newest value misses.
+    """
+    n = len(hit)
+    if n == 0 or not hit[-1]:
+        return 0, 0.0
+    misses = np.flatnonzero(~hit)
+    count = n if len(misses) == 0 else n - 1 - int(misses[-1])
+    return count, float(t_ms[-1] - t_ms[n - count]) / 1000.0
+
+
+def debounced(count: int, span_s: float, cfg: AnalyticsSettings) -> bool:
+    """True when a condition held for ``cfg.debounce_readings`` readings or, when set,
+    ``cfg.debounce_s`` seconds (whichever comes first)."""
+    return count >= cfg.debounce_readings or (cfg.debounce_s is not None and count >= 2
+                                             and span_s >= cfg.debounce_s)

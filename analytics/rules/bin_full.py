@@ -1,0 +1,54 @@
+"""Full bin: ``bin_full``, major from ``full_threshold``, critical from ``overflow_threshold``.
+
+Thresholds: 0.8 is the usual "full" trigger of smart-bin services (Enevo, whose Edinburgh data
+in tests/data scales 100 % to a bin 80 % physically full); 0.95 leaves one reading's worth of
+room before waste spills (our choice). Both are settings; a bin's registry ``full_threshold``
+overrides the first.
+
+Debounce: the level must stay at or above the threshold for ``debounce_readings`` readings in a
+row (or ``debounce_s`` seconds, whichever first): one reading of a bag held over the sensor
+opens nothing. Hysteresis: an open alert clears only when the last ``debounce_readings`` levels
+are below ``threshold - full_hysteresis`` (default 0.7), so a level hovering at 0.79-0.81 does
+not flap; a critical alert falls back to major below ``overflow - full_hysteresis``. A pickup
+(:mod:`analytics.pickups`) after the alert opened clears it as soon as the level is low.
+"""
+
+from __future__ import annotations
+
+from analytics.rules.base import Context, Verdict, debounced, iso, ms_iso, run_length
+from core.model import DeviceKind
+
+TYPE = "bin_full"
+
+
+def evaluate(ctx: Context) -> list[Verdict]:
+    """Raise, escalate or clear ``bin_full`` for every bin with recent fill levels."""
+    cfg = ctx.cfg
+    out: list[Verdict] = []
+    for dev in ctx.of_kind(DeviceKind.BIN):
+        t, levels = ctx.series(dev.device_id).values("fillingLevel")
+        if len(levels) == 0:
+            continue
+        thr, latest = dev.full_threshold, float(levels[-1])
+        count, span = run_length(levels >= thr, t)
+        active = ctx.active.get((dev.device_id, TYPE))
+        if debounced(count, span, cfg):
+            o_count, o_span = run_length(levels >= cfg.overflow_threshold, t)
+            critical = debounced(o_count, o_span, cfg) or (
+                active is not None and active[0] == "critical"
+                and latest >= cfg.overflow_threshold - cfg.full_hysteresis)
+            out.append(Verdict(dev.device_id, TYPE, "critical" if critical else "major",
+                               {"fillingLevel": round(latest, 4), "threshold": thr,
+                                "overflow_threshold": cfg.overflow_threshold, "readings": count,
+                                "since": ms_iso(t[len(t) - count])}, kecamatan=dev.kecamatan))
+            continue
+        if active is None:
+            continue
+        low = thr - cfg.full_hysteresis
+        n = cfg.debounce_readings
+        pickup = ctx.pickups.get(dev.device_id)
+        emptied = pickup is not None and pickup >= active[1]
+        if latest < low and (emptied or (len(levels) >= n and bool((levels[-n:] < low).all()))):
+            reason = f"emptied at {iso(pickup)}" if emptied else f"fillingLevel {latest:.2f} < {low:.2f}"
+            out.append(Verdict(dev.device_id, TYPE, None, reason=reason, kecamatan=dev.kecamatan))
+    return out

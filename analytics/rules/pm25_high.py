@@ -1,0 +1,38 @@
+"""PM2.5 band crossing: ``pm25_high`` when a station's (humidity-corrected) mean over the last
+hour exceeds ``pm25_limit`` (55.4 ug/m3, the top of the ISPU "Sedang" band, Permen LHK
+P.14/2020): major, critical above the "Tidak Sehat" band (150.4 ug/m3, ISPU 200).
+
+Separate from spikes (:mod:`pm25_spike`): this is about the health band, whatever the
+station's usual level. Clears at ``pm25_limit - pm25_clear_margin`` (hysteresis).
+"""
+
+from __future__ import annotations
+
+import math
+
+from analytics.aqi import ISPU_BANDS
+from analytics.rules.base import Context, Verdict
+from core.model import DeviceKind
+
+TYPE = "pm25_high"
+CRITICAL_UGM3 = ISPU_BANDS["pm25"][2].conc_high_ugm3
+"""Top of the ISPU "Tidak Sehat" band for PM2.5 (150.4 ug/m3)."""
+
+
+def evaluate(ctx: Context) -> list[Verdict]:
+    """Raise, escalate or clear ``pm25_high`` for every station with readings in the last hour."""
+    cfg = ctx.cfg
+    out: list[Verdict] = []
+    for dev in ctx.of_kind(DeviceKind.AIR):
+        if dev.device_id not in ctx.air_1h.index:
+            continue
+        mean = float(ctx.air_1h.at[dev.device_id, "pm25"])
+        if math.isnan(mean):
+            continue
+        if mean > cfg.pm25_limit:
+            out.append(Verdict(dev.device_id, TYPE, "critical" if mean > CRITICAL_UGM3 else "major",
+                               {"pm25_1h_mean": round(mean, 2), "limit": cfg.pm25_limit,
+                                "readings": int(ctx.air_1h.at[dev.device_id, "n"])}, kecamatan=dev.kecamatan))
+        elif mean <= cfg.pm25_limit - cfg.pm25_clear_margin and ctx.is_active(dev.device_id, TYPE):
+            out.append(Verdict(dev.device_id, TYPE, None, reason=f"pm25 1 h mean {mean:.1f}", kecamatan=dev.kecamatan))
+    return out

@@ -1,0 +1,51 @@
+"""Stuck sensor: ``stuck`` (minor) when the primary reading is identical for ``stuck_readings``
+(12: two hours at the usual 10-minute interval) readings in a row.
+
+Primary reading: bins ``distance`` (the raw ultrasonic value; ``fillingLevel`` when a bin sends
+no distance), stations ``pm25``. A working ultrasonic or optical sensor jitters by at least one
+count between readings; a frozen value means a hung sensor or a firmware resending its last
+sample. Not stuck: a bin whose fill level is clamped at 0 or 1 (empty floor out of range, or
+waste inside the blind zone): the sensor then legitimately repeats its limit.
+Clears as soon as the newest readings differ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.rules.base import Context, Verdict, ms_iso
+from core.model import DeviceKind
+
+TYPE = "stuck"
+CLAMP_EPS = 1e-3
+"""A fill level within this of 0 or 1 is clamped, not stuck."""
+
+
+def evaluate(ctx: Context) -> list[Verdict]:
+    """Raise or clear ``stuck`` for every device with enough recent readings."""
+    n = ctx.cfg.stuck_readings
+    out: list[Verdict] = []
+    for dev in ctx.devices.values():
+        series = ctx.series(dev.device_id)
+        if dev.kind is DeviceKind.BIN:
+            metric = "distance" if len(series.values("distance")[1]) >= n else "fillingLevel"
+        else:
+            metric = "pm25"
+        t, vals = series.values(metric)
+        if len(vals) < 2:
+            continue
+        last = vals[-n:]
+        same = len(last) == n and float(last.max()) == float(last.min())
+        if same and dev.kind is DeviceKind.BIN:
+            fill = series.fields.get("fillingLevel")
+            if fill is not None:
+                f = fill[np.isin(series.t_ms, t[-n:])]
+                f = f[~np.isnan(f)]
+                same = bool(((f > CLAMP_EPS) & (f < 1 - CLAMP_EPS)).all())
+        if same:
+            out.append(Verdict(dev.device_id, TYPE, "minor",
+                               {"metric": metric, "value": float(last[-1]), "readings": n, "since": ms_iso(t[-n])},
+                               kecamatan=dev.kecamatan))
+        elif ctx.is_active(dev.device_id, TYPE) and float(vals[-1]) != float(vals[-2]):
+            out.append(Verdict(dev.device_id, TYPE, None, reason=f"{metric} changed", kecamatan=dev.kecamatan))
+    return out

@@ -1,0 +1,244 @@
+"""Time and peak memory of one analytics run over a large bin fleet.
+
+Default workload: 5,000 bins x 30 days of 10-minute readings = 21.6 million points in a real
+``influxd`` (fields ``fillingLevel``, ``distance``, ``batteryLevel``, ``temperature``, ``rx_ms``),
+5,000 bins in a SQLite registry, then :func:`analytics.jobs.run_once` with ``now`` at the end of
+the data, measured in a fresh child process (wall time, peak RSS from ``getrusage``).
+
+Loading is resumable: the data lives under ``--workdir`` (default ``var/bench-analytics``) and
+``progress.json`` records the days already written, so an interrupted load goes on where it
+stopped and a second bench run skips it. ``--bins``/``--days`` scale the workload down (a new
+combination starts a new data set under its own sub-directory).
+
+Fill model (deterministic from ``--seed``): each bin fills at its own rate (log-normal, median
+0.03 per hour) from ~0.03 after a pickup; 80 % of the bins are emptied daily around 06:00 WITA
+(22:00 UTC, +-30 min), the rest every second day; the level is clipped at 1.0 and gets
++-0.01 noise. ``now`` is 10:00 WITA, four hours after the morning round.
+
+Usage::
+
+    .venv/bin/python bench/analytics_job.py                 # full scale
+    .venv/bin/python bench/analytics_job.py --bins 500 --days 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from queue import Queue
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.settings import AnalyticsSettings  # noqa: E402
+from firmware_sim.makassar import KECAMATAN  # noqa: E402
+from storage import stack  # noqa: E402
+from storage.influx import InfluxClient  # noqa: E402
+
+STEP_S = 600
+NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)  # 10:00 WITA
+PICKUP_UTC_H = 22  # 06:00 WITA
+DEPTH_MM, BLIND_MM = 1000.0, 150.0
+
+
+def bin_ids(n: int) -> list[str]:
+    """Device ids of the bench fleet."""
+    return [f"BENCH-BIN-{i:05d}" for i in range(n)]
+
+
+def fleet_params(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Per-bin constants: fill rate (1/h), time offset (s), pickup period (days), kecamatan index,
+    level after a pickup, battery at the start (every 500th bin starts low)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "rate": np.clip(rng.lognormal(np.log(0.03), 0.5, n), 0.005, 0.15),
+        "offset": rng.integers(0, STEP_S, n),
+        "period": np.where(rng.random(n) < 0.8, 1, 2),
+        "kec": rng.integers(0, len(KECAMATAN), n),
+        "after": rng.uniform(0.0, 0.06, n),
+        "battery": np.where(np.arange(n) % 500 == 0, 0.2, 0.95),
+    }
+
+
+def pickup_jitter_s(bins: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Deterministic pickup delay (0..3600 s) of bin ``bins`` on round ``k``."""
+    return (bins.astype(np.int64) * 7919 + k.astype(np.int64) * 104729) % 3600
+
+
+def day_lines(day_start: datetime, params: dict[str, np.ndarray], seed: int, day_no: int) -> list[str]:
+    """Line protocol for every bin over one day (ms precision)."""
+    n = len(params["rate"])
+    steps = np.arange(86400 // STEP_S)
+    t = int(day_start.timestamp()) + steps[None, :] * STEP_S + params["offset"][:, None]  # (n, 144) epoch s
+    anchor = int(datetime(2020, 1, 1, PICKUP_UTC_H, tzinfo=UTC).timestamp())
+    b = np.arange(n)[:, None]
+    k = (t - anchor) // 86400
+    period = params["period"][:, None]
+    k = k - (k % period)
+    pick = anchor + k * 86400 + pickup_jitter_s(b, k)
+    prev_k = k - period
+    pick = np.where(t >= pick, pick, anchor + prev_k * 86400 + pickup_jitter_s(b, prev_k))
+    hours = (t - pick) / 3600.0
+    rng = np.random.default_rng([seed, day_no])
+    fill = params["after"][:, None] + params["rate"][:, None] * hours + rng.normal(0, 0.01, t.shape)
+    fill = np.clip(fill, 0.0, 1.0).round(4)
+    dist = np.round(DEPTH_MM - fill * (DEPTH_MM - BLIND_MM))
+    temp = (29.0 + 4.0 * np.sin((t % 86400) / 86400 * 2 * np.pi) + rng.normal(0, 0.3, t.shape)).round(1)
+    batt = np.clip(params["battery"][:, None] - (t - int(day_start.timestamp())) / 86400 * 0.002
+                   - day_no * 0.002, 0, 1).round(3)
+    names = list(KECAMATAN)
+    ids = bin_ids(n)
+    out: list[str] = []
+    for i in range(n):
+        head = f"waste_container,device_id={ids[i]},kecamatan={names[params['kec'][i]].replace(' ', chr(92) + ' ')} "
+        for ts, f, d, tc, bl in zip(t[i].tolist(), fill[i].tolist(), dist[i].tolist(), temp[i].tolist(),
+                                    batt[i].tolist(), strict=True):
+            ms = ts * 1000
+            out.append(f"{head}fillingLevel={f},distance={d},temperature={tc},batteryLevel={bl},"
+                       f"rx_ms={ms + 1500}.0 {ms}")
+    return out
+
+
+def _writer(client: InfluxClient, q: Queue[list[str] | None]) -> None:
+    while (batch := q.get()) is not None:
+        for attempt in range(5):
+            try:
+                client.write_lines(batch)
+                break
+            except Exception:
+                if attempt == 4:
+                    raise
+                time.sleep(2**attempt)
+        q.task_done()
+    q.task_done()
+
+
+def load(client: InfluxClient, workdir: Path, bins: int, days: int, seed: int) -> None:
+    """Write the fleet's readings day by day, resuming after the last day recorded as done."""
+    progress = workdir / "progress.json"
+    state = json.loads(progress.read_text()) if progress.exists() else {"days_done": 0}
+    params = fleet_params(bins, seed)
+    start = NOW - timedelta(days=days)
+    if state["days_done"] >= days:
+        print(f"data: {bins} bins x {days} days already loaded")
+        return
+    client.create_database()
+    q: Queue[list[str] | None] = Queue(maxsize=8)
+    threads = [threading.Thread(target=_writer, args=(client, q), daemon=True) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for day in range(state["days_done"], days):
+        t0 = time.monotonic()
+        lines = day_lines(start + timedelta(days=day), params, seed, day)
+        for i in range(0, len(lines), 10_000):
+            q.put(lines[i:i + 10_000])
+        q.join()
+        rate = len(lines) / (time.monotonic() - t0)
+        state["days_done"] = day + 1
+        progress.write_text(json.dumps(state))
+        print(f"day {day + 1}/{days}: {len(lines):,} points, {rate:,.0f} points/s", flush=True)
+    for _ in threads:
+        q.put(None)
+    for th in threads:
+        th.join()
+
+
+def register(db_url: str, bins: int, seed: int) -> None:
+    """Put the bench fleet in the SQL registry (idempotent)."""
+    from devices.registry import DeviceIn, add_device
+    from storage.db import make_engine, migrate, session_factory
+    from storage.tables import DeviceRow
+
+    migrate(db_url)
+    sessions = session_factory(make_engine(db_url))
+    params = fleet_params(bins, seed)
+    names = list(KECAMATAN)
+    rng = np.random.default_rng(seed + 1)
+    with sessions.begin() as s:
+        have = {r for (r,) in s.query(DeviceRow.id).all()}
+        for i, dev in enumerate(bin_ids(bins)):
+            if dev in have:
+                continue
+            kec = names[params["kec"][i]]
+            lat, lon = KECAMATAN[kec]
+            add_device(s, DeviceIn(id=dev, kind="bin", kecamatan=kec, depth_mm=DEPTH_MM, blind_zone_mm=BLIND_MM,
+                                   capacity_l=660, lat=lat + rng.normal(0, 0.004), lon=lon + rng.normal(0, 0.004)))
+
+
+def measure(influx_url: str, database: str, db_url: str, runs: int, replay_h: int) -> None:
+    """Child process: replay the scheduler hourly up to ``NOW`` (warms influxd's caches, records
+    the morning's pickups, opens alerts), then time ``runs`` full runs and ``runs`` alert-only runs
+    (forecasts reused) at ``NOW``; print wall time, phases and peak RSS."""
+    from analytics.jobs import run_once
+    from storage.db import make_engine, session_factory
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sessions = session_factory(make_engine(db_url))
+    influx = InfluxClient(influx_url, database, timeout_s=300)
+    cfg = AnalyticsSettings()
+
+    def one(label: str, at: datetime, forecast: bool) -> None:
+        t0 = time.perf_counter()
+        report = run_once(sessions, influx, cfg, now=at, forecast=forecast)
+        dt = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{label} at {at:%H:%M}Z: {dt:6.2f} s, peak RSS {peak:.0f} MiB | opened {report.opened} "
+              f"extended {sum(report.extended.values())} cleared {report.cleared} pickups {report.collections} "
+              f"| {report.timings}", flush=True)
+
+    print(f"python + imports: {rss0:.0f} MiB RSS", flush=True)
+    for k in range(replay_h, 0, -1):
+        one("replay   ", NOW - timedelta(hours=k), forecast=True)
+    for _ in range(runs):
+        one("full run ", NOW, forecast=True)
+    for _ in range(runs):
+        one("alerts   ", NOW, forecast=False)
+
+
+def main() -> None:
+    """Parse flags, load (or resume) the data, register the fleet, measure the job."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bins", type=int, default=5000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=2, help="timed runs of each kind at NOW")
+    ap.add_argument("--replay-hours", type=int, default=5, help="hourly untimed runs before NOW")
+    ap.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench-analytics")
+    ap.add_argument("--load-only", action="store_true", help="load the data and stop")
+    ap.add_argument("--measure", nargs=3, metavar=("INFLUX_URL", "DB", "DB_URL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        measure(*args.measure, runs=args.runs, replay_h=args.replay_hours)
+        return
+    workdir = args.workdir / f"b{args.bins}_d{args.days}_s{args.seed}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = stack.free_port()
+    svc = stack.start_influxd(workdir / "influxd", port)
+    try:
+        client = InfluxClient(f"http://127.0.0.1:{port}", "bench", timeout_s=120)
+        t0 = time.monotonic()
+        load(client, workdir, args.bins, args.days, args.seed)
+        print(f"load: {time.monotonic() - t0:.0f} s")
+        if args.load_only:
+            return
+        db_url = f"sqlite:///{workdir / 'lorong.db'}"
+        register(db_url, args.bins, args.seed)
+        print(f"workload: {args.bins:,} bins x {args.days} days x {86400 // STEP_S} readings/day = "
+              f"{args.bins * args.days * 86400 // STEP_S:,} points; now = {NOW.isoformat()}", flush=True)
+        subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--replay-hours", str(args.replay_hours),
+                        "--measure", client.url, "bench", db_url], check=True)
+    finally:
+        svc.stop()
+
+
+if __name__ == "__main__":
+    main()
