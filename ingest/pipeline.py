@@ -109,16 +109,18 @@ def _field_key(name: str) -> str:
 def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[str, str] | None = None) -> list[str]:
     """Group readings by time into line-protocol points of the device kind's measurement.
 
-    Tags: ``device_id``, ``kecamatan`` (+ ``extra_tags``). Fields: one float per metric and
-    ``rx_ms`` (receive time, epoch ms, float). The output is what :func:`storage.influx.line`
-    gives for the same point (ms timestamps), built with cached series keys because this runs
-    for every message.
+    Tags: ``device_id``, ``kecamatan`` from the registry, plus ``extra_tags`` (ChirpStack
+    ``deviceInfo.tags``: static per device, so low cardinality; they cannot override the first two).
+    Fields: one float per metric and ``rx_ms`` (receive time, epoch ms, float).
+    The output is what :func:`storage.influx.line` gives for the same point (ms timestamps),
+    built with cached series keys because this runs for every message.
 
     Raises:
         ValueError: a non-finite value (validation lets none through).
     """
+    reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN)
     tags = ((schema.TAG_DEVICE, device.device_id), (schema.TAG_KECAMATAN, device.kecamatan),
-            *((extra_tags or {}).items()))
+            *((k, v) for k, v in (extra_tags or {}).items() if k not in reserved))
     series = _series_key(schema.MEASUREMENT_BY_KIND[device.kind], tags)
     by_ts: dict[datetime, dict[str, float]] = {}
     rx: dict[datetime, datetime] = {}
@@ -186,7 +188,7 @@ class Pipeline:
                     raws = get_codec(device.codec)(up.frame.fport, up.frame.payload) + raws
                 readings = validate(raws, device, msg.received_at, up.ts, self.policy)
                 pending.append((device, readings, up.fcnt, up.frame.payload if up.frame is not None else None,
-                                to_lines(readings, device)))
+                                to_lines(readings, device, dict(up.tags))))
         except PayloadError as exc:
             result.error = exc
             return result

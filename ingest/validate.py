@@ -92,7 +92,8 @@ def validate(
 ) -> list[Reading]:
     """Validate the raw readings of one message from ``device``.
 
-    For a bin with a known depth, each ``distance`` also yields a ``fillingLevel``.
+    For a bin with a known depth, each ``distance`` also yields a ``fillingLevel``, unless the
+    device reported its own ``fillingLevel`` in the same message.
 
     Returns:
         readings in canonical units, in input order (fill levels after their distance).
@@ -103,6 +104,8 @@ def validate(
     if not raws:
         raise ValidationError("no_readings", "the message carries no measurement")
     out: list[Reading] = []
+    # a sensor that reports its own fill level (WILSEN.sonic.level) is taken at its word
+    reported_fill = any(r.metric == "fillingLevel" for r in raws)
     for raw in raws:
         spec = METRICS.get(raw.metric)
         if spec is None:
@@ -122,7 +125,7 @@ def validate(
             raise ValidationError("out_of_range",
                                   f"{raw.metric} = {value:g} {spec.unit} outside {spec.low:g}..{spec.high:g}")
         out.append(Reading(device.device_id, spec.name, value, spec.unit, ts, received_at))
-        if spec.name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm:
+        if spec.name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm and not reported_fill:
             level = fill_level(value, device.bin_depth_mm, device.blind_zone_mm)
             out.append(Reading(device.device_id, "fillingLevel", level, "1", ts, received_at))
     return out
