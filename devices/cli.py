@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from core.errors import ConfigError, RegistryError
 from core.model import DeviceKind, utcnow
@@ -171,7 +171,8 @@ def list_cmd(
 ) -> None:
     """Show registered devices (retired ones only with --all or --status retired)."""
     sessions = open_sessions(Settings())
-    table = Table("id", "kind", "model", "kecamatan", "kelurahan", "street", "depth mm", "status", "last seen")
+    table = Table(Column("id", no_wrap=True), "kind", "model", "kecamatan", "kelurahan", "street", "depth mm",
+                  "status", "last seen")
     with sessions() as s:
         rows = list_devices(s, kind, kecamatan, include_retired=all_, status=status)
         for d in rows:

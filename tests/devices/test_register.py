@@ -29,7 +29,7 @@ DETAILS = ["--lat", "-5.1335", "--lon", "119.4123", "--kecamatan", "Wajo", "--ke
            "--street", "Lorong 3 Jl. Sulawesi", "--depth-mm", "1100", "--blind-zone-mm", "250",
            "--capacity-l", "660", "--waste-kind", "organik", "--technician", "Andi"]
 BROKER = ["--broker-host", "127.0.0.1", "--broker-port", "8883", "--interval", "900"]
-TIMEOUT = ["--timeout", "0.3"]
+TIMEOUT = ["--timeout", "1.0"]
 EXPECTED_COMMANDS = ["HELLO lorong-serial/1", "ID", "TEST", "SET broker_host=127.0.0.1", "SET broker_port=8883",
                      f"SET topic=lorong%2Fv1%2F{DEV}%2Fup", f"SET username={DEV}", "SET password=***",
                      "SET interval_s=900", "GET", "SAVE"]
@@ -82,11 +82,11 @@ def test_register_happy_path(run_cli: RunCli, device: SerialDevice, sessions: se
 
 
 FAILURES = [
-    ({"fault": "slow", "fault_on": "ID"}, "ID: no reply within 0.3 s"),
-    ({"fault": "slow", "fault_on": "SET password"}, "SET: no reply within 0.3 s"),
+    ({"fault": "slow", "fault_on": "ID"}, "ID: no reply within 1.0 s"),
+    ({"fault": "slow", "fault_on": "SET password"}, "SET: no reply within 1.0 s"),
     ({"fault": "partial", "fault_on": "GET"}, "GET: partial line b'OK GET broker_host=127.0.0.1 broker_port=8883"),
     ({"fault": "partial", "fault_on": "HELLO", "ending": "cr"},
-     "HELLO: partial line b'OK HELLO' and no line ending within 0.3 s"),
+     "HELLO: partial line b'OK HELLO' and no line ending within 1.0 s"),
     ({"fault": "garbage", "fault_on": "TEST"}, r"garbage on the serial line: b'\xfe\x13\x8b\x00"),
     ({"fault": "garbage", "fault_on": "SAVE", "ending": "lf"}, "garbage on the serial line"),
     ({"fault": "nak", "fault_on": "SET"},
@@ -216,10 +216,11 @@ def test_in_stock_device_is_activated(run_cli: RunCli, device: SerialDevice, ses
     assert counts(sessions) == (1, 2)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the in-process tests cover both back ends
 @pytest.mark.parametrize("device", [{"fault": "ok"}, {"fault": "hangup", "fault_on": "GET"}], indirect=True,
                          ids=["ok", "hangup"])
 def test_real_command_in_a_subprocess(device: SerialDevice, cli_env: dict[str, str],
-                                      sessions: sessionmaker[Session]) -> None:
+                                      sessions: sessionmaker[Session], backend: str) -> None:
     """The installed `lorong` console script, as a technician runs it."""
     lorong = Path(sys.executable).parent / "lorong"
     proc = subprocess.run([str(lorong), "--log-level", "WARNING", "devices", "register", "--port", device.port,

@@ -1,0 +1,53 @@
+"""`lorong devices add|list|show|update|retire`: output and error messages, exit codes."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from devices.registry import get_device
+from tests.devices.conftest import RunCli
+
+
+def test_add_list_update_retire(run_cli: RunCli, sessions: sessionmaker[Session]) -> None:
+    added = run_cli("add", "mks-bin-0001", "--kind", "bin", "--kecamatan", "Wajo", "--depth-mm", "1100",
+                    "--installed-at", "2026-11-29T10:00:00+08:00", "--waste-kind", "organik")
+    assert added.exit_code == 0, added.output
+    assert added.stdout.strip() == "registered mks-bin-0001"
+    assert run_cli("add", "MKS-AIR-01", "--kind", "air", "--kecamatan", "Tallo").exit_code == 0
+
+    dup = run_cli("add", "mks-bin-0001", "--kind", "bin")
+    assert dup.exit_code == 1 and dup.stderr.strip() == "error: device mks-bin-0001 is already registered"
+    bad = run_cli("add", "X1", "--kind", "bin", "--depth-mm", "-3", "--waste-kind", "plastik")
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == ("error: depth_mm: Input should be greater than 0; waste_kind: waste_kind must be "
+                                  "one of organik, anorganik, campuran")
+
+    listed = run_cli("list")
+    assert listed.exit_code == 0 and "MKS-AIR-01" in listed.stdout and "mks-bin-0001" in listed.stdout
+    assert listed.stdout.strip().endswith("2 device(s)")
+    assert run_cli("list", "--kind", "air").stdout.strip().endswith("1 device(s)")
+
+    updated = run_cli("update", "mks-bin-0001", "--kecamatan", "Mariso", "--street", "Lorong 9", "--clear",
+                      "waste_kind")
+    assert updated.exit_code == 0, updated.output
+    assert updated.stdout.strip() == "updated mks-bin-0001: kecamatan, street, waste_kind"
+    with sessions() as s:
+        row = get_device(s, "mks-bin-0001")
+        assert (row.kecamatan, row.street, row.waste_kind, row.depth_mm) == ("Mariso", "Lorong 9", None, 1100.0)
+
+    nothing = run_cli("update", "mks-bin-0001")
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.stderr
+    cleared = run_cli("update", "mks-bin-0001", "--clear", "kecamatan")
+    assert cleared.exit_code == 2 and "kecamatan cannot be cleared" in cleared.stderr
+    unknown = run_cli("update", "NOPE", "--kecamatan", "Wajo")
+    assert unknown.exit_code == 1 and "no device 'NOPE' in the registry" in unknown.stderr
+
+    retired = run_cli("retire", "MKS-AIR-01", "--at", "2027-01-05T09:00:00+08:00")
+    assert retired.exit_code == 0 and "retired MKS-AIR-01; 0 MQTT credential(s) revoked" in retired.stdout
+    assert run_cli("list").stdout.strip().endswith("1 device(s)")
+    assert run_cli("list", "--all").stdout.strip().endswith("2 device(s)")
+    again = run_cli("update", "MKS-AIR-01", "--kecamatan", "Wajo")
+    assert again.exit_code == 1 and "is retired and cannot be changed" in again.stderr
+    shown = run_cli("show", "MKS-AIR-01")
+    assert shown.exit_code == 0 and "retired" in shown.stdout and "2027-01-05T01:00:00+00:00" in shown.stdout
+    assert run_cli("show", "NOPE").exit_code == 1
