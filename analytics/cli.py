@@ -1,4 +1,4 @@
-"""``lorong analytics``: run the alert jobs once or on a schedule."""
+"""``lorong analytics``: run the job once or on a schedule, plan collection routes, backfill pickups."""
 
 from __future__ import annotations
 
@@ -6,33 +6,114 @@ import json
 import signal
 import threading
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 
 import typer
 
+from analytics import pickups, routes
 from analytics.jobs import run_once
+from analytics.notify import build_notifiers
 from analytics.scheduler import Scheduler
+from core.model import utcnow
 from core.settings import Settings
+from devices.registry import list_devices
 from storage.runtime import open_influx, open_sessions
 
-app = typer.Typer(help="Alerts for full bins, sensor faults and pollution.", no_args_is_help=True)
+app = typer.Typer(help="Alerts for full bins, sensor faults and pollution; collection routes.", no_args_is_help=True)
+
+
+def _when(now: str | None) -> datetime:
+    if now is None:
+        return utcnow()
+    ts = datetime.fromisoformat(now)
+    if ts.tzinfo is None:
+        raise typer.BadParameter("--now needs an offset, e.g. 2026-11-30T10:00+08:00")
+    return ts.astimezone(UTC)
 
 
 @app.command("run-once")
-def run_once_cmd() -> None:
-    """Run every job once and print what changed as JSON."""
+def run_once_cmd(
+    now: str | None = typer.Option(None, help="run as of this ISO-8601 time (default: now)"),
+    forecast: bool = typer.Option(True, help="recompute fill forecasts"),
+    notify: bool = typer.Option(True, help="publish alert changes (MQTT, webhook)"),
+) -> None:
+    """Run every rule once and print what changed as JSON."""
     settings = Settings()
-    report = run_once(open_sessions(settings), open_influx(settings), settings.analytics)
+    influx = open_influx(settings)
+    notifiers, close = build_notifiers(settings, influx) if notify else ([], lambda: None)
+    try:
+        report = run_once(open_sessions(settings), influx, settings.analytics, notifiers, now=_when(now),
+                          forecast=forecast)
+    finally:
+        close()
     print(json.dumps(asdict(report)))
 
 
 @app.command("schedule")
 def schedule() -> None:
-    """Run the jobs every `analytics.interval_s` seconds until SIGINT/SIGTERM."""
+    """Run the job every `analytics.interval_s` seconds until SIGINT/SIGTERM."""
     settings = Settings()
-    sched = Scheduler(open_sessions(settings), open_influx(settings), settings.analytics)
+    influx = open_influx(settings)
+    notifiers, close = build_notifiers(settings, influx)
+    sched = Scheduler(open_sessions(settings), influx, settings.analytics, notifiers)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     sched.start()
     done.wait()
     sched.stop()
+    close()
+
+
+def _latlon(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("use LAT,LON in degrees, e.g. -5.135,119.423") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise typer.BadParameter("latitude must be in -90..90 and longitude in -180..180")
+    return lat, lon
+
+
+@app.command("route")
+def route(
+    depot: str = typer.Option(..., help="LAT,LON of the depot"),
+    vehicles: int = typer.Option(..., min=1, help="trucks available"),
+    capacity: int = typer.Option(..., min=1, help="litres each truck carries"),
+    now: str | None = typer.Option(None, help="plan as of this ISO-8601 time (default: now)"),
+    time_limit: float = typer.Option(2.0, min=0.1, help="solver time limit, seconds"),
+    bin_litres: float = typer.Option(routes.DEFAULT_BIN_L, min=1, help="volume of a bin without capacity_l"),
+) -> None:
+    """Order full and soon-full bins into routes (CVRP, OR-Tools), print them, save today's plan."""
+    settings = Settings()
+    at, home = _when(now), _latlon(depot)
+    with open_sessions(settings)() as session:
+        stops = routes.select_stops(session, settings.analytics, at, bin_litres)
+        plan = routes.solve(home, stops, vehicles, capacity, time_limit)
+        day = routes.save(session, plan, at, settings.analytics.timezone, home, capacity)
+        session.commit()
+    print(f"{day}: {len(stops)} bins, {len(plan.routes)} routes, {plan.distance_km:.2f} km")
+    for r in plan.routes:
+        print(f"vehicle {r.vehicle}: {len(r.stops)} stops, {r.load_l} L of {capacity} L, {r.distance_km:.2f} km")
+        for n, s in enumerate(r.stops, start=1):
+            level = "?" if s.level is None else f"{s.level:.0%}"
+            print(f"  {n:3d}. {s.device_id}  {s.lat:.5f},{s.lon:.5f}  fill {level}  {s.demand_l} L")
+    if plan.dropped:
+        print(f"not planned (no room): {', '.join(s.device_id for s in plan.dropped)}")
+
+
+@app.command("collections")
+def collections(
+    hours: float = typer.Option(24.0, min=0.1, help="how far back to look for pickups"),
+    now: str | None = typer.Option(None, help="end of the window, ISO-8601 (default: now)"),
+) -> None:
+    """Backfill pickups after an outage of the job: InfluxDB computes the steps, new ones are stored."""
+    settings = Settings()
+    end = _when(now)
+    influx = open_influx(settings)
+    found = pickups.detect_in_influx(influx, end - timedelta(hours=hours), end, settings.analytics.pickup_min_drop)
+    with open_sessions(settings)() as session:
+        kec = {d.id: d.kecamatan for d in list_devices(session)}
+        new = pickups.record(session, influx, found, kec)
+        session.commit()
+    print(f"{len(found)} pickups found, {len(new)} new")

@@ -78,15 +78,14 @@ def detect(recent: pd.DataFrame, min_drop: float) -> list[Pickup]:
         return []
     f = recent.loc[recent["fillingLevel"].notna(), ["device_id", "time", "fillingLevel"]]
     by = f.groupby("device_id", sort=False)["fillingLevel"]
-    delta = by.diff()
+    delta, prev_level = by.diff(), by.shift(1)
     prev_delta = delta.groupby(f["device_id"], sort=False).shift(1)
     next_delta = delta.groupby(f["device_id"], sort=False).shift(-1)
     hit = _confirmed(delta.to_numpy(dtype=float), prev_delta.to_numpy(dtype=float),
                      next_delta.to_numpy(dtype=float), min_drop)
     rows = f[hit]
-    before = (rows["fillingLevel"] - delta[hit]).to_numpy(dtype=float)
     return [Pickup(str(d), t.to_pydatetime(), float(b), float(a))
-            for d, t, b, a in zip(rows["device_id"], rows["time"], before, rows["fillingLevel"], strict=True)]
+            for d, t, b, a in zip(rows["device_id"], rows["time"], prev_level[hit], rows["fillingLevel"], strict=True)]
 
 
 def detect_in_influx(influx: InfluxClient, start: datetime, end: datetime, min_drop: float) -> list[Pickup]:
@@ -111,7 +110,7 @@ def detect_in_influx(influx: InfluxClient, start: datetime, end: datetime, min_d
     hit = _confirmed(steps["delta"].to_numpy(dtype=float), prev_adj.to_numpy(dtype=float),
                      next_filled.to_numpy(dtype=float), min_drop)
     rows = steps[hit]
-    return [Pickup(str(d), t.to_pydatetime(), float(b), float(a))
+    return [Pickup(str(d), t.to_pydatetime(), round(float(b), 6), round(float(a), 6))
             for d, t, b, a in zip(rows["device_id"], rows["time"], rows["before"], rows["after"], strict=True)]
 
 

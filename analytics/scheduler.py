@@ -1,15 +1,25 @@
-"""Runs the analytics jobs every ``interval_s`` seconds in one thread until stopped."""
+"""Runs the analytics job in one background thread until stopped.
+
+Every ``interval_s`` (30 s) a run raises and clears alerts; every ``forecast_interval_s``
+(10 min) the run also recomputes the fill forecasts (one more InfluxQL query over a day of
+data); runs in between reuse the forecasts stored in ``device_latest.derived``. A failing run
+is logged and retried at the next tick; a run is safe to repeat, so nothing is lost.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Notifier
-from analytics.jobs import run_once
+from analytics.jobs import JobReport, run_once
 from core.errors import StoreError
+from core.model import utcnow
 from core.settings import AnalyticsSettings
 from storage.influx import InfluxClient
 
@@ -17,32 +27,58 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    """Background job loop; a failing run is logged and retried at the next tick."""
+    """Background job loop.
+
+    Args:
+        sessions: SQL session factory.
+        influx: InfluxDB client.
+        cfg: thresholds and intervals.
+        notifiers: alert-change notifiers (MQTT, webhook, ...).
+        clock: the time each run is "as of" (tests pass a fake clock).
+    """
 
     def __init__(self, sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
-                 notifiers: list[Notifier] | None = None) -> None:
+                 notifiers: list[Notifier] | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self.sessions, self.influx, self.cfg = sessions, influx, cfg
         self.notifiers = notifiers or []
+        self.clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="analytics", daemon=True)
+        self._last_forecast: float | None = None
         self.runs = 0
+        self.last_report: JobReport | None = None
 
     def start(self) -> None:
-        """Start the loop (first run at once)."""
+        """Start the loop (first run at once, with forecasts)."""
         self._thread.start()
 
     def stop(self) -> None:
         """Stop after the current run."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=60)
+
+    def tick(self) -> JobReport:
+        """One run now; forecasts when ``forecast_interval_s`` has passed since the last ones.
+
+        Raises:
+            StoreError: InfluxDB or the database failed (nothing committed).
+        """
+        mono = time.monotonic()
+        forecast = self._last_forecast is None or mono - self._last_forecast >= self.cfg.forecast_interval_s
+        report = run_once(self.sessions, self.influx, self.cfg, self.notifiers, now=self.clock(), forecast=forecast)
+        if forecast:
+            self._last_forecast = mono
+        self.runs += 1
+        self.last_report = report
+        return report
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                report = run_once(self.sessions, self.influx, self.cfg, self.notifiers)
-                self.runs += 1
-                if report.opened or report.cleared:
-                    log.info("analytics: opened %s cleared %s", report.opened, report.cleared)
+                report = self.tick()
+                if report.opened or report.cleared or report.escalated:
+                    log.info("analytics: opened %s escalated %s cleared %s", report.opened, report.escalated,
+                             report.cleared)
             except StoreError as exc:
                 log.warning("analytics run skipped: %s", exc)
             except Exception:

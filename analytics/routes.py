@@ -1,0 +1,192 @@
+"""Collection routes: full and soon-full bins ordered into vehicle routes (a capacitated VRP).
+
+Model: one depot, ``vehicles`` identical trucks of ``capacity`` litres, each bin a stop whose
+demand is its current waste volume (``fillingLevel x capacity_l``, litres, rounded up). Arc
+costs are great-circle (haversine) distances in metres, a fair stand-in for street distance
+inside a city when no road graph is at hand. Solved with Google OR-Tools' routing library
+(``pywrapcp``: cheapest-arc start, guided local search within a time limit); a bin that fits no
+truck is dropped at a penalty larger than any route, so the solver drops bins only when the
+trucks are full, and the plan says which.
+
+Which bins: those at or above their full threshold now, and those whose forecast
+(``device_latest.derived.full_at``) falls before the next planned collection round.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import pairwise
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from analytics.forecast import next_collection
+from core.model import DeviceKind
+from core.settings import AnalyticsSettings
+from storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
+
+EARTH_RADIUS_M = 6_371_008.8
+"""Mean Earth radius (IUGG), metres."""
+DEFAULT_BIN_L = 660.0
+"""Volume assumed for a bin registered without ``capacity_l``: the EN 840 four-wheel 660 L
+street container."""
+DROP_PENALTY_M = 10_000_000
+"""Cost of leaving a bin out (10,000 km): larger than any city route."""
+
+
+def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance in metres between two ``(lat, lon)`` points in degrees (haversine
+    formula, spherical Earth of :data:`EARTH_RADIUS_M`)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A bin to empty: id, position (degrees), demand (litres, integer) and fill level."""
+
+    device_id: str
+    lat: float
+    lon: float
+    demand_l: int
+    level: float | None = None
+
+
+@dataclass
+class Route:
+    """One vehicle's route: stops in visiting order, load (litres) and length (km, depot to depot)."""
+
+    vehicle: int
+    stops: list[Stop]
+    load_l: int
+    distance_km: float
+
+
+@dataclass
+class Plan:
+    """A solved plan: routes of the vehicles that drive, and the bins left out (no room)."""
+
+    routes: list[Route]
+    dropped: list[Stop] = field(default_factory=list)
+
+    @property
+    def distance_km(self) -> float:
+        """Total length of all routes, km."""
+        return sum(r.distance_km for r in self.routes)
+
+
+def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capacity_l: int,
+          time_limit_s: float = 2.0) -> Plan:
+    """Solve the capacitated VRP (see the module docstring).
+
+    Args:
+        depot: ``(lat, lon)`` of the depot, degrees.
+        stops: bins to visit.
+        vehicles: number of trucks, >= 1.
+        capacity_l: litres each truck carries, >= 1.
+        time_limit_s: search time limit, seconds.
+
+    Returns:
+        The plan; routes only for trucks that leave the depot, numbered from 0.
+
+    Raises:
+        ValueError: no vehicle, no capacity, or the solver found no solution.
+    """
+    if vehicles < 1 or capacity_l < 1:
+        raise ValueError("need at least one vehicle and a positive capacity")
+    if not stops:
+        return Plan([])
+    points = [depot, *((s.lat, s.lon) for s in stops)]
+    dist = [[round(haversine_m(p, q)) for q in points] for p in points]
+    demand = [0, *(s.demand_l for s in stops)]
+    manager = pywrapcp.RoutingIndexManager(len(points), vehicles, 0)
+    model = pywrapcp.RoutingModel(manager)
+
+    def arc(i: int, j: int) -> int:
+        return dist[int(manager.IndexToNode(i))][int(manager.IndexToNode(j))]
+
+    def load(i: int) -> int:
+        return demand[int(manager.IndexToNode(i))]
+
+    model.SetArcCostEvaluatorOfAllVehicles(model.RegisterTransitCallback(arc))
+    model.AddDimensionWithVehicleCapacity(model.RegisterUnaryTransitCallback(load), 0, [capacity_l] * vehicles,
+                                          True, "load")
+    for node in range(1, len(points)):
+        model.AddDisjunction([manager.NodeToIndex(node)], DROP_PENALTY_M)
+    params = pywrapcp.DefaultRoutingSearchParameters()
+    params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PATH_CHEAPEST_ARC
+    params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+    params.time_limit.FromMilliseconds(max(1, int(time_limit_s * 1000)))
+    solution = model.SolveWithParameters(params)
+    if solution is None:
+        raise ValueError("the routing solver found no solution")
+    routes: list[Route] = []
+    visited: set[int] = set()
+    for v in range(vehicles):
+        idx, order = model.Start(v), []
+        while not model.IsEnd(idx):
+            node = manager.IndexToNode(idx)
+            if node:
+                order.append(node)
+            idx = solution.Value(model.NextVar(idx))
+        if not order:
+            continue
+        visited.update(order)
+        path = [depot, *(points[n] for n in order), depot]
+        km = sum(haversine_m(a, b) for a, b in pairwise(path)) / 1000.0
+        routes.append(Route(len(routes), [stops[n - 1] for n in order], sum(demand[n] for n in order), km))
+    dropped = [s for n, s in enumerate(stops, start=1) if n not in visited]
+    return Plan(routes, dropped)
+
+
+def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l: float = DEFAULT_BIN_L) -> list[Stop]:
+    """Bins to collect: full now, or forecast full before the next round (see the module docstring).
+
+    Bins without a position are skipped (they cannot be routed).
+    """
+    due = next_collection(now, cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
+    q = (select(DeviceRow, DeviceLatestRow).join(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
+         .where(DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active")
+         .order_by(DeviceRow.id))
+    out: list[Stop] = []
+    for dev, latest in session.execute(q).tuples():
+        if dev.lat is None or dev.lon is None:
+            continue
+        pair = (latest.metrics or {}).get("fillingLevel")
+        level = float(pair[0]) if isinstance(pair, list) and pair else None
+        full_at = (latest.derived or {}).get("full_at")
+        soon = isinstance(full_at, str) and datetime.fromisoformat(full_at) <= due
+        if (level is not None and level >= (dev.full_threshold or cfg.full_threshold)) or soon:
+            volume = dev.capacity_l or bin_l
+            out.append(Stop(dev.id, dev.lat, dev.lon, max(1, math.ceil((level or 0.0) * volume)), level))
+    return out
+
+
+def save(session: Session, plan: Plan, now: datetime, tz: str, depot: tuple[float, float],
+         capacity_l: int) -> str:
+    """Replace the day's plans (local date in ``tz``) with ``plan``; the caller commits.
+
+    Each vehicle's ``stops`` JSON: ``{"stops": [{device_id, lat, lon, fillingLevel, demand_l}],
+    "load_l", "capacity_l", "depot": [lat, lon]}``.
+
+    Returns:
+        The day, ``YYYY-MM-DD``.
+    """
+    day = now.astimezone(ZoneInfo(tz)).date().isoformat()
+    session.execute(delete(RoutePlanRow).where(RoutePlanRow.day == day))
+    for r in plan.routes:
+        stops: dict[str, Any] = {
+            "stops": [{"device_id": s.device_id, "lat": s.lat, "lon": s.lon, "fillingLevel": s.level,
+                       "demand_l": s.demand_l} for s in r.stops],
+            "load_l": r.load_l, "capacity_l": capacity_l, "depot": list(depot)}
+        session.add(RoutePlanRow(day=day, vehicle=r.vehicle, stops=stops, distance_km=round(r.distance_km, 3),
+                                 created_at=now))
+    session.flush()
+    return day
