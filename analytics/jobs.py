@@ -58,6 +58,7 @@ class JobReport:
         opened, extended, escalated, cleared: alert counts by type.
         latest_rows: device_latest rows refreshed.
         collections: new pickups recorded.
+        forecasts: bins whose fill forecast was computed in this run (0 when reused).
         timings: seconds spent per phase.
     """
 
@@ -67,6 +68,7 @@ class JobReport:
     cleared: dict[str, int] = field(default_factory=dict)
     latest_rows: int = 0
     collections: int = 0
+    forecasts: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     def count(self, bucket: dict[str, int], type_: str) -> None:
@@ -158,6 +160,7 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
             hourly = bins.hourly_levels(influx, ctx.now, ctx.cfg.forecast_window_h)
             ctx.forecasts = bins.forecasts(bin_devs, hourly, {d.device_id: ctx.series(d.device_id) for d in bin_devs},
                                            ctx.pickups, hist, ctx.now, ctx.cfg.pickup_min_drop)
+            report.forecasts = len(ctx.forecasts)
         else:
             stored = {d.device_id: bins.from_derived(latest[d.device_id].derived or {})
                       for d in bin_devs if d.device_id in latest}

@@ -1,0 +1,92 @@
+"""Air-station analytics: humidity correction per device model in the band alert and the AQI,
+and the robust spike score (baseline, MAD floor, persistence window kept out of the baseline)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from analytics.air import MAD_FLOOR_UGM3, score_spikes, sensor_models
+from analytics.humidity import Correction
+from analytics.jobs import run_once
+from core import schema
+from core.model import to_ms
+from core.settings import AnalyticsSettings
+from devices.registry import DeviceIn, add_device
+from storage.influx import InfluxClient, line
+from storage.tables import AlertRow, DeviceLatestRow
+
+NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+
+def test_sensor_models_from_settings() -> None:
+    cfg = AnalyticsSettings(pm_sensor_by_model={"PA-II": "purpleair_pa2", "SDS": "sds011"},
+                            pm_kappa_by_model={"SDS": 0.4, "OPC-N3": 0.3})
+    got = sensor_models({"A": "PA-II", "B": "SDS", "C": "OPC-N3", "D": "other"}, cfg)
+    assert got["A"].correction is Correction.EPA_BARKJOHN_2021
+    assert (got["B"].name, got["B"].correction, got["B"].kappa) == ("sds011", Correction.KAPPA_KOEHLER, 0.4)
+    assert got["C"].correction is Correction.KAPPA_KOEHLER and "D" not in got
+    with pytest.raises(ValueError, match="unknown PM sensor model"):
+        sensor_models({"A": "X"}, AnalyticsSettings(pm_sensor_by_model={"X": "nope"}))
+
+
+def test_band_alert_and_aqi_use_corrected_pm(sessions: Any, influx: InfluxClient) -> None:
+    with sessions.begin() as s:
+        for dev, model in (("PA-1", "PA-II"), ("PA-2", "PA-II"), ("RAW-1", "SPS30")):
+            add_device(s, DeviceIn(id=dev, kind="air", model=model, installed_at=NOW - timedelta(days=3)))
+    lines = []
+    for k in range(6):  # the last hour, RH 80 %
+        t = to_ms(NOW - timedelta(minutes=10 * k + 5))
+        for dev, pm in (("PA-1", 120.0), ("PA-2", 100.0), ("RAW-1", 100.0)):
+            lines.append(line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: dev}, {"pm25": pm, "relativeHumidity": 0.8},
+                              t))
+    influx.write_lines(lines)
+    cfg = AnalyticsSettings(pm_sensor_by_model={"PA-II": "purpleair_pa2"})
+    report = run_once(sessions, influx, cfg, now=NOW)
+    # Barkjohn 2021: 0.524 * PA - 0.0862 * RH% + 5.75 -> 120: 61.73 (above 55.4), 100: 51.25 (below)
+    assert report.opened == {"pm25_high": 2}
+    with sessions() as s:
+        alerts = {a.device_id: a for a in s.scalars(select(AlertRow))}
+        derived = {r.device_id: r.derived for r in s.scalars(select(DeviceLatestRow))}
+    assert set(alerts) == {"PA-1", "RAW-1"}
+    assert alerts["PA-1"].details["pm25_1h_mean"] == pytest.approx(0.524 * 120 - 0.0862 * 80 + 5.75, abs=0.005)
+    assert alerts["RAW-1"].details["pm25_1h_mean"] == 100.0
+    assert derived["PA-2"]["pm25_1h"] == pytest.approx(51.25, abs=0.01)
+    # ISPU of 51.25 ug/m3 (24 h mean of the one hour there is): Sedang; 100 ug/m3: Tidak Sehat
+    assert (derived["PA-2"]["ispu_category"], derived["RAW-1"]["ispu_category"]) == ("sedang", "tidak_sehat")
+    assert derived["RAW-1"]["us_aqi_category"] == "unhealthy" and derived["RAW-1"]["aqi_complete"] is False
+
+
+def frame(values: list[float], end: datetime = NOW) -> pd.DataFrame:
+    """10-minute buckets of one station ending at ``end``."""
+    n = len(values)
+    times = pd.to_datetime([end - timedelta(minutes=10 * (n - i)) for i in range(n)], utc=True)
+    return pd.DataFrame({"device_id": "S", "time": times, "pm25": values})
+
+
+def test_spike_score_uses_mad_floor_and_excess() -> None:
+    cfg = AnalyticsSettings()
+    flat = [10.0] * 60
+    # a perfectly flat baseline has MAD 0: the floor (1 ug/m3) keeps z finite
+    scored = score_spikes(frame([*flat, 25.0, 26.0, 27.0]), NOW, cfg)
+    last = scored.iloc[-1]
+    assert last["mad"] == 0.0 and last["z"] == pytest.approx(17.0 / (1.4826 * MAD_FLOOR_UGM3))
+    assert scored["spike"].tolist()[-3:] == [True, True, True]
+    # +8 ug/m3 is many sigmas above a flat baseline, but less than the 10 ug/m3 excess asked for
+    small = score_spikes(frame([*flat, 18.0]), NOW, cfg).iloc[-1]
+    assert small["z"] > cfg.spike_z and not small["spike"]
+    # too short a baseline: no score
+    short = score_spikes(frame([10.0] * 20 + [60.0]), NOW, cfg).iloc[-1]
+    assert pd.isna(short["z"]) and not short["spike"]
+
+
+def test_lasting_spike_is_kept_out_of_its_own_baseline() -> None:
+    cfg = AnalyticsSettings()
+    values = [20.0 + (i % 5) for i in range(60)] + [60.0] * 3
+    scored = score_spikes(frame(values), NOW, cfg)
+    # the baseline of the newest bucket ends 30 min before it: the two earlier 60s are not in it
+    assert scored.iloc[-1]["median"] == 22.0 and bool(scored.iloc[-1]["spike"])

@@ -1,0 +1,129 @@
+"""Time-to-full: Theil-Sen, the collection schedule, and bin forecasts end to end on InfluxDB
+(fill rate since the last pickup, full_at, the soon-full warning, the history fallback)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from analytics.forecast import from_history, from_series, next_collection, theil_sen
+from analytics.jobs import run_once
+from core import schema
+from core.model import to_ms
+from core.settings import AnalyticsSettings
+from devices.registry import DeviceIn, add_device
+from storage.influx import InfluxClient, line
+from storage.tables import AlertRow, CollectionRow, DeviceLatestRow
+
+NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 WITA
+
+
+def test_theil_sen_exact_and_robust() -> None:
+    x = np.arange(10.0)
+    assert theil_sen(x, 0.05 * x + 0.1) == pytest.approx((0.05, 0.1))
+    y = 0.05 * x + 0.1
+    y[[2, 7]] = [0.9, 0.0]  # two wild readings out of ten
+    slope, intercept = theil_sen(x, y)
+    assert slope == pytest.approx(0.05) and intercept == pytest.approx(0.1)
+    assert np.polyfit(x, y, 1)[0] < 0.02  # least squares: less than a third of the true slope
+    with pytest.raises(ValueError, match="at least 2"):
+        theil_sen([1.0], [1.0])
+    with pytest.raises(ValueError, match="all x are equal"):
+        theil_sen([1.0, 1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(("local", "expected_local"), [
+    ("2026-03-02T10:00", "2026-03-03T06:00"),  # Monday after the round: Tuesday's
+    ("2026-03-02T05:59", "2026-03-02T06:00"),
+    ("2026-03-02T06:00", "2026-03-03T06:00"),  # a round is "next" only strictly after now
+])
+def test_next_collection_daily_wita(local: str, expected_local: str) -> None:
+    now = datetime.fromisoformat(local + "+08:00").astimezone(UTC)
+    got = next_collection(now, ["06:00"], range(7), "Asia/Makassar")
+    assert got == datetime.fromisoformat(expected_local + "+08:00") and got.tzinfo == UTC
+
+
+def test_next_collection_weekly_rounds() -> None:
+    tuesday = datetime.fromisoformat("2026-03-03T09:00+08:00")
+    got = next_collection(tuesday, ["14:00", "06:00"], [0, 3], "Asia/Makassar")  # Mondays and Thursdays
+    assert got == datetime.fromisoformat("2026-03-05T06:00+08:00")
+    with pytest.raises(ValueError, match="at least one"):
+        next_collection(tuesday, [], [0], "Asia/Makassar")
+
+
+def test_series_and_history_estimates() -> None:
+    hours = np.array([-6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0])
+    fc = from_series(hours, 0.3 + 0.05 * hours, 0.3, NOW, 0.8)
+    assert fc is not None and fc.rate_per_h == pytest.approx(0.05) and fc.method == "series"
+    assert fc.full_at == NOW + timedelta(hours=10)
+    full = from_series(hours, 0.9 + 0.05 * hours, 0.9, NOW, 0.8)  # crossed 0.8 two hours ago
+    assert full is not None and full.full_at == NOW - timedelta(hours=2)
+    flat = from_series(hours, np.full(7, 0.3), 0.3, NOW, 0.8)
+    assert flat is not None and flat.full_at is None
+    assert from_series(hours[-2:], np.array([0.1, 0.2]), 0.2, NOW, 0.8) is None  # too few points
+    hist = from_history(np.array([30.0, 24.0, 25.0]), np.array([0.75, 0.6, 0.625]), 2.0, NOW, 0.8)
+    assert hist is not None and hist.rate_per_h == pytest.approx(0.025) and hist.method == "history"
+    assert hist.full_at == NOW + timedelta(hours=30)  # 32 h after the pickup, 2 h of them gone
+
+
+def write(influx: InfluxClient, device: str, points: list[tuple[datetime, float]]) -> None:
+    """fillingLevel points of one bin."""
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: device}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in points])
+
+
+def ramp(pickup: datetime, rate_per_h: float, until: datetime, before: float = 0.9) -> list[tuple[datetime, float]]:
+    """10-minute readings: ``before`` until a pickup, then 0 rising at ``rate_per_h``."""
+    pts = [(pickup - timedelta(minutes=10 * k), before) for k in range(1, 7)]
+    t = pickup
+    while t <= until:
+        pts.append((t, round(rate_per_h * (t - pickup).total_seconds() / 3600, 6)))
+        t += timedelta(minutes=10)
+    return pts
+
+
+def test_bin_forecasts_on_influx(sessions: Any, influx: InfluxClient) -> None:
+    with sessions.begin() as s:
+        for dev in ("FAST", "SLOW", "UNSEEN", "JUST"):
+            add_device(s, DeviceIn(id=dev, kind="bin", depth_mm=1000, installed_at=NOW - timedelta(days=30)))
+        # JUST: earlier intervals of 30, 24, 25 h filled to 0.75, 0.60, 0.625 (0.025 per hour)
+        for h, level in ((80, 0.9), (50, 0.75), (26, 0.6), (1, 0.625)):
+            s.add(CollectionRow(device_id="JUST", at=NOW - timedelta(hours=h), level_before=level, level_after=0.0))
+    pickup = NOW - timedelta(hours=6)
+    write(influx, "FAST", ramp(pickup, 0.05, NOW))
+    write(influx, "SLOW", ramp(pickup, 0.01, NOW))
+    write(influx, "UNSEEN", ramp(pickup, 0.04, NOW))  # its pickup happens while the job is not running
+    write(influx, "JUST", ramp(NOW - timedelta(hours=1), 0.025, NOW))
+    cfg = AnalyticsSettings()
+    # the job ran 20 minutes after the morning's pickups
+    early = run_once(sessions, influx, cfg, now=pickup + timedelta(minutes=20))
+    assert early.collections == 3
+    with sessions.begin() as s:  # forget UNSEEN's pickup, as if the job had been down then
+        s.execute(CollectionRow.__table__.delete().where(CollectionRow.device_id == "UNSEEN"))
+    report = run_once(sessions, influx, cfg, now=NOW)
+    assert report.forecasts == 4
+    with sessions() as s:
+        derived = {r.device_id: r.derived for r in s.scalars(select(DeviceLatestRow))}
+        alerts = {(a.device_id, a.type): a for a in s.scalars(select(AlertRow))}
+    fast = derived["FAST"]
+    assert fast["fill_rate_per_h"] == pytest.approx(0.05) and fast["fill_rate_method"] == "series"
+    assert fast["last_emptying"] == pickup.isoformat()
+    # now the level is the median of the last three readings, 0.05 * 35 / 6; full at 0.8
+    expected = NOW + timedelta(hours=(0.8 - 0.05 * 35 / 6) / 0.05)
+    assert abs(datetime.fromisoformat(fast["full_at"]) - expected) < timedelta(seconds=1)
+    assert derived["SLOW"]["fill_rate_per_h"] == pytest.approx(0.01)
+    assert derived["UNSEEN"]["fill_rate_per_h"] == pytest.approx(0.04)  # cut at the fall in the hourly means
+    assert derived["UNSEEN"]["last_emptying"] is None
+    just = derived["JUST"]
+    assert just["fill_rate_method"] == "history" and just["fill_rate_per_h"] == pytest.approx(0.025)
+    assert datetime.fromisoformat(just["full_at"]) == NOW - timedelta(hours=1) + timedelta(hours=32)
+    # the next round is Tuesday 06:00 WITA (20 h away): FAST (10 h) is warned, SLOW (62 h) is not
+    soon = alerts[("FAST", "bin_full_soon")]
+    assert (soon.status, soon.severity) == ("active", "warning")
+    assert soon.details["next_collection"] == "2026-03-02T22:00:00+00:00"
+    assert ("SLOW", "bin_full_soon") not in alerts and ("JUST", "bin_full_soon") not in alerts
+    assert ("UNSEEN", "bin_full_soon") in alerts  # 0.04/h from 0.233: full in 14 h

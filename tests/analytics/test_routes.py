@@ -1,0 +1,98 @@
+"""Collection routes: haversine distances, a CVRP instance whose optimum is checked by hand, and
+``lorong analytics route`` choosing full / soon-full bins and saving today's plan."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from analytics.cli import app
+from analytics.routes import EARTH_RADIUS_M, Stop, haversine_m, solve
+from devices.registry import DeviceIn, add_device
+from storage.tables import DeviceLatestRow, RoutePlanRow
+
+DEG_M = EARTH_RADIUS_M * math.pi / 180  # one degree of longitude on the equator, 111,195 m
+
+
+def test_haversine() -> None:
+    assert haversine_m((0.0, 0.0), (0.0, 0.01)) == pytest.approx(0.01 * DEG_M, abs=1e-6)
+    assert haversine_m((0.0, 0.0), (0.01, 0.0)) == pytest.approx(0.01 * DEG_M, abs=1e-6)
+    assert haversine_m((0.0, 0.0), (90.0, 0.0)) == pytest.approx(math.pi / 2 * EARTH_RADIUS_M, abs=1e-6)
+    assert haversine_m((-5.0, 119.0), (5.0, -61.0)) == pytest.approx(math.pi * EARTH_RADIUS_M, abs=1e-3)  # antipodes
+
+
+# Bins on the equator, east and west of the depot at (0, 0), 100 L each.
+EAST = [Stop(f"E{i}", 0.0, 0.01 * i, 100) for i in (1, 2, 3)]
+WEST = [Stop(f"W{i}", 0.0, -0.01 * i, 100) for i in (1, 2)]
+
+
+def test_cvrp_known_optimum() -> None:
+    # Any plan must reach 0.03 deg east and 0.02 deg west and come back: at least 0.10 deg.
+    # One 300 L truck cannot take all five bins (500 L); two can, one per side, each driving out
+    # to its farthest bin and back: 0.06 + 0.04 deg. Any other split puts a bin of one side on
+    # the other side's truck, which then drives to both sides (more than 0.10 deg in total).
+    plan = solve((0.0, 0.0), [*WEST, *EAST], vehicles=2, capacity_l=300, time_limit_s=1.0)
+    assert plan.dropped == []
+    sides = sorted(sorted(s.device_id for s in r.stops) for r in plan.routes)
+    assert sides == [["E1", "E2", "E3"], ["W1", "W2"]]
+    for r in plan.routes:
+        ids = [s.device_id for s in r.stops]
+        assert ids in (sorted(ids), sorted(ids, reverse=True))  # out and back in order
+        assert r.load_l == 100 * len(ids)
+    km = {r.stops[0].device_id[0]: r.distance_km for r in plan.routes}
+    assert km["E"] == pytest.approx(0.06 * DEG_M / 1000, abs=1e-9)
+    assert km["W"] == pytest.approx(0.04 * DEG_M / 1000, abs=1e-9)
+    assert plan.distance_km == pytest.approx(11.1195, abs=1e-4)
+
+
+def test_cvrp_one_big_truck_and_too_little_room() -> None:
+    plan = solve((0.0, 0.0), [*WEST, *EAST], vehicles=1, capacity_l=1000, time_limit_s=0.5)
+    assert len(plan.routes) == 1 and plan.distance_km == pytest.approx(0.10 * DEG_M / 1000, abs=1e-9)
+    # room for two bins: three are left out and reported
+    plan = solve((0.0, 0.0), [*WEST, *EAST], vehicles=1, capacity_l=250, time_limit_s=0.5)
+    assert len(plan.routes[0].stops) == 2 and len(plan.dropped) == 3
+    assert plan.distance_km == pytest.approx(0.04 * DEG_M / 1000, abs=1e-9)
+    assert solve((0.0, 0.0), [], 1, 100).routes == []
+    with pytest.raises(ValueError, match="at least one vehicle"):
+        solve((0.0, 0.0), EAST, 0, 100)
+
+
+NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 WITA; next round Tuesday 06:00 WITA
+
+
+def test_route_cli_selects_full_and_soon_full_bins(db_url: str, sessions: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    rows = [  # id, lon, fillingLevel, full_at, capacity_l
+        ("FULL-E1", 0.01, 0.85, None, 240),
+        ("SOON-E2", 0.02, 0.60, NOW + timedelta(hours=5), 240),    # full before the 06:00 round
+        ("LATE-E3", 0.03, 0.50, NOW + timedelta(hours=30), 240),   # after it: not today
+        ("FULL-W1", -0.01, 1.00, None, None),                      # no capacity: 660 L assumed
+        ("HALF-W2", -0.02, 0.40, None, 240),
+    ]
+    with sessions.begin() as s:
+        for dev, lon, level, full_at, cap in rows:
+            add_device(s, DeviceIn(id=dev, kind="bin", lat=0.0, lon=lon, capacity_l=cap, depth_mm=1000))
+            s.add(DeviceLatestRow(device_id=dev, ts=NOW, metrics={"fillingLevel": [level, 0]},
+                                  derived={"full_at": full_at.isoformat() if full_at else None}))
+    args = ["route", "--depot", "0,0", "--vehicles", "2", "--capacity", "1000", "--now", NOW.isoformat(),
+            "--time-limit", "0.5"]
+    for _ in range(2):  # planning twice replaces the day's plan
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    print(result.output)
+    assert result.output.splitlines()[0].startswith("2026-03-02: 3 bins,")
+    with sessions() as s:
+        plans = s.scalars(select(RoutePlanRow).order_by(RoutePlanRow.vehicle)).all()
+    assert {p.day for p in plans} == {"2026-03-02"}
+    stops = {st["device_id"]: st for p in plans for st in p.stops["stops"]}
+    assert set(stops) == {"FULL-E1", "SOON-E2", "FULL-W1"}
+    assert stops["FULL-E1"]["demand_l"] == 204 and stops["SOON-E2"]["demand_l"] == 144
+    assert stops["FULL-W1"]["demand_l"] == 660
+    # 348 L east + 660 L west > 1000 L: two trucks, one per side (0.04 + 0.02 deg out and back)
+    assert len(plans) == 2
+    assert sum(p.distance_km for p in plans) == pytest.approx(0.06 * DEG_M / 1000, abs=1e-3)
