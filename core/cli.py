@@ -45,6 +45,7 @@ def demo(
     the API; stop everything cleanly on Ctrl-C."""
     import uvicorn
 
+    from analytics.notify import build_notifiers
     from analytics.scheduler import Scheduler
     from api.main import create_app
     from core.settings import Settings
@@ -61,7 +62,9 @@ def demo(
     sim_cli.register_fleet(fleet, settings)
     ingester = ingest_cli.build(settings)
     ingester.start()
-    scheduler = Scheduler(sessions, open_influx(settings), settings.analytics)
+    influx = open_influx(settings)
+    notifiers, close_notifiers = build_notifiers(settings, influx)  # alert changes on MQTT lorong/alerts/#
+    scheduler = Scheduler(sessions, influx, settings.analytics, notifiers)
     scheduler.start()
     pub = Publisher(settings.mqtt.host, settings.mqtt.port)
     sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(fleet, pub, speed, stop), daemon=True)
@@ -81,6 +84,7 @@ def demo(
         sim_thread.join(timeout=10)
         pub.close()
         scheduler.stop()
+        close_notifiers()
         ingester.stop()
         for svc in services:
             svc.stop()
