@@ -10,7 +10,8 @@ handed to the registered notifiers (MQTT ``lorong/alerts/...``, webhook) exactly
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,6 +81,26 @@ class AlertBook:
         self.notifiers = list(notifiers)
         self.changes: list[AlertChange] = []
         self._active: dict[tuple[str, str], AlertRow] | None = None
+        self._deferred: list[tuple[AlertRow, str, datetime, str, dict[str, Any] | None]] | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer the history rows and change snapshots of the block to its end, so that opening
+        thousands of alerts costs one flush instead of one per alert (the ids are needed first).
+        If the block raises, nothing deferred is recorded."""
+        self._deferred = []
+        try:
+            yield
+        except BaseException:
+            self._deferred = None
+            raise
+        pending, self._deferred = self._deferred, None
+        if pending:
+            self.session.flush()
+            for row, action, at, actor, details in pending:
+                self.session.add(AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor,
+                                                 details=details or {}))
+                self.changes.append(AlertChange(row.id, action, snapshot(row)))
 
     def preload(self) -> dict[tuple[str, str], AlertRow]:
         """Load every active alert once; later :meth:`active` calls read this cache (a job that
@@ -103,6 +124,9 @@ class AlertBook:
 
     def _record(self, row: AlertRow, action: str, at: datetime, actor: str = "system",
                 details: dict[str, Any] | None = None) -> None:
+        if self._deferred is not None:
+            self._deferred.append((row, action, at, actor, details))
+            return
         self.session.flush()
         self.session.add(AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor, details=details or {}))
         self.changes.append(AlertChange(row.id, action, snapshot(row)))

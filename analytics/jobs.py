@@ -223,7 +223,8 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
         derived.update(_air(ctx, influx, models, report))
         with report.timed("rules"):
             verdicts = [v for rule in RULES.values() for v in rule(ctx)]
-            apply(book, verdicts, now, report)
+            with book.batch():
+                apply(book, verdicts, now, report)
         with report.timed("commit"):
             write_derived(latest, derived)
             session.commit()
