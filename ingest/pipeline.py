@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,20 +56,27 @@ class DedupCache:
     """Remembers recent (device id, frame counter) pairs so that a LoRaWAN uplink heard by several
     gateways, relayed by two network servers or resent by a bridge is stored once.
 
-    A pair counts as seen for ``window`` after its first arrival (by receive time), for at most
-    ``size`` pairs (oldest forgotten first; ~100 B each). The window keeps a device that
-    rejoined (frame counter back to 0) from being taken for a duplicate later; for uplinks with
-    raw LoRaWAN bytes the key also holds a hash of the bytes, so a rejoined device's new frame
-    with a counter seen minutes ago is not dropped either (gateway copies carry identical bytes).
+    A pair counts as seen for ``window`` after its first arrival (by receive time). The window
+    keeps a device that rejoined (frame counter back to 0) from being taken for a duplicate
+    later; for uplinks with raw LoRaWAN bytes the key also holds a hash of the bytes, so a
+    rejoined device's new frame with a counter seen minutes ago is not dropped either (gateway
+    copies carry identical bytes).
+
+    Memory is bounded by two generations of plain dicts (~130 B per pair): the current one
+    takes new pairs until it is ``window`` old or holds ``size // 2`` pairs, then becomes the
+    previous one and the old previous one is dropped. So every pair is remembered for its
+    window unless more than ``size // 2`` newer pairs arrived meanwhile.
 
     The cache lives in memory: after a restart a copy may be stored again, which InfluxDB makes
     a rewrite of the same point whenever the copies carry the same time.
     """
 
     def __init__(self, size: int = 100_000, window: timedelta = timedelta(minutes=15)) -> None:
-        self._seen: OrderedDict[tuple[str, int, int], float] = OrderedDict()
-        self._size = size
+        self._generation_size = max(1, size // 2)
         self._window_s = window.total_seconds()
+        self._current: dict[tuple[str, int] | tuple[str, int, int], float] = {}
+        self._previous: dict[tuple[str, int] | tuple[str, int, int], float] = {}
+        self._current_since: float | None = None
 
     def seen(self, device_id: str, fcnt: int, at: datetime, content: bytes | None = None) -> bool:
         """True when the pair (and ``content``, if given) was first seen less than ``window``
@@ -82,15 +88,18 @@ class DedupCache:
             at: receive time (tz-aware).
             content: raw frame bytes when the uplink has them.
         """
-        key = (device_id, fcnt, hash(content) if content is not None else 0)
+        key = (device_id, fcnt) if content is None else (device_id, fcnt, hash(content))
         now = at.timestamp()
-        first = self._seen.get(key)
+        first = self._current.get(key)
+        if first is None:
+            first = self._previous.get(key)
         if first is not None and abs(now - first) < self._window_s:
             return True
-        self._seen[key] = now
-        self._seen.move_to_end(key)
-        if len(self._seen) > self._size:
-            self._seen.popitem(last=False)
+        if self._current_since is None:
+            self._current_since = now
+        elif now - self._current_since >= self._window_s or len(self._current) >= self._generation_size:
+            self._previous, self._current, self._current_since = self._current, {}, now
+        self._current[key] = now
         return False
 
 

@@ -91,6 +91,7 @@ class Ingester:
         self.writer.on_written = self.metrics.written
         self.writer.on_refused = self._refused
         self.metrics_port: int | None = None
+        self._stopped = False
         self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
 
     @property
@@ -183,8 +184,15 @@ class Ingester:
         return self.metrics.lines(to_ms(utcnow()))
 
     def start(self) -> None:
-        """Create the database if InfluxDB is up, then start the writer, the flusher, the MQTT
-        source and (when ``ingest.metrics_port`` > 0) the Prometheus endpoint."""
+        """Start the Prometheus endpoint (when ``ingest.metrics_port`` > 0), create the database
+        if InfluxDB is up, then start the writer, the flusher and the MQTT source.
+
+        Raises:
+            OSError: the metrics port is taken (nothing else was started).
+        """
+        cfg = self.settings.ingest
+        if cfg.metrics_port:
+            self.metrics_port = self.metrics.serve(cfg.metrics_host, cfg.metrics_port)
         try:
             self.influx.create_database(self.settings.influx.retention)
         except Exception as exc:  # InfluxDB down: the spool takes the points, the writer creates it later
@@ -192,14 +200,15 @@ class Ingester:
         self.writer.start()
         self._flusher.start()
         self.source.start()
-        cfg = self.settings.ingest
-        if cfg.metrics_port:
-            self.metrics_port = self.metrics.serve(cfg.metrics_host, cfg.metrics_port)
 
     def stop(self, drain_s: float = 5.0) -> None:
         """Stop cleanly: stop taking messages, make the taken ones durable and ack them, then
         disconnect (the session stays on the broker), drain the spool into InfluxDB for up to
-        ``drain_s`` seconds and close it. Points left in the spool are written on the next start."""
+        ``drain_s`` seconds and close it. Points left in the spool are written on the next start.
+        A second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.source.pause()
         self._stop.set()
         self._kick.set()

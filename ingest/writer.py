@@ -61,7 +61,8 @@ class SpoolWriter:
         dead_letter: durable sink for points InfluxDB refuses; it must raise when it could not
             store them (the batch is then retried).
         batch_size: points per write (InfluxDB recommends 5,000-10,000).
-        idle_s: longest wait when the spool is empty (:meth:`wake` cuts it short).
+        idle_s: longest time a point waits for a full batch (s); points are written as soon as
+            ``batch_size`` of them wait, so under load every write is a full batch.
         on_written: called with (points, seconds) after each successful write.
         on_refused: called with the number of points dead-lettered.
         retention: default retention of a database the writer has to create (``INF``, ``90d``).
@@ -83,6 +84,8 @@ class SpoolWriter:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self.down_since: float | None = None
+        self._pending_since: float | None = None
+        self._draining = False
 
     @property
     def up(self) -> bool:
@@ -104,6 +107,7 @@ class SpoolWriter:
         write in progress (an HTTP timeout is 10 s by default).
         """
         deadline = time.monotonic() + drain_s
+        self._draining = True
         while self._thread.is_alive() and self.spool.depth() and self.up and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.02)
@@ -112,16 +116,35 @@ class SpoolWriter:
         if self._thread.is_alive():
             self._thread.join(timeout=join_s)
 
+    def _ready(self) -> bool:
+        """True when a write is due: a full batch waits, the oldest waiting point has lingered
+        ``idle_s``, or the writer is draining. Otherwise it waits for a wake-up or the deadline."""
+        depth = self.spool.depth()
+        if depth == 0:
+            self._pending_since = None
+            self._wake.wait(self.idle_s)
+            self._wake.clear()
+            return False
+        now = time.monotonic()
+        if self._pending_since is None:
+            self._pending_since = now
+        left = self._pending_since + self.idle_s - now
+        if depth >= self.batch_size or left <= 0 or self._draining:
+            self._pending_since = None
+            return True
+        self._wake.wait(left)
+        self._wake.clear()
+        return False
+
     def _run(self) -> None:
         backoff = MIN_BACKOFF_S
         while not self._stop.is_set():
             try:
-                batch = self.spool.peek(self.batch_size)
-                if not batch:
-                    self._wake.wait(self.idle_s)
-                    self._wake.clear()
+                if not self._ready():
                     continue
-                self._write(batch)
+                batch = self.spool.peek(self.batch_size)
+                if batch:
+                    self._write(batch)
             except Exception as exc:  # StoreUnavailable, a dead-letter store that is down, a full disk
                 if self.down_since is None:
                     self.down_since = time.monotonic()

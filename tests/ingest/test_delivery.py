@@ -64,7 +64,7 @@ def test_to_lines_refuses_non_finite() -> None:
 
 
 def test_dedup_cache_window_and_frame_bytes() -> None:
-    cache = DedupCache(size=3, window=timedelta(minutes=15))
+    cache = DedupCache(size=100, window=timedelta(minutes=15))
     assert not cache.seen("D", 7, T, b"\x01\x02")
     assert cache.seen("D", 7, T + timedelta(seconds=2), b"\x01\x02")      # gateway copy
     assert not cache.seen("D", 7, T + timedelta(seconds=5), b"\x09")      # same counter, new frame (rejoin)
@@ -72,9 +72,17 @@ def test_dedup_cache_window_and_frame_bytes() -> None:
     assert not cache.seen("D", 8, T)                                      # JSON seq: no bytes
     assert cache.seen("D", 8, T + timedelta(minutes=14, seconds=59))
     assert not cache.seen("D", 8, T + timedelta(minutes=15))              # window over: counter reused
-    for fcnt in (100, 101, 102):                                          # size 3: oldest forgotten
-        cache.seen("F", fcnt, T)
-    assert not cache.seen("D", 7, T + timedelta(seconds=9), b"\x01\x02")
+    assert cache.seen("D", 8, T + timedelta(minutes=16))                  # ... and remembered again
+
+
+def test_dedup_cache_memory_is_bounded() -> None:
+    """At most ``size`` pairs are kept; the newest ``size // 2`` are always remembered."""
+    cache = DedupCache(size=1000, window=timedelta(minutes=15))
+    for fcnt in range(10_000):
+        assert not cache.seen("D", fcnt, T + timedelta(milliseconds=fcnt))
+    assert len(cache._current) + len(cache._previous) <= 1000
+    assert all(cache.seen("D", fcnt, T + timedelta(seconds=20)) for fcnt in range(9_500, 10_000))
+    assert not cache.seen("D", 0, T + timedelta(seconds=20))  # long forgotten
 
 
 # --- on real services ------------------------------------------------------------------------

@@ -49,16 +49,20 @@ def register_fleet(sessions: Any, devices: Sequence[str] = FLEET) -> None:
             add_device(s, DeviceIn(id=d, kind=DeviceKind.AIR, kecamatan="Tallo"))
 
 
-def uplinks(n: int, start: int = 0, devices: Sequence[str] = FLEET, base_ms: int | None = None) -> list[Sent]:
+def uplinks(n: int, start: int = 0, devices: Sequence[str] = FLEET, base_ms: int | None = None,
+            with_seq: bool = True) -> list[Sent]:
     """Uplinks ``start`` .. ``start + n - 1``: message k comes from ``devices[k % len]`` with
-    ``seq`` k, device time ``base_ms + k`` ms (default base: two hours ago) and pm25 ``k % 1000``."""
+    ``seq`` k (unless ``with_seq`` is false), device time ``base_ms + k`` ms (default base: two
+    hours ago) and pm25 ``k % 1000``."""
     base = base_ms if base_ms is not None else (int(time.time()) - 7200) * 1000
     out = []
     for k in range(start, start + n):
         device, ts_ms = devices[k % len(devices)], base + k
         when = datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
-        body = {"device_id": device, "time": when, "seq": k,
-                "metrics": {"pm25": {"value": float(k % 1000), "unit": "ug/m3"}}}
+        body: dict[str, Any] = {"device_id": device, "time": when,
+                                "metrics": {"pm25": {"value": float(k % 1000), "unit": "ug/m3"}}}
+        if with_seq:
+            body["seq"] = k
         out.append(Sent(f"lorong/v1/{device}/up", json.dumps(body).encode(), device, ts_ms))
     return out
 
