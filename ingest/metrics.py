@@ -76,7 +76,7 @@ class _StatsCollector(Collector):
             yield CounterMetricFamily(name, doc, value=value)
         rejected = CounterMetricFamily("lorong_ingest_messages_rejected", "Rejected messages by reason.",
                                        labels=["reason"])
-        for reason, n in sorted(s.rejected.items()):
+        for reason, n in sorted(dict(s.rejected).items()):  # dict(): an atomic copy, the network thread adds keys
             rejected.add_metric([reason], n)
         yield rejected
         yield GaugeMetricFamily("lorong_ingest_spool_depth_points", "Points waiting in the on-disk spool.",
@@ -126,13 +126,14 @@ class IngestMetrics:
         """
         tags = {schema.TAG_INSTANCE: self.instance}
         s = self.stats
+        rejected = dict(s.rejected)  # an atomic copy: the network thread adds keys
         out = [line(schema.MEASUREMENT_INGEST, tags, {
             "received": float(s.received), "accepted": float(s.accepted), "stored": float(s.stored_points),
-            "rejected": float(sum(s.rejected.values())), "duplicates": float(s.duplicates),
+            "rejected": float(sum(rejected.values())), "duplicates": float(s.duplicates),
             "refused": float(s.refused_points), "spool_depth": float(self.spool_depth()),
             "write_ms": float(s.last_write_ms)}, now_ms)]
         out += [line(schema.MEASUREMENT_REJECTS, {**tags, schema.TAG_REASON: r}, {"count": float(n)}, now_ms)
-                for r, n in sorted(s.rejected.items())]
+                for r, n in sorted(rejected.items())]
         return out
 
     def serve(self, host: str, port: int) -> int:
