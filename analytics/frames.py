@@ -73,11 +73,9 @@ def recent_points(influx: InfluxClient, measurement: str, end: datetime, lookbac
     Raises:
         StoreUnavailable, StoreRejected: from the client.
     """
-    where = time_window(end - lookback, end)
-    if devices is not None:
-        if not devices:
-            return _frame([])
-        where += f" AND {quote_ident(schema.TAG_DEVICE)} =~ /^(?:{'|'.join(_regex(d) for d in devices)})$/"
+    if devices is not None and not devices:
+        return _frame([])
+    where = time_window(end - lookback, end) + _only(devices)
     q = f"SELECT * FROM {quote_ident(measurement)} WHERE {where} GROUP BY {quote_ident(schema.TAG_DEVICE)}"
     if limit is not None:
         q += f" ORDER BY time DESC LIMIT {int(limit)}"
@@ -87,13 +85,20 @@ def recent_points(influx: InfluxClient, measurement: str, end: datetime, lookbac
     return frame
 
 
+def _only(devices: Sequence[str] | None) -> str:
+    """`` AND device_id =~ /^(?:a|b)$/`` for a device list, empty for None."""
+    if devices is None:
+        return ""
+    return f" AND {quote_ident(schema.TAG_DEVICE)} =~ /^(?:{'|'.join(_regex(d) for d in devices)})$/"
+
+
 def _regex(text: str) -> str:
     """``text`` as a literal inside an InfluxQL regular expression (Go RE2 syntax)."""
     return re.sub(r"([\\.^$|?*+()\[\]{}/])", r"\\\1", text)
 
 
 def bucket_means(influx: InfluxClient, measurement: str, fields: Sequence[str], start: datetime, end: datetime,
-                 every: str, agg: str = "mean") -> pd.DataFrame:
+                 every: str, agg: str = "mean", devices: Sequence[str] | None = None) -> pd.DataFrame:
     """``agg`` of ``fields`` per device in ``every``-long buckets (``GROUP BY time(every)``, empty
     buckets dropped with ``fill(none)``).
 
@@ -101,13 +106,14 @@ def bucket_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
         fields: field keys, e.g. ``["pm25", "relativeHumidity"]``.
         every: InfluxQL duration literal (``10m``, ``1h``); buckets are aligned to the epoch.
         agg: InfluxQL aggregate or selector (``mean``, ``last``, ``max`` ...).
+        devices: only these devices (a regular expression on the tag); all when None.
 
     Returns:
         Long frame; ``time`` is the bucket start; one float column per field (NaN where a
         bucket holds no value of that field).
     """
     sel = ", ".join(f"{agg}({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
-    q = (f"SELECT {sel} FROM {quote_ident(measurement)} WHERE {time_window(start, end)} "
+    q = (f"SELECT {sel} FROM {quote_ident(measurement)} WHERE {time_window(start, end)}{_only(devices)} "
          f"GROUP BY time({every}), {quote_ident(schema.TAG_DEVICE)} fill(none)")
     return _frame(influx.query(q), keep=list(fields))
 

@@ -157,7 +157,8 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
         ctx.pickups = {d: h.at[-1] for d, h in hist.items() if h.at}
     with report.timed("forecast"):
         if forecast:
-            hourly = bins.hourly_levels(influx, ctx.now, ctx.cfg.forecast_window_h)
+            hourly = bins.hourly_levels(influx, ctx.now, ctx.cfg.forecast_window_h, [d.device_id for d in bin_devs],
+                                        ctx.pickups)
             ctx.forecasts = bins.forecasts(bin_devs, hourly, {d.device_id: ctx.series(d.device_id) for d in bin_devs},
                                            ctx.pickups, hist, ctx.now, ctx.cfg.pickup_min_drop)
             report.forecasts = len(ctx.forecasts)
