@@ -17,7 +17,6 @@ bend. Two estimates:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -168,13 +167,3 @@ def next_collection(now: datetime, times: Sequence[str], weekdays: Sequence[int]
             if at > local:
                 return at.astimezone(now.tzinfo)
     raise ValueError("no collection in the coming week")  # unreachable with a weekday in 0..6
-
-
-def hours_between(a: datetime, b: datetime) -> float:
-    """``(b - a)`` in hours (float)."""
-    return (b - a).total_seconds() / 3600.0
-
-
-def finite(value: float) -> bool:
-    """True for a finite float."""
-    return math.isfinite(value)

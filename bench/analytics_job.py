@@ -19,6 +19,14 @@ Usage::
 
     .venv/bin/python bench/analytics_job.py                 # full scale
     .venv/bin/python bench/analytics_job.py --bins 500 --days 7
+
+Measured 2026-11-29, full scale (21.6 M points, load 285 s at ~76k points/s), InfluxDB 1.6.7 and
+the job sharing 2 cores with other work (load average 2.3-3.2): a full run (forecasts
+recomputed) 6.2-7.1 s, an alert run (forecasts reused, what the scheduler does between the
+10-minute forecast runs) 3.8-4.4 s; peak RSS 203 MiB (116 MiB of it Python and imports). Most of
+the time is InfluxDB answering two queries: the raw last 130 minutes of 5,000 bins (~2.5 s,
+65,000 points) and the hourly means since each bin's pickup (~2.3 s). The first replay run, which
+opens 2,500 alerts on a cold influxd, took 8.6-16.5 s.
 """
 
 from __future__ import annotations
