@@ -2,39 +2,56 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
+import sys
 import threading
 
 import typer
 
 from analytics import aqi_cli
-from analytics import cli as analytics_cli
-from api import cli as api_cli
-from dashboards import cli as dashboards_cli
-from devices import cli as devices_cli
-from firmware_sim import cli as sim_cli
-from ingest import cli as ingest_cli
-from storage import cli as stack_cli
 
-app = typer.Typer(help="Lorong: waste-bin and air-quality telemetry for Makassar and cities like it.",
-                  no_args_is_help=True)
-app.add_typer(stack_cli.app, name="stack")
-app.add_typer(ingest_cli.app, name="ingest")
-app.add_typer(devices_cli.app, name="devices")
-app.add_typer(analytics_cli.app, name="analytics")
-app.add_typer(api_cli.app, name="api")
-app.add_typer(sim_cli.app, name="sim")
-app.add_typer(dashboards_cli.app, name="dashboards")
-app.command("aqi")(aqi_cli.aqi)
+ROOMS: dict[str, tuple[str, str]] = {
+    "stack": ("storage.cli", "Run the embedded broker and time-series database."),
+    "ingest": ("ingest.cli", "MQTT payloads into validated readings in InfluxDB."),
+    "devices": ("devices.cli", "Register and manage devices."),
+    "analytics": ("analytics.cli", "Alerts, forecasts and collection routes."),
+    "api": ("api.cli", "The HTTP API and crew page."),
+    "sim": ("firmware_sim.cli", "Simulated devices."),
+    "dashboards": ("dashboards.cli", "Grafana dashboards as code."),
+}
+"""Sub-command group name -> (module with a typer ``app``, one-line help)."""
+
+root = typer.Typer(help="Lorong: waste-bin and air-quality telemetry for Makassar and cities like it.",
+                   no_args_is_help=True)
+root.command("aqi")(aqi_cli.aqi)
+_added: set[str] = set()
 
 
-@app.callback()
+def build_app(only: str | None = None) -> typer.Typer:
+    """The ``lorong`` app with every room's command group, or with ``only`` that one (so a long-running
+    ``lorong ingest run`` does not import pandas, OR-Tools or FastAPI, which keeps its memory small)."""
+    for name, (module, help_text) in ROOMS.items():
+        if (only is None or name == only) and name not in _added:
+            root.add_typer(importlib.import_module(module).app, name=name, help=help_text)
+            _added.add(name)
+    return root
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``core.cli.app`` is the full app (built on first use)."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
+
+
+@root.callback()
 def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR")) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@app.command("demo")
+@root.command("demo")
 def demo(
     bins: int = typer.Option(40, min=1, max=5000),
     air: int = typer.Option(5, min=0, max=500),
@@ -49,8 +66,11 @@ def demo(
     from analytics.scheduler import Scheduler
     from api.main import create_app
     from core.settings import Settings
+    from firmware_sim import cli as sim_cli
     from firmware_sim.fleet import Fleet
     from firmware_sim.publisher import Publisher
+    from ingest import cli as ingest_cli
+    from storage import cli as stack_cli
     from storage.runtime import open_influx, open_sessions
 
     settings = Settings()
@@ -93,8 +113,9 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: loads only the room named on the command line, if any."""
+    room = next((a for a in sys.argv[1:] if a in ROOMS), None)
+    build_app(room)()
 
 
 if __name__ == "__main__":
