@@ -212,12 +212,25 @@ class AlertBook:
             raise AlertNotFound(f"no alert {alert_id}")
         return row
 
-    def publish(self) -> None:
-        """Hand the recorded changes to every notifier once (call after commit)."""
+    def publish(self) -> int:
+        """Hand the recorded changes to every notifier once (call after commit).
+
+        A failing notifier does not stop the others or the job: its first failure is logged
+        with the traceback, the rest are counted in one line.
+
+        Returns:
+            the number of failed deliveries.
+        """
         changes, self.changes = self.changes, []
+        failed: dict[int, int] = {}
         for change in changes:
-            for notify in self.notifiers:
+            for i, notify in enumerate(self.notifiers):
                 try:
                     notify(change)
                 except Exception:  # a broken webhook must not stop the job
-                    log.exception("notifier failed for alert %s %s", change.alert_id, change.action)
+                    if i not in failed:
+                        log.exception("notifier %r failed for alert %s %s", notify, change.alert_id, change.action)
+                    failed[i] = failed.get(i, 0) + 1
+        for i, n in failed.items():
+            log.error("notifier %r: %d of %d alert changes not delivered", self.notifiers[i], n, len(changes))
+        return sum(failed.values())

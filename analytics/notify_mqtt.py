@@ -90,6 +90,9 @@ class MqttNotifier:
         if not info.is_published():
             raise ConnectionError(f"alert {change.alert_id} {change.action}: no PUBACK within {self.timeout_s} s")
 
+    def __repr__(self) -> str:
+        return f"MqttNotifier({self.prefix!r})"
+
     def close(self) -> None:
         """Disconnect and stop the network thread."""
         self._client.disconnect()

@@ -4,11 +4,16 @@ Body: ``{"action": ..., "alert": <snapshot>}``; header ``Idempotency-Key`` is th
 retry of one change (``<alert id>:<action>:<updated_at>``) so a receiver can drop duplicates
 (the IETF draft "The Idempotency-Key HTTP Header Field"). Retried: network errors, 429 and 5xx;
 any other 4xx is the receiver refusing the message and is not retried.
+
+A receiver that is down would hold the job for every change (five tries with backoff each), so
+after a change fails all its tries the notifier stays "open" for ``cooldown_s``: changes in
+that time fail at once (:class:`WebhookDown`) and are logged, not sent.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -20,6 +25,10 @@ class RetryableStatus(Exception):
     """The webhook answered 429 or 5xx: try again."""
 
 
+class WebhookDown(Exception):
+    """The webhook failed recently; nothing is sent until the cool-down ends."""
+
+
 class WebhookNotifier:
     """POSTs each alert change to ``url``.
 
@@ -29,15 +38,19 @@ class WebhookNotifier:
         attempts: tries per change (first one included).
         backoff_s: first wait between tries; doubles each time, capped at 30 s.
         headers: extra headers (e.g. an ``Authorization`` token).
+        cooldown_s: after a change failed every try, later changes fail at once for this long.
 
     Raises:
         httpx.HTTPStatusError: (call) a 4xx other than 429.
         RetryableStatus, httpx.TransportError: (call) still failing after ``attempts`` tries.
+        WebhookDown: (call) within ``cooldown_s`` of such a failure.
     """
 
     def __init__(self, url: str, timeout_s: float = 5.0, attempts: int = 5, backoff_s: float = 0.5,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, cooldown_s: float = 60.0) -> None:
         self.url = url
+        self.cooldown_s = cooldown_s
+        self._down_until = 0.0
         self._http = httpx.Client(timeout=timeout_s, headers=headers)
         self._retrying = Retrying(stop=stop_after_attempt(attempts),
                                   wait=wait_exponential(multiplier=backoff_s, max=30),
@@ -53,11 +66,20 @@ class WebhookNotifier:
 
     def __call__(self, change: AlertChange) -> None:
         """Deliver one change (see the class for errors)."""
+        if time.monotonic() < self._down_until:
+            raise WebhookDown(f"webhook {self.url} failed less than {self.cooldown_s:.0f} s ago")
         body = json.dumps({"action": change.action, "alert": change.alert}).encode()
         key = f"{change.alert_id}:{change.action}:{change.alert.get('updated_at')}"
-        for attempt in self._retrying:
-            with attempt:
-                self._post(body, key)
+        try:
+            for attempt in self._retrying:
+                with attempt:
+                    self._post(body, key)
+        except (RetryableStatus, httpx.TransportError):
+            self._down_until = time.monotonic() + self.cooldown_s
+            raise
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier({self.url!r})"
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from analytics.alerts import AlertBook, AlertChange, AlertNotFound, AlertStateError
 from analytics.notify import InfluxAlertLog
 from analytics.notify_mqtt import MqttNotifier, alert_topic, topic_level
-from analytics.notify_webhook import RetryableStatus, WebhookNotifier
+from analytics.notify_webhook import RetryableStatus, WebhookDown, WebhookNotifier
 from analytics.scheduler import Scheduler
 from core import schema
 from core.model import to_ms
@@ -154,6 +154,9 @@ def test_webhook_retries_then_delivers(hook: Any) -> None:
     with pytest.raises(RetryableStatus, match="HTTP 500"):
         wh(change)
     assert len(hook.requests) == 8
+    with pytest.raises(WebhookDown):  # cooling down: not even tried
+        wh(change)
+    assert len(hook.requests) == 8
     wh.close()
     nobody = WebhookNotifier(f"http://127.0.0.1:{stack.free_port()}/", attempts=2, backoff_s=0.01)
     with pytest.raises(httpx.TransportError):
@@ -162,14 +165,15 @@ def test_webhook_retries_then_delivers(hook: Any) -> None:
 
 def test_failing_notifier_does_not_stop_the_others(sessions: Any, hook: Any) -> None:
     url = f"http://127.0.0.1:{hook.server_address[1]}/"
-    hook.statuses[:] = [400]
+    hook.statuses[:] = [400, 400]  # refused twice (a 4xx: no retry, no cool-down)
     got: list[str] = []
     with sessions() as s:
         book = AlertBook(s, [WebhookNotifier(url, attempts=1), lambda c: got.append(c.action)])
         book.raise_("S1", "stuck", "minor", T, {})
+        book.raise_("S2", "stuck", "minor", T, {})
         s.commit()
-        book.publish()
-    assert got == ["opened"] and len(hook.requests) == 1
+        assert book.publish() == 2
+    assert got == ["opened", "opened"] and len(hook.requests) == 2
 
 
 def test_alert_events_in_influx(influx: InfluxClient) -> None:
