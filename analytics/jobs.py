@@ -9,7 +9,8 @@ One run, as of ``now`` (injectable; every InfluxQL window ends there):
 4. stations: last-hour PM2.5, 10-minute buckets scored for spikes, hourly means for ISPU/US AQI;
 5. dead letters per device;
 6. every rule of :data:`analytics.rules.RULES`, verdicts applied to the alert book;
-7. ``device_latest.derived``; commit; then each change is handed to the notifiers once.
+7. ``device_latest.derived``; commit; ``bin_state``/``air_index`` points for Grafana
+   (:mod:`analytics.state_points`); then each change is handed to the notifiers once.
 
 Safe to run twice: an active alert is extended, not reopened (and extending notifies nobody),
 a pickup is stored once, derived values are overwritten with the same numbers.
@@ -38,7 +39,9 @@ from analytics.latest import refresh_latest
 from analytics.rules import RULES
 from analytics.rules.base import Context, Device, Verdict
 from analytics.rules.rejects import device_from_topic
+from analytics.state_points import state_lines
 from core import schema
+from core.errors import StoreError
 from core.model import DeviceKind, utcnow
 from core.settings import AnalyticsSettings
 from storage.influx import InfluxClient
@@ -229,5 +232,11 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
         with report.timed("commit"):
             write_derived(latest, derived)
             session.commit()
+        with report.timed("state"):
+            rows = session.scalars(select(DeviceRow).where(DeviceRow.id.in_(list(devices)))).all()
+            try:
+                influx.write_lines(state_lines(rows, latest, derived, now, cfg.full_threshold))
+            except StoreError as exc:  # the alerts are committed; the Grafana state waits for the next run
+                log.warning("could not write bin_state/air_index points: %s", exc)
     book.publish()
     return report

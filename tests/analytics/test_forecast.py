@@ -127,3 +127,28 @@ def test_bin_forecasts_on_influx(sessions: Any, influx: InfluxClient) -> None:
     assert soon.details["next_collection"] == "2026-03-02T22:00:00+00:00"
     assert ("SLOW", "bin_full_soon") not in alerts and ("JUST", "bin_full_soon") not in alerts
     assert ("UNSEEN", "bin_full_soon") in alerts  # 0.04/h from 0.233: full in 14 h
+
+
+def test_run_writes_state_points_for_grafana(sessions: Any, influx: InfluxClient) -> None:
+    """Each run writes bin_state (fill, lat/lon, hours to full) and air_index (ISPU) at the run's time."""
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="FAST", kind="bin", depth_mm=1000, lat=-5.1, lon=119.4, kecamatan="Wajo",
+                               installed_at=NOW - timedelta(days=30)))
+        add_device(s, DeviceIn(id="AIR1", kind="air", kecamatan="Tallo", installed_at=NOW - timedelta(days=30)))
+    pickup = NOW - timedelta(hours=6)
+    write(influx, "FAST", ramp(pickup, 0.05, NOW))
+    # PM2.5 24 h of 40 ug/m3: (100-50)/(55.4-15.5)*(40-15.5)+50 = 80.7, ceiling 81 (Sedang); PM10 60: 55
+    influx.write_lines([line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: "AIR1"}, {"pm25": 40.0, "pm10": 60.0},
+                             to_ms(NOW - timedelta(hours=h))) for h in range(24)])
+    run_once(sessions, influx, AnalyticsSettings(), now=pickup + timedelta(minutes=20))
+    run_once(sessions, influx, AnalyticsSettings(), now=NOW)
+    rows = influx.records(f'SELECT * FROM "{schema.MEASUREMENT_BIN_STATE}" WHERE time = {to_ms(NOW)}ms')
+    assert len(rows) == 1
+    state = rows[0]
+    level = 0.05 * 35 / 6
+    assert state["device_id"] == "FAST" and state["kecamatan"] == "Wajo"
+    assert (state["lat"], state["lon"]) == (-5.1, 119.4)
+    assert state["hours_to_full"] == pytest.approx((0.8 - level) / 0.05, abs=1e-3)
+    assert state["fillingLevel"] == pytest.approx(0.05 * 6, abs=1e-9)  # newest reading
+    air_rows = influx.records(f'SELECT * FROM "{schema.MEASUREMENT_AIR_INDEX}" WHERE time = {to_ms(NOW)}ms')
+    assert [(r["device_id"], r["ispu"]) for r in air_rows] == [("AIR1", 81)]
