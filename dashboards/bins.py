@@ -43,7 +43,7 @@ from dashboards.panels import (
 UID = "lorong-bins"
 TITLE = "Lorong - Bins"
 
-ALERT_TYPES = ("bin_full",)
+ALERT_TYPES = ("bin_full", "bin_full_soon", "fire", "tilt", "lid_open")
 """Alert types shown on the Bins dashboard (raised by :mod:`analytics`)."""
 
 BIN, STATE, PICKUP = schema.MEASUREMENT_BIN, schema.MEASUREMENT_BIN_STATE, schema.MEASUREMENT_COLLECTION
