@@ -2,21 +2,25 @@
 
 Starts its own Mosquitto and InfluxDB (storage.stack, temporary directory), registers a few
 air stations, then publishes the same N native ``lorong-json`` uplinks (distinct device times,
-so each is its own point) twice in one run, with one ``mosquitto_pub -q 1 -l`` per device:
+so each is its own point) once per measurement, with one ``mosquitto_pub -q 1 -l`` per device:
 
 1. reference: to a single C subscriber, ``mosquitto_sub -q 1 -c -C N`` (its session is made
    first, so nothing published before it connects is lost); rate = N / (first publish ->
    subscriber exit);
-2. Lorong: to ``lorong ingest run`` (a child process, configured with ``LORONG_*`` variables);
+2. Lorong: to ``lorong ingest run [--workers N]`` (a child process, configured with ``LORONG_*`` variables);
    rate = N / (first publish -> N points readable in InfluxDB), i.e. publish to durable.
 
 It prints both rates, their ratio, the ingester's peak RSS (``VmHWM`` of /proc/<pid>/status) and
 the targets: end to end at least half the broker's rate, peak RSS under 200 MB. Targets are in
 the output, not asserted: the machine may be shared and timing is noisy.
 
+Each worker count in ``--workers`` (default ``1,2``) is one ``lorong ingest run --workers N``
+(N > 1: N ingester processes in one ``$share`` group) on a fresh broker, writing to its own
+database of the same InfluxDB.
+
 Usage::
 
-    .venv/bin/python bench/ingest_throughput.py [--messages 100000] [--devices 8]
+    .venv/bin/python bench/ingest_throughput.py [--messages 100000] [--devices 8] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,47 +133,82 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def lorong(root: Path, mq_port: int, influx_port: int, n: int, files: list[Path], devices: list[str],
-           timeout_s: float, ingesters: int = 1) -> tuple[float, float, float, list[float], list[float]]:
-    """Publish to ``ingesters`` x ``lorong ingest run`` and wait until all points are in InfluxDB.
+def free_ports(n: int) -> int:
+    """First of ``n`` consecutive free TCP ports on 127.0.0.1.
 
-    More than one ingester share the stream through one ``$share`` group (own client ids).
+    Raises:
+        RuntimeError: none found after 50 tries.
+    """
+    for _ in range(50):
+        base = stack.free_port()
+        try:
+            for port in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` (``/proc/<pid>/stat`` utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Child process ids of ``pid`` (Linux ``/proc/<pid>/task/<pid>/children``)."""
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def lorong(root: Path, mq_port: int, influx_port: int, n: int, files: list[Path], devices: list[str],
+           timeout_s: float, workers: int = 1) -> tuple[float, float, float, list[float], list[float], float]:
+    """Publish to ``lorong ingest run --workers <workers>`` and wait until all points are in InfluxDB.
+
+    Several workers share the stream through one ``$share`` group (own client ids and spools).
 
     Returns:
         (seconds publish start -> N points in InfluxDB, seconds -> N messages received,
-        seconds for the publishers alone, peak RSS MB of each ingester, RSS MB of each when
-        subscribed and idle).
+        seconds for the publishers alone, peak RSS MB of each ingester process, RSS MB of each
+        when subscribed and idle, CPU seconds all ingester processes used from publish start to
+        the last point in InfluxDB). With workers, the supervisor process comes last in both lists.
     """
-    topic = TOPIC_FILTER if ingesters == 1 else f"$share/bench/{TOPIC_FILTER}"
     exe = Path(sys.executable).with_name("lorong")
-    procs: list[tuple[subprocess.Popen[bytes], int]] = []
-    influx = InfluxClient(f"http://127.0.0.1:{influx_port}", "bench")
+    db = f"bench_w{workers}"
+    influx = InfluxClient(f"http://127.0.0.1:{influx_port}", db)
+    metrics_base = free_ports(workers)
+    ports = list(range(metrics_base, metrics_base + workers))
+    env = {**os.environ,
+           "LORONG_DATABASE_URL": f"sqlite:///{root / 'lorong.db'}", "LORONG_VAR_DIR": str(root / "var"),
+           "LORONG_MQTT__PORT": str(mq_port), "LORONG_MQTT__CLIENT_ID": f"bench-w{workers}",
+           "LORONG_MQTT__TOPICS": json.dumps([TOPIC_FILTER]), "LORONG_INGEST__INSTANCE": f"bench-w{workers}",
+           "LORONG_INFLUX__URL": f"http://127.0.0.1:{influx_port}", "LORONG_INFLUX__DATABASE": db,
+           "LORONG_INGEST__SPOOL_DIR": str(root / f"spool-w{workers}"),
+           "LORONG_INGEST__METRICS_PORT": str(metrics_base)}
+    log_path = root / f"ingest-w{workers}.log"
+    with open(log_path, "wb") as log:
+        extra = ["--workers", str(workers), "--group", f"bench{workers}"] if workers > 1 else []
+        proc = subprocess.Popen([str(exe), "--log-level", "WARNING", "ingest", "run", *extra], env=env, cwd=root,
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        for i in range(ingesters):
-            metrics_port = stack.free_port()
-            env = {**os.environ,
-                   "LORONG_DATABASE_URL": f"sqlite:///{root / 'lorong.db'}", "LORONG_VAR_DIR": str(root / "var"),
-                   "LORONG_MQTT__PORT": str(mq_port), "LORONG_MQTT__CLIENT_ID": f"bench-ingest-{i}",
-                   "LORONG_MQTT__TOPICS": json.dumps([topic]), "LORONG_INGEST__INSTANCE": f"bench-{i}",
-                   "LORONG_INFLUX__URL": f"http://127.0.0.1:{influx_port}", "LORONG_INFLUX__DATABASE": "bench",
-                   "LORONG_INGEST__SPOOL_DIR": str(root / "spool"),
-                   "LORONG_INGEST__METRICS_PORT": str(metrics_port)}
-            log = open(root / f"ingest-{i}.log", "wb")  # noqa: SIM115 - owned by the child
-            procs.append((subprocess.Popen([str(exe), "--log-level", "WARNING", "ingest", "run"], env=env,
-                                           cwd=root, stdout=log, stderr=subprocess.STDOUT), metrics_port))
-            log.close()
         deadline = time.monotonic() + 60
-        while any(metric(port, "lorong_ingest_mqtt_up") != 1.0 for _, port in procs):
-            if time.monotonic() > deadline or any(p.poll() is not None for p, _ in procs):
-                raise RuntimeError(f"ingester did not subscribe: {(root / 'ingest-0.log').read_text()[-2000:]}")
+        while any(metric(port, "lorong_ingest_mqtt_up") != 1.0 for port in ports):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"ingester did not subscribe: {log_path.read_text()[-2000:]}")
             time.sleep(0.1)
-        idle = [rss_mb(p.pid, "VmRSS") for p, _ in procs]
+        pids = (children(proc.pid) if workers > 1 else []) + [proc.pid]
+        idle = [rss_mb(pid, "VmRSS") for pid in pids]
+        cpu0 = sum(cpu_s(pid) for pid in pids)
         t0 = time.monotonic()
-        pub_s = publish(mq_port, files, devices, "lorong", timeout_s)
+        pub_s = publish(mq_port, files, devices, f"w{workers}", timeout_s)
         received_s = durable_s = None
         while time.monotonic() - t0 < timeout_s:
             if received_s is None and sum(metric(port, "lorong_ingest_messages_received_total") or 0
-                                          for _, port in procs) >= n:
+                                          for port in ports) >= n:
                 received_s = time.monotonic() - t0
             rows = influx.records('SELECT count("pm25") FROM "air_quality"')
             if rows and rows[0]["count"] >= n:
@@ -177,17 +217,16 @@ def lorong(root: Path, mq_port: int, influx_port: int, n: int, files: list[Path]
             time.sleep(0.1)
         if durable_s is None:
             raise RuntimeError(f"not all {n} points in InfluxDB within {timeout_s} s")
-        rss = [rss_mb(p.pid) for p, _ in procs]
+        rss = [rss_mb(pid) for pid in pids]
+        cpu = sum(cpu_s(pid) for pid in pids) - cpu0
     finally:
         influx.close()
-        for p, _ in procs:
-            p.send_signal(signal.SIGTERM)
-        for p, _ in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    return durable_s, received_s if received_s is not None else durable_s, pub_s, rss, idle
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return durable_s, received_s if received_s is not None else durable_s, pub_s, rss, idle, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,10 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--devices", type=int, default=8, help="publisher processes, one per device")
-    ap.add_argument("--ingesters", type=int, default=1, help="ingester processes in one $share group")
+    ap.add_argument("--workers", default="1,2",
+                    help="comma-separated worker counts to measure, each with `lorong ingest run --workers N`")
     args = ap.parse_args(argv)
     n, devices = args.messages, [f"BENCH-{i:03d}" for i in range(args.devices)]
+    counts = [int(x) for x in args.workers.split(",") if x.strip()]
     timeout_s = max(120.0, n / 500)
+    runs: dict[int, tuple[float, float, float, list[float], list[float], float]] = {}
     with tempfile.TemporaryDirectory(prefix="lorong-bench-") as tmp:
         root = Path(tmp)
         files, size = write_payloads(root, n, devices)
@@ -207,18 +249,22 @@ def main(argv: list[str] | None = None) -> int:
         with sessions.begin() as s:
             for d in devices:
                 add_device(s, DeviceIn(id=d, kind=DeviceKind.AIR, kecamatan="Panakkukang"))
-        mq = stack.start_mosquitto(root / "mosquitto", stack.free_port())
         influxd = stack.start_influxd(root / "influxd", stack.free_port())
         try:
-            ref_s, ref_pub_s = reference(mq.port, n, files, devices, timeout_s)
-            e2e_s, recv_s, pub_s, rss, idle = lorong(root, mq.port, influxd.port, n, files, devices, timeout_s,
-                                               args.ingesters)
+            mq = stack.start_mosquitto(root / "mosquitto-ref", stack.free_port())
+            try:
+                ref_s, ref_pub_s = reference(mq.port, n, files, devices, timeout_s)
+            finally:
+                mq.stop()
+            for w in counts:  # a fresh broker each time: no queues or sessions left by the run before
+                mq = stack.start_mosquitto(root / f"mosquitto-w{w}", stack.free_port())
+                try:
+                    runs[w] = lorong(root, mq.port, influxd.port, n, files, devices, timeout_s, w)
+                finally:
+                    mq.stop()
         finally:
-            mq.stop()
             influxd.stop()
-    ref_rate, e2e_rate = n / ref_s, n / e2e_s
-    ratio = e2e_rate / ref_rate
-    who = "lorong ingest run" if args.ingesters == 1 else f"{args.ingesters} x lorong ingest run ($share)"
+    ref_rate = n / ref_s
 
     def row(label: str, text: str) -> None:
         print(f"  {label:<46}: {text}")
@@ -226,16 +272,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Lorong ingest throughput: {n:,} lorong-json messages at QoS 1 ({len(devices)} devices, "
           f"{size} B each, 3 readings per message), Mosquitto + InfluxDB on 127.0.0.1, {os.cpu_count()} CPUs")
     row(f"publishers alone, {len(devices)} x mosquitto_pub -q 1 -l",
-        f"{n / ref_pub_s:>8,.0f} msg/s (reference run), {n / pub_s:,.0f} msg/s (Lorong run)")
+        f"{n / ref_pub_s:>8,.0f} msg/s (reference run), "
+        + ", ".join(f"{n / r[2]:,.0f} msg/s (--workers {w} run)" for w, r in runs.items()))
     row(f"broker -> mosquitto_sub -q 1 -C {n}", f"{ref_rate:>8,.0f} msg/s   (reference)")
-    row(f"broker -> {who}, acked", f"{n / recv_s:>8,.0f} msg/s   (durable in the spool)")
-    row("publish -> durable in InfluxDB", f"{e2e_rate:>8,.0f} msg/s = points/s, {3 * e2e_rate:,.0f} readings/s")
-    row("end to end / reference", f"{ratio:>8.2f}         target >= {TARGET_RATIO:.2f}    "
-        f"{'OK' if ratio >= TARGET_RATIO else 'MISSED'}")
-    row("ingester peak RSS (VmHWM)", f"{max(rss):>8.1f} MB      target <  {TARGET_RSS_MB:.0f} MB  "
-        f"{'OK' if max(rss) < TARGET_RSS_MB else 'MISSED'}"
-        + (f"  (each: {', '.join(f'{r:.0f}' for r in rss)})" if len(rss) > 1 else ""))
-    row("  of which at idle after start (imports)", f"{max(idle):>8.1f} MB")
+    for w, (e2e_s, recv_s, _pub_s, rss, idle, cpu) in runs.items():
+        e2e_rate = n / e2e_s
+        ratio = e2e_rate / ref_rate
+        print(f"  lorong ingest run --workers {w}")
+        row("  broker -> ingester, acked (durable in spool)", f"{n / recv_s:>8,.0f} msg/s")
+        row("  publish -> durable in InfluxDB", f"{e2e_rate:>8,.0f} msg/s = points/s, {3 * e2e_rate:,.0f} readings/s")
+        row("  ingester CPU time per message (user + sys)", f"{cpu / n * 1e6:>8.0f} us")
+        row("  end to end / reference", f"{ratio:>8.2f}         target >= {TARGET_RATIO:.2f}    "
+            f"{'OK' if ratio >= TARGET_RATIO else 'MISSED'}")
+        peak = max(rss)
+        row("  peak RSS (VmHWM) of the largest process", f"{peak:>8.1f} MB      target <  {TARGET_RSS_MB:.0f} MB  "
+            f"{'OK' if peak < TARGET_RSS_MB else 'MISSED'}"
+            + (f"  (workers {', '.join(f'{r:.0f}' for r in rss[:-1])}; supervisor {rss[-1]:.0f};"
+               f" sum {sum(rss):.0f})" if len(rss) > 1 else ""))
+        row("    of which at idle after start (imports)", f"{max(idle):>8.1f} MB")
     return 0
 
 

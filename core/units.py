@@ -6,6 +6,8 @@ SI definitions (BIPM SI Brochure, 9th ed.).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from core.errors import ValidationError
 
 _ALIASES = {
@@ -35,17 +37,30 @@ def normalize_unit(unit: str) -> str:
     return _ALIASES.get(unit.strip(), unit.strip())
 
 
-def convert(value: float, unit: str, to: str) -> float:
-    """Convert ``value`` from ``unit`` to ``to``.
+@lru_cache(maxsize=1024)
+def factor(unit: str, to: str) -> tuple[float, float] | None:
+    """``(scale, offset)`` such that ``value_in_to = value * scale + offset``; ``None`` when
+    ``unit`` and ``to`` are the same unit. Cached: validation asks for every reading.
 
     Raises:
         ValidationError: reason ``bad_unit`` when no conversion is known.
     """
     src, dst = normalize_unit(unit), normalize_unit(to)
     if src == dst:
-        return value
+        return None
     try:
-        scale, offset = _FACTORS[(src, dst)]
+        return _FACTORS[(src, dst)]
     except KeyError:
         raise ValidationError("bad_unit", f"cannot convert {unit!r} to {to!r}") from None
-    return value * scale + offset
+
+
+def convert(value: float, unit: str, to: str) -> float:
+    """Convert ``value`` from ``unit`` to ``to``.
+
+    Raises:
+        ValidationError: reason ``bad_unit`` when no conversion is known.
+    """
+    if unit == to:
+        return value
+    f = factor(unit, to)
+    return value if f is None else value * f[0] + f[1]

@@ -28,6 +28,7 @@ from ingest.pipeline import DeviceLookup, Pipeline
 from ingest.replay import StaticDevices, replay_capture, replay_dead_letters
 from ingest.service import Ingester
 from ingest.validate import Policy
+from ingest.workers import run_workers
 from storage.runtime import open_influx, open_sessions
 from storage.tables import DeviceRow
 
@@ -71,13 +72,23 @@ def _registry_devices(settings: Settings) -> DeviceLookup:
 
 
 @app.command("run")
-def run() -> None:
+def run(
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="ingester processes in one $share group (own client ids, spools, ports)"),
+    group: str = typer.Option("lorong", "--group", help="share group name when --workers > 1"),
+) -> None:
     """Subscribe and ingest until SIGINT/SIGTERM; pending points are flushed on exit."""
     settings = Settings()
-    ingester = build(settings)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    if workers > 1:
+        try:
+            code = run_workers(settings, workers, group, done)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        raise typer.Exit(code)
+    ingester = build(settings)
     ingester.start()
     print(f"ingesting from {settings.mqtt.host}:{settings.mqtt.port} topics {', '.join(settings.mqtt.topics)}")
     done.wait()

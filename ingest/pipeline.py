@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -16,10 +16,10 @@ from typing import Protocol
 
 from core import schema
 from core.errors import PayloadError, ValidationError
-from core.model import DeviceInfo, Message, Reading, to_ms
+from core.model import DeviceInfo, DeviceKind, Message, RawReading, Reading, to_ms
 from ingest.codecs import get_codec
 from ingest.formats import FORMATS, Parser, format_for_topic
-from ingest.validate import Policy, validate
+from ingest.validate import Policy, validate_values
 from storage.influx import escape_key, escape_measurement
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,13 @@ class DedupCache:
 
 
 @lru_cache(maxsize=65536)
-def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
-    """Escaped ``measurement,tag=value,...`` exactly as :func:`storage.influx.line` writes it."""
-    return escape_measurement(measurement) + "".join(
+def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[tuple[str, str], ...]) -> str:
+    """Escaped ``measurement,tag=value,...`` exactly as :func:`storage.influx.line` writes it
+    (tags sorted by key, empty values left out); ``extra`` tags cannot override the first two."""
+    reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN)
+    tags = ((schema.TAG_DEVICE, device_id), (schema.TAG_KECAMATAN, kecamatan),
+            *((k, v) for k, v in dict(extra).items() if k not in reserved))
+    return escape_measurement(schema.MEASUREMENT_BY_KIND[kind]) + "".join(
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v != "")
 
 
@@ -127,21 +131,41 @@ def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[st
     Raises:
         ValueError: a non-finite value (validation lets none through).
     """
-    reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN)
-    tags = ((schema.TAG_DEVICE, device.device_id), (schema.TAG_KECAMATAN, device.kecamatan),
-            *((k, v) for k, v in (extra_tags or {}).items() if k not in reserved))
-    series = _series_key(schema.MEASUREMENT_BY_KIND[device.kind], tags)
-    by_ts: dict[datetime, dict[str, float]] = {}
-    rx: dict[datetime, datetime] = {}
-    for r in readings:
-        by_ts.setdefault(r.ts, {})[r.metric] = float(r.value)
-        rx[r.ts] = r.received_at
+    if not readings:
+        return []
+    rx_by_ts = {r.ts: r.received_at for r in readings}  # the last reading of a time wins
+    return _lines([(r.metric, r.value, r.unit, r.ts) for r in readings], device,
+                  tuple(extra_tags.items()) if extra_tags else (), readings[0].received_at, rx_by_ts)
+
+
+def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, extra: tuple[tuple[str, str], ...],
+           received_at: datetime, rx_by_ts: Mapping[datetime, datetime] | None = None) -> list[str]:
+    """:func:`to_lines` on :func:`ingest.validate.validate_values` output.
+
+    Args:
+        values: ``(metric, value, unit, ts)`` per reading.
+        device: the sender.
+        extra: extra tags as ``(key, value)`` pairs.
+        received_at: receive time of the message (``rx_ms``), unless ``rx_by_ts`` has one per time.
+        rx_by_ts: receive time per measurement time.
+    """
+    series = _series_key(device.kind, device.device_id, device.kecamatan, extra)
+    groups: dict[datetime, dict[str, float]] = {}
+    last: datetime | None = None
+    fields: dict[str, float] = {}
+    for metric, value, _unit, ts in values:
+        if ts is not last:  # a message's readings usually share one time object: hash it once
+            last = ts
+            fields = groups.setdefault(ts, {})
+        fields[metric] = float(value)
     out = []
-    for ts, fields in by_ts.items():
+    rx_ms = repr(float(to_ms(received_at)))
+    for ts, fields in groups.items():
         if not all(map(math.isfinite, fields.values())):
             raise ValueError(f"non-finite field value in {fields!r}")
         body = ",".join([f"{_field_key(k)}={v!r}" for k, v in fields.items()])
-        out.append(f"{series} {body},{schema.FIELD_RX}={float(to_ms(rx[ts]))!r} {to_ms(ts)}")
+        rx = rx_ms if rx_by_ts is None else repr(float(to_ms(rx_by_ts[ts])))
+        out.append(f"{series} {body},{schema.FIELD_RX}={rx} {to_ms(ts)}")
     return out
 
 
@@ -154,6 +178,8 @@ class Pipeline:
         formats: parser by format name (default :data:`ingest.formats.FORMATS`).
         format_of: picks the format of a topic (default by topic filters).
         max_payload_bytes: larger payloads are rejected as ``too_large``.
+        keep_readings: fill :attr:`Result.readings` (replay, tests); the ingester needs only
+            the lines and turns it off.
     """
 
     def __init__(
@@ -163,12 +189,14 @@ class Pipeline:
         formats: Mapping[str, Parser] = FORMATS,
         format_of: Callable[[str], str] = format_for_topic,
         max_payload_bytes: int = 65536,
+        keep_readings: bool = True,
     ) -> None:
         self.devices = devices
         self.policy = policy
         self.formats = formats
         self.format_of = format_of
         self.max_payload_bytes = max_payload_bytes
+        self.keep_readings = keep_readings
         self.dedup = DedupCache()
         self._fmt_cache: dict[str, str] = {}
 
@@ -190,14 +218,16 @@ class Pipeline:
                 device = self.devices.get(up.device_id)
                 if device is None:
                     raise ValidationError("unknown_device", f"{up.device_id!r} is not registered (or retired)")
-                raws = list(up.readings)
+                raws: Sequence[RawReading] = up.readings
                 if up.frame is not None:
                     if not device.codec:
                         raise ValidationError("no_codec", f"{device.device_id} has raw bytes but no codec")
-                    raws = get_codec(device.codec)(up.frame.fport, up.frame.payload) + raws
-                readings = validate(raws, device, msg.received_at, up.ts, self.policy)
+                    raws = get_codec(device.codec)(up.frame.fport, up.frame.payload) + list(raws)
+                values = validate_values(raws, device, msg.received_at, up.ts, self.policy)
+                readings = [Reading(device.device_id, m, v, u, ts, msg.received_at)
+                            for m, v, u, ts in values] if self.keep_readings else []
                 pending.append((device, readings, up.fcnt, up.frame.payload if up.frame is not None else None,
-                                to_lines(readings, device, dict(up.tags))))
+                                _lines(values, device, up.tags, msg.received_at)))
         except PayloadError as exc:
             result.error = exc
             return result

@@ -71,7 +71,7 @@ class Ingester:
         cfg = settings.ingest
         self.settings = settings
         self.pipeline = Pipeline(devices, Policy(cfg.max_future_s, cfg.min_year),
-                                 max_payload_bytes=cfg.max_payload_bytes)
+                                 max_payload_bytes=cfg.max_payload_bytes, keep_readings=False)
         self.dead_letters = dead_letters
         self.influx = influx
         self.spool = Spool(cfg.spool_dir / spool_path_for(settings))

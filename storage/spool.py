@@ -28,8 +28,27 @@ class SpoolBusy(ConfigError):
     """Another process already uses this spool file."""
 
 
+_SHIFT = 1 << 20
+"""Entry id = chunk id x ``_SHIFT`` + position in the chunk."""
+
+_CHUNK_LINES = 10_000
+"""Most lines per chunk (a larger append makes several chunks), so a peek never splits a huge row."""
+
+
+def _holes(text: str) -> set[int]:
+    return {int(x) for x in text.split(",")} if text else set()
+
+
 class Spool:
     """FIFO of line-protocol strings in one SQLite file.
+
+    Each :meth:`append` stores its lines as one row (a *chunk*, the lines joined by ``\\n``), so
+    the cost of a transaction does not grow with its line count in Python: ``executemany`` of a
+    thousand rows steps SQLite a thousand times and releases and re-takes the GIL at each step,
+    which a busy network thread turns into a thousand waits. Entries keep stable ids
+    (chunk id x 2^20 + position); a chunk is deleted once all its entries are removed, and
+    partly removed chunks record how far they are done (``first``) and single removals
+    (``holes``). A spool file of the previous layout (one row per line) is converted on open.
 
     Args:
         path: the spool file (its directory is created).
@@ -55,18 +74,50 @@ class Spool:
             str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)")
-        self._depth = int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
+        self._db.execute("CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                         "first INTEGER NOT NULL, n INTEGER NOT NULL, holes TEXT NOT NULL, lines TEXT NOT NULL)")
+        self._convert_v1()
+        self._depth = int(sum(n - first - len(_holes(h)) for first, n, h in
+                              self._db.execute("SELECT first, n, holes FROM chunks")))
+
+    def _convert_v1(self) -> None:
+        """Move the rows of a one-row-per-line ``spool`` table (earlier layout) into chunks."""
+        db = self._conn()
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='spool'").fetchone():
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            lines = [x for (x,) in db.execute("SELECT line FROM spool ORDER BY id")]
+            self._insert(db, lines)
+            db.execute("DROP TABLE spool")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise sqlite3.ProgrammingError(f"spool {self.path} is closed")
         return self._db
 
+    @staticmethod
+    def _insert(db: sqlite3.Connection, lines: Sequence[str]) -> None:
+        for at in range(0, len(lines), _CHUNK_LINES):
+            part = lines[at:at + _CHUNK_LINES]
+            try:
+                text = "\n".join(part)
+            except TypeError as exc:  # a None or a non-str among the lines
+                raise sqlite3.IntegrityError(f"spool lines must be str: {exc}") from None
+            if text.count("\n") != len(part) - 1:
+                raise sqlite3.IntegrityError("a spool line contains a newline")
+            db.execute("INSERT INTO chunks (first, n, holes, lines) VALUES (0, ?, '', ?)", (len(part), text))
+
     def append(self, lines: Sequence[str]) -> None:
         """Durably append ``lines`` in one transaction (all or none).
 
         Raises:
+            sqlite3.IntegrityError: a line is not a string or holds a newline; nothing was appended.
             sqlite3.Error: the disk is full or the file is unusable; nothing was appended.
         """
         if not lines:
@@ -75,7 +126,7 @@ class Spool:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT INTO spool (line) VALUES (?)", [(x,) for x in lines])
+                self._insert(db, lines)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -85,8 +136,34 @@ class Spool:
 
     def peek(self, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` oldest entries as ``(id, line)``, ids ascending, not removed."""
+        out: list[tuple[int, str]] = []
+        if limit <= 0:
+            return out
         with self._lock:
-            return list(self._conn().execute("SELECT id, line FROM spool ORDER BY id LIMIT ?", (limit,)))
+            cur = self._conn().execute("SELECT id, first, holes, lines FROM chunks ORDER BY id")
+            try:
+                for cid, first, holes, text in cur:
+                    gone = _holes(holes)
+                    base = cid * _SHIFT
+                    for i, line in enumerate(text.split("\n")[first:], first):
+                        if i not in gone:
+                            out.append((base + i, line))
+                    if len(out) >= limit:
+                        return out[:limit]
+            finally:
+                cur.close()
+        return out
+
+    def _removing(self, db: sqlite3.Connection) -> None:
+        # A lost removal only sends points to InfluxDB again (a rewrite of the same points), so
+        # removals skip the fsync; the next append's fsync of the WAL makes them durable too.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+
+    def _removed(self, db: sqlite3.Connection, ok: bool) -> None:
+        if db.in_transaction:
+            db.execute("COMMIT" if ok else "ROLLBACK")
+        db.execute("PRAGMA synchronous=FULL")
 
     def remove_through(self, last_id: int) -> int:
         """Delete every entry with id <= ``last_id`` (after InfluxDB accepted them).
@@ -94,25 +171,57 @@ class Spool:
         Returns:
             the number of entries deleted.
         """
+        cid, pos = divmod(last_id, _SHIFT)
         with self._lock:
-            n = self._conn().execute("DELETE FROM spool WHERE id <= ?", (last_id,)).rowcount
+            db = self._conn()
+            self._removing(db)
+            ok = False
+            n = 0
+            try:
+                for chunk, first, size, holes in list(db.execute(
+                        "SELECT id, first, n, holes FROM chunks WHERE id <= ? ORDER BY id", (cid,))):
+                    gone = _holes(holes)
+                    end = size if chunk < cid else min(pos + 1, size)
+                    n += sum(1 for i in range(first, end) if i not in gone) if gone else max(0, int(end) - first)
+                    if end >= size:
+                        db.execute("DELETE FROM chunks WHERE id = ?", (chunk,))
+                    elif end > first:
+                        db.execute("UPDATE chunks SET first = ?, holes = ? WHERE id = ?",
+                                   (end, ",".join(str(i) for i in sorted(gone) if i >= end), chunk))
+                ok = True
+            finally:
+                self._removed(db, ok)
             self._depth -= n
             return n
 
     def remove(self, ids: Sequence[int]) -> int:
         """Delete the entries with these ids; returns how many existed."""
+        wanted: dict[int, set[int]] = {}
+        for i in ids:
+            wanted.setdefault(i // _SHIFT, set()).add(i % _SHIFT)
         with self._lock:
             db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
+            self._removing(db)
+            ok = False
             n = 0
             try:
-                for i in ids:
-                    n += db.execute("DELETE FROM spool WHERE id = ?", (i,)).rowcount
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+                for cid, positions in wanted.items():
+                    row = db.execute("SELECT first, n, holes FROM chunks WHERE id = ?", (cid,)).fetchone()
+                    if row is None:
+                        continue
+                    first, size, holes = row
+                    gone = _holes(holes)
+                    new = {i for i in positions if first <= i < size and i not in gone}
+                    n += len(new)
+                    gone |= new
+                    if len(gone) >= size - first:
+                        db.execute("DELETE FROM chunks WHERE id = ?", (cid,))
+                    elif new:
+                        db.execute("UPDATE chunks SET holes = ? WHERE id = ?",
+                                   (",".join(str(i) for i in sorted(gone)), cid))
+                ok = True
+            finally:
+                self._removed(db, ok)
             self._depth -= n
             return n
 

@@ -27,6 +27,7 @@ from ingest.formats._common import as_int, load_json_object, parse_time
 from ingest.vendor_keys import as_float
 
 NAME = "lorong-json"
+_NUMBER = (int, float)
 TOPICS = ("lorong/v1/+/up",)
 
 
@@ -60,11 +61,12 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
         raise ParseError("bad_json", f"{NAME}: 'metrics' must be a non-empty object")
     readings: list[RawReading] = []
     for name, item in metrics.items():
-        if isinstance(item, dict):
+        if type(item) is dict:
             value, unit = item.get("value"), item.get("unit")
         else:
             value, unit = item, METRICS[name].unit if name in METRICS else "1"
-        number = as_float(value) if isinstance(value, int | float) else None
+        # JSON numbers only (a numeric string is not); bool is an int subclass, as_float refuses it
+        number = value if type(value) is float else as_float(value) if isinstance(value, _NUMBER) else None
         if number is None:
             raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} value {value!r:.80} is not a number")
         if not isinstance(unit, str):

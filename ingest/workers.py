@@ -1,0 +1,123 @@
+"""``lorong ingest run --workers N``: N full ingester processes in one ``$share`` group.
+
+One ingester is bound to one CPU core by the GIL (its network thread parses and validates every
+message). N workers split the stream through an MQTT 5 shared subscription (MQTT 5.0 section
+4.8.2): each message goes to one member of ``$share/<group>/<filter>``. Each worker is a
+complete ingester with the delivery guarantees of :mod:`ingest.service`: its own client id
+(``<client id>-<i>``, hence its own persistent session and its own spool file), its own
+``instance`` tag (``<instance>-<i>``) and, when the Prometheus endpoint is on, its own port
+(``metrics_port + i - 1``).
+
+The parent only supervises: it forwards SIGTERM/SIGINT to the workers and waits for their
+clean stop, and restarts a worker that died (the broker keeps handing a stopped member its
+share of the stream, README "Several ingesters", so a member must not stay away).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_S = 1.0
+"""Wait before restarting a worker that exited on its own (s)."""
+
+STOP_TIMEOUT_S = 60.0
+"""How long a worker may take for its clean stop (flush, ack, drain) before it is killed (s)."""
+
+
+def shared_filter(topic: str, group: str) -> str:
+    """``topic`` as a filter of the shared subscription ``group`` (unchanged if already shared).
+
+    Raises:
+        ValueError: ``group`` is empty or holds ``/``, ``+`` or ``#`` (MQTT 5.0 section 4.8.2).
+    """
+    if not group or any(c in group for c in "/+#"):
+        raise ValueError(f"share group {group!r} must be non-empty without '/', '+' or '#'")
+    return topic if topic.startswith("$share/") else f"$share/{group}/{topic}"
+
+
+def worker_env(settings: Settings, index: int, group: str, base: Mapping[str, str]) -> dict[str, str]:
+    """Environment of worker ``index`` (1-based): ``base`` plus the ``LORONG_*`` overrides that
+    make it a distinct member of the share group.
+
+    Raises:
+        ValueError: bad ``group`` (see :func:`shared_filter`).
+    """
+    mqtt, ingest = settings.mqtt, settings.ingest
+    env = dict(base)
+    env["LORONG_MQTT__CLIENT_ID"] = f"{mqtt.client_id}-{index}"
+    env["LORONG_MQTT__TOPICS"] = json.dumps([shared_filter(t, group) for t in mqtt.topics])
+    env["LORONG_INGEST__INSTANCE"] = f"{ingest.instance}-{index}"
+    env["LORONG_INGEST__METRICS_PORT"] = str(ingest.metrics_port + index - 1 if ingest.metrics_port else 0)
+    return env
+
+
+def supervise(command: Sequence[str], envs: Sequence[Mapping[str, str]], stop: threading.Event,
+              poll_s: float = 0.5) -> int:
+    """Run one ``command`` per environment until ``stop`` is set; restart any that exits early.
+
+    Returns:
+        0 when every worker stopped cleanly after ``stop``, else 1.
+    """
+    procs: list[subprocess.Popen[bytes] | None] = [None] * len(envs)
+    died_at: list[float | None] = [None] * len(envs)
+
+    def spawn(i: int) -> None:
+        procs[i] = subprocess.Popen(list(command), env=dict(envs[i]))
+        log.info("worker %d started (pid %d)", i + 1, procs[i].pid)  # type: ignore[union-attr]
+
+    for i in range(len(envs)):
+        spawn(i)
+    while not stop.wait(poll_s):
+        for i, p in enumerate(procs):
+            if p is not None and p.poll() is not None:
+                log.error("worker %d (pid %d) exited with %s; restarting it", i + 1, p.pid, p.returncode)
+                procs[i], died_at[i] = None, time.monotonic()
+            elif p is None and time.monotonic() - (died_at[i] or 0.0) >= RESTART_DELAY_S:
+                spawn(i)
+    live = [p for p in procs if p is not None]
+    for p in live:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    ok = True
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for p in live:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("worker pid %d did not stop in %.0f s; killing it", p.pid, STOP_TIMEOUT_S)
+            p.kill()
+            p.wait()
+        ok = ok and p.returncode == 0
+    return 0 if ok else 1
+
+
+def worker_command(argv: Sequence[str]) -> list[str]:
+    """The command line of one worker: this Python, ``-m core.cli``, the global options given
+    before ``ingest`` in ``argv`` (the parent's ``sys.argv[1:]``), then ``ingest run``."""
+    head = list(argv[:argv.index("ingest")]) if "ingest" in argv else []
+    return [sys.executable, "-m", "core.cli", *head, "ingest", "run"]
+
+
+def run_workers(settings: Settings, workers: int, group: str, stop: threading.Event) -> int:
+    """Start ``workers`` ingester processes in share group ``group`` and supervise them until ``stop``.
+
+    Returns:
+        the exit status for the parent (see :func:`supervise`).
+
+    Raises:
+        ValueError: bad ``group``.
+    """
+    envs = [worker_env(settings, i, group, os.environ) for i in range(1, workers + 1)]
+    return supervise(worker_command(sys.argv[1:]), envs, stop)
