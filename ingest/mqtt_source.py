@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -116,6 +117,8 @@ class _Client(mqtt.Client):
             if not data:
                 return data  # connection closed
             self._rbuf, self._rpos = data, 0
+            with self._msgtime_mutex:  # what paho's keepalive check reads
+                self._last_bytes_received = time.monotonic()
         end = self._rpos + bufsize
         out = self._rbuf[self._rpos:end]
         self._rpos = min(end, len(self._rbuf))
@@ -135,6 +138,48 @@ class _Client(mqtt.Client):
                     return MQTTErrorCode.MQTT_ERR_SUCCESS
         finally:
             self._refills = 1  # paho's other readers (connect) read straight through
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """Decode a complete QoS 0/1 PUBLISH without properties straight from the read buffer;
+        leave everything else (and a packet not yet complete in the buffer) to paho."""
+        buf, pos = self._rbuf, self._rpos
+        n = len(buf)
+        if self._in_packet["command"] or pos + 5 > n or buf[pos] & 0xF4 != 0x30 \
+                or self._rsock is not self._sock or self._protocol != mqtt.MQTTv5:
+            return super()._packet_read()
+        header = buf[pos]
+        length, mult, i = 0, 1, pos + 1
+        while True:  # remaining length, MQTT 5.0 section 1.5.5
+            byte = buf[i]
+            length += (byte & 0x7F) * mult
+            i += 1
+            if not byte & 0x80:
+                break
+            mult <<= 7
+            if i >= n or i - pos > 4:
+                return super()._packet_read()
+        end = i + length
+        if end > n or length < 3:
+            return super()._packet_read()
+        slen = (buf[i] << 8) | buf[i + 1]
+        at = i + 2 + slen
+        qos = (header >> 1) & 3
+        mid = 0
+        if qos:
+            if at + 2 > end:
+                return super()._packet_read()
+            mid = (buf[at] << 8) | buf[at + 1]
+            at += 2
+        if at >= end or buf[at] != 0:  # properties present: paho decodes them
+            return super()._packet_read()
+        try:
+            topic = buf[i + 2:i + 2 + slen].decode("utf-8")
+        except UnicodeDecodeError:
+            return super()._packet_read()
+        self._rpos = end
+        with self._in_callback_mutex:
+            self._deliver(topic, buf[at + 1:end], mid, qos)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_publish(self) -> MQTTErrorCode:
         header = self._in_packet["command"]

@@ -123,7 +123,7 @@ class Ingester:
             self._reject_logged.add(result.error.reason)
             log.log(logging.WARNING if first else logging.DEBUG, "rejected %s on %s: %s%s", result.error.reason,
                     msg.topic, result.error.detail, " (further ones at DEBUG)" if first else "")
-        if waiting >= FLUSH_AT:
+        if waiting >= FLUSH_AT and not self._kick.is_set():
             self._kick.set()
 
     def flush(self) -> None:

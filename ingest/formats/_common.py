@@ -63,6 +63,28 @@ def parse_time(value: Any, fmt: str, require_offset: bool = True) -> datetime:
     """
     if not isinstance(value, str):
         raise ParseError("bad_time", f"{fmt}: time must be an ISO-8601 string, got {value!r:.80}")
+    try:  # Python 3.11 reads "Z" and cuts long fractions itself; the rewriting below is for the rest
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        ts = _parse_iso(value, fmt)
+    if ts.tzinfo is None:
+        if require_offset:
+            raise ParseError("bad_time", f"{fmt}: time {value!r} has no UTC offset")
+        ts = ts.replace(tzinfo=UTC)
+    if ts.tzinfo is UTC:
+        return ts
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        raise ParseError("bad_time", f"{fmt}: time {value!r} is out of range") from None
+
+
+def _parse_iso(value: str, fmt: str) -> datetime:
+    """:meth:`datetime.fromisoformat` after trimming blanks, ``z`` and fractions beyond 6 digits.
+
+    Raises:
+        ParseError: reason ``bad_time``.
+    """
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -71,17 +93,9 @@ def parse_time(value: Any, fmt: str, require_offset: bool = True) -> datetime:
         digits = len(rest) - len(rest.lstrip("0123456789"))
         text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}" if digits else head + rest[digits:]
     try:
-        ts = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError:
         raise ParseError("bad_time", f"{fmt}: unparsable time {value!r:.80}") from None
-    if ts.tzinfo is None:
-        if require_offset:
-            raise ParseError("bad_time", f"{fmt}: time {value!r} has no UTC offset")
-        ts = ts.replace(tzinfo=UTC)
-    try:
-        return ts.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC equivalent
-        raise ParseError("bad_time", f"{fmt}: time {value!r} is out of range") from None
 
 
 def utc_from_seconds(seconds: float, fmt: str) -> datetime:
