@@ -33,8 +33,11 @@ def load_json(payload: bytes, fmt: str) -> Any:
     Raises:
         ParseError: reason ``bad_json``.
     """
-    try:  # what json.loads does with bytes, minus building a decoder per call
-        return _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+    # what json.loads does with bytes, minus building a decoder per call; "{" then a non-zero byte
+    # is UTF-8 to json.detect_encoding (no BOM starts with "{", UTF-16/32 put a zero byte second)
+    enc = "utf-8" if payload[:1] == b"{" and payload[1:2] != b"\0" else json.detect_encoding(payload)
+    try:
+        return _DECODER.decode(payload.decode(enc, "surrogatepass"))
     except UnicodeDecodeError as exc:
         raise ParseError("bad_json", f"{fmt}: payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
