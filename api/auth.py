@@ -21,8 +21,11 @@ This module has no FastAPI imports: :mod:`api.deps` turns it into dependencies, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +40,8 @@ from storage.tables import ApiTokenRow
 
 TOKEN_PREFIX = "lrg_"
 TOKEN_BYTES = 32
+NO_TOKEN = ("this needs an API token: send 'Authorization: Bearer <token>' "
+            "(an admin creates one with `lorong api token create`)")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 """``last_used_at`` is written at most once a minute per token, to keep reads free of writes."""
 
@@ -114,6 +119,46 @@ class Principal:
         return f"{self.role.value}:{self.name}"[:64]
 
 
+class TokenCache:
+    """Valid tokens seen in the last ``ttl_s`` seconds, so most requests need no token query.
+
+    Only valid tokens are kept (a new token works at once). A token revoked through the API is
+    dropped at once (:meth:`clear`); one revoked elsewhere (the CLI, another API process) keeps
+    working here for at most ``ttl_s`` seconds. ``ttl_s`` 0 turns the cache off.
+    """
+
+    def __init__(self, ttl_s: float = 10.0) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[Principal, float]] = {}
+        self._stripes = [asyncio.Lock() for _ in range(64)]
+
+    def lookup_lock(self, digest: str) -> asyncio.Lock:
+        """One of 64 locks chosen by ``digest``: concurrent misses of one token make one query, not one each
+        (when an entry expires under load, hundreds of requests would otherwise query and write at once)."""
+        return self._stripes[int(digest[:8], 16) % len(self._stripes)]
+
+    def get(self, digest: str) -> Principal | None:
+        """The principal of a token digest seen less than ``ttl_s`` ago, else ``None``."""
+        item = self._items.get(digest)
+        if item is None or item[1] < time.monotonic():
+            return None
+        return item[0]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        """Remember a valid token (no-op when the cache is off)."""
+        if self.ttl_s > 0:
+            with self._lock:
+                if len(self._items) > 10_000:
+                    self._items.clear()
+                self._items[digest] = (principal, time.monotonic() + self.ttl_s)
+
+    def clear(self) -> None:
+        """Forget every token (after a revocation)."""
+        with self._lock:
+            self._items.clear()
+
+
 def hash_token(token: str) -> str:
     """SHA-256 hex digest (64 characters) of a plain token."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -180,8 +225,7 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
         NotAuthenticated: no token, or it is unknown or revoked.
     """
     if not token:
-        raise NotAuthenticated("this needs an API token: send 'Authorization: Bearer <token>' "
-                               "(an admin creates one with `lorong api token create`)")
+        raise NotAuthenticated(NO_TOKEN)
     row = session.scalars(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(token))).first()
     if row is None:
         raise NotAuthenticated("this API token is not known: check it was copied whole, or ask an admin for a new one")

@@ -7,16 +7,20 @@ role lacks the permission a 403 (see the role table in :mod:`api.auth`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Notifier
-from api.auth import Permission, Principal, authenticate
+from api.auth import NO_TOKEN, NotAuthenticated, Permission, Principal, TokenCache, authenticate, hash_token
+from api.bin_state import BinEntry
+from api.pages import PageCache
+from api.snapshot import Snapshot
 from core.settings import Settings
 from storage.influx import InfluxClient
 
@@ -33,23 +37,36 @@ class AppContext:
         settings: the process settings.
         sessions: SQL session factory.
         influx: InfluxDB client (readings endpoints only; latest values come from SQL).
+        bins: every bin's latest state, fullest first (:mod:`api.bin_state`).
+        alerts: the active alerts, newest first (:mod:`api.alert_state`).
+        tokens: recently seen valid tokens.
+        pages: rendered pages of the two snapshots.
         notifiers: called for every alert change made through the API (MQTT, webhook).
     """
 
     settings: Settings
     sessions: sessionmaker[Session]
     influx: InfluxClient
+    bins: Snapshot[BinEntry]
+    alerts: Snapshot[dict[str, Any]]
+    tokens: TokenCache
+    pages: PageCache
     notifiers: Sequence[Notifier] = field(default_factory=list)
 
 
-def get_context(request: Request) -> AppContext:
-    """The app's :class:`AppContext`."""
+async def get_context(request: Request) -> AppContext:
+    """The app's :class:`AppContext` (async: no thread hop for a dictionary lookup)."""
     ctx: AppContext = request.app.state.ctx
     return ctx
 
 
-def get_session(ctx: Annotated[AppContext, Depends(get_context)]) -> Iterator[Session]:
-    """A database session for one request (one per request, shared by its dependencies)."""
+async def get_session(ctx: Annotated[AppContext, Depends(get_context)]) -> AsyncIterator[Session]:
+    """A database session for one request (one per request, shared by its dependencies).
+
+    Async so that opening and closing it costs no thread hop: a Session connects lazily, on its
+    first query, which runs in the (sync) endpoint's worker thread; closing hands the connection
+    back to the pool.
+    """
     with ctx.sessions() as session:
         yield session
 
@@ -61,17 +78,33 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="token",
                      description="API token from `lorong api token create`, sent as `Authorization: Bearer <token>`")
 
 
-def get_principal(session: SessionDep,
-                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The holder of the request's bearer token.
+def _lookup(ctx: AppContext, token: str) -> Principal:
+    with ctx.sessions() as session:
+        return authenticate(session, token)
+
+
+async def get_principal(ctx: ContextDep,
+                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The holder of the request's bearer token (from :class:`TokenCache`, else the database).
 
     Raises:
         NotAuthenticated: no token, or an unknown or revoked one.
     """
-    return authenticate(session, creds.credentials if creds else None)
+    token = creds.credentials if creds else None
+    if not token:
+        raise NotAuthenticated(NO_TOKEN)
+    digest = hash_token(token)
+    principal = ctx.tokens.get(digest)
+    if principal is None:
+        async with ctx.tokens.lookup_lock(digest):
+            principal = ctx.tokens.get(digest)
+            if principal is None:
+                principal = await run_in_threadpool(_lookup, ctx, token)
+                ctx.tokens.put(digest, principal)
+    return principal
 
 
-def require(permission: Permission) -> Callable[[Principal], Principal]:
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that returns the principal when its role grants ``permission``.
 
     Raises (from the dependency):
@@ -79,7 +112,7 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
         Forbidden: the role lacks ``permission`` (403).
     """
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         principal.require(permission)
         return principal
 

@@ -11,8 +11,12 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from analytics.alerts import Notifier
 from api import errors
+from api.alert_state import active_snapshot
+from api.auth import TokenCache
+from api.bin_state import bin_snapshot
 from api.deps import AppContext
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.pages import GZIP_LEVEL, GZIP_MIN_BYTES, PageCache
 from api.routes import air, alerts, bins, collection, devices, health, metrics, tokens, web
 from core.settings import Settings
 from storage.db import make_engine, session_factory
@@ -36,24 +40,33 @@ def operation_id(route: APIRoute) -> str:
     return f"{route.tags[0] if route.tags else 'root'}-{route.name}"
 
 
-def create_app(settings: Settings, notifiers: Sequence[Notifier] = ()) -> FastAPI:
+def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_s: float = 15.0,
+               alerts_ttl_s: float = 2.0, token_ttl_s: float = 10.0, page_ttl_s: float = 1.0) -> FastAPI:
     """Build the FastAPI app for ``settings`` (the database must be migrated already).
 
     Args:
         settings: where the database, InfluxDB and broker are.
         notifiers: called for every alert change made through the API.
+        bins_ttl_s: age (s) up to which the bins snapshot is served without a refresh; 0 rebuilds it
+            on every request (see :mod:`api.snapshot`).
+        alerts_ttl_s: the same for the active alerts (see :mod:`api.alert_state`).
+        token_ttl_s: how long a valid token is remembered without a query (see :class:`api.auth.TokenCache`).
+        page_ttl_s: how long a rendered page of a snapshot is reused (see :mod:`api.pages`).
 
     OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``.
     """
     app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION, generate_unique_id_function=operation_id)
     sessions = session_factory(make_engine(settings.database_url))
-    app.state.ctx = AppContext(settings=settings, sessions=sessions, influx=open_influx(settings),
-                               notifiers=list(notifiers))
+    app.state.ctx = AppContext(
+        settings=settings, sessions=sessions, influx=open_influx(settings),
+        bins=bin_snapshot(sessions, settings.analytics.full_threshold, ttl_s=bins_ttl_s),
+        alerts=active_snapshot(sessions, ttl_s=alerts_ttl_s), tokens=TokenCache(token_ttl_s),
+        pages=PageCache(page_ttl_s), notifiers=list(notifiers))
     app.state.metrics = ApiMetrics(sessions)
     errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=web.WEB_DIR), name="web")
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

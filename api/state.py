@@ -1,4 +1,4 @@
-"""Current state of bins and air stations, read from SQL only (``devices`` joined with ``device_latest``).
+"""Current state of air stations, and helpers shared with :mod:`api.bin_state`; SQL only.
 
 ``device_latest.metrics`` holds ``{metric: [value, epoch_ms]}`` (refreshed by the analytics job
 from InfluxDB); ``device_latest.derived`` holds the analytics results (bins ``fill_rate_per_h``,
@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from analytics.aqi import ISPU_CATEGORIES, US_CATEGORIES, Category, ispu_category, us_aqi_category
-from api.schemas import BinOut, BinStatus, StationOut
+from api.schemas import StationOut
 from core.model import DeviceKind, utc_from_ms
 from storage.tables import DeviceLatestRow, DeviceRow
 
@@ -27,46 +27,22 @@ STALE_INTERVALS = 3
 Pair = tuple[DeviceRow, DeviceLatestRow | None]
 
 
-def fill_expr() -> ColumnElement[float]:
-    """SQL expression of a bin's latest ``fillingLevel`` (``metrics -> fillingLevel -> 0``), NULL if none."""
-    return cast(ColumnElement[float], DeviceLatestRow.metrics[("fillingLevel", 0)].as_float())
-
-
 def ispu_expr() -> ColumnElement[float]:
     """SQL expression of a station's ISPU from ``derived``, NULL if none."""
     return cast(ColumnElement[float], DeviceLatestRow.derived["ispu"].as_float())
 
 
-def _pairs(session: Session, kind: DeviceKind, key: ColumnElement[float], kecamatan: str | None,
-           minimum: float | None, limit: int, offset: int) -> Sequence[Pair]:
-    q = (select(DeviceRow, DeviceLatestRow)
-         .outerjoin(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
-         .where(DeviceRow.kind == kind.value, DeviceRow.status != "retired"))
-    if kecamatan:
-        q = q.where(DeviceRow.kecamatan == kecamatan)
-    if minimum is not None:
-        q = q.where(key >= minimum)
-    q = q.order_by(key.is_(None), key.desc(), DeviceRow.id).limit(limit).offset(offset)
-    return [(d, latest) for d, latest in session.execute(q).tuples()]
-
-
-def bin_pairs(session: Session, kecamatan: str | None = None, min_level: float | None = None,
-              limit: int = 100, offset: int = 0) -> Sequence[Pair]:
-    """Bins (not retired) with their latest row, fullest first, never-heard-from last, then by id.
-
-    Args:
-        session: database session.
-        kecamatan: only this district.
-        min_level: only bins whose ``fillingLevel`` is at least this fraction (0..1).
-        limit: at most this many rows; offset: skip this many first.
-    """
-    return _pairs(session, DeviceKind.BIN, fill_expr(), kecamatan, min_level, limit, offset)
-
-
 def station_pairs(session: Session, kecamatan: str | None = None, limit: int = 100,
                   offset: int = 0) -> Sequence[Pair]:
-    """Air stations (not retired) with their latest row, highest ISPU first, then by id."""
-    return _pairs(session, DeviceKind.AIR, ispu_expr(), kecamatan, None, limit, offset)
+    """Air stations (not retired) with their latest row, highest ISPU first (none last), then by id."""
+    key = ispu_expr()
+    q = (select(DeviceRow, DeviceLatestRow)
+         .outerjoin(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
+         .where(DeviceRow.kind == DeviceKind.AIR.value, DeviceRow.status != "retired"))
+    if kecamatan:
+        q = q.where(DeviceRow.kecamatan == kecamatan)
+    q = q.order_by(key.is_(None), key.desc(), DeviceRow.id).limit(limit).offset(offset)
+    return [(d, latest) for d, latest in session.execute(q).tuples()]
 
 
 def metric_value(metrics: dict[str, Any], name: str) -> tuple[float | None, datetime | None]:
@@ -78,7 +54,8 @@ def metric_value(metrics: dict[str, Any], name: str) -> tuple[float | None, date
     return float(pair[0]), ts
 
 
-def _time(value: Any) -> datetime | None:
+def iso_time(value: Any) -> datetime | None:
+    """A tz-aware datetime from an ISO-8601 string with offset, else ``None``."""
     if not isinstance(value, str):
         return None
     try:
@@ -88,48 +65,16 @@ def _time(value: Any) -> datetime | None:
     return ts if ts.tzinfo is not None else None
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
+    """``value`` as a float when it is an int or float (not a bool), else ``None``."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _stale(device: DeviceRow, observed: datetime | None, now: datetime) -> bool:
+def is_stale(report_interval_s: int, observed: datetime | None, now: datetime) -> bool:
+    """True when nothing was heard, or the last reading is older than :data:`STALE_INTERVALS` intervals."""
     if observed is None:
         return True
-    return now - observed > timedelta(seconds=STALE_INTERVALS * max(device.report_interval_s, 1))
-
-
-def bin_out(device: DeviceRow, latest: DeviceLatestRow | None, default_threshold: float, now: datetime) -> BinOut:
-    """The API view of one bin (see :class:`api.schemas.BinOut` for ``status`` and units)."""
-    metrics = latest.metrics if latest else {}
-    derived = latest.derived if latest and latest.derived else {}
-    level, observed = metric_value(metrics, "fillingLevel")
-    observed = observed or (latest.ts if latest else None)
-    threshold = device.full_threshold or default_threshold
-    status: BinStatus
-    if latest is None:
-        status = "noData"
-    elif level is not None and level >= threshold:
-        status = "full"
-    elif (metric_value(metrics, "tilt")[0] or 0.0) >= 0.5:
-        status = "dropped"
-    elif (metric_value(metrics, "lidOpen")[0] or 0.0) >= 0.5:
-        status = "lidOpen"
-    else:
-        status = "ok"
-    full_at = _time(derived.get("full_at"))
-    if full_at is not None:
-        to_full: float | None = max(0.0, (full_at - now).total_seconds() / 3600.0)
-    else:
-        to_full = 0.0 if status == "full" else None
-    return BinOut(
-        id=device.id, kecamatan=device.kecamatan, kelurahan=device.kelurahan, street=device.street,
-        lat=device.lat, lon=device.lon, fillingLevel=level, distance=metric_value(metrics, "distance")[0],
-        batteryLevel=metric_value(metrics, "batteryLevel")[0], temperature=metric_value(metrics, "temperature")[0],
-        dateObserved=observed, status=status, stale=_stale(device, observed, now), fullThreshold=threshold,
-        fillRate_per_h=_number(derived.get("fill_rate_per_h")), expectedFullAt=full_at,
-        timeToFull_h=None if to_full is None else round(to_full, 3),
-        dateLastEmptying=_time(derived.get("last_emptying")),
-    )
+    return now - observed > timedelta(seconds=STALE_INTERVALS * max(report_interval_s, 1))
 
 
 def category_key(value: Any, index: int | None, categories: Sequence[Category]) -> str | None:
@@ -145,7 +90,7 @@ def category_key(value: Any, index: int | None, categories: Sequence[Category]) 
 
 
 def _index(value: Any) -> int | None:
-    num = _number(value)
+    num = number(value)
     return round(num) if num is not None and num >= 0 else None
 
 
@@ -164,7 +109,8 @@ def station_out(device: DeviceRow, latest: DeviceLatestRow | None, now: datetime
         critical = ",".join(str(c) for c in critical)
     return StationOut(
         id=device.id, kecamatan=device.kecamatan, kelurahan=device.kelurahan, street=device.street,
-        lat=device.lat, lon=device.lon, dateObserved=observed, stale=_stale(device, observed, now),
+        lat=device.lat, lon=device.lon, dateObserved=observed,
+        stale=is_stale(device.report_interval_s, observed, now),
         pm1=value("pm1"), pm25=value("pm25"), pm10=value("pm10"), temperature=value("temperature"),
         relativeHumidity=value("relativeHumidity"),
         ispu=ispu, ispuCategory=category_key(derived.get("ispu_category"), ispu, ISPU_CATEGORIES),

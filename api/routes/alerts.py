@@ -1,31 +1,24 @@
 """``/alerts``: list with filters and keyset pagination; acknowledge and clear (crew and admin).
 
-Pagination is keyset on ``(started_at, id)``, newest first: a page ends at the last item's key and
-the next page starts strictly after it, so an item never repeats and never goes missing however
-many alerts open, change or clear in between (an alert cleared meanwhile simply leaves an
-``active`` listing). The cursor is opaque to clients: URL-safe base64 of that key. When there is
-a next page the response carries it in ``X-Next-Cursor`` and in a ``Link: <...>; rel="next"``
+Pagination and the active-alert snapshot are described in :mod:`api.alert_state`. When there is a
+next page the response carries its cursor in ``X-Next-Cursor`` and in a ``Link: <...>; rel="next"``
 header (RFC 8288).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from sqlalchemy import Select, and_, or_, select
+from fastapi.concurrency import run_in_threadpool
+from pydantic_core import to_json
 
 from analytics.alerts import AlertBook, snapshot
+from api.alert_state import AlertFilter, decode_cursor, encode_cursor, query_page, snapshot_page
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
-from api.errors import InvalidRequest
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertOut, ClearIn
 from core.model import utcnow
-from storage.tables import AlertRow
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 
@@ -37,39 +30,10 @@ PAGE_HEADERS = {
 }
 
 
-def encode_cursor(started_at: datetime, alert_id: int) -> str:
-    """Opaque cursor for the key ``(started_at, id)`` of the last item of a page."""
-    raw = json.dumps([started_at.isoformat(), alert_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """The key in a cursor made by :func:`encode_cursor`.
-
-    Raises:
-        InvalidRequest: not such a cursor.
-    """
-    try:
-        started, alert_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        ts = datetime.fromisoformat(started)
-        if ts.tzinfo is None or not isinstance(alert_id, int) or isinstance(alert_id, bool):
-            raise ValueError(cursor)
-        return ts, alert_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("cursor is not one this API gave out: start again without a cursor") from None
-
-
-def _after(q: Select[AlertRow], cursor: str | None) -> Select[AlertRow]:
-    if cursor is None:
-        return q
-    ts, alert_id = decode_cursor(cursor)
-    return q.where(or_(AlertRow.started_at < ts, and_(AlertRow.started_at == ts, AlertRow.id < alert_id)))
-
-
 @router.get("", response_model=list[AlertOut], responses={200: {"headers": PAGE_HEADERS}})
-def alerts(
+async def alerts(
     request: Request,
-    response: Response,
+    ctx: ContextDep,
     session: SessionDep,
     _who: Reader,
     status: Literal["active", "cleared", "any"] = Query("active", description="active (default), cleared or any"),
@@ -80,23 +44,32 @@ def alerts(
     device_id: str | None = Query(None, pattern=DEVICE_ID_PATTERN),
     limit: int = Query(100, ge=1, le=500),
     cursor: str | None = Query(None, max_length=200, description="X-Next-Cursor of the previous page"),
-) -> list[AlertOut]:
-    """Alerts newest first (by ``started_at``, then id), one page at a time."""
-    q = select(AlertRow).order_by(AlertRow.started_at.desc(), AlertRow.id.desc())
-    if status != "any":
-        q = q.where(AlertRow.status == status)
-    for column, value in ((AlertRow.type, type), (AlertRow.severity, severity), (AlertRow.kecamatan, kecamatan),
-                          (AlertRow.acknowledged, acknowledged), (AlertRow.device_id, device_id)):
-        if value is not None:
-            q = q.where(column == value)
-    rows = list(session.scalars(_after(q, cursor).limit(limit + 1)))
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = encode_cursor(rows[-1].started_at, rows[-1].id)
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + [("cursor", nxt)]
-        response.headers["X-Next-Cursor"] = nxt
-        response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
-    return [AlertOut.model_validate(snapshot(r)) for r in rows]
+) -> Response:
+    """Alerts newest first (by ``started_at``, then id), one page at a time.
+
+    Active alerts come from a snapshot at most a few seconds old (:mod:`api.alert_state`); the
+    others from SQL in a worker thread.
+    """
+    f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id)
+    after = decode_cursor(cursor) if cursor is not None else None
+
+    def render(rows: list[dict[str, Any]]) -> tuple[bytes, dict[str, str]]:
+        headers: dict[str, str] = {}
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = encode_cursor(rows[-1]["started_at"], rows[-1]["id"])
+            params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + [("cursor", nxt)]
+            headers["X-Next-Cursor"] = nxt
+            headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+        return to_json(rows), headers
+
+    encoding = request.headers.get("accept-encoding", "")
+    if status == "active":
+        alerts = await ctx.alerts.aitems()
+        return ctx.pages.respond(("alerts", f, after, limit), alerts, encoding,
+                                 lambda: render(snapshot_page(alerts, f, after, limit + 1)))
+    body, headers = render(await run_in_threadpool(query_page, session, f, after, limit + 1))
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/{alert_id}", response_model=AlertOut, responses=NOT_FOUND)
@@ -111,6 +84,7 @@ def acknowledge(alert_id: AlertId, ctx: ContextDep, session: SessionDep, who: Al
     book = AlertBook(session, ctx.notifiers)
     row = book.acknowledge(alert_id, utcnow(), who.actor)
     session.commit()
+    ctx.alerts.invalidate()
     book.publish()
     return AlertOut.model_validate(snapshot(row))
 
@@ -122,5 +96,6 @@ def clear(alert_id: AlertId, ctx: ContextDep, session: SessionDep, who: AlertWri
     book = AlertBook(session, ctx.notifiers)
     row = book.clear(alert_id, utcnow(), who.actor, body.reason if body else "")
     session.commit()
+    ctx.alerts.invalidate()
     book.publish()
     return AlertOut.model_validate(snapshot(row))

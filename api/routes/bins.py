@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
+from pydantic_core import to_json
 
+from api.bin_state import load_bins, pick
 from api.deps import ContextDep, DeviceId, Reader, SessionDep
 from api.errors import NotFound
 from api.readings import BIN_METRICS, EVERY_PATTERN, mean_series, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
-from api.state import bin_out, bin_pairs
 from core import schema
 from core.model import DeviceKind, utcnow
 from devices.registry import get_device
-from storage.tables import DeviceLatestRow, DeviceRow
+from storage.tables import DeviceRow
 
 router = APIRouter(prefix="/bins", tags=["bins"], responses=ERRORS)
 
@@ -33,26 +34,37 @@ def _bin(session: SessionDep, device_id: str) -> DeviceRow:
 
 
 @router.get("", response_model=list[BinOut])
-def bins(
+async def bins(
+    request: Request,
     ctx: ContextDep,
-    session: SessionDep,
     _who: Reader,
     kecamatan: str | None = Query(None, max_length=64, description="only bins in this kecamatan"),
     min_level: float | None = Query(None, ge=0.0, le=1.0, description="only bins at or above this fillingLevel (0..1)"),
     limit: int = Query(100, ge=1, le=5000),
     offset: int = Query(0, ge=0, le=1_000_000),
-) -> list[BinOut]:
-    """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last."""
-    now = utcnow()
-    default = ctx.settings.analytics.full_threshold
-    return [bin_out(d, latest, default, now) for d, latest in bin_pairs(session, kecamatan, min_level, limit, offset)]
+) -> Response:
+    """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last.
+
+    Served from a snapshot of ``device_latest`` at most a few seconds old (see :mod:`api.bin_state`
+    and :mod:`api.pages`); async because the answer is a slice of that in-memory snapshot, with no
+    database query.
+    """
+    entries = await ctx.bins.aitems()
+
+    def render() -> tuple[bytes, dict[str, str]]:
+        now = utcnow()
+        return to_json([e.render(now) for e in pick(entries, kecamatan, min_level, limit, offset)]), {}
+
+    key = ("bins", kecamatan, min_level, limit, offset)
+    return ctx.pages.respond(key, entries, request.headers.get("accept-encoding", ""), render)
 
 
 @router.get("/{device_id}", response_model=BinOut, responses=NOT_FOUND)
 def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader) -> BinOut:
-    """One bin's latest state."""
+    """One bin's latest state, straight from the database."""
     row = _bin(session, device_id)
-    return bin_out(row, session.get(DeviceLatestRow, row.id), ctx.settings.analytics.full_threshold, utcnow())
+    [entry] = load_bins(session, ctx.settings.analytics.full_threshold, row.id)
+    return BinOut.model_validate(entry.render(utcnow()))
 
 
 @router.get("/{device_id}/readings", response_model=BinReadingsOut, responses={**NOT_FOUND, **STORE})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import DeviceId, DeviceWriter, Reader, SessionDep
+from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep
 from api.errors import Conflict
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
 from core.model import DeviceKind, utcnow
@@ -48,30 +48,34 @@ def device(device_id: DeviceId, session: SessionDep, _who: Reader) -> DeviceOut:
 
 @router.post("", response_model=DeviceOut, status_code=status.HTTP_201_CREATED,
              responses={409: {"model": CONFLICT[409]["model"], "description": "the id is taken"}})
-def create(body: DeviceIn, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
+def create(body: DeviceIn, ctx: ContextDep, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
     """Register a device (technician or admin). Ids are never reused, not even a retired one's."""
     row = add_device(session, body)
     session.commit()
+    ctx.bins.invalidate()
     return _out(row)
 
 
 @router.patch("/{device_id}", response_model=DeviceOut, responses={**NOT_FOUND, **CONFLICT})
-def change(device_id: DeviceId, body: DeviceUpdate, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
+def change(device_id: DeviceId, body: DeviceUpdate, ctx: ContextDep, session: SessionDep,
+           _who: DeviceWriter) -> DeviceOut:
     """Change the fields given in the body (technician or admin); a retired device cannot change (409)."""
     try:
         row = update_device(session, device_id, body)
     except ValueError as exc:
         raise Conflict(str(exc)) from None
     session.commit()
+    ctx.bins.invalidate()
     return _out(row)
 
 
 @router.delete("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
-def retire(device_id: DeviceId, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
+def retire(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
     """Retire a device (technician or admin): it stops being accepted and listed; its history stays.
 
     Its MQTT credentials are revoked. Retiring a retired device changes nothing.
     """
     row = retire_device(session, device_id, utcnow())
     session.commit()
+    ctx.bins.invalidate()
     return _out(row)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook, AlertChange
-from api.routes.alerts import decode_cursor, encode_cursor
+from api.alert_state import AlertFilter, active_snapshot, decode_cursor, encode_cursor, query_page, snapshot_page
 from core.model import utcnow
 from storage.tables import AlertHistoryRow, AlertRow
 from tests.api.conftest import serve
@@ -149,3 +149,46 @@ def test_changes_reach_notifiers(settings: Any, sessions: sessionmaker[Session],
     finally:
         srv.stop()
     assert [(c.alert_id, c.action, c.alert["ack_by"]) for c in seen] == [(1, "acknowledged", "crew:CREW")]
+
+
+def test_snapshot_and_sql_pages_agree(sessions: sessionmaker[Session]) -> None:
+    _many(sessions, 30)
+    with sessions.begin() as s:
+        book = AlertBook(s)
+        for alert_id in (3, 7, 11):
+            book.acknowledge(alert_id, utcnow(), "crew:x")
+        book.clear(5, utcnow(), "system")
+    snap = active_snapshot(sessions, ttl_s=60)
+    filters = [AlertFilter(), AlertFilter(kecamatan="Tallo"), AlertFilter(severity="critical", acknowledged=False),
+               AlertFilter(acknowledged=True), AlertFilter(device_id="B010"), AlertFilter(type="pm25_high")]
+    with sessions() as s:
+        for f in filters:
+            for limit in (1, 4, 100):
+                after = None
+                for _ in range(40):
+                    want = query_page(s, f, after, limit)
+                    assert snapshot_page(snap.items(), f, after, limit) == want, (f, after, limit)
+                    if len(want) < limit:
+                        break
+                    after = (want[-1]["started_at"], want[-1]["id"])
+
+
+def test_active_snapshot_in_the_api(settings: Any, sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
+    fleet(sessions, utcnow())
+    srv = serve(settings, alerts_ttl_s=60.0)
+    crew = {"Authorization": f"Bearer {tokens['crew']}"}
+    try:
+        with httpx.Client(base_url=srv.url, headers=crew) as c:
+            assert len(c.get("/alerts").json()) == 3
+            with sessions.begin() as s:  # the analytics job (another process) opens an alert
+                add_bin(s, "MKS-BIN-0042")
+                raise_alert(s, "MKS-BIN-0042", "bin_full", "critical", utcnow())
+            assert len(c.get("/alerts").json()) == 3  # not yet: the snapshot is younger than its ttl
+            assert len(c.get("/alerts?status=any").json()) == 4  # SQL
+            assert c.post("/alerts/1/ack").status_code == 200  # a write through the API reloads it
+            active = c.get("/alerts").json()
+            assert len(active) == 4 and next(a for a in active if a["id"] == 1)["acknowledged"] is True
+            assert c.post("/alerts/2/clear").status_code == 200
+            assert [a["id"] for a in c.get("/alerts").json()] == [4, 3, 1]
+    finally:
+        srv.stop()

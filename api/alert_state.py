@@ -1,0 +1,125 @@
+"""Alert listing: keyset pages on ``(started_at, id)``, from SQL or from a snapshot of the active alerts.
+
+Crews' pages poll the *active* alerts over and over, so those are kept as a
+:class:`api.snapshot.Snapshot` (``ttl_s`` 2 s, ``max_age_s`` 10 s; acknowledging or clearing through
+this API invalidates it). Cleared and ``any`` listings always query SQL. Both paths give the same
+order and the same pages.
+
+Keyset pagination: newest first by ``started_at``, then id. A page ends at the last item's key and
+the next page starts strictly after it, so an item never repeats and never goes missing however
+many alerts open, change or clear in between (an alert cleared meanwhile just leaves an ``active``
+listing). The cursor is opaque to clients: URL-safe base64 of that key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.errors import InvalidRequest
+from api.schemas import AlertOut
+from api.snapshot import Snapshot
+from storage.tables import AlertRow
+
+ALERT_COLUMNS = tuple(AlertRow.__table__.c[name] for name in AlertOut.model_fields)
+"""The ``alerts`` columns of :class:`AlertOut`, in its field order (pages are served as dicts)."""
+
+Key = tuple[datetime, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """What a listing asks for; ``None`` means any."""
+
+    status: str | None = "active"
+    type: str | None = None
+    severity: str | None = None
+    kecamatan: str | None = None
+    acknowledged: bool | None = None
+    device_id: str | None = None
+
+    def checks(self) -> list[tuple[str, Any]]:
+        """``[(field, wanted value)]`` of the filters that are set."""
+        fields = ("status", "type", "severity", "kecamatan", "acknowledged", "device_id")
+        return [(name, getattr(self, name)) for name in fields if getattr(self, name) is not None]
+
+
+def encode_cursor(started_at: datetime, alert_id: int) -> str:
+    """Opaque cursor for the key ``(started_at, id)`` of the last item of a page."""
+    raw = json.dumps([started_at.isoformat(), alert_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Key:
+    """The key in a cursor made by :func:`encode_cursor`.
+
+    Raises:
+        InvalidRequest: not such a cursor.
+    """
+    try:
+        started, alert_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        ts = datetime.fromisoformat(started)
+        if ts.tzinfo is None or not isinstance(alert_id, int) or isinstance(alert_id, bool):
+            raise ValueError(cursor)
+        return ts, alert_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("cursor is not one this API gave out: start again without a cursor") from None
+
+
+def _query(f: AlertFilter, after: Key | None) -> Select[Any]:
+    q = select(*ALERT_COLUMNS).order_by(AlertRow.started_at.desc(), AlertRow.id.desc())
+    for column, value in ((AlertRow.status, f.status), (AlertRow.type, f.type), (AlertRow.severity, f.severity),
+                          (AlertRow.kecamatan, f.kecamatan), (AlertRow.acknowledged, f.acknowledged),
+                          (AlertRow.device_id, f.device_id)):
+        if value is not None:
+            q = q.where(column == value)
+    if after is not None:
+        ts, alert_id = after
+        q = q.where(or_(AlertRow.started_at < ts, and_(AlertRow.started_at == ts, AlertRow.id < alert_id)))
+    return q
+
+
+def query_page(session: Session, f: AlertFilter, after: Key | None, limit: int,
+               pause: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+    """Up to ``limit`` alerts after ``after`` (newest first) from SQL, as :class:`AlertOut` dicts.
+
+    ``pause()`` is called after every 100 rows (see :mod:`api.snapshot`).
+    """
+    out: list[dict[str, Any]] = []
+    for part in session.execute(_query(f, after).limit(limit)).mappings().partitions(100):
+        out.extend(dict(r) for r in part)
+        pause()
+    return out
+
+
+def active_snapshot(sessions: sessionmaker[Session], ttl_s: float = 2.0, max_age_s: float = 10.0
+                    ) -> Snapshot[dict[str, Any]]:
+    """A snapshot of every active alert, newest first, as :class:`AlertOut` dicts."""
+
+    def load(pause: Callable[[], None]) -> list[dict[str, Any]]:
+        with sessions() as s:
+            return query_page(s, AlertFilter(), None, 1_000_000, pause)
+
+    return Snapshot("active-alerts", load, ttl_s, max_age_s)
+
+
+def snapshot_page(alerts: list[dict[str, Any]], f: AlertFilter, after: Key | None, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` snapshot alerts after ``after`` that match ``f`` (``alerts`` sorted newest first)."""
+    out: list[dict[str, Any]] = []
+    checks = f.checks()
+    for a in alerts:
+        if after is not None and (a["started_at"], a["id"]) >= after:
+            continue
+        if all(a[name] == want for name, want in checks):
+            out.append(a)
+            if len(out) >= limit:
+                break
+    return out
