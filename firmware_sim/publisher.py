@@ -30,14 +30,22 @@ class Publisher:
         Raises:
             RuntimeError: the publish failed or was not acknowledged in time.
         """
-        info = self._client.publish(topic, payload, qos=qos)
+        info = self._queued(self._client.publish(topic, payload, qos=qos), qos)
         info.wait_for_publish(timeout=timeout_s)
         if not info.is_published():
             raise RuntimeError(f"publish to {topic} not acknowledged within {timeout_s} s (rc={info.rc})")
 
+    @staticmethod
+    def _queued(info: mqtt.MQTTMessageInfo, qos: int) -> mqtt.MQTTMessageInfo:
+        """A QoS > 0 message published while the connection is down is kept by paho and sent after
+        it reconnects; clear its "no connection" code so waiting for the PUBACK works."""
+        if qos > 0 and info.rc == mqtt.MQTT_ERR_NO_CONN:
+            info.rc = mqtt.MQTT_ERR_SUCCESS
+        return info
+
     def publish_many(self, messages: list[tuple[str, bytes]], qos: int = 1, timeout_s: float = 30.0) -> None:
         """Publish all, then wait for every acknowledgement."""
-        infos = [self._client.publish(t, p, qos=qos) for t, p in messages]
+        infos = [self._queued(self._client.publish(t, p, qos=qos), qos) for t, p in messages]
         for info in infos:
             info.wait_for_publish(timeout=timeout_s)
             if not info.is_published():
