@@ -92,7 +92,12 @@ def demo(
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host, port=settings.api.port,
                                            log_level="warning"))
     url = f"http://{settings.api.host}:{settings.api.port}"
-    print(f"\nLorong demo running: API {url}  (docs {url}/docs, alerts {url}/alerts, bins {url}/bins)")
+    from api.auth import create_token
+
+    with sessions.begin() as s:
+        token = create_token(s, "demo", "admin")[1]
+    print(f"\nLorong demo running: API {url}  (docs {url}/docs, crew page {url}/)")
+    print(f"API token (admin, made for this demo): {token}\n  curl -H 'Authorization: Bearer {token}' {url}/alerts")
     print("Press Ctrl-C to stop.\n", flush=True)
     if duration is not None:
         threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
