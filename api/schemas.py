@@ -252,6 +252,7 @@ class RouteStopOut(BaseModel):
     lat: float | None = unit("deg", "WGS84 latitude")
     lon: float | None = unit("deg", "WGS84 longitude")
     fillingLevel: float | None = unit("1", "latest fill level, fraction 0..1")
+    demand_l: float | None = unit("L", "waste the plan expects to collect here")
 
 
 class RouteOut(BaseModel):
@@ -262,6 +263,9 @@ class RouteOut(BaseModel):
     vehicle: int
     distance_km: float = Field(description="planned driving distance [km]", json_schema_extra={"x-unit": "km"})
     created_at: Utc
+    load_l: float | None = unit("L", "planned load of the vehicle")
+    capacity_l: float | None = unit("L", "vehicle capacity")
+    depot: list[float] | None = Field(None, description="start and end of the route, [lat, lon] WGS84 degrees")
     stops: list[RouteStopOut]
 
 

@@ -1,7 +1,9 @@
 """``/routes``: the day's planned collection routes (``route_plans``, written by analytics).
 
-A plan's ``stops`` JSON is read leniently: a list, or a dict holding the list under ``stops``,
-``device_ids`` or ``order``; each stop is a device id or a dict with ``device_id`` or ``id``.
+A plan's ``stops`` JSON is what :func:`analytics.routes.save` writes, ``{"stops": [{device_id, lat,
+lon, fillingLevel, demand_l}], "load_l", "capacity_l", "depot": [lat, lon]}``, read leniently: a
+list, or a dict holding the list under ``stops``, ``device_ids`` or ``order``; each stop is a device
+id or a dict with ``device_id`` or ``id``.
 Each stop is joined with the registry (location) and ``device_latest`` (current fill level).
 """
 
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from api.deps import Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
-from api.state import metric_value
+from api.state import metric_value, number
 from core.model import utcnow
 from storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
 
@@ -31,17 +33,34 @@ def today_wita(now: datetime | None = None) -> str:
     return (now or utcnow()).astimezone(WITA).date().isoformat()
 
 
-def stop_ids(stops: Any) -> list[str]:
-    """Device ids of a plan's ``stops`` JSON in visiting order (see the module docstring)."""
+def plan_stops(stops: Any) -> list[tuple[str, float | None]]:
+    """``(device id, planned litres)`` of a plan's ``stops`` JSON in visiting order (module docstring)."""
     if isinstance(stops, dict):
         stops = next((stops[k] for k in ("stops", "device_ids", "order") if isinstance(stops.get(k), list)), [])
-    out: list[str] = []
+    out: list[tuple[str, float | None]] = []
     for stop in stops if isinstance(stops, list) else []:
+        demand = None
         if isinstance(stop, dict):
+            demand = number(stop.get("demand_l"))
             stop = stop.get("device_id", stop.get("id"))
         if isinstance(stop, str) and stop:
-            out.append(stop)
+            out.append((stop, demand))
     return out
+
+
+def stop_ids(stops: Any) -> list[str]:
+    """Device ids of a plan's ``stops`` JSON in visiting order."""
+    return [device_id for device_id, _ in plan_stops(stops)]
+
+
+def _plan_extra(stops: Any) -> dict[str, Any]:
+    """``load_l``, ``capacity_l`` and ``depot`` of a plan written by :func:`analytics.routes.save`."""
+    if not isinstance(stops, dict):
+        return {}
+    depot = stops.get("depot")
+    points = [number(v) for v in depot] if isinstance(depot, list) and len(depot) == 2 else []
+    return {"load_l": number(stops.get("load_l")), "capacity_l": number(stops.get("capacity_l")),
+            "depot": points if points and None not in points else None}
 
 
 @router.get("", response_model=list[RouteOut])
@@ -69,12 +88,12 @@ def routes(
     out: list[RouteOut] = []
     for plan in plans:
         stops: list[RouteStopOut] = []
-        for n, device_id in enumerate(stop_ids(plan.stops), start=1):
+        for n, (device_id, demand) in enumerate(plan_stops(plan.stops), start=1):
             d, row = devices.get(device_id), latest.get(device_id)
             stops.append(RouteStopOut(
                 order=n, id=device_id, kecamatan=d.kecamatan if d else "", street=d.street if d else "",
                 lat=d.lat if d else None, lon=d.lon if d else None,
-                fillingLevel=metric_value(row.metrics, "fillingLevel")[0] if row else None))
+                fillingLevel=metric_value(row.metrics, "fillingLevel")[0] if row else None, demand_l=demand))
         out.append(RouteOut(id=plan.id, day=plan.day, vehicle=plan.vehicle, distance_km=plan.distance_km,
-                            created_at=plan.created_at, stops=stops))
+                            created_at=plan.created_at, stops=stops, **_plan_extra(plan.stops)))
     return out

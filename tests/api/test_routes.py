@@ -34,7 +34,9 @@ def test_routes_of_today_and_of_a_day(client: httpx.Client, sessions: sessionmak
     fleet(sessions, now)
     today = today_wita(now)
     with sessions.begin() as s:
-        add_route(s, today, 2, {"stops": [{"device_id": "MKS-BIN-0003"}]}, 4.5, now)
+        add_route(s, today, 2, {"stops": [{"device_id": "MKS-BIN-0003", "lat": -5.11, "lon": 119.43,
+                                           "fillingLevel": 0.81, "demand_l": 486.0}],
+                                "load_l": 486.0, "capacity_l": 6000, "depot": [-5.135, 119.47]}, 4.5, now)
         add_route(s, today, 1, ["MKS-BIN-0001", "MKS-BIN-0002", "GONE-1"], 12.25, now)
         add_route(s, "2026-01-02", 1, ["MKS-BIN-0004"], 3.0, now)
     routes = client.get("/routes", headers=auth("crew")).json()
@@ -43,6 +45,10 @@ def test_routes_of_today_and_of_a_day(client: httpx.Client, sessions: sessionmak
     assert [(s["order"], s["id"], s["fillingLevel"]) for s in stops] == [
         (1, "MKS-BIN-0001", 0.94), (2, "MKS-BIN-0002", 0.55), (3, "GONE-1", None)]
     assert stops[0]["street"] == "Jl. Somba Opu" and stops[0]["lat"] == -5.13 and stops[2]["lat"] is None
+    assert routes[0]["load_l"] is None and stops[0]["demand_l"] is None  # a bare list of ids
+    second = routes[1]
+    assert (second["load_l"], second["capacity_l"], second["depot"]) == (486.0, 6000.0, [-5.135, 119.47])
+    assert second["stops"][0]["demand_l"] == 486.0
     assert [r["vehicle"] for r in client.get("/routes?vehicle=2", headers=auth("crew")).json()] == [2]
     old = client.get("/routes?day=2026-01-02", headers=auth("officer")).json()
     assert [s["id"] for s in old[0]["stops"]] == ["MKS-BIN-0004"]
