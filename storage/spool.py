@@ -18,7 +18,8 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import ConfigError
@@ -154,16 +155,26 @@ class Spool:
                 cur.close()
         return out
 
-    def _removing(self, db: sqlite3.Connection) -> None:
-        # A lost removal only sends points to InfluxDB again (a rewrite of the same points), so
-        # removals skip the fsync; the next append's fsync of the WAL makes them durable too.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN IMMEDIATE")
+    @contextmanager
+    def _removal(self, db: sqlite3.Connection) -> Iterator[None]:
+        """One removal transaction, committed on success and rolled back on any error.
 
-    def _removed(self, db: sqlite3.Connection, ok: bool) -> None:
-        if db.in_transaction:
-            db.execute("COMMIT" if ok else "ROLLBACK")
-        db.execute("PRAGMA synchronous=FULL")
+        A lost removal only sends points to InfluxDB again (a rewrite of the same points), so
+        removals skip the fsync (``synchronous=NORMAL``); the next append's fsync of the WAL
+        makes them durable too. ``synchronous=FULL`` is restored whatever happens.
+        """
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
 
     def remove_through(self, last_id: int) -> int:
         """Delete every entry with id <= ``last_id`` (after InfluxDB accepted them).
@@ -174,10 +185,8 @@ class Spool:
         cid, pos = divmod(last_id, _SHIFT)
         with self._lock:
             db = self._conn()
-            self._removing(db)
-            ok = False
             n = 0
-            try:
+            with self._removal(db):
                 for chunk, first, size, holes in list(db.execute(
                         "SELECT id, first, n, holes FROM chunks WHERE id <= ? ORDER BY id", (cid,))):
                     gone = _holes(holes)
@@ -188,9 +197,6 @@ class Spool:
                     elif end > first:
                         db.execute("UPDATE chunks SET first = ?, holes = ? WHERE id = ?",
                                    (end, ",".join(str(i) for i in sorted(gone) if i >= end), chunk))
-                ok = True
-            finally:
-                self._removed(db, ok)
             self._depth -= n
             return n
 
@@ -201,10 +207,8 @@ class Spool:
             wanted.setdefault(i // _SHIFT, set()).add(i % _SHIFT)
         with self._lock:
             db = self._conn()
-            self._removing(db)
-            ok = False
             n = 0
-            try:
+            with self._removal(db):
                 for cid, positions in wanted.items():
                     row = db.execute("SELECT first, n, holes FROM chunks WHERE id = ?", (cid,)).fetchone()
                     if row is None:
@@ -219,9 +223,6 @@ class Spool:
                     elif new:
                         db.execute("UPDATE chunks SET holes = ? WHERE id = ?",
                                    (",".join(str(i) for i in sorted(gone)), cid))
-                ok = True
-            finally:
-                self._removed(db, ok)
             self._depth -= n
             return n
 
