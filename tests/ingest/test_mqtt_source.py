@@ -1,7 +1,7 @@
-"""The MQTT source's own framing on a real broker: plain QoS 0/1 PUBLISH packets (decoded from the
-read buffer), packets with MQTT 5 properties and payloads far larger than one 64 KiB read (left to
-paho) and a UTF-8 topic arrive intact and in order; the batched PUBACKs reach the broker, so a new
-connection of the same session gets nothing again."""
+"""The MQTT source on a real broker: plain QoS 0/1 PUBLISH packets, packets with MQTT 5 properties,
+payloads far larger than one socket read and a UTF-8 topic arrive intact and in order; the manual
+PUBACKs sent from another thread reach the broker, so a new connection of the same session gets
+nothing again."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def wait(pred: object, timeout_s: float, what: str) -> None:
     pytest.fail(f"not within {timeout_s} s: {what}")
 
 
-def test_fast_and_paho_paths_deliver_everything_intact(broker: stack.Service) -> None:
-    settings = MqttSettings(port=broker.port, client_id="fast-path", topics=["fp/#"])
+def test_every_message_arrives_intact_and_acks_reach_the_broker(broker: stack.Service) -> None:
+    settings = MqttSettings(port=broker.port, client_id="source-test", topics=["fp/#"])
     sink = Collector()
     source = MqttSource(settings, sink)
     source.start()
@@ -77,7 +77,7 @@ def test_fast_and_paho_paths_deliver_everything_intact(broker: stack.Service) ->
         if k % 500 == 7:
             topic, payload = "fp/big", bytes(range(256)) * (800 + k // 500)  # ~200 KiB, many reads
         elif k % 100 == 3:
-            p = props  # properties: paho decodes these
+            p = props  # MQTT 5 user properties
         elif k % 100 == 5:
             qos = 0
         elif k % 250 == 9:
