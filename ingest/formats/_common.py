@@ -7,13 +7,15 @@ contract of :mod:`ingest.formats`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import ParseError
-from core.model import RawReading
+from core.model import Frame, RawReading
 from ingest.vendor_keys import as_float
 
 
@@ -152,3 +154,31 @@ def topic_parts(topic: str, fmt: str, pattern: str) -> list[str]:
             (w == "+" and not p) or (w != "+" and w != p) for w, p in zip(want, parts, strict=True)):
         raise ParseError("bad_topic", f"{fmt}: expected topic {pattern}, got {topic!r:.200}")
     return parts
+
+
+def lorawan_frame(data: Any, fport: Any, fmt: str, keys: tuple[str, str, str]) -> Frame:
+    """The undecoded LoRaWAN frame of a network-server uplink: base64 ``data`` on application
+    port ``fport`` (LoRaWAN 1.0.4 section 4.3.2: FPort 1..223 carries application data).
+
+    Args:
+        data: the envelope's payload field (TTS ``frm_payload``, ChirpStack ``data``), or ``None``.
+        fport: the envelope's port field.
+        fmt: format name, for messages.
+        keys: the envelope's names of its decoded object, payload and port fields, for messages.
+
+    Raises:
+        ParseError: ``bad_envelope`` (no payload, no application port), ``bad_base64``.
+    """
+    decoded_key, data_key, port_key = keys
+    if data is None:
+        raise ParseError("bad_envelope", f"{fmt}: neither {decoded_key} metrics nor {data_key}")
+    if not isinstance(data, str):
+        raise ParseError("bad_base64", f"{fmt}: {data_key} is not a base64 string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParseError("bad_base64", f"{fmt}: {data_key} is not base64") from None
+    port = as_int(fport)
+    if port is None or not 1 <= port <= 223:
+        raise ParseError("bad_envelope", f"{fmt}: {data_key} needs an application {port_key} 1..223, got {fport!r:.40}")
+    return Frame(fport=port, payload=raw)

@@ -26,13 +26,11 @@ events (integration setting ``json=false``) are rejected as ``bad_envelope`` / `
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 
 from core.errors import ParseError
-from core.model import Frame, Uplink
-from ingest.formats._common import as_int, best_rssi, load_json_object, parse_time, topic_parts
+from core.model import Uplink
+from ingest.formats._common import as_int, best_rssi, load_json_object, lorawan_frame, parse_time, topic_parts
 from ingest.vendor_keys import readings_from_object
 
 NAME = "chirpstack-v4"
@@ -79,25 +77,12 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
     if dev_eui.upper() != parts[3].upper():
         raise ParseError("device_mismatch", f"{NAME}: deviceInfo.devEui {dev_eui!r:.40} on topic of {parts[3]!r}")
     ts = parse_time(obj["time"], NAME) if obj.get("time") is not None else None
-    fport = as_int(obj.get("fPort", 0))
     fcnt = as_int(obj.get("fCnt", 0))
     decoded = obj.get("object")
     readings = tuple(readings_from_object(decoded)) if isinstance(decoded, dict) else ()
     frame = None
     if not readings:
-        data = obj.get("data")
-        if data is None:
-            raise ParseError("bad_envelope", f"{NAME}: neither object metrics nor data (a MAC-only uplink?)")
-        if not isinstance(data, str):
-            raise ParseError("bad_base64", f"{NAME}: data is not a base64 string")
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise ParseError("bad_base64", f"{NAME}: data is not base64") from None
-        if fport is None or not 1 <= fport <= 223:
-            raise ParseError("bad_envelope", f"{NAME}: data needs an application fPort 1..223, "
-                                             f"got {obj.get('fPort')!r:.40}")
-        frame = Frame(fport=fport, payload=raw)
+        frame = lorawan_frame(obj.get("data"), obj.get("fPort", 0), NAME, ("object", "data", "fPort"))
     rx = obj.get("rxInfo")
     rssi = best_rssi(g.get("rssi") for g in rx if isinstance(g, dict)) if isinstance(rx, list) else None
     if rssi is not None:

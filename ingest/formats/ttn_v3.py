@@ -22,14 +22,12 @@ server docs, https://www.thethingsindustries.com/docs/integrations/mqtt/). The J
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
 from core.errors import ParseError
-from core.model import Frame, Uplink
-from ingest.formats._common import as_int, best_rssi, load_json_object, parse_time
+from core.model import Uplink
+from ingest.formats._common import as_int, best_rssi, load_json_object, lorawan_frame, parse_time
 from ingest.vendor_keys import readings_from_object
 
 NAME = "ttn-v3"
@@ -88,19 +86,8 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
     readings = tuple(readings_from_object(decoded)) if isinstance(decoded, dict) else ()
     frame = None
     if not readings:
-        raw = up.get("frm_payload")
-        if raw is None:
-            raise ParseError("bad_envelope", f"{NAME}: neither decoded_payload metrics nor frm_payload")
-        if not isinstance(raw, str):
-            raise ParseError("bad_base64", f"{NAME}: frm_payload is not a base64 string")
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise ParseError("bad_base64", f"{NAME}: frm_payload is not base64") from None
-        if fport is None or not 1 <= fport <= 223:
-            raise ParseError("bad_envelope", f"{NAME}: frm_payload needs an application f_port 1..223, "
-                                             f"got {up.get('f_port')!r:.40}")
-        frame = Frame(fport=fport, payload=data)
+        frame = lorawan_frame(up.get("frm_payload"), up.get("f_port"), NAME,
+                              ("decoded_payload", "frm_payload", "f_port"))
     meta = up.get("rx_metadata")
     rssi = best_rssi(m.get("rssi") for m in meta if isinstance(m, dict)) if isinstance(meta, list) else None
     if rssi is not None:
