@@ -49,6 +49,9 @@ def __getattr__(name: str) -> typer.Typer:
 @root.callback()
 def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR")) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.upper() != "DEBUG":  # one line per HTTP request or migration step drowns what matters
+        for noisy in ("httpx", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @root.command("demo")
@@ -60,11 +63,15 @@ def demo(
 ) -> None:
     """Start the embedded stack, the ingester, the analytics scheduler, a simulated Makassar fleet and
     the API; stop everything cleanly on Ctrl-C."""
+    from contextlib import ExitStack
+
     import uvicorn
 
     from analytics.notify import build_notifiers
     from analytics.scheduler import Scheduler
+    from api.auth import create_token, list_tokens, revoke_token
     from api.main import create_app
+    from core.errors import ConfigError
     from core.settings import Settings
     from firmware_sim import cli as sim_cli
     from firmware_sim.fleet import Fleet
@@ -72,49 +79,62 @@ def demo(
     from ingest import cli as ingest_cli
     from storage import cli as stack_cli
     from storage.runtime import open_influx, open_sessions
+    from storage.spool import SpoolBusy
+    from storage.stack import port_in_use
 
     settings = Settings()
     settings.analytics.interval_s = min(settings.analytics.interval_s, 10.0)
-    services = stack_cli.up(settings, detach=False)
-    stop = threading.Event()
-    sessions = open_sessions(settings)
-    fleet = Fleet(bins=bins, air=air)
-    sim_cli.register_fleet(fleet, settings)
-    ingester = ingest_cli.build(settings)
-    ingester.start()
-    influx = open_influx(settings)
-    notifiers, close_notifiers = build_notifiers(settings, influx)  # alert changes on MQTT lorong/alerts/#
-    scheduler = Scheduler(sessions, influx, settings.analytics, notifiers)
-    scheduler.start()
-    pub = Publisher(settings.mqtt.host, settings.mqtt.port)
-    sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(fleet, pub, speed, stop), daemon=True)
-    sim_thread.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host, port=settings.api.port,
-                                           log_level="warning"))
     url = f"http://{settings.api.host}:{settings.api.port}"
-    from api.auth import create_token
-
-    with sessions.begin() as s:
-        token = create_token(s, "demo", "admin")[1]
-    print(f"\nLorong demo running: API {url}  (docs {url}/docs, crew page {url}/)")
-    print(f"API token (admin, made for this demo): {token}\n  curl -H 'Authorization: Bearer {token}' {url}/alerts")
-    print("Press Ctrl-C to stop.\n", flush=True)
-    if duration is not None:
-        threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
-    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
-    try:
+    if port_in_use(settings.api.port, settings.api.host):
+        print(f"error: {url} is already in use (another `lorong demo` or `lorong api`?); "
+              "stop it or set LORONG_API__PORT")
+        raise typer.Exit(1)
+    stop = threading.Event()
+    with ExitStack() as cleanup:  # everything started is stopped in reverse order, even on a failed start
+        cleanup.callback(print, "stopped.")
+        try:
+            # own sessions for the services, so that Ctrl-C in the terminal reaches only this process, which
+            # then stops the fleet, the ingester and the API before the broker and InfluxDB
+            services = stack_cli.up(settings, detach=True)
+            cleanup.callback(stack_cli.release, settings, services)  # only what this demo started
+            sessions = open_sessions(settings)
+            fleet = Fleet(bins=bins, air=air)
+            sim_cli.register_fleet(fleet, settings)
+            ingester = ingest_cli.build(settings)
+        except (ConfigError, TimeoutError, SpoolBusy) as exc:
+            print(f"error: {exc}")
+            raise typer.Exit(1) from None
+        ingester.start()
+        cleanup.callback(ingester.stop)
+        influx = open_influx(settings)
+        notifiers, close_notifiers = build_notifiers(settings, influx)  # alert changes on MQTT lorong/alerts/#
+        cleanup.callback(close_notifiers)
+        scheduler = Scheduler(sessions, influx, settings.analytics, notifiers)
+        scheduler.start()
+        cleanup.callback(scheduler.stop)
+        pub = Publisher(settings.mqtt.host, settings.mqtt.port)
+        cleanup.callback(pub.close)
+        sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(fleet, pub, speed, stop), daemon=True)
+        sim_thread.start()
+        cleanup.callback(sim_thread.join, 10)
+        cleanup.callback(stop.set)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host,
+                                               port=settings.api.port, log_level="warning"))
+        with sessions.begin() as s:  # one demo token at a time: the previous demo's is revoked
+            for old in list_tokens(s, include_revoked=False):
+                if old.name == "demo":
+                    revoke_token(s, old.id)
+            token = create_token(s, "demo", "admin")[1]
+        print(f"\nLorong demo running: API {url}  (docs {url}/docs, crew page {url}/)")
+        print(f"API token (admin, made for this demo; paste it into the crew page): {token}\n"
+              f"  curl -H 'Authorization: Bearer {token}' {url}/alerts")
+        print("Press Ctrl-C to stop.\n", flush=True)
+        if duration is not None:
+            timer = threading.Timer(duration, lambda: setattr(server, "should_exit", True))
+            timer.daemon = True
+            timer.start()
+        signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
         server.run()
-    finally:
-        stop.set()
-        sim_thread.join(timeout=10)
-        pub.close()
-        scheduler.stop()
-        close_notifiers()
-        ingester.stop()
-        for svc in services:
-            svc.stop()
-        stack_cli.down(settings)
-        print("stopped.")
 
 
 def main() -> None:

@@ -128,7 +128,10 @@ class MqttSource:
             self._generation += 1
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("disconnected from broker: %s", reason)
+        if getattr(reason, "is_failure", True):
+            log.warning("disconnected from broker: %s", reason)
+        else:
+            log.info("disconnected from broker: %s", reason)
 
     def _message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         topic, payload, mid, qos = msg.topic, bytes(msg.payload), msg.mid, msg.qos

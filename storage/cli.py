@@ -70,6 +70,21 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
+def release(settings: Settings, services: list[stack.Service]) -> None:
+    """Stop ``services`` (what one :func:`up` call started) and forget their PIDs; services that
+    were already running before that call are left alone."""
+    for svc in services:
+        svc.stop()
+    pidfile = _pidfile(settings)
+    if pidfile.exists():
+        state = {k: v for k, v in json.loads(pidfile.read_text()).items()
+                 if k not in {svc.name for svc in services}}
+        if state:
+            pidfile.write_text(json.dumps(state))
+        else:
+            pidfile.unlink()
+
+
 def reload(settings: Settings) -> bool:
     """Make the running broker re-read its password and ACL files (SIGHUP, mosquitto(8));
     False when no broker started by `lorong stack up` runs."""
