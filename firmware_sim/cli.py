@@ -62,7 +62,12 @@ def sim(
     fleet = Fleet(bins=bins, air=air, seed=seed)
     if register:
         print(f"registered {register_fleet(fleet, settings)} new devices")
-    pub = Publisher(settings.mqtt.host, settings.mqtt.port)
+    try:
+        pub = Publisher(settings.mqtt.host, settings.mqtt.port)
+    except OSError as exc:
+        print(f"error: no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} ({exc.strerror or exc}); "
+              "start one with `lorong stack up` or set LORONG_MQTT__HOST/PORT")
+        raise typer.Exit(1) from None
     stop = threading.Event()
     try:
         sent = run_fleet(fleet, pub, speed, stop, duration_s=duration)
