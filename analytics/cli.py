@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,16 @@ from devices.registry import list_devices
 from storage.runtime import open_influx, open_sessions
 
 app = typer.Typer(help="Alerts for full bins, sensor faults and pollution; collection routes.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr and return the exit to raise (2: bad input)."""
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _when(now: str | None) -> datetime:
@@ -89,12 +100,20 @@ def route(
     at, home = _when(now), _latlon(depot)
     with open_sessions(settings)() as session:
         stops = routes.select_stops(session, settings.analytics, at, bin_litres)
-        plan = routes.solve(home, stops, vehicles, capacity, time_limit)
+        try:
+            plan = routes.solve(home, stops, vehicles, capacity, time_limit)
+        except routes.TruckTooSmall as exc:
+            raise _fail(f"{exc}: use --capacity {exc.stop.demand_l} or more") from None
         day = routes.save(session, plan, at, settings.analytics.timezone, home, capacity)
+        kept = 0 if plan.routes else routes.saved_routes(session, day)
         session.commit()
-    print(f"{day}: {len(stops)} bins, {len(plan.routes)} routes, {plan.distance_km:.2f} km")
+    print(f"{day}: {_plural(len(stops), 'bin')}, {_plural(len(plan.routes), 'route')}, {plan.distance_km:.2f} km")
+    if not plan.routes:
+        print(f"nothing planned: the saved plan for {day} ({_plural(kept, 'route')}) is kept" if kept
+              else f"nothing planned; no plan saved for {day}")
     for r in plan.routes:
-        print(f"vehicle {r.vehicle}: {len(r.stops)} stops, {r.load_l} L of {capacity} L, {r.distance_km:.2f} km")
+        print(f"vehicle {r.vehicle}: {_plural(len(r.stops), 'stop')}, {r.load_l} L of {capacity} L, "
+              f"{r.distance_km:.2f} km")
         for n, s in enumerate(r.stops, start=1):
             level = "?" if s.level is None else f"{s.level:.0%}"
             print(f"  {n:3d}. {s.device_id}  {s.lat:.5f},{s.lon:.5f}  fill {level}  {s.demand_l} L")

@@ -6,7 +6,9 @@ costs are great-circle (haversine) distances in metres, a fair stand-in for stre
 inside a city when no road graph is at hand. Solved with Google OR-Tools' routing library
 (``pywrapcp``: cheapest-arc start, guided local search within a time limit); a bin that fits no
 truck is dropped at a penalty larger than any route, so the solver drops bins only when the
-trucks are full, and the plan says which.
+trucks are full, and the plan says which. A bin larger than one truck can never be collected, so
+:func:`solve` refuses such a capacity (:class:`TruckTooSmall`) instead of dropping the bin, and
+:func:`save` never replaces a day's saved plan with an empty one.
 
 Which bins: those at or above their full threshold now, and those whose forecast
 (``device_latest.derived.full_at``) falls before the next planned collection round.
@@ -59,6 +61,21 @@ class Stop:
     level: float | None = None
 
 
+class TruckTooSmall(ValueError):
+    """A bin holds more litres than one truck carries: no plan can collect it.
+
+    Attributes:
+        stop: the largest such bin (its ``demand_l`` in litres).
+        capacity_l: the truck capacity asked for, litres.
+    """
+
+    def __init__(self, stop: Stop, capacity_l: int) -> None:
+        super().__init__(f"bin {stop.device_id} holds {stop.demand_l} L, more than a truck's capacity of "
+                         f"{capacity_l} L")
+        self.stop = stop
+        self.capacity_l = capacity_l
+
+
 @dataclass
 class Route:
     """One vehicle's route: stops in visiting order, load (litres) and length (km, depot to depot)."""
@@ -97,12 +114,16 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
         The plan; routes only for trucks that leave the depot, numbered from 0.
 
     Raises:
+        TruckTooSmall: a stop's demand exceeds ``capacity_l`` (names the largest stop).
         ValueError: no vehicle, no capacity, or the solver found no solution.
     """
     if vehicles < 1 or capacity_l < 1:
         raise ValueError("need at least one vehicle and a positive capacity")
     if not stops:
         return Plan([])
+    largest = max(stops, key=lambda s: s.demand_l)
+    if largest.demand_l > capacity_l:
+        raise TruckTooSmall(largest, capacity_l)
     points = [depot, *((s.lat, s.lon) for s in stops)]
     dist = [[round(haversine_m(p, q)) for q in points] for p in points]
     demand = [0, *(s.demand_l for s in stops)]
@@ -169,9 +190,22 @@ def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l:
     return out
 
 
+def plan_day(now: datetime, tz: str) -> str:
+    """The local date of ``now`` (tz-aware) in the IANA zone ``tz``, ``YYYY-MM-DD``: a plan's key."""
+    return now.astimezone(ZoneInfo(tz)).date().isoformat()
+
+
+def saved_routes(session: Session, day: str) -> int:
+    """How many vehicle routes are saved for ``day`` (``YYYY-MM-DD``)."""
+    return len(session.scalars(select(RoutePlanRow.vehicle).where(RoutePlanRow.day == day)).all())
+
+
 def save(session: Session, plan: Plan, now: datetime, tz: str, depot: tuple[float, float],
          capacity_l: int) -> str:
     """Replace the day's plans (local date in ``tz``) with ``plan``; the caller commits.
+
+    A plan without routes (nothing to collect, or nothing fitted) changes nothing: the day's saved
+    plan, if any, is kept, so a mistaken re-run cannot wipe a good plan.
 
     Each vehicle's ``stops`` JSON: ``{"stops": [{device_id, lat, lon, fillingLevel, demand_l}],
     "load_l", "capacity_l", "depot": [lat, lon]}``.
@@ -179,7 +213,9 @@ def save(session: Session, plan: Plan, now: datetime, tz: str, depot: tuple[floa
     Returns:
         The day, ``YYYY-MM-DD``.
     """
-    day = now.astimezone(ZoneInfo(tz)).date().isoformat()
+    day = plan_day(now, tz)
+    if not plan.routes:
+        return day
     session.execute(delete(RoutePlanRow).where(RoutePlanRow.day == day))
     for r in plan.routes:
         stops: dict[str, Any] = {

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from analytics.cli import app
-from analytics.routes import EARTH_RADIUS_M, Stop, haversine_m, solve
+from analytics.routes import EARTH_RADIUS_M, Stop, TruckTooSmall, haversine_m, solve
 from devices.registry import DeviceIn, add_device
 from storage.tables import DeviceLatestRow, RoutePlanRow
 
@@ -96,3 +96,58 @@ def test_route_cli_selects_full_and_soon_full_bins(db_url: str, sessions: Any, m
     # 348 L east + 660 L west > 1000 L: two trucks, one per side (0.04 + 0.02 deg out and back)
     assert len(plans) == 2
     assert sum(p.distance_km for p in plans) == pytest.approx(0.06 * DEG_M / 1000, abs=1e-3)
+
+
+def _seed_bins(sessions: Any) -> None:
+    """Two full 240 L bins east of the depot: 204 L and 240 L of waste."""
+    with sessions.begin() as s:
+        for dev, lon, level in (("FULL-E1", 0.01, 0.85), ("FULL-E2", 0.02, 1.0)):
+            add_device(s, DeviceIn(id=dev, kind="bin", lat=0.0, lon=lon, capacity_l=240, depth_mm=1000))
+            s.add(DeviceLatestRow(device_id=dev, ts=NOW, metrics={"fillingLevel": [level, 0]}, derived={}))
+
+
+def _route(*extra: str) -> Any:
+    return CliRunner().invoke(app, ["route", "--depot", "0,0", "--now", NOW.isoformat(), "--time-limit", "0.3",
+                                    *extra])
+
+
+def test_solve_refuses_a_truck_smaller_than_a_bin() -> None:
+    with pytest.raises(TruckTooSmall, match="bin E2 holds 150 L, more than a truck's capacity of 120 L") as exc:
+        solve((0.0, 0.0), [Stop("E1", 0.0, 0.01, 100), Stop("E2", 0.0, 0.02, 150)], 3, 120)
+    assert exc.value.stop.device_id == "E2" and exc.value.capacity_l == 120
+
+
+def test_route_cli_small_truck_keeps_the_saved_plan(db_url: str, sessions: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    _seed_bins(sessions)
+    good = _route("--vehicles", "2", "--capacity", "10000")
+    assert good.exit_code == 0, good.output
+    assert good.output.splitlines()[:2] == ["2026-03-02: 2 bins, 1 route, 4.45 km",
+                                            "vehicle 0: 2 stops, 444 L of 10000 L, 4.45 km"]
+    bad = _route("--vehicles", "1", "--capacity", "100")
+    assert bad.exit_code == 2
+    assert bad.stderr == ("error: bin FULL-E2 holds 240 L, more than a truck's capacity of 100 L: "
+                          "use --capacity 240 or more\n")
+    assert bad.stdout == ""
+    with sessions() as s:
+        plans = s.scalars(select(RoutePlanRow)).all()
+    assert [(p.day, p.vehicle, [st["device_id"] for st in p.stops["stops"]]) for p in plans] in (
+        [("2026-03-02", 0, ["FULL-E1", "FULL-E2"])], [("2026-03-02", 0, ["FULL-E2", "FULL-E1"])])
+
+
+def test_route_cli_empty_plan_never_replaces_a_saved_one(db_url: str, sessions: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    _seed_bins(sessions)
+    assert _route("--vehicles", "1", "--capacity", "240").exit_code == 0
+    with sessions.begin() as s:  # the bins were emptied: nothing left to collect
+        for row in s.scalars(select(DeviceLatestRow)):
+            row.metrics = {"fillingLevel": [0.05, 0]}
+    again = _route("--vehicles", "1", "--capacity", "240")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines() == ["2026-03-02: 0 bins, 0 routes, 0.00 km",
+                                         "nothing planned: the saved plan for 2026-03-02 (1 route) is kept"]
+    with sessions() as s:
+        assert len(s.scalars(select(RoutePlanRow)).all()) == 1
+
