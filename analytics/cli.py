@@ -36,9 +36,12 @@ def _plural(n: int, noun: str) -> str:
 def _when(now: str | None) -> datetime:
     if now is None:
         return utcnow()
-    ts = datetime.fromisoformat(now)
+    try:
+        ts = datetime.fromisoformat(now)
+    except ValueError:
+        raise _fail(f"--now {now!r} is not an ISO-8601 time; use e.g. 2026-11-30T10:00+08:00") from None
     if ts.tzinfo is None:
-        raise typer.BadParameter("--now needs an offset, e.g. 2026-11-30T10:00+08:00")
+        raise _fail("--now needs an offset, e.g. 2026-11-30T10:00+08:00")
     return ts.astimezone(UTC)
 
 

@@ -151,3 +151,12 @@ def test_route_cli_empty_plan_never_replaces_a_saved_one(db_url: str, sessions: 
     with sessions() as s:
         assert len(s.scalars(select(RoutePlanRow)).all()) == 1
 
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-13-01T00:00+08:00", "2026-03-02T10:00"])
+def test_route_cli_bad_now_is_one_line(bad: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    result = _route("--vehicles", "1", "--capacity", "100", "--now", bad)
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: --now ")
+    assert "Traceback" not in result.output
