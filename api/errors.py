@@ -27,6 +27,13 @@ from core.errors import DeviceExists, LorongError, StoreRejected, StoreUnavailab
 log = logging.getLogger(__name__)
 
 
+MAX_MESSAGE = 300
+"""Characters of one validation message returned to the client."""
+
+MAX_BODY_BYTES = 1_000_000
+"""Largest request body the API reads (a device or alert write is well under 10 kB): HTTP 413 above."""
+
+
 class InvalidRequest(LorongError):
     """Parameters that each look fine but make no sense together (``start`` after ``end``): HTTP 422."""
 
@@ -91,6 +98,8 @@ def validation_message(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]
         loc = list(err.get("loc", ()))
         msg = _HINTS.get(str(err.get("type", "")), str(err.get("msg", "is not valid")))
         msg = msg.removeprefix("Value error, ")
+        if len(msg) > MAX_MESSAGE:  # a message may quote the input, which may be megabytes
+            msg = msg[:MAX_MESSAGE] + "..."
         where = _where(loc)
         got = err.get("input")
         show = isinstance(got, str | int | float) and err.get("type") != "missing"
@@ -133,6 +142,14 @@ def install(app: FastAPI) -> None:
     async def crash(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return JSONResponse(status_code=500, content={"detail": "internal error; it was logged, please report it"})
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return JSONResponse(status_code=413, content={
+                "detail": f"request body of {length} bytes is over the limit of {MAX_BODY_BYTES} bytes"})
+        return await call_next(request)
 
     app.add_exception_handler(LorongError, domain)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -114,3 +114,13 @@ def test_crew_page_and_assets(client: httpx.Client) -> None:
     assert docs["components"]["securitySchemes"]["token"] == {
         "type": "http", "scheme": "bearer",
         "description": "API token from `lorong api token create`, sent as `Authorization: Bearer <token>`"}
+
+
+def test_huge_bodies_and_inputs_get_short_errors(client: Any, tokens: Any) -> None:
+    """A 2 MB body is refused with 413 before it is read; a long bad id gets a short 422 message."""
+    headers = {"Authorization": f"Bearer {tokens['technician']}", "Content-Type": "application/json"}
+    big = client.post("/devices", content=b'{"id": "' + b"x" * 2_000_000 + b'", "kind": "bin"}', headers=headers)
+    assert big.status_code == 413 and "over the limit" in big.json()["detail"]
+    long_id = client.post("/devices", json={"id": "é" * 5000, "kind": "bin"}, headers=headers)
+    assert long_id.status_code == 422
+    assert len(long_id.content) < 2000
