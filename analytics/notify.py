@@ -44,14 +44,16 @@ def build_notifiers(settings: Settings,
                     influx: InfluxClient | None = None) -> tuple[list[Notifier], Callable[[], None]]:
     """The notifiers the settings ask for, and a function that closes them.
 
-    MQTT goes to ``settings.mqtt`` (the ingest broker); a broker that does not answer is logged
-    and skipped (alerts still reach the database and the API).
+    MQTT goes to ``settings.mqtt`` (the ingest broker) under a client id unique to this call
+    (:func:`analytics.notify_mqtt.publisher_client_id`), so ``run-once`` and the scheduler can
+    publish side by side; a broker that does not answer is logged and skipped (alerts still reach
+    the database and the API).
     """
     notifiers: list[Notifier] = []
     closers: list[Callable[[], None]] = []
     m = settings.mqtt
     try:
-        mq = MqttNotifier(m.host, m.port, client_id="lorong-analytics", username=m.username,
+        mq = MqttNotifier(m.host, m.port, username=m.username,
                           password=m.password.get_secret_value() if m.password else None)
         notifiers.append(mq)
         closers.append(mq.close)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import secrets
+import socket
 import threading
 
 import paho.mqtt.client as mqtt
@@ -36,12 +40,26 @@ def alert_topic(change: AlertChange, prefix: str = TOPIC_PREFIX) -> str:
                      topic_level(str(a["device_id"]))))
 
 
+def publisher_client_id(prefix: str = "lorong-analytics") -> str:
+    """A client id unique to one alert publisher: ``<prefix>-<hostname>-<pid>-<6 hex>`` (hostname
+    cut to 32 characters of ``[A-Za-z0-9._-]``).
+
+    The broker keeps one connection per client id and closes the older one when another connects
+    with the same id (MQTT 3.1.1 section 3.1.4, MQTT 5.0 section 3.1.4), so a fixed id let
+    ``lorong analytics run-once`` cut off the scheduler's publisher. The publisher needs no
+    persistent session (QoS 1, each publish waits for its PUBACK, clean session), so a fresh id per
+    process costs nothing; the random suffix also keeps two publishers of one process apart.
+    """
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:32] or "host"
+    return f"{prefix}-{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 class MqttNotifier:
     """Publishes alert changes with QoS 1 and waits for the broker's PUBACK.
 
     Args:
         host, port: broker address.
-        client_id: MQTT client id.
+        client_id: MQTT client id; default :func:`publisher_client_id` (unique, clean session).
         username, password: optional credentials.
         timeout_s: longest wait for the connection and for each PUBACK.
         prefix: topic prefix.
@@ -50,11 +68,12 @@ class MqttNotifier:
         ConnectionError: (constructor) the broker did not accept the connection in time.
     """
 
-    def __init__(self, host: str, port: int, client_id: str = "lorong-analytics", username: str | None = None,
+    def __init__(self, host: str, port: int, client_id: str | None = None, username: str | None = None,
                  password: str | None = None, timeout_s: float = 10.0, prefix: str = TOPIC_PREFIX) -> None:
         self.prefix, self.timeout_s = prefix, timeout_s
         self._connected = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client_id = client_id or publisher_client_id()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         if username:
             self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
@@ -89,6 +108,11 @@ class MqttNotifier:
             raise ConnectionError(f"alert {change.alert_id} {change.action} not published: {exc}") from exc
         if not info.is_published():
             raise ConnectionError(f"alert {change.alert_id} {change.action}: no PUBACK within {self.timeout_s} s")
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up now."""
+        return self._connected.is_set()
 
     def __repr__(self) -> str:
         return f"MqttNotifier({self.prefix!r})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import select
 
 from analytics.alerts import AlertBook, AlertChange, AlertNotFound, AlertStateError
-from analytics.notify import InfluxAlertLog
+from analytics.notify import InfluxAlertLog, build_notifiers
 from analytics.notify_mqtt import MqttNotifier, alert_topic, topic_level
 from analytics.notify_webhook import RetryableStatus, WebhookDown, WebhookNotifier
 from analytics.scheduler import Scheduler
 from core import schema
 from core.model import to_ms
-from core.settings import AnalyticsSettings
+from core.settings import AnalyticsSettings, Settings
 from devices.registry import DeviceIn, add_device
 from storage import stack
 from storage.influx import InfluxClient, line
@@ -201,3 +201,27 @@ def test_scheduler_runs_and_spaces_forecasts(sessions: Any, influx: InfluxClient
         time.sleep(0.02)
     sched.stop()
     assert sched.runs >= 4
+
+
+def test_two_alert_publishers_side_by_side(mosquitto: stack.Service, make_settings: Callable[..., Settings],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    # `lorong analytics run-once` while `schedule` runs: two publishers on one broker at once
+    settings = make_settings(mqtt_port=mosquitto.port)
+    sub = Subscriber(mosquitto.port)
+    first, close_first = build_notifiers(settings)
+    second, close_second = build_notifiers(settings)
+    try:
+        pubs = [n for n in (*first, *second) if isinstance(n, MqttNotifier)]
+        assert len(pubs) == 2 and pubs[0].client_id != pubs[1].client_id
+        assert pubs[0].client_id.startswith("lorong-analytics-")
+        time.sleep(1.5)  # paho reconnects after 1 s: a kicked publisher would be fighting back by now
+        for n, pub in enumerate(pubs):
+            pub(AlertChange(n, "opened", {"kecamatan": "Tallo", "type": "bin_full", "device_id": f"BIN-{n}"}))
+        msgs = sub.settle(2)
+        assert all(p.connected for p in pubs)
+        assert "alert publisher disconnected" not in caplog.text
+    finally:
+        close_first()
+        close_second()
+        sub.close()
+    assert sorted(t for t, _ in msgs) == ["lorong/alerts/Tallo/bin_full/BIN-0", "lorong/alerts/Tallo/bin_full/BIN-1"]
