@@ -98,6 +98,8 @@ class MqttSource:
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
+        self._client.on_connect_fail = self._connect_failed
+        self._unreachable_logged = False
         self._client.on_subscribe = self._subscribed
         self._client.on_message = self._message
 
@@ -109,6 +111,7 @@ class MqttSource:
     def _connected(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         with self._ack_lock:
             self._generation += 1
+        self._unreachable_logged = False
         if reason.is_failure:
             log.error("broker %s:%s refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
@@ -116,6 +119,12 @@ class MqttSource:
                  self.settings.client_id, flags.session_present)
         self.connected.set()
         client.subscribe([(t, self.settings.qos) for t in self.settings.topics])
+
+    def _connect_failed(self, _c: mqtt.Client, _u: Any) -> None:
+        if not self._unreachable_logged:  # paho retries every 1-10 s; say it once
+            log.warning("broker %s:%s not reachable; retrying in the background", self.settings.host,
+                        self.settings.port)
+            self._unreachable_logged = True
 
     def _subscribed(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
         bad = [f"{t}: {r}" for t, r in zip(self.settings.topics, reasons, strict=False) if r.is_failure]
