@@ -4,6 +4,8 @@ InfluxDB, after a fix such as a newly registered device or a new codec).
 Capture file: UTF-8 text, one message per line, ``<topic><TAB><payload>``; the payload runs to
 the end of the line (JSON payloads are single-line). A payload written ``base64:<data>`` is
 decoded first, for binary payloads. Blank lines and lines starting with ``#`` are skipped.
+Read the file with ``errors="surrogateescape"``: bytes that are not UTF-8 then reach the
+pipeline unchanged, and the records show them as ``\\xNN`` escapes (:func:`printable`).
 """
 
 from __future__ import annotations
@@ -48,9 +50,24 @@ class StaticDevices:
         return len(self._by_id)
 
 
+def printable(text: str) -> str:
+    """``text`` made valid UTF-8: undecodable bytes carried as surrogate escapes (PEP 383) become
+    the four characters ``\\xNN``, any other lone surrogate ``\\udNNN``; other text is unchanged."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: printable(v) if isinstance(v, str) else v for k, v in record.items()}
+
+
 def read_capture(lines: Iterable[str]) -> Iterator[tuple[int, str, bytes | None]]:
     """Split a capture into ``(line number, topic, payload)``; ``payload`` is ``None`` for a line
-    without a tab or with bad ``base64:`` data. Line numbers start at 1."""
+    without a tab or with bad ``base64:`` data. Line numbers start at 1. Surrogate escapes in the
+    payload turn back into their original bytes."""
     for n, raw in enumerate(lines, start=1):
         text = raw.rstrip("\r\n")
         if not text.strip() or text.startswith("#"):
@@ -65,7 +82,7 @@ def read_capture(lines: Iterable[str]) -> Iterator[tuple[int, str, bytes | None]
             except (binascii.Error, ValueError):
                 yield n, topic, None
             continue
-        yield n, topic, body.encode("utf-8")
+        yield n, topic, body.encode("utf-8", "surrogateescape")
 
 
 def replay_capture(lines: Iterable[str], pipeline: Pipeline, received_at: datetime,
@@ -80,31 +97,31 @@ def replay_capture(lines: Iterable[str], pipeline: Pipeline, received_at: dateti
             ``duplicate``.
 
     Yields:
-        JSON-able records: per stored reading ``{"line", "topic", "device_id", "metric", "value",
-        "unit", "ts"}``; per rejected message ``{"line", "topic", "reject", "detail"}``; per
-        duplicate ``{"line", "topic", "duplicate": true}``. A line without a tab is rejected
-        as ``bad_capture_line``.
+        JSON-able records whose strings are valid UTF-8 (:func:`printable`): per stored reading
+        ``{"line", "topic", "device_id", "metric", "value", "unit", "ts"}``; per rejected message
+        ``{"line", "topic", "reject", "detail"}``; per duplicate ``{"line", "topic", "duplicate":
+        true}``. A line without a tab is rejected as ``bad_capture_line``.
     """
     tally: Counter[str] = counts if counts is not None else Counter()
     for n, topic, payload in read_capture(lines):
         tally["received"] += 1
         if payload is None:
             tally["rejected"] += 1
-            yield {"line": n, "topic": topic, "reject": "bad_capture_line",
-                   "detail": "expected <topic><TAB><payload> (payload may be base64:<data>)"}
+            yield _clean({"line": n, "topic": topic, "reject": "bad_capture_line",
+                   "detail": "expected <topic><TAB><payload> (payload may be base64:<data>)"})
             continue
         result = pipeline.process(Message(topic, payload, received_at))
         if result.error is not None:
             tally["rejected"] += 1
-            yield {"line": n, "topic": topic, "reject": result.error.reason, "detail": result.error.detail}
+            yield _clean({"line": n, "topic": topic, "reject": result.error.reason, "detail": result.error.detail})
         elif result.duplicate and not result.readings:
             tally["duplicate"] += 1
-            yield {"line": n, "topic": topic, "duplicate": True}
+            yield _clean({"line": n, "topic": topic, "duplicate": True})
         else:
             tally["accepted"] += 1
             for r in result.readings:
-                yield {"line": n, "topic": topic, "device_id": r.device_id, "metric": r.metric, "value": r.value,
-                       "unit": r.unit, "ts": r.ts.isoformat()}
+                yield _clean({"line": n, "topic": topic, "device_id": r.device_id, "metric": r.metric, "value": r.value,
+                       "unit": r.unit, "ts": r.ts.isoformat()})
 
 
 @dataclass

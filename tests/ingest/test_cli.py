@@ -188,3 +188,20 @@ def test_dead_letter_replay_end_to_end(db_url: str, sessions: sessionmaker[Sessi
     third = invoke(["ingest", "dead-letters", "replay"], env)
     assert "replayed 0 (0 points written); 1 still rejected: bad_json 1" in third.stdout
     assert len(influx.records('SELECT "pm25" FROM "air_quality"')) == 1
+
+
+def test_replay_prints_valid_json_for_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "devices.csv").write_text(DEVICES_CSV)
+    capture = tmp_path / "latin1.tsv"
+    capture.write_bytes(b'lorong/v1/MKS-BIN-0001/up\t{"metrics":{"distance":{"value":5\xff\xfe0}}}\n'
+                        b'lorong/v1/MKS-\xe9BIN/up\t{"x":1}\n'
+                        b'senml/MKS-AIR-07\t[{"n":"pm25","u":"ug/m3","v":12,"t":-60}]\n')
+    result = invoke(["ingest", "replay", str(capture), "--devices", str(tmp_path / "devices.csv"),
+                     "--received-at", RX])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(x) for x in result.stdout_bytes.decode("utf-8").splitlines()]
+    assert records[0] == {"line": 1, "topic": "lorong/v1/MKS-BIN-0001/up", "reject": "bad_json",
+                          "detail": "lorong-json: payload is not UTF-8 (invalid start byte at byte 33)"}
+    assert records[1]["topic"] == "lorong/v1/MKS-\\xe9BIN/up"  # the byte 0xE9, shown escaped
+    assert (records[2]["device_id"], records[2]["value"]) == ("MKS-AIR-07", 12.0)
+    assert result.stderr.strip() == "3 messages: 1 accepted, 2 rejected, 0 duplicates"
