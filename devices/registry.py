@@ -7,6 +7,10 @@ Lifecycle (``status``): ``in_stock`` (bought, not installed) -> ``active`` (inst
 reporting) <-> ``maintenance`` (pulled for repair) -> ``retired`` (final: its MQTT credentials
 are revoked and the ingester stops accepting its messages).
 
+A device the ingester would reject on every message is refused here: an unknown ``codec`` (not
+an id of :data:`ingest.codecs.CODECS`) and a bin ``depth_mm`` not greater than its
+``blind_zone_mm`` (``ingest.normalize.fill_level`` rejects that geometry as ``bad_geometry``).
+
 Every function here takes a session and leaves committing to the caller, so a CLI command or
 an API request is one transaction.
 """
@@ -20,12 +24,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DeviceExists, UnknownDevice
 from core.model import DeviceInfo, DeviceKind, utcnow
+from ingest.codecs import CODECS
 from storage.tables import DeviceCredentialRow, DeviceRow
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -48,6 +53,17 @@ def normalize_id(device_id: str) -> str:
     if _DEVEUI.fullmatch(text):
         return text.upper()
     return text
+
+
+def check_geometry(depth_mm: float | None, blind_zone_mm: float | None) -> None:
+    """Refuse a bin whose depth (sensor face to empty floor, mm) is not greater than the sensor's
+    blind zone (mm): no fill level can be computed (``ingest.normalize.fill_level``).
+
+    Raises:
+        ValueError: ``depth_mm <= blind_zone_mm``; the message names both fields.
+    """
+    if depth_mm is not None and blind_zone_mm is not None and depth_mm <= blind_zone_mm:
+        raise ValueError(f"blind_zone_mm ({blind_zone_mm:g} mm) must be less than depth_mm ({depth_mm:g} mm)")
 
 
 class _DeviceChecks(BaseModel):
@@ -73,6 +89,23 @@ class _DeviceChecks(BaseModel):
         if v not in (None, "", *WASTE_KINDS):
             raise ValueError(f"waste_kind must be one of {', '.join(WASTE_KINDS)}")
         return v or None
+
+    @field_validator("codec", check_fields=False)
+    @classmethod
+    def _codec(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if v not in CODECS:
+            raise ValueError(f"unknown codec {v!r}; known: {', '.join(sorted(CODECS))}")
+        return v
+
+    @field_validator("blind_zone_mm", check_fields=False)
+    @classmethod
+    def _blind_zone(cls, v: float | None, info: ValidationInfo) -> float | None:
+        depth = info.data.get("depth_mm")  # validated before: declared above blind_zone_mm
+        if v is not None and depth is not None:
+            check_geometry(depth, v)
+        return v
 
     @field_validator("installed_at", check_fields=False)
     @classmethod
@@ -234,13 +267,17 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
 
     Raises:
         UnknownDevice: no such device.
-        ValueError: the device is retired (a retired device cannot change).
+        ValueError: the device is retired (a retired device cannot change), or the change leaves
+            ``depth_mm`` not greater than ``blind_zone_mm`` (:func:`check_geometry`).
     """
     row = get_device(session, device_id)
     if row.status == "retired":
         raise ValueError(f"device {row.id} is retired and cannot be changed")
+    values = change.changes()
+    if "depth_mm" in values or "blind_zone_mm" in values:
+        check_geometry(values.get("depth_mm", row.depth_mm), values.get("blind_zone_mm", row.blind_zone_mm))
     now = utcnow()
-    for key, value in change.changes().items():
+    for key, value in values.items():
         setattr(row, key, value.value if isinstance(value, DeviceKind) else value)
     row.updated_at = now
     if row.status == "retired":

@@ -51,3 +51,18 @@ def test_add_list_update_retire(run_cli: RunCli, sessions: sessionmaker[Session]
     shown = run_cli("show", "MKS-AIR-01")
     assert shown.exit_code == 0 and "retired" in shown.stdout and "2027-01-05T01:00:00+00:00" in shown.stdout
     assert run_cli("show", "NOPE").exit_code == 1
+
+
+def test_add_refuses_devices_the_ingester_would_reject(run_cli: RunCli, sessions: sessionmaker[Session]) -> None:
+    geometry = run_cli("add", "X", "--kind", "bin", "--depth-mm", "100", "--blind-zone-mm", "200")
+    assert geometry.exit_code == 2
+    assert geometry.stderr.strip() == "error: blind_zone_mm: blind_zone_mm (200 mm) must be less than depth_mm (100 mm)"
+    codec = run_cli("add", "X", "--kind", "bin", "--codec", "nonexistent-codec")
+    assert codec.exit_code == 2
+    assert codec.stderr.startswith("error: codec: unknown codec 'nonexistent-codec'; known: decentlab-dl-iam, ")
+    assert run_cli("add", "X", "--kind", "bin", "--depth-mm", "1000", "--blind-zone-mm", "200").exit_code == 0
+    shallow = run_cli("update", "X", "--depth-mm", "150")
+    assert shallow.exit_code == 1
+    assert shallow.stderr.strip() == "error: blind_zone_mm (200 mm) must be less than depth_mm (150 mm)"
+    with sessions() as s:
+        assert get_device(s, "X").depth_mm == 1000.0

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devices.csvio import COLUMNS, CsvProblems, Problem, import_devices, read_devices, write_devices
 from devices.registry import DeviceIn, add_device, list_devices, retire_device
+from ingest.codecs import CODECS
 from storage.db import make_engine, migrate, session_factory
 from storage.tables import DeviceRow
 from tests.devices.conftest import RunCli
@@ -139,3 +140,15 @@ def test_cli_import_export(run_cli: RunCli, sessions: sessionmaker[Session], tmp
     ]
     stdout = run_cli("export", "-", "--status", "in_stock").stdout
     assert stdout.splitlines() == [HEADER, "N2,air,,,,,Tallo,,,,0.0,,,,600,in_stock,,,"]
+
+
+def test_rows_the_ingester_would_reject_are_named() -> None:
+    text = ("id,kind,codec,depth_mm,blind_zone_mm\n"
+            "B1,bin,milesight-em310-udl,1000,150\n"
+            "B2,bin,nonexistent-codec,1000,150\n"
+            "B3,bin,,100,200\n")
+    assert [(p.row, p.column, p.message) for p in problems_of(text)] == [
+        (3, "codec", f"unknown codec 'nonexistent-codec'; known: {', '.join(sorted(CODECS))} "
+                     "(got 'nonexistent-codec')"),
+        (4, "blind_zone_mm", "blind_zone_mm (200 mm) must be less than depth_mm (100 mm) (got '200')"),
+    ]

@@ -22,6 +22,7 @@ from devices.registry import (
     retire_device,
     update_device,
 )
+from ingest.codecs import CODECS
 from storage.tables import DeviceCredentialRow, DeviceRow
 
 WITA = timezone(timedelta(hours=8))  # Makassar local time
@@ -85,6 +86,8 @@ def test_duplicate_and_unknown(sessions: sessionmaker[Session]) -> None:
     ("id", "bad id", "bad device id"),
     ("installed_at", "2026-11-29T10:00:00", "needs a UTC offset"),
     ("colour", "green", "Extra inputs are not permitted"),
+    ("codec", "nonexistent-codec", "unknown codec 'nonexistent-codec'; known: decentlab-dl-iam, "),
+    ("blind_zone_mm", 1100.0, r"blind_zone_mm \(1100 mm\) must be less than depth_mm \(1100 mm\)"),
 ])
 def test_invalid_input_is_refused(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
@@ -110,11 +113,12 @@ def test_update_changes_only_given_fields(sessions: sessionmaker[Session]) -> No
     with sessions.begin() as s:
         created = add_device(s, full_bin()).updated_at
     with sessions.begin() as s:
-        row = update_device(s, "MKS-BIN-0001", DeviceUpdate(kecamatan="Tallo", depth_mm=1250, codec="x"))
+        row = update_device(s, "MKS-BIN-0001", DeviceUpdate(kecamatan="Tallo", depth_mm=1250,
+                                                                codec="milesight-em310-udl"))
     with sessions() as s:
         row = get_device(s, "MKS-BIN-0001")
         assert (row.kecamatan, row.depth_mm, row.codec, row.kelurahan, row.capacity_l) == (
-            "Tallo", 1250.0, "x", "Melayu", 660.0)
+            "Tallo", 1250.0, "milesight-em310-udl", "Melayu", 660.0)
         assert row.updated_at >= created
     with sessions.begin() as s:
         update_device(s, "MKS-BIN-0001", DeviceUpdate(codec=None, capacity_l=None, kind=DeviceKind.AIR))
@@ -132,6 +136,33 @@ def test_update_refuses_id_nulls_and_unknown(sessions: sessionmaker[Session]) ->
         DeviceUpdate(depth_mm=-1)
     with pytest.raises(UnknownDevice), sessions.begin() as s:
         update_device(s, "NOPE", DeviceUpdate(kecamatan="Wajo"))
+
+
+def test_devices_the_ingester_would_reject_are_refused(sessions: sessionmaker[Session]) -> None:
+    with pytest.raises(ValidationError) as err:
+        DeviceIn(id="X", kind="bin", depth_mm=100, blind_zone_mm=200, codec="nonexistent-codec")
+    assert [(e["loc"], e["msg"]) for e in err.value.errors()] == [
+        (("codec",), "Value error, unknown codec 'nonexistent-codec'; known: " + ", ".join(sorted(CODECS))),
+        (("blind_zone_mm",), "Value error, blind_zone_mm (200 mm) must be less than depth_mm (100 mm)")]
+    assert DeviceIn(id="X", kind="bin", codec="").codec is None  # an empty CSV cell: no codec
+    with pytest.raises(ValidationError, match="blind_zone_mm \\(300 mm\\) must be less than depth_mm \\(300 mm\\)"):
+        DeviceUpdate(depth_mm=300, blind_zone_mm=300)
+    with pytest.raises(ValidationError, match="unknown codec 'em310'"):
+        DeviceUpdate(codec="em310")
+    with sessions.begin() as s:
+        add_device(s, full_bin())  # depth 1100 mm, blind zone 250 mm
+    for change, message in ((DeviceUpdate(depth_mm=200), "blind_zone_mm (250 mm) must be less than depth_mm (200 mm)"),
+                            (DeviceUpdate(blind_zone_mm=1500), "blind_zone_mm (1500 mm) must be less than depth_mm "
+                                                               "(1100 mm)")):
+        with pytest.raises(ValueError) as bad, sessions.begin() as s:
+            update_device(s, "MKS-BIN-0001", change)
+        assert str(bad.value) == message
+    with sessions.begin() as s:
+        update_device(s, "MKS-BIN-0001", DeviceUpdate(depth_mm=None))  # no depth: no geometry to check
+        update_device(s, "MKS-BIN-0001", DeviceUpdate(blind_zone_mm=1500))
+    with sessions() as s:
+        row = get_device(s, "MKS-BIN-0001")
+        assert (row.depth_mm, row.blind_zone_mm) == (None, 1500.0)
 
 
 def count(sessions: sessionmaker[Session], table: type[DeviceRow] | type[DeviceCredentialRow]) -> int:
