@@ -6,7 +6,8 @@ refreshes this table once per run, and the API reads it. Over 30 days of 10-minu
 per-series ``ORDER BY time DESC LIMIT 1`` takes seconds (bench/analytics_job.py), so the job
 takes each device's newest point from the recent raw points it reads anyway
 (:func:`latest_from_frame`) and asks InfluxDB with the long lookback only for devices that are
-not in them and have no row yet.
+not in them and have no row yet. The same refresh moves ``devices.last_seen`` forward to each
+device's newest point (:func:`advance_last_seen`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from analytics.frames import recent_points
 from core import schema
 from core.model import utc_from_ms, utcnow
 from storage.influx import InfluxClient, quote_ident
-from storage.tables import DeviceLatestRow
+from storage.tables import DeviceLatestRow, DeviceRow
 
 LOOKBACK = timedelta(days=30)
 """How far back a device's newest point is looked for when it is not among the recent points."""
@@ -81,10 +82,34 @@ def _upsert(rows: dict[str, DeviceLatestRow], session: Session, device_id: str, 
         row.ts, row.metrics = ts, metrics
 
 
+def advance_last_seen(session: Session, newest: dict[str, datetime]) -> int:
+    """Set ``devices.last_seen`` to the newest reading time of each device, never moving it back.
+
+    Args:
+        session: SQL session (the caller commits).
+        newest: device id -> time of its newest reading (tz-aware UTC); ids not in the registry
+            are ignored.
+
+    Returns:
+        How many devices' ``last_seen`` moved.
+    """
+    moved = 0
+    if not newest:
+        return moved
+    for dev in session.scalars(select(DeviceRow).where(DeviceRow.id.in_(list(newest)))):
+        ts = newest[dev.id]
+        if dev.last_seen is None or ts > dev.last_seen:
+            dev.last_seen = ts
+            moved += 1
+    return moved
+
+
 def refresh_latest(session: Session, influx: InfluxClient, lookback: str = "30d", now: datetime | None = None,
                    recent: pd.DataFrame | None = None, devices: Sequence[str] = (),
                    rows: dict[str, DeviceLatestRow] | None = None) -> int:
-    """Upsert ``device_latest`` for bins and air stations; returns rows written.
+    """Upsert ``device_latest`` for bins and air stations and move each device's
+    ``devices.last_seen`` forward to its newest reading (:func:`advance_last_seen`); returns
+    ``device_latest`` rows written.
 
     Args:
         session: SQL session (the caller commits).
@@ -117,5 +142,6 @@ def refresh_latest(session: Session, influx: InfluxClient, lookback: str = "30d"
         if metrics:
             _upsert(rows, session, device_id, metrics)
             n += 1
+    advance_last_seen(session, {d: r.ts for d, r in rows.items()})
     session.flush()
     return n
