@@ -92,7 +92,10 @@ class MqttNotifier:
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                        properties: object) -> None:
         self._connected.clear()
-        log.warning("alert publisher disconnected: %s", reason)
+        if getattr(reason, "is_failure", True):
+            log.warning("alert publisher disconnected: %s", reason)
+        else:  # our own clean disconnect at shutdown
+            log.info("alert publisher disconnected: %s", reason)
 
     def __call__(self, change: AlertChange) -> None:
         """Publish one change and wait for its PUBACK.
