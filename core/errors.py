@@ -14,6 +14,7 @@
       RegistryError
         UnknownDevice       no such device id in the registry
         DeviceExists        a device with that id is already registered
+        DeviceRetired       a retired device cannot be changed
       DeviceError           serial dialogue failed (timeout, garbage, NAK, cable pulled)
       ConfigError           settings or files that make no sense together
 """
@@ -81,6 +82,10 @@ class UnknownDevice(RegistryError):
 
 class DeviceExists(RegistryError):
     """A device with that id is already registered."""
+
+
+class DeviceRetired(RegistryError):
+    """The device is retired: it cannot be changed (register a new one instead)."""
 
 
 class DeviceError(LorongError):

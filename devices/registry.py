@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DeviceExists, UnknownDevice
+from core.errors import DeviceExists, DeviceRetired, UnknownDevice
 from core.model import DeviceInfo, DeviceKind, utcnow
 from ingest.codecs import CODECS
 from storage.tables import DeviceCredentialRow, DeviceRow
@@ -267,12 +267,13 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
 
     Raises:
         UnknownDevice: no such device.
-        ValueError: the device is retired (a retired device cannot change), or the change leaves
-            ``depth_mm`` not greater than ``blind_zone_mm`` (:func:`check_geometry`).
+        DeviceRetired: the device is retired (a retired device cannot change).
+        ValueError: the change leaves ``depth_mm`` not greater than ``blind_zone_mm``
+            (:func:`check_geometry`).
     """
     row = get_device(session, device_id)
     if row.status == "retired":
-        raise ValueError(f"device {row.id} is retired and cannot be changed")
+        raise DeviceRetired(f"device {row.id} is retired and cannot be changed")
     values = change.changes()
     if "depth_mm" in values or "blind_zone_mm" in values:
         check_geometry(values.get("depth_mm", row.depth_mm), values.get("blind_zone_mm", row.blind_zone_mm))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, status
 
 from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep
-from api.errors import Conflict
+from api.errors import Conflict, InvalidRequest
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
+from core.errors import DeviceRetired
 from core.model import DeviceKind, utcnow
 from devices.registry import (
     STATUSES,
@@ -62,8 +63,10 @@ def change(device_id: DeviceId, body: DeviceUpdate, ctx: ContextDep, session: Se
     """Change the fields given in the body (technician or admin); a retired device cannot change (409)."""
     try:
         row = update_device(session, device_id, body)
-    except ValueError as exc:
+    except DeviceRetired as exc:
         raise Conflict(str(exc)) from None
+    except ValueError as exc:  # the change and the stored values do not fit together (geometry)
+        raise InvalidRequest(str(exc)) from None
     session.commit()
     ctx.bins.invalidate()
     return _out(row)

@@ -99,3 +99,13 @@ def test_unknown_device_404(client: httpx.Client, auth: Callable[[str], dict[str
     assert r.status_code == 404 and r.json() == {"detail": "no device 'MKS-BIN-9999' in the registry"}
     with sessions() as s:
         assert s.scalars(select(DeviceRow)).all() == []
+
+
+def test_patch_that_breaks_the_geometry_is_422(client: httpx.Client, auth: Callable[[str], dict[str, str]]) -> None:
+    """A depth that is not above the stored blind zone is a bad request (422), not a conflict."""
+    tech = auth("technician")
+    assert client.post("/devices", json=EM310, headers=tech).status_code == 201
+    r = client.patch("/devices/24E124713B0000A1", json={"depth_mm": 150}, headers=tech)
+    assert r.status_code == 422, r.text
+    assert "must be less than depth_mm" in r.json()["detail"]
+    assert client.get("/devices/24E124713B0000A1", headers=tech).json()["depth_mm"] == 2500

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DeviceExists, UnknownDevice
+from core.errors import DeviceExists, DeviceRetired, UnknownDevice
 from core.model import DeviceKind
 from devices.credentials import issue_credential, live_credentials
 from devices.registry import (
@@ -193,7 +193,7 @@ def test_retire_revokes_credentials(sessions: sessionmaker[Session]) -> None:
     # retiring again changes nothing; a retired device cannot be updated or get credentials
     with sessions.begin() as s:
         assert retire_device(s, "B1", at + timedelta(days=1)).updated_at == at
-    with pytest.raises(ValueError, match="retired"), sessions.begin() as s:
+    with pytest.raises(DeviceRetired, match="retired"), sessions.begin() as s:
         update_device(s, "B1", DeviceUpdate(kecamatan="Tallo"))
     with pytest.raises(ValueError, match="retired"), sessions.begin() as s:
         issue_credential(s, "B1", at)
