@@ -48,7 +48,7 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
 
     Raises:
         ParseError: ``bad_topic``, ``bad_json``, ``bad_time``, ``device_mismatch``,
-            ``bad_value`` (a metric value that is not a number).
+            ``bad_value`` (a metric value that is not a number, a ``seq`` that is not a uint32).
     """
     device_id = topic_device(topic)
     obj = load_json_object(payload, NAME)
@@ -72,5 +72,8 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
         if not isinstance(unit, str):
             raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} needs a string 'unit'")
         readings.append(RawReading(name, number, unit, ts))
-    fcnt = as_int(obj.get("seq"))
+    seq = obj.get("seq")
+    fcnt = as_int(seq)
+    if seq is not None and (fcnt is None or not 0 <= fcnt < 2**32):
+        raise ParseError("bad_value", f"{NAME}: 'seq' must be an integer 0..4294967295, got {seq!r:.40}")
     return [Uplink(device_id=device_id, readings=tuple(readings), fcnt=fcnt, ts=ts)]
