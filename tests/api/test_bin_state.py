@@ -17,6 +17,7 @@ from core.model import utcnow
 from storage.tables import DeviceLatestRow
 from tests.api.conftest import serve
 from tests.api.seed import add_bin, fleet, set_latest
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +29,6 @@ def _set_fill(sessions: sessionmaker[Session], device_id: str, level: float) -> 
         row.metrics = {**row.metrics, "fillingLevel": [level, row.metrics["fillingLevel"][1]]}
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.02)
-
-
 def test_snapshot_freshness(sessions: sessionmaker[Session]) -> None:
     fleet(sessions, utcnow())
     snap = bin_snapshot(sessions, 0.8, ttl_s=0.3, max_age_s=60)
@@ -44,7 +38,7 @@ def test_snapshot_freshness(sessions: sessionmaker[Session]) -> None:
     assert snap.items() is first  # younger than ttl_s: served as is
     time.sleep(0.35)
     assert snap.items() is first  # older: still served once, while a thread rebuilds it
-    _wait(lambda: snap.items()[0].id == "MKS-BIN-0004")
+    wait_for(lambda: snap.items()[0].id == "MKS-BIN-0004", 5.0, "snapshot reloaded", every_s=0.02)
     snap.invalidate()
     with sessions.begin() as s:
         add_bin(s, "MKS-BIN-0006")

@@ -30,6 +30,7 @@ from storage import stack
 from storage.influx import InfluxClient
 from tests.devices.conftest import RunCli
 from tests.devices.test_register import DETAILS
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,15 +100,6 @@ def uplink(device_id: str, distance_mm: float) -> bytes:
     return json.dumps({"device_id": device_id, "metrics": {"distance": {"value": distance_mm, "unit": "mm"}}}).encode()
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"{what} not within {timeout_s} s")
-
-
 def stored(influx: InfluxClient) -> list[tuple[str, float]]:
     rows = influx.records('SELECT "distance" FROM "waste_container" GROUP BY "device_id"')
     return sorted((r["device_id"], r["distance"]) for r in rows)
@@ -150,7 +142,8 @@ def test_device_credentials_on_the_broker(run_cli: RunCli, sessions: sessionmake
         # the ingester's account reads, it does not publish
         with connected(port, svc_user, svc_pw, "svc-probe") as svc:
             assert svc.publish(a["topic"], uplink("MKS-BIN-0101", 222.0)) == NOT_AUTHORIZED
-        wait_for(lambda: stored(influx) == [("MKS-BIN-0101", 400.0), ("MKS-BIN-0102", 500.0)], "both readings stored")
+        wait_for(lambda: stored(influx) == [("MKS-BIN-0101", 400.0), ("MKS-BIN-0102", 500.0)],
+                 what="both readings stored")
 
         # no anonymous clients, no wrong passwords
         assert connack(port, None, None) == NOT_AUTHORIZED
@@ -161,11 +154,12 @@ def test_device_credentials_on_the_broker(run_cli: RunCli, sessions: sessionmake
         assert run_cli("credentials", "export").exit_code == 0
         assert "MKS-BIN-0102" not in (mq / "passwd").read_text() + (mq / "acl").read_text()
         broker.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: connack(port, b["username"], b["password"]) != SUCCESS, "retired device refused", 10)
+        wait_for(lambda: connack(port, b["username"], b["password"]) != SUCCESS,
+                 timeout_s=10, what="retired device refused")
         assert connack(port, b["username"], b["password"]) == NOT_AUTHORIZED
         assert connack(port, a["username"], a["password"]) == SUCCESS
 
-        wait_for(lambda: ingester.spool.depth() == 0, "spool drained")
+        wait_for(lambda: ingester.spool.depth() == 0, what="spool drained")
         assert ingester.stats.received == 2
         assert ingester.dead_letters.count() == 0
         assert stored(influx) == [("MKS-BIN-0101", 400.0), ("MKS-BIN-0102", 500.0)]
@@ -201,6 +195,7 @@ def test_stack_up_auth_and_reload(run_cli: RunCli, cli_env: dict[str, str], tmp_
         assert run_cli("retire", "MKS-AIR-01").exit_code == 0
         assert run_cli("credentials", "export").exit_code == 0
         assert reload(settings)
-        wait_for(lambda: connack(port, "MKS-AIR-01", password) == NOT_AUTHORIZED, "retired device refused", 10)
+        wait_for(lambda: connack(port, "MKS-AIR-01", password) == NOT_AUTHORIZED,
+                 timeout_s=10, what="retired device refused")
     finally:
         down(settings)

@@ -27,6 +27,7 @@ from ingest.deadletter import DeadLetterStore
 from ingest.service import Ingester
 from storage import stack
 from tests.conftest import DATA
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,16 +70,6 @@ def api_url(make_settings: Any, influx: Any, mosquitto: stack.Service) -> Iterat
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
-
-
-def wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
-    """Poll ``predicate`` every 50 ms until true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"condition not met within {timeout_s} s")
 
 
 def test_vertical_slice(make_settings: Any, mosquitto: stack.Service, influx: Any, sessions: Any,

@@ -29,8 +29,8 @@ from tests.ingest.test_delivery_support import (
     settings_for,
     start_ingester,
     uplinks,
-    wait_for,
 )
+from tests.support import wait_for
 
 T = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.model import DeviceKind
@@ -92,16 +91,6 @@ def count_stored(influx: InfluxClient, prefix: str = "DLV-") -> int:
     except Exception:
         return 0
     return int(rows[0]["count"]) if rows else 0
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.05) -> None:
-    """Poll ``predicate``; fail with ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every_s)
-    pytest.fail(f"not within {timeout_s} s: {what}")
 
 
 def settings_for(tmp_path: Path, db_url: str, mqtt_port: int, influx: InfluxClient, client_id: str,

@@ -38,8 +38,8 @@ from tests.ingest.test_delivery_support import (
     settings_for,
     start_ingester,
     uplinks,
-    wait_for,
 )
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

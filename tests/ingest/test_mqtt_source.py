@@ -51,15 +51,6 @@ class Collector:
         return out
 
 
-def wait(pred: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout_s} s: {what}")
-
-
 def test_every_message_arrives_intact_and_acks_reach_the_broker(broker: stack.Service) -> None:
     settings = MqttSettings(port=broker.port, client_id="source-test", topics=["fp/#"])
     sink = Collector()

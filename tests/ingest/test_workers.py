@@ -27,8 +27,8 @@ from tests.ingest.test_delivery_support import (
     register_fleet,
     scrape,
     uplinks,
-    wait_for,
 )
+from tests.support import wait_for
 
 
 def test_shared_filter() -> None:

@@ -4,7 +4,7 @@ dead-letter store."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from ingest.writer import SpoolWriter, http_status
 from storage import stack
 from storage.influx import InfluxClient
 from storage.spool import Spool
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +27,6 @@ T0_MS = (int(time.time()) - 3600) * 1000  # an hour ago: inside any retention po
 def points(n: int, start: int = 0, field: str = "v") -> list[str]:
     """``n`` points of measurement ``m``, one per ms, float field ``field`` = index."""
     return [f"m,device_id=D {field}={float(i)} {T0_MS + i}" for i in range(start, start + n)]
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll every 50 ms; fail with ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout_s} s: {what}")
 
 
 def count(client: InfluxClient, field: str = "v") -> int:
