@@ -334,8 +334,11 @@ class RegistryLookup:
 
     def get(self, device_id: str) -> DeviceInfo | None:
         """The device, or ``None``; DevEUIs match case-insensitively."""
-        key = device_id.upper() if _DEVEUI.fullmatch(device_id) else device_id
-        info = self._cache.get(key)
+        info = self._cache.get(device_id)  # ids arrive as registered: skip the DevEUI check
+        key = device_id
+        if info is None:
+            key = device_id.upper() if _DEVEUI.fullmatch(device_id) else device_id
+            info = self._cache.get(key)
         age = time.monotonic() - self._loaded
         if age > self._refresh_s or (info is None and age > 1.0):
             self.reload()

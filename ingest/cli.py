@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 from collections import Counter
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -139,7 +138,7 @@ def decode(
     except PayloadError as exc:
         print(json.dumps({"error": exc.reason, "detail": exc.detail}))
         raise typer.Exit(1) from None
-    print(json.dumps([{**asdict(r), "ts": r.ts.isoformat() if r.ts else None} for r in readings], indent=2))
+    print(json.dumps([{**r._asdict(), "ts": r.ts.isoformat() if r.ts else None} for r in readings], indent=2))
 
 
 @app.command("formats")

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from core.errors import ParseError
 from core.model import Frame, RawReading
 from ingest.vendor_keys import as_float
@@ -32,9 +34,20 @@ def load_json(payload: bytes, fmt: str) -> Any:
     ``NaN``/``Infinity`` tokens, which Python's decoder accepts, are refused; so are integers
     longer than Python's 4,300-digit limit and nesting deep enough to exhaust the stack.
 
+    orjson decodes first (about a fifth of the standard decoder's time on a 200-byte uplink);
+    what it refuses goes through the standard decoder, so the outcome does not depend on which
+    one ran: UTF-16/32 and a BOM, lone surrogates, numbers beyond a double (``1e400`` is
+    ``inf``, rejected later as ``non_finite``) are decoded as before. One difference is left:
+    orjson gives an integer beyond 64 bits as a float, which every number reader here turns
+    into a float anyway.
+
     Raises:
         ParseError: reason ``bad_json``.
     """
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     # what json.loads does with bytes, minus building a decoder per call; "{" then a non-zero byte
     # is UTF-8 to json.detect_encoding (no BOM starts with "{", UTF-16/32 put a zero byte second)
     enc = "utf-8" if payload[:1] == b"{" and payload[1:2] != b"\0" else json.detect_encoding(payload)
