@@ -27,7 +27,6 @@ from ingest.formats._common import as_int, load_json_object, parse_time
 from ingest.vendor_keys import as_float
 
 NAME = "lorong-json"
-_NUMBER = (int, float)
 TOPICS = ("lorong/v1/+/up",)
 
 
@@ -64,12 +63,15 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
         if type(item) is dict:
             value, unit = item.get("value"), item.get("unit")
         else:
-            value, unit = item, METRICS[name].unit if name in METRICS else "1"
-        # JSON numbers only (a numeric string is not); bool is an int subclass, as_float refuses it
-        number = value if type(value) is float else as_float(value) if isinstance(value, _NUMBER) else None
+            spec = METRICS.get(name)
+            value, unit = item, spec.unit if spec is not None else "1"
+        # JSON numbers only (a numeric string is not, nor true/false); as_float turns an int beyond
+        # a double into inf, which validation rejects as non_finite
+        kind = type(value)
+        number = value if kind is float else as_float(value) if kind is int else None
         if number is None:
             raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} value {value!r:.80} is not a number")
-        if not isinstance(unit, str):
+        if type(unit) is not str:
             raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} needs a string 'unit'")
         readings.append(RawReading(name, number, unit, ts))
     seq = obj.get("seq")
