@@ -114,9 +114,17 @@ def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[t
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v != "")
 
 
-@lru_cache(maxsize=1024)
+_FIELD_KEYS: dict[str, str] = {}
+"""Escaped field keys by metric name (a few dozen metric names exist)."""
+
+
 def _field_key(name: str) -> str:
-    return escape_key(name)
+    key = _FIELD_KEYS.get(name)
+    if key is None:
+        key = escape_key(name)
+        if len(_FIELD_KEYS) < 1024:
+            _FIELD_KEYS[name] = key
+    return key
 
 
 def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[str, str] | None = None) -> list[str]:
@@ -160,12 +168,15 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
         fields[metric] = float(value)
     out = []
     rx_ms = repr(float(to_ms(received_at)))
+    isfinite, key_of = math.isfinite, _FIELD_KEYS.get
     for ts, fields in groups.items():
-        if not all(map(math.isfinite, fields.values())):
-            raise ValueError(f"non-finite field value in {fields!r}")
-        body = ",".join([f"{_field_key(k)}={v!r}" for k, v in fields.items()])
+        parts = []
+        for k, v in fields.items():
+            if not isfinite(v):
+                raise ValueError(f"non-finite field value in {fields!r}")
+            parts.append(f"{key_of(k) or _field_key(k)}={v!r}")
         rx = rx_ms if rx_by_ts is None else repr(float(to_ms(rx_by_ts[ts])))
-        out.append(f"{series} {body},{schema.FIELD_RX}={rx} {to_ms(ts)}")
+        out.append(f"{series} {','.join(parts)},{schema.FIELD_RX}={rx} {to_ms(ts)}")
     return out
 
 

@@ -133,27 +133,30 @@ def validate_values(
     reported_fill = any(r.metric == "fillingLevel" for r in raws)
     default_ts = fallback_ts or received_at
     checked: datetime | None = None  # readings of one message share a time: check it once
-    for raw in raws:
-        spec = METRICS.get(raw.metric)
+    isnan, isfinite, metrics = math.isnan, math.isfinite, METRICS
+    for metric, value, unit, raw_ts in raws:  # RawReading is a NamedTuple: unpacking is the cheap read
+        spec = metrics.get(metric)
         if spec is None:
-            raise ValidationError("unknown_metric", f"{raw.metric!r} is not a Lorong metric")
-        if math.isnan(raw.value):
-            raise ValidationError("sensor_sentinel", f"{raw.metric}: the sensor reported no value")
-        ts = raw.ts or default_ts
+            raise ValidationError("unknown_metric", f"{metric!r} is not a Lorong metric")
+        if isnan(value):
+            raise ValidationError("sensor_sentinel", f"{metric}: the sensor reported no value")
+        ts = raw_ts or default_ts
         if ts is not checked:
             check_time(ts, received_at, policy)
             checked = ts
-        if not math.isfinite(raw.value):
-            raise ValidationError("non_finite", f"{raw.metric}: {raw.value}")
-        if raw.value == MISSING_VALUE:
-            raise ValidationError("sensor_sentinel", f"{raw.metric} = -200: the missing-value tag")
-        value = raw.value if raw.unit == spec.unit else convert(raw.value, raw.unit, spec.unit)
-        if spec.name in SENTINELS and is_sentinel(spec.name, value):
-            raise ValidationError("sensor_sentinel", f"{raw.metric} = {value:g} {spec.unit}: a sensor's no-data value")
+        if not isfinite(value):
+            raise ValidationError("non_finite", f"{metric}: {value}")
+        if value == MISSING_VALUE:
+            raise ValidationError("sensor_sentinel", f"{metric} = -200: the missing-value tag")
+        name = spec.name
+        if unit != spec.unit:
+            value = convert(value, unit, spec.unit)
+        if name in SENTINELS and is_sentinel(name, value):
+            raise ValidationError("sensor_sentinel", f"{metric} = {value:g} {spec.unit}: a sensor's no-data value")
         if not spec.low <= value <= spec.high:
             raise ValidationError("out_of_range",
-                                  f"{raw.metric} = {value:g} {spec.unit} outside {spec.low:g}..{spec.high:g}")
-        out.append((spec.name, value, spec.unit, ts))
-        if spec.name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm and not reported_fill:
+                                  f"{metric} = {value:g} {spec.unit} outside {spec.low:g}..{spec.high:g}")
+        out.append((name, value, spec.unit, ts))
+        if name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm and not reported_fill:
             out.append(("fillingLevel", fill_level(value, device.bin_depth_mm, device.blind_zone_mm), "1", ts))
     return out
