@@ -221,3 +221,37 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class NotificationOutboxRow(Base):
+    """One alert change waiting for (or done with) one notifier channel: the transactional outbox.
+
+    Written in the transaction of the alert change (:mod:`analytics.outbox`), so a committed change
+    is never lost and a rolled-back one is never sent. ``channel`` is ``mqtt`` or ``webhook``;
+    ``payload`` is the JSON text the channel sends. ``sent_at`` is set once the receiver
+    acknowledged (MQTT PUBACK, HTTP 2xx); ``failed_at`` once it refused for good (HTTP 4xx other
+    than 408/429); until then ``next_attempt_at`` is when the next try is due.
+    """
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index(
+            "ix_notification_outbox_pending",
+            "channel",
+            "id",
+            sqlite_where=text("sent_at IS NULL AND failed_at IS NULL"),
+            postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
