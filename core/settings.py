@@ -110,6 +110,9 @@ class AnalyticsSettings(BaseModel):
         pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction.
         webhook_url: alert changes are also POSTed here when set.
         interval_s: seconds between scheduler runs.
+        outbox_backoff_s, outbox_backoff_max_s: a failed notification is retried after
+            ``outbox_backoff_s * 2**(attempts - 1)`` seconds, at most ``outbox_backoff_max_s``.
+        outbox_retention_days: delivered notifications are deleted after this many days.
     """
 
     full_threshold: float = 0.8
@@ -145,6 +148,9 @@ class AnalyticsSettings(BaseModel):
     pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
     webhook_url: str | None = None
     interval_s: float = 30.0
+    outbox_backoff_s: float = Field(5.0, gt=0)
+    outbox_backoff_max_s: float = Field(600.0, gt=0)
+    outbox_retention_days: float = Field(7.0, ge=0)
 
 
 class ApiSettings(BaseModel):
