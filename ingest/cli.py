@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import signal
@@ -88,6 +89,10 @@ def run(
             raise _fail(str(exc)) from None
         raise typer.Exit(code)
     ingester = build(settings)
+    # everything built so far (modules, registry cache) lives as long as the process: keep it out
+    # of the collector's full passes, which otherwise rescan it while messages stream through
+    gc.collect()
+    gc.freeze()
     ingester.start()
     print(f"ingesting from {settings.mqtt.host}:{settings.mqtt.port} topics {', '.join(settings.mqtt.topics)}")
     done.wait()
