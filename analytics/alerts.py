@@ -3,8 +3,11 @@
 An alert has a type, a device, a severity (critical, major, minor, warning) and two independent
 states: active/cleared and unacknowledged/acknowledged. At most one *active* alert exists per
 device and type (a unique partial index enforces it): raising it again extends it (``count``,
-``updated_at``, possibly a new severity). Every change is appended to ``alert_history`` and
-handed to the registered notifiers (MQTT ``lorong/alerts/...``, webhook) exactly once.
+``updated_at``, possibly a new severity). Every change is appended to ``alert_history`` and, in
+the same transaction, to ``notification_outbox`` once per notifier channel (MQTT
+``lorong/alerts/...``, webhook): :mod:`analytics.outbox` delivers those rows at least once, in order,
+after the commit. Notifiers passed as callables (the InfluxDB ``alert_event`` log, tests) are
+called once after the commit, best effort.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from analytics.outbox import enqueue, notification_payload
 from core.errors import LorongError
+from core.model import utcnow
 from storage.tables import AlertHistoryRow, AlertRow
 
 log = logging.getLogger(__name__)
@@ -44,11 +49,14 @@ class AlertChange:
         alert_id: database id of the alert.
         action: opened, extended, escalated, acknowledged or cleared.
         alert: a JSON-ready snapshot of the alert after the change.
+        notification_id: id of the change's ``alert_history`` row: the receivers' idempotency key
+            (``None`` only for changes built by hand).
     """
 
     alert_id: int
     action: str
     alert: dict[str, Any]
+    notification_id: int | None = None
 
 
 Notifier = Callable[[AlertChange], None]
@@ -72,13 +80,20 @@ class AlertBook:
     """Opens, extends, acknowledges and clears alerts in one session.
 
     Args:
-        session: SQLAlchemy session; the caller commits, then calls :meth:`publish`.
-        notifiers: called once per change after :meth:`publish`.
+        session: SQLAlchemy session; the caller commits, then calls :meth:`publish` (and
+            :meth:`analytics.outbox.Outbox.dispatch`).
+        notifiers: called once per change by :meth:`publish`, best effort.
+        channels: outbox channels (``mqtt``, ``webhook``): each change adds one
+            ``notification_outbox`` row per channel to ``session``.
+        clock: creation time of the outbox rows (tz-aware UTC).
     """
 
-    def __init__(self, session: Session, notifiers: Sequence[Notifier] = ()) -> None:
+    def __init__(self, session: Session, notifiers: Sequence[Notifier] = (), channels: Sequence[str] = (),
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.session = session
         self.notifiers = list(notifiers)
+        self.channels = list(channels)
+        self.clock = clock
         self.changes: list[AlertChange] = []
         self._active: dict[tuple[str, str], AlertRow] | None = None
         self._deferred: list[tuple[AlertRow, str, datetime, str, dict[str, Any] | None]] | None = None
@@ -97,10 +112,12 @@ class AlertBook:
         pending, self._deferred = self._deferred, None
         if pending:
             self.session.flush()
-            for row, action, at, actor, details in pending:
-                self.session.add(AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor,
-                                                 details=details or {}))
-                self.changes.append(AlertChange(row.id, action, snapshot(row)))
+            history = [AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor, details=details or {})
+                       for row, action, at, actor, details in pending]
+            self.session.add_all(history)
+            self.session.flush()  # the history ids are the notification ids
+            for (row, action, *_), h in zip(pending, history, strict=True):
+                self._changed(AlertChange(row.id, action, snapshot(row), h.id))
 
     def preload(self) -> dict[tuple[str, str], AlertRow]:
         """Load every active alert once; later :meth:`active` calls read this cache (a job that
@@ -128,8 +145,18 @@ class AlertBook:
             self._deferred.append((row, action, at, actor, details))
             return
         self.session.flush()
-        self.session.add(AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor, details=details or {}))
-        self.changes.append(AlertChange(row.id, action, snapshot(row)))
+        history = AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor, details=details or {})
+        self.session.add(history)
+        self.session.flush()
+        self._changed(AlertChange(row.id, action, snapshot(row), history.id))
+
+    def _changed(self, change: AlertChange) -> None:
+        """Keep the change for :meth:`publish` and add its outbox rows to the session."""
+        self.changes.append(change)
+        if self.channels:
+            assert change.notification_id is not None
+            enqueue(self.session, self.channels, change.alert_id, change.action,
+                    notification_payload(change.notification_id, change.action, change.alert), self.clock())
 
     def raise_(self, device_id: str, type_: str, severity: str, at: datetime, details: dict[str, Any],
                kecamatan: str = "") -> tuple[AlertRow, str]:
@@ -213,7 +240,8 @@ class AlertBook:
         return row
 
     def publish(self) -> int:
-        """Hand the recorded changes to every notifier once (call after commit).
+        """Hand the recorded changes to every notifier once (call after commit). Best effort: the
+        outbox channels (:mod:`analytics.outbox`) are the delivery that survives outages.
 
         A failing notifier does not stop the others or the job: its first failure is logged
         with the traceback, the rest are counted in one line.

@@ -1,4 +1,5 @@
-"""``lorong analytics``: run the job once or on a schedule, plan collection routes, backfill pickups."""
+"""``lorong analytics``: run the job once or on a schedule, plan collection routes, backfill pickups,
+inspect the notification outbox."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import typer
 
 from analytics import pickups, routes
 from analytics.jobs import run_once
-from analytics.notify import build_notifiers
+from analytics.notify import build_notifiers, build_outbox
 from analytics.scheduler import Scheduler
 from core.model import utcnow
 from core.settings import Settings
@@ -49,17 +50,22 @@ def _when(now: str | None) -> datetime:
 def run_once_cmd(
     now: str | None = typer.Option(None, help="run as of this ISO-8601 time (default: now)"),
     forecast: bool = typer.Option(True, help="recompute fill forecasts"),
-    notify: bool = typer.Option(True, help="publish alert changes (MQTT, webhook)"),
+    notify: bool = typer.Option(True, help="queue and send alert changes (MQTT, webhook); --no-notify: "
+                                           "nobody is ever told about this run's changes"),
 ) -> None:
     """Run every rule once and print what changed as JSON."""
     settings = Settings()
     influx = open_influx(settings)
+    sessions = open_sessions(settings)
     notifiers, close = build_notifiers(settings, influx) if notify else ([], lambda: None)
+    outbox = build_outbox(settings, sessions) if notify else None
     try:
-        report = run_once(open_sessions(settings), influx, settings.analytics, notifiers, now=_when(now),
-                          forecast=forecast)
+        report = run_once(sessions, influx, settings.analytics, notifiers, now=_when(now), forecast=forecast,
+                          outbox=outbox)
     finally:
         close()
+        if outbox is not None:
+            outbox.close()
     print(json.dumps(asdict(report)))
 
 
@@ -68,8 +74,10 @@ def schedule() -> None:
     """Run the job every `analytics.interval_s` seconds until SIGINT/SIGTERM."""
     settings = Settings()
     influx = open_influx(settings)
+    sessions = open_sessions(settings)
     notifiers, close = build_notifiers(settings, influx)
-    sched = Scheduler(open_sessions(settings), influx, settings.analytics, notifiers)
+    outbox = build_outbox(settings, sessions)
+    sched = Scheduler(sessions, influx, settings.analytics, notifiers, outbox=outbox)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -77,6 +85,32 @@ def schedule() -> None:
     done.wait()
     sched.stop()
     close()
+    outbox.close()
+
+
+def _iso(ts: datetime | None) -> str:
+    return ts.isoformat(timespec="seconds") if ts else "-"
+
+
+@app.command("outbox")
+def outbox_cmd(
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="re-queue the notifications a receiver refused"),
+    channel: str | None = typer.Option(None, help="with --retry-failed: only this channel (mqtt, webhook)"),
+) -> None:
+    """Undelivered alert notifications per channel: pending, refused (failed), the oldest pending."""
+    settings = Settings()
+    outbox = build_outbox(settings, open_sessions(settings))
+    try:
+        if retry_failed:
+            print(f"re-queued {_plural(outbox.retry_failed(channel), 'failed notification')}")
+        rows = outbox.status()
+    finally:
+        outbox.close()
+    print(f"{'channel':<10} {'pending':>7} {'failed':>6}  {'oldest pending':<25} {'attempts':>8}  "
+          f"{'next attempt':<25} last error")
+    for r in rows:
+        print(f"{r.channel:<10} {r.pending:>7} {r.failed:>6}  {_iso(r.oldest_pending_at):<25} {r.oldest_attempts:>8}  "
+              f"{_iso(r.next_attempt_at):<25} {(r.last_error or '-').splitlines()[0][:120]}")
 
 
 def _latlon(text: str) -> tuple[float, float]:

@@ -9,8 +9,10 @@ One run, as of ``now`` (injectable; every InfluxQL window ends there):
 4. stations: last-hour PM2.5, 10-minute buckets scored for spikes, hourly means for ISPU/US AQI;
 5. dead letters per device;
 6. every rule of :data:`analytics.rules.RULES`, verdicts applied to the alert book;
-7. ``device_latest.derived``; commit; ``bin_state``/``air_index`` points for Grafana
-   (:mod:`analytics.state_points`); then each change is handed to the notifiers once.
+7. ``device_latest.derived`` and the changes' ``notification_outbox`` rows; commit;
+   ``bin_state``/``air_index`` points for Grafana (:mod:`analytics.state_points`); then the
+   outbox is dispatched (:mod:`analytics.outbox`) and each change handed to the best-effort
+   notifiers once.
 
 Safe to run twice: an active alert is extended, not reopened (and extending notifies nobody),
 a pickup is stored once, derived values are overwritten with the same numbers.
@@ -36,6 +38,7 @@ from analytics.alerts import AlertBook, Notifier
 from analytics.forecast import next_collection
 from analytics.frames import recent_points
 from analytics.latest import refresh_latest
+from analytics.outbox import Outbox
 from analytics.rules import RULES
 from analytics.rules.base import Context, Device, Verdict
 from analytics.rules.rejects import device_from_topic
@@ -186,17 +189,21 @@ def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[st
 
 
 def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
-             notifiers: list[Notifier] | None = None, now: datetime | None = None, forecast: bool = True) -> JobReport:
+             notifiers: list[Notifier] | None = None, now: datetime | None = None, forecast: bool = True,
+             outbox: Outbox | None = None) -> JobReport:
     """Run every rule once as of ``now`` and refresh ``device_latest`` (see the module docstring).
 
     Args:
         sessions: SQL session factory.
         influx: InfluxDB client.
         cfg: thresholds.
-        notifiers: called once per alert change, after the commit.
+        notifiers: called once per alert change, after the commit (best effort).
         now: the run's time (tz-aware); default the current time.
         forecast: recompute the fill forecasts (one more InfluxQL query); otherwise the ones the
             last run stored in ``device_latest.derived`` are used.
+        outbox: when given, each alert change gets one row per channel in the run's transaction,
+            and the outbox is dispatched after the commit (a failed send stays queued; a database
+            error while sending is logged, the run still counts).
 
     Returns:
         A :class:`JobReport`.
@@ -207,7 +214,7 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
     report = JobReport()
     now = now or utcnow()
     with sessions() as session:
-        book = AlertBook(session, notifiers or [])
+        book = AlertBook(session, notifiers or [], outbox.names if outbox is not None else ())
         with report.timed("recent"):
             active = book.preload()
             devices, models = load_devices(session, cfg)
@@ -238,5 +245,11 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
                 influx.write_lines(state_lines(rows, latest, derived, now, cfg.full_threshold))
             except StoreError as exc:  # the alerts are committed; the Grafana state waits for the next run
                 log.warning("could not write bin_state/air_index points: %s", exc)
+    if outbox is not None:
+        with report.timed("notify"):
+            try:
+                outbox.dispatch()
+            except Exception:  # the changes are committed and queued; the next tick sends them
+                log.exception("alert notifications not dispatched (they stay queued)")
     book.publish()
     return report

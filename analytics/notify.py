@@ -1,5 +1,11 @@
-"""Notifiers built from settings: MQTT (always), webhook (when ``analytics.webhook_url`` is set),
-and the InfluxDB ``alert_event`` log (one point per change, for Grafana annotations)."""
+"""Notification wiring from settings.
+
+Alert changes reach people through the outbox (:mod:`analytics.outbox`): channel ``mqtt`` always
+(the ingest broker, ``lorong/alerts/...``), channel ``webhook`` when ``analytics.webhook_url`` is set.
+The InfluxDB ``alert_event`` log (one point per change, for Grafana annotations) stays a best-effort
+notifier called once after the commit: a point lost while InfluxDB is down costs an annotation,
+not a crew's message, and the same history is in ``alert_history``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from analytics.alerts import AlertChange, Notifier
-from analytics.notify_mqtt import MqttNotifier
-from analytics.notify_webhook import WebhookNotifier
+from analytics.notify_mqtt import MqttChannel
+from analytics.notify_webhook import WebhookChannel
+from analytics.outbox import Channel, Outbox
 from core import schema
 from core.model import to_ms, utcnow
 from core.settings import Settings
@@ -40,34 +49,33 @@ class InfluxAlertLog:
             {"status": str(a["status"]), "action": change.action, "alert_id": int(change.alert_id)}, to_ms(at))])
 
 
+def outbox_channels(settings: Settings) -> list[str]:
+    """Channel names the settings ask for: ``mqtt``, and ``webhook`` when ``analytics.webhook_url`` is
+    set. A process that changes alerts but does not send (the API) writes rows for these; the
+    scheduler sends them."""
+    return ["mqtt", "webhook"] if settings.analytics.webhook_url else ["mqtt"]
+
+
+def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
+    """The outbox with a sender per :func:`outbox_channels` entry; close it with :meth:`Outbox.close`.
+
+    MQTT goes to ``settings.mqtt`` (the ingest broker) under a client id unique to each connection
+    (:func:`analytics.notify_mqtt.publisher_client_id`), so ``run-once`` and the scheduler can
+    publish side by side; it connects on the first send, so a broker that is down only holds the
+    rows back.
+    """
+    m, a = settings.mqtt, settings.analytics
+    channels: dict[str, Channel] = {
+        "mqtt": MqttChannel(m.host, m.port, username=m.username,
+                            password=m.password.get_secret_value() if m.password else None)}
+    if a.webhook_url:
+        channels["webhook"] = WebhookChannel(a.webhook_url)
+    return Outbox(sessions, channels, a.outbox_backoff_s, a.outbox_backoff_max_s, a.outbox_retention_days)
+
+
 def build_notifiers(settings: Settings,
                     influx: InfluxClient | None = None) -> tuple[list[Notifier], Callable[[], None]]:
-    """The notifiers the settings ask for, and a function that closes them.
-
-    MQTT goes to ``settings.mqtt`` (the ingest broker) under a client id unique to this call
-    (:func:`analytics.notify_mqtt.publisher_client_id`), so ``run-once`` and the scheduler can
-    publish side by side; a broker that does not answer is logged and skipped (alerts still reach
-    the database and the API).
-    """
-    notifiers: list[Notifier] = []
-    closers: list[Callable[[], None]] = []
-    m = settings.mqtt
-    try:
-        mq = MqttNotifier(m.host, m.port, username=m.username,
-                          password=m.password.get_secret_value() if m.password else None)
-        notifiers.append(mq)
-        closers.append(mq.close)
-    except ConnectionError as exc:
-        log.error("alerts will not be published on MQTT: %s", exc)
-    if settings.analytics.webhook_url:
-        wh = WebhookNotifier(settings.analytics.webhook_url)
-        notifiers.append(wh)
-        closers.append(wh.close)
-    if influx is not None:
-        notifiers.append(InfluxAlertLog(influx))
-
-    def close() -> None:
-        for c in closers:
-            c()
-
-    return notifiers, close
+    """The best-effort notifiers (the InfluxDB ``alert_event`` log when ``influx`` is given) and a
+    function that closes them. MQTT and the webhook are outbox channels (:func:`build_outbox`)."""
+    notifiers: list[Notifier] = [InfluxAlertLog(influx)] if influx is not None else []
+    return notifiers, lambda: None

@@ -2,8 +2,11 @@
 
 The only paho import of the analytics room. One message per change (opened, escalated,
 deescalated, acknowledged, cleared); extending an alert is not a change and publishes nothing.
-Payload: ``{"action": ..., "alert": <snapshot>}`` (:func:`analytics.alerts.snapshot`). Messages
-are not retained: they are events; the current state is in the API.
+Payload: ``{"notification_id": ..., "action": ..., "alert": <snapshot>}`` through the outbox
+(:class:`MqttChannel`, :mod:`analytics.outbox`), ``{"action": ..., "alert": <snapshot>}`` from a
+bare :class:`MqttNotifier` (:func:`analytics.alerts.snapshot`). Messages are not retained: they are
+events; the current state is in the API. A send counts as delivered only once the broker's PUBACK
+arrived (MQTT 3.1.1 section 4.3.2, QoS 1).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from analytics.alerts import AlertChange
+from analytics.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +37,19 @@ def topic_level(text: str) -> str:
     return clean or "none"
 
 
+def topic_for(alert: dict[str, object], prefix: str = TOPIC_PREFIX) -> str:
+    """Topic of an alert snapshot: ``<prefix>/<kecamatan>/<type>/<device_id>``.
+
+    Raises:
+        KeyError: the snapshot has no ``type`` or ``device_id``.
+    """
+    return "/".join((prefix, topic_level(str(alert.get("kecamatan") or "")), topic_level(str(alert["type"])),
+                     topic_level(str(alert["device_id"]))))
+
+
 def alert_topic(change: AlertChange, prefix: str = TOPIC_PREFIX) -> str:
     """Topic of an alert change: ``<prefix>/<kecamatan>/<type>/<device_id>``."""
-    a = change.alert
-    return "/".join((prefix, topic_level(str(a.get("kecamatan") or "")), topic_level(str(a["type"])),
-                     topic_level(str(a["device_id"]))))
+    return topic_for(change.alert, prefix)
 
 
 def publisher_client_id(prefix: str = "lorong-analytics") -> str:
@@ -65,22 +77,26 @@ class MqttNotifier:
         prefix: topic prefix.
 
     Raises:
-        ConnectionError: (constructor) the broker did not accept the connection in time.
+        ConnectionError: (constructor) the broker refused the connection, or did not accept it
+            within ``timeout_s`` (a refused TCP connection fails at once).
     """
 
     def __init__(self, host: str, port: int, client_id: str | None = None, username: str | None = None,
                  password: str | None = None, timeout_s: float = 10.0, prefix: str = TOPIC_PREFIX) -> None:
         self.prefix, self.timeout_s = prefix, timeout_s
         self._connected = threading.Event()
+        self._settled = threading.Event()  # connected, or the first attempt failed
         self.client_id = client_id or publisher_client_id()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         if username:
             self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
-        if not self._connected.wait(timeout_s):
+        self._settled.wait(timeout_s)
+        if not self._connected.is_set():
             self.close()
             raise ConnectionError(f"MQTT broker {host}:{port} did not accept the alert publisher")
 
@@ -88,6 +104,10 @@ class MqttNotifier:
                     properties: object) -> None:
         if not getattr(reason, "is_failure", False):
             self._connected.set()
+        self._settled.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self._settled.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                        properties: object) -> None:
@@ -104,13 +124,26 @@ class MqttNotifier:
             ConnectionError: not connected, or no PUBACK within ``timeout_s``.
         """
         payload = json.dumps({"action": change.action, "alert": change.alert}, separators=(",", ":"))
-        info = self._client.publish(alert_topic(change, self.prefix), payload, qos=1)
+        self.publish(alert_topic(change, self.prefix), payload, f"alert {change.alert_id} {change.action}")
+
+    def publish(self, topic: str, payload: str, what: str = "message") -> None:
+        """Publish ``payload`` on ``topic`` with QoS 1 and wait for the broker's PUBACK.
+
+        Args:
+            topic: MQTT topic name.
+            payload: UTF-8 text (JSON).
+            what: names the message in errors.
+
+        Raises:
+            ConnectionError: not connected, or no PUBACK within ``timeout_s``.
+        """
+        info = self._client.publish(topic, payload, qos=1)
         try:
             info.wait_for_publish(self.timeout_s)
         except (RuntimeError, ValueError) as exc:
-            raise ConnectionError(f"alert {change.alert_id} {change.action} not published: {exc}") from exc
+            raise ConnectionError(f"{what} not published: {exc}") from exc
         if not info.is_published():
-            raise ConnectionError(f"alert {change.alert_id} {change.action}: no PUBACK within {self.timeout_s} s")
+            raise ConnectionError(f"{what}: no PUBACK within {self.timeout_s} s")
 
     @property
     def connected(self) -> bool:
@@ -124,3 +157,57 @@ class MqttNotifier:
         """Disconnect and stop the network thread."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class MqttChannel:
+    """Outbox channel ``mqtt`` (:class:`analytics.outbox.Channel`): each row's payload, as is, on
+    :func:`topic_for` its alert, QoS 1, delivered once the PUBACK arrived.
+
+    The connection is opened on the first send and kept. Any failure closes it: paho keeps
+    unacknowledged QoS 1 messages in memory and would send them again after a reconnect, behind the
+    outbox's back; with the client gone, only the outbox decides what is sent again. A broker that
+    is down costs one refused TCP connection per try (the outbox spaces the tries).
+
+    Args:
+        host, port, username, password: broker address and credentials.
+        timeout_s: longest wait for the connection and for each PUBACK.
+        prefix: topic prefix.
+    """
+
+    def __init__(self, host: str, port: int, username: str | None = None, password: str | None = None,
+                 timeout_s: float = 10.0, prefix: str = TOPIC_PREFIX) -> None:
+        self.host, self.port, self.prefix, self.timeout_s = host, port, prefix, timeout_s
+        self._auth = (username, password)
+        self._pub: MqttNotifier | None = None
+
+    def send(self, message: OutboxMessage) -> None:
+        """Publish one outbox row and wait for its PUBACK.
+
+        Raises:
+            ConnectionError: the broker cannot be reached, or did not acknowledge in time.
+        """
+        topic = topic_for(message.body["alert"], self.prefix)
+        if self._pub is None:
+            self._pub = MqttNotifier(self.host, self.port, username=self._auth[0], password=self._auth[1],
+                                     timeout_s=self.timeout_s, prefix=self.prefix)
+        try:
+            if not self._pub.connected:
+                raise ConnectionError(f"MQTT broker {self.host}:{self.port}: connection lost")
+            self._pub.publish(topic, message.payload, f"notification {message.id}")
+        except ConnectionError:
+            self.close()
+            raise
+
+    @property
+    def client_id(self) -> str | None:
+        """Client id of the open connection, if any."""
+        return self._pub.client_id if self._pub is not None else None
+
+    def __repr__(self) -> str:
+        return f"MqttChannel({self.host}:{self.port})"
+
+    def close(self) -> None:
+        """Disconnect (the next send connects again)."""
+        pub, self._pub = self._pub, None
+        if pub is not None:
+            pub.close()

@@ -1,9 +1,18 @@
-"""Alert changes POSTed to a webhook as JSON, retried with backoff (httpx + tenacity).
+"""Alert changes POSTed to a webhook as JSON: through the outbox (:class:`WebhookChannel`), or
+directly with in-process retries (:class:`WebhookNotifier`, httpx + tenacity).
 
-Body: ``{"action": ..., "alert": <snapshot>}``; header ``Idempotency-Key`` is the same on every
-retry of one change (``<alert id>:<action>:<updated_at>``) so a receiver can drop duplicates
-(the IETF draft "The Idempotency-Key HTTP Header Field"). Retried: network errors, 429 and 5xx;
-any other 4xx is the receiver refusing the message and is not retried.
+Outbox channel ``webhook``: one POST per try of the row's payload
+``{"notification_id": ..., "action": ..., "alert": <snapshot>}`` with ``Idempotency-Key:
+<notification_id>``; 2xx is delivered; 408, 429, 5xx and network errors are tried again later by
+the outbox (:func:`analytics.outbox.backoff`); any other status is a refusal
+(:class:`analytics.outbox.DeliveryRefused`), not retried (RFC 9110 section 15: a 4xx is the
+client's fault, 408 and 429 say "try later").
+
+Direct notifier (:class:`WebhookNotifier`): body ``{"action": ..., "alert": <snapshot>}``; header
+``Idempotency-Key`` is the same on every retry of one change (``<alert id>:<action>:<updated_at>``)
+so a receiver can drop duplicates (the IETF draft "The Idempotency-Key HTTP Header Field").
+Retried: network errors, 429 and 5xx; any other 4xx is the receiver refusing the message and is
+not retried.
 
 A receiver that is down would hold the job for every change (five tries with backoff each), so
 after a change fails all its tries the notifier stays "open" for ``cooldown_s``: changes in
@@ -19,6 +28,10 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from analytics.alerts import AlertChange
+from analytics.outbox import DeliveryRefused, OutboxMessage
+
+RETRY_LATER = frozenset({408, 429})
+"""4xx statuses that mean "try again later" (RFC 9110 section 15.5.9, RFC 6585 section 4)."""
 
 
 class RetryableStatus(Exception):
@@ -80,6 +93,48 @@ class WebhookNotifier:
 
     def __repr__(self) -> str:
         return f"WebhookNotifier({self.url!r})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+
+class WebhookChannel:
+    """Outbox channel ``webhook`` (:class:`analytics.outbox.Channel`): one POST per try.
+
+    Args:
+        url: the receiver.
+        timeout_s: per-request timeout (connect, read, write, pool).
+        headers: extra headers (e.g. an ``Authorization`` token).
+    """
+
+    def __init__(self, url: str, timeout_s: float = 5.0, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self._http = httpx.Client(timeout=timeout_s, headers=headers)
+
+    def send(self, message: OutboxMessage) -> None:
+        """POST one outbox row.
+
+        Raises:
+            DeliveryRefused: the receiver answered a 3xx or a 4xx other than 408/429.
+            ConnectionError: network error, timeout, 408, 429 or 5xx (try again later).
+        """
+        key = str(message.body.get("notification_id", message.id))
+        try:
+            resp = self._http.post(self.url, content=message.payload.encode(),
+                                   headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        except httpx.HTTPError as exc:
+            raise ConnectionError(f"webhook {self.url}: {type(exc).__name__}: {exc}") from exc
+        status = resp.status_code
+        if 200 <= status < 300:
+            return
+        detail = f"webhook {self.url}: HTTP {status} {resp.text[:200]}".rstrip()
+        if status >= 500 or status in RETRY_LATER:
+            raise ConnectionError(detail)
+        raise DeliveryRefused(detail)
+
+    def __repr__(self) -> str:
+        return f"WebhookChannel({self.url!r})"
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -4,6 +4,10 @@ Every ``interval_s`` (30 s) a run raises and clears alerts; every ``forecast_int
 (10 min) the run also recomputes the fill forecasts (one more InfluxQL query over a day of
 data); runs in between reuse the forecasts stored in ``device_latest.derived``. A failing run
 is logged and retried at the next tick; a run is safe to repeat, so nothing is lost.
+
+Every tick also dispatches the notification outbox (:mod:`analytics.outbox`; the run does it
+after its commit, a failed run here), so notifications held back by a broker or webhook outage go
+out once it is back; once an hour, delivered notifications past their retention are deleted.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Notifier
 from analytics.jobs import JobReport, run_once
+from analytics.outbox import Outbox
 from core.errors import StoreError
 from core.model import utcnow
 from core.settings import AnalyticsSettings
 from storage.influx import InfluxClient
 
 log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 3600.0
+"""Seconds between two deletions of delivered notifications past their retention."""
 
 
 class Scheduler:
@@ -35,12 +43,16 @@ class Scheduler:
         cfg: thresholds and intervals.
         notifiers: alert-change notifiers (MQTT, webhook, ...).
         clock: the time each run is "as of" (tests pass a fake clock).
+        outbox: notification outbox written by each run and dispatched every tick.
     """
 
     def __init__(self, sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
-                 notifiers: list[Notifier] | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 notifiers: list[Notifier] | None = None, clock: Callable[[], datetime] = utcnow,
+                 outbox: Outbox | None = None) -> None:
         self.sessions, self.influx, self.cfg = sessions, influx, cfg
         self.notifiers = notifiers or []
+        self.outbox = outbox
+        self._last_purge: float | None = None
         self.clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="analytics", daemon=True)
@@ -58,19 +70,39 @@ class Scheduler:
         self._thread.join(timeout=60)
 
     def tick(self) -> JobReport:
-        """One run now; forecasts when ``forecast_interval_s`` has passed since the last ones.
+        """One run now; forecasts when ``forecast_interval_s`` has passed since the last ones. The
+        outbox is dispatched even when the run fails, and purged once every :data:`PURGE_EVERY_S`.
 
         Raises:
             StoreError: InfluxDB or the database failed (nothing committed).
         """
         mono = time.monotonic()
         forecast = self._last_forecast is None or mono - self._last_forecast >= self.cfg.forecast_interval_s
-        report = run_once(self.sessions, self.influx, self.cfg, self.notifiers, now=self.clock(), forecast=forecast)
+        try:
+            report = run_once(self.sessions, self.influx, self.cfg, self.notifiers, now=self.clock(),
+                              forecast=forecast, outbox=self.outbox)
+        except Exception:
+            self._outbox_upkeep(mono, dispatch=True)
+            raise
+        self._outbox_upkeep(mono, dispatch=False)
         if forecast:
             self._last_forecast = mono
         self.runs += 1
         self.last_report = report
         return report
+
+    def _outbox_upkeep(self, mono: float, dispatch: bool) -> None:
+        if self.outbox is None:
+            return
+        try:
+            if dispatch:
+                self.outbox.dispatch()
+            if self._last_purge is None or mono - self._last_purge >= PURGE_EVERY_S:
+                self._last_purge = mono
+                if n := self.outbox.purge():
+                    log.info("deleted %d delivered notifications older than %s", n, self.outbox.retention)
+        except Exception:  # a database hiccup: the rows stay, the next tick tries again
+            log.exception("notification outbox upkeep failed")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -67,7 +67,7 @@ def demo(
 
     import uvicorn
 
-    from analytics.notify import build_notifiers
+    from analytics.notify import build_notifiers, build_outbox
     from analytics.scheduler import Scheduler
     from api.auth import create_token, list_tokens, revoke_token
     from api.main import create_app
@@ -107,9 +107,11 @@ def demo(
         ingester.start()
         cleanup.callback(ingester.stop)
         influx = open_influx(settings)
-        notifiers, close_notifiers = build_notifiers(settings, influx)  # alert changes on MQTT lorong/alerts/#
+        notifiers, close_notifiers = build_notifiers(settings, influx)
         cleanup.callback(close_notifiers)
-        scheduler = Scheduler(sessions, influx, settings.analytics, notifiers)
+        outbox = build_outbox(settings, sessions)  # alert changes on MQTT lorong/alerts/#
+        cleanup.callback(outbox.close)
+        scheduler = Scheduler(sessions, influx, settings.analytics, notifiers, outbox=outbox)
         scheduler.start()
         cleanup.callback(scheduler.stop)
         pub = Publisher(settings.mqtt.host, settings.mqtt.port)

@@ -1,5 +1,8 @@
 """``/alerts``: list with filters and keyset pagination; acknowledge and clear (crew and admin).
 
+An acknowledgement or clear is queued for MQTT and the webhook in the transaction of the change
+(:mod:`analytics.outbox`); the analytics scheduler sends it within one tick.
+
 Pagination and the active-alert snapshot are described in :mod:`api.alert_state`. When there is a
 next page the response carries its cursor in ``X-Next-Cursor`` and in a ``Link: <...>; rel="next"``
 header (RFC 8288).
@@ -15,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic_core import to_json
 
 from analytics.alerts import AlertBook, snapshot
+from analytics.notify import outbox_channels
 from api.alert_state import AlertFilter, decode_cursor, encode_cursor, query_page, snapshot_page
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertOut, ClearIn
@@ -81,7 +85,7 @@ def alert(alert_id: AlertId, session: SessionDep, _who: Reader) -> AlertOut:
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses={**NOT_FOUND, **CONFLICT})
 def acknowledge(alert_id: AlertId, ctx: ContextDep, session: SessionDep, who: AlertWriter) -> AlertOut:
     """Acknowledge an alert (crew or admin): someone is on it. 409 if it is already acknowledged."""
-    book = AlertBook(session, ctx.notifiers)
+    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
     row = book.acknowledge(alert_id, utcnow(), who.actor)
     session.commit()
     ctx.alerts.invalidate()
@@ -93,7 +97,7 @@ def acknowledge(alert_id: AlertId, ctx: ContextDep, session: SessionDep, who: Al
 def clear(alert_id: AlertId, ctx: ContextDep, session: SessionDep, who: AlertWriter,
           body: Annotated[ClearIn | None, Body()] = None) -> AlertOut:
     """Clear an active alert (crew or admin), e.g. after emptying the bin. 409 if already cleared."""
-    book = AlertBook(session, ctx.notifiers)
+    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
     row = book.clear(alert_id, utcnow(), who.actor, body.reason if body else "")
     session.commit()
     ctx.alerts.invalidate()

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from analytics.alerts import AlertBook, AlertChange, AlertNotFound, AlertStateError
-from analytics.notify import InfluxAlertLog, build_notifiers
-from analytics.notify_mqtt import MqttNotifier, alert_topic, topic_level
+from analytics.notify import InfluxAlertLog, build_outbox
+from analytics.notify_mqtt import MqttChannel, MqttNotifier, alert_topic, topic_level
 from analytics.notify_webhook import RetryableStatus, WebhookDown, WebhookNotifier
+from analytics.outbox import OutboxMessage, notification_payload
 from analytics.scheduler import Scheduler
 from core import schema
 from core.model import to_ms
@@ -204,24 +205,33 @@ def test_scheduler_runs_and_spaces_forecasts(sessions: Any, influx: InfluxClient
 
 
 def test_two_alert_publishers_side_by_side(mosquitto: stack.Service, make_settings: Callable[..., Settings],
-                                          caplog: pytest.LogCaptureFixture) -> None:
+                                          sessions: Any, caplog: pytest.LogCaptureFixture) -> None:
     # `lorong analytics run-once` while `schedule` runs: two publishers on one broker at once
     settings = make_settings(mqtt_port=mosquitto.port)
     sub = Subscriber(mosquitto.port)
-    first, close_first = build_notifiers(settings)
-    second, close_second = build_notifiers(settings)
+    first, second = build_outbox(settings, sessions), build_outbox(settings, sessions)
+
+    def message(n: int) -> OutboxMessage:
+        alert = {"kecamatan": "Tallo", "type": "bin_full", "device_id": f"BIN-{n % 2}"}
+        return OutboxMessage(n, "mqtt", n, "opened", notification_payload(n, "opened", alert), 0)
+
     try:
-        pubs = [n for n in (*first, *second) if isinstance(n, MqttNotifier)]
-        assert len(pubs) == 2 and pubs[0].client_id != pubs[1].client_id
-        assert pubs[0].client_id.startswith("lorong-analytics-")
+        pubs = [first.channels["mqtt"], second.channels["mqtt"]]
+        assert all(isinstance(p, MqttChannel) for p in pubs)
+        for n, pub in enumerate(pubs):
+            pub.send(message(n))
+        ids = [p.client_id for p in pubs if isinstance(p, MqttChannel)]
+        assert ids[0] != ids[1] and str(ids[0]).startswith("lorong-analytics-")
         time.sleep(1.5)  # paho reconnects after 1 s: a kicked publisher would be fighting back by now
         for n, pub in enumerate(pubs):
-            pub(AlertChange(n, "opened", {"kecamatan": "Tallo", "type": "bin_full", "device_id": f"BIN-{n}"}))
-        msgs = sub.settle(2)
-        assert all(p.connected for p in pubs)
+            pub.send(message(n + 2))
+        msgs = sub.settle(4)
+        assert [p.client_id for p in pubs if isinstance(p, MqttChannel)] == ids  # the same connections
         assert "alert publisher disconnected" not in caplog.text
     finally:
-        close_first()
-        close_second()
+        first.close()
+        second.close()
         sub.close()
-    assert sorted(t for t, _ in msgs) == ["lorong/alerts/Tallo/bin_full/BIN-0", "lorong/alerts/Tallo/bin_full/BIN-1"]
+    assert sorted((t, m["notification_id"]) for t, m in msgs) == [
+        ("lorong/alerts/Tallo/bin_full/BIN-0", 0), ("lorong/alerts/Tallo/bin_full/BIN-0", 2),
+        ("lorong/alerts/Tallo/bin_full/BIN-1", 1), ("lorong/alerts/Tallo/bin_full/BIN-1", 3)]
