@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from analytics.alerts import AlertChange
-from analytics.outbox import OutboxMessage
+from analytics.outbox import DeliveryRefused, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,13 @@ class MqttChannel:
         """Publish one outbox row and wait for its PUBACK.
 
         Raises:
+            DeliveryRefused: the payload is not an alert notification (no topic can be made of it).
             ConnectionError: the broker cannot be reached, or did not acknowledge in time.
         """
-        topic = topic_for(message.body["alert"], self.prefix)
+        try:
+            topic = topic_for(message.body["alert"], self.prefix)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeliveryRefused(f"notification {message.id}: bad payload: {exc!r}") from exc
         if self._pub is None:
             self._pub = MqttNotifier(self.host, self.port, username=self._auth[0], password=self._auth[1],
                                      timeout_s=self.timeout_s, prefix=self.prefix)

@@ -116,10 +116,14 @@ class WebhookChannel:
         """POST one outbox row.
 
         Raises:
-            DeliveryRefused: the receiver answered a 3xx or a 4xx other than 408/429.
+            DeliveryRefused: the receiver answered a 3xx or a 4xx other than 408/429, or the
+                payload has no ``notification_id``.
             ConnectionError: network error, timeout, 408, 429 or 5xx (try again later).
         """
-        key = str(message.body.get("notification_id", message.id))
+        try:
+            key = str(message.body["notification_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeliveryRefused(f"notification {message.id}: bad payload: {exc!r}") from exc
         try:
             resp = self._http.post(self.url, content=message.payload.encode(),
                                    headers={"Content-Type": "application/json", "Idempotency-Key": key})

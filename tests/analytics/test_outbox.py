@@ -89,7 +89,7 @@ def test_rows_are_written_with_the_change_and_only_with_it(sessions: Any) -> Non
         book.acknowledge(first.id, NOW + timedelta(minutes=1), "crew:7")  # the API's path
         s.commit()
         history = s.scalars(select(AlertHistoryRow).order_by(AlertHistoryRow.id)).all()
-        alert = snapshot(s.get(AlertRow, first.id))  # type: ignore[arg-type]
+        alert = snapshot(s.get(AlertRow, first.id))
     got = rows(sessions)
     assert [(r.channel, r.alert_id, r.action, r.attempts, r.sent_at, r.failed_at) for r in got] == [
         ("mqtt", first.id, "opened", 0, None, None), ("webhook", first.id, "opened", 0, None, None),
@@ -113,7 +113,7 @@ def test_rows_are_written_with_the_change_and_only_with_it(sessions: Any) -> Non
             raise RuntimeError("a rule raised inside the batch")
     assert len(rows(sessions)) == 4
     with sessions() as s:
-        assert s.get(AlertRow, first.id).status == "active"  # type: ignore[union-attr]
+        assert s.get(AlertRow, first.id).status == "active"
         assert len(s.scalars(select(AlertRow)).all()) == 1
     with sessions.begin() as s:  # no channels: no rows (run-once --no-notify, tests)
         AlertBook(s).raise_("B4", "fire", "critical", NOW, {}, "Wajo")
