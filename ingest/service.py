@@ -2,7 +2,7 @@
 
 Delivery contract (every byte accounted for):
 
-1. paho's network thread runs :meth:`Ingester._on_message`: the pipeline turns the message
+1. the MQTT loop thread (:mod:`ingest.mqtt_source`) runs :meth:`Ingester._on_message`: the pipeline turns the message
    into points or a rejection, which wait in memory with the message's ack token.
 2. The flush thread (every 50 ms, or at once when :data:`FLUSH_AT` messages wait) appends the
    points to the SQLite spool and the rejections to the dead-letter store, both durable, and
