@@ -207,21 +207,30 @@ def show(device_id: str = typer.Argument(...)) -> None:
 
 
 @app.command("import")
-def import_csv(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with a header row")) -> None:
+def import_csv(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with a header row"),
+    update: bool = typer.Option(False, "--update", help="change registered devices to the row's non-empty cells "
+                                "instead of refusing their ids"),
+) -> None:
     """Register every row of a CSV (columns as `export` writes them); nothing is written if any row is bad."""
     sessions = open_sessions(Settings())
     try:
         with sessions.begin() as s, path.open(encoding="utf-8", newline="") as fh:
-            rows = import_devices(s, fh)
+            known = {d.id for d in list_devices(s, include_retired=True)} if update else set()
+            rows = import_devices(s, fh, update=update)
+            changed = sum(1 for r in rows if r.id in known)
     except CsvProblems as exc:
         table = Table("row", "column", "problem", title=f"{path}: nothing imported")
         for p in exc.problems:
             table.add_row(str(p.row), p.column, p.message)
         err.print(table)
+        if not update and any(p.message.endswith("is already registered") for p in exc.problems):
+            err.print("to change registered devices from this file, import it with --update")
         raise fail(f"{len(exc.problems)} problem(s) in {path}; nothing imported") from None
     except UnicodeDecodeError as exc:
         raise fail(f"{path} is not UTF-8 text: {exc}") from None
-    console.print(f"imported {len(rows)} devices")
+    detail = f" ({len(rows) - changed} new, {changed} updated)" if update else ""
+    console.print(f"imported {len(rows)} devices{detail}")
 
 
 @app.command("export")

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from core.errors import RegistryError
-from devices.registry import DeviceIn, add_device
+from devices.registry import DeviceIn, DeviceUpdate, add_device, update_device
 from storage.tables import DeviceRow
 
 COLUMNS: tuple[str, ...] = tuple(DeviceIn.model_fields)
@@ -109,18 +109,41 @@ def read_devices(fh: TextIO) -> list[tuple[int, DeviceIn]]:
     return devices
 
 
-def import_devices(session: Session, fh: TextIO) -> list[DeviceRow]:
+def import_devices(session: Session, fh: TextIO, update: bool = False) -> list[DeviceRow]:
     """Read a devices CSV and add every row (the caller commits; on any problem it must roll back).
 
+    Args:
+        session: registry session.
+        fh: the CSV text.
+        update: a row whose id is registered changes that device (the cells that are not empty,
+            as :func:`devices.registry.update_device` would) instead of being a problem; a
+            retired device still cannot change.
+
+    Returns:
+        the added and changed rows, in file order.
+
     Raises:
-        CsvProblems: as :func:`read_devices`, plus ids already in the registry.
+        CsvProblems: as :func:`read_devices`, plus ids already in the registry (without
+            ``update``), or changes the registry refuses (retired device, depth not above the
+            blind zone).
     """
     devices = read_devices(fh)
-    taken = [Problem(row, "id", f"device {d.id} is already registered")
-             for row, d in devices if session.get(DeviceRow, d.id) is not None]
-    if taken:
-        raise CsvProblems(taken)
-    return [add_device(session, d) for _, d in devices]
+    problems: list[Problem] = []
+    out: list[DeviceRow] = []
+    for row, d in devices:
+        if session.get(DeviceRow, d.id) is None:
+            out.append(add_device(session, d))
+        elif not update:
+            problems.append(Problem(row, "id", f"device {d.id} is already registered"))
+        else:
+            change = DeviceUpdate(**{f: getattr(d, f) for f in d.model_fields_set if f != "id"})
+            try:
+                out.append(update_device(session, d.id, change))
+            except (RegistryError, ValueError) as exc:
+                problems.append(Problem(row, "id", str(exc)))
+    if problems:
+        raise CsvProblems(problems)
+    return out
 
 
 def _cell(value: object) -> str:

@@ -152,3 +152,34 @@ def test_rows_the_ingester_would_reject_are_named() -> None:
                      "(got 'nonexistent-codec')"),
         (4, "blind_zone_mm", "blind_zone_mm (200 mm) must be less than depth_mm (100 mm) (got '200')"),
     ]
+
+
+def test_import_update_changes_registered_devices(run_cli: RunCli, sessions: sessionmaker[Session],
+                                                  tmp_path: Path) -> None:
+    with sessions.begin() as s:
+        add_device(s, full_bin("UPD-1"))
+        add_device(s, full_bin("UPD-GONE"))
+        retire_device(s, "UPD-GONE", T0)
+    sheet = tmp_path / "update.csv"
+    sheet.write_text("id,kind,kecamatan,depth_mm,full_threshold\nUPD-1,bin,Tallo,1400,\nUPD-2,air,Wajo,,\n")
+    refused = run_cli("import", str(sheet))
+    assert refused.exit_code == 1 and "device UPD-1 is already registered" in refused.stderr
+    assert "import it with --update" in refused.stderr
+    assert device_count(sessions) == 2
+
+    result = run_cli("import", "--update", str(sheet))
+    assert result.exit_code == 0, result.output
+    assert "imported 2 devices (1 new, 1 updated)" in result.stdout
+    with sessions() as s:
+        row = s.get(DeviceRow, "UPD-1")
+        assert row is not None and (row.kecamatan, row.depth_mm) == ("Tallo", 1400.0)
+        assert row.full_threshold == full_bin("UPD-1").full_threshold  # an empty cell changes nothing
+        assert s.get(DeviceRow, "UPD-2") is not None
+
+    retired = tmp_path / "retired.csv"
+    retired.write_text("id,kind,kecamatan\nUPD-1,bin,Wajo\nUPD-GONE,bin,Wajo\n")
+    result = run_cli("import", "--update", str(retired))
+    assert result.exit_code == 1 and "retired" in result.stderr
+    with sessions() as s:
+        row = s.get(DeviceRow, "UPD-1")
+        assert row is not None and row.kecamatan == "Tallo"  # nothing written when a row is refused
