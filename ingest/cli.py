@@ -166,12 +166,18 @@ def dead_list(
     """Show dead letters, newest first, and the pending count per reason."""
     store = DeadLetterStore(open_sessions(Settings()))
     table = Table("id", "received (UTC)", "reason", "topic", "bytes", "detail", "replayed")
-    for row in store.list(reason=reason, limit=limit, pending_only=not all_):
+    rows = store.list(reason=reason, limit=limit, pending_only=not all_)
+    for row in rows:
         table.add_row(str(row.id), row.received_at.strftime("%Y-%m-%d %H:%M:%S"), row.reason, row.topic,
                       str(len(row.payload)), row.detail[:80],
                       row.replayed_at.strftime("%Y-%m-%d %H:%M") if row.replayed_at else "")
-    console.print(table)
     by_reason = store.counts_by_reason()
+    if rows:
+        console.print(table)
+    else:
+        what = f"with reason {reason!r} " if reason else ""
+        console.print(f"no {'' if all_ else 'pending '}dead letters {what}"
+                      + ("" if all_ else "(--all includes replayed ones)"), highlight=False)
     console.print(f"{store.count(pending_only=True)} pending of {store.count()}; by reason: "
                   + (", ".join(f"{r} {n}" for r, n in sorted(by_reason.items())) or "none"))
 

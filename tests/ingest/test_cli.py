@@ -149,6 +149,12 @@ def test_dead_letters_list(db_url: str, sessions: sessionmaker[Session]) -> None
     result = invoke(["ingest", "dead-letters", "list", "--reason", "bad_json"],
                     {"LORONG_DATABASE_URL": db_url, "COLUMNS": "200"})
     assert "airrohr/x" in result.stdout and "MKS-AIR-99" not in result.stdout
+    result = invoke(["ingest", "dead-letters", "list", "--reason", "bad_jsn"],
+                    {"LORONG_DATABASE_URL": db_url, "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "no pending dead letters with reason 'bad_jsn' (--all includes replayed ones)" in result.stdout
+    assert "2 pending of 2; by reason: bad_json 1, unknown_device 1" in result.stdout  # the reasons there are
+    assert "received (UTC)" not in result.stdout  # no empty table
 
 
 @pytest.mark.integration
