@@ -70,6 +70,8 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     page = phone
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    missing: list[str] = []  # e.g. a /favicon.ico the browser asks for on its own
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
 
     page.goto(served.url + "/")
     expect(page.locator("#login")).to_be_visible()
@@ -133,3 +135,6 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     expect(page.locator("#login")).to_be_hidden()
     expect(page.locator("#tab-alerts")).to_have_text("Alerts")
     assert errors == []
+    assert missing == []
+    # an inline icon: a phone browser would otherwise fetch /favicon.ico (404) on every visit
+    assert page.locator("link[rel=icon]").get_attribute("href") == "data:,"
