@@ -4,18 +4,22 @@ Reading checks every row and reports every problem with its row number (the head
 in a spreadsheet) and column, so a technician can fix a whole sheet in one pass; a caller imports
 nothing when there is any problem. Files saved by spreadsheet programs are accepted: a UTF-8
 byte-order mark is skipped and ``;`` is taken as the separator when the header uses it (the
-default list separator of Indonesian-locale Excel).
+default list separator of Indonesian-locale Excel). In such a ``;`` file a numeric cell may use
+a decimal comma, as that locale writes numbers (``-5,1``): a cell of digits with exactly one comma
+and no dot is read with the comma as the decimal point. Comma-separated files never get this, and
+text columns are never touched.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import TextIO
+from typing import TextIO, get_args
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -27,6 +31,11 @@ from storage.tables import DeviceRow
 COLUMNS: tuple[str, ...] = tuple(DeviceIn.model_fields)
 """CSV columns in export order; ``id`` and ``kind`` are required on import."""
 REQUIRED = ("id", "kind")
+NUMERIC: frozenset[str] = frozenset(
+    name for name, f in DeviceIn.model_fields.items()
+    if f.annotation in (int, float) or set(get_args(f.annotation)) & {int, float})
+"""Columns whose cells are numbers (lat, lon, depth_mm, ..., report_interval_s)."""
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]+,[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +67,18 @@ def _dialect(first_line: str) -> str:
     return ";" if first_line.count(";") > first_line.count(",") else ","
 
 
+def _decimal_point(record: dict[str, str]) -> dict[str, str]:
+    """``record`` with each numeric cell written with a decimal comma (``-5,1``) rewritten to use a
+    point; other cells, and numeric cells with more than one comma or any dot, as they are."""
+    return {k: v.replace(",", ".") if k in NUMERIC and _DECIMAL_COMMA.fullmatch(v) else v
+            for k, v in record.items()}
+
+
 def read_devices(fh: TextIO) -> list[tuple[int, DeviceIn]]:
     """Parse and validate every row of a devices CSV.
 
     Empty cells take the field's default; blank lines are skipped. Duplicate ids within the file
-    are problems.
+    are problems. In a ``;``-separated file numeric cells may use a decimal comma (module doc).
 
     Returns:
         ``(row number, device)`` per data row, in file order (the header is row 1).
@@ -70,8 +86,22 @@ def read_devices(fh: TextIO) -> list[tuple[int, DeviceIn]]:
     Raises:
         CsvProblems: an unknown or missing column, a bad value, a duplicate id, an empty file.
     """
+    devices, problems = _read(fh)
+    if problems:
+        raise CsvProblems(problems)
+    return devices
+
+
+def _read(fh: TextIO) -> tuple[list[tuple[int, DeviceIn]], list[Problem]]:
+    """The valid rows and the problems of the other rows, as :func:`read_devices` describes.
+
+    Raises:
+        CsvProblems: the header is empty or names unknown columns or misses required ones (no
+            row can be read then).
+    """
     text = fh.read().removeprefix("\ufeff")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_dialect(text.split("\n", 1)[0]))
+    delimiter = _dialect(text.split("\n", 1)[0])
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [h.strip() for h in reader.fieldnames or []]
     if not header:
         raise CsvProblems([Problem(1, "-", "empty file: expected a header row")])
@@ -92,7 +122,7 @@ def read_devices(fh: TextIO) -> list[tuple[int, DeviceIn]]:
         if not clean:
             continue  # a blank line left by a spreadsheet
         try:
-            dev = DeviceIn.model_validate(clean)
+            dev = DeviceIn.model_validate(_decimal_point(clean) if delimiter == ";" else clean)
         except ValidationError as exc:
             for err in exc.errors():
                 column = str(err["loc"][0]) if err["loc"] else "-"
@@ -104,9 +134,7 @@ def read_devices(fh: TextIO) -> list[tuple[int, DeviceIn]]:
             continue
         seen[dev.id] = row
         devices.append((row, dev))
-    if problems:
-        raise CsvProblems(problems)
-    return devices
+    return devices, problems
 
 
 def import_devices(session: Session, fh: TextIO, update: bool = False) -> list[DeviceRow]:
@@ -125,10 +153,9 @@ def import_devices(session: Session, fh: TextIO, update: bool = False) -> list[D
     Raises:
         CsvProblems: as :func:`read_devices`, plus ids already in the registry (without
             ``update``), or changes the registry refuses (retired device, depth not above the
-            blind zone).
+            blind zone); all of them together, in row order.
     """
-    devices = read_devices(fh)
-    problems: list[Problem] = []
+    devices, problems = _read(fh)
     out: list[DeviceRow] = []
     for row, d in devices:
         if session.get(DeviceRow, d.id) is None:
@@ -142,7 +169,7 @@ def import_devices(session: Session, fh: TextIO, update: bool = False) -> list[D
             except (RegistryError, ValueError) as exc:
                 problems.append(Problem(row, "id", str(exc)))
     if problems:
-        raise CsvProblems(problems)
+        raise CsvProblems(sorted(problems, key=lambda p: p.row))
     return out
 
 

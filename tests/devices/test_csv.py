@@ -183,3 +183,43 @@ def test_import_update_changes_registered_devices(run_cli: RunCli, sessions: ses
     with sessions() as s:
         row = s.get(DeviceRow, "UPD-1")
         assert row is not None and row.kecamatan == "Tallo"  # nothing written when a row is refused
+
+
+def test_semicolon_file_takes_decimal_commas() -> None:
+    """Indonesian-locale Excel: ``;`` separator and decimal commas in every numeric column."""
+    text = ("id;kind;lat;lon;depth_mm;blind_zone_mm;capacity_l;full_threshold;report_interval_s\r\n"
+            "B1;bin;-5,1;119,4321;1200,5;250,0;660,25;0,85;600,0\r\n"
+            "B2;bin;-5.13;119;1000;0;;;900\r\n")
+    rows = read_devices(io.StringIO(text))
+    assert [(n, d.lat, d.lon, d.depth_mm, d.blind_zone_mm, d.capacity_l, d.full_threshold, d.report_interval_s)
+            for n, d in rows] == [(2, -5.1, 119.4321, 1200.5, 250.0, 660.25, 0.85, 600),
+                                  (3, -5.13, 119.0, 1000.0, 0.0, None, None, 900)]
+
+
+def test_decimal_comma_only_in_semicolon_files_and_only_for_plain_numbers() -> None:
+    text = ("id;kind;lat;lon;depth_mm;street\n"
+            "B1;bin;-5,1,2;119;1000;Jl. Andalas 7,5\n"
+            "B2;bin;-5.1,2;119;1000;\n"
+            "B3;bin;-5;1,19e2;1000;\n")
+    got = [(p.row, p.column, p.message) for p in problems_of(text)]
+    assert got == [
+        (2, "lat", "Input should be a valid number, unable to parse string as a number (got '-5,1,2')"),
+        (3, "lat", "Input should be a valid number, unable to parse string as a number (got '-5.1,2')"),
+        (4, "lon", "Input should be a valid number, unable to parse string as a number (got '1,19e2')"),
+    ]
+    assert read_devices(io.StringIO("id;kind;street\nB1;bin;Jl. Andalas 7,5\n"))[0][1].street == "Jl. Andalas 7,5"
+    comma_file = problems_of('id,kind,lat\nB1,bin,"-5,1"\n')
+    assert [(p.row, p.column) for p in comma_file] == [(2, "lat")]
+
+
+def test_import_reports_registered_ids_with_other_bad_rows(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        add_device(s, full_bin("TAKEN"))
+    with pytest.raises(CsvProblems) as info, sessions.begin() as s:
+        import_devices(s, io.StringIO("id,kind,depth_mm\nN1,bin,-1\nTAKEN,bin,1000\nN2,tong,\n"))
+    assert [str(p) for p in info.value.problems] == [
+        "row 2, column depth_mm: Input should be greater than 0 (got '-1')",
+        "row 3, column id: device TAKEN is already registered",
+        "row 4, column kind: Input should be 'bin' or 'air' (got 'tong')",
+    ]
+    assert device_count(sessions) == 1
