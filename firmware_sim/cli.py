@@ -33,15 +33,20 @@ def register_fleet(fleet: Fleet, settings: Settings) -> int:
 def run_fleet(fleet: Fleet, pub: Publisher, speed: float, stop: threading.Event, tick_s: float = 1.0,
               duration_s: float | None = None) -> int:
     """Publish the fleet's uplinks each ``tick_s`` real seconds (``speed`` simulated seconds per real
-    second) until ``stop`` is set or ``duration_s`` elapsed; returns messages published."""
+    second) until ``stop`` is set, ``duration_s`` elapsed or Ctrl-C (``KeyboardInterrupt``, a normal
+    stop here); returns the messages the broker acknowledged (a batch cut short by Ctrl-C is not
+    counted)."""
     sent = 0
     start = time.monotonic()
-    while not stop.is_set() and (duration_s is None or time.monotonic() - start < duration_s):
-        msgs = fleet.step(tick_s * speed, utcnow())
-        if msgs:
-            pub.publish_many(msgs)
-            sent += len(msgs)
-        stop.wait(tick_s)
+    try:
+        while not stop.is_set() and (duration_s is None or time.monotonic() - start < duration_s):
+            msgs = fleet.step(tick_s * speed, utcnow())
+            if msgs:
+                pub.publish_many(msgs)
+                sent += len(msgs)
+            stop.wait(tick_s)
+    except KeyboardInterrupt:
+        pass
     return sent
 
 
@@ -71,8 +76,6 @@ def sim(
     stop = threading.Event()
     try:
         sent = run_fleet(fleet, pub, speed, stop, duration_s=duration)
-    except KeyboardInterrupt:
-        sent = -1
     finally:
         pub.close()
     print(f"published {sent} uplinks")
