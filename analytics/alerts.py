@@ -8,6 +8,13 @@ the same transaction, to ``notification_outbox`` once per notifier channel (MQTT
 ``lorong/alerts/...``, webhook): :mod:`analytics.outbox` delivers those rows at least once, in order,
 after the commit. Notifiers passed as callables (the InfluxDB ``alert_event`` log, tests) are
 called once after the commit, best effort.
+
+A clear by a person (any actor but ``system``: a crew or officer token through the API) sticks:
+the job does not open the same device and type again until evidence newer than the clear arrives,
+i.e. a reading with a time after ``cleared_at`` (for ``offline``: a silence as long as the limit
+counted from the clear; ``payload_rejects``: a dead letter received after it; the city's
+``pm25_episode``: a reading of a spiking station after it). Readings taken before the clear are
+what the person has already seen; see :meth:`AlertBook.cleared_by_hand`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from core.model import utcnow
 from storage.tables import AlertHistoryRow, AlertRow
 
 log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+"""Actor of the job's own changes; a clear by any other actor is a person's (see the module docstring)."""
 
 SEVERITIES = ("critical", "major", "minor", "warning")
 """Severities, most severe first (ThingsBoard alarm severities)."""
@@ -96,6 +106,7 @@ class AlertBook:
         self.clock = clock
         self.changes: list[AlertChange] = []
         self._active: dict[tuple[str, str], AlertRow] | None = None
+        self._hand_clears: dict[tuple[str, str], datetime] = {}
         self._deferred: list[tuple[AlertRow, str, datetime, str, dict[str, Any] | None]] | None = None
 
     @contextmanager
@@ -119,16 +130,40 @@ class AlertBook:
             for (row, action, *_), h in zip(pending, history, strict=True):
                 self._changed(AlertChange(row.id, action, snapshot(row), h.id))
 
-    def preload(self) -> dict[tuple[str, str], AlertRow]:
+    def preload(self, cleared_since: datetime | None = None) -> dict[tuple[str, str], AlertRow]:
         """Load every active alert once; later :meth:`active` calls read this cache (a job that
         checks thousands of devices would otherwise query once per device and rule).
+
+        Args:
+            cleared_since: also load the newest clear by a person (actor not ``system``) of each
+                device and type cleared after this time, for :meth:`cleared_by_hand` (tz-aware;
+                ``None`` loads none).
 
         Returns:
             ``{(device_id, type): alert}`` of the active alerts (kept up to date by this book).
         """
         rows = self.session.scalars(select(AlertRow).where(AlertRow.status == "active")).all()
         self._active = {(r.device_id, r.type): r for r in rows}
+        self._hand_clears = {}
+        if cleared_since is not None:
+            q = (select(AlertRow.device_id, AlertRow.type, AlertRow.cleared_at)
+                 .where(AlertRow.status == "cleared", AlertRow.cleared_by != SYSTEM,
+                        AlertRow.cleared_at > cleared_since)
+                 .order_by(AlertRow.cleared_at))
+            for device_id, type_, at in self.session.execute(q):
+                if at is not None:  # ascending: the newest clear wins
+                    self._hand_clears[(device_id, type_)] = at
         return self._active
+
+    def cleared_by_hand(self, device_id: str, type_: str) -> datetime | None:
+        """When a person last cleared that device's alert of that type (loaded by :meth:`preload`),
+        or ``None``; also ``None`` while an alert of that device and type is active.
+
+        The job opens that alert again only on evidence newer than this time.
+        """
+        if self._active is not None and (device_id, type_) in self._active:
+            return None
+        return self._hand_clears.get((device_id, type_))
 
     def active(self, device_id: str, type_: str) -> AlertRow | None:
         """The active alert of that device and type, if any."""
@@ -193,7 +228,7 @@ class AlertBook:
             return row, action
         return row, "extended"
 
-    def clear(self, alert_id: int, at: datetime, actor: str = "system", reason: str = "") -> AlertRow:
+    def clear(self, alert_id: int, at: datetime, actor: str = SYSTEM, reason: str = "") -> AlertRow:
         """Clear an active alert.
 
         Raises:
@@ -206,6 +241,8 @@ class AlertBook:
         row.status, row.cleared_at, row.cleared_by, row.updated_at = "cleared", at, actor, at
         if self._active is not None:
             self._active.pop((row.device_id, row.type), None)
+        if actor != SYSTEM:
+            self._hand_clears[(row.device_id, row.type)] = at
         self._record(row, "cleared", at, actor, {"reason": reason} if reason else None)
         return row
 

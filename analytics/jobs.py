@@ -15,6 +15,7 @@ One run, as of ``now`` (injectable; every InfluxQL window ends there):
    notifiers once.
 
 Safe to run twice: an active alert is extended, not reopened (and extending notifies nobody),
+an alert a person cleared stays cleared until newer evidence arrives (:func:`apply`),
 a pickup is stored once, derived values are overwritten with the same numbers.
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics import air, bins, pickups
-from analytics.alerts import AlertBook, Notifier
+from analytics.alerts import SYSTEM, AlertBook, Notifier
 from analytics.forecast import next_collection
 from analytics.frames import recent_points
 from analytics.latest import refresh_latest
@@ -62,6 +63,8 @@ class JobReport:
 
     Attributes:
         opened, extended, escalated, cleared: alert counts by type.
+        held: raises dropped by type, because a person cleared that alert after the newest
+            evidence (see :func:`apply`).
         latest_rows: device_latest rows refreshed.
         collections: new pickups recorded.
         forecasts: bins whose fill forecast was computed in this run (0 when reused).
@@ -72,6 +75,7 @@ class JobReport:
     extended: dict[str, int] = field(default_factory=dict)
     escalated: dict[str, int] = field(default_factory=dict)
     cleared: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
     latest_rows: int = 0
     collections: int = 0
     forecasts: int = 0
@@ -108,28 +112,47 @@ def recent_window(cfg: AnalyticsSettings, devices: dict[str, Device]) -> timedel
     return min(MAX_RECENT, max(timedelta(hours=cfg.recent_window_h), timedelta(seconds=need)))
 
 
-def reject_counts(session: Session, now: datetime, window_s: float, known: set[str]) -> dict[str, dict[str, int]]:
-    """Dead letters per registered device and reason within ``(now - window_s, now]``."""
-    q = select(DeadLetterRow.topic, DeadLetterRow.reason).where(
+def reject_counts(session: Session, now: datetime, window_s: float,
+                  known: set[str]) -> tuple[dict[str, dict[str, int]], dict[str, datetime]]:
+    """Dead letters per registered device within ``(now - window_s, now]``.
+
+    Returns:
+        ``({device_id: {reason: count}}, {device_id: received_at of its newest dead letter})``.
+    """
+    q = select(DeadLetterRow.topic, DeadLetterRow.reason, DeadLetterRow.received_at).where(
         DeadLetterRow.received_at > now - timedelta(seconds=window_s), DeadLetterRow.received_at <= now)
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for topic, reason in session.execute(q):
+    newest: dict[str, datetime] = {}
+    for topic, reason, at in session.execute(q):
         dev = device_from_topic(topic)
-        if dev in known:
+        if dev is not None and dev in known:
             out[dev][reason] += 1
-    return {d: dict(r) for d, r in out.items()}
+            newest[dev] = max(newest.get(dev, at), at)
+    return {d: dict(r) for d, r in out.items()}, newest
 
 
-def apply(book: AlertBook, verdicts: list[Verdict], now: datetime, report: JobReport) -> None:
-    """Apply verdicts to the alert book; a clear of an alert that is not active is a no-op."""
+def apply(book: AlertBook, verdicts: list[Verdict], now: datetime, report: JobReport,
+          latest_ts: Mapping[str, datetime] | None = None) -> None:
+    """Apply verdicts to the alert book; a clear of an alert that is not active is a no-op.
+
+    A raise of an alert that a person cleared (:meth:`AlertBook.cleared_by_hand`) is dropped
+    unless its evidence (``Verdict.evidence_at``, else the device's newest reading in
+    ``latest_ts``) is newer than that clear, and counted in ``report.held``.
+    """
     for v in verdicts:
         if v.clears:
             row = book.active(v.device_id, v.type)
             if row is not None:
-                book.clear(row.id, now, "system", v.reason)
+                book.clear(row.id, now, SYSTEM, v.reason)
                 report.count(report.cleared, v.type)
             continue
         assert v.severity is not None
+        cleared_at = book.cleared_by_hand(v.device_id, v.type)
+        if cleared_at is not None:
+            evidence = v.evidence_at or (latest_ts or {}).get(v.device_id)
+            if evidence is None or evidence <= cleared_at:
+                report.count(report.held, v.type)
+                continue
         _, what = book.raise_(v.device_id, v.type, v.severity, now, v.details, v.kecamatan)
         bucket = {"opened": report.opened, "extended": report.extended}.get(what, report.escalated)
         report.count(bucket, v.type)
@@ -216,7 +239,8 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
     with sessions() as session:
         book = AlertBook(session, notifiers or [], outbox.names if outbox is not None else ())
         with report.timed("recent"):
-            active = book.preload()
+            active = book.preload(cleared_since=now - max(MAX_RECENT, timedelta(hours=cfg.forecast_window_h),
+                                                           timedelta(seconds=cfg.rejects_window_s)))
             devices, models = load_devices(session, cfg)
             window = recent_window(cfg, devices)
             recent_bins = recent_points(influx, schema.MEASUREMENT_BIN, now, window)
@@ -227,15 +251,16 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
             latest = {r.device_id: r for r in session.scalars(select(DeviceLatestRow))}
             report.latest_rows = refresh_latest(session, influx, now=now, recent=recent, devices=list(devices),
                                                 rows=latest)
+        rejects, rejects_newest = reject_counts(session, now, cfg.rejects_window_s, set(devices))
         ctx = Context(now, cfg, devices, {k: (r.severity, r.started_at) for k, r in active.items()},
                       recent=recent, latest_ts={d: r.ts for d, r in latest.items()},
-                      rejects=reject_counts(session, now, cfg.rejects_window_s, set(devices)))
+                      rejects=rejects, rejects_newest=rejects_newest)
         derived = _bins(ctx, session, influx, recent_bins, latest, forecast, report)
         derived.update(_air(ctx, influx, models, report))
         with report.timed("rules"):
             verdicts = [v for rule in RULES.values() for v in rule(ctx)]
             with book.batch():
-                apply(book, verdicts, now, report)
+                apply(book, verdicts, now, report, ctx.latest_ts)
         with report.timed("commit"):
             write_derived(latest, derived)
             session.commit()

@@ -55,6 +55,9 @@ class Verdict:
         details: JSON-ready facts behind the decision (values, limits, times as ISO strings).
         reason: why an alert clears (stored in the history).
         kecamatan: the device's district.
+        evidence_at: time (tz-aware UTC) of the newest data behind a raise; ``None`` means the
+            device's newest reading (``Context.latest_ts``). After a person cleared the alert,
+            the job raises it again only when this is after the clear.
     """
 
     device_id: str
@@ -63,6 +66,7 @@ class Verdict:
     details: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     kecamatan: str = ""
+    evidence_at: datetime | None = None
 
     @property
     def clears(self) -> bool:
@@ -90,6 +94,7 @@ class Context:
         air_spikes: per-station 10-minute buckets, columns device_id, time, pm25, z, excess,
             spike (see :func:`analytics.air.score_spikes`).
         rejects: per-device dead-letter counts by reason within the rejects window.
+        rejects_newest: per-device time of the newest dead letter in that window (UTC).
     """
 
     now: datetime
@@ -104,6 +109,7 @@ class Context:
     air_1h: pd.DataFrame = field(default_factory=pd.DataFrame)
     air_spikes: pd.DataFrame = field(default_factory=pd.DataFrame)
     rejects: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    rejects_newest: Mapping[str, datetime] = field(default_factory=dict)
     _groups: dict[str, DeviceSeries] | None = field(default=None, init=False, repr=False)
 
     def of_kind(self, kind: DeviceKind) -> Iterator[Device]:

@@ -4,7 +4,8 @@ uplinks, which nobody retransmits, so losing one frame to a collision is normal;
 rarely is (our choice, the same factor as the API's "stale" flag).
 
 A device that never reported is offline once that long has passed since it was installed (or
-registered). Clears with the first new reading.
+registered). Clears with the first new reading. After a person clears it, it opens again only
+when the device stays silent for the limit counted from the clear.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def evaluate(ctx: Context) -> list[Verdict]:
         if silent > limit:
             out.append(Verdict(dev.device_id, TYPE, "major",
                                {"last_seen": iso(last), "silent_s": round(silent.total_seconds()),
-                                "limit_s": round(limit.total_seconds())}, kecamatan=dev.kecamatan))
+                                "limit_s": round(limit.total_seconds())}, kecamatan=dev.kecamatan,
+                               evidence_at=ctx.now - limit))  # silent for the whole limit after it
         elif last is not None and ctx.is_active(dev.device_id, TYPE):
             out.append(Verdict(dev.device_id, TYPE, None, reason=f"reading at {iso(last)}",
                                kecamatan=dev.kecamatan))

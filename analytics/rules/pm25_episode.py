@@ -33,7 +33,8 @@ def evaluate(ctx: Context) -> list[Verdict]:
     need = max(cfg.episode_min_stations, math.ceil(cfg.episode_fraction * eligible))
     if eligible and len(spiking) >= need:
         return [Verdict(CITY, TYPE, "major", {"stations": spiking, "spiking": len(spiking), "with_baseline": eligible,
-                                              "needed": need}, kecamatan=CITY_KECAMATAN)]
+                                              "needed": need}, kecamatan=CITY_KECAMATAN,
+                        evidence_at=max((ctx.latest_ts[d] for d in spiking if d in ctx.latest_ts), default=None))]
     if ctx.is_active(CITY, TYPE):
         return [Verdict(CITY, TYPE, None, reason=f"{len(spiking)} of {eligible} stations spiking",
                         kecamatan=CITY_KECAMATAN)]

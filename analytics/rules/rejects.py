@@ -47,7 +47,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
         if count >= limit:
             out.append(Verdict(dev.device_id, TYPE, "minor",
                                {"rejected": count, "window_s": ctx.cfg.rejects_window_s, "reasons": dict(reasons)},
-                               kecamatan=dev.kecamatan))
+                               kecamatan=dev.kecamatan, evidence_at=ctx.rejects_newest.get(dev.device_id)))
         elif count < limit / 2 and ctx.is_active(dev.device_id, TYPE):
             out.append(Verdict(dev.device_id, TYPE, None, reason=f"{count} rejects in the window",
                                kecamatan=dev.kecamatan))
