@@ -7,7 +7,7 @@ Exit codes: 0 done; 1 the registry refused (unknown id, id taken, bad CSV rows);
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,13 @@ def add(
     installed_by: str | None = typer.Option(None, help="technician"),
 ) -> None:
     """Register one device (without its serial console: see `register` for that)."""
+    if kind is DeviceKind.AIR:
+        bin_only = {"--depth-mm": depth_mm, "--blind-zone-mm": blind_zone_mm, "--capacity-l": capacity_l,
+                    "--waste-kind": waste_kind}
+        given = [opt for opt, value in bin_only.items() if value is not None]
+        if given:
+            raise fail(f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to bins; an air station "
+                       "(--kind air) has no bin geometry", 2)
     sessions = open_sessions(Settings())
     try:
         dev = DeviceIn.model_validate(_given(
@@ -148,11 +155,19 @@ def retire(
     device_id: str = typer.Argument(...),
     at: str | None = typer.Option(None, help="when, ISO 8601 with offset (default: now)"),
 ) -> None:
-    """Retire a device: it leaves the active fleet and its MQTT credentials are revoked."""
+    """Retire a device: it leaves the active fleet and its MQTT credentials are revoked.
+
+    A device that is already retired is left as it is (exit 0); the time it was retired is shown.
+    """
+    when = _parse_at(at) if at else utcnow()
     try:
-        when = datetime.fromisoformat(at) if at else utcnow()
         sessions = open_sessions(Settings())
         with sessions.begin() as s:
+            row = get_device(s, device_id)
+            if row.status == "retired":
+                console.print(f"{row.id} was already retired at {_retired_at(row.updated_at)}; nothing changed",
+                              highlight=False)
+                return
             before = len(creds.live_credentials(s))
             row = retire_device(s, device_id, when)
             revoked = before - len(creds.live_credentials(s))
@@ -160,6 +175,23 @@ def retire(
         raise fail(str(exc)) from None
     console.print(f"retired {row.id}; {revoked} MQTT credential(s) revoked. Run `lorong devices credentials "
                   "export` and `lorong stack reload` so the broker refuses it.")
+
+
+def _parse_at(at: str) -> datetime:
+    """``--at`` as a tz-aware time; bad input exits 2 with a message naming the option."""
+    example = "e.g. 2026-11-29T10:00:00+08:00"
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise fail(f"--at {at!r} is not an ISO 8601 time; give one with a UTC offset, {example}", 2) from None
+    if when.tzinfo is None:
+        raise fail(f"--at {at!r} has no UTC offset; give one, {example}", 2)
+    return when
+
+
+def _retired_at(when: datetime) -> str:
+    """A retired device's ``updated_at`` (set to the retire time; a retired row never changes) in UTC."""
+    return when.astimezone(UTC).isoformat(timespec="seconds") if when.tzinfo else f"{when.isoformat()}+00:00"
 
 
 @app.command("list")

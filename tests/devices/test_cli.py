@@ -66,3 +66,41 @@ def test_add_refuses_devices_the_ingester_would_reject(run_cli: RunCli, sessions
     assert shallow.stderr.strip() == "error: blind_zone_mm (200 mm) must be less than depth_mm (150 mm)"
     with sessions() as s:
         assert get_device(s, "X").depth_mm == 1000.0
+
+
+def test_add_refuses_bin_fields_on_an_air_station(run_cli: RunCli, sessions: sessionmaker[Session]) -> None:
+    depth = run_cli("add", "Z1", "--kind", "air", "--depth-mm", "900")
+    assert depth.exit_code == 2
+    assert depth.stderr.strip() == ("error: --depth-mm only applies to bins; an air station (--kind air) has no "
+                                    "bin geometry")
+    several = run_cli("add", "Z1", "--kind", "air", "--blind-zone-mm", "200", "--capacity-l", "660",
+                      "--waste-kind", "organik")
+    assert several.exit_code == 2
+    assert several.stderr.strip() == ("error: --blind-zone-mm, --capacity-l, --waste-kind only apply to bins; an "
+                                      "air station (--kind air) has no bin geometry")
+    assert run_cli("list", "--all").stdout.strip().endswith("0 device(s)")
+    assert run_cli("add", "Z1", "--kind", "air", "--kecamatan", "Tallo").exit_code == 0
+
+
+def test_retire_bad_time_and_retire_twice(run_cli: RunCli, sessions: sessionmaker[Session]) -> None:
+    assert run_cli("add", "R1", "--kind", "bin", "--depth-mm", "1000").exit_code == 0
+    word = run_cli("retire", "R1", "--at", "yesterday")
+    assert word.exit_code == 2
+    assert word.stderr.strip() == ("error: --at 'yesterday' is not an ISO 8601 time; give one with a UTC offset, "
+                                   "e.g. 2026-11-29T10:00:00+08:00")
+    naive = run_cli("retire", "R1", "--at", "2027-01-05T09:00:00")
+    assert naive.exit_code == 2
+    assert naive.stderr.strip() == ("error: --at '2027-01-05T09:00:00' has no UTC offset; give one, e.g. "
+                                    "2026-11-29T10:00:00+08:00")
+    with sessions() as s:
+        assert get_device(s, "R1").status == "active"
+
+    first = run_cli("retire", "R1", "--at", "2027-01-05T09:00:00+08:00")
+    assert first.exit_code == 0 and first.stdout.startswith("retired R1; 0 MQTT credential(s) revoked")
+    again = run_cli("retire", "R1", "--at", "2027-02-01T09:00:00+08:00")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == "R1 was already retired at 2027-01-05T01:00:00+00:00; nothing changed"
+    with sessions() as s:
+        row = get_device(s, "R1")
+        assert row.status == "retired" and row.updated_at.isoformat() == "2027-01-05T01:00:00+00:00"
+    assert run_cli("retire", "NOPE").exit_code == 1
