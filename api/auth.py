@@ -111,7 +111,8 @@ class Principal:
         """Raise :class:`Forbidden` unless the role grants ``permission``."""
         if not self.can(permission):
             allowed = ", ".join(r.value for r in Role if permission in GRANTS[r])
-            raise Forbidden(f"a {self.role.value} token cannot do this; it needs a token with role {allowed}")
+            article = "an" if self.role.value[0] in "aeiou" else "a"
+            raise Forbidden(f"{article} {self.role.value} token cannot do this; it needs a token with role {allowed}")
 
     @property
     def actor(self) -> str:

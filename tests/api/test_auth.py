@@ -93,6 +93,8 @@ def test_write_roles(method: str, path: Callable[[Any], str], body: Callable[[],
             r = client.request(method, target, json=body(), headers=bearer(tokens[role]))
             assert r.status_code == 403, (role, r.text)
             assert "needs a token with role" in r.json()["detail"]
+            article = "an" if role in ("officer", "admin") else "a"
+            assert r.json()["detail"].startswith(f"{article} {role} token cannot do this; "), r.text
     with sessions() as s:  # refused requests changed nothing
         assert s.scalars(select(DeviceRow).where(DeviceRow.id.like("NEW-%"))).all() == []
         assert s.scalars(select(AlertHistoryRow).where(AlertHistoryRow.action != "opened")).all() == []
