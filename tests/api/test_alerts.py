@@ -126,6 +126,10 @@ def test_ack_and_clear(client: httpx.Client, sessions: sessionmaker[Session],
     assert client.get(f"/alerts/{first['id']}", headers=auth("officer")).json()["status"] == "cleared"
     second = client.get("/alerts?device_id=MKS-BIN-0003", headers=crew).json()[0]
     assert client.post(f"/alerts/{second['id']}/clear", headers=crew).json()["status"] == "cleared"  # no body
+    r = client.post(f"/alerts/{second['id']}/ack", headers=crew)  # nothing left to be on
+    assert r.status_code == 409
+    assert r.json()["detail"] == f"alert {second['id']} is already cleared; only an active alert can be acknowledged"
+    assert client.get(f"/alerts/{second['id']}", headers=crew).json()["acknowledged"] is False
     with sessions() as s:
         history = [(h.action, h.actor, h.details) for h in s.scalars(
             select(AlertHistoryRow).where(AlertHistoryRow.alert_id == first["id"]).order_by(AlertHistoryRow.id))]
