@@ -210,6 +210,30 @@ class Pipeline:
         self.keep_readings = keep_readings
         self.dedup = DedupCache()
         self._fmt_cache: dict[str, str] = {}
+        self._rx_ms: dict[str, int] = {}
+
+    def _distinct_receive_time(self, device_id: str, received_at: datetime) -> datetime:
+        """The time for readings that carry no time of their own: the receive time, moved on by
+        whole milliseconds when this device already has a point at that millisecond or later.
+
+        Points are written with millisecond timestamps, and InfluxDB keeps one point per series
+        and timestamp (a second write overwrites the first: InfluxDB 1.x docs, "Handle duplicate
+        data points", which suggests moving the timestamp on). Uplinks without a device time
+        that arrive in one burst (a broker backlog after a restart) would otherwise collapse
+        into one point. The ``rx_ms`` field keeps the true receive time. Across several
+        ingesters of one ``$share`` group two such uplinks of one device can still meet in one
+        millisecond: devices that report often should send ``time`` (or ``seq``).
+        """
+        ms = to_ms(received_at)
+        last = self._rx_ms.get(device_id)
+        at = received_at
+        if last is not None and ms <= last:
+            at = received_at + timedelta(milliseconds=last + 1 - ms)
+            ms = last + 1
+        if len(self._rx_ms) >= 200_000:  # far more devices than a city has: start again
+            self._rx_ms.clear()
+        self._rx_ms[device_id] = ms
+        return at
 
     def process(self, msg: Message) -> Result:
         """Process one message; never raises for bad input."""
@@ -235,6 +259,12 @@ class Pipeline:
                         raise ValidationError("no_codec", f"{device.device_id} has raw bytes but no codec")
                     raws = get_codec(device.codec)(up.frame.fport, up.frame.payload) + list(raws)
                 values = validate_values(raws, device, msg.received_at, up.ts, self.policy)
+                rx = msg.received_at
+                # timed by their arrival (no device or network-server time; SenML "now"): keep distinct
+                if any(v[3] == rx for v in values):
+                    at = self._distinct_receive_time(device.device_id, rx)
+                    if at is not rx:
+                        values = [(m, v, u, at if ts == rx else ts) for m, v, u, ts in values]
                 readings = [Reading(device.device_id, m, v, u, ts, msg.received_at)
                             for m, v, u, ts in values] if self.keep_readings else []
                 pending.append((device, readings, up.fcnt, up.frame.payload if up.frame is not None else None,

@@ -134,6 +134,31 @@ def test_offline_session_gets_its_queue(max_queued: int, tmp_path: Path, db_url:
         assert count_stored(influx) == again.stats.received < len(sent)
 
 
+def test_backlog_without_device_times_keeps_every_reading(tmp_path: Path, db_url: str, sessions: Any,
+                                                         influx: InfluxClient) -> None:
+    """400 uplinks without ``time`` or ``seq`` queued while the ingester is offline arrive in one
+    burst, many in the same millisecond: each must still be its own point (none overwritten)."""
+    register_fleet(sessions, FLEET[:2])
+    mq = stack.start_mosquitto(tmp_path / "mq", stack.free_port())
+    try:
+        settings = settings_for(tmp_path, db_url, mq.port, influx, "dlv-notime")
+        start_ingester(settings, sessions, influx).stop()  # the session stays on the broker
+        pub = Publisher("127.0.0.1", mq.port, client_id="dlv-notime-pub")
+        pub.publish_many([(f"lorong/v1/{FLEET[k % 2]}/up", f'{{"metrics": {{"pm25": {k}}}}}'.encode())
+                          for k in range(400)])
+        pub.close()
+        again = start_ingester(settings, sessions, influx)
+        try:
+            wait_for(lambda: again.stats.received >= 400, 60, "400 messages received")
+            wait_for(lambda: count_stored(influx) >= 400, 30, "400 points stored", every_s=0.2)
+        finally:
+            again.stop()
+    finally:
+        mq.stop()
+    rows = influx.records('SELECT "pm25" FROM "air_quality" WHERE "device_id" =~ /^DLV-/')
+    assert sorted(int(r["pm25"]) for r in rows) == list(range(400))
+
+
 def test_acks_wait_for_durability_even_when_the_flush_fails(tmp_path: Path, db_url: str, sessions: Any,
                                                             influx: InfluxClient, broker: stack.Service) -> None:
     """The dead-letter table disappears: no flush succeeds, so no message is acknowledged (they

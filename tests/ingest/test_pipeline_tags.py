@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from core.model import DeviceInfo, DeviceKind, Message
@@ -40,3 +40,28 @@ def test_sensor_reported_fill_level_is_not_doubled() -> None:
     readings = validate(raws, dev, datetime.now(UTC))
     fills = [r.value for r in readings if r.metric == "fillingLevel"]
     assert fills == [0.93]
+
+
+def test_uplinks_without_time_stay_distinct_points() -> None:
+    """Twenty time-less uplinks of one device received in the same millisecond (a broker backlog)
+    become twenty points 1 ms apart; rx_ms keeps the real receive time; a device with its own
+    time, and another device, are not moved."""
+    devices = {d: DeviceInfo(d, DeviceKind.BIN, kecamatan="Wajo") for d in ("NT-1", "NT-2")}
+    pipe = Pipeline(devices)
+    rx = datetime(2026, 11, 29, 3, 0, 0, 123456, tzinfo=UTC)
+    times = []
+    for k in range(20):
+        body = f'{{"metrics": {{"distance": {500 + k}}}}}'.encode()
+        res = pipe.process(Message("lorong/v1/NT-1/up", body, rx))
+        assert res.error is None and len(res.lines) == 1
+        assert ",rx_ms=1795921200123.0 " in res.lines[0]
+        times.append(int(res.lines[0].rsplit(" ", 1)[1]))
+        assert res.readings[0].ts == rx + timedelta(milliseconds=k) and res.readings[0].received_at == rx
+    assert times == [1795921200123 + k for k in range(20)]
+    other = pipe.process(Message("lorong/v1/NT-2/up", b'{"metrics": {"distance": 700}}', rx))
+    assert other.lines[0].endswith(" 1795921200123")
+    timed = pipe.process(Message("lorong/v1/NT-1/up",
+                                 b'{"time": "2026-11-29T03:00:00.123+00:00", "metrics": {"distance": 9}}', rx))
+    assert timed.lines[0].endswith(" 1795921200123")  # a device time is the device's: never moved
+    senml = pipe.process(Message("senml/NT-1", b'[{"n": "distance", "u": "m", "v": 0.64}]', rx))
+    assert senml.error is None and senml.lines[0].endswith(" 1795921200143")  # SenML "now" is the arrival too
