@@ -7,10 +7,22 @@ point at the embedded stack that ``lorong stack up`` runs under ``./var``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port (RFC 793: 16 bits; 0 is reserved)."""
+Fraction = Annotated[float, Field(gt=0, le=1)]
+"""A fill or battery fraction in (0, 1]."""
+Positive = Annotated[float, Field(gt=0)]
+"""A strictly positive duration or factor."""
+
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
 class MqttSettings(BaseModel):
@@ -21,11 +33,11 @@ class MqttSettings(BaseModel):
     """
 
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: Port = 1883
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = "lorong-ingest"
-    keepalive_s: int = 30
+    keepalive_s: int = Field(30, ge=1, le=65535)
     qos: int = Field(1, ge=0, le=2)
     topics: list[str] = Field(
         default_factory=lambda: [
@@ -45,7 +57,7 @@ class InfluxSettings(BaseModel):
     database: str = "lorong"
     username: str | None = None
     password: SecretStr | None = None
-    timeout_s: float = 10.0
+    timeout_s: Positive = 10.0
     retention: str = "INF"
 
 
@@ -62,10 +74,10 @@ class IngestSettings(BaseModel):
         metrics_port: Prometheus text endpoint of the ingester on ``metrics_host`` (0 = off).
     """
 
-    batch_size: int = 5000
-    flush_interval_s: float = 0.5
-    max_payload_bytes: int = 65536
-    max_future_s: float = 300.0
+    batch_size: int = Field(5000, ge=1)
+    flush_interval_s: Positive = 0.5
+    max_payload_bytes: int = Field(65536, ge=1)
+    max_future_s: float = Field(300.0, ge=0)
     min_year: int = 2020
     spool_dir: Path = Path("var/spool")
     instance: str = "ingest-1"
@@ -115,55 +127,94 @@ class AnalyticsSettings(BaseModel):
         outbox_retention_days: delivered notifications are deleted after this many days.
     """
 
-    full_threshold: float = 0.8
-    overflow_threshold: float = 0.95
-    full_hysteresis: float = 0.1
+    full_threshold: Fraction = 0.8
+    overflow_threshold: Fraction = 0.95
+    full_hysteresis: float = Field(0.1, ge=0, lt=1)
     debounce_readings: int = Field(2, ge=1)
-    debounce_s: float | None = None
-    pickup_min_drop: float = 0.3
-    recent_window_h: float = 2.0
-    forecast_window_h: float = 24.0
-    forecast_interval_s: float = 600.0
+    debounce_s: Positive | None = None
+    pickup_min_drop: Fraction = 0.3
+    recent_window_h: Positive = 2.0
+    forecast_window_h: Positive = 24.0
+    forecast_interval_s: Positive = 600.0
     collection_times: list[str] = Field(default_factory=lambda: ["06:00"])
     collection_weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
     timezone: str = "Asia/Makassar"
     fire_temp_c: float = 60.0
     fire_rise_c: float = 10.0
-    fire_rise_window_s: float = 1800.0
-    offline_factor: float = 3.0
+    fire_rise_window_s: Positive = 1800.0
+    offline_factor: Positive = 3.0
     stuck_readings: int = Field(12, ge=2)
-    battery_low: float = 0.2
-    battery_critical: float = 0.1
+    battery_low: Fraction = 0.2
+    battery_critical: Fraction = 0.1
     rejects_limit: int = Field(5, ge=1)
-    rejects_window_s: float = 3600.0
-    pm25_limit: float = 55.4
-    pm25_clear_margin: float = 5.0
-    spike_z: float = 3.5
-    spike_min_excess_ugm3: float = 10.0
-    spike_baseline_h: float = 24.0
+    rejects_window_s: Positive = 3600.0
+    pm25_limit: Positive = 55.4
+    pm25_clear_margin: float = Field(5.0, ge=0)
+    spike_z: Positive = 3.5
+    spike_min_excess_ugm3: float = Field(10.0, ge=0)
+    spike_baseline_h: Positive = 24.0
     spike_persistence: int = Field(3, ge=1)
     episode_min_stations: int = Field(3, ge=1)
-    episode_fraction: float = 0.5
+    episode_fraction: Fraction = 0.5
     pm_sensor_by_model: dict[str, str] = Field(default_factory=dict)
     pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
     webhook_url: str | None = None
-    interval_s: float = 30.0
+    interval_s: Positive = 30.0
     outbox_backoff_s: float = Field(5.0, gt=0)
     outbox_backoff_max_s: float = Field(600.0, gt=0)
     outbox_retention_days: float = Field(7.0, ge=0)
+
+    @field_validator("collection_times")
+    @classmethod
+    def _hhmm(cls, times: list[str]) -> list[str]:
+        bad = [t for t in times if not _HHMM.match(t)]
+        if bad or not times:
+            raise ValueError(f"collection times must be a non-empty JSON list of 24-hour HH:MM times "
+                             f"(00:00-23:59), got {bad or times}")
+        return times
+
+    @field_validator("collection_weekdays")
+    @classmethod
+    def _weekdays(cls, days: list[int]) -> list[int]:
+        if not days or any(not 0 <= d <= 6 for d in days):
+            raise ValueError(f"collection weekdays must be a non-empty list of 0 (Monday) .. 6 (Sunday), got {days}")
+        return days
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, tz: str) -> str:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {tz!r}: use an IANA name such as Asia/Makassar") from None
+        return tz
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnalyticsSettings:
+        pre = "LORONG_ANALYTICS__"
+        if self.overflow_threshold < self.full_threshold:
+            raise ValueError(f"{pre}OVERFLOW_THRESHOLD ({self.overflow_threshold}) must be at least "
+                             f"{pre}FULL_THRESHOLD ({self.full_threshold})")
+        if self.battery_critical > self.battery_low:
+            raise ValueError(f"{pre}BATTERY_CRITICAL ({self.battery_critical}) must be at most "
+                             f"{pre}BATTERY_LOW ({self.battery_low})")
+        if self.outbox_backoff_max_s < self.outbox_backoff_s:
+            raise ValueError(f"{pre}OUTBOX_BACKOFF_MAX_S ({self.outbox_backoff_max_s}) must be at least "
+                             f"{pre}OUTBOX_BACKOFF_S ({self.outbox_backoff_s})")
+        return self
 
 
 class ApiSettings(BaseModel):
     """HTTP API bind address."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Port = 8000
 
 
 class Settings(BaseSettings):
     """All Lorong settings.
 
-    ``database_url`` is any SQLAlchemy URL: ``sqlite:///var/lorong.db`` (default) or
+    ``database_url`` is a SQLite or PostgreSQL (psycopg 3) URL: ``sqlite:///var/lorong.db`` (default) or
     ``postgresql+psycopg://user:pass@host/db``.
     """
 
@@ -178,3 +229,12 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     api: ApiSettings = ApiSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_db(cls, url: str) -> str:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme not in ("sqlite", "postgresql+psycopg"):
+            raise ValueError(f"unsupported database URL {url.split('@')[-1]!r}: use sqlite:///path/to/lorong.db "
+                             "or postgresql+psycopg://user:password@host/db")
+        return url
