@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import typer
 import uvicorn
 from rich.console import Console
@@ -19,6 +21,28 @@ app.add_typer(token_app, name="token")
 console = Console()
 
 
+def banner(host: str, port: int) -> str:
+    """What ``lorong api`` prints once it listens: its URL, the crew page, the docs and how to stop.
+
+    Args:
+        host: the address it is bound to (an IPv6 address is bracketed in the URL, RFC 3986 3.2.2).
+        port: the TCP port.
+    """
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return (f"Lorong API serving on {url}\n  crew page: {url}/\n  API docs:  {url}/docs\n"
+            "Press Ctrl-C to stop.")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that prints :func:`banner` once its socket is bound (not when the bind failed)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Bind and start as uvicorn does, then print where it serves."""
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(banner(self.config.host, self.config.port), flush=True)
+
+
 @app.callback()
 def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int | None = typer.Option(None)) -> None:
     """Serve the API (OpenAPI docs at /docs, crew page at /) until Ctrl-C."""
@@ -26,8 +50,9 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
         return
     settings = Settings()
     migrate(settings.database_url)
-    uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
-                log_level="warning")
+    config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
+                            log_level="warning")
+    _Server(config).run()
 
 
 @token_app.command("create")
