@@ -14,6 +14,11 @@ then the key without a trailing ``_<digits>`` channel suffix.
 Several keys for one metric in one object (``temperature_2`` and ``temperature_3`` from two
 probes) keep one value: an unsuffixed key wins over suffixed ones, then the lowest channel.
 The others are dropped, since the registry does not say where a second probe sits.
+
+A string that is not a number under a known key is either a vendor's "no value" word
+(:data:`SENTINEL_STRINGS`, kept as a ``nan`` reading that validation rejects as
+``sensor_sentinel``) or a bad value (``ParseError("bad_value")``): a decoder that emits
+``"lots"`` for a distance is broken, not reporting a missing sensor.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 import re
 from typing import Any
 
+from core.errors import ParseError
 from core.metrics import METRICS
 from core.model import RawReading
 from core.units import normalize_unit
@@ -77,6 +83,12 @@ _FLAGS: dict[str, tuple[str, dict[str, float]]] = {
 
 _SUFFIX = re.compile(r"^(.*)_(\d{1,3})$")
 
+SENTINEL_STRINGS: frozenset[str] = frozenset({"no sensor", "invalid reading"})
+"""Vendor words for "the sensor gave no value", lower case (matched ignoring case and surrounding
+blanks): Dragino's ``"No Sensor"`` (TheThingsNetwork/lorawan-devices
+``vendor/dragino/ldds75-codec.yaml``, ``{'distance': 'No Sensor'}``) and ``"Invalid Reading"``
+(Dragino; sensor.community airrohr firmware sends it for a failed BME280 read)."""
+
 
 def as_float(value: Any) -> float | None:
     """A JSON number or a numeric string (leading number of ``"2799 mm"``) as float, else ``None``.
@@ -119,8 +131,9 @@ def lookup(key: str) -> tuple[str, str, int] | None:
     return None
 
 
-def _value_and_unit(raw: Any, unit: str) -> tuple[float, str]:
-    """Number and unit of a vendor value; non-numeric values of a known key become ``nan``.
+def _value_and_unit(raw: Any, unit: str) -> tuple[float, str, str | None]:
+    """Number and unit of a vendor value, and the text of a string that is neither a number nor
+    in :data:`SENTINEL_STRINGS` (else ``None``); non-numeric values of a known key become ``nan``.
 
     Decentlab objects carry their own unit (``{"value": 96000, "unit": "Pa"}``), which wins over
     the table's unit.
@@ -131,22 +144,32 @@ def _value_and_unit(raw: Any, unit: str) -> tuple[float, str]:
             unit = normalize_unit(own)
         raw = raw.get("value")
     value = as_float(raw)
-    return (value if value is not None else math.nan), unit
+    if value is not None:
+        return value, unit, None
+    bad = raw if isinstance(raw, str) and raw.strip().lower() not in SENTINEL_STRINGS else None
+    return math.nan, unit, bad
 
 
 def readings_from_object(obj: dict[str, Any]) -> list[RawReading]:
     """Canonical raw readings from a decoded object; unknown keys are skipped.
 
     Values may be numbers, numeric strings (``"2799 mm"``) or Decentlab ``{"value": x, "unit": u}``
-    objects. Non-numeric strings for a known key (``"No Sensor"``) yield a reading with ``nan`` so
-    that validation rejects the message as a sensor sentinel instead of silently dropping it.
+    objects. A sentinel string for a known key (:data:`SENTINEL_STRINGS`, ``"No Sensor"``) yields
+    a reading with ``nan`` so that validation rejects the message as ``sensor_sentinel`` instead
+    of silently dropping it; other non-string, non-numeric values (``null``, ``true``, lists) do
+    the same.
 
     Returns:
         one :class:`RawReading` per metric (see the module docstring for which key wins), in
         vendor units, in the order of the winning keys; :func:`core.units.convert` brings them to
         canonical units during validation.
+
+    Raises:
+        ParseError: ``bad_value`` when the winning key of a metric holds any other string that
+            is not a number (``{"distance": "lots"}``); a losing key's value is dropped unread.
     """
     best: dict[str, tuple[int, int, RawReading]] = {}
+    bad: dict[str, tuple[int, str, str]] = {}  # metric -> (order, key, text) of a winning bad string
     for order, (key, raw) in enumerate(obj.items()):
         k = key.lower()
         if k in _FLAGS:
@@ -162,7 +185,15 @@ def readings_from_object(obj: dict[str, Any]) -> list[RawReading]:
         if found is None:
             continue
         metric, unit, channel = found
-        value, unit = _value_and_unit(raw, unit)
+        value, unit, text = _value_and_unit(raw, unit)
         if metric not in best or (channel, order) < best[metric][:2]:
             best[metric] = (channel, order, RawReading(metric, value, unit))
+            if text is None:
+                bad.pop(metric, None)
+            else:
+                bad[metric] = (order, key, text)
+    if bad:
+        _, key, text = min(bad.values())  # the first in the object
+        raise ParseError("bad_value", f"decoded {key!r:.80} = {text!r:.80} is not a number "
+                                      f"(nor a sensor's no-value word such as 'No Sensor')")
     return [r for _, _, r in sorted(best.values(), key=lambda item: item[1])]

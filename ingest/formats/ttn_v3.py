@@ -66,7 +66,9 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
     Raises:
         ParseError: ``bad_json``, ``not_an_uplink``, ``bad_envelope`` (no uplink_message, no
             device ids, no values, no integer f_port with a frm_payload), ``device_mismatch``,
-            ``bad_base64``, ``bad_time``.
+            ``bad_base64``, ``bad_time``, ``bad_value`` (a ``decoded_payload`` value that is a
+            string but neither a number nor a sensor's no-value word, see
+            :func:`ingest.vendor_keys.readings_from_object`).
     """
     obj = load_json_object(payload, NAME)
     up = obj.get("uplink_message")

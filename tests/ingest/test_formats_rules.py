@@ -151,3 +151,30 @@ def test_chirpstack_unknown_event_name() -> None:
     with pytest.raises(ParseError, match="unknown event 'foo'") as err:
         chirpstack_v4.parse(b"{}", "application/a/device/0101010101010101/event/foo", T0)
     assert err.value.reason == "not_an_uplink"
+
+
+@pytest.mark.parametrize("text", ["No Sensor", "no sensor", " NO SENSOR ", "Invalid Reading"])
+def test_known_sentinel_strings_become_nan(text: str) -> None:
+    """A vendor's no-value string stays a reading with ``nan``: validation names it ``sensor_sentinel``."""
+    got = readings_from_object({"distance": text, "battery": 90})
+    assert got[0].metric == "distance" and got[0].unit == "mm" and math.isnan(got[0].value)
+    assert got[1] == RawReading("batteryLevel", 90.0, "%")
+
+
+@pytest.mark.parametrize(("obj", "detail"), [
+    ({"distance": "lots"}, "'distance' = 'lots' is not a number"),
+    ({"battery": 90, "temperature": "warm"}, "'temperature' = 'warm' is not a number"),
+    ({"barometric_pressure": {"unit": "Pa", "value": "high"}}, "'barometric_pressure' = 'high' is not a number"),
+    ({"Distance": ""}, "'Distance' = '' is not a number"),
+])
+def test_other_non_numeric_strings_are_bad_value(obj: dict[str, object], detail: str) -> None:
+    with pytest.raises(ParseError) as err:
+        readings_from_object(obj)
+    assert err.value.reason == "bad_value"
+    assert detail in err.value.detail
+
+
+def test_a_bad_string_under_a_key_that_loses_is_dropped() -> None:
+    """Only the winning key per metric counts: a second probe's bad string is dropped like its value."""
+    got = readings_from_object({"temperature": 20.5, "temperature_2": "warm", "mystery": "lots"})
+    assert got == [RawReading("temperature", 20.5, "degC")]
