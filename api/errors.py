@@ -6,6 +6,8 @@
   parameter and what it must be; ``errors`` keeps the per-field list (``loc``, ``msg``).
 - Starlette's own errors (unknown path 404, wrong method 405) keep their status and headers; a body
   that is not even UTF-8 (FastAPI's 400) is a 422 like any other malformed JSON.
+- A body over :data:`MAX_BODY_BYTES` is a 413, whether it declares its length or is sent chunked
+  (:mod:`api.body_limit`).
 - Anything else is a 500 with a generic message; the traceback goes to the log, not the client.
 """
 
@@ -22,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics.alerts import AlertNotFound, AlertStateError
 from api.auth import Forbidden, NotAuthenticated, UnknownToken
+from api.body_limit import BodyLimitMiddleware
 from core.errors import DeviceExists, LorongError, StoreRejected, StoreUnavailable, UnknownDevice
 
 log = logging.getLogger(__name__)
@@ -143,14 +146,7 @@ def install(app: FastAPI) -> None:
         log.error("unhandled error", exc_info=exc)
         return JSONResponse(status_code=500, content={"detail": "internal error; it was logged, please report it"})
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse(status_code=413, content={
-                "detail": f"request body of {length} bytes is over the limit of {MAX_BODY_BYTES} bytes"})
-        return await call_next(request)
-
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)  # declared and chunked bodies alike
     app.add_exception_handler(LorongError, domain)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http)
