@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import typer
 
@@ -139,10 +140,130 @@ def demo(
         server.run()
 
 
+DEBUG_ENV = "LORONG_DEBUG"
+"""Set to 1 (or pass ``--log-level DEBUG``) to get the full traceback instead of a one-line error."""
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    """Environment variable of a settings field location: ``("mqtt", "port")`` -> ``LORONG_MQTT__PORT``."""
+    return "LORONG_" + "__".join(str(part).upper() for part in loc)
+
+
+def _not_json(field: str) -> list[str]:
+    """``LORONG_<FIELD>[__<SUB>]`` variables of a list/dict/model setting whose value is not JSON."""
+    import json
+    import os
+    from typing import get_args, get_origin
+
+    from pydantic import BaseModel
+
+    from core.settings import Settings
+
+    def complex_(annotation: object) -> bool:
+        kinds = [annotation, *get_args(annotation)]
+        return any(get_origin(k) in (list, dict) or (isinstance(k, type) and issubclass(k, BaseModel))
+                   for k in kinds)
+
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return []
+    wanted = {_env_name((field,)): info.annotation}
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+        wanted.update({_env_name((field, sub)): f.annotation for sub, f in info.annotation.model_fields.items()})
+    bad = []
+    for name, annotation in wanted.items():
+        value = os.environ.get(name)
+        if value is None or not complex_(annotation):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            bad.append(name)
+    return bad
+
+
+def error_line(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status for an error the user can fix, or ``None``.
+
+    Exit status 2: settings that do not validate (pydantic ``ValidationError``, pydantic-settings
+    ``SettingsError``) and other :class:`core.errors.ConfigError`; 1: services failing at run time
+    (InfluxDB unreachable, another ingester holding the spool) and every other
+    :class:`core.errors.LorongError`.
+    """
+    import re
+
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from core.errors import ConfigError, LorongError, StoreUnavailable
+
+    if isinstance(exc, ValidationError):
+        settings_model = exc.title.endswith("Settings")
+        parts = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if settings_model and msg.startswith("LORONG_"):
+                parts.append(msg)  # a rule across fields names its variables itself
+                continue
+            where = _env_name(err["loc"]) if settings_model else ".".join(map(str, err["loc"]))
+            shown = err.get("input")
+            secret = any("password" in str(part) for part in err["loc"])
+            got = f" (got {shown!r})" if (isinstance(shown, str | int | float) and not secret
+                                           and repr(shown) not in msg) else ""
+            parts.append(f"{where}: {msg}{got}")
+        return "invalid settings: " + "; ".join(parts), 2
+    if isinstance(exc, SettingsError):
+        field = re.search(r'field "([^"]+)"', str(exc))
+        names = _not_json(field.group(1)) if field else []
+        if names or isinstance(exc.__cause__, ValueError):
+            where = ", ".join(names) or (_env_name((field.group(1),)) + "__*" if field else "a LORONG_ variable")
+            return f"invalid settings: {where}: the value must be JSON (e.g. [\"a\", \"b\"] or {{\"k\": 1}})", 2
+        return f"invalid settings: {exc}", 2
+    if isinstance(exc, StoreUnavailable):
+        return f"InfluxDB unavailable: {exc} (is it running? check LORONG_INFLUX__URL)", 1
+    if type(exc).__name__ == "SpoolBusy":  # storage.spool, not imported here: it pulls in sqlite and the spool
+        path = re.search(r"spool (\S+) is in use", str(exc))
+        if path:
+            client = Path(path.group(1)).name.removesuffix(".sqlite")
+            return f"another ingester with client id {client} is running (spool {path.group(1)} is locked)", 1
+        return str(exc), 1
+    if isinstance(exc, ConfigError):
+        return str(exc), 2
+    if isinstance(exc, LorongError):
+        return str(exc), 1
+    return None
+
+
+def _debug(argv: list[str]) -> bool:
+    """True when the user asked for tracebacks (``--log-level DEBUG`` or ``LORONG_DEBUG=1``)."""
+    import os
+
+    if os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        return True
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--log-level=") else (
+            argv[i + 1] if arg == "--log-level" and i + 1 < len(argv) else None)
+        if value is not None and value.upper() == "DEBUG":
+            return True
+    return False
+
+
 def main() -> None:
-    """Console-script entry point: loads only the room named on the command line, if any."""
+    """Console-script entry point: loads only the room named on the command line, if any.
+
+    Errors the user can fix (bad settings, InfluxDB down, a second ingester with the same client id)
+    print one ``error: ...`` line on stderr and exit 2 (settings) or 1 (services), see
+    :func:`error_line`; ``--log-level DEBUG`` or ``LORONG_DEBUG=1`` shows the traceback instead.
+    """
     room = next((a for a in sys.argv[1:] if a in ROOMS), None)
-    build_app(room)()
+    try:
+        build_app(room)()
+    except Exception as exc:
+        line = error_line(exc)
+        if line is None or _debug(sys.argv[1:]):
+            raise
+        print(f"error: {line[0]}", file=sys.stderr)
+        sys.exit(line[1])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""Every ``lorong`` command turns bad settings and unreachable services into one ``error:`` line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage import stack
+from storage.spool import Spool
+
+
+def lorong(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m core.cli *args`` in ``tmp_path`` with only the given ``LORONG_`` variables
+    (plus a database and var dir in ``tmp_path``)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")}
+    base.update({"LORONG_VAR_DIR": str(tmp_path / "var"), "LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}",
+                 "LORONG_INGEST__SPOOL_DIR": str(tmp_path / "spool")})
+    base.update(env)
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=tmp_path, env=base, capture_output=True,
+                          text=True, timeout=60)
+
+
+def one_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    """The single stderr line of a failed command, after checking its exit status."""
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (("analytics", "run-once"), {"LORONG_MQTT__PORT": "99999"},
+     "error: invalid settings: LORONG_MQTT__PORT: Input should be less than or equal to 65535 (got '99999')"),
+    (("devices", "list"), {"LORONG_MQTT__TOPICS": "notjson"},
+     "error: invalid settings: LORONG_MQTT__TOPICS: the value must be JSON"),
+    (("analytics", "run-once"), {"LORONG_ANALYTICS__FULL_THRESHOLD": "1.5"},
+     "error: invalid settings: LORONG_ANALYTICS__FULL_THRESHOLD: Input should be less than or equal to 1"),
+    (("analytics", "run-once"),
+     {"LORONG_ANALYTICS__FULL_THRESHOLD": "0.9", "LORONG_ANALYTICS__OVERFLOW_THRESHOLD": "0.5"},
+     "error: invalid settings: LORONG_ANALYTICS__OVERFLOW_THRESHOLD (0.5) must be at least "
+     "LORONG_ANALYTICS__FULL_THRESHOLD (0.9)"),
+    (("analytics", "run-once"), {"LORONG_ANALYTICS__TIMEZONE": "Mars/Base"},
+     "error: invalid settings: LORONG_ANALYTICS__TIMEZONE: unknown time zone 'Mars/Base'"),
+    (("analytics", "run-once"), {"LORONG_ANALYTICS__COLLECTION_TIMES": '["25:00"]'},
+     "error: invalid settings: LORONG_ANALYTICS__COLLECTION_TIMES: collection times must be"),
+    (("api", "token", "list"), {"LORONG_DATABASE_URL": "mysql://x"},
+     "error: invalid settings: LORONG_DATABASE_URL: unsupported database URL 'mysql://x': use sqlite:///"),
+])
+def test_bad_settings_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],
+                                      expected: str) -> None:
+    assert one_line(lorong(tmp_path, *args, **env), 2).startswith(expected)
+
+
+def test_influx_unreachable_one_line_exit_1(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{stack.free_port()}"
+    line = one_line(lorong(tmp_path, "analytics", "run-once", LORONG_INFLUX__URL=url), 1)
+    assert line.startswith(f"error: InfluxDB unavailable: influx {url}/")
+    assert line.endswith("(is it running? check LORONG_INFLUX__URL)")
+
+
+def test_second_ingester_one_line_exit_1(tmp_path: Path) -> None:
+    path = tmp_path / "spool" / "lorong-ingest-7.sqlite"
+    spool = Spool(path)  # the first ingester
+    try:
+        proc = lorong(tmp_path, "ingest", "run", LORONG_MQTT__CLIENT_ID="lorong-ingest-7",
+                      LORONG_MQTT__PORT=str(stack.free_port()))
+    finally:
+        spool.close()
+    assert one_line(proc, 1) == (f"error: another ingester with client id lorong-ingest-7 is running "
+                                 f"(spool {path} is locked)")
+
+
+@pytest.mark.parametrize(("flag", "env"), [(("--log-level", "DEBUG"), {}), ((), {"LORONG_DEBUG": "1"})])
+def test_traceback_on_request(tmp_path: Path, flag: tuple[str, ...], env: dict[str, str]) -> None:
+    proc = lorong(tmp_path, *flag, "analytics", "run-once", LORONG_MQTT__PORT="99999", **env)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "less_than_equal" in proc.stderr
