@@ -38,6 +38,9 @@ STATUSES = ("in_stock", "active", "maintenance", "retired")
 WASTE_KINDS = ("organik", "anorganik", "campuran")
 """Waste streams of Indonesian bins (PP 81/2012 sorts household waste into organic and inorganic)."""
 
+TEXT_MAX = {"model": 64, "kecamatan": 64, "kelurahan": 64, "street": 128, "firmware": 32, "installed_by": 64}
+"""Most characters of each free-text field: the width of its column in ``storage.tables.DeviceRow``."""
+
 _DEVEUI = re.compile(r"[0-9A-Fa-f]{16}")
 
 
@@ -126,13 +129,13 @@ class DeviceIn(_DeviceChecks):
 
     id: str
     kind: DeviceKind
-    model: str = ""
+    model: str = Field("", max_length=TEXT_MAX["model"])
     codec: str | None = None
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-    kecamatan: str = ""
-    kelurahan: str = ""
-    street: str = ""
+    kecamatan: str = Field("", max_length=TEXT_MAX["kecamatan"])
+    kelurahan: str = Field("", max_length=TEXT_MAX["kelurahan"])
+    street: str = Field("", max_length=TEXT_MAX["street"])
     depth_mm: float | None = Field(None, gt=0, le=20000)
     blind_zone_mm: float = Field(0.0, ge=0, le=5000)
     capacity_l: float | None = Field(None, gt=0)
@@ -140,9 +143,9 @@ class DeviceIn(_DeviceChecks):
     full_threshold: float | None = Field(None, gt=0, le=1)
     report_interval_s: int = Field(600, gt=0, le=86400 * 7)
     status: str = "active"
-    firmware: str = ""
+    firmware: str = Field("", max_length=TEXT_MAX["firmware"])
     installed_at: datetime | None = None
-    installed_by: str = ""
+    installed_by: str = Field("", max_length=TEXT_MAX["installed_by"])
 
 
 NULLABLE = frozenset({"codec", "lat", "lon", "depth_mm", "capacity_l", "waste_kind", "full_threshold",
@@ -159,13 +162,13 @@ class DeviceUpdate(_DeviceChecks):
     """
 
     kind: DeviceKind | None = None
-    model: str | None = None
+    model: str | None = Field(None, max_length=TEXT_MAX["model"])
     codec: str | None = None
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-    kecamatan: str | None = None
-    kelurahan: str | None = None
-    street: str | None = None
+    kecamatan: str | None = Field(None, max_length=TEXT_MAX["kecamatan"])
+    kelurahan: str | None = Field(None, max_length=TEXT_MAX["kelurahan"])
+    street: str | None = Field(None, max_length=TEXT_MAX["street"])
     depth_mm: float | None = Field(None, gt=0, le=20000)
     blind_zone_mm: float | None = Field(None, ge=0, le=5000)
     capacity_l: float | None = Field(None, gt=0)
@@ -173,9 +176,9 @@ class DeviceUpdate(_DeviceChecks):
     full_threshold: float | None = Field(None, gt=0, le=1)
     report_interval_s: int | None = Field(None, gt=0, le=86400 * 7)
     status: str | None = None
-    firmware: str | None = None
+    firmware: str | None = Field(None, max_length=TEXT_MAX["firmware"])
     installed_at: datetime | None = None
-    installed_by: str | None = None
+    installed_by: str | None = Field(None, max_length=TEXT_MAX["installed_by"])
 
     @model_validator(mode="after")
     def _no_null_required(self) -> DeviceUpdate:
