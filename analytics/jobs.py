@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import select
@@ -169,7 +169,7 @@ def _air(ctx: Context, influx: InfluxClient, models: dict[str, str], report: Job
         derived = air.aqi_derived(influx, ctx.now, corr)
     for device_id, row in derived.items():
         if device_id in ctx.air_1h.index:
-            row["pm25_1h"] = round(float(ctx.air_1h.at[device_id, "pm25"]), 2)
+            row["pm25_1h"] = round(float(cast(float, ctx.air_1h.at[device_id, "pm25"])), 2)
     return derived
 
 

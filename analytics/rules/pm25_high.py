@@ -9,6 +9,7 @@ station's usual level. Clears at ``pm25_limit - pm25_clear_margin`` (hysteresis)
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from analytics.aqi import ISPU_BANDS
 from analytics.rules.base import Context, Verdict
@@ -26,13 +27,14 @@ def evaluate(ctx: Context) -> list[Verdict]:
     for dev in ctx.of_kind(DeviceKind.AIR):
         if dev.device_id not in ctx.air_1h.index:
             continue
-        mean = float(ctx.air_1h.at[dev.device_id, "pm25"])
+        mean = float(cast(float, ctx.air_1h.at[dev.device_id, "pm25"]))
         if math.isnan(mean):
             continue
         if mean > cfg.pm25_limit:
+            n = int(cast(float, ctx.air_1h.at[dev.device_id, "n"]))
             out.append(Verdict(dev.device_id, TYPE, "critical" if mean > CRITICAL_UGM3 else "major",
-                               {"pm25_1h_mean": round(mean, 2), "limit": cfg.pm25_limit,
-                                "readings": int(ctx.air_1h.at[dev.device_id, "n"])}, kecamatan=dev.kecamatan))
+                               {"pm25_1h_mean": round(mean, 2), "limit": cfg.pm25_limit, "readings": n},
+                               kecamatan=dev.kecamatan))
         elif mean <= cfg.pm25_limit - cfg.pm25_clear_margin and ctx.is_active(dev.device_id, TYPE):
             out.append(Verdict(dev.device_id, TYPE, None, reason=f"pm25 1 h mean {mean:.1f}", kecamatan=dev.kecamatan))
     return out
