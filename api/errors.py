@@ -99,6 +99,12 @@ def validation_message(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]
     items: list[dict[str, Any]] = []
     for err in errors:
         loc = list(err.get("loc", ()))
+        if err.get("type") == "json_invalid":  # FastAPI puts the character offset where a field name goes
+            at = f" (at character {loc[1]}: {err.get('ctx', {}).get('error', 'not JSON')})" if len(loc) > 1 else ""
+            msg = f"is not valid JSON{at}"
+            parts.append(f"request body {msg}")
+            items.append({"loc": ["body"], "msg": msg})
+            continue
         msg = _HINTS.get(str(err.get("type", "")), str(err.get("msg", "is not valid")))
         msg = msg.removeprefix("Value error, ")
         if len(msg) > MAX_MESSAGE:  # a message may quote the input, which may be megabytes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
@@ -17,6 +17,7 @@ from api.bin_state import bin_snapshot
 from api.deps import AppContext
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pages import GZIP_LEVEL, GZIP_MIN_BYTES, PageCache
+from api.query import reject_unknown_query
 from api.routes import air, alerts, bins, collection, devices, health, metrics, tokens, web
 from core.settings import Settings
 from storage.db import make_engine, session_factory
@@ -53,9 +54,11 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
         token_ttl_s: how long a valid token is remembered without a query (see :class:`api.auth.TokenCache`).
         page_ttl_s: how long a rendered page of a snapshot is reused (see :mod:`api.pages`).
 
+    A query parameter the matched route does not declare is a 422 (:func:`api.query.reject_unknown_query`).
     OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``.
     """
-    app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION, generate_unique_id_function=operation_id)
+    app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION, generate_unique_id_function=operation_id,
+                  dependencies=[Depends(reject_unknown_query)])
     sessions = session_factory(make_engine(settings.database_url))
     app.state.ctx = AppContext(
         settings=settings, sessions=sessions, influx=open_influx(settings),

@@ -19,9 +19,11 @@ from pydantic_core import to_json
 
 from analytics.alerts import AlertBook, snapshot
 from analytics.notify import outbox_channels
+from analytics.rules import RULES
 from api.alert_state import AlertFilter, decode_cursor, encode_cursor, query_page, snapshot_page
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
 from api.errors import Conflict
+from api.query import one_of
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertOut, ClearIn
 from core.model import utcnow
 
@@ -42,7 +44,8 @@ async def alerts(
     session: SessionDep,
     _who: Reader,
     status: Literal["active", "cleared", "any"] = Query("active", description="active (default), cleared or any"),
-    type: str | None = Query(None, max_length=32, description="bin_full, pm25_high ..."),
+    type: Annotated[str | None, Query(max_length=32, description="alert type: one of the analytics rules",
+                                      json_schema_extra={"enum": list(RULES)}), one_of(RULES)] = None,
     severity: Literal["critical", "major", "minor", "warning"] | None = None,
     kecamatan: str | None = Query(None, max_length=64),
     acknowledged: bool | None = Query(None, description="only acknowledged (true) or unacknowledged (false)"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, status
 
 from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep
 from api.errors import Conflict, InvalidRequest
+from api.query import one_of
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
 from core.errors import DeviceRetired
 from core.model import DeviceKind, utcnow
@@ -34,8 +37,8 @@ def devices(
     _who: Reader,
     kind: DeviceKind | None = None,
     kecamatan: str | None = Query(None, max_length=64),
-    status: str | None = Query(None, pattern=f"^({'|'.join(STATUSES)})$",
-                               description="only this status; without it, every device except retired ones"),
+    status: Annotated[str | None, Query(description="only this status; without it, every device except retired ones",
+                                        json_schema_extra={"enum": list(STATUSES)}), one_of(STATUSES)] = None,
 ) -> list[DeviceOut]:
     """Registered devices by id."""
     return [_out(r) for r in list_devices(session, kind, kecamatan, status=status)]
