@@ -36,8 +36,10 @@ $(VENV)/.installed: pyproject.toml
 setup: .stamps/debs-demo $(VENV)/.installed
 setup-test: .stamps/debs-test $(VENV)/.installed
 
+# Ctrl-C is how the demo stops: its exit 130 (SIGINT) is a normal end, not a make error. The trap keeps
+# the recipe's shell alive to look at that status (make itself still stops on the same Ctrl-C).
 demo: setup
-	$(VENV)/bin/lorong demo
+	@trap : INT; $(VENV)/bin/lorong demo || test $$? -eq 130
 
 test: setup-test
 	$(PYTEST) -q
