@@ -4,7 +4,8 @@ path does not take, is a 422 that names what is allowed instead of being silentl
 - :func:`one_of` validates a string parameter against a closed list (for lists that live in code,
   such as the alert types of :data:`analytics.rules.RULES`, where a ``Literal`` cannot be written).
 - :func:`reject_unknown_query` is an app-wide dependency: any query parameter the matched route
-  does not declare (``/bins/X/readings?metric=pm25``, a typo like ``?kecamatn=``) is refused.
+  does not declare (``/bins/X/readings?metric=pm25``, a typo like ``?kecamatn=``) is refused;
+  names that start with ``_`` (cache-busters) are let through.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ async def reject_unknown_query(request: Request) -> None:
     if not isinstance(route, APIRoute) or not request.query_params:
         return
     known = _known(route)
-    unknown = [name for name in request.query_params if name not in known]
+    # a leading underscore is a client's own parameter (a cache-buster such as ``_=1764000000``)
+    unknown = [name for name in request.query_params if name not in known and not name.startswith("_")]
     if unknown:
         takes = f"this path takes {', '.join(known)}" if known else "this path takes no query parameters"
         raise InvalidRequest(f"query parameter '{unknown[0]}' is not known here; {takes}")

@@ -75,4 +75,5 @@ def test_unknown_query_parameters_are_refused(client: httpx.Client, auth: Callab
     assert r.status_code == 422 and r.json()["detail"].startswith("query parameter 'kecamatn' is not known here; "
                                                                    "this path takes status, type, severity")
     assert client.get("/alerts?type=bin_full&limit=5", headers=auth("officer")).status_code == 200
+    assert client.get("/alerts?_=1764000000&limit=5", headers=auth("officer")).status_code == 200  # cache-buster
     assert client.get("/health").status_code in (200, 503)
