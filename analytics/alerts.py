@@ -252,13 +252,16 @@ class AlertBook:
         return self.clear(row.id, at, "system", reason) if row is not None else None
 
     def acknowledge(self, alert_id: int, at: datetime, actor: str) -> AlertRow:
-        """Acknowledge an alert (active or cleared).
+        """Acknowledge an active alert: someone is on it.
 
         Raises:
             AlertNotFound: no such alert.
-            AlertStateError: it is already acknowledged.
+            AlertStateError: it is already acknowledged, or already cleared (nothing is left to be
+                on, so an acknowledgement would only add a notification).
         """
         row = self.get(alert_id)
+        if row.status != "active":
+            raise AlertStateError(f"alert {alert_id} is already cleared; only an active alert can be acknowledged")
         if row.acknowledged:
             raise AlertStateError(f"alert {alert_id} is already acknowledged")
         row.acknowledged, row.ack_at, row.ack_by, row.updated_at = True, at, actor, at

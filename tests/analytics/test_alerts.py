@@ -235,3 +235,13 @@ def test_two_alert_publishers_side_by_side(mosquitto: stack.Service, make_settin
     assert sorted((t, m["notification_id"]) for t, m in msgs) == [
         ("lorong/alerts/Tallo/bin_full/BIN-0", 0), ("lorong/alerts/Tallo/bin_full/BIN-0", 2),
         ("lorong/alerts/Tallo/bin_full/BIN-1", 1), ("lorong/alerts/Tallo/bin_full/BIN-1", 3)]
+
+
+def test_a_cleared_alert_cannot_be_acknowledged(sessions: Any) -> None:
+    with sessions() as s:
+        book = AlertBook(s, [])
+        row, _ = book.raise_("B2", "bin_full", "major", T, {"fillingLevel": 0.85}, "Wajo")
+        book.clear(row.id, T + timedelta(minutes=1), "crew-7", "emptied")
+        with pytest.raises(AlertStateError, match="already cleared"):
+            book.acknowledge(row.id, T + timedelta(minutes=2), "crew-7")
+        assert not row.acknowledged
