@@ -54,7 +54,8 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
     Raises:
         ParseError: ``bad_topic``, ``not_an_uplink`` (any event but ``up``), ``bad_json``,
             ``bad_envelope`` (no deviceInfo.devEui, no values, bad fPort), ``device_mismatch``,
-            ``bad_base64``, ``bad_time``.
+            ``bad_base64``, ``bad_time``, ``bad_value`` (a non-numeric string under a known key of
+            ``object`` that is not a sensor's no-data text, see :mod:`ingest.vendor_keys`).
     """
     parts = topic_parts(topic, NAME, "application/+/device/+/event/+")
     event = parts[5]
