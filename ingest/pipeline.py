@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
@@ -113,6 +113,8 @@ def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[t
     return escape_measurement(schema.MEASUREMENT_BY_KIND[kind]) + "".join(
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v != "")
 
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _FIELD_KEYS: dict[str, str] = {}
 """Escaped field keys by metric name (a few dozen metric names exist)."""
@@ -228,8 +230,9 @@ class Pipeline:
         last = self._rx_ms.get(device_id)
         at = received_at
         if last is not None and ms <= last:
-            at = received_at + timedelta(milliseconds=last + 1 - ms)
+            # the exact millisecond: receive time + n ms would round to either side of a .5 ms
             ms = last + 1
+            at = _EPOCH + timedelta(milliseconds=ms)
         if len(self._rx_ms) >= 200_000:  # far more devices than a city has: start again
             self._rx_ms.clear()
         self._rx_ms[device_id] = ms

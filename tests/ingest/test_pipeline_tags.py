@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from core.model import DeviceInfo, DeviceKind, Message
+from core.model import DeviceInfo, DeviceKind, Message, to_ms
 from ingest.pipeline import Pipeline
 
 CASE = Path(__file__).parent / "cases" / "chirpstack-v4" / "object_from_device_profile_codec"
@@ -44,24 +44,27 @@ def test_sensor_reported_fill_level_is_not_doubled() -> None:
 
 def test_uplinks_without_time_stay_distinct_points() -> None:
     """Twenty time-less uplinks of one device received in the same millisecond (a broker backlog)
-    become twenty points 1 ms apart; rx_ms keeps the real receive time; a device with its own
-    time, and another device, are not moved."""
+    become twenty points 1 ms apart, also from a receive time on a half millisecond (where rounding
+    could bunch them); rx_ms keeps the real receive time; a device with its own time, and another
+    device, are not moved."""
     devices = {d: DeviceInfo(d, DeviceKind.BIN, kecamatan="Wajo") for d in ("NT-1", "NT-2")}
     pipe = Pipeline(devices)
-    rx = datetime(2026, 11, 29, 3, 0, 0, 123456, tzinfo=UTC)
+    rx = datetime(2026, 11, 29, 3, 0, 0, 123500, tzinfo=UTC)  # .5 ms
+    base = to_ms(rx)
+    assert base == 1795921200124  # round half to even
     times = []
     for k in range(20):
         body = f'{{"metrics": {{"distance": {500 + k}}}}}'.encode()
         res = pipe.process(Message("lorong/v1/NT-1/up", body, rx))
         assert res.error is None and len(res.lines) == 1
-        assert ",rx_ms=1795921200123.0 " in res.lines[0]
+        assert f",rx_ms={base}.0 " in res.lines[0]
         times.append(int(res.lines[0].rsplit(" ", 1)[1]))
-        assert res.readings[0].ts == rx + timedelta(milliseconds=k) and res.readings[0].received_at == rx
-    assert times == [1795921200123 + k for k in range(20)]
+        assert to_ms(res.readings[0].ts) == base + k and res.readings[0].received_at == rx
+    assert times == [base + k for k in range(20)]
     other = pipe.process(Message("lorong/v1/NT-2/up", b'{"metrics": {"distance": 700}}', rx))
-    assert other.lines[0].endswith(" 1795921200123")
+    assert other.lines[0].endswith(f" {base}")
     timed = pipe.process(Message("lorong/v1/NT-1/up",
                                  b'{"time": "2026-11-29T03:00:00.123+00:00", "metrics": {"distance": 9}}', rx))
     assert timed.lines[0].endswith(" 1795921200123")  # a device time is the device's: never moved
     senml = pipe.process(Message("senml/NT-1", b'[{"n": "distance", "u": "m", "v": 0.64}]', rx))
-    assert senml.error is None and senml.lines[0].endswith(" 1795921200143")  # SenML "now" is the arrival too
+    assert senml.error is None and senml.lines[0].endswith(f" {base + 20}")  # SenML "now" is the arrival too
