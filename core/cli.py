@@ -187,8 +187,8 @@ def error_line(exc: BaseException) -> tuple[str, int] | None:
 
     Exit status 2: settings that do not validate (pydantic ``ValidationError``, pydantic-settings
     ``SettingsError``) and other :class:`core.errors.ConfigError`; 1: services failing at run time
-    (InfluxDB unreachable, another ingester holding the spool) and every other
-    :class:`core.errors.LorongError`.
+    (InfluxDB or the registry database unreachable, another ingester holding the spool) and every
+    other :class:`core.errors.LorongError`.
     """
     import re
 
@@ -231,6 +231,10 @@ def error_line(exc: BaseException) -> tuple[str, int] | None:
         return str(exc), 2
     if isinstance(exc, LorongError):
         return str(exc), 1
+    if type(exc).__name__ == "OperationalError" and type(exc).__module__.startswith("sqlalchemy"):
+        # sqlalchemy.exc.OperationalError: the registry database cannot be reached or opened
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+        return f"database unavailable: {first} (is it running? check LORONG_DATABASE_URL)", 1
     return None
 
 

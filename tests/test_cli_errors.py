@@ -64,6 +64,13 @@ def test_influx_unreachable_one_line_exit_1(tmp_path: Path) -> None:
     assert line.endswith("(is it running? check LORONG_INFLUX__URL)")
 
 
+def test_database_unreachable_one_line_exit_1(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://lorong@127.0.0.1:{stack.free_port()}/lorong"
+    line = one_line(lorong(tmp_path, "devices", "list", LORONG_DATABASE_URL=url), 1)
+    assert line.startswith("error: database unavailable: ") and "127.0.0.1" in line
+    assert line.endswith("(is it running? check LORONG_DATABASE_URL)")
+
+
 def test_second_ingester_one_line_exit_1(tmp_path: Path) -> None:
     path = tmp_path / "spool" / "lorong-ingest-7.sqlite"
     spool = Spool(path)  # the first ingester
