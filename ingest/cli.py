@@ -203,6 +203,13 @@ def dead_replay(
     finally:
         influx.close()
     still = Counter(report.still_rejected.values())
+    if not report.replayed and not report.still_rejected:
+        pending = DeadLetterStore(sessions).counts_by_reason()
+        what = f" with reason {reason!r}" if reason else ""
+        console.print(f"no pending dead letters{what}; all dead letters by reason: "
+                      + (", ".join(f"{r} {n}" for r, n in sorted(pending.items())) or "none"),
+                      highlight=False, soft_wrap=True)
+        return
     console.print(f"replayed {len(report.replayed)} ({report.points} points written); "
                   f"{len(report.still_rejected)} still rejected"
                   + (": " + ", ".join(f"{r} {n}" for r, n in sorted(still.items())) if still else ""))

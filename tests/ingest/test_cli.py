@@ -194,6 +194,10 @@ def test_dead_letter_replay_end_to_end(db_url: str, sessions: sessionmaker[Sessi
     third = invoke(["ingest", "dead-letters", "replay"], env)
     assert "replayed 0 (0 points written); 1 still rejected: bad_json 1" in third.stdout
     assert len(influx.records('SELECT "pm25" FROM "air_quality"')) == 1
+    typo = invoke(["ingest", "dead-letters", "replay", "--reason", "bad_jsn"], env)
+    assert typo.exit_code == 0, typo.output
+    assert ("no pending dead letters with reason 'bad_jsn'; all dead letters by reason: bad_json 1, "
+            "unknown_device 1") in typo.stdout
 
 
 def test_replay_prints_valid_json_for_bytes_that_are_not_utf8(tmp_path: Path) -> None:
