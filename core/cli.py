@@ -222,11 +222,8 @@ def error_line(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, StoreUnavailable):
         return f"InfluxDB unavailable: {exc} (is it running? check LORONG_INFLUX__URL)", 1
     if type(exc).__name__ == "SpoolBusy":  # storage.spool, not imported here: it pulls in sqlite and the spool
-        path = re.search(r"spool (\S+) is in use", str(exc))
-        if path:
-            client = Path(path.group(1)).name.removesuffix(".sqlite")
-            return f"another ingester with client id {client} is running (spool {path.group(1)} is locked)", 1
-        return str(exc), 1
+        path = Path(exc.path)  # type: ignore[attr-defined]
+        return f"another ingester with client id {path.stem} is running (spool {path} is locked)", 1
     if isinstance(exc, ConfigError):
         return str(exc), 2
     if isinstance(exc, LorongError):

@@ -26,7 +26,15 @@ from core.errors import ConfigError
 
 
 class SpoolBusy(ConfigError):
-    """Another process already uses this spool file."""
+    """Another process already uses this spool file.
+
+    Attributes:
+        path: the spool file (named after the MQTT client id, see :func:`ingest.service.spool_path_for`).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"spool {path} is in use by another process (same MQTT client id?)")
+        self.path = path
 
 
 _SHIFT = 1 << 20
@@ -70,7 +78,7 @@ class Spool:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
-            raise SpoolBusy(f"spool {path} is in use by another process (same MQTT client id?)") from None
+            raise SpoolBusy(path) from None
         self._db: sqlite3.Connection | None = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
