@@ -10,13 +10,13 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
 from core import schema
 from core.errors import PayloadError, ValidationError
-from core.model import DeviceInfo, DeviceKind, Message, RawReading, Reading, to_ms
+from core.model import DeviceInfo, DeviceKind, Message, RawReading, Reading, to_ms, utc_from_ms
 from ingest.codecs import get_codec
 from ingest.formats import FORMATS, Parser, format_for_topic
 from ingest.validate import Policy, validate_values
@@ -113,8 +113,6 @@ def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[t
     return escape_measurement(schema.MEASUREMENT_BY_KIND[kind]) + "".join(
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v != "")
 
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _FIELD_KEYS: dict[str, str] = {}
 """Escaped field keys by metric name (a few dozen metric names exist)."""
@@ -232,7 +230,7 @@ class Pipeline:
         if last is not None and ms <= last:
             # the exact millisecond: receive time + n ms would round to either side of a .5 ms
             ms = last + 1
-            at = _EPOCH + timedelta(milliseconds=ms)
+            at = utc_from_ms(ms)
         if len(self._rx_ms) >= 200_000:  # far more devices than a city has: start again
             self._rx_ms.clear()
         self._rx_ms[device_id] = ms
