@@ -158,25 +158,32 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
         rx_by_ts: receive time per measurement time.
     """
     series = _series_key(device.kind, device.device_id, device.kecamatan, extra)
-    groups: dict[datetime, dict[str, float]] = {}
-    last: datetime | None = None
-    fields: dict[str, float] = {}
-    for metric, value, _unit, ts in values:
-        if ts is not last:  # a message's readings usually share one time object: hash it once
-            last = ts
-            fields = groups.setdefault(ts, {})
-        fields[metric] = float(value)
+    first = values[0][3]
+    groups: dict[datetime, dict[str, float]]
+    for v in values:
+        if v[3] is not first:  # several times: group by time (hashing each time object once)
+            groups = {}
+            last: datetime | None = None
+            fields: dict[str, float] = {}
+            for metric, value, _unit, ts in values:
+                if ts is not last:
+                    last = ts
+                    fields = groups.setdefault(ts, {})
+                fields[metric] = float(value)
+            break
+    else:  # the usual message: one time object, no hashing of it
+        groups = {first: {v[0]: float(v[1]) for v in values}}
     out = []
-    rx_ms = repr(float(to_ms(received_at)))
-    isfinite, key_of = math.isfinite, _FIELD_KEYS.get
+    rx_ms = f"{to_ms(received_at)}.0"  # the float's repr (epoch ms are exact in a double)
+    isfinite, key_of, rx_key = math.isfinite, _FIELD_KEYS.get, schema.FIELD_RX
     for ts, fields in groups.items():
         parts = []
-        for k, v in fields.items():
-            if not isfinite(v):
+        for k, f in fields.items():
+            if not isfinite(f):
                 raise ValueError(f"non-finite field value in {fields!r}")
-            parts.append(f"{key_of(k) or _field_key(k)}={v!r}")
-        rx = rx_ms if rx_by_ts is None else repr(float(to_ms(rx_by_ts[ts])))
-        out.append(f"{series} {','.join(parts)},{schema.FIELD_RX}={rx} {to_ms(ts)}")
+            parts.append(f"{key_of(k) or _field_key(k)}={f!r}")
+        rx = rx_ms if rx_by_ts is None else f"{to_ms(rx_by_ts[ts])}.0"
+        out.append(f"{series} {','.join(parts)},{rx_key}={rx} {to_ms(ts)}")
     return out
 
 
@@ -238,7 +245,7 @@ class Pipeline:
 
     def process(self, msg: Message) -> Result:
         """Process one message; never raises for bad input."""
-        result = Result()
+        result = Result([], [])
         try:
             if len(msg.payload) > self.max_payload_bytes:
                 raise ValidationError("too_large", f"{len(msg.payload)} bytes > {self.max_payload_bytes}")
@@ -261,11 +268,12 @@ class Pipeline:
                     raws = get_codec(device.codec)(up.frame.fport, up.frame.payload) + list(raws)
                 values = validate_values(raws, device, msg.received_at, up.ts, self.policy)
                 rx = msg.received_at
-                # timed by their arrival (no device or network-server time; SenML "now"): keep distinct
-                if any(v[3] == rx for v in values):
-                    at = self._distinct_receive_time(device.device_id, rx)
-                    if at is not rx:
-                        values = [(m, v, u, at if ts == rx else ts) for m, v, u, ts in values]
+                for v in values:
+                    if v[3] == rx:  # timed by their arrival (no device or network-server time; SenML "now")
+                        at = self._distinct_receive_time(device.device_id, rx)  # keep them distinct
+                        if at is not rx:
+                            values = [(m, v, u, at if ts == rx else ts) for m, v, u, ts in values]
+                        break
                 readings = [Reading(device.device_id, m, v, u, ts, msg.received_at)
                             for m, v, u, ts in values] if self.keep_readings else []
                 pending.append((device, readings, up.fcnt, up.frame.payload if up.frame is not None else None,

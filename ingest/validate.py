@@ -129,11 +129,9 @@ def validate_values(
     if not raws:
         raise ValidationError("no_readings", "the message carries no measurement")
     out: list[tuple[str, float, str, datetime]] = []
-    # a sensor that reports its own fill level (WILSEN.sonic.level) is taken at its word
-    reported_fill = any(r.metric == "fillingLevel" for r in raws)
     default_ts = fallback_ts or received_at
     checked: datetime | None = None  # readings of one message share a time: check it once
-    isnan, isfinite, metrics = math.isnan, math.isfinite, METRICS
+    isnan, isfinite, metrics, sentinels = math.isnan, math.isfinite, METRICS, SENTINELS
     for metric, value, unit, raw_ts in raws:  # RawReading is a NamedTuple: unpacking is the cheap read
         spec = metrics.get(metric)
         if spec is None:
@@ -151,12 +149,18 @@ def validate_values(
         name = spec.name
         if unit != spec.unit:
             value = convert(value, unit, spec.unit)
-        if name in SENTINELS and is_sentinel(name, value):
-            raise ValidationError("sensor_sentinel", f"{metric} = {value:g} {spec.unit}: a sensor's no-data value")
+        sentinel = sentinels.get(name)
+        if sentinel is not None:
+            for no_data in sentinel:  # is_sentinel() inlined: this loop runs for most readings
+                if -1e-9 <= value - no_data <= 1e-9:
+                    raise ValidationError("sensor_sentinel",
+                                          f"{metric} = {value:g} {spec.unit}: a sensor's no-data value")
         if not spec.low <= value <= spec.high:
             raise ValidationError("out_of_range",
                                   f"{metric} = {value:g} {spec.unit} outside {spec.low:g}..{spec.high:g}")
         out.append((name, value, spec.unit, ts))
-        if name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm and not reported_fill:
+        if (name == "distance" and device.kind is DeviceKind.BIN and device.bin_depth_mm
+                # a sensor that reports its own fill level (WILSEN.sonic.level) is taken at its word
+                and not any(r.metric == "fillingLevel" for r in raws)):
             out.append(("fillingLevel", fill_level(value, device.bin_depth_mm, device.blind_zone_mm), "1", ts))
     return out

@@ -23,11 +23,15 @@ from datetime import datetime
 from core.errors import ParseError
 from core.metrics import METRICS
 from core.model import RawReading, Uplink
-from ingest.formats._common import as_int, load_json_object, parse_time
+from ingest.formats._common import load_json_object, parse_time
 from ingest.vendor_keys import as_float
 
 NAME = "lorong-json"
 TOPICS = ("lorong/v1/+/up",)
+
+
+_DEVICE_OF_TOPIC: dict[str, str] = {}
+"""Device id by topic, for the topics seen (one per device; bounded)."""
 
 
 def topic_device(topic: str) -> str:
@@ -36,9 +40,14 @@ def topic_device(topic: str) -> str:
     Raises:
         ParseError: reason ``bad_topic``.
     """
+    device_id = _DEVICE_OF_TOPIC.get(topic)
+    if device_id is not None:
+        return device_id
     parts = topic.split("/")
     if len(parts) != 4 or parts[:2] != ["lorong", "v1"] or parts[3] != "up" or not parts[2]:
         raise ParseError("bad_topic", f"{NAME}: expected lorong/v1/<device_id>/up, got {topic!r}")
+    if len(_DEVICE_OF_TOPIC) < 100_000:
+        _DEVICE_OF_TOPIC[topic] = parts[2]
     return parts[2]
 
 
@@ -75,7 +84,7 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
             raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} needs a string 'unit'")
         readings.append(RawReading(name, number, unit, ts))
     seq = obj.get("seq")
-    fcnt = as_int(seq)
+    fcnt = seq if type(seq) is int else None  # as_int(): true/false are not integers
     if seq is not None and (fcnt is None or not 0 <= fcnt < 2**32):
         raise ParseError("bad_value", f"{NAME}: 'seq' must be an integer 0..4294967295, got {seq!r:.40}")
-    return [Uplink(device_id=device_id, readings=tuple(readings), fcnt=fcnt, ts=ts)]
+    return [Uplink(device_id, tuple(readings), None, fcnt, ts)]
