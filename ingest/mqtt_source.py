@@ -35,6 +35,10 @@ the current one (checked in the loop thread, where connects and disconnects are 
 acks of an older connection are dropped. The broker redelivers those messages and the
 redelivery is stored again, which InfluxDB makes harmless (same series and timestamp).
 
+Receive time: every message of one socket read gets the same ``received_at``, taken when gmqtt
+hands on the first of them (they did arrive together); this also lets the pipeline turn each
+receive time into epoch milliseconds once per read instead of once per message.
+
 gmqtt's asyncio loop runs in one daemon thread ("mqtt-source"), under uvloop when it is
 installed (measured on this module alone, 60,000 QoS 1 messages: 65 instead of 71 us of CPU
 per message). gmqtt logs lost connections and writes to a closed socket at WARNING and each
@@ -53,6 +57,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import gmqtt
@@ -210,6 +215,7 @@ class MqttSource:
         self._generation = 0
         self._paused = False
         self._stopping = False
+        self._received_at: datetime | None = None
         self._suback_wanted: dict[int, str] = {}
         self._unreachable_logged = False
         self._refusal_logged = ""
@@ -247,10 +253,17 @@ class MqttSource:
             return
         if type(topic) is not str:  # gmqtt hands on a topic that is not UTF-8 as bytes
             topic = bytes(topic).decode("utf-8", "replace")
+        received_at = self._received_at
+        if received_at is None:  # the first packet of this socket read: all of them arrived now
+            received_at = self._received_at = utcnow()
+            self._loop.call_soon(self._read_done)  # type: ignore[union-attr]  # runs after gmqtt parsed the read
         try:
-            self._on_message(Message(topic, payload, utcnow()), Delivery(mid, qos, self._generation))
+            self._on_message(Message(topic, payload, received_at), Delivery(mid, qos, self._generation))
         except Exception:
             log.exception("message on %s not handled%s", topic, "; it stays unacknowledged" if qos else "")
+
+    def _read_done(self) -> None:
+        self._received_at = None
 
     def _send_acks(self, generation: int, acks: list[tuple[int, int]]) -> None:
         if generation != self._generation:  # the connection ended after ack_many looked

@@ -78,7 +78,8 @@ class DedupCache:
         self._previous: dict[tuple[str, int] | tuple[str, int, int], float] = {}
         self._current_since: float | None = None
 
-    def seen(self, device_id: str, fcnt: int, at: datetime, content: bytes | None = None) -> bool:
+    def seen(self, device_id: str, fcnt: int, at: datetime, content: bytes | None = None,
+             at_s: float | None = None) -> bool:
         """True when the pair (and ``content``, if given) was first seen less than ``window``
         before ``at``; records it otherwise.
 
@@ -87,9 +88,10 @@ class DedupCache:
             fcnt: uplink frame counter (LoRaWAN FCnt, lorong-json ``seq``).
             at: receive time (tz-aware).
             content: raw frame bytes when the uplink has them.
+            at_s: ``at.timestamp()``, when the caller has it already.
         """
         key = (device_id, fcnt) if content is None else (device_id, fcnt, hash(content))
-        now = at.timestamp()
+        now = at.timestamp() if at_s is None else at_s
         first = self._current.get(key)
         if first is None:
             first = self._previous.get(key)
@@ -147,7 +149,8 @@ def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[st
 
 
 def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, extra: tuple[tuple[str, str], ...],
-           received_at: datetime, rx_by_ts: Mapping[datetime, datetime] | None = None) -> list[str]:
+           received_at: datetime, rx_by_ts: Mapping[datetime, datetime] | None = None,
+           rx_field: str | None = None) -> list[str]:
     """:func:`to_lines` on :func:`ingest.validate.validate_values` output.
 
     Args:
@@ -156,6 +159,7 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
         extra: extra tags as ``(key, value)`` pairs.
         received_at: receive time of the message (``rx_ms``), unless ``rx_by_ts`` has one per time.
         rx_by_ts: receive time per measurement time.
+        rx_field: the ``rx_ms`` field value of ``received_at``, when the caller has it already.
     """
     series = _series_key(device.kind, device.device_id, device.kecamatan, extra)
     first = values[0][3]
@@ -174,7 +178,7 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
     else:  # the usual message: one time object, no hashing of it
         groups = {first: {v[0]: float(v[1]) for v in values}}
     out = []
-    rx_ms = f"{to_ms(received_at)}.0"  # the float's repr (epoch ms are exact in a double)
+    rx_ms = rx_field or f"{to_ms(received_at)}.0"  # the float's repr (epoch ms are exact in a double)
     isfinite, key_of, rx_key = math.isfinite, _FIELD_KEYS.get, schema.FIELD_RX
     for ts, fields in groups.items():
         parts = []
@@ -218,6 +222,7 @@ class Pipeline:
         self.dedup = DedupCache()
         self._fmt_cache: dict[str, str] = {}
         self._rx_ms: dict[str, int] = {}
+        self._rx: tuple[datetime | None, str, float] = (None, "", 0.0)  # last receive time, its rx_ms, epoch s
 
     def _distinct_receive_time(self, device_id: str, received_at: datetime) -> datetime:
         """The time for readings that carry no time of their own: the receive time, moved on by
@@ -245,50 +250,55 @@ class Pipeline:
 
     def process(self, msg: Message) -> Result:
         """Process one message; never raises for bad input."""
+        topic, payload, rx = msg
         result = Result([], [])
         try:
-            if len(msg.payload) > self.max_payload_bytes:
-                raise ValidationError("too_large", f"{len(msg.payload)} bytes > {self.max_payload_bytes}")
-            fmt = self._fmt_cache.get(msg.topic)
+            last_rx, rx_field, rx_s = self._rx
+            if rx is not last_rx:  # messages of one socket read share their receive time object
+                rx_field, rx_s = f"{to_ms(rx)}.0", rx.timestamp()  # rx_ms as a float's repr
+                self._rx = (rx, rx_field, rx_s)
+            if len(payload) > self.max_payload_bytes:
+                raise ValidationError("too_large", f"{len(payload)} bytes > {self.max_payload_bytes}")
+            fmt = self._fmt_cache.get(topic)
             if fmt is None:
-                fmt = self.format_of(msg.topic)
+                fmt = self.format_of(topic)
                 if len(self._fmt_cache) < 100_000:  # one entry per device topic
-                    self._fmt_cache[msg.topic] = fmt
+                    self._fmt_cache[topic] = fmt
             result.fmt = fmt
-            uplinks = self.formats[result.fmt](msg.payload, msg.topic, msg.received_at)
+            uplinks = self.formats[fmt](payload, topic, rx)
             pending: list[tuple[DeviceInfo, list[Reading], int | None, bytes | None, list[str]]] = []
             for up in uplinks:
                 device = self.devices.get(up.device_id)
                 if device is None:
                     raise ValidationError("unknown_device", f"{up.device_id!r} is not registered (or retired)")
                 raws: Sequence[RawReading] = up.readings
-                if up.frame is not None:
+                frame = up.frame
+                if frame is not None:
                     if not device.codec:
                         raise ValidationError("no_codec", f"{device.device_id} has raw bytes but no codec")
-                    raws = get_codec(device.codec)(up.frame.fport, up.frame.payload) + list(raws)
-                values = validate_values(raws, device, msg.received_at, up.ts, self.policy)
-                rx = msg.received_at
-                for v in values:
-                    if v[3] == rx:  # timed by their arrival (no device or network-server time; SenML "now")
+                    raws = get_codec(device.codec)(frame.fport, frame.payload) + list(raws)
+                values = validate_values(raws, device, rx, up.ts, self.policy)
+                for value in values:
+                    if value[3] == rx:  # timed by their arrival (no device or network-server time; SenML "now")
                         at = self._distinct_receive_time(device.device_id, rx)  # keep them distinct
                         if at is not rx:
                             values = [(m, v, u, at if ts == rx else ts) for m, v, u, ts in values]
                         break
-                readings = [Reading(device.device_id, m, v, u, ts, msg.received_at)
+                readings = [Reading(device.device_id, m, v, u, ts, rx)
                             for m, v, u, ts in values] if self.keep_readings else []
-                pending.append((device, readings, up.fcnt, up.frame.payload if up.frame is not None else None,
-                                _lines(values, device, up.tags, msg.received_at)))
+                pending.append((device, readings, up.fcnt, frame.payload if frame is not None else None,
+                                _lines(values, device, up.tags, rx, rx_field=rx_field)))
         except PayloadError as exc:
             result.error = exc
             return result
         except Exception as exc:  # a bug in a parser or codec must not stop the ingester
-            log.exception("internal error on topic %s", msg.topic)
+            log.exception("internal error on topic %s", topic)
             result.error = PayloadError("internal_error", f"{type(exc).__name__}: {exc}")
             return result
         for device, readings, fcnt, content, lines in pending:
-            if fcnt is not None and self.dedup.seen(device.device_id, fcnt, msg.received_at, content):
+            if fcnt is not None and self.dedup.seen(device.device_id, fcnt, rx, content, rx_s):
                 result.duplicate = True
                 continue
-            result.readings.extend(readings)
-            result.lines.extend(lines)
+            result.readings += readings
+            result.lines += lines
         return result

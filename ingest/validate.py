@@ -131,18 +131,18 @@ def validate_values(
     out: list[tuple[str, float, str, datetime]] = []
     default_ts = fallback_ts or received_at
     checked: datetime | None = None  # readings of one message share a time: check it once
-    isnan, isfinite, metrics, sentinels = math.isnan, math.isfinite, METRICS, SENTINELS
+    metrics, sentinels, inf = METRICS, SENTINELS, math.inf
     for metric, value, unit, raw_ts in raws:  # RawReading is a NamedTuple: unpacking is the cheap read
         spec = metrics.get(metric)
         if spec is None:
             raise ValidationError("unknown_metric", f"{metric!r} is not a Lorong metric")
-        if isnan(value):
+        if value != value:  # NaN: math.isnan() without the call
             raise ValidationError("sensor_sentinel", f"{metric}: the sensor reported no value")
         ts = raw_ts or default_ts
         if ts is not checked:
             check_time(ts, received_at, policy)
             checked = ts
-        if not isfinite(value):
+        if not -inf < value < inf:  # math.isfinite() without the call (NaN is already out)
             raise ValidationError("non_finite", f"{metric}: {value}")
         if value == MISSING_VALUE:
             raise ValidationError("sensor_sentinel", f"{metric} = -200: the missing-value tag")

@@ -70,7 +70,8 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
     readings: list[RawReading] = []
     for name, item in metrics.items():
         if type(item) is dict:
-            value, unit = item.get("value"), item.get("unit")
+            value = item.get("value")
+            unit = item.get("unit")
         else:
             spec = METRICS.get(name)
             value, unit = item, spec.unit if spec is not None else "1"
