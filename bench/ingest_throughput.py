@@ -119,9 +119,13 @@ which took about a third of a core away from the processes under test at ten pol
 
 
 def metric(port: int, name: str) -> float | None:
-    """One sample of the ingester's Prometheus endpoint, or None."""
+    """One sample of the ingester's Prometheus endpoint, or None.
+
+    Asks for that metric only (prometheus-client's ``name[]`` filter) and uncompressed: the whole
+    page, gzipped, ten times a second cost the ingester under test 2-4 % of its CPU."""
     try:
-        body = _HTTP.get(f"http://127.0.0.1:{port}/metrics").text
+        body = _HTTP.get(f"http://127.0.0.1:{port}/metrics", params={"name[]": name},
+                         headers={"Accept-Encoding": "identity"}).text
     except httpx.HTTPError:
         return None
     for row in body.splitlines():
