@@ -66,7 +66,9 @@ class IngestSettings(BaseModel):
 
     Attributes:
         batch_size: points per ``/write`` request (InfluxDB docs recommend 5,000-10,000).
-        flush_interval_s: longest time a reading waits in the spool before a write.
+        flush_interval_s: longest time a reading waits in the spool before a write (s); a full
+            batch goes at once. 0.2 s keeps points fresh for dashboards at a cost of at most five
+            small writes a second per ingester when the stream is thin.
         max_payload_bytes: larger payloads are dead-lettered as ``too_large``.
         max_future_s: device time more than this ahead of receive time is rejected.
         min_year: device time before this year is rejected (clock never set).
@@ -75,7 +77,7 @@ class IngestSettings(BaseModel):
     """
 
     batch_size: int = Field(5000, ge=1)
-    flush_interval_s: Positive = 0.5
+    flush_interval_s: Positive = 0.2
     max_payload_bytes: int = Field(65536, ge=1)
     max_future_s: float = Field(300.0, ge=0)
     min_year: int = 2020
