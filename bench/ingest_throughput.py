@@ -6,7 +6,8 @@ so each is its own point) once per measurement, with one ``mosquitto_pub -q 1 -l
 
 1. reference: to a single C subscriber, ``mosquitto_sub -q 1 -c -C N`` (its session is made
    first, so nothing published before it connects is lost); rate = N / (first publish ->
-   subscriber exit);
+   subscriber exit). It runs before and after the Lorong runs, and the ratio uses the mean of
+   the two rates: on a shared 2-CPU machine one reference run alone varies by +-10 %;
 2. Lorong: to ``lorong ingest run [--workers N]`` (a child process, configured with ``LORONG_*`` variables);
    rate = N / (first publish -> N points readable in InfluxDB), i.e. publish to durable.
 
@@ -261,21 +262,24 @@ def main(argv: list[str] | None = None) -> int:
             for d in devices:
                 add_device(s, DeviceIn(id=d, kind=DeviceKind.AIR, kecamatan="Panakkukang"))
         influxd = stack.start_influxd(root / "influxd", stack.free_port())
+        refs: list[tuple[float, float]] = []
         try:
-            mq = stack.start_mosquitto(root / "mosquitto-ref", stack.free_port())
-            try:
-                ref_s, ref_pub_s = reference(mq.port, n, files, devices, timeout_s)
-            finally:
-                mq.stop()
-            for w in counts:  # a fresh broker each time: no queues or sessions left by the run before
-                mq = stack.start_mosquitto(root / f"mosquitto-w{w}", stack.free_port())
+            for name in ("before", *(f"w{w}" for w in counts), "after"):
+                # a fresh broker each time: no queues or sessions left by the run before
+                mq = stack.start_mosquitto(root / f"mosquitto-{name}", stack.free_port())
                 try:
-                    runs[w] = lorong(root, mq.port, influxd.port, n, files, devices, timeout_s, w)
+                    if name in ("before", "after"):
+                        refs.append(reference(mq.port, n, files, devices, timeout_s))
+                    else:
+                        w = int(name[1:])
+                        runs[w] = lorong(root, mq.port, influxd.port, n, files, devices, timeout_s, w)
                 finally:
                     mq.stop()
         finally:
             influxd.stop()
-    ref_rate = n / ref_s
+    ref_rates = [n / ref_s for ref_s, _ in refs]
+    ref_rate = sum(ref_rates) / len(ref_rates)
+    ref_pub_s = sum(pub_s for _, pub_s in refs) / len(refs)
 
     def row(label: str, text: str) -> None:
         print(f"  {label:<46}: {text}")
@@ -285,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     row(f"publishers alone, {len(devices)} x mosquitto_pub -q 1 -l",
         f"{n / ref_pub_s:>8,.0f} msg/s (reference run), "
         + ", ".join(f"{n / r[2]:,.0f} msg/s (--workers {w} run)" for w, r in runs.items()))
-    row(f"broker -> mosquitto_sub -q 1 -C {n}", f"{ref_rate:>8,.0f} msg/s   (reference)")
+    row(f"broker -> mosquitto_sub -q 1 -C {n}", f"{ref_rate:>8,.0f} msg/s   (reference: mean of "
+        + " and ".join(f"{r:,.0f}" for r in ref_rates) + ", before and after)")
     for w, (e2e_s, recv_s, _pub_s, rss, idle, cpu) in runs.items():
         e2e_rate = n / e2e_s
         ratio = e2e_rate / ref_rate
