@@ -35,9 +35,11 @@ the current one (checked in the loop thread, where connects and disconnects are 
 acks of an older connection are dropped. The broker redelivers those messages and the
 redelivery is stored again, which InfluxDB makes harmless (same series and timestamp).
 
-Receive time: every message of one socket read gets the same ``received_at``, taken when gmqtt
-hands on the first of them (they did arrive together); this also lets the pipeline turn each
-receive time into epoch milliseconds once per read instead of once per message.
+Messages are handed on per socket read: gmqtt decodes every packet of a read, then the batch
+goes to ``on_message`` in order, each message with the same ``received_at`` (they did arrive
+together). Decoding first and then running the pipeline over the batch keeps each one's code
+and data hot, and lets the pipeline turn the receive time into epoch milliseconds once per
+read instead of once per message.
 
 gmqtt's asyncio loop runs in one daemon thread ("mqtt-source"), under uvloop when it is
 installed (measured on this module alone, 60,000 QoS 1 messages: 65 instead of 71 us of CPU
@@ -57,7 +59,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import gmqtt
@@ -215,7 +216,7 @@ class MqttSource:
         self._generation = 0
         self._paused = False
         self._stopping = False
-        self._received_at: datetime | None = None
+        self._batch: list[tuple[str, bytes, Delivery]] = []
         self._suback_wanted: dict[int, str] = {}
         self._unreachable_logged = False
         self._refusal_logged = ""
@@ -253,17 +254,22 @@ class MqttSource:
             return
         if type(topic) is not str:  # gmqtt hands on a topic that is not UTF-8 as bytes
             topic = bytes(topic).decode("utf-8", "replace")
-        received_at = self._received_at
-        if received_at is None:  # the first packet of this socket read: all of them arrived now
-            received_at = self._received_at = utcnow()
-            self._loop.call_soon(self._read_done)  # type: ignore[union-attr]  # runs after gmqtt parsed the read
-        try:
-            self._on_message(Message(topic, payload, received_at), Delivery(mid, qos, self._generation))
-        except Exception:
-            log.exception("message on %s not handled%s", topic, "; it stays unacknowledged" if qos else "")
+        batch = self._batch
+        if not batch:  # the first packet of this socket read: hand the read over once gmqtt parsed it all
+            self._loop.call_soon(self._read_done)  # type: ignore[union-attr]
+        batch.append((topic, payload, Delivery(mid, qos, self._generation)))
 
     def _read_done(self) -> None:
-        self._received_at = None
+        """Hand the messages of one socket read to ``on_message``, in order, with one receive time."""
+        batch, self._batch = self._batch, []
+        if self._paused:  # paused after they arrived: unacknowledged, sent again on the next connect
+            return
+        received_at, on_message = utcnow(), self._on_message
+        for topic, payload, delivery in batch:
+            try:
+                on_message(Message(topic, payload, received_at), delivery)
+            except Exception:
+                log.exception("message on %s not handled%s", topic, "; it stays unacknowledged" if delivery.qos else "")
 
     def _send_acks(self, generation: int, acks: list[tuple[int, int]]) -> None:
         if generation != self._generation:  # the connection ended after ack_many looked
