@@ -19,12 +19,13 @@ the ingester's ~120 us per message (measured: 52 against 15 us of CPU per QoS 1 
 gmqtt alone, 64,000 queued messages). So :class:`_Client` takes over gmqtt's two QoS 1/2
 publish hooks (``MqttPackageHandler._handle_qos_1_publish_packet`` and ``..._qos_2_...``,
 which receive the decoded PUBLISH and the broker's packet identifier): the message goes to
-``on_message`` at once, with its packet identifier in its :class:`Delivery`, and
+``on_message`` with its packet identifier in its :class:`Delivery` (after the rest of its socket
+read was decoded, see below), and
 :meth:`MqttSource.ack_many` later writes the PUBACKs (PUBRECs for QoS 2; gmqtt answers the
 PUBREL itself) of a whole flush as one socket write, built with gmqtt's own packet builder.
 gmqtt still decodes every packet and keeps the connection. The hooks are private gmqtt names:
-the client refuses to start if they are gone, and the acknowledgement tests below watch the
-packets on the wire.
+the client refuses to start if they are gone, ``pyproject.toml`` keeps gmqtt below 0.9, and
+``tests/ingest/test_mqtt_source.py`` watches the PUBACKs on the wire through a recording proxy.
 
 Acks are only valid on the connection that delivered the message. After a reconnect the broker
 resends every unacknowledged message with its original packet id (MQTT 5.0 section 4.4), then

@@ -481,3 +481,13 @@ def test_shared_subscription_splits_the_stream(broker: stack.Service) -> None:
     finally:
         for s in sources:
             s.stop()
+
+
+def test_a_gmqtt_without_the_publish_hooks_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acknowledgement design rests on two gmqtt handler methods; a release without them must
+    stop the ingester at start-up, not lose acknowledgements silently."""
+    from gmqtt.mqtt.handler import MqttPackageHandler
+
+    monkeypatch.delattr(MqttPackageHandler, "_handle_qos_1_publish_packet")
+    with pytest.raises(RuntimeError, match="_handle_qos_1_publish_packet"):
+        MqttSource(MqttSettings(client_id="no-hooks"), Collector())
