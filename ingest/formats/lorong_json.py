@@ -23,7 +23,7 @@ from datetime import datetime
 from core.errors import ParseError
 from core.metrics import METRICS
 from core.model import RawReading, Uplink
-from ingest.formats._common import load_json_object, parse_time
+from ingest.formats._common import as_int, load_json_object, parse_time
 from ingest.vendor_keys import as_float
 
 NAME = "lorong-json"
@@ -70,8 +70,7 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
     readings: list[RawReading] = []
     for name, item in metrics.items():
         if type(item) is dict:
-            value = item.get("value")
-            unit = item.get("unit")
+            value, unit = item.get("value"), item.get("unit")
         else:
             spec = METRICS.get(name)
             value, unit = item, spec.unit if spec is not None else "1"
@@ -85,7 +84,7 @@ def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:
             raise ParseError("bad_value", f"{NAME}: metric {name!r:.80} needs a string 'unit'")
         readings.append(RawReading(name, number, unit, ts))
     seq = obj.get("seq")
-    fcnt = seq if type(seq) is int else None  # as_int(): true/false are not integers
+    fcnt = as_int(seq)
     if seq is not None and (fcnt is None or not 0 <= fcnt < 2**32):
         raise ParseError("bad_value", f"{NAME}: 'seq' must be an integer 0..4294967295, got {seq!r:.40}")
     return [Uplink(device_id, tuple(readings), None, fcnt, ts)]
