@@ -12,11 +12,59 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from firmware_sim.encoders.milesight import FPORT, encode_em310_udl
 from firmware_sim.makassar import KECAMATAN
 
 TTN_APP = "lorong-makassar@ttn"
+
+
+def ttn_v3_uplink(dev_eui: str, fcnt: int, frame: bytes, received_at: datetime | str,
+                  gateways: tuple[tuple[str, int], ...] = (("gw-makassar-1", -97),),
+                  app: str = TTN_APP, fport: int = FPORT) -> tuple[str, bytes]:
+    """A The Things Stack v3 ``ApplicationUp`` uplink as the ``ttn-v3`` format parses it.
+
+    Args:
+        dev_eui: the device's DevEUI (16 hex digits); the TTS device id is its lower-case form.
+        fcnt: LoRaWAN frame counter.
+        frame: FRMPayload bytes (sent base64 in ``frm_payload``).
+        received_at: network-server receive time (tz-aware datetime, or its ISO-8601 text).
+        gateways: ``(gateway id, RSSI dBm)`` per gateway that heard it (``rx_metadata``).
+        app: ``<application id>@<tenant>`` of the topic.
+        fport: LoRaWAN FPort.
+
+    Returns:
+        ``(topic, payload)``: ``v3/<app>/devices/<id>/up`` and the UTF-8 JSON body.
+    """
+    at = received_at if isinstance(received_at, str) else received_at.isoformat()
+    dev_id = dev_eui.lower()
+    body = {
+        "end_device_ids": {"device_id": dev_id, "dev_eui": dev_eui,
+                           "application_ids": {"application_id": app.split("@")[0]}},
+        "received_at": at,
+        "uplink_message": {"f_port": fport, "f_cnt": fcnt,
+                           "frm_payload": base64.b64encode(frame).decode(),
+                           "rx_metadata": [{"gateway_ids": {"gateway_id": g}, "rssi": rssi} for g, rssi in gateways],
+                           "received_at": at},
+    }
+    return f"v3/{app}/devices/{dev_id}/up", json.dumps(body).encode()
+
+
+def lorong_json_uplink(device_id: str, time: str, seq: int, metrics: dict[str, Any]) -> tuple[str, bytes]:
+    """A native ``lorong-json`` uplink.
+
+    Args:
+        device_id: the sender's serial number (also in the topic).
+        time: device time, ISO-8601 with offset.
+        seq: uplink counter (deduplication key).
+        metrics: metric name -> ``{"value": number, "unit": str}`` or a bare number (canonical unit).
+
+    Returns:
+        ``(topic, payload)``: ``lorong/v1/<id>/up`` and the UTF-8 JSON body.
+    """
+    body = {"device_id": device_id, "time": time, "seq": seq, "metrics": metrics}
+    return f"lorong/v1/{device_id}/up", json.dumps(body).encode()
 
 
 @dataclass
@@ -119,33 +167,22 @@ class Fleet:
     def _bin_uplink(self, b: SimBin, now: datetime) -> tuple[str, bytes]:
         b.fcnt += 1
         if b.lorawan:
-            frame = encode_em310_udl(b.distance_mm(), 90)
-            body = {
-                "end_device_ids": {"device_id": b.device_id.lower(), "dev_eui": b.device_id,
-                                   "application_ids": {"application_id": "lorong-makassar"}},
-                "received_at": now.isoformat(),
-                "uplink_message": {"f_port": FPORT, "f_cnt": b.fcnt,
-                                   "frm_payload": base64.b64encode(frame).decode(),
-                                   "rx_metadata": [{"gateway_ids": {"gateway_id": "gw-makassar-1"}, "rssi": -97}],
-                                   "received_at": now.isoformat()},
-            }
-            return f"v3/{TTN_APP}/devices/{b.device_id.lower()}/up", json.dumps(body).encode()
-        body2 = {"device_id": b.device_id, "time": now.isoformat(), "seq": b.fcnt,
-                 "metrics": {"distance": {"value": b.distance_mm(), "unit": "mm"},
-                             "batteryLevel": {"value": 88, "unit": "%"}}}
-        return f"lorong/v1/{b.device_id}/up", json.dumps(body2).encode()
+            return ttn_v3_uplink(b.device_id, b.fcnt, encode_em310_udl(b.distance_mm(), 90), now)
+        return lorong_json_uplink(b.device_id, now.isoformat(), b.fcnt,
+                                  {"distance": {"value": b.distance_mm(), "unit": "mm"},
+                                   "batteryLevel": {"value": 88, "unit": "%"}})
 
     def _air_uplink(self, s: SimStation, now: datetime) -> tuple[str, bytes]:
         s.seq += 1
         pm25 = s.base_pm25 * (1 + self._rnd.uniform(-0.15, 0.15))
         if s.spike_left_s > 0:
             pm25 += self._rnd.uniform(60, 120)
-        body = {"device_id": s.device_id, "time": now.isoformat(), "seq": s.seq,
-                "metrics": {"pm25": {"value": round(pm25, 1), "unit": "ug/m3"},
-                            "pm10": {"value": round(pm25 * 1.6, 1), "unit": "ug/m3"},
-                            "temperature": {"value": round(self._rnd.uniform(26, 33), 1), "unit": "degC"},
-                            "relativeHumidity": {"value": round(self._rnd.uniform(65, 90), 1), "unit": "%"}}}
-        return f"lorong/v1/{s.device_id}/up", json.dumps(body).encode()
+        metrics: dict[str, Any] = {
+            "pm25": {"value": round(pm25, 1), "unit": "ug/m3"},
+            "pm10": {"value": round(pm25 * 1.6, 1), "unit": "ug/m3"},
+            "temperature": {"value": round(self._rnd.uniform(26, 33), 1), "unit": "degC"},
+            "relativeHumidity": {"value": round(self._rnd.uniform(65, 90), 1), "unit": "%"}}
+        return lorong_json_uplink(s.device_id, now.isoformat(), s.seq, metrics)
 
     def registry_rows(self) -> list[dict[str, object]]:
         """The fleet as registry rows (fields of :class:`devices.registry.DeviceIn`)."""
