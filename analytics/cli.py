@@ -4,15 +4,23 @@ inspect the notification outbox."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from analytics import pickups, routes
+from analytics import replay as replaying
+from analytics import score as scoring
 from analytics.jobs import run_once
 from analytics.notify import build_notifiers, build_outbox
 from analytics.scheduler import Scheduler
@@ -34,15 +42,15 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _when(now: str | None) -> datetime:
+def _when(now: str | None, flag: str = "--now") -> datetime:
     if now is None:
         return utcnow()
     try:
         ts = datetime.fromisoformat(now)
     except ValueError:
-        raise _fail(f"--now {now!r} is not an ISO-8601 time; use e.g. 2026-11-30T10:00+08:00") from None
+        raise _fail(f"{flag} {now!r} is not an ISO-8601 time; use e.g. 2026-11-30T10:00+08:00") from None
     if ts.tzinfo is None:
-        raise _fail("--now needs an offset, e.g. 2026-11-30T10:00+08:00")
+        raise _fail(f"{flag} needs an offset, e.g. 2026-11-30T10:00+08:00")
     return ts.astimezone(UTC)
 
 
@@ -173,3 +181,143 @@ def collections(
         new = pickups.record(session, influx, found, kec)
         session.commit()
     print(f"{len(found)} pickups found, {len(new)} new")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _step(text: str) -> timedelta:
+    """``30s``, ``10m``, ``1h``, ``1.5h``, ``1d`` as a positive time span."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip())
+    if m is None or float(m[1]) <= 0:
+        raise _fail(f"--step {text!r}: use a positive number and a unit s, m, h or d, e.g. 10m")
+    return timedelta(seconds=float(m[1]) * _UNITS[m[2]])
+
+
+def _truth_path(path: Path) -> Path:
+    """A scenario's ``truth.json``: the file, or the one inside a scenario folder."""
+    return path / "truth.json" if path.is_dir() else path
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return scoring.load(path)
+    except scoring.ScoreInputError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{t} {n}" for t, n in counts.items()) or "nothing"
+
+
+@app.command("replay")
+def replay_cmd(
+    start: str | None = typer.Option(None, "--from", help="first step, ISO-8601 with an offset"),
+    end: str | None = typer.Option(None, "--to", help="last step (included), ISO-8601 with an offset"),
+    truth: Path | None = typer.Option(None, help="a scenario's truth.json (or its folder): its start and end "
+                                                 "stand in for a missing --from / --to"),
+    step: str = typer.Option("10m", help="time between runs: 30s, 10m, 1h"),
+    out: Path = typer.Option(Path("decisions.json"), help="where to write the decisions JSON"),
+    check_every: int = typer.Option(1, min=0, help="run every K-th step twice and record what the repeat "
+                                                   "changed (0: never)"),
+    reset: bool = typer.Option(False, help="first delete the alerts, pickups and device_latest rows a "
+                                           "previous replay left in the database"),
+) -> None:
+    """Step the analytics job through past time (notifications off) and write its decisions as JSON:
+    alerts opened, pickups, forecasts, idempotency; `lorong analytics score` compares them with the truth."""
+    doc = _load(_truth_path(truth)) if truth is not None else {}
+    start = start or doc.get("start")
+    end = end or doc.get("end")
+    if start is None or end is None:
+        raise _fail("give --from and --to, or --truth FILE")
+    t1, t2, dt = _when(start, "--from"), _when(end, "--to"), _step(step)
+    if t2 < t1:
+        raise _fail(f"--to {t2.isoformat()} is before --from {t1.isoformat()}")
+    settings = Settings()
+    influx = open_influx(settings)
+    sessions = open_sessions(settings)
+    if reset:
+        replaying.reset(sessions)
+    left = replaying.leftovers(sessions, t1)
+    if left:
+        raise _fail(f"the database already holds the job's output from {t1.isoformat()} on "
+                    f"({_counts(left)}): use --reset, or a fresh database")
+    t0 = time.perf_counter()
+
+    def progress(now: datetime, done: int, total: int, opened: dict[str, int]) -> None:
+        print(f"{now.isoformat(timespec='minutes')}  step {done}/{total}  {time.perf_counter() - t0:.0f} s  "
+              f"opened: {_counts(opened)}", flush=True)
+
+    decisions = replaying.replay(sessions, influx, settings.analytics, t1, t2, dt, check_every, progress)
+    try:
+        replaying.write_decisions(decisions, out)
+    except OSError as exc:
+        raise _fail(f"cannot write {out}: {exc}", 1) from None
+    runs = decisions.steps + decisions.checked
+    print(f"{_plural(decisions.steps, 'step')} of {dt.total_seconds():g} s, {decisions.checked} repeated, "
+          f"in {decisions.seconds:.1f} s ({1000 * decisions.seconds / max(runs, 1):.0f} ms per run)")
+    print(f"alerts opened: {_counts(decisions.opened_by_type())}")
+    print(f"pickups: {len(decisions.pickups)}, forecasts: {len(decisions.forecasts)}, "
+          f"idempotency: {len(decisions.changed)} of {decisions.checked} repeats changed something")
+    print(f"wrote {out}")
+
+
+def _num(x: float | None, fmt: str = ".3f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _print_score(report: scoring.ScoreReport) -> None:
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    t = Table(title=f"decisions (warm-up {report.warmup_h:g} h)")
+    for col in ("decision", "required", "precision", "recall", "F1", "hits", "false", "re-opened", "missed",
+                "ignored", "delay p50 min", "delay p90 min"):
+        t.add_column(col, justify="left" if col == "decision" else "right")
+    for d in report.decisions:
+        lead = " (lead)" if d.timing == "lead" else ""
+        t.add_row(d.type, str(d.required), _num(d.precision), _num(d.recall), _num(d.f1), str(d.hits),
+                  str(d.false_alarms), str(d.reopens), str(d.misses), str(d.ignored),
+                  _num(d.timing_p50_min, ".0f") + lead, _num(d.timing_p90_min, ".0f") + lead)
+    console.print(t)
+    p = report.pickups
+    console.print(f"pickups: precision {_num(p.precision)}, recall {_num(p.recall)}, F1 {_num(p.f1)}; "
+                  f"{p.hits} hits, {p.false} false, {p.misses} missed, {p.ignored} ignored "
+                  f"({p.required} required of {p.truth}; {p.decisions} found), median offset "
+                  f"{_num(p.offset_p50_min, '.0f')} min")
+    tt = Table(title="time to full: |full_at - cross_at|, hours")
+    for col in ("horizon h", "n", "median", "p90", "missing"):
+        tt.add_column(col, justify="right")
+    for b in report.ttf:
+        tt.add_row(b.bucket, str(b.n), _num(b.median_h, ".2f"), _num(b.p90_h, ".2f"), str(b.n_missing))
+    console.print(tt)
+    console.print(f"idempotency: {report.idempotency_changed} of {report.idempotency_checked} repeated runs "
+                  "changed something")
+    if report.routes:
+        console.print("routes: " + ", ".join(f"{k} {v}" for k, v in report.routes.items()))
+    for lk in report.lookalikes:
+        console.print(f"lookalike {lk.type} / {lk.what}: {lk.n}, fooled {lk.fooled}")
+    unmet = scoring.targets_met(report)
+    console.print("targets: all met" if not unmet else "targets not met:\n  " + "\n  ".join(unmet),
+                  highlight=False)
+
+
+@app.command("score")
+def score_cmd(
+    truth: Path = typer.Option(..., help="a scenario's truth.json (or its folder)"),
+    decisions: Path = typer.Option(..., help="decisions JSON written by `lorong analytics replay`"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
+    warmup_h: float = typer.Option(24.0, min=0, help="hours after the scenario's start left out (the job "
+                                                     "needs a day of history); 0: none"),
+) -> None:
+    """Compare a replay's decisions with the scenario's truth: precision, recall and delay per alert type,
+    pickups, time-to-full error by horizon, idempotency, routes (firmware_sim/SCENARIO.md, "Scoring")."""
+    truth_doc, decisions_doc = _load(_truth_path(truth)), _load(decisions)
+    try:
+        report = scoring.score(truth_doc, decisions_doc, warmup_h)
+    except scoring.ScoreInputError as exc:
+        raise _fail(str(exc)) from None
+    except (AttributeError, TypeError, ValueError) as exc:  # a list where an object belongs, and such
+        raise _fail(f"malformed input: {exc}") from None
+    if as_json:
+        print(json.dumps(report.to_json()))
+    else:
+        _print_score(report)
