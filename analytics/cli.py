@@ -282,7 +282,7 @@ def _print_score(report: scoring.ScoreReport) -> None:
     console.print(f"pickups: precision {_num(p.precision)}, recall {_num(p.recall)}, F1 {_num(p.f1)}; "
                   f"{p.hits} hits, {p.false} false, {p.misses} missed, {p.ignored} ignored "
                   f"({p.required} required of {p.truth}; {p.decisions} found), median offset "
-                  f"{_num(p.offset_p50_min, '.0f')} min")
+                  f"{_num(p.offset_p50_min, '.1f')} min")
     tt = Table(title="time to full: |full_at - cross_at|, hours")
     for col in ("horizon h", "n", "median", "p90", "missing"):
         tt.add_column(col, justify="right")

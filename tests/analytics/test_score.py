@@ -1,0 +1,226 @@
+"""Scoring a replay's decisions against a hand-built truth (firmware_sim/SCENARIO.md, "Scoring"): pure."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from analytics.cli import app
+from analytics.score import ScoreInputError, load, quantile, score, targets_met
+
+S = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)  # scenario start; the default warm-up ends at H(24)
+MIN = timedelta(minutes=1)
+
+
+def H(h: float) -> datetime:  # noqa: N802
+    """``h`` hours after the scenario's start."""
+    return S + timedelta(hours=h)
+
+
+def iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None
+
+
+def event(type_: str, device: str, start: datetime, end: datetime | None, required: bool = True,
+          **info: datetime) -> dict[str, Any]:
+    return {"type": type_, "device_id": device, "start": iso(start), "end": iso(end), "required": required,
+            "what": "", "info": {k: iso(v) for k, v in info.items()}}
+
+
+def alert(n: int, type_: str, device: str, opened: datetime) -> dict[str, Any]:
+    return {"id": n, "device_id": device, "type": type_, "severity": "major", "opened_at": iso(opened),
+            "cleared_at": None, "clear_reason": None, "details": {}}
+
+
+def truth() -> dict[str, Any]:
+    return {
+        "version": 1, "city": "test", "seed": 1, "days": 3, "start": iso(S), "end": iso(H(72)),
+        "events": [
+            event("bin_full", "B1", H(30), H(32)),                  # hit by a1, re-opened by a2
+            event("bin_full", "B2", H(40), H(41)),                  # missed
+            event("bin_full", "B3", H(10), H(12)),                  # warm-up; a3 opened in it too
+            event("bin_full", "B3", H(20), H(26)),                  # warm-up event, a4 after the cut: ignored
+            event("bin_full", "B4", H(50), H(52), required=False),  # a5 ignored
+            event("bin_full", "B6", H(60), None),                   # open to the end: a7 10 min early, a hit
+            event("bin_full_soon", "B1", H(25), H(30), cross_at=H(30)),
+            event("bin_full_soon", "B2", H(35), H(40), cross_at=H(40)),
+            event("fire", "B9", H(30), H(31)),                      # no alert: recall 0, precision "-"
+        ],
+        "lookalikes": [
+            {"type": "bin_full", "device_id": "B5", "at": iso(H(44.5)), "what": "bag held over the sensor"},
+            {"type": "bin_full", "device_id": "B5", "at": iso(H(10)), "what": "bag held over the sensor"},
+            {"type": "fire", "device_id": "B1", "at": iso(H(50)), "what": "sun-heated bin"},
+        ],
+        "pickups": [
+            {"device_id": "B1", "at": iso(H(32)), "level_before": 0.9, "level_after": 0.02, "partial": False,
+             "required": True},
+            {"device_id": "B2", "at": iso(H(41)), "required": True},
+            {"device_id": "B3", "at": iso(H(26)), "required": False},
+            {"device_id": "B4", "at": iso(H(52)), "required": True},
+        ],
+        "cycles": [
+            {"device_id": "B1", "start": iso(H(26)), "end": iso(H(32)), "cross_at": iso(H(30))},
+            {"device_id": "B7", "start": iso(H(20)), "end": None, "cross_at": iso(H(60))},
+            {"device_id": "B8", "start": iso(H(30)), "end": iso(H(40)), "cross_at": None},
+            {"device_id": "B9", "start": iso(H(0)), "end": iso(H(30)), "cross_at": iso(H(28))},
+        ],
+        "routes": {"policy": "fixed", "km": 512.3, "overflow_bin_hours": 40.5, "mean_fill_at_emptying": 0.61,
+                   "stops": 1000},
+    }
+
+
+def forecast(device: str, now: datetime, full_at: datetime | None) -> dict[str, Any]:
+    return {"device_id": device, "now": iso(now), "full_at": iso(full_at), "level": 0.5, "expected_pickup": None}
+
+
+def decisions() -> dict[str, Any]:
+    return {
+        "version": 1, "from": iso(S), "to": iso(H(72)), "step_s": 600, "steps": 433, "seconds": 1.0,
+        "alerts": [
+            alert(1, "bin_full", "B1", H(30) + 20 * MIN),
+            alert(2, "bin_full", "B1", H(31)),
+            alert(3, "bin_full", "B3", H(10) + 10 * MIN),
+            alert(4, "bin_full", "B3", H(25)),
+            alert(5, "bin_full", "B4", H(50) + 5 * MIN),
+            alert(6, "bin_full", "B5", H(45)),
+            alert(7, "bin_full", "B6", H(60) - 10 * MIN),
+            alert(8, "bin_full_soon", "B1", H(27)),
+            alert(9, "bin_full_soon", "B2", H(39)),
+        ],
+        "pickups": [
+            {"device_id": "B1", "at": iso(H(32) + 5 * MIN), "level_before": 0.9, "level_after": 0.02},
+            {"device_id": "B2", "at": iso(H(41) - 20 * MIN)},
+            {"device_id": "B3", "at": iso(H(26) + 10 * MIN)},  # matches a required=false pickup: ignored
+            {"device_id": "B5", "at": iso(H(33))},             # no truth pickup: false
+            {"device_id": "B1", "at": iso(H(32) + 10 * MIN)},  # B1's truth pickup is taken: false
+        ],
+        "forecasts": [
+            forecast("B1", H(28), H(30.5)),        # horizon 2 h, error 0.5 h
+            forecast("B1", H(27), H(31)),          # horizon 3 h, error 1 h
+            forecast("B1", H(29.5), None),         # horizon 0.5 h: no bucket
+            forecast("B1", H(28.5), None),         # horizon 1.5 h, no full_at: missing
+            forecast("B1", H(25), H(30)),          # before the cycle
+            forecast("B7", H(40), H(58)),          # horizon 20 h, error 2 h
+            forecast("B7", H(44), H(63)),          # horizon 16 h, error 3 h
+            forecast("B7", H(30), H(60)),          # horizon 30 h: no bucket
+            forecast("B7", H(50), H(57)),          # horizon 10 h, error 3 h
+            forecast("B8", H(35), H(36)),          # no crossing in the cycle
+            forecast("B9", H(23), H(29)),          # horizon 5 h, error 1 h, but in the warm-up
+        ],
+        "idempotency": {"checked": 433, "changed": [{"now": iso(H(30)), "what": "opened bin_full x1"}]},
+    }
+
+
+def test_alerts_per_type() -> None:
+    r = score(truth(), decisions())
+    by = {d.type: d for d in r.decisions}
+    assert list(by) == ["bin_full", "bin_full_soon", "fire"]
+    full = by["bin_full"]
+    assert (full.required, full.not_required, full.warmup_events) == (3, 1, 2)
+    assert (full.alerts, full.hits, full.false_alarms, full.reopens, full.ignored, full.misses) == (6, 2, 1, 1, 2, 1)
+    assert full.precision == 0.5 and full.recall == pytest.approx(2 / 3) and full.f1 == pytest.approx(4 / 7)
+    assert (full.timing, full.timing_p50_min, full.timing_p90_min) == ("delay", 5.0, 17.0)  # delays 20, -10
+
+    soon = by["bin_full_soon"]
+    assert (soon.hits, soon.false_alarms, soon.misses, soon.precision, soon.recall) == (2, 0, 0, 1.0, 1.0)
+    assert (soon.timing, soon.timing_p50_min, soon.timing_p90_min) == ("lead", 120.0, 168.0)  # leads 180, 60
+
+    fire = by["fire"]
+    assert (fire.required, fire.alerts, fire.misses, fire.precision, fire.recall, fire.f1) == (1, 0, 1, None, 0.0,
+                                                                                              None)
+
+
+def test_warmup_zero_counts_everything() -> None:
+    full = next(d for d in score(truth(), decisions(), warmup_h=0).decisions if d.type == "bin_full")
+    assert (full.required, full.warmup_events, full.alerts) == (5, 0, 7)
+    assert (full.hits, full.false_alarms, full.reopens, full.ignored, full.misses) == (4, 1, 1, 1, 1)
+
+
+def test_pickups() -> None:
+    p = score(truth(), decisions()).pickups
+    assert (p.truth, p.required, p.decisions) == (4, 3, 5)
+    assert (p.hits, p.false, p.ignored, p.misses) == (2, 2, 1, 1)
+    assert p.precision == 0.5 and p.recall == pytest.approx(2 / 3) and p.offset_p50_min == 12.5
+
+
+def test_time_to_full_buckets() -> None:
+    ttf = {b.bucket: (b.n, b.median_h, b.p90_h, b.n_missing) for b in score(truth(), decisions()).ttf}
+    assert ttf == {"1-3": (1, 0.5, 0.5, 1), "3-6": (1, 1.0, 1.0, 0), "6-12": (1, 3.0, 3.0, 0),
+                   "12-24": (2, 2.5, 2.9, 0)}
+    assert {b.bucket: b.n for b in score(truth(), decisions(), warmup_h=0).ttf}["3-6"] == 2
+
+
+def test_lookalikes_routes_idempotency() -> None:
+    r = score(truth(), decisions())
+    assert [(lk.type, lk.what, lk.n, lk.fooled) for lk in r.lookalikes] == [
+        ("bin_full", "bag held over the sensor", 1, 1), ("fire", "sun-heated bin", 1, 0)]
+    assert r.routes["km"] == 512.3
+    assert (r.idempotency_checked, r.idempotency_changed) == (433, 1)
+
+
+def test_targets() -> None:
+    assert targets_met(score(truth(), decisions())) == [
+        "bin_full precision 0.500 < 0.98",
+        "bin_full recall 0.667 < 0.99",
+        "fire recall 0.000 < 0.95",
+        "pickups precision 0.500 < 0.98",
+        "pickups recall 0.667 < 0.98",
+        "time to full 6-12 h median error 3.00 h > 1.5 h",
+        "idempotency: 1 repeated runs changed something",
+    ]
+    perfect = {**decisions(), "alerts": [alert(1, "bin_full_soon", "B1", H(27))],
+               "pickups": [{"device_id": "B1", "at": iso(H(32))}],
+               "forecasts": [forecast("B1", H(28), H(30.5))], "idempotency": {"checked": 10, "changed": []}}
+    small = {**truth(), "events": [event("bin_full_soon", "B1", H(25), H(30), cross_at=H(30))],
+             "pickups": [{"device_id": "B1", "at": iso(H(32)), "required": True}]}
+    assert targets_met(score(small, perfect)) == []
+
+
+def test_quantile() -> None:
+    assert quantile([], 0.5) is None
+    assert quantile([3.0], 0.9) == 3.0
+    assert quantile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert quantile([4.0, 1.0, 2.0, 3.0], 0.9) == pytest.approx(3.7)
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(ScoreInputError, match="not a JSON object"):
+        (tmp_path / "a.json").write_text("[]")
+        load(tmp_path / "a.json")
+    with pytest.raises(ScoreInputError, match="version 2, expected 1"):
+        (tmp_path / "b.json").write_text('{"version": 2}')
+        load(tmp_path / "b.json")
+    with pytest.raises(ScoreInputError, match="no offset"):
+        score({**truth(), "start": "2026-03-01T16:00:00"}, decisions())
+
+
+def test_cli_table_json_and_errors(tmp_path: Path) -> None:
+    (tmp_path / "truth.json").write_text(json.dumps(truth()))
+    (tmp_path / "decisions.json").write_text(json.dumps(decisions()))
+    runner = CliRunner()
+    res = runner.invoke(app, ["score", "--truth", str(tmp_path), "--decisions", str(tmp_path / "decisions.json")])
+    assert res.exit_code == 0, res.output
+    assert "bin_full_soon" in res.output and "120 (lead)" in res.output
+    assert "pickups: precision 0.500, recall 0.667" in res.output
+    assert "idempotency: 1 of 433 repeated runs changed something" in res.output
+    assert "bin_full precision 0.500 < 0.98" in res.output
+
+    res = runner.invoke(app, ["score", "--truth", str(tmp_path / "truth.json"), "--decisions",
+                              str(tmp_path / "decisions.json"), "--json", "--warmup-h", "0"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["warmup_h"] == 0 and doc["idempotency"] == {"checked": 433, "changed": 1}
+    assert next(d for d in doc["decisions"] if d["type"] == "bin_full")["hits"] == 4
+    assert doc["ttf"][3] == {"bucket": "12-24", "n": 2, "median_h": 2.5, "p90_h": 2.9, "n_missing": 0}
+
+    (tmp_path / "bad.json").write_text("{")
+    res = runner.invoke(app, ["score", "--truth", str(tmp_path), "--decisions", str(tmp_path / "bad.json")])
+    assert res.exit_code == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {tmp_path / 'bad.json'}: ")
+    res = runner.invoke(app, ["score", "--truth", str(tmp_path / "none.json"), "--decisions", str(tmp_path)])
+    assert res.exit_code == 2 and res.stderr.startswith("error: ")
