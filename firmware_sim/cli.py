@@ -1,9 +1,10 @@
-"""``lorong sim``: play a Makassar fleet over MQTT."""
+"""``lorong sim``: play a Makassar fleet over MQTT; write a scenario (`scenario`) and load it (`load`)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import typer
 
@@ -108,3 +109,66 @@ def serial_device(
                 time.sleep(0.2)
         except KeyboardInterrupt:
             pass
+
+
+@app.command("scenario")
+def scenario(
+    out: Path = typer.Option(..., "--out", help="folder for city.json, devices.json, messages.jsonl, truth.json"),
+    city: Path | None = typer.Option(None, "--city", help="city file, YAML or JSON (default: the packaged makassar)"),
+    days: int | None = typer.Option(None, "--days", min=1, max=60, help="simulated days (default: the city's)"),
+    seed: int | None = typer.Option(None, "--seed", help="random seed (default: the city's)"),
+    bins: int | None = typer.Option(None, "--bins", min=0, max=20000, help="number of bins (default: the city's)"),
+    stations: int | None = typer.Option(None, "--stations", min=0, max=2000, help="air stations (default: the city's)"),
+) -> None:
+    """Simulate a city that knows the truth and write its files (firmware_sim/SCENARIO.md)."""
+    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.scenario import build_scenario, write_scenario
+
+    try:
+        cfg = load_city(city if city is not None else packaged_city("makassar"))
+        scn = build_scenario(cfg, seed=seed, days=days, bins=bins, stations=stations)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        write_scenario(scn, out)
+    except OSError as exc:
+        print(f"error: cannot write {out}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    s = scn.summary()
+    print(f"{scn.city.name}: {scn.city.bins} bins, {scn.city.stations} stations, {scn.city.days} days, "
+          f"seed {scn.city.seed} -> {out}")
+    print(f"time span  {s['start']} .. {s['end']} (messages {s['first_rx']} .. {s['last_rx']})")
+    print(f"messages   {s['messages']}")
+    print(f"pickups    {s['pickups']}")
+    print("events     " + ", ".join(f"{k} {n} ({s['required'].get(k, 0)} required)" for k, n in s["events"].items()))
+
+
+@app.command("load")
+def load(folder: Path = typer.Argument(..., help="a folder written by `lorong sim scenario`")) -> None:
+    """Register a scenario's devices and ingest its messages at their simulated receive times."""
+    from core.errors import StoreError
+    from firmware_sim.load import load_scenario
+    from storage.runtime import open_influx, open_sessions
+
+    if not (folder / "messages.jsonl").is_file() or not (folder / "devices.json").is_file():
+        print(f"error: {folder} has no devices.json and messages.jsonl (write one with `lorong sim scenario`)")
+        raise typer.Exit(2)
+    settings = Settings()
+    influx = open_influx(settings)
+    try:
+        influx.create_database()
+        report = load_scenario(folder, open_sessions(settings), influx)
+    except StoreError as exc:
+        print(f"error: InfluxDB at {settings.influx.url}: {exc}; start it with `lorong stack up`")
+        raise typer.Exit(1) from None
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        influx.close()
+    print(f"devices    {report.devices_new} new")
+    print(f"messages   {report.messages} in {report.seconds:.1f} s")
+    print(f"points     {report.points} written")
+    print(f"duplicates {report.duplicates} dropped")
+    print("rejects    " + (", ".join(f"{k} {n}" for k, n in report.rejects.items()) or "none"))
