@@ -6,10 +6,19 @@ same bucket's mean relative humidity. Averages of averages: the published correc
 on 24 h (Barkjohn et al. 2021) or per-reading (Crilley et al. 2018) data; an hourly or
 10-minute mean lies between and is what InfluxDB hands back cheaply.
 
-Spikes: a Hampel-type test. For each 10-minute bucket the station's baseline is the median and
-the MAD (median absolute deviation) of its own buckets over the preceding ``spike_baseline_h``
-hours, excluding the ``spike_persistence`` newest buckets so that a lasting spike does not raise
-its own baseline. ``z = (x - median) / (1.4826 * MAD)`` is the modified z-score of Iglewicz and
+Spikes: a Hampel-type test against the same time of day. PM2.5 in a city follows the day
+(traffic in the morning and evening, a shallow boundary layer at night), so the morning rise is
+"many sigmas" above a plain 24-hour median although it happens every day. Each station's **daily
+profile** is the median of its 10-minute buckets at the same local time of day (within
+:data:`PROFILE_HALF_WIDTH_SLOTS` buckets either side) over up to ``spike_profile_days`` days,
+leaving out the last ``spike_persistence`` buckets plus the scored hour (a time-of-day median:
+the seasonal part of an STL decomposition, Cleveland et al. 1990, J. Off. Stat. 6:3-73). A
+bucket's residual is its value minus the profile at its time of day. For each 10-minute bucket the
+baseline is the median and the MAD (median absolute deviation) of the residuals over the preceding
+``spike_baseline_h`` hours, excluding the ``spike_persistence`` newest buckets so that a lasting
+spike does not raise its own baseline (so a day whose level is higher all day does not spike
+either). A station without a full day of history has no profile yet and is scored on its raw
+buckets (profile 0). ``z = (x - median) / (1.4826 * MAD)`` is the modified z-score of Iglewicz and
 Hoaglin (1993, "How to Detect and Handle Outliers", ASQC), who flag |z| > 3.5 (the default
 ``spike_z``); 1.4826 makes the MAD estimate sigma for normal data (Leys et al. 2013, J. Exp.
 Soc. Psychol. 49:764). The MAD is floored at :data:`MAD_FLOOR_UGM3` and a spike must also
@@ -41,6 +50,12 @@ MIN_BASELINE_BUCKETS = 36
 """A station needs six hours of buckets in its baseline window before it can spike."""
 GASES = ("so2", "co", "o3", "no2")
 """Gas fields that enter the ISPU when a station reports them (ug/m3)."""
+PROFILE_HALF_WIDTH_SLOTS = 6
+"""The daily profile at a time of day is the median of buckets within an hour of it (our choice:
+wide enough for a dozen buckets a day, narrow against the two-hour morning rise)."""
+PROFILE_MIN_VALUES = 6
+"""A time of day needs this many buckets in its window (half a day's worth) to have a profile."""
+SLOTS_PER_DAY = 144
 MIN_HOURS_24H = 18
 """EPA's 75 % completeness for a 24-hour average (40 CFR 50 App. N, 18 of 24 hours); fewer hours
 are still reported, flagged ``aqi_complete: false``."""
@@ -119,15 +134,46 @@ def last_hour(influx: InfluxClient, now: datetime, models: dict[str, humidity.Pm
 
 def buckets(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
             models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
-    """10-minute PM2.5 means per station over the baseline window plus the last hour, corrected.
+    """10-minute PM2.5 means per station over the profile (or baseline) window plus the last hour,
+    corrected.
 
     Returns:
         Long frame: device_id, time (bucket start, UTC), pm25 (ug/m3).
     """
-    start = now - timedelta(hours=cfg.spike_baseline_h + 1) - cfg.spike_persistence * BUCKET
+    start = now - max(timedelta(hours=cfg.spike_baseline_h), timedelta(days=cfg.spike_profile_days)) \
+        - timedelta(hours=1) - cfg.spike_persistence * BUCKET
     frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"], start, now, "10m")
     frame["pm25"] = correct_frame(frame, models, "pm25")
     return frame[["device_id", "time", "pm25"]].dropna(subset=["pm25"])
+
+
+def _slots(t: pd.Series, tz: str) -> np.ndarray:
+    """Local time of day of each time as a 10-minute slot 0..143."""
+    local = t.dt.tz_convert(tz)
+    slots: np.ndarray = (local.dt.hour * 6 + local.dt.minute // 10).to_numpy(dtype=int)
+    return slots
+
+
+def daily_profile(slots: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Median of ``x`` per time of day (see the module docstring).
+
+    Args:
+        slots: 10-minute slot of each value, 0..143 (local time of day).
+        x: the values (ug/m3).
+
+    Returns:
+        144 medians; NaN where fewer than :data:`PROFILE_MIN_VALUES` values fall within
+        :data:`PROFILE_HALF_WIDTH_SLOTS` slots (circularly).
+    """
+    out = np.full(SLOTS_PER_DAY, np.nan)
+    if len(x) == 0:
+        return out
+    for s in range(SLOTS_PER_DAY):
+        d = np.abs(slots - s)
+        near = x[np.minimum(d, SLOTS_PER_DAY - d) <= PROFILE_HALF_WIDTH_SLOTS]
+        if len(near) >= PROFILE_MIN_VALUES:
+            out[s] = float(np.median(near))
+    return out
 
 
 def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
@@ -137,31 +183,41 @@ def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
     Args:
         frame: device_id, time (bucket start), pm25 (see :func:`buckets`).
         now: the run's time.
-        cfg: ``spike_z``, ``spike_min_excess_ugm3``, ``spike_baseline_h``, ``spike_persistence``.
+        cfg: ``spike_z``, ``spike_min_excess_ugm3``, ``spike_baseline_h``, ``spike_persistence``,
+            ``spike_profile_days``, ``timezone`` (local time of day).
         horizon: how far back buckets are scored.
 
     Returns:
-        Frame with device_id, time, pm25, median, mad, z, excess (ug/m3) and spike (bool); z is
-        NaN when the baseline holds fewer than :data:`MIN_BASELINE_BUCKETS` buckets.
+        Frame with device_id, time, pm25, median (the expected level: profile plus the median
+        residual), mad, z, excess (ug/m3) and spike (bool); z is NaN when the baseline holds
+        fewer than :data:`MIN_BASELINE_BUCKETS` buckets.
     """
     rows: list[dict[str, Any]] = []
     cut = pd.Timestamp(now - horizon)
     gap = cfg.spike_persistence * BUCKET
     base_len = timedelta(hours=cfg.spike_baseline_h)
+    profile_end = pd.Timestamp(now - horizon - gap)
+    profile_start = pd.Timestamp(now - timedelta(days=cfg.spike_profile_days))
     for device_id, g in frame.groupby("device_id", sort=True):
         t, x = g["time"], g["pm25"].to_numpy(dtype=float)
+        slots = _slots(t, cfg.timezone)
+        old = ((t < profile_end) & (t >= profile_start)).to_numpy()
+        # a profile only when every time of day has one (a full day of history); else raw values
+        prof = daily_profile(slots[old], x[old]) if cfg.spike_profile_days > 0 else np.full(SLOTS_PER_DAY, np.nan)
+        expected = prof[slots] if not np.isnan(prof).any() else np.zeros(len(x))
+        resid = x - expected
         for i in np.flatnonzero((t > cut).to_numpy()):
             ts = t.iloc[i]
             in_base = ((t >= ts - gap - base_len) & (t < ts - gap)).to_numpy()
             med = mad = z = float("nan")
             if in_base.sum() >= MIN_BASELINE_BUCKETS:
-                base = x[in_base]
+                base = resid[in_base]
                 med = float(np.median(base))
                 mad = float(np.median(np.abs(base - med)))
-                z = (x[i] - med) / (1.4826 * max(mad, MAD_FLOOR_UGM3))
-            excess = x[i] - med
-            rows.append({"device_id": str(device_id), "time": ts, "pm25": x[i], "median": med, "mad": mad, "z": z,
-                         "excess": excess,
+                z = (resid[i] - med) / (1.4826 * max(mad, MAD_FLOOR_UGM3))
+            excess = resid[i] - med
+            rows.append({"device_id": str(device_id), "time": ts, "pm25": x[i], "median": med + expected[i],
+                         "mad": mad, "z": z, "excess": excess,
                          "spike": bool(z >= cfg.spike_z and excess >= cfg.spike_min_excess_ugm3)})
     cols = ["device_id", "time", "pm25", "median", "mad", "z", "excess", "spike"]
     return pd.DataFrame(rows, columns=cols)

@@ -1,26 +1,31 @@
 """Per-bin fill forecasts from hourly means (InfluxQL) and the collection history (SQL).
 
-See :mod:`analytics.forecast` for the estimators. This module only selects each bin's points:
-hourly buckets that start at or after the bin's last pickup (a bucket holding the pickup mixes
-two fills), without clamped levels (>= 0.999: a full bin stops rising on the sensor's scale).
+A bin with a day or more of history is forecast from its own fill profile by hour of the week
+(:mod:`analytics.fillprofile`); a newer bin from a straight line (:mod:`analytics.forecast`).
+This module only selects each bin's points: hourly buckets that start at or after the bin's last
+pickup (a bucket holding the pickup mixes two fills), without clamped levels (>= 0.999: a full
+bin stops rising on the sensor's scale).
 A pickup the job has not recorded (it was not running then) still shows as a fall between
 hourly means: the series is cut after the last fall of half ``pickup_min_drop`` or more.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at, learn_profile
 from analytics.forecast import FillForecast, from_history, from_series
 from analytics.frames import bucket_means
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
 from core import schema
-from core.model import to_ms
+from core.model import to_ms, utc_from_ms
 from storage.influx import InfluxClient
 
 FRESH_H = 12.0
@@ -58,6 +63,38 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
     return out
 
 
+_PROFILE_CACHE: OrderedDict[tuple[str, str, str, str, float], dict[str, FillProfile]] = OrderedDict()
+"""Profiles per (InfluxDB url, database, zone, local date, history days): learned once a day."""
+
+
+def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
+             history_days: float) -> dict[str, FillProfile]:
+    """Each bin's fill profile from its hourly means over ``history_days`` days before the
+    current local midnight (one InfluxQL query per process and local day, then cached).
+
+    Returns:
+        device id -> profile, for the bins with enough history (see
+        :func:`analytics.fillprofile.learn_profile`).
+    """
+    midnight = datetime.combine(now.astimezone(ZoneInfo(tz)).date(), time(0), tzinfo=ZoneInfo(tz))
+    key = (influx.url, influx.database, tz, midnight.date().isoformat(), history_days)
+    got = _PROFILE_CACHE.get(key)
+    if got is None:
+        frame = bucket_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL],
+                             midnight - timedelta(days=history_days), midnight, "1h")
+        got = {}
+        for device_id, series in split_by_device(frame).items():
+            t, lv = series.values(schema.FIELD_FILL)
+            prof = learn_profile(t, lv, tz)
+            if prof is not None:
+                got[device_id] = prof
+        _PROFILE_CACHE[key] = got
+        while len(_PROFILE_CACHE) > 4:
+            _PROFILE_CACHE.popitem(last=False)
+    wanted = set(bins)
+    return {d: p for d, p in got.items() if d in wanted}
+
+
 def since_last_fall(levels: np.ndarray, min_drop: float) -> int:
     """Index of the first point after the last fall of at least ``min_drop / 2`` between
     consecutive values (0 when there is none)."""
@@ -67,8 +104,11 @@ def since_last_fall(levels: np.ndarray, min_drop: float) -> int:
 
 def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent: Mapping[str, DeviceSeries],
               last_pickup: Mapping[str, datetime], histories: Mapping[str, History],
-              now: datetime, min_drop: float = 0.3) -> dict[str, FillForecast]:
-    """A forecast for every bin that has enough data (series first, history as fallback).
+              now: datetime, min_drop: float = 0.3,
+              fill_profiles: Mapping[str, FillProfile] | None = None) -> dict[str, FillForecast]:
+    """A forecast for every bin that has enough data: its fill profile first (method
+    ``profile``), then a straight line through its readings since the pickup (``series``), then
+    its earlier collection intervals (``history``).
 
     Args:
         bins: the bins.
@@ -78,6 +118,7 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
         histories: each bin's collection history.
         now: the run's time.
         min_drop: ``pickup_min_drop`` (see the module docstring).
+        fill_profiles: each bin's learned profile (:func:`profiles`).
     """
     now_ms = to_ms(now)
     out: dict[str, FillForecast] = {}
@@ -94,6 +135,13 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
             cut = since_last_fall(lv, min_drop)
             t, lv = t[cut:], lv[cut:]
             keep = lv < CLAMPED
+            prof = (fill_profiles or {}).get(dev.device_id)
+            if prof is not None:
+                since = utc_from_ms(int(t[0]) + HALF_HOUR_MS) if len(t) else None
+                scale = adapt_scale(prof, since, float(lv[0]) if len(lv) else None, now, level_now)
+                full_at = forecast_full_at(prof, level_now, now, dev.full_threshold, scale)
+                out[dev.device_id] = FillForecast(prof.rate_at(now) * scale, full_at, "profile", int(prof.days))
+                continue
             hours = (np.minimum(t[keep] + HALF_HOUR_MS, now_ms) - now_ms) / 3.6e6
             fc = from_series(hours, lv[keep], level_now, now, dev.full_threshold)
         hist = histories.get(dev.device_id)

@@ -8,8 +8,9 @@ grows and is reported as extra dry mass. Two published corrections, chosen per s
   doi:10.5194/amt-11-709-2018): ``C = 1 + (kappa / 1.65) / (-1 + 1 / a_w)``, ``PM_dry = PM / C``,
   with the water activity ``a_w`` taken as RH (fraction) and 1.65 the assumed particle density
   (g/cm3). ``kappa`` is the bulk hygroscopicity of the local aerosol; it depends on composition
-  (sulfate, nitrate: Crilley et al. 2020, AMT 13, 1181) and is fitted against a reference monitor,
-  so no model here ships a default: set it per deployment (:func:`dataclasses.replace`).
+  (sulfate, nitrate: Crilley et al. 2020, AMT 13, 1181) and is best fitted against a reference
+  monitor. Until a deployment fits its own (settings ``pm_kappa_by_model``), the optical sensors
+  here use :data:`DEFAULT_KAPPA`.
 * **US EPA PurpleAir correction** (Barkjohn, Gantt and Clements 2021, "Development and application
   of a United States-wide correction for PM2.5 data collected with the PurpleAir sensor", Atmos.
   Meas. Tech. 14, 4617-4637, doi:10.5194/amt-14-4617-2021):
@@ -32,6 +33,12 @@ from enum import StrEnum
 
 PARTICLE_DENSITY_G_CM3 = 1.65
 """Density assumed by the Crilley et al. 2018 correction factor."""
+
+DEFAULT_KAPPA = 0.3
+"""Bulk hygroscopicity used when a deployment has fitted none: 0.3 is the value Andreae and
+Rosenfeld (2008, "Aerosol-cloud-precipitation interactions. Part 1", Earth-Sci. Rev. 89:13-41)
+give for continental aerosol (Pringle et al. 2010, ACP 10:5241, find a continental mean of 0.27).
+Uncorrected, an optical sensor at 90 % RH reads about 3.2 times the dry mass with this kappa."""
 
 DEFAULT_RH_MAX = 0.95
 """Highest RH (fraction) at which :func:`kappa_correct` answers by default. Our choice, not the
@@ -90,12 +97,15 @@ SENSOR_MODELS: dict[str, PmSensorModel] = {
         # Nova Fitness SDS011 datasheet V1.3: range 0.0-999.9 ug/m3. The output clips at 999.9
         # (PM2.5) and 1999.9 (PM10); a Sensor.Community archive day (sensor 15462, 2019-03-06)
         # has PM10 up to 1999.90.
-        PmSensorModel("sds011", 999.9, 999.9, frozenset({("pm25", 999.9), ("pm10", 1999.9)})),
+        # Optical sensors without a heated inlet count wet particles: kappa-Koehler with
+        # DEFAULT_KAPPA unless the deployment fits its own.
+        PmSensorModel("sds011", 999.9, 999.9, frozenset({("pm25", 999.9), ("pm10", 1999.9)}),
+                      Correction.KAPPA_KOEHLER, DEFAULT_KAPPA),
         # Plantower PMS5003 data manual (2016): effective range 0-500 ug/m3, maximum range
         # >= 1000 ug/m3 (the guaranteed part, 1000, is the ceiling here).
-        PmSensorModel("pms5003", 1000.0, 500.0),
+        PmSensorModel("pms5003", 1000.0, 500.0, correction=Correction.KAPPA_KOEHLER, kappa=DEFAULT_KAPPA),
         # Sensirion SPS30 datasheet: mass concentration range 0-1000 ug/m3.
-        PmSensorModel("sps30", 1000.0, 1000.0),
+        PmSensorModel("sps30", 1000.0, 1000.0, correction=Correction.KAPPA_KOEHLER, kappa=DEFAULT_KAPPA),
         # PurpleAir PA-II: two PMS5003 (channels A and B); EPA correction of Barkjohn et al. 2021.
         PmSensorModel("purpleair_pa2", 1000.0, 500.0, correction=Correction.EPA_BARKJOHN_2021),
     )

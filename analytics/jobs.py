@@ -24,24 +24,26 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import time as clock_time
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics import air, bins, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
+from analytics.fillprofile import expected_pickup
 from analytics.forecast import next_collection
 from analytics.frames import recent_points
 from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
 from analytics.rules import RULES
-from analytics.rules.base import Context, Device, Verdict
+from analytics.rules.base import Context, Device, Verdict, iso
 from analytics.rules.rejects import device_from_topic
 from analytics.state_points import state_lines
 from core import schema
@@ -49,7 +51,7 @@ from core.errors import StoreError
 from core.model import DeviceKind, utcnow
 from core.settings import AnalyticsSettings
 from storage.influx import InfluxClient
-from storage.tables import DeadLetterRow, DeviceLatestRow, DeviceRow
+from storage.tables import AlertRow, DeadLetterRow, DeviceLatestRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,19 @@ def reject_counts(session: Session, now: datetime, window_s: float,
     return {d: dict(r) for d, r in out.items()}, newest
 
 
+ONCE_PER_CYCLE = ("bin_full_soon",)
+"""Alert types whose rules need to know when they last opened (one warning per fill cycle)."""
+
+
+def last_openings(session: Session, now: datetime, types: Sequence[str],
+                  lookback: timedelta = timedelta(days=3)) -> dict[tuple[str, str], datetime]:
+    """The newest ``started_at`` of each device's alerts of ``types`` within ``(now - lookback, now]``."""
+    q = (select(AlertRow.device_id, AlertRow.type, func.max(AlertRow.started_at))
+         .where(AlertRow.type.in_(list(types)), AlertRow.started_at > now - lookback, AlertRow.started_at <= now)
+         .group_by(AlertRow.device_id, AlertRow.type))
+    return {(d, t): at for d, t, at in session.execute(q)}
+
+
 def apply(book: AlertBook, verdicts: list[Verdict], now: datetime, report: JobReport,
           latest_ts: Mapping[str, datetime] | None = None) -> None:
     """Apply verdicts to the alert book; a clear of an alert that is not active is a no-op.
@@ -185,11 +200,19 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
         hist = pickups.history(session, ctx.now)
         ctx.pickups = {d: h.at[-1] for d, h in hist.items() if h.at}
     with report.timed("forecast"):
+        cfg = ctx.cfg
+        default_round = min(clock_time.fromisoformat(t) for t in cfg.collection_times)
+        no_pickups = pickups.History([], [])
+        ctx.expected_pickup = {d.device_id: expected_pickup(ctx.now, hist.get(d.device_id, no_pickups).at,
+                                                            cfg.collection_weekdays, cfg.timezone, default_round)
+                               for d in bin_devs}
         if forecast:
-            hourly = bins.hourly_levels(influx, ctx.now, ctx.cfg.forecast_window_h, [d.device_id for d in bin_devs],
-                                        ctx.pickups)
+            ids = [d.device_id for d in bin_devs]
+            hourly = bins.hourly_levels(influx, ctx.now, cfg.forecast_window_h, ids, ctx.pickups)
+            learned = bins.profiles(influx, ctx.now, ids, cfg.timezone, cfg.forecast_history_days) \
+                if cfg.forecast_history_days > 0 else {}
             ctx.forecasts = bins.forecasts(bin_devs, hourly, {d.device_id: ctx.series(d.device_id) for d in bin_devs},
-                                           ctx.pickups, hist, ctx.now, ctx.cfg.pickup_min_drop)
+                                           ctx.pickups, hist, ctx.now, cfg.pickup_min_drop, learned)
             report.forecasts = len(ctx.forecasts)
         else:
             stored = {d.device_id: bins.from_derived(latest[d.device_id].derived or {})
@@ -197,7 +220,8 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
             ctx.forecasts = {k: v for k, v in stored.items() if v is not None}
         ctx.next_collection = next_collection(ctx.now, ctx.cfg.collection_times, ctx.cfg.collection_weekdays,
                                               ctx.cfg.timezone)
-    return {d.device_id: bins.bin_derived(ctx.forecasts.get(d.device_id), ctx.pickups.get(d.device_id))
+    return {d.device_id: {**bins.bin_derived(ctx.forecasts.get(d.device_id), ctx.pickups.get(d.device_id)),
+                          "expected_pickup": iso(ctx.expected_pickup.get(d.device_id))}
             for d in bin_devs}
 
 
@@ -254,13 +278,14 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
         rejects, rejects_newest = reject_counts(session, now, cfg.rejects_window_s, set(devices))
         ctx = Context(now, cfg, devices, {k: (r.severity, r.started_at) for k, r in active.items()},
                       recent=recent, latest_ts={d: r.ts for d, r in latest.items()},
-                      rejects=rejects, rejects_newest=rejects_newest)
+                      rejects=rejects, rejects_newest=rejects_newest,
+                      last_opened=last_openings(session, now, ONCE_PER_CYCLE))
         derived = _bins(ctx, session, influx, recent_bins, latest, forecast, report)
         derived.update(_air(ctx, influx, models, report))
-        with report.timed("rules"):
-            verdicts = [v for rule in RULES.values() for v in rule(ctx)]
-            with book.batch():
-                apply(book, verdicts, now, report, ctx.latest_ts)
+        with report.timed("rules"), book.batch():
+            for rule in RULES.values():  # in order: each rule sees the alerts the earlier ones changed
+                apply(book, rule(ctx), now, report, ctx.latest_ts)
+                ctx.active = {k: (r.severity, r.started_at) for k, r in active.items()}
         with report.timed("commit"):
             write_derived(latest, derived)
             session.commit()

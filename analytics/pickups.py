@@ -9,8 +9,10 @@ any real emptying of a bin worth emptying; our choice) and it is not a glitch:
 * the reading after the fall must exist and must not jump back up by half the fall or more
   (one low reading = something in front of the sensor, or a lost echo), so a pickup is recorded
   one reading late;
-* the step into the reading before the fall must not be a rise by half the fall or more (one
-  high reading, then back: a bag held over the sensor).
+* the step into the reading before the fall must be known and must not be a rise by half the
+  fall or more (one high reading, then back: a bag held over the sensor); the job runs far more
+  often than its window is long, so a real pickup was already seen by the runs whose window held
+  the reading before it.
 
 Detection runs on the raw recent points the job already holds (:func:`detect`); a pickup is
 stored once (unique device and time), so running the job twice adds nothing. Longer outages can
@@ -55,11 +57,13 @@ class Pickup:
     level_after: float
 
 
-def _confirmed(delta: np.ndarray, prev_delta: np.ndarray, next_delta: np.ndarray, min_drop: float) -> np.ndarray:
+def _confirmed(delta: np.ndarray, prev_delta: np.ndarray, next_delta: np.ndarray, min_drop: float,
+               need_prev: bool = False) -> np.ndarray:
+    """Which falls are pickups; ``need_prev``: a fall whose step before is unknown (NaN) is not one."""
     drop = delta <= -min_drop
     half = -delta / 2.0
     no_rebound = ~np.isnan(next_delta) & (next_delta < half)
-    no_spike = np.isnan(prev_delta) | (prev_delta < half)
+    no_spike = (prev_delta < half) if need_prev else (np.isnan(prev_delta) | (prev_delta < half))
     return np.asarray(drop & no_rebound & no_spike)
 
 
@@ -81,8 +85,10 @@ def detect(recent: pd.DataFrame, min_drop: float) -> list[Pickup]:
     delta, prev_level = by.diff(), by.shift(1)
     prev_delta = delta.groupby(f["device_id"], sort=False).shift(1)
     next_delta = delta.groupby(f["device_id"], sort=False).shift(-1)
+    # the step into the reading before the fall must be seen: at the start of the window a high
+    # reading (a bag over the sensor) followed by the bin's real level would look like a pickup
     hit = _confirmed(delta.to_numpy(dtype=float), prev_delta.to_numpy(dtype=float),
-                     next_delta.to_numpy(dtype=float), min_drop)
+                     next_delta.to_numpy(dtype=float), min_drop, need_prev=True)
     rows = f[hit]
     return [Pickup(str(d), t.to_pydatetime(), float(b), float(a))
             for d, t, b, a in zip(rows["device_id"], rows["time"], prev_level[hit], rows["fillingLevel"], strict=True)]

@@ -104,6 +104,11 @@ class AnalyticsSettings(BaseModel):
         forecast_window_h: hours of hourly means used for the fill-rate estimate.
         forecast_interval_s: the scheduler recomputes fill forecasts this often (runs in
             between reuse the stored ones).
+        forecast_history_days: days of each bin's history its fill profile by hour of the week
+            is learned from (``analytics.fillprofile``; 0: straight-line forecasts only).
+        soon_horizon_h: a ``bin_full_soon`` warning opens at most this many hours before the
+            forecast crossing (a crew's shift: a warning for tomorrow evening helps nobody
+            today, and forecasts further out are less sure).
         collection_times: planned collection times, ``HH:MM`` local time in ``timezone``.
         collection_weekdays: days with collections, Monday = 0.
         timezone: IANA zone of the schedule and of route-plan days (WITA = Asia/Makassar).
@@ -117,10 +122,15 @@ class AnalyticsSettings(BaseModel):
         pm25_clear_margin: the PM2.5 alert clears at ``pm25_limit - pm25_clear_margin``.
         spike_z, spike_min_excess_ugm3, spike_baseline_h, spike_persistence: robust spike test
             (modified z-score, absolute excess, baseline hours, 10-minute buckets in a row).
+        spike_profile_days: days of history for each station's same-time-of-day profile the
+            spike test compares against (0: no profile, a plain rolling median).
         episode_min_stations, episode_fraction: city-wide episode when at least this many
-            stations (and this fraction of those with a baseline) spike within one hour.
+            stations, and at least this fraction of those with a baseline (default 0: no
+            fraction, three stations are enough whatever the network's size), spike within one hour.
         pm_sensor_by_model: device model (registry ``model``) -> PM sensor model of
-            ``analytics.humidity.SENSOR_MODELS`` whose humidity correction applies.
+            ``analytics.humidity.SENSOR_MODELS`` whose humidity correction applies; default
+            ``{"LRG-PM1": "sds011"}`` (Lorong's reference station carries an SDS011), so the
+            kappa-Koehler correction is on by default.
         pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction.
         webhook_url: alert changes are also POSTed here when set.
         interval_s: seconds between scheduler runs.
@@ -138,6 +148,8 @@ class AnalyticsSettings(BaseModel):
     recent_window_h: Positive = 2.0
     forecast_window_h: Positive = 24.0
     forecast_interval_s: Positive = 600.0
+    forecast_history_days: float = Field(14.0, ge=0, le=60)
+    soon_horizon_h: Positive = 12.0
     collection_times: list[str] = Field(default_factory=lambda: ["06:00"])
     collection_weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
     timezone: str = "Asia/Makassar"
@@ -156,9 +168,10 @@ class AnalyticsSettings(BaseModel):
     spike_min_excess_ugm3: float = Field(10.0, ge=0)
     spike_baseline_h: Positive = 24.0
     spike_persistence: int = Field(3, ge=1)
+    spike_profile_days: float = Field(7.0, ge=0, le=28)
     episode_min_stations: int = Field(3, ge=1)
-    episode_fraction: Fraction = 0.5
-    pm_sensor_by_model: dict[str, str] = Field(default_factory=dict)
+    episode_fraction: float = Field(0.0, ge=0, le=1)
+    pm_sensor_by_model: dict[str, str] = Field(default_factory=lambda: {"LRG-PM1": "sds011"})
     pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
     webhook_url: str | None = None
     interval_s: Positive = 30.0

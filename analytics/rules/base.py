@@ -89,6 +89,10 @@ class Context:
         pickups: time of each bin's last detected pickup (UTC).
         forecasts: each bin's fill forecast.
         next_collection: the next planned collection round (UTC).
+        expected_pickup: when each bin's truck is next expected (UTC; see
+            :func:`analytics.fillprofile.expected_pickup`).
+        last_opened: the newest opening (UTC) of each device's alerts of the types the job
+            asks for (``bin_full_soon``), active or cleared, within the last days.
         air_1h: per-station PM2.5 over the last hour, index device_id, columns ``pm25``
             (humidity-corrected mean, ug/m3) and ``n`` (readings).
         air_spikes: per-station 10-minute buckets, columns device_id, time, pm25, z, excess,
@@ -106,6 +110,8 @@ class Context:
     pickups: dict[str, datetime] = field(default_factory=dict)
     forecasts: dict[str, FillForecast] = field(default_factory=dict)
     next_collection: datetime | None = None
+    expected_pickup: dict[str, datetime] = field(default_factory=dict)
+    last_opened: dict[tuple[str, str], datetime] = field(default_factory=dict)
     air_1h: pd.DataFrame = field(default_factory=pd.DataFrame)
     air_spikes: pd.DataFrame = field(default_factory=pd.DataFrame)
     rejects: Mapping[str, Mapping[str, int]] = field(default_factory=dict)

@@ -1,10 +1,17 @@
-"""Soon full: ``bin_full_soon`` (warning) when a bin's forecast reaches its threshold before the
-next planned collection round (settings ``collection_times``/``collection_weekdays`` in
-``timezone``, default daily 06:00 WITA), so the round can include it.
+"""Soon full: ``bin_full_soon`` (warning) when a bin's forecast reaches its threshold before its
+truck is expected (:func:`analytics.fillprofile.expected_pickup`: the time of day the bin's own
+pickups happen, on the next collection day; the configured round start ``collection_times`` for
+a bin never emptied yet), and within ``soon_horizon_h`` hours.
 
-Clears when the forecast moves at least an hour past the round (hysteresis against a rate that
-wobbles around the round time), when the bin is already full (``bin_full`` takes over) or
-when it has been emptied since the warning opened.
+The trucks reach bins one after another over hours: the round's start time says nothing about
+when a bin at the end of a route is emptied, and a bin the round in progress will reach before
+it fills needs no warning. Details carry ``overflow_h``, how long the bin is expected to stand
+full before its truck comes: the ranking for an extra pickup (largest first).
+
+One warning per fill cycle: once opened, a warning stays until the bin is emptied (a pickup
+after it opened), or the bin is full (``bin_full`` takes over); it does not clear when the
+forecast wobbles, and it does not open again in the same cycle (a warning opened after the
+bin's last pickup, even if cleared since, holds it back).
 """
 
 from __future__ import annotations
@@ -15,37 +22,38 @@ from analytics.rules.base import Context, Verdict, iso
 from core.model import DeviceKind
 
 TYPE = "bin_full_soon"
-CLEAR_MARGIN = timedelta(hours=1)
-"""A warning clears only when the forecast is this much later than the round."""
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
     """Raise or clear ``bin_full_soon`` for every bin with a forecast."""
     out: list[Verdict] = []
-    if ctx.next_collection is None:
-        return out
+    horizon = timedelta(hours=ctx.cfg.soon_horizon_h)
     for dev in ctx.of_kind(DeviceKind.BIN):
         active = ctx.active.get((dev.device_id, TYPE))
         _, levels = ctx.series(dev.device_id).values("fillingLevel")
-        fc = ctx.forecasts.get(dev.device_id)
         latest = float(levels[-1]) if len(levels) else None
+        pickup = ctx.pickups.get(dev.device_id)
         if (latest is not None and latest >= dev.full_threshold) or ctx.is_active(dev.device_id, "bin_full"):
             if active is not None:
                 out.append(Verdict(dev.device_id, TYPE, None, reason="full", kecamatan=dev.kecamatan))
             continue
-        pickup = ctx.pickups.get(dev.device_id)
-        if active is not None and pickup is not None and pickup >= active[1]:
-            out.append(Verdict(dev.device_id, TYPE, None, reason=f"emptied at {iso(pickup)}", kecamatan=dev.kecamatan))
+        if active is not None:
+            if pickup is not None and pickup >= active[1]:
+                out.append(Verdict(dev.device_id, TYPE, None, reason=f"emptied at {iso(pickup)}",
+                                   kecamatan=dev.kecamatan))
             continue
-        if fc is None:
+        opened = ctx.last_opened.get((dev.device_id, TYPE))
+        if opened is not None and (pickup is None or opened >= pickup):
+            continue  # this fill cycle had its warning
+        fc = ctx.forecasts.get(dev.device_id)
+        due = ctx.expected_pickup.get(dev.device_id) or ctx.next_collection
+        if fc is None or fc.full_at is None or due is None:
             continue
-        if fc.full_at is not None and fc.full_at <= ctx.next_collection:
+        if fc.full_at <= due and fc.full_at - ctx.now <= horizon:
             out.append(Verdict(dev.device_id, TYPE, "warning",
-                               {"full_at": iso(fc.full_at), "next_collection": iso(ctx.next_collection),
+                               {"full_at": iso(fc.full_at), "expected_pickup": iso(due),
+                                "overflow_h": round((due - fc.full_at).total_seconds() / 3600.0, 2),
                                 "fill_rate_per_h": round(fc.rate_per_h, 5), "method": fc.method,
                                 "fillingLevel": None if latest is None else round(latest, 4)},
-                               kecamatan=dev.kecamatan))
-        elif active is not None and (fc.full_at is None or fc.full_at > ctx.next_collection + CLEAR_MARGIN):
-            out.append(Verdict(dev.device_id, TYPE, None, reason="forecast after the next collection",
                                kecamatan=dev.kecamatan))
     return out

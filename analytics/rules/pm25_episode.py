@@ -1,6 +1,7 @@
 """City-wide PM2.5 episode: ``pm25_episode`` (major) on the pseudo-device ``city`` when at least
-``episode_min_stations`` (3) stations, and at least ``episode_fraction`` (half) of the stations
-that have a baseline, have a spike bucket (:mod:`analytics.air`) within the same hour: haze
+``episode_min_stations`` (3) stations (and, when set, at least ``episode_fraction`` of the
+stations that have a baseline; default 0) have a spike bucket (:mod:`analytics.air`) within the
+same hour: haze
 from regional burning or a city-wide inversion, not a local source. One station's spike is its
 own alert (:mod:`pm25_spike`); many together are one event for the city officer.
 Clears when fewer stations than needed spike within the hour.

@@ -121,12 +121,21 @@ def test_bin_forecasts_on_influx(sessions: Any, influx: InfluxClient) -> None:
     just = derived["JUST"]
     assert just["fill_rate_method"] == "history" and just["fill_rate_per_h"] == pytest.approx(0.025)
     assert datetime.fromisoformat(just["full_at"]) == NOW - timedelta(hours=1) + timedelta(hours=32)
-    # the next round is Tuesday 06:00 WITA (20 h away): FAST (10 h) is warned, SLOW (62 h) is not
+    # FAST's truck came at 04:00 WITA: it is expected again on Tuesday 04:00 WITA (18 h away);
+    # FAST (full in 10 h) is warned, SLOW (62 h) is not
     soon = alerts[("FAST", "bin_full_soon")]
     assert (soon.status, soon.severity) == ("active", "warning")
-    assert soon.details["next_collection"] == "2026-03-02T22:00:00+00:00"
+    assert soon.details["expected_pickup"] == "2026-03-02T20:00:00+00:00"
+    assert soon.details["overflow_h"] == pytest.approx((20 - 2 - (0.8 - 0.05 * 35 / 6) / 0.05), abs=0.01)
+    assert fast["expected_pickup"] == "2026-03-02T20:00:00+00:00"
     assert ("SLOW", "bin_full_soon") not in alerts and ("JUST", "bin_full_soon") not in alerts
-    assert ("UNSEEN", "bin_full_soon") in alerts  # 0.04/h from 0.233: full in 14 h
+    # UNSEEN (no pickup known: the configured 06:00 round, 20 h away) is full in 14 h (0.04/h from
+    # 0.233): beyond the 12-hour horizon a warning waits; with a day's horizon it opens
+    assert ("UNSEEN", "bin_full_soon") not in alerts
+    run_once(sessions, influx, cfg.model_copy(update={"soon_horizon_h": 24.0}), now=NOW)
+    with sessions() as s:
+        unseen = s.scalars(select(AlertRow).where(AlertRow.device_id == "UNSEEN")).one()
+    assert unseen.type == "bin_full_soon" and unseen.details["expected_pickup"] == "2026-03-02T22:00:00+00:00"
 
 
 def test_run_writes_state_points_for_grafana(sessions: Any, influx: InfluxClient) -> None:

@@ -76,11 +76,13 @@ def test_barkjohn_2021_by_hand() -> None:
 
 def test_correct_pm_per_model_configuration() -> None:
     sds011 = get_sensor_model("sds011")
-    assert sds011.correction is Correction.NONE
-    assert correct_pm(sds011, 42.0, 0.9) == 42.0
+    assert (sds011.correction, sds011.kappa) == (Correction.KAPPA_KOEHLER, 0.3)
+    # C = 1 + (0.3 / 1.65) / (1 / 0.9 - 1) = 2.636...; 42 / C
+    assert correct_pm(sds011, 42.0, 0.9) == pytest.approx(15.931034, rel=1e-6)
+    assert correct_pm(dataclasses.replace(sds011, correction=Correction.NONE), 42.0, 0.9) == 42.0
     assert correct_pm(get_sensor_model("purpleair_pa2"), 20.0, 0.5) == pytest.approx(11.92)
     with pytest.raises(ValueError, match="'sds011' uses kappa_koehler but has no kappa"):
-        correct_pm(dataclasses.replace(sds011, correction=Correction.KAPPA_KOEHLER), 50.0, 0.8)
+        correct_pm(dataclasses.replace(sds011, kappa=None), 50.0, 0.8)
     tuned = dataclasses.replace(sds011, correction=Correction.KAPPA_KOEHLER, kappa=0.4, rh_max=0.85)
     assert correct_pm(tuned, 50.0, 0.8) == pytest.approx(25.3846153846)
     with pytest.raises(ValueError, match=r"above rh_max 0\.85"):

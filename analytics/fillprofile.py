@@ -1,0 +1,229 @@
+"""Each bin's fill by hour of the week, learned from its own history, and when its truck comes.
+
+Bins do not fill in straight lines: a pasar's bin takes most of its waste before noon, an office's
+on weekdays from 08:00 to 17:00, and nearly nothing arrives at night. A straight line through the
+day's readings sends the daytime rate through the night and calls a bin "full at 03:00" that will
+be full at 09:00. So the forecast here walks forward hour by hour with the rate the bin showed at
+that hour on earlier days.
+
+**Profile** (:func:`learn_profile`). From hourly mean fill levels (InfluxQL ``mean`` per hour)
+of up to ``forecast_history_days`` days before the current local day:
+
+1. the increment of each hour is the difference of two consecutive hourly means; increments of
+   clamped hours (>= 0.999, a full bin stops rising on the sensor's scale), falls (< -0.02: a
+   pickup; the hourly mean of ultrasonic readings with +-10 mm jitter moves by well under 1 %)
+   and the rise right after a fall (the hourly mean of the pickup's hour mixes two fills) are
+   left out;
+2. the rate of an hour of the day is the median of that hour's increments over the days
+   (robust to a bag held over the sensor, which adds one high mean and then falls back);
+3. with two or more increments at the same hour of the week (two weeks of history) the rate of
+   that hour of the week is their median instead: market days and weekends come from the
+   bin's own history; with less, the hour-of-day rate is scaled by the weekday's share of the
+   fill when that weekday was seen (a weekday factor), else used as it is.
+
+Only history before the current local midnight is used, so a profile does not change during
+the day and a run repeated at the same time gives the same forecast.
+
+**Forecast** (:func:`forecast_full_at`): from the current level, add each coming hour's rate
+until the threshold is reached, with the profile scaled by how fast the bin really filled since
+its last pickup compared with what the profile expected over the same hours (a heavy market day
+fills faster than an average one; :func:`adapt_scale`, bounded to 0.5-2).
+
+**Next pickup** (:func:`expected_pickup`): the collection round starts at the configured time,
+but the trucks reach bins one after another over hours. Each bin's own pickups tell at what time
+of day its truck usually comes (the median of its recent pickup times of day): the next pickup
+is that time on the next collection day, or today while today's truck has not come yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+HOURS_PER_WEEK = 168
+CLAMPED = 0.999
+"""Hourly means at or above this are on the sensor's ceiling: no increment from them."""
+FALL = -0.02
+"""An hourly increment below this is a pickup (or part of one), not filling."""
+MAX_HORIZON_H = 72
+"""A forecast looks at most this far ahead; a bin that will not be full by then has no full_at."""
+LATE_TRUCK = timedelta(hours=1)
+"""A bin not emptied this long after its usual pickup time was skipped today (its truck comes on the
+next collection day)."""
+SCALE_BOUNDS = (0.5, 2.0)
+MIN_SCALE_EVIDENCE = 0.1
+"""The scale moves fully to the observed ratio once the profile expected this much fill since the
+pickup (fraction of the bin); less evidence moves it proportionally less."""
+
+
+@dataclass(frozen=True, slots=True)
+class FillProfile:
+    """A bin's learned fill rate by hour of the week.
+
+    Attributes:
+        rate: 168 floats, fraction of the bin per hour, index ``weekday * 24 + hour`` in local
+            time (Monday = 0), all >= 0.
+        days: days of history it rests on.
+        tz: IANA zone of the hours.
+    """
+
+    rate: np.ndarray
+    days: float
+    tz: str
+
+    def rate_at(self, ts: datetime) -> float:
+        """Fill rate (fraction per hour) at a tz-aware time."""
+        local = ts.astimezone(ZoneInfo(self.tz))
+        return float(self.rate[local.weekday() * 24 + local.hour])
+
+    def fill_between(self, start: datetime, end: datetime) -> float:
+        """Fill (fraction of the bin) the profile expects between two times."""
+        total, t = 0.0, start
+        while t < end:
+            nxt = min(end, (t + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0))
+            total += self.rate_at(t) * (nxt - t).total_seconds() / 3600.0
+            t = nxt
+        return total
+
+
+def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float = 1.0) -> FillProfile | None:
+    """Learn a profile from hourly means (see the module docstring).
+
+    Args:
+        t_ms: bucket start of each hourly mean, epoch ms, ascending.
+        levels: hourly mean fillingLevel, 0..1.
+        tz: IANA zone whose hours and weekdays the profile uses.
+        min_days: fewer days of valid increments give no profile.
+
+    Returns:
+        The profile, or None when the history is too short.
+    """
+    if len(t_ms) < 2:
+        return None
+    zone = ZoneInfo(tz)
+    dt_h = np.diff(t_ms) / 3.6e6
+    inc = np.diff(levels)
+    prev_inc = np.r_[0.0, inc[:-1]]
+    prev_gap = np.r_[1.0, dt_h[:-1]]
+    ok = ((dt_h == 1.0) & (levels[1:] < CLAMPED) & (levels[:-1] < CLAMPED) & (inc >= FALL)
+          & ~((prev_inc < FALL) & (prev_gap == 1.0)))
+    if ok.sum() < 24 * min_days * 0.5:
+        return None
+    when = [datetime.fromtimestamp(ms / 1000.0, zone) for ms in t_ms[1:][ok]]
+    how = np.array([w.weekday() * 24 + w.hour for w in when])
+    day = np.array([w.date().toordinal() for w in when])
+    vals = np.maximum(inc[ok], 0.0)
+    n_days = len(set(day.tolist()))
+    if n_days < min_days:
+        return None
+    hod = how % 24
+    by_hour = np.array([float(np.median(vals[hod == h])) if (hod == h).any() else np.nan for h in range(24)])
+    if np.isnan(by_hour).all():
+        return None
+    by_hour = np.where(np.isnan(by_hour), float(np.nanmean(by_hour)), by_hour)
+    # weekday factor: each weekday's mean hourly increment against all days'
+    overall = float(vals.mean()) if len(vals) else 0.0
+    wd = how // 24
+    factor = np.ones(7)
+    if overall > 0:
+        for d in range(7):
+            sel = wd == d
+            if sel.sum() >= 12:  # half a day's hours seen on that weekday
+                factor[d] = float(vals[sel].mean()) / overall
+    rate = np.empty(HOURS_PER_WEEK)
+    for slot in range(HOURS_PER_WEEK):
+        same = vals[how == slot]
+        rate[slot] = float(np.median(same)) if len(same) >= 2 else by_hour[slot % 24] * factor[slot // 24]
+    return FillProfile(np.maximum(rate, 0.0), float(n_days), tz)
+
+
+def adapt_scale(profile: FillProfile, since: datetime | None, level_then: float | None, now: datetime,
+                level_now: float) -> float:
+    """How much faster (> 1) or slower than its profile the bin filled since ``since``.
+
+    Args:
+        profile: the bin's profile.
+        since: start of the comparison (the last pickup), tz-aware; None gives 1.0.
+        level_then: the level just after it (0..1).
+        now: the run's time.
+        level_now: the current level.
+
+    Returns:
+        observed fill / expected fill, moved towards 1 when the profile expected little
+        (evidence below :data:`MIN_SCALE_EVIDENCE`), bounded to :data:`SCALE_BOUNDS`.
+    """
+    if since is None or level_then is None or since >= now:
+        return 1.0
+    expected = profile.fill_between(max(since, now - timedelta(hours=MAX_HORIZON_H)), now)
+    if expected <= 1e-6:
+        return 1.0
+    ratio = max(0.0, level_now - level_then) / expected
+    weight = min(1.0, expected / MIN_SCALE_EVIDENCE)
+    lo, hi = SCALE_BOUNDS
+    return min(hi, max(lo, 1.0 + weight * (ratio - 1.0)))
+
+
+def forecast_full_at(profile: FillProfile, level_now: float, now: datetime, threshold: float,
+                     scale: float = 1.0) -> datetime | None:
+    """When the level reaches ``threshold`` walking the profile forward from ``now``.
+
+    Returns:
+        The crossing time (``now`` when already at or above), or None when it is not reached
+        within :data:`MAX_HORIZON_H` hours.
+    """
+    if level_now >= threshold:
+        return now
+    level, t = level_now, now
+    end = now + timedelta(hours=MAX_HORIZON_H)
+    while t < end:
+        nxt = min(end, (t + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0))
+        step_h = (nxt - t).total_seconds() / 3600.0
+        rate = profile.rate_at(t) * scale
+        if rate > 0 and level + rate * step_h >= threshold:
+            return t + timedelta(hours=(threshold - level) / rate)
+        level += rate * step_h
+        t = nxt
+    return None
+
+
+def usual_pickup_time(pickups: Sequence[datetime], tz: str) -> time | None:
+    """Median local time of day of a bin's pickups (None without any)."""
+    if not pickups:
+        return None
+    zone = ZoneInfo(tz)
+    minutes = sorted(p.astimezone(zone).hour * 60 + p.astimezone(zone).minute for p in pickups)
+    m = int(np.median(minutes))
+    return time(m // 60, m % 60)
+
+
+def expected_pickup(now: datetime, pickups: Sequence[datetime], weekdays: Sequence[int], tz: str,
+                    default: time) -> datetime:
+    """When the bin's truck next comes (see the module docstring).
+
+    Args:
+        now: the run's time, tz-aware.
+        pickups: the bin's recent pickups (UTC), ascending; the last 7 set its usual time.
+        weekdays: collection days, Monday = 0.
+        tz: IANA zone of the rounds.
+        default: the configured round start, for a bin with no pickup yet.
+
+    Returns:
+        The expected next pickup, tz-aware UTC, not before ``now``.
+    """
+    zone = ZoneInfo(tz)
+    usual = usual_pickup_time(pickups[-7:], tz) or default
+    local = now.astimezone(zone)
+    last = pickups[-1].astimezone(zone).date() if pickups else None
+    for k in range(8):
+        d: date = local.date() + timedelta(days=k)
+        if d.weekday() not in weekdays or (k == 0 and last == d):
+            continue
+        at = datetime.combine(d, usual, tzinfo=zone)
+        if k == 0 and at + LATE_TRUCK < local:
+            continue  # today's truck passed it by: the next round
+        return max(at, local).astimezone(now.tzinfo)
+    return now  # unreachable with a weekday in 0..6

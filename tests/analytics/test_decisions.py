@@ -1,0 +1,168 @@
+"""The decisions the scenario scores found wrong, each reproduced first: a straight line through the
+night, the round "passing" while trucks are still out, a warning per wobble, a pickup made of a bag
+at the edge of the window, the morning PM rise taken for a spike, a repeated run that opened an
+alert the first run did not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from analytics.air import score_spikes
+from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile
+from analytics.jobs import run_once
+from analytics.pickups import detect
+from core import schema
+from core.model import to_ms
+from core.settings import AnalyticsSettings
+from devices.registry import DeviceIn, add_device
+from storage.influx import InfluxClient, line
+from storage.tables import AlertRow, CollectionRow
+
+WITA = ZoneInfo("Asia/Makassar")
+MONDAY = datetime(2026, 3, 2, tzinfo=WITA)  # local midnight
+
+# a bin that fills 0.05 an hour from 08:00 to 18:00 local and nothing at night
+DAY_RATE = np.array([0.05 if 8 <= h < 18 else 0.0 for h in range(24)])
+
+
+def day_series(days: int, start_level: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly means (bucket start ms, level) of a bin emptied every midnight."""
+    t, lv = [], []
+    for d in range(days):
+        level = start_level
+        for h in range(24):
+            start = MONDAY + timedelta(days=d, hours=h)
+            t.append(to_ms(start))
+            lv.append(level + DAY_RATE[h] / 2)  # the mean over the hour
+            level += DAY_RATE[h]
+    return np.array(t, dtype=np.int64), np.array(lv)
+
+
+def test_profile_learns_the_day_and_does_not_fill_at_night() -> None:
+    t, lv = day_series(3)
+    prof = learn_profile(t, lv, "Asia/Makassar")
+    assert prof is not None and prof.days == 3
+    assert prof.rate_at(MONDAY + timedelta(days=3, hours=10)) == pytest.approx(0.05)
+    assert prof.rate_at(MONDAY + timedelta(days=3, hours=2)) == pytest.approx(0.0)
+    # the difference of two hourly means is the fill between their midpoints: the edges of the day
+    # are smeared over two hours (0.025 at 08:00 and 18:00)
+    assert prof.rate_at(MONDAY + timedelta(days=3, hours=8)) == pytest.approx(0.025)
+    # Thursday 16:00 at 0.6: 16:00 -> 18:00 adds 0.1 (0.7), the night adds nothing, 08:00 -> 10:00
+    # adds 0.1: truly full at 10:00 Friday; the smeared edges put it 26 min early
+    now = MONDAY + timedelta(days=3, hours=16)
+    full = forecast_full_at(prof, 0.6, now, 0.8)
+    assert full is not None and abs(full - (MONDAY + timedelta(days=4, hours=10))) < timedelta(minutes=30)
+    # a straight line at the day's rate would say 20:00 Thursday: 14 hours early
+    assert forecast_full_at(prof, 0.85, now, 0.8) == now
+    # a bin that filled twice as fast as its profile since 08:00 is forecast twice as fast
+    assert adapt_scale(prof, MONDAY + timedelta(days=3, hours=8), 0.0, now, 0.8) == pytest.approx(2.0)
+    assert adapt_scale(prof, None, None, now, 0.5) == 1.0
+
+
+def test_profile_skips_pickups_and_clamped_hours() -> None:
+    t, lv = day_series(2, start_level=0.3)
+    lv = np.minimum(lv, 0.9995)  # the evening stands on the sensor's ceiling
+    prof = learn_profile(t, lv, "Asia/Makassar")
+    assert prof is not None
+    # the fall at midnight (-0.5) is not filling: the hour of day never seen filling gets the
+    # bin's mean hourly rate (0.5 a day: about 0.02); the hour after a fall is left out too (its
+    # mean mixes two fills), so 01:00 is learned from Monday alone (nothing at night)
+    assert prof.rate_at(MONDAY + timedelta(days=2, hours=0)) == pytest.approx(0.0217, abs=0.001)
+    assert prof.rate_at(MONDAY + timedelta(days=2, hours=1)) == 0.0
+    # the clamped evening (>= 0.999) teaches nothing either: the day's rate stands
+    assert prof.rate_at(MONDAY + timedelta(days=2, hours=16)) == pytest.approx(0.05)
+    assert learn_profile(t[:10], lv[:10], "Asia/Makassar") is None  # too little history
+
+
+def test_expected_pickup_follows_the_bins_own_truck() -> None:
+    # the round starts at 06:00 but this bin's truck comes at about 10:40
+    pickups = [datetime(2026, 3, d, 10, 40 + k, tzinfo=WITA).astimezone(UTC) for k, d in enumerate((2, 3, 4))]
+    all_days = range(7)
+    six = time(6, 0)
+    at = lambda d, h, m=0: datetime(2026, 3, d, h, m, tzinfo=WITA)  # noqa: E731
+    # Thursday 07:00, round in progress, not emptied yet: today at 10:41
+    assert expected_pickup(at(5, 7).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(5, 10, 41)
+    # emptied today: tomorrow
+    assert expected_pickup(at(4, 12).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(5, 10, 41)
+    # Thursday 11:00 and the truck is late: it is coming now
+    assert expected_pickup(at(5, 11).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(5, 11)
+    # Thursday 12:00, more than an hour late: skipped, tomorrow
+    assert expected_pickup(at(5, 12).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(6, 10, 41)
+    # no pickup known: the configured round start; only on collection days (Mon, Thu)
+    assert expected_pickup(at(3, 7).astimezone(UTC), [], [0, 3], "Asia/Makassar", six) == at(5, 6)
+
+
+def test_bag_over_the_sensor_at_the_window_edge_is_no_pickup() -> None:
+    t0 = pd.Timestamp("2026-03-02T02:00:00Z")
+    # the first reading of the window is a bag held over the sensor (0.9), then the real 0.45
+    levels = [0.9, 0.45, 0.46, 0.47, 0.48]
+    frame = pd.DataFrame({"device_id": "B", "time": [t0 + pd.Timedelta(minutes=10 * k) for k in range(5)],
+                          "fillingLevel": levels})
+    assert detect(frame, 0.3) == []
+    # the same fall with the reading before it in the window is a pickup
+    frame2 = pd.DataFrame({"device_id": "B", "time": [t0 + pd.Timedelta(minutes=10 * k) for k in range(6)],
+                           "fillingLevel": [0.88, 0.9, 0.05, 0.06, 0.07, 0.08]})
+    assert [(p.level_before, p.level_after) for p in detect(frame2, 0.3)] == [(0.9, 0.05)]
+
+
+def station_frame(days: int, plume: tuple[int, int] | None = None) -> pd.DataFrame:
+    """10-minute PM2.5 of one station: 20 ug/m3 with a morning rise to 50 from 06:30 to 08:30 local
+    every day, optionally a plume (+60) in the last buckets of the last day from ``plume`` (h, m)."""
+    rows = []
+    end = MONDAY + timedelta(days=days - 1, hours=8)
+    t = MONDAY
+    while t < end:
+        v = 20.0 + (t.minute % 7) * 0.3
+        if time(6, 30) <= t.time() < time(8, 30):
+            v += 30.0
+        if plume is not None and t.date() == end.date() and t.time() >= time(*plume):
+            v += 60.0
+        rows.append({"device_id": "S", "time": pd.Timestamp(t.astimezone(UTC)), "pm25": v})
+        t += timedelta(minutes=10)
+    return pd.DataFrame(rows)
+
+
+def test_morning_rise_is_judged_against_the_same_hour() -> None:
+    cfg = AnalyticsSettings()
+    now = (MONDAY + timedelta(days=2, hours=8)).astimezone(UTC)
+    scored = score_spikes(station_frame(3), now, cfg)
+    assert not scored["spike"].any()  # the daily rise is expected at 07:00-08:00
+    # with a plain rolling median (no profile) the same morning is a spike
+    flat = score_spikes(station_frame(3), now, cfg.model_copy(update={"spike_profile_days": 0.0}))
+    assert flat["spike"].tail(3).all()
+    # a real plume on top of the rise is still seen
+    plumed = score_spikes(station_frame(3, plume=(7, 20)), now, cfg)
+    assert plumed["spike"].tail(3).all() and plumed["excess"].iloc[-1] == pytest.approx(60.0, abs=2.0)
+
+
+def test_pickup_that_clears_full_lets_soon_full_see_it_in_the_same_run(sessions: Any, influx: InfluxClient) -> None:
+    """A repeated run at the same ``now`` opened ``bin_full_soon`` the first run did not: the rule
+    read ``bin_full`` as active although a pickup cleared it earlier in that run."""
+    now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)  # Thursday 10:00 WITA
+    pickup = now - timedelta(minutes=20)
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+        # three earlier cycles of 8, 8, 8 h filling to 0.85 (about 0.1 an hour): full ~8 h after a pickup
+        for h, lvl in ((48, 0.85), (40, 0.85), (32, 0.85), (24, 0.84)):
+            s.add(CollectionRow(device_id="B", at=now - timedelta(hours=h), level_before=lvl, level_after=0.0))
+    pts = [(pickup - timedelta(minutes=10 * k), 0.9 - 0.001 * k) for k in range(1, 13)] + \
+          [(pickup, 0.02), (pickup + timedelta(minutes=10), 0.03), (now, 0.04)]
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in pts])
+    cfg = AnalyticsSettings(collection_times=["22:00"])  # the truck comes at about 10:00 WITA: tomorrow
+    run_once(sessions, influx, cfg, now=pickup - timedelta(minutes=5))  # bin_full opens
+    first = run_once(sessions, influx, cfg, now=now)
+    assert first.cleared == {"bin_full": 1}
+    assert first.opened == {"bin_full_soon": 1}  # seen in the same run, not only in the next
+    again = run_once(sessions, influx, cfg, now=now)
+    assert again.opened == {} and again.cleared == {}
+    with sessions() as s:
+        soon = s.scalars(select(AlertRow).where(AlertRow.type == "bin_full_soon")).one()
+    assert soon.details["method"] == "history"
