@@ -22,6 +22,10 @@ Decisions JSON (version 1)::
      "forecasts": [{"device_id", "now", "full_at" | null, "level", "expected_pickup" | null}],
      "idempotency": {"checked": 721, "changed": [{"now": iso, "what": "opened bin_full_soon x1"}]}}
 
+``severity`` is the alert's severity when it opened, ``peak_severity`` the most severe it reached
+(escalations); ``details`` are those it opened with; ``clear_reason`` is the job's reason
+(``emptied at ...``) or null when a person cleared it without one.
+
 ``forecasts`` holds one entry per step and bin whose level is below its full threshold (bins at
 or above it have nothing left to forecast): with ``full_at`` null when the job had no crossing
 time for it, which the scorer counts as a miss when the truth crossed within a day.
@@ -126,8 +130,7 @@ class Decisions:
 
 
 def write_decisions(decisions: Decisions, path: Path) -> None:
-    """Write :meth:`Decisions.to_json` to ``path`` (UTF-8, one line per list entry is not
-    promised: compact JSON).
+    """Write :meth:`Decisions.to_json` to ``path`` as compact UTF-8 JSON (one line).
 
     Raises:
         OSError: the file cannot be written.

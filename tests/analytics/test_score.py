@@ -17,7 +17,7 @@ S = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)  # scenario start; the default warm-
 MIN = timedelta(minutes=1)
 
 
-def H(h: float) -> datetime:  # noqa: N802
+def H(h: float) -> datetime:
     """``h`` hours after the scenario's start."""
     return S + timedelta(hours=h)
 
