@@ -113,6 +113,7 @@ class AnalyticsSettings(BaseModel):
         collection_weekdays: days with collections, Monday = 0.
         timezone: IANA zone of the schedule and of route-plan days (WITA = Asia/Makassar).
         fire_temp_c, fire_rise_c, fire_rise_window_s: fire limit, and rise within a window.
+        fire_excess_c: a smouldering fire: this much above the median of all bins' temperatures.
         offline_factor: a device is offline after this many report intervals without data.
         stuck_readings: identical readings in a row that make a sensor stuck.
         battery_low, battery_critical: batteryLevel fractions for warning and minor alerts.
@@ -156,6 +157,7 @@ class AnalyticsSettings(BaseModel):
     fire_temp_c: float = 60.0
     fire_rise_c: float = 10.0
     fire_rise_window_s: Positive = 1800.0
+    fire_excess_c: Positive = 12.0
     offline_factor: Positive = 3.0
     stuck_readings: int = Field(12, ge=2)
     battery_low: Fraction = 0.2

@@ -166,3 +166,30 @@ def test_pickup_that_clears_full_lets_soon_full_see_it_in_the_same_run(sessions:
     with sessions() as s:
         soon = s.scalars(select(AlertRow).where(AlertRow.type == "bin_full_soon")).one()
     assert soon.details["method"] == "history"
+
+
+def test_smouldering_fire_is_seen_by_its_excess_over_the_other_bins() -> None:
+    """A second city's slowly smouldering fire (+1 degC per 10 min, peaking under 60 degC) was missed:
+    neither the 60 degC limit nor the 10 degC-in-30-min rise ever fired."""
+    from analytics.rules import fire
+    from analytics.rules.base import Context, Device
+    from core.model import DeviceKind
+
+    now = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    cfg = AnalyticsSettings()
+    rows = []
+    curves = {f"B{i}": [30.0 + 0.1 * i] * 12 for i in range(6)}
+    curves["SUN"] = [30.0 + min(9.0, 1.5 * k) for k in range(12)]  # a bin in full sun: +9 degC
+    curves["SMOULDER"] = [30.0 + 1.3 * k for k in range(12)]  # 44.3 degC after two hours
+    for dev, temps in curves.items():
+        for k, v in enumerate(temps):
+            rows.append({"device_id": dev, "time": pd.Timestamp(now - timedelta(minutes=10 * (11 - k))),
+                         "temperature": v})
+    frame = pd.DataFrame(rows).sort_values(["device_id", "time"]).reset_index(drop=True)
+    devices = {d: Device(d, DeviceKind.BIN, "Wajo", "", 0.8, 600, now - timedelta(days=9)) for d in curves}
+    got = {v.device_id: v for v in fire.evaluate(Context(now, cfg, devices, recent=frame))}
+    assert set(got) == {"SMOULDER"}
+    assert got["SMOULDER"].severity == "major" and got["SMOULDER"].details["excess_c"] == pytest.approx(13.95, abs=0.05)
+    # without enough peers there is no median to compare with
+    few = {d: devices[d] for d in ("B0", "SMOULDER")}
+    assert fire.evaluate(Context(now, cfg, few, recent=frame[frame["device_id"].isin(few)])) == []
