@@ -25,8 +25,8 @@ Rules, in the scenario's words and ours:
   ``now < cross_at``; horizon ``cross_at - now`` in buckets ``[1, 3)``, ``[3, 6)``, ``[6, 12)``,
   ``[12, 24)`` h; error ``|full_at - cross_at|`` in hours. A forecast with ``full_at`` null in a
   bucket is counted in ``n_missing``.
-* **lookalikes** (informative): per lookalike kind, alerts of its type on its device opened within
-  1 h either side of it.
+* **lookalikes** (informative): per lookalike kind (its type and ``what`` with numbers as ``#``),
+  alerts of its type (type ``pickup``: stored pickups) on its device within 1 h either side of it.
 
 Quantiles interpolate linearly between order statistics (numpy's default).
 """
@@ -34,6 +34,7 @@ Quantiles interpolate linearly between order statistics (numpy's default).
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -159,8 +160,8 @@ class LookalikeScore:
     """Lookalikes of one kind and how many alerts they drew.
 
     Attributes:
-        type: the alert type the lookalike imitates.
-        what: the kind (``"bag held over the sensor"``).
+        type: the alert type the lookalike imitates (``pickup``: a pickup; ``duplicate``: nothing to open).
+        what: the kind, numbers replaced by ``#`` (``"round reaches it # h before it fills"``).
         n: lookalikes of the kind after the warm-up.
         fooled: alerts of ``type`` on the lookalike's device opened within 1 h of one.
     """
@@ -383,16 +384,18 @@ def _score_ttf(cycles: list[dict[str, Any]], forecasts: list[dict[str, Any]], cu
 
 
 def _score_lookalikes(lookalikes: list[dict[str, Any]], alerts: Mapping[str, list[tuple[datetime, dict[str, Any]]]],
-                      cut: datetime) -> list[LookalikeScore]:
+                      pickups: list[dict[str, Any]], cut: datetime) -> list[LookalikeScore]:
     n: dict[tuple[str, str], int] = defaultdict(int)
     fooled: dict[tuple[str, str], int] = defaultdict(int)
+    found = dict(alerts)
+    found["pickup"] = [(_t(p.get("at"), f"decisions pickups[{i}].at"), p) for i, p in enumerate(pickups)]
     for i, lk in enumerate(lookalikes):
         at = _t(lk.get("at"), f"truth lookalikes[{i}].at")
         if at < cut:
             continue
-        key = (str(lk.get("type")), str(lk.get("what")))
+        key = (str(lk.get("type")), re.sub(r"\d+(\.\d+)?", "#", str(lk.get("what"))))
         n[key] += 1
-        fooled[key] += sum(1 for opened, a in alerts.get(key[0], [])
+        fooled[key] += sum(1 for opened, a in found.get(key[0], [])
                            if a.get("device_id") == lk.get("device_id") and abs(opened - at) <= LOOKALIKE_WINDOW)
     return [LookalikeScore(t, w, n[(t, w)], fooled[(t, w)]) for t, w in sorted(n)]
 
@@ -437,7 +440,7 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
         idempotency_checked=int(idem.get("checked", 0)),
         idempotency_changed=len(idem.get("changed") or []),
         routes=dict(truth.get("routes") or {}),
-        lookalikes=_score_lookalikes(truth.get("lookalikes") or [], alerts, cut),
+        lookalikes=_score_lookalikes(truth.get("lookalikes") or [], alerts, decisions.get("pickups") or [], cut),
     )
 
 

@@ -55,6 +55,9 @@ def truth() -> dict[str, Any]:
             {"type": "bin_full", "device_id": "B5", "at": iso(H(44.5)), "what": "bag held over the sensor"},
             {"type": "bin_full", "device_id": "B5", "at": iso(H(10)), "what": "bag held over the sensor"},
             {"type": "fire", "device_id": "B1", "at": iso(H(50)), "what": "sun-heated bin"},
+            {"type": "pickup", "device_id": "B5", "at": iso(H(33) + 10 * MIN), "what": "level drop after a bag"},
+            {"type": "bin_full_soon", "device_id": "B1", "at": iso(H(27.5)), "what": "round reaches it 1.2 h early"},
+            {"type": "bin_full_soon", "device_id": "B1", "at": iso(H(40)), "what": "round reaches it 3 h early"},
         ],
         "pickups": [
             {"device_id": "B1", "at": iso(H(32)), "level_before": 0.9, "level_after": 0.02, "partial": False,
@@ -158,7 +161,8 @@ def test_time_to_full_buckets() -> None:
 def test_lookalikes_routes_idempotency() -> None:
     r = score(truth(), decisions())
     assert [(lk.type, lk.what, lk.n, lk.fooled) for lk in r.lookalikes] == [
-        ("bin_full", "bag held over the sensor", 1, 1), ("fire", "sun-heated bin", 1, 0)]
+        ("bin_full", "bag held over the sensor", 1, 1), ("bin_full_soon", "round reaches it # h early", 2, 1),
+        ("fire", "sun-heated bin", 1, 0), ("pickup", "level drop after a bag", 1, 1)]
     assert r.routes["km"] == 512.3
     assert (r.idempotency_checked, r.idempotency_changed) == (433, 1)
 
