@@ -1,0 +1,194 @@
+"""The simulated city: city files, determinism, truth consistency and the round trip of every uplink the
+scenario writes through the real ingest pipeline (SQLite registry; no servers)."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.model import Message
+from devices.registry import RegistryLookup
+from firmware_sim.city import CITIES_DIR, load_city, packaged_city, parse_city
+from firmware_sim.load import register_devices
+from firmware_sim.scenario import Scenario, build_scenario, write_scenario
+from ingest.pipeline import Pipeline
+
+FAULT_TYPES = {"stuck", "offline", "low_battery", "fire", "tilt", "lid_open", "payload_rejects"}
+
+
+@pytest.fixture(scope="module")
+def small() -> Scenario:
+    """The packaged CI city, simulated once for the module."""
+    return build_scenario(load_city(packaged_city("small")))
+
+
+def test_packaged_cities_load() -> None:
+    names = {p.stem for p in CITIES_DIR.glob("*.yaml")}
+    assert {"makassar", "small", "jakarta-like", "banyuwangi-like"} <= names
+    mks = load_city(packaged_city("makassar"))
+    assert (mks.bins, mks.stations, mks.days) == (200, 20, 5)
+    assert mks.start.isoformat() == "2026-03-02T00:00:00+08:00" and mks.start.weekday() == 0
+    for name in names:
+        load_city(packaged_city(name))
+
+
+def test_defaults_and_bad_files(tmp_path: Path) -> None:
+    city = parse_city({"name": "x"})
+    assert city.rounds.start == "06:00" and city.rounds.speed_kmh == 20 and city.rounds.weekdays == list(range(7))
+    with pytest.raises(ValueError, match=r"rounds\.trucks"):
+        parse_city({"name": "x", "rounds": {"trucks": 0}})
+    with pytest.raises(ValueError, match=r"faults\.stuk: unknown key"):
+        parse_city({"name": "x", "faults": {"stuk": 1}})
+    with pytest.raises(ValueError, match="name"):
+        parse_city({"bins": 3})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_city(bad)
+    js = tmp_path / "c.json"
+    js.write_text(json.dumps({"name": "j", "bins": 4, "timezone": "Asia/Jakarta"}))
+    assert load_city(js).bins == 4
+    with pytest.raises(ValueError, match="packaged city"):
+        packaged_city("atlantis")
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    city = load_city(packaged_city("small"))
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        write_scenario(build_scenario(city, seed=seed, days=1, bins=12, stations=3), tmp_path / name)
+    for f in ("city.json", "devices.json", "messages.jsonl", "truth.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert (tmp_path / "a" / "messages.jsonl").read_bytes() != (tmp_path / "c" / "messages.jsonl").read_bytes()
+    assert (tmp_path / "a" / "truth.json").read_bytes() != (tmp_path / "c" / "truth.json").read_bytes()
+
+
+def test_truth_is_consistent(small: Scenario) -> None:
+    truth = small.truth
+    events = truth["events"]
+    types = Counter(e["type"] for e in events)
+    assert set(types) >= FAULT_TYPES, types
+    assert {"bin_full", "bin_full_soon"} <= set(types)
+    assert {e["info"]["kind"] for e in events if e["type"] == "fire"} == {"fast", "smouldering"}
+    # a stuck stretch too short to be required, and one long enough; an offline under 45 min and a longer one
+    assert {e["required"] for e in events if e["type"] == "stuck"} == {True, False}
+    bin_ids = {d["id"] for d in small.devices if d["kind"] == "bin"}
+    assert {e["required"] for e in events if e["type"] == "offline" and e["device_id"] in bin_ids} == {True, False}
+    look = Counter(x["type"] for x in truth["lookalikes"])
+    assert {"bin_full", "lid_open", "fire", "duplicate", "bin_full_soon"} <= set(look), look
+    # pickups on every round day, from the fixed round start on, every one by a truck of that morning
+    tz = ZoneInfo(truth["timezone"])
+    days = Counter(datetime.fromisoformat(p["at"]).astimezone(tz).date() for p in truth["pickups"])
+    assert len(days) == truth["days"]
+    assert all(0 < n <= small.city.bins for n in days.values())
+    assert all(datetime.fromisoformat(p["at"]).astimezone(tz).hour >= 5 for p in truth["pickups"])
+    partial = [p for p in truth["pickups"] if p["partial"]]
+    assert partial and any(not p["required"] for p in partial)
+    assert all(p["level_after"] < p["level_before"] or p["level_before"] == 0 for p in truth["pickups"])
+    # every bin_full starts at its cycle's crossing and ends at the pickup that closes the cycle
+    cycles = {(c["device_id"], c["cross_at"]): c for c in truth["cycles"]}
+    for e in (e for e in events if e["type"] == "bin_full"):
+        c = cycles[(e["device_id"], e["start"])]
+        assert e["end"] == (c["end"] if c["picked"] else None)
+    for e in (e for e in events if e["type"] == "bin_full_soon"):
+        assert e["info"]["cross_at"] == e["end"] and e["start"] < e["end"]
+    # cycles chain per device from the scenario start to its end
+    by_dev: dict[str, list[dict[str, object]]] = {}
+    for c in truth["cycles"]:
+        by_dev.setdefault(str(c["device_id"]), []).append(c)
+    for cs in by_dev.values():
+        assert cs[0]["start"] == truth["start"] and cs[-1]["end"] == truth["end"]
+        assert all(a["end"] == b["start"] for a, b in itertools.pairwise(cs))
+    routes = truth["routes"]
+    assert routes["km"] > 0 and routes["stops"] == len(truth["pickups"]) and 0 < routes["mean_fill_at_emptying"] < 1
+    assert routes["overflow_bin_hours"] > 0
+    assert truth["settings"]["full_threshold"] == 0.8 and truth["settings"]["stuck_readings"] == 12
+
+
+def _sim_values(topic: str, payload: bytes) -> dict[str, float]:
+    """The values the simulator put into one uplink, in canonical units."""
+    body = json.loads(payload)
+    if topic.startswith("v3/"):
+        frame = base64.b64decode(body["uplink_message"]["frm_payload"])
+        return {"batteryLevel": frame[2] / 100, "distance": float(int.from_bytes(frame[5:7], "little")),
+                "tilt": float(frame[9])}
+    m = body["metrics"]
+    return {"distance": float(m["distance"]["value"]), "batteryLevel": m["batteryLevel"]["value"] / 100,
+            "temperature": float(m["temperature"]["value"]), "tilt": float(m["tilt"]),
+            "lidOpen": float(m["lidOpen"])}
+
+
+def test_every_uplink_round_trips(small: Scenario, sessions: sessionmaker[Session]) -> None:
+    register_devices(small.devices, sessions)
+    pipeline = Pipeline(RegistryLookup(sessions))
+    dup = rejected = 0
+    seen_metrics: Counter[str] = Counter()
+    depth = {d["id"]: (d.get("depth_mm"), d.get("blind_zone_mm")) for d in small.devices}
+    for rx, topic, text in small.messages:
+        payload = text.encode()
+        res = pipeline.process(Message(topic, payload, datetime.fromisoformat(rx)))
+        if res.error is not None:
+            assert res.error.reason == "bad_value" and topic.startswith("lorong/v1/"), res.error
+            rejected += 1
+            continue
+        if res.duplicate:
+            assert not res.readings and topic.startswith("v3/")
+            dup += 1
+            continue
+        got = {r.metric: r.value for r in res.readings}
+        dev = res.readings[0].device_id
+        if "/devices/" in topic or "BIN" in topic:
+            want = _sim_values(topic, payload)
+            for k, v in want.items():
+                assert got[k] == pytest.approx(v, abs=1e-9), (topic, k)
+            d, blind = depth[dev]
+            assert got["fillingLevel"] == pytest.approx(min(1, max(0, (d - want["distance"]) / (d - blind))))
+            ts = json.loads(payload).get("time") or json.loads(payload)["received_at"]
+            assert res.readings[0].ts == datetime.fromisoformat(ts)
+            assert datetime.fromisoformat(rx) - res.readings[0].ts < timedelta(seconds=3)
+        seen_metrics.update(got)
+    look = Counter(x["type"] for x in small.truth["lookalikes"])
+    assert dup == look["duplicate"] > 0
+    assert rejected == sum(e["info"]["count"] for e in small.truth["events"] if e["type"] == "payload_rejects")
+    assert {"distance", "fillingLevel", "batteryLevel", "temperature", "tilt", "lidOpen", "rssi", "pm25"} <= set(
+        seen_metrics)
+
+
+def test_sensor_faults_show_in_the_uplinks(small: Scenario) -> None:
+    """A stuck sensor repeats its distance; an offline one sends nothing; a fire reads hot; a tilt sets the bit."""
+    msgs_by_dev: dict[str, list[tuple[float, dict[str, float]]]] = {}
+    for _rx, topic, text in small.messages:
+        if "BIN" in topic or "/devices/" in topic:
+            try:
+                vals = _sim_values(topic, text.encode())
+            except (KeyError, TypeError, ValueError):
+                continue  # the malformed burst
+            body = json.loads(text)
+            dev = body.get("device_id") or body["end_device_ids"]["dev_eui"]
+            at = datetime.fromisoformat(body.get("time") or body["received_at"]).timestamp()
+            msgs_by_dev.setdefault(dev, []).append((at, vals))
+    for e in small.truth["events"]:
+        if e["device_id"] not in msgs_by_dev:
+            continue
+        start = datetime.fromisoformat(e["start"]).timestamp() - 0.5  # truth times are rounded to the second
+        end = datetime.fromisoformat(e["end"]).timestamp() - 0.5 if e["end"] else float("inf")
+        inside = [v for at, v in msgs_by_dev[e["device_id"]] if start <= at < end]
+        if e["type"] == "stuck":
+            assert len({v["distance"] for v in inside}) == 1 and len(inside) == e["info"]["readings"]
+        elif e["type"] == "offline":
+            assert inside == []
+        elif e["type"] == "fire":
+            assert max(v["temperature"] for v in inside) >= 44
+        elif e["type"] in ("tilt", "lid_open"):
+            key = "tilt" if e["type"] == "tilt" else "lidOpen"
+            assert inside and all(v[key] == 1 for v in inside)
+        elif e["type"] == "low_battery":
+            before = [v for at, v in msgs_by_dev[e["device_id"]] if at < start]
+            assert all(v["batteryLevel"] > 0.2 for v in before)

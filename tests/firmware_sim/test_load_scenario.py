@@ -1,0 +1,95 @@
+"""`load_scenario` and `lorong sim scenario/load` against a real influxd and a fresh SQLite database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import Settings
+from firmware_sim.city import load_city, packaged_city
+from firmware_sim.load import load_scenario
+from firmware_sim.scenario import build_scenario, read_messages, write_scenario
+from ingest.deadletter import DeadLetterStore
+from storage.influx import InfluxClient
+
+pytestmark = pytest.mark.integration
+
+LORONG = Path(sys.executable).parent / "lorong"
+
+
+def _count(influx: InfluxClient, q: str) -> int:
+    series = influx.query(q)
+    return int(series[0].values[0][1]) if series and series[0].values else 0
+
+
+def test_load_writes_every_point_and_dead_letters_at_sim_time(
+        tmp_path: Path, sessions: sessionmaker[Session], influx: InfluxClient) -> None:
+    scn = build_scenario(load_city(packaged_city("small")), days=1, bins=16, stations=3)
+    write_scenario(scn, tmp_path)
+    rejects = [e for e in scn.truth["events"] if e["type"] == "payload_rejects"]
+    assert rejects and all(e["required"] and e["info"]["count"] >= 5 for e in rejects)
+    report = load_scenario(tmp_path, sessions, influx)
+    dups = sum(1 for x in scn.truth["lookalikes"] if x["type"] == "duplicate")
+    n_rejects = sum(e["info"]["count"] for e in rejects)
+    assert report.messages == len(scn.messages)
+    assert report.devices_new == len(scn.devices)
+    assert report.duplicates == dups
+    assert report.rejects == {"bad_value": n_rejects}
+    assert report.points == len(scn.messages) - dups - n_rejects  # one point per accepted uplink
+    bins = _count(influx, "SELECT count(distance) FROM waste_container")
+    air = _count(influx, "SELECT count(pm25) FROM air_quality")
+    assert bins + air == report.points
+    assert bins == sum(1 for _rx, t, _p in scn.messages if "/up" in t and ("BIN" in t or "/devices/" in t)) \
+        - dups - n_rejects
+    # the dead letters carry the simulated receive times, inside the burst of each event
+    letters = DeadLetterStore(sessions).list(limit=1000)
+    assert len(letters) == n_rejects
+    rx_of = {(t, p.encode()): rx for rx, t, p in ((m[0].isoformat(), m[1], m[2].decode())
+                                                  for m in read_messages(tmp_path / "messages.jsonl"))}
+    for d in letters:
+        at = d.received_at if d.received_at.tzinfo else d.received_at.replace(tzinfo=UTC)
+        assert at == datetime.fromisoformat(rx_of[(d.topic, bytes(d.payload))])
+        assert scn.truth["start"] < at.isoformat() < scn.truth["end"]
+    # loading again keeps the devices and rewrites the same points
+    again = load_scenario(tmp_path, sessions, influx)
+    assert again.devices_new == 0 and again.points == report.points
+    assert _count(influx, "SELECT count(distance) FROM waste_container") == bins
+
+
+def test_cli_scenario_and_load(tmp_path: Path, influx: InfluxClient,
+                               make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(influx=influx)
+    env = {"LORONG_DATABASE_URL": settings.database_url, "LORONG_INFLUX__URL": influx.url,
+           "LORONG_INFLUX__DATABASE": influx.database, "LORONG_VAR_DIR": str(settings.var_dir), "PATH": "/usr/bin:/bin"}
+    out = tmp_path / "scn"
+    run = subprocess.run([str(LORONG), "sim", "scenario", "--city", str(packaged_city("small")), "--days", "1",
+                          "--bins", "6", "--stations", "0", "--seed", "5", "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "messages" in run.stdout and "pickups" in run.stdout and "time span" in run.stdout
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["seed"] == 5 and truth["days"] == 1
+    run = subprocess.run([str(LORONG), "sim", "load", str(out)], capture_output=True, text=True, env=env,
+                         timeout=60, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = Counter(line.split()[0] for line in run.stdout.splitlines() if line.strip())
+    assert {"devices", "messages", "points", "duplicates", "rejects"} <= set(lines)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nrounds: {trucks: -1}\n")
+    run = subprocess.run([str(LORONG), "sim", "scenario", "--city", str(bad), "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert run.returncode == 2 and run.stdout.startswith("error:") and "rounds.trucks" in run.stdout
+    assert len(run.stdout.strip().splitlines()) == 1
+    (tmp_path / "file").write_text("")
+    run = subprocess.run([str(LORONG), "sim", "scenario", "--days", "1", "--bins", "2", "--stations", "0",
+                          "--out", str(tmp_path / "file" / "sub")],
+                         capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert run.returncode == 2 and run.stdout.startswith("error:")
