@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
 from core.settings import Settings
+from firmware_sim import cli as sim_cli
 from firmware_sim.city import load_city, packaged_city
 from firmware_sim.load import load_scenario
 from firmware_sim.scenario import build_scenario, read_messages, write_scenario
@@ -82,14 +84,19 @@ def test_cli_scenario_and_load(tmp_path: Path, influx: InfluxClient,
     assert run.returncode == 0, run.stdout + run.stderr
     lines = Counter(line.split()[0] for line in run.stdout.splitlines() if line.strip())
     assert {"devices", "messages", "points", "duplicates", "rejects"} <= set(lines)
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    """A bad city file or an unwritable folder: one `error:` line, exit code 2."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nrounds: {trucks: -1}\n")
-    run = subprocess.run([str(LORONG), "sim", "scenario", "--city", str(bad), "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert run.returncode == 2 and run.stdout.startswith("error:") and "rounds.trucks" in run.stdout
-    assert len(run.stdout.strip().splitlines()) == 1
+    runner = CliRunner()
+    res = runner.invoke(sim_cli.app, ["scenario", "--city", str(bad), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and res.output.startswith("error:") and "rounds.trucks" in res.output
+    assert len(res.output.strip().splitlines()) == 1
     (tmp_path / "file").write_text("")
-    run = subprocess.run([str(LORONG), "sim", "scenario", "--days", "1", "--bins", "2", "--stations", "0",
-                          "--out", str(tmp_path / "file" / "sub")],
-                         capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert run.returncode == 2 and run.stdout.startswith("error:")
+    res = runner.invoke(sim_cli.app, ["scenario", "--days", "1", "--bins", "2", "--stations", "0",
+                                      "--out", str(tmp_path / "file" / "sub")])
+    assert res.exit_code == 2 and res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(sim_cli.app, ["load", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and res.output.startswith("error:")
