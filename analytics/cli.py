@@ -4,6 +4,7 @@ inspect the notification outbox."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import sys
@@ -242,6 +243,8 @@ def replay_cmd(
     if left:
         raise _fail(f"the database already holds the job's output from {t1.isoformat()} on "
                     f"({_counts(left)}): use --reset, or a fresh database")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # one line per pickup per step drowns the progress
+        logging.getLogger("analytics.pickups").setLevel(logging.WARNING)
     t0 = time.perf_counter()
 
     def progress(now: datetime, done: int, total: int, opened: dict[str, int]) -> None:

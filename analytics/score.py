@@ -68,6 +68,10 @@ TTF_TARGET_H: dict[str, float] = {"1-3": 1.5, "3-6": 1.5, "6-12": 1.5, "12-24": 
 """Largest median absolute time-to-full error per bucket, hours."""
 
 
+_NUMBER = re.compile(r"(?<![A-Za-z])\d+(\.\d+)?")
+"""A number in a lookalike's ``what`` (not a unit's digit: ``ug/m3`` stays)."""
+
+
 class ScoreInputError(LorongError):
     """A truth or decisions document is unreadable, of another version, or misses a field."""
 
@@ -393,7 +397,7 @@ def _score_lookalikes(lookalikes: list[dict[str, Any]], alerts: Mapping[str, lis
         at = _t(lk.get("at"), f"truth lookalikes[{i}].at")
         if at < cut:
             continue
-        key = (str(lk.get("type")), re.sub(r"\d+(\.\d+)?", "#", str(lk.get("what"))))
+        key = (str(lk.get("type")), _NUMBER.sub("#", str(lk.get("what"))))
         n[key] += 1
         fooled[key] += sum(1 for opened, a in found.get(key[0], [])
                            if a.get("device_id") == lk.get("device_id") and abs(opened - at) <= LOOKALIKE_WINDOW)
