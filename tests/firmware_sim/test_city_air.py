@@ -1,0 +1,252 @@
+"""The simulated city's air stations (:mod:`firmware_sim.city_air`): pure, no services."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from itertools import zip_longest
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.humidity import kappa_correct
+from core.model import DeviceInfo, DeviceKind
+from devices.registry import DeviceIn
+from firmware_sim.city_air import (
+    PM25_LIMIT,
+    AirResult,
+    StationTruth,
+    simulate_air,
+    simulate_air_with_truth,
+)
+from firmware_sim.makassar import KECAMATAN
+from ingest.formats import format_for_topic, get_parser
+from ingest.validate import validate
+
+TZ = "Asia/Makassar"
+START = datetime(2026, 3, 2, tzinfo=ZoneInfo(TZ))
+N, DAYS, SEED = 10, 3, 1
+
+
+def run(seed: int = SEED, n: int = N, days: int = DAYS, **air: object) -> tuple[AirResult, dict[str, StationTruth]]:
+    """A small city's air part."""
+    return simulate_air_with_truth(dict(air), KECAMATAN, n, START, days, seed, TZ)
+
+
+@pytest.fixture(scope="module")
+def city() -> tuple[AirResult, dict[str, StationTruth]]:
+    """10 stations, 3 days."""
+    return run()
+
+
+def _t(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
+
+
+def test_same_seed_same_city_other_seed_differs(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """The same arguments give identical results; another seed gives other ones."""
+    again = simulate_air({}, KECAMATAN, N, START, DAYS, SEED, TZ)
+    assert again == city[0]
+    other = simulate_air({}, KECAMATAN, N, START, DAYS, SEED + 1, TZ)
+    assert other.messages != city[0].messages
+    assert other.events != city[0].events
+
+
+def test_devices_are_registry_rows(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """Every row is accepted by DeviceIn; ids follow MKS-AIR-00."""
+    rows = city[0].devices
+    assert [r["id"] for r in rows] == [f"MKS-AIR-{i:02d}" for i in range(N)]
+    for r in rows:
+        dev = DeviceIn(**r)
+        assert dev.kind == "air" and dev.model == "LRG-PM1" and dev.report_interval_s == 300
+        assert dev.kecamatan in KECAMATAN
+
+
+def test_messages_parse_into_the_intended_values(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """Each uplink is lorong-json, parses with the real parser and passes validation with the
+    simulated values (RH in % becomes a fraction); messages are sorted by rx."""
+    result, truth = city
+    parse = get_parser("lorong-json")
+    clipped = 0
+    rx = [m[0] for m in result.messages]
+    assert rx == sorted(rx)
+    assert all(t.tzinfo is not None and t.utcoffset() == timedelta(0) for t in rx)
+    for at, topic, payload in result.messages:
+        assert format_for_topic(topic) == "lorong-json"
+        [up] = parse(payload, topic, at)
+        s = truth[up.device_id]
+        assert up.fcnt is not None
+        k = up.fcnt - 1
+        assert s.sent[k] and s.times[k] == at == up.ts
+        values = {r.metric: (r.value, r.unit) for r in up.readings}
+        assert values["pm25"] == (s.reported_pm25[k], "ug/m3")
+        assert values["relativeHumidity"] == (s.rh_pct[k], "%")
+        pm10 = values.get("pm10", (None, "ug/m3"))  # left out at the SDS011 clip
+        assert pm10[1] == "ug/m3" and values["temperature"][1] == "degC"
+        if pm10[0] is not None:
+            assert 1.4 <= pm10[0] / s.reported_pm25[k] <= 1.9 or s.reported_pm25[k] < 5
+        else:
+            clipped += 1
+            assert s.reported_pm25[k] * 1.95 >= 999.9
+        assert 20.0 <= values["temperature"][0] <= 34.0
+        readings = validate(list(up.readings), DeviceInfo(up.device_id, DeviceKind.AIR), at)
+        assert {r.metric: r.value for r in readings}["relativeHumidity"] == pytest.approx(s.rh_pct[k] / 100)
+    assert clipped <= len(result.messages) / 100  # haze in a humid night can reach the clip
+    # one message per report interval per station, minus the outage
+    assert len(result.messages) == sum(int(s.sent.sum()) for s in truth.values())
+    assert len(result.messages) == pytest.approx(N * DAYS * 288, abs=N + 36)
+
+
+def test_episode_has_three_stations_rising_within_an_hour(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """Each pm25_episode lists >= 3 stations whose true PM2.5 rose within one hour, each with a
+    pm25_spike that is not required; the episode starts when the third has risen."""
+    result, truth = city
+    episodes = [e for e in result.events if e["type"] == "pm25_episode"]
+    assert len(episodes) == 2
+    for ep in episodes:
+        assert ep["device_id"] == "city" and ep["required"]
+        members = ep["info"]["stations"]
+        assert len(members) >= 3 and 0.4 * N - 0.5 <= len(members) <= 0.8 * N + 0.5
+        spikes = [e for e in result.events if e["type"] == "pm25_spike"
+                  and e["info"].get("episode") == ep["info"]["episode"]]
+        assert sorted(e["device_id"] for e in spikes) == members
+        assert not any(e["required"] for e in spikes)
+        starts = sorted(_t(e["start"]) for e in spikes)
+        assert starts[2] - starts[0] <= timedelta(hours=1)
+        assert starts[2] <= _t(ep["start"]) <= starts[2] + timedelta(minutes=40)
+        assert _t(ep["end"]) - _t(ep["start"]) >= timedelta(hours=2)
+        risen = 0
+        for e in spikes:
+            s = truth[e["device_id"]]
+            times = pd.DatetimeIndex(s.times)
+            before = s.true_pm25[times.get_indexer([_t(e["start"]) - timedelta(minutes=5)], method="nearest")[0]]
+            after = s.true_pm25[times.get_indexer([_t(e["start"]) + timedelta(minutes=45)], method="nearest")[0]]
+            risen += after - before >= 10.0
+        assert risen >= 3
+
+
+def test_morning_rise_is_in_the_data_but_not_an_event(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """Reported PM2.5 is higher at 06:30-08:30 local than at 11:00-13:00 on most station-days;
+    it is a lookalike (one per station-day), never the source of an event."""
+    result, truth = city
+    morning = [x for x in result.lookalikes if x["what"] == "morning traffic rise"]
+    assert len(morning) == N * DAYS
+    assert {x["type"] for x in morning} == {"pm25_spike"}
+    busy = [(x["device_id"], _t(x["at"]), _t(x["end"])) for x in result.lookalikes if x["what"].startswith("rain")]
+    busy += [(e["device_id"], _t(e["start"]), _t(e["end"])) for e in result.events if e["type"] == "pm25_spike"]
+    higher = total = 0
+    for device_id, s in truth.items():
+        times = pd.DatetimeIndex(s.times)
+        calm = s.sent.copy()
+        for d, a, b in busy:
+            if d == device_id:
+                calm &= ~np.asarray((times >= a) & (times <= b))  # a plume, haze or rain
+        local = times.tz_convert(TZ)
+        hour = local.hour + local.minute / 60
+        for day in sorted(set(local.date)):
+            on = (local.date == day) & calm
+            am = s.reported_pm25[on & (hour >= 6.5) & (hour < 8.5)]
+            noon = s.reported_pm25[on & (hour >= 11) & (hour < 13)]
+            if len(am) >= 6 and len(noon) >= 6:
+                total += 1
+                higher += am.mean() > 1.3 * noon.mean()
+    assert total >= N and higher >= 0.9 * total
+    assert {e["info"]["source"] for e in result.events if e["type"] == "pm25_spike"} == {"open_burning", "episode"}
+
+
+def test_humid_over_reads_are_lookalikes_and_correctable(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """With kappa > 0 the sensor over-reads at high RH (over-read lookalikes exist, each a stretch
+    where the reported hourly mean is above the limit and the true one is not); the kappa-Koehler
+    correction with the station's own kappa recovers the true value within 5 %."""
+    result, truth = city
+    humid = [x for x in result.lookalikes if x["what"].startswith("humid over-read")]
+    assert len(humid) >= N
+    assert {x["type"] for x in humid} == {"pm25_high"}
+    for x in humid:
+        s = truth[x["device_id"]]
+        times = pd.DatetimeIndex(s.times)
+        hour = _t(x["at"])
+        while hour < _t(x["end"]):
+            sel = np.asarray((times >= hour) & (times < hour + timedelta(hours=1))) & s.sent
+            assert s.reported_pm25[sel].mean() > PM25_LIMIT >= s.true_pm25[sel].mean()
+            hour += timedelta(hours=1)
+    for s in truth.values():
+        assert 0.30 <= s.kappa <= 0.50
+        wet = s.rh_pct >= 90
+        assert np.median(s.reported_pm25[wet] / s.true_pm25[wet]) > 2.0
+        ok = (s.rh_pct <= 95) & (s.true_pm25 >= 5)
+        corrected = np.asarray([kappa_correct(p, h / 100, s.kappa)
+                                for p, h in zip(s.reported_pm25[ok], s.rh_pct[ok], strict=True)])
+        assert np.max(np.abs(corrected / s.true_pm25[ok] - 1)) <= 0.05
+
+
+def test_pm25_high_follows_the_true_rolling_hour(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """pm25_high events are the stretches where the true 1-hour mean (pandas, window (t-1h, t])
+    exceeds 55.4, dips under 30 min merged; required from 20 minutes on."""
+    result, truth = city
+    highs = [e for e in result.events if e["type"] == "pm25_high"]
+    assert highs
+    checked = 0
+    for device_id, s in truth.items():
+        roll = pd.Series(s.true_pm25, index=pd.DatetimeIndex(s.times)).rolling("1h").mean()
+        above = roll > PM25_LIMIT
+        starts = list(roll.index[above & ~above.shift(1, fill_value=False)])
+        ends = list(roll.index[~above & above.shift(1, fill_value=False)])
+        merged: list[tuple[datetime, datetime | None]] = []
+        for a, b in zip_longest(starts, ends):
+            if merged and merged[-1][1] is not None and a - merged[-1][1] < timedelta(minutes=30):
+                merged[-1] = (merged[-1][0], b)  # a dip under 30 min is the same occurrence
+            else:
+                merged.append((a, b))
+        mine = sorted((e for e in highs if e["device_id"] == device_id), key=lambda e: e["start"])
+        assert [(_t(e["start"]), _t(e["end"]) if e["end"] else None) for e in mine] == merged
+        for e in mine:
+            end = _t(e["end"]) if e["end"] else START + timedelta(days=DAYS)
+            assert e["required"] == (end - _t(e["start"]) >= timedelta(minutes=20))
+            checked += 1
+    assert checked == len(highs)
+
+
+def test_plumes_and_outage(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """Open-burning spikes are required (big and long enough) at the burning stations; one
+    station is offline for 1-3 h and sends nothing then."""
+    result, truth = city
+    plumes = [e for e in result.events if e["type"] == "pm25_spike" and e["info"]["source"] == "open_burning"]
+    assert plumes and len({e["device_id"] for e in plumes}) <= 3
+    for e in plumes:
+        length = _t(e["end"]) - _t(e["start"])
+        assert timedelta(hours=1) <= length <= timedelta(hours=3)
+        assert e["required"] == (e["info"]["peak_excess_ugm3"] >= 25 and length >= timedelta(minutes=40))
+    [off] = [e for e in result.events if e["type"] == "offline"]
+    assert off["required"]
+    s = truth[off["device_id"]]
+    times = pd.DatetimeIndex(s.times)
+    gap = np.asarray((times >= _t(off["start"])) & (times < _t(off["end"])))
+    assert gap.sum() >= 12 and not s.sent[gap].any() and s.sent[~gap].all()
+
+
+def test_small_city_and_bad_settings() -> None:
+    """Two stations: no episode, no outage; bad air values are refused."""
+    result, _ = run(n=2, days=2, burning_stations=1)
+    assert not [e for e in result.events if e["type"] in ("pm25_episode", "offline")]
+    assert run(n=0, days=1) == (AirResult([], [], [], []), {})
+    with pytest.raises(ValueError, match="kappa_range"):
+        run(n=2, days=1, kappa_range=[0.5, 0.3])
+    with pytest.raises(ValueError, match="interval_s"):
+        run(n=2, days=1, interval_s=0)
+    with pytest.raises(ValueError, match="tz-aware"):
+        simulate_air({}, KECAMATAN, 2, datetime(2026, 3, 2), 1, 1, TZ)
+
+
+def test_truth_objects_are_json(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """Events and lookalikes serialise as JSON with ISO-8601 UTC times."""
+    result, _ = city
+    json.dumps(result.events)
+    json.dumps(result.lookalikes)
+    for e in result.events:
+        assert set(e) == {"type", "device_id", "start", "end", "required", "what", "info"}
+        assert _t(e["start"]).utcoffset() == timedelta(0)
+    for x in result.lookalikes:
+        assert _t(x["at"]) <= _t(x["end"])
