@@ -10,9 +10,9 @@ Spikes: a Hampel-type test against the same time of day. PM2.5 in a city follows
 (traffic in the morning and evening, a shallow boundary layer at night), so the morning rise is
 "many sigmas" above a plain 24-hour median although it happens every day. Each station's **daily
 profile** is the median of its 10-minute buckets at the same local time of day (within
-:data:`PROFILE_HALF_WIDTH_SLOTS` buckets either side) over up to ``spike_profile_days`` days,
-leaving out the last ``spike_persistence`` buckets plus the scored hour (a time-of-day median:
-the seasonal part of an STL decomposition, Cleveland et al. 1990, J. Off. Stat. 6:3-73). A
+:data:`PROFILE_HALF_WIDTH_SLOTS` buckets either side) over the ``spike_profile_days`` days before
+today (a time-of-day median: the seasonal part of an STL decomposition, Cleveland et al. 1990,
+J. Off. Stat. 6:3-73); it is learned once a day, so today's spike never enters it. A
 bucket's residual is its value minus the profile at its time of day. For each 10-minute bucket the
 baseline is the median and the MAD (median absolute deviation) of the residuals over the preceding
 ``spike_baseline_h`` hours, excluding the ``spike_persistence`` newest buckets so that a lasting
@@ -29,9 +29,12 @@ of a microgram and every breath of smoke would be "4 sigma".
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta
+from datetime import time as dtime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -115,6 +118,17 @@ def correct_frame(frame: pd.DataFrame, models: dict[str, humidity.PmSensorModel]
     if frame.empty or not models:
         return frame[pollutant].astype(float) if pollutant in frame else pd.Series(dtype=float)
     rh = frame["relativeHumidity"] if "relativeHumidity" in frame else pd.Series(np.nan, index=frame.index)
+    kappa = {d: m for d, m in models.items()
+             if m.correction is humidity.Correction.KAPPA_KOEHLER and m.kappa is not None}
+    if len(kappa) == len(models):  # the usual case, vectorised: the same formula as kappa_correct
+        dev = frame["device_id"].astype(str)
+        k = dev.map({d: m.kappa for d, m in kappa.items()}).to_numpy(dtype=float)
+        top = dev.map({d: m.rh_max for d, m in kappa.items()}).to_numpy(dtype=float)
+        pm, h = frame[pollutant].to_numpy(dtype=float), rh.to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = 1.0 + (k / humidity.PARTICLE_DENSITY_G_CM3) / (1.0 / h - 1.0)
+            out = np.where(np.isnan(k), pm, np.where((h <= top) & (h >= 0), pm / c, np.nan))
+        return pd.Series(np.where(np.isnan(pm), np.nan, out), index=frame.index, dtype=float)
     return pd.Series([_correct(float(p), float(h), models.get(str(d)), pollutant)
                       for d, p, h in zip(frame["device_id"], frame[pollutant], rh, strict=True)],
                      index=frame.index, dtype=float)
@@ -134,20 +148,18 @@ def last_hour(influx: InfluxClient, now: datetime, models: dict[str, humidity.Pm
 
 def buckets(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
             models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
-    """10-minute PM2.5 means per station over the profile (or baseline) window plus the last hour,
-    corrected.
+    """10-minute PM2.5 means per station over the baseline window plus the last hour, corrected.
 
     Returns:
         Long frame: device_id, time (bucket start, UTC), pm25 (ug/m3).
     """
-    start = now - max(timedelta(hours=cfg.spike_baseline_h), timedelta(days=cfg.spike_profile_days)) \
-        - timedelta(hours=1) - cfg.spike_persistence * BUCKET
+    start = now - timedelta(hours=cfg.spike_baseline_h + 1) - cfg.spike_persistence * BUCKET
     frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"], start, now, "10m")
     frame["pm25"] = correct_frame(frame, models, "pm25")
     return frame[["device_id", "time", "pm25"]].dropna(subset=["pm25"])
 
 
-def _slots(t: pd.Series, tz: str) -> np.ndarray:
+def time_of_day_slots(t: pd.Series, tz: str) -> np.ndarray:
     """Local time of day of each time as a 10-minute slot 0..143."""
     local = t.dt.tz_convert(tz)
     slots: np.ndarray = (local.dt.hour * 6 + local.dt.minute // 10).to_numpy(dtype=int)
@@ -176,16 +188,56 @@ def daily_profile(slots: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+_PROFILES: OrderedDict[tuple[str, str, str, str, float], dict[str, np.ndarray]] = OrderedDict()
+"""Station profiles per (InfluxDB url, database, zone, local date, days): learned once a day."""
+
+
+def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
+                     models: dict[str, humidity.PmSensorModel]) -> dict[str, np.ndarray]:
+    """Each station's daily profile (:func:`daily_profile` of its corrected 10-minute buckets)
+    from the ``spike_profile_days`` days before the current local midnight; one InfluxQL query
+    per process and local day, then cached (so a run repeated at the same time sees the same
+    profile, and a spike of today never enters it).
+
+    Returns:
+        device id -> 144 expected PM2.5 values (ug/m3), for stations with a profile at every time
+        of day (a full day of history).
+    """
+    if cfg.spike_profile_days <= 0:
+        return {}
+    zone = ZoneInfo(cfg.timezone)
+    midnight = datetime.combine(now.astimezone(zone).date(), dtime(0), tzinfo=zone)
+    key = (influx.url, influx.database, cfg.timezone, midnight.date().isoformat(), cfg.spike_profile_days)
+    got = _PROFILES.get(key)
+    if got is None:
+        frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
+                             midnight - timedelta(days=cfg.spike_profile_days), midnight, "10m")
+        frame["pm25"] = correct_frame(frame, models, "pm25")
+        frame = frame.dropna(subset=["pm25"])
+        got = {}
+        for device_id, g in frame.groupby("device_id", sort=True):
+            prof = daily_profile(time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float))
+            if not np.isnan(prof).any():
+                got[str(device_id)] = prof
+        _PROFILES[key] = got
+        while len(_PROFILES) > 4:
+            _PROFILES.popitem(last=False)
+    return got
+
+
 def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
-                 horizon: timedelta = timedelta(hours=1)) -> pd.DataFrame:
+                 horizon: timedelta = timedelta(hours=1),
+                 profiles: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Modified z-score of each bucket in the last ``horizon`` against its station's baseline.
 
     Args:
         frame: device_id, time (bucket start), pm25 (see :func:`buckets`).
         now: the run's time.
         cfg: ``spike_z``, ``spike_min_excess_ugm3``, ``spike_baseline_h``, ``spike_persistence``,
-            ``spike_profile_days``, ``timezone`` (local time of day).
+            ``timezone`` (local time of day).
         horizon: how far back buckets are scored.
+        profiles: each station's daily profile (:func:`station_profiles`); a station without
+            one is scored on its raw buckets.
 
     Returns:
         Frame with device_id, time, pm25, median (the expected level: profile plus the median
@@ -196,15 +248,10 @@ def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
     cut = pd.Timestamp(now - horizon)
     gap = cfg.spike_persistence * BUCKET
     base_len = timedelta(hours=cfg.spike_baseline_h)
-    profile_end = pd.Timestamp(now - horizon - gap)
-    profile_start = pd.Timestamp(now - timedelta(days=cfg.spike_profile_days))
     for device_id, g in frame.groupby("device_id", sort=True):
         t, x = g["time"], g["pm25"].to_numpy(dtype=float)
-        slots = _slots(t, cfg.timezone)
-        old = ((t < profile_end) & (t >= profile_start)).to_numpy()
-        # a profile only when every time of day has one (a full day of history); else raw values
-        prof = daily_profile(slots[old], x[old]) if cfg.spike_profile_days > 0 else np.full(SLOTS_PER_DAY, np.nan)
-        expected = prof[slots] if not np.isnan(prof).any() else np.zeros(len(x))
+        prof = (profiles or {}).get(str(device_id))
+        expected = prof[time_of_day_slots(t, cfg.timezone)] if prof is not None else np.zeros(len(x))
         resid = x - expected
         for i in np.flatnonzero((t > cut).to_numpy()):
             ts = t.iloc[i]

@@ -180,7 +180,8 @@ def _air(ctx: Context, influx: InfluxClient, models: dict[str, str], report: Job
     corr = air.sensor_models(stations, ctx.cfg)
     with report.timed("air"):
         ctx.air_1h = air.last_hour(influx, ctx.now, corr)
-        ctx.air_spikes = air.score_spikes(air.buckets(influx, ctx.now, ctx.cfg, corr), ctx.now, ctx.cfg)
+        ctx.air_spikes = air.score_spikes(air.buckets(influx, ctx.now, ctx.cfg, corr), ctx.now, ctx.cfg,
+                                          profiles=air.station_profiles(influx, ctx.now, ctx.cfg, corr))
         derived = air.aqi_derived(influx, ctx.now, corr)
     for device_id, row in derived.items():
         if device_id in ctx.air_1h.index:

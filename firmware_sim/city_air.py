@@ -16,7 +16,9 @@ key                    default              meaning
 ``burning_stations``   3 (at most n)        stations with open burning nearby
 ``plumes_per_day``     1.0                  mean plumes per burning station and day (Poisson)
 ``rain_events``        2                    city-wide rain showers (RH 96-99 %, PM washout)
-``kappa_range``        [0.30, 0.50]         range of each sensor's aerosol hygroscopicity kappa
+``kappa_range``        [0.20, 0.40]         range of each sensor's aerosol hygroscopicity kappa
+                                            (continental aerosol: 0.3 +- 0.1, Andreae and
+                                            Rosenfeld 2008, Earth-Sci. Rev. 89:13-41)
 ``interval_s``         300                  report interval of every station, s
 ``pm_base_range``      [12, 28]             range of the city's daily background PM2.5, ug/m3
 ``station_offline``    1 if n >= 6 else 0   stations that go offline once for 1-3 h
@@ -101,7 +103,7 @@ EPISODE_MIN_STATIONS = 3
 
 DEFAULTS: dict[str, Any] = {
     "episodes": 2, "burning_stations": 3, "plumes_per_day": 1.0, "rain_events": 2,
-    "kappa_range": [0.30, 0.50], "interval_s": 300, "pm_base_range": [12.0, 28.0],
+    "kappa_range": [0.20, 0.40], "interval_s": 300, "pm_base_range": [12.0, 28.0],
     "id_prefix": "MKS", "warmup_h": 12.0,
 }
 """Defaults of the ``air`` section (``station_offline`` depends on the station count)."""

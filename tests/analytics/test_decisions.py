@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from analytics.air import score_spikes
+from analytics.air import daily_profile, score_spikes, time_of_day_slots
 from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile
 from analytics.jobs import run_once
 from analytics.pickups import detect
@@ -132,13 +132,16 @@ def station_frame(days: int, plume: tuple[int, int] | None = None) -> pd.DataFra
 def test_morning_rise_is_judged_against_the_same_hour() -> None:
     cfg = AnalyticsSettings()
     now = (MONDAY + timedelta(days=2, hours=8)).astimezone(UTC)
-    scored = score_spikes(station_frame(3), now, cfg)
+    frame = station_frame(3)
+    before = frame[frame["time"] < pd.Timestamp((MONDAY + timedelta(days=2)).astimezone(UTC))]
+    prof = daily_profile(time_of_day_slots(before["time"], cfg.timezone), before["pm25"].to_numpy())
+    assert prof[7 * 6] == pytest.approx(50.9, abs=1.0) and prof[12 * 6] == pytest.approx(20.9, abs=1.0)
+    scored = score_spikes(frame, now, cfg, profiles={"S": prof})
     assert not scored["spike"].any()  # the daily rise is expected at 07:00-08:00
     # with a plain rolling median (no profile) the same morning is a spike
-    flat = score_spikes(station_frame(3), now, cfg.model_copy(update={"spike_profile_days": 0.0}))
-    assert flat["spike"].tail(3).all()
+    assert score_spikes(frame, now, cfg)["spike"].tail(3).all()
     # a real plume on top of the rise is still seen
-    plumed = score_spikes(station_frame(3, plume=(7, 20)), now, cfg)
+    plumed = score_spikes(station_frame(3, plume=(7, 20)), now, cfg, profiles={"S": prof})
     assert plumed["spike"].tail(3).all() and plumed["excess"].iloc[-1] == pytest.approx(60.0, abs=2.0)
 
 
