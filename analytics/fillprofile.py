@@ -13,7 +13,7 @@ of up to ``forecast_history_days`` days before the current local day:
    clamped hours (>= 0.999, a full bin stops rising on the sensor's scale), falls (< -0.02: a
    pickup; the hourly mean of ultrasonic readings with +-10 mm jitter moves by well under 1 %)
    and the rise right after a fall (the hourly mean of the pickup's hour mixes two fills) are
-   left out;
+   left out (the hours never seen filling take their neighbours' rate);
 2. the rate of an hour of the day is the median of that hour's increments over the days
    (robust to a bag held over the sensor, which adds one high mean and then falls back);
 3. with two or more increments at the same hour of the week (two weeks of history) the rate of
@@ -27,7 +27,7 @@ the day and a run repeated at the same time gives the same forecast.
 **Forecast** (:func:`forecast_full_at`): from the current level, add each coming hour's rate
 until the threshold is reached, with the profile scaled by how fast the bin really filled since
 its last pickup compared with what the profile expected over the same hours (a heavy market day
-fills faster than an average one; :func:`adapt_scale`, bounded to 0.5-2).
+fills faster than an average one; :func:`adapt_scale`, bounded to 0.67-1.5).
 
 **Next pickup** (:func:`expected_pickup`): the collection round starts at the configured time,
 but the trucks reach bins one after another over hours. Each bin's own pickups tell at what time
@@ -54,8 +54,8 @@ MAX_HORIZON_H = 72
 LATE_TRUCK = timedelta(hours=1)
 """A bin not emptied this long after its usual pickup time was skipped today (its truck comes on the
 next collection day)."""
-SCALE_BOUNDS = (0.5, 2.0)
-MIN_SCALE_EVIDENCE = 0.1
+SCALE_BOUNDS = (0.67, 1.5)
+MIN_SCALE_EVIDENCE = 0.2
 """The scale moves fully to the observed ratio once the profile expected this much fill since the
 pickup (fraction of the bin); less evidence moves it proportionally less."""
 
@@ -124,7 +124,7 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
     by_hour = np.array([float(np.median(vals[hod == h])) if (hod == h).any() else np.nan for h in range(24)])
     if np.isnan(by_hour).all():
         return None
-    by_hour = np.where(np.isnan(by_hour), float(np.nanmean(by_hour)), by_hour)
+    by_hour = _fill_gaps(by_hour)
     # weekday factor: each weekday's mean hourly increment against all days'
     overall = float(vals.mean()) if len(vals) else 0.0
     wd = how // 24
@@ -139,6 +139,16 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
         same = vals[how == slot]
         rate[slot] = float(np.median(same)) if len(same) >= 2 else by_hour[slot % 24] * factor[slot // 24]
     return FillProfile(np.maximum(rate, 0.0), float(n_days), tz)
+
+
+def _fill_gaps(by_hour: np.ndarray) -> np.ndarray:
+    """Hours of the day never seen filling (the hour of the bin's pickup and the one after, every
+    day on a fixed route) get the linear interpolation of their neighbours around the clock."""
+    seen = np.flatnonzero(~np.isnan(by_hour))
+    if len(seen) == 24:
+        return by_hour
+    x = np.r_[seen - 24, seen, seen + 24]
+    return np.asarray(np.interp(np.arange(24), x, np.tile(by_hour[seen], 3)))
 
 
 def adapt_scale(profile: FillProfile, since: datetime | None, level_then: float | None, now: datetime,

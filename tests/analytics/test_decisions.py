@@ -61,8 +61,11 @@ def test_profile_learns_the_day_and_does_not_fill_at_night() -> None:
     assert full is not None and abs(full - (MONDAY + timedelta(days=4, hours=10))) < timedelta(minutes=30)
     # a straight line at the day's rate would say 20:00 Thursday: 14 hours early
     assert forecast_full_at(prof, 0.85, now, 0.8) == now
-    # a bin that filled twice as fast as its profile since 08:00 is forecast twice as fast
-    assert adapt_scale(prof, MONDAY + timedelta(days=3, hours=8), 0.0, now, 0.8) == pytest.approx(2.0)
+    # a bin that filled faster than its profile since 08:00 (0.48 against 0.025 + 7 x 0.05) is forecast
+    # faster: 1.28 times as fast,
+    # and at most 1.5 times (twice as fast is capped)
+    assert adapt_scale(prof, MONDAY + timedelta(days=3, hours=8), 0.0, now, 0.48) == pytest.approx(0.48 / 0.375)
+    assert adapt_scale(prof, MONDAY + timedelta(days=3, hours=8), 0.0, now, 0.8) == 1.5
     assert adapt_scale(prof, None, None, now, 0.5) == 1.0
 
 
@@ -71,10 +74,10 @@ def test_profile_skips_pickups_and_clamped_hours() -> None:
     lv = np.minimum(lv, 0.9995)  # the evening stands on the sensor's ceiling
     prof = learn_profile(t, lv, "Asia/Makassar")
     assert prof is not None
-    # the fall at midnight (-0.5) is not filling: the hour of day never seen filling gets the
-    # bin's mean hourly rate (0.5 a day: about 0.02); the hour after a fall is left out too (its
-    # mean mixes two fills), so 01:00 is learned from Monday alone (nothing at night)
-    assert prof.rate_at(MONDAY + timedelta(days=2, hours=0)) == pytest.approx(0.0217, abs=0.001)
+    # the fall at midnight (-0.5) is not filling: the hour of day never seen filling takes its
+    # neighbours' rate (nothing at 23:00 and 01:00: nothing); the hour after a fall is left out
+    # too (its mean mixes two fills), so 01:00 is learned from Monday alone
+    assert prof.rate_at(MONDAY + timedelta(days=2, hours=0)) == 0.0
     assert prof.rate_at(MONDAY + timedelta(days=2, hours=1)) == 0.0
     # the clamped evening (>= 0.999) teaches nothing either: the day's rate stands
     assert prof.rate_at(MONDAY + timedelta(days=2, hours=16)) == pytest.approx(0.05)
