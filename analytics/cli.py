@@ -269,7 +269,8 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _print_score(report: scoring.ScoreReport) -> None:
+def print_score(report: scoring.ScoreReport) -> None:
+    """Print ``report`` as rich tables: decisions, pickups, time to full, idempotency, routes, look-alikes, targets."""
     console = Console() if sys.stdout.isatty() else Console(width=150)
     t = Table(title=f"decisions (warm-up {report.warmup_h:g} h)")
     for col in ("decision", "required", "precision", "recall", "F1", "hits", "false", "re-opened", "missed",
@@ -323,4 +324,4 @@ def score_cmd(
     if as_json:
         print(json.dumps(report.to_json()))
     else:
-        _print_score(report)
+        print_score(report)

@@ -27,13 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analytics.cli import _print_score as print_score  # noqa: E402
-from analytics.score import targets_met  # noqa: E402
-from firmware_sim.city import load_city, packaged_city  # noqa: E402
-from firmware_sim.evaluate import evaluate  # noqa: E402
-from storage import stack  # noqa: E402
-from storage.db import make_engine, migrate, session_factory  # noqa: E402
-from storage.influx import InfluxClient  # noqa: E402
+from analytics.cli import print_score
+from analytics.score import targets_met
+from firmware_sim.city import load_city, packaged_city
+from firmware_sim.evaluate import evaluate
+from storage import stack
+from storage.db import make_engine, migrate, session_factory
+from storage.influx import InfluxClient
 
 CITIES = ["makassar", "jakarta-like", "banyuwangi-like", "small"]
 
@@ -66,8 +66,9 @@ def main() -> int:
                 folder = (args.keep or root) / f"{city.name}-seed{city.seed}"
                 t0 = time.monotonic()
 
-                def progress(now: datetime, step: int, total: int, opened: dict[str, int]) -> None:
-                    print(f"  {city.name}: step {step}/{total} {now:%Y-%m-%d %H:%M}Z "
+                def progress(now: datetime, step: int, total: int, opened: dict[str, int],
+                             name: str = city.name, t0: float = t0) -> None:
+                    print(f"  {name}: step {step}/{total} {now:%Y-%m-%d %H:%M}Z "
                           f"({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
 
                 ev = evaluate(city, folder, session_factory(make_engine(url)), influx, check_every=args.check_every,
