@@ -29,18 +29,15 @@ of a microgram and every breath of smoke would be "4 sigma".
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta
-from datetime import time as dtime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from analytics import aqi, humidity
-from analytics.frames import bucket_means, window_means
+from analytics.frames import PerLocalDay, bucket_means, window_means
 from core import schema
 from core.settings import AnalyticsSettings
 from storage.influx import InfluxClient
@@ -188,16 +185,15 @@ def daily_profile(slots: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-_PROFILES: OrderedDict[tuple[str, str, str, str, float], dict[str, np.ndarray]] = OrderedDict()
-"""Station profiles per (InfluxDB url, database, zone, local date, days): learned once a day."""
+_PROFILES: PerLocalDay[dict[str, np.ndarray]] = PerLocalDay()
 
 
 def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
                      models: dict[str, humidity.PmSensorModel]) -> dict[str, np.ndarray]:
     """Each station's daily profile (:func:`daily_profile` of its corrected 10-minute buckets)
     from the ``spike_profile_days`` days before the current local midnight; one InfluxQL query
-    per process and local day, then cached (so a run repeated at the same time sees the same
-    profile, and a spike of today never enters it).
+    per process and local day (:class:`analytics.frames.PerLocalDay`), so a run repeated at the
+    same time sees the same profile, and a spike of today never enters it.
 
     Returns:
         device id -> 144 expected PM2.5 values (ug/m3), for stations with a profile at every time
@@ -205,24 +201,20 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
     """
     if cfg.spike_profile_days <= 0:
         return {}
-    zone = ZoneInfo(cfg.timezone)
-    midnight = datetime.combine(now.astimezone(zone).date(), dtime(0), tzinfo=zone)
-    key = (influx.url, influx.database, cfg.timezone, midnight.date().isoformat(), cfg.spike_profile_days)
-    got = _PROFILES.get(key)
-    if got is None:
+
+    def learn(midnight: datetime) -> dict[str, np.ndarray]:
         frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
                              midnight - timedelta(days=cfg.spike_profile_days), midnight, "10m")
         frame["pm25"] = correct_frame(frame, models, "pm25")
         frame = frame.dropna(subset=["pm25"])
-        got = {}
+        out = {}
         for device_id, g in frame.groupby("device_id", sort=True):
             prof = daily_profile(time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float))
             if not np.isnan(prof).any():
-                got[str(device_id)] = prof
-        _PROFILES[key] = got
-        while len(_PROFILES) > 4:
-            _PROFILES.popitem(last=False)
-    return got
+                out[str(device_id)] = prof
+        return out
+
+    return _PROFILES.get(influx, now, cfg.timezone, (cfg.spike_profile_days, tuple(sorted(models))), learn)
 
 
 def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,

@@ -11,17 +11,15 @@ hourly means: the series is cut after the last fall of half ``pickup_min_drop`` 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at, learn_profile
 from analytics.forecast import FillForecast, from_history, from_series
-from analytics.frames import bucket_means
+from analytics.frames import PerLocalDay, bucket_means
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
 from core import schema
@@ -63,34 +61,29 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
     return out
 
 
-_PROFILE_CACHE: OrderedDict[tuple[str, str, str, str, float], dict[str, FillProfile]] = OrderedDict()
-"""Profiles per (InfluxDB url, database, zone, local date, history days): learned once a day."""
+_PROFILES: PerLocalDay[dict[str, FillProfile]] = PerLocalDay()
 
 
 def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
              history_days: float) -> dict[str, FillProfile]:
     """Each bin's fill profile from its hourly means over ``history_days`` days before the
-    current local midnight (one InfluxQL query per process and local day, then cached).
+    current local midnight (one InfluxQL query per process and local day: :class:`PerLocalDay`).
 
     Returns:
         device id -> profile, for the bins with enough history (see
         :func:`analytics.fillprofile.learn_profile`).
     """
-    midnight = datetime.combine(now.astimezone(ZoneInfo(tz)).date(), time(0), tzinfo=ZoneInfo(tz))
-    key = (influx.url, influx.database, tz, midnight.date().isoformat(), history_days)
-    got = _PROFILE_CACHE.get(key)
-    if got is None:
+    def learn(midnight: datetime) -> dict[str, FillProfile]:
         frame = bucket_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL],
                              midnight - timedelta(days=history_days), midnight, "1h")
-        got = {}
+        out = {}
         for device_id, series in split_by_device(frame).items():
-            t, lv = series.values(schema.FIELD_FILL)
-            prof = learn_profile(t, lv, tz)
+            prof = learn_profile(*series.values(schema.FIELD_FILL), tz)
             if prof is not None:
-                got[device_id] = prof
-        _PROFILE_CACHE[key] = got
-        while len(_PROFILE_CACHE) > 4:
-            _PROFILE_CACHE.popitem(last=False)
+                out[device_id] = prof
+        return out
+
+    got = _PROFILES.get(influx, now, tz, history_days, learn)
     wanted = set(bins)
     return {d: p for d, p in got.items() if d in wanted}
 

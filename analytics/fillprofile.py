@@ -44,6 +44,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from analytics.forecast import next_collection
+
 HOURS_PER_WEEK = 168
 CLAMPED = 0.999
 """Hourly means at or above this are on the sensor's ceiling: no increment from them."""
@@ -210,24 +212,26 @@ def usual_pickup_time(pickups: Sequence[datetime], tz: str) -> time | None:
     return time(m // 60, m % 60)
 
 
-def expected_pickup(now: datetime, pickups: Sequence[datetime], weekdays: Sequence[int], tz: str,
-                    default: time) -> datetime:
+def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[str], weekdays: Sequence[int],
+                    tz: str) -> datetime:
     """When the bin's truck next comes (see the module docstring).
 
     Args:
         now: the run's time, tz-aware.
         pickups: the bin's recent pickups (UTC), ascending; the last 7 set its usual time.
-        weekdays: collection days, Monday = 0.
-        tz: IANA zone of the rounds.
-        default: the configured round start, for a bin with no pickup yet.
+        times, weekdays, tz: the configured rounds (``collection_times``, Monday = 0, IANA zone);
+            a bin with no pickup yet is expected at the next one
+            (:func:`analytics.forecast.next_collection`).
 
     Returns:
         The expected next pickup, tz-aware UTC, not before ``now``.
     """
+    usual = usual_pickup_time(pickups[-7:], tz)
+    if usual is None:
+        return next_collection(now, times, weekdays, tz)
     zone = ZoneInfo(tz)
-    usual = usual_pickup_time(pickups[-7:], tz) or default
     local = now.astimezone(zone)
-    last = pickups[-1].astimezone(zone).date() if pickups else None
+    last = pickups[-1].astimezone(zone).date()
     for k in range(8):
         d: date = local.date() + timedelta(days=k)
         if d.weekday() not in weekdays or (k == 0 and last == d):

@@ -13,8 +13,11 @@ Every frame is long format: one row per device and time, column ``device_id`` (s
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from datetime import datetime, time, timedelta
+from typing import Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -23,6 +26,34 @@ from core.model import to_ms
 from storage.influx import InfluxClient, Series, quote_ident
 
 _SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.FIELD_RX})
+T = TypeVar("T")
+
+
+class PerLocalDay(Generic[T]):
+    """What is learned from the days before today (fill profiles, PM2.5 daily profiles): computed
+    once per InfluxDB database, time zone and local day, then kept (the newest ``size`` keys).
+
+    A run repeated at the same time sees the same value, and a job stepping through days computes
+    it once a day instead of every run.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._values: OrderedDict[tuple[str, str, str, str, Hashable], T] = OrderedDict()
+
+    def get(self, influx: InfluxClient, now: datetime, tz: str, extra: Hashable,
+            compute: Callable[[datetime], T]) -> T:
+        """``compute(local midnight of now)``, or the value kept for the same database, zone, local
+        day and ``extra`` (the settings the value depends on)."""
+        zone = ZoneInfo(tz)
+        midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
+        key = (influx.url, influx.database, tz, midnight.date().isoformat(), extra)
+        got = self._values.get(key)
+        if got is None:
+            got = self._values[key] = compute(midnight)
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+        return got
 
 
 def time_window(start: datetime, end: datetime) -> str:

@@ -28,7 +28,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from datetime import time as clock_time
 from typing import Any, cast
 
 import pandas as pd
@@ -202,10 +201,9 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
         ctx.pickups = {d: h.at[-1] for d, h in hist.items() if h.at}
     with report.timed("forecast"):
         cfg = ctx.cfg
-        default_round = min(clock_time.fromisoformat(t) for t in cfg.collection_times)
         no_pickups = pickups.History([], [])
         ctx.expected_pickup = {d.device_id: expected_pickup(ctx.now, hist.get(d.device_id, no_pickups).at,
-                                                            cfg.collection_weekdays, cfg.timezone, default_round)
+                                                            cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
                                for d in bin_devs}
         if forecast:
             ids = [d.device_id for d in bin_devs]

@@ -25,6 +25,19 @@ Positive = Annotated[float, Field(gt=0)]
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
+def check_zone(tz: str) -> str:
+    """``tz`` when it is a known IANA time zone name.
+
+    Raises:
+        ValueError: unknown zone (the message suggests one).
+    """
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {tz!r}: use an IANA name such as Asia/Makassar") from None
+    return tz
+
+
 class MqttSettings(BaseModel):
     """Where the MQTT broker is and how the ingester subscribes.
 
@@ -200,11 +213,7 @@ class AnalyticsSettings(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {tz!r}: use an IANA name such as Asia/Makassar") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _ordered(self) -> AnalyticsSettings:

@@ -11,10 +11,11 @@ import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.settings import check_zone
 from firmware_sim.makassar import KECAMATAN
 
 CITIES_DIR = Path(__file__).parent / "cities"
@@ -136,11 +137,7 @@ class CityConfig(_Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {v!r}") from None
-        return v
+        return check_zone(v)
 
     @field_validator("start")
     @classmethod

@@ -18,17 +18,10 @@ app = typer.Typer(help="Simulated devices: a fleet over MQTT.", invoke_without_c
 
 def register_fleet(fleet: Fleet, settings: Settings) -> int:
     """Add the fleet's devices to the registry (existing ids are kept); returns how many were new."""
-    from devices.registry import DeviceIn, add_device
+    from firmware_sim.load import register_devices
     from storage.runtime import open_sessions
-    from storage.tables import DeviceRow
 
-    n = 0
-    with open_sessions(settings).begin() as s:
-        for row in fleet.registry_rows():
-            if s.get(DeviceRow, str(row["id"])) is None:
-                add_device(s, DeviceIn.model_validate(row))
-                n += 1
-    return n
+    return register_devices(fleet.registry_rows(), open_sessions(settings))
 
 
 def run_fleet(fleet: Fleet, pub: Publisher, speed: float, stop: threading.Event, tick_s: float = 1.0,

@@ -12,15 +12,13 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import Message
 from devices.registry import DeviceIn, RegistryLookup, add_device, normalize_id
+from firmware_sim.scenario import iter_messages
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.pipeline import Pipeline
 from ingest.validate import Policy
@@ -105,30 +103,21 @@ def load_scenario(folder: Path, sessions: sessionmaker[Session], influx: InfluxC
     letters: list[DeadLetter] = []
     lines: list[str] = []
     rejects: Counter[str] = Counter()
-    path = folder / "messages.jsonl"
-    with path.open("rb") as fh:
-        for n, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-                rx = datetime.fromisoformat(obj["rx"])
-                msg = Message(obj["topic"], obj["payload"].encode(), rx)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise ValueError(f"{path}:{n}: not a message line ({exc})") from None
-            report.messages += 1
-            result = pipeline.process(msg)
-            if result.error is not None:
-                rejects[result.error.reason] += 1
-                letters.append(DeadLetter(msg.topic, msg.payload, result.error.reason, result.error.detail, rx))
-                continue
-            if result.duplicate and not result.lines:
-                report.duplicates += 1
-            lines += result.lines
-            if len(lines) >= batch_points:
-                influx.write_lines(lines)
-                report.points += len(lines)
-                lines = []
+    for msg in iter_messages(folder / "messages.jsonl"):
+        report.messages += 1
+        result = pipeline.process(msg)
+        if result.error is not None:
+            rejects[result.error.reason] += 1
+            err = result.error
+            letters.append(DeadLetter(msg.topic, msg.payload, err.reason, err.detail, msg.received_at))
+            continue
+        if result.duplicate and not result.lines:
+            report.duplicates += 1
+        lines += result.lines
+        if len(lines) >= batch_points:
+            influx.write_lines(lines)
+            report.points += len(lines)
+            lines = []
     if lines:
         influx.write_lines(lines)
         report.points += len(lines)

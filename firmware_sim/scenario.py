@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from core.model import Message
 from core.settings import AnalyticsSettings
 from firmware_sim.city import CityConfig
 from firmware_sim.city_bins import Thresholds, ms_iso, simulate_bins
@@ -121,21 +125,20 @@ def write_scenario(scenario: Scenario, out: Path) -> None:
     (out / "truth.json").write_text(_dump(scenario.truth), encoding="utf-8")
 
 
-def read_messages(path: Path) -> list[tuple[datetime, str, bytes]]:
-    """Read a ``messages.jsonl``: ``(rx tz-aware UTC, topic, payload bytes)`` per line, in file order.
+def iter_messages(path: Path) -> Iterator[Message]:
+    """Read a ``messages.jsonl`` line by line: a :class:`core.model.Message` (topic, payload bytes,
+    receive time tz-aware) per line, in file order.
 
     Raises:
         OSError: unreadable file.
         ValueError: a line that is not ``{"rx", "topic", "payload"}`` JSON (its number in the message).
     """
-    out = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
-                out.append((datetime.fromisoformat(obj["rx"]), str(obj["topic"]), str(obj["payload"]).encode()))
-            except (ValueError, KeyError, TypeError) as exc:
+                obj = orjson.loads(raw)
+                yield Message(str(obj["topic"]), str(obj["payload"]).encode(), datetime.fromisoformat(obj["rx"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ValueError(f"{path}:{n}: not a message line ({exc})") from None
-    return out

@@ -88,18 +88,18 @@ def test_expected_pickup_follows_the_bins_own_truck() -> None:
     # the round starts at 06:00 but this bin's truck comes at about 10:40
     pickups = [datetime(2026, 3, d, 10, 40 + k, tzinfo=WITA).astimezone(UTC) for k, d in enumerate((2, 3, 4))]
     all_days = range(7)
-    six = time(6, 0)
+    six = ["06:00"]
     at = lambda d, h, m=0: datetime(2026, 3, d, h, m, tzinfo=WITA)  # noqa: E731
     # Thursday 07:00, round in progress, not emptied yet: today at 10:41
-    assert expected_pickup(at(5, 7).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(5, 10, 41)
+    assert expected_pickup(at(5, 7).astimezone(UTC), pickups, six, all_days, "Asia/Makassar") == at(5, 10, 41)
     # emptied today: tomorrow
-    assert expected_pickup(at(4, 12).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(5, 10, 41)
+    assert expected_pickup(at(4, 12).astimezone(UTC), pickups, six, all_days, "Asia/Makassar") == at(5, 10, 41)
     # Thursday 11:00 and the truck is late: it is coming now
-    assert expected_pickup(at(5, 11).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(5, 11)
+    assert expected_pickup(at(5, 11).astimezone(UTC), pickups, six, all_days, "Asia/Makassar") == at(5, 11)
     # Thursday 12:00, more than an hour late: skipped, tomorrow
-    assert expected_pickup(at(5, 12).astimezone(UTC), pickups, all_days, "Asia/Makassar", six) == at(6, 10, 41)
+    assert expected_pickup(at(5, 12).astimezone(UTC), pickups, six, all_days, "Asia/Makassar") == at(6, 10, 41)
     # no pickup known: the configured round start; only on collection days (Mon, Thu)
-    assert expected_pickup(at(3, 7).astimezone(UTC), [], [0, 3], "Asia/Makassar", six) == at(5, 6)
+    assert expected_pickup(at(3, 7).astimezone(UTC), [], six, [0, 3], "Asia/Makassar") == at(5, 6)
 
 
 def test_bag_over_the_sensor_at_the_window_edge_is_no_pickup() -> None:

@@ -18,7 +18,7 @@ from core.settings import Settings
 from firmware_sim import cli as sim_cli
 from firmware_sim.city import load_city, packaged_city
 from firmware_sim.load import load_scenario
-from firmware_sim.scenario import build_scenario, read_messages, write_scenario
+from firmware_sim.scenario import build_scenario, iter_messages, write_scenario
 from ingest.deadletter import DeadLetterStore
 from storage.influx import InfluxClient
 
@@ -54,8 +54,7 @@ def test_load_writes_every_point_and_dead_letters_at_sim_time(
     # the dead letters carry the simulated receive times, inside the burst of each event
     letters = DeadLetterStore(sessions).list(limit=1000)
     assert len(letters) == n_rejects
-    rx_of = {(t, p.encode()): rx for rx, t, p in ((m[0].isoformat(), m[1], m[2].decode())
-                                                  for m in read_messages(tmp_path / "messages.jsonl"))}
+    rx_of = {(m.topic, m.payload): m.received_at.isoformat() for m in iter_messages(tmp_path / "messages.jsonl")}
     for d in letters:
         at = d.received_at if d.received_at.tzinfo else d.received_at.replace(tzinfo=UTC)
         assert at == datetime.fromisoformat(rx_of[(d.topic, bytes(d.payload))])
