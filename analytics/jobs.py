@@ -5,7 +5,8 @@ One run, as of ``now`` (injectable; every InfluxQL window ends there):
 1. recent raw points of bins and stations (``recent_window_h``, 3 h by default): device_latest,
    debounce, flags, fire, battery, stuck, pickups;
 2. pickups (:mod:`analytics.pickups`) stored in SQL and InfluxDB; the collection history;
-3. hourly means for the fill forecasts (:mod:`analytics.bins`), next planned collection;
+3. hourly means and learned profiles for the fill forecasts (:mod:`analytics.bins`), each bin's
+   expected pickup (:mod:`analytics.fillprofile`);
 4. stations: last-hour PM2.5, 10-minute buckets scored for spikes, hourly means for ISPU/US AQI;
 5. dead letters per device;
 6. every rule of :data:`analytics.rules.RULES`, verdicts applied to the alert book;
@@ -37,7 +38,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics import air, bins, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
 from analytics.fillprofile import expected_pickup
-from analytics.forecast import next_collection
 from analytics.frames import recent_points
 from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
@@ -217,8 +217,6 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
             stored = {d.device_id: bins.from_derived(latest[d.device_id].derived or {})
                       for d in bin_devs if d.device_id in latest}
             ctx.forecasts = {k: v for k, v in stored.items() if v is not None}
-        ctx.next_collection = next_collection(ctx.now, ctx.cfg.collection_times, ctx.cfg.collection_weekdays,
-                                              ctx.cfg.timezone)
     return {d.device_id: {**bins.bin_derived(ctx.forecasts.get(d.device_id), ctx.pickups.get(d.device_id)),
                           "expected_pickup": iso(ctx.expected_pickup.get(d.device_id))}
             for d in bin_devs}

@@ -210,7 +210,7 @@ def _record_forecasts(session: Session, cfg: AnalyticsSettings, now: datetime, o
         if level >= (threshold or cfg.full_threshold):
             continue
         d = derived or {}
-        pickup = d.get("expected_pickup", d.get("next_collection"))
+        pickup = d.get("expected_pickup")
         out.forecasts.append((device_id, now_s, epoch(d.get("full_at")), round(level, 4), epoch(pickup)))
 
 

@@ -88,7 +88,6 @@ class Context:
         latest_ts: time of each device's newest reading (UTC).
         pickups: time of each bin's last detected pickup (UTC).
         forecasts: each bin's fill forecast.
-        next_collection: the next planned collection round (UTC).
         expected_pickup: when each bin's truck is next expected (UTC; see
             :func:`analytics.fillprofile.expected_pickup`).
         last_opened: the newest opening (UTC) of each device's alerts of the types the job
@@ -109,7 +108,6 @@ class Context:
     latest_ts: dict[str, datetime] = field(default_factory=dict)
     pickups: dict[str, datetime] = field(default_factory=dict)
     forecasts: dict[str, FillForecast] = field(default_factory=dict)
-    next_collection: datetime | None = None
     expected_pickup: dict[str, datetime] = field(default_factory=dict)
     last_opened: dict[tuple[str, str], datetime] = field(default_factory=dict)
     air_1h: pd.DataFrame = field(default_factory=pd.DataFrame)

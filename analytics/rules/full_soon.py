@@ -46,7 +46,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
         if opened is not None and (pickup is None or opened >= pickup):
             continue  # this fill cycle had its warning
         fc = ctx.forecasts.get(dev.device_id)
-        due = ctx.expected_pickup.get(dev.device_id) or ctx.next_collection
+        due = ctx.expected_pickup.get(dev.device_id)
         if fc is None or fc.full_at is None or due is None:
             continue
         if fc.full_at <= due and fc.full_at - ctx.now <= horizon:
