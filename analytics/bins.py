@@ -12,6 +12,7 @@ hourly means: the series is cut after the last fall of half ``pickup_min_drop`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,7 +99,8 @@ def since_last_fall(levels: np.ndarray, min_drop: float) -> int:
 def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent: Mapping[str, DeviceSeries],
               last_pickup: Mapping[str, datetime], histories: Mapping[str, History],
               now: datetime, min_drop: float = 0.3,
-              fill_profiles: Mapping[str, FillProfile] | None = None) -> dict[str, FillForecast]:
+              fill_profiles: Mapping[str, FillProfile] | None = None,
+              slow_factor: float = 1.0) -> dict[str, FillForecast]:
     """A forecast for every bin that has enough data: its fill profile first (method
     ``profile``), then a straight line through its readings since the pickup (``series``), then
     its earlier collection intervals (``history``).
@@ -112,6 +114,8 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
         now: the run's time.
         min_drop: ``pickup_min_drop`` (see the module docstring).
         fill_profiles: each bin's learned profile (:func:`profiles`).
+        slow_factor: each forecast's ``full_at_slow`` is its crossing at this fraction of the
+            rate (``soon_slow_factor``; a profile walked at the slower rate, a line stretched).
     """
     now_ms = to_ms(now)
     out: dict[str, FillForecast] = {}
@@ -133,7 +137,8 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
                 since = utc_from_ms(int(t[0]) + HALF_HOUR_MS) if len(t) else None
                 scale = adapt_scale(prof, since, float(lv[0]) if len(lv) else None, now, level_now)
                 full_at = forecast_full_at(prof, level_now, now, dev.full_threshold, scale)
-                out[dev.device_id] = FillForecast(prof.rate_at(now) * scale, full_at, "profile", int(prof.days))
+                slow = forecast_full_at(prof, level_now, now, dev.full_threshold, scale * slow_factor)
+                out[dev.device_id] = FillForecast(prof.rate_at(now) * scale, full_at, "profile", int(prof.days), slow)
                 continue
             hours = (np.minimum(t[keep] + HALF_HOUR_MS, now_ms) - now_ms) / 3.6e6
             fc = from_series(hours, lv[keep], level_now, now, dev.full_threshold)
@@ -142,7 +147,7 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
             durations, before = hist.intervals()
             fc = from_history(durations, before, (now - pickup).total_seconds() / 3600.0, now, dev.full_threshold)
         if fc is not None:
-            out[dev.device_id] = fc
+            out[dev.device_id] = replace(fc, full_at_slow=fc.slow(now, slow_factor))
     return out
 
 
@@ -151,16 +156,18 @@ def from_derived(derived: Mapping[str, Any]) -> FillForecast | None:
     rate, method = derived.get("fill_rate_per_h"), derived.get("fill_rate_method")
     if not isinstance(rate, int | float) or not isinstance(method, str):
         return None
-    full_at = derived.get("full_at")
-    return FillForecast(float(rate), datetime.fromisoformat(full_at) if isinstance(full_at, str) else None, method, 0)
+    full_at, slow = derived.get("full_at"), derived.get("full_at_slow")
+    return FillForecast(float(rate), datetime.fromisoformat(full_at) if isinstance(full_at, str) else None, method, 0,
+                        datetime.fromisoformat(slow) if isinstance(slow, str) else None)
 
 
 def bin_derived(fc: FillForecast | None, last_pickup: datetime | None) -> dict[str, Any]:
-    """``device_latest.derived`` keys of a bin: fill_rate_per_h, full_at, last_emptying,
-    fill_rate_method (None where unknown)."""
+    """``device_latest.derived`` keys of a bin: fill_rate_per_h, full_at, full_at_slow,
+    last_emptying, fill_rate_method (None where unknown)."""
     return {
         "fill_rate_per_h": round(fc.rate_per_h, 5) if fc else None,
         "full_at": iso(fc.full_at) if fc else None,
+        "full_at_slow": iso(fc.full_at_slow) if fc else None,
         "fill_rate_method": fc.method if fc else None,
         "last_emptying": iso(last_pickup),
     }

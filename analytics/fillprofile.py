@@ -32,12 +32,14 @@ fills faster than an average one; :func:`adapt_scale`, bounded to 0.67-1.5).
 **Next pickup** (:func:`expected_pickup`): the collection round starts at the configured time,
 but the trucks reach bins one after another over hours. Each bin's own pickups tell at what time
 of day its truck usually comes (the median of its recent pickup times of day): the next pickup
-is that time on the next collection day, or today while today's truck has not come yet.
+is that time on the next collection day, or today while today's truck has not come yet. A bin
+never emptied yet is expected at the configured round start, or, while today's round is under
+way, when the round usually reaches its last bin (:func:`round_end`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -202,6 +204,13 @@ def forecast_full_at(profile: FillProfile, level_now: float, now: datetime, thre
     return None
 
 
+def round_end(histories: Iterable[Sequence[datetime]], tz: str) -> time | None:
+    """The latest of the bins' usual pickup times (:func:`usual_pickup_time`): when the day's round
+    usually reaches its last bin (None when no bin has a pickup)."""
+    usual = [u for u in (usual_pickup_time(p[-7:], tz) for p in histories) if u is not None]
+    return max(usual) if usual else None
+
+
 def usual_pickup_time(pickups: Sequence[datetime], tz: str) -> time | None:
     """Median local time of day of a bin's pickups (None without any)."""
     if not pickups:
@@ -213,7 +222,7 @@ def usual_pickup_time(pickups: Sequence[datetime], tz: str) -> time | None:
 
 
 def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[str], weekdays: Sequence[int],
-                    tz: str) -> datetime:
+                    tz: str, round_end: time | None = None) -> datetime:
     """When the bin's truck next comes (see the module docstring).
 
     Args:
@@ -222,15 +231,21 @@ def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[
         times, weekdays, tz: the configured rounds (``collection_times``, Monday = 0, IANA zone);
             a bin with no pickup yet is expected at the next one
             (:func:`analytics.forecast.next_collection`).
+        round_end: the latest usual pickup time of the city's bins (:func:`round_end`): while a
+            round that started today has not reached it, a bin with no pickup yet may still be
+            on it, and is expected then (not at tomorrow's start).
 
     Returns:
         The expected next pickup, tz-aware UTC, not before ``now``.
     """
     usual = usual_pickup_time(pickups[-7:], tz)
-    if usual is None:
-        return next_collection(now, times, weekdays, tz)
     zone = ZoneInfo(tz)
     local = now.astimezone(zone)
+    if usual is None:
+        started = any(time.fromisoformat(t) <= local.time() for t in times)
+        if round_end is not None and local.weekday() in weekdays and started and local.time() < round_end:
+            return datetime.combine(local.date(), round_end, tzinfo=zone).astimezone(now.tzinfo)
+        return next_collection(now, times, weekdays, tz)
     last = pickups[-1].astimezone(zone).date()
     for k in range(8):
         d: date = local.date() + timedelta(days=k)

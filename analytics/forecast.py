@@ -65,12 +65,24 @@ class FillForecast:
         full_at: when the level reaches the threshold (UTC); ``None`` when not filling.
         method: ``series`` or ``history`` (see the module docstring).
         points: points (series) or intervals (history) the estimate rests on.
+        full_at_slow: when the level reaches the threshold if the bin fills slower than
+            forecast (``profile`` forecasts: at ``soon_slow_factor`` of the rate; the other
+            methods leave it ``None`` and :meth:`slow` stretches their straight line).
     """
 
     rate_per_h: float
     full_at: datetime | None
     method: str
     points: int
+    full_at_slow: datetime | None = None
+
+    def slow(self, now: datetime, factor: float) -> datetime | None:
+        """The crossing time at ``factor`` (0..1] of the forecast rate: ``full_at_slow`` for a
+        ``profile`` forecast (None: not within its horizon), else the straight line from ``now``
+        to ``full_at`` stretched by ``1 / factor`` (None without ``full_at``)."""
+        if self.method == "profile" or self.full_at is None:
+            return self.full_at_slow
+        return now + (self.full_at - now) / factor if self.full_at > now else self.full_at
 
 
 def from_series(hours: np.ndarray, levels: np.ndarray, level_now: float, now: datetime, threshold: float,

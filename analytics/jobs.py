@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics import air, bins, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
-from analytics.fillprofile import expected_pickup
+from analytics.fillprofile import expected_pickup, round_end
 from analytics.frames import recent_points
 from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
@@ -202,8 +202,10 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
     with report.timed("forecast"):
         cfg = ctx.cfg
         no_pickups = pickups.History([], [])
+        last_stop = round_end((h.at for h in hist.values()), cfg.timezone)
         ctx.expected_pickup = {d.device_id: expected_pickup(ctx.now, hist.get(d.device_id, no_pickups).at,
-                                                            cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
+                                                            cfg.collection_times, cfg.collection_weekdays, cfg.timezone,
+                                                            last_stop)
                                for d in bin_devs}
         if forecast:
             ids = [d.device_id for d in bin_devs]
@@ -211,7 +213,8 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
             learned = bins.profiles(influx, ctx.now, ids, cfg.timezone, cfg.forecast_history_days) \
                 if cfg.forecast_history_days > 0 else {}
             ctx.forecasts = bins.forecasts(bin_devs, hourly, {d.device_id: ctx.series(d.device_id) for d in bin_devs},
-                                           ctx.pickups, hist, ctx.now, cfg.pickup_min_drop, learned)
+                                           ctx.pickups, hist, ctx.now, cfg.pickup_min_drop, learned,
+                                           cfg.soon_slow_factor)
             report.forecasts = len(ctx.forecasts)
         else:
             stored = {d.device_id: bins.from_derived(latest[d.device_id].derived or {})

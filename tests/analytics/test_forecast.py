@@ -121,20 +121,24 @@ def test_bin_forecasts_on_influx(sessions: Any, influx: InfluxClient) -> None:
     just = derived["JUST"]
     assert just["fill_rate_method"] == "history" and just["fill_rate_per_h"] == pytest.approx(0.025)
     assert datetime.fromisoformat(just["full_at"]) == NOW - timedelta(hours=1) + timedelta(hours=32)
-    # FAST's truck came at 04:00 WITA: it is expected again on Tuesday 04:00 WITA (18 h away);
-    # FAST (full in 10 h) is warned, SLOW (62 h) is not
-    soon = alerts[("FAST", "bin_full_soon")]
-    assert (soon.status, soon.severity) == ("active", "warning")
-    assert soon.details["expected_pickup"] == "2026-03-02T20:00:00+00:00"
-    assert soon.details["overflow_h"] == pytest.approx((20 - 2 - (0.8 - 0.05 * 35 / 6) / 0.05), abs=0.01)
+    # FAST's truck came at 04:00 WITA: it is expected again on Tuesday 04:00 WITA (18 h away).
+    # FAST is full in 9.9 h, but at 0.75 of its rate (soon_slow_factor) in 13.2 h: beyond the
+    # 12-hour horizon the warning waits. SLOW (62 h) and JUST are not warned.
     assert fast["expected_pickup"] == "2026-03-02T20:00:00+00:00"
-    assert ("SLOW", "bin_full_soon") not in alerts and ("JUST", "bin_full_soon") not in alerts
-    # UNSEEN (no pickup known: the configured 06:00 round, 20 h away) is full in 14 h (0.04/h from
-    # 0.233): beyond the 12-hour horizon a warning waits; with a day's horizon it opens
-    assert ("UNSEEN", "bin_full_soon") not in alerts
+    to_full = (0.8 - 0.05 * 35 / 6) / 0.05
+    assert datetime.fromisoformat(fast["full_at_slow"]) - NOW == pytest.approx(timedelta(hours=to_full / 0.75),
+                                                                               abs=timedelta(seconds=1))
+    assert not [k for k in alerts if k[1] == "bin_full_soon"]
+    # with a day's horizon FAST opens; UNSEEN (no pickup known: the configured 06:00 round, 20 h
+    # away) is full in 14 h (0.04/h from 0.233), in 18.7 h at 0.75 of that: before its truck, it opens
     run_once(sessions, influx, cfg.model_copy(update={"soon_horizon_h": 24.0}), now=NOW)
     with sessions() as s:
-        unseen = s.scalars(select(AlertRow).where(AlertRow.device_id == "UNSEEN")).one()
+        soon = {a.device_id: a for a in s.scalars(select(AlertRow).where(AlertRow.type == "bin_full_soon"))}
+    assert sorted(soon) == ["FAST", "UNSEEN"]
+    assert (soon["FAST"].status, soon["FAST"].severity) == ("active", "warning")
+    assert soon["FAST"].details["expected_pickup"] == "2026-03-02T20:00:00+00:00"
+    assert soon["FAST"].details["overflow_h"] == pytest.approx(20 - 2 - to_full, abs=0.01)
+    unseen = soon["UNSEEN"]
     assert unseen.type == "bin_full_soon" and unseen.details["expected_pickup"] == "2026-03-02T22:00:00+00:00"
 
 
