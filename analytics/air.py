@@ -48,6 +48,9 @@ MAD_FLOOR_UGM3 = 1.0
 """Smallest MAD used, ug/m3 (about the 1 ug/m3 resolution of SDS011/PMS5003 outputs)."""
 MIN_BASELINE_BUCKETS = 36
 """A station needs six hours of buckets in its baseline window before it can spike."""
+MIN_PEERS = 5
+"""Stations with a baseline in the same bucket needed before the city's common rise is taken off
+a station's excess (:func:`score_spikes` ``local_excess``)."""
 GASES = ("so2", "co", "o3", "no2")
 """Gas fields that enter the ISPU when a station reports them (ug/m3)."""
 PROFILE_HALF_WIDTH_SLOTS = 6
@@ -234,7 +237,10 @@ def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
     Returns:
         Frame with device_id, time, pm25, median (the expected level: profile plus the median
         residual), mad, z, excess (ug/m3) and spike (bool); z is NaN when the baseline holds
-        fewer than :data:`MIN_BASELINE_BUCKETS` buckets.
+        fewer than :data:`MIN_BASELINE_BUCKETS` buckets. ``local_excess``, ``local_z`` and
+        ``local_spike``: the same after taking off the city's common rise (the median excess of
+        the bucket's stations, when at least :data:`MIN_PEERS` have one, and only a rise): a
+        local source (``pm25_spike``) against a city-wide one (``pm25_episode``).
     """
     rows: list[dict[str, Any]] = []
     cut = pd.Timestamp(now - horizon)
@@ -259,7 +265,18 @@ def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
                          "mad": mad, "z": z, "excess": excess,
                          "spike": bool(z >= cfg.spike_z and excess >= cfg.spike_min_excess_ugm3)})
     cols = ["device_id", "time", "pm25", "median", "mad", "z", "excess", "spike"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    # the city's common rise (weather: a stronger morning, a low mixing height) is in every
+    # station's excess; what is left is local: the median excess of the bucket's stations, when
+    # enough have a baseline, comes off (a fall is not added)
+    valid = out["excess"].notna()
+    peers = out[valid].groupby("time")["excess"].agg(["median", "count"])
+    common = out["time"].map(peers["median"].where(peers["count"] >= MIN_PEERS, 0.0).clip(lower=0.0)).fillna(0.0)
+    out["local_excess"] = out["excess"] - common
+    out["local_z"] = out["z"] * (out["local_excess"] / out["excess"].where(out["excess"] != 0))
+    out["local_z"] = out["local_z"].where(out["excess"] != 0, out["z"])
+    out["local_spike"] = (out["local_z"] >= cfg.spike_z) & (out["local_excess"] >= cfg.spike_min_excess_ugm3)
+    return out
 
 
 def aqi_derived(influx: InfluxClient, now: datetime,

@@ -1,6 +1,9 @@
 """PM2.5 spike: ``pm25_spike`` (minor) when a station's last ``spike_persistence`` (3) consecutive
 10-minute buckets all score as spikes against its own rolling median/MAD baseline (see
-:mod:`analytics.air`): a fire or a generator nearby, even inside a healthy band.
+:mod:`analytics.air`): a fire or a generator nearby, even inside a healthy band. Local: the
+excess is counted above the city's common rise (the median excess of the stations, columns
+``local_*``), as :mod:`fire` counts a bin's heat above the median bin: a morning stronger than
+usual everywhere (the weather) is nobody's spike, and a haze is the episode's.
 
 Persistence (30 min by default) keeps one dusty gust out. Clears when the newest bucket scores
 below half of ``spike_z`` or of ``spike_min_excess_ugm3`` (hysteresis).
@@ -32,14 +35,16 @@ def evaluate(ctx: Context) -> list[Verdict]:
             continue  # stale: the offline rule speaks
         tail = g.iloc[-p:]
         steps = tail["time"].diff().dropna()
-        if len(tail) == p and bool(tail["spike"].all()) and bool((steps == BUCKET).all()):
+        if len(tail) == p and bool(tail["local_spike"].all()) and bool((steps == BUCKET).all()):
             out.append(Verdict(dev.device_id, TYPE, "minor",
                                {"pm25_10min": round(float(newest["pm25"]), 2),
                                 "baseline_median": round(float(newest["median"]), 2),
-                                "baseline_mad": round(float(newest["mad"]), 2), "z": round(float(newest["z"]), 2),
+                                "baseline_mad": round(float(newest["mad"]), 2), "z": round(float(newest["local_z"]), 2),
+                                "excess": round(float(newest["local_excess"]), 2),
                                 "since": iso(tail["time"].iloc[0])}, kecamatan=dev.kecamatan))
         elif ctx.is_active(dev.device_id, TYPE) and (
-                float(newest["z"]) < cfg.spike_z / 2 or float(newest["excess"]) < cfg.spike_min_excess_ugm3 / 2):
-            out.append(Verdict(dev.device_id, TYPE, None, reason=f"z {float(newest['z']):.1f}",
+                float(newest["local_z"]) < cfg.spike_z / 2
+                or float(newest["local_excess"]) < cfg.spike_min_excess_ugm3 / 2):
+            out.append(Verdict(dev.device_id, TYPE, None, reason=f"z {float(newest['local_z']):.1f}",
                                kecamatan=dev.kecamatan))
     return out
