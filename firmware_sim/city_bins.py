@@ -34,6 +34,10 @@ FILL_SIGMA = 0.35
 CF_HORIZON_S = 48 * 3600
 """How far a counterfactual fill is continued after a cycle's end (SCENARIO.md: 48 h)."""
 
+BRIEF_FULL_S = 1800
+"""A bin emptied within this long after it became full needed nobody: its truck was already on the
+way (SCENARIO.md; three report intervals)."""
+
 
 @dataclass(frozen=True)
 class SiteProfile:
@@ -664,9 +668,12 @@ def _bin_truth(b: SimBin, fill: _Fill, offline: list[Span], stuck: list[Span], t
         p["required"] = p["required"] and not any(s <= at < e for s, e in [*offline, *stuck])
     for cross, stop, c_start, _cf in fill.crossings:
         ok = seen(cross, stop, cross)
+        brief = stop is not None and stop - cross < BRIEF_FULL_S
         res.events.append({"type": "bin_full", "device_id": b.device_id, "start": iso(cross),
-                           "end": iso(stop) if stop is not None else None, "required": ok,
-                           "what": f"true fill level crossed {th.full:.2f}", "info": {}})
+                           "end": iso(stop) if stop is not None else None, "required": ok and not brief,
+                           "what": f"true fill level crossed {th.full:.2f}"
+                                   + (f", emptied {(stop - cross) / 60:.0f} min later" if brief else ""),
+                           "info": {}})
         foreseeable = cross - c_start >= 3600 and cross - t0 >= 3 * 3600
         res.events.append({"type": "bin_full_soon", "device_id": b.device_id, "start": iso(c_start),
                            "end": iso(cross), "required": foreseeable and seen(c_start, cross, cross),
@@ -682,5 +689,11 @@ def _bin_truth(b: SimBin, fill: _Fill, offline: list[Span], stuck: list[Span], t
                                "end": iso(cross), "required": False,
                                "what": "pickup came less than an hour before the crossing",
                                "info": {"cross_at": iso(cross), "counterfactual": True}})
+    last = fill.cycles[-1] if fill.cycles else None
+    if last is not None and not last["picked"] and last["cross_at"] is not None and last["cross_at"] > last["end"]:
+        res.events.append({"type": "bin_full_soon", "device_id": b.device_id, "start": last["start"],
+                           "end": last["cross_at"], "required": False,
+                           "what": "the scenario ends before this cycle's pickup or crossing",
+                           "info": {"cross_at": last["cross_at"], "counterfactual": True}})
     res.pickups += fill.pickups
     res.cycles += fill.cycles
