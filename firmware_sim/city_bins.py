@@ -668,11 +668,12 @@ def _bin_truth(b: SimBin, fill: _Fill, offline: list[Span], stuck: list[Span], t
         p["required"] = p["required"] and not any(s <= at < e for s, e in [*offline, *stuck])
     for cross, stop, c_start, _cf in fill.crossings:
         ok = seen(cross, stop, cross)
-        brief = stop is not None and stop - cross < BRIEF_FULL_S
+        full_s = stop - cross if stop is not None else None
+        brief = full_s is not None and full_s < BRIEF_FULL_S
         res.events.append({"type": "bin_full", "device_id": b.device_id, "start": iso(cross),
                            "end": iso(stop) if stop is not None else None, "required": ok and not brief,
                            "what": f"true fill level crossed {th.full:.2f}"
-                                   + (f", emptied {(stop - cross) / 60:.0f} min later" if brief else ""),
+                                   + (f", emptied {full_s / 60:.0f} min later" if full_s is not None and brief else ""),
                            "info": {}})
         foreseeable = cross - c_start >= 3600 and cross - t0 >= 3 * 3600
         res.events.append({"type": "bin_full_soon", "device_id": b.device_id, "start": iso(c_start),
