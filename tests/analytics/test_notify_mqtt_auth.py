@@ -10,6 +10,7 @@ Mosquitto acknowledges a denied publish like any other and drops it, so that row
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +21,21 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from analytics import cli as analytics_cli
 from analytics.alerts import AlertBook
-from analytics.notify_mqtt import MqttChannel
+from analytics.notify import build_outbox
+from analytics.notify_mqtt import MqttChannel, MqttNotifier, PublishRefused
 from analytics.outbox import Outbox
+from core.settings import InfluxSettings, MqttSettings, Settings
+from devices import cli as devices_cli
 from devices.credentials import mosquitto_hash
 from storage import stack
+from storage.cli import down, reload, up
 from storage.tables import NotificationOutboxRow as Row
 from tests.analytics.test_scenarios import NOW
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +136,73 @@ def test_publish_denied_by_the_acl_stays_pending_with_the_brokers_reason(session
     assert row.last_error is not None and "PUBACK reason 135 (Not authorized)" in row.last_error
     assert msgs == []  # the broker dropped it
     assert [(s.channel, s.pending, s.last_error) for s in status] == [("mqtt", 1, row.last_error)]
+
+
+def test_stack_up_auth_alert_reaches_the_reader_and_not_without_the_publishers_account(
+        sessions: Any, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in [n for n in os.environ if n.startswith("LORONG_")]:
+        monkeypatch.delenv(name)
+    var, port = tmp_path / "var", stack.free_port()
+    env = {"LORONG_DATABASE_URL": db_url, "LORONG_VAR_DIR": str(var)}
+    exported = CliRunner().invoke(devices_cli.app, ["credentials", "export"], env=env)
+    assert exported.exit_code == 0, exported.output
+    mq = var / "mosquitto"
+    assert "user lorong-alerts\ntopic write lorong/alerts/#\n" in (mq / "acl").read_text()
+    assert "user lorong-alerts-reader\ntopic read lorong/alerts/#\n" in (mq / "acl").read_text()
+    reader = dict(line.split("=", 1) for line in (mq / "alerts-reader.env").read_text().splitlines())
+    settings = Settings(var_dir=var, database_url=db_url, mqtt=MqttSettings(port=port),
+                        influx=InfluxSettings(url=f"http://127.0.0.1:{stack.free_port()}"))
+    services = up(settings, auth=True, detach=False)
+    sub = None
+    try:
+        sub = AuthSubscriber(port, reader["MQTT_USERNAME"], reader["MQTT_PASSWORD"])
+        assert sub.granted == [1]  # QoS 1 granted: the reader may read lorong/alerts/#
+        outbox = build_outbox(settings, sessions)  # logs in as lorong-alerts from alerts.env
+        try:
+            open_alert(sessions, "A1")
+            assert outbox.dispatch().sent == {"mqtt": 1}
+        finally:
+            outbox.close()
+        ((topic, body),) = sub.settle(1)
+        assert topic == "lorong/alerts/Wajo/bin_full/A1" and body["alert"]["device_id"] == "A1"
+
+        # the publisher's account removed from the password file, the broker reloaded
+        passwd = mq / "passwd"
+        passwd.write_text("".join(x for x in passwd.read_text().splitlines(keepends=True)
+                                  if not x.startswith("lorong-alerts:")))
+        assert reload(settings)
+        outbox = build_outbox(settings, sessions)
+        try:
+            wait_for(lambda: _refused(outbox), timeout_s=10, what="the broker refuses the removed account")
+            open_alert(sessions, "A2")
+            report = outbox.dispatch()
+        finally:
+            outbox.close()
+        assert report.sent == {}
+        status = {s.channel: s for s in outbox.status()}["mqtt"]
+        assert status.pending == 1 and status.last_error is not None
+        assert "refused the alert publisher 'lorong-alerts': CONNACK reason 135 (Not authorized)" in status.last_error
+        assert [m for _, m in sub.settle(1, timeout_s=0.5)] == [body]  # A2 reached nobody
+        listed = CliRunner().invoke(analytics_cli.app, ["outbox"], env=env)
+        assert listed.exit_code == 0, listed.output
+        (row,) = [x for x in listed.output.splitlines() if x.startswith("mqtt ")]
+        assert row.split()[1:3] == ["1", "0"] and "CONNACK reason 135 (Not authorized)" in row
+    finally:
+        if sub is not None:
+            sub.close()
+        for svc in services:
+            svc.stop()
+        down(settings)
+
+
+def _refused(outbox: Outbox) -> bool:
+    """Whether the broker now refuses the publisher's connection (a probe that publishes nothing)."""
+    channel = outbox.channels["mqtt"]
+    assert isinstance(channel, MqttChannel)
+    try:
+        MqttNotifier(channel.host, channel.port, username=channel._auth[0], password=channel._auth[1],
+                     timeout_s=2.0).close()
+    except PublishRefused:
+        return True
+    return False
