@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analytics.outbox import enqueue, notification_payload
+from analytics.outbox import Router, as_router, enqueue, notification_payload
 from core.errors import LorongError
 from core.model import utcnow
 from storage.tables import AlertHistoryRow, AlertRow
@@ -57,7 +57,8 @@ class AlertChange:
 
     Attributes:
         alert_id: database id of the alert.
-        action: opened, extended, escalated, acknowledged or cleared.
+        action: opened, escalated, deescalated, acknowledged, cleared, or reminder (a critical
+            alert nobody acknowledged, sent again: :mod:`analytics.escalation`).
         alert: a JSON-ready snapshot of the alert after the change.
         notification_id: id of the change's ``alert_history`` row: the receivers' idempotency key
             (``None`` only for changes built by hand).
@@ -86,6 +87,15 @@ def snapshot(row: AlertRow) -> dict[str, Any]:
     }
 
 
+def _change_snapshot(row: AlertRow, action: str, details: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot a change is notified with: a reminder also carries its history details under
+    ``reminder`` (``unacknowledged_min``, ``reminder``: the how-manyth)."""
+    snap = snapshot(row)
+    if action == "reminder":
+        snap["reminder"] = dict(details)
+    return snap
+
+
 class AlertBook:
     """Opens, extends, acknowledges and clears alerts in one session.
 
@@ -93,16 +103,18 @@ class AlertBook:
         session: SQLAlchemy session; the caller commits, then calls :meth:`publish` (and
             :meth:`analytics.outbox.Outbox.dispatch`).
         notifiers: called once per change by :meth:`publish`, best effort.
-        channels: outbox channels (``mqtt``, ``webhook``): each change adds one
-            ``notification_outbox`` row per channel to ``session``.
+        channels: outbox channels (``mqtt``, ``webhook``), or a :class:`analytics.outbox.Router`
+            choosing them per change: each change adds one ``notification_outbox`` row per
+            chosen channel to ``session``.
         clock: creation time of the outbox rows (tz-aware UTC).
     """
 
-    def __init__(self, session: Session, notifiers: Sequence[Notifier] = (), channels: Sequence[str] = (),
+    def __init__(self, session: Session, notifiers: Sequence[Notifier] = (), channels: Sequence[str] | Router = (),
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.session = session
         self.notifiers = list(notifiers)
-        self.channels = list(channels)
+        self.router = as_router(channels)
+        self.channels = self.router.names
         self.clock = clock
         self.changes: list[AlertChange] = []
         self._active: dict[tuple[str, str], AlertRow] | None = None
@@ -128,7 +140,7 @@ class AlertBook:
             self.session.add_all(history)
             self.session.flush()  # the history ids are the notification ids
             for (row, action, *_), h in zip(pending, history, strict=True):
-                self._changed(AlertChange(row.id, action, snapshot(row), h.id))
+                self._changed(AlertChange(row.id, action, _change_snapshot(row, action, h.details), h.id))
 
     def preload(self, cleared_since: datetime | None = None) -> dict[tuple[str, str], AlertRow]:
         """Load every active alert once; later :meth:`active` calls read this cache (a job that
@@ -183,15 +195,18 @@ class AlertBook:
         history = AlertHistoryRow(alert_id=row.id, at=at, action=action, actor=actor, details=details or {})
         self.session.add(history)
         self.session.flush()
-        self._changed(AlertChange(row.id, action, snapshot(row), history.id))
+        self._changed(AlertChange(row.id, action, _change_snapshot(row, action, history.details), history.id))
 
     def _changed(self, change: AlertChange) -> None:
         """Keep the change for :meth:`publish` and add its outbox rows to the session."""
         self.changes.append(change)
         if self.channels:
             assert change.notification_id is not None
-            enqueue(self.session, self.channels, change.alert_id, change.action,
-                    notification_payload(change.notification_id, change.action, change.alert), self.clock())
+            now = self.clock()
+            deliveries = self.router(change.action, change.alert, now)
+            if deliveries:
+                enqueue(self.session, deliveries, change.alert_id, change.action,
+                        notification_payload(change.notification_id, change.action, change.alert), now)
 
     def raise_(self, device_id: str, type_: str, severity: str, at: datetime, details: dict[str, Any],
                kecamatan: str = "") -> tuple[AlertRow, str]:
@@ -266,6 +281,22 @@ class AlertBook:
             raise AlertStateError(f"alert {alert_id} is already acknowledged")
         row.acknowledged, row.ack_at, row.ack_by, row.updated_at = True, at, actor, at
         self._record(row, "acknowledged", at, actor)
+        return row
+
+    def remind(self, alert_id: int, at: datetime, details: dict[str, Any]) -> AlertRow:
+        """Record a reminder of an active, unacknowledged alert (:mod:`analytics.escalation`): not a
+        state change, but a history row and a notification (action ``reminder``) routed to the
+        supervisors.
+
+        Raises:
+            AlertNotFound: no such alert.
+            AlertStateError: it is cleared or acknowledged.
+        """
+        row = self.get(alert_id)
+        if row.status != "active" or row.acknowledged:
+            raise AlertStateError(f"alert {alert_id} is {'cleared' if row.status != 'active' else 'acknowledged'}; "
+                                  "only an active, unacknowledged alert is escalated")
+        self._record(row, "reminder", at, SYSTEM, details)
         return row
 
     def get(self, alert_id: int) -> AlertRow:

@@ -22,9 +22,12 @@ from rich.table import Table
 from analytics import pickups, routes
 from analytics import replay as replaying
 from analytics import score as scoring
+from analytics.escalation import Escalation
 from analytics.jobs import run_once
-from analytics.notify import build_notifiers, build_outbox
+from analytics.notify import build_notifiers, build_outbox, build_telegram_updates
+from analytics.outbox import Outbox
 from analytics.scheduler import Scheduler
+from core.errors import ConfigError
 from core.model import utcnow
 from core.settings import Settings
 from devices.registry import list_devices
@@ -67,10 +70,10 @@ def run_once_cmd(
     influx = open_influx(settings)
     sessions = open_sessions(settings)
     notifiers, close = build_notifiers(settings, influx) if notify else ([], lambda: None)
-    outbox = build_outbox(settings, sessions) if notify else None
+    outbox = _outbox(settings, sessions) if notify else None
     try:
         report = run_once(sessions, influx, settings.analytics, notifiers, now=_when(now), forecast=forecast,
-                          outbox=outbox)
+                          outbox=outbox, escalation=Escalation.from_settings(settings.notify) if notify else None)
     finally:
         close()
         if outbox is not None:
@@ -85,16 +88,33 @@ def schedule() -> None:
     influx = open_influx(settings)
     sessions = open_sessions(settings)
     notifiers, close = build_notifiers(settings, influx)
-    outbox = build_outbox(settings, sessions)
-    sched = Scheduler(sessions, influx, settings.analytics, notifiers, outbox=outbox)
+    outbox = _outbox(settings, sessions)
+    sched = Scheduler(sessions, influx, settings.analytics, notifiers, outbox=outbox,
+                      escalation=Escalation.from_settings(settings.notify))
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     sched.start()
+    poller = None
+    if settings.notify.telegram_token is not None:  # button presses in the linked chats
+        updates = build_telegram_updates(settings, sessions, outbox)
+        poller = threading.Thread(target=updates.run, args=(done, settings.notify.telegram_poll_s),
+                                  name="telegram", daemon=True)
+        poller.start()
     done.wait()
     sched.stop()
+    if poller is not None:
+        poller.join(timeout=settings.notify.telegram_poll_s + settings.notify.telegram_timeout_s + 5)
     close()
     outbox.close()
+
+
+def _outbox(settings: Settings, sessions: Any) -> Outbox:
+    """:func:`build_outbox`, or one `error:` line naming the setting to mend."""
+    try:
+        return build_outbox(settings, sessions)
+    except ConfigError as exc:
+        raise _fail(str(exc), 1) from None
 
 
 def _iso(ts: datetime | None) -> str:
@@ -104,21 +124,23 @@ def _iso(ts: datetime | None) -> str:
 @app.command("outbox")
 def outbox_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="re-queue the notifications a receiver refused"),
-    channel: str | None = typer.Option(None, help="with --retry-failed: only this channel (mqtt, webhook)"),
+    channel: str | None = typer.Option(None, help="with --retry-failed: only this channel (mqtt, webhook, "
+                                                  "telegram:<chat name>)"),
 ) -> None:
     """Undelivered alert notifications per channel: pending, refused (failed), the oldest pending."""
     settings = Settings()
-    outbox = build_outbox(settings, open_sessions(settings))
+    outbox = _outbox(settings, open_sessions(settings))
     try:
         if retry_failed:
             print(f"re-queued {_plural(outbox.retry_failed(channel), 'failed notification')}")
         rows = outbox.status()
     finally:
         outbox.close()
-    print(f"{'channel':<10} {'pending':>7} {'failed':>6}  {'oldest pending':<25} {'attempts':>8}  "
+    w = max([10, *(len(r.channel) for r in rows)])
+    print(f"{'channel':<{w}} {'pending':>7} {'failed':>6}  {'oldest pending':<25} {'attempts':>8}  "
           f"{'next attempt':<25} last error")
     for r in rows:
-        print(f"{r.channel:<10} {r.pending:>7} {r.failed:>6}  {_iso(r.oldest_pending_at):<25} {r.oldest_attempts:>8}  "
+        print(f"{r.channel:<{w}} {r.pending:>7} {r.failed:>6}  {_iso(r.oldest_pending_at):<25} {r.oldest_attempts:>8}  "
               f"{_iso(r.next_attempt_at):<25} {(r.last_error or '-').splitlines()[0][:120]}")
 
 

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics import air, bins, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
+from analytics.escalation import Escalation, remind
 from analytics.fillprofile import expected_pickup, round_end
 from analytics.frames import recent_points
 from analytics.latest import refresh_latest
@@ -69,6 +70,8 @@ class JobReport:
         latest_rows: device_latest rows refreshed.
         collections: new pickups recorded.
         forecasts: bins whose fill forecast was computed in this run (0 when reused).
+        reminded: ids of the critical alerts nobody acknowledged that this run sent again to the
+            supervisors (:mod:`analytics.escalation`).
         timings: seconds spent per phase.
     """
 
@@ -80,6 +83,7 @@ class JobReport:
     latest_rows: int = 0
     collections: int = 0
     forecasts: int = 0
+    reminded: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def count(self, bucket: dict[str, int], type_: str) -> None:
@@ -237,7 +241,7 @@ def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[st
 
 def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
              notifiers: list[Notifier] | None = None, now: datetime | None = None, forecast: bool = True,
-             outbox: Outbox | None = None) -> JobReport:
+             outbox: Outbox | None = None, escalation: Escalation | None = None) -> JobReport:
     """Run every rule once as of ``now`` and refresh ``device_latest`` (see the module docstring).
 
     Args:
@@ -251,6 +255,8 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
         outbox: when given, each alert change gets one row per channel in the run's transaction,
             and the outbox is dispatched after the commit (a failed send stays queued; a database
             error while sending is logged, the run still counts).
+        escalation: when given, critical alerts nobody acknowledged in time get a reminder
+            (:func:`analytics.escalation.remind`), committed with the run.
 
     Returns:
         A :class:`JobReport`.
@@ -261,7 +267,7 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
     report = JobReport()
     now = now or utcnow()
     with sessions() as session:
-        book = AlertBook(session, notifiers or [], outbox.names if outbox is not None else ())
+        book = AlertBook(session, notifiers or [], outbox.routing if outbox is not None else ())
         with report.timed("recent"):
             active = book.preload(cleared_since=now - max(MAX_RECENT, timedelta(hours=cfg.forecast_window_h),
                                                            timedelta(seconds=cfg.rejects_window_s)))
@@ -286,6 +292,9 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
             for rule in RULES.values():  # in order: each rule sees the alerts the earlier ones changed
                 apply(book, rule(ctx), now, report, ctx.latest_ts)
                 ctx.active = {k: (r.severity, r.started_at) for k, r in active.items()}
+        if escalation is not None:
+            with report.timed("escalation"):
+                report.reminded = remind(session, book, escalation, now)
         with report.timed("commit"):
             write_derived(latest, derived)
             session.commit()

@@ -1,7 +1,12 @@
 """Notification wiring from settings.
 
 Alert changes reach people through the outbox (:mod:`analytics.outbox`): channel ``mqtt`` always
-(the ingest broker, ``lorong/alerts/...``), channel ``webhook`` when ``analytics.webhook_url`` is set.
+(the ingest broker, ``lorong/alerts/...``, as the alert publisher's account), channel ``webhook``
+when ``analytics.webhook_url`` is set, and one channel ``telegram:<name>`` per linked chat when
+``notify.telegram_token`` is set (:mod:`analytics.notify_telegram`). :class:`NotifyRouter` decides
+which channels hear of each change: MQTT and the webhook every change, a crew chat the changes of
+its alerts (quiet hours hold non-critical ones), a supervisor chat the reminders of critical alerts
+nobody acknowledged (:mod:`analytics.escalation`).
 The InfluxDB ``alert_event`` log (one point per change, for Grafana annotations) stays a best-effort
 notifier called once after the commit: a point lost while InfluxDB is down costs an annotation,
 not a crew's message, and the same history is in ``alert_history``.
@@ -10,18 +15,24 @@ not a crew's message, and the same history is in ``alert_history``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertChange, Notifier
 from analytics.notify_mqtt import MqttChannel
+from analytics.notify_telegram import BotApi, TelegramChannel, TelegramUpdates
 from analytics.notify_webhook import WebhookChannel
-from analytics.outbox import Channel, Outbox
+from analytics.outbox import Channel, Delivery, Outbox
 from core import schema
+from core.errors import ConfigError
 from core.model import to_ms, utcnow
-from core.settings import Settings
+from core.settings import Settings, TelegramChat
+from devices.credentials import ALERTS_ENV, read_env_file
 from storage.influx import InfluxClient, line
 
 log = logging.getLogger(__name__)
@@ -49,28 +60,144 @@ class InfluxAlertLog:
             {"status": str(a["status"]), "action": change.action, "alert_id": int(change.alert_id)}, to_ms(at))])
 
 
-def outbox_channels(settings: Settings) -> list[str]:
-    """Channel names the settings ask for: ``mqtt``, and ``webhook`` when ``analytics.webhook_url`` is
-    set. A process that changes alerts but does not send (the API) writes rows for these; the
-    scheduler sends them."""
-    return ["mqtt", "webhook"] if settings.analytics.webhook_url else ["mqtt"]
+def quiet_until(now: datetime, quiet_hours: str, tz: ZoneInfo) -> datetime | None:
+    """The end of the quiet hours ``now`` falls in (tz-aware UTC), or ``None`` outside them.
+
+    Args:
+        now: tz-aware.
+        quiet_hours: ``HH:MM-HH:MM`` local time (the window may span midnight: ``22:00-06:00``),
+            start included, end excluded; empty: never quiet.
+        tz: the city's zone.
+    """
+    if not quiet_hours:
+        return None
+    start, end = (time.fromisoformat(t) for t in quiet_hours.split("-"))
+    local = now.astimezone(tz)
+    t, day = local.time().replace(tzinfo=None), local.date()
+    if start < end:
+        inside, end_day = start <= t < end, day
+    else:  # spans midnight
+        inside, end_day = (t >= start or t < end), (day + timedelta(days=1) if t >= start else day)
+    if not inside:
+        return None
+    return datetime.combine(end_day, end, tz).astimezone(now.tzinfo or tz)
+
+
+@dataclass(frozen=True)
+class NotifyRouter:
+    """Chooses the outbox channels of each alert change (an :class:`analytics.outbox.Router`).
+
+    - ``broadcast`` channels (``mqtt``, ``webhook``) get every change, at once;
+    - a ``crew`` chat gets the changes of the alerts it covers (:meth:`TelegramChat.covers`), but
+      not the reminders; during ``quiet_hours`` the changes of non-critical alerts are held until
+      the quiet hours end;
+    - a ``supervisor`` chat gets the reminders (action ``reminder``) of the alerts it covers.
+
+    Attributes:
+        broadcast: channel names.
+        chats: the linked Telegram chats (empty when Telegram is off).
+        quiet_hours: ``HH:MM-HH:MM`` or empty (:func:`quiet_until`).
+        tz: the city's IANA zone name.
+    """
+
+    broadcast: tuple[str, ...]
+    chats: tuple[TelegramChat, ...] = ()
+    quiet_hours: str = ""
+    tz: str = "Asia/Makassar"
+    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_zone", ZoneInfo(self.tz))
+
+    @property
+    def names(self) -> list[str]:
+        """Every channel: the broadcast ones, then one per chat."""
+        return [*self.broadcast, *(c.channel for c in self.chats)]
+
+    def __call__(self, action: str, alert: Mapping[str, Any], now: datetime) -> Sequence[Delivery]:
+        """The deliveries of one change (see the class)."""
+        out = [Delivery(c) for c in self.broadcast]
+        wanted = "supervisor" if action == "reminder" else "crew"
+        held = None if alert.get("severity") == "critical" else quiet_until(now, self.quiet_hours, self._zone)
+        out += [Delivery(c.channel, held) for c in self.chats if c.role == wanted and c.covers(alert)]
+        return out
+
+
+def outbox_channels(settings: Settings) -> NotifyRouter:
+    """The router of the channels the settings ask for: ``mqtt``; ``webhook`` when
+    ``analytics.webhook_url`` is set; a ``telegram:<name>`` channel per linked chat when
+    ``notify.telegram_token`` is set. A process that changes alerts but does not send (the API)
+    writes rows for these; the scheduler sends them."""
+    n = settings.notify
+    return NotifyRouter(("mqtt", "webhook") if settings.analytics.webhook_url else ("mqtt",),
+                        tuple(n.telegram_chats) if n.telegram_token else (), n.quiet_hours,
+                        settings.analytics.timezone)
+
+
+def publisher_account(settings: Settings) -> tuple[str | None, str | None]:
+    """The alert publisher's broker account: ``notify.mqtt_username``/``mqtt_password``; else the one
+    ``lorong devices credentials export`` keeps in ``<var_dir>/mosquitto/alerts.env``; else the
+    ingest account (``mqtt.username``), which is all an anonymous broker needs.
+
+    Raises:
+        ConfigError: ``alerts.env`` exists but lacks a variable.
+    """
+    n, m = settings.notify, settings.mqtt
+    if n.mqtt_username:
+        return n.mqtt_username, n.mqtt_password.get_secret_value() if n.mqtt_password else None
+    env = settings.var_dir / "mosquitto" / ALERTS_ENV
+    if env.exists():
+        return read_env_file(env, "LORONG_NOTIFY__MQTT_USERNAME", "LORONG_NOTIFY__MQTT_PASSWORD")
+    return m.username, m.password.get_secret_value() if m.password else None
+
+
+def bot_api(settings: Settings) -> BotApi:
+    """The Telegram Bot API client of the settings.
+
+    Raises:
+        ConfigError: ``notify.telegram_token`` is not set.
+    """
+    n = settings.notify
+    if n.telegram_token is None:
+        raise ConfigError("Telegram is off: set LORONG_NOTIFY__TELEGRAM_TOKEN to the bot's token from @BotFather")
+    return BotApi(n.telegram_token.get_secret_value(), n.telegram_api_url, n.telegram_timeout_s,
+                  n.telegram_attempts, n.telegram_max_wait_s)
 
 
 def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
-    """The outbox with a sender per :func:`outbox_channels` entry; close it with :meth:`Outbox.close`.
+    """The outbox with a sender per channel of :func:`outbox_channels`; close it with :meth:`Outbox.close`.
 
-    MQTT goes to ``settings.mqtt`` (the ingest broker) under a client id unique to each connection
-    (:func:`analytics.notify_mqtt.publisher_client_id`), so ``run-once`` and the scheduler can
-    publish side by side; it connects on the first send, so a broker that is down only holds the
-    rows back.
+    MQTT goes to ``settings.mqtt`` (the ingest broker) as :func:`publisher_account`, under a client
+    id unique to each connection (:func:`analytics.notify_mqtt.publisher_client_id`), so
+    ``run-once`` and the scheduler can publish side by side; it connects on the first send, so a
+    broker that is down only holds the rows back. The Telegram chats share one Bot API client.
+
+    Raises:
+        ConfigError: see :func:`publisher_account`.
     """
     m, a = settings.mqtt, settings.analytics
-    channels: dict[str, Channel] = {
-        "mqtt": MqttChannel(m.host, m.port, username=m.username,
-                            password=m.password.get_secret_value() if m.password else None)}
+    router = outbox_channels(settings)
+    user, password = publisher_account(settings)
+    channels: dict[str, Channel] = {"mqtt": MqttChannel(m.host, m.port, username=user, password=password)}
     if a.webhook_url:
         channels["webhook"] = WebhookChannel(a.webhook_url)
-    return Outbox(sessions, channels, a.outbox_backoff_s, a.outbox_backoff_max_s, a.outbox_retention_days)
+    if router.chats:
+        api, tz = bot_api(settings), ZoneInfo(a.timezone)
+        for chat in router.chats:
+            channels[chat.channel] = TelegramChannel(api, chat, tz)
+    return Outbox(sessions, channels, a.outbox_backoff_s, a.outbox_backoff_max_s, a.outbox_retention_days,
+                  router=router)
+
+
+def build_telegram_updates(settings: Settings, sessions: sessionmaker[Session],
+                           outbox: Outbox | None = None) -> TelegramUpdates:
+    """The reader of the bot's button presses (run it with :meth:`TelegramUpdates.run`).
+
+    Raises:
+        ConfigError: ``notify.telegram_token`` is not set.
+    """
+    return TelegramUpdates(bot_api(settings), sessions, settings.notify.telegram_chats, outbox_channels(settings),
+                           outbox)
 
 
 def build_notifiers(settings: Settings,

@@ -5,8 +5,14 @@ deescalated, acknowledged, cleared); extending an alert is not a change and publ
 Payload: ``{"notification_id": ..., "action": ..., "alert": <snapshot>}`` through the outbox
 (:class:`MqttChannel`, :mod:`analytics.outbox`), ``{"action": ..., "alert": <snapshot>}`` from a
 bare :class:`MqttNotifier` (:func:`analytics.alerts.snapshot`). Messages are not retained: they are
-events; the current state is in the API. A send counts as delivered only once the broker's PUBACK
-arrived (MQTT 3.1.1 section 4.3.2, QoS 1).
+events; the current state is in the API.
+
+The publisher speaks MQTT 5 so that the broker can say no: a send counts as delivered only once a
+PUBACK arrived whose reason code accepts it (below 0x80: 0x00 Success, 0x10 No matching
+subscribers; MQTT 5.0 sections 3.4.2.1 and 2.4). A broker that denies the publish (Mosquitto 2
+answers 0x87 Not authorized when its ACL does not grant the topic) raises :class:`PublishRefused`
+with that reason, and the outbox keeps the row pending. An MQTT 3.1.1 PUBACK has no reason code:
+Mosquitto acknowledges a denied publish to a 3.1.1 client like any other and drops it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import threading
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from analytics.alerts import AlertChange
 from analytics.outbox import DeliveryRefused, OutboxMessage
@@ -66,8 +74,27 @@ def publisher_client_id(prefix: str = "lorong-analytics") -> str:
     return f"{prefix}-{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+class PublishRefused(ConnectionError):
+    """The broker answered a publish (PUBACK) or the connection (CONNACK) with a failure reason code
+    (>= 0x80, MQTT 5.0 section 2.4), e.g. 135 Not authorized: try again later, once the broker's
+    accounts or ACL are mended.
+
+    Attributes:
+        reason_code: the MQTT 5 reason code (int).
+    """
+
+    def __init__(self, message: str, reason_code: int) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+def describe(reason: ReasonCode) -> str:
+    """``reason 135 (Not authorized)``: a reason code as the outbox and the logs show it."""
+    return f"reason {reason.value} ({reason.getName()})"
+
+
 class MqttNotifier:
-    """Publishes alert changes with QoS 1 and waits for the broker's PUBACK.
+    """Publishes alert changes with QoS 1 over MQTT 5 and waits for a PUBACK that accepts them.
 
     Args:
         host, port: broker address.
@@ -77,8 +104,10 @@ class MqttNotifier:
         prefix: topic prefix.
 
     Raises:
-        ConnectionError: (constructor) the broker refused the connection, or did not accept it
-            within ``timeout_s`` (a refused TCP connection fails at once).
+        PublishRefused: (constructor) the broker refused the connection (CONNACK reason, e.g. 135
+            Not authorized or 134 Bad user name or password).
+        ConnectionError: (constructor) the broker did not accept the connection within
+            ``timeout_s`` (a refused TCP connection fails at once).
     """
 
     def __init__(self, host: str, port: int, client_id: str | None = None, username: str | None = None,
@@ -86,25 +115,38 @@ class MqttNotifier:
         self.prefix, self.timeout_s = prefix, timeout_s
         self._connected = threading.Event()
         self._settled = threading.Event()  # connected, or the first attempt failed
+        self._connack: ReasonCode | None = None
+        self._acks: dict[int, ReasonCode] = {}  # PUBACK reason by message id, until publish() reads it
         self.client_id = client_id or publisher_client_id()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
         if username:
             self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
-        self._client.connect_async(host, port, keepalive=30)
+        self._client.on_publish = self._on_publish
+        self._client.connect_async(host, port, keepalive=30, clean_start=True)
         self._client.loop_start()
         self._settled.wait(timeout_s)
         if not self._connected.is_set():
             self.close()
-            raise ConnectionError(f"MQTT broker {host}:{port} did not accept the alert publisher")
+            who = f"the alert publisher{f' {username!r}' if username else ''}"
+            if self._connack is not None and self._connack.is_failure:
+                raise PublishRefused(f"MQTT broker {host}:{port} refused {who}: CONNACK {describe(self._connack)}",
+                                     self._connack.value)
+            raise ConnectionError(f"MQTT broker {host}:{port} did not accept {who}")
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode,
                     properties: object) -> None:
-        if not getattr(reason, "is_failure", False):
+        if self._connack is None or not self._connected.is_set():
+            self._connack = reason
+        if not reason.is_failure:
             self._connected.set()
         self._settled.set()
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode,
+                    properties: Properties) -> None:
+        self._acks[mid] = reason  # paho calls this before the message counts as published
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         self._settled.set()
@@ -127,7 +169,7 @@ class MqttNotifier:
         self.publish(alert_topic(change, self.prefix), payload, f"alert {change.alert_id} {change.action}")
 
     def publish(self, topic: str, payload: str, what: str = "message") -> None:
-        """Publish ``payload`` on ``topic`` with QoS 1 and wait for the broker's PUBACK.
+        """Publish ``payload`` on ``topic`` with QoS 1 and wait for a PUBACK that accepts it.
 
         Args:
             topic: MQTT topic name.
@@ -135,6 +177,8 @@ class MqttNotifier:
             what: names the message in errors.
 
         Raises:
+            PublishRefused: the PUBACK carries a failure reason code (>= 0x80), e.g. 135 Not
+                authorized when the broker's ACL does not let this account publish on ``topic``.
             ConnectionError: not connected, or no PUBACK within ``timeout_s``.
         """
         info = self._client.publish(topic, payload, qos=1)
@@ -144,6 +188,9 @@ class MqttNotifier:
             raise ConnectionError(f"{what} not published: {exc}") from exc
         if not info.is_published():
             raise ConnectionError(f"{what}: no PUBACK within {self.timeout_s} s")
+        reason = self._acks.pop(info.mid, None)
+        if reason is not None and reason.is_failure:
+            raise PublishRefused(f"{what} on {topic}: broker answered PUBACK {describe(reason)}", reason.value)
 
     @property
     def connected(self) -> bool:
@@ -185,6 +232,8 @@ class MqttChannel:
 
         Raises:
             DeliveryRefused: the payload is not an alert notification (no topic can be made of it).
+            PublishRefused: the broker refused the connection or the publish (its reason code is
+                in the message, e.g. ``PUBACK reason 135 (Not authorized)``); the row stays pending.
             ConnectionError: the broker cannot be reached, or did not acknowledge in time.
         """
         try:

@@ -13,8 +13,15 @@ The pattern is C. Richardson's "Transactional outbox" (microservices.io/patterns
   with the next row. Any other error (broker or receiver down, timeout, 5xx, 408, 429) adds one to
   ``attempts``, keeps the error in ``last_error`` and stops that channel for the round; the row is
   due again after :func:`backoff`. The other channels go on.
+- **Routing.** Which channels get a change is up to a :class:`Router` (:class:`Broadcast`: all of
+  them; :class:`analytics.notify.NotifyRouter`: MQTT and the webhook get every change, each
+  Telegram chat ``telegram:<name>`` the alerts linked to it).
 - **Order.** The channel's lowest pending row (its head) goes first; while the head waits for its
-  backoff, the rows behind it wait too, so receivers see each alert's changes in order.
+  backoff, the rows behind it wait too, so receivers see each alert's changes in order. A row
+  held back by quiet hours (``not_before`` in the future) is not a head: the rows behind it go
+  on; a change of the same alert that is not held releases it first (:func:`enqueue`).
+- **Retry-After.** An error with a ``retry_after_s`` attribute (Telegram's
+  ``parameters.retry_after``) makes the row wait at least that long.
 - **One sender per channel.** Before sending, the dispatcher claims the head by moving its
   ``next_attempt_at`` to ``now + CLAIM`` in one UPDATE (compare-and-set on "pending and due"), and
   moves the claim to the next row in the transaction that marks a row done. A second dispatcher
@@ -38,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import LorongError
@@ -59,12 +66,65 @@ class DeliveryRefused(LorongError):
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """One channel a change goes to.
+
+    Attributes:
+        channel: channel name (``mqtt``, ``webhook``, ``telegram:<chat name>``).
+        not_before: hold the row until then (tz-aware; quiet hours), ``None``: send at once.
+    """
+
+    channel: str
+    not_before: datetime | None = None
+
+
+class Router(Protocol):
+    """Chooses the channels of one alert change (:class:`Broadcast`, :class:`analytics.notify.NotifyRouter`)."""
+
+    @property
+    def names(self) -> list[str]:
+        """Every channel this router may choose."""
+
+    def __call__(self, action: str, alert: Mapping[str, Any], now: datetime) -> Sequence[Delivery]:
+        """The channels of a change.
+
+        Args:
+            action: opened, escalated, deescalated, acknowledged, cleared or reminder.
+            alert: the alert snapshot after the change (:func:`analytics.alerts.snapshot`).
+            now: the time of the change (tz-aware).
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Every change to every channel of ``names``, at once (a :class:`Router`)."""
+
+    channel_names: tuple[str, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """The channels."""
+        return list(self.channel_names)
+
+    def __call__(self, action: str, alert: Mapping[str, Any], now: datetime) -> Sequence[Delivery]:
+        """One :class:`Delivery` per channel, none held."""
+        return [Delivery(c) for c in self.channel_names]
+
+
+def as_router(channels: Sequence[str] | Router) -> Router:
+    """``channels`` as a :class:`Router`: a list of names becomes a :class:`Broadcast`."""
+    if isinstance(channels, (list, tuple)):
+        return Broadcast(tuple(channels))
+    return cast(Router, channels)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxMessage:
     """One outbox row as a channel sees it.
 
     Attributes:
         id: row id (increases with every change; each channel sends in this order).
-        channel: ``mqtt`` or ``webhook``.
+        channel: ``mqtt``, ``webhook`` or ``telegram:<chat name>``.
         alert_id: the alert's id.
         action: opened, escalated, deescalated, acknowledged or cleared.
         payload: the JSON text to send (:func:`notification_payload`).
@@ -113,20 +173,28 @@ def notification_payload(notification_id: int, action: str, alert: dict[str, Any
                       separators=(",", ":"))
 
 
-def enqueue(session: Session, channels: Sequence[str], alert_id: int, action: str, payload: str,
+def enqueue(session: Session, channels: Sequence[str | Delivery], alert_id: int, action: str, payload: str,
             now: datetime) -> None:
     """Add one pending row per channel to ``session`` (committed, or rolled back, with the change).
 
+    A row that is not held releases the rows of the same alert and channel still held by quiet
+    hours, so they go first (in id order) and the receiver sees the alert's changes in order.
+
     Args:
         session: the session of the alert change.
-        channels: channel names, e.g. ``["mqtt", "webhook"]``.
+        channels: channel names, e.g. ``["mqtt", "webhook"]``, or :class:`Delivery` items.
         alert_id, action: what changed.
         payload: :func:`notification_payload`.
-        now: creation time (tz-aware); the rows are due at once.
+        now: creation time (tz-aware); the rows are due at once (or at their ``not_before``).
     """
-    for channel in channels:
-        session.add(Row(channel=channel, alert_id=alert_id, action=action, payload=payload, created_at=now,
-                        attempts=0, next_attempt_at=now))
+    for item in channels:
+        d = item if isinstance(item, Delivery) else Delivery(item)
+        if d.not_before is None:
+            session.execute(update(Row).where(Row.channel == d.channel, Row.alert_id == alert_id,
+                                              Row.not_before.is_not(None), _pending())
+                            .values(not_before=None).execution_options(synchronize_session=False))
+        session.add(Row(channel=d.channel, alert_id=alert_id, action=action, payload=payload, created_at=now,
+                        attempts=0, next_attempt_at=now, not_before=d.not_before))
 
 
 def backoff(attempts: int, base_s: float = 5.0, cap_s: float = 600.0) -> timedelta:
@@ -193,24 +261,33 @@ class Outbox:
         channels: senders by channel name; rows of other channels are left alone.
         backoff_s, backoff_max_s: :func:`backoff` parameters (seconds).
         retention_days: delivered rows older than this are deleted by :meth:`purge`.
+        router: chooses the channels of each change (:attr:`routing`); default all of ``channels``.
     """
 
     def __init__(self, sessions: sessionmaker[Session], channels: Mapping[str, Channel], backoff_s: float = 5.0,
-                 backoff_max_s: float = 600.0, retention_days: float = 7.0) -> None:
+                 backoff_max_s: float = 600.0, retention_days: float = 7.0, router: Router | None = None) -> None:
         self.sessions = sessions
         self.channels = dict(channels)
+        self.router = router
         self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self.retention = timedelta(days=retention_days)
         self._down_since: dict[str, datetime] = {}
 
     @property
     def names(self) -> list[str]:
-        """Channel names, for :class:`analytics.alerts.AlertBook` to write rows for."""
+        """Channel names."""
         return list(self.channels)
+
+    @property
+    def routing(self) -> Router:
+        """What :class:`analytics.alerts.AlertBook` writes rows by: the router, or every channel."""
+        return self.router if self.router is not None else Broadcast(tuple(self.channels))
 
     def _claim(self, session: Session, channel: str, now: datetime) -> OutboxMessage | None:
         """Claim the channel's head if it is due (one UPDATE, so two dispatchers cannot both win)."""
-        head = (select(func.min(Row.id)).where(Row.channel == channel, _pending())).scalar_subquery()
+        head = (select(func.min(Row.id)).where(Row.channel == channel, _pending(),
+                                               or_(Row.not_before.is_(None), Row.not_before <= now))
+                ).scalar_subquery()
         got = session.execute(
             update(Row).where(Row.id == head, Row.next_attempt_at <= now, _pending())
             .values(next_attempt_at=now + CLAIM)
@@ -272,7 +349,11 @@ class Outbox:
 
     def _failed(self, name: str, msg: OutboxMessage, exc: Exception, now: datetime, report: DispatchReport) -> None:
         attempts = msg.attempts + 1
-        due = now + backoff(attempts, self.backoff_s, self.backoff_max_s)
+        wait = backoff(attempts, self.backoff_s, self.backoff_max_s)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if isinstance(retry_after, (int, float)) and retry_after > 0:
+            wait = max(wait, timedelta(seconds=retry_after))
+        due = now + wait
         with self.sessions.begin() as s:
             s.execute(update(Row).where(Row.id == msg.id)
                       .values(attempts=attempts, next_attempt_at=due, last_error=f"{exc}"[:ERROR_CHARS] or repr(exc))

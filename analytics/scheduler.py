@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Notifier
+from analytics.escalation import Escalation
 from analytics.jobs import JobReport, run_once
 from analytics.outbox import Outbox
 from core.errors import StoreError
@@ -44,12 +45,14 @@ class Scheduler:
         notifiers: alert-change notifiers (MQTT, webhook, ...).
         clock: the time each run is "as of" (tests pass a fake clock).
         outbox: notification outbox written by each run and dispatched every tick.
+        escalation: reminders of critical alerts nobody acknowledged, checked every run.
     """
 
     def __init__(self, sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
                  notifiers: list[Notifier] | None = None, clock: Callable[[], datetime] = utcnow,
-                 outbox: Outbox | None = None) -> None:
+                 outbox: Outbox | None = None, escalation: Escalation | None = None) -> None:
         self.sessions, self.influx, self.cfg = sessions, influx, cfg
+        self.escalation = escalation
         self.notifiers = notifiers or []
         self.outbox = outbox
         self._last_purge: float | None = None
@@ -80,7 +83,7 @@ class Scheduler:
         forecast = self._last_forecast is None or mono - self._last_forecast >= self.cfg.forecast_interval_s
         try:
             report = run_once(self.sessions, self.influx, self.cfg, self.notifiers, now=self.clock(),
-                              forecast=forecast, outbox=self.outbox)
+                              forecast=forecast, outbox=self.outbox, escalation=self.escalation)
         except Exception:
             self._outbox_upkeep(mono, dispatch=True)
             raise

@@ -68,6 +68,7 @@ def demo(
 
     import uvicorn
 
+    from analytics.escalation import Escalation
     from analytics.notify import build_notifiers, build_outbox
     from analytics.scheduler import Scheduler
     from api.auth import create_token, list_tokens, revoke_token
@@ -112,7 +113,8 @@ def demo(
         cleanup.callback(close_notifiers)
         outbox = build_outbox(settings, sessions)  # alert changes on MQTT lorong/alerts/#
         cleanup.callback(outbox.close)
-        scheduler = Scheduler(sessions, influx, settings.analytics, notifiers, outbox=outbox)
+        scheduler = Scheduler(sessions, influx, settings.analytics, notifiers, outbox=outbox,
+                              escalation=Escalation.from_settings(settings.notify))
         scheduler.start()
         cleanup.callback(scheduler.stop)
         pub = Publisher(settings.mqtt.host, settings.mqtt.port)

@@ -8,8 +8,9 @@ point at the embedded stack that ``lorong stack up`` runs under ``./var``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -235,6 +236,96 @@ class AnalyticsSettings(BaseModel):
         return self
 
 
+class TelegramChat(BaseModel):
+    """A Telegram chat linked to a crew, a kecamatan or the supervisors.
+
+    Attributes:
+        name: the crew's or area's name, ``[A-Za-z0-9_-]``, at most 40 characters; its outbox
+            channel is ``telegram:<name>`` and its members act as ``telegram:<name>/<user>``.
+        chat_id: Telegram's chat id (a group's is negative); the bot answers ``/chatid`` in a
+            chat with it.
+        kecamatan: alerts of these kecamatan only; empty: every kecamatan.
+        types: alert types only (``bin_full``, ``fire`` ...); empty: every type.
+        role: ``crew`` gets every change of its alerts; ``supervisor`` gets the reminders of
+            critical alerts nobody acknowledged (``NotifySettings.escalate_after_min``).
+        can_act: its "On it" / "Emptied" buttons acknowledge and clear its alerts; without it the
+            messages carry no buttons and a pressed button is refused.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    chat_id: int
+    kecamatan: list[str] = Field(default_factory=list)
+    types: list[str] = Field(default_factory=list)
+    role: Literal["crew", "supervisor"] = "crew"
+    can_act: bool = False
+
+    @property
+    def channel(self) -> str:
+        """The chat's outbox channel name."""
+        return f"telegram:{self.name}"
+
+    def covers(self, alert: Mapping[str, object]) -> bool:
+        """Whether an alert snapshot (``kecamatan``, ``type``) is this chat's."""
+        return ((not self.kecamatan or str(alert.get("kecamatan") or "") in self.kecamatan)
+                and (not self.types or str(alert.get("type") or "") in self.types))
+
+
+class NotifySettings(BaseModel):
+    """How alerts reach people besides MQTT and the webhook: Telegram chats, escalation of critical
+    alerts nobody acknowledged, quiet hours; and the alert publisher's broker account.
+
+    Attributes:
+        mqtt_username, mqtt_password: the alert publisher's broker account (``lorong devices
+            credentials export`` writes one to ``<var_dir>/mosquitto/alerts.env``, read when these
+            are unset); without either, the ingest account ``mqtt.username`` is used.
+        telegram_token: the bot's token from @BotFather; Telegram is off without it.
+        telegram_api_url: Bot API base URL (tests point it at a local server).
+        telegram_chats: linked chats (JSON list of :class:`TelegramChat`).
+        telegram_timeout_s: per-request timeout; ``getUpdates`` long polls for
+            ``telegram_poll_s`` on top of it.
+        telegram_attempts: tries per Bot API call (the first included) for 429 and 5xx answers.
+        telegram_max_wait_s: longest ``retry_after`` waited inside one call; a longer one (or the
+            last failed try) leaves the row to the outbox, due after at least ``retry_after``.
+        telegram_poll_s: ``getUpdates`` long-poll timeout (Telegram allows up to 50 s).
+        escalate_after_min: a critical alert nobody acknowledged this many minutes after it became
+            critical is sent again to the supervisor chats.
+        remind_every_min: then again every this many minutes until acknowledged or cleared.
+        quiet_hours: ``HH:MM-HH:MM`` local time in ``analytics.timezone`` (may span midnight) when
+            changes of non-critical alerts wait for the end before reaching the Telegram chats
+            (MQTT and the webhook are machines: never held); empty: no quiet hours. The default
+            ends at the first collection of the day (``analytics.collection_times``).
+    """
+
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_chats: list[TelegramChat] = Field(default_factory=list)
+    telegram_timeout_s: Positive = 10.0
+    telegram_attempts: int = Field(3, ge=1, le=10)
+    telegram_max_wait_s: float = Field(30.0, ge=0)
+    telegram_poll_s: int = Field(25, ge=0, le=50)
+    escalate_after_min: Positive = 15.0
+    remind_every_min: Positive = 30.0
+    quiet_hours: str = "22:00-06:00"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, text: str) -> str:
+        parts = text.split("-")
+        if text and (len(parts) != 2 or not all(_HHMM.match(p) for p in parts) or parts[0] == parts[1]):
+            raise ValueError(f"LORONG_NOTIFY__QUIET_HOURS must be HH:MM-HH:MM (24-hour, e.g. 22:00-06:00) "
+                             f"or empty, got {text!r}")
+        return text
+
+    @model_validator(mode="after")
+    def _chats(self) -> NotifySettings:
+        names = [c.name for c in self.telegram_chats]
+        if len(set(names)) != len(names):
+            raise ValueError(f"LORONG_NOTIFY__TELEGRAM_CHATS: chat names must be unique, got {names}")
+        return self
+
+
 class ApiSettings(BaseModel):
     """HTTP API bind address."""
 
@@ -259,6 +350,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
 
     @field_validator("database_url")

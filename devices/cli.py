@@ -300,29 +300,43 @@ def issue(device_id: str = typer.Argument(...)) -> None:
 def export_credentials(
     out: Path | None = typer.Option(None, help="directory (default: <var_dir>/mosquitto)"),
 ) -> None:
-    """Write Mosquitto's password file and ACL file for every live device credential and the ingester.
+    """Write Mosquitto's password file and ACL file for every live device credential and the services.
 
     The ingester's account is LORONG_MQTT__USERNAME / LORONG_MQTT__PASSWORD when both are set, else
-    the one kept in <out>/ingest.env (created with a fresh password on first export).
+    the one kept in <out>/ingest.env (created with a fresh password on first export). The alert
+    publisher's (writes lorong/alerts/#) is LORONG_NOTIFY__MQTT_USERNAME / _PASSWORD, else the one
+    in <out>/alerts.env; alert consumers read lorong/alerts/# with the account in <out>/alerts-reader.env.
     """
     settings = Settings()
     out_dir = out or settings.var_dir / "mosquitto"
-    if settings.mqtt.username and settings.mqtt.password:
-        user, pw, source = settings.mqtt.username, settings.mqtt.password.get_secret_value(), "environment"
-    else:
-        try:
+    n = settings.notify
+    try:
+        if settings.mqtt.username and settings.mqtt.password:
+            user, pw, source = settings.mqtt.username, settings.mqtt.password.get_secret_value(), "environment"
+        else:
             user, pw = creds.load_or_create_service_env(out_dir / "ingest.env")
-        except ConfigError as exc:
-            raise fail(str(exc)) from None
-        source = str(out_dir / "ingest.env")
+            source = str(out_dir / "ingest.env")
+        if n.mqtt_username and n.mqtt_password:
+            pub_user, pub_pw = n.mqtt_username, n.mqtt_password.get_secret_value()
+        else:
+            pub_user, pub_pw = creds.load_or_create_service_env(
+                out_dir / creds.ALERTS_ENV, creds.ALERTS_USER, "LORONG_NOTIFY__MQTT_USERNAME",
+                "LORONG_NOTIFY__MQTT_PASSWORD")
+        reader_user, reader_pw = creds.load_or_create_service_env(
+            out_dir / creds.ALERTS_READER_ENV, creds.ALERTS_READER, "MQTT_USERNAME", "MQTT_PASSWORD")
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     service = creds.service_account(user, pw, settings.mqtt.topics)
     sessions = open_sessions(settings)
     try:
         with sessions() as s:
-            passwd, acl, n = creds.export_files(s, out_dir, service)
+            passwd, acl, count = creds.export_files(s, out_dir, service, creds.alerts_account(pub_user, pub_pw),
+                                                    creds.alerts_reader_account(reader_user, reader_pw))
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    console.print(f"wrote {passwd} and {acl}: {n} device(s) and ingester account {user!r} (from {source})")
+    console.print(f"wrote {passwd} and {acl}: {count} device(s) and ingester account {user!r} (from {source})")
+    console.print(f"alert publisher {pub_user!r} writes {creds.ALERTS_FILTER}; alert consumers read it as "
+                  f"{reader_user!r} ({out_dir / creds.ALERTS_READER_ENV})")
     if source != "environment":
         console.print(f"start the ingester with its account: set -a; . {source}; set +a; lorong ingest run")
     console.print("running broker: `lorong stack reload` makes it read the new files")

@@ -110,7 +110,8 @@ def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwor
     print(f"mosquitto on 127.0.0.1:{mqtt_port}, influxd on 127.0.0.1:{influx_port}, data in {settings.var_dir}/")
     if auth:
         print("broker requires per-device credentials; the ingester logs in with LORONG_MQTT__USERNAME/PASSWORD "
-              f"(kept in {settings.var_dir}/mosquitto/ingest.env)")
+              f"(kept in {settings.var_dir}/mosquitto/ingest.env); the alert publisher with its own account "
+              f"(read from {settings.var_dir}/mosquitto/alerts.env)")
 
 
 @app.command("reload")

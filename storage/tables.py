@@ -230,7 +230,9 @@ class NotificationOutboxRow(Base):
     is never lost and a rolled-back one is never sent. ``channel`` is ``mqtt`` or ``webhook``;
     ``payload`` is the JSON text the channel sends. ``sent_at`` is set once the receiver
     acknowledged (MQTT PUBACK, HTTP 2xx); ``failed_at`` once it refused for good (HTTP 4xx other
-    than 408/429); until then ``next_attempt_at`` is when the next try is due.
+    than 408/429); until then ``next_attempt_at`` is when the next try is due. ``channel`` is
+    ``mqtt``, ``webhook`` or ``telegram:<chat name>``. ``not_before`` holds a row back (quiet
+    hours): until then the channel sends the rows behind it.
     """
 
     __tablename__ = "notification_outbox"
@@ -245,7 +247,7 @@ class NotificationOutboxRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    channel: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(64))
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(32))
     payload: Mapped[str] = mapped_column(Text)
@@ -255,3 +257,4 @@ class NotificationOutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
     failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(nullable=True)
