@@ -54,6 +54,9 @@ from firmware_sim.planner import BIN_L, SOLVER_CAP_S, Choice, Planner
 
 POLICIES = ("fixed", "fixed-vrp", "lorong")
 """The truck policies :func:`run_policy` knows (see the module docstring)."""
+TARGET_KM_SAVING = 0.30
+"""Lorong's plan should drive at least this share fewer km than the fixed round with no more overflow
+bin-hours (issue #12's target, below the 41 % measured in Groningen, arXiv 2409.13386)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,3 +250,20 @@ def compare(city: CityConfig, days: int, seed: int, warmup_days: int = 14,
     """
     sim = prepare(city, days, seed, warmup_days)
     return {p: run_policy(sim, p).figures for p in policies}
+
+
+def km_saving(figures: dict[str, PolicyFigures], policy: str = "lorong") -> float | None:
+    """Share of the fixed round's km that ``policy`` did not drive (0.36 = 36 % fewer), None without both."""
+    fixed, other = figures.get("fixed"), figures.get(policy)
+    if fixed is None or other is None or fixed.km <= 0:
+        return None
+    return 1.0 - other.km / fixed.km
+
+
+def target_met(figures: dict[str, PolicyFigures]) -> bool | None:
+    """Whether ``lorong`` met :data:`TARGET_KM_SAVING` with no more overflow bin-hours (at a true level of
+    1.0) than ``fixed``; None without both."""
+    saving = km_saving(figures)
+    if saving is None:
+        return None
+    return saving >= TARGET_KM_SAVING and figures["lorong"].overflow_bin_h <= figures["fixed"].overflow_bin_h
