@@ -214,7 +214,7 @@ def run_policy(sim: SimCity, policy: str) -> PolicyRun:
     return PolicyRun(measure(sim, policy, visits, km, days, dropped), visits, choices)
 
 
-def _hours_at(sim: SimCity, b: SimBin, visits: list[Stop], level: float) -> float:
+def hours_at(sim: SimCity, b: SimBin, visits: list[Stop], level: float) -> float:
     """Hours of ``[t_eval, t_end)`` the bin's true level stands at or above ``level``: fill_bin's overflow time
     over the whole run minus that of the warm-up."""
     th = Thresholds(overflow=level)
@@ -231,8 +231,8 @@ def measure(sim: SimCity, policy: str, visits: list[list[Stop]], km: float, roun
     over = crit = 0.0
     before: list[float] = []
     for b, vs in zip(sim.bins, visits, strict=True):
-        over += _hours_at(sim, b, vs, 1.0)
-        crit += _hours_at(sim, b, vs, sim.cfg.overflow_threshold)
+        over += hours_at(sim, b, vs, 1.0)
+        crit += hours_at(sim, b, vs, sim.cfg.overflow_threshold)
         before += [p["level_before"] for p in fill_bin(b, vs, [], sim.t0, sim.t_end, Thresholds()).pickups
                    if datetime.fromisoformat(p["at"]).timestamp() >= sim.t_eval]
     stops = sum(1 for vs in visits for v in vs if v.t >= sim.t_eval)
