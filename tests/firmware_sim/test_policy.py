@@ -61,7 +61,8 @@ def test_km_and_overflow_hours_of_three_bins_by_hand() -> None:
     # only what happens after the warm-up counts: from 3 h, bin 0 overflows 2 h and bin 1 was emptied before
     sim.t_eval = sim.t0 + 3 * H
     f = measure(sim, "hand", visits, km, 1)
-    assert (f.overflow_bin_h, f.critical_bin_h, f.pickups, f.stops) == (pytest.approx(2.0), pytest.approx(2.0), 1, 1)
+    assert f.overflow_bin_h == pytest.approx(2.0) and f.critical_bin_h == pytest.approx(2.0)
+    assert (f.pickups, f.stops) == (1, 1)
     assert f.mean_fill_at_emptying == pytest.approx(1.0)
 
 
@@ -130,7 +131,7 @@ def test_compare_is_deterministic_and_lorong_drives_less() -> None:
     assert one["fixed"].stops == 16 and one["lorong"].stops < 16
     assert one["lorong"].km < one["fixed-vrp"].km < one["fixed"].km
     saving = km_saving(one)
-    assert saving == pytest.approx(1 - one["lorong"].km / one["fixed"].km)
+    assert saving is not None and saving == pytest.approx(1 - one["lorong"].km / one["fixed"].km)
     assert target_met(one) == (saving >= 0.3 and one["lorong"].overflow_bin_h <= one["fixed"].overflow_bin_h)
     with pytest.raises(ValueError, match="unknown policy 'weekly'"):
         compare(city, days=1, seed=5, warmup_days=0, policies=["weekly"])
