@@ -8,12 +8,14 @@ import json
 import math
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from firmware_sim.city import load_city, packaged_city, parse_city
 from firmware_sim.city_bins import Stop, Thresholds, fill_bin
 from firmware_sim.cli import app
+from firmware_sim.planner import hourly_means
 from firmware_sim.policy import (
     PolicyRun,
     SimCity,
@@ -160,3 +162,14 @@ def test_round_days_follow_the_city_start() -> None:
     start = SMALL.start.astimezone(SMALL.tzinfo())
     assert [t for _, t in sim.rounds] == [(start + timedelta(days=d, hours=6)).timestamp() for d in (0, 1)]
     assert sim.t_eval == (start + timedelta(days=1)).timestamp()
+
+
+def test_hourly_means_are_influxql_buckets() -> None:
+    # GROUP BY time(1h) over start < time <= end: epoch-aligned buckets, the start itself left out
+    hour = 3_600_000
+    t = np.array([0, 10, 50, 60, 90, 180], dtype=np.int64) * 60_000 + 100 * hour
+    v = np.array([0.9, 0.1, 0.3, 0.5, 0.7, 0.2])
+    got = hourly_means(t, v, float(t[0]), float(t[4]))
+    assert got.t_ms.tolist() == [100 * hour, 101 * hour]
+    assert got.fields["fillingLevel"].tolist() == pytest.approx([0.2, 0.6])
+    assert hourly_means(t, v, 0.0, 1.0).t_ms.tolist() == []
