@@ -100,7 +100,7 @@ class Plan:
 
 
 def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capacity_l: int,
-          time_limit_s: float = 2.0) -> Plan:
+          time_limit_s: float = 2.0, local_optimum: bool = False) -> Plan:
     """Solve the capacitated VRP (see the module docstring).
 
     Args:
@@ -109,6 +109,10 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
         vehicles: number of trucks, >= 1.
         capacity_l: litres each truck carries, >= 1.
         time_limit_s: search time limit, seconds.
+        local_optimum: stop at the first local optimum (OR-Tools ``GREEDY_DESCENT``) instead of
+            running guided local search until the time limit: the same stops then always give the
+            same plan, whatever the machine's load (the simulated city's closed loop,
+            ``firmware_sim/policy.py``, needs that), at routes a few per cent longer.
 
     Returns:
         The plan; routes only for trucks that leave the depot, numbered from 0.
@@ -143,7 +147,8 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
         model.AddDisjunction([manager.NodeToIndex(node)], DROP_PENALTY_M)
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PATH_CHEAPEST_ARC
-    params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+    meta = routing_enums_pb2.LocalSearchMetaheuristic
+    params.local_search_metaheuristic = meta.GREEDY_DESCENT if local_optimum else meta.GUIDED_LOCAL_SEARCH
     params.time_limit.FromMilliseconds(max(1, int(time_limit_s * 1000)))
     solution = model.SolveWithParameters(params)
     if solution is None:

@@ -511,13 +511,29 @@ def _inside(spans: list[Span] | None, t: float) -> bool:
     return spans is not None and any(s <= t < e for s, e in spans)
 
 
+def sensor_mm(b: SimBin, level: float, rnd: random.Random) -> int:
+    """The distance, whole mm, an ultrasonic sensor reads over a true fill ``level`` (0..1): depth - level x
+    (depth - blind zone) + uniform +-10 mm (EM310-UDL accuracy +-1 cm, Milesight datasheet), clipped to
+    [blind zone - 20, depth + 30] mm. One draw from ``rnd``."""
+    dist = b.depth_mm - level * (b.depth_mm - b.blind_zone_mm) + rnd.uniform(-10, 10)
+    return max(1, round(min(max(dist, b.blind_zone_mm - 20), b.depth_mm + 30)))
+
+
+def registry_row(b: SimBin, installed: str) -> dict[str, Any]:
+    """The registry row of a bin (fields of ``devices.registry.DeviceIn``); ``installed`` ISO-8601 text."""
+    return {"id": b.device_id, "kind": "bin", "model": "EM310-UDL" if b.lorawan else "LRG-US1",
+            "codec": "milesight-em310-udl" if b.lorawan else None, "lat": b.lat, "lon": b.lon,
+            "kecamatan": b.kecamatan, "street": f"{SITES[b.site].label} {b.kecamatan} {b.index}",
+            "depth_mm": b.depth_mm, "blind_zone_mm": b.blind_zone_mm, "capacity_l": 660.0,
+            "waste_kind": "campuran", "report_interval_s": STEP_S, "installed_at": installed}
+
+
 def emit_bin(b: SimBin, city: CityConfig, read_t: list[float], levels: list[float], plan: FaultPlan, seed: int,
              th: Thresholds, res: BinsResult) -> list[Span]:
     """Turn one bin's true levels into uplinks (appended to ``res.messages``) with its faults, and add the
     truth known only from what was sent (stuck, low_battery, payload_rejects, look-alikes).
 
-    Sensor: distance = depth - level x (depth - blind zone) + uniform +-10 mm (EM310-UDL accuracy
-    +-1 cm, Milesight datasheet), clipped to [blind zone - 20, depth + 30] mm. Battery in whole %.
+    Sensor distance: :func:`sensor_mm`. Battery in whole %.
     Temperatures above 125 degC read 125 (the sensor's range, ``core.metrics``).
 
     Returns:
@@ -552,8 +568,7 @@ def emit_bin(b: SimBin, city: CityConfig, read_t: list[float], levels: list[floa
     low_seen = False
     distances: list[int] = []
     for k, (t, level) in enumerate(zip(read_t, levels, strict=True)):
-        dist = b.depth_mm - level * (b.depth_mm - b.blind_zone_mm) + rnd.uniform(-10, 10)
-        dist_mm = max(1, round(min(max(dist, b.blind_zone_mm - 20), b.depth_mm + 30)))
+        dist_mm = sensor_mm(b, level, rnd)
         distances.append(dist_mm)
         if k in stuck:
             dist_mm = distances[stuck[k]]
@@ -633,12 +648,7 @@ def simulate_bins(city: CityConfig, seed: int, days: int, th: Thresholds) -> Bin
     res = BinsResult([], [], [], [], [], [], {})
     overflow_s, at_pickup = 0.0, []
     for b in bins:
-        res.devices.append({
-            "id": b.device_id, "kind": "bin", "model": "EM310-UDL" if b.lorawan else "LRG-US1",
-            "codec": "milesight-em310-udl" if b.lorawan else None, "lat": b.lat, "lon": b.lon,
-            "kecamatan": b.kecamatan, "street": f"{SITES[b.site].label} {b.kecamatan} {b.index}",
-            "depth_mm": b.depth_mm, "blind_zone_mm": b.blind_zone_mm, "capacity_l": 660.0,
-            "waste_kind": "campuran", "report_interval_s": STEP_S, "installed_at": installed})
+        res.devices.append(registry_row(b, installed))
         read_t = [t0 + b.phase_s + n * STEP_S for n in range(math.ceil((t_end - t0 - b.phase_s) / STEP_S))]
         fill = fill_bin(b, plan.stops[b.index], read_t, t0, t_end, th)
         overflow_s += fill.overflow_s

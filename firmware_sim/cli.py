@@ -1,10 +1,15 @@
-"""``lorong sim``: play a Makassar fleet over MQTT; write a scenario (`scenario`) and load it (`load`)."""
+"""``lorong sim``: play a Makassar fleet over MQTT; write a scenario (`scenario`) and load it (`load`);
+compare truck policies in the simulated city (`policies`)."""
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,6 +17,11 @@ from core.model import utcnow
 from core.settings import Settings
 from firmware_sim.fleet import Fleet
 from firmware_sim.publisher import Publisher
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from firmware_sim.policy import PolicyFigures
 
 app = typer.Typer(help="Simulated devices: a fleet over MQTT.", invoke_without_command=True)
 
@@ -165,3 +175,59 @@ def load(folder: Path = typer.Argument(..., help="a folder written by `lorong si
     print(f"points     {report.points} written")
     print(f"duplicates {report.duplicates} dropped")
     print("rejects    " + (", ".join(f"{k} {n}" for k, n in report.rejects.items()) or "none"))
+
+
+def policies_table(figures: dict[str, PolicyFigures], title: str) -> Table:
+    """A rich table of :func:`firmware_sim.policy.compare`'s figures, one row per policy, km also relative to
+    the fixed round."""
+    from rich.table import Table
+
+    fixed = figures.get("fixed")
+    t = Table(title=title)
+    for col in ("policy", "km", "vs fixed", "pickups", "visits", "mean fill at emptying", "overflow bin-h (100 %)",
+                "bin-h >= 95 %", "left out"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for f in figures.values():
+        rel = f"{f.km / fixed.km - 1:+.0%}" if fixed is not None and fixed.km > 0 and f is not fixed else "-"
+        t.add_row(f.policy, f"{f.km:.1f}", rel, str(f.pickups), str(f.stops), f"{f.mean_fill_at_emptying:.2f}",
+                  f"{f.overflow_bin_h:.1f}", f"{f.critical_bin_h:.1f}", str(f.dropped))
+    return t
+
+
+@app.command("policies")
+def policies(
+    city: str = typer.Option("makassar", "--city", help="a packaged city (makassar, small, ...) or a city file"),
+    days: int = typer.Option(7, "--days", min=1, max=59, help="days measured, after the warm-up"),
+    seed: int | None = typer.Option(None, "--seed", help="random seed (default: the city's)"),
+    warmup: int = typer.Option(14, "--warmup", min=0, max=59,
+                               help="days of fixed rounds first, under every policy (Lorong learns from them)"),
+    policy: list[str] = typer.Option(["fixed", "fixed-vrp", "lorong"], "--policy",
+                                     help="fixed, fixed-vrp or lorong; repeat for several"),
+    as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+) -> None:
+    """Drive the simulated city's trucks on the fixed round and on Lorong's plan; print km, overflow and fill
+    at emptying per policy (firmware_sim/policy.py)."""
+    from rich.console import Console
+
+    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.policy import TARGET_KM_SAVING, compare, km_saving, target_met
+
+    try:
+        path = Path(city) if city.endswith((".yaml", ".yml", ".json")) else packaged_city(city)
+        cfg = load_city(path)
+        figures = compare(cfg, days, cfg.seed if seed is None else seed, warmup, policy)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    used = cfg.seed if seed is None else seed
+    if as_json:
+        print(json.dumps({"city": cfg.name, "seed": used, "days": days, "warmup_days": warmup,
+                          "policies": {k: asdict(v) for k, v in figures.items()}}, indent=2))
+        return
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    console.print(policies_table(figures, f"{cfg.name}, seed {used}: {days} days after {warmup} days of fixed "
+                                          "rounds"))
+    saving, met = km_saving(figures), target_met(figures)
+    if saving is not None:
+        console.print(f"lorong drove {saving:.0%} fewer km than the fixed round (target {TARGET_KM_SAVING:.0%} "
+                      f"with no more overflow bin-hours): {'met' if met else 'not met'}", highlight=False)

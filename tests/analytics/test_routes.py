@@ -62,6 +62,17 @@ def test_cvrp_one_big_truck_and_too_little_room() -> None:
         solve((0.0, 0.0), EAST, 0, 100)
 
 
+def test_cvrp_local_optimum_is_the_known_optimum_and_repeats() -> None:
+    # stopping at the first local optimum still finds the hand-checked plan above, and the same
+    # stops give the same routes every time (the simulated city's closed loop relies on it)
+    plans = [solve((0.0, 0.0), [*WEST, *EAST], vehicles=2, capacity_l=300, time_limit_s=60, local_optimum=True)
+             for _ in range(3)]
+    routes = [[[s.device_id for s in r.stops] for r in p.routes] for p in plans]
+    assert routes[0] == routes[1] == routes[2]
+    assert sorted(sorted(r) for r in routes[0]) == [["E1", "E2", "E3"], ["W1", "W2"]]
+    assert plans[0].distance_km == pytest.approx(11.1195, abs=1e-4)
+
+
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 WITA; next round Tuesday 06:00 WITA
 
 
