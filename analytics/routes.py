@@ -11,7 +11,10 @@ trucks are full, and the plan says which. A bin larger than one truck can never 
 :func:`save` never replaces a day's saved plan with an empty one.
 
 Which bins: those at or above their full threshold now, and those whose forecast
-(``device_latest.derived.full_at``) falls before the next planned collection round.
+(``device_latest.derived.full_at``) falls before the next planned collection round could reach
+them: its start, or, once the city's pickups show when the round usually reaches its last bin
+(:func:`analytics.fillprofile.round_end`), that time on the round's day (a bin left out today
+waits for tomorrow's truck, which may come hours after the round starts).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from analytics import pickups
+from analytics.fillprofile import round_end
 from analytics.forecast import next_collection
 from core.model import DeviceKind
 from core.settings import AnalyticsSettings
@@ -172,12 +177,26 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
     return Plan(routes, dropped)
 
 
+def collect_by(session: Session, cfg: AnalyticsSettings, now: datetime) -> datetime:
+    """When the next round could reach a bin left out now (tz-aware): the next round's start
+    (:func:`analytics.forecast.next_collection`), or the time the round usually reaches its last
+    bin (:func:`analytics.fillprofile.round_end` of the pickups in the registry) on that day."""
+    due = next_collection(now, cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
+    last = round_end((h.at for h in pickups.history(session, now).values()), cfg.timezone)
+    if last is None:
+        return due
+    zone = ZoneInfo(cfg.timezone)
+    local = due.astimezone(zone)
+    return datetime.combine(local.date(), last, tzinfo=zone) if last > local.time() else due
+
+
 def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l: float = DEFAULT_BIN_L) -> list[Stop]:
-    """Bins to collect: full now, or forecast full before the next round (see the module docstring).
+    """Bins to collect: full now, or forecast full before the next round reaches them
+    (:func:`collect_by`; see the module docstring).
 
     Bins without a position are skipped (they cannot be routed).
     """
-    due = next_collection(now, cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
+    due = collect_by(session, cfg, now)
     q = (select(DeviceRow, DeviceLatestRow).join(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
          .where(DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active")
          .order_by(DeviceRow.id))

@@ -59,7 +59,8 @@ HOUR_MS = 3_600_000
 class Choice:
     """A bin Lorong chose for a round: ``reported`` level and ``full_at`` as Lorong saw them, the true level
     then, and when the bin would truly have crossed the full threshold had nobody come (epoch s, None beyond
-    48 h); ``next_round`` the round after this one (epoch s)."""
+    48 h); ``next_round`` the round after this one and ``due`` when it could reach a bin left out
+    (:func:`analytics.routes.collect_by`; epoch s)."""
 
     device_id: str
     at: float
@@ -68,6 +69,7 @@ class Choice:
     true_level: float
     true_cross: float | None
     next_round: float
+    due: float
 
 
 class Sensor:
@@ -220,6 +222,7 @@ class Planner:
             self.session.add(row)
         self.session.flush()
         stops = routes.select_stops(self.session, cfg, at, BIN_L)
+        due = routes.collect_by(self.session, cfg, at).timestamp()
         plan = routes.solve(sim.depot, stops, sim.city.rounds.trucks, sim.capacity_l, SOLVER_CAP_S, local_optimum=True)
         choices = []
         for s in stops:
@@ -227,7 +230,7 @@ class Planner:
             fc = fcs.get(s.device_id)
             choices.append(Choice(s.device_id, now, s.level, None if fc is None or fc.full_at is None
                                   else fc.full_at.isoformat(), truth[i],
-                                  _cross(sim.bins[i], truth[i], now, cfg.full_threshold), next_round))
+                                  _cross(sim.bins[i], truth[i], now, cfg.full_threshold), next_round, due))
         return plan, choices
 
 

@@ -12,9 +12,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from analytics.cli import app
-from analytics.routes import EARTH_RADIUS_M, Stop, TruckTooSmall, haversine_m, solve
+from analytics.routes import EARTH_RADIUS_M, Stop, TruckTooSmall, haversine_m, select_stops, solve
+from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage.tables import DeviceLatestRow, RoutePlanRow
+from storage.tables import CollectionRow, DeviceLatestRow, RoutePlanRow
 
 DEG_M = EARTH_RADIUS_M * math.pi / 180  # one degree of longitude on the equator, 111,195 m
 
@@ -171,3 +172,25 @@ def test_route_cli_bad_now_is_one_line(bad: str, db_url: str, monkeypatch: pytes
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: --now ")
     assert "Traceback" not in result.output
+
+
+def test_soon_full_means_before_the_round_reaches_it_not_before_it_starts(sessions: Any) -> None:
+    """A bin full an hour after tomorrow's round starts was left out: its truck comes hours later,
+    and it overflowed until then (the closed-loop truck policy measured it)."""
+    cfg = AnalyticsSettings()  # rounds at 06:00 WITA every day
+    at = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)  # Tuesday 06:00 WITA, planning today's round
+    with sessions.begin() as s:
+        for dev, lvl, hours in (("LATE", 0.5, 25.0), ("LATER", 0.4, 30.0)):
+            add_device(s, DeviceIn(id=dev, kind="bin", lat=0.0, lon=0.01, capacity_l=240, depth_mm=1000))
+            s.add(DeviceLatestRow(device_id=dev, ts=at, metrics={"fillingLevel": [lvl, 0]},
+                                  derived={"full_at": (at + timedelta(hours=hours)).isoformat()}))
+    # LATE is full at 07:00 tomorrow, an hour after the round starts: without pickups known it
+    # waits for tomorrow's round (06:00)
+    assert [st.device_id for st in select_stops(sessions(), cfg, at)] == []
+    # the round usually reaches its last bin at 10:40 WITA: LATE would overflow before then, LATER
+    # (full at 12:00) would not
+    with sessions.begin() as s:
+        for d in (1, 2):
+            s.add(CollectionRow(device_id="LATER", at=datetime(2026, 3, d, 2, 40, tzinfo=UTC), level_before=0.8,
+                                level_after=0.0))
+    assert [st.device_id for st in select_stops(sessions(), cfg, at)] == ["LATE"]

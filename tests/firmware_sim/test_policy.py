@@ -97,8 +97,10 @@ def test_lorong_collects_what_production_would_and_nothing_far_from_full(lorong_
     assert run.choices and len(run.choices) < 2 * len(sim.bins)  # some bins, not every bin every day
     for c in run.choices:
         # select_stops' rule, on what the sensors said: full now, or forecast full before the next round
+        # reaches it (its start, or when it usually reaches its last bin, hours later)
+        assert c.next_round <= c.due <= c.next_round + 12 * H
         due = c.reported is not None and c.reported >= cfg.full_threshold
-        soon = c.full_at is not None and datetime.fromisoformat(c.full_at).timestamp() <= c.next_round
+        soon = c.full_at is not None and datetime.fromisoformat(c.full_at).timestamp() <= c.due
         assert due or soon, c
         # the truth: a bin collected was half full at least, or would have been full within 12 h of the
         # next round's start (standing full most of a day before the round after could empty it)
