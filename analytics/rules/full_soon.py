@@ -19,9 +19,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from analytics.rules.base import Context, Verdict, iso
+from core import alerts
 from core.model import DeviceKind
 
-TYPE = "bin_full_soon"
+SPEC = alerts.BIN_FULL_SOON
+TYPE = SPEC.name
+(WARNING,) = SPEC.severities
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
@@ -50,7 +53,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
         if fc is None or fc.full_at is None or due is None:
             continue
         if fc.full_at <= due and fc.full_at - ctx.now <= horizon:
-            out.append(Verdict(dev.device_id, TYPE, "warning",
+            out.append(Verdict(dev.device_id, TYPE, WARNING,
                                {"full_at": iso(fc.full_at), "expected_pickup": iso(due),
                                 "overflow_h": round((due - fc.full_at).total_seconds() / 3600.0, 2),
                                 "fill_rate_per_h": round(fc.rate_per_h, 5), "method": fc.method,
