@@ -9,17 +9,19 @@ both are stored or neither; two repeats racing each other collide on the unique 
 and the loser answers with the winner's stored response.
 
 A key reused for another method or path is a 422 (the draft's "reuse of key for a different
-request"). Errors (4xx) are not stored: a repeat of a refused request is judged again.
+request"). Errors (4xx) are not stored: a repeat of a refused request is judged again. Keys are
+kept :data:`KEEP` (a token's older keys are dropped when it stores a new one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +29,10 @@ from api.auth import Principal
 from api.errors import InvalidRequest
 from core.model import utcnow
 from storage.tables import IdempotencyKeyRow
+
+KEEP = timedelta(days=7)
+"""How long a key is remembered: far longer than a phone stays offline with a day's route
+(``POST /bins/{id}/emptied`` refuses actions older than 24 h)."""
 
 KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,64}$"
 """What a key may look like: 8-64 URL-safe characters (a UUID fits)."""
@@ -73,9 +79,12 @@ def once(session: Session, who: Principal, key: str | None, request: Request,
             return _replay(row, request), True
     body = apply()
     if key is not None:
+        now = utcnow()
+        session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.token_id == who.token_id,
+                                                        IdempotencyKeyRow.created_at < now - KEEP))
         session.add(IdempotencyKeyRow(token_id=who.token_id, key=key, method=request.method,
                                       path=request.url.path[:256], status=status, response=body,
-                                      created_at=utcnow()))
+                                      created_at=now))
     try:
         session.commit()
     except IntegrityError:

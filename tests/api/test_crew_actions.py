@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.idempotency import KEEP
 from api.routes.collection import STOP_MIN, TRUCK_KMH, today_wita
 from core.alerts import ALERT_TYPES
 from core.geo import haversine_m
@@ -155,3 +156,14 @@ def test_todays_route_view(client: httpx.Client, sessions: sessionmaker[Session]
     [route] = client.get("/routes", headers=auth("crew")).json()
     assert route["stops"][0]["emptiedAt"] is not None and route["stops"][0]["eta"] is None
     assert route["stops"][2]["eta"] is not None
+
+
+def test_old_idempotency_keys_are_dropped(client: httpx.Client, sessions: sessionmaker[Session], auth: Auth) -> None:
+    _city(sessions)
+    client.post("/bins/MKS-BIN-0002/emptied", headers={**auth("crew"), "Idempotency-Key": "old-key-0001"})
+    with sessions.begin() as s:
+        row = s.scalars(select(IdempotencyKeyRow)).one()
+        row.created_at = utcnow() - KEEP - timedelta(minutes=1)
+    client.post("/bins/MKS-BIN-0004/emptied", headers={**auth("crew"), "Idempotency-Key": "new-key-0002"})
+    with sessions() as s:
+        assert s.scalars(select(IdempotencyKeyRow.key)).all() == ["new-key-0002"]
