@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.model import utcnow
-from storage.tables import AlertRow
+from storage.tables import AlertHistoryRow, AlertRow
 from tests.api.conftest import Served
 from tests.api.seed import fleet
 from tests.conftest import ARTIFACTS
@@ -111,11 +111,15 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     page.locator("#ask input[value=r_false]").check()
     page.fill("#ask-note", "bag on the sensor")
     page.click("#ask-ok")
-    expect(cards).to_have_count(1)
+    expect(cards).to_have_count(1)  # at once, on the phone
     expect(page.locator("#n-alerts")).to_have_text("1")
+    expect(page.locator("#toast")).to_have_text("Alert cleared")  # and on the server
     with sessions() as s:
         row = s.query(AlertRow).filter_by(device_id="MKS-BIN-0003").one()
         assert row.status == "cleared" and row.cleared_by == "crew:CREW"
+    with sessions() as s:
+        [h] = s.query(AlertHistoryRow).filter_by(alert_id=row.id, action="cleared").all()
+        assert h.details == {"reason": "False alarm: bag on the sensor"}
 
     first.locator("button.history").click()
     expect(first.locator(".hist li")).to_have_count(2)
