@@ -65,7 +65,7 @@ const store = {
 const state = {
   lang: localStorage.getItem("lorong.lang") || "id", token: localStorage.getItem("lorong.token") || "",
   data: store.get("data", null), queue: store.get("queue", []), online: true, flushing: false,
-  tab: localStorage.getItem("lorong.tab") || "", hist: {}, map: null, layer: null, timer: null,
+  tab: localStorage.getItem("lorong.tab") || "", kec: localStorage.getItem("lorong.kec") || "", hist: {}, map: null, layer: null, timer: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -240,7 +240,7 @@ async function showHistory(id, button) { // kept open across re-renders (state.h
 
 function renderAlerts() {
   const bins = binsById();
-  const kec = $("kec").value;
+  const kec = state.kec;
   const all = ((state.data && state.data.alerts) || []).filter((a) => mayAct(a.type));
   const key = (a) => [alertFill(a, bins) ?? -1, -(SEVERITY_RANK[a.severity] ?? 9)];
   const byKey = (x, y) => { const kx = key(x), ky = key(y); return ky[0] - kx[0] || ky[1] - kx[1] || x.id - y.id; };
@@ -525,8 +525,8 @@ document.addEventListener("DOMContentLoaded", () => {
     applyLanguage();
   });
   $("logout").addEventListener("click", () => {
-    for (const k of ["token", "data", "queue", "tab", "vehicle"]) localStorage.removeItem("lorong." + k);
-    Object.assign(state, { token: "", data: null, queue: [], tab: "" });
+    for (const k of ["token", "data", "queue", "tab", "vehicle", "kec"]) localStorage.removeItem("lorong." + k);
+    Object.assign(state, { token: "", data: null, queue: [], tab: "", kec: "" });
     showLogin("");
   });
   $("login").addEventListener("submit", async (ev) => {
@@ -542,7 +542,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   $("refresh").addEventListener("click", () => (state.queue.length ? flush() : load()));
-  $("kec").addEventListener("change", render);
+  $("kec").addEventListener("change", () => { state.kec = $("kec").value; localStorage.setItem("lorong.kec", state.kec); render(); });
   $("vehicle").addEventListener("change", () => { localStorage.setItem("lorong.vehicle", $("vehicle").value); render(); });
   for (const tab of ["route", "alerts", "map"]) $("tab-" + tab).addEventListener("click", () => selectTab(tab));
   $("ask-cancel").addEventListener("click", () => $("ask").close());

@@ -15,7 +15,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.model import utcnow
@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 BUDGET_BYTES = 30_000
 """The alerts view before the map: page, script, style and API answers, as transferred."""
+STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: "
+              "https://tile.openstreetmap.org; connect-src 'self'; manifest-src 'self'; worker-src 'self'")
 
 
 def _wita_hm(ts: datetime, sep: str) -> re.Pattern[str]:
@@ -50,6 +52,15 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     page.on("requestfinished", lambda r: transferred.append(r.sizes()["responseBodySize"]
                                                             + r.sizes()["responseHeadersSize"]))
 
+    # the page under a strict Content-Security-Policy: no inline script or style of ours may be refused
+    csp: list[str] = []
+    page.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
+
+    def strict(route: Route) -> None:
+        resp = route.fetch()
+        route.fulfill(response=resp, headers={**resp.headers, "content-security-policy": STRICT_CSP})
+
+    page.route(served.url + "/", strict)
     page.goto(served.url + "/")
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login h1")).to_have_text("Masukkan token API")
@@ -125,6 +136,7 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     expect(first.locator(".hist li")).to_have_count(2)
     expect(first.locator(".hist li").nth(1)).to_contain_text("taken · crew:CREW")
 
+    page.select_option("#kec", "Wajo")  # a crew's own kecamatan, remembered on the phone
     page.click("#tab-map")
     markers = page.locator("path.bin-marker")
     expect(markers).to_have_count(4)  # MKS-BIN-0005 has no coordinates
@@ -136,8 +148,10 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     expect(markers).to_have_count(4)
     expect(page.locator("#login")).to_be_hidden()
     expect(page.locator("#tab-alerts")).to_have_text("Alerts")
+    expect(page.locator("#kec")).to_have_value("Wajo")
     assert errors == []
     assert missing == []
+    assert csp == []
     # an inline icon: a phone browser would otherwise fetch /favicon.ico (404) on every visit
     assert page.locator("link[rel=icon]").get_attribute("href") == "data:,"
 
