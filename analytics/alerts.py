@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.outbox import Router, as_router, enqueue, notification_payload
+from core.alerts import SEVERITIES
 from core.errors import LorongError
 from core.model import utcnow
 from storage.tables import AlertHistoryRow, AlertRow
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 """Actor of the job's own changes; a clear by any other actor is a person's (see the module docstring)."""
 
-SEVERITIES = ("critical", "major", "minor", "warning")
-"""Severities, most severe first (ThingsBoard alarm severities)."""
 
 
 class AlertNotFound(LorongError):
@@ -209,8 +208,11 @@ class AlertBook:
                         notification_payload(change.notification_id, change.action, change.alert), now)
 
     def raise_(self, device_id: str, type_: str, severity: str, at: datetime, details: dict[str, Any],
-               kecamatan: str = "") -> tuple[AlertRow, str]:
+               kecamatan: str = "", actor: str = SYSTEM) -> tuple[AlertRow, str]:
         """Open an alert, or extend the active one of the same device and type.
+
+        ``actor`` is who raised it: ``system`` (the job) or a person's ``role:name`` (a crew's
+        "can't empty" report), recorded with the opening and any change of severity.
 
         Returns:
             the alert and what happened: ``opened``, ``escalated`` (more severe),
@@ -229,7 +231,7 @@ class AlertBook:
                            status="active", acknowledged=False, started_at=at, updated_at=at, count=1,
                            details=details)
             self.session.add(row)
-            self._record(row, "opened", at, details=details)
+            self._record(row, "opened", at, actor, details=details)
             if self._active is not None:
                 self._active[(device_id, type_)] = row
             return row, "opened"
@@ -239,7 +241,7 @@ class AlertBook:
         if row.severity != severity:
             old, row.severity = row.severity, severity
             action = "escalated" if SEVERITIES.index(severity) < SEVERITIES.index(old) else "deescalated"
-            self._record(row, action, at, details={"from": old, "to": severity})
+            self._record(row, action, at, actor, details={"from": old, "to": severity})
             return row, action
         return row, "extended"
 

@@ -46,7 +46,7 @@ from analytics.rules import RULES
 from analytics.rules.base import Context, Device, Verdict, iso
 from analytics.rules.rejects import device_from_topic
 from analytics.state_points import state_lines
-from core import schema
+from core import alerts, schema
 from core.errors import StoreError
 from core.model import DeviceKind, utcnow
 from core.settings import AnalyticsSettings
@@ -136,7 +136,7 @@ def reject_counts(session: Session, now: datetime, window_s: float,
     return {d: dict(r) for d, r in out.items()}, newest
 
 
-ONCE_PER_CYCLE = ("bin_full_soon",)
+ONCE_PER_CYCLE = (alerts.BIN_FULL_SOON.name,)
 """Alert types whose rules need to know when they last opened (one warning per fill cycle)."""
 
 

@@ -34,25 +34,18 @@ from sqlalchemy.orm import Session
 from analytics import pickups
 from analytics.fillprofile import round_end
 from analytics.forecast import next_collection
+from core.geo import EARTH_RADIUS_M, haversine_m
 from core.model import DeviceKind
 from core.settings import AnalyticsSettings
 from storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
 
-EARTH_RADIUS_M = 6_371_008.8
-"""Mean Earth radius (IUGG), metres."""
+__all__ = ["EARTH_RADIUS_M", "Plan", "Route", "Stop", "TruckTooSmall", "haversine_m", "plan_day", "save",
+           "saved_routes", "select_stops", "solve"]
 DEFAULT_BIN_L = 660.0
 """Volume assumed for a bin registered without ``capacity_l``: the EN 840 four-wheel 660 L
 street container."""
 DROP_PENALTY_M = 10_000_000
 """Cost of leaving a bin out (10,000 km): larger than any city route."""
-
-
-def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance in metres between two ``(lat, lon)`` points in degrees (haversine
-    formula, spherical Earth of :data:`EARTH_RADIUS_M`)."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,16 +21,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
 from api.schemas import AlertOut
 from api.snapshot import Snapshot
-from storage.tables import AlertRow
+from storage.tables import AlertRow, DeviceRow
 
-ALERT_COLUMNS = tuple(AlertRow.__table__.c[name] for name in AlertOut.model_fields)
-"""The ``alerts`` columns of :class:`AlertOut`, in its field order (pages are served as dicts)."""
+LOCATION_FIELDS = ("kelurahan", "street", "landmark", "lat", "lon")
+"""Where the alert's device is, from the registry (empty or null for the city's pseudo-device)."""
+
+
+def _column(name: str) -> ColumnElement[Any]:
+    if name not in LOCATION_FIELDS:
+        return AlertRow.__table__.c[name]
+    col = DeviceRow.__table__.c[name]
+    return (col if name in ("lat", "lon") else func.coalesce(col, "")).label(name)
+
+
+ALERT_COLUMNS = tuple(_column(name) for name in AlertOut.model_fields)
+"""The columns of :class:`AlertOut` in its field order: the ``alerts`` row and its device's location
+(pages are served as dicts)."""
+
+
+def location(session: Session, device_id: str) -> dict[str, Any]:
+    """The :data:`LOCATION_FIELDS` of a device (empty for an unknown one, such as ``city``)."""
+    row = session.get(DeviceRow, device_id)
+    return {name: getattr(row, name) if row is not None else (None if name in ("lat", "lon") else "")
+            for name in LOCATION_FIELDS}
 
 Key = tuple[datetime, int]
 
@@ -75,7 +94,8 @@ def decode_cursor(cursor: str) -> Key:
 
 
 def _query(f: AlertFilter, after: Key | None) -> Select[Any]:
-    q = select(*ALERT_COLUMNS).order_by(AlertRow.started_at.desc(), AlertRow.id.desc())
+    q = (select(*ALERT_COLUMNS).outerjoin(DeviceRow, DeviceRow.id == AlertRow.device_id)
+         .order_by(AlertRow.started_at.desc(), AlertRow.id.desc()))
     for column, value in ((AlertRow.status, f.status), (AlertRow.type, f.type), (AlertRow.severity, f.severity),
                           (AlertRow.kecamatan, f.kecamatan), (AlertRow.acknowledged, f.acknowledged),
                           (AlertRow.device_id, f.device_id)):

@@ -1,13 +1,17 @@
 """API tokens and the roles that decide what a token may do.
 
-==========  =====================================================
+==========  ==========================================================================
 role        may
-==========  =====================================================
-crew        read everything; acknowledge and clear alerts
-officer     read everything
-technician  read everything; create, change and retire devices
+==========  ==========================================================================
+crew        read everything; act on bin alerts; report a bin emptied or not emptiable
+officer     read everything; act on air-quality alerts
+technician  read everything; act on device-health alerts; create, change, retire devices
+supervisor  read everything; act on the crew's alerts and on bins the crew could not empty
 admin       all of the above, and manage API tokens
-==========  =====================================================
+==========  ==========================================================================
+
+"Act on" an alert is acknowledging and clearing it; which role acts on which alert type is the
+catalogue's (:func:`core.alerts.may_act`), checked per alert by :meth:`Principal.require_act`.
 
 A token is ``lrg_`` followed by the URL-safe base64 of 32 random bytes from :mod:`secrets`
 (256 bits, 43 characters). Only its SHA-256 hex digest is stored (``api_tokens.token_hash``);
@@ -30,10 +34,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.alerts import may_act
 from core.errors import LorongError
 from core.model import utcnow
 from storage.tables import ApiTokenRow
@@ -52,6 +58,7 @@ class Role(StrEnum):
     CREW = "crew"
     OFFICER = "officer"
     TECHNICIAN = "technician"
+    SUPERVISOR = "supervisor"
     ADMIN = "admin"
 
 
@@ -60,17 +67,21 @@ class Permission(StrEnum):
 
     READ = "read"
     ALERTS = "alerts"
+    COLLECT = "collect"
     DEVICES = "devices"
     TOKENS = "tokens"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.CREW: frozenset({Permission.READ, Permission.ALERTS}),
-    Role.OFFICER: frozenset({Permission.READ}),
-    Role.TECHNICIAN: frozenset({Permission.READ, Permission.DEVICES}),
+    Role.CREW: frozenset({Permission.READ, Permission.ALERTS, Permission.COLLECT}),
+    Role.OFFICER: frozenset({Permission.READ, Permission.ALERTS}),
+    Role.TECHNICIAN: frozenset({Permission.READ, Permission.ALERTS, Permission.DEVICES}),
+    Role.SUPERVISOR: frozenset({Permission.READ, Permission.ALERTS, Permission.COLLECT}),
     Role.ADMIN: frozenset(Permission),
 }
-"""Permissions of every role (the table in the module docstring)."""
+"""Permissions of every role (the table in the module docstring). ``ALERTS`` lets a role act on the
+alert types the catalogue gives it (:meth:`Principal.require_act`); ``COLLECT`` report a bin emptied
+or not emptiable."""
 
 
 class AuthError(LorongError):
@@ -113,6 +124,15 @@ class Principal:
             allowed = ", ".join(r.value for r in Role if permission in GRANTS[r])
             article = "an" if self.role.value[0] in "aeiou" else "a"
             raise Forbidden(f"{article} {self.role.value} token cannot do this; it needs a token with role {allowed}")
+
+    def require_act(self, alert_type: str) -> None:
+        """Raise :class:`Forbidden` unless this role may acknowledge and clear alerts of ``alert_type``
+        (:func:`core.alerts.may_act`: the catalogue's role, a supervisor for the crew, an admin)."""
+        if not may_act(self.role.value, alert_type):
+            allowed = ", ".join(r.value for r in Role if may_act(r.value, alert_type))
+            article = "an" if self.role.value[0] in "aeiou" else "a"
+            raise Forbidden(f"{article} {self.role.value} token cannot do this; it needs a token with role {allowed} "
+                            f"({alert_type} alerts are acted on by {allowed})")
 
     @property
     def actor(self) -> str:
@@ -237,3 +257,42 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
         session.execute(update(ApiTokenRow).where(ApiTokenRow.id == row.id).values(last_used_at=now))
         session.commit()
     return Principal(token_id=row.id, name=row.name, role=Role(row.role))
+
+
+def kept_token(session: Session, path: Path, name: str, role: Role | str) -> tuple[str, bool]:
+    """A token that outlives restarts: the one whose plain text is kept in ``path``, or a new one.
+
+    ``lorong demo`` prints a token to paste into the crew page once; a phone stays logged in across
+    restarts only if the token stays valid. The plain token is kept in ``path`` (mode 0600, as SSH
+    keeps private keys) and reused while it is known, not revoked, and still has ``name`` and
+    ``role``. Otherwise every live token named ``name`` is revoked (one such token at a time), a new
+    one is created and written to ``path``. The caller commits.
+
+    Args:
+        session: database session.
+        path: where the plain token is kept (its directory is created).
+        name: the token's name (``demo``).
+        role: its role.
+
+    Returns:
+        the plain token, and ``True`` when it is the kept one.
+    """
+    role = Role(role)
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        kept = ""
+    if kept:
+        row = session.scalars(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(kept))).first()
+        if row is not None and row.revoked_at is None and row.name == name and row.role == role.value:
+            return kept, True
+    for old in list_tokens(session, include_revoked=False):
+        if old.name == name:
+            revoke_token(session, old.id)
+    token = create_token(session, name, role)[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(token + "\n", encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return token, False

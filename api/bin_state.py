@@ -30,9 +30,9 @@ from api.state import is_stale, iso_time, metric_value, number
 from core.model import DeviceKind
 from storage.tables import DeviceLatestRow, DeviceRow
 
-_COLUMNS = (DeviceRow.id, DeviceRow.kecamatan, DeviceRow.kelurahan, DeviceRow.street, DeviceRow.lat, DeviceRow.lon,
-            DeviceRow.full_threshold, DeviceRow.report_interval_s, DeviceLatestRow.ts, DeviceLatestRow.metrics,
-            DeviceLatestRow.derived)
+_COLUMNS = (DeviceRow.id, DeviceRow.kecamatan, DeviceRow.kelurahan, DeviceRow.street, DeviceRow.landmark,
+            DeviceRow.lat, DeviceRow.lon, DeviceRow.full_threshold, DeviceRow.report_interval_s, DeviceLatestRow.ts,
+            DeviceLatestRow.metrics, DeviceLatestRow.derived)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def bin_entry(row: Any, default_threshold: float) -> BinEntry:
     full_at = iso_time(derived.get("full_at"))
     data = {
         "id": row.id, "kecamatan": row.kecamatan, "kelurahan": row.kelurahan, "street": row.street,
-        "lat": row.lat, "lon": row.lon, "fillingLevel": level, "distance": value("distance"),
+        "landmark": row.landmark, "lat": row.lat, "lon": row.lon, "fillingLevel": level, "distance": value("distance"),
         "batteryLevel": value("batteryLevel"), "temperature": value("temperature"), "dateObserved": observed,
         "status": status,
         "stale": True, "fullThreshold": threshold, "fillRate_per_h": number(derived.get("fill_rate_per_h")),

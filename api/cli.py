@@ -57,7 +57,7 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
 
 @token_app.command("create")
 def token_create(
-    role: Role = typer.Option(..., help="crew, officer, technician or admin"),
+    role: Role = typer.Option(..., help="crew, officer, technician, supervisor or admin"),
     name: str = typer.Option(..., help="who holds it (a person, a team or a system)"),
 ) -> None:
     """Create a token and print it once: it is stored only as a SHA-256 hash."""

@@ -1,7 +1,7 @@
 """FastAPI dependencies: the objects every route needs, built once in :func:`api.main.create_app`.
 
-Access control is declared here once: routes take ``Reader``, ``AlertWriter``, ``DeviceWriter`` or
-``Admin`` and get the :class:`api.auth.Principal`; a missing or bad token is a 401, a token whose
+Access control is declared here once: routes take ``Reader``, ``AlertWriter``, ``DeviceWriter``,
+``Collector`` or ``Admin`` and get the :class:`api.auth.Principal`; a missing or bad token is a 401, a token whose
 role lacks the permission a 403 (see the role table in :mod:`api.auth`).
 """
 
@@ -123,6 +123,7 @@ def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
 AlertWriter = Annotated[Principal, Depends(require(Permission.ALERTS))]
 DeviceWriter = Annotated[Principal, Depends(require(Permission.DEVICES))]
+Collector = Annotated[Principal, Depends(require(Permission.COLLECT))]
 Admin = Annotated[Principal, Depends(require(Permission.TOKENS))]
 
 DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64,

@@ -2,7 +2,7 @@
 path does not take, is a 422 that names what is allowed instead of being silently ignored.
 
 - :func:`one_of` validates a string parameter against a closed list (for lists that live in code,
-  such as the alert types of :data:`analytics.rules.RULES`, where a ``Literal`` cannot be written).
+  such as the alert types of :data:`core.alerts.ALERT_TYPES`, where a ``Literal`` cannot be written).
 - :func:`reject_unknown_query` is an app-wide dependency: any query parameter the matched route
   does not declare (``/bins/X/readings?metric=pm25``, a typo like ``?kecamatn=``) is refused;
   names that start with ``_`` (cache-busters) are let through.

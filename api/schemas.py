@@ -94,6 +94,7 @@ class DeviceOut(BaseModel):
     kecamatan: str
     kelurahan: str = ""
     street: str = ""
+    landmark: str = ""
     depth_mm: float | None = unit("mm", "sensor face to empty bin floor")
     blind_zone_mm: float = Field(0.0, description="sensor minimum range [mm]", json_schema_extra={"x-unit": "mm"})
     capacity_l: float | None = unit("L", "bin volume")
@@ -123,6 +124,7 @@ class BinOut(BaseModel):
     kecamatan: str
     kelurahan: str = ""
     street: str = ""
+    landmark: str = ""
     lat: float | None = unit("deg", "WGS84 latitude")
     lon: float | None = unit("deg", "WGS84 longitude")
     fillingLevel: float | None = unit("1", "fill level, fraction 0..1 of the usable depth")
@@ -152,6 +154,7 @@ class StationOut(BaseModel):
     kecamatan: str
     kelurahan: str = ""
     street: str = ""
+    landmark: str = ""
     lat: float | None = unit("deg", "WGS84 latitude")
     lon: float | None = unit("deg", "WGS84 longitude")
     dateObserved: Utc | None = None
@@ -234,6 +237,11 @@ class AlertOut(BaseModel):
     cleared_by: str | None
     count: int
     details: dict[str, Any]
+    kelurahan: str = ""
+    street: str = ""
+    landmark: str = Field("", description="what a crew sees there (a mosque, a market gate), from the registry")
+    lat: float | None = unit("deg", "WGS84 latitude of the device")
+    lon: float | None = unit("deg", "WGS84 longitude of the device")
 
 
 class ClearIn(BaseModel):
@@ -242,16 +250,62 @@ class ClearIn(BaseModel):
     reason: str = Field("", max_length=200, description="why it was cleared (\"emptied\", \"false alarm\")")
 
 
+class AlertHistoryOut(BaseModel):
+    """One change of an alert: what (``action``: opened, escalated, deescalated, acknowledged,
+    cleared), when, who (``actor``: ``system`` or the token's ``role:name``) and why (``reason``,
+    empty when none was given)."""
+
+    at: Utc
+    action: str
+    actor: str
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class WordsOut(BaseModel):
+    """What a person reads about an alert type in one language."""
+
+    title: str
+    action: str = Field(description="what to do about it")
+
+
+class AlertTypeOut(BaseModel):
+    """One alert type of the catalogue (:mod:`core.alerts`)."""
+
+    name: str
+    severities: list[Literal["critical", "major", "minor", "warning"]] = Field(
+        description="the severities it may be raised with, least severe first")
+    role: Literal["crew", "officer", "technician", "supervisor"] = Field(description="the role that acts on it")
+    kind: Literal["bin", "air", "device", "city"]
+    source: str = Field(description="what raises it: an analytics rule module, or api (a person's report)")
+    cleared_by_emptying: bool = Field(description="a person's \"emptied\" for the bin clears it")
+    words: dict[str, WordsOut] = Field(description="by language: id (Bahasa Indonesia), en")
+
+
+class AlertTypesOut(BaseModel):
+    """``GET /alerts/types``: the catalogue and the words of the crew's "can't empty" reasons."""
+
+    types: list[AlertTypeOut]
+    cant_empty_reasons: dict[str, dict[str, str]] = Field(description="reason -> language -> words")
+
+
 class RouteStopOut(BaseModel):
     """One stop of a collection route, in visiting order."""
 
     order: int = Field(description="1 for the first stop")
     id: str
     kecamatan: str = ""
+    kelurahan: str = ""
     street: str = ""
+    landmark: str = ""
     lat: float | None = unit("deg", "WGS84 latitude")
     lon: float | None = unit("deg", "WGS84 longitude")
     fillingLevel: float | None = unit("1", "latest fill level, fraction 0..1")
+    fillRate_per_h: float | None = unit("1/h", "fill rate, fraction per hour (analytics)")
+    expectedFillingLevel: float | None = unit("1", "fill level expected on arrival, fraction 0..1")
+    eta: Utc | None = Field(None, description="expected arrival (stops still to do)")
+    emptiedAt: Utc | None = Field(None, description="when it was emptied this day (a person's report or a pickup)")
+    problem: str | None = Field(None, description="why it could not be emptied (an active cant_empty alert)")
     demand_l: float | None = unit("L", "waste the plan expects to collect here")
 
 
@@ -273,7 +327,7 @@ class TokenIn(BaseModel):
     """``POST /tokens``."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"\S", description="who holds it")
-    role: Literal["crew", "officer", "technician", "admin"]
+    role: Literal["crew", "officer", "technician", "supervisor", "admin"]
 
 
 class TokenOut(BaseModel):

@@ -109,7 +109,7 @@ def station_out(device: DeviceRow, latest: DeviceLatestRow | None, now: datetime
         critical = ",".join(str(c) for c in critical)
     return StationOut(
         id=device.id, kecamatan=device.kecamatan, kelurahan=device.kelurahan, street=device.street,
-        lat=device.lat, lon=device.lon, dateObserved=observed,
+        landmark=device.landmark, lat=device.lat, lon=device.lon, dateObserved=observed,
         stale=is_stale(device.report_interval_s, observed, now),
         pm1=value("pm1"), pm25=value("pm25"), pm10=value("pm10"), temperature=value("temperature"),
         relativeHumidity=value("relativeHumidity"),

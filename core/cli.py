@@ -71,7 +71,7 @@ def demo(
     from analytics.escalation import Escalation
     from analytics.notify import build_notifiers, build_outbox
     from analytics.scheduler import Scheduler
-    from api.auth import create_token, list_tokens, revoke_token
+    from api.auth import kept_token
     from api.main import create_app
     from core.errors import ConfigError
     from core.settings import Settings
@@ -125,13 +125,11 @@ def demo(
         cleanup.callback(stop.set)
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host,
                                                port=settings.api.port, log_level="warning"))
-        with sessions.begin() as s:  # one demo token at a time: the previous demo's is revoked
-            for old in list_tokens(s, include_revoked=False):
-                if old.name == "demo":
-                    revoke_token(s, old.id)
-            token = create_token(s, "demo", "admin")[1]
+        with sessions.begin() as s:  # the same token across restarts, so a phone stays logged in
+            token, kept = kept_token(s, settings.var_dir / "demo-token", "demo", "admin")
         print(f"\nLorong demo running: API {url}  (docs {url}/docs, crew page {url}/)")
-        print(f"API token (admin, made for this demo; paste it into the crew page): {token}\n"
+        made = f"kept in {settings.var_dir / 'demo-token'}" if kept else "made for this demo"
+        print(f"API token (admin, {made}; paste it into the crew page once): {token}\n"
               f"  curl -H 'Authorization: Bearer {token}' {url}/alerts")
         print("Press Ctrl-C to stop.\n", flush=True)
         if duration is not None:

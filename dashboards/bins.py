@@ -24,6 +24,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as gm
 
 from core import schema
+from core.alerts import types_for
 from dashboards.panels import (
     CITY_TZ,
     FILL_THRESHOLDS,
@@ -43,8 +44,8 @@ from dashboards.panels import (
 UID = "lorong-bins"
 TITLE = "Lorong - Bins"
 
-ALERT_TYPES = ("bin_full", "bin_full_soon", "fire", "tilt", "lid_open")
-"""Alert types shown on the Bins dashboard (raised by :mod:`analytics`)."""
+ALERT_TYPES = types_for("crew")
+"""Alert types shown on the Bins dashboard: those the crew acts on (:mod:`core.alerts`)."""
 
 BIN, STATE, PICKUP = schema.MEASUREMENT_BIN, schema.MEASUREMENT_BIN_STATE, schema.MEASUREMENT_COLLECTION
 DEV, KEC, FILL = schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.FIELD_FILL

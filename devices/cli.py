@@ -70,6 +70,7 @@ def add(
     kecamatan: str | None = typer.Option(None),
     kelurahan: str | None = typer.Option(None),
     street: str | None = typer.Option(None, help="street or lorong"),
+    landmark: str | None = typer.Option(None, help="what a crew sees there: a mosque, a market gate"),
     depth_mm: float | None = typer.Option(None, help="sensor face to empty bin floor, mm"),
     blind_zone_mm: float | None = typer.Option(None, help="sensor minimum range, mm"),
     capacity_l: float | None = typer.Option(None, help="bin volume, litres"),
@@ -92,7 +93,7 @@ def add(
     try:
         dev = DeviceIn.model_validate(_given(
             id=device_id, kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
-            kelurahan=kelurahan, street=street, depth_mm=depth_mm, blind_zone_mm=blind_zone_mm,
+            kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm, blind_zone_mm=blind_zone_mm,
             capacity_l=capacity_l, waste_kind=waste_kind, report_interval_s=report_interval_s, status=status,
             firmware=firmware, installed_at=installed_at, installed_by=installed_by))
     except ValidationError as exc:
@@ -116,6 +117,7 @@ def update(
     kecamatan: str | None = typer.Option(None),
     kelurahan: str | None = typer.Option(None),
     street: str | None = typer.Option(None),
+    landmark: str | None = typer.Option(None),
     depth_mm: float | None = typer.Option(None),
     blind_zone_mm: float | None = typer.Option(None),
     capacity_l: float | None = typer.Option(None),
@@ -130,10 +132,10 @@ def update(
 ) -> None:
     """Change some fields of a device; the id cannot change."""
     values = _given(kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
-                    kelurahan=kelurahan, street=street, depth_mm=depth_mm, blind_zone_mm=blind_zone_mm,
-                    capacity_l=capacity_l, waste_kind=waste_kind, full_threshold=full_threshold,
-                    report_interval_s=report_interval_s, status=status, firmware=firmware,
-                    installed_at=installed_at, installed_by=installed_by)
+                    kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm,
+                    blind_zone_mm=blind_zone_mm, capacity_l=capacity_l, waste_kind=waste_kind,
+                    full_threshold=full_threshold, report_interval_s=report_interval_s, status=status,
+                    firmware=firmware, installed_at=installed_at, installed_by=installed_by)
     values.update(dict.fromkeys(clear))
     if not values:
         raise fail("nothing to change: give at least one field option", 2)

@@ -38,7 +38,8 @@ STATUSES = ("in_stock", "active", "maintenance", "retired")
 WASTE_KINDS = ("organik", "anorganik", "campuran")
 """Waste streams of Indonesian bins (PP 81/2012 sorts household waste into organic and inorganic)."""
 
-TEXT_MAX = {"model": 64, "kecamatan": 64, "kelurahan": 64, "street": 128, "firmware": 32, "installed_by": 64}
+TEXT_MAX = {"model": 64, "kecamatan": 64, "kelurahan": 64, "street": 128, "landmark": 128, "firmware": 32,
+            "installed_by": 64}
 """Most characters of each free-text field: the width of its column in ``storage.tables.DeviceRow``."""
 
 _DEVEUI = re.compile(r"[0-9A-Fa-f]{16}")
@@ -136,6 +137,7 @@ class DeviceIn(_DeviceChecks):
     kecamatan: str = Field("", max_length=TEXT_MAX["kecamatan"])
     kelurahan: str = Field("", max_length=TEXT_MAX["kelurahan"])
     street: str = Field("", max_length=TEXT_MAX["street"])
+    landmark: str = Field("", max_length=TEXT_MAX["landmark"])
     depth_mm: float | None = Field(None, gt=0, le=20000)
     blind_zone_mm: float = Field(0.0, ge=0, le=5000)
     capacity_l: float | None = Field(None, gt=0)
@@ -169,6 +171,7 @@ class DeviceUpdate(_DeviceChecks):
     kecamatan: str | None = Field(None, max_length=TEXT_MAX["kecamatan"])
     kelurahan: str | None = Field(None, max_length=TEXT_MAX["kelurahan"])
     street: str | None = Field(None, max_length=TEXT_MAX["street"])
+    landmark: str | None = Field(None, max_length=TEXT_MAX["landmark"])
     depth_mm: float | None = Field(None, gt=0, le=20000)
     blind_zone_mm: float | None = Field(None, ge=0, le=5000)
     capacity_l: float | None = Field(None, gt=0)

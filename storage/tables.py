@@ -72,6 +72,7 @@ class DeviceRow(Base):
     kecamatan: Mapped[str] = mapped_column(String(64), default="")
     kelurahan: Mapped[str] = mapped_column(String(64), default="")
     street: Mapped[str] = mapped_column(String(128), default="")
+    landmark: Mapped[str] = mapped_column(String(128), default="")
     depth_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
     blind_zone_mm: Mapped[float] = mapped_column(Float, default=0.0)
     capacity_l: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -170,7 +171,13 @@ class AlertHistoryRow(Base):
 
 
 class CollectionRow(Base):
-    """A detected pickup (FIWARE WasteContainer ``dateLastEmptying``): fill before and after."""
+    """A pickup (FIWARE WasteContainer ``dateLastEmptying``): fill before and after.
+
+    ``source`` is ``sensor`` for a pickup detected in the fill levels (:mod:`analytics.pickups`) or
+    ``crew`` for one a person reported ("Emptied" on the crew page), whose ``actor`` is the
+    token's ``role:name``; a reported pickup has the latest level before and no level after
+    (the sensor tells on its next uplink).
+    """
 
     __tablename__ = "collections"
     __table_args__ = (UniqueConstraint("device_id", "at", name="uq_collections_device_at"),)
@@ -178,8 +185,10 @@ class CollectionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column()
-    level_before: Mapped[float] = mapped_column(Float)
-    level_after: Mapped[float] = mapped_column(Float)
+    level_before: Mapped[float | None] = mapped_column(Float, nullable=True)
+    level_after: Mapped[float | None] = mapped_column(Float, nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="sensor")
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RoutePlanRow(Base):
@@ -258,3 +267,23 @@ class NotificationOutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
     failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     not_before: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class IdempotencyKeyRow(Base):
+    """A POST already applied, by the client's ``Idempotency-Key`` (IETF draft
+    ``draft-ietf-httpapi-idempotency-key-header``): a repeat with the same key and token gets the
+    stored answer instead of a second change. The crew page makes the key on the phone, so an
+    action queued offline and sent twice is applied once.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("token_id", "key", name="uq_idempotency_token_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_id: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(256))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(index=True)

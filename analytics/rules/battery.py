@@ -10,8 +10,11 @@ the level but publish no warning threshold). Hysteresis: clears only above
 from __future__ import annotations
 
 from analytics.rules.base import Context, Verdict, ms_iso
+from core import alerts
 
-TYPE = "low_battery"
+SPEC = alerts.LOW_BATTERY
+TYPE = SPEC.name
+WARNING, MINOR = SPEC.severities
 CLEAR_MARGIN = 0.05
 """Clear above ``battery_low + CLEAR_MARGIN``."""
 
@@ -27,9 +30,9 @@ def evaluate(ctx: Context) -> list[Verdict]:
         latest = float(level[-1])
         details = {"batteryLevel": latest, "at": ms_iso(t[-1])}
         if latest <= cfg.battery_critical:
-            out.append(Verdict(dev.device_id, TYPE, "minor", details, kecamatan=dev.kecamatan))
+            out.append(Verdict(dev.device_id, TYPE, MINOR, details, kecamatan=dev.kecamatan))
         elif latest <= cfg.battery_low:
-            out.append(Verdict(dev.device_id, TYPE, "warning", details, kecamatan=dev.kecamatan))
+            out.append(Verdict(dev.device_id, TYPE, WARNING, details, kecamatan=dev.kecamatan))
         elif latest > cfg.battery_low + CLEAR_MARGIN and ctx.is_active(dev.device_id, TYPE):
             out.append(Verdict(dev.device_id, TYPE, None, reason=f"batteryLevel {latest:.2f}",
                                kecamatan=dev.kecamatan))

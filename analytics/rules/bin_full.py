@@ -22,9 +22,12 @@ critical alert falls back to major below ``overflow - full_hysteresis``. A picku
 from __future__ import annotations
 
 from analytics.rules.base import Context, Verdict, debounced, iso, ms_iso, run_length
+from core import alerts
 from core.model import DeviceKind
 
-TYPE = "bin_full"
+SPEC = alerts.BIN_FULL
+TYPE = SPEC.name
+MAJOR, CRITICAL = SPEC.severities
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
@@ -42,9 +45,9 @@ def evaluate(ctx: Context) -> list[Verdict]:
         if debounced(count, span, cfg) and mean >= thr:
             o_count, o_span = run_length(levels >= cfg.overflow_threshold, t)
             critical = debounced(o_count, o_span, cfg) or (
-                active is not None and active[0] == "critical"
+                active is not None and active[0] == CRITICAL
                 and latest >= cfg.overflow_threshold - cfg.full_hysteresis)
-            out.append(Verdict(dev.device_id, TYPE, "critical" if critical else "major",
+            out.append(Verdict(dev.device_id, TYPE, CRITICAL if critical else MAJOR,
                                {"fillingLevel": round(latest, 4), "threshold": thr,
                                 "overflow_threshold": cfg.overflow_threshold, "readings": count,
                                 "since": ms_iso(t[len(t) - count])}, kecamatan=dev.kecamatan))

@@ -25,9 +25,12 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.rules.base import Context, Verdict, ms_iso
+from core import alerts
 from core.model import DeviceKind
 
-TYPE = "fire"
+SPEC = alerts.FIRE
+TYPE = SPEC.name
+MAJOR, CRITICAL = SPEC.severities
 CLEAR_MARGIN_C = 5.0
 """A fire alert clears below ``fire_temp_c - CLEAR_MARGIN_C`` (hysteresis)."""
 
@@ -57,9 +60,9 @@ def evaluate(ctx: Context) -> list[Verdict]:
                    "excess_c": None if excess is None else round(excess, 2)}
         hot = median is not None and len(temps) >= n and bool((temps[-n:] >= median + cfg.fire_excess_c).all())
         if latest >= cfg.fire_temp_c:
-            out.append(Verdict(dev.device_id, TYPE, "critical", details, kecamatan=dev.kecamatan))
+            out.append(Verdict(dev.device_id, TYPE, CRITICAL, details, kecamatan=dev.kecamatan))
         elif rise >= cfg.fire_rise_c or hot:
-            out.append(Verdict(dev.device_id, TYPE, "major", details, kecamatan=dev.kecamatan))
+            out.append(Verdict(dev.device_id, TYPE, MAJOR, details, kecamatan=dev.kecamatan))
         elif (ctx.is_active(dev.device_id, TYPE) and latest < cfg.fire_temp_c - CLEAR_MARGIN_C
               and rise < cfg.fire_rise_c / 2 and (excess is None or excess < cfg.fire_excess_c / 2)):
             out.append(Verdict(dev.device_id, TYPE, None, reason=f"temperature {latest:.1f} degC",

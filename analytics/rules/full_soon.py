@@ -23,9 +23,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from analytics.rules.base import Context, Verdict, iso
+from core import alerts
 from core.model import DeviceKind
 
-TYPE = "bin_full_soon"
+SPEC = alerts.BIN_FULL_SOON
+TYPE = SPEC.name
+(WARNING,) = SPEC.severities
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
@@ -55,7 +58,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
             continue
         sure = fc.slow(ctx.now, ctx.cfg.soon_slow_factor)
         if sure is not None and sure <= due and sure - ctx.now <= horizon:
-            out.append(Verdict(dev.device_id, TYPE, "warning",
+            out.append(Verdict(dev.device_id, TYPE, WARNING,
                                {"full_at": iso(fc.full_at), "full_at_slow": iso(sure), "expected_pickup": iso(due),
                                 "overflow_h": round((due - fc.full_at).total_seconds() / 3600.0, 2),
                                 "fill_rate_per_h": round(fc.rate_per_h, 5), "method": fc.method,

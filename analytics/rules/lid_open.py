@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from analytics.rules._flags import flag_rule
 from analytics.rules.base import Context, Verdict
+from core import alerts
 
-TYPE = "lid_open"
+SPEC = alerts.LID_OPEN
+TYPE = SPEC.name
+(MINOR,) = SPEC.severities
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
     """Raise or clear ``lid_open`` for every bin reporting the flag."""
-    return flag_rule(ctx, "lidOpen", TYPE, "minor")
+    return flag_rule(ctx, "lidOpen", TYPE, MINOR)

@@ -13,8 +13,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from analytics.rules.base import Context, Verdict, iso
+from core import alerts
 
-TYPE = "offline"
+SPEC = alerts.OFFLINE
+TYPE = SPEC.name
+(MAJOR,) = SPEC.severities
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
@@ -28,7 +31,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
             continue
         silent = ctx.now - ref
         if silent > limit:
-            out.append(Verdict(dev.device_id, TYPE, "major",
+            out.append(Verdict(dev.device_id, TYPE, MAJOR,
                                {"last_seen": iso(last), "silent_s": round(silent.total_seconds()),
                                 "limit_s": round(limit.total_seconds())}, kecamatan=dev.kecamatan,
                                evidence_at=ctx.now - limit))  # silent for the whole limit after it

@@ -12,8 +12,11 @@ from __future__ import annotations
 import math
 
 from analytics.rules.base import Context, Verdict
+from core import alerts
 
-TYPE = "pm25_episode"
+SPEC = alerts.PM25_EPISODE
+TYPE = SPEC.name
+(MAJOR,) = SPEC.severities
 CITY = "city"
 """Device id of city-wide alerts."""
 CITY_KECAMATAN = "all"
@@ -33,7 +36,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
         spiking = sorted(scored.loc[scored["spike"], "device_id"].unique().tolist())
     need = max(cfg.episode_min_stations, math.ceil(cfg.episode_fraction * eligible))
     if eligible and len(spiking) >= need:
-        return [Verdict(CITY, TYPE, "major", {"stations": spiking, "spiking": len(spiking), "with_baseline": eligible,
+        return [Verdict(CITY, TYPE, MAJOR, {"stations": spiking, "spiking": len(spiking), "with_baseline": eligible,
                                               "needed": need}, kecamatan=CITY_KECAMATAN,
                         evidence_at=max((ctx.latest_ts[d] for d in spiking if d in ctx.latest_ts), default=None))]
     if ctx.is_active(CITY, TYPE):

@@ -13,9 +13,12 @@ from typing import cast
 
 from analytics.aqi import ISPU_BANDS
 from analytics.rules.base import Context, Verdict
+from core import alerts
 from core.model import DeviceKind
 
-TYPE = "pm25_high"
+SPEC = alerts.PM25_HIGH
+TYPE = SPEC.name
+MAJOR, CRITICAL = SPEC.severities
 CRITICAL_UGM3 = ISPU_BANDS["pm25"][2].conc_high_ugm3
 """Top of the ISPU "Tidak Sehat" band for PM2.5 (150.4 ug/m3)."""
 
@@ -32,7 +35,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
             continue
         if mean > cfg.pm25_limit:
             n = int(cast(float, ctx.air_1h.at[dev.device_id, "n"]))
-            out.append(Verdict(dev.device_id, TYPE, "critical" if mean > CRITICAL_UGM3 else "major",
+            out.append(Verdict(dev.device_id, TYPE, CRITICAL if mean > CRITICAL_UGM3 else MAJOR,
                                {"pm25_1h_mean": round(mean, 2), "limit": cfg.pm25_limit, "readings": n},
                                kecamatan=dev.kecamatan))
         elif mean <= cfg.pm25_limit - cfg.pm25_clear_margin and ctx.is_active(dev.device_id, TYPE):

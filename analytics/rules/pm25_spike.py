@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from analytics.air import BUCKET
 from analytics.rules.base import Context, Verdict, iso
+from core import alerts
 from core.model import DeviceKind
 
-TYPE = "pm25_spike"
+SPEC = alerts.PM25_SPIKE
+TYPE = SPEC.name
+(MINOR,) = SPEC.severities
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
@@ -36,7 +39,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
         tail = g.iloc[-p:]
         steps = tail["time"].diff().dropna()
         if len(tail) == p and bool(tail["local_spike"].all()) and bool((steps == BUCKET).all()):
-            out.append(Verdict(dev.device_id, TYPE, "minor",
+            out.append(Verdict(dev.device_id, TYPE, MINOR,
                                {"pm25_10min": round(float(newest["pm25"]), 2),
                                 "baseline_median": round(float(newest["median"]), 2),
                                 "baseline_mad": round(float(newest["mad"]), 2), "z": round(float(newest["local_z"]), 2),

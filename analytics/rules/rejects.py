@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 
 from analytics.rules.base import Context, Verdict
+from core import alerts
 
-TYPE = "payload_rejects"
+SPEC = alerts.PAYLOAD_REJECTS
+TYPE = SPEC.name
+(MINOR,) = SPEC.severities
 
 _HEX16 = re.compile(r"^(?:eui-)?([0-9A-Fa-f]{16})$")
 
@@ -45,7 +48,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
         reasons = ctx.rejects.get(dev.device_id, {})
         count = sum(reasons.values())
         if count >= limit:
-            out.append(Verdict(dev.device_id, TYPE, "minor",
+            out.append(Verdict(dev.device_id, TYPE, MINOR,
                                {"rejected": count, "window_s": ctx.cfg.rejects_window_s, "reasons": dict(reasons)},
                                kecamatan=dev.kecamatan, evidence_at=ctx.rejects_newest.get(dev.device_id)))
         elif count < limit / 2 and ctx.is_active(dev.device_id, TYPE):

@@ -14,9 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.rules.base import Context, Verdict, ms_iso
+from core import alerts
 from core.model import DeviceKind
 
-TYPE = "stuck"
+SPEC = alerts.STUCK
+TYPE = SPEC.name
+(MINOR,) = SPEC.severities
 CLAMP_EPS = 1e-3
 """A fill level within this of 0 or 1 is clamped, not stuck."""
 
@@ -43,7 +46,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
                 f = f[~np.isnan(f)]
                 same = bool(((f > CLAMP_EPS) & (f < 1 - CLAMP_EPS)).all())
         if same:
-            out.append(Verdict(dev.device_id, TYPE, "minor",
+            out.append(Verdict(dev.device_id, TYPE, MINOR,
                                {"metric": metric, "value": float(last[-1]), "readings": n, "since": ms_iso(t[-n])},
                                kecamatan=dev.kecamatan))
         elif ctx.is_active(dev.device_id, TYPE) and float(vals[-1]) != float(vals[-2]):

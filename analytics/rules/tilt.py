@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from analytics.rules._flags import flag_rule
 from analytics.rules.base import Context, Verdict
+from core import alerts
 
-TYPE = "tilt"
+SPEC = alerts.TILT
+TYPE = SPEC.name
+(MAJOR,) = SPEC.severities
 
 
 def evaluate(ctx: Context) -> list[Verdict]:
     """Raise or clear ``tilt`` for every bin reporting the flag."""
-    return flag_rule(ctx, "tilt", TYPE, "major")
+    return flag_rule(ctx, "tilt", TYPE, MAJOR)

@@ -1,4 +1,5 @@
-"""``/alerts``: list with filters and keyset pagination; acknowledge and clear (crew and admin).
+"""``/alerts``: list with filters and keyset pagination; the type catalogue; history; acknowledge and
+clear (by the role that acts on the alert's type, :func:`core.alerts.may_act`).
 
 An acknowledgement or clear is queued for MQTT and the webhook in the transaction of the change
 (:mod:`analytics.outbox`); the analytics scheduler sends it within one tick.
@@ -16,15 +17,19 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic_core import to_json
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from analytics.alerts import AlertBook, snapshot
 from analytics.notify import outbox_channels
-from analytics.rules import RULES
-from api.alert_state import AlertFilter, decode_cursor, encode_cursor, query_page, snapshot_page
+from api.alert_state import AlertFilter, decode_cursor, encode_cursor, location, query_page, snapshot_page
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
+from api.idempotency import IdempotencyKey, once
 from api.query import one_of
-from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertOut, ClearIn
+from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertHistoryOut, AlertOut, AlertTypesOut, ClearIn
+from core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS
 from core.model import utcnow
+from storage.tables import AlertHistoryRow, AlertRow
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 
@@ -43,8 +48,8 @@ async def alerts(
     session: SessionDep,
     _who: Reader,
     status: Literal["active", "cleared", "any"] = Query("active", description="active (default), cleared or any"),
-    type: Annotated[str | None, Query(max_length=32, description="alert type: one of the analytics rules",
-                                      json_schema_extra={"enum": list(RULES)}), one_of(RULES)] = None,
+    type: Annotated[str | None, Query(max_length=32, description="alert type: one of GET /alerts/types",
+                                      json_schema_extra={"enum": list(ALERT_TYPES)}), one_of(ALERT_TYPES)] = None,
     severity: Literal["critical", "major", "minor", "warning"] | None = None,
     kecamatan: str | None = Query(None, max_length=64),
     acknowledged: bool | None = Query(None, description="only acknowledged (true) or unacknowledged (false)"),
@@ -79,31 +84,69 @@ async def alerts(
     return Response(body, media_type="application/json", headers=headers)
 
 
+@router.get("/types", response_model=AlertTypesOut)
+def alert_types(_who: Reader) -> AlertTypesOut:
+    """The catalogue of alert types (:mod:`core.alerts`): severities, the role that acts on each, and
+    their words in Bahasa Indonesia and English; with the words of the "can't empty" reasons."""
+    return AlertTypesOut.model_validate({"types": [t.as_dict() for t in ALERT_TYPES.values()],
+                                         "cant_empty_reasons": CANT_EMPTY_WORDS})
+
+
+def alert_out(session: Session, row: AlertRow) -> dict[str, Any]:
+    """An alert with its device's location, JSON-ready (:class:`AlertOut`)."""
+    return AlertOut.model_validate({**snapshot(row), **location(session, row.device_id)}).model_dump(mode="json")
+
+
 @router.get("/{alert_id}", response_model=AlertOut, responses=NOT_FOUND)
-def alert(alert_id: AlertId, session: SessionDep, _who: Reader) -> AlertOut:
-    """One alert."""
-    return AlertOut.model_validate(snapshot(AlertBook(session).get(alert_id)))
+def alert(alert_id: AlertId, session: SessionDep, _who: Reader) -> dict[str, Any]:
+    """One alert, with its device's location."""
+    return alert_out(session, AlertBook(session).get(alert_id))
+
+
+@router.get("/{alert_id}/history", response_model=list[AlertHistoryOut], responses=NOT_FOUND)
+def history(alert_id: AlertId, session: SessionDep, _who: Reader) -> list[AlertHistoryOut]:
+    """Who did what to an alert, when and why, oldest first."""
+    AlertBook(session).get(alert_id)
+    rows = session.scalars(select(AlertHistoryRow).where(AlertHistoryRow.alert_id == alert_id)
+                           .order_by(AlertHistoryRow.at, AlertHistoryRow.id))
+    return [AlertHistoryOut(at=r.at, action=r.action, actor=r.actor, reason=str((r.details or {}).get("reason", "")),
+                            details=r.details or {}) for r in rows]
 
 
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses={**NOT_FOUND, **CONFLICT})
-def acknowledge(alert_id: AlertId, ctx: ContextDep, session: SessionDep, who: AlertWriter) -> AlertOut:
-    """Acknowledge an active alert (crew or admin): someone is on it. 409 if it is already acknowledged
-    or already cleared (a cleared alert has nothing left to be on, so its ack would only add noise)."""
+def acknowledge(alert_id: AlertId, request: Request, ctx: ContextDep, session: SessionDep, who: AlertWriter,
+                key: IdempotencyKey = None) -> Response:
+    """Acknowledge an active alert: someone is on it. Only a role that acts on the alert's type may
+    (:func:`core.alerts.may_act`; 403 otherwise). 409 if it is already acknowledged or already cleared
+    (a cleared alert has nothing left to be on, so its ack would only add noise). A repeat with the
+    same ``Idempotency-Key`` returns the first answer and changes nothing (:mod:`api.idempotency`)."""
     book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
-    row = book.acknowledge(alert_id, utcnow(), who.actor)
-    session.commit()
-    ctx.alerts.invalidate()
-    book.publish()
-    return AlertOut.model_validate(snapshot(row))
+
+    def apply() -> dict[str, Any]:
+        who.require_act(book.get(alert_id).type)
+        return alert_out(session, book.acknowledge(alert_id, utcnow(), who.actor))
+
+    response, replayed = once(session, who, key, request, apply)
+    if not replayed:
+        ctx.alerts.invalidate()
+        book.publish()
+    return response
 
 
 @router.post("/{alert_id}/clear", response_model=AlertOut, responses={**NOT_FOUND, **CONFLICT})
-def clear(alert_id: AlertId, ctx: ContextDep, session: SessionDep, who: AlertWriter,
-          body: Annotated[ClearIn | None, Body()] = None) -> AlertOut:
-    """Clear an active alert (crew or admin), e.g. after emptying the bin. 409 if already cleared."""
+def clear(alert_id: AlertId, request: Request, ctx: ContextDep, session: SessionDep, who: AlertWriter,
+          body: Annotated[ClearIn | None, Body()] = None, key: IdempotencyKey = None) -> Response:
+    """Clear an active alert, e.g. after emptying the bin; ``reason`` goes into its history. Only a
+    role that acts on the alert's type may (403 otherwise); 409 if already cleared. Idempotent by
+    ``Idempotency-Key`` as the acknowledgement."""
     book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
-    row = book.clear(alert_id, utcnow(), who.actor, body.reason if body else "")
-    session.commit()
-    ctx.alerts.invalidate()
-    book.publish()
-    return AlertOut.model_validate(snapshot(row))
+
+    def apply() -> dict[str, Any]:
+        who.require_act(book.get(alert_id).type)
+        return alert_out(session, book.clear(alert_id, utcnow(), who.actor, body.reason if body else ""))
+
+    response, replayed = once(session, who, key, request, apply)
+    if not replayed:
+        ctx.alerts.invalidate()
+        book.publish()
+    return response

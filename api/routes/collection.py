@@ -4,12 +4,14 @@ A plan's ``stops`` JSON is what :func:`analytics.routes.save` writes, ``{"stops"
 lon, fillingLevel, demand_l}], "load_l", "capacity_l", "depot": [lat, lon]}``, read leniently: a
 list, or a dict holding the list under ``stops``, ``device_ids`` or ``order``; each stop is a device
 id or a dict with ``device_id`` or ``id``.
-Each stop is joined with the registry (location) and ``device_latest`` (current fill level).
+Each stop is joined with the registry (location), ``device_latest`` (current fill level and rate),
+the day's collections (``emptiedAt``) and an active ``cant_empty`` alert (``problem``); the stops
+still to do get an arrival time and the level expected then (:func:`arrivals`).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -19,8 +21,10 @@ from api.deps import Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
 from api.state import metric_value, number
+from core.alerts import CANT_EMPTY
+from core.geo import haversine_m
 from core.model import utcnow
-from storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
+from storage.tables import AlertRow, CollectionRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
 router = APIRouter(prefix="/routes", tags=["routes"], responses=ERRORS)
 
@@ -85,15 +89,71 @@ def routes(
     devices = {d.id: d for d in session.scalars(select(DeviceRow).where(DeviceRow.id.in_(ids)))} if ids else {}
     latest = {r.device_id: r for r in session.scalars(
         select(DeviceLatestRow).where(DeviceLatestRow.device_id.in_(ids)))} if ids else {}
+    now = utcnow()
+    day_start = datetime.combine(date.fromisoformat(day or today_wita(now)), time(0), WITA)
+    emptied: dict[str, datetime] = {}
+    problems: dict[str, str] = {}
+    if ids:
+        for device_id, at in session.execute(select(CollectionRow.device_id, CollectionRow.at).where(
+                CollectionRow.device_id.in_(ids), CollectionRow.at >= day_start).order_by(CollectionRow.at)):
+            emptied[device_id] = at
+        for device_id, details in session.execute(select(AlertRow.device_id, AlertRow.details).where(
+                AlertRow.device_id.in_(ids), AlertRow.type == CANT_EMPTY.name, AlertRow.status == "active")):
+            problems[device_id] = str((details or {}).get("reason", ""))
     out: list[RouteOut] = []
     for plan in plans:
+        extra = _plan_extra(plan.stops)
         stops: list[RouteStopOut] = []
         for n, (device_id, demand) in enumerate(plan_stops(plan.stops), start=1):
             d, row = devices.get(device_id), latest.get(device_id)
             stops.append(RouteStopOut(
-                order=n, id=device_id, kecamatan=d.kecamatan if d else "", street=d.street if d else "",
+                order=n, id=device_id, kecamatan=d.kecamatan if d else "", kelurahan=d.kelurahan if d else "",
+                street=d.street if d else "", landmark=d.landmark if d else "",
                 lat=d.lat if d else None, lon=d.lon if d else None,
-                fillingLevel=metric_value(row.metrics, "fillingLevel")[0] if row else None, demand_l=demand))
+                fillingLevel=metric_value(row.metrics, "fillingLevel")[0] if row else None,
+                fillRate_per_h=number((row.derived or {}).get("fill_rate_per_h")) if row else None,
+                demand_l=demand, emptiedAt=emptied.get(device_id), problem=problems.get(device_id)))
+        arrivals(stops, extra.get("depot"), now)
         out.append(RouteOut(id=plan.id, day=plan.day, vehicle=plan.vehicle, distance_km=plan.distance_km,
-                            created_at=plan.created_at, stops=stops, **_plan_extra(plan.stops)))
+                            created_at=plan.created_at, stops=stops, **extra))
     return out
+
+
+TRUCK_KMH = 20.0
+"""Average speed of a collection truck between stops in town, km/h (our choice: Makassar's lorong
+are narrow and the trucks stop and start; there is no road graph to do better)."""
+STOP_MIN = 5.0
+"""Minutes spent at a stop: park, empty the bin, move on (our choice)."""
+
+
+def arrivals(stops: list[RouteStopOut], depot: list[float] | None, now: datetime) -> None:
+    """Fill in ``eta`` and ``expectedFillingLevel`` of the stops still to do, in place.
+
+    The truck is taken to be at the stop before the first one still to do (or at the depot), ``now``;
+    it drives the great-circle legs to the stops still to do, in order, at :data:`TRUCK_KMH`, and
+    spends :data:`STOP_MIN` at each. The level expected on arrival is the latest level plus the bin's
+    fill rate (``fillRate_per_h``) times the hours until then, at most 1; without a rate, the latest level.
+    """
+    todo = [s.emptiedAt is None and not s.problem for s in stops]
+    if True not in todo:
+        return
+    first = todo.index(True)
+    prev = stops[first - 1] if first else None
+    here: tuple[float, float] | None = None
+    if prev is not None and prev.lat is not None and prev.lon is not None:
+        here = (prev.lat, prev.lon)
+    elif prev is None and depot:
+        here = (depot[0], depot[1])
+    hours = 0.0
+    for s, to_do in zip(stops[first:], todo[first:], strict=True):
+        if not to_do:
+            continue
+        if s.lat is not None and s.lon is not None:
+            if here is not None:
+                hours += haversine_m(here, (s.lat, s.lon)) / 1000.0 / TRUCK_KMH
+            here = (s.lat, s.lon)
+        s.eta = now + timedelta(hours=hours)
+        if s.fillingLevel is not None:
+            grow = (s.fillRate_per_h or 0.0) * hours
+            s.expectedFillingLevel = round(min(1.0, s.fillingLevel + max(0.0, grow)), 4)
+        hours += STOP_MIN / 60.0

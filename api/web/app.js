@@ -1,43 +1,72 @@
-/* Lorong crew page. Plain JS, no build step: active alerts by kecamatan (fullest bins first) with
- * acknowledge / clear, and a Leaflet map of bins coloured by fill level. Times in WITA
- * (Asia/Makassar). Bahasa Indonesia by default, English on request. The API token lives in
- * localStorage and goes out as "Authorization: Bearer <token>". */
+/* Lorong crew page. Plain JS, no build step, no inline script or style (a strict CSP works).
+ * Today's route (stops in order, navigation links, "Emptied" / "Can't empty"), the alerts the token's
+ * role acts on (words from GET /alerts/types, location, map and navigation links, acknowledge, clear
+ * with a reason, history), and a Leaflet map of bins and the route. Times in WITA (Asia/Makassar);
+ * Bahasa Indonesia by default, English on request.
+ *
+ * Works in the alley: the last answers are kept in localStorage and shown when the network is gone
+ * ("offline, updated HH:MM"); every action gets an id made on the phone, goes into a queue kept in
+ * localStorage and is sent with that id as Idempotency-Key, so a repeat is applied once by the
+ * server. The queue is sent again when the phone is back online. sw.js keeps the page's files. */
 "use strict";
 
 const I18N = {
   id: {
-    subtitle: "Petugas kebersihan", logout: "Ganti token", loginTitle: "Masukkan token API",
+    subtitle: "Petugas kebersihan", sub_officer: "Petugas lingkungan", sub_technician: "Teknisi perangkat",
+    sub_supervisor: "Pengawas", sub_admin: "Admin", logout: "Ganti token", loginTitle: "Masukkan token API",
     loginHelp: "Minta token ke admin. Token disimpan di ponsel ini saja.", tokenLabel: "Token", save: "Simpan",
     activeAlerts: "peringatan aktif", fullBins: "tong penuh", refresh: "Muat ulang", updated: "Diperbarui",
-    tabAlerts: "Peringatan", tabMap: "Peta", kecamatan: "Kecamatan", allKec: "Semua kecamatan",
-    noAlerts: "Tidak ada peringatan aktif.", noData: "tanpa data", ack: "Konfirmasi", clear: "Selesai",
-    ackedBy: "Dikonfirmasi oleh", since: "sejak", times: "kali", fill: "Isi",
-    bin_full: "Tong penuh", pm25_high: "PM2.5 tinggi", offline: "Sensor tidak mengirim",
-    critical: "Kritis", major: "Tinggi", minor: "Sedang", warning: "Info",
+    offlineAt: "offline, diperbarui", pending: "tindakan menunggu sinyal", tabRoute: "Hari ini",
+    tabAlerts: "Peringatan", tabMap: "Peta", kecamatan: "Kecamatan", allKec: "Semua kecamatan", vehicle: "Truk",
+    noAlerts: "Tidak ada peringatan aktif.", noRoute: "Belum ada rute untuk hari ini.", noData: "tanpa data",
+    ack: "Saya tangani", clear: "Selesaikan…", history: "Riwayat", ackedBy: "Ditangani oleh", since: "sejak",
+    fill: "Isi", onArrival: "saat tiba", eta: "tiba ±", stops: "perhentian", done: "selesai", navigate: "Navigasi",
+    mapLink: "Peta", emptied: "Sudah dikosongkan", cantEmpty: "Tidak bisa…", emptiedAt: "Dikosongkan",
+    problem: "Tidak bisa dikosongkan", critical: "Kritis", major: "Tinggi", minor: "Sedang", warning: "Info",
+    clearTitle: "Selesaikan peringatan ini?", clearText: "Peringatan hilang dari daftar semua petugas. Alasannya:",
+    cantTitle: "Kenapa tong tidak bisa dikosongkan?", cantText: "Pengawas akan diberi tahu.",
+    note: "Catatan (boleh kosong)", pickReason: "Pilih alasan.", cancel: "Batal", send: "Kirim",
+    r_emptied: "Sudah dikosongkan", r_false: "Alarm palsu", r_fixed: "Sudah diperbaiki", r_other: "Lainnya",
+    opened: "dibuka", acknowledged: "ditangani", cleared: "diselesaikan", escalated: "naik", deescalated: "turun",
     badToken: "Token tidak diterima. Periksa lagi atau minta token baru ke admin.",
-    forbidden: "Token ini tidak boleh melakukan itu (butuh peran crew).",
-    netError: "Tidak bisa menghubungi server. Coba lagi.", doneAck: "Dikonfirmasi", doneClear: "Peringatan selesai",
-    observed: "Terbaca", toFull: "penuh dalam", hours: "jam",
+    forbidden: "Token ini tidak boleh melakukan itu.", netError: "Tidak ada sinyal: disimpan, dikirim nanti.",
+    doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
+    doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
   },
   en: {
-    subtitle: "Sanitation crew", logout: "Change token", loginTitle: "Enter your API token",
+    subtitle: "Sanitation crew", sub_officer: "Environment officer", sub_technician: "Device technician",
+    sub_supervisor: "Supervisor", sub_admin: "Admin", logout: "Change token", loginTitle: "Enter your API token",
     loginHelp: "Ask an admin for a token. It is kept on this phone only.", tokenLabel: "Token", save: "Save",
     activeAlerts: "active alerts", fullBins: "full bins", refresh: "Refresh", updated: "Updated",
-    tabAlerts: "Alerts", tabMap: "Map", kecamatan: "Kecamatan", allKec: "All kecamatan",
-    noAlerts: "No active alerts.", noData: "no data", ack: "Acknowledge", clear: "Clear",
-    ackedBy: "Acknowledged by", since: "since", times: "times", fill: "Fill",
-    bin_full: "Bin full", pm25_high: "High PM2.5", offline: "Sensor silent",
-    critical: "Critical", major: "Major", minor: "Minor", warning: "Warning",
+    offlineAt: "offline, updated", pending: "actions waiting for signal", tabRoute: "Today", tabAlerts: "Alerts",
+    tabMap: "Map", kecamatan: "Kecamatan", allKec: "All kecamatan", vehicle: "Truck", noAlerts: "No active alerts.",
+    noRoute: "No route for today yet.", noData: "no data", ack: "I'm on it", clear: "Clear…", history: "History",
+    ackedBy: "Taken by", since: "since", fill: "Fill", onArrival: "on arrival", eta: "arrive ~", stops: "stops",
+    done: "done", navigate: "Navigate", mapLink: "Map", emptied: "Emptied", cantEmpty: "Can't empty…",
+    emptiedAt: "Emptied", problem: "Could not empty", critical: "Critical", major: "Major", minor: "Minor",
+    warning: "Warning", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
+    cantTitle: "Why can't the bin be emptied?", cantText: "The supervisor will be told.",
+    note: "Note (optional)", pickReason: "Pick a reason.", cancel: "Cancel", send: "Send",
+    r_emptied: "Emptied", r_false: "False alarm", r_fixed: "Fixed", r_other: "Other",
+    opened: "opened", acknowledged: "taken", cleared: "cleared", escalated: "escalated", deescalated: "lowered",
     badToken: "Token not accepted. Check it, or ask an admin for a new one.",
-    forbidden: "This token may not do that (it needs the crew role).",
-    netError: "Cannot reach the server. Try again.", doneAck: "Acknowledged", doneClear: "Alert cleared",
-    observed: "Read", toFull: "full in", hours: "h",
+    forbidden: "This token may not do that.", netError: "No signal: kept, will be sent later.",
+    doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
+    already: "Already handled by someone else",
   },
 };
+const CLEAR_REASONS = ["r_emptied", "r_false", "r_fixed", "r_other"];
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 const MAKASSAR = [-5.1477, 119.4327];
-const state = { lang: localStorage.getItem("lorong.lang") || "id", token: localStorage.getItem("lorong.token") || "",
-  alerts: [], bins: [], map: null, layer: null, timer: null };
+const store = {
+  get(key, fallback) { try { return JSON.parse(localStorage.getItem("lorong." + key)) ?? fallback; } catch (e) { return fallback; } },
+  set(key, value) { localStorage.setItem("lorong." + key, JSON.stringify(value)); },
+};
+const state = {
+  lang: localStorage.getItem("lorong.lang") || "id", token: localStorage.getItem("lorong.token") || "",
+  data: store.get("data", null), queue: store.get("queue", []), online: true, flushing: false,
+  tab: localStorage.getItem("lorong.tab") || "", kec: localStorage.getItem("lorong.kec") || "", hist: {}, map: null, layer: null, timer: null,
+};
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.en[key] || key;
@@ -45,32 +74,35 @@ const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.en[key] |
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v; else if (k === "style") node.style.cssText = v; else node.setAttribute(k, v);
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v; else node.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  for (const c of children) if (c !== null && c !== undefined && c !== "") node.append(c);
   return node;
 }
 
-function wita(iso) {
+function newId() { // a key made on the phone (crypto.randomUUID needs a secure context; this does not)
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function wita(iso, withZone = true) {
   // Makassar local time; the date is shown only when it is not today in Makassar.
   if (!iso) return "–";
-  const locale = state.lang === "id" ? "id-ID" : "en-GB";
   const when = new Date(iso);
   const day = (d) => d.toLocaleDateString("en-CA", { timeZone: "Asia/Makassar" });
   const opts = { timeZone: "Asia/Makassar", hour: "2-digit", minute: "2-digit", hour12: false };
   if (day(when) !== day(new Date())) Object.assign(opts, { day: "numeric", month: "short" });
-  return new Intl.DateTimeFormat(locale, opts).format(when) + " WITA";
+  const text = new Intl.DateTimeFormat(state.lang === "id" ? "id-ID" : "en-GB", opts).format(when);
+  return withZone ? text + " WITA" : text;
 }
 
-function fillColor(level) {
-  if (level === null || level === undefined) return "#9aa0a6";
-  if (level >= 0.95) return "#d93025";
-  if (level >= 0.8) return "#e8710a";
-  if (level >= 0.5) return "#e0a100";
-  return "#2e9e4f";
+function fillClass(level) {
+  if (level === null || level === undefined) return "none";
+  return level >= 0.95 ? "over" : level >= 0.8 ? "full" : level >= 0.5 ? "half" : "ok";
 }
-
-function pct(level) { return level === null || level === undefined ? "–" : Math.round(level * 100) + "%"; }
+const FILL_COLOR = { none: "#9aa0a6", over: "#d93025", full: "#e8710a", half: "#e0a100", ok: "#2e9e4f" };
+const pct = (level) => (level === null || level === undefined ? "–" : Math.round(level * 100) + "%");
 
 function toast(msg) {
   const box = $("toast");
@@ -85,8 +117,8 @@ class HttpError extends Error {
 }
 
 async function api(path, options) {
-  const opts = Object.assign({ headers: {} }, options || {});
-  opts.headers.Authorization = "Bearer " + state.token;
+  const opts = Object.assign({}, options || {});
+  opts.headers = Object.assign({ Authorization: "Bearer " + state.token }, opts.headers || {});
   const resp = await fetch(path, opts);
   if (!resp.ok) {
     let detail = resp.statusText;
@@ -96,13 +128,35 @@ async function api(path, options) {
   return resp.json();
 }
 
+/* ---- words, places, links --------------------------------------------------------------------- */
+const types = () => (state.data && state.data.types) || { types: [], cant_empty_reasons: {} };
+const typeOf = (name) => types().types.find((x) => x.name === name);
+function words(name) {
+  const spec = typeOf(name);
+  return (spec && (spec.words[state.lang] || spec.words.en)) || { title: name, action: "" };
+}
+const place = (x) => [x.street, x.kelurahan, x.landmark].filter(Boolean).join(" · ");
+function links(x, label) {
+  if (x.lat === null || x.lat === undefined || x.lon === null || x.lon === undefined) return document.createDocumentFragment();
+  const ll = `${x.lat},${x.lon}`;
+  return el("div", { class: "links" },
+    el("a", { class: "btn nav", href: `geo:${ll}?q=${ll}(${encodeURIComponent(label)})` }, "➤ " + t("navigate")),
+    el("a", { class: "btn maplink", target: "_blank", rel: "noopener",
+      href: `https://www.openstreetmap.org/?mlat=${x.lat}&mlon=${x.lon}#map=18/${x.lat}/${x.lon}` }, t("mapLink")));
+}
+const me = () => (state.data && state.data.me) || { role: "crew", acts_on: [], may_collect: false };
+const mayAct = (type) => me().acts_on.includes(type);
+
+/* ---- rendering -------------------------------------------------------------------------------- */
 function applyLanguage() {
   document.documentElement.lang = state.lang;
   for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+  const role = me().role;
+  $("subtitle").textContent = role === "crew" || !state.data ? t("subtitle") : t("sub_" + role);
   $("lang").textContent = state.lang === "id" ? "EN" : "ID";
   $("refresh").setAttribute("aria-label", t("refresh"));
   $("refresh").title = t("refresh");
-  document.title = "Lorong · " + t("subtitle");
+  document.title = "Lorong · " + $("subtitle").textContent;
   render();
 }
 
@@ -117,7 +171,7 @@ function showLogin(message) {
 
 function binsById() {
   const out = new Map();
-  for (const b of state.bins) out.set(b.id, b);
+  for (const b of (state.data && state.data.bins) || []) out.set(b.id, b);
   return out;
 }
 
@@ -127,40 +181,70 @@ function alertFill(a, bins) {
   return typeof a.details.fillingLevel === "number" ? a.details.fillingLevel : null;
 }
 
+function meter(fill) {
+  const bar = el("b", { class: "fill-" + fillClass(fill) });
+  bar.style.width = Math.min(100, fill * 100) + "%"; // CSSOM, allowed by a strict style-src
+  return el("div", { class: "meter", "aria-label": `${t("fill")} ${pct(fill)}` }, bar);
+}
+
 function alertCard(a, bins) {
   const fill = alertFill(a, bins);
-  const bin = bins.get(a.device_id);
-  const card = el("article", { class: `alert ${a.severity}${a.acknowledged ? " acked" : ""}`, "data-alert-id": String(a.id) });
-  card.append(el("div", { class: "row" }, el("span", { class: "id" }, a.device_id),
+  const w = words(a.type);
+  const card = el("article", { class: `alert ${a.severity}${a.acknowledged ? " acked" : ""}`, "data-alert-id": String(a.id),
+    "data-type": a.type });
+  card.append(el("div", { class: "row" }, el("span", { class: "title" }, w.title),
     el("span", { class: `sev ${a.severity}` }, t(a.severity))));
-  if (fill !== null) {
-    card.append(el("div", { class: "meter", "aria-label": `${t("fill")} ${pct(fill)}` },
-      el("b", { style: `width:${Math.min(100, fill * 100)}%;background:${fillColor(fill)}` })));
+  card.append(el("div", { class: "id" }, `${a.device_id} · ${a.kecamatan || "–"}`));
+  if (place(a)) card.append(el("div", { class: "where" }, place(a)));
+  if (fill !== null) card.append(meter(fill));
+  const facts = [fill !== null ? `${t("fill")} ${pct(fill)}` : null,
+    typeof a.details.pm25_1h_mean === "number" ? `${a.details.pm25_1h_mean} µg/m³` : null,
+    a.details.reason ? (types().cant_empty_reasons[a.details.reason] || {})[state.lang] || a.details.reason : null,
+    a.details.note || null, `${t("since")} ${wita(a.started_at)}`, a.count > 1 ? `${a.count}×` : null];
+  card.append(el("div", { class: "meta" }, facts.filter(Boolean).join(" · ")));
+  if (w.action) card.append(el("div", { class: "todo" }, w.action));
+  card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));
+  if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${a.ack_by || ""} · ${wita(a.ack_at)}`));
+  const hist = el("button", { type: "button", class: "link history" }, t("history"));
+  hist.addEventListener("click", () => showHistory(a.id, hist));
+  const actions = el("div", { class: "actions" });
+  if (mayAct(a.type)) {
+    const ack = el("button", { type: "button", class: "btn primary ack", disabled: a.acknowledged }, t("ack"));
+    ack.addEventListener("click", () => act({ kind: "ack", alert: a.id, path: `/alerts/${a.id}/ack` }));
+    const clear = el("button", { type: "button", class: "btn clear" }, t("clear"));
+    clear.addEventListener("click", () => askClear(a));
+    actions.append(ack, clear);
   }
-  const what = [t(a.type), fill !== null ? `${t("fill")} ${pct(fill)}` : null,
-    a.type === "pm25_high" && a.details.pm25_1h_mean ? `${a.details.pm25_1h_mean} µg/m³` : null].filter(Boolean);
-  card.append(el("div", { class: "meta" }, what.join(" · ")));
-  const where = [bin && bin.street, `${t("since")} ${wita(a.started_at)}`, a.count > 1 ? `${a.count}× ` : null];
-  card.append(el("div", { class: "meta" }, where.filter(Boolean).join(" · ")));
-  if (a.acknowledged) {
-    card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${a.ack_by || ""} · ${wita(a.ack_at)}`));
-  }
-  const ack = el("button", { type: "button", class: "btn ack" }, t("ack"));
-  ack.disabled = a.acknowledged;
-  ack.addEventListener("click", () => act(a.id, "ack", ack));
-  const clear = el("button", { type: "button", class: "btn clear" }, t("clear"));
-  clear.addEventListener("click", () => act(a.id, "clear", clear));
-  card.append(el("div", { class: "actions" }, ack, clear));
+  actions.append(hist);
+  card.append(actions);
+  if (state.hist[a.id]) card.append(historyList(state.hist[a.id]));
   return card;
 }
 
-function render() {
-  if ($("app").hidden) return;
+function historyList(rows) {
+  return el("ol", { class: "hist" }, ...rows.map((h) => el("li", {},
+    `${wita(h.at)} · ${t(h.action)} · ${h.actor}` + (h.reason ? ` · ${h.reason}` : ""))));
+}
+
+async function showHistory(id, button) { // kept open across re-renders (state.hist)
+  if (state.hist[id]) { delete state.hist[id]; render(); return; }
+  button.disabled = true;
+  try {
+    state.hist[id] = await api(`/alerts/${id}/history`);
+    render();
+  } catch (err) {
+    button.disabled = false;
+    toast(err.status ? err.message : t("netError"));
+  }
+}
+
+function renderAlerts() {
   const bins = binsById();
-  const kec = $("kec").value;
+  const kec = state.kec;
+  const all = ((state.data && state.data.alerts) || []).filter((a) => mayAct(a.type));
   const key = (a) => [alertFill(a, bins) ?? -1, -(SEVERITY_RANK[a.severity] ?? 9)];
   const byKey = (x, y) => { const kx = key(x), ky = key(y); return ky[0] - kx[0] || ky[1] - kx[1] || x.id - y.id; };
-  const shown = state.alerts.filter((a) => !kec || a.kecamatan === kec).sort(byKey);
+  const shown = all.filter((a) => !kec || a.kecamatan === kec).sort(byKey);
   const groups = new Map();
   for (const a of shown) {
     const name = a.kecamatan || "–";
@@ -176,49 +260,192 @@ function render() {
     box.append(section);
   }
   $("empty").hidden = shown.length > 0;
-  $("n-alerts").textContent = String(state.alerts.length);
-  $("n-full").textContent = String(state.bins.filter((b) => b.status === "full").length);
-  const kecs = [...new Set(state.alerts.map((a) => a.kecamatan).filter(Boolean))].sort();
-  const select = $("kec");
-  select.replaceChildren(el("option", { value: "" }, t("allKec")), ...kecs.map((k) => el("option", { value: k }, k)));
-  select.value = kecs.includes(kec) ? kec : "";
-  if (state.map) drawMarkers();
+  $("n-alerts").textContent = String(all.length);
+  $("n-full").textContent = String(((state.data && state.data.bins) || []).filter((b) => b.status === "full").length);
+  const kecs = [...new Set(all.map((a) => a.kecamatan).filter(Boolean))].sort();
+  $("kec").replaceChildren(el("option", { value: "" }, t("allKec")), ...kecs.map((k) => el("option", { value: k }, k)));
+  $("kec").value = kecs.includes(kec) ? kec : "";
 }
+
+function currentRoute() {
+  const routes = (state.data && state.data.routes) || [];
+  const wanted = Number(localStorage.getItem("lorong.vehicle") || (routes[0] && routes[0].vehicle));
+  return routes.find((r) => r.vehicle === wanted) || routes[0] || null;
+}
+
+function stopItem(s) {
+  const done = Boolean(s.emptiedAt || s.problem);
+  const li = el("li", { class: "stop" + (done ? " done" : ""), "data-stop-id": s.id });
+  const status = s.emptiedAt ? `✓ ${t("emptiedAt")} ${wita(s.emptiedAt, false)}`
+    : s.problem ? `✗ ${t("problem")}: ${(types().cant_empty_reasons[s.problem] || {})[state.lang] || s.problem}` : null;
+  li.append(el("div", { class: "row" }, el("span", { class: "n" }, String(s.order)), el("span", { class: "title" }, s.id),
+    status ? el("span", { class: "status" }, status) : null));
+  li.append(el("div", { class: "where" }, place(s) || s.kecamatan || "–"));
+  if (s.fillingLevel !== null && s.fillingLevel !== undefined) {
+    li.append(meter(s.fillingLevel));
+    const later = !done && s.expectedFillingLevel !== null && s.expectedFillingLevel !== undefined
+      ? ` → ${pct(s.expectedFillingLevel)} ${t("onArrival")}` : "";
+    li.append(el("div", { class: "meta" }, `${t("fill")} ${pct(s.fillingLevel)}${later}` +
+      (!done && s.eta ? ` · ${t("eta")}${wita(s.eta, false)}` : "")));
+  }
+  if (!done) {
+    li.append(links(s, `${s.id} ${s.street || ""}`.trim()));
+    if (me().may_collect) {
+      const ok = el("button", { type: "button", class: "btn primary emptied" }, t("emptied"));
+      ok.addEventListener("click", () => act({ kind: "emptied", bin: s.id, path: `/bins/${encodeURIComponent(s.id)}/emptied`,
+        body: { at: new Date().toISOString() } }));
+      const no = el("button", { type: "button", class: "btn cant" }, t("cantEmpty"));
+      no.addEventListener("click", () => askCant(s));
+      li.append(el("div", { class: "actions" }, ok, no));
+    }
+  }
+  return li;
+}
+
+function renderRoute() {
+  const routes = (state.data && state.data.routes) || [];
+  const route = currentRoute();
+  $("vehicle-box").hidden = routes.length < 2;
+  const sel = $("vehicle");
+  sel.replaceChildren(...routes.map((r) => el("option", { value: String(r.vehicle) },
+    `${t("vehicle")} ${r.vehicle + 1} · ${r.stops.length} ${t("stops")}`)));
+  if (route) sel.value = String(route.vehicle);
+  $("no-route").hidden = Boolean(route);
+  $("stops").replaceChildren(...(route ? route.stops.map(stopItem) : []));
+  const left = route ? route.stops.filter((s) => !s.emptiedAt && !s.problem).length : 0;
+  $("route-summary").textContent = route ? `${route.stops.length} ${t("stops")} · ${route.stops.length - left} ${t("done")} · ` +
+    `${route.distance_km.toFixed(1)} km` : "";
+}
+
+function renderNet() {
+  const at = state.data && state.data.at;
+  $("net-label").textContent = state.online ? t("updated") : t("offlineAt");
+  $("net").classList.toggle("off", !state.online);
+  $("updated").textContent = at ? wita(at, state.online) : "–";
+  $("pending").hidden = state.queue.length === 0;
+  $("pending").textContent = `${state.queue.length} ${t("pending")}`;
+}
+
+function render() {
+  if ($("app").hidden) return;
+  $("tab-route").hidden = !me().may_collect;
+  if (state.data && state.tab === "route" && !me().may_collect) selectTab("alerts");
+  renderNet();
+  renderAlerts();
+  renderRoute();
+  if (state.map) drawMap();
+}
+
+/* ---- data: load, keep, act -------------------------------------------------------------------- */
+function keep() { store.set("data", state.data); store.set("queue", state.queue); }
 
 async function load() {
   try {
-    const [alerts, bins] = await Promise.all([api("/alerts?status=active&limit=500"), api("/bins?limit=2000")]);
-    state.alerts = alerts;
-    state.bins = bins;
-    $("updated").textContent = wita(new Date().toISOString());
-    $("updated").dataset.iso = new Date().toISOString();
-    render();
+    const [who, typesOut, alerts, bins] = await Promise.all([api("/me"), api("/alerts/types"),
+      api("/alerts?status=active&limit=500"), api("/bins?limit=2000")]);
+    const routes = who.may_collect ? await api("/routes") : [];
+    state.data = { me: who, types: typesOut, alerts, bins, routes, at: new Date().toISOString() };
+    state.online = true;
+    for (const a of state.queue) optimistic(a); // what is still queued stays shown as done
+    keep();
+    applyLanguage();
+    if (!state.tab) selectTab(who.may_collect ? "route" : "alerts");
   } catch (err) {
-    if (err.status === 401) showLogin(t("badToken")); else toast(err.status ? err.message : t("netError"));
+    if (err.status === 401) { showLogin(t("badToken")); return; }
+    if (err.status) toast(err.message); else state.online = false;
+    render();
   }
 }
 
-async function act(id, action, button) {
-  button.disabled = true;
+function optimistic(a) {
+  const d = state.data;
+  if (!d) return;
+  if (a.kind === "clear") d.alerts = d.alerts.filter((x) => x.id !== a.alert);
+  if (a.kind === "ack") d.alerts = d.alerts.map((x) => (x.id === a.alert ? Object.assign({}, x, { acknowledged: true,
+    ack_by: d.me.role + ":" + d.me.name, ack_at: a.at }) : x));
+  for (const r of d.routes || []) {
+    for (const s of r.stops) {
+      if (s.id !== a.bin) continue;
+      if (a.kind === "emptied") s.emptiedAt = a.at;
+      if (a.kind === "cant") s.problem = a.body.reason;
+    }
+  }
+  if (a.kind === "emptied") {
+    d.alerts = d.alerts.filter((x) => !(x.device_id === a.bin && (typeOf(x.type) || {}).cleared_by_emptying));
+  }
+}
+
+function act(action) {
+  const a = Object.assign({ id: newId(), at: new Date().toISOString() }, action);
+  state.queue.push(a);
+  optimistic(a);
+  keep();
+  render();
+  flush();
+}
+
+const DONE_WORDS = { ack: "doneAck", clear: "doneClear", emptied: "doneEmptied", cant: "doneCant" };
+
+async function flush() {
+  if (state.flushing || !state.token) return;
+  state.flushing = true;
+  let sent = 0;
   try {
-    const updated = await api(`/alerts/${id}/${action}`, { method: "POST" });
-    if (action === "clear") state.alerts = state.alerts.filter((a) => a.id !== id);
-    else state.alerts = state.alerts.map((a) => (a.id === id ? updated : a));
-    toast(t(action === "clear" ? "doneClear" : "doneAck"));
-    render();
-  } catch (err) {
-    button.disabled = false;
-    if (err.status === 401) showLogin(t("badToken"));
-    else if (err.status === 403) toast(t("forbidden"));
-    else if (err.status === 409) { toast(err.message); load(); }
-    else toast(err.status ? err.message : t("netError"));
+    while (state.queue.length) {
+      const a = state.queue[0];
+      try {
+        await api(a.path, { method: "POST", headers: { "Content-Type": "application/json", "Idempotency-Key": a.id },
+          body: JSON.stringify(a.body || {}) });
+        toast(t(DONE_WORDS[a.kind]));
+      } catch (err) {
+        if (!err.status) { state.online = false; toast(t("netError")); break; } // no signal: keep it queued
+        if (err.status === 401) { showLogin(t("badToken")); break; }
+        toast(err.status === 409 || err.status === 404 ? t("already") : err.status === 403 ? t("forbidden") : err.message);
+      }
+      state.queue.shift(); // applied, or refused for good: either way not sent again
+      sent += 1;
+      keep();
+    }
+  } finally {
+    state.flushing = false;
+    renderNet();
   }
+  if (sent) load();
 }
 
+/* ---- dialogs ---------------------------------------------------------------------------------- */
+function ask(title, text, reasons, okLabel, onOk) {
+  $("ask-title").textContent = title;
+  $("ask-text").textContent = text;
+  $("ask-note").value = "";
+  $("ask-error").hidden = true;
+  $("ask-ok").textContent = okLabel;
+  $("ask-reasons").replaceChildren(...reasons.map(([value, label]) => el("label", { class: "reason" },
+    el("input", { type: "radio", name: "reason", value }), " " + label)));
+  state.onAsk = onOk;
+  $("ask").showModal();
+}
+
+function askClear(a) {
+  ask(`${t("clearTitle")}`, `${words(a.type).title} · ${a.device_id}. ${t("clearText")}`,
+    CLEAR_REASONS.map((k) => [k, t(k)]), t("clear").replace("…", ""), (reason, note) => {
+      const text = I18N.en[reason] + (note ? ": " + note : "");
+      act({ kind: "clear", alert: a.id, path: `/alerts/${a.id}/clear`, body: { reason: text } });
+    });
+}
+
+function askCant(s) {
+  const reasons = Object.entries(types().cant_empty_reasons).map(([k, w]) => [k, w[state.lang] || w.en]);
+  ask(t("cantTitle"), `${s.id} · ${place(s)}. ${t("cantText")}`, reasons, t("send"), (reason, note) => {
+    act({ kind: "cant", bin: s.id, path: `/bins/${encodeURIComponent(s.id)}/cant-empty`,
+      body: { reason, note, at: new Date().toISOString() } });
+  });
+}
+
+/* ---- map -------------------------------------------------------------------------------------- */
 function loadLeaflet() {
   if (window.L) return Promise.resolve();
-  const css = el("link", { rel: "stylesheet", href: "/web/vendor/leaflet/leaflet.css" });
-  document.head.append(css);
+  document.head.append(el("link", { rel: "stylesheet", href: "/web/vendor/leaflet/leaflet.css" }));
   return new Promise((resolve, reject) => {
     const script = el("script", { src: "/web/vendor/leaflet/leaflet.js" });
     script.onload = () => resolve();
@@ -227,20 +454,32 @@ function loadLeaflet() {
   });
 }
 
-function drawMarkers() {
+function popup(b) {
+  return el("div", {}, el("b", {}, b.id), el("br"), place(b) || b.kecamatan || "", el("br"),
+    `${t("fill")} ${pct(b.fillingLevel)} · ${wita(b.dateObserved)}`, links(b, b.id));
+}
+
+function drawMap() {
   const L = window.L;
   state.layer.clearLayers();
   const points = [];
-  const sorted = [...state.bins].filter((b) => b.lat !== null && b.lon !== null)
+  const bins = [...((state.data && state.data.bins) || [])].filter((b) => b.lat !== null && b.lon !== null)
     .sort((x, y) => (x.fillingLevel ?? -1) - (y.fillingLevel ?? -1)); // fullest drawn on top
-  for (const b of sorted) {
-    const color = fillColor(b.fillingLevel);
-    const marker = L.circleMarker([b.lat, b.lon], { radius: 9, color: "#fff", weight: 2, fillColor: color,
-      fillOpacity: 0.95, className: "bin-marker" });
-    marker.bindPopup(`<b>${b.id.replace(/[<>&]/g, "")}</b><br>${t("fill")} ${pct(b.fillingLevel)}<br>` +
-      `${t("observed")} ${wita(b.dateObserved)}`);
-    marker.addTo(state.layer);
+  for (const b of bins) {
+    L.circleMarker([b.lat, b.lon], { radius: 9, color: "#fff", weight: 2, fillColor: FILL_COLOR[fillClass(b.fillingLevel)],
+      fillOpacity: 0.95, className: "bin-marker" }).bindPopup(() => popup(b)).addTo(state.layer);
     points.push([b.lat, b.lon]);
+  }
+  const route = me().may_collect ? currentRoute() : null;
+  if (route) {
+    const line = route.stops.filter((s) => s.lat !== null && s.lon !== null).map((s) => [s.lat, s.lon]);
+    if (route.depot) { line.unshift(route.depot); line.push(route.depot); }
+    L.polyline(line, { color: "#0b6e4f", weight: 4, opacity: 0.8, className: "route-line" }).addTo(state.layer);
+    for (const s of route.stops) {
+      if (s.lat === null || s.lon === null) continue;
+      L.marker([s.lat, s.lon], { icon: L.divIcon({ className: "stop-pin" + (s.emptiedAt || s.problem ? " done" : ""),
+        html: String(s.order), iconSize: [22, 22] }) }).addTo(state.layer);
+    }
   }
   if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
 }
@@ -249,20 +488,22 @@ async function showMap() {
   try { await loadLeaflet(); } catch (e) { toast(t("netError")); return; }
   if (!state.map) {
     const L = window.L;
-    state.map = L.map("map", { preferCanvas: false }).setView(MAKASSAR, 12);
+    state.map = L.map("map").setView(MAKASSAR, 12);
     L.tileLayer("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
       { maxZoom: 19, attribution: "© OpenStreetMap" }).addTo(state.map);
     state.layer = L.layerGroup().addTo(state.map);
   }
   state.map.invalidateSize();
-  drawMarkers();
+  drawMap();
 }
 
 function selectTab(name) {
-  $("tab-alerts").setAttribute("aria-selected", String(name === "alerts"));
-  $("tab-map").setAttribute("aria-selected", String(name === "map"));
-  $("panel-alerts").hidden = name !== "alerts";
-  $("panel-map").hidden = name !== "map";
+  state.tab = name;
+  localStorage.setItem("lorong.tab", name);
+  for (const tab of ["route", "alerts", "map"]) {
+    $("tab-" + tab).setAttribute("aria-selected", String(name === tab));
+    $("panel-" + tab).hidden = name !== tab;
+  }
   if (name === "map") showMap();
 }
 
@@ -270,24 +511,29 @@ function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
-  load();
+  if (state.data) { applyLanguage(); selectTab(state.tab || "alerts"); }
+  load().then(flush);
   clearInterval(state.timer);
-  state.timer = setInterval(load, 60000);
+  state.timer = setInterval(() => (state.queue.length ? flush() : load()), 60000);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => { /* http on a LAN */ });
   $("lang").addEventListener("click", () => {
     state.lang = state.lang === "id" ? "en" : "id";
     localStorage.setItem("lorong.lang", state.lang);
     applyLanguage();
-    if ($("updated").dataset.iso) $("updated").textContent = wita($("updated").dataset.iso);
   });
-  $("logout").addEventListener("click", () => { localStorage.removeItem("lorong.token"); state.token = ""; showLogin(""); });
+  $("logout").addEventListener("click", () => {
+    for (const k of ["token", "data", "queue", "tab", "vehicle", "kec"]) localStorage.removeItem("lorong." + k);
+    Object.assign(state, { token: "", data: null, queue: [], tab: "", kec: "" });
+    showLogin("");
+  });
   $("login").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     state.token = $("token").value.trim();
     try {
-      await api("/alerts?limit=1");
+      await api("/me");
       localStorage.setItem("lorong.token", state.token);
       $("token").value = "";
       start();
@@ -295,10 +541,18 @@ document.addEventListener("DOMContentLoaded", () => {
       showLogin(err.status === 401 ? t("badToken") : t("netError"));
     }
   });
-  $("refresh").addEventListener("click", load);
-  $("kec").addEventListener("change", render);
-  $("tab-alerts").addEventListener("click", () => selectTab("alerts"));
-  $("tab-map").addEventListener("click", () => selectTab("map"));
+  $("refresh").addEventListener("click", () => (state.queue.length ? flush() : load()));
+  $("kec").addEventListener("change", () => { state.kec = $("kec").value; localStorage.setItem("lorong.kec", state.kec); render(); });
+  $("vehicle").addEventListener("change", () => { localStorage.setItem("lorong.vehicle", $("vehicle").value); render(); });
+  for (const tab of ["route", "alerts", "map"]) $("tab-" + tab).addEventListener("click", () => selectTab(tab));
+  $("ask-cancel").addEventListener("click", () => $("ask").close());
+  $("ask-form").addEventListener("submit", (ev) => {
+    const picked = $("ask-form").querySelector("input[name=reason]:checked");
+    if (!picked) { ev.preventDefault(); $("ask-error").hidden = false; return; }
+    state.onAsk(picked.value, $("ask-note").value.trim());
+  });
+  window.addEventListener("online", () => { state.online = true; flush().then(load); });
+  window.addEventListener("offline", () => { state.online = false; renderNet(); });
   applyLanguage();
   if (state.token) start(); else showLogin("");
 });

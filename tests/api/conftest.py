@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Role, create_token
@@ -88,3 +89,35 @@ def bearer(token: str) -> dict[str, str]:
 def auth(tokens: dict[str, str]) -> Callable[[str], dict[str, str]]:
     """``auth("crew")`` -> headers with the crew token."""
     return lambda role: bearer(tokens[role])
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's /usr/bin/chromium, headless."""
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    """A 390x844 phone page; anything off loopback (map tiles) is refused at once."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True, locale="id-ID")
+
+    def offline(route: Route) -> None:
+        if route.request.url.startswith("http://127.0.0.1:"):
+            route.continue_()
+        else:
+            route.abort()
+
+    ctx.route("**/*", offline)
+    page = ctx.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    ctx.close()

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from api.auth import hash_token
 from api.cli import app as api_cli
 from core.model import utcnow
-from storage.tables import AlertHistoryRow, ApiTokenRow, DeviceRow
+from storage.tables import AlertHistoryRow, AlertRow, ApiTokenRow, CollectionRow, DeviceRow
 from tests.api.conftest import ROLES, bearer
 from tests.api.seed import add_bin, fleet, raise_alert
 
@@ -36,10 +36,10 @@ def _new_bin(sessions: sessionmaker[Session]) -> str:
     return device_id
 
 
-def _new_alert(sessions: sessionmaker[Session]) -> int:
+def _new_alert(sessions: sessionmaker[Session], type_: str = "bin_full") -> int:
     device_id = _new_bin(sessions)
     with sessions.begin() as s:
-        return raise_alert(s, device_id, "bin_full", "major", utcnow(), fillingLevel=0.9).id
+        return raise_alert(s, device_id, type_, "major", utcnow(), fillingLevel=0.9).id
 
 
 def _new_token(sessions: sessionmaker[Session]) -> int:
@@ -55,8 +55,15 @@ WRITES: list[tuple[str, Callable[[Any], str], Callable[[], Any], set[str], int]]
      {"technician", "admin"}, 201),
     ("PATCH", lambda s: f"/devices/{_new_bin(s)}", lambda: {"street": "Jl. Penghibur"}, {"technician", "admin"}, 200),
     ("DELETE", lambda s: f"/devices/{_new_bin(s)}", lambda: None, {"technician", "admin"}, 200),
-    ("POST", lambda s: f"/alerts/{_new_alert(s)}/ack", lambda: None, {"crew", "admin"}, 200),
-    ("POST", lambda s: f"/alerts/{_new_alert(s)}/clear", lambda: {"reason": "emptied"}, {"crew", "admin"}, 200),
+    ("POST", lambda s: f"/alerts/{_new_alert(s)}/ack", lambda: None, {"crew", "supervisor", "admin"}, 200),
+    ("POST", lambda s: f"/alerts/{_new_alert(s)}/clear", lambda: {"reason": "emptied"},
+     {"crew", "supervisor", "admin"}, 200),
+    ("POST", lambda s: f"/alerts/{_new_alert(s, 'pm25_high')}/ack", lambda: None, {"officer", "admin"}, 200),
+    ("POST", lambda s: f"/alerts/{_new_alert(s, 'offline')}/clear", lambda: {"reason": "antenna fixed"},
+     {"technician", "admin"}, 200),
+    ("POST", lambda s: f"/bins/{_new_bin(s)}/emptied", lambda: None, {"crew", "supervisor", "admin"}, 200),
+    ("POST", lambda s: f"/bins/{_new_bin(s)}/cant-empty", lambda: {"reason": "blocked"},
+     {"crew", "supervisor", "admin"}, 200),
     ("GET", lambda s: "/tokens", lambda: None, {"admin"}, 200),
     ("POST", lambda s: "/tokens", lambda: {"name": "Budi", "role": "crew"}, {"admin"}, 201),
     ("DELETE", lambda s: f"/tokens/{_new_token(s)}", lambda: None, {"admin"}, 200),
@@ -82,6 +89,7 @@ def test_open_paths_need_no_token(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed", "ok"), WRITES,
                          ids=["create-device", "change-device", "retire-device", "ack-alert", "clear-alert",
+                              "ack-air-alert", "clear-device-alert", "bin-emptied", "bin-cant-empty",
                               "list-tokens", "create-token", "revoke-token"])
 def test_write_roles(method: str, path: Callable[[Any], str], body: Callable[[], Any], allowed: set[str], ok: int,
                      client: httpx.Client, sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
@@ -98,6 +106,8 @@ def test_write_roles(method: str, path: Callable[[Any], str], body: Callable[[],
     with sessions() as s:  # refused requests changed nothing
         assert s.scalars(select(DeviceRow).where(DeviceRow.id.like("NEW-%"))).all() == []
         assert s.scalars(select(AlertHistoryRow).where(AlertHistoryRow.action != "opened")).all() == []
+        assert s.scalars(select(AlertRow).where(AlertRow.type == "cant_empty")).all() == []
+        assert s.scalars(select(CollectionRow)).all() == []
         assert s.scalars(select(ApiTokenRow).where(ApiTokenRow.revoked_at.is_not(None))).all() == []
     for role in sorted(allowed):
         r = client.request(method, path(sessions), json=body(), headers=bearer(tokens[role]))
@@ -141,7 +151,7 @@ def test_token_api_create_list_revoke(client: httpx.Client, auth: Callable[[str]
     assert new["role"] == "crew" and new["name"] == "Budi (Tallo)" and new["token"].startswith("lrg_")
     assert client.post("/alerts/999/ack", headers=bearer(new["token"])).status_code == 404  # crew may ack
     listed = client.get("/tokens", headers=auth("admin")).json()
-    assert [t["name"] for t in listed] == ["CREW", "OFFICER", "TECHNICIAN", "ADMIN", "Budi (Tallo)"]
+    assert [t["name"] for t in listed] == ["CREW", "OFFICER", "TECHNICIAN", "SUPERVISOR", "ADMIN", "Budi (Tallo)"]
     assert all("token" not in t and "token_hash" not in t for t in listed)
     assert client.delete(f"/tokens/{new['id']}", headers=auth("admin")).json()["revoked_at"] is not None
     assert client.get("/bins", headers=bearer(new["token"])).status_code == 401
