@@ -60,12 +60,12 @@ def test_broker_down_when_the_job_runs_then_back(sessions: Any, influx: InfluxCl
                              analytics=AnalyticsSettings(webhook_url=hook_url(hook), outbox_backoff_s=60))
     register(sessions, bin_("B1"), bin_("B2"))
     for device in ("B1", "B2"):
-        write(influx, device, [(at(k), {"fillingLevel": v}) for k, v in enumerate(FILL[:7])])
+        write(influx, device, [(at(k), {"fillingLevel": v}) for k, v in enumerate(FILL[:6])])
     outbox = build_outbox(settings, sessions)
     svc: stack.Service | None = None
     sub: Subscriber | None = None
     try:
-        report = run_once(sessions, influx, settings.analytics, [], now=at(6) + MIN, outbox=outbox)
+        report = run_once(sessions, influx, settings.analytics, [], now=at(5) + MIN, outbox=outbox)
         assert report.opened == {"bin_full": 2}
         pending = rows(sessions, "mqtt")
         assert [(r.action, r.attempts, r.sent_at) for r in pending] == [("opened", 1, None), ("opened", 0, None)]

@@ -150,7 +150,9 @@ def publisher(mosquitto: stack.Service) -> Iterator[MqttNotifier]:
     pub.close()
 
 
-FILL = [0.60, 0.66, 0.72, 0.78, 0.82, 0.86, 0.90, 0.96, 0.97, 0.05, 0.06, 0.08]
+FILL = [0.60, 0.66, 0.72, 0.79, 0.84, 0.86, 0.90, 0.96, 0.97, 0.05, 0.06, 0.08]
+"""A bin filling to overflow, then emptied: the mean of the newest four readings reaches 0.8 with the
+second reading at or above it (at(5)), as `bin_full` needs."""
 
 
 def test_filling_then_pickup(sessions: Any, influx: InfluxClient, subscriber: Subscriber,
