@@ -139,3 +139,27 @@ def test_ingest_run_prints_one_error_line(tmp_path: Path) -> None:
     assert len(errors) == 1 and str(bad) in errors[0], lines
     assert "Traceback" not in proc.stderr
 
+
+def test_workers_give_up_on_a_damaged_spool(tmp_path: Path) -> None:
+    """Under ``--workers 2`` a worker whose spool is not a database is started once, not every
+    2.5 s forever: the supervisor stops the other worker and exits 2; one ``error:`` line."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    bad = spool_dir / "lorong-ingest-1.sqlite"
+    bad.write_bytes(b"garbage" * 1000)
+    env = {**os.environ, "LORONG_VAR_DIR": str(tmp_path / "var"),
+           "LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'lorong.db'}",
+           "LORONG_INGEST__SPOOL_DIR": str(spool_dir), "LORONG_MQTT__CLIENT_ID": "lorong-ingest",
+           "LORONG_MQTT__PORT": "1", "LORONG_INFLUX__URL": "http://127.0.0.1:1", "LORONG_INGEST__METRICS_PORT": "0"}
+    env.pop("LORONG_DEBUG", None)
+    try:
+        proc = subprocess.run([str(Path(sys.executable).with_name("lorong")), "ingest", "run", "--workers", "2"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else str(exc.stderr)
+        pytest.fail(f"the supervisor kept restarting the worker: {out[-1500:]}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert out.count("worker 1 started") == 1, out
+    errors = [x for x in out.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and str(bad) in errors[0], out
