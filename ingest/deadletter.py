@@ -38,7 +38,8 @@ class DeadLetterStore:
         self._sessions = sessions
 
     def add_many(self, letters: Sequence[DeadLetter]) -> None:
-        """Durably store ``letters`` in one transaction."""
+        """Durably store ``letters`` in one transaction (synced on SQLite, see
+        :func:`storage.db.make_engine`; PostgreSQL's default ``synchronous_commit=on``)."""
         if not letters:
             return
         with self._sessions.begin() as s:
