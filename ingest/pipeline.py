@@ -43,6 +43,8 @@ class Result:
         error: the rejection, when the message goes to the dead-letter store.
         duplicate: True when the same (device, frame counter) was already stored.
         fmt: the payload format name used, when one matched.
+        empty: True for a zero-byte payload: no readings and nothing wrong (the message that clears
+            a topic's retained message, MQTT 5.0 section 3.3.1.3, reaches subscribers like this).
     """
 
     readings: list[Reading] = field(default_factory=list)
@@ -50,6 +52,7 @@ class Result:
     error: PayloadError | None = None
     duplicate: bool = False
     fmt: str = ""
+    empty: bool = False
 
 
 class DedupCache:
@@ -249,9 +252,13 @@ class Pipeline:
         return at
 
     def process(self, msg: Message) -> Result:
-        """Process one message; never raises for bad input."""
+        """Process one message; never raises for bad input. A zero-byte payload gives an empty
+        result with :attr:`Result.empty` set (not a rejection)."""
         topic, payload, rx = msg
         result = Result([], [])
+        if not payload:
+            result.empty = True
+            return result
         try:
             last_rx, rx_field, rx_s = self._rx
             if rx is not last_rx:  # messages of one socket read share their receive time object

@@ -111,6 +111,8 @@ class Ingester:
                 reason = result.error.reason
                 stats.rejected[reason] += 1
                 self._dead.append(DeadLetter(msg.topic, msg.payload, reason, result.error.detail, msg.received_at))
+            elif result.empty:
+                stats.empty += 1
             elif result.duplicate and not result.lines:
                 stats.duplicates += 1
             else:
