@@ -142,7 +142,8 @@ def worker_command(argv: Sequence[str]) -> list[str]:
 
 
 def run_workers(settings: Settings, workers: int, group: str, stop: threading.Event) -> int:
-    """Start ``workers`` ingester processes in share group ``group`` and supervise them until ``stop``.
+    """Migrate the database, then start ``workers`` ingester processes in share group ``group`` and
+    supervise them until ``stop``.
 
     Returns:
         the exit status for the parent (see :func:`supervise`).
@@ -150,5 +151,8 @@ def run_workers(settings: Settings, workers: int, group: str, stop: threading.Ev
     Raises:
         ValueError: bad ``group``.
     """
+    from storage.db import migrate  # once here: workers migrating a new SQLite file at once collide
+
+    migrate(settings.database_url)
     envs = [worker_env(settings, i, group, os.environ) for i in range(1, workers + 1)]
     return supervise(worker_command(sys.argv[1:]), envs, stop)
