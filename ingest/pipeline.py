@@ -20,7 +20,7 @@ from core.model import DeviceInfo, DeviceKind, Message, RawReading, Reading, to_
 from ingest.codecs import get_codec
 from ingest.formats import FORMATS, Parser, format_for_topic
 from ingest.validate import Policy, validate_values
-from storage.influx import escape_key, escape_measurement
+from storage.influx import check_tag_value, escape_key, escape_measurement
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,20 @@ class DedupCache:
 @lru_cache(maxsize=65536)
 def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[tuple[str, str], ...]) -> str:
     """Escaped ``measurement,tag=value,...`` exactly as :func:`storage.influx.line` writes it
-    (tags sorted by key, empty values left out); ``extra`` tags cannot override the first two."""
+    (tags sorted by key, empty values left out); ``extra`` tags cannot override the first two.
+
+    Raises:
+        ValidationError: ``bad_tag``, a tag value line protocol cannot carry
+            (:func:`storage.influx.check_tag_value`); the message is dead-lettered whole.
+    """
     reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN)
     tags = ((schema.TAG_DEVICE, device_id), (schema.TAG_KECAMATAN, kecamatan),
             *((k, v) for k, v in dict(extra).items() if k not in reserved))
+    for k, v in tags:
+        try:
+            check_tag_value(v)
+        except ValueError as exc:
+            raise ValidationError("bad_tag", f"tag {k}: {exc}") from None
     return escape_measurement(schema.MEASUREMENT_BY_KIND[kind]) + "".join(
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v != "")
 

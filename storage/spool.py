@@ -24,6 +24,7 @@ power loss may undo its last writes, which weakens the check but never raises a 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.model import Message, to_ms, utc_from_ms
 
 
 class SpoolBusy(ConfigError):
@@ -72,6 +74,28 @@ _SHIFT = 1 << 20
 
 _CHUNK_LINES = 10_000
 """Most lines per chunk (a larger append makes several chunks), so a peek never splits a huge row."""
+
+
+def _encode_origins(origins: Sequence[Message | None]) -> bytes:
+    """JSON ``{"m": [[topic, payload as Latin-1, received_at epoch ms], ...], "i": [message index per
+    line, -1 for none]}``; consecutive lines of one message (the same object) share one entry."""
+    messages: list[tuple[str, str, int]] = []
+    index: list[int] = []
+    last: object = None
+    for o in origins:
+        if o is None:
+            index.append(-1)
+            continue
+        if o is not last:
+            messages.append((o.topic, o.payload.decode("latin-1"), to_ms(o.received_at)))
+            last = o
+        index.append(len(messages) - 1)
+    return json.dumps({"m": messages, "i": index}, separators=(",", ":")).encode()
+
+
+def _decode_origins(blob: bytes) -> tuple[list[Message], list[int]]:
+    data = json.loads(blob)
+    return [Message(t, p.encode("latin-1"), utc_from_ms(ms)) for t, p, ms in data["m"]], list(data["i"])
 
 
 def _holes(text: str) -> set[int]:
@@ -142,7 +166,10 @@ class Spool:
             if problems != ["ok"]:
                 raise SpoolDamaged(path, "SQLite integrity check: " + "; ".join(map(str, problems[:3])))
             db.execute("CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                       "first INTEGER NOT NULL, n INTEGER NOT NULL, holes TEXT NOT NULL, lines TEXT NOT NULL)")
+                       "first INTEGER NOT NULL, n INTEGER NOT NULL, holes TEXT NOT NULL, lines TEXT NOT NULL, "
+                       "origins BLOB)")
+            if "origins" not in {row[1] for row in db.execute("PRAGMA table_info(chunks)")}:
+                db.execute("ALTER TABLE chunks ADD COLUMN origins BLOB")  # a spool of the earlier release
             self._convert_v1()
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
             seq = int(row[0]) if row else 0
@@ -191,8 +218,9 @@ class Spool:
         return self._db
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, lines: Sequence[str]) -> int:
-        """Insert ``lines`` as chunks; returns the id of the last chunk (0 when none)."""
+    def _insert(db: sqlite3.Connection, lines: Sequence[str], origins: Sequence[Message | None] | None = None) -> int:
+        """Insert ``lines`` (and their ``origins``, see :meth:`append`) as chunks; returns the id of
+        the last chunk (0 when none)."""
         last = 0
         for at in range(0, len(lines), _CHUNK_LINES):
             part = lines[at:at + _CHUNK_LINES]
@@ -202,24 +230,34 @@ class Spool:
                 raise sqlite3.IntegrityError(f"spool lines must be str: {exc}") from None
             if text.count("\n") != len(part) - 1:
                 raise sqlite3.IntegrityError("a spool line contains a newline")
-            last = db.execute("INSERT INTO chunks (first, n, holes, lines) VALUES (0, ?, '', ?)",
-                              (len(part), text)).lastrowid or 0
+            blob = _encode_origins(origins[at:at + _CHUNK_LINES]) if origins is not None else None
+            last = db.execute("INSERT INTO chunks (first, n, holes, lines, origins) VALUES (0, ?, '', ?, ?)",
+                              (len(part), text, blob)).lastrowid or 0
         return last
 
-    def append(self, lines: Sequence[str]) -> None:
+    def append(self, lines: Sequence[str], origins: Sequence[Message | None] | None = None) -> None:
         """Durably append ``lines`` in one transaction (all or none).
+
+        Args:
+            lines: line-protocol points.
+            origins: the message each line came from (same length as ``lines``; ``None`` for a line
+                of no message, such as self-metrics), kept so that a point InfluxDB refuses is
+                dead-lettered as the message it came from (:meth:`origins`).
 
         Raises:
             sqlite3.IntegrityError: a line is not a string or holds a newline; nothing was appended.
             sqlite3.Error: the disk is full or the file is unusable; nothing was appended.
+            ValueError: ``origins`` is not as long as ``lines``.
         """
         if not lines:
             return
+        if origins is not None and len(origins) != len(lines):
+            raise ValueError(f"{len(origins)} origins for {len(lines)} lines")
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                last = self._insert(db, lines)
+                last = self._insert(db, lines, origins)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -227,6 +265,25 @@ class Spool:
                 raise
             self._depth += len(lines)
             self._write_count(last)
+
+    def origins(self, ids: Sequence[int]) -> dict[int, Message]:
+        """The messages the entries ``ids`` came from, for those appended with one (others are left out)."""
+        wanted: dict[int, list[int]] = {}
+        for i in ids:
+            wanted.setdefault(i // _SHIFT, []).append(i)
+        out: dict[int, Message] = {}
+        with self._lock:
+            db = self._conn()
+            for cid, entries in wanted.items():
+                row = db.execute("SELECT origins FROM chunks WHERE id = ?", (cid,)).fetchone()
+                if row is None or row[0] is None:
+                    continue
+                messages, index = _decode_origins(row[0])
+                for i in entries:
+                    pos = i % _SHIFT
+                    if pos < len(index) and index[pos] >= 0:
+                        out[i] = messages[index[pos]]
+        return out
 
     def peek(self, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` oldest entries as ``(id, line)``, ids ascending, not removed."""
