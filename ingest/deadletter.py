@@ -18,13 +18,15 @@ from storage.tables import DeadLetterRow
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A rejected message: ``reason`` is the short code, ``detail`` the explanation."""
+    """A rejected message: ``reason`` is the short code, ``detail`` the explanation, ``device_id``
+    the sender when the payload or the topic names one (what the ``payload_rejects`` rule counts by)."""
 
     topic: str
     payload: bytes
     reason: str
     detail: str
     received_at: datetime
+    device_id: str | None = None
 
 
 class DeadLetterStore:
@@ -45,7 +47,7 @@ class DeadLetterStore:
         with self._sessions.begin() as s:
             s.add_all(
                 DeadLetterRow(topic=d.topic, payload=d.payload, reason=d.reason, detail=d.detail[:2000],
-                              received_at=d.received_at)
+                              received_at=d.received_at, device_id=d.device_id[:64] if d.device_id else None)
                 for d in letters
             )
 

@@ -111,7 +111,8 @@ class Ingester:
             if result.error is not None:
                 reason = result.error.reason
                 stats.rejected[reason] += 1
-                self._dead.append(DeadLetter(msg.topic, msg.payload, reason, result.error.detail, msg.received_at))
+                self._dead.append(DeadLetter(msg.topic, msg.payload, reason, result.error.detail, msg.received_at,
+                                             result.device_id))
             elif result.empty:
                 stats.empty += 1
             elif result.duplicate and not result.lines:

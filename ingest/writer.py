@@ -21,7 +21,6 @@ the whole batch; InfluxDB overwrites a point with the same series and timestamp.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from collections.abc import Callable, Sequence
 from core.errors import StoreRejected, StoreUnavailable
 from core.model import Message, utcnow
 from ingest.deadletter import DeadLetter
+from ingest.formats import device_in_topic
 from storage.influx import InfluxClient
 from storage.spool import Spool
 
@@ -38,15 +38,6 @@ MIN_BACKOFF_S = 0.25
 MAX_BACKOFF_S = 10.0
 POISON_STATUS = frozenset({400, 413})
 """HTTP statuses that blame the points themselves (split the batch)."""
-
-_STATUS = re.compile(r": HTTP (\d{3})\b")
-
-
-def http_status(exc: StoreRejected) -> int | None:
-    """The HTTP status in a :class:`StoreRejected` raised by :mod:`storage.influx`, if any."""
-    m = _STATUS.search(str(exc))
-    return int(m.group(1)) if m else None
-
 
 class _NotPoison(StoreUnavailable):
     """A 4xx that is not the points' fault: keep the batch, retry later."""
@@ -194,7 +185,8 @@ class SpoolWriter:
             elif msg not in done:
                 done.add(msg)
                 letters.append(DeadLetter(msg.topic, msg.payload, "store_rejected",
-                                          f"{why[:1500]} (point: {point[:400]})", msg.received_at))
+                                          f"{why[:1500]} (point: {point[:400]})", msg.received_at,
+                                          device_in_topic(msg.topic)))
         return letters
 
     def _write_lines(self, lines: list[str]) -> None:
@@ -209,7 +201,7 @@ class SpoolWriter:
                 self.influx.write_lines(lines)
                 return
             except StoreRejected as exc:
-                status = http_status(exc)
+                status = exc.status
                 if status in POISON_STATUS:
                     raise
                 if status == 404 and "database not found" in str(exc) and attempt == 1:
