@@ -245,6 +245,49 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22,
+    proc(5)); None when there is no such process. A reused PID has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def process_record(pid: int, workdir: Path) -> dict[str, int | str]:
+    """What ``stack.json`` keeps of a started service: its PID, start time (:func:`start_ticks`)
+    and working directory (part of its command line, ``-c <workdir>/...``)."""
+    return {"pid": pid, "start": start_ticks(pid) or 0, "workdir": str(workdir)}
+
+
+def is_ours(record: object, name: str, workdir: Path) -> bool:
+    """True when ``record`` (from ``stack.json``) is a running ``name`` process Lorong started in
+    ``workdir``: alive, its command is ``name`` with ``workdir`` in its arguments, and (for records
+    with a start time) it started when recorded. A PID reused by another process fails these checks.
+
+    ``record`` is a :func:`process_record` dict, or a bare PID of an earlier release (checked by
+    command line only).
+    """
+    pid = record.get("pid", 0) if isinstance(record, dict) else record
+    if not isinstance(pid, int) or isinstance(pid, bool) or not pid_alive(pid):
+        return False
+    argv = _cmdline(pid)
+    if not argv or Path(argv[0]).name != name or not any(str(workdir) in a for a in argv[1:]):
+        return False
+    if isinstance(record, dict) and record.get("start"):
+        return bool(start_ticks(pid) == record["start"])
+    return True
+
+
 def stop_pid(pid: int, timeout_s: float = 10.0) -> bool:
     """SIGTERM ``pid``, wait, SIGKILL if needed; True when it was running."""
     if not pid_alive(pid):
