@@ -120,6 +120,7 @@ def reload(settings: Settings) -> bool:
     pid = _ours(settings, _state(settings), "mosquitto")
     if pid is None:
         return False
+    stack.hand_to_broker(_workdirs(settings)["mosquitto"])  # files exported since start are root's
     os.kill(pid, signal.SIGHUP)
     return True
 

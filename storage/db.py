@@ -10,13 +10,15 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.files import private_dir, private_file
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` (any SQLAlchemy URL).
 
-    For SQLite the parent directory is created, foreign keys are enforced and WAL journaling
+    For SQLite the parent directory (0700) and the file (0600) are created, foreign keys are enforced and WAL journaling
     is turned on, so the ingester, the analytics job and the API can share one file. Commits
     are synced (``synchronous=FULL``; in WAL mode NORMAL may lose the last commits on a power
     loss, SQLite docs "PRAGMA synchronous"): the ingester acknowledges a rejected message to the
@@ -26,7 +28,8 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(path).parent)
+            private_file(Path(path))
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from core.model import Message, to_ms, utc_from_ms
+from storage.files import private_dir, private_file
 
 
 class SpoolBusy(ConfigError):
@@ -126,10 +127,10 @@ class Spool:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
         self._lock = threading.Lock()
-        self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -153,11 +154,12 @@ class Spool:
         existed = path.exists() and path.stat().st_size > 0
         count_path = Path(f"{path}.count")
         had_count = count_path.exists()
-        self._count_fd = os.open(count_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._count_fd = os.open(count_path, os.O_RDWR | os.O_CREAT, 0o600)
         recorded = self._read_count(count_path) if had_count else 0
         if not existed and recorded:
             raise SpoolDamaged(path, f"the file is {'empty' if path.exists() else 'missing'} but {count_path.name} "
                                      f"records {recorded} appends")
+        private_file(path)  # 0600; SQLite gives -wal and -shm the same mode
         try:
             self._db = db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")

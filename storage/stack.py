@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from core.errors import ConfigError
+from storage.files import private_dir
 
 MAX_QUEUED_MESSAGES = 1_000_000
 """Per-client broker queue for QoS 1/2 while a subscriber lags or is offline (default 1000)."""
@@ -64,6 +65,54 @@ def _exe(name: str) -> str:
     return found
 
 
+BROKER_USER = "mosquitto"
+"""The account Mosquitto drops to when started as root (Debian's package creates it)."""
+
+
+def _crossable(d: Path, uid: int, gid: int) -> bool:
+    st = d.stat()
+    return bool(st.st_mode & 0o001 or (st.st_gid == gid and st.st_mode & 0o010)
+                or (st.st_uid == uid and st.st_mode & 0o100))
+
+
+def broker_user(workdir: Path) -> tuple[str, int, int] | None:
+    """``(name, uid, gid)`` of :data:`BROKER_USER` when the broker is started as root and that user
+    can reach ``workdir``; None otherwise (not root, no such user, or a closed directory above it).
+
+    The parent of ``workdir`` (``var/``, 0700) is handed to the user's group with mode 0710: it may
+    pass through, not list or read.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+
+        entry = pwd.getpwnam(BROKER_USER)
+    except (KeyError, ImportError):
+        return None
+    uid, gid = entry.pw_uid, entry.pw_gid
+    parent = workdir.parent
+    if any(not _crossable(d, uid, gid) for d in parent.parents):
+        return None
+    if not _crossable(parent, uid, gid):
+        os.chown(parent, -1, gid)
+        os.chmod(parent, (parent.stat().st_mode & 0o777) | 0o010)
+    return BROKER_USER, uid, gid
+
+
+def hand_to_broker(workdir: Path) -> None:
+    """Give ``workdir`` and its files to the broker's user (:func:`broker_user`), mode 0700 / 0600,
+    so that Mosquitto running as that user reads its password and ACL files (also when it re-reads
+    them on SIGHUP) and writes its persistence file. Nothing happens when it runs as the caller."""
+    who = broker_user(workdir)
+    if who is None:
+        return
+    _, uid, gid = who
+    for p in (workdir, *workdir.iterdir()):
+        os.chown(p, uid, gid)
+        os.chmod(p, 0o700 if p.is_dir() else 0o600)
+
+
 def mosquitto_conf(
     workdir: Path,
     port: int,
@@ -76,9 +125,10 @@ def mosquitto_conf(
     Without ``password_file`` the broker allows anonymous clients; with it, only clients whose
     username/password are in the file (``mosquitto_passwd`` format), restricted by ``acl_file``.
     ``max_queued_messages`` is the per-client queue (messages); tests pass Mosquitto's default
-    1000 to show what it loses.
+    1000 to show what it loses. Started as root, Mosquitto drops to :data:`BROKER_USER` when that
+    user can reach ``workdir`` (:func:`broker_user`), else it stays root (its ``user`` option).
     """
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)
     lines = [
         f"listener {port} 127.0.0.1",
         "persistence true",
@@ -93,7 +143,8 @@ def mosquitto_conf(
         "log_type notice",
     ]
     if os.geteuid() == 0:
-        lines.append("user root")
+        who = broker_user(workdir)
+        lines.append(f"user {who[0] if who else 'root'}")
     if password_file is not None:
         lines += ["allow_anonymous false", f"password_file {password_file}"]
         if acl_file is not None:
@@ -182,6 +233,7 @@ def start_mosquitto(
     if port_in_use(port):
         raise ConfigError(f"port {port} is already in use: another broker (or service) listens there")
     conf = mosquitto_conf(workdir, port, password_file, acl_file, max_queued_messages)
+    hand_to_broker(workdir)
     out = open(workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen([_exe("mosquitto"), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=detach)
