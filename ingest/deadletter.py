@@ -69,9 +69,12 @@ class DeadLetterStore:
         with self._sessions() as s:
             return int(s.scalar(q) or 0)
 
-    def counts_by_reason(self) -> dict[str, int]:
-        """Dead letters per reason code."""
+    def counts_by_reason(self, replayed: bool | None = None) -> dict[str, int]:
+        """Dead letters per reason code: all (``replayed`` None), only pending ones (False) or only
+        replayed ones (True)."""
         q = select(DeadLetterRow.reason, func.count()).group_by(DeadLetterRow.reason)
+        if replayed is not None:
+            q = q.where(DeadLetterRow.replayed_at.is_not(None) if replayed else DeadLetterRow.replayed_at.is_(None))
         with self._sessions() as s:
             return {r: int(n) for r, n in s.execute(q).all()}
 
