@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -160,7 +160,9 @@ def next_collection(now: datetime, times: Sequence[str], weekdays: Sequence[int]
         tz: IANA time zone of ``times`` (``Asia/Makassar`` = WITA, UTC+8, no DST).
 
     Returns:
-        The next round, tz-aware UTC.
+        The next round, tz-aware UTC. On a day a local time occurs twice (the repeated hour when
+        daylight saving ends) the round is at its first occurrence; on a day it does not occur
+        (clocks go forward) it is one hour later on the clock (PEP 495 ``fold=0``).
 
     Raises:
         ValueError: no times or weekdays, a malformed ``HH:MM``, or an unknown zone.
@@ -170,12 +172,15 @@ def next_collection(now: datetime, times: Sequence[str], weekdays: Sequence[int]
     zone = ZoneInfo(tz)
     slots = sorted(time.fromisoformat(t) for t in times)
     local = now.astimezone(zone)
+    instant = now.astimezone(UTC)
     for day in range(8):
         date = local.date() + timedelta(days=day)
         if date.weekday() not in weekdays:
             continue
         for slot in slots:
+            # compared as instants: two datetimes of one zone compare by wall clock, which in the
+            # repeated hour of a DST change puts 01:30 (first, summer time) after 01:20 (second)
             at = datetime.combine(date, slot, tzinfo=zone)
-            if at > local:
+            if at.astimezone(UTC) > instant:
                 return at.astimezone(now.tzinfo)
     raise ValueError("no collection in the coming week")  # unreachable with a weekday in 0..6

@@ -44,7 +44,6 @@ from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
 from analytics.rules import RULES
 from analytics.rules.base import Context, Device, Verdict, iso
-from analytics.rules.rejects import device_from_topic
 from analytics.state_points import state_lines
 from core import alerts, schema
 from core.errors import StoreError
@@ -124,13 +123,13 @@ def reject_counts(session: Session, now: datetime, window_s: float,
     Returns:
         ``({device_id: {reason: count}}, {device_id: received_at of its newest dead letter})``.
     """
-    q = select(DeadLetterRow.topic, DeadLetterRow.reason, DeadLetterRow.received_at).where(
-        DeadLetterRow.received_at > now - timedelta(seconds=window_s), DeadLetterRow.received_at <= now)
+    q = select(DeadLetterRow.device_id, DeadLetterRow.reason, DeadLetterRow.received_at).where(
+        DeadLetterRow.received_at > now - timedelta(seconds=window_s), DeadLetterRow.received_at <= now,
+        DeadLetterRow.device_id.is_not(None))
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     newest: dict[str, datetime] = {}
-    for topic, reason, at in session.execute(q):
-        dev = device_from_topic(topic)
-        if dev is not None and dev in known:
+    for dev, reason, at in session.execute(q):
+        if dev in known:
             out[dev][reason] += 1
             newest[dev] = max(newest.get(dev, at), at)
     return {d: dict(r) for d, r in out.items()}, newest

@@ -69,7 +69,16 @@ class StoreUnavailable(StoreError):
 
 
 class StoreRejected(StoreError):
-    """Not retryable: the store refused the data (HTTP 4xx)."""
+    """Not retryable: the store refused the data (HTTP 4xx).
+
+    Attributes:
+        status: the HTTP status (400, 404, 413 ...), or None when the refusal came in a 200 answer
+            (an InfluxQL statement error).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RegistryError(LorongError):

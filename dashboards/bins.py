@@ -68,7 +68,7 @@ FILL_BY_KEC = (f'SELECT mean({ident(FILL)}) AS "fill" FROM {ident(BIN)} {where(*
 MAP = (f"SELECT {ident(schema.FIELD_LAT)}, {ident(schema.FIELD_LON)}, {ident(FILL)} FROM {ident(STATE)} "
        f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 PICKUPS = (f'SELECT count({ident(schema.FIELD_BEFORE)}) AS "pickups" FROM {ident(PICKUP)} {where(*FILTERS)} '
-           f"GROUP BY time(1d), {ident(KEC)} fill(0) tz('{CITY_TZ}')")
+           f"GROUP BY time(1d), {ident(KEC)} fill(none) tz('{CITY_TZ}')")  # no data is not 0 pickups
 TIME_TO_FULL = (f"SELECT {ident(schema.FIELD_HOURS_TO_FULL)}, {ident(FILL)} FROM {ident(STATE)} "
                 f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_ACTION)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
@@ -121,7 +121,8 @@ def build() -> model.Dashboard:
               .unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
               .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)))
     pickups = (new_timeseries(6, "Pickups per day", 12, 9, "sum")
-               .description(f"Detected collections per kecamatan per day ({CITY_TZ} days).")
+               .description(f"Detected collections per kecamatan per day ({CITY_TZ} days). A day without a "
+                            "bar has no detected collection: no data, which is not the same as zero.")
                .with_target(InfluxQL("A", PICKUPS).alias("$tag_kecamatan"))
                .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80).decimals(0)
                .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL)))

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import DeviceExists, DeviceRetired, UnknownDevice
 from core.model import DeviceInfo, DeviceKind, utcnow
 from ingest.codecs import CODECS
+from storage.influx import check_tag_value
 from storage.tables import DeviceCredentialRow, DeviceRow
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -79,6 +80,17 @@ class _DeviceChecks(BaseModel):
     @classmethod
     def _id(cls, v: str) -> str:
         return normalize_id(v)
+
+    @field_validator("kecamatan", check_fields=False)
+    @classmethod
+    def _tag(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                check_tag_value(v)
+            except ValueError:
+                raise ValueError(f"kecamatan {v!r} holds a backslash: it is an InfluxDB tag, and line protocol "
+                                 "cannot carry one; remove it") from None
+        return v
 
     @field_validator("status", check_fields=False)
     @classmethod

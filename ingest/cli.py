@@ -162,6 +162,8 @@ def dead_list(
     reason: str | None = typer.Option(None, "--reason", help="only this reason code"),
     limit: int = typer.Option(50, min=1, max=100_000, help="newest N"),
     all_: bool = typer.Option(False, "--all", help="include replayed ones"),
+    payload: bool = typer.Option(False, "--payload", help="print each payload below the table (text as is, "
+                                 "other bytes as hex)"),
 ) -> None:
     """Show dead letters, newest first, and the pending count per reason."""
     store = DeadLetterStore(open_sessions(Settings()))
@@ -171,15 +173,25 @@ def dead_list(
         table.add_row(str(row.id), row.received_at.strftime("%Y-%m-%d %H:%M:%S"), row.reason, row.topic,
                       str(len(row.payload)), row.detail[:80],
                       row.replayed_at.strftime("%Y-%m-%d %H:%M") if row.replayed_at else "")
-    by_reason = store.counts_by_reason()
+    pending, replayed = store.counts_by_reason(replayed=False), store.counts_by_reason(replayed=True)
     if rows:
         console.print(table)
+        if payload:
+            for row in rows:
+                raw = bytes(row.payload)
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = "hex " + raw.hex()
+                console.print(f"{row.id} {row.topic}: {text}", highlight=False, markup=False, soft_wrap=True)
     else:
         what = f"with reason {reason!r} " if reason else ""
         console.print(f"no {'' if all_ else 'pending '}dead letters {what}"
                       + ("" if all_ else "(--all includes replayed ones)"), highlight=False)
-    console.print(f"{store.count(pending_only=True)} pending of {store.count()}; by reason: "
-                  + (", ".join(f"{r} {n}" for r, n in sorted(by_reason.items())) or "none"))
+    console.print(f"{store.count(pending_only=True)} pending of {store.count()}; pending by reason: "
+                  + (", ".join(f"{r} {n}" for r, n in sorted(pending.items())) or "none")
+                  + ("; replayed: " + ", ".join(f"{r} {n}" for r, n in sorted(replayed.items())) if replayed else ""),
+                  highlight=False, soft_wrap=True)
 
 
 @dead_app.command("replay")

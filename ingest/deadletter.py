@@ -18,13 +18,15 @@ from storage.tables import DeadLetterRow
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A rejected message: ``reason`` is the short code, ``detail`` the explanation."""
+    """A rejected message: ``reason`` is the short code, ``detail`` the explanation, ``device_id``
+    the sender when the payload or the topic names one (what the ``payload_rejects`` rule counts by)."""
 
     topic: str
     payload: bytes
     reason: str
     detail: str
     received_at: datetime
+    device_id: str | None = None
 
 
 class DeadLetterStore:
@@ -38,13 +40,14 @@ class DeadLetterStore:
         self._sessions = sessions
 
     def add_many(self, letters: Sequence[DeadLetter]) -> None:
-        """Durably store ``letters`` in one transaction."""
+        """Durably store ``letters`` in one transaction (synced on SQLite, see
+        :func:`storage.db.make_engine`; PostgreSQL's default ``synchronous_commit=on``)."""
         if not letters:
             return
         with self._sessions.begin() as s:
             s.add_all(
                 DeadLetterRow(topic=d.topic, payload=d.payload, reason=d.reason, detail=d.detail[:2000],
-                              received_at=d.received_at)
+                              received_at=d.received_at, device_id=d.device_id[:64] if d.device_id else None)
                 for d in letters
             )
 
@@ -66,9 +69,12 @@ class DeadLetterStore:
         with self._sessions() as s:
             return int(s.scalar(q) or 0)
 
-    def counts_by_reason(self) -> dict[str, int]:
-        """Dead letters per reason code."""
+    def counts_by_reason(self, replayed: bool | None = None) -> dict[str, int]:
+        """Dead letters per reason code: all (``replayed`` None), only pending ones (False) or only
+        replayed ones (True)."""
         q = select(DeadLetterRow.reason, func.count()).group_by(DeadLetterRow.reason)
+        if replayed is not None:
+            q = q.where(DeadLetterRow.replayed_at.is_not(None) if replayed else DeadLetterRow.replayed_at.is_(None))
         with self._sessions() as s:
             return {r: int(n) for r, n in s.execute(q).all()}
 

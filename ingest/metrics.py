@@ -42,6 +42,7 @@ class Stats:
         received: MQTT messages handed to the pipeline.
         accepted: messages that produced points.
         duplicates: messages whose every uplink was a duplicate (same device and frame counter).
+        empty: zero-byte messages (a retained message cleared); acknowledged, nothing stored.
         rejected: rejected messages by reason code (dead-lettered).
         stored_points: points InfluxDB accepted (readings and self-metrics).
         refused_points: points InfluxDB refused for good (dead-lettered as ``store_rejected``).
@@ -51,6 +52,7 @@ class Stats:
     received: int = 0
     accepted: int = 0
     duplicates: int = 0
+    empty: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     stored_points: int = 0
     refused_points: int = 0
@@ -70,6 +72,7 @@ class _StatsCollector(Collector):
             ("lorong_ingest_messages_accepted", "Messages that produced points.", s.accepted),
             ("lorong_ingest_messages_duplicate", "Messages stored once already (same frame counter).",
              s.duplicates),
+            ("lorong_ingest_messages_empty", "Zero-byte messages (a retained message cleared).", s.empty),
             ("lorong_ingest_points_stored", "Points InfluxDB accepted.", s.stored_points),
             ("lorong_ingest_points_refused", "Points InfluxDB refused (dead-lettered).", s.refused_points),
         ):

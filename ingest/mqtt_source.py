@@ -49,6 +49,8 @@ refused CONNACK as an ERROR that says it will not reconnect; unless the applicat
 for the ``gmqtt`` logger, this module sets it to ERROR, drops those refusal lines, and logs the
 state changes itself (connected, lost, not reachable, refused), once per change.
 
+Retained messages are taken once per session, not at each re-subscription (:data:`RETAIN_HANDLING`).
+
 Shared subscriptions: a topic filter ``$share/<group>/<filter>`` makes the broker hand each
 message to one member of the group (MQTT 5.0 section 4.8.2). Each ingester of a group needs its
 own client id (``LORONG_MQTT__CLIENT_ID``); the same id twice makes the broker disconnect one.
@@ -85,6 +87,14 @@ RECEIVE_MAXIMUM = 4096
 
 Bounds the ingester's memory (messages waiting for the spool) and, with the flush period, its
 throughput: at most this many messages per spool transaction round trip."""
+
+RETAIN_HANDLING = 1
+"""MQTT 5 Retain Handling of every subscription (MQTT 5.0 section 3.8.3.1): 1 = the broker sends
+retained messages at subscribe time only if the subscription did not exist yet. The session is
+persistent and the subscriptions are made again on every connect, so with the default 0 a retained
+reading would be taken again at every reconnect or restart (a reading without a device time would be
+stored again at each one's receive time). A retained message is taken once, when the session first
+subscribes; after the session expired (:data:`SESSION_EXPIRY_S`) it is taken once more."""
 
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 10.0
@@ -287,7 +297,8 @@ class MqttSource:
         self.connected.set()
         self._suback_wanted.clear()
         for topic in self.settings.topics:  # one SUBSCRIBE each; resubscribe() keeps gmqtt's list from growing
-            mid = client.resubscribe(gmqtt.Subscription(topic, qos=self.settings.qos))
+            mid = client.resubscribe(gmqtt.Subscription(topic, qos=self.settings.qos,
+                                                         retain_handling_options=RETAIN_HANDLING))
             self._suback_wanted[mid] = topic
 
     def _subscribed(self, _client: Any, mid: int, codes: tuple[int, ...], _props: Any) -> None:

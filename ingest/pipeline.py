@@ -7,7 +7,6 @@ It never raises for bad input: a rejected message comes back with its :class:`Pa
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,9 +17,9 @@ from core import schema
 from core.errors import PayloadError, ValidationError
 from core.model import DeviceInfo, DeviceKind, Message, RawReading, Reading, to_ms, utc_from_ms
 from ingest.codecs import get_codec
-from ingest.formats import FORMATS, Parser, format_for_topic
+from ingest.formats import FORMATS, Parser, device_in_topic, format_for_topic
 from ingest.validate import Policy, validate_values
-from storage.influx import escape_key, escape_measurement
+from storage.influx import float_field, float_point, series_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,10 @@ class Result:
         error: the rejection, when the message goes to the dead-letter store.
         duplicate: True when the same (device, frame counter) was already stored.
         fmt: the payload format name used, when one matched.
+        device_id: the device the message is from (from the payload when it parsed, else from the
+            topic, :func:`ingest.formats.device_in_topic`); None when neither names one.
+        empty: True for a zero-byte payload: no readings and nothing wrong (the message that clears
+            a topic's retained message, MQTT 5.0 section 3.3.1.3, reaches subscribers like this).
     """
 
     readings: list[Reading] = field(default_factory=list)
@@ -50,6 +53,8 @@ class Result:
     error: PayloadError | None = None
     duplicate: bool = False
     fmt: str = ""
+    device_id: str | None = None
+    empty: bool = False
 
 
 class DedupCache:
@@ -107,26 +112,20 @@ class DedupCache:
 
 @lru_cache(maxsize=65536)
 def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[tuple[str, str], ...]) -> str:
-    """Escaped ``measurement,tag=value,...`` exactly as :func:`storage.influx.line` writes it
-    (tags sorted by key, empty values left out); ``extra`` tags cannot override the first two."""
+    """:func:`storage.influx.series_key` of a device's points, cached: tags ``device_id``,
+    ``kecamatan`` and ``extra`` (which cannot override the first two).
+
+    Raises:
+        ValidationError: ``bad_tag``, a tag value line protocol cannot carry
+            (:func:`storage.influx.check_tag_value`); the message is dead-lettered whole.
+    """
     reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN)
     tags = ((schema.TAG_DEVICE, device_id), (schema.TAG_KECAMATAN, kecamatan),
             *((k, v) for k, v in dict(extra).items() if k not in reserved))
-    return escape_measurement(schema.MEASUREMENT_BY_KIND[kind]) + "".join(
-        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v != "")
-
-
-_FIELD_KEYS: dict[str, str] = {}
-"""Escaped field keys by metric name (a few dozen metric names exist)."""
-
-
-def _field_key(name: str) -> str:
-    key = _FIELD_KEYS.get(name)
-    if key is None:
-        key = escape_key(name)
-        if len(_FIELD_KEYS) < 1024:
-            _FIELD_KEYS[name] = key
-    return key
+    try:
+        return series_key(schema.MEASUREMENT_BY_KIND[kind], tags)
+    except ValueError as exc:
+        raise ValidationError("bad_tag", str(exc)) from None
 
 
 def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[str, str] | None = None) -> list[str]:
@@ -159,7 +158,8 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
         extra: extra tags as ``(key, value)`` pairs.
         received_at: receive time of the message (``rx_ms``), unless ``rx_by_ts`` has one per time.
         rx_by_ts: receive time per measurement time.
-        rx_field: the ``rx_ms`` field value of ``received_at``, when the caller has it already.
+        rx_field: the ``rx_ms`` field of ``received_at`` as :func:`storage.influx.float_field` writes
+            it, when the caller has it already.
     """
     series = _series_key(device.kind, device.device_id, device.kecamatan, extra)
     first = values[0][3]
@@ -177,17 +177,11 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
             break
     else:  # the usual message: one time object, no hashing of it
         groups = {first: {v[0]: float(v[1]) for v in values}}
+    rx_more = rx_field or float_field(schema.FIELD_RX, float(to_ms(received_at)))
     out = []
-    rx_ms = rx_field or f"{to_ms(received_at)}.0"  # the float's repr (epoch ms are exact in a double)
-    isfinite, key_of, rx_key = math.isfinite, _FIELD_KEYS.get, schema.FIELD_RX
     for ts, fields in groups.items():
-        parts = []
-        for k, f in fields.items():
-            if not isfinite(f):
-                raise ValueError(f"non-finite field value in {fields!r}")
-            parts.append(f"{key_of(k) or _field_key(k)}={f!r}")
-        rx = rx_ms if rx_by_ts is None else f"{to_ms(rx_by_ts[ts])}.0"
-        out.append(f"{series} {','.join(parts)},{rx_key}={rx} {to_ms(ts)}")
+        rx = rx_more if rx_by_ts is None else float_field(schema.FIELD_RX, float(to_ms(rx_by_ts[ts])))
+        out.append(float_point(series, fields, to_ms(ts), rx))
     return out
 
 
@@ -249,13 +243,17 @@ class Pipeline:
         return at
 
     def process(self, msg: Message) -> Result:
-        """Process one message; never raises for bad input."""
+        """Process one message; never raises for bad input. A zero-byte payload gives an empty
+        result with :attr:`Result.empty` set (not a rejection)."""
         topic, payload, rx = msg
         result = Result([], [])
+        if not payload:
+            result.empty = True
+            return result
         try:
             last_rx, rx_field, rx_s = self._rx
             if rx is not last_rx:  # messages of one socket read share their receive time object
-                rx_field, rx_s = f"{to_ms(rx)}.0", rx.timestamp()  # rx_ms as a float's repr
+                rx_field, rx_s = float_field(schema.FIELD_RX, float(to_ms(rx))), rx.timestamp()
                 self._rx = (rx, rx_field, rx_s)
             if len(payload) > self.max_payload_bytes:
                 raise ValidationError("too_large", f"{len(payload)} bytes > {self.max_payload_bytes}")
@@ -268,6 +266,7 @@ class Pipeline:
             uplinks = self.formats[fmt](payload, topic, rx)
             pending: list[tuple[DeviceInfo, list[Reading], int | None, bytes | None, list[str]]] = []
             for up in uplinks:
+                result.device_id = up.device_id
                 device = self.devices.get(up.device_id)
                 if device is None:
                     raise ValidationError("unknown_device", f"{up.device_id!r} is not registered (or retired)")
@@ -290,10 +289,12 @@ class Pipeline:
                                 _lines(values, device, up.tags, rx, rx_field=rx_field)))
         except PayloadError as exc:
             result.error = exc
+            result.device_id = result.device_id or device_in_topic(topic)
             return result
         except Exception as exc:  # a bug in a parser or codec must not stop the ingester
             log.exception("internal error on topic %s", topic)
             result.error = PayloadError("internal_error", f"{type(exc).__name__}: {exc}")
+            result.device_id = result.device_id or device_in_topic(topic)
             return result
         for device, readings, fcnt, content, lines in pending:
             if fcnt is not None and self.dedup.seen(device.device_id, fcnt, rx, content, rx_s):

@@ -78,6 +78,7 @@ class Ingester:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._lines: list[str] = []
+        self._origins: list[Message | None] = []  # the message of each line in _lines
         self._dead: list[DeadLetter] = []
         self._acks: list[Delivery] = []
         self._stop = threading.Event()
@@ -110,12 +111,17 @@ class Ingester:
             if result.error is not None:
                 reason = result.error.reason
                 stats.rejected[reason] += 1
-                self._dead.append(DeadLetter(msg.topic, msg.payload, reason, result.error.detail, msg.received_at))
+                self._dead.append(DeadLetter(msg.topic, msg.payload, reason, result.error.detail, msg.received_at,
+                                             result.device_id))
+            elif result.empty:
+                stats.empty += 1
             elif result.duplicate and not result.lines:
                 stats.duplicates += 1
             else:
                 stats.accepted += 1
-            self._lines += result.lines
+            if result.lines:
+                self._lines += result.lines
+                self._origins += [msg] * len(result.lines)
             self._acks.append(delivery)
             waiting = len(self._acks)
         if result.error is not None:
@@ -135,19 +141,20 @@ class Ingester:
         """
         with self._flush_lock:
             with self._lock:
-                lines, dead, acks = self._lines, self._dead, self._acks
-                self._lines, self._dead, self._acks = [], [], []
+                lines, origins, dead, acks = self._lines, self._origins, self._dead, self._acks
+                self._lines, self._origins, self._dead, self._acks = [], [], [], []
             if not (lines or dead or acks):
                 return
             wrote = bool(lines)
             try:
-                self.spool.append(lines)
-                lines = []
+                self.spool.append(lines, origins)
+                lines, origins = [], []
                 self.dead_letters.add_many(dead)
                 dead = []
             except BaseException:
                 with self._lock:  # put back in front, in order, for the next attempt
                     self._lines[:0] = lines
+                    self._origins[:0] = origins
                     self._dead[:0] = dead
                     self._acks[:0] = acks
                 raise

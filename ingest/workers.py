@@ -10,7 +10,11 @@ complete ingester with the delivery guarantees of :mod:`ingest.service`: its own
 
 The parent only supervises: it forwards SIGTERM/SIGINT to the workers and waits for their
 clean stop, and restarts a worker that died (the broker keeps handing a stopped member its
-share of the stream, README "Several ingesters", so a member must not stay away).
+share of the stream, README "Several ingesters", so a member must not stay away). A worker that
+dies again soon after a restart is restarted later and later (1 s doubling to 60 s). A worker
+that exits with :data:`EXIT_SETUP` (a setup error it printed as one ``error:`` line: a damaged
+spool, bad settings) is not restarted: nothing changes until a person fixes it, so the
+supervisor stops the other workers and exits with the same status.
 """
 
 from __future__ import annotations
@@ -30,7 +34,16 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 RESTART_DELAY_S = 1.0
-"""Wait before restarting a worker that exited on its own (s)."""
+"""Wait before restarting a worker that exited on its own (s); doubled after each quick death."""
+
+MAX_RESTART_DELAY_S = 60.0
+"""Longest wait before a restart (s)."""
+
+STABLE_S = 60.0
+"""A worker that ran this long before dying is restarted after :data:`RESTART_DELAY_S` again (s)."""
+
+EXIT_SETUP = 2
+"""Exit status of ``lorong`` for a setup error (:func:`core.cli.error_line`): never restarted."""
 
 STOP_TIMEOUT_S = 60.0
 """How long a worker may take for its clean stop (flush, ack, drain) before it is killed (s)."""
@@ -65,26 +78,42 @@ def worker_env(settings: Settings, index: int, group: str, base: Mapping[str, st
 
 def supervise(command: Sequence[str], envs: Sequence[Mapping[str, str]], stop: threading.Event,
               poll_s: float = 0.5) -> int:
-    """Run one ``command`` per environment until ``stop`` is set; restart any that exits early.
+    """Run one ``command`` per environment until ``stop`` is set; restart any that exits early,
+    with backoff (see the module docstring), except after a setup error.
 
     Returns:
-        0 when every worker stopped cleanly after ``stop``, else 1.
+        0 when every worker stopped cleanly after ``stop``; :data:`EXIT_SETUP` when a worker
+        stopped on a setup error (the others are stopped); else 1.
     """
     procs: list[subprocess.Popen[bytes] | None] = [None] * len(envs)
-    died_at: list[float | None] = [None] * len(envs)
+    started_at = [0.0] * len(envs)
+    restart_at = [0.0] * len(envs)
+    quick_deaths = [0] * len(envs)
+    gave_up = False
 
     def spawn(i: int) -> None:
         procs[i] = subprocess.Popen(list(command), env=dict(envs[i]))
+        started_at[i] = time.monotonic()
         log.info("worker %d started (pid %d)", i + 1, procs[i].pid)  # type: ignore[union-attr]
 
     for i in range(len(envs)):
         spawn(i)
-    while not stop.wait(poll_s):
+    while not gave_up and not stop.wait(poll_s):
         for i, p in enumerate(procs):
+            now = time.monotonic()
             if p is not None and p.poll() is not None:
-                log.error("worker %d (pid %d) exited with %s; restarting it", i + 1, p.pid, p.returncode)
-                procs[i], died_at[i] = None, time.monotonic()
-            elif p is None and time.monotonic() - (died_at[i] or 0.0) >= RESTART_DELAY_S:
+                procs[i] = None
+                if p.returncode == EXIT_SETUP:
+                    log.error("worker %d (pid %d) stopped on a setup error (exit %d, see its error line); "
+                              "not restarting it, stopping the others", i + 1, p.pid, p.returncode)
+                    gave_up = True
+                    break
+                quick_deaths[i] = quick_deaths[i] + 1 if now - started_at[i] < STABLE_S else 0
+                delay = min(RESTART_DELAY_S * 2 ** quick_deaths[i], MAX_RESTART_DELAY_S)
+                restart_at[i] = now + delay
+                log.error("worker %d (pid %d) exited with %s; restarting it in %.0f s", i + 1, p.pid,
+                          p.returncode, delay)
+            elif p is None and now >= restart_at[i]:
                 spawn(i)
     live = [p for p in procs if p is not None]
     for p in live:
@@ -100,6 +129,8 @@ def supervise(command: Sequence[str], envs: Sequence[Mapping[str, str]], stop: t
             p.kill()
             p.wait()
         ok = ok and p.returncode == 0
+    if gave_up:
+        return EXIT_SETUP
     return 0 if ok else 1
 
 
@@ -111,7 +142,8 @@ def worker_command(argv: Sequence[str]) -> list[str]:
 
 
 def run_workers(settings: Settings, workers: int, group: str, stop: threading.Event) -> int:
-    """Start ``workers`` ingester processes in share group ``group`` and supervise them until ``stop``.
+    """Migrate the database, then start ``workers`` ingester processes in share group ``group`` and
+    supervise them until ``stop``.
 
     Returns:
         the exit status for the parent (see :func:`supervise`).
@@ -119,5 +151,8 @@ def run_workers(settings: Settings, workers: int, group: str, stop: threading.Ev
     Raises:
         ValueError: bad ``group``.
     """
+    from storage.db import migrate  # once here: workers migrating a new SQLite file at once collide
+
+    migrate(settings.database_url)
     envs = [worker_env(settings, i, group, os.environ) for i in range(1, workers + 1)]
     return supervise(worker_command(sys.argv[1:]), envs, stop)

@@ -21,14 +21,14 @@ the whole batch; InfluxDB overwrites a point with the same series and timestamp.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from core.errors import StoreRejected, StoreUnavailable
-from core.model import utcnow
+from core.model import Message, utcnow
 from ingest.deadletter import DeadLetter
+from ingest.formats import device_in_topic
 from storage.influx import InfluxClient
 from storage.spool import Spool
 
@@ -38,15 +38,6 @@ MIN_BACKOFF_S = 0.25
 MAX_BACKOFF_S = 10.0
 POISON_STATUS = frozenset({400, 413})
 """HTTP statuses that blame the points themselves (split the batch)."""
-
-_STATUS = re.compile(r": HTTP (\d{3})\b")
-
-
-def http_status(exc: StoreRejected) -> int | None:
-    """The HTTP status in a :class:`StoreRejected` raised by :mod:`storage.influx`, if any."""
-    m = _STATUS.search(str(exc))
-    return int(m.group(1)) if m else None
-
 
 class _NotPoison(StoreUnavailable):
     """A 4xx that is not the points' fault: keep the batch, retry later."""
@@ -164,22 +155,39 @@ class SpoolWriter:
 
     def _write(self, batch: list[tuple[int, str]]) -> None:
         t0 = time.monotonic()
-        refused: list[tuple[str, str]] = []
+        refused: list[tuple[int, str, str]] = []
         try:
             self._write_lines([x for _, x in batch])
         except StoreRejected:
             refused = self._bisect(batch)
         if refused:
-            now = utcnow()
-            self.dead_letter([DeadLetter("", point.encode(), "store_rejected", why[:2000], now)
-                              for point, why in refused])
+            self.dead_letter(self._letters(refused))
             log.warning("InfluxDB refused %d of %d points; dead-lettered as store_rejected: %s",
-                        len(refused), len(batch), refused[0][1][:300])
+                        len(refused), len(batch), refused[0][2][:300])
         self.spool.remove_through(batch[-1][0])
         if refused and self.on_refused:
             self.on_refused(len(refused))
         if self.on_written:
             self.on_written(len(batch) - len(refused), time.monotonic() - t0)
+
+    def _letters(self, refused: list[tuple[int, str, str]]) -> list[DeadLetter]:
+        """One ``store_rejected`` dead letter per message whose points InfluxDB refused: its topic,
+        original payload and receive time, so that ``dead-letters replay`` can process it again
+        once the cause is fixed. A point of no message (self-metrics, a spool of an earlier
+        release) is kept as its line protocol with an empty topic."""
+        origins = self.spool.origins([i for i, _, _ in refused])
+        letters: list[DeadLetter] = []
+        done: set[Message] = set()
+        for i, point, why in refused:
+            msg = origins.get(i)
+            if msg is None:
+                letters.append(DeadLetter("", point.encode(), "store_rejected", why[:2000], utcnow()))
+            elif msg not in done:
+                done.add(msg)
+                letters.append(DeadLetter(msg.topic, msg.payload, "store_rejected",
+                                          f"{why[:1500]} (point: {point[:400]})", msg.received_at,
+                                          device_in_topic(msg.topic)))
+        return letters
 
     def _write_lines(self, lines: list[str]) -> None:
         """One write; a missing database is created and the write repeated once.
@@ -193,7 +201,7 @@ class SpoolWriter:
                 self.influx.write_lines(lines)
                 return
             except StoreRejected as exc:
-                status = http_status(exc)
+                status = exc.status
                 if status in POISON_STATUS:
                     raise
                 if status == 404 and "database not found" in str(exc) and attempt == 1:
@@ -206,11 +214,11 @@ class SpoolWriter:
                 raise _NotPoison(f"InfluxDB refused a write (HTTP {status}), keeping the points: {exc}") from exc
         raise _NotPoison(f"InfluxDB database {self.influx.database!r} still missing after creating it")
 
-    def _bisect(self, batch: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    def _bisect(self, batch: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
         """Write the good points of a refused batch.
 
         Returns:
-            ``(line, reason)`` of each point InfluxDB refused on its own.
+            ``(spool id, line, reason)`` of each point InfluxDB refused on its own.
 
         Raises:
             StoreUnavailable: InfluxDB went away meanwhile; nothing is dead-lettered yet.
@@ -219,10 +227,10 @@ class SpoolWriter:
             try:
                 self._write_lines([batch[0][1]])
             except StoreRejected as exc:
-                return [(batch[0][1], str(exc))]
+                return [(batch[0][0], batch[0][1], str(exc))]
             return []
         mid = len(batch) // 2
-        refused: list[tuple[str, str]] = []
+        refused: list[tuple[int, str, str]] = []
         for half in (batch[:mid], batch[mid:]):
             try:
                 self._write_lines([x for _, x in half])

@@ -27,31 +27,56 @@ def _ports(settings: Settings) -> tuple[int, int]:
     return settings.mqtt.port, urlparse(settings.influx.url).port or 8086
 
 
+def _workdirs(settings: Settings) -> dict[str, Path]:
+    var = settings.var_dir.resolve()
+    return {"mosquitto": var / "mosquitto", "influxd": var / "influxdb"}
+
+
+def _state(settings: Settings) -> dict[str, object]:
+    pidfile = _pidfile(settings)
+    try:
+        state = json.loads(pidfile.read_text()) if pidfile.exists() else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _ours(settings: Settings, state: dict[str, object], name: str) -> int | None:
+    """The PID of ``name`` when ``state`` records a process Lorong started and it still runs
+    (:func:`storage.stack.is_ours`: PIDs are reused, so a bare PID proves nothing)."""
+    record = state.get(name)
+    if not stack.is_ours(record, name, _workdirs(settings)[name]):
+        return None
+    pid = record.get("pid") if isinstance(record, dict) else record
+    return pid if isinstance(pid, int) else None
+
+
 def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stack.Service]:
-    """Start both services (idempotent: running ones are kept) and record their PIDs.
+    """Start both services (idempotent: running ones are kept) and record their PIDs and start times.
 
     Raises:
         ConfigError: a binary is missing, or ``auth`` without exported credentials.
         TimeoutError: a service did not come up.
     """
     pidfile = _pidfile(settings)
-    state = json.loads(pidfile.read_text()) if pidfile.exists() else {}
+    state = _state(settings)
     mqtt_port, influx_port = _ports(settings)
     started: list[stack.Service] = []
     var = settings.var_dir.resolve()
-    if not stack.pid_alive(state.get("mosquitto", 0) or 0):
+    dirs = _workdirs(settings)
+    if _ours(settings, state, "mosquitto") is None:
         pw = acl = None
         if auth:
             pw, acl = var / "mosquitto" / "passwd", var / "mosquitto" / "acl"
             missing = [str(f) for f in (pw, acl) if not f.exists()]
             if missing:
                 raise ConfigError(f"no {' or '.join(missing)}: run `lorong devices credentials export` first")
-        svc = stack.start_mosquitto(var / "mosquitto", mqtt_port, pw, acl, detach=detach)
-        state["mosquitto"] = svc.proc.pid
+        svc = stack.start_mosquitto(dirs["mosquitto"], mqtt_port, pw, acl, detach=detach)
+        state["mosquitto"] = stack.process_record(svc.proc.pid, dirs["mosquitto"])
         started.append(svc)
-    if not stack.pid_alive(state.get("influxd", 0) or 0):
-        svc = stack.start_influxd(var / "influxdb", influx_port, detach=detach)
-        state["influxd"] = svc.proc.pid
+    if _ours(settings, state, "influxd") is None:
+        svc = stack.start_influxd(dirs["influxd"], influx_port, detach=detach)
+        state["influxd"] = stack.process_record(svc.proc.pid, dirs["influxd"])
         started.append(svc)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(json.dumps(state))
@@ -60,12 +85,17 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop the services recorded in the PID file; returns the names stopped."""
+    """Stop the services recorded in the PID file that Lorong started and that still run (a
+    recorded PID now used by another process is left alone); returns the names stopped."""
     pidfile = _pidfile(settings)
     if not pidfile.exists():
         return []
-    state = json.loads(pidfile.read_text())
-    stopped = [name for name, pid in state.items() if stack.stop_pid(int(pid))]
+    state = _state(settings)
+    stopped = []
+    for name in ("mosquitto", "influxd"):
+        pid = _ours(settings, state, name)
+        if pid is not None and stack.stop_pid(pid):
+            stopped.append(name)
     pidfile.unlink()
     return stopped
 
@@ -77,8 +107,7 @@ def release(settings: Settings, services: list[stack.Service]) -> None:
         svc.stop()
     pidfile = _pidfile(settings)
     if pidfile.exists():
-        state = {k: v for k, v in json.loads(pidfile.read_text()).items()
-                 if k not in {svc.name for svc in services}}
+        state = {k: v for k, v in _state(settings).items() if k not in {svc.name for svc in services}}
         if state:
             pidfile.write_text(json.dumps(state))
         else:
@@ -88,10 +117,10 @@ def release(settings: Settings, services: list[stack.Service]) -> None:
 def reload(settings: Settings) -> bool:
     """Make the running broker re-read its password and ACL files (SIGHUP, mosquitto(8));
     False when no broker started by `lorong stack up` runs."""
-    pidfile = _pidfile(settings)
-    pid = int(json.loads(pidfile.read_text()).get("mosquitto", 0) or 0) if pidfile.exists() else 0
-    if not stack.pid_alive(pid):
+    pid = _ours(settings, _state(settings), "mosquitto")
+    if pid is None:
         return False
+    stack.hand_to_broker(_workdirs(settings)["mosquitto"])  # files exported since start are root's
     os.kill(pid, signal.SIGHUP)
     return True
 
@@ -134,13 +163,12 @@ def down_cmd() -> None:
 def status_cmd() -> None:
     """Show whether each service runs and answers."""
     settings = Settings()
-    pidfile = _pidfile(settings)
-    state = json.loads(pidfile.read_text()) if pidfile.exists() else {}
+    state = _state(settings)
     mqtt_port, _ = _ports(settings)
     ok = True
     for name in ("mosquitto", "influxd"):
-        pid = int(state.get(name, 0) or 0)
-        alive = bool(pid) and stack.pid_alive(pid)
+        pid = _ours(settings, state, name)
+        alive = pid is not None
         if name == "mosquitto":
             try:
                 stack.wait_for_port(mqtt_port, 0.5)

@@ -10,20 +10,26 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.files import private_dir, private_file
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` (any SQLAlchemy URL).
 
-    For SQLite the parent directory is created, foreign keys are enforced and WAL journaling
-    is turned on, so the ingester, the analytics job and the API can share one file.
+    For SQLite the parent directory (0700) and the file (0600) are created, foreign keys are enforced and WAL journaling
+    is turned on, so the ingester, the analytics job and the API can share one file. Commits
+    are synced (``synchronous=FULL``; in WAL mode NORMAL may lose the last commits on a power
+    loss, SQLite docs "PRAGMA synchronous"): the ingester acknowledges a rejected message to the
+    broker once its dead letter is committed, exactly as it does for spooled points.
     """
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(path).parent)
+            private_file(Path(path))
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
@@ -33,7 +39,7 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
     return engine

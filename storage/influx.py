@@ -32,6 +32,21 @@ def escape_key(name: str) -> str:
     return name.translate(_KEY_ESC)
 
 
+def check_tag_value(value: str) -> None:
+    """Refuse a tag value line protocol cannot carry.
+
+    In InfluxDB 1.x line protocol a backslash escapes the character after it and nothing escapes a
+    backslash: ``k=Depot\\`` before the separating space or comma is refused (HTTP 400 "invalid tag
+    format", measured on InfluxDB 1.6.7), and a backslash inside a value comes back altered when it
+    precedes a character that is escaped. So tag values hold no backslash.
+
+    Raises:
+        ValueError: ``value`` holds a backslash.
+    """
+    if "\\" in value:
+        raise ValueError(f"tag value {value!r} holds a backslash, which InfluxDB line protocol cannot carry")
+
+
 def _field_value(value: float | int | str | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -57,15 +72,71 @@ def line(
     floats (``1.0``), ``int`` as integers (``1i``): Lorong writes readings as floats only.
 
     Raises:
-        ValueError: no fields, or a non-finite float.
+        ValueError: no fields, a non-finite float, or a tag value with a backslash
+            (:func:`check_tag_value`).
     """
     if not fields:
         raise ValueError("a point needs at least one field")
-    tag_part = "".join(
-        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
-    )
     field_part = ",".join(f"{escape_key(k)}={_field_value(v)}" for k, v in fields.items())
-    return f"{escape_measurement(measurement)}{tag_part} {field_part} {ts_ms}"
+    return f"{series_key(measurement, tags.items())} {field_part} {ts_ms}"
+
+
+def series_key(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
+    """Escaped ``measurement,tag=value,...`` of a point: tags sorted by key (InfluxDB's advice for
+    write performance), empty values left out (InfluxDB refuses them).
+
+    Raises:
+        ValueError: a tag value with a backslash (:func:`check_tag_value`).
+    """
+    pairs = sorted(tags)
+    for _k, v in pairs:
+        check_tag_value(v)
+    return escape_measurement(measurement) + "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in pairs if v != "")
+
+
+_FIELD_KEYS: dict[str, str] = {}
+"""Escaped field keys by name (a few dozen metric names exist; bounded)."""
+
+
+def field_key(name: str) -> str:
+    """:func:`escape_key` of a field name, cached (runs for every point)."""
+    key = _FIELD_KEYS.get(name)
+    if key is None:
+        key = escape_key(name)
+        if len(_FIELD_KEYS) < 1024:
+            _FIELD_KEYS[name] = key
+    return key
+
+
+def float_field(name: str, value: float) -> str:
+    """``name=value`` of one float field (``repr``, so ``1.0`` stays a float).
+
+    Raises:
+        ValueError: a non-finite value.
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite field value {name}={value!r}")
+    return f"{field_key(name)}={value!r}"
+
+
+def float_point(series: str, fields: Mapping[str, float], ts_ms: int, more: str = "") -> str:
+    """One point of float fields: ``series f1=v1,...[,more] ts_ms``.
+
+    Args:
+        series: from :func:`series_key`.
+        fields: field name -> value (floats; ints are written as floats).
+        ts_ms: epoch milliseconds.
+        more: further fields already formatted by :func:`float_field` (joined with a comma).
+
+    Raises:
+        ValueError: no fields, or a non-finite value.
+    """
+    parts = [float_field(k, float(v)) for k, v in fields.items()]
+    if more:
+        parts.append(more)
+    if not parts:
+        raise ValueError("a point needs at least one field")
+    return f"{series} {','.join(parts)} {ts_ms}"
 
 
 _IDENT_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -146,7 +217,8 @@ class InfluxClient:
         if resp.status_code >= 500:
             raise StoreUnavailable(f"influx {self.url}{path}: HTTP {resp.status_code} {resp.text[:200]}")
         if resp.status_code >= 400:
-            raise StoreRejected(f"influx {self.url}{path}: HTTP {resp.status_code} {resp.text[:300]}")
+            raise StoreRejected(f"influx {self.url}{path}: HTTP {resp.status_code} {resp.text[:300]}",
+                                status=resp.status_code)
         return resp
 
     def ping(self) -> bool:

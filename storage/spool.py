@@ -10,11 +10,21 @@ One spool file belongs to one process: :class:`Spool` takes an exclusive ``flock
 ``<file>.lock`` and raises :class:`SpoolBusy` when another process holds it (two ingesters with
 the same MQTT client id would otherwise share the file and fight over the broker session). The
 kernel drops the lock when the process dies, even on SIGKILL.
+
+A damaged spool never opens as an empty one (its points were acknowledged to the broker, so
+nothing else has them): :class:`Spool` runs SQLite's ``PRAGMA quick_check`` at open, and keeps
+beside the data a count file ``<file>.count`` holding the id of the last chunk appended. SQLite's
+AUTOINCREMENT counter (``sqlite_sequence``) never goes back, so a file whose counter is behind the
+count file lost appends: a deleted or cut ``-wal`` file (SQLite silently drops WAL frames it
+cannot verify), a main file truncated or deleted. Such a spool raises :class:`SpoolDamaged`. The
+count file is written after each append's commit and not synced: it can only lag the data (a
+power loss may undo its last writes, which weakens the check but never raises a false alarm).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -23,6 +33,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.model import Message, to_ms, utc_from_ms
+from storage.files import private_dir, private_file
 
 
 class SpoolBusy(ConfigError):
@@ -37,11 +49,54 @@ class SpoolBusy(ConfigError):
         self.path = path
 
 
+class SpoolDamaged(ConfigError):
+    """The spool file cannot be trusted: not a SQLite database, fails the integrity check, or
+    holds fewer appends than its count file recorded (points acknowledged to the broker are gone).
+
+    The message is one line naming the file and what to do.
+
+    Attributes:
+        path: the spool file.
+        why: what is wrong with it.
+    """
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"spool {path} is damaged ({why}); refusing to start with it. Stop here: keep the files for "
+            f"inspection (`sqlite3 {path} .recover` saves what is readable), then move {path}, {path}-wal, "
+            f"{path}-shm and {path}.count aside and start again with an empty spool (the points it lost were "
+            "already acknowledged to the broker: republish them from the devices or a capture)")
+        self.path = path
+        self.why = why
+
+
 _SHIFT = 1 << 20
 """Entry id = chunk id x ``_SHIFT`` + position in the chunk."""
 
 _CHUNK_LINES = 10_000
 """Most lines per chunk (a larger append makes several chunks), so a peek never splits a huge row."""
+
+
+def _encode_origins(origins: Sequence[Message | None]) -> bytes:
+    """JSON ``{"m": [[topic, payload as Latin-1, received_at epoch ms], ...], "i": [message index per
+    line, -1 for none]}``; consecutive lines of one message (the same object) share one entry."""
+    messages: list[tuple[str, str, int]] = []
+    index: list[int] = []
+    last: object = None
+    for o in origins:
+        if o is None:
+            index.append(-1)
+            continue
+        if o is not last:
+            messages.append((o.topic, o.payload.decode("latin-1"), to_ms(o.received_at)))
+            last = o
+        index.append(len(messages) - 1)
+    return json.dumps({"m": messages, "i": index}, separators=(",", ":")).encode()
+
+
+def _decode_origins(blob: bytes) -> tuple[list[Message], list[int]]:
+    data = json.loads(blob)
+    return [Message(t, p.encode("latin-1"), utc_from_ms(ms)) for t, p, ms in data["m"]], list(data["i"])
 
 
 def _holes(text: str) -> set[int]:
@@ -64,30 +119,84 @@ class Spool:
 
     Raises:
         SpoolBusy: another process has the spool open.
+        SpoolDamaged: the file is not a SQLite database, fails ``PRAGMA quick_check``, or lost
+            appends its count file recorded (see the module docstring).
 
     Thread-safe: one connection guarded by a lock. :meth:`depth` is kept in memory (counted
     once at open), so it costs nothing on the hot path.
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
         self._lock = threading.Lock()
-        self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
             raise SpoolBusy(path) from None
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "first INTEGER NOT NULL, n INTEGER NOT NULL, holes TEXT NOT NULL, lines TEXT NOT NULL)")
-        self._convert_v1()
-        self._depth = int(sum(n - first - len(_holes(h)) for first, n, h in
-                              self._db.execute("SELECT first, n, holes FROM chunks")))
+        self._db: sqlite3.Connection | None = None
+        self._count_fd = -1
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        """Open the file, check it against its count file, count the waiting points.
+
+        Raises:
+            SpoolDamaged: see the class docstring.
+        """
+        path = self.path
+        existed = path.exists() and path.stat().st_size > 0
+        count_path = Path(f"{path}.count")
+        had_count = count_path.exists()
+        self._count_fd = os.open(count_path, os.O_RDWR | os.O_CREAT, 0o600)
+        recorded = self._read_count(count_path) if had_count else 0
+        if not existed and recorded:
+            raise SpoolDamaged(path, f"the file is {'empty' if path.exists() else 'missing'} but {count_path.name} "
+                                     f"records {recorded} appends")
+        private_file(path)  # 0600; SQLite gives -wal and -shm the same mode
+        try:
+            self._db = db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise SpoolDamaged(path, "SQLite integrity check: " + "; ".join(map(str, problems[:3])))
+            db.execute("CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                       "first INTEGER NOT NULL, n INTEGER NOT NULL, holes TEXT NOT NULL, lines TEXT NOT NULL, "
+                       "origins BLOB)")
+            if "origins" not in {row[1] for row in db.execute("PRAGMA table_info(chunks)")}:
+                db.execute("ALTER TABLE chunks ADD COLUMN origins BLOB")  # a spool of the earlier release
+            self._convert_v1()
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+            seq = int(row[0]) if row else 0
+            if seq < recorded:
+                raise SpoolDamaged(path, f"{recorded - seq} of {recorded} appends are missing: the file ends at "
+                                         f"append {seq}, {count_path.name} says {recorded} (a lost or cut -wal file?)")
+            self._write_count(seq)
+            self._depth = int(sum(n - first - len(_holes(h)) for first, n, h in
+                                  db.execute("SELECT first, n, holes FROM chunks")))
+        except sqlite3.DatabaseError as exc:
+            why = "not a SQLite database" if "not a database" in str(exc) else f"SQLite: {exc}"
+            raise SpoolDamaged(path, why) from None
+
+    def _read_count(self, count_path: Path) -> int:
+        text = os.pread(self._count_fd, 64, 0).decode("ascii", "replace").strip()
+        if not text:
+            return 0
+        try:
+            return int(text)
+        except ValueError:
+            raise SpoolDamaged(self.path, f"{count_path.name} does not hold a number: {text[:40]!r}") from None
+
+    def _write_count(self, seq: int) -> None:
+        """Record ``seq`` (the last chunk id appended) in the count file: fixed width, one write."""
+        os.pwrite(self._count_fd, f"{seq:020d}\n".encode(), 0)
 
     def _convert_v1(self) -> None:
         """Move the rows of a one-row-per-line ``spool`` table (earlier layout) into chunks."""
@@ -111,7 +220,10 @@ class Spool:
         return self._db
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, lines: Sequence[str]) -> None:
+    def _insert(db: sqlite3.Connection, lines: Sequence[str], origins: Sequence[Message | None] | None = None) -> int:
+        """Insert ``lines`` (and their ``origins``, see :meth:`append`) as chunks; returns the id of
+        the last chunk (0 when none)."""
+        last = 0
         for at in range(0, len(lines), _CHUNK_LINES):
             part = lines[at:at + _CHUNK_LINES]
             try:
@@ -120,28 +232,60 @@ class Spool:
                 raise sqlite3.IntegrityError(f"spool lines must be str: {exc}") from None
             if text.count("\n") != len(part) - 1:
                 raise sqlite3.IntegrityError("a spool line contains a newline")
-            db.execute("INSERT INTO chunks (first, n, holes, lines) VALUES (0, ?, '', ?)", (len(part), text))
+            blob = _encode_origins(origins[at:at + _CHUNK_LINES]) if origins is not None else None
+            last = db.execute("INSERT INTO chunks (first, n, holes, lines, origins) VALUES (0, ?, '', ?, ?)",
+                              (len(part), text, blob)).lastrowid or 0
+        return last
 
-    def append(self, lines: Sequence[str]) -> None:
+    def append(self, lines: Sequence[str], origins: Sequence[Message | None] | None = None) -> None:
         """Durably append ``lines`` in one transaction (all or none).
+
+        Args:
+            lines: line-protocol points.
+            origins: the message each line came from (same length as ``lines``; ``None`` for a line
+                of no message, such as self-metrics), kept so that a point InfluxDB refuses is
+                dead-lettered as the message it came from (:meth:`origins`).
 
         Raises:
             sqlite3.IntegrityError: a line is not a string or holds a newline; nothing was appended.
             sqlite3.Error: the disk is full or the file is unusable; nothing was appended.
+            ValueError: ``origins`` is not as long as ``lines``.
         """
         if not lines:
             return
+        if origins is not None and len(origins) != len(lines):
+            raise ValueError(f"{len(origins)} origins for {len(lines)} lines")
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                self._insert(db, lines)
+                last = self._insert(db, lines, origins)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
             self._depth += len(lines)
+            self._write_count(last)
+
+    def origins(self, ids: Sequence[int]) -> dict[int, Message]:
+        """The messages the entries ``ids`` came from, for those appended with one (others are left out)."""
+        wanted: dict[int, list[int]] = {}
+        for i in ids:
+            wanted.setdefault(i // _SHIFT, []).append(i)
+        out: dict[int, Message] = {}
+        with self._lock:
+            db = self._conn()
+            for cid, entries in wanted.items():
+                row = db.execute("SELECT origins FROM chunks WHERE id = ?", (cid,)).fetchone()
+                if row is None or row[0] is None:
+                    continue
+                messages, index = _decode_origins(row[0])
+                for i in entries:
+                    pos = i % _SHIFT
+                    if pos < len(index) and index[pos] >= 0:
+                        out[i] = messages[index[pos]]
+        return out
 
     def peek(self, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` oldest entries as ``(id, line)``, ids ascending, not removed."""
@@ -241,8 +385,14 @@ class Spool:
     def close(self) -> None:
         """Close the file and release the process lock (idempotent)."""
         with self._lock:
+            if self._lock_fd < 0:
+                return
             if self._db is not None:
                 self._db.close()
                 self._db = None
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
+            if self._count_fd >= 0:
+                os.close(self._count_fd)
+                self._count_fd = -1
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from core.errors import ConfigError
+from storage.files import private_dir
 
 MAX_QUEUED_MESSAGES = 1_000_000
 """Per-client broker queue for QoS 1/2 while a subscriber lags or is offline (default 1000)."""
@@ -64,6 +65,54 @@ def _exe(name: str) -> str:
     return found
 
 
+BROKER_USER = "mosquitto"
+"""The account Mosquitto drops to when started as root (Debian's package creates it)."""
+
+
+def _crossable(d: Path, uid: int, gid: int) -> bool:
+    st = d.stat()
+    return bool(st.st_mode & 0o001 or (st.st_gid == gid and st.st_mode & 0o010)
+                or (st.st_uid == uid and st.st_mode & 0o100))
+
+
+def broker_user(workdir: Path) -> tuple[str, int, int] | None:
+    """``(name, uid, gid)`` of :data:`BROKER_USER` when the broker is started as root and that user
+    can reach ``workdir``; None otherwise (not root, no such user, or a closed directory above it).
+
+    The parent of ``workdir`` (``var/``, 0700) is handed to the user's group with mode 0710: it may
+    pass through, not list or read.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+
+        entry = pwd.getpwnam(BROKER_USER)
+    except (KeyError, ImportError):
+        return None
+    uid, gid = entry.pw_uid, entry.pw_gid
+    parent = workdir.parent
+    if any(not _crossable(d, uid, gid) for d in parent.parents):
+        return None
+    if not _crossable(parent, uid, gid):
+        os.chown(parent, -1, gid)
+        os.chmod(parent, (parent.stat().st_mode & 0o777) | 0o010)
+    return BROKER_USER, uid, gid
+
+
+def hand_to_broker(workdir: Path) -> None:
+    """Give ``workdir`` and its files to the broker's user (:func:`broker_user`), mode 0700 / 0600,
+    so that Mosquitto running as that user reads its password and ACL files (also when it re-reads
+    them on SIGHUP) and writes its persistence file. Nothing happens when it runs as the caller."""
+    who = broker_user(workdir)
+    if who is None:
+        return
+    _, uid, gid = who
+    for p in (workdir, *workdir.iterdir()):
+        os.chown(p, uid, gid)
+        os.chmod(p, 0o700 if p.is_dir() else 0o600)
+
+
 def mosquitto_conf(
     workdir: Path,
     port: int,
@@ -76,9 +125,10 @@ def mosquitto_conf(
     Without ``password_file`` the broker allows anonymous clients; with it, only clients whose
     username/password are in the file (``mosquitto_passwd`` format), restricted by ``acl_file``.
     ``max_queued_messages`` is the per-client queue (messages); tests pass Mosquitto's default
-    1000 to show what it loses.
+    1000 to show what it loses. Started as root, Mosquitto drops to :data:`BROKER_USER` when that
+    user can reach ``workdir`` (:func:`broker_user`), else it stays root (its ``user`` option).
     """
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)
     lines = [
         f"listener {port} 127.0.0.1",
         "persistence true",
@@ -93,7 +143,8 @@ def mosquitto_conf(
         "log_type notice",
     ]
     if os.geteuid() == 0:
-        lines.append("user root")
+        who = broker_user(workdir)
+        lines.append(f"user {who[0] if who else 'root'}")
     if password_file is not None:
         lines += ["allow_anonymous false", f"password_file {password_file}"]
         if acl_file is not None:
@@ -182,6 +233,7 @@ def start_mosquitto(
     if port_in_use(port):
         raise ConfigError(f"port {port} is already in use: another broker (or service) listens there")
     conf = mosquitto_conf(workdir, port, password_file, acl_file, max_queued_messages)
+    hand_to_broker(workdir)
     out = open(workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen([_exe("mosquitto"), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=detach)
@@ -242,6 +294,49 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22,
+    proc(5)); None when there is no such process. A reused PID has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def process_record(pid: int, workdir: Path) -> dict[str, int | str]:
+    """What ``stack.json`` keeps of a started service: its PID, start time (:func:`start_ticks`)
+    and working directory (part of its command line, ``-c <workdir>/...``)."""
+    return {"pid": pid, "start": start_ticks(pid) or 0, "workdir": str(workdir)}
+
+
+def is_ours(record: object, name: str, workdir: Path) -> bool:
+    """True when ``record`` (from ``stack.json``) is a running ``name`` process Lorong started in
+    ``workdir``: alive, its command is ``name`` with ``workdir`` in its arguments, and (for records
+    with a start time) it started when recorded. A PID reused by another process fails these checks.
+
+    ``record`` is a :func:`process_record` dict, or a bare PID of an earlier release (checked by
+    command line only).
+    """
+    pid = record.get("pid", 0) if isinstance(record, dict) else record
+    if not isinstance(pid, int) or isinstance(pid, bool) or not pid_alive(pid):
+        return False
+    argv = _cmdline(pid)
+    if not argv or Path(argv[0]).name != name or not any(str(workdir) in a for a in argv[1:]):
+        return False
+    if isinstance(record, dict) and record.get("start"):
+        return bool(start_ticks(pid) == record["start"])
     return True
 
 

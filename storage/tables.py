@@ -216,6 +216,8 @@ class DeadLetterRow(Base):
     reason: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     replayed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """The sender, from the payload or the topic layout (None when neither names one; rows before migration 0005)."""
 
 
 class ApiTokenRow(Base):

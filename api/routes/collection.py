@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from api.deps import Reader, SessionDep
+from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
 from api.state import metric_value, number
@@ -35,6 +36,12 @@ WITA = timezone(timedelta(hours=8), "WITA")
 def today_wita(now: datetime | None = None) -> str:
     """Today's date in Makassar, ``YYYY-MM-DD``."""
     return (now or utcnow()).astimezone(WITA).date().isoformat()
+
+
+def local_today(tz: str, now: datetime | None = None) -> str:
+    """Today's date in the IANA zone ``tz`` (``analytics.timezone``, the zone route plans are saved in
+    by :func:`analytics.routes.save`), ``YYYY-MM-DD``."""
+    return (now or utcnow()).astimezone(ZoneInfo(tz)).date().isoformat()
 
 
 def plan_stops(stops: Any) -> list[tuple[str, float | None]]:
@@ -70,8 +77,10 @@ def _plan_extra(stops: Any) -> dict[str, Any]:
 @router.get("", response_model=list[RouteOut])
 def routes(
     session: SessionDep,
+    ctx: ContextDep,
     _who: Reader,
-    day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD (WITA); default today"),
+    day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$",
+                            description="YYYY-MM-DD (in analytics.timezone); default today"),
     vehicle: int | None = Query(None, ge=0, le=10_000),
 ) -> list[RouteOut]:
     """Collection routes of one day, by vehicle, each with its stops in visiting order."""
@@ -80,7 +89,7 @@ def routes(
             date.fromisoformat(day)
         except ValueError:
             raise InvalidRequest(f"day={day!r} is not a calendar date: use YYYY-MM-DD") from None
-    q = select(RoutePlanRow).where(RoutePlanRow.day == (day or today_wita())).order_by(
+    q = select(RoutePlanRow).where(RoutePlanRow.day == (day or local_today(ctx.settings.analytics.timezone))).order_by(
         RoutePlanRow.vehicle, RoutePlanRow.id)
     if vehicle is not None:
         q = q.where(RoutePlanRow.vehicle == vehicle)

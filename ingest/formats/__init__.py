@@ -1,6 +1,7 @@
 """Payload formats: one module per gateway format, each pure.
 
-A format module exposes ``NAME``, ``TOPICS`` (the MQTT topic filters it serves by default) and
+A format module exposes ``NAME``, ``TOPICS`` (the MQTT topic filters it serves by default),
+``DEVICE_LEVEL`` (the topic level holding the device id, read by :func:`device_in_topic`) and
 ``parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]``. ``parse`` does no
 I/O and reads no clock (``received_at`` is given for relative times); it raises
 :class:`core.errors.ParseError` (reason ``bad_json``, ``bad_envelope``, ``bad_value`` ...) and
@@ -10,6 +11,7 @@ network server did not decode the bytes; the pipeline then applies the device's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from types import ModuleType
@@ -26,6 +28,8 @@ FORMATS: dict[str, Parser] = {m.NAME: m.parse for m in _MODULES}
 """Parser functions by format name."""
 
 TOPICS: dict[str, tuple[str, ...]] = {m.NAME: tuple(m.TOPICS) for m in _MODULES}
+DEVICE_LEVEL: dict[str, int] = {m.NAME: m.DEVICE_LEVEL for m in _MODULES}
+"""Topic level of the device id, by format name."""
 """Default MQTT topic filters served by each format."""
 
 
@@ -67,3 +71,25 @@ def format_for_topic(topic: str) -> str:
         if any(topic_matches(f, topic) for f in filters):
             return name
     raise UnknownFormat(f"(topic {topic})", sorted(FORMATS))
+
+
+_HEX16 = re.compile(r"^(?:eui-)?([0-9A-Fa-f]{16})$")
+
+
+def device_in_topic(topic: str) -> str | None:
+    """The device id in an uplink topic of a known format (:data:`DEVICE_LEVEL` of the format whose
+    ``TOPICS`` match), or None. A 16-hex-digit id (optionally ``eui-`` prefixed, as The Things
+    Stack names devices by default) is a DevEUI and is upper-cased like the registry.
+
+    Used for messages that did not parse (their payload names no device); a parsed uplink's
+    device id comes from the payload.
+    """
+    try:
+        name = format_for_topic(topic)
+    except UnknownFormat:
+        return None
+    level = topic.split("/")[DEVICE_LEVEL[name]]
+    if not level:
+        return None
+    m = _HEX16.match(level)
+    return m.group(1).upper() if m else level

@@ -36,6 +36,8 @@ from ingest.vendor_keys import as_float
 
 NAME = "airrohr"
 TOPICS = ("airrohr/+",)
+DEVICE_LEVEL = 1
+"""Level of ``TOPICS`` holding the device id (0-based): the one place that says so."""
 
 VALUE_TYPES: dict[str, tuple[str, str]] = {
     "SDS_P1": ("pm10", "ug/m3"), "SDS_P2": ("pm25", "ug/m3"),

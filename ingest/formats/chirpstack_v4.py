@@ -35,6 +35,8 @@ from ingest.vendor_keys import readings_from_object
 
 NAME = "chirpstack-v4"
 TOPICS = ("application/+/device/+/event/+",)
+DEVICE_LEVEL = 3
+"""Level of ``TOPICS`` holding the device id (0-based): the one place that says so."""
 
 EVENTS = ("up", "status", "join", "ack", "txack", "log", "location", "integration")
 """Event types of ChirpStack v4 (integrations/events.md)."""

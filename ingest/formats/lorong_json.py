@@ -28,6 +28,8 @@ from ingest.vendor_keys import as_float
 
 NAME = "lorong-json"
 TOPICS = ("lorong/v1/+/up",)
+DEVICE_LEVEL = 2
+"""Level of ``TOPICS`` holding the device id (0-based): the one place that says so."""
 
 
 _DEVICE_OF_TOPIC: dict[str, str] = {}

@@ -45,6 +45,8 @@ from ingest.vendor_keys import KEYS, lookup
 
 NAME = "senml"
 TOPICS = ("senml/+",)
+DEVICE_LEVEL = 1
+"""Level of ``TOPICS`` holding the device id (0-based): the one place that says so."""
 
 RELATIVE_LIMIT = 2**28
 """Resolved times below this are seconds relative to now (RFC 8428 section 4.5.3)."""

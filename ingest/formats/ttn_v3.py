@@ -32,6 +32,8 @@ from ingest.vendor_keys import readings_from_object
 
 NAME = "ttn-v3"
 TOPICS = ("v3/+/devices/+/up",)
+DEVICE_LEVEL = 3
+"""Level of ``TOPICS`` holding the device id (0-based): the one place that says so."""
 
 _OTHER_MESSAGES = ("join_accept", "downlink_ack", "downlink_nack", "downlink_sent", "downlink_failed",
                    "downlink_queued", "downlink_queue_invalidated", "location_solved", "service_data")

@@ -88,7 +88,7 @@ def test_sensor_fault_and_pollution_spike_held(sessions: Any, influx: InfluxClie
     write(influx, "AIR", [(T, {"pm25": 200.0})], schema.MEASUREMENT_AIR)
     with sessions.begin() as s:
         s.add_all([DeadLetterRow(received_at=T - k * MIN, topic="lorong/v1/NOISY/up", payload=b"{",
-                                 reason="bad_json") for k in range(5)])
+                                 reason="bad_json", device_id="NOISY") for k in range(5)])
     job = Job(sessions, influx)
     r = job(T + MIN)
     assert r.opened == {"stuck": 1, "payload_rejects": 1, "pm25_high": 1}
@@ -102,6 +102,7 @@ def test_sensor_fault_and_pollution_spike_held(sessions: Any, influx: InfluxClie
     # new evidence for two of them: a stuck reading, a new dead letter; the station stays quiet
     write(influx, "STUCK", [(T + 4 * MIN, {"distance": 420.0, "fillingLevel": 0.5})])
     with sessions.begin() as s:
-        s.add(DeadLetterRow(received_at=T + 4 * MIN, topic="lorong/v1/NOISY/up", payload=b"{", reason="bad_json"))
+        s.add(DeadLetterRow(received_at=T + 4 * MIN, topic="lorong/v1/NOISY/up", payload=b"{", reason="bad_json",
+                            device_id="NOISY"))
     r = job(T + 5 * MIN)
     assert r.opened == {"stuck": 1, "payload_rejects": 1} and r.held == {"pm25_high": 1}

@@ -343,12 +343,12 @@ def test_status_flags_battery_and_rejects(sessions: Any, influx: InfluxClient) -
     with sessions.begin() as s:
         for i in range(5):
             s.add(DeadLetterRow(received_at=at(2) - i * MIN, topic="lorong/v1/NOISY/up", payload=b"{",
-                                reason="bad_json"))
+                                reason="bad_json", device_id="NOISY"))
         for i in range(6):  # The Things Stack names devices eui-<deveui>
             s.add(DeadLetterRow(received_at=at(2) - i * MIN, topic="v3/app@ttn/devices/eui-24e124713b0000a9/up",
-                                payload=b"\x01", reason="unknown_fport"))
+                                payload=b"\x01", reason="unknown_fport", device_id="24E124713B0000A9"))
         s.add(DeadLetterRow(received_at=at(2) - timedelta(hours=2), topic="lorong/v1/NOISY/up", payload=b"",
-                            reason="bad_json"))  # outside the hour
+                            reason="bad_json", device_id="NOISY"))  # outside the hour
     job = Job(sessions, influx)
 
     r = job(at(1) + MIN)

@@ -36,8 +36,9 @@ WITA_DAY0 = 1_764_691_200_000
 
 
 def wita_days(counts: list[int]) -> list[tuple[int, float]]:
-    """Pickups per local day from WITA_DAY0, as InfluxDB returns count() with fill(0)."""
-    return [(WITA_DAY0 + i * D, n) for i, n in enumerate(counts)]
+    """Pickups per local day from WITA_DAY0 as the panel shows them: only days with a detected pickup
+    (``fill(none)``; a day without data is not a day of zero pickups)."""
+    return [(WITA_DAY0 + i * D, n) for i, n in enumerate(counts) if n]
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def test_dead_letters_list(db_url: str, sessions: sessionmaker[Session]) -> None
     assert result.exit_code == 0, result.output
     assert "lorong/v1/MKS-AIR-99/up" in result.stdout and "unknown_device" in result.stdout
     assert "2026-03-01 07:30:00" in result.stdout
-    assert "2 pending of 2; by reason: bad_json 1, unknown_device 1" in result.stdout
+    assert "2 pending of 2; pending by reason: bad_json 1, unknown_device 1" in result.stdout
     result = invoke(["ingest", "dead-letters", "list", "--reason", "bad_json"],
                     {"LORONG_DATABASE_URL": db_url, "COLUMNS": "200"})
     assert "airrohr/x" in result.stdout and "MKS-AIR-99" not in result.stdout
@@ -153,7 +153,7 @@ def test_dead_letters_list(db_url: str, sessions: sessionmaker[Session]) -> None
                     {"LORONG_DATABASE_URL": db_url, "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "no pending dead letters with reason 'bad_jsn' (--all includes replayed ones)" in result.stdout
-    assert "2 pending of 2; by reason: bad_json 1, unknown_device 1" in result.stdout  # the reasons there are
+    assert "2 pending of 2; pending by reason: bad_json 1, unknown_device 1" in result.stdout  # the reasons there are
     assert "received (UTC)" not in result.stdout  # no empty table
 
 
@@ -215,3 +215,27 @@ def test_replay_prints_valid_json_for_bytes_that_are_not_utf8(tmp_path: Path) ->
     assert records[1]["topic"] == "lorong/v1/MKS-\\xe9BIN/up"  # the byte 0xE9, shown escaped
     assert (records[2]["device_id"], records[2]["value"]) == ("MKS-AIR-07", 12.0)
     assert result.stderr.strip() == "3 messages: 1 accepted, 2 rejected, 0 duplicates"
+
+
+def test_dead_letters_summary_counts_pending_and_list_shows_payloads(db_url: str,
+                                                                    sessions: sessionmaker[Session]) -> None:
+    """Issue 14, item 29: the per-reason summary counts pending rows only (a replayed row is
+    listed apart), and ``list --payload`` prints each payload (text as is, other bytes as hex)."""
+    at = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
+    store = DeadLetterStore(sessions)
+    store.add_many([
+        DeadLetter("lorong/v1/MKS-AIR-99/up", b'{"metrics": {"pm25": 1}}', "unknown_device", "not registered", at),
+        DeadLetter("lorong/v1/MKS-AIR-98/up", b'{"metrics": {"pm25": 2}}', "unknown_device", "not registered", at),
+        DeadLetter("airrohr/x", b"\xff\x00{", "bad_json", "not UTF-8", at),
+    ])
+    first = min(r.id for r in store.list())
+    store.mark_replayed([first], at)
+    env = {"LORONG_DATABASE_URL": db_url, "COLUMNS": "200"}
+    result = invoke(["ingest", "dead-letters", "list"], env)
+    assert result.exit_code == 0, result.output
+    assert "2 pending of 3; pending by reason: bad_json 1, unknown_device 1; replayed: unknown_device 1" \
+        in result.stdout
+    shown = invoke(["ingest", "dead-letters", "list", "--payload"], env)
+    assert shown.exit_code == 0, shown.output
+    assert '{"metrics": {"pm25": 2}}' in shown.stdout
+    assert "ff007b" in shown.stdout  # not text: hex

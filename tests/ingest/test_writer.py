@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from core.errors import StoreRejected
 from ingest.deadletter import DeadLetter, DeadLetterStore
-from ingest.writer import SpoolWriter, http_status
+from ingest.writer import SpoolWriter
 from storage import stack
 from storage.influx import InfluxClient
 from storage.spool import Spool
@@ -44,11 +43,6 @@ def spool(tmp_path: Path) -> Iterator[Spool]:
 @pytest.fixture
 def dead(sessions: Any) -> DeadLetterStore:
     return DeadLetterStore(sessions)
-
-
-def test_http_status_parsing() -> None:
-    assert http_status(StoreRejected('influx http://x/write: HTTP 400 {"error":"partial write"}')) == 400
-    assert http_status(StoreRejected("influx: database not found")) is None
 
 
 def test_missing_database_is_created_not_dead_lettered(influxd: stack.Service, spool: Spool,
