@@ -165,3 +165,13 @@ def test_run_writes_state_points_for_grafana(sessions: Any, influx: InfluxClient
     assert state["fillingLevel"] == pytest.approx(0.05 * 6, abs=1e-9)  # newest reading
     air_rows = influx.records(f'SELECT * FROM "{schema.MEASUREMENT_AIR_INDEX}" WHERE time = {to_ms(NOW)}ms')
     assert [(r["device_id"], r["ispu"]) for r in air_rows] == [("AIR1", 81)]
+
+
+def test_history_time_to_full_from_the_median_fill_rate() -> None:
+    """Three days emptied at about 0.5: the Theil-Sen line of level against hours is flat (a
+    longer interval happened to end lower), and inverted it said "never full"; the bin fills
+    about 0.02 an hour and is full 40 h after its pickup."""
+    hist = from_history(np.array([24.0, 25.0, 26.0]), np.array([0.5, 0.52, 0.49]), 4.0, NOW, 0.8)
+    assert hist is not None and hist.method == "history"
+    assert hist.rate_per_h == pytest.approx(0.52 / 25.0)
+    assert hist.full_at == NOW + timedelta(hours=0.8 / (0.52 / 25.0) - 4.0)
