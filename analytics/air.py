@@ -21,7 +21,10 @@ either). A station without a full day of history has no profile yet and is score
 buckets (profile 0). ``z = (x - median) / (1.4826 * MAD)`` is the modified z-score of Iglewicz and
 Hoaglin (1993, "How to Detect and Handle Outliers", ASQC), who flag |z| > 3.5 (the default
 ``spike_z``); 1.4826 makes the MAD estimate sigma for normal data (Leys et al. 2013, J. Exp.
-Soc. Psychol. 49:764). The MAD is floored at :data:`MAD_FLOOR_UGM3` and a spike must also
+Soc. Psychol. 49:764). The MAD is floored at :data:`MAD_FLOOR_UGM3` and at the spread of the station's buckets around
+its profile at that time of day over the same days (:func:`profile_spread`: the morning rise
+varies from day to day with the weather, the night hardly; 1.4826 x spread estimates that
+day-to-day sigma as it does the MAD's), and a spike must also
 exceed the median by ``spike_min_excess_ugm3``: at night a clean station's MAD can be a fraction
 of a microgram and every breath of smoke would be "4 sigma".
 """
@@ -188,6 +191,33 @@ def daily_profile(slots: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """How much a station's days differ at each time of day: for each of the 144 slots, the median
+    over the days of ``|that day's median within PROFILE_HALF_WIDTH_SLOTS of the slot - profile|``
+    (the morning rise is stronger on a still day, the night hardly differs); 0 with one day of
+    history, NaN where the profile is.
+
+    Args:
+        slots, x: as for :func:`daily_profile`.
+        days: the local day of each value (any integer per day).
+        profile: the 144 values :func:`daily_profile` gave for them.
+
+    Returns:
+        144 spreads, ug/m3.
+    """
+    out = np.full(SLOTS_PER_DAY, np.nan)
+    if len(x) == 0:
+        return out
+    day_ids = np.unique(days)
+    for s in range(SLOTS_PER_DAY):
+        d = np.abs(slots - s)
+        near = np.minimum(d, SLOTS_PER_DAY - d) <= PROFILE_HALF_WIDTH_SLOTS
+        per_day = [float(np.median(x[near & (days == k)])) for k in day_ids if (near & (days == k)).any()]
+        if per_day and not np.isnan(profile[s]):
+            out[s] = float(np.median(np.abs(np.array(per_day) - profile[s])))
+    return out
+
+
 _PROFILES: PerLocalDay[dict[str, np.ndarray]] = PerLocalDay()
 
 
@@ -199,8 +229,9 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
     same time sees the same profile, and a spike of today never enters it.
 
     Returns:
-        device id -> 144 expected PM2.5 values (ug/m3), for stations with a profile at every time
-        of day (a full day of history).
+        device id -> a (2, 144) array: the expected PM2.5 at each time of day (ug/m3) and its
+        spread (:func:`profile_spread`), for stations with a profile at every time of day (a
+        full day of history).
     """
     if cfg.spike_profile_days <= 0:
         return {}
@@ -212,9 +243,11 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
         frame = frame.dropna(subset=["pm25"])
         out = {}
         for device_id, g in frame.groupby("device_id", sort=True):
-            prof = daily_profile(time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float))
+            slots, x = time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float)
+            days = g["time"].dt.tz_convert(cfg.timezone).dt.date.map(lambda d: d.toordinal()).to_numpy()
+            prof = daily_profile(slots, x)
             if not np.isnan(prof).any():
-                out[str(device_id)] = prof
+                out[str(device_id)] = np.vstack([prof, profile_spread(slots, days, x, prof)])
         return out
 
     return _PROFILES.get(influx, now, cfg.timezone, (cfg.spike_profile_days, tuple(sorted(models))), learn)
@@ -231,8 +264,9 @@ def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
         cfg: ``spike_z``, ``spike_min_excess_ugm3``, ``spike_baseline_h``, ``spike_persistence``,
             ``timezone`` (local time of day).
         horizon: how far back buckets are scored.
-        profiles: each station's daily profile (:func:`station_profiles`); a station without
-            one is scored on its raw buckets.
+        profiles: each station's daily profile (:func:`station_profiles`: level and spread, or
+            the 144 levels alone); a station without one is scored on its raw buckets. The MAD a
+            bucket's z divides by is at least the profile's spread at its time of day.
 
     Returns:
         Frame with device_id, time, pm25, median (the expected level: profile plus the median
@@ -249,7 +283,10 @@ def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
     for device_id, g in frame.groupby("device_id", sort=True):
         t, x = g["time"], g["pm25"].to_numpy(dtype=float)
         prof = (profiles or {}).get(str(device_id))
-        expected = prof[time_of_day_slots(t, cfg.timezone)] if prof is not None else np.zeros(len(x))
+        slot = time_of_day_slots(t, cfg.timezone)
+        level, spread = (prof, None) if prof is None or prof.ndim == 1 else (prof[0], prof[1])
+        expected = level[slot] if level is not None else np.zeros(len(x))
+        floor = np.nan_to_num(spread[slot], nan=0.0) if spread is not None else np.zeros(len(x))
         resid = x - expected
         for i in np.flatnonzero((t > cut).to_numpy()):
             ts = t.iloc[i]
@@ -259,7 +296,7 @@ def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,
                 base = resid[in_base]
                 med = float(np.median(base))
                 mad = float(np.median(np.abs(base - med)))
-                z = (resid[i] - med) / (1.4826 * max(mad, MAD_FLOOR_UGM3))
+                z = (resid[i] - med) / (1.4826 * max(mad, MAD_FLOOR_UGM3, float(floor[i])))
             excess = resid[i] - med
             rows.append({"device_id": str(device_id), "time": ts, "pm25": x[i], "median": med + expected[i],
                          "mad": mad, "z": z, "excess": excess,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from analytics.air import daily_profile, score_spikes, time_of_day_slots
+from analytics.air import daily_profile, profile_spread, score_spikes, time_of_day_slots
 from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile, round_end
 from analytics.jobs import run_once
 from analytics.pickups import detect
@@ -260,3 +260,30 @@ def test_a_stronger_morning_everywhere_is_no_spike_but_a_local_plume_is() -> Non
     # with fewer than MIN_PEERS stations nothing is taken off
     few = score_spikes(pd.concat(frames[:3], ignore_index=True), now, cfg, profiles=profiles)
     assert few.loc[few["time"] == few["time"].max(), "local_spike"].all()
+
+
+def test_a_morning_within_its_usual_day_to_day_spread_is_no_spike() -> None:
+    """The morning rise is 25 and 45 ug/m3 on two days and 48 today: today's morning is 13 above
+    the profile (the 24-hour baseline's MAD of about 1 made it many sigma); the profile's spread
+    at that time of day (the mornings differ by 20 from day to day) makes it ordinary."""
+    cfg = AnalyticsSettings()
+    rows = []
+    t = MONDAY
+    while t < MONDAY + timedelta(days=2, hours=8):
+        v = 20.0 + (t.minute % 7) * 0.3
+        if time(6, 30) <= t.time() < time(8, 30):
+            v += (25.0, 45.0, 48.0)[(t - MONDAY).days]
+        rows.append({"device_id": "S", "time": pd.Timestamp(t.astimezone(UTC)), "pm25": v})
+        t += timedelta(minutes=10)
+    frame = pd.DataFrame(rows)
+    now = (MONDAY + timedelta(days=2, hours=8)).astimezone(UTC)
+    before = frame[frame["time"] < pd.Timestamp((MONDAY + timedelta(days=2)).astimezone(UTC))]
+    slots, x = time_of_day_slots(before["time"], cfg.timezone), before["pm25"].to_numpy()
+    days = before["time"].dt.tz_convert(cfg.timezone).dt.day.to_numpy()
+    level = daily_profile(slots, x)
+    spread = profile_spread(slots, days, x, level)
+    assert spread[7 * 6] >= 5.0 and spread[13 * 6] < 1.0  # the mornings differ, the afternoons do not
+    # against the level alone today's morning (48, profile about 35) is a spike
+    assert score_spikes(frame, now, cfg, profiles={"S": level})["spike"].tail(3).all()
+    scored = score_spikes(frame, now, cfg, profiles={"S": np.vstack([level, spread])})
+    assert not scored["spike"].tail(3).any()
