@@ -1,0 +1,98 @@
+"""Where a :class:`firmware_sim.live.LiveCity` meets the real store (as :mod:`firmware_sim.load` does for a
+scenario): its past loaded through the ingest pipeline (:func:`backfill`), and the bins people emptied read
+back from the registry (:class:`CrewWatch`), so that a crew's "done" sticks in the simulated city.
+
+How the city hears of a crew's "done": ``lorong demo`` runs the city in the API's process and polls
+the registry (:meth:`CrewWatch.poll`, every few seconds) for
+
+- collections made by a person (``collections.source`` other than ``sensor``: ``POST /bins/{id}/emptied``
+  records ``crew``), at the collection's time;
+- alerts of a type a person's emptying clears (``bin_full``, ``bin_full_soon``, ``cant_empty``: the
+  catalogue's ``cleared_by_emptying``) cleared by a person (not ``system``) with a reason starting
+  with "emptied" (the Telegram "Emptied" button, ``POST /alerts/{id}/clear`` with that reason), at the
+  clear's time.
+
+Polling the database needs no change to the API and works for every way of recording it (API,
+Telegram, another process on the same database).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import alerts as catalogue
+from core.model import Message
+from firmware_sim.live import LiveCity
+from firmware_sim.load import LoadReport, load_messages, register_devices
+from ingest.validate import Policy
+from storage.influx import InfluxClient
+from storage.tables import AlertHistoryRow, AlertRow, CollectionRow
+
+EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.cleared_by_emptying)
+"""Alert types whose clear "emptied" by a person means the bin was emptied."""
+
+
+def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
+             policy: Policy | None = None) -> LoadReport:
+    """Register the city's devices (ids already registered are kept), then advance it to ``until`` and
+    load its uplinks through the ingest pipeline, each received at its simulated time.
+
+    Args:
+        city: a live city whose clock is before ``until``.
+        until: tz-aware end of the backfill (``lorong demo``: the real now).
+        sessions: the Lorong database.
+        influx: the InfluxDB client (its database must exist).
+        policy: validation limits (the ingester's defaults unless given).
+
+    Returns:
+        the :class:`firmware_sim.load.LoadReport` (``devices_new``: devices added).
+
+    Raises:
+        pydantic.ValidationError: a registry row the registry refuses (a bad city file).
+        StoreError: InfluxDB unavailable or refusing points.
+    """
+    report = LoadReport(devices_new=register_devices(city.registry_rows(), sessions))
+    msgs = (Message(topic, payload, datetime.fromtimestamp(rx, UTC))
+            for rx, topic, payload in city.advance(until.timestamp()))
+    return load_messages(msgs, sessions, influx, policy, report=report)
+
+
+class CrewWatch:
+    """Reads the bins people emptied since the last call (module docstring); the first call sees only
+    what was recorded after the watch was made.
+
+    Args:
+        sessions: the Lorong database.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        with sessions() as s:
+            self._collection_id = s.scalar(select(func.max(CollectionRow.id))) or 0
+            self._history_id = s.scalar(select(func.max(AlertHistoryRow.id))) or 0
+
+    def poll(self) -> list[tuple[str, datetime]]:
+        """``(device id, when)`` per bin emptied by a person since the last call, oldest first; a bin
+        recorded twice (a collection and the alert clear it made) is given once, at the earlier time."""
+        seen: dict[str, datetime] = {}
+        with self.sessions() as s:  # rows up to the newest ids now; later ones wait for the next call
+            top_c = s.scalar(select(func.max(CollectionRow.id))) or 0
+            top_h = s.scalar(select(func.max(AlertHistoryRow.id))) or 0
+            for device_id, at in s.execute(
+                    select(CollectionRow.device_id, CollectionRow.at)
+                    .where(CollectionRow.id > self._collection_id, CollectionRow.id <= top_c,
+                           CollectionRow.source != "sensor")).tuples():
+                seen[device_id] = min(at, seen.get(device_id, at))
+            for device_id, at, details in s.execute(
+                    select(AlertRow.device_id, AlertHistoryRow.at, AlertHistoryRow.details)
+                    .join(AlertRow, AlertRow.id == AlertHistoryRow.alert_id)
+                    .where(AlertHistoryRow.id > self._history_id, AlertHistoryRow.id <= top_h,
+                           AlertHistoryRow.action == "cleared", AlertHistoryRow.actor != "system",
+                           AlertRow.type.in_(EMPTYING_TYPES))).tuples():
+                if str((details or {}).get("reason", "")).strip().lower().startswith("emptied"):
+                    seen[device_id] = min(at, seen.get(device_id, at))
+        self._collection_id, self._history_id = max(self._collection_id, top_c), max(self._history_id, top_h)
+        return sorted(seen.items(), key=lambda item: item[1])
