@@ -18,9 +18,11 @@ Telegram, another process on the same database).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import alerts as catalogue
@@ -30,6 +32,8 @@ from firmware_sim.load import LoadReport, load_messages, register_devices
 from ingest.validate import Policy
 from storage.influx import InfluxClient
 from storage.tables import AlertHistoryRow, AlertRow, CollectionRow
+
+log = logging.getLogger(__name__)
 
 EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.cleared_by_emptying)
 """Alert types whose clear "emptied" by a person means the bin was emptied."""
@@ -70,6 +74,7 @@ class CrewWatch:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self._failing = False
         with sessions() as s:
             self._collection_id = s.scalar(select(func.max(CollectionRow.id))) or 0
             self._history_id = s.scalar(select(func.max(AlertHistoryRow.id))) or 0
@@ -78,6 +83,15 @@ class CrewWatch:
         """``(device id, when)`` per bin emptied by a person since the last call, oldest first; a bin
         recorded twice (a collection and the alert clear it made) is given once, at the earlier time."""
         seen: dict[str, datetime] = {}
+        try:
+            return self._poll(seen)
+        except SQLAlchemyError as exc:  # the database busy or gone: try again on the next call
+            if not self._failing:
+                log.warning("cannot read the bins people emptied (will retry): %s", exc)
+            self._failing = True
+            return []
+
+    def _poll(self, seen: dict[str, datetime]) -> list[tuple[str, datetime]]:
         with self.sessions() as s:  # rows up to the newest ids now; later ones wait for the next call
             top_c = s.scalar(select(func.max(CollectionRow.id))) or 0
             top_h = s.scalar(select(func.max(AlertHistoryRow.id))) or 0
@@ -95,4 +109,5 @@ class CrewWatch:
                 if str((details or {}).get("reason", "")).strip().lower().startswith("emptied"):
                     seen[device_id] = min(at, seen.get(device_id, at))
         self._collection_id, self._history_id = max(self._collection_id, top_c), max(self._history_id, top_h)
+        self._failing = False
         return sorted(seen.items(), key=lambda item: item[1])
