@@ -101,7 +101,7 @@ def demo(
     try:
         city_cfg = load_city(city or packaged_city("makassar"))
     except ValueError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     settings = Settings()
     settings.analytics.interval_s = min(settings.analytics.interval_s, 10.0)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +138,16 @@ def test_crew_source_is_polled_and_step_uses_the_clock_given() -> None:
     assert len(calls) == 1
     with pytest.raises(ValueError, match="tz-aware"):
         LiveCity(load_city(packaged_city("small")), START.replace(tzinfo=None))
+
+
+def test_demo_refuses_a_bad_city_file_in_one_line(tmp_path: Path) -> None:
+    """`lorong demo --city FILE` with a bad key: one `error:` line naming it, exit 2, nothing started."""
+    bad = tmp_path / "city.yaml"
+    bad.write_text("name: x\nrounds: {trucks: 0}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")} | {"LORONG_VAR_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--city", str(bad)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: {bad}: rounds.trucks: Input should be greater than or "
+                                                "equal to 1"]
+    assert [p.name for p in tmp_path.iterdir()] == ["city.yaml"]  # no broker, database or spool made
