@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,11 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import alerts as catalogue
 from core.model import Message
+from devices.registry import DeviceUpdate, normalize_id, update_device
 from firmware_sim.live import LiveCity
 from firmware_sim.load import LoadReport, load_messages, register_devices
 from ingest.validate import Policy
 from storage.influx import InfluxClient
-from storage.tables import AlertHistoryRow, AlertRow, CollectionRow
+from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,9 @@ EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.clear
 
 def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
              policy: Policy | None = None) -> LoadReport:
-    """Register the city's devices (ids already registered are kept), then advance it to ``until`` and
-    load its uplinks through the ingest pipeline, each received at its simulated time.
+    """Register the city's devices (those already registered get the city's place and geometry,
+    :func:`refresh_devices`), then advance the city to ``until`` and load its uplinks through the ingest
+    pipeline, each received at its simulated time.
 
     Args:
         city: a live city whose clock is before ``until``.
@@ -58,10 +61,41 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
         pydantic.ValidationError: a registry row the registry refuses (a bad city file).
         StoreError: InfluxDB unavailable or refusing points.
     """
-    report = LoadReport(devices_new=register_devices(city.registry_rows(), sessions))
+    rows = city.registry_rows()
+    report = LoadReport(devices_new=register_devices(rows, sessions))
+    refresh_devices(rows, sessions)
     msgs = (Message(topic, payload, datetime.fromtimestamp(rx, UTC))
             for rx, topic, payload in city.advance(until.timestamp()))
     return load_messages(msgs, sessions, influx, policy, report=report)
+
+
+REFRESHED = ("model", "codec", "lat", "lon", "kecamatan", "street", "depth_mm", "blind_zone_mm", "capacity_l",
+             "report_interval_s")
+"""Registry fields a city sets on devices registered before (by an earlier demo with another city or size)."""
+
+
+def refresh_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session]) -> int:
+    """Give registered devices the :data:`REFRESHED` fields of their ``rows`` (fields of
+    ``devices.registry.DeviceIn``), so that their fill levels follow the simulated geometry; retired
+    devices and devices of another kind are left alone.
+
+    Returns:
+        how many devices changed.
+
+    Raises:
+        pydantic.ValidationError, ValueError: a row the registry refuses (a bad city file).
+    """
+    n = 0
+    with sessions.begin() as s:
+        for row in rows:
+            dev = s.get(DeviceRow, normalize_id(str(row["id"])))
+            if dev is None or dev.status == "retired" or dev.kind != row["kind"]:
+                continue
+            change = {k: row[k] for k in REFRESHED if k in row and getattr(dev, k) != row[k]}
+            if change:
+                update_device(s, dev.id, DeviceUpdate.model_validate(change))
+                n += 1
+    return n
 
 
 class CrewWatch:

@@ -25,7 +25,7 @@ from api.auth import create_token
 from api.main import create_app
 from core.model import utcnow
 from core.settings import IngestSettings, Settings
-from devices.registry import RegistryLookup
+from devices.registry import DeviceIn, RegistryLookup, add_device
 from firmware_sim.city import FaultsConfig, load_city, packaged_city
 from firmware_sim.live import LiveCity
 from firmware_sim.live_store import CrewWatch, backfill
@@ -34,7 +34,7 @@ from ingest.deadletter import DeadLetterStore
 from ingest.service import Ingester
 from storage import stack
 from storage.influx import InfluxClient
-from storage.tables import AlertRow
+from storage.tables import AlertRow, DeviceRow
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -80,8 +80,14 @@ def test_a_crews_emptied_empties_the_simulated_bin_and_bin_full_stays_cleared(
                                  "faults": FaultsConfig.model_validate({k: 0 for k in FaultsConfig.model_fields})})
     now = utcnow()
     live = LiveCity(cfg, now - timedelta(days=1), bins=10, stations=0, seed=11)
+    old = next(d for d in live.bins if not live.bins[d].sim.lorawan)  # an earlier demo's bin of that id
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id=old, kind="bin", kecamatan="Wajo", depth_mm=2000, blind_zone_mm=100))
     loaded = backfill(live, now, sessions, influx)
-    assert loaded.devices_new == 10 and loaded.points == loaded.messages >= 10 * 143
+    assert loaded.devices_new == 9 and loaded.points == loaded.messages >= 10 * 143
+    with sessions() as s:
+        row = s.get(DeviceRow, old)
+        assert row is not None and row.depth_mm == live.bins[old].sim.depth_mm and row.blind_zone_mm == 150
     run_once(sessions, influx, settings.analytics, now=now)
     full = active_bin_full(sessions)
     assert len(full) >= 3, f"only {len(full)} bins full after a day without rounds"
