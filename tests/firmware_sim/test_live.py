@@ -151,3 +151,18 @@ def test_demo_refuses_a_bad_city_file_in_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [f"error: {bad}: rounds.trucks: Input should be greater than or "
                                                 "equal to 1"]
     assert [p.name for p in tmp_path.iterdir()] == ["city.yaml"]  # no broker, database or spool made
+
+
+def test_the_city_goes_on_past_its_first_planned_week() -> None:
+    """Bags, rounds and air are planned a week at a time: the eighth day has them too."""
+    c = city(seed=2, bins=6, stations=1, faults=False)
+    day8 = START.timestamp() + 7 * 86400
+    c.advance(day8)
+    msgs = c.advance(day8 + 86400)
+    assert len(c._windows) == 2
+    air = sum("-air-" in t.lower() for _rx, t, _p in msgs)
+    assert air >= 280  # a station every 5 min: 288 a day
+    assert len(msgs) - air == 6 * 144  # a bin every 10 min
+    for lb in c.bins.values():
+        assert any(day8 < s.t <= day8 + 86400 for s in lb.stops)  # the round comes on the eighth day
+        assert any(day8 < t <= day8 + 86400 for t in lb.sim.bag_t)
