@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -57,13 +58,23 @@ def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ER
 
 @root.command("demo")
 def demo(
-    bins: int = typer.Option(40, min=1, max=5000),
-    air: int = typer.Option(5, min=0, max=500),
-    speed: float = typer.Option(120.0, min=1.0, help="simulated seconds per real second"),
+    bins: int = typer.Option(40, min=1, max=5000, help="bins of the city (its first N)"),
+    air: int = typer.Option(5, min=0, max=500, help="air stations of the city"),
+    city: Path | None = typer.Option(None, "--city", dir_okay=False,
+                                     help="city file, YAML or JSON (default firmware_sim/cities/makassar.yaml)"),
+    history_days: float = typer.Option(2.0, min=0.0, max=14.0,
+                                       help="days of the city's past loaded first, at their simulated times"),
+    seed: int | None = typer.Option(None, help="random seed (default the city file's); same seed, same city"),
     duration: float | None = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
 ) -> None:
-    """Start the embedded stack, the ingester, the analytics scheduler, a simulated Makassar fleet and
-    the API; stop everything cleanly on Ctrl-C."""
+    """Start the embedded stack, the ingester, the analytics scheduler, a simulated city and the API;
+    stop everything cleanly on Ctrl-C.
+
+    The city (:class:`firmware_sim.live.LiveCity`) first loads ``--history-days`` of its past through
+    the ingest pipeline, then runs in real time: bins fill bag by bag, the trucks' rounds empty them,
+    and a bin a person reports emptied (crew page, API, Telegram) is emptied in the city too
+    (:class:`firmware_sim.live_store.CrewWatch`).
+    """
     from contextlib import ExitStack
 
     import uvicorn
@@ -73,10 +84,13 @@ def demo(
     from analytics.scheduler import Scheduler
     from api.auth import kept_token
     from api.main import create_app
-    from core.errors import ConfigError
+    from core.errors import ConfigError, StoreError
+    from core.model import utcnow
     from core.settings import Settings
     from firmware_sim import cli as sim_cli
-    from firmware_sim.fleet import Fleet
+    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.live import LiveCity
+    from firmware_sim.live_store import CrewWatch, backfill
     from firmware_sim.publisher import Publisher
     from ingest import cli as ingest_cli
     from storage import cli as stack_cli
@@ -84,6 +98,11 @@ def demo(
     from storage.spool import SpoolBusy
     from storage.stack import port_in_use
 
+    try:
+        city_cfg = load_city(city or packaged_city("makassar"))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     settings = Settings()
     settings.analytics.interval_s = min(settings.analytics.interval_s, 10.0)
     url = f"http://{settings.api.host}:{settings.api.port}"
@@ -100,15 +119,21 @@ def demo(
             services = stack_cli.up(settings, detach=True)
             cleanup.callback(stack_cli.release, settings, services)  # only what this demo started
             sessions = open_sessions(settings)
-            fleet = Fleet(bins=bins, air=air)
-            sim_cli.register_fleet(fleet, settings)
+            influx = open_influx(settings)
+            influx.create_database(settings.influx.retention)
+            now = utcnow()
+            live = LiveCity(city_cfg, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
+            loaded = backfill(live, now, sessions, influx)
+            print(f"{city_cfg.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
+                  f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
+                  f"{loaded.seconds:.0f} s)")
+            live.crew = CrewWatch(sessions).poll  # a bin a person emptied is emptied in the city
             ingester = ingest_cli.build(settings)
-        except (ConfigError, TimeoutError, SpoolBusy) as exc:
+        except (ConfigError, TimeoutError, SpoolBusy, StoreError) as exc:
             print(f"error: {exc}")
             raise typer.Exit(1) from None
         ingester.start()
         cleanup.callback(ingester.stop)
-        influx = open_influx(settings)
         notifiers, close_notifiers = build_notifiers(settings, influx)
         cleanup.callback(close_notifiers)
         outbox = build_outbox(settings, sessions)  # alert changes on MQTT lorong/alerts/#
@@ -119,7 +144,8 @@ def demo(
         cleanup.callback(scheduler.stop)
         pub = Publisher(settings.mqtt.host, settings.mqtt.port)
         cleanup.callback(pub.close)
-        sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(fleet, pub, speed, stop), daemon=True)
+        # real time: each reading at its own time, never ahead of the clock (LiveCity.step)
+        sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(live, pub, 1.0, stop), daemon=True)
         sim_thread.start()
         cleanup.callback(sim_thread.join, 10)
         cleanup.callback(stop.set)

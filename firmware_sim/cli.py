@@ -8,8 +8,9 @@ import sys
 import threading
 import time
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import typer
 
@@ -34,7 +35,15 @@ def register_fleet(fleet: Fleet, settings: Settings) -> int:
     return register_devices(fleet.registry_rows(), open_sessions(settings))
 
 
-def run_fleet(fleet: Fleet, pub: Publisher, speed: float, stop: threading.Event, tick_s: float = 1.0,
+class Uplinks(Protocol):
+    """What :func:`run_fleet` plays: :class:`firmware_sim.fleet.Fleet` or :class:`firmware_sim.live.LiveCity`."""
+
+    def step(self, dt_s: float, now: datetime) -> list[tuple[str, bytes]]:
+        """Advance ``dt_s`` simulated seconds up to ``now`` (tz-aware); the ``(topic, payload)`` uplinks due."""
+        ...
+
+
+def run_fleet(fleet: Uplinks, pub: Publisher, speed: float, stop: threading.Event, tick_s: float = 1.0,
               duration_s: float | None = None) -> int:
     """Publish the fleet's uplinks each ``tick_s`` real seconds (``speed`` simulated seconds per real
     second) until ``stop`` is set, ``duration_s`` elapsed or Ctrl-C (``KeyboardInterrupt``, a normal

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.model import Message
 from devices.registry import DeviceIn, RegistryLookup, add_device, normalize_id
 from firmware_sim.scenario import iter_messages
 from ingest.deadletter import DeadLetter, DeadLetterStore
@@ -99,11 +101,36 @@ def load_scenario(folder: Path, sessions: sessionmaker[Session], influx: InfluxC
     if not isinstance(rows, list):
         raise ValueError(f"{folder / 'devices.json'}: expected a list of devices")
     report.devices_new = register_devices(rows, sessions)
+    load_messages(iter_messages(folder / "messages.jsonl"), sessions, influx, policy, batch_points, report)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def load_messages(messages: Iterable[Message], sessions: sessionmaker[Session], influx: InfluxClient,
+                  policy: Policy | None = None, batch_points: int = BATCH_POINTS,
+                  report: LoadReport | None = None) -> LoadReport:
+    """Run ``messages`` through :class:`ingest.pipeline.Pipeline`, each received at its ``received_at``;
+    write the points to ``influx`` in batches of ``batch_points`` and store the rejections as dead
+    letters received at their ``received_at``. Their devices must be registered.
+
+    Args:
+        messages: MQTT messages (topic, payload bytes, tz-aware receive time), in receive order.
+        sessions, influx, policy, batch_points: as :func:`load_scenario`.
+        report: counts are added to it (a new one when not given); ``seconds`` is this call's wall time.
+
+    Returns:
+        the :class:`LoadReport`.
+
+    Raises:
+        StoreError: InfluxDB unavailable or refusing points (points already written stay written).
+    """
+    began = time.monotonic()
+    report = report or LoadReport()
     pipeline = Pipeline(RegistryLookup(sessions), policy or Policy(), keep_readings=False)
     letters: list[DeadLetter] = []
     lines: list[str] = []
-    rejects: Counter[str] = Counter()
-    for msg in iter_messages(folder / "messages.jsonl"):
+    rejects: Counter[str] = Counter(report.rejects)
+    for msg in messages:
         report.messages += 1
         result = pipeline.process(msg)
         if result.error is not None:

@@ -1,0 +1,147 @@
+"""Where a :class:`firmware_sim.live.LiveCity` meets the real store (as :mod:`firmware_sim.load` does for a
+scenario): its past loaded through the ingest pipeline (:func:`backfill`), and the bins people emptied read
+back from the registry (:class:`CrewWatch`), so that a crew's "done" sticks in the simulated city.
+
+How the city hears of a crew's "done": ``lorong demo`` runs the city in the API's process and polls
+the registry (:meth:`CrewWatch.poll`, every few seconds) for
+
+- collections made by a person (``collections.source`` other than ``sensor``: ``POST /bins/{id}/emptied``
+  records ``crew``), at the collection's time;
+- alerts of a type a person's emptying clears (``bin_full``, ``bin_full_soon``, ``cant_empty``: the
+  catalogue's ``cleared_by_emptying``) cleared by a person (not ``system``) with a reason starting
+  with "emptied" (the Telegram "Emptied" button, ``POST /alerts/{id}/clear`` with that reason), at the
+  clear's time.
+
+Polling the database needs no change to the API and works for every way of recording it (API,
+Telegram, another process on the same database).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import alerts as catalogue
+from core.model import Message
+from devices.registry import DeviceUpdate, normalize_id, update_device
+from firmware_sim.live import LiveCity
+from firmware_sim.load import LoadReport, load_messages, register_devices
+from ingest.validate import Policy
+from storage.influx import InfluxClient
+from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow
+
+log = logging.getLogger(__name__)
+
+EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.cleared_by_emptying)
+"""Alert types whose clear "emptied" by a person means the bin was emptied."""
+
+
+def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
+             policy: Policy | None = None) -> LoadReport:
+    """Register the city's devices (those already registered get the city's place and geometry,
+    :func:`refresh_devices`), then advance the city to ``until`` and load its uplinks through the ingest
+    pipeline, each received at its simulated time.
+
+    Args:
+        city: a live city whose clock is before ``until``.
+        until: tz-aware end of the backfill (``lorong demo``: the real now).
+        sessions: the Lorong database.
+        influx: the InfluxDB client (its database must exist).
+        policy: validation limits (the ingester's defaults unless given).
+
+    Returns:
+        the :class:`firmware_sim.load.LoadReport` (``devices_new``: devices added).
+
+    Raises:
+        pydantic.ValidationError: a registry row the registry refuses (a bad city file).
+        StoreError: InfluxDB unavailable or refusing points.
+    """
+    rows = city.registry_rows()
+    report = LoadReport(devices_new=register_devices(rows, sessions))
+    refresh_devices(rows, sessions)
+    msgs = (Message(topic, payload, datetime.fromtimestamp(rx, UTC))
+            for rx, topic, payload in city.advance(until.timestamp()))
+    return load_messages(msgs, sessions, influx, policy, report=report)
+
+
+REFRESHED = ("model", "codec", "lat", "lon", "kecamatan", "street", "depth_mm", "blind_zone_mm", "capacity_l",
+             "report_interval_s")
+"""Registry fields a city sets on devices registered before (by an earlier demo with another city or size)."""
+
+
+def refresh_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session]) -> int:
+    """Give registered devices the :data:`REFRESHED` fields of their ``rows`` (fields of
+    ``devices.registry.DeviceIn``), so that their fill levels follow the simulated geometry; retired
+    devices and devices of another kind are left alone.
+
+    Returns:
+        how many devices changed.
+
+    Raises:
+        pydantic.ValidationError, ValueError: a row the registry refuses (a bad city file).
+    """
+    n = 0
+    with sessions.begin() as s:
+        for row in rows:
+            dev = s.get(DeviceRow, normalize_id(str(row["id"])))
+            if dev is None or dev.status == "retired" or dev.kind != row["kind"]:
+                continue
+            change = {k: row[k] for k in REFRESHED if k in row and getattr(dev, k) != row[k]}
+            if change:
+                update_device(s, dev.id, DeviceUpdate.model_validate(change))
+                n += 1
+    return n
+
+
+class CrewWatch:
+    """Reads the bins people emptied since the last call (module docstring); the first call sees only
+    what was recorded after the watch was made.
+
+    Args:
+        sessions: the Lorong database.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._failing = False
+        with sessions() as s:
+            self._collection_id = s.scalar(select(func.max(CollectionRow.id))) or 0
+            self._history_id = s.scalar(select(func.max(AlertHistoryRow.id))) or 0
+
+    def poll(self) -> list[tuple[str, datetime]]:
+        """``(device id, when)`` per bin emptied by a person since the last call, oldest first; a bin
+        recorded twice (a collection and the alert clear it made) is given once, at the earlier time."""
+        seen: dict[str, datetime] = {}
+        try:
+            return self._poll(seen)
+        except SQLAlchemyError as exc:  # the database busy or gone: try again on the next call
+            if not self._failing:
+                log.warning("cannot read the bins people emptied (will retry): %s", exc)
+            self._failing = True
+            return []
+
+    def _poll(self, seen: dict[str, datetime]) -> list[tuple[str, datetime]]:
+        with self.sessions() as s:  # rows up to the newest ids now; later ones wait for the next call
+            top_c = s.scalar(select(func.max(CollectionRow.id))) or 0
+            top_h = s.scalar(select(func.max(AlertHistoryRow.id))) or 0
+            for device_id, at in s.execute(
+                    select(CollectionRow.device_id, CollectionRow.at)
+                    .where(CollectionRow.id > self._collection_id, CollectionRow.id <= top_c,
+                           CollectionRow.source != "sensor")).tuples():
+                seen[device_id] = min(at, seen.get(device_id, at))
+            for device_id, at, details in s.execute(
+                    select(AlertRow.device_id, AlertHistoryRow.at, AlertHistoryRow.details)
+                    .join(AlertRow, AlertRow.id == AlertHistoryRow.alert_id)
+                    .where(AlertHistoryRow.id > self._history_id, AlertHistoryRow.id <= top_h,
+                           AlertHistoryRow.action == "cleared", AlertHistoryRow.actor != "system",
+                           AlertRow.type.in_(EMPTYING_TYPES))).tuples():
+                if str((details or {}).get("reason", "")).strip().lower().startswith("emptied"):
+                    seen[device_id] = min(at, seen.get(device_id, at))
+        self._collection_id, self._history_id = max(self._collection_id, top_c), max(self._history_id, top_h)
+        self._failing = False
+        return sorted(seen.items(), key=lambda item: item[1])
