@@ -136,7 +136,8 @@ def load_messages(messages: Iterable[Message], sessions: sessionmaker[Session], 
         if result.error is not None:
             rejects[result.error.reason] += 1
             err = result.error
-            letters.append(DeadLetter(msg.topic, msg.payload, err.reason, err.detail, msg.received_at))
+            letters.append(DeadLetter(msg.topic, msg.payload, err.reason, err.detail, msg.received_at,
+                                      result.device_id))
             continue
         if result.duplicate and not result.lines:
             report.duplicates += 1

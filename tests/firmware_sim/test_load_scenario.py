@@ -59,6 +59,8 @@ def test_load_writes_every_point_and_dead_letters_at_sim_time(
         at = d.received_at if d.received_at.tzinfo else d.received_at.replace(tzinfo=UTC)
         assert at == datetime.fromisoformat(rx_of[(d.topic, bytes(d.payload))])
         assert scn.truth["start"] < at.isoformat() < scn.truth["end"]
+        # and their device, which the payload_rejects rule counts by
+        assert d.device_id is not None and d.device_id in {e["device_id"] for e in rejects}
     # loading again keeps the devices and rewrites the same points
     again = load_scenario(tmp_path, sessions, influx)
     assert again.devices_new == 0 and again.points == report.points
