@@ -1,0 +1,30 @@
+"""Hardening of the API against what faults and an attacker found (issue 14): each test first
+reproduced the fault against the real app served by uvicorn on a real SQLite database."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.model import utcnow
+from tests.api.seed import fleet
+
+pytestmark = pytest.mark.integration
+
+
+def test_cursor_with_huge_integer_is_refused(client: httpx.Client, sessions: sessionmaker[Session],
+                                             auth: Callable[[str], dict[str, str]]) -> None:
+    """Item 19: an id past SQLite's 64-bit integers reached the query and raised OverflowError (500)."""
+    fleet(sessions, utcnow())
+    for alert_id in (2**63, 10**30, -(2**63) - 1):
+        raw = f'["2026-11-28T02:00:00+00:00",{alert_id}]'.encode()
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        for status in ("any", "cleared", "active"):
+            r = client.get("/alerts", params={"cursor": cursor, "status": status}, headers=auth("crew"))
+            assert r.status_code == 422, (alert_id, status, r.text)
+            assert "start again without a cursor" in r.json()["detail"]
+
