@@ -28,3 +28,22 @@ def test_cursor_with_huge_integer_is_refused(client: httpx.Client, sessions: ses
             assert r.status_code == 422, (alert_id, status, r.text)
             assert "start again without a cursor" in r.json()["detail"]
 
+
+def test_kecamatan_filter_ignores_case_and_names_the_known_ones(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:
+    """Item 28: ``?kecamatan=tamalate`` answered ``[]`` although the registry has ``Tamalate``."""
+    fleet(sessions, utcnow())
+    crew, tech = auth("crew"), auth("technician")
+    assert [s["id"] for s in client.get("/air/stations?kecamatan=tamalate", headers=crew).json()] == ["MKS-AIR-02"]
+    assert [b["id"] for b in client.get("/bins?kecamatan=WAJO", headers=crew).json()] == [
+        "MKS-BIN-0001", "MKS-BIN-0002"]
+    assert [a["device_id"] for a in client.get("/alerts?kecamatan=tallo", headers=crew).json()] == ["MKS-BIN-0003"]
+    assert [d["id"] for d in client.get("/devices?kecamatan=mariso", headers=tech).json()] == ["MKS-BIN-0004"]
+    # a kecamatan with no bins but a station is known: an empty list, not an error
+    assert client.get("/bins?kecamatan=panakkukang", headers=crew).json() == []
+    for path, headers in (("/bins", crew), ("/air/stations", crew), ("/alerts", crew), ("/devices", tech)):
+        r = client.get(path, params={"kecamatan": "Tamalanrea"}, headers=headers)
+        assert r.status_code == 422, (path, r.text)
+        detail = r.json()["detail"]
+        assert "query parameter 'kecamatan'" in detail and "'Tamalanrea'" in detail, detail
+        assert "Mariso, Panakkukang, Tallo, Tamalate, Wajo" in detail, detail
