@@ -4,6 +4,7 @@ reproduced the fault against the real app served by uvicorn on a real SQLite dat
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 
 import httpx
@@ -47,3 +48,28 @@ def test_kecamatan_filter_ignores_case_and_names_the_known_ones(
         detail = r.json()["detail"]
         assert "query parameter 'kecamatan'" in detail and "'Tamalanrea'" in detail, detail
         assert "Mariso, Panakkukang, Tallo, Tamalate, Wajo" in detail, detail
+
+
+def _label_values(text: str, metric: str, label: str) -> set[str]:
+    """Values of ``label`` across the samples of ``metric`` in a Prometheus text page."""
+    pattern = re.compile(rf'^{metric}\{{[^}}]*\b{label}="([^"]*)"', re.M)
+    return set(pattern.findall(text))
+
+
+def test_metrics_labels_stay_bounded(client: httpx.Client) -> None:
+    """Item 17: every made-up method became a new label value (/metrics grew to megabytes)."""
+    for i in range(40):
+        client.request(f"X{i:03d}", f"/no/such/path/{i}")
+        client.request("GET", f"/made-up-{i}?q={i}")
+        client.request(f"PROP{i}", "/health")
+    client.get("/health")
+    client.post("/health")
+    page = client.get("/metrics").text
+    methods = _label_values(page, "lorong_api_requests_total", "method")
+    assert methods == {"GET", "POST", "other"}, methods
+    assert _label_values(page, "lorong_api_request_duration_seconds_bucket", "method") == methods
+    routes = _label_values(page, "lorong_api_requests_total", "route")
+    assert routes <= {"/health", "unmatched", "/metrics"}, routes
+    statuses = _label_values(page, "lorong_api_requests_total", "status")
+    assert statuses <= {"200", "404", "405", "400", "501"}, statuses
+    assert len(page.encode()) < 60_000, len(page.encode())
