@@ -19,6 +19,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pages import GZIP_LEVEL, GZIP_MIN_BYTES, PageCache
 from api.query import reject_unknown_query
 from api.routes import air, alerts, bins, collection, crew, devices, health, metrics, tokens, web
+from api.security_headers import SecurityHeadersMiddleware
 from core.settings import Settings
 from storage.db import make_engine, session_factory
 from storage.runtime import open_influx
@@ -57,7 +58,8 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
         page_ttl_s: how long a rendered page of a snapshot is reused (see :mod:`api.pages`).
 
     A query parameter the matched route does not declare is a 422 (:func:`api.query.reject_unknown_query`).
-    OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``.
+    OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``. Every response
+    carries the security headers of :mod:`api.security_headers`.
     """
     app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION, generate_unique_id_function=operation_id,
                   dependencies=[Depends(reject_unknown_query)])
@@ -74,4 +76,5 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
     app.mount("/web", StaticFiles(directory=web.WEB_DIR), name="web")
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: error answers get the headers too
     return app
