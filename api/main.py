@@ -12,7 +12,6 @@ from starlette.middleware.gzip import GZipMiddleware
 from analytics.alerts import Notifier
 from api import errors
 from api.alert_state import active_snapshot
-from api.auth import TokenCache
 from api.bin_state import bin_snapshot
 from api.deps import AppContext
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -45,7 +44,7 @@ def operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_s: float = 15.0,
-               alerts_ttl_s: float = 2.0, token_ttl_s: float = 10.0, page_ttl_s: float = 1.0) -> FastAPI:
+               alerts_ttl_s: float = 2.0, page_ttl_s: float = 1.0) -> FastAPI:
     """Build the FastAPI app for ``settings`` (the database must be migrated already).
 
     Args:
@@ -54,7 +53,6 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
         bins_ttl_s: age (s) up to which the bins snapshot is served without a refresh; 0 rebuilds it
             on every request (see :mod:`api.snapshot`).
         alerts_ttl_s: the same for the active alerts (see :mod:`api.alert_state`).
-        token_ttl_s: how long a valid token is remembered without a query (see :class:`api.auth.TokenCache`).
         page_ttl_s: how long a rendered page of a snapshot is reused (see :mod:`api.pages`).
 
     A query parameter the matched route does not declare is a 422 (:func:`api.query.reject_unknown_query`).
@@ -67,7 +65,7 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
     app.state.ctx = AppContext(
         settings=settings, sessions=sessions, influx=open_influx(settings),
         bins=bin_snapshot(sessions, settings.analytics.full_threshold, ttl_s=bins_ttl_s),
-        alerts=active_snapshot(sessions, ttl_s=alerts_ttl_s), tokens=TokenCache(token_ttl_s),
+        alerts=active_snapshot(sessions, ttl_s=alerts_ttl_s),
         pages=PageCache(page_ttl_s), notifiers=list(notifiers))
     app.state.metrics = ApiMetrics(sessions)
     errors.install(app)
