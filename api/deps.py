@@ -95,6 +95,17 @@ async def get_principal(ctx: ContextDep,
     return await run_in_threadpool(_lookup, ctx, token)
 
 
+async def get_optional_principal(ctx: ContextDep,
+                                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                                 ) -> Principal | None:
+    """The holder of the request's bearer token, or ``None`` when the request carries none.
+
+    Raises:
+        NotAuthenticated: a token that is unknown or revoked (sending a bad token is still a 401).
+    """
+    return None if creds is None else await get_principal(ctx, creds)
+
+
 def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that returns the principal when its role grants ``permission``.
 
@@ -116,6 +127,8 @@ AlertWriter = Annotated[Principal, Depends(require(Permission.ALERTS))]
 DeviceWriter = Annotated[Principal, Depends(require(Permission.DEVICES))]
 Collector = Annotated[Principal, Depends(require(Permission.COLLECT))]
 Admin = Annotated[Principal, Depends(require(Permission.TOKENS))]
+MaybeReader = Annotated[Principal | None, Depends(get_optional_principal)]
+"""Any valid token's holder, or ``None`` without a token (every role may read)."""
 
 DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64,
                                description="DevEUI (16 hex digits) or serial number", examples=["MKS-BIN-0001"])]

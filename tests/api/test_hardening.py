@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Callable
 
 import httpx
@@ -12,6 +13,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.model import utcnow
+from core.settings import Settings
+from storage import stack
+from storage.influx import InfluxClient
+from tests.api.conftest import bearer, serve
 from tests.api.seed import fleet
 
 pytestmark = pytest.mark.integration
@@ -71,5 +76,32 @@ def test_metrics_labels_stay_bounded(client: httpx.Client) -> None:
     routes = _label_values(page, "lorong_api_requests_total", "route")
     assert routes <= {"/health", "unmatched", "/metrics"}, routes
     statuses = _label_values(page, "lorong_api_requests_total", "status")
-    assert statuses <= {"200", "404", "405", "400", "501"}, statuses
+    assert statuses <= {"200", "404", "405", "400", "501", "503"}, statuses
     assert len(page.encode()) < 60_000, len(page.encode())
+
+
+def test_health_is_minimal_without_a_token_and_the_broker_log_does_not_grow(
+        make_settings: Callable[..., Settings], influx: InfluxClient, mosquitto: stack.Service,
+        tokens: dict[str, str]) -> None:
+    """Item 22: ``/health`` showed internal addresses to anyone and wrote broker log lines on every call."""
+    srv = serve(make_settings(mqtt_port=mosquitto.port, influx=influx))
+    log = mosquitto.workdir / "mosquitto.log"
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            first = c.get("/health")
+            time.sleep(0.3)  # the broker has logged the first probe, if any
+            before = log.stat().st_size
+            for i in range(50):
+                r = c.get("/health", headers=bearer(tokens["officer"]) if i % 2 else {})
+                assert r.status_code == 200, r.text
+            time.sleep(0.3)
+            grown = log.stat().st_size - before
+            assert grown == 0, log.read_text()[-500:]
+            assert first.status_code == 200 and first.json() == {"status": "ok"}
+            assert str(mosquitto.port) not in first.text and "127.0.0.1" not in first.text
+            full = c.get("/health", headers=bearer(tokens["officer"])).json()
+            assert full["broker"] == {"ok": True, "detail": f"127.0.0.1:{mosquitto.port}"}
+            assert full["influxdb"]["ok"] and full["database"] == {"ok": True, "detail": "sqlite"}
+            assert c.get("/health", headers=bearer("lrg_forged")).status_code == 401
+    finally:
+        srv.stop()
