@@ -327,10 +327,12 @@ class NotifySettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """HTTP API bind address."""
+    """HTTP API bind address, and ``header_timeout_s``: seconds a client may take to send a request's
+    headers before the connection is closed with a 408 (slowloris; see :mod:`api.server`)."""
 
     host: str = "127.0.0.1"
     port: Port = 8000
+    header_timeout_s: Positive = 10.0
 
 
 class Settings(BaseSettings):
