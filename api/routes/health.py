@@ -104,7 +104,8 @@ def database_health(sessions: sessionmaker[Session], scheme: str) -> ComponentHe
 
 
 @router.get("/health", response_model=HealthOut, response_model_exclude_none=True,
-            responses={503: {"model": HealthOut, "description": "a component is down"}})
+            responses={503: {"model": HealthOut, "description": "a component is down"}},
+            openapi_extra={"security": [{}, {"token": []}]})  # the token is optional here (OpenAPI 3.1 4.8.30)
 def health(request: Request, response: Response, ctx: ContextDep, who: MaybeReader) -> HealthOut:
     """``ok`` (200) when the broker accepts TCP, InfluxDB answers ``/ping`` and the database a query and
     a write, else ``degraded`` (503). Component details only with a token (any role)."""
