@@ -18,6 +18,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from analytics import pickups, routes
 from analytics import replay as replaying
@@ -42,6 +44,16 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+LOCKED_RETRY_S = 300.0
+"""How long ``run-once`` keeps trying a write-locked database by default (a backup or migration)."""
+
+
+def is_locked(exc: BaseException) -> bool:
+    """True for a database error that means "another process holds the write lock" (SQLite
+    ``database is locked``, PostgreSQL ``lock_timeout``), which is worth trying again."""
+    return isinstance(exc, OperationalError) and ("database is locked" in str(exc) or "lock timeout" in str(exc))
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -64,16 +76,34 @@ def run_once_cmd(
     forecast: bool = typer.Option(True, help="recompute fill forecasts"),
     notify: bool = typer.Option(True, help="queue and send alert changes (MQTT, webhook); --no-notify: "
                                            "nobody is ever told about this run's changes"),
+    retry_for: float = typer.Option(LOCKED_RETRY_S, min=0, help="seconds to keep trying while the database is "
+                                    "write-locked by another process (0: fail at once)"),
 ) -> None:
-    """Run every rule once and print what changed as JSON."""
+    """Run every rule once and print what changed as JSON.
+
+    A database that stays write-locked longer than its own busy timeout (SQLite: 30 s) is tried
+    again, with waits doubling from 1 s up to 30 s, for ``--retry-for`` seconds (each run is one
+    transaction per step, so a failed try leaves nothing half-done).
+    """
     settings = Settings()
     influx = open_influx(settings)
     sessions = open_sessions(settings)
     notifiers, close = build_notifiers(settings, influx) if notify else ([], lambda: None)
     outbox = _outbox(settings, sessions) if notify else None
+    at = _when(now)
+    escalation = Escalation.from_settings(settings.notify) if notify else None
+
+    def tell(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        typer.echo(f"database is locked by another process ({exc}); trying again in {wait:.0f} s", err=True)
+
     try:
-        report = run_once(sessions, influx, settings.analytics, notifiers, now=_when(now), forecast=forecast,
-                          outbox=outbox, escalation=Escalation.from_settings(settings.notify) if notify else None)
+        for attempt in Retrying(retry=retry_if_exception(is_locked), stop=stop_after_delay(retry_for),
+                                wait=wait_exponential(multiplier=1, max=30), before_sleep=tell, reraise=True):
+            with attempt:
+                report = run_once(sessions, influx, settings.analytics, notifiers, now=at, forecast=forecast,
+                                  outbox=outbox, escalation=escalation)
     finally:
         close()
         if outbox is not None:

@@ -180,7 +180,8 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
     user, password = publisher_account(settings)
     channels: dict[str, Channel] = {"mqtt": MqttChannel(m.host, m.port, username=user, password=password)}
     if a.webhook_url:
-        channels["webhook"] = WebhookChannel(a.webhook_url)
+        channels["webhook"] = WebhookChannel(
+            a.webhook_url, secret=a.webhook_secret.get_secret_value() if a.webhook_secret else None)
     if router.chats:
         api, tz = bot_api(settings), ZoneInfo(a.timezone)
         for chat in router.chats:

@@ -14,6 +14,14 @@ so a receiver can drop duplicates (the IETF draft "The Idempotency-Key HTTP Head
 Retried: network errors, 429 and 5xx; any other 4xx is the receiver refusing the message and is
 not retried.
 
+Signature: with a secret (``analytics.webhook_secret``), every POST of both carries
+``X-Lorong-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>``, the HMAC (RFC 2104, SHA-256) keyed
+with the secret over ``"<t>." + body`` (the bytes sent). A receiver recomputes it, compares in
+constant time and refuses a ``t`` more than :data:`SIGNATURE_TOLERANCE_S` from its clock, so a
+captured request cannot be replayed later (within the window, ``Idempotency-Key`` drops the
+repeat). This is the scheme of Stripe's and Slack's webhooks; :func:`verify_signature` is the
+receiver side, and README "Security and hardening" has a standalone snippet.
+
 A receiver that is down would hold the job for every change (five tries with backoff each), so
 after a change fails all its tries the notifier stays "open" for ``cooldown_s``: changes in
 that time fail at once (:class:`WebhookDown`) and are logged, not sent.
@@ -21,6 +29,8 @@ that time fail at once (:class:`WebhookDown`) and are logged, not sent.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 
@@ -29,6 +39,50 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from analytics.alerts import AlertChange
 from analytics.outbox import DeliveryRefused, OutboxMessage
+
+SIGNATURE_HEADER = "X-Lorong-Signature"
+SIGNATURE_TOLERANCE_S = 300.0
+"""Largest age (s) of a signature's timestamp a receiver should accept (Stripe's default, 5 min)."""
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The ``X-Lorong-Signature`` value of ``body``: ``t=<timestamp>,v1=<hex HMAC-SHA256>``.
+
+    Args:
+        secret: the shared secret (``analytics.webhook_secret``).
+        body: the exact bytes POSTed.
+        timestamp: Unix seconds; default now.
+    """
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, now: float | None = None,
+                     tolerance_s: float = SIGNATURE_TOLERANCE_S) -> bool:
+    """True when ``header`` is a valid :func:`sign` of ``body`` made within ``tolerance_s`` of ``now``.
+
+    Args:
+        secret: the shared secret.
+        header: the ``X-Lorong-Signature`` value received.
+        body: the raw request body received.
+        now: the receiver's Unix time; default now.
+        tolerance_s: largest ``|now - t|`` accepted, seconds.
+    """
+    try:
+        parts = dict(p.strip().split("=", 1) for p in header.split(","))
+        t = int(parts["t"])
+        got = parts["v1"]
+    except (ValueError, KeyError):
+        return False
+    now = time.time() if now is None else now
+    want = sign(secret, body, t).rsplit("v1=", 1)[1]
+    return hmac.compare_digest(want, got) and abs(now - t) <= tolerance_s
+
+
+def _signed(secret: str | None, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, SIGNATURE_HEADER: sign(secret, body)} if secret else headers
+
 
 RETRY_LATER = frozenset({408, 429})
 """4xx statuses that mean "try again later" (RFC 9110 section 15.5.9, RFC 6585 section 4)."""
@@ -52,6 +106,7 @@ class WebhookNotifier:
         backoff_s: first wait between tries; doubles each time, capped at 30 s.
         headers: extra headers (e.g. an ``Authorization`` token).
         cooldown_s: after a change failed every try, later changes fail at once for this long.
+        secret: when set, each POST is signed (``X-Lorong-Signature``, module docstring).
 
     Raises:
         httpx.HTTPStatusError: (call) a 4xx other than 429.
@@ -60,8 +115,9 @@ class WebhookNotifier:
     """
 
     def __init__(self, url: str, timeout_s: float = 5.0, attempts: int = 5, backoff_s: float = 0.5,
-                 headers: dict[str, str] | None = None, cooldown_s: float = 60.0) -> None:
+                 headers: dict[str, str] | None = None, cooldown_s: float = 60.0, secret: str | None = None) -> None:
         self.url = url
+        self._secret = secret
         self.cooldown_s = cooldown_s
         self._down_until = 0.0
         self._http = httpx.Client(timeout=timeout_s, headers=headers)
@@ -71,8 +127,8 @@ class WebhookNotifier:
                                   reraise=True)
 
     def _post(self, body: bytes, key: str) -> None:
-        resp = self._http.post(self.url, content=body,
-                               headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        resp = self._http.post(self.url, content=body, headers=_signed(
+            self._secret, body, {"Content-Type": "application/json", "Idempotency-Key": key}))
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RetryableStatus(f"webhook {self.url}: HTTP {resp.status_code}")
         resp.raise_for_status()
@@ -106,10 +162,13 @@ class WebhookChannel:
         url: the receiver.
         timeout_s: per-request timeout (connect, read, write, pool).
         headers: extra headers (e.g. an ``Authorization`` token).
+        secret: when set, each POST is signed (``X-Lorong-Signature``, module docstring).
     """
 
-    def __init__(self, url: str, timeout_s: float = 5.0, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, headers: dict[str, str] | None = None,
+                 secret: str | None = None) -> None:
         self.url = url
+        self._secret = secret
         self._http = httpx.Client(timeout=timeout_s, headers=headers)
 
     def send(self, message: OutboxMessage) -> None:
@@ -125,8 +184,9 @@ class WebhookChannel:
         except (ValueError, KeyError, TypeError) as exc:
             raise DeliveryRefused(f"notification {message.id}: bad payload: {exc!r}") from exc
         try:
-            resp = self._http.post(self.url, content=message.payload.encode(),
-                                   headers={"Content-Type": "application/json", "Idempotency-Key": key})
+            body = message.payload.encode()
+            resp = self._http.post(self.url, content=body, headers=_signed(
+                self._secret, body, {"Content-Type": "application/json", "Idempotency-Key": key}))
         except httpx.HTTPError as exc:
             raise ConnectionError(f"webhook {self.url}: {type(exc).__name__}: {exc}") from exc
         status = resp.status_code

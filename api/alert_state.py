@@ -53,6 +53,10 @@ def location(session: Session, device_id: str) -> dict[str, Any]:
 
 Key = tuple[datetime, int]
 
+MAX_ID = 2**63 - 1
+"""Largest alert id a cursor may carry: SQLite's and PostgreSQL's signed 64-bit integer (a larger one
+raised ``OverflowError`` when bound to the query)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AlertFilter:
@@ -81,12 +85,13 @@ def decode_cursor(cursor: str) -> Key:
     """The key in a cursor made by :func:`encode_cursor`.
 
     Raises:
-        InvalidRequest: not such a cursor.
+        InvalidRequest: not such a cursor (also an id outside 0..:data:`MAX_ID`, which no alert has).
     """
     try:
         started, alert_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         ts = datetime.fromisoformat(started)
-        if ts.tzinfo is None or not isinstance(alert_id, int) or isinstance(alert_id, bool):
+        if (ts.tzinfo is None or not isinstance(alert_id, int) or isinstance(alert_id, bool)
+                or not 0 <= alert_id <= MAX_ID):
             raise ValueError(cursor)
         return ts, alert_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):

@@ -19,24 +19,29 @@ the plain token is shown once, when it is created. Clients send it as
 ``Authorization: Bearer <token>`` (RFC 6750). A fast hash is enough here: the token is random
 and long, so the digest cannot be brute-forced the way a password hash can.
 
+Every request looks its token up in the database (one indexed read; there is no token cache), so a
+token revoked anywhere (the CLI, another API process) is refused from the next request on. A read
+never waits for a write: ``last_used_at`` is written at most once a minute per token, and only
+when the database can take the write at once (:func:`touch`); a database write-locked by another
+process (a long migration, a backup) leaves it older, never fails or slows the request.
+
 This module has no FastAPI imports: :mod:`api.deps` turns it into dependencies, and
 ``lorong api token`` uses it directly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import logging
 import secrets
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core.alerts import may_act
@@ -44,12 +49,16 @@ from core.errors import LorongError
 from core.model import utcnow
 from storage.tables import ApiTokenRow
 
+log = logging.getLogger(__name__)
+
 TOKEN_PREFIX = "lrg_"
 TOKEN_BYTES = 32
 NO_TOKEN = ("this needs an API token: send 'Authorization: Bearer <token>' "
             "(an admin creates one with `lorong api token create`)")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-"""``last_used_at`` is written at most once a minute per token, to keep reads free of writes."""
+"""``last_used_at`` is written at most once a minute per token (it says "in use lately", not "this second")."""
+PG_LOCK_TIMEOUT = "100ms"
+"""How long PostgreSQL may wait for the ``last_used_at`` row lock before the write is skipped."""
 
 
 class Role(StrEnum):
@@ -140,46 +149,6 @@ class Principal:
         return f"{self.role.value}:{self.name}"[:64]
 
 
-class TokenCache:
-    """Valid tokens seen in the last ``ttl_s`` seconds, so most requests need no token query.
-
-    Only valid tokens are kept (a new token works at once). A token revoked through the API is
-    dropped at once (:meth:`clear`); one revoked elsewhere (the CLI, another API process) keeps
-    working here for at most ``ttl_s`` seconds. ``ttl_s`` 0 turns the cache off.
-    """
-
-    def __init__(self, ttl_s: float = 10.0) -> None:
-        self.ttl_s = ttl_s
-        self._lock = threading.Lock()
-        self._items: dict[str, tuple[Principal, float]] = {}
-        self._stripes = [asyncio.Lock() for _ in range(64)]
-
-    def lookup_lock(self, digest: str) -> asyncio.Lock:
-        """One of 64 locks chosen by ``digest``: concurrent misses of one token make one query, not one each
-        (when an entry expires under load, hundreds of requests would otherwise query and write at once)."""
-        return self._stripes[int(digest[:8], 16) % len(self._stripes)]
-
-    def get(self, digest: str) -> Principal | None:
-        """The principal of a token digest seen less than ``ttl_s`` ago, else ``None``."""
-        item = self._items.get(digest)
-        if item is None or item[1] < time.monotonic():
-            return None
-        return item[0]
-
-    def put(self, digest: str, principal: Principal) -> None:
-        """Remember a valid token (no-op when the cache is off)."""
-        if self.ttl_s > 0:
-            with self._lock:
-                if len(self._items) > 10_000:
-                    self._items.clear()
-                self._items[digest] = (principal, time.monotonic() + self.ttl_s)
-
-    def clear(self) -> None:
-        """Forget every token (after a revocation)."""
-        with self._lock:
-            self._items.clear()
-
-
 def hash_token(token: str) -> str:
     """SHA-256 hex digest (64 characters) of a plain token."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -239,23 +208,59 @@ def revoke_token(session: Session, token_id: int, at: datetime | None = None) ->
     return row
 
 
+def touch(session: Session, token_id: int, now: datetime) -> bool:
+    """Set ``last_used_at`` of a token to ``now`` if it is older than :data:`LAST_USED_RESOLUTION`,
+    without waiting for a lock: on its own connection, SQLite with ``busy_timeout`` 0 and PostgreSQL
+    with ``lock_timeout`` :data:`PG_LOCK_TIMEOUT`.
+
+    Returns:
+        True when written (or not due), False when the database was locked and the write skipped.
+    """
+    engine = session.get_bind()
+    if not isinstance(engine, Engine):  # a session bound to one connection: that connection may be mid-write
+        return False
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar() if sqlite else None
+        try:
+            no_wait = "PRAGMA busy_timeout = 0" if sqlite else f"SET LOCAL lock_timeout = '{PG_LOCK_TIMEOUT}'"
+            conn.exec_driver_sql(no_wait)
+            conn.execute(update(ApiTokenRow)
+                         .where(ApiTokenRow.id == token_id,
+                                or_(ApiTokenRow.last_used_at.is_(None),
+                                    ApiTokenRow.last_used_at <= now - LAST_USED_RESOLUTION))
+                         .values(last_used_at=now))
+            conn.commit()
+            return True
+        except OperationalError as exc:
+            conn.rollback()
+            log.debug("last_used_at of token %d not written (database busy): %s", token_id, exc)
+            return False
+        finally:
+            if sqlite:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy or 0)}")
+                conn.rollback()
+
+
 def authenticate(session: Session, token: str | None, now: datetime | None = None) -> Principal:
-    """The holder of ``token``; marks it used (at most once a minute, in its own transaction).
+    """The holder of ``token`` (one read); marks it used when due, if the database lets it at once (:func:`touch`).
 
     Raises:
         NotAuthenticated: no token, or it is unknown or revoked.
     """
     if not token:
         raise NotAuthenticated(NO_TOKEN)
-    row = session.scalars(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(token))).first()
+    row = session.execute(select(ApiTokenRow.id, ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.revoked_at,
+                                 ApiTokenRow.last_used_at)
+                          .where(ApiTokenRow.token_hash == hash_token(token))).first()
     if row is None:
         raise NotAuthenticated("this API token is not known: check it was copied whole, or ask an admin for a new one")
     if row.revoked_at is not None:
         raise NotAuthenticated("this API token was revoked: ask an admin for a new one")
     now = now or utcnow()
+    session.rollback()  # end the read before writing elsewhere: SQLite allows one writer, readers never wait
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        session.execute(update(ApiTokenRow).where(ApiTokenRow.id == row.id).values(last_used_at=now))
-        session.commit()
+        touch(session, row.id, now)
     return Principal(token_id=row.id, name=row.name, role=Role(row.role))
 
 

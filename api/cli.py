@@ -11,6 +11,7 @@ from rich.table import Table
 
 from api.auth import Role, UnknownToken, create_token, list_tokens, revoke_token
 from api.main import create_app
+from api.server import header_timeout_protocol
 from core.settings import Settings
 from storage.db import migrate
 from storage.runtime import open_sessions
@@ -51,7 +52,7 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
     settings = Settings()
     migrate(settings.database_url)
     config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
-                            log_level="warning")
+                            log_level="warning", http=header_timeout_protocol(settings.api.header_timeout_s))
     _Server(config).run()
 
 

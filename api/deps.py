@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Notifier
-from api.auth import NO_TOKEN, NotAuthenticated, Permission, Principal, TokenCache, authenticate, hash_token
+from api.auth import NO_TOKEN, NotAuthenticated, Permission, Principal, authenticate
 from api.bin_state import BinEntry
 from api.pages import PageCache
 from api.snapshot import Snapshot
@@ -39,7 +39,6 @@ class AppContext:
         influx: InfluxDB client (readings endpoints only; latest values come from SQL).
         bins: every bin's latest state, fullest first (:mod:`api.bin_state`).
         alerts: the active alerts, newest first (:mod:`api.alert_state`).
-        tokens: recently seen valid tokens.
         pages: rendered pages of the two snapshots.
         notifiers: called for every alert change made through the API (MQTT, webhook).
     """
@@ -49,7 +48,6 @@ class AppContext:
     influx: InfluxClient
     bins: Snapshot[BinEntry]
     alerts: Snapshot[dict[str, Any]]
-    tokens: TokenCache
     pages: PageCache
     notifiers: Sequence[Notifier] = field(default_factory=list)
 
@@ -85,7 +83,8 @@ def _lookup(ctx: AppContext, token: str) -> Principal:
 
 async def get_principal(ctx: ContextDep,
                         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The holder of the request's bearer token (from :class:`TokenCache`, else the database).
+    """The holder of the request's bearer token, looked up in the database on every request (so a
+    revocation made anywhere holds from the next request on; see :mod:`api.auth`).
 
     Raises:
         NotAuthenticated: no token, or an unknown or revoked one.
@@ -93,15 +92,18 @@ async def get_principal(ctx: ContextDep,
     token = creds.credentials if creds else None
     if not token:
         raise NotAuthenticated(NO_TOKEN)
-    digest = hash_token(token)
-    principal = ctx.tokens.get(digest)
-    if principal is None:
-        async with ctx.tokens.lookup_lock(digest):
-            principal = ctx.tokens.get(digest)
-            if principal is None:
-                principal = await run_in_threadpool(_lookup, ctx, token)
-                ctx.tokens.put(digest, principal)
-    return principal
+    return await run_in_threadpool(_lookup, ctx, token)
+
+
+async def get_optional_principal(ctx: ContextDep,
+                                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                                 ) -> Principal | None:
+    """The holder of the request's bearer token, or ``None`` when the request carries none.
+
+    Raises:
+        NotAuthenticated: a token that is unknown or revoked (sending a bad token is still a 401).
+    """
+    return None if creds is None else await get_principal(ctx, creds)
 
 
 def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
@@ -125,6 +127,8 @@ AlertWriter = Annotated[Principal, Depends(require(Permission.ALERTS))]
 DeviceWriter = Annotated[Principal, Depends(require(Permission.DEVICES))]
 Collector = Annotated[Principal, Depends(require(Permission.COLLECT))]
 Admin = Annotated[Principal, Depends(require(Permission.TOKENS))]
+MaybeReader = Annotated[Principal | None, Depends(get_optional_principal)]
+"""Any valid token's holder, or ``None`` without a token (every role may read)."""
 
 DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64,
                                description="DevEUI (16 hex digits) or serial number", examples=["MKS-BIN-0001"])]

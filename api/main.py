@@ -12,13 +12,13 @@ from starlette.middleware.gzip import GZipMiddleware
 from analytics.alerts import Notifier
 from api import errors
 from api.alert_state import active_snapshot
-from api.auth import TokenCache
 from api.bin_state import bin_snapshot
 from api.deps import AppContext
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pages import GZIP_LEVEL, GZIP_MIN_BYTES, PageCache
 from api.query import reject_unknown_query
 from api.routes import air, alerts, bins, collection, crew, devices, health, metrics, tokens, web
+from api.security_headers import SecurityHeadersMiddleware
 from core.settings import Settings
 from storage.db import make_engine, session_factory
 from storage.runtime import open_influx
@@ -44,7 +44,7 @@ def operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_s: float = 15.0,
-               alerts_ttl_s: float = 2.0, token_ttl_s: float = 10.0, page_ttl_s: float = 1.0) -> FastAPI:
+               alerts_ttl_s: float = 2.0, page_ttl_s: float = 1.0) -> FastAPI:
     """Build the FastAPI app for ``settings`` (the database must be migrated already).
 
     Args:
@@ -53,11 +53,11 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
         bins_ttl_s: age (s) up to which the bins snapshot is served without a refresh; 0 rebuilds it
             on every request (see :mod:`api.snapshot`).
         alerts_ttl_s: the same for the active alerts (see :mod:`api.alert_state`).
-        token_ttl_s: how long a valid token is remembered without a query (see :class:`api.auth.TokenCache`).
         page_ttl_s: how long a rendered page of a snapshot is reused (see :mod:`api.pages`).
 
     A query parameter the matched route does not declare is a 422 (:func:`api.query.reject_unknown_query`).
-    OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``.
+    OpenAPI is served at ``/openapi.json``, the docs at ``/docs``, the crew page at ``/``. Every response
+    carries the security headers of :mod:`api.security_headers`.
     """
     app = FastAPI(title="Lorong", version="0.1.0", description=DESCRIPTION, generate_unique_id_function=operation_id,
                   dependencies=[Depends(reject_unknown_query)])
@@ -65,7 +65,7 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
     app.state.ctx = AppContext(
         settings=settings, sessions=sessions, influx=open_influx(settings),
         bins=bin_snapshot(sessions, settings.analytics.full_threshold, ttl_s=bins_ttl_s),
-        alerts=active_snapshot(sessions, ttl_s=alerts_ttl_s), tokens=TokenCache(token_ttl_s),
+        alerts=active_snapshot(sessions, ttl_s=alerts_ttl_s),
         pages=PageCache(page_ttl_s), notifiers=list(notifiers))
     app.state.metrics = ApiMetrics(sessions)
     errors.install(app)
@@ -74,4 +74,5 @@ def create_app(settings: Settings, notifiers: Sequence[Notifier] = (), bins_ttl_
     app.mount("/web", StaticFiles(directory=web.WEB_DIR), name="web")
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: error answers get the headers too
     return app

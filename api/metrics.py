@@ -8,6 +8,11 @@ Series:
 - ``lorong_alerts_active{type, severity, acknowledged}``: active alerts, read from SQL at scrape time.
 - ``lorong_devices{kind, status}``: registered devices, read from SQL at scrape time.
 
+Every label is bounded to known values, whatever a client sends (an unauthenticated client must
+not be able to grow the page or the process): ``method`` is one of :data:`METHODS` or ``other``,
+``route`` a path template of the app or ``unmatched``, ``status`` a three-digit HTTP status
+(100-599) or ``other``.
+
 Every app gets its own :class:`prometheus_client.CollectorRegistry`, so several apps (tests) never
 clash on the global registry.
 """
@@ -28,6 +33,20 @@ from storage.tables import AlertRow, DeviceRow
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Histogram buckets in seconds: fine below 50 ms, the API's p99 target."""
+
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""HTTP methods counted by name (RFC 9110 section 9 plus PATCH, RFC 5789); any other is ``other``."""
+
+
+def method_label(method: str) -> str:
+    """``method`` when it is in :data:`METHODS`, else ``other``."""
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    """``status`` as text when it is a valid HTTP status (100-599, RFC 9110 section 15), else ``other``."""
+    return str(status) if 100 <= status <= 599 else "other"
 
 
 class StateCollector(Collector):
@@ -74,8 +93,10 @@ class ApiMetrics:
         self.registry.register(StateCollector(sessions))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one answered request that took ``seconds``."""
-        self.requests.labels(method, route, str(status)).inc()
+        """Count one answered request that took ``seconds`` (method and status bounded as the module says;
+        ``route`` must already be a template or ``unmatched``)."""
+        method = method_label(method)
+        self.requests.labels(method, route, status_label(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
 

@@ -3,6 +3,9 @@ path does not take, is a 422 that names what is allowed instead of being silentl
 
 - :func:`one_of` validates a string parameter against a closed list (for lists that live in code,
   such as the alert types of :data:`core.alerts.ALERT_TYPES`, where a ``Literal`` cannot be written).
+- :func:`resolve_kecamatan` matches a ``kecamatan`` filter to a registered name regardless of case
+  (``tamalate`` finds ``Tamalate``); a name no device has is a 422 listing the known ones, not a
+  silent ``[]``.
 - :func:`reject_unknown_query` is an app-wide dependency: any query parameter the matched route
   does not declare (``/bins/X/readings?metric=pm25``, a typo like ``?kecamatn=``) is refused;
   names that start with ``_`` (cache-busters) are let through.
@@ -10,14 +13,18 @@ path does not take, is a 422 that names what is allowed instead of being silentl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
+from storage.tables import DeviceRow
 
 _KNOWN: dict[int, tuple[str, ...]] = {}
 """Declared query parameters per route (``id(route)``), computed on the route's first request."""
@@ -37,6 +44,46 @@ def one_of(allowed: Sequence[str]) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+def known_kecamatan(session: Session) -> list[str]:
+    """Every kecamatan name in the registry (retired devices too: their alerts still carry it), sorted."""
+    q = select(DeviceRow.kecamatan).where(DeviceRow.kecamatan != "").distinct()
+    return sorted(session.scalars(q))
+
+
+def resolve_kecamatan(value: str, known: Iterable[str]) -> str:
+    """The registered spelling of the kecamatan ``value`` names, compared without case.
+
+    Args:
+        value: the query parameter as sent (``tamalate``).
+        known: registered names (:func:`known_kecamatan`).
+
+    Returns:
+        the registered name (``Tamalate``); ``value`` itself when it is registered as sent.
+
+    Raises:
+        InvalidRequest: (422) no registered kecamatan matches; the message lists the known names.
+    """
+    names = sorted(set(known))
+    if value in names:
+        return value
+    folded = value.strip().casefold()
+    match = [n for n in names if n.casefold() == folded]
+    if match:
+        return match[0]
+    listed = ", ".join(names) if names else "none yet"
+    raise InvalidRequest(f"query parameter 'kecamatan': no device is in {value[:64]!r}; known kecamatan: {listed}")
+
+
+async def resolve_kecamatan_in(sessions: sessionmaker[Session], value: str) -> str:
+    """:func:`resolve_kecamatan` against the registry read in a worker thread (for async routes)."""
+
+    def known() -> list[str]:
+        with sessions() as s:
+            return known_kecamatan(s)
+
+    return resolve_kecamatan(value, await run_in_threadpool(known))
 
 
 def _query_names(dependant: Dependant) -> list[str]:

@@ -70,12 +70,13 @@ class ComponentHealth(BaseModel):
 
 
 class HealthOut(BaseModel):
-    """``GET /health``: ``status`` is ``ok`` when every component answers, else ``degraded``."""
+    """``GET /health``: ``status`` is ``ok`` when every component answers, else ``degraded``; the
+    components only for a request with a token (see :mod:`api.routes.health`)."""
 
     status: Literal["ok", "degraded"]
-    broker: ComponentHealth
-    influxdb: ComponentHealth
-    database: ComponentHealth
+    broker: ComponentHealth | None = None
+    influxdb: ComponentHealth | None = None
+    database: ComponentHealth | None = None
 
 
 class DeviceOut(BaseModel):

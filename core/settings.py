@@ -151,6 +151,8 @@ class AnalyticsSettings(BaseModel):
             kappa-Koehler correction is on by default.
         pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction.
         webhook_url: alert changes are also POSTed here when set.
+        webhook_secret: when set, every webhook POST is signed with it (HMAC-SHA256,
+            ``X-Lorong-Signature``; see :mod:`analytics.notify_webhook`).
         interval_s: seconds between scheduler runs.
         outbox_backoff_s, outbox_backoff_max_s: a failed notification is retried after
             ``outbox_backoff_s * 2**(attempts - 1)`` seconds, at most ``outbox_backoff_max_s``.
@@ -195,6 +197,7 @@ class AnalyticsSettings(BaseModel):
     pm_sensor_by_model: dict[str, str] = Field(default_factory=lambda: {"LRG-PM1": "sds011"})
     pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
     webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
     interval_s: Positive = 30.0
     outbox_backoff_s: float = Field(5.0, gt=0)
     outbox_backoff_max_s: float = Field(600.0, gt=0)
@@ -327,10 +330,12 @@ class NotifySettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """HTTP API bind address."""
+    """HTTP API bind address, and ``header_timeout_s``: seconds a client may take to send a request's
+    headers before the connection is closed with a 408 (slowloris; see :mod:`api.server`)."""
 
     host: str = "127.0.0.1"
     port: Port = 8000
+    header_timeout_s: Positive = 10.0
 
 
 class Settings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -22,17 +23,50 @@ def build_cmd(
         print(path)
 
 
+TOKEN_ENV = "LORONG_GRAFANA_TOKEN"
+"""Environment variable holding the Grafana service-account token (never a command-line option:
+``ps`` shows every process's arguments to every user of the machine)."""
+
+
+def read_token(token_file: Path | None) -> str:
+    """The Grafana token from ``token_file`` (first line) or else :data:`TOKEN_ENV`.
+
+    Raises:
+        typer.Exit: (1) neither gives a token, or the file cannot be read; one ``error:`` line says which.
+    """
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            typer.echo(f"error: cannot read --token-file {token_file}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from None
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        typer.echo(f"error: no Grafana token: set {TOKEN_ENV} or pass --token-file (a file holding only the "
+                   "token, mode 0600)", err=True)
+        raise typer.Exit(1)
+    return token
+
+
 @app.command("push")
 def push_cmd(
     url: str = typer.Option(..., help="Grafana base URL, e.g. http://127.0.0.1:3000"),
-    token: str = typer.Option(..., envvar="LORONG_GRAFANA_TOKEN",
-                              help="service-account token (Editor); or set LORONG_GRAFANA_TOKEN"),
+    token_file: Path | None = typer.Option(None, dir_okay=False, help="file holding the service-account token "
+                                           f"(Editor); default: the {TOKEN_ENV} environment variable"),
     folder: str | None = typer.Option(None, help="folder title, created if missing (default: General)"),
+    datasource_uid: str | None = typer.Option(None, help="uid of an existing InfluxDB datasource in that Grafana "
+                                              "to use instead of the provisioned 'lorong-influx'"),
     timeout: float = typer.Option(10.0, min=0.1, help="per-request timeout, seconds"),
 ) -> None:
-    """Create or update every dashboard in Grafana, keyed by uid (unchanged ones are left alone)."""
+    """Create or update every dashboard in Grafana, keyed by uid (unchanged ones are left alone).
+
+    The token is read from LORONG_GRAFANA_TOKEN or --token-file, never from the command line. The
+    datasource the panels query must exist in that Grafana (checked first; nothing is pushed otherwise).
+    """
+    token = read_token(token_file)
     try:
-        results = push_all(url, token, builder.build_all(), folder, timeout)
+        results = push_all(url, token, builder.build_all(), folder, timeout, datasource_uid)
     except PushError as exc:
         typer.echo(f"push failed: {exc}", err=True)
         raise typer.Exit(1) from exc

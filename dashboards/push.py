@@ -5,6 +5,10 @@ Grafana HTTP API (https://grafana.com/docs/grafana/latest/developers/http_api/da
 
 - ``GET /api/folders`` and ``POST /api/folders`` (``folder.get_all_folders``, ``folder.create_folder``)
   find or create the target folder by title;
+- ``GET /api/datasources/uid/:uid`` (``datasource.get_datasource_by_uid``) checks, before any
+  dashboard is written, that every datasource uid the panels query exists and is an InfluxDB
+  datasource (otherwise every panel would show "datasource not found"); ``--datasource-uid``
+  rewrites the dashboards' uid (``lorong-influx``, the provisioned one) to an existing datasource;
 - ``GET /api/dashboards/uid/:uid`` (``dashboard.get_dashboard``) reads what is there;
 - ``GET /api/search?type=dash-db&query=<title>`` (``search.search_dashboards``) finds another
   dashboard with the same title in the folder, which Grafana would refuse (412 ``name-exists``);
@@ -95,6 +99,34 @@ def folder_uid_for(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40] or "lorong"
 
 
+def datasource_uids(node: Any) -> set[str]:
+    """Every ``datasource.uid`` in a dashboard's JSON (panels, targets, template variables)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        ds = node.get("datasource")
+        if isinstance(ds, dict) and isinstance(ds.get("uid"), str) and not ds["uid"].startswith("$"):
+            found.add(ds["uid"])
+        for value in node.values():
+            found |= datasource_uids(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= datasource_uids(value)
+    return found
+
+
+def map_datasource(node: Any, old: str, new: str) -> Any:
+    """A copy of dashboard JSON with every ``datasource.uid`` ``old`` replaced by ``new``."""
+    if isinstance(node, dict):
+        out = {k: map_datasource(v, old, new) for k, v in node.items()}
+        ds = out.get("datasource")
+        if isinstance(ds, dict) and ds.get("uid") == old:
+            out["datasource"] = {**ds, "uid": new}
+        return out
+    if isinstance(node, list):
+        return [map_datasource(v, old, new) for v in node]
+    return node
+
+
 def _comparable(dashboard: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dashboard.items() if k not in ("id", "version")}
 
@@ -116,7 +148,7 @@ class Pusher:
         """Translate a grafana-client or transport error into a :class:`PushError` saying what to do."""
         if isinstance(exc, GrafanaUnauthorizedError):
             return PushError(401, f"{what}: Grafana at {self.url} rejected the token (401 Unauthorized); "
-                                  "check --token", _detail(exc))
+                                  "check LORONG_GRAFANA_TOKEN or --token-file", _detail(exc))
         if isinstance(exc, GrafanaClientError):
             status, detail = exc.status_code, _detail(exc)
             if status == 403:
@@ -141,6 +173,26 @@ class Pusher:
             return fn(*args, **kwargs)
         except (GrafanaException, niquests.exceptions.RequestException) as exc:
             raise self._error(what, exc) from exc
+
+    def check_datasource(self, uid: str, kind: str = "influxdb") -> None:
+        """Make sure Grafana has a datasource ``uid`` of type ``kind``.
+
+        Raises:
+            PushError: (404) no such datasource, (400) one of another type, or the lookup failed.
+        """
+        try:
+            found = self._api.datasource.get_datasource_by_uid(uid)
+        except GrafanaClientError as exc:
+            if exc.status_code == 404 and "data source not found" in _detail(exc).lower():  # Grafana's words
+                raise PushError(404, f"the dashboards use datasource uid {uid!r}, which Grafana at {self.url} does "
+                                     "not have: provision it (dashboards/provisioning/) or pass --datasource-uid "
+                                     "<uid of your InfluxDB datasource>; nothing was pushed", _detail(exc)) from exc
+            raise self._error(f"read datasource {uid}", exc) from exc
+        except (GrafanaException, niquests.exceptions.RequestException) as exc:
+            raise self._error(f"read datasource {uid}", exc) from exc
+        if found.get("type") != kind:
+            raise PushError(400, f"datasource {uid!r} ({found.get('name', '')}) is a {found.get('type')} datasource, "
+                                 f"the dashboards need {kind}; pass --datasource-uid of an InfluxDB one")
 
     def ensure_folder(self, title: str) -> str:
         """The uid of the folder titled ``title``, created (uid :func:`folder_uid_for`) if missing.
@@ -219,7 +271,7 @@ class Pusher:
 
 
 def push_all(url: str, token: str, dashboards: Mapping[str, Mapping[str, Any]], folder: str | None = None,
-             timeout_s: float = 10.0) -> list[PushResult]:
+             timeout_s: float = 10.0, datasource_uid: str | None = None) -> list[PushResult]:
     """Push every dashboard, in order, into ``folder`` (title) or the General folder.
 
     Args:
@@ -228,13 +280,22 @@ def push_all(url: str, token: str, dashboards: Mapping[str, Mapping[str, Any]], 
         dashboards: ``{uid: dashboard JSON}``.
         folder: folder title, created when missing; ``None`` for General.
         timeout_s: per-request timeout, seconds.
+        datasource_uid: an existing InfluxDB datasource of that Grafana to query instead of
+            :data:`dashboards.panels.DATASOURCE_UID` (the provisioned one).
 
     Returns:
         One :class:`PushResult` per dashboard.
 
     Raises:
-        PushError: the first refusal; dashboards before it are already pushed.
+        PushError: a datasource the dashboards use is missing (before anything is pushed), or the
+            first refusal; dashboards before it are already pushed.
     """
+    from dashboards.panels import DATASOURCE_UID
+
+    if datasource_uid:
+        dashboards = {uid: map_datasource(d, DATASOURCE_UID, datasource_uid) for uid, d in dashboards.items()}
     pusher = Pusher(url, token, timeout_s)
+    for uid in sorted(set().union(*(datasource_uids(d) for d in dashboards.values()))):
+        pusher.check_datasource(uid)
     folder_uid = pusher.ensure_folder(folder) if folder else ""
     return [pusher.push(d, folder_uid) for d in dashboards.values()]

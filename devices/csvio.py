@@ -8,6 +8,15 @@ default list separator of Indonesian-locale Excel). In such a ``;`` file a numer
 a decimal comma, as that locale writes numbers (``-5,1``): a cell of digits with exactly one comma
 and no dot is read with the comma as the decimal point. Comma-separated files never get this, and
 text columns are never touched.
+
+Formula injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return as a formula (``=HYPERLINK(...)`` in a street name would
+run when an officer opens the export). :func:`write_devices` writes such a text cell with a leading
+``'`` (which spreadsheets show as "this is text" and hide), and :func:`read_devices` takes it off
+again, so an export imports back unchanged. A text cell that itself starts with ``'`` followed by
+one of those characters or another ``'`` gets one more ``'``, so that reversal is exact. Numeric
+columns are written from numbers (``-5.13``) and left alone: a number is not a formula. Rows end
+in CRLF (RFC 4180 section 2), so a carriage return inside a cell is quoted like a line feed.
 """
 
 from __future__ import annotations
@@ -36,6 +45,25 @@ NUMERIC: frozenset[str] = frozenset(
     if f.annotation in (int, float) or set(get_args(f.annotation)) & {int, float})
 """Columns whose cells are numbers (lat, lon, depth_mm, ..., report_interval_s)."""
 _DECIMAL_COMMA = re.compile(r"[+-]?[0-9]+,[0-9]+")
+FORMULA_START = frozenset("=+-@\t\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP "CSV Injection")."""
+
+
+def neutralize(cell: str) -> str:
+    """``cell`` with a leading ``'`` when a spreadsheet would run it as a formula (module docstring).
+
+    ``'=1+1`` (already escaped by hand) becomes ``''=1+1`` so that :func:`restore` gives it back.
+    """
+    if cell and (cell[0] in FORMULA_START or (cell[0] == "'" and cell[1:2] and cell[1] in FORMULA_START | {"'"})):
+        return "'" + cell
+    return cell
+
+
+def restore(cell: str) -> str:
+    """The inverse of :func:`neutralize`: ``'=1+1`` -> ``=1+1``; ``'abc`` (not an escape) as it is."""
+    if cell[:1] == "'" and cell[1:2] and cell[1] in FORMULA_START | {"'"}:
+        return cell[1:]
+    return cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +146,8 @@ def _read(fh: TextIO) -> tuple[list[tuple[int, DeviceIn]], list[Problem]]:
         if None in record:
             problems.append(Problem(row, "-", f"{len(header) + len(record[None])} cells, header has {len(header)}"))
             continue
-        clean = {k: v.strip() for k, v in record.items() if v is not None and v.strip() != ""}
+        clean = {k: v.strip() if k in NUMERIC else restore(v.strip())
+                 for k, v in record.items() if v is not None and v.strip() != ""}
         if not clean:
             continue  # a blank line left by a spreadsheet
         try:
@@ -187,12 +216,14 @@ def write_devices(rows: Iterable[DeviceRow], fh: TextIO) -> int:
     """Write registry rows as CSV (header :data:`COLUMNS`); returns the number of rows.
 
     Floats are written with Python's shortest round-trip repr and times as ISO 8601 with offset,
-    so :func:`read_devices` gives back equal values.
+    so :func:`read_devices` gives back equal values. Text cells a spreadsheet would run as a
+    formula get a leading ``'`` (:func:`neutralize`); rows end in CRLF (RFC 4180).
     """
-    writer = csv.writer(fh, lineterminator="\n")
+    writer = csv.writer(fh, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     n = 0
     for row in rows:
-        writer.writerow([_cell(getattr(row, c)) for c in COLUMNS])
+        writer.writerow([_cell(getattr(row, c)) if c in NUMERIC else neutralize(_cell(getattr(row, c)))
+                         for c in COLUMNS])
         n += 1
     return n

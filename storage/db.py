@@ -22,15 +22,19 @@ def make_engine(url: str) -> Engine:
     is turned on, so the ingester, the analytics job and the API can share one file. Commits
     are synced (``synchronous=FULL``; in WAL mode NORMAL may lose the last commits on a power
     loss, SQLite docs "PRAGMA synchronous"): the ingester acknowledges a rejected message to the
-    broker once its dead letter is committed, exactly as it does for spooled points.
+    broker once its dead letter is committed, exactly as it does for spooled points. A write
+    waits up to 30 s for another process's write lock (``sqlite:///x.db?timeout=5`` sets another
+    time in seconds).
     """
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = url.split("///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
             private_dir(Path(path).parent)
             private_file(Path(path))
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {"check_same_thread": False}
+        if "timeout=" not in url.partition("?")[2]:
+            kwargs["connect_args"]["timeout"] = 30
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ContextDep, DeviceId, Reader, SessionDep
 from api.errors import NotFound
+from api.query import known_kecamatan, resolve_kecamatan
 from api.readings import AIR_METRICS, mean_series, units, window
 from api.routes.bins import End, Every, Start
 from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut, StationOut
@@ -34,6 +35,8 @@ def stations(
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> list[StationOut]:
     """Air stations with their latest values and indices, highest ISPU first (no index last)."""
+    if kecamatan:
+        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session))
     now = utcnow()
     return [station_out(d, latest, now) for d, latest in station_pairs(session, kecamatan, limit, offset)]
 

@@ -25,7 +25,7 @@ from analytics.notify import outbox_channels
 from api.alert_state import AlertFilter, decode_cursor, encode_cursor, location, query_page, snapshot_page
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
 from api.idempotency import IdempotencyKey, once
-from api.query import one_of
+from api.query import one_of, resolve_kecamatan_in
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertHistoryOut, AlertOut, AlertTypesOut, ClearIn
 from core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS
 from core.model import utcnow
@@ -62,6 +62,8 @@ async def alerts(
     Active alerts come from a snapshot at most a few seconds old (:mod:`api.alert_state`); the
     others from SQL in a worker thread.
     """
+    if kecamatan:
+        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
     f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id)
     after = decode_cursor(cursor) if cursor is not None else None
 

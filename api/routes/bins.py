@@ -11,6 +11,7 @@ from pydantic_core import to_json
 from api.bin_state import load_bins, pick
 from api.deps import ContextDep, DeviceId, Reader, SessionDep
 from api.errors import NotFound
+from api.query import resolve_kecamatan_in
 from api.readings import BIN_METRICS, EVERY_PATTERN, mean_series, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
 from core import schema
@@ -47,9 +48,12 @@ async def bins(
 
     Served from a snapshot of ``device_latest`` at most a few seconds old (see :mod:`api.bin_state`
     and :mod:`api.pages`); async because the answer is a slice of that in-memory snapshot, with no
-    database query.
+    database query (a ``kecamatan`` not spelled as any bin's asks the registry, see
+    :func:`api.query.resolve_kecamatan`).
     """
     entries = await ctx.bins.aitems()
+    if kecamatan and not any(e.kecamatan == kecamatan for e in entries):  # else the snapshot has it as sent
+        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
 
     def render() -> tuple[bytes, dict[str, str]]:
         now = utcnow()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep
 from api.errors import Conflict, InvalidRequest
-from api.query import one_of
+from api.query import known_kecamatan, one_of, resolve_kecamatan
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
 from core.errors import DeviceRetired
 from core.model import DeviceKind, utcnow
@@ -41,6 +41,8 @@ def devices(
                                         json_schema_extra={"enum": list(STATUSES)}), one_of(STATUSES)] = None,
 ) -> list[DeviceOut]:
     """Registered devices by id."""
+    if kecamatan:
+        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session))
     return [_out(r) for r in list_devices(session, kind, kecamatan, status=status)]
 
 

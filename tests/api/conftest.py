@@ -29,8 +29,7 @@ class Served:
         self.port = stack.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         kwargs.setdefault("bins_ttl_s", 0.0)  # tests write to SQL between requests: no snapshot reuse,
-        kwargs.setdefault("alerts_ttl_s", 0.0)
-        kwargs.setdefault("token_ttl_s", 0.0)  # and no token or page cache
+        kwargs.setdefault("alerts_ttl_s", 0.0)  # and no page cache
         kwargs.setdefault("page_ttl_s", 0.0)
         self.app = create_app(settings, **kwargs)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))

@@ -83,8 +83,10 @@ def test_every_read_needs_a_token_and_every_role_may_read(client: httpx.Client, 
 
 
 def test_open_paths_need_no_token(client: httpx.Client) -> None:
-    for path in ("/health", "/metrics", "/", "/web/app.js", "/openapi.json"):
+    for path in ("/metrics", "/", "/web/app.js", "/openapi.json"):
         assert client.get(path).status_code == 200, path
+    health = client.get("/health")  # no broker in these tests: degraded (503), and no details without a token
+    assert health.status_code == 503 and health.json() == {"status": "degraded"}
 
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed", "ok"), WRITES,

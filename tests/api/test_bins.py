@@ -53,7 +53,8 @@ def test_filters_and_pages(client: httpx.Client, sessions: sessionmaker[Session]
     assert ids("?kecamatan=Tallo") == ["MKS-BIN-0003", "MKS-BIN-0005"]
     assert ids("?kecamatan=Tallo&min_level=0.9") == []
     assert ids("?limit=2&offset=1") == ["MKS-BIN-0003", "MKS-BIN-0002"]
-    assert ids("?kecamatan=" + quote("' OR 1=1 --")) == []
+    injected = client.get("/bins?kecamatan=" + quote("' OR 1=1 --"), headers=auth("officer"))
+    assert injected.status_code == 422 and "known kecamatan: Mariso, Panakkukang" in injected.json()["detail"]
     r = client.get("/bins?min_level=1.5", headers=auth("officer"))
     assert r.status_code == 422
     assert r.json()["detail"] == "query parameter 'min_level': Input should be less than or equal to 1 (got '1.5')"

@@ -25,18 +25,21 @@ def _samples(text: str) -> dict[tuple[str, str], float]:
             for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
-def test_health_ok_and_degraded(make_settings: Callable[..., Any], influx: Any, mosquitto: stack.Service) -> None:
+def test_health_ok_and_degraded(make_settings: Callable[..., Any], influx: Any, mosquitto: stack.Service,
+                                tokens: dict[str, str]) -> None:
+    officer = {"Authorization": f"Bearer {tokens['officer']}"}
     up = serve(make_settings(mqtt_port=mosquitto.port, influx=influx))
     try:
-        body = httpx.get(f"{up.url}/health").json()
+        body = httpx.get(f"{up.url}/health", headers=officer).json()
         assert body["status"] == "ok" and body["broker"]["ok"] and body["influxdb"]["ok"] and body["database"]["ok"]
     finally:
         up.stop()
     dead = stack.free_port()
     down = serve(make_settings(mqtt=MqttSettings(port=dead), influx=InfluxSettings(url=f"http://127.0.0.1:{dead}")))
     try:
-        body = httpx.get(f"{down.url}/health").json()
-        assert body["status"] == "degraded"
+        r = httpx.get(f"{down.url}/health", headers=officer)
+        body = r.json()
+        assert r.status_code == 503 and body["status"] == "degraded"
         assert (body["broker"]["ok"], body["influxdb"]["ok"], body["database"]["ok"]) == (False, False, True)
         assert f"127.0.0.1:{dead}" in body["broker"]["detail"]
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.model import utcnow
 from core.settings import Settings
+from storage import stack
 from storage.influx import InfluxClient
 from tests.api.bins_data import write_points
 from tests.api.conftest import serve
@@ -32,11 +34,12 @@ CHECKS = ",".join([
 ])
 
 
-def test_openapi_fuzz(settings: Settings, sessions: sessionmaker[Session], influx: InfluxClient,
+def test_openapi_fuzz(make_settings: Callable[..., Settings], mosquitto: stack.Service,
+                      sessions: sessionmaker[Session], influx: InfluxClient,
                       tokens: dict[str, str], tmp_path: Path) -> None:
     fleet(sessions, utcnow())
     write_points(influx)
-    srv = serve(settings)
+    srv = serve(make_settings(mqtt_port=mosquitto.port, influx=influx))  # every component up: /health is 200
     runner = Path(__file__).with_name("schemathesis_cli.py")
     report = ARTIFACTS / "schemathesis"
     report.mkdir(parents=True, exist_ok=True)

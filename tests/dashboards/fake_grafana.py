@@ -10,6 +10,8 @@ as served by Grafana 9 to 12):
   (409 when the uid exists).
 - ``GET /api/search?query=&type=dash-db`` lists dashboards whose title contains the query.
 - ``GET /api/dashboards/uid/:uid`` returns ``{dashboard, meta}`` or 404 ``Dashboard not found``.
+- ``GET /api/datasources/uid/:uid`` returns ``{id, uid, name, type, ...}`` or 404 ``Data source
+  not found`` (:attr:`FakeGrafana.datasources`; by default the provisioned ``lorong-influx``).
 - ``POST /api/dashboards/db`` ``{dashboard, folderUid, message, overwrite}`` creates or updates by
   uid. Without ``overwrite``: 412 ``version-mismatch`` when ``dashboard.version`` is not the stored
   version, 412 ``name-exists`` when another dashboard has the title in that folder. 400 for an
@@ -50,6 +52,8 @@ class FakeGrafana:
 
     tokens: dict[str, str] = field(default_factory=lambda: {"editor-token": "Editor", "viewer-token": "Viewer"})
     folders: list[dict[str, Any]] = field(default_factory=list)
+    datasources: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "lorong-influx": {"id": 1, "uid": "lorong-influx", "name": "Lorong InfluxDB", "type": "influxdb"}})
     dashboards: dict[str, Stored] = field(default_factory=dict)
     edit_after_read: set[str] = field(default_factory=set)
     log: list[tuple[str, str, Any]] = field(default_factory=list)
@@ -154,6 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._search(parse_qs(parts.query))
             if route == ("POST", "/api/dashboards/db"):
                 return self._save(body or {})
+            ds = re.fullmatch(r"/api/datasources/uid/([^/]+)", parts.path)
+            if method == "GET" and ds:
+                found = g.datasources.get(ds.group(1))
+                return self._send(200, found) if found else self._send(404, {"message": "Data source not found"})
             m = re.fullmatch(r"/api/dashboards/uid/([^/]+)", parts.path)
             if method == "GET" and m:
                 return self._get(m.group(1))

@@ -91,7 +91,7 @@ def test_existing_folder_is_reused(grafana: FakeGrafana) -> None:
 
 
 def test_bad_token_is_401(grafana: FakeGrafana) -> None:
-    with pytest.raises(PushError, match=r"rejected the token \(401 Unauthorized\); check --token") as err:
+    with pytest.raises(PushError, match=r"rejected the token \(401 Unauthorized\); check LORONG_GRAFANA_TOKEN") as err:
         push_all(grafana.url, "wrong", DASHBOARDS, folder="Lorong")
     assert err.value.status == 401 and "invalid API key" in str(err.value)
     assert grafana.dashboards == {} and grafana.folders == []
@@ -142,12 +142,13 @@ def test_unreachable_grafana() -> None:
 
 def test_cli_push(grafana: FakeGrafana) -> None:
     runner = CliRunner()
-    ok = runner.invoke(app, ["dashboards", "push", "--url", grafana.url, "--token", EDITOR, "--folder", "Lorong"])
+    ok = runner.invoke(app, ["dashboards", "push", "--url", grafana.url, "--folder", "Lorong"],
+                       env={"LORONG_GRAFANA_TOKEN": EDITOR})
     assert ok.exit_code == 0, ok.output
     assert ok.output.splitlines() == [
         "created     lorong-bins    v1    /d/lorong-bins/lorong-bins  Lorong - Bins",
         "created     lorong-air     v1    /d/lorong-air/lorong-air-quality  Lorong - Air quality",
         "created     lorong-ops     v1    /d/lorong-ops/lorong-operations  Lorong - Operations"]
-    bad = runner.invoke(app, ["dashboards", "push", "--url", grafana.url, "--token", "wrong"])
+    bad = runner.invoke(app, ["dashboards", "push", "--url", grafana.url], env={"LORONG_GRAFANA_TOKEN": "wrong"})
     assert bad.exit_code == 1
-    assert f"push failed: read dashboard lorong-bins: Grafana at {grafana.url} rejected the token " in bad.output
+    assert f"push failed: read datasource lorong-influx: Grafana at {grafana.url} rejected the token " in bad.output
