@@ -166,8 +166,10 @@ class NatsNode:
             self.proc.wait(timeout=10)
 
 
-def make_cluster(root: Path, nats: NatsSettings, mqtt_port: int, nodes: int = 3) -> list[NatsNode]:
-    """Write the configs of ``nodes`` nodes under ``root/n<i>`` (not started yet).
+def make_cluster(root: Path, nats: NatsSettings, mqtt_port: int, nodes: int = 3,
+                 ports: Sequence[NodePorts] | None = None) -> list[NatsNode]:
+    """Write the configs of ``nodes`` nodes under ``root/n<i>`` (not started yet); their ports are
+    ``ports`` (tests pass free ones) or :func:`cluster_ports`.
 
     Raises:
         ValueError: fewer nodes than the stream's replicas.
@@ -175,7 +177,7 @@ def make_cluster(root: Path, nats: NatsSettings, mqtt_port: int, nodes: int = 3)
     if nodes < nats.replicas:
         raise ValueError(f"{nodes} nodes cannot hold a stream of {nats.replicas} replicas "
                          "(LORONG_NATS__REPLICAS)")
-    ports = cluster_ports(nats, mqtt_port, nodes)
+    ports = list(ports) if ports is not None else cluster_ports(nats, mqtt_port, nodes)
     out = []
     for i, p in enumerate(ports, 1):
         workdir = root / f"n{i}"
