@@ -47,6 +47,9 @@ RECONNECT_MAX_S = 10.0
 """Wait between first-connection attempts, and after a failed pull: from the first to the last value,
 doubling (s)."""
 
+FLUSH_TIMEOUT_S = 2.0
+"""Longest wait for the server to confirm the last acks on stop (s)."""
+
 STOP_TIMEOUT_S = 10.0
 """How long :meth:`NatsSource.stop` and :meth:`NatsSource.pause` wait for the loop thread (s)."""
 
@@ -198,9 +201,12 @@ class NatsSource:
         await self._stop_event.wait()
         self._stopping = self._paused = True
         puller.cancel()
+        await asyncio.gather(puller, return_exceptions=True)
         if self._nc is not None:
             try:
-                await self._nc.drain()  # flushes the acks queued before stop()
+                if self._nc.is_connected:
+                    await self._nc.flush(timeout=FLUSH_TIMEOUT_S)  # the acks queued before stop()
+                await self._nc.close()
             except Exception as exc:
                 log.debug("closing the NATS connection: %s", exc)
         self.connected.clear()

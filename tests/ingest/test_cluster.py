@@ -181,25 +181,28 @@ def test_kill_the_stream_leader(tmp_path: Path, db_url: str, sessions: Any, infl
 
 def test_restart_the_killed_node(tmp_path: Path, db_url: str, sessions: Any, influx: InfluxClient,
                                  nodes: list[cluster.NatsNode]) -> None:
-    """n3 is killed mid-stream and started again on its data directory while uplinks flow; once it has
-    caught up, n2 is killed: the stream keeps working on n1 and the restarted n3."""
+    """A follower of the stream is killed mid-stream and started again on its data directory while
+    uplinks flow; once it has caught up, the other follower is killed: the leader can only go on
+    storing (and the nodes acknowledging) with the restarted node as the second of its quorum."""
     register_fleet(sessions)
-    n1, n2, n3 = nodes
-    ing = start_ingester(nats_settings(tmp_path, db_url, influx, [n1.url], "cl-restart"), sessions, influx)
+    lead = leader(nodes)
+    first, second = (n for n in nodes if n is not lead)
+    ing = start_ingester(nats_settings(tmp_path, db_url, influx, [lead.url], "cl-restart"), sessions, influx)
     sent = uplinks(N)
-    pub = ClusterPublisher([n1], sent, "cl-restart-pub")
+    pub = ClusterPublisher([lead], sent, "cl-restart-pub")
     try:
         pub.start()
         wait_for(lambda: pub.done >= 600, 30, "600 published")
-        n3.kill()
-        wait_for(lambda: pub.done >= 1200, 30, "1200 published with n3 down")
-        n3.start()
-        wait_for(lambda: all_current(nodes), 30, "n3 caught up", every_s=0.2)
-        assert pub.done < N, "n3 must come back mid-stream"
-        n2.kill()
+        first.kill()
+        wait_for(lambda: pub.done >= 1200, 30, f"1200 published with {first.name} down")
+        first.start()
+        wait_for(lambda: all_current(nodes), 30, f"{first.name} caught up", every_s=0.2)
+        assert pub.done < N, f"{first.name} must come back mid-stream"
+        second.kill()
         killed_at = pub.done
         pub.finish()
-        assert killed_at < N, "n2 must be killed mid-stream"
+        assert killed_at < N, f"{second.name} must be killed mid-stream"
+        assert leader(nodes).name == lead.name
         wait_for(lambda: count_stored(influx) >= N, 40, "everything stored", every_s=0.25)
     finally:
         ing.stop()
