@@ -4,7 +4,7 @@ influxd): QoS 1 uplinks with sequence numbers are published over MQTT 3.1.1 to t
 - the node the publisher and the ingester use is killed (SIGKILL) mid-stream,
 - the leader of the uplink stream is killed mid-stream,
 - a killed node is started again and catches up, then another node is killed,
-- one of two ingesters sharing the durable consumer is killed (SIGKILL);
+- one of two ingesters sharing the durable consumer is killed (SIGKILL) and started again;
 
 and in every case each published reading is stored exactly once in InfluxDB (stored == published,
 no point twice). The publisher moves to the next node when its node stops acknowledging.
@@ -221,8 +221,9 @@ def _spawn_ingester(env: dict[str, str], log: Path, cwd: Path) -> subprocess.Pop
 def test_kill_one_of_two_ingesters(tmp_path: Path, db_url: str, sessions: Any, influx: InfluxClient,
                                    nodes: list[cluster.NatsNode]) -> None:
     """Two ingesters share the durable consumer: an in-process one and a ``lorong ingest run`` process
-    that is killed with SIGKILL mid-stream. What it took and did not acknowledge goes to the other one
-    after the ack wait (3 s here); everything is stored once."""
+    that is killed with SIGKILL mid-stream and started again. What it took and did not acknowledge
+    goes to the other one after the ack wait (3 s here); what it acknowledged waits in its spool until
+    it runs again; everything is stored once."""
     register_fleet(sessions)
     urls = [n.url for n in nodes]
     stayer = start_ingester(nats_settings(tmp_path, db_url, influx, urls, "cl-two-a"), sessions, influx)
@@ -248,7 +249,12 @@ def test_kill_one_of_two_ingesters(tmp_path: Path, db_url: str, sessions: Any, i
         killed_at = pub.done
         pub.finish()
         assert killed_at < N, "the kill must happen mid-stream"
+        # what the killed one had acknowledged is in its spool file: written when it starts again
+        # (as a supervisor restarts it); what it had not is the other's after the ack wait
+        victim = _spawn_ingester(env, log, tmp_path)
         wait_for(lambda: count_stored(influx) >= N, 40, "everything stored", every_s=0.25)
+        victim.terminate()
+        assert victim.wait(timeout=30) == 0
     finally:
         stayer.stop()
         if victim.poll() is None:
