@@ -64,6 +64,38 @@ class MqttSettings(BaseModel):
     )
 
 
+class NatsSettings(BaseModel):
+    """The NATS cluster with JetStream that replaces Mosquitto where a deployment must survive a
+    machine (``LORONG_INGEST__SOURCE=nats``); README "Three nodes".
+
+    Gateways publish MQTT 3.1.1 at QoS 1 to any node; the node answers PUBACK once the message
+    is stored in the JetStream stream ``$MQTT_msgs``, replicated on ``replicas`` nodes;
+    ingesters share the durable pull consumer ``durable`` on the subjects of ``mqtt.topics``.
+
+    Attributes:
+        servers: NATS client URLs the ingester may use (it moves to another one when its node goes).
+        durable: durable pull consumer the ingesters share (each uplink goes to one of them).
+        replicas: replicas of the stream (3 survives the loss of one node; NATS allows 1..5).
+        ack_wait_s: an uplink an ingester took but did not acknowledge within this time goes to
+            another ingester (s); longer than a spool flush under load.
+        max_ack_pending: uplinks handed out and not yet acknowledged, all ingesters together
+            (bounds each ingester's memory like MQTT's Receive Maximum).
+        fetch_batch: uplinks asked for per pull request.
+        client_port, route_port, monitor_port: first node's ports for ``lorong stack up --cluster``;
+            node i adds i - 1 (its MQTT port is ``mqtt.port`` + i - 1).
+    """
+
+    servers: list[str] = Field(default_factory=lambda: [f"nats://127.0.0.1:{4222 + i}" for i in range(3)])
+    durable: str = Field("lorong-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    replicas: int = Field(3, ge=1, le=5)
+    ack_wait_s: Positive = 30.0
+    max_ack_pending: int = Field(20000, ge=1)
+    fetch_batch: int = Field(1000, ge=1, le=10000)
+    client_port: Port = 4222
+    route_port: Port = 6222
+    monitor_port: Port = 8222
+
+
 class InfluxSettings(BaseModel):
     """InfluxDB 1.x HTTP API (also served by 2.x/3.x v1 compatibility endpoints)."""
 
@@ -88,6 +120,8 @@ class IngestSettings(BaseModel):
         min_year: device time before this year is rejected (clock never set).
         stats_interval_s: seconds between self-metric points in ``ingest_stats``.
         metrics_port: Prometheus text endpoint of the ingester on ``metrics_host`` (0 = off).
+        source: where uplinks come from: ``mqtt`` (a broker such as Mosquitto, the default) or
+            ``nats`` (the JetStream stream of a NATS cluster, see :class:`NatsSettings`).
     """
 
     batch_size: int = Field(5000, ge=1)
@@ -100,6 +134,7 @@ class IngestSettings(BaseModel):
     stats_interval_s: float = Field(10.0, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535)
+    source: Literal["mqtt", "nats"] = "mqtt"
 
 
 class AnalyticsSettings(BaseModel):
@@ -352,6 +387,7 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     database_url: str = "sqlite:///var/lorong.db"
     mqtt: MqttSettings = MqttSettings()
+    nats: NatsSettings = NatsSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()

@@ -94,7 +94,11 @@ def run(
     gc.collect()
     gc.freeze()
     ingester.start()
-    print(f"ingesting from {settings.mqtt.host}:{settings.mqtt.port} topics {', '.join(settings.mqtt.topics)}")
+    if settings.ingest.source == "nats":
+        print(f"ingesting from NATS {', '.join(settings.nats.servers)} consumer {settings.nats.durable} "
+              f"topics {', '.join(settings.mqtt.topics)}")
+    else:
+        print(f"ingesting from {settings.mqtt.host}:{settings.mqtt.port} topics {', '.join(settings.mqtt.topics)}")
     done.wait()
     ingester.stop()
 

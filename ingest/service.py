@@ -2,7 +2,8 @@
 
 Delivery contract (every byte accounted for):
 
-1. the MQTT loop thread (:mod:`ingest.mqtt_source`) runs :meth:`Ingester._on_message`: the pipeline turns the message
+1. the source's loop thread (:mod:`ingest.mqtt_source`, or :mod:`ingest.nats_source` with
+   ``LORONG_INGEST__SOURCE=nats``) runs :meth:`Ingester._on_message`: the pipeline turns the message
    into points or a rejection, which wait in memory with the message's ack token.
 2. The flush thread (every 50 ms, or at once when :data:`FLUSH_AT` messages wait) appends the
    points to the SQLite spool and the rejections to the dead-letter store, both durable, and
@@ -12,7 +13,8 @@ Delivery contract (every byte accounted for):
 3. The writer thread moves the spool into InfluxDB (:mod:`ingest.writer`).
 
 A crash at any point loses nothing: what was not acked is redelivered by the broker (the
-session is persistent), what was acked is in the spool, and a second copy of a point rewrites
+session is persistent; with NATS, the durable consumer delivers it again after its ack wait),
+what was acked is in the spool, and a second copy of a point rewrites
 the same series and timestamp in InfluxDB.
 """
 
@@ -22,12 +24,14 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from core.model import Message, to_ms, utcnow
 from core.settings import Settings
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.metrics import IngestMetrics, Stats
-from ingest.mqtt_source import Delivery, MqttSource
+from ingest.mqtt_source import MqttSource
 from ingest.pipeline import DeviceLookup, Pipeline
 from ingest.validate import Policy
 from ingest.writer import SpoolWriter
@@ -50,6 +54,28 @@ _MAX_RETRY_S = 5.0
 def spool_path_for(settings: Settings) -> str:
     """Spool file name of this ingester: its MQTT client id, made safe for a file name."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", settings.mqtt.client_id) + ".sqlite"
+
+
+class Source(Protocol):
+    """What the ingester needs of a message source (:class:`ingest.mqtt_source.MqttSource`,
+    :class:`ingest.nats_source.NatsSource`): it calls ``on_message(message, delivery)`` in its own
+    thread and takes the ``delivery`` tokens back in :meth:`ack_many` once they are durable."""
+
+    subscribed: threading.Event
+
+    def start(self) -> None: ...
+    def pause(self) -> None: ...
+    def stop(self) -> None: ...
+    def ack_many(self, deliveries: Iterable[Any]) -> int: ...
+
+
+def make_source(settings: Settings, on_message: Callable[[Message, Any], None]) -> Source:
+    """The source chosen by ``ingest.source``: ``mqtt`` (default) or ``nats``."""
+    if settings.ingest.source == "nats":
+        from ingest.nats_source import NatsSource  # nats-py only where it is used
+
+        return NatsSource(settings, on_message)
+    return MqttSource(settings.mqtt, on_message)
 
 
 class Ingester:
@@ -80,11 +106,11 @@ class Ingester:
         self._lines: list[str] = []
         self._origins: list[Message | None] = []  # the message of each line in _lines
         self._dead: list[DeadLetter] = []
-        self._acks: list[Delivery] = []
+        self._acks: list[Any] = []
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._reject_logged: set[str] = set()
-        self.source = MqttSource(settings.mqtt, self._on_message)
+        self.source: Source = make_source(settings, self._on_message)
         self.writer = SpoolWriter(self.spool, influx, dead_letters.add_many, cfg.batch_size,
                                   idle_s=cfg.flush_interval_s, retention=settings.influx.retention)
         self.metrics = IngestMetrics(cfg.instance, self.spool.depth, lambda: self.writer.up,
@@ -103,7 +129,7 @@ class Ingester:
     def _refused(self, points: int) -> None:
         self.metrics.stats.refused_points += points
 
-    def _on_message(self, msg: Message, delivery: Delivery) -> None:
+    def _on_message(self, msg: Message, delivery: Any) -> None:
         result = self.pipeline.process(msg)
         stats = self.metrics.stats
         with self._lock:

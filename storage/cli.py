@@ -29,7 +29,8 @@ def _ports(settings: Settings) -> tuple[int, int]:
 
 def _workdirs(settings: Settings) -> dict[str, Path]:
     var = settings.var_dir.resolve()
-    return {"mosquitto": var / "mosquitto", "influxd": var / "influxdb"}
+    nodes = {f"nats-n{i}": var / "nats" / f"n{i}" for i in range(1, 6)}  # `stack up --cluster N`, N <= 5
+    return {"mosquitto": var / "mosquitto", "influxd": var / "influxdb", **nodes}
 
 
 def _state(settings: Settings) -> dict[str, object]:
@@ -45,7 +46,8 @@ def _ours(settings: Settings, state: dict[str, object], name: str) -> int | None
     """The PID of ``name`` when ``state`` records a process Lorong started and it still runs
     (:func:`storage.stack.is_ours`: PIDs are reused, so a bare PID proves nothing)."""
     record = state.get(name)
-    if not stack.is_ours(record, name, _workdirs(settings)[name]):
+    binary = "nats-server" if name.startswith("nats-") else name
+    if not stack.is_ours(record, binary, _workdirs(settings)[name]):
         return None
     pid = record.get("pid") if isinstance(record, dict) else record
     return pid if isinstance(pid, int) else None
@@ -84,6 +86,47 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
     return started
 
 
+def up_cluster(settings: Settings, nodes: int = 3, detach: bool = True) -> list[str]:
+    """Start a NATS cluster of ``nodes`` nodes (data under ``var/nats/n<i>``) in place of Mosquitto,
+    and influxd; make the cluster keep the uplinks on ``nats.replicas`` nodes
+    (:func:`storage.cluster.ensure_uplinks`). Running nodes are kept; PIDs go to the PID file as
+    ``nats-n<i>``.
+
+    Returns:
+        the node client URLs.
+
+    Raises:
+        ConfigError: nats-server or influxd missing, a port taken, too few nodes for the replicas.
+        TimeoutError: a node or influxd did not come up.
+    """
+    from storage import cluster
+
+    pidfile = _pidfile(settings)
+    state = _state(settings)
+    var = settings.var_dir.resolve()
+    try:
+        members = cluster.make_cluster(var / "nats", settings.nats, settings.mqtt.port, nodes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    todo = [n for n in members if _ours(settings, state, f"nats-{n.name}") is None]
+    try:
+        for node in todo:
+            node.start(detach=detach)
+            state[f"nats-{node.name}"] = stack.process_record(node.proc.pid if node.proc else 0, node.workdir)
+        cluster.wait_jetstream([n.ports.monitor for n in members])
+        if _ours(settings, state, "influxd") is None:
+            _, influx_port = _ports(settings)
+            svc = stack.start_influxd(var / "influxdb", influx_port, detach=detach)
+            state["influxd"] = stack.process_record(svc.proc.pid, var / "influxdb")
+    finally:
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.write_text(json.dumps(state))
+    urls = [n.url for n in members]
+    cluster.ensure_uplinks(urls, members[0].ports.mqtt, settings.nats, settings.mqtt.topics)
+    open_influx(settings).create_database(settings.influx.retention)
+    return urls
+
+
 def down(settings: Settings) -> list[str]:
     """Stop the services recorded in the PID file that Lorong started and that still run (a
     recorded PID now used by another process is left alone); returns the names stopped."""
@@ -92,7 +135,7 @@ def down(settings: Settings) -> list[str]:
         return []
     state = _state(settings)
     stopped = []
-    for name in ("mosquitto", "influxd"):
+    for name in ["mosquitto", *sorted(k for k in state if k.startswith("nats-")), "influxd"]:
         pid = _ours(settings, state, name)
         if pid is not None and stack.stop_pid(pid):
             stopped.append(name)
@@ -127,9 +170,28 @@ def reload(settings: Settings) -> bool:
 
 @app.command("up")
 def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwords and ACLs from "
-                                                 "`lorong devices credentials export`")) -> None:
-    """Start mosquitto and influxd on 127.0.0.1 (data under ./var) and wait until both answer."""
+                                                 "`lorong devices credentials export`"),
+           cluster: int = typer.Option(0, "--cluster", min=0, max=5,
+                                       help="run this many NATS nodes (MQTT on each, uplinks replicated) "
+                                            "instead of mosquitto")) -> None:
+    """Start mosquitto (or with --cluster 3 three NATS nodes) and influxd on 127.0.0.1 (data under
+    ./var) and wait until they answer."""
     settings = Settings()
+    if cluster:
+        if auth:
+            print("error: --auth is for mosquitto; the NATS cluster runs without broker accounts")
+            raise typer.Exit(1)
+        try:
+            urls = up_cluster(settings, cluster)
+        except (ConfigError, TimeoutError) as exc:
+            print(f"error: {exc}")
+            raise typer.Exit(1) from None
+        mqtt = ", ".join(f"127.0.0.1:{settings.mqtt.port + i}" for i in range(cluster))
+        print(f"NATS cluster of {cluster}: clients {', '.join(urls)}; MQTT 3.1.1 on {mqtt}; uplinks kept on "
+              f"{settings.nats.replicas} nodes; influxd on 127.0.0.1:{_ports(settings)[1]}; data in "
+              f"{settings.var_dir}/\ningesters read it with LORONG_INGEST__SOURCE=nats "
+              f"LORONG_NATS__SERVERS='{json.dumps(urls)}'")
+        return
     try:
         up(settings, auth=auth)
     except (ConfigError, TimeoutError) as exc:
@@ -166,10 +228,13 @@ def status_cmd() -> None:
     state = _state(settings)
     mqtt_port, _ = _ports(settings)
     ok = True
-    for name in ("mosquitto", "influxd"):
+    nodes = sorted(k for k in state if k.startswith("nats-"))
+    for name in [*nodes, "influxd"] if nodes else ["mosquitto", "influxd"]:
         pid = _ours(settings, state, name)
         alive = pid is not None
-        if name == "mosquitto":
+        if name.startswith("nats-"):
+            answers = alive and stack.port_in_use(settings.nats.client_port + int(name.removeprefix("nats-n")) - 1)
+        elif name == "mosquitto":
             try:
                 stack.wait_for_port(mqtt_port, 0.5)
                 answers = True
