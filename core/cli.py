@@ -16,6 +16,7 @@ from analytics import aqi_cli
 
 ROOMS: dict[str, tuple[str, str]] = {
     "stack": ("storage.cli", "Run the embedded broker and time-series database."),
+    "storage": ("storage.retention_cli", "Retention of raw readings; hourly and daily means."),
     "ingest": ("ingest.cli", "MQTT payloads into validated readings in InfluxDB."),
     "devices": ("devices.cli", "Register and manage devices."),
     "analytics": ("analytics.cli", "Alerts, forecasts and collection routes."),

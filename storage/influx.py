@@ -231,10 +231,13 @@ class InfluxClient:
     def create_database(self, retention: str = "INF") -> None:
         """Create the database (idempotent) with a default retention policy of ``retention``.
 
-        ``retention`` is an InfluxQL duration (``90d``) or ``INF``.
+        ``retention`` is an InfluxQL duration (``90d``) or ``INF``; it changes ``autogen`` only
+        while the database still has it (:mod:`storage.retention` replaces it with ``raw``).
         """
         self.command(f"CREATE DATABASE {quote_ident(self.database)}")
-        if retention != "INF":
+        if retention != "INF" and any(
+                r.get("name") == "autogen"
+                for r in self.records(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}")):
             self.command(
                 f"ALTER RETENTION POLICY autogen ON {quote_ident(self.database)} DURATION {retention}"
             )
@@ -287,7 +290,7 @@ class InfluxClient:
             if "error" in res:
                 raise StoreRejected(f"influx: {res['error']} in {q!r}")
             for s in res.get("series", []):
-                out.append(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s["values"]))
+                out.append(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or []))
         return out
 
     def records(self, q: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
