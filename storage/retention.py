@@ -46,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core import schema
+from core.errors import StoreNotReady
 from core.metrics import METRICS
 from core.model import to_ms
 from core.settings import InfluxSettings
@@ -173,6 +174,18 @@ def existing_policies(influx: InfluxClient) -> dict[str, Policy]:
         out[rec["name"]] = Policy(rec["name"], round(_days(rec["duration"])),
                                   round(_days(rec["shardGroupDuration"])), bool(rec["default"]))
     return out
+
+
+def require_policy(influx: InfluxClient, name: str) -> None:
+    """Check that the database has retention policy ``name``.
+
+    Raises:
+        StoreNotReady: it has not (the layout was never applied).
+        StoreUnavailable: InfluxDB is not reachable.
+    """
+    if name not in existing_policies(influx):
+        raise StoreNotReady(f"InfluxDB database {influx.database} has no retention policy {name!r}: "
+                            "run `lorong storage retention apply` (then `lorong storage retention backfill`)")
 
 
 def existing_cqs(influx: InfluxClient) -> list[str]:
