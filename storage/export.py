@@ -52,7 +52,7 @@ WINDOW = timedelta(days=1)
 """Time window of one query."""
 CHUNK_POINTS = 10_000
 """Points per chunk InfluxDB streams (``chunk_size``)."""
-PARQUET_BATCH_ROWS = 65_536
+PARQUET_BATCH_ROWS = 8_192
 """Rows per Parquet row group written."""
 Format = Literal["csv", "parquet"]
 Resolution = Literal["raw", "hourly", "daily"]
