@@ -15,9 +15,10 @@ column         meaning
 =============  =====================================================================
 
 Rows come window by window (:data:`WINDOW`, one day), bins before air stations within a window,
-oldest first within a measurement, the metrics of one point in name order. Each window is one InfluxQL query read with ``chunked=true``
-(:meth:`storage.influx.InfluxClient.query_chunked`), and rows are written as they arrive: memory
-does not grow with the length of the range (``bench/export_memory.py``).
+oldest first within a measurement, the metrics of one point in name order. Each window is one
+InfluxQL query read with ``chunked=true`` (:meth:`storage.influx.InfluxClient.query_chunked`), and
+rows are written as they arrive: memory does not grow with the length of the range
+(``bench/export_memory.py``).
 
 ``resolution`` picks the retention policy read: ``raw`` readings (the database's default policy:
 ``raw``, the last ``raw_days`` only), ``hourly`` or ``daily`` means (:mod:`storage.retention`).
