@@ -17,6 +17,10 @@ retention_app = typer.Typer(help="Retention policies and continuous queries.", n
 app.add_typer(retention_app, name="retention")
 
 
+def _kept(days: int) -> str:
+    return f"{days} d" if days else "forever"
+
+
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
@@ -35,8 +39,8 @@ def apply_cmd() -> None:
     for line in done:
         print(line)
     cfg = settings.influx
-    print(f"{'changed' if done else 'already in place'}: raw readings {cfg.raw_days} d, hourly means "
-          f"{cfg.hourly_days or 'forever'} d, daily means {cfg.daily_days or 'forever'} d")
+    print(f"{'changed' if done else 'already in place'}: raw readings {_kept(cfg.raw_days)}, hourly means "
+          f"{_kept(cfg.hourly_days)}, daily means {_kept(cfg.daily_days)}")
 
 
 @retention_app.command("backfill")
@@ -67,6 +71,6 @@ def show_cmd() -> None:
         print(f"error: {exc}")
         raise typer.Exit(1) from None
     for p in pols.values():
-        print(f"policy {p.name:8s} {p.days or 'forever'} d, shards {p.shard_days} d{' (default)' if p.default else ''}")
+        print(f"policy {p.name:8s} {_kept(p.days)}, shards {p.shard_days} d{' (default)' if p.default else ''}")
     for name in cqs:
         print(f"continuous query {name}")

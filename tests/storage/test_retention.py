@@ -4,9 +4,12 @@ influxd whose retention service checks every second (:func:`influxd_fast_retenti
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from statistics import fmean
 
 import pytest
@@ -183,3 +186,27 @@ def test_apply_migrates_an_autogen_database(db: InfluxClient) -> None:
     write(db, bin_points(now - timedelta(minutes=60), 1, ("MKS-BIN-0004",), step_min=30))
     assert db.records('SELECT count("fillingLevel") FROM "waste_container" WHERE "device_id" = \'MKS-BIN-0004\''
                       )[0]["count"] == 2
+
+
+def test_cli_apply_backfill_show(db: InfluxClient) -> None:
+    env = {"LORONG_INFLUX__URL": db.url, "LORONG_INFLUX__DATABASE": db.database, "LORONG_INFLUX__RAW_DAYS": "30",
+           "PATH": "/usr/bin:/bin"}
+
+    def lorong(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "core.cli", "storage", "retention", *args], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+
+    first = lorong("apply")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "create retention policy raw: DURATION 30d" in first.stdout
+    assert first.stdout.strip().endswith("changed: raw readings 30 d, hourly means 1830 d, daily means forever")
+    assert lorong("apply").stdout.startswith("already in place")
+    write(db, bin_points(local_midnight(3, datetime.now(UTC)), 2, ("MKS-BIN-0009",)))
+    filled = lorong("backfill", "--from", (datetime.now(UTC) - timedelta(days=4)).isoformat())
+    assert filled.stdout.strip() == "means written: 2 hourly, 1 daily"
+    shown = lorong("show").stdout.splitlines()
+    assert shown[:3] == ["policy raw      30 d, shards 1 d (default)", "policy hourly   1830 d, shards 7 d",
+                         "policy daily    forever, shards 7 d"]
+    assert len([s for s in shown if s.startswith("continuous query lorong_")]) == 4
+    bad = lorong("backfill", "--from", "2026-12-06T00:00:00", "--to", "2026-12-01T00:00:00")
+    assert bad.returncode == 1 and bad.stdout.startswith("error: backfill start")
