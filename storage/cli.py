@@ -126,7 +126,9 @@ def up_cluster(settings: Settings, nodes: int = 3, detach: bool = True) -> list[
         pidfile.write_text(json.dumps(state))
     urls = [n.url for n in members]
     cluster.ensure_uplinks(urls, members[0].ports.mqtt, settings.nats, settings.mqtt.topics)
-    open_influx(settings).create_database(settings.influx.retention)
+    with open_influx(settings) as influx:
+        influx.create_database(settings.influx.retention)
+        retention.apply(influx, settings.influx, settings.analytics.timezone)
     return urls
 
 
