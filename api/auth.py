@@ -4,7 +4,7 @@
 role        may
 ==========  ==========================================================================
 crew        read everything; act on bin alerts; report a bin emptied or not emptiable
-officer     read everything; act on air-quality alerts
+officer     read everything; act on air-quality alerts; export readings (``GET /export/readings``)
 technician  read everything; act on device-health alerts; create, change, retire devices
 supervisor  read everything; act on the crew's alerts and on bins the crew could not empty
 admin       all of the above, and manage API tokens
@@ -79,18 +79,19 @@ class Permission(StrEnum):
     COLLECT = "collect"
     DEVICES = "devices"
     TOKENS = "tokens"
+    EXPORT = "export"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.CREW: frozenset({Permission.READ, Permission.ALERTS, Permission.COLLECT}),
-    Role.OFFICER: frozenset({Permission.READ, Permission.ALERTS}),
+    Role.OFFICER: frozenset({Permission.READ, Permission.ALERTS, Permission.EXPORT}),
     Role.TECHNICIAN: frozenset({Permission.READ, Permission.ALERTS, Permission.DEVICES}),
     Role.SUPERVISOR: frozenset({Permission.READ, Permission.ALERTS, Permission.COLLECT}),
     Role.ADMIN: frozenset(Permission),
 }
 """Permissions of every role (the table in the module docstring). ``ALERTS`` lets a role act on the
 alert types the catalogue gives it (:meth:`Principal.require_act`); ``COLLECT`` report a bin emptied
-or not emptiable."""
+or not emptiable; ``EXPORT`` download readings in bulk (a year of a city: officers and admins only)."""
 
 
 class AuthError(LorongError):

@@ -1,8 +1,8 @@
 """FastAPI dependencies: the objects every route needs, built once in :func:`api.main.create_app`.
 
 Access control is declared here once: routes take ``Reader``, ``AlertWriter``, ``DeviceWriter``,
-``Collector`` or ``Admin`` and get the :class:`api.auth.Principal`; a missing or bad token is a 401, a token whose
-role lacks the permission a 403 (see the role table in :mod:`api.auth`).
+``Collector``, ``Exporter`` or ``Admin`` and get the :class:`api.auth.Principal`; a missing or bad
+token is a 401, a token whose role lacks the permission a 403 (see the role table in :mod:`api.auth`).
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ AlertWriter = Annotated[Principal, Depends(require(Permission.ALERTS))]
 DeviceWriter = Annotated[Principal, Depends(require(Permission.DEVICES))]
 Collector = Annotated[Principal, Depends(require(Permission.COLLECT))]
 Admin = Annotated[Principal, Depends(require(Permission.TOKENS))]
+Exporter = Annotated[Principal, Depends(require(Permission.EXPORT))]
 MaybeReader = Annotated[Principal | None, Depends(get_optional_principal)]
 """Any valid token's holder, or ``None`` without a token (every role may read)."""
 

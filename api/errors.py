@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from analytics.alerts import AlertNotFound, AlertStateError
 from api.auth import Forbidden, NotAuthenticated, UnknownToken
 from api.body_limit import BodyLimitMiddleware
-from core.errors import DeviceExists, LorongError, StoreRejected, StoreUnavailable, UnknownDevice
+from core.errors import DeviceExists, LorongError, StoreNotReady, StoreRejected, StoreUnavailable, UnknownDevice
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ ERROR_STATUS: dict[type[LorongError], int] = {
     Conflict: 409,
     AlertStateError: 409,
     InvalidRequest: 422,
+    StoreNotReady: 409,
     StoreRejected: 502,
     StoreUnavailable: 503,
 }

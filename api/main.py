@@ -17,13 +17,13 @@ from api.deps import AppContext
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.pages import GZIP_LEVEL, GZIP_MIN_BYTES, PageCache
 from api.query import reject_unknown_query
-from api.routes import air, alerts, bins, collection, crew, devices, health, metrics, tokens, web
+from api.routes import air, alerts, bins, collection, crew, devices, export, health, metrics, tokens, web
 from api.security_headers import SecurityHeadersMiddleware
 from core.settings import Settings
 from storage.db import make_engine, session_factory
 from storage.runtime import open_influx
 
-ROUTERS = (health, metrics, devices, bins, air, alerts, collection, crew, tokens, web)
+ROUTERS = (health, metrics, devices, bins, air, alerts, collection, crew, export, tokens, web)
 """Every router, in the order their paths appear in the OpenAPI document."""
 
 DESCRIPTION = """Waste-bin and air-quality telemetry for Makassar: devices, bins, air stations, alerts, routes.
@@ -32,7 +32,8 @@ Send an API token as `Authorization: Bearer <token>` (an admin creates one with
 `lorong api token create --role crew --name NAME`). Every role reads; each acknowledges and clears
 the alert types it acts on (`GET /alerts/types`): **crew** bins (and reports a bin emptied or not),
 **officer** air quality, **technician** device health and manages devices, **supervisor** what the crew
-could not do; **admin** does everything.
+could not do; **officer** and **admin** also download readings in bulk (`GET /export/readings`);
+**admin** does everything.
 `/health` and `/metrics` need no token. Values use FIWARE names in canonical units (each field
 states its unit); times are ISO-8601 with an offset. The crew page is at `/`.
 """

@@ -6,6 +6,13 @@ after the route has matched it against :data:`api.deps.DEVICE_ID_PATTERN`; ``eve
 :data:`EVERY_PATTERN` (digits and one unit letter); times are integers in epoch milliseconds;
 metric and measurement names come from :mod:`core.schema` and are quoted with
 :func:`storage.influx.quote_ident`.
+
+Long windows read the hourly means (:mod:`storage.retention`) instead of the raw readings
+(:func:`source`): a window over :data:`LONG_WINDOW` (7 days), or one that starts before the raw
+readings' retention (``raw_days``), reads policy ``hourly`` when ``every`` is a whole number of
+hours. Buckets of several hours are then the plain mean of their hourly means (an hour with more
+readings weighs the same as one with fewer; for ``every=1h`` the values equal the raw means).
+A window that starts before the raw retention with ``every`` under an hour is refused (422).
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from api.errors import InvalidRequest
 from core import schema
+from core.errors import StoreNotReady, StoreRejected
 from core.metrics import METRICS
 from core.model import to_ms, utc_from_ms, utcnow
 from storage.influx import InfluxClient, quote_ident
@@ -33,6 +41,9 @@ DEFAULT_SPAN = timedelta(hours=24)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 """Time bounds accepted from clients (InfluxDB itself stops at 2262, its int64 nanosecond limit)."""
+
+LONG_WINDOW = timedelta(days=7)
+"""Windows longer than this read the hourly means (when ``every`` is whole hours)."""
 
 BIN_METRICS = ("fillingLevel", "distance", "batteryLevel", "temperature")
 AIR_METRICS = ("pm1", "pm25", "pm10", "no2", "so2", "o3", "co", "co2", "temperature", "relativeHumidity", "pressure")
@@ -83,13 +94,31 @@ def window(start: datetime | None, end: datetime | None, every: str, now: dateti
     return Window(start, end, every)
 
 
+Source = Literal["raw", "hourly"]
+
+
+def source(win: Window, raw_days: int, now: datetime | None = None) -> Source:
+    """``"hourly"`` when ``win`` should read the hourly means, else ``"raw"`` (rule: module docstring).
+
+    Raises:
+        InvalidRequest: ``every`` under an hour for a window that starts before the raw horizon
+            (``now - raw_days``), where no raw readings are left.
+    """
+    horizon = (now or utcnow()) - timedelta(days=raw_days)
+    whole_hours = every_seconds(win.every) % 3600 == 0
+    if win.start < horizon and not whole_hours:
+        raise InvalidRequest(f"raw readings are kept {raw_days} days: for times before {horizon:%Y-%m-%d %H:%M} UTC "
+                             "ask for every=1h or longer (hourly means)")
+    return "hourly" if whole_hours and (win.end - win.start > LONG_WINDOW or win.start < horizon) else "raw"
+
+
 def units(metrics: Sequence[str]) -> dict[str, str]:
     """``{metric: canonical unit}`` from :mod:`core.metrics` (``"1"`` is a 0..1 fraction)."""
     return {m: METRICS[m].unit for m in metrics}
 
 
 def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics: Sequence[str],
-                win: Window) -> list[dict[str, Any]]:
+                win: Window, rp: Source = "raw") -> list[dict[str, Any]]:
     """Mean of each metric of one device per time bucket.
 
     Runs ``SELECT mean("m") AS "m", ... FROM "<measurement>" WHERE "device_id" = $device AND
@@ -102,6 +131,7 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
         device_id: an id already checked against the registry pattern (sent as a bound parameter).
         metrics: canonical metric names (keys of :data:`core.metrics.METRICS`).
         win: a checked :class:`Window`.
+        rp: ``raw`` (the database's default policy) or ``hourly`` (:func:`source`).
 
     Returns:
         one dict per non-empty bucket, oldest first: ``dateObserved`` (UTC datetime, bucket start)
@@ -110,17 +140,25 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
     Raises:
         StoreUnavailable: InfluxDB is not reachable.
         StoreRejected: InfluxDB refused the query.
+        StoreNotReady: ``rp`` is ``hourly`` and the database has no such policy.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"not canonical metrics: {unknown}")
     every_seconds(win.every)
     cols = ", ".join(f"mean({quote_ident(m)}) AS {quote_ident(m)}" for m in metrics)
-    q = (f"SELECT {cols} FROM {quote_ident(measurement)} WHERE {quote_ident(schema.TAG_DEVICE)} = $device "
+    source_name = quote_ident(measurement) if rp == "raw" else f"{quote_ident(rp)}.{quote_ident(measurement)}"
+    q = (f"SELECT {cols} FROM {source_name} WHERE {quote_ident(schema.TAG_DEVICE)} = $device "
          f"AND time >= {to_ms(win.start)}ms AND time < {to_ms(win.end)}ms "
          f"GROUP BY time({win.every}) fill(none)")
     out: list[dict[str, Any]] = []
-    for series in influx.query(q, {"device": device_id}):
+    try:
+        found = influx.query(q, {"device": device_id})
+    except StoreRejected as exc:
+        if "retention policy not found" in str(exc):
+            raise StoreNotReady(f"InfluxDB has no {rp} means: run `lorong storage retention apply`") from exc
+        raise
+    for series in found:
         for row in series.values:
             rec = dict(zip(series.columns, row, strict=True))
             item: dict[str, Any] = {"dateObserved": utc_from_ms(rec.pop("time"))}

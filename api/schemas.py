@@ -57,6 +57,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such item"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "description": "not possible in its state"}}
 STORE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "the means are not set up: run `lorong storage retention apply`"},
     502: {"model": ErrorOut, "description": "InfluxDB refused the query"},
     503: {"model": ErrorOut, "description": "InfluxDB is not reachable"},
 }
@@ -205,6 +206,9 @@ class _SeriesOut(BaseModel):
     end: Utc
     every: str = Field(description="bucket length, InfluxQL duration (30m, 1h, 1d)")
     aggregate: Literal["mean"] = "mean"
+    source: Literal["raw", "hourly"] = Field(
+        "raw", description="what was averaged: raw readings, or the hourly means (windows over 7 days or older "
+                           "than the raw readings' retention, with `every` a whole number of hours)")
     units: dict[str, str] = Field(description="unit of every metric in `readings`")
 
 

@@ -16,6 +16,8 @@ from analytics import aqi_cli
 
 ROOMS: dict[str, tuple[str, str]] = {
     "stack": ("storage.cli", "Run the embedded broker and time-series database."),
+    "storage": ("storage.retention_cli", "Retention of raw readings; hourly and daily means."),
+    "export": ("storage.export_cli", "Readings to CSV or Parquet for officers and open-data portals."),
     "ingest": ("ingest.cli", "MQTT payloads into validated readings in InfluxDB."),
     "devices": ("devices.cli", "Register and manage devices."),
     "analytics": ("analytics.cli", "Alerts, forecasts and collection routes."),

@@ -11,6 +11,7 @@
       StoreError
         StoreUnavailable    network / 5xx: keep the batch, retry with backoff
         StoreRejected       4xx: the points are bad, split the batch and dead-letter them
+        StoreNotReady       a retention policy is missing: run `lorong storage retention apply`
       RegistryError
         UnknownDevice       no such device id in the registry
         DeviceExists        a device with that id is already registered
@@ -79,6 +80,10 @@ class StoreRejected(StoreError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class StoreNotReady(StoreError):
+    """The database lacks a retention policy Lorong reads (the means): not set up yet."""
 
 
 class RegistryError(LorongError):

@@ -19,6 +19,10 @@ Layout (InfluxDB 1.x line protocol, ms precision):
   omitted when the fill is not rising).
 - ``air_index`` one point per air station per analytics run; tags ``device_id``, ``kecamatan``;
   field ``ispu`` (integer-valued overall ISPU, P.14/2020, as ``analytics.aqi`` reports it).
+
+Retention policies (:mod:`storage.retention`): every measurement is written to ``raw`` (the
+database default, kept ``raw_days``); the readings measurements (:data:`DOWNSAMPLED`) also have
+hourly and daily means under the same measurement, tag and field names in ``hourly`` and ``daily``.
 """
 
 from __future__ import annotations
@@ -34,12 +38,17 @@ MEASUREMENT_REJECTS = "ingest_rejects"
 MEASUREMENT_BIN_STATE = "bin_state"
 MEASUREMENT_AIR_INDEX = "air_index"
 
+RP_RAW = "raw"
+RP_HOURLY = "hourly"
+RP_DAILY = "daily"
+
 TAG_DEVICE = "device_id"
 TAG_KECAMATAN = "kecamatan"
 TAG_TYPE = "type"
 TAG_SEVERITY = "severity"
 TAG_INSTANCE = "instance"
 TAG_REASON = "reason"
+TAG_CITY = "city"
 
 FIELD_RX = "rx_ms"
 FIELD_FILL = "fillingLevel"
@@ -69,3 +78,6 @@ MEASUREMENT_BY_KIND: dict[DeviceKind, str] = {
     DeviceKind.AIR: MEASUREMENT_AIR,
 }
 """Which measurement a device kind's readings go to."""
+
+DOWNSAMPLED: tuple[str, ...] = (MEASUREMENT_BIN, MEASUREMENT_AIR)
+"""Measurements whose readings get hourly and daily means (the sensors' own values)."""

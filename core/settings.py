@@ -97,7 +97,17 @@ class NatsSettings(BaseModel):
 
 
 class InfluxSettings(BaseModel):
-    """InfluxDB 1.x HTTP API (also served by 2.x/3.x v1 compatibility endpoints)."""
+    """InfluxDB 1.x HTTP API (also served by 2.x/3.x v1 compatibility endpoints).
+
+    Attributes:
+        retention: default policy (``autogen``) of a database an ingester creates itself because
+            it found none; ``lorong storage retention apply`` (run by ``lorong stack up`` and the
+            demo) moves its data into the ``raw`` policy and drops it (see :mod:`storage.retention`).
+        raw_days: days raw readings are kept (retention policy ``raw``, the database default).
+        hourly_days: days hourly means are kept (policy ``hourly``; 0 = forever); at least
+            ``raw_days``, so a mean is never dropped before its raw readings.
+        daily_days: days daily means are kept (policy ``daily``; 0 = forever).
+    """
 
     url: str = "http://127.0.0.1:8086"
     database: str = "lorong"
@@ -105,6 +115,18 @@ class InfluxSettings(BaseModel):
     password: SecretStr | None = None
     timeout_s: Positive = 10.0
     retention: str = "INF"
+    raw_days: int = Field(90, ge=1, le=36500)
+    hourly_days: int = Field(1830, ge=0, le=36500)
+    daily_days: int = Field(0, ge=0, le=36500)
+
+    @model_validator(mode="after")
+    def _means_outlive_raw(self) -> InfluxSettings:
+        for name in ("hourly_days", "daily_days"):
+            days = getattr(self, name)
+            if days and days < self.raw_days:
+                raise ValueError(f"LORONG_INFLUX__{name.upper()}={days} is shorter than LORONG_INFLUX__RAW_DAYS="
+                                 f"{self.raw_days}: means must be kept at least as long as raw readings (0 = forever)")
+        return self
 
 
 class IngestSettings(BaseModel):

@@ -12,7 +12,7 @@ import typer
 
 from core.errors import ConfigError
 from core.settings import Settings
-from storage import stack
+from storage import retention, stack
 from storage.runtime import open_influx
 
 app = typer.Typer(help="Run the embedded broker and time-series database (Debian mosquitto + influxd).",
@@ -54,7 +54,8 @@ def _ours(settings: Settings, state: dict[str, object], name: str) -> int | None
 
 
 def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stack.Service]:
-    """Start both services (idempotent: running ones are kept) and record their PIDs and start times.
+    """Start both services (idempotent: running ones are kept), record their PIDs and start times,
+    and apply the retention layout (:func:`storage.retention.apply`).
 
     Raises:
         ConfigError: a binary is missing, or ``auth`` without exported credentials.
@@ -82,7 +83,9 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
         started.append(svc)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(json.dumps(state))
-    open_influx(settings).create_database(settings.influx.retention)
+    with open_influx(settings) as influx:
+        influx.create_database(settings.influx.retention)
+        retention.apply(influx, settings.influx, settings.analytics.timezone)
     return started
 
 
@@ -123,7 +126,9 @@ def up_cluster(settings: Settings, nodes: int = 3, detach: bool = True) -> list[
         pidfile.write_text(json.dumps(state))
     urls = [n.url for n in members]
     cluster.ensure_uplinks(urls, members[0].ports.mqtt, settings.nats, settings.mqtt.topics)
-    open_influx(settings).create_database(settings.influx.retention)
+    with open_influx(settings) as influx:
+        influx.create_database(settings.influx.retention)
+        retention.apply(influx, settings.influx, settings.analytics.timezone)
     return urls
 
 

@@ -8,9 +8,10 @@ quoting follows https://docs.influxdata.com/influxdb/v1/query_language/spec/ .
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,10 +232,13 @@ class InfluxClient:
     def create_database(self, retention: str = "INF") -> None:
         """Create the database (idempotent) with a default retention policy of ``retention``.
 
-        ``retention`` is an InfluxQL duration (``90d``) or ``INF``.
+        ``retention`` is an InfluxQL duration (``90d``) or ``INF``; it changes ``autogen`` only
+        while the database still has it (:mod:`storage.retention` replaces it with ``raw``).
         """
         self.command(f"CREATE DATABASE {quote_ident(self.database)}")
-        if retention != "INF":
+        if retention != "INF" and any(
+                r.get("name") == "autogen"
+                for r in self.records(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}")):
             self.command(
                 f"ALTER RETENTION POLICY autogen ON {quote_ident(self.database)} DURATION {retention}"
             )
@@ -278,8 +282,6 @@ class InfluxClient:
         """
         data: dict[str, Any] = {"q": q, "db": self.database, "epoch": "ms"}
         if params:
-            import json
-
             data["params"] = json.dumps(dict(params))
         body = self._request("POST", "/query", data=data).json()
         out: list[Series] = []
@@ -287,8 +289,45 @@ class InfluxClient:
             if "error" in res:
                 raise StoreRejected(f"influx: {res['error']} in {q!r}")
             for s in res.get("series", []):
-                out.append(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s["values"]))
+                out.append(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or []))
         return out
+
+    def query_chunked(self, q: str, params: Mapping[str, Any] | None = None,
+                      chunk_size: int = 10_000) -> Iterator[Series]:
+        """Run InfluxQL ``q`` with ``chunked=true`` and yield its series as InfluxDB streams them.
+
+        InfluxDB sends one JSON document per chunk of at most ``chunk_size`` points (a series
+        longer than that comes as several :class:`Series` of the same name and tags), so memory
+        stays bounded by ``chunk_size`` however long the result (InfluxDB 1.x HTTP API,
+        https://docs.influxdata.com/influxdb/v1/guides/query_data/#chunking). Times are epoch ms.
+
+        Raises:
+            StoreRejected: the query has an error (also one found midway).
+            StoreUnavailable: network or 5xx.
+        """
+        data: dict[str, Any] = {"q": q, "db": self.database, "epoch": "ms", "chunked": "true",
+                                "chunk_size": str(chunk_size)}
+        if params:
+            data["params"] = json.dumps(dict(params))
+        try:
+            with self._http.stream("POST", "/query", data=data) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    kind = StoreUnavailable if resp.status_code >= 500 else StoreRejected
+                    raise kind(f"influx {self.url}/query: HTTP {resp.status_code} {resp.text[:300]}")
+                for text in resp.iter_lines():
+                    if not text.strip():
+                        continue
+                    body = json.loads(text)
+                    if "error" in body:
+                        raise StoreRejected(f"influx: {body['error']} in {q!r}")
+                    for res in body.get("results", []):
+                        if "error" in res:
+                            raise StoreRejected(f"influx: {res['error']} in {q!r}")
+                        for s in res.get("series", []):
+                            yield Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or [])
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"influx {self.url}/query: {exc!r}") from exc
 
     def records(self, q: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Shortcut: :meth:`query` flattened into dict rows (tags merged in)."""

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from api.deps import ContextDep, DeviceId, Reader, SessionDep
 from api.errors import NotFound
 from api.query import known_kecamatan, resolve_kecamatan
-from api.readings import AIR_METRICS, mean_series, units, window
+from api.readings import AIR_METRICS, mean_series, source, units, window
 from api.routes.bins import End, Every, Start
 from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut, StationOut
 from api.state import station_out, station_pairs
@@ -51,9 +51,12 @@ def station(device_id: DeviceId, session: SessionDep, _who: Reader) -> StationOu
 @router.get("/{device_id}/readings", response_model=AirReadingsOut, responses={**NOT_FOUND, **STORE})
 def station_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader,
                      start: Start = None, end: End = None, every: Every = "1h") -> AirReadingsOut:
-    """A station's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first."""
+    """A station's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first;
+    windows over 7 days or older than the raw retention average the hourly means (``source``)."""
     row = _station(session, device_id)
     win = window(start, end, every)
-    rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win)
-    return AirReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, units=units(AIR_METRICS),
+    rp = source(win, ctx.settings.influx.raw_days)
+    rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win, rp)
+    return AirReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
+                          units=units(AIR_METRICS),
                           readings=[AirReadingOut.model_validate(r) for r in rows])

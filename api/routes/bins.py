@@ -12,7 +12,7 @@ from api.bin_state import load_bins, pick
 from api.deps import ContextDep, DeviceId, Reader, SessionDep
 from api.errors import NotFound
 from api.query import resolve_kecamatan_in
-from api.readings import BIN_METRICS, EVERY_PATTERN, mean_series, units, window
+from api.readings import BIN_METRICS, EVERY_PATTERN, mean_series, source, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
 from core import schema
 from core.model import DeviceKind, utcnow
@@ -74,9 +74,12 @@ def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Rea
 @router.get("/{device_id}/readings", response_model=BinReadingsOut, responses={**NOT_FOUND, **STORE})
 def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader,
                  start: Start = None, end: End = None, every: Every = "1h") -> BinReadingsOut:
-    """A bin's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first."""
+    """A bin's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first; windows
+    over 7 days or older than the raw retention average the hourly means (``source``)."""
     row = _bin(session, device_id)
     win = window(start, end, every)
-    rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win)
-    return BinReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, units=units(BIN_METRICS),
+    rp = source(win, ctx.settings.influx.raw_days)
+    rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win, rp)
+    return BinReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
+                          units=units(BIN_METRICS),
                           readings=[BinReadingOut.model_validate(r) for r in rows])

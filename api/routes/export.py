@@ -1,0 +1,62 @@
+"""``/export/readings``: readings in bulk as CSV or Parquet for officers (:mod:`storage.export`).
+
+The body is streamed as InfluxDB answers, one day at a time, so memory stays bounded for a year of
+a city. The first piece is produced before the response starts, so an unreachable InfluxDB is a
+503 like on every other route; one that fails midway ends the transfer early (the client sees a
+truncated chunked body, not a complete file).
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from api.deps import ContextDep, Exporter
+from api.errors import InvalidRequest
+from api.readings import MAX_SPAN
+from api.schemas import ERRORS, STORE
+from core.model import utcnow
+from storage import export
+
+router = APIRouter(prefix="/export", tags=["export"], responses=ERRORS)
+
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+"""Content type per format (Parquet: IANA registration of 2024)."""
+
+
+@router.get("/readings", response_class=StreamingResponse, responses={
+    **STORE, 200: {"description": "one row per reading: time, device_id, kecamatan, kind, metric, value, unit",
+                   "content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})
+def export_readings(
+    ctx: ContextDep,
+    _who: Exporter,
+    start: Annotated[AwareDatetime, Query(alias="from", description="first time, ISO-8601 with offset")],
+    end: Annotated[AwareDatetime, Query(alias="to", description="end of the range (not included)")],
+    format: Literal["csv", "parquet"] = "csv",
+    resolution: Literal["raw", "hourly", "daily"] = Query(
+        "raw", description="raw readings (kept raw_days), or hourly or daily means (kept for years)"),
+    kecamatan: str | None = Query(None, max_length=64, description="only devices in this kecamatan"),
+    city: str | None = Query(None, max_length=64, description="only this city; ignored while readings carry no "
+                                                              "city tag (one city per deployment)"),
+) -> StreamingResponse:
+    """Readings of ``[from, to)`` as a CSV or Parquet download, streamed (officers and admins)."""
+    if start >= end:
+        raise InvalidRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
+    if end - start > MAX_SPAN:
+        raise InvalidRequest(f"the range is {(end - start).days} days long: ask for at most {MAX_SPAN.days} days")
+    raw_days = ctx.settings.influx.raw_days
+    if resolution == "raw" and start < utcnow() - timedelta(days=raw_days + 1):
+        raise InvalidRequest(f"raw readings are kept {raw_days} days: for older times ask resolution=hourly or daily")
+    sel = export.Selection(start, end, resolution, kecamatan, city)
+    headers = {"Content-Disposition": f'attachment; filename="lorong-readings-{start:%Y%m%dT%H%M}-'
+                                      f'{end:%Y%m%dT%H%M}-{resolution}.{format}"'}
+    if city is not None and not export.city_filter_applies(ctx.influx, sel):
+        headers["Lorong-City-Filter"] = "ignored: readings carry no city tag (one city per deployment)"
+    pieces = export.chunks(export.rows(ctx.influx, sel), format)
+    first = next(pieces)  # InfluxDB errors before the response starts become 502/503
+    return StreamingResponse(itertools.chain([first], pieces), media_type=MEDIA_TYPES[format], headers=headers)

@@ -1,0 +1,108 @@
+"""Peak memory of ``lorong export readings`` over 1,000,000 readings, CSV and Parquet.
+
+Workload: a fresh influxd (Debian 1.6.7, started here on a free loopback port) holding
+``--devices`` bins (default 200) with one point every 30 minutes over the days up to now, each
+point carrying ``fillingLevel`` and ``distance``, so that ``--readings`` (default 1,000,000)
+readings = points x 2 (52 days). Each export runs in a child process (``python -m core.cli export
+readings``, the command users run) that writes the file; its peak resident set size is read from
+``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after it ends. A child that only imports the same modules
+gives the baseline (Python, pandas-free imports, pyarrow), so the export's own cost is the
+difference.
+
+Target: peak under 200 MB for the whole export (the data would be ~60 MB as Python tuples).
+It is printed, not asserted: the machine may be shared.
+
+Usage::
+
+    .venv/bin/python bench/export_memory.py [--readings 1000000] [--devices 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core import schema  # noqa: E402
+from core.model import to_ms  # noqa: E402
+from storage import stack  # noqa: E402
+from storage.influx import InfluxClient, line  # noqa: E402
+
+STEP = timedelta(minutes=30)
+
+
+def seed(influx: InfluxClient, readings: int, devices: int, end: datetime) -> datetime:
+    """Write ``readings / 2`` points (two metrics each) spread over ``devices``; returns the first time."""
+    per_device = readings // 2 // devices
+    start = end - per_device * STEP
+    batch: list[str] = []
+    for i in range(per_device):
+        ts = to_ms(start + i * STEP)
+        for d in range(devices):
+            tags = {schema.TAG_DEVICE: f"MKS-BIN-{d:05d}", schema.TAG_KECAMATAN: f"K{d % 15:02d}"}
+            fields = {schema.FIELD_FILL: (i * 7 + d) % 100 / 100, schema.FIELD_DISTANCE: 200.0 + (i + d) % 900}
+            batch.append(line(schema.MEASUREMENT_BIN, tags, fields, ts))
+            if len(batch) >= 5000:
+                influx.write_lines(batch)
+                batch.clear()
+    influx.write_lines(batch)
+    return start
+
+
+def child_peak_mb(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run ``args`` as a child; return (its peak RSS in MB, wall seconds, its stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.monotonic()
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False)
+    took = time.monotonic() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"child failed: {out.stdout}{out.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux; max over all children so far
+    if peak <= before:
+        print("note: this child's peak is below an earlier child's; the figure shown is the earlier maximum")
+    return peak / 1024, took, out.stdout.strip()
+
+
+def main() -> None:
+    """Seed, export as CSV and Parquet in child processes, print peak memory."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--readings", type=int, default=1_000_000)
+    ap.add_argument("--devices", type=int, default=200)
+    opts = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lorong-export-") as tmp:
+        svc = stack.start_influxd(Path(tmp) / "influxd", stack.free_port())
+        try:
+            influx = InfluxClient(f"http://127.0.0.1:{svc.port}", "bench")
+            influx.create_database()
+            end = datetime.now(UTC).replace(second=0, microsecond=0)
+            t0 = time.monotonic()
+            start = seed(influx, opts.readings, opts.devices, end)
+            print(f"seeded {opts.readings:,} readings ({opts.devices} bins, {start:%Y-%m-%d} .. {end:%Y-%m-%d}) "
+                  f"in {time.monotonic() - t0:.1f} s")
+            env = {**os.environ, "LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": "bench"}
+            base_mb, _, _ = child_peak_mb([sys.executable, "-c", "import core.cli, storage.export, pyarrow.parquet"],
+                                          env)
+            print(f"baseline (a child that only imports the export modules): peak RSS {base_mb:.0f} MB")
+            for fmt in ("csv", "parquet"):
+                out = Path(tmp) / f"readings.{fmt}"
+                peak, took, said = child_peak_mb(
+                    [sys.executable, "-m", "core.cli", "export", "readings", "--from", start.isoformat(),
+                     "--to", (end + timedelta(minutes=1)).isoformat(), "--format", fmt, "--out", str(out)], env)
+                rows = opts.readings
+                print(f"{fmt:8s} {rows:,} readings, {out.stat().st_size / 1e6:.1f} MB file, {took:.1f} s "
+                      f"({rows / took:,.0f} readings/s), peak RSS {peak:.0f} MB (target < 200 MB)  [{said}]")
+        finally:
+            svc.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Readings out of InfluxDB as CSV or Parquet, for officers and open-data portals, in bounded memory.
+
+One row per reading (long format, the same columns for every device kind and every format):
+
+=============  =====================================================================
+column         meaning
+=============  =====================================================================
+``time``       time of the reading (UTC, ms; for means the bucket start)
+``device_id``  DevEUI or serial number
+``kecamatan``  district tag of the device (empty when it has none)
+``kind``       ``bin`` or ``air``
+``metric``     canonical metric name (:mod:`core.metrics`, FIWARE names)
+``value``      float, in ``unit``
+``unit``       canonical unit (``1`` = fraction 0..1)
+=============  =====================================================================
+
+Rows come window by window (:data:`WINDOW`, one day), bins before air stations within a window,
+oldest first within a measurement, the metrics of one point in name order. Each window is one
+InfluxQL query read with ``chunked=true`` (:meth:`storage.influx.InfluxClient.query_chunked`), and
+rows are written as they arrive: memory does not grow with the length of the range
+(``bench/export_memory.py``).
+
+``resolution`` picks the retention policy read: ``raw`` readings (the database's default policy:
+``raw``, the last ``raw_days`` only), ``hourly`` or ``daily`` means (:mod:`storage.retention`).
+
+A CSV cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed
+with ``'`` so that a spreadsheet shows it as text instead of running it as a formula (OWASP, "CSV
+Injection", https://owasp.org/www-community/attacks/CSV_Injection); only text columns are
+touched, never numbers. Parquet cells are typed and stay as stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core import schema
+from core.metrics import METRICS
+from core.model import to_ms
+from storage.influx import InfluxClient, quote_ident
+from storage.retention import require_policy
+
+COLUMNS = ("time", "device_id", "kecamatan", "kind", "metric", "value", "unit")
+"""Export columns, in order."""
+WINDOW = timedelta(days=1)
+"""Time window of one query."""
+CHUNK_POINTS = 10_000
+"""Points per chunk InfluxDB streams (``chunk_size``)."""
+PARQUET_BATCH_ROWS = 8_192
+"""Rows per Parquet row group written."""
+Format = Literal["csv", "parquet"]
+Resolution = Literal["raw", "hourly", "daily"]
+RESOLUTIONS: dict[str, str | None] = {"raw": None, "hourly": schema.RP_HOURLY, "daily": schema.RP_DAILY}
+"""Retention policy read per resolution (raw: the database default, ``raw`` once applied)."""
+KINDS: dict[str, str] = {m: k.value for k, m in schema.MEASUREMENT_BY_KIND.items()}
+"""Measurement -> device kind (``waste_container`` -> ``bin``)."""
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+PARQUET_SCHEMA = pa.schema([
+    ("time", pa.timestamp("ms", tz="UTC")), ("device_id", pa.string()), ("kecamatan", pa.string()),
+    ("kind", pa.string()), ("metric", pa.string()), ("value", pa.float64()), ("unit", pa.string())])
+
+Row = tuple[datetime, str, str, str, str, float, str]
+"""One export row, :data:`COLUMNS` in order."""
+
+
+def safe_cell(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would read it as a formula (OWASP CSV Injection)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What to export.
+
+    Attributes:
+        start, end: ``[start, end)``, tz-aware.
+        resolution: ``raw``, ``hourly`` or ``daily``.
+        kecamatan: only devices with this kecamatan tag; all when None.
+        city: only points with this ``city`` tag; ignored while the measurements carry no such tag
+            (one city per deployment; see :func:`city_filter_applies`).
+    """
+
+    start: datetime
+    end: datetime
+    resolution: Resolution = "raw"
+    kecamatan: str | None = None
+    city: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("export times must carry a time zone (UTC offset)")
+        if self.start >= self.end:
+            raise ValueError(f"export start {self.start.isoformat()} is not before end {self.end.isoformat()}")
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution {self.resolution!r}: use one of {', '.join(RESOLUTIONS)}")
+
+
+def city_filter_applies(influx: InfluxClient, sel: Selection) -> bool:
+    """True when ``sel.city`` is set and some readings measurement has a ``city`` tag key."""
+    if sel.city is None:
+        return False
+    q = f"SHOW TAG KEYS FROM {', '.join(_source(sel, m) for m in KINDS)}"
+    return any(row[0] == schema.TAG_CITY for s in influx.query(q) for row in s.values)
+
+
+def _source(sel: Selection, measurement: str) -> str:
+    """``"hourly"."waste_container"``, or the bare measurement for the default policy."""
+    rp = RESOLUTIONS[sel.resolution]
+    return (f"{quote_ident(rp)}." if rp else "") + quote_ident(measurement)
+
+
+def rows(influx: InfluxClient, sel: Selection, window: timedelta = WINDOW,
+         chunk_points: int = CHUNK_POINTS) -> Iterator[Row]:
+    """Every reading of ``sel``, one :data:`Row` per metric value (order: module docstring).
+
+    Raises:
+        StoreNotReady: means asked for and their retention policy is missing.
+        StoreUnavailable: InfluxDB is not reachable (also midway).
+        StoreRejected: InfluxDB refused a query.
+    """
+    rp = RESOLUTIONS[sel.resolution]
+    if rp is not None:
+        require_policy(influx, rp)
+    where, params = "", {}
+    if sel.kecamatan is not None:
+        where += f" AND {quote_ident(schema.TAG_KECAMATAN)} = $kecamatan"
+        params["kecamatan"] = sel.kecamatan
+    if city_filter_applies(influx, sel):
+        where += f" AND {quote_ident(schema.TAG_CITY)} = $city"
+        params["city"] = sel.city or ""
+    t = sel.start
+    while t < sel.end:
+        t2 = min(t + window, sel.end)
+        for meas, kind in KINDS.items():
+            q = (f"SELECT * FROM {_source(sel, meas)} WHERE time >= {to_ms(t)}ms AND time < {to_ms(t2)}ms"
+                 f"{where}")
+            for series in influx.query_chunked(q, params, chunk_points):
+                yield from _series_rows(series.columns, series.values, kind)
+        t = t2
+
+
+def _series_rows(columns: Sequence[str], values: Iterable[Sequence[object]], kind: str) -> Iterator[Row]:
+    """Explode points (``SELECT *`` rows: time, tags, fields) into one row per metric value."""
+    idx_dev = columns.index(schema.TAG_DEVICE) if schema.TAG_DEVICE in columns else None
+    idx_kec = columns.index(schema.TAG_KECAMATAN) if schema.TAG_KECAMATAN in columns else None
+    metrics = [(i, c, METRICS[c].unit) for i, c in enumerate(columns) if c in METRICS]
+    for point in values:
+        ts = datetime.fromtimestamp(int(point[0]) / 1000, UTC)  # type: ignore[call-overload]
+        dev = str(point[idx_dev] or "") if idx_dev is not None else ""
+        kec = str(point[idx_kec] or "") if idx_kec is not None else ""
+        for i, metric, unit in metrics:
+            v = point[i]
+            if v is not None:
+                yield ts, dev, kec, kind, metric, float(v), unit  # type: ignore[arg-type]
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def csv_chunks(source: Iterable[Row], rows_per_chunk: int = 5_000) -> Iterator[bytes]:
+    """UTF-8 CSV (RFC 4180, header first) in pieces of ``rows_per_chunk`` rows, text cells made safe."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\r\n")
+    out.writerow(COLUMNS)
+    for n, (ts, dev, kec, kind, metric, value, unit) in enumerate(source, 1):
+        out.writerow((_iso(ts), safe_cell(dev), safe_cell(kec), kind, metric, repr(value), unit))
+        if n % rows_per_chunk == 0:
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode()
+
+
+class _Sink(io.RawIOBase):
+    """A write-only file that hands its bytes to whoever drains it (Parquet streaming)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._parts.append(bytes(data))
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def drain(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+def _batches(source: Iterable[Row], size: int) -> Iterator[pa.RecordBatch]:
+    cols: list[list[object]] = [[] for _ in COLUMNS]
+    for row in source:
+        for c, v in zip(cols, row, strict=True):
+            c.append(v)
+        if len(cols[0]) >= size:
+            yield pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, PARQUET_SCHEMA,
+                                                                                      strict=True)],
+                                             schema=PARQUET_SCHEMA)
+            cols = [[] for _ in COLUMNS]
+    if cols[0]:
+        yield pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, PARQUET_SCHEMA, strict=True)],
+                                         schema=PARQUET_SCHEMA)
+
+
+def parquet_chunks(source: Iterable[Row], batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[bytes]:
+    """A Parquet file (:data:`PARQUET_SCHEMA`, zstd) in pieces: one row group per ``batch_rows``
+    rows, the footer last; memory holds one row group."""
+    sink = _Sink()
+    with pq.ParquetWriter(sink, PARQUET_SCHEMA, compression="zstd") as writer:
+        for batch in _batches(source, batch_rows):
+            writer.write_batch(batch)
+            if data := sink.drain():
+                yield data
+    yield sink.drain()
+
+
+def chunks(source: Iterable[Row], fmt: Format) -> Iterator[bytes]:
+    """:func:`csv_chunks` or :func:`parquet_chunks`."""
+    if fmt == "csv":
+        return csv_chunks(source)
+    if fmt == "parquet":
+        return parquet_chunks(source)
+    raise ValueError(f"format {fmt!r}: use csv or parquet")
+
+
+def write(source: Iterable[Row], fmt: Format, out: IO[bytes]) -> int:
+    """Write every row of ``source`` to ``out`` as ``fmt``; returns the bytes written."""
+    n = 0
+    for data in chunks(source, fmt):
+        out.write(data)
+        n += len(data)
+    return n

@@ -1,0 +1,54 @@
+"""``lorong export readings``: readings to CSV or Parquet (:mod:`storage.export`)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from core.errors import StoreRejected, StoreUnavailable
+from core.settings import Settings
+from storage import export
+from storage.runtime import open_influx
+
+app = typer.Typer(help="Readings for officers and open-data portals.", no_args_is_help=True)
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+@app.command("readings")
+def readings_cmd(
+    start: datetime = typer.Option(..., "--from", help="first time (ISO 8601; UTC without an offset)"),
+    end: datetime = typer.Option(..., "--to", help="end of the range, not included"),
+    out: Path = typer.Option(..., "--out", help="file to write", dir_okay=False),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
+    resolution: str = typer.Option("raw", help="raw readings (the last raw_days), hourly or daily means"),
+    city: str | None = typer.Option(None, help="only this city (a city tag); ignored, with a note, "
+                                               "while readings carry no city tag: one city per deployment"),
+    kecamatan: str | None = typer.Option(None, help="only devices in this kecamatan"),
+) -> None:
+    """Write one row per reading (time, device_id, kecamatan, kind, metric, value, unit) to OUT."""
+    if fmt not in ("csv", "parquet"):
+        print(f"error: --format {fmt!r}: use csv or parquet")
+        raise typer.Exit(1)
+    settings = Settings()
+    try:
+        sel = export.Selection(_aware(start), _aware(end), resolution, kecamatan, city)  # type: ignore[arg-type]
+    except ValueError as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    t0 = time.monotonic()
+    try:
+        with open_influx(settings) as influx:
+            if city is not None and not export.city_filter_applies(influx, sel):
+                print(f"note: readings carry no city tag yet (one city per deployment): --city {city} exports all")
+            with open(out, "wb") as fh:
+                size = export.write(export.rows(influx, sel), fmt, fh)  # type: ignore[arg-type]
+    except (StoreUnavailable, StoreRejected) as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    print(f"wrote {out} ({size:,} bytes, {fmt}) in {time.monotonic() - t0:.1f} s")

@@ -1,0 +1,322 @@
+"""Data that lasts years: retention policies, hourly and daily means, backfill.
+
+Layout of the Lorong database (InfluxDB 1.x retention policies and continuous queries,
+https://docs.influxdata.com/influxdb/v1/guides/downsample_and_retain/):
+
+==========  =====================  ==============  ===========================================
+policy      keeps                  duration        shard group (InfluxDB's recommendation)
+==========  =====================  ==============  ===========================================
+``raw``     every point written    ``raw_days``    1 d (so expiry happens day by day)
+            (the database default)
+``hourly``  hourly means           ``hourly_days`` 7 d
+``daily``   daily means            ``daily_days``  7 d
+==========  =====================  ==============  ===========================================
+
+InfluxDB drops a whole shard group once its end is older than the policy's duration, so raw
+readings live between ``raw_days`` and ``raw_days + 1`` days; its retention service checks every
+``[retention] check-interval`` (30 min by default).
+
+The means cover the readings measurements (:data:`core.schema.DOWNSAMPLED`): each continuous
+query writes ``mean(<metric>) AS <metric>`` for every canonical metric (:mod:`core.metrics`) into
+the same measurement name in ``hourly`` / ``daily``, grouped by every tag (``GROUP BY *``), so a
+reader swaps the policy and keeps its query. Hourly buckets are UTC hours; daily buckets are local
+days of ``analytics.timezone`` (``GROUP BY time(1d, <offset>)`` with the zone's UTC offset:
+Indonesia's zones have no daylight saving time). Daily means are means of the raw readings of the
+day, not of the hourly means.
+
+Continuous queries only aggregate new data, at the end of each interval: ``RESAMPLE EVERY 1h FOR
+3h`` recomputes the last three hours every hour (an uplink that arrives up to ~2 h late, from a
+gateway's or the ingester's spool, is still counted), ``RESAMPLE EVERY 6h FOR 2d`` the last two
+local days. Means of data already stored are filled by :func:`backfill`, which runs the very
+``SELECT ... INTO`` of the continuous query over past time windows (``lorong storage retention
+backfill``). :func:`apply` does both on an existing database: it creates or changes the policies,
+replaces the continuous queries whose definition changed (their name carries a digest of it), and
+moves the data of a pre-retention database (everything in ``autogen``) into ``raw``, backfilling
+its means first, then drops ``autogen``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from core import schema
+from core.errors import StoreNotReady
+from core.metrics import METRICS
+from core.model import to_ms
+from core.settings import InfluxSettings
+from storage.influx import InfluxClient, quote_ident
+
+log = logging.getLogger(__name__)
+
+CQ_PREFIX = "lorong_"
+"""Continuous queries whose name starts with this belong to Lorong (others are left alone)."""
+AUTOGEN = "autogen"
+DAY_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One retention policy Lorong wants.
+
+    Attributes:
+        name: policy name (:data:`core.schema.RP_RAW` ...).
+        days: duration in days, 0 = forever (``INF``).
+        shard_days: shard group duration in days.
+        default: the database's default policy (where writes without ``rp`` go).
+    """
+
+    name: str
+    days: int
+    shard_days: int
+    default: bool = False
+
+    def clause(self) -> str:
+        """``DURATION 90d REPLICATION 1 SHARD DURATION 1d [DEFAULT]``."""
+        duration = f"{self.days}d" if self.days else "INF"
+        return (f"DURATION {duration} REPLICATION 1 SHARD DURATION {self.shard_days}d"
+                + (" DEFAULT" if self.default else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One level of means.
+
+    Attributes:
+        name: ``hourly`` or ``daily`` (also the policy holding them).
+        bucket_s: bucket length, seconds.
+        offset_s: bucket start after the epoch-aligned boundary, seconds (local midnight for days).
+        resample: the continuous query's ``RESAMPLE`` clause.
+        chunk_s: length of one backfill statement's window, seconds (bounds influxd's memory).
+    """
+
+    name: str
+    bucket_s: int
+    offset_s: int
+    resample: str
+    chunk_s: int
+
+    def group_by(self) -> str:
+        """``time(3600s)`` or ``time(86400s, 57600s)``."""
+        off = f", {self.offset_s}s" if self.offset_s else ""
+        return f"time({self.bucket_s}s{off})"
+
+    def floor(self, ts: datetime) -> datetime:
+        """Start of the bucket holding ``ts`` (tz-aware)."""
+        ms = to_ms(ts) - self.offset_s * 1000
+        start_ms = ms - ms % (self.bucket_s * 1000) + self.offset_s * 1000
+        return datetime.fromtimestamp(start_ms / 1000, UTC)
+
+
+def policies(cfg: InfluxSettings) -> list[Policy]:
+    """The three policies for ``cfg`` (raw is the default)."""
+    return [Policy(schema.RP_RAW, cfg.raw_days, 1, default=True),
+            Policy(schema.RP_HOURLY, cfg.hourly_days, 7),
+            Policy(schema.RP_DAILY, cfg.daily_days, 7)]
+
+
+def levels(tz: str, now: datetime) -> list[Level]:
+    """Hourly (UTC hours) and daily (local days of ``tz`` at ``now``'s UTC offset) levels."""
+    offset = ZoneInfo(tz).utcoffset(now.astimezone(UTC).replace(tzinfo=None))
+    off_s = int(-(offset or timedelta()).total_seconds()) % DAY_S
+    return [Level(schema.RP_HOURLY, 3600, 0, "RESAMPLE EVERY 1h FOR 3h", 7 * DAY_S),
+            Level(schema.RP_DAILY, DAY_S, off_s, "RESAMPLE EVERY 6h FOR 2d", 28 * DAY_S)]
+
+
+def select_into(database: str, measurement: str, level: Level, source_rp: str = schema.RP_RAW,
+                where: str = "") -> str:
+    """The ``SELECT mean(...) INTO`` of a level: the body of its continuous query, and with a
+    ``where`` (``time >= ...``) one backfill statement."""
+    db = quote_ident(database)
+    cols = ", ".join(f"mean({quote_ident(m)}) AS {quote_ident(m)}" for m in METRICS)
+    return (f"SELECT {cols} INTO {db}.{quote_ident(level.name)}.{quote_ident(measurement)} "
+            f"FROM {db}.{quote_ident(source_rp)}.{quote_ident(measurement)}"
+            + (f" WHERE {where}" if where else "") + f" GROUP BY {level.group_by()}, *")
+
+
+def continuous_queries(database: str, tz: str, now: datetime) -> dict[str, str]:
+    """``{name: CREATE CONTINUOUS QUERY statement}`` Lorong wants on ``database``.
+
+    A name is ``lorong_<level>_<measurement>_<8 hex of the SHA-256 of its SELECT>``, so a changed
+    definition (new metric, other time zone) is a new name and :func:`apply` replaces the old one.
+    """
+    out: dict[str, str] = {}
+    for level in levels(tz, now):
+        for meas in schema.DOWNSAMPLED:
+            body = select_into(database, meas, level)
+            name = f"{CQ_PREFIX}{level.name}_{meas}_{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+            out[name] = (f"CREATE CONTINUOUS QUERY {quote_ident(name)} ON {quote_ident(database)} "
+                         f"{level.resample} BEGIN {body} END")
+    return out
+
+
+_GO_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def _days(go: str) -> float:
+    """Days in a Go duration as InfluxDB prints it (``2160h0m0s`` -> 90; ``0s`` = forever -> 0)."""
+    m = _GO_DURATION.match(go)
+    if not m:
+        raise ValueError(f"unexpected duration {go!r} from InfluxDB")
+    h, mi, s = (int(x or 0) for x in m.groups())
+    return (h * 3600 + mi * 60 + s) / DAY_S
+
+
+def existing_policies(influx: InfluxClient) -> dict[str, Policy]:
+    """The database's retention policies as :class:`Policy` (durations rounded to days)."""
+    out = {}
+    for rec in influx.records(f"SHOW RETENTION POLICIES ON {quote_ident(influx.database)}"):
+        out[rec["name"]] = Policy(rec["name"], round(_days(rec["duration"])),
+                                  round(_days(rec["shardGroupDuration"])), bool(rec["default"]))
+    return out
+
+
+def require_policy(influx: InfluxClient, name: str) -> None:
+    """Check that the database has retention policy ``name``.
+
+    Raises:
+        StoreNotReady: it has not (the layout was never applied).
+        StoreUnavailable: InfluxDB is not reachable.
+    """
+    if name not in existing_policies(influx):
+        raise StoreNotReady(f"InfluxDB database {influx.database} has no retention policy {name!r}: "
+                            "run `lorong storage retention apply` (then `lorong storage retention backfill`)")
+
+
+def existing_cqs(influx: InfluxClient) -> list[str]:
+    """Names of the continuous queries on the database."""
+    return [row[0] for s in influx.query("SHOW CONTINUOUS QUERIES") if s.name == influx.database
+            for row in s.values]
+
+
+def apply(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: datetime | None = None) -> list[str]:
+    """Create or migrate the retention layout of the database; idempotent.
+
+    Creates the database if missing, creates or alters the three policies, drops the ``lorong_``
+    continuous queries that are no longer wanted and creates the missing ones, then migrates a
+    pre-retention ``autogen`` policy (:func:`migrate_autogen`).
+
+    Args:
+        influx: client on the Lorong database.
+        cfg: ``raw_days``, ``hourly_days``, ``daily_days``.
+        tz: IANA zone of the daily buckets (``analytics.timezone``).
+        now: the current time (tests); default the clock.
+
+    Returns:
+        One line per change made (empty when everything was already in place).
+
+    Raises:
+        StoreUnavailable: InfluxDB is not reachable.
+        StoreRejected: InfluxDB refused a statement (its text is in the message).
+    """
+    now = now or datetime.now(UTC)
+    db = quote_ident(influx.database)
+    influx.command(f"CREATE DATABASE {db}")
+    done: list[str] = []
+    have = existing_policies(influx)
+    for want in policies(cfg):
+        got = have.get(want.name)
+        if got == want:
+            continue
+        verb = "CREATE" if got is None else "ALTER"
+        influx.command(f"{verb} RETENTION POLICY {quote_ident(want.name)} ON {db} {want.clause()}")
+        done.append(f"{verb.lower()} retention policy {want.name}: {want.clause()}")
+    wanted = continuous_queries(influx.database, tz, now)
+    present = existing_cqs(influx)
+    for name in present:
+        if name.startswith(CQ_PREFIX) and name not in wanted:
+            influx.command(f"DROP CONTINUOUS QUERY {quote_ident(name)} ON {db}")
+            done.append(f"drop continuous query {name}")
+    for name, stmt in wanted.items():
+        if name not in present:
+            influx.command(stmt)
+            done.append(f"create continuous query {name}")
+    if AUTOGEN in have:
+        done += migrate_autogen(influx, cfg, tz, now)
+    for line in done:
+        log.info("%s: %s", influx.database, line)
+    return done
+
+
+def backfill(influx: InfluxClient, tz: str, start: datetime, end: datetime,
+             source_rp: str = schema.RP_RAW, measurements: Sequence[str] = schema.DOWNSAMPLED,
+             now: datetime | None = None) -> dict[str, int]:
+    """Compute the hourly and daily means of ``[start, end)`` from stored points.
+
+    Runs the continuous queries' ``SELECT ... INTO`` over whole buckets (``start`` rounded down,
+    ``end`` up), one statement per measurement and window of :attr:`Level.chunk_s`. Buckets that
+    already hold means are overwritten with the same values (same series and time), so running it
+    twice changes nothing.
+
+    Returns:
+        points written per level, ``{"hourly": n, "daily": n}``.
+
+    Raises:
+        ValueError: ``start`` is not before ``end``.
+        StoreUnavailable, StoreRejected: from the client.
+    """
+    if start >= end:
+        raise ValueError(f"backfill start {start.isoformat()} is not before end {end.isoformat()}")
+    written: dict[str, int] = {}
+    for level in levels(tz, now or datetime.now(UTC)):
+        total = 0
+        t = level.floor(start)
+        stop = level.floor(end)
+        if stop < end:
+            stop += timedelta(seconds=level.bucket_s)
+        while t < stop:
+            t2 = min(t + timedelta(seconds=level.chunk_s), stop)
+            where = f"time >= {to_ms(t)}ms AND time < {to_ms(t2)}ms"
+            for meas in measurements:
+                for s in influx.query(select_into(influx.database, meas, level, source_rp, where)):
+                    total += sum(int(row[s.columns.index("written")]) for row in s.values)
+            t = t2
+        written[level.name] = total
+    return written
+
+
+def _shard_span(influx: InfluxClient, rp: str) -> tuple[datetime, datetime] | None:
+    """Earliest start and latest end of ``rp``'s shards (``SHOW SHARDS``), None when it has none."""
+    spans = [(datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"]))
+             for s in influx.query("SHOW SHARDS") if s.name == influx.database
+             for r in s.records() if r["retention_policy"] == rp]
+    if not spans:
+        return None
+    return min(a for a, _ in spans), max(b for _, b in spans)
+
+
+def migrate_autogen(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: datetime) -> list[str]:
+    """Move a pre-retention database's ``autogen`` data into the new layout, then drop ``autogen``.
+
+    The means of everything in ``autogen`` are backfilled from it, its last ``raw_days`` (less
+    one hour, so no point falls out of ``raw`` while copied) are copied into ``raw`` one day at a
+    time (``SELECT * INTO ... GROUP BY *`` keeps tags as tags), and the policy is dropped.
+
+    Returns:
+        One line per step done.
+    """
+    db = quote_ident(influx.database)
+    span = _shard_span(influx, AUTOGEN)
+    done = []
+    if span is not None:
+        first, last = span[0], min(span[1], now + timedelta(hours=1))
+        means = backfill(influx, tz, first, last, source_rp=AUTOGEN, now=now)
+        done.append(f"backfill from autogen {first.isoformat()}..{last.isoformat()}: {means}")
+        t = max(first, now - timedelta(days=cfg.raw_days) + timedelta(hours=1))
+        copied = 0
+        while t < last:
+            t2 = min(t + timedelta(days=1), last)
+            q = (f"SELECT * INTO {db}.{quote_ident(schema.RP_RAW)}.:MEASUREMENT FROM {db}.{quote_ident(AUTOGEN)}./.*/ "
+                 f"WHERE time >= {to_ms(t)}ms AND time < {to_ms(t2)}ms GROUP BY *")
+            for s in influx.query(q):
+                copied += sum(int(row[s.columns.index("written")]) for row in s.values)
+            t = t2
+        done.append(f"copy autogen into raw: {copied} points")
+    influx.command(f"DROP RETENTION POLICY {quote_ident(AUTOGEN)} ON {db}")
+    done.append("drop retention policy autogen")
+    return done

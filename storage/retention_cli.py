@@ -1,0 +1,76 @@
+"""``lorong storage``: retention policies, hourly and daily means, backfill (:mod:`storage.retention`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+
+from core.errors import StoreRejected, StoreUnavailable
+from core.settings import Settings
+from storage import retention as ret
+from storage.runtime import open_influx
+
+app = typer.Typer(help="Retention of the time-series data: raw readings, hourly and daily means.",
+                  no_args_is_help=True)
+retention_app = typer.Typer(help="Retention policies and continuous queries.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+def _kept(days: int) -> str:
+    return f"{days} d" if days else "forever"
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+@retention_app.command("apply")
+def apply_cmd() -> None:
+    """Create or migrate the policies raw/hourly/daily and the continuous queries (idempotent;
+    `lorong stack up` runs it too)."""
+    settings = Settings()
+    try:
+        with open_influx(settings) as influx:
+            done = ret.apply(influx, settings.influx, settings.analytics.timezone)
+    except (StoreUnavailable, StoreRejected) as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    for line in done:
+        print(line)
+    cfg = settings.influx
+    print(f"{'changed' if done else 'already in place'}: raw readings {_kept(cfg.raw_days)}, hourly means "
+          f"{_kept(cfg.hourly_days)}, daily means {_kept(cfg.daily_days)}")
+
+
+@retention_app.command("backfill")
+def backfill_cmd(
+    start: datetime = typer.Option(..., "--from", help="first time to average (ISO 8601; UTC without an offset)"),
+    end: datetime | None = typer.Option(None, "--to", help="end of the range (default now)"),
+) -> None:
+    """Compute the hourly and daily means of readings already stored (the continuous queries only
+    average new data)."""
+    settings = Settings()
+    try:
+        with open_influx(settings) as influx:
+            written = ret.backfill(influx, settings.analytics.timezone, _aware(start), _aware(end or datetime.now(UTC)))
+    except (ValueError, StoreUnavailable, StoreRejected) as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    print(f"means written: {written['hourly']} hourly, {written['daily']} daily")
+
+
+@retention_app.command("show")
+def show_cmd() -> None:
+    """List the database's retention policies and Lorong's continuous queries."""
+    settings = Settings()
+    try:
+        with open_influx(settings) as influx:
+            pols, cqs = ret.existing_policies(influx), ret.existing_cqs(influx)
+    except (StoreUnavailable, StoreRejected) as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    for p in pols.values():
+        print(f"policy {p.name:8s} {_kept(p.days)}, shards {p.shard_days} d{' (default)' if p.default else ''}")
+    for name in cqs:
+        print(f"continuous query {name}")
