@@ -160,7 +160,7 @@ def scenario(
 def load(folder: Path = typer.Argument(..., help="a folder written by `lorong sim scenario`")) -> None:
     """Register a scenario's devices and ingest its messages at their simulated receive times."""
     from core.errors import StoreError
-    from firmware_sim.load import load_scenario
+    from firmware_sim.load import beyond_retention, load_scenario
     from storage.runtime import open_influx, open_sessions
 
     if not (folder / "messages.jsonl").is_file() or not (folder / "devices.json").is_file():
@@ -170,11 +170,18 @@ def load(folder: Path = typer.Argument(..., help="a folder written by `lorong si
     influx = open_influx(settings)
     try:
         influx.create_database()
+        start = datetime.fromisoformat(json.loads((folder / "truth.json").read_text(encoding="utf-8"))["start"])
+        kept = beyond_retention(influx, start, utcnow())
+        if kept is not None:
+            print(f"error: the scenario starts {start.date()}, before the {kept} days of raw readings database "
+                  f"{settings.influx.database!r} keeps, and InfluxDB would drop them: load it into a database of "
+                  "its own (LORONG_INFLUX__DATABASE=lorong_scenario lorong sim load ..., made with no retention)")
+            raise typer.Exit(2)
         report = load_scenario(folder, open_sessions(settings), influx)
     except StoreError as exc:
         print(f"error: InfluxDB at {settings.influx.url}: {exc}; start it with `lorong stack up`")
         raise typer.Exit(1) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}")
         raise typer.Exit(2) from None
     finally:

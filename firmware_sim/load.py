@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.pipeline import Pipeline
 from ingest.validate import Policy
 from storage.influx import InfluxClient
+from storage.retention import existing_policies
 from storage.tables import DeviceRow
 
 BATCH_POINTS = 5000
@@ -153,3 +155,20 @@ def load_messages(messages: Iterable[Message], sessions: sessionmaker[Session], 
     report.rejects = dict(sorted(rejects.items()))
     report.seconds = time.monotonic() - began
     return report
+
+
+def beyond_retention(influx: InfluxClient, start: datetime, now: datetime) -> int | None:
+    """Days the database's default retention policy keeps, when readings from ``start`` are older
+    than that (InfluxDB would drop them: "points beyond retention policy"); None when the database
+    keeps them (no such policy, or ``INF``, or long enough).
+
+    Args:
+        influx: client on the target database (which exists).
+        start: the scenario's first simulated time, tz-aware.
+        now: the current time, tz-aware.
+    """
+    default = next((p for p in existing_policies(influx).values() if p.default), None)
+    if default is None or default.days == 0 or start >= now - timedelta(days=default.days):
+        return None
+    return default.days
+

@@ -20,6 +20,7 @@ from firmware_sim.city import load_city, packaged_city
 from firmware_sim.load import load_scenario
 from firmware_sim.scenario import build_scenario, iter_messages, write_scenario
 from ingest.deadletter import DeadLetterStore
+from storage import retention
 from storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
@@ -85,6 +86,14 @@ def test_cli_scenario_and_load(tmp_path: Path, influx: InfluxClient,
     assert run.returncode == 0, run.stdout + run.stderr
     lines = Counter(line.split()[0] for line in run.stdout.splitlines() if line.strip())
     assert {"devices", "messages", "points", "duplicates", "rejects"} <= set(lines)
+    # a database whose raw readings are kept 90 days (what `stack up` makes) would drop the
+    # scenario's readings of March 2026: one error line saying so, before anything is written
+    retention.apply(influx, settings.influx, settings.analytics.timezone)
+    run = subprocess.run([str(LORONG), "sim", "load", str(out)], capture_output=True, text=True, env=env,
+                         timeout=60, check=False)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stdout.startswith("error: the scenario starts 2026-") and len(run.stdout.strip().splitlines()) == 1
+    assert "90 days" in run.stdout and "LORONG_INFLUX__DATABASE" in run.stdout
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
