@@ -4,7 +4,8 @@ measurement ``collection`` (:mod:`core.schema`).
 
 A step between two consecutive readings is a pickup when the level falls by at least
 ``pickup_min_drop`` (0.3: well above ultrasonic jitter of about 1 % and waste settling, below
-any real emptying of a bin worth emptying; our choice) and it is not a glitch:
+any real emptying of a bin worth emptying; our choice), less :data:`FALL_TOLERANCE` (the two
+readings' own error: a truck that took 0.31 can show as a fall of 0.29), and it is not a glitch:
 
 * the reading after the fall must exist and must not jump back up by half the fall or more
   (one low reading = something in front of the sensor, or a lost echo), so a pickup is recorded
@@ -39,6 +40,11 @@ from storage.tables import CollectionRow
 
 log = logging.getLogger(__name__)
 
+FALL_TOLERANCE = 0.024
+"""How much smaller than the truck's real take a fall between two readings can look: each reading
+is off by up to +-10 mm (EM310-UDL datasheet accuracy), +-1.2 % of a bin 850 mm deep from the
+sensor's blind zone to its floor, so two of them by up to 2.4 %."""
+
 
 @dataclass(frozen=True, slots=True)
 class Pickup:
@@ -59,8 +65,9 @@ class Pickup:
 
 def _confirmed(delta: np.ndarray, prev_delta: np.ndarray, next_delta: np.ndarray, min_drop: float,
                need_prev: bool = False) -> np.ndarray:
-    """Which falls are pickups; ``need_prev``: a fall whose step before is unknown (NaN) is not one."""
-    drop = delta <= -min_drop
+    """Which falls are pickups (at least ``min_drop`` less :data:`FALL_TOLERANCE`); ``need_prev``: a
+    fall whose step before is unknown (NaN) is not one."""
+    drop = delta <= -(min_drop - FALL_TOLERANCE)
     half = -delta / 2.0
     no_rebound = ~np.isnan(next_delta) & (next_delta < half)
     no_spike = (prev_delta < half) if need_prev else (np.isnan(prev_delta) | (prev_delta < half))

@@ -287,3 +287,15 @@ def test_a_morning_within_its_usual_day_to_day_spread_is_no_spike() -> None:
     assert score_spikes(frame, now, cfg, profiles={"S": level})["spike"].tail(3).all()
     scored = score_spikes(frame, now, cfg, profiles={"S": np.vstack([level, spread])})
     assert not scored["spike"].tail(3).any()
+
+
+def test_a_pickup_just_over_the_minimum_drop_is_seen_through_the_jitter() -> None:
+    """A truck took 0.31 of a bin (more than pickup_min_drop, 0.3); the two readings around it,
+    each +-1.2 % (EM310-UDL +-10 mm), showed a fall of 0.29: no pickup was recorded."""
+    t0 = pd.Timestamp("2026-03-02T02:00:00Z")
+    frame = pd.DataFrame({"device_id": "B", "time": [t0 + pd.Timedelta(minutes=10 * k) for k in range(5)],
+                          "fillingLevel": [0.30, 0.302, 0.012, 0.015, 0.02]})
+    assert [(p.level_before, p.level_after) for p in detect(frame, 0.3)] == [(0.302, 0.012)]
+    # a fall of 0.27 is beyond the sensor's tolerance of a 0.3 drop: no pickup
+    frame.loc[2, "fillingLevel"] = 0.032
+    assert detect(frame, 0.3) == []
