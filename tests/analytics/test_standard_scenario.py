@@ -29,11 +29,10 @@ KNOWN_GAPS: dict[str, float] = {
     "pm25_episode precision": 0.20,  # 0.250
     "pm25_episode recall": 0.50,  # 0.500
     "pm25_spike precision": 0.80,  # 0.857
-    "pickups recall": 0.95,  # 0.973
     "time to full 1-3 h median error": 2.0,  # 1.56 h
     "time to full 3-6 h median error": 2.0,  # 1.52 h
     "time to full 6-12 h median error": 2.3,  # 1.80 h
-    "time to full 12-24 h median error": 4.0,  # 3.30 h
+    "time to full 12-24 h median error": 4.0,  # 3.31 h
 }
 """Unmet targets ("<decision> <measure>") and the value they must not fall below (for time-to-full:
 the error they must not exceed)."""
