@@ -525,7 +525,7 @@ def _episodes(cfg: _Config, stations: list[_Station], seed: int, total_s: float,
             pulse = _Pulse(s, up, fall, s + d, rnd.uniform(30.0, 90.0))
             out.setdefault(i, []).append(pulse)
             stations[i].busy.append((s, s + d))
-            risen.append(s + up / 2)
+            risen.append(s)  # rising from the pulse's start, as a plume's pm25_spike starts at its start
             down.append(s + d - fall / 2)
             members.append(stations[i].device_id)
             events.append(_event("pm25_spike", stations[i].device_id, clock.iso(s), clock.iso(s + d), False,
