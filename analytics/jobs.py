@@ -220,12 +220,25 @@ def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.
                                            cfg.soon_slow_factor)
             report.forecasts = len(ctx.forecasts)
         else:
+            # a stored forecast made before the bin's last pickup (its truck, or a crew's Emptied since)
+            # speaks of the emptied waste: none until the next forecast run
             stored = {d.device_id: bins.from_derived(latest[d.device_id].derived or {})
-                      for d in bin_devs if d.device_id in latest}
+                      for d in bin_devs if d.device_id in latest
+                      and not _emptied_since(latest[d.device_id].derived or {}, ctx.pickups.get(d.device_id))}
             ctx.forecasts = {k: v for k, v in stored.items() if v is not None}
+    made = {"forecast_at": iso(ctx.now)} if forecast else {}
     return {d.device_id: {**bins.bin_derived(ctx.forecasts.get(d.device_id), ctx.pickups.get(d.device_id)),
-                          "expected_pickup": iso(ctx.expected_pickup.get(d.device_id))}
+                          "expected_pickup": iso(ctx.expected_pickup.get(d.device_id)), **made}
             for d in bin_devs}
+
+
+def _emptied_since(derived: dict[str, Any], pickup: datetime | None) -> bool:
+    """Whether ``pickup`` came after the stored forecast was made (``derived.forecast_at``; a forecast
+    stored without that time counts as made before any pickup)."""
+    if pickup is None:
+        return False
+    made = derived.get("forecast_at")
+    return not isinstance(made, str) or pickup > datetime.fromisoformat(made)
 
 
 def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[str, Any]]) -> None:

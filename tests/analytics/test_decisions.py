@@ -299,3 +299,28 @@ def test_a_pickup_just_over_the_minimum_drop_is_seen_through_the_jitter() -> Non
     # a fall of 0.27 is beyond the sensor's tolerance of a 0.3 drop: no pickup
     frame.loc[2, "fillingLevel"] = 0.032
     assert detect(frame, 0.3) == []
+
+
+def test_a_stored_forecast_from_before_the_pickup_opens_no_warning(sessions: Any, influx: InfluxClient) -> None:
+    """The scheduler reuses the stored forecast between its forecast runs: a bin emptied since the
+    forecast was made (by its truck or a crew's Emptied) read 0 % with a crossing time already past,
+    and got a "full soon" warning right after it was emptied."""
+    now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)  # Thursday 10:00 WITA
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+    rising = [(now - timedelta(minutes=10 * k), round(0.75 - 0.01 * k, 3)) for k in range(24, 0, -1)]
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in rising])
+    cfg = AnalyticsSettings(collection_times=["22:00"], soon_horizon_h=24.0)  # the truck comes tomorrow
+    # the forecast is stored (0.74 rising 0.06 an hour: full within the hour) and the warning opens
+    assert run_once(sessions, influx, cfg, now=now - timedelta(minutes=5)).opened == {"bin_full_soon": 1}
+    # emptied by the crew at 10:00; the sensor says 0.02 from 10:10
+    with sessions.begin() as s:
+        s.add(CollectionRow(device_id="B", at=now, level_before=0.75, level_after=0.02))
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": 0.02},
+                             to_ms(now + timedelta(minutes=10 * k))) for k in range(1, 4)])
+    report = run_once(sessions, influx, cfg, now=now + timedelta(minutes=35), forecast=False)
+    assert report.cleared == {"bin_full_soon": 1} and report.opened == {}
+    # and in the run after, which still reuses the stored forecast, none opens either
+    report = run_once(sessions, influx, cfg, now=now + timedelta(minutes=45), forecast=False)
+    assert report.opened == {}
