@@ -28,6 +28,7 @@ from analytics.notify_mqtt import MqttChannel
 from analytics.notify_telegram import BotApi, TelegramChannel, TelegramUpdates
 from analytics.notify_webhook import WebhookChannel
 from analytics.outbox import Channel, Delivery, Outbox
+from analytics.telegram_text import registry_places
 from core import schema
 from core.errors import ConfigError
 from core.model import to_ms, utcnow
@@ -170,7 +171,8 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
     MQTT goes to ``settings.mqtt`` (the ingest broker) as :func:`publisher_account`, under a client
     id unique to each connection (:func:`analytics.notify_mqtt.publisher_client_id`), so
     ``run-once`` and the scheduler can publish side by side; it connects on the first send, so a
-    broker that is down only holds the rows back. The Telegram chats share one Bot API client.
+    broker that is down only holds the rows back. The Telegram chats share one Bot API client and
+    read each device's place from the registry in ``sessions``.
 
     Raises:
         ConfigError: see :func:`publisher_account`.
@@ -183,9 +185,9 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
         channels["webhook"] = WebhookChannel(
             a.webhook_url, secret=a.webhook_secret.get_secret_value() if a.webhook_secret else None)
     if router.chats:
-        api, tz = bot_api(settings), ZoneInfo(a.timezone)
+        api, tz, locate = bot_api(settings), ZoneInfo(a.timezone), registry_places(sessions)
         for chat in router.chats:
-            channels[chat.channel] = TelegramChannel(api, chat, tz)
+            channels[chat.channel] = TelegramChannel(api, chat, tz, locate)
     return Outbox(sessions, channels, a.outbox_backoff_s, a.outbox_backoff_max_s, a.outbox_retention_days,
                   router=router)
 
