@@ -15,6 +15,7 @@ not a crew's message, and the same history is in ``alert_history``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -201,6 +202,31 @@ def build_telegram_updates(settings: Settings, sessions: sessionmaker[Session],
     """
     return TelegramUpdates(bot_api(settings), sessions, settings.notify.telegram_chats, outbox_channels(settings),
                            outbox)
+
+
+def start_telegram_updates(settings: Settings, sessions: sessionmaker[Session], outbox: Outbox | None,
+                           stop: threading.Event) -> Callable[[], None]:
+    """Read the linked chats' button presses (and ``/chatid``) in a daemon thread until ``stop`` is set,
+    when Telegram is on (``notify.telegram_token`` set); ``lorong analytics schedule`` and ``lorong demo``
+    run it.
+
+    Returns:
+        a function that waits for the thread to end after ``stop`` is set (bounded by one long poll
+        and the request timeout); it does nothing when Telegram is off.
+    """
+    n = settings.notify
+    if n.telegram_token is None:
+        return lambda: None
+    updates = build_telegram_updates(settings, sessions, outbox)
+    poller = threading.Thread(target=updates.run, args=(stop, n.telegram_poll_s), name="telegram", daemon=True)
+    poller.start()
+    log.info("telegram: reading button presses of %d linked chats", len(n.telegram_chats))
+
+    def join() -> None:
+        poller.join(timeout=n.telegram_poll_s + n.telegram_timeout_s + 5)
+        updates.api.close()
+
+    return join
 
 
 def build_notifiers(settings: Settings,
