@@ -125,7 +125,7 @@ def schedule() -> None:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     sched.start()
-    join_telegram = start_telegram_updates(settings, sessions, outbox, done)  # button presses in the linked chats
+    join_telegram = start_telegram_updates(settings, sessions, outbox, done, influx)  # the linked chats' buttons
     done.wait()
     sched.stop()
     join_telegram()

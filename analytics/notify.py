@@ -193,22 +193,24 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
                   router=router)
 
 
-def build_telegram_updates(settings: Settings, sessions: sessionmaker[Session],
-                           outbox: Outbox | None = None) -> TelegramUpdates:
-    """The reader of the bot's button presses (run it with :meth:`TelegramUpdates.run`).
+def build_telegram_updates(settings: Settings, sessions: sessionmaker[Session], outbox: Outbox | None = None,
+                           influx: InfluxClient | None = None) -> TelegramUpdates:
+    """The reader of the bot's button presses (run it with :meth:`TelegramUpdates.run`); with
+    ``influx``, each change a button makes is logged as an ``alert_event`` point (:class:`InfluxAlertLog`),
+    as the API's actions are.
 
     Raises:
         ConfigError: ``notify.telegram_token`` is not set.
     """
     return TelegramUpdates(bot_api(settings), sessions, settings.notify.telegram_chats, outbox_channels(settings),
-                           outbox)
+                           outbox, notifiers=build_notifiers(settings, influx)[0])
 
 
 def start_telegram_updates(settings: Settings, sessions: sessionmaker[Session], outbox: Outbox | None,
-                           stop: threading.Event) -> Callable[[], None]:
+                           stop: threading.Event, influx: InfluxClient | None = None) -> Callable[[], None]:
     """Read the linked chats' button presses (and ``/chatid``) in a daemon thread until ``stop`` is set,
     when Telegram is on (``notify.telegram_token`` set); ``lorong analytics schedule`` and ``lorong demo``
-    run it.
+    run it. With ``influx`` the changes are logged as ``alert_event`` points (:func:`build_telegram_updates`).
 
     Returns:
         a function that waits for the thread to end after ``stop`` is set (bounded by one long poll
@@ -217,7 +219,7 @@ def start_telegram_updates(settings: Settings, sessions: sessionmaker[Session], 
     n = settings.notify
     if n.telegram_token is None:
         return lambda: None
-    updates = build_telegram_updates(settings, sessions, outbox)
+    updates = build_telegram_updates(settings, sessions, outbox, influx)
     poller = threading.Thread(target=updates.run, args=(stop, n.telegram_poll_s), name="telegram", daemon=True)
     poller.start()
     log.info("telegram: reading button presses of %d linked chats", len(n.telegram_chats))

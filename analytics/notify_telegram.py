@@ -43,7 +43,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from analytics.alerts import AlertBook, AlertNotFound, AlertStateError, snapshot
+from analytics.alerts import AlertBook, AlertNotFound, AlertStateError, Notifier, snapshot
 from analytics.outbox import DeliveryRefused, Outbox, OutboxMessage, Router
 from analytics.telegram_text import Locate, clear_words, message_text, say
 from core.model import utcnow
@@ -235,11 +235,15 @@ class TelegramUpdates:
         router: the outbox router for the changes the buttons make (every linked chat hears of them).
         outbox: dispatched after each change, so the chats hear of it at once (optional).
         clock: the time of the changes (tz-aware UTC).
+        notifiers: called once per change after its commit, best effort, as after an API action
+            (the InfluxDB ``alert_event`` log, :class:`analytics.notify.InfluxAlertLog`).
     """
 
     def __init__(self, api: BotApi, sessions: sessionmaker[Session], chats: Sequence[TelegramChat],
-                 router: Router, outbox: Outbox | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 router: Router, outbox: Outbox | None = None, clock: Callable[[], datetime] = utcnow,
+                 notifiers: Sequence[Notifier] = ()) -> None:
         self.api, self.sessions, self.router, self.outbox, self.clock = api, sessions, router, outbox, clock
+        self.notifiers = list(notifiers)
         self.chats = {c.chat_id: c for c in chats}
         self.offset: int | None = None  # confirmed updates are not sent again (Bot API getUpdates)
 
@@ -300,7 +304,7 @@ class TelegramUpdates:
         now = self.clock()
         try:
             with self.sessions.begin() as s:
-                book = AlertBook(s, channels=self.router, clock=lambda: now)
+                book = AlertBook(s, self.notifiers, channels=self.router, clock=lambda: now)
                 row = book.get(alert_id)
                 if not chat.covers(snapshot(row)):
                     outcome = "refused"
@@ -317,6 +321,7 @@ class TelegramUpdates:
         if outcome == "refused":
             return self._answer(uid, query, outcome, alert_id, text)
         log.info("telegram: %s %s alert %d", actor, outcome, alert_id)
+        book.publish()  # committed: the alert_event annotation, as after an API action
         if self.outbox is not None:
             try:
                 self.outbox.dispatch(now=now)

@@ -148,7 +148,7 @@ def demo(
         scheduler.start()
         cleanup.callback(scheduler.stop)
         telegram_stop = threading.Event()  # the linked chats' buttons and /chatid, as `analytics schedule` reads them
-        cleanup.callback(start_telegram_updates(settings, sessions, outbox, telegram_stop))
+        cleanup.callback(start_telegram_updates(settings, sessions, outbox, telegram_stop, influx))
         cleanup.callback(telegram_stop.set)
         pub = Publisher(settings.mqtt.host, settings.mqtt.port)
         cleanup.callback(pub.close)

@@ -16,13 +16,16 @@ import pytest
 from sqlalchemy import select
 
 from analytics.alerts import AlertBook
-from analytics.notify import NotifyRouter, bot_api, build_outbox
+from analytics.notify import NotifyRouter, bot_api, build_outbox, build_telegram_updates
 from analytics.notify_telegram import BotApi, Handled, TelegramChannel, TelegramUpdates, buttons
 from analytics.outbox import Outbox
 from analytics.telegram_text import message_text
+from core import schema
+from core.model import to_ms
 from core.settings import NotifySettings, Settings, TelegramChat
 from devices.registry import DeviceIn, add_device
 from storage import stack
+from storage.influx import InfluxClient
 from storage.tables import AlertHistoryRow, AlertRow
 from storage.tables import NotificationOutboxRow as Row
 from tests.analytics.fake_telegram import TOKEN, FakeTelegram
@@ -195,6 +198,30 @@ def test_buttons_act_through_the_alert_book_and_are_refused_for_a_chat_that_may_
     assert len(bot.sent_to(CITY)) == 3
     assert told == [Handled(told[0].update_id, "chat_id", None, told[0].detail)]
     assert f"This chat's id is {NEW}. Link it in LORONG_NOTIFY__TELEGRAM_CHATS" in bot.sent_to(NEW)[0]["text"]
+
+
+def test_button_actions_write_the_alert_event_annotation(settings: Settings, sessions: Any, bot: FakeTelegram,
+                                                        influx: InfluxClient) -> None:
+    outbox = build_outbox(settings, sessions)
+    updates = build_telegram_updates(settings, sessions, outbox, influx)  # as `analytics schedule` and `demo` do
+    try:
+        a = open_alert(sessions, outbox.routing, "B1")
+        bot.press(WAJO, f"ack:{a}", user="budi")
+        bot.press(CITY, f"clr:{a}")  # refused: no change, no point
+        bot.press(WAJO, f"clr:{a}", user="sari")
+        assert [h.outcome for h in updates.poll()] == ["acknowledged", "refused", "cleared"]
+    finally:
+        updates.api.close()
+        outbox.close()
+    with sessions() as s:
+        row = s.get(AlertRow, a)
+        times = [to_ms(t) for t in (row.ack_at, row.cleared_at)]
+    points = influx.records(f'SELECT * FROM "{schema.MEASUREMENT_ALERT}"')
+    assert points == [
+        {"time": times[0], "action": "acknowledged", "alert_id": a, "device_id": "B1", "kecamatan": "Wajo",
+         "severity": "major", "status": "active", "type": "bin_full"},
+        {"time": times[1], "action": "cleared", "alert_id": a, "device_id": "B1", "kecamatan": "Wajo",
+         "severity": "major", "status": "cleared", "type": "bin_full"}]
 
 
 def test_429_and_5xx_are_retried_after_retry_after(sessions: Any, bot: FakeTelegram) -> None:
