@@ -31,7 +31,7 @@ def test_the_demo_answers_presses_and_chatid(db_url: str, sessions: sessionmaker
     env |= {"LORONG_DATABASE_URL": db_url, "LORONG_VAR_DIR": str(tmp_path / "var"),
             "LORONG_MQTT__PORT": str(stack.free_port()),
             "LORONG_INFLUX__URL": f"http://127.0.0.1:{stack.free_port()}",
-            "LORONG_API__PORT": str(stack.free_port())}
+            "LORONG_API__PORT": str(api_port := stack.free_port())}
     bot = FakeTelegram(chats={CREW, NEW}).start()
     env |= {"LORONG_NOTIFY__TELEGRAM_TOKEN": TOKEN, "LORONG_NOTIFY__TELEGRAM_API_URL": bot.url,
             "LORONG_NOTIFY__TELEGRAM_POLL_S": "2", "LORONG_NOTIFY__QUIET_HOURS": "",
@@ -46,6 +46,7 @@ def test_the_demo_answers_presses_and_chatid(db_url: str, sessions: sessionmaker
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: len(bot.answers) == 1 and bool(bot.sent_to(NEW)), 60, "the demo reading the bot's updates")
+        stack.wait_for_port(api_port, 60)  # fully started (its SIGTERM handler is set): a clean stop is asked of it
     finally:
         demo.send_signal(signal.SIGTERM)
         try:
