@@ -26,7 +26,7 @@ from analytics import replay as replaying
 from analytics import score as scoring
 from analytics.escalation import Escalation
 from analytics.jobs import run_once
-from analytics.notify import build_notifiers, build_outbox, build_telegram_updates
+from analytics.notify import build_notifiers, build_outbox, start_telegram_updates
 from analytics.outbox import Outbox
 from analytics.scheduler import Scheduler
 from core.errors import ConfigError
@@ -125,16 +125,10 @@ def schedule() -> None:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     sched.start()
-    poller = None
-    if settings.notify.telegram_token is not None:  # button presses in the linked chats
-        updates = build_telegram_updates(settings, sessions, outbox)
-        poller = threading.Thread(target=updates.run, args=(done, settings.notify.telegram_poll_s),
-                                  name="telegram", daemon=True)
-        poller.start()
+    join_telegram = start_telegram_updates(settings, sessions, outbox, done, influx)  # the linked chats' buttons
     done.wait()
     sched.stop()
-    if poller is not None:
-        poller.join(timeout=settings.notify.telegram_poll_s + settings.notify.telegram_timeout_s + 5)
+    join_telegram()
     close()
     outbox.close()
 

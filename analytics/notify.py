@@ -15,6 +15,7 @@ not a crew's message, and the same history is in ``alert_history``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -28,6 +29,7 @@ from analytics.notify_mqtt import MqttChannel
 from analytics.notify_telegram import BotApi, TelegramChannel, TelegramUpdates
 from analytics.notify_webhook import WebhookChannel
 from analytics.outbox import Channel, Delivery, Outbox
+from analytics.telegram_text import registry_places
 from core import schema
 from core.errors import ConfigError
 from core.model import to_ms, utcnow
@@ -170,7 +172,8 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
     MQTT goes to ``settings.mqtt`` (the ingest broker) as :func:`publisher_account`, under a client
     id unique to each connection (:func:`analytics.notify_mqtt.publisher_client_id`), so
     ``run-once`` and the scheduler can publish side by side; it connects on the first send, so a
-    broker that is down only holds the rows back. The Telegram chats share one Bot API client.
+    broker that is down only holds the rows back. The Telegram chats share one Bot API client and
+    read each device's place from the registry in ``sessions``.
 
     Raises:
         ConfigError: see :func:`publisher_account`.
@@ -183,22 +186,49 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
         channels["webhook"] = WebhookChannel(
             a.webhook_url, secret=a.webhook_secret.get_secret_value() if a.webhook_secret else None)
     if router.chats:
-        api, tz = bot_api(settings), ZoneInfo(a.timezone)
+        api, tz, locate = bot_api(settings), ZoneInfo(a.timezone), registry_places(sessions)
         for chat in router.chats:
-            channels[chat.channel] = TelegramChannel(api, chat, tz)
+            channels[chat.channel] = TelegramChannel(api, chat, tz, locate)
     return Outbox(sessions, channels, a.outbox_backoff_s, a.outbox_backoff_max_s, a.outbox_retention_days,
                   router=router)
 
 
-def build_telegram_updates(settings: Settings, sessions: sessionmaker[Session],
-                           outbox: Outbox | None = None) -> TelegramUpdates:
-    """The reader of the bot's button presses (run it with :meth:`TelegramUpdates.run`).
+def build_telegram_updates(settings: Settings, sessions: sessionmaker[Session], outbox: Outbox | None = None,
+                           influx: InfluxClient | None = None) -> TelegramUpdates:
+    """The reader of the bot's button presses (run it with :meth:`TelegramUpdates.run`); with
+    ``influx``, each change a button makes is logged as an ``alert_event`` point (:class:`InfluxAlertLog`),
+    as the API's actions are.
 
     Raises:
         ConfigError: ``notify.telegram_token`` is not set.
     """
     return TelegramUpdates(bot_api(settings), sessions, settings.notify.telegram_chats, outbox_channels(settings),
-                           outbox)
+                           outbox, notifiers=build_notifiers(settings, influx)[0])
+
+
+def start_telegram_updates(settings: Settings, sessions: sessionmaker[Session], outbox: Outbox | None,
+                           stop: threading.Event, influx: InfluxClient | None = None) -> Callable[[], None]:
+    """Read the linked chats' button presses (and ``/chatid``) in a daemon thread until ``stop`` is set,
+    when Telegram is on (``notify.telegram_token`` set); ``lorong analytics schedule`` and ``lorong demo``
+    run it. With ``influx`` the changes are logged as ``alert_event`` points (:func:`build_telegram_updates`).
+
+    Returns:
+        a function that waits for the thread to end after ``stop`` is set (bounded by one long poll
+        and the request timeout); it does nothing when Telegram is off.
+    """
+    n = settings.notify
+    if n.telegram_token is None:
+        return lambda: None
+    updates = build_telegram_updates(settings, sessions, outbox, influx)
+    poller = threading.Thread(target=updates.run, args=(stop, n.telegram_poll_s), name="telegram", daemon=True)
+    poller.start()
+    log.info("telegram: reading button presses of %d linked chats", len(n.telegram_chats))
+
+    def join() -> None:
+        poller.join(timeout=n.telegram_poll_s + n.telegram_timeout_s + 5)
+        updates.api.close()
+
+    return join
 
 
 def build_notifiers(settings: Settings,

@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from analytics.alerts import AlertChange
 from analytics.outbox import DeliveryRefused, OutboxMessage
+from core.alerts import payload_words
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ class MqttNotifier:
         Raises:
             ConnectionError: not connected, or no PUBACK within ``timeout_s``.
         """
-        payload = json.dumps({"action": change.action, "alert": change.alert}, separators=(",", ":"))
+        alert = {**change.alert, **payload_words(str(change.alert.get("type")))}
+        payload = json.dumps({"action": change.action, "alert": alert}, separators=(",", ":"))
         self.publish(alert_topic(change, self.prefix), payload, f"alert {change.alert_id} {change.action}")
 
     def publish(self, topic: str, payload: str, what: str = "message") -> None:

@@ -7,10 +7,10 @@ Telegram Bot API over HTTPS (core.telegram.org/bots/api), plain httpx: every cal
 ``getUpdates`` (long polling), ``answerCallbackQuery``.
 
 - **Out** (:class:`TelegramChannel`, one outbox channel ``telegram:<name>`` per linked chat, see
-  :class:`core.settings.TelegramChat`): one message per alert change, written by
-  :func:`message_text`; a chat that may act gets buttons "On it" (acknowledge) and "Emptied"
-  (clear with the reason ``emptied``; "Resolved" for alerts that are not about a full bin) while
-  the alert is active.
+  :class:`core.settings.TelegramChat`): one message per alert change in the chat's language,
+  written by :func:`analytics.telegram_text.message_text` (the catalogue's words, the place and a
+  map link); a chat that may act gets buttons "On it" (acknowledge) and "Emptied" (clear with the
+  reason ``emptied``; "Resolved" for alerts that are not about a full bin) while the alert is active.
 - **Retries** (:class:`BotApi`): 429 and 5xx are tried again after the ``retry_after`` the answer
   gives (Bot API "Responses": ``parameters.retry_after``, the seconds to wait after flood control),
   or 1, 2, 4 ... s without one, at most ``attempts`` tries (tenacity). A ``retry_after`` longer
@@ -43,20 +43,13 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from analytics.alerts import AlertBook, AlertNotFound, AlertStateError, snapshot
+from analytics.alerts import AlertBook, AlertNotFound, AlertStateError, Notifier, snapshot
 from analytics.outbox import DeliveryRefused, Outbox, OutboxMessage, Router
+from analytics.telegram_text import Locate, clear_words, message_text, say
 from core.model import utcnow
 from core.settings import TelegramChat
 
 log = logging.getLogger(__name__)
-
-BIN_TYPES = frozenset({"bin_full", "bin_full_soon"})
-"""Alert types a crew clears by emptying the bin (button "Emptied")."""
-
-ACTION_WORDS = {"opened": "new", "escalated": "more severe", "deescalated": "less severe",
-                "acknowledged": "someone is on it", "cleared": "cleared",
-                "reminder": "STILL NOT ACKNOWLEDGED"}
-
 
 class RetryLater(ConnectionError):
     """Telegram answered 429 or 5xx (or could not be reached): try again after ``retry_after_s``.
@@ -156,51 +149,9 @@ class BotApi:
         self._http.close()
 
 
-def message_text(action: str, alert: Mapping[str, Any], tz: ZoneInfo) -> str:
-    """The plain text of one change, from the alert's fields (the one place a message is worded).
-
-    Args:
-        action: opened, escalated, deescalated, acknowledged, cleared or reminder.
-        alert: the snapshot (:func:`analytics.alerts.snapshot`): type, severity, device_id,
-            kecamatan, status, started_at, ack_by, cleared_by, count, details.
-        tz: the city's time zone for the times shown.
-
-    Returns:
-        Three to five lines, e.g. ``"CRITICAL bin_full: new\\nbin 24E1... in Mamajang\\n..."``.
-    """
-    def local(iso: Any) -> str:
-        if not iso:
-            return "-"
-        ts = datetime.fromisoformat(str(iso)).astimezone(tz)
-        return f"{ts:%Y-%m-%d %H:%M} {ts.tzname() or ''}".rstrip()
-
-    lines = [f"{str(alert.get('severity', '')).upper()} {alert.get('type')}: {ACTION_WORDS.get(action, action)}",
-             f"device {alert.get('device_id')} in {alert.get('kecamatan') or 'no kecamatan'}",
-             f"since {local(alert.get('started_at'))}, seen {alert.get('count', 1)}x"]
-    reminder = alert.get("reminder") if action == "reminder" else None
-    if isinstance(reminder, dict):
-        lines.append(f"not acknowledged for {reminder.get('unacknowledged_min')} min "
-                     f"(reminder {reminder.get('reminder')})")
-    details = alert.get("details") or {}
-    if isinstance(details, dict) and details:
-        lines.append(", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                               for k, v in list(details.items())[:4]))
-    if alert.get("cleared_by"):
-        lines.append(f"cleared by {alert['cleared_by']} at {local(alert.get('cleared_at'))}")
-    elif alert.get("ack_by"):
-        lines.append(f"acknowledged by {alert['ack_by']} at {local(alert.get('ack_at'))}")
-    lines.append(f"alert {alert.get('id')}")
-    return "\n".join(lines)
-
-
-def clear_words(alert_type: str) -> tuple[str, str]:
-    """``(button label, clear reason)`` of the clear button for an alert type."""
-    return ("Emptied", "emptied") if alert_type in BIN_TYPES else ("Resolved", "resolved")
-
-
 def buttons(alert: Mapping[str, Any], chat: TelegramChat) -> dict[str, Any] | None:
     """The inline keyboard of a message (``reply_markup``): "On it" while unacknowledged and
-    "Emptied"/"Resolved" while active, for a chat that may act; else ``None``.
+    "Emptied"/"Resolved" while active, in the chat's language, for a chat that may act; else ``None``.
 
     Callback data (at most 64 bytes, Bot API ``InlineKeyboardButton``): ``ack:<alert id>``, ``clr:<alert id>``.
     """
@@ -208,8 +159,8 @@ def buttons(alert: Mapping[str, Any], chat: TelegramChat) -> dict[str, Any] | No
         return None
     row = []
     if not alert.get("acknowledged"):
-        row.append({"text": "On it", "callback_data": f"ack:{alert['id']}"})
-    row.append({"text": clear_words(str(alert.get("type")))[0], "callback_data": f"clr:{alert['id']}"})
+        row.append({"text": say(chat.language, "on_it"), "callback_data": f"ack:{alert['id']}"})
+    row.append({"text": clear_words(str(alert.get("type")), chat.language)[0], "callback_data": f"clr:{alert['id']}"})
     return {"inline_keyboard": [row]}
 
 
@@ -221,10 +172,12 @@ class TelegramChannel:
         api: the shared Bot API client (closed by :meth:`close`; closing twice is harmless).
         chat: the linked chat.
         tz: the city's time zone (message times).
+        locate: the place of a device (:func:`analytics.telegram_text.registry_places`); without it
+            messages name the kecamatan only.
     """
 
-    def __init__(self, api: BotApi, chat: TelegramChat, tz: ZoneInfo) -> None:
-        self.api, self.chat, self.tz = api, chat, tz
+    def __init__(self, api: BotApi, chat: TelegramChat, tz: ZoneInfo, locate: Locate | None = None) -> None:
+        self.api, self.chat, self.tz, self.locate = api, chat, tz, locate
 
     def send(self, message: OutboxMessage) -> None:
         """Send one row as a message.
@@ -237,7 +190,8 @@ class TelegramChannel:
         try:
             body = message.body
             alert, action = body["alert"], str(body["action"])
-            text = message_text(action, alert, self.tz)
+            place = self.locate(str(alert["device_id"])) if self.locate is not None else None
+            text = message_text(action, alert, self.tz, self.chat.language, place)
         except (ValueError, KeyError, TypeError) as exc:
             raise DeliveryRefused(f"notification {message.id}: bad payload: {exc!r}") from exc
         params: dict[str, Any] = {"chat_id": self.chat.chat_id, "text": text}
@@ -281,11 +235,15 @@ class TelegramUpdates:
         router: the outbox router for the changes the buttons make (every linked chat hears of them).
         outbox: dispatched after each change, so the chats hear of it at once (optional).
         clock: the time of the changes (tz-aware UTC).
+        notifiers: called once per change after its commit, best effort, as after an API action
+            (the InfluxDB ``alert_event`` log, :class:`analytics.notify.InfluxAlertLog`).
     """
 
     def __init__(self, api: BotApi, sessions: sessionmaker[Session], chats: Sequence[TelegramChat],
-                 router: Router, outbox: Outbox | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 router: Router, outbox: Outbox | None = None, clock: Callable[[], datetime] = utcnow,
+                 notifiers: Sequence[Notifier] = ()) -> None:
         self.api, self.sessions, self.router, self.outbox, self.clock = api, sessions, router, outbox, clock
+        self.notifiers = list(notifiers)
         self.chats = {c.chat_id: c for c in chats}
         self.offset: int | None = None  # confirmed updates are not sent again (Bot API getUpdates)
 
@@ -335,33 +293,35 @@ class TelegramUpdates:
     def _press(self, uid: int, query: Mapping[str, Any]) -> Handled:
         kind, _, sid = str(query.get("data") or "").partition(":")
         chat = self.chats.get((query.get("message") or {}).get("chat", {}).get("id"))
+        lang = chat.language if chat is not None else "id"
         if kind not in ("ack", "clr") or not sid.isdigit():
-            return self._answer(uid, query, "rejected", None, "Unknown button")
+            return self._answer(uid, query, "rejected", None, say(lang, "unknown_button"))
         alert_id = int(sid)
         if chat is None or not chat.can_act:
-            return self._answer(uid, query, "refused", alert_id, "This chat may not act on alerts.")
+            return self._answer(uid, query, "refused", alert_id, say(lang, "chat_may_not"))
         user = query.get("from") or {}
         actor = f"telegram:{chat.name}/{user.get('username') or user.get('id')}"[:64]
         now = self.clock()
         try:
             with self.sessions.begin() as s:
-                book = AlertBook(s, channels=self.router, clock=lambda: now)
+                book = AlertBook(s, self.notifiers, channels=self.router, clock=lambda: now)
                 row = book.get(alert_id)
                 if not chat.covers(snapshot(row)):
                     outcome = "refused"
-                    text = f"This chat may not act on alert {alert_id} ({row.type}, {row.kecamatan})."
+                    text = say(lang, "alert_may_not", id=alert_id, type=row.type, kecamatan=row.kecamatan)
                 elif kind == "ack":
                     book.acknowledge(alert_id, now, actor)
-                    outcome, text = "acknowledged", f"Alert {alert_id}: you are on it."
+                    outcome, text = "acknowledged", say(lang, "done_ack", id=alert_id)
                 else:
-                    reason = clear_words(row.type)[1]
+                    label, reason = clear_words(row.type, lang)
                     book.clear(alert_id, now, actor, reason)
-                    outcome, text = "cleared", f"Alert {alert_id} cleared ({reason})."
+                    outcome, text = "cleared", say(lang, "done_clear", id=alert_id, how=label)
         except (AlertNotFound, AlertStateError) as exc:
             return self._answer(uid, query, "rejected", alert_id, str(exc))
         if outcome == "refused":
             return self._answer(uid, query, outcome, alert_id, text)
         log.info("telegram: %s %s alert %d", actor, outcome, alert_id)
+        book.publish()  # committed: the alert_event annotation, as after an API action
         if self.outbox is not None:
             try:
                 self.outbox.dispatch(now=now)

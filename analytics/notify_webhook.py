@@ -39,6 +39,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from analytics.alerts import AlertChange
 from analytics.outbox import DeliveryRefused, OutboxMessage
+from core.alerts import payload_words
 
 SIGNATURE_HEADER = "X-Lorong-Signature"
 SIGNATURE_TOLERANCE_S = 300.0
@@ -137,7 +138,8 @@ class WebhookNotifier:
         """Deliver one change (see the class for errors)."""
         if time.monotonic() < self._down_until:
             raise WebhookDown(f"webhook {self.url} failed less than {self.cooldown_s:.0f} s ago")
-        body = json.dumps({"action": change.action, "alert": change.alert}).encode()
+        body = json.dumps({"action": change.action,
+                           "alert": {**change.alert, **payload_words(str(change.alert.get("type")))}}).encode()
         key = f"{change.alert_id}:{change.action}:{change.alert.get('updated_at')}"
         try:
             for attempt in self._retrying:

@@ -5,7 +5,8 @@ The pattern is C. Richardson's "Transactional outbox" (microservices.io/patterns
 - **Write.** :class:`analytics.alerts.AlertBook` adds one ``notification_outbox`` row per change and
   channel (:func:`enqueue`) in the session of the change, so a committed change always has its
   rows and a rolled-back change has none. ``payload`` is the JSON text the channel sends
-  (:func:`notification_payload`): ``{"notification_id", "action", "alert"}``.
+  (:func:`notification_payload`): ``{"notification_id", "action", "alert"}``, the alert with its
+  type's words from the catalogue.
 - **Send.** :meth:`Outbox.dispatch` (after each job run and on every scheduler tick) sends the due
   rows of each channel in id order. Success (MQTT PUBACK, HTTP 2xx) sets ``sent_at``. A refusal
   (:class:`DeliveryRefused`: HTTP 4xx other than 408/429) sets ``failed_at`` and is not retried
@@ -48,6 +49,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import ColumnElement, CursorResult, Executable, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.alerts import payload_words
 from core.errors import LorongError
 from core.model import utcnow
 from storage.tables import NotificationOutboxRow as Row
@@ -166,9 +168,12 @@ def notification_payload(notification_id: int, action: str, alert: dict[str, Any
 
     Args:
         notification_id: the change's ``alert_history`` id, the receivers' idempotency key.
-        action: opened, escalated, deescalated, acknowledged or cleared.
-        alert: the alert's snapshot after the change (:func:`analytics.alerts.snapshot`).
+        action: opened, escalated, deescalated, acknowledged, cleared or reminder.
+        alert: the alert's snapshot after the change (:func:`analytics.alerts.snapshot`); the
+            catalogue's words of its type are added beside ``type`` (:func:`core.alerts.payload_words`:
+            ``title`` and ``what_to_do`` in Bahasa Indonesia and English, and the ``role`` that acts on it).
     """
+    alert = {**alert, **payload_words(str(alert.get("type")))}
     return json.dumps({"notification_id": notification_id, "action": action, "alert": alert},
                       separators=(",", ":"))
 

@@ -60,7 +60,8 @@ raised ``OverflowError`` when bound to the query)."""
 
 @dataclass(frozen=True, slots=True)
 class AlertFilter:
-    """What a listing asks for; ``None`` means any."""
+    """What a listing asks for; ``None`` means any. ``area``: only alerts in these kecamatan
+    (a token's area, :attr:`api.auth.Principal.area`); empty means the whole city."""
 
     status: str | None = "active"
     type: str | None = None
@@ -68,6 +69,7 @@ class AlertFilter:
     kecamatan: str | None = None
     acknowledged: bool | None = None
     device_id: str | None = None
+    area: tuple[str, ...] = ()
 
     def checks(self) -> list[tuple[str, Any]]:
         """``[(field, wanted value)]`` of the filters that are set."""
@@ -106,6 +108,8 @@ def _query(f: AlertFilter, after: Key | None) -> Select[Any]:
                           (AlertRow.device_id, f.device_id)):
         if value is not None:
             q = q.where(column == value)
+    if f.area:
+        q = q.where(AlertRow.kecamatan.in_(f.area))
     if after is not None:
         ts, alert_id = after
         q = q.where(or_(AlertRow.started_at < ts, and_(AlertRow.started_at == ts, AlertRow.id < alert_id)))
@@ -143,7 +147,7 @@ def snapshot_page(alerts: list[dict[str, Any]], f: AlertFilter, after: Key | Non
     for a in alerts:
         if after is not None and (a["started_at"], a["id"]) >= after:
             continue
-        if all(a[name] == want for name, want in checks):
+        if all(a[name] == want for name, want in checks) and (not f.area or a["kecamatan"] in f.area):
             out.append(a)
             if len(out) >= limit:
                 break

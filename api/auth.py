@@ -13,6 +13,11 @@ admin       all of the above, and manage API tokens
 "Act on" an alert is acknowledging and clearing it; which role acts on which alert type is the
 catalogue's (:func:`core.alerts.may_act`), checked per alert by :meth:`Principal.require_act`.
 
+A token may also have an *area*: the kecamatan its holder works in (``lorong api token create
+--kecamatan Wajo,Tallo``). A token with an area, whatever its role, sees the bins, alerts and route
+stops of those kecamatan only, and acts only there (:meth:`Principal.require_area`, 403 elsewhere);
+a token without one (the default) covers the whole city. Air stations stay readable by everyone.
+
 A token is ``lrg_`` followed by the URL-safe base64 of 32 random bytes from :mod:`secrets`
 (256 bits, 43 characters). Only its SHA-256 hex digest is stored (``api_tokens.token_hash``);
 the plain token is shown once, when it is created. Clients send it as
@@ -118,11 +123,34 @@ class Principal:
         token_id: ``api_tokens.id``.
         name: the name given at creation (a person or a device), used as the actor of alert changes.
         role: the token's role.
+        area: the kecamatan the token is limited to, sorted; empty for the whole city.
     """
 
     token_id: int
     name: str
     role: Role
+    area: tuple[str, ...] = ()
+
+    def covers(self, kecamatan: str) -> bool:
+        """True when the token's area includes ``kecamatan`` (always, for a token without an area).
+        Names are compared as the registry spells them (the area is resolved when the token is made)."""
+        return not self.area or kecamatan in self.area
+
+    def require_area(self, kecamatan: str, what: str) -> None:
+        """Raise :class:`Forbidden` unless the token's area includes ``kecamatan``.
+
+        Args:
+            kecamatan: where the bin or alert is.
+            what: what is asked for, for the message (``bin MKS-BIN-0003``, ``alert 12``).
+        """
+        if not self.covers(kecamatan):
+            where = kecamatan or "no kecamatan"
+            raise Forbidden(f"{what} is in {where}, outside this token's area ({', '.join(self.area)})")
+
+    def require_filter(self, kecamatan: str | None) -> None:
+        """Raise :class:`Forbidden` when a listing asks for a ``kecamatan`` outside the token's area."""
+        if kecamatan is not None and not self.covers(kecamatan):
+            raise Forbidden(f"kecamatan={kecamatan} is outside this token's area ({', '.join(self.area)})")
 
     def can(self, permission: Permission) -> bool:
         """True when the role grants ``permission``."""
@@ -160,7 +188,8 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def create_token(session: Session, name: str, role: Role | str, now: datetime | None = None) -> tuple[ApiTokenRow, str]:
+def create_token(session: Session, name: str, role: Role | str, now: datetime | None = None,
+                 area: Sequence[str] | None = None) -> tuple[ApiTokenRow, str]:
     """Create a token (the caller commits).
 
     Args:
@@ -168,22 +197,52 @@ def create_token(session: Session, name: str, role: Role | str, now: datetime | 
         name: who or what holds it, 1..64 characters.
         role: one of :class:`Role`.
         now: creation time (tz-aware); default now.
+        area: kecamatan the token is limited to, as the registry spells them (:func:`resolve_area`);
+            ``None`` or empty for the whole city.
 
     Returns:
         the stored row and the plain token, which is not stored anywhere and must be shown now.
 
     Raises:
-        ValueError: empty or too long name, or unknown role.
+        ValueError: empty or too long name, unknown role, or an empty or over-long kecamatan name.
     """
     name = name.strip()
     if not 1 <= len(name) <= 64:
         raise ValueError("token name must be 1 to 64 characters")
     role = Role(role)
+    names = sorted({k.strip() for k in area or ()})
+    if any(not 1 <= len(k) <= 64 for k in names):
+        raise ValueError("a kecamatan name in a token's area must be 1 to 64 characters")
     token = new_token()
-    row = ApiTokenRow(name=name, role=role.value, token_hash=hash_token(token), created_at=now or utcnow())
+    row = ApiTokenRow(name=name, role=role.value, token_hash=hash_token(token), created_at=now or utcnow(),
+                      area=names or None)
     session.add(row)
     session.flush()
     return row, token
+
+
+def resolve_area(names: Sequence[str], known: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Match the kecamatan names given for a token's area to the registry's spelling, without case.
+
+    Args:
+        names: as typed (``["wajo", "Tallo"]``); blanks are dropped.
+        known: every kecamatan in the registry (:func:`api.query.known_kecamatan`).
+
+    Returns:
+        the registry's spelling of each (a name matching none is kept as typed), and the names
+        that matched none (empty when all are known).
+    """
+    by_fold = {k.casefold(): k for k in known}
+    out: list[str] = []
+    unknown: list[str] = []
+    for name in (n.strip() for n in names):
+        if not name:
+            continue
+        match = by_fold.get(name.casefold())
+        if match is None:
+            unknown.append(name)
+        out.append(match or name)
+    return sorted(set(out)), unknown
 
 
 def list_tokens(session: Session, include_revoked: bool = True) -> Sequence[ApiTokenRow]:
@@ -252,7 +311,7 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
     if not token:
         raise NotAuthenticated(NO_TOKEN)
     row = session.execute(select(ApiTokenRow.id, ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.revoked_at,
-                                 ApiTokenRow.last_used_at)
+                                 ApiTokenRow.last_used_at, ApiTokenRow.area)
                           .where(ApiTokenRow.token_hash == hash_token(token))).first()
     if row is None:
         raise NotAuthenticated("this API token is not known: check it was copied whole, or ask an admin for a new one")
@@ -262,7 +321,8 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
     session.rollback()  # end the read before writing elsewhere: SQLite allows one writer, readers never wait
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         touch(session, row.id, now)
-    return Principal(token_id=row.id, name=row.name, role=Role(row.role))
+    area = tuple(sorted(str(k) for k in row.area)) if isinstance(row.area, list) else ()
+    return Principal(token_id=row.id, name=row.name, role=Role(row.role), area=area)
 
 
 def kept_token(session: Session, path: Path, name: str, role: Role | str) -> tuple[str, bool]:

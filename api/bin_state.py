@@ -192,14 +192,15 @@ class BinLoader:
 
 
 def pick(entries: Sequence[BinEntry], kecamatan: str | None, min_level: float | None, limit: int,
-         offset: int) -> list[BinEntry]:
-    """Filter a sorted snapshot by kecamatan and minimum fill level, then skip ``offset`` and keep ``limit``."""
+         offset: int, area: tuple[str, ...] = ()) -> list[BinEntry]:
+    """Filter a sorted snapshot by kecamatan, area (a token's kecamatan; empty: all) and minimum fill
+    level, then skip ``offset`` and keep ``limit``."""
     out: list[BinEntry] = []
     skipped = 0
     for e in entries:
         if min_level is not None and (e.fill is None or e.fill < min_level):
             break  # sorted fullest first: no later bin reaches min_level
-        if kecamatan and e.kecamatan != kecamatan:
+        if (kecamatan and e.kecamatan != kecamatan) or (area and e.kecamatan not in area):
             continue
         if skipped < offset:
             skipped += 1

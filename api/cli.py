@@ -9,8 +9,9 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from api.auth import Role, UnknownToken, create_token, list_tokens, revoke_token
+from api.auth import Role, UnknownToken, create_token, list_tokens, resolve_area, revoke_token
 from api.main import create_app
+from api.query import known_kecamatan
 from api.server import header_timeout_protocol
 from core.settings import Settings
 from storage.db import migrate
@@ -60,29 +61,41 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
 def token_create(
     role: Role = typer.Option(..., help="crew, officer, technician, supervisor or admin"),
     name: str = typer.Option(..., help="who holds it (a person, a team or a system)"),
+    kecamatan: str = typer.Option("", help="the token's area: kecamatan, comma-separated (Wajo,Tallo); "
+                                           "it then sees and acts on the bins and alerts there only"),
 ) -> None:
     """Create a token and print it once: it is stored only as a SHA-256 hash."""
     sessions = open_sessions(Settings())
     try:
         with sessions.begin() as s:
-            row, token = create_token(s, name, role)
+            known = known_kecamatan(s)
+            area, unknown = resolve_area(kecamatan.split(","), known)
+            if unknown and known:
+                raise ValueError(f"--kecamatan: no device is in {', '.join(unknown)}; known kecamatan: "
+                                 f"{', '.join(known)}")
+            row, token = create_token(s, name, role, area=area)
             token_id = row.id
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     print(token)
-    typer.echo(f"token {token_id} ({role.value}, {name!r}) created; copy it now, it is not shown again", err=True)
+    if unknown:
+        typer.echo(f"warning: no device is registered yet, so {', '.join(unknown)} could not be checked", err=True)
+    where = f", area {', '.join(area)}" if area else ""
+    typer.echo(f"token {token_id} ({role.value}, {name!r}{where}) created; copy it now, it is not shown again",
+               err=True)
 
 
 @token_app.command("list")
 def token_list() -> None:
-    """List tokens (id, name, role, created, last used, revoked); never the secrets."""
+    """List tokens (id, name, role, area, created, last used, revoked); never the secrets."""
     sessions = open_sessions(Settings())
     with sessions() as s:
         rows = list_tokens(s)
-    table = Table("id", "name", "role", "created", "last used", "revoked")
+    table = Table("id", "name", "role", "area", "created", "last used", "revoked")
     for r in rows:
-        table.add_row(str(r.id), r.name, r.role, r.created_at.isoformat(timespec="seconds"),
+        table.add_row(str(r.id), r.name, r.role, ", ".join(r.area or []) or "city",
+                      r.created_at.isoformat(timespec="seconds"),
                       r.last_used_at.isoformat(timespec="seconds") if r.last_used_at else "-",
                       r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-")
     console.print(table)

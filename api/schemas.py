@@ -333,6 +333,10 @@ class TokenIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"\S", description="who holds it")
     role: Literal["crew", "officer", "technician", "supervisor", "admin"]
+    kecamatan: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=100,
+        description="the token's area: it sees and acts on bins and alerts of these kecamatan only; "
+                    "empty for the whole city")
 
 
 class TokenOut(BaseModel):
@@ -341,6 +345,7 @@ class TokenOut(BaseModel):
     id: int
     name: str
     role: str
+    area: list[str] | None = Field(None, description="kecamatan the token is limited to; null for the whole city")
     created_at: Utc
     revoked_at: Utc | None
     last_used_at: Utc | None

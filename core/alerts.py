@@ -202,6 +202,17 @@ def alert_type(name: str) -> AlertType:
     return ALERT_TYPES[name]
 
 
+def payload_words(name: str) -> dict[str, object]:
+    """The catalogue's words of an alert type for a notification payload (MQTT, webhook), so that
+    subscribers need no table of their own: ``{"title": {"id": ..., "en": ...}, "what_to_do":
+    {"id": ..., "en": ...}, "role": "crew"}``; empty for a type not in the catalogue."""
+    spec = ALERT_TYPES.get(name)
+    if spec is None:
+        return {}
+    return {"title": {lang: w.title for lang, w in spec.words.items()},
+            "what_to_do": {lang: w.action for lang, w in spec.words.items()}, "role": spec.role}
+
+
 def types_for(role: str) -> tuple[str, ...]:
     """Names of the types ``role`` acts on, in catalogue order."""
     return tuple(t.name for t in _ROWS if t.role == role)

@@ -72,6 +72,9 @@ def demo(
     """Start the embedded stack, the ingester, the analytics scheduler, a simulated city and the API;
     stop everything cleanly on Ctrl-C.
 
+    With Telegram on (``LORONG_NOTIFY__TELEGRAM_TOKEN``), the linked chats get the alerts and their
+    buttons act, as under ``lorong analytics schedule``.
+
     The city (:class:`firmware_sim.live.LiveCity`) first loads ``--history-days`` of its past through
     the ingest pipeline, then runs in real time: bins fill bag by bag, the trucks' rounds empty them,
     and a bin a person reports emptied (crew page, API, Telegram) is emptied in the city too
@@ -82,7 +85,7 @@ def demo(
     import uvicorn
 
     from analytics.escalation import Escalation
-    from analytics.notify import build_notifiers, build_outbox
+    from analytics.notify import build_notifiers, build_outbox, start_telegram_updates
     from analytics.scheduler import Scheduler
     from api.auth import kept_token
     from api.main import create_app
@@ -144,6 +147,9 @@ def demo(
                               escalation=Escalation.from_settings(settings.notify))
         scheduler.start()
         cleanup.callback(scheduler.stop)
+        telegram_stop = threading.Event()  # the linked chats' buttons and /chatid, as `analytics schedule` reads them
+        cleanup.callback(start_telegram_updates(settings, sessions, outbox, telegram_stop, influx))
+        cleanup.callback(telegram_stop.set)
         pub = Publisher(settings.mqtt.host, settings.mqtt.port)
         cleanup.callback(pub.close)
         # real time: each reading at its own time, never ahead of the clock (LiveCity.step)

@@ -310,6 +310,8 @@ class TelegramChat(BaseModel):
             critical alerts nobody acknowledged (``NotifySettings.escalate_after_min``).
         can_act: its "On it" / "Emptied" buttons acknowledge and clear its alerts; without it the
             messages carry no buttons and a pressed button is refused.
+        language: the chat's language, ``id`` (Bahasa Indonesia, the default) or ``en``: messages,
+            buttons and answers, with the words of the alert type catalogue (:mod:`core.alerts`).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
@@ -318,6 +320,7 @@ class TelegramChat(BaseModel):
     types: list[str] = Field(default_factory=list)
     role: Literal["crew", "supervisor"] = "crew"
     can_act: bool = False
+    language: Literal["id", "en"] = "id"
 
     @property
     def channel(self) -> str:

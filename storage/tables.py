@@ -221,7 +221,12 @@ class DeadLetterRow(Base):
 
 
 class ApiTokenRow(Base):
-    """An API token: only its SHA-256 hash is stored; role is crew, officer, technician or admin."""
+    """An API token: only its SHA-256 hash is stored; role is crew, officer, technician, supervisor or admin.
+
+    ``area`` is the list of kecamatan the holder works in (``["Wajo", "Tallo"]``), or null for the
+    whole city: a token with an area sees and acts on the bins and alerts of those kecamatan only
+    (:mod:`api.auth`).
+    """
 
     __tablename__ = "api_tokens"
 
@@ -232,6 +237,7 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    area: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class NotificationOutboxRow(Base):

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from analytics.alerts import AlertBook, snapshot
 from analytics.notify import outbox_channels
 from api.alert_state import AlertFilter, decode_cursor, encode_cursor, location, query_page, snapshot_page
+from api.auth import Principal
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
 from api.idempotency import IdempotencyKey, once
 from api.query import one_of, resolve_kecamatan_in
@@ -46,7 +47,7 @@ async def alerts(
     request: Request,
     ctx: ContextDep,
     session: SessionDep,
-    _who: Reader,
+    who: Reader,
     status: Literal["active", "cleared", "any"] = Query("active", description="active (default), cleared or any"),
     type: Annotated[str | None, Query(max_length=32, description="alert type: one of GET /alerts/types",
                                       json_schema_extra={"enum": list(ALERT_TYPES)}), one_of(ALERT_TYPES)] = None,
@@ -57,14 +58,16 @@ async def alerts(
     limit: int = Query(100, ge=1, le=500),
     cursor: str | None = Query(None, max_length=200, description="X-Next-Cursor of the previous page"),
 ) -> Response:
-    """Alerts newest first (by ``started_at``, then id), one page at a time.
+    """Alerts newest first (by ``started_at``, then id), one page at a time; for a token with an
+    area, those of its area only (``kecamatan`` outside it: 403).
 
     Active alerts come from a snapshot at most a few seconds old (:mod:`api.alert_state`); the
     others from SQL in a worker thread.
     """
     if kecamatan:
         kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
-    f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id)
+        who.require_filter(kecamatan)
+    f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id, who.area)
     after = decode_cursor(cursor) if cursor is not None else None
 
     def render(rows: list[dict[str, Any]]) -> tuple[bytes, dict[str, str]]:
@@ -99,16 +102,28 @@ def alert_out(session: Session, row: AlertRow) -> dict[str, Any]:
     return AlertOut.model_validate({**snapshot(row), **location(session, row.device_id)}).model_dump(mode="json")
 
 
+def in_area(book: AlertBook, alert_id: int, who: Principal) -> AlertRow:
+    """The alert ``alert_id``, if it is in the area of ``who``'s token.
+
+    Raises:
+        NotFound: no such alert (404).
+        Forbidden: it is outside the token's area (403).
+    """
+    row = book.get(alert_id)
+    who.require_area(row.kecamatan, f"alert {alert_id}")
+    return row
+
+
 @router.get("/{alert_id}", response_model=AlertOut, responses=NOT_FOUND)
-def alert(alert_id: AlertId, session: SessionDep, _who: Reader) -> dict[str, Any]:
-    """One alert, with its device's location."""
-    return alert_out(session, AlertBook(session).get(alert_id))
+def alert(alert_id: AlertId, session: SessionDep, who: Reader) -> dict[str, Any]:
+    """One alert, with its device's location (403 outside the token's area)."""
+    return alert_out(session, in_area(AlertBook(session), alert_id, who))
 
 
 @router.get("/{alert_id}/history", response_model=list[AlertHistoryOut], responses=NOT_FOUND)
-def history(alert_id: AlertId, session: SessionDep, _who: Reader) -> list[AlertHistoryOut]:
-    """Who did what to an alert, when and why, oldest first."""
-    AlertBook(session).get(alert_id)
+def history(alert_id: AlertId, session: SessionDep, who: Reader) -> list[AlertHistoryOut]:
+    """Who did what to an alert, when and why, oldest first (403 outside the token's area)."""
+    in_area(AlertBook(session), alert_id, who)
     rows = session.scalars(select(AlertHistoryRow).where(AlertHistoryRow.alert_id == alert_id)
                            .order_by(AlertHistoryRow.at, AlertHistoryRow.id))
     return [AlertHistoryOut(at=r.at, action=r.action, actor=r.actor, reason=str((r.details or {}).get("reason", "")),
@@ -120,12 +135,13 @@ def acknowledge(alert_id: AlertId, request: Request, ctx: ContextDep, session: S
                 key: IdempotencyKey = None) -> Response:
     """Acknowledge an active alert: someone is on it. Only a role that acts on the alert's type may
     (:func:`core.alerts.may_act`; 403 otherwise). 409 if it is already acknowledged or already cleared
-    (a cleared alert has nothing left to be on, so its ack would only add noise). A repeat with the
+    (a cleared alert has nothing left to be on, so its ack would only add noise); 403 outside the
+    token's area. A repeat with the
     same ``Idempotency-Key`` returns the first answer and changes nothing (:mod:`api.idempotency`)."""
     book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
 
     def apply() -> dict[str, Any]:
-        who.require_act(book.get(alert_id).type)
+        who.require_act(in_area(book, alert_id, who).type)
         return alert_out(session, book.acknowledge(alert_id, utcnow(), who.actor))
 
     response, replayed = once(session, who, key, request, apply)
@@ -139,12 +155,12 @@ def acknowledge(alert_id: AlertId, request: Request, ctx: ContextDep, session: S
 def clear(alert_id: AlertId, request: Request, ctx: ContextDep, session: SessionDep, who: AlertWriter,
           body: Annotated[ClearIn | None, Body()] = None, key: IdempotencyKey = None) -> Response:
     """Clear an active alert, e.g. after emptying the bin; ``reason`` goes into its history. Only a
-    role that acts on the alert's type may (403 otherwise); 409 if already cleared. Idempotent by
+    role that acts on the alert's type may, in the token's area (403 otherwise); 409 if already cleared. Idempotent by
     ``Idempotency-Key`` as the acknowledgement."""
     book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
 
     def apply() -> dict[str, Any]:
-        who.require_act(book.get(alert_id).type)
+        who.require_act(in_area(book, alert_id, who).type)
         return alert_out(session, book.clear(alert_id, utcnow(), who.actor, body.reason if body else ""))
 
     response, replayed = once(session, who, key, request, apply)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
 from pydantic_core import to_json
 
+from api.auth import Principal
 from api.bin_state import load_bins, pick
 from api.deps import ContextDep, DeviceId, Reader, SessionDep
 from api.errors import NotFound
@@ -27,10 +28,11 @@ Start = Annotated[AwareDatetime | None, Query(description="ISO-8601 with offset;
 End = Annotated[AwareDatetime | None, Query(description="ISO-8601 with offset; default now")]
 
 
-def _bin(session: SessionDep, device_id: str) -> DeviceRow:
+def _bin(session: SessionDep, device_id: str, who: Principal) -> DeviceRow:
     row = get_device(session, device_id)
     if row.kind != DeviceKind.BIN.value:
         raise NotFound(f"{row.id} is an air station, not a bin: use /air/stations/{row.id}")
+    who.require_area(row.kecamatan, f"bin {row.id}")
     return row
 
 
@@ -38,13 +40,14 @@ def _bin(session: SessionDep, device_id: str) -> DeviceRow:
 async def bins(
     request: Request,
     ctx: ContextDep,
-    _who: Reader,
+    who: Reader,
     kecamatan: str | None = Query(None, max_length=64, description="only bins in this kecamatan"),
     min_level: float | None = Query(None, ge=0.0, le=1.0, description="only bins at or above this fillingLevel (0..1)"),
     limit: int = Query(100, ge=1, le=5000),
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> Response:
-    """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last.
+    """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last. For a
+    token with an area, the bins of its area only (``kecamatan`` outside it: 403).
 
     Served from a snapshot of ``device_latest`` at most a few seconds old (see :mod:`api.bin_state`
     and :mod:`api.pages`); async because the answer is a slice of that in-memory snapshot, with no
@@ -54,29 +57,32 @@ async def bins(
     entries = await ctx.bins.aitems()
     if kecamatan and not any(e.kecamatan == kecamatan for e in entries):  # else the snapshot has it as sent
         kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
+    who.require_filter(kecamatan)
 
     def render() -> tuple[bytes, dict[str, str]]:
         now = utcnow()
-        return to_json([e.render(now) for e in pick(entries, kecamatan, min_level, limit, offset)]), {}
+        chosen = pick(entries, kecamatan, min_level, limit, offset, who.area)
+        return to_json([e.render(now) for e in chosen]), {}
 
-    key = ("bins", kecamatan, min_level, limit, offset)
+    key = ("bins", kecamatan, min_level, limit, offset, who.area)
     return ctx.pages.respond(key, entries, request.headers.get("accept-encoding", ""), render)
 
 
 @router.get("/{device_id}", response_model=BinOut, responses=NOT_FOUND)
-def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader) -> BinOut:
-    """One bin's latest state, straight from the database."""
-    row = _bin(session, device_id)
+def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Reader) -> BinOut:
+    """One bin's latest state, straight from the database (403 outside the token's area)."""
+    row = _bin(session, device_id, who)
     [entry] = load_bins(session, ctx.settings.analytics.full_threshold, row.id)
     return BinOut.model_validate(entry.render(utcnow()))
 
 
 @router.get("/{device_id}/readings", response_model=BinReadingsOut, responses={**NOT_FOUND, **STORE})
-def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader,
+def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Reader,
                  start: Start = None, end: End = None, every: Every = "1h") -> BinReadingsOut:
     """A bin's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first; windows
-    over 7 days or older than the raw retention average the hourly means (``source``)."""
-    row = _bin(session, device_id)
+    over 7 days or older than the raw retention average the hourly means (``source``). 403 outside the
+    token's area."""
+    row = _bin(session, device_id, who)
     win = window(start, end, every)
     rp = source(win, ctx.settings.influx.raw_days)
     rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win, rp)

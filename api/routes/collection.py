@@ -7,6 +7,9 @@ id or a dict with ``device_id`` or ``id``.
 Each stop is joined with the registry (location), ``device_latest`` (current fill level and rate),
 the day's collections (``emptiedAt``) and an active ``cant_empty`` alert (``problem``); the stops
 still to do get an arrival time and the level expected then (:func:`arrivals`).
+
+A token with an area (:mod:`api.auth`) gets the stops in its area only, each keeping its place
+(``order``) and arrival time in the whole route, and no route without a stop there.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def _plan_extra(stops: Any) -> dict[str, Any]:
 def routes(
     session: SessionDep,
     ctx: ContextDep,
-    _who: Reader,
+    who: Reader,
     day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$",
                             description="YYYY-MM-DD (in analytics.timezone); default today"),
     vehicle: int | None = Query(None, ge=0, le=10_000),
@@ -123,6 +126,10 @@ def routes(
                 fillRate_per_h=number((row.derived or {}).get("fill_rate_per_h")) if row else None,
                 demand_l=demand, emptiedAt=emptied.get(device_id), problem=problems.get(device_id)))
         arrivals(stops, extra.get("depot"), now)
+        if who.area:
+            stops = [s for s in stops if who.covers(s.kecamatan)]
+            if not stops:
+                continue
         out.append(RouteOut(id=plan.id, day=plan.day, vehicle=plan.vehicle, distance_km=plan.distance_km,
                             created_at=plan.created_at, stops=stops, **extra))
     return out

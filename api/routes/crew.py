@@ -1,7 +1,7 @@
 """What a crew does at a bin, and who the caller is.
 
-- ``GET /me``: the token's name and role, and the alert types it acts on (the page shows only those
-  and offers buttons only where they will work).
+- ``GET /me``: the token's name, role and area, and the alert types it acts on (the page shows only
+  those and offers buttons only where they will work).
 - ``POST /bins/{id}/emptied``: a person emptied the bin. Records a collection (``source`` crew, the
   token's ``role:name`` as actor, the latest fill level before) and clears the bin's active alerts
   of the types the catalogue marks ``cleared_by_emptying`` (``bin_full``, ``bin_full_soon``,
@@ -10,10 +10,11 @@
   sensor_broken). Raises the ``cant_empty`` alert (:data:`core.alerts.CANT_EMPTY`), which the
   supervisor role acts on, with the reason and the reporter in its details and history.
 
-Both take an ``Idempotency-Key`` (:mod:`api.idempotency`): the page makes one per action on the
-phone, so an action queued offline and sent twice is applied once. ``at`` is when it happened by
-the phone's clock (an action queued offline is sent later); it may lie at most
-:data:`MAX_AGE` in the past and :data:`MAX_SKEW` in the future.
+Both are refused (403) for a bin outside the token's area. Both take an ``Idempotency-Key``
+(:mod:`api.idempotency`): the page makes one per action on the phone, so an action queued offline
+and sent twice is applied once. ``at`` is when it happened by the phone's clock (an action queued
+offline is sent later); it may lie at most :data:`MAX_AGE` in the past and :data:`MAX_SKEW` in the
+future.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from analytics.alerts import AlertBook
 from analytics.notify import outbox_channels
-from api.auth import Permission
+from api.auth import Permission, Principal
 from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep
 from api.errors import InvalidRequest, NotFound
 from api.idempotency import IdempotencyKey, once
@@ -56,6 +57,7 @@ class MeOut(BaseModel):
     role: str
     acts_on: list[str] = Field(description="alert types this role acknowledges and clears (GET /alerts/types)")
     may_collect: bool = Field(description="may report a bin emptied or not emptiable")
+    area: list[str] = Field(description="kecamatan this token sees and acts on; empty for the whole city")
 
 
 class EmptiedIn(BaseModel):
@@ -94,10 +96,11 @@ def _when(at: datetime | None, now: datetime) -> datetime:
     return min(at, now)
 
 
-def _bin(session: SessionDep, device_id: str) -> DeviceRow:
+def _bin(session: SessionDep, device_id: str, who: Principal) -> DeviceRow:
     row = get_device(session, device_id)
     if row.kind != DeviceKind.BIN.value:
         raise NotFound(f"{row.id} is an air station, not a bin")
+    who.require_area(row.kecamatan, f"bin {row.id}")
     return row
 
 
@@ -106,7 +109,7 @@ def me(who: Reader) -> MeOut:
     """Who holds this token, and what it may act on."""
     return MeOut(name=who.name, role=who.role.value,
                  acts_on=[t for t in catalogue.ALERT_TYPES if catalogue.may_act(who.role.value, t)],
-                 may_collect=who.can(Permission.COLLECT))
+                 may_collect=who.can(Permission.COLLECT), area=list(who.area))
 
 
 @router.post("/bins/{device_id}/emptied", response_model=EmptiedOut, responses=NOT_FOUND)
@@ -119,7 +122,7 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
     book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))
 
     def apply() -> dict[str, Any]:
-        dev = _bin(session, device_id)
+        dev = _bin(session, device_id, who)
         latest = session.get(DeviceLatestRow, dev.id)
         level = metric_value(latest.metrics, "fillingLevel")[0] if latest is not None else None
         row = CollectionRow(device_id=dev.id, at=at, level_before=level, level_after=None, source="crew",
@@ -152,7 +155,7 @@ def cant_empty(device_id: DeviceId, body: CantEmptyIn, request: Request, ctx: Co
     spec = catalogue.CANT_EMPTY
 
     def apply() -> dict[str, Any]:
-        dev = _bin(session, device_id)
+        dev = _bin(session, device_id, who)
         details = {"reason": body.reason, "note": body.note, "by": who.actor, "at": at.isoformat()}
         row, _ = book.raise_(dev.id, spec.name, spec.severities[-1], now, details, dev.kecamatan, actor=who.actor)
         return alert_out(session, row)

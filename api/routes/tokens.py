@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from api.auth import create_token, list_tokens, revoke_token
+from api.auth import create_token, list_tokens, resolve_area, revoke_token
 from api.deps import Admin, SessionDep
+from api.errors import InvalidRequest
+from api.query import known_kecamatan
 from api.schemas import ERRORS, NOT_FOUND, TokenCreatedOut, TokenIn, TokenOut
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=ERRORS)
@@ -21,8 +23,14 @@ def tokens(session: SessionDep, _who: Admin) -> list[TokenOut]:
 
 @router.post("", response_model=TokenCreatedOut, status_code=status.HTTP_201_CREATED)
 def create(body: TokenIn, session: SessionDep, _who: Admin) -> TokenCreatedOut:
-    """Create a token; copy ``token`` now, it is not shown again."""
-    row, secret = create_token(session, body.name, body.role)
+    """Create a token; copy ``token`` now, it is not shown again. ``kecamatan`` (its area) is matched
+    to the registry without case; a name no device has is a 422 listing the known ones."""
+    known = known_kecamatan(session)
+    area, unknown = resolve_area(body.kecamatan, known)
+    if unknown:
+        raise InvalidRequest(f"kecamatan: no device is in {', '.join(unknown)}; known kecamatan: "
+                             f"{', '.join(known) or 'none yet'}")
+    row, secret = create_token(session, body.name, body.role, area=area)
     session.commit()
     return TokenCreatedOut(**TokenOut.model_validate(row, from_attributes=True).model_dump(), token=secret)
 

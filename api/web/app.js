@@ -152,7 +152,8 @@ function applyLanguage() {
   document.documentElement.lang = state.lang;
   for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
   const role = me().role;
-  $("subtitle").textContent = role === "crew" || !state.data ? t("subtitle") : t("sub_" + role);
+  const area = (me().area || []).join(", ");
+  $("subtitle").textContent = (role === "crew" || !state.data ? t("subtitle") : t("sub_" + role)) + (area ? " · " + area : "");
   $("lang").textContent = state.lang === "id" ? "EN" : "ID";
   $("refresh").setAttribute("aria-label", t("refresh"));
   $("refresh").title = t("refresh");

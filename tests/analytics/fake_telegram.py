@@ -10,7 +10,8 @@ JSON body, answered ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_co
   the bot is not in, 400 ``Bad Request: message text is empty``, 400 ``Bad Request:
   BUTTON_DATA_INVALID`` for callback data over 64 bytes; answers the ``Message``.
 - ``getUpdates`` ``{offset?, timeout?, allowed_updates?}``: updates with ``update_id >= offset``;
-  an offset confirms (drops) the earlier ones. It does not long-poll: no update, ``[]`` at once.
+  an offset confirms (drops) the earlier ones. Long polling: with no update it waits up to
+  ``timeout`` s (at most 50, as Telegram) for one, then answers ``[]``.
 - ``answerCallbackQuery`` ``{callback_query_id, text?, show_alert?}``: 400 ``Bad Request: query is
   too old and response timeout expired or query ID is invalid`` for an unknown or answered query.
 
@@ -45,7 +46,7 @@ class FakeTelegram:
     _next_update: int = 1000
     _next_message: int = 1
     _server: ThreadingHTTPServer | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Condition = field(default_factory=threading.Condition)  # notified on every new update
 
     @property
     def url(self) -> str:
@@ -81,6 +82,7 @@ class FakeTelegram:
                 "id": qid, "from": {"id": user_id, "is_bot": False, "first_name": user.title(), "username": user},
                 "message": {"message_id": message_id, "date": int(time.time()), "chat": {"id": chat_id}},
                 "chat_instance": str(chat_id), "data": data}})
+            self._lock.notify_all()
             return qid
 
     def say(self, chat_id: int, text: str) -> None:
@@ -90,6 +92,7 @@ class FakeTelegram:
             self.updates.append({"update_id": self._next_update, "message": {
                 "message_id": 999, "date": int(time.time()), "chat": {"id": chat_id},
                 "from": {"id": 42, "is_bot": False, "first_name": "Budi"}, "text": text}})
+            self._lock.notify_all()
 
     def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
         """Messages sent to one chat, in order."""
@@ -111,6 +114,9 @@ class FakeTelegram:
                 offset = body.get("offset")
                 if offset is not None:
                     self.updates = [u for u in self.updates if u["update_id"] >= offset]
+                deadline = time.monotonic() + min(float(body.get("timeout") or 0), 50.0)
+                while not self.updates and (left := deadline - time.monotonic()) > 0:
+                    self._lock.wait(left)  # releases the lock: presses and other calls go on
                 return 200, {"ok": True, "result": list(self.updates)}
             if method == "answerCallbackQuery":
                 qid = body.get("callback_query_id")

@@ -146,7 +146,10 @@ def test_webhook_retries_then_delivers(hook: Any) -> None:
     assert len(hook.requests) == 3
     keys = {h["Idempotency-Key"] for h, _ in hook.requests}
     assert keys == {f"7:opened:{T.isoformat()}"}
-    assert hook.requests[-1][1] == {"action": "opened", "alert": change.alert}
+    assert hook.requests[-1][1] == {"action": "opened", "alert": {  # with the catalogue's words of the type
+        **change.alert, "title": {"id": "Api di tong", "en": "Fire in bin"}, "role": "crew",
+        "what_to_do": {"id": "Jauhi tong, jangan buka tutupnya, telepon pemadam kebakaran 113.",
+                       "en": "Keep away, do not open the lid, call the fire brigade on 113."}}}
     hook.statuses[:] = [400]  # refused: not retried
     with pytest.raises(httpx.HTTPStatusError):
         wh(change)

@@ -27,7 +27,7 @@ from tests.analytics.test_scenarios import NOW
 
 CREW, SUP = -2001, -2002
 CHATS = [TelegramChat(name="crew-wajo", chat_id=CREW, kecamatan=["Wajo"], can_act=True),
-         TelegramChat(name="supervisors", chat_id=SUP, role="supervisor", can_act=True)]
+         TelegramChat(name="supervisors", chat_id=SUP, role="supervisor", can_act=True, language="en")]
 POLICY = Escalation(after=timedelta(minutes=15), every=timedelta(minutes=30))
 WITA = ZoneInfo("Asia/Makassar")
 M = timedelta(minutes=1)
@@ -119,13 +119,14 @@ def test_the_job_reminds_and_the_supervisors_read_it(make_settings: Callable[...
         outbox.close()
     assert reports == [[], [fire], [], [fire]]
     texts = [m["text"] for m in bot.sent_to(SUP)]
-    assert [t.split("\n")[0] for t in texts] == ["CRITICAL fire: STILL NOT ACKNOWLEDGED"] * 2
-    assert texts[0] == (f"CRITICAL fire: STILL NOT ACKNOWLEDGED\ndevice B1 in Wajo\nsince 2026-03-02 10:00 WITA, "
+    assert [t.split("\n")[0] for t in texts] == ["CRITICAL · Fire in bin: STILL NOT ACKNOWLEDGED"] * 2
+    assert texts[0] == ("CRITICAL · Fire in bin: STILL NOT ACKNOWLEDGED\nB1 · Wajo\n"
+                        "Keep away, do not open the lid, call the fire brigade on 113.\nsince 2026-03-02 10:00 WITA, "
                         f"seen 1x\nnot acknowledged for 10 min (reminder 1)\ntemperature 71.00\nalert {fire}")
     assert "not acknowledged for 30 min (reminder 2)" in texts[1]
     assert [(b["text"], b["callback_data"]) for b in bot.sent_to(SUP)[0]["reply_markup"]["inline_keyboard"][0]] == [
         ("On it", f"ack:{fire}"), ("Resolved", f"clr:{fire}")]
-    assert [m["text"].split("\n")[0] for m in bot.sent_to(CREW)] == ["CRITICAL fire: new"]
+    assert [m["text"].split("\n")[0] for m in bot.sent_to(CREW)] == ["KRITIS · Api di tong: baru"]  # Bahasa
 
 
 def test_quiet_until() -> None:

@@ -16,11 +16,16 @@ import pytest
 from sqlalchemy import select
 
 from analytics.alerts import AlertBook
-from analytics.notify import NotifyRouter, bot_api, build_outbox
-from analytics.notify_telegram import BotApi, Handled, TelegramChannel, TelegramUpdates
+from analytics.notify import NotifyRouter, bot_api, build_outbox, build_telegram_updates
+from analytics.notify_telegram import BotApi, Handled, TelegramChannel, TelegramUpdates, buttons
 from analytics.outbox import Outbox
+from analytics.telegram_text import message_text
+from core import schema
+from core.model import to_ms
 from core.settings import NotifySettings, Settings, TelegramChat
+from devices.registry import DeviceIn, add_device
 from storage import stack
+from storage.influx import InfluxClient
 from storage.tables import AlertHistoryRow, AlertRow
 from storage.tables import NotificationOutboxRow as Row
 from tests.analytics.fake_telegram import TOKEN, FakeTelegram
@@ -33,7 +38,7 @@ CHATS = [
     TelegramChat(name="crew-wajo", chat_id=WAJO, kecamatan=["Wajo"], types=["bin_full", "bin_full_soon"],
                  can_act=True),
     TelegramChat(name="crew-makassar", chat_id=MAKASSAR, kecamatan=["Makassar"], can_act=True),
-    TelegramChat(name="city-watch", chat_id=CITY),
+    TelegramChat(name="city-watch", chat_id=CITY, language="en"),
     TelegramChat(name="supervisors", chat_id=SUP, role="supervisor", can_act=True),
 ]
 WITA = ZoneInfo("Asia/Makassar")
@@ -85,18 +90,69 @@ def test_a_message_per_alert_change_per_linked_chat(settings: Settings, sessions
     assert report.sent == {"mqtt": 4, "telegram:crew-wajo": 3, "telegram:city-watch": 4}
     wajo, city = bot.sent_to(WAJO), bot.sent_to(CITY)
     assert bot.sent_to(MAKASSAR) == [] and bot.sent_to(SUP) == []  # another kecamatan; reminders only
-    assert wajo[0]["text"] == (f"MAJOR bin_full: new\ndevice B1 in Wajo\nsince 2026-03-02 10:00 WITA, seen 1x\n"
-                               f"fillingLevel 0.90\nalert {a}")
-    assert keyboard(wajo[0]) == [("On it", f"ack:{a}"), ("Emptied", f"clr:{a}")]
-    assert wajo[1]["text"].startswith("MAJOR bin_full: someone is on it\n")
-    assert "acknowledged by crew:7 at 2026-03-02 10:03 WITA" in wajo[1]["text"]
-    assert keyboard(wajo[1]) == [("Emptied", f"clr:{a}")]  # already acknowledged: only the clear is left
-    assert "cleared by crew:7 at 2026-03-02 10:40 WITA" in wajo[2]["text"] and wajo[2]["reply_markup"] is None
-    # the city watch may not act: the same changes, no buttons; and the air alert the crew chat does not cover
-    assert [m["text"] for m in city] == [wajo[0]["text"], f"MAJOR pm25_high: new\ndevice S1 in Wajo\n"
-                                         f"since 2026-03-02 10:00 WITA, seen 1x\npm25 80.50\nalert {air}",
-                                         wajo[1]["text"], wajo[2]["text"]]
+    # the crew chat speaks Bahasa Indonesia (the default), with the catalogue's title and what to do
+    assert wajo[0]["text"] == ("TINGGI · Tong penuh: baru\nB1 · Wajo\n"
+                               "Kosongkan tong ini hari ini; kritis berarti sampah sudah hampir meluap.\n"
+                               f"sejak 2026-03-02 10:00 WITA, terlihat 1x\nfillingLevel 0.90\nperingatan {a}")
+    assert keyboard(wajo[0]) == [("Saya tangani", f"ack:{a}"), ("Sudah dikosongkan", f"clr:{a}")]
+    assert wajo[1]["text"].startswith("TINGGI · Tong penuh: sedang ditangani\n")
+    assert "ditangani oleh crew:7 pukul 2026-03-02 10:03 WITA" in wajo[1]["text"]
+    assert keyboard(wajo[1]) == [("Sudah dikosongkan", f"clr:{a}")]  # already acknowledged: only the clear is left
+    assert "diselesaikan oleh crew:7 pukul 2026-03-02 10:40 WITA" in wajo[2]["text"]
+    assert wajo[2]["reply_markup"] is None
+    # the city watch reads English and may not act: no buttons; and the air alert the crew chat does not cover
+    assert [m["text"] for m in city] == [
+        "MAJOR · Bin full: new\nB1 · Wajo\nEmpty this bin today; critical means it is about to overflow.\n"
+        f"since 2026-03-02 10:00 WITA, seen 1x\nfillingLevel 0.90\nalert {a}",
+        "MAJOR · High PM2.5: new\nS1 · Wajo\nIssue a health advisory: wear masks, spend less time outdoors.\n"
+        f"since 2026-03-02 10:00 WITA, seen 1x\npm25 80.50\nalert {air}",
+        "MAJOR · Bin full: someone is on it\nB1 · Wajo\nEmpty this bin today; critical means it is about to "
+        f"overflow.\nsince 2026-03-02 10:00 WITA, seen 1x\nfillingLevel 0.90\n"
+        f"acknowledged by crew:7 at 2026-03-02 10:03 WITA\nalert {a}",
+        "MAJOR · Bin full: cleared\nB1 · Wajo\nEmpty this bin today; critical means it is about to "
+        f"overflow.\nsince 2026-03-02 10:00 WITA, seen 1x\nfillingLevel 0.90\n"
+        f"cleared by crew:7 at 2026-03-02 10:40 WITA\nalert {a}"]
     assert all(m["reply_markup"] is None for m in city)
+
+
+def test_messages_name_the_place_and_link_the_map(settings: Settings, sessions: Any, bot: FakeTelegram) -> None:
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B7", kind="bin", kecamatan="Wajo", lat=-5.1312, lon=119.4105, depth_mm=1000,
+                               blind_zone_mm=150, street="Jl. Somba Opu", kelurahan="Melayu Baru",
+                               landmark="depan Masjid Raya"))
+    outbox = build_outbox(settings, sessions)
+    try:
+        a = open_alert(sessions, outbox.routing, "B7", severity="critical")
+        city_wide = open_alert(sessions, outbox.routing, "city", "pm25_episode", "", details={"stations": 5})
+        outbox.dispatch()
+    finally:
+        outbox.close()
+    link = "https://www.openstreetmap.org/?mlat=-5.1312&mlon=119.4105#map=18/-5.1312/119.4105"
+    assert bot.sent_to(WAJO)[0]["text"] == (
+        "KRITIS · Tong penuh: baru\nB7 · Jl. Somba Opu, Melayu Baru, Wajo (depan Masjid Raya)\n"
+        "Kosongkan tong ini hari ini; kritis berarti sampah sudah hampir meluap.\n"
+        f"sejak 2026-03-02 10:00 WITA, terlihat 1x\nfillingLevel 0.90\n{link}\nperingatan {a}")
+    city = [m["text"] for m in bot.sent_to(CITY)]
+    assert city[0].split("\n")[:2] == ["CRITICAL · Bin full: new",
+                                       "B7 · Jl. Somba Opu, Melayu Baru, Wajo (depan Masjid Raya)"]
+    assert link in city[0].split("\n")
+    # a city-wide alert has no place and no map link
+    assert city[1] == ("MAJOR · City-wide haze: new\ncity · no kecamatan\n"
+                       "Many stations rise together: coordinate a city-wide advisory.\n"
+                       f"since 2026-03-02 10:00 WITA, seen 1x\nstations 5\nalert {city_wide}")
+
+
+def test_reminder_words_in_both_languages() -> None:
+    alert = {"id": 9, "type": "fire", "severity": "critical", "device_id": "B1", "kecamatan": "Wajo",
+             "started_at": "2026-03-02T02:00:00+00:00", "count": 2, "details": {},
+             "reminder": {"unacknowledged_min": 15, "reminder": 1}}
+    assert message_text("reminder", alert, WITA, "id") == (
+        "KRITIS · Api di tong: BELUM DITANGANI\nB1 · Wajo\n"
+        "Jauhi tong, jangan buka tutupnya, telepon pemadam kebakaran 113.\n"
+        "sejak 2026-03-02 10:00 WITA, terlihat 2x\nbelum ditangani selama 15 menit (pengingat ke-1)\nperingatan 9")
+    assert message_text("reminder", alert, WITA, "en").split("\n")[4] == "not acknowledged for 15 min (reminder 1)"
+    assert buttons({**alert, "status": "active"}, CHATS[3]) == {"inline_keyboard": [[
+        {"text": "Saya tangani", "callback_data": "ack:9"}, {"text": "Selesai", "callback_data": "clr:9"}]]}
 
 
 def test_buttons_act_through_the_alert_book_and_are_refused_for_a_chat_that_may_not(
@@ -122,10 +178,11 @@ def test_buttons_act_through_the_alert_book_and_are_refused_for_a_chat_that_may_
     assert [h.outcome for h in second] == ["cleared", "rejected"] and again == []
     assert [(x["callback_query_id"], x["show_alert"]) for x in bot.answers] == [
         (q[0], True), (q[1], True), (q[2], True), (q[3], False), (q[4], False), (q[5], True)]
-    assert bot.answers[0]["text"] == "This chat may not act on alerts."
-    assert bot.answers[1]["text"] == f"This chat may not act on alert {a} (bin_full, Wajo)."
-    assert bot.answers[3]["text"] == f"Alert {a}: you are on it."
-    assert bot.answers[4]["text"] == f"Alert {a} cleared (emptied)."
+    assert bot.answers[0]["text"] == "This chat may not act on alerts."  # the city watch reads English
+    assert bot.answers[1]["text"] == f"Chat ini tidak boleh menangani peringatan {a} (bin_full, Wajo)."
+    assert bot.answers[2]["text"] == "Chat ini tidak boleh menangani peringatan."  # not linked: Bahasa
+    assert bot.answers[3]["text"] == f"Peringatan {a}: Anda menanganinya."
+    assert bot.answers[4]["text"] == f"Peringatan {a} selesai (Sudah dikosongkan)."
     assert bot.answers[5]["text"] == f"alert {a} is already cleared"
     with sessions() as s:
         row = s.get(AlertRow, a)
@@ -137,10 +194,34 @@ def test_buttons_act_through_the_alert_book_and_are_refused_for_a_chat_that_may_
                        ("cleared", "telegram:crew-wajo/sari", {"reason": "emptied"})]
     # every linked chat heard of each change at once (the poller dispatches after acting)
     assert [m["text"].split("\n")[0] for m in bot.sent_to(WAJO)] == [
-        "MAJOR bin_full: new", "MAJOR bin_full: someone is on it", "MAJOR bin_full: cleared"]
+        "TINGGI · Tong penuh: baru", "TINGGI · Tong penuh: sedang ditangani", "TINGGI · Tong penuh: selesai"]
     assert len(bot.sent_to(CITY)) == 3
     assert told == [Handled(told[0].update_id, "chat_id", None, told[0].detail)]
     assert f"This chat's id is {NEW}. Link it in LORONG_NOTIFY__TELEGRAM_CHATS" in bot.sent_to(NEW)[0]["text"]
+
+
+def test_button_actions_write_the_alert_event_annotation(settings: Settings, sessions: Any, bot: FakeTelegram,
+                                                        influx: InfluxClient) -> None:
+    outbox = build_outbox(settings, sessions)
+    updates = build_telegram_updates(settings, sessions, outbox, influx)  # as `analytics schedule` and `demo` do
+    try:
+        a = open_alert(sessions, outbox.routing, "B1")
+        bot.press(WAJO, f"ack:{a}", user="budi")
+        bot.press(CITY, f"clr:{a}")  # refused: no change, no point
+        bot.press(WAJO, f"clr:{a}", user="sari")
+        assert [h.outcome for h in updates.poll()] == ["acknowledged", "refused", "cleared"]
+    finally:
+        updates.api.close()
+        outbox.close()
+    with sessions() as s:
+        row = s.get(AlertRow, a)
+        times = [to_ms(t) for t in (row.ack_at, row.cleared_at)]
+    points = influx.records(f'SELECT * FROM "{schema.MEASUREMENT_ALERT}"')
+    assert points == [
+        {"time": times[0], "action": "acknowledged", "alert_id": a, "device_id": "B1", "kecamatan": "Wajo",
+         "severity": "major", "status": "active", "type": "bin_full"},
+        {"time": times[1], "action": "cleared", "alert_id": a, "device_id": "B1", "kecamatan": "Wajo",
+         "severity": "major", "status": "cleared", "type": "bin_full"}]
 
 
 def test_429_and_5xx_are_retried_after_retry_after(sessions: Any, bot: FakeTelegram) -> None:

@@ -26,6 +26,7 @@ from analytics.cli import app
 from analytics.outbox import DeliveryRefused, Outbox, OutboxMessage, backoff
 from analytics.scheduler import Scheduler
 from api.auth import create_token
+from core.alerts import ALERT_TYPES
 from core.model import utcnow
 from core.settings import AnalyticsSettings, Settings
 from storage import stack
@@ -96,7 +97,10 @@ def test_rows_are_written_with_the_change_and_only_with_it(sessions: Any) -> Non
         ("mqtt", first.id, "acknowledged", 0, None, None), ("webhook", first.id, "acknowledged", 0, None, None)]
     bodies = [json.loads(r.payload) for r in got]
     assert [b["notification_id"] for b in bodies] == [history[0].id, history[0].id, history[1].id, history[1].id]
-    assert bodies[2] == {"notification_id": history[1].id, "action": "acknowledged", "alert": alert}
+    assert bodies[2] == {"notification_id": history[1].id, "action": "acknowledged",
+                         "alert": {**alert, "title": {"id": "Tong penuh", "en": "Bin full"}, "role": "crew",
+                                   "what_to_do": {"id": ALERT_TYPES["bin_full"].words["id"].action,
+                                                  "en": ALERT_TYPES["bin_full"].words["en"].action}}}
     assert bodies[0]["alert"]["details"] == {"fillingLevel": 0.87} and bodies[0]["action"] == "opened"
     assert all(r.next_attempt_at == r.created_at for r in got)
 

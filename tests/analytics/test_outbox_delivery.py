@@ -101,6 +101,13 @@ def test_broker_down_when_the_job_runs_then_back(sessions: Any, influx: InfluxCl
     assert len({b["notification_id"] for b in bodies}) == 4
     assert [body for _, body in hook.requests] == bodies  # the same changes, the same ids, the same order
     assert [h["Idempotency-Key"] for h, _ in hook.requests] == [str(b["notification_id"]) for b in bodies]
+    # subscribers read the catalogue's words beside the type code: no table of their own
+    received = msgs[0][1]["alert"]
+    assert (received["type"], received["role"]) == ("bin_full", "crew")
+    assert received["title"] == {"id": "Tong penuh", "en": "Bin full"}
+    assert received["what_to_do"] == {"id": "Kosongkan tong ini hari ini; kritis berarti sampah sudah hampir meluap.",
+                                      "en": "Empty this bin today; critical means it is about to overflow."}
+    assert all(b["alert"]["title"]["en"] == "Bin full" for _, b in hook.requests)
 
 
 def test_webhook_500_then_429_then_200_with_backoff(sessions: Any, hook: Any) -> None:  # noqa: F811
