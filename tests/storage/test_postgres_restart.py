@@ -249,3 +249,19 @@ def test_api_job_and_ingester_ride_out_a_postgres_restart(postgres: Postgres, in
         assert s.scalar(select(func.count()).select_from(AlertRow).where(AlertRow.type == "bin_full")) == len(BINS)
     assert_stored_exactly(influx, good + more)  # nothing acknowledged is lost, nothing twice
     assert DeadLetterStore(check).counts_by_reason() == {"unknown_device": 5}
+
+
+def test_a_multi_host_url_reaches_the_primary_past_a_dead_host(postgres: Postgres) -> None:
+    """The URL the README gives for a replicated PostgreSQL without a virtual IP: libpq tries the
+    hosts in turn and keeps the first that takes writes (``target_session_attrs=read-write``)."""
+    dead = stack.free_port()
+    url = (f"postgresql+psycopg://postgres@/postgres?host=127.0.0.1:{dead}&host=127.0.0.1:{postgres.port}"
+           "&target_session_attrs=read-write&connect_timeout=5")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            port = conn.execute(text("SHOW port")).scalar()
+            read_only = conn.execute(text("SHOW transaction_read_only")).scalar()
+    finally:
+        engine.dispose()
+    assert (port, read_only) == (str(postgres.port), "off")
