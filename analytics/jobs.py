@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics import air, bins, pickups
@@ -49,6 +50,7 @@ from core import alerts, schema
 from core.errors import StoreError
 from core.model import DeviceKind, utcnow
 from core.settings import AnalyticsSettings
+from storage.db import is_unavailable, unavailable
 from storage.influx import InfluxClient
 from storage.tables import AlertRow, DeadLetterRow, DeviceLatestRow, DeviceRow
 
@@ -275,7 +277,20 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
 
     Raises:
         StoreUnavailable: InfluxDB cannot be reached (nothing is committed).
+        DatabaseUnavailable: the SQL database does not answer (PostgreSQL restarting or failing
+            over); nothing is committed, the next run does the work.
     """
+    try:
+        return _run_once(sessions, influx, cfg, notifiers, now, forecast, outbox, escalation)
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise unavailable(exc) from exc
+        raise
+
+
+def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
+              notifiers: list[Notifier] | None, now: datetime | None, forecast: bool,
+              outbox: Outbox | None, escalation: Escalation | None) -> JobReport:
     report = JobReport()
     now = now or utcnow()
     with sessions() as session:

@@ -3,7 +3,8 @@
 Every ``interval_s`` (30 s) a run raises and clears alerts; every ``forecast_interval_s``
 (10 min) the run also recomputes the fill forecasts (one more InfluxQL query over a day of
 data); runs in between reuse the forecasts stored in ``device_latest.derived``. A failing run
-is logged and retried at the next tick; a run is safe to repeat, so nothing is lost.
+is logged and retried at the next tick; a run is safe to repeat, so nothing is lost. InfluxDB or
+the SQL database not answering (a restart, a PostgreSQL failover) is one warning line per run.
 
 Every tick also dispatches the notification outbox (:mod:`analytics.outbox`; the run does it
 after its commit, a failed run here), so notifications held back by a broker or webhook outage go
@@ -24,7 +25,7 @@ from analytics.alerts import Notifier
 from analytics.escalation import Escalation
 from analytics.jobs import JobReport, run_once
 from analytics.outbox import Outbox
-from core.errors import StoreError
+from core.errors import DatabaseUnavailable, StoreError
 from core.model import utcnow
 from core.settings import AnalyticsSettings
 from storage.influx import InfluxClient
@@ -77,7 +78,8 @@ class Scheduler:
         outbox is dispatched even when the run fails, and purged once every :data:`PURGE_EVERY_S`.
 
         Raises:
-            StoreError: InfluxDB or the database failed (nothing committed).
+            StoreError: InfluxDB failed (nothing committed).
+            DatabaseUnavailable: the SQL database did not answer (nothing committed).
         """
         mono = time.monotonic()
         forecast = self._last_forecast is None or mono - self._last_forecast >= self.cfg.forecast_interval_s
@@ -114,7 +116,7 @@ class Scheduler:
                 if report.opened or report.cleared or report.escalated:
                     log.info("analytics: opened %s escalated %s cleared %s", report.opened, report.escalated,
                              report.cleared)
-            except StoreError as exc:
+            except (StoreError, DatabaseUnavailable) as exc:
                 log.warning("analytics run skipped: %s", exc)
             except Exception:
                 log.exception("analytics run failed")

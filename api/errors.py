@@ -8,6 +8,9 @@
   that is not even UTF-8 (FastAPI's 400) is a 422 like any other malformed JSON.
 - A body over :data:`MAX_BODY_BYTES` is a 413, whether it declares its length or is sent chunked
   (:mod:`api.body_limit`).
+- The SQL database not answering (PostgreSQL restarting or failing over, SQLite busy) is a 503 with
+  a message to try again: :class:`core.errors.DatabaseUnavailable`, SQLAlchemy's ``OperationalError``
+  and DBAPI errors that dropped the connection (:func:`storage.db.is_unavailable`).
 - Anything else is a 500 with a generic message; the traceback goes to the log, not the client.
 """
 
@@ -20,14 +23,27 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics.alerts import AlertNotFound, AlertStateError
 from api.auth import Forbidden, NotAuthenticated, UnknownToken
 from api.body_limit import BodyLimitMiddleware
-from core.errors import DeviceExists, LorongError, StoreNotReady, StoreRejected, StoreUnavailable, UnknownDevice
+from core.errors import (
+    DatabaseUnavailable,
+    DeviceExists,
+    LorongError,
+    StoreNotReady,
+    StoreRejected,
+    StoreUnavailable,
+    UnknownDevice,
+)
+from storage.db import is_unavailable, unavailable
 
 log = logging.getLogger(__name__)
+
+DATABASE_DOWN = "the database is not answering (restarting or failing over); try again in a minute"
+"""``detail`` of a 503 for the SQL database."""
 
 
 MAX_MESSAGE = 300
@@ -63,6 +79,7 @@ ERROR_STATUS: dict[type[LorongError], int] = {
     StoreNotReady: 409,
     StoreRejected: 502,
     StoreUnavailable: 503,
+    DatabaseUnavailable: 503,
 }
 """HTTP status of each domain error (RFC 9110 section 15)."""
 
@@ -129,6 +146,8 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:
             log.warning("%s: %s", type(exc).__name__, exc)
+            if isinstance(exc, DatabaseUnavailable):
+                return JSONResponse(status_code=503, content={"detail": DATABASE_DOWN}, headers={"Retry-After": "60"})
             detail = ("the time-series database is not answering; try again in a minute" if status == 503
                       else "the time-series database refused the query; report this with the request URL")
             return JSONResponse(status_code=status, content={"detail": detail})
@@ -149,6 +168,13 @@ def install(app: FastAPI) -> None:
                   405: "this path does not take that HTTP method: see /docs"}.get(exc.status_code, str(exc.detail))
         return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
 
+    async def database(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
+        if not is_unavailable(exc):
+            return await crash(request, exc)
+        log.warning("%s %s: %s", request.method, request.url.path, unavailable(exc))
+        return JSONResponse(status_code=503, content={"detail": DATABASE_DOWN}, headers={"Retry-After": "60"})
+
     async def crash(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return JSONResponse(status_code=500, content={"detail": "internal error; it was logged, please report it"})
@@ -157,4 +183,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LorongError, domain)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(DBAPIError, database)
     app.add_exception_handler(Exception, crash)

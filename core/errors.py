@@ -12,6 +12,7 @@
         StoreUnavailable    network / 5xx: keep the batch, retry with backoff
         StoreRejected       4xx: the points are bad, split the batch and dead-letter them
         StoreNotReady       a retention policy is missing: run `lorong storage retention apply`
+      DatabaseUnavailable   the SQL database does not answer (restart, failover): retry later
       RegistryError
         UnknownDevice       no such device id in the registry
         DeviceExists        a device with that id is already registered
@@ -84,6 +85,11 @@ class StoreRejected(StoreError):
 
 class StoreNotReady(StoreError):
     """The database lacks a retention policy Lorong reads (the means): not set up yet."""
+
+
+class DatabaseUnavailable(LorongError):
+    """Retryable: the SQL database (SQLite busy, PostgreSQL down or failing over) did not answer;
+    nothing of the operation was committed. The API answers 503, the analytics job skips a run."""
 
 
 class RegistryError(LorongError):

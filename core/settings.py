@@ -100,6 +100,11 @@ class InfluxSettings(BaseModel):
     """InfluxDB 1.x HTTP API (also served by 2.x/3.x v1 compatibility endpoints).
 
     Attributes:
+        url, database: where readings are written and read (one InfluxDB per region is possible:
+            each deployment's settings name its own).
+        username, password: InfluxDB 1.x credentials (HTTP Basic auth).
+        token: API token of InfluxDB 2.x, Cloud or 3.x, sent as ``Authorization: Token <token>``
+            to their v1-compatibility ``/write`` and ``/query``; not with ``username``.
         retention: default policy (``autogen``) of a database an ingester creates itself because
             it found none; ``lorong storage retention apply`` (run by ``lorong stack up`` and the
             demo) moves its data into the ``raw`` policy and drops it (see :mod:`storage.retention`).
@@ -113,6 +118,7 @@ class InfluxSettings(BaseModel):
     database: str = "lorong"
     username: str | None = None
     password: SecretStr | None = None
+    token: SecretStr | None = None
     timeout_s: Positive = 10.0
     retention: str = "INF"
     raw_days: int = Field(90, ge=1, le=36500)
@@ -121,6 +127,9 @@ class InfluxSettings(BaseModel):
 
     @model_validator(mode="after")
     def _means_outlive_raw(self) -> InfluxSettings:
+        if self.token is not None and self.username:
+            raise ValueError("LORONG_INFLUX__TOKEN and LORONG_INFLUX__USERNAME are both set: an InfluxDB 2.x/3.x or "
+                             "Cloud token replaces the 1.x username and password, unset one of them")
         for name in ("hourly_days", "daily_days"):
             days = getattr(self, name)
             if days and days < self.raw_days:

@@ -17,6 +17,7 @@ an API request is one transaction.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DeviceExists, DeviceRetired, UnknownDevice
@@ -33,6 +35,8 @@ from core.model import DeviceInfo, DeviceKind, utcnow
 from ingest.codecs import CODECS
 from storage.influx import check_tag_value
 from storage.tables import DeviceCredentialRow, DeviceRow
+
+log = logging.getLogger(__name__)
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATUSES = ("in_stock", "active", "maintenance", "retired")
@@ -332,6 +336,9 @@ class RegistryLookup:
     The whole registry is loaded at start and reloaded every ``refresh_s`` seconds, and at most
     once a second on a miss, so a device registered while the ingester runs is picked up.
     Retired devices are not returned (their messages are rejected as ``unknown_device``).
+    A reload that fails (the database restarting or failing over) keeps the devices already
+    loaded, logs one warning, and is tried again on the same schedule; only the load at start
+    raises.
     """
 
     def __init__(self, sessions: sessionmaker[Session], refresh_s: float = 60.0) -> None:
@@ -340,6 +347,7 @@ class RegistryLookup:
         self._lock = threading.Lock()
         self._cache: dict[str, DeviceInfo] = {}
         self._loaded = 0.0
+        self._failing = False
         self.reload()
 
     def reload(self) -> None:
@@ -359,6 +367,18 @@ class RegistryLookup:
             info = self._cache.get(key)
         age = time.monotonic() - self._loaded
         if age > self._refresh_s or (info is None and age > 1.0):
-            self.reload()
+            try:
+                self.reload()
+            except SQLAlchemyError as exc:  # keep serving what was loaded; try again later
+                with self._lock:
+                    self._loaded = time.monotonic()
+                if not self._failing:
+                    log.warning("device registry reload failed, using the %d devices loaded before: %s",
+                                len(self._cache), str(getattr(exc, "orig", exc)).strip().split("\n")[0])
+                self._failing = True
+                return info
+            if self._failing:
+                log.info("device registry reloaded again (%d devices)", len(self._cache))
+                self._failing = False
             info = self._cache.get(key)
         return info

@@ -8,8 +8,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import DatabaseUnavailable
 from storage.files import private_dir, private_file
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -25,8 +27,13 @@ def make_engine(url: str) -> Engine:
     broker once its dead letter is committed, exactly as it does for spooled points. A write
     waits up to 30 s for another process's write lock (``sqlite:///x.db?timeout=5`` sets another
     time in seconds).
+
+    For a server (PostgreSQL) each pooled connection is tested before use (``pool_pre_ping``, one
+    round trip): after a restart or a failover the pool holds connections to a server that is
+    gone, and without the test the first use of each fails. A connection that fails in use makes
+    SQLAlchemy drop the whole pool, so the next use connects anew.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
@@ -47,6 +54,21 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database did not answer, so the same work may succeed later:
+    SQLAlchemy's :class:`~sqlalchemy.exc.OperationalError` (server down or restarting, connection
+    refused or cut, SQLite busy) or a DBAPI error that invalidated the connection (PEP 249)."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """A :class:`DatabaseUnavailable` for ``exc`` (see :func:`is_unavailable`), with the driver's
+    first line (no SQL statement, no parameters)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return DatabaseUnavailable(f"the database is not answering ({type(orig).__name__}: {first[:200]})")
 
 
 def alembic_config(url: str) -> Config:

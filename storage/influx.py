@@ -180,8 +180,15 @@ class InfluxClient:
     Args:
         url: base URL, e.g. ``http://127.0.0.1:8086``.
         database: database name used for writes and queries.
-        username, password: optional basic credentials (``u``/``p`` query parameters).
+        username, password: optional InfluxDB 1.x credentials (sent as HTTP Basic auth).
         timeout_s: per-request timeout in seconds.
+        token: optional API token, sent on every request as ``Authorization: Token <token>``: the
+            scheme the v1-compatibility ``/write`` and ``/query`` of InfluxDB 2.x, Cloud and 3.x
+            accept (docs.influxdata.com, "InfluxDB 1.x compatibility API", "Authenticate with the
+            Token scheme"). Used instead of ``username``/``password``.
+
+    Raises:
+        ValueError: both a token and a username.
 
     Errors: network failures, timeouts and HTTP 5xx raise :class:`StoreUnavailable` (retry);
     HTTP 4xx raises :class:`StoreRejected` (the request or its data is bad).
@@ -194,11 +201,15 @@ class InfluxClient:
         username: str | None = None,
         password: str | None = None,
         timeout_s: float = 10.0,
+        token: str | None = None,
     ) -> None:
+        if token and username:
+            raise ValueError("give InfluxDB either a token or a username and password, not both")
         self.url = url.rstrip("/")
         self.database = database
         auth = (username, password or "") if username else None
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, auth=auth)
+        headers = {"Authorization": f"Token {token}"} if token else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, auth=auth, headers=headers)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -13,7 +13,8 @@ def open_influx(settings: Settings) -> InfluxClient:
     """An :class:`InfluxClient` for ``settings.influx``."""
     cfg = settings.influx
     return InfluxClient(cfg.url, cfg.database, cfg.username,
-                        cfg.password.get_secret_value() if cfg.password else None, cfg.timeout_s)
+                        cfg.password.get_secret_value() if cfg.password else None, cfg.timeout_s,
+                        token=cfg.token.get_secret_value() if cfg.token else None)
 
 
 def open_sessions(settings: Settings, upgrade: bool = True) -> sessionmaker[Session]:
