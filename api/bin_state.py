@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import BinStatus
 from api.snapshot import Snapshot
-from api.state import is_stale, iso_time, metric_value, number
+from api.state import is_stale, iso_time, metric_value, rate
+from core.metrics import shown
 from core.model import DeviceKind
 from storage.tables import DeviceLatestRow, DeviceRow
 
@@ -85,15 +86,21 @@ def _value_of(metrics: dict[str, Any]) -> Callable[[str], float | None]:
 def bin_entry(row: Any, default_threshold: float) -> BinEntry:
     """A :class:`BinEntry` from one row of ``devices`` outer-joined with ``device_latest``.
 
-    ``status``: ``noData`` never heard from; ``full`` at or above the bin's threshold (its own or
-    ``default_threshold``); ``dropped`` when the sensor reports tilt; ``lidOpen`` when it reports an
-    open lid; else ``ok``.
+    Values are rounded to their sensor's resolution (:func:`core.metrics.shown`).
+    ``status``: ``noData`` never heard from; ``full`` when the level as shown is at or above the
+    bin's threshold (its own or ``default_threshold``); ``dropped`` when the sensor reports tilt;
+    ``lidOpen`` when it reports an open lid; else ``ok``.
     """
     metrics: dict[str, Any] = row.metrics or {}
     derived: dict[str, Any] = row.derived or {}
     level, observed = metric_value(metrics, "fillingLevel")
+    level = shown("fillingLevel", level)  # status and order follow the level as shown
     observed = observed or row.ts
-    value = _value_of(metrics)
+    raw = _value_of(metrics)
+
+    def value(name: str) -> float | None:
+        return shown(name, raw(name))
+
     threshold = row.full_threshold or default_threshold
     status: BinStatus
     if row.ts is None:
@@ -112,7 +119,7 @@ def bin_entry(row: Any, default_threshold: float) -> BinEntry:
         "landmark": row.landmark, "lat": row.lat, "lon": row.lon, "fillingLevel": level, "distance": value("distance"),
         "batteryLevel": value("batteryLevel"), "temperature": value("temperature"), "dateObserved": observed,
         "status": status,
-        "stale": True, "fullThreshold": threshold, "fillRate_per_h": number(derived.get("fill_rate_per_h")),
+        "stale": True, "fullThreshold": threshold, "fillRate_per_h": rate(derived.get("fill_rate_per_h")),
         "expectedFullAt": full_at, "timeToFull_h": None, "dateLastEmptying": iso_time(derived.get("last_emptying")),
     }
     return BinEntry(row.id, row.kecamatan, level, observed, full_at, row.report_interval_s, data)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from api.errors import InvalidRequest
 from core import schema
 from core.errors import StoreNotReady, StoreRejected
-from core.metrics import METRICS
+from core.metrics import METRICS, shown
 from core.model import to_ms, utc_from_ms, utcnow
 from storage.influx import InfluxClient, quote_ident
 
@@ -135,7 +135,8 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
 
     Returns:
         one dict per non-empty bucket, oldest first: ``dateObserved`` (UTC datetime, bucket start)
-        and each metric's mean (float in its canonical unit, or ``None`` when the bucket has none).
+        and each metric's mean (float in its canonical unit rounded to the sensor's resolution,
+        :func:`core.metrics.shown`; ``None`` when the bucket has none).
 
     Raises:
         StoreUnavailable: InfluxDB is not reachable.
@@ -162,6 +163,6 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
         for row in series.values:
             rec = dict(zip(series.columns, row, strict=True))
             item: dict[str, Any] = {"dateObserved": utc_from_ms(rec.pop("time"))}
-            item.update({m: (float(v) if v is not None else None) for m, v in rec.items()})
+            item.update({m: shown(m, float(v) if v is not None else None) for m, v in rec.items()})
             out.append(item)
     return out

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from analytics.aqi import ISPU_CATEGORIES, US_CATEGORIES, Category, ispu_category, us_aqi_category
 from api.schemas import StationOut
+from core.metrics import shown
 from core.model import DeviceKind, utc_from_ms
 from storage.tables import DeviceLatestRow, DeviceRow
 
@@ -43,6 +44,17 @@ def station_pairs(session: Session, kecamatan: str | None = None, limit: int = 1
         q = q.where(DeviceRow.kecamatan == kecamatan)
     q = q.order_by(key.is_(None), key.desc(), DeviceRow.id).limit(limit).offset(offset)
     return [(d, latest) for d, latest in session.execute(q).tuples()]
+
+
+RATE_DECIMALS = 4
+"""Digits of a fill rate shown (fraction per hour): 0.0001/h is 0.1 mm an hour in a 1 m bin, finer
+than the 1 mm a sensor resolves over the hours a rate is measured on."""
+
+
+def rate(value: Any) -> float | None:
+    """A fill rate from ``derived`` (fraction per hour) rounded to :data:`RATE_DECIMALS`, else ``None``."""
+    num = number(value)
+    return None if num is None else round(num, RATE_DECIMALS)
 
 
 def metric_value(metrics: dict[str, Any], name: str) -> tuple[float | None, datetime | None]:
@@ -95,7 +107,8 @@ def _index(value: Any) -> int | None:
 
 
 def station_out(device: DeviceRow, latest: DeviceLatestRow | None, now: datetime) -> StationOut:
-    """The API view of one air station (see :class:`api.schemas.StationOut`)."""
+    """The API view of one air station (see :class:`api.schemas.StationOut`); values rounded to
+    their sensor's resolution (:func:`core.metrics.shown`)."""
     metrics = latest.metrics if latest else {}
     derived = latest.derived if latest and latest.derived else {}
     observed = latest.ts if latest else None
@@ -103,7 +116,7 @@ def station_out(device: DeviceRow, latest: DeviceLatestRow | None, now: datetime
     critical = derived.get("critical_pollutant")
 
     def value(name: str) -> float | None:
-        return metric_value(metrics, name)[0]
+        return shown(name, metric_value(metrics, name)[0])
 
     if isinstance(critical, list | tuple):
         critical = ",".join(str(c) for c in critical)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from analytics.rules.base import Context, Verdict, debounced, iso, ms_iso, run_length
 from core import alerts
+from core.metrics import spec
 from core.model import DeviceKind
 
 SPEC = alerts.BIN_FULL
@@ -59,6 +60,19 @@ def evaluate(ctx: Context) -> list[Verdict]:
         pickup = ctx.pickups.get(dev.device_id)
         emptied = pickup is not None and pickup >= active[1]
         if latest < low and (emptied or (len(levels) >= n and bool((levels[-n:] < low).all()))):
-            reason = f"emptied at {iso(pickup)}" if emptied else f"fillingLevel {latest:.2f} < {low:.2f}"
+            reason = f"emptied at {iso(pickup)}" if emptied else clear_reason(latest, low)
             out.append(Verdict(dev.device_id, TYPE, None, reason=reason, kecamatan=dev.kecamatan))
     return out
+
+
+def clear_reason(latest: float, low: float) -> str:
+    """Why a ``bin_full`` cleared on its level: ``"fillingLevel 0.650 < 0.700 (clear level)"``.
+
+    Both levels (fractions 0..1, ``latest < low``) are printed to the fill level's resolution
+    (:mod:`core.metrics`, 3 decimals = 1 mm of a 1 m bin). Rounding keeps order but may make
+    them equal (0.8 - 0.1 is 0.7000000000000001 in floats, so a bin at 0.70 is below it): then the
+    reason says ``<=``, so it never reads as a false inequality such as ``0.70 < 0.70``.
+    """
+    d = spec("fillingLevel").decimals
+    a, b = round(latest, d), round(low, d)
+    return f"fillingLevel {a:.{d}f} {'<' if a < b else '<='} {b:.{d}f} (clear level)"

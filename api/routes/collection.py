@@ -24,9 +24,10 @@ from sqlalchemy import select
 from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
-from api.state import metric_value, number
+from api.state import metric_value, number, rate
 from core.alerts import CANT_EMPTY
 from core.geo import haversine_m
+from core.metrics import shown
 from core.model import utcnow
 from storage.tables import AlertRow, CollectionRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
@@ -122,8 +123,8 @@ def routes(
                 order=n, id=device_id, kecamatan=d.kecamatan if d else "", kelurahan=d.kelurahan if d else "",
                 street=d.street if d else "", landmark=d.landmark if d else "",
                 lat=d.lat if d else None, lon=d.lon if d else None,
-                fillingLevel=metric_value(row.metrics, "fillingLevel")[0] if row else None,
-                fillRate_per_h=number((row.derived or {}).get("fill_rate_per_h")) if row else None,
+                fillingLevel=shown("fillingLevel", metric_value(row.metrics, "fillingLevel")[0]) if row else None,
+                fillRate_per_h=rate((row.derived or {}).get("fill_rate_per_h")) if row else None,
                 demand_l=demand, emptiedAt=emptied.get(device_id), problem=problems.get(device_id)))
         arrivals(stops, extra.get("depot"), now)
         if who.area:
@@ -171,5 +172,5 @@ def arrivals(stops: list[RouteStopOut], depot: list[float] | None, now: datetime
         s.eta = now + timedelta(hours=hours)
         if s.fillingLevel is not None:
             grow = (s.fillRate_per_h or 0.0) * hours
-            s.expectedFillingLevel = round(min(1.0, s.fillingLevel + max(0.0, grow)), 4)
+            s.expectedFillingLevel = shown("fillingLevel", min(1.0, s.fillingLevel + max(0.0, grow)))
         hours += STOP_MIN / 60.0

@@ -149,8 +149,8 @@ def test_todays_route_view(client: httpx.Client, sessions: sessionmaker[Session]
     # (0003 is skipped: it cannot be emptied); 0001 fills 0.02/h, 0002 0.05/h (seed)
     h1 = haversine_m((-5.14, 119.42), (-5.13, 119.41)) / 1000 / TRUCK_KMH
     h2 = h1 + STOP_MIN / 60 + haversine_m((-5.13, 119.41), (-5.135, 119.416)) / 1000 / TRUCK_KMH
-    assert s1["expectedFillingLevel"] == pytest.approx(0.94 + 0.02 * h1, abs=1e-4)
-    assert s2["expectedFillingLevel"] == pytest.approx(0.55 + 0.05 * h2, abs=1e-4)
+    assert s1["expectedFillingLevel"] == pytest.approx(0.94 + 0.02 * h1, abs=5e-4)  # to 1 mm (item 27)
+    assert s2["expectedFillingLevel"] == pytest.approx(0.55 + 0.05 * h2, abs=5e-4)
     assert s1["emptiedAt"] is None and s1["fillRate_per_h"] == 0.02
     client.post("/bins/MKS-BIN-0001/emptied", headers=auth("crew"))
     [route] = client.get("/routes", headers=auth("crew")).json()
