@@ -10,6 +10,8 @@ are revoked and the ingester stops accepting its messages).
 A device the ingester would reject on every message is refused here: an unknown ``codec`` (not
 an id of :data:`ingest.codecs.CODECS`) and a bin ``depth_mm`` not greater than its
 ``blind_zone_mm`` (``ingest.normalize.fill_level`` rejects that geometry as ``bad_geometry``).
+So is a bin that could never alert: one without ``depth_mm`` has no fill level, so it would read
+"ok" for ever (:func:`check_depth`); only a sensor still ``in_stock`` may wait for it.
 
 Every function here takes a session and leaves committing to the caller, so a CLI command or
 an API request is one transaction.
@@ -25,7 +27,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -73,6 +76,24 @@ def check_geometry(depth_mm: float | None, blind_zone_mm: float | None) -> None:
     """
     if depth_mm is not None and blind_zone_mm is not None and depth_mm <= blind_zone_mm:
         raise ValueError(f"blind_zone_mm ({blind_zone_mm:g} mm) must be less than depth_mm ({depth_mm:g} mm)")
+
+
+NEEDS_DEPTH = ("a bin needs its depth (sensor face to the empty bin floor, mm; --depth-mm) to compute its fill "
+               "level; only a bin in stock may go without")
+"""Why a bin without ``depth_mm`` is refused (API 422 on ``depth_mm``, CLI one ``error:`` line)."""
+
+
+def check_depth(kind: DeviceKind | str | None, status: str | None, depth_mm: float | None) -> None:
+    """Refuse a bin that is not ``in_stock`` (or ``retired``) and has no ``depth_mm``.
+
+    Its fill level, ``(depth_mm - distance) / (depth_mm - blind_zone_mm)``, cannot be computed, so it
+    would never raise ``bin_full`` and ``/bins`` would show it "ok" (issue 14 item 10).
+
+    Raises:
+        ValueError: ``"depth_mm: " + NEEDS_DEPTH``.
+    """
+    if DeviceKind(kind) is DeviceKind.BIN and status not in ("in_stock", "retired") and depth_mm is None:
+        raise ValueError(f"depth_mm: {NEEDS_DEPTH}")
 
 
 class _DeviceChecks(BaseModel):
@@ -164,6 +185,15 @@ class DeviceIn(_DeviceChecks):
     firmware: str = Field("", max_length=TEXT_MAX["firmware"])
     installed_at: datetime | None = None
     installed_by: str = Field("", max_length=TEXT_MAX["installed_by"])
+
+    @model_validator(mode="after")
+    def _bin_has_depth(self) -> DeviceIn:
+        try:
+            check_depth(self.kind, self.status, self.depth_mm)
+        except ValueError:  # reported on the field, so the API's 422 names body.depth_mm
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("bin_depth", NEEDS_DEPTH), loc=("depth_mm",), input=None)]) from None
+        return self
 
 
 NULLABLE = frozenset({"codec", "lat", "lon", "depth_mm", "capacity_l", "waste_kind", "full_threshold",
@@ -291,7 +321,7 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
         UnknownDevice: no such device.
         DeviceRetired: the device is retired (a retired device cannot change).
         ValueError: the change leaves ``depth_mm`` not greater than ``blind_zone_mm``
-            (:func:`check_geometry`).
+            (:func:`check_geometry`), or a bin out of stock without ``depth_mm`` (:func:`check_depth`).
     """
     row = get_device(session, device_id)
     if row.status == "retired":
@@ -299,6 +329,7 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
     values = change.changes()
     if "depth_mm" in values or "blind_zone_mm" in values:
         check_geometry(values.get("depth_mm", row.depth_mm), values.get("blind_zone_mm", row.blind_zone_mm))
+    check_depth(values.get("kind", row.kind), values.get("status", row.status), values.get("depth_mm", row.depth_mm))
     now = utcnow()
     for key, value in values.items():
         setattr(row, key, value.value if isinstance(value, DeviceKind) else value)

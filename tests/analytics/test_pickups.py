@@ -68,7 +68,7 @@ def test_backfill_from_influx_and_cli(sessions: Any, influx: InfluxClient, db_ur
         Pickup("PARTIAL", t(2), 0.9, 0.55), Pickup("PENDING", t(5), 0.9, 0.1), Pickup("REAL", t(3), 0.85, 0.04)]
     with sessions.begin() as s:
         for d in SERIES:
-            add_device(s, DeviceIn(id=d, kind="bin", kecamatan="Tallo"))
+            add_device(s, DeviceIn(id=d, kind="bin", kecamatan="Tallo", depth_mm=1000))
     monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
     monkeypatch.setenv("LORONG_INFLUX__URL", influx.url)
     monkeypatch.setenv("LORONG_INFLUX__DATABASE", influx.database)

@@ -16,7 +16,7 @@ from tests.api.conftest import Served, bearer
 
 pytestmark = pytest.mark.integration
 
-DEVICE = {"id": "MKS-BIN-0900", "kind": "bin", "kecamatan": "Wajo", "street": "Jl. Nusantara"}
+DEVICE = {"id": "MKS-BIN-0900", "kind": "bin", "kecamatan": "Wajo", "street": "Jl. Nusantara", "depth_mm": 1000}
 
 
 def _devices(sessions: sessionmaker[Session]) -> int:

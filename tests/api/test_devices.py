@@ -59,8 +59,8 @@ def test_create_read_change_retire(client: httpx.Client, sessions: sessionmaker[
 
 def test_list_filters(client: httpx.Client, auth: Callable[[str], dict[str, str]]) -> None:
     tech = auth("technician")
-    for body in ({"id": "MKS-BIN-0002", "kind": "bin", "kecamatan": "Wajo"},
-                 {"id": "MKS-BIN-0001", "kind": "bin", "kecamatan": "Tallo"},
+    for body in ({"id": "MKS-BIN-0002", "kind": "bin", "kecamatan": "Wajo", "depth_mm": 1000},
+                 {"id": "MKS-BIN-0001", "kind": "bin", "kecamatan": "Tallo", "depth_mm": 1000},
                  {"id": "MKS-AIR-01", "kind": "air", "kecamatan": "Wajo"}):
         assert client.post("/devices", json=body, headers=tech).status_code == 201
     ids = lambda q: [d["id"] for d in client.get(f"/devices{q}", headers=tech).json()]  # noqa: E731
@@ -109,3 +109,26 @@ def test_patch_that_breaks_the_geometry_is_422(client: httpx.Client, auth: Calla
     assert r.status_code == 422, r.text
     assert "must be less than depth_mm" in r.json()["detail"]
     assert client.get("/devices/24E124713B0000A1", headers=tech).json()["depth_mm"] == 2500
+
+
+def test_a_bin_without_depth_is_refused(client: httpx.Client, sessions: sessionmaker[Session],
+                                        auth: Callable[[str], dict[str, str]]) -> None:
+    """Issue 14 item 10: ``POST /devices`` took a bin without ``depth_mm`` (201); it never alerted."""
+    tech = auth("technician")
+    body = {k: v for k, v in EM310.items() if k not in ("depth_mm", "blind_zone_mm")}
+    r = client.post("/devices", json=body, headers=tech)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"loc": ["body", "depth_mm"], "msg": (
+        "a bin needs its depth (sensor face to the empty bin floor, mm; --depth-mm) to compute its fill level; "
+        "only a bin in stock may go without")}]
+    assert "body field 'depth_mm'" in r.json()["detail"] or "depth_mm" in r.json()["detail"]
+    with sessions() as s:
+        assert s.scalars(select(DeviceRow)).all() == []
+    stock = client.post("/devices", json={**body, "status": "in_stock"}, headers=tech)
+    assert stock.status_code == 201, stock.text
+    r = client.patch(f"/devices/{EM310['id']}", json={"status": "active"}, headers=tech)
+    assert r.status_code == 422 and "depth_mm: a bin needs its depth" in r.json()["detail"], r.text
+    r = client.patch(f"/devices/{EM310['id']}", json={"status": "active", "depth_mm": 2500}, headers=tech)
+    assert r.status_code == 200 and r.json()["status"] == "active", r.text
+    r = client.patch(f"/devices/{EM310['id']}", json={"depth_mm": None}, headers=tech)
+    assert r.status_code == 422 and "depth_mm" in r.json()["detail"], r.text

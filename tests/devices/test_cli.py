@@ -15,7 +15,7 @@ def test_add_list_update_retire(run_cli: RunCli, sessions: sessionmaker[Session]
     assert added.stdout.strip() == "registered mks-bin-0001"
     assert run_cli("add", "MKS-AIR-01", "--kind", "air", "--kecamatan", "Tallo").exit_code == 0
 
-    dup = run_cli("add", "mks-bin-0001", "--kind", "bin")
+    dup = run_cli("add", "mks-bin-0001", "--kind", "bin", "--depth-mm", "1100")
     assert dup.exit_code == 1 and dup.stderr.strip() == "error: device mks-bin-0001 is already registered"
     bad = run_cli("add", "X1", "--kind", "bin", "--depth-mm", "-3", "--waste-kind", "plastik")
     assert bad.exit_code == 2
@@ -104,3 +104,37 @@ def test_retire_bad_time_and_retire_twice(run_cli: RunCli, sessions: sessionmake
         row = get_device(s, "R1")
         assert row.status == "retired" and row.updated_at.isoformat() == "2027-01-05T01:00:00+00:00"
     assert run_cli("retire", "NOPE").exit_code == 1
+
+
+def test_a_bin_without_depth_is_refused(run_cli: RunCli, sessions: sessionmaker[Session]) -> None:
+    """Issue 14 item 10: a bin added without ``--depth-mm`` was registered and could never alert."""
+    no_depth = run_cli("add", "MKS-BIN-0100", "--kind", "bin", "--kecamatan", "Wajo")
+    assert no_depth.exit_code == 2, no_depth.output
+    assert no_depth.stderr.strip() == ("error: depth_mm: a bin needs its depth (sensor face to the empty bin floor, "
+                                       "mm; --depth-mm) to compute its fill level; only a bin in stock may go "
+                                       "without")
+    assert len(no_depth.stderr.strip().splitlines()) == 1
+    # a sensor still in stock may be registered without it, and cannot be put to work without it
+    assert run_cli("add", "MKS-BIN-0101", "--kind", "bin", "--status", "in_stock").exit_code == 0
+    active = run_cli("update", "MKS-BIN-0101", "--status", "active")
+    assert active.exit_code == 1
+    assert active.stderr.strip() == ("error: depth_mm: a bin needs its depth (sensor face to the empty bin floor, "
+                                     "mm; --depth-mm) to compute its fill level; only a bin in stock may go without")
+    assert run_cli("update", "MKS-BIN-0101", "--status", "active", "--depth-mm", "1000").exit_code == 0
+    cleared = run_cli("update", "MKS-BIN-0101", "--clear", "depth_mm")
+    assert cleared.exit_code == 1 and "depth_mm: a bin needs its depth" in cleared.stderr
+    assert run_cli("add", "MKS-AIR-09", "--kind", "air").exit_code == 0
+    to_bin = run_cli("update", "MKS-AIR-09", "--kind", "bin")
+    assert to_bin.exit_code == 1 and "depth_mm: a bin needs its depth" in to_bin.stderr
+    with sessions() as s:
+        assert get_device(s, "MKS-BIN-0101").depth_mm == 1000.0
+        assert get_device(s, "MKS-AIR-09").kind == "air"
+        assert [d for d in ("MKS-BIN-0100",) if _exists(s, d)] == []
+
+
+def _exists(s: Session, device_id: str) -> bool:
+    try:
+        get_device(s, device_id)
+    except Exception:
+        return False
+    return True

@@ -53,7 +53,7 @@ def test_acl_filter_strips_shared_subscription_prefix() -> None:
 def test_export_files(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     with sessions.begin() as s:
         for dev in ("B2", "B1", "B3", "B4"):
-            add_device(s, DeviceIn(id=dev, kind="bin"))
+            add_device(s, DeviceIn(id=dev, kind="bin", depth_mm=1000))
         issue_credential(s, "B1", T0)
         _, pw2 = issue_credential(s, "B2", T0)
         issue_credential(s, "B3", T0)

@@ -88,7 +88,7 @@ def test_bad_rows_are_named_by_row_and_column() -> None:
 
 
 def test_duplicates_header_and_shape_problems() -> None:
-    dup = problems_of("id,kind\nB1,bin\nB2,air\nb1,bin\nB2,bin\n")
+    dup = problems_of("id,kind,depth_mm\nB1,bin,900\nB2,air,\nb1,bin,900\nB2,bin,900\n")
     assert [str(p) for p in dup] == ["row 5, column id: B2 already appears in row 3"]
     head = problems_of("id,kind,colour\nB1,bin,green\n")
     assert [str(p) for p in head] == [f"row 1, column colour: unknown column; known columns: {', '.join(COLUMNS)}"]
@@ -110,9 +110,9 @@ def device_count(sessions: sessionmaker[Session]) -> int:
 def test_import_with_one_bad_row_imports_nothing(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
         add_device(s, full_bin("TAKEN"))
-    good = "id,kind\nN1,bin\nN2,air\n"
+    good = "id,kind,depth_mm\nN1,bin,1000\nN2,air,\n"
     with pytest.raises(CsvProblems) as info, sessions.begin() as s:
-        import_devices(s, io.StringIO(good + "TAKEN,bin\nN3,bin\n"))
+        import_devices(s, io.StringIO(good + "TAKEN,bin,1000\nN3,bin,1000\n"))
     assert [str(p) for p in info.value.problems] == ["row 4, column id: device TAKEN is already registered"]
     assert device_count(sessions) == 1
 
@@ -207,8 +207,9 @@ def test_decimal_comma_only_in_semicolon_files_and_only_for_plain_numbers() -> N
         (3, "lat", "Input should be a valid number, unable to parse string as a number (got '-5.1,2')"),
         (4, "lon", "Input should be a valid number, unable to parse string as a number (got '1,19e2')"),
     ]
-    assert read_devices(io.StringIO("id;kind;street\nB1;bin;Jl. Andalas 7,5\n"))[0][1].street == "Jl. Andalas 7,5"
-    comma_file = problems_of('id,kind,lat\nB1,bin,"-5,1"\n')
+    assert read_devices(io.StringIO("id;kind;depth_mm;street\nB1;bin;1000;Jl. Andalas 7,5\n"))[0][1].street == \
+        "Jl. Andalas 7,5"
+    comma_file = problems_of('id,kind,lat,depth_mm\nB1,bin,"-5,1",1000\n')
     assert [(p.row, p.column) for p in comma_file] == [(2, "lat")]
 
 

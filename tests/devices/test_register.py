@@ -184,7 +184,7 @@ def test_air_station_needs_no_bin_geometry(run_cli: RunCli, device: SerialDevice
 
 def test_known_devices(run_cli: RunCli, device: SerialDevice, sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
-        add_device(s, DeviceIn(id=DEV, kind="bin", status="active", kecamatan="Mariso"))
+        add_device(s, DeviceIn(id=DEV, kind="bin", status="active", kecamatan="Mariso", depth_mm=1000))
     result = run_cli("register", "--port", device.port, "--no-input", *DETAILS, *TIMEOUT)
     assert result.exit_code == 1
     assert "device MKS-BIN-0042 is already registered (active)" in result.stderr

@@ -144,7 +144,7 @@ def test_devices_the_ingester_would_reject_are_refused(sessions: sessionmaker[Se
     assert [(e["loc"], e["msg"]) for e in err.value.errors()] == [
         (("codec",), "Value error, unknown codec 'nonexistent-codec'; known: " + ", ".join(sorted(CODECS))),
         (("blind_zone_mm",), "Value error, blind_zone_mm (200 mm) must be less than depth_mm (100 mm)")]
-    assert DeviceIn(id="X", kind="bin", codec="").codec is None  # an empty CSV cell: no codec
+    assert DeviceIn(id="X", kind="bin", depth_mm=1000, codec="").codec is None  # an empty CSV cell: no codec
     with pytest.raises(ValidationError, match="blind_zone_mm \\(300 mm\\) must be less than depth_mm \\(300 mm\\)"):
         DeviceUpdate(depth_mm=300, blind_zone_mm=300)
     with pytest.raises(ValidationError, match="unknown codec 'em310'"):
@@ -158,11 +158,14 @@ def test_devices_the_ingester_would_reject_are_refused(sessions: sessionmaker[Se
             update_device(s, "MKS-BIN-0001", change)
         assert str(bad.value) == message
     with sessions.begin() as s:
-        update_device(s, "MKS-BIN-0001", DeviceUpdate(depth_mm=None))  # no depth: no geometry to check
+        # back in stock, no depth: no geometry to check (a bin at work needs its depth, issue 14 item 10)
+        update_device(s, "MKS-BIN-0001", DeviceUpdate(depth_mm=None, status="in_stock"))
         update_device(s, "MKS-BIN-0001", DeviceUpdate(blind_zone_mm=1500))
     with sessions() as s:
         row = get_device(s, "MKS-BIN-0001")
         assert (row.depth_mm, row.blind_zone_mm) == (None, 1500.0)
+    with pytest.raises(ValueError, match="depth_mm: a bin needs its depth"), sessions.begin() as s:
+        update_device(s, "MKS-BIN-0001", DeviceUpdate(status="active"))
 
 
 def count(sessions: sessionmaker[Session], table: type[DeviceRow] | type[DeviceCredentialRow]) -> int:
