@@ -83,7 +83,7 @@ NEEDS_DEPTH = ("a bin needs its depth (sensor face to the empty bin floor, mm; -
 """Why a bin without ``depth_mm`` is refused (API 422 on ``depth_mm``, CLI one ``error:`` line)."""
 
 
-def check_depth(kind: DeviceKind | str | None, status: str | None, depth_mm: float | None) -> None:
+def check_depth(kind: DeviceKind | str, status: str | None, depth_mm: float | None) -> None:
     """Refuse a bin that is not ``in_stock`` (or ``retired``) and has no ``depth_mm``.
 
     Its fill level, ``(depth_mm - distance) / (depth_mm - blind_zone_mm)``, cannot be computed, so it
