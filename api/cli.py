@@ -15,7 +15,7 @@ from api.query import known_kecamatan
 from api.server import header_timeout_protocol
 from core.settings import Settings
 from storage.db import migrate
-from storage.runtime import open_sessions
+from storage.runtime import check_database, open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
 token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
@@ -51,6 +51,7 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
     if ctx.invoked_subcommand is not None:
         return
     settings = Settings()
+    check_database(settings.database_url)  # refuse to serve a new, empty file (storage.runtime)
     migrate(settings.database_url)
     config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
                             log_level="warning", http=header_timeout_protocol(settings.api.header_timeout_s))

@@ -99,7 +99,7 @@ def demo(
     from firmware_sim.publisher import Publisher
     from ingest import cli as ingest_cli
     from storage import cli as stack_cli
-    from storage.runtime import open_influx, open_sessions
+    from storage.runtime import create_database, database_location, open_influx, open_sessions
     from storage.spool import SpoolBusy
     from storage.stack import port_in_use
 
@@ -123,6 +123,9 @@ def demo(
             # then stops the fleet, the ingester and the API before the broker and InfluxDB
             services = stack_cli.up(settings, detach=True)
             cleanup.callback(stack_cli.release, settings, services)  # only what this demo started
+            created = create_database(settings)
+            print(f"created a new database: {created}" if created else
+                  f"database: {database_location(settings.database_url)}")
             sessions = open_sessions(settings)
             influx = open_influx(settings)
             influx.create_database(settings.influx.retention)

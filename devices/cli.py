@@ -22,6 +22,7 @@ from core.settings import Settings
 from devices import credentials as creds
 from devices import register_cmd
 from devices.csvio import CsvProblems, import_devices, write_devices
+from devices.register_cmd import creating_sessions
 from devices.registry import (
     STATUSES,
     DeviceIn,
@@ -89,7 +90,6 @@ def add(
         if given:
             raise fail(f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to bins; an air station "
                        "(--kind air) has no bin geometry", 2)
-    sessions = open_sessions(Settings())
     try:
         dev = DeviceIn.model_validate(_given(
             id=device_id, kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
@@ -98,6 +98,7 @@ def add(
             firmware=firmware, installed_at=installed_at, installed_by=installed_by))
     except ValidationError as exc:
         raise fail(field_errors(exc), 2) from None
+    sessions = creating_sessions(Settings())
     try:
         with sessions.begin() as s:
             add_device(s, dev)
@@ -247,7 +248,7 @@ def import_csv(
                                 "instead of refusing their ids"),
 ) -> None:
     """Register every row of a CSV (columns as `export` writes them); nothing is written if any row is bad."""
-    sessions = open_sessions(Settings())
+    sessions = creating_sessions(Settings())
     try:
         with sessions.begin() as s, path.open(encoding="utf-8", newline="") as fh:
             known = {d.id for d in list_devices(s, include_retired=True)} if update else set()

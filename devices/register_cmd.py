@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DeviceError, RegistryError
 from core.model import utcnow
@@ -21,7 +22,7 @@ from devices.protocol import REPLY_TIMEOUT_S
 from devices.protocol import Console as DeviceConsole
 from devices.registry import WASTE_KINDS, DeviceIn
 from devices.serial_link import BAUDRATE, SerialLink
-from storage.runtime import open_sessions
+from storage.runtime import create_database, open_sessions
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -75,6 +76,15 @@ def _ask(value: Any, flag: str, text: str, no_input: bool, convert: Callable[[st
     raise _fail(f"no valid {flag} after {MAX_ATTEMPTS} answers", EXIT_INPUT)
 
 
+def creating_sessions(settings: Settings) -> sessionmaker[Session]:
+    """Sessions on the registry, creating a missing SQLite database first and saying where on stderr:
+    adding devices is how a deployment starts (other commands refuse, see :mod:`storage.runtime`)."""
+    created = create_database(settings)
+    if created:
+        typer.echo(f"created a new database: {created}", err=True)
+    return open_sessions(settings)
+
+
 def register(
     port: str = typer.Option(..., help="serial port of the sensor's console, e.g. /dev/ttyUSB0"),
     baud: int = typer.Option(BAUDRATE, help="bits per second (8N1)"),
@@ -100,7 +110,7 @@ def register(
     installation details, write its MQTT configuration with its own password, verify it, and only
     then add it to the registry. The password is shown once."""
     settings = Settings()
-    sessions = open_sessions(settings)
+    sessions = creating_sessions(settings)
     try:
         link = SerialLink(port, baud)
     except DeviceError as exc:

@@ -28,10 +28,16 @@ app = typer.Typer(help="Simulated devices: a fleet over MQTT.", invoke_without_c
 
 
 def register_fleet(fleet: Fleet, settings: Settings) -> int:
-    """Add the fleet's devices to the registry (existing ids are kept); returns how many were new."""
-    from firmware_sim.load import register_devices
-    from storage.runtime import open_sessions
+    """Add the fleet's devices to the registry (existing ids are kept); returns how many were new.
 
+    Adding devices may start a deployment: a missing SQLite database is created, and said so on stderr
+    (:mod:`storage.runtime`)."""
+    from firmware_sim.load import register_devices
+    from storage.runtime import create_database, open_sessions
+
+    created = create_database(settings)
+    if created:
+        typer.echo(f"created a new database: {created}", err=True)
     return register_devices(fleet.registry_rows(), open_sessions(settings))
 
 

@@ -13,7 +13,7 @@ import typer
 from core.errors import ConfigError
 from core.settings import Settings
 from storage import retention, stack
-from storage.runtime import open_influx
+from storage.runtime import create_database, database_location, open_influx, sqlite_file
 
 app = typer.Typer(help="Run the embedded broker and time-series database (Debian mosquitto + influxd).",
                   no_args_is_help=True)
@@ -173,6 +173,13 @@ def reload(settings: Settings) -> bool:
     return True
 
 
+def _say_database(settings: Settings) -> None:
+    """Create the registry database if it is missing, and print which one this deployment uses."""
+    created = create_database(settings)
+    print(f"created a new database: {created}" if created else
+          f"database: {database_location(settings.database_url)}")
+
+
 @app.command("up")
 def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwords and ACLs from "
                                                  "`lorong devices credentials export`"),
@@ -192,6 +199,7 @@ def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwor
             print(f"error: {exc}")
             raise typer.Exit(1) from None
         mqtt = ", ".join(f"127.0.0.1:{settings.mqtt.port + i}" for i in range(cluster))
+        _say_database(settings)
         print(f"NATS cluster of {cluster}: clients {', '.join(urls)}; MQTT 3.1.1 on {mqtt}; uplinks kept on "
               f"{settings.nats.replicas} nodes; influxd on 127.0.0.1:{_ports(settings)[1]}; data in "
               f"{settings.var_dir}/\ningesters read it with LORONG_INGEST__SOURCE=nats "
@@ -204,6 +212,7 @@ def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwor
         raise typer.Exit(1) from None
     mqtt_port, influx_port = _ports(settings)
     print(f"mosquitto on 127.0.0.1:{mqtt_port}, influxd on 127.0.0.1:{influx_port}, data in {settings.var_dir}/")
+    _say_database(settings)
     if auth:
         print("broker requires per-device credentials; the ingester logs in with LORONG_MQTT__USERNAME/PASSWORD "
               f"(kept in {settings.var_dir}/mosquitto/ingest.env); the alert publisher with its own account "
@@ -249,4 +258,7 @@ def status_cmd() -> None:
             answers = open_influx(settings).ping()
         ok &= answers
         print(f"{name:10s} pid={pid or '-'} running={alive} answers={answers}")
+    path = sqlite_file(settings.database_url)
+    print(f"database   {database_location(settings.database_url)}"
+          + (" (missing: `lorong stack up` creates it)" if path is not None and not path.exists() else ""))
     raise typer.Exit(0 if ok else 1)

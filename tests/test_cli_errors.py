@@ -10,14 +10,18 @@ from pathlib import Path
 import pytest
 
 from storage import stack
+from storage.db import migrate
 from storage.spool import Spool
 
 
 def lorong(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m core.cli *args`` in ``tmp_path`` with only the given ``LORONG_`` variables
-    (plus a database and var dir in ``tmp_path``)."""
+    (plus a database, created if missing, and var dir in ``tmp_path``)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")}
-    base.update({"LORONG_VAR_DIR": str(tmp_path / "var"), "LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}",
+    db = tmp_path / "l.db"
+    if "LORONG_DATABASE_URL" not in env and not db.exists():
+        migrate(f"sqlite:///{db}")  # commands other than stack up/demo/devices add refuse a missing one
+    base.update({"LORONG_VAR_DIR": str(tmp_path / "var"), "LORONG_DATABASE_URL": f"sqlite:///{db}",
                  "LORONG_INGEST__SPOOL_DIR": str(tmp_path / "spool")})
     base.update(env)
     return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=tmp_path, env=base, capture_output=True,

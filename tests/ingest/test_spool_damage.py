@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.db import migrate
 from storage.spool import Spool, SpoolDamaged
 
 POINTS = 1000
@@ -126,6 +127,7 @@ def test_ingest_run_prints_one_error_line(tmp_path: Path) -> None:
     spool_dir.mkdir()
     bad = spool_dir / "lorong-ingest.sqlite"
     bad.write_bytes(b"garbage" * 1000)
+    migrate(f"sqlite:///{tmp_path / 'lorong.db'}")  # a registry database exists (issue 14 item 11)
     env = {**os.environ, "LORONG_VAR_DIR": str(tmp_path / "var"),
            "LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'lorong.db'}",
            "LORONG_INGEST__SPOOL_DIR": str(spool_dir), "LORONG_MQTT__CLIENT_ID": "lorong-ingest",
@@ -147,6 +149,7 @@ def test_workers_give_up_on_a_damaged_spool(tmp_path: Path) -> None:
     spool_dir.mkdir()
     bad = spool_dir / "lorong-ingest-1.sqlite"
     bad.write_bytes(b"garbage" * 1000)
+    migrate(f"sqlite:///{tmp_path / 'lorong.db'}")  # a registry database exists (issue 14 item 11)
     env = {**os.environ, "LORONG_VAR_DIR": str(tmp_path / "var"),
            "LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'lorong.db'}",
            "LORONG_INGEST__SPOOL_DIR": str(spool_dir), "LORONG_MQTT__CLIENT_ID": "lorong-ingest",
