@@ -14,6 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -186,8 +187,10 @@ def route(
     now: str | None = typer.Option(None, help="plan as of this ISO-8601 time (default: now)"),
     time_limit: float = typer.Option(2.0, min=0.1, help="solver time limit, seconds"),
     bin_litres: float = typer.Option(routes.DEFAULT_BIN_L, min=1, help="volume of a bin without capacity_l"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, save nothing (today's saved plan stays)"),
 ) -> None:
-    """Order full and soon-full bins into routes (CVRP, OR-Tools), print them, save today's plan."""
+    """Order full and soon-full bins into routes (CVRP, OR-Tools), print them, save today's plan (it replaces
+    the day's saved one; --dry-run only prints)."""
     settings = Settings()
     at, home = _when(now), _latlon(depot)
     with open_sessions(settings)() as session:
@@ -196,13 +199,26 @@ def route(
             plan = routes.solve(home, stops, vehicles, capacity, time_limit)
         except routes.TruckTooSmall as exc:
             raise _fail(f"{exc}: use --capacity {exc.stop.demand_l} or more") from None
-        day = routes.save(session, plan, at, settings.analytics.timezone, home, capacity)
-        kept = 0 if plan.routes else routes.saved_routes(session, day)
-        session.commit()
+        if dry_run:
+            day = routes.plan_day(at, settings.analytics.timezone)
+            kept = routes.saved_routes(session, day)
+        else:
+            day = routes.save(session, plan, at, settings.analytics.timezone, home, capacity)
+            kept = 0 if plan.routes else routes.saved_routes(session, day)
+            session.commit()
     print(f"{day}: {_plural(len(stops), 'bin')}, {_plural(len(plan.routes), 'route')}, {plan.distance_km:.2f} km")
+    if dry_run:
+        _print_routes(plan, capacity)
+        print(f"dry run: nothing saved; the saved plan for {day} ({_plural(kept, 'route')}) is unchanged" if kept
+              else f"dry run: nothing saved; there is no saved plan for {day}")
+        return
     if not plan.routes:
         print(f"nothing planned: the saved plan for {day} ({_plural(kept, 'route')}) is kept" if kept
               else f"nothing planned; no plan saved for {day}")
+    _print_routes(plan, capacity)
+
+
+def _print_routes(plan: routes.Plan, capacity: int) -> None:
     for r in plan.routes:
         print(f"vehicle {r.vehicle}: {_plural(len(r.stops), 'stop')}, {r.load_l} L of {capacity} L, "
               f"{r.distance_km:.2f} km")
@@ -218,16 +234,36 @@ def collections(
     hours: float = typer.Option(24.0, min=0.1, help="how far back to look for pickups"),
     now: str | None = typer.Option(None, help="end of the window, ISO-8601 (default: now)"),
 ) -> None:
-    """Backfill pickups after an outage of the job: InfluxDB computes the steps, new ones are stored."""
+    """List the pickups of the last --hours (sensor-detected and reported by a person), oldest first, in
+    analytics.timezone; first backfill them (InfluxDB computes the steps; new ones are stored and marked
+    ``new``), so pickups missed during an outage of the job are there too."""
     settings = Settings()
     end = _when(now)
+    start = end - timedelta(hours=hours)
     influx = open_influx(settings)
-    found = pickups.detect_in_influx(influx, end - timedelta(hours=hours), end, settings.analytics.pickup_min_drop)
+    found = pickups.detect_in_influx(influx, start, end, settings.analytics.pickup_min_drop)
     with open_sessions(settings)() as session:
-        kec = {d.id: d.kecamatan for d in list_devices(session)}
+        kec = {d.id: d.kecamatan for d in list_devices(session, include_retired=True)}
         new = pickups.record(session, influx, found, kec)
         session.commit()
-    print(f"{len(found)} pickups found, {len(new)} new")
+        rows = pickups.stored(session, start, end)
+    tz = ZoneInfo(settings.analytics.timezone)
+    fresh = {(p.device_id, p.at) for p in new}
+    w_dev = max([0, *(len(r.device_id) for r in rows)])
+    w_kec = max([0, *(len(kec.get(r.device_id, "")) for r in rows)])
+
+    def level(x: float | None) -> str:
+        return "?" if x is None else f"{x:.2f}"
+
+    for r in rows:
+        who = r.actor or r.source if r.source != "sensor" else "sensor"
+        mark = "  new" if (r.device_id, r.at) in fresh else ""
+        print(f"{r.at.astimezone(tz).isoformat(timespec='minutes')}  {r.device_id:<{w_dev}}  "
+              f"{kec.get(r.device_id, ''):<{w_kec}}  {level(r.level_before)} -> {level(r.level_after):<4}  {who}{mark}")
+    by_sensor = sum(1 for r in rows if r.source == "sensor")
+    print(f"{_plural(len(rows), 'pickup')} in the {hours:g} h to {end.astimezone(tz).isoformat(timespec='minutes')} "
+          f"({by_sensor} by sensor, {len(rows) - by_sensor} by crew); backfill: {len(found)} found in InfluxDB, "
+          f"{len(new)} new")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

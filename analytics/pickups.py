@@ -127,6 +127,14 @@ def detect_in_influx(influx: InfluxClient, start: datetime, end: datetime, min_d
             for d, t, b, a in zip(rows["device_id"], rows["time"], rows["before"], rows["after"], strict=True)]
 
 
+def stored(session: Session, start: datetime, end: datetime) -> list[CollectionRow]:
+    """The pickups stored with ``start <= at <= end`` (both tz-aware), sensor-detected and reported by a
+    person alike, oldest first (then by device id)."""
+    q = (select(CollectionRow).where(CollectionRow.at >= start, CollectionRow.at <= end)
+         .order_by(CollectionRow.at, CollectionRow.device_id))
+    return list(session.scalars(q))
+
+
 def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
            kecamatan: dict[str, str]) -> list[Pickup]:
     """Store pickups not stored yet: InfluxDB ``collection`` points first, then SQL rows

@@ -72,12 +72,28 @@ def test_backfill_from_influx_and_cli(sessions: Any, influx: InfluxClient, db_ur
     monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
     monkeypatch.setenv("LORONG_INFLUX__URL", influx.url)
     monkeypatch.setenv("LORONG_INFLUX__DATABASE", influx.database)
+    with sessions.begin() as s:  # a person's "Emptied" on the crew page
+        s.add(CollectionRow(device_id="DIP", at=t(4), level_before=0.51, level_after=None, source="crew",
+                            actor="crew:ANDI"))
     runner = CliRunner()
     args = ["collections", "--hours", "2", "--now", NOW.isoformat()]
-    assert runner.invoke(app, args).output.strip() == "3 pickups found, 3 new"
-    assert runner.invoke(app, args).output.strip() == "3 pickups found, 0 new"
+    # issue 14 item 29: it printed only the counts, where the README says it lists the pickups
+    listing = [  # WITA (analytics.timezone), oldest first
+        "2026-03-02T09:20+08:00  PARTIAL  Tallo  0.90 -> 0.55  sensor",
+        "2026-03-02T09:30+08:00  REAL     Tallo  0.85 -> 0.04  sensor",
+        "2026-03-02T09:40+08:00  DIP      Tallo  0.51 -> ?     crew:ANDI",
+        "2026-03-02T09:50+08:00  PENDING  Tallo  0.90 -> 0.10  sensor",
+    ]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [*[x + ("  new" if "sensor" in x else "") for x in listing],
+                                         "4 pickups in the 2 h to 2026-03-02T10:00+08:00 (3 by sensor, 1 by crew); "
+                                         "backfill: 3 found in InfluxDB, 3 new"]
+    assert runner.invoke(app, args).output.splitlines() == [
+        *listing, "4 pickups in the 2 h to 2026-03-02T10:00+08:00 (3 by sensor, 1 by crew); "
+                  "backfill: 3 found in InfluxDB, 0 new"]
     with sessions() as s:
-        assert len(s.scalars(select(CollectionRow)).all()) == 3
+        assert len(s.scalars(select(CollectionRow)).all()) == 4
     points = influx.records(f'SELECT * FROM "{schema.MEASUREMENT_COLLECTION}"')
     assert sorted((p["device_id"], p["kecamatan"], p["before"], p["after"]) for p in points) == [
         ("PARTIAL", "Tallo", 0.9, 0.55), ("PENDING", "Tallo", 0.9, 0.1), ("REAL", "Tallo", 0.85, 0.04)]

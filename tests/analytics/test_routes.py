@@ -194,3 +194,21 @@ def test_soon_full_means_before_the_round_reaches_it_not_before_it_starts(sessio
             s.add(CollectionRow(device_id="LATER", at=datetime(2026, 3, d, 2, 40, tzinfo=UTC), level_before=0.8,
                                 level_after=0.0))
     assert [st.device_id for st in select_stops(sessions(), cfg, at)] == ["LATE"]
+
+
+def test_route_cli_dry_run_prints_the_plan_and_saves_nothing(db_url: str, sessions: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14 item 29: ``analytics route`` replaced today's saved plan with no way to look first."""
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    _seed_bins(sessions)
+    assert _route("--vehicles", "1", "--capacity", "10000").exit_code == 0
+    with sessions() as s:
+        saved = [(p.id, p.vehicle, p.stops, p.created_at) for p in s.scalars(select(RoutePlanRow))]
+    dry = _route("--vehicles", "2", "--capacity", "240", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    lines = dry.output.splitlines()
+    assert lines[0] == "2026-03-02: 2 bins, 2 routes, 4.45 km" or lines[0].startswith("2026-03-02: 2 bins, 2 routes")
+    assert sum(1 for x in lines if x.startswith("vehicle ")) == 2
+    assert lines[-1] == "dry run: nothing saved; the saved plan for 2026-03-02 (1 route) is unchanged"
+    with sessions() as s:
+        assert [(p.id, p.vehicle, p.stops, p.created_at) for p in s.scalars(select(RoutePlanRow))] == saved
