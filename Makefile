@@ -27,14 +27,24 @@ help:
 	@touch $@
 
 # --- Python environment ---------------------------------------------------------------------
-$(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e '.[dev]'
+# The demo gets Lorong and its runtime packages only; the tests add the development extras (pytest,
+# Playwright, mypy, schemathesis ...), several hundred MB more. A test environment serves the demo too.
+$(VENV)/.installed-demo: pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) (a Python virtual environment)"; python3 -m venv $(VENV); }
+	@echo "installing Lorong and its runtime packages into $(VENV) (first run only, about a minute)..."
+	@start=$$(date +%s); $(PY) -m pip install -q --upgrade pip >/dev/null && \
+	  $(PY) -m pip install -q -e . && echo "installed in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
-setup: .stamps/debs-demo $(VENV)/.installed
-setup-test: .stamps/debs-test $(VENV)/.installed
+$(VENV)/.installed-test: pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) (a Python virtual environment)"; python3 -m venv $(VENV); }
+	@echo "installing Lorong and the development extras (pytest, Playwright, mypy ...) into $(VENV)..."
+	@start=$$(date +%s); $(PY) -m pip install -q --upgrade pip >/dev/null && \
+	  $(PY) -m pip install -q -e '.[dev]' && echo "installed in $$(( $$(date +%s) - start )) s"
+	@touch $@ $(VENV)/.installed-demo
+
+setup: .stamps/debs-demo $(VENV)/.installed-demo
+setup-test: .stamps/debs-test $(VENV)/.installed-test
 
 # Ctrl-C is how the demo stops: its exit 130 (SIGINT) is a normal end, not a make error. The trap keeps
 # the recipe's shell alive to look at that status (make itself still stops on the same Ctrl-C).
@@ -44,7 +54,7 @@ demo: setup
 test: setup-test
 	$(PYTEST) -q
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy core storage ingest devices analytics api firmware_sim dashboards
 

@@ -131,6 +131,8 @@ def demo(
             influx.create_database(settings.influx.retention)
             now = utcnow()
             live = LiveCity(city_cfg, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
+            if history_days > 0:
+                print(f"loading the city's past {history_days:g} days through the ingest pipeline...", flush=True)
             loaded = backfill(live, now, sessions, influx)
             print(f"{city_cfg.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
                   f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
