@@ -84,6 +84,10 @@ class _StatsCollector(Collector):
         yield rejected
         yield GaugeMetricFamily("lorong_ingest_spool_depth_points", "Points waiting in the on-disk spool.",
                                 value=o.spool_depth())
+        if o.spool_free is not None:
+            yield GaugeMetricFamily("lorong_ingest_spool_free_bytes",
+                                    "Free bytes on the spool's filesystem (at 0 the ingester takes no messages).",
+                                    value=o.spool_free())
         yield GaugeMetricFamily("lorong_ingest_influx_up", "1 while InfluxDB takes writes.",
                                 value=1.0 if o.influx_up() else 0.0)
         yield GaugeMetricFamily("lorong_ingest_mqtt_up", "1 while connected to the broker and subscribed.",
@@ -98,11 +102,13 @@ class IngestMetrics:
         spool_depth: current spool depth (points).
         influx_up: False while the writer is backing off.
         mqtt_up: True while connected to the broker and subscribed.
+        spool_free: free bytes on the spool's filesystem (``lorong_ingest_spool_free_bytes``), if known.
     """
 
     def __init__(self, instance: str, spool_depth: Callable[[], int], influx_up: Callable[[], bool],
-                 mqtt_up: Callable[[], bool]) -> None:
+                 mqtt_up: Callable[[], bool], spool_free: Callable[[], int] | None = None) -> None:
         self.instance = instance
+        self.spool_free = spool_free
         self.stats = Stats()
         self.spool_depth = spool_depth
         self.influx_up = influx_up

@@ -114,7 +114,7 @@ class Ingester:
         self.writer = SpoolWriter(self.spool, influx, dead_letters.add_many, cfg.batch_size,
                                   idle_s=cfg.flush_interval_s, retention=settings.influx.retention)
         self.metrics = IngestMetrics(cfg.instance, self.spool.depth, lambda: self.writer.up,
-                                     self.source.subscribed.is_set)
+                                     self.source.subscribed.is_set, spool_free=self.spool.free_bytes)
         self.writer.on_written = self.metrics.written
         self.writer.on_refused = self._refused
         self.metrics_port: int | None = None

@@ -16,11 +16,17 @@ any other 4xx (401, 403...)   a setup problem, not the data's: keep the batch an
 Points leave the spool only after InfluxDB took them or they are in the dead-letter store, so
 a failure anywhere (a dead-letter database that is down, a crash mid-batch) means a retry of
 the whole batch; InfluxDB overwrites a point with the same series and timestamp.
+
+A spool that cannot delete what InfluxDB took (its disk is full even after its reserve went, see
+:mod:`storage.spool`) does not stop the writer: it remembers how far it wrote, goes on with the
+next points, logs the spool's disk as the cause (not InfluxDB, which stays "up"), and deletes the
+written points as soon as the disk has room.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +81,8 @@ class SpoolWriter:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self.down_since: float | None = None
+        self.sent_through: int | None = None
+        """Spool id up to which InfluxDB took the points that the spool could not delete yet."""
         self._pending_since: float | None = None
         self._draining = False
 
@@ -133,9 +141,13 @@ class SpoolWriter:
             try:
                 if not self._ready():
                     continue
-                batch = self.spool.peek(self.batch_size)
+                if self.sent_through is not None:
+                    self._remove(self.sent_through)
+                batch = self.spool.peek(self.batch_size, after=-1 if self.sent_through is None else self.sent_through)
                 if batch:
                     self._write(batch)
+                elif self.sent_through is not None:  # all written, none deletable: wait for room
+                    self._stop.wait(MAX_BACKOFF_S)
             except Exception as exc:  # StoreUnavailable, a dead-letter store that is down, a full disk
                 if self.down_since is None:
                     self.down_since = time.monotonic()
@@ -164,11 +176,27 @@ class SpoolWriter:
             self.dead_letter(self._letters(refused))
             log.warning("InfluxDB refused %d of %d points; dead-lettered as store_rejected: %s",
                         len(refused), len(batch), refused[0][2][:300])
-        self.spool.remove_through(batch[-1][0])
+        self._remove(batch[-1][0])
         if refused and self.on_refused:
             self.on_refused(len(refused))
         if self.on_written:
             self.on_written(len(batch) - len(refused), time.monotonic() - t0)
+
+    def _remove(self, last_id: int) -> None:
+        """Delete the written entries through ``last_id``; when the spool's disk is full, remember
+        ``last_id`` in :attr:`sent_through` instead (logged once) and try again on the next round."""
+        try:
+            self.spool.remove_through(last_id)
+        except sqlite3.OperationalError as exc:
+            if self.sent_through is None:
+                log.error("spool %s cannot delete the points InfluxDB took: %s (%d bytes free on its disk); "
+                          "writing the next ones, deleting when there is room (InfluxDB is fine)",
+                          self.spool.path, exc, self.spool.free_bytes())
+            self.sent_through = max(last_id, self.sent_through or -1)
+            return
+        if self.sent_through is not None and last_id >= self.sent_through:
+            log.info("spool %s deletes again (%d bytes free)", self.spool.path, self.spool.free_bytes())
+            self.sent_through = None
 
     def _letters(self, refused: list[tuple[int, str, str]]) -> list[DeadLetter]:
         """One ``store_rejected`` dead letter per message whose points InfluxDB refused: its topic,

@@ -19,22 +19,37 @@ count file lost appends: a deleted or cut ``-wal`` file (SQLite silently drops W
 cannot verify), a main file truncated or deleted. Such a spool raises :class:`SpoolDamaged`. The
 count file is written after each append's commit and not synced: it can only lag the data (a
 power loss may undo its last writes, which weakens the check but never raises a false alarm).
+
+A full disk: SQLite needs free space even to delete (in WAL mode a delete is new WAL frames), so a
+spool that filled its filesystem could not remove the points InfluxDB had taken, and stayed full. The
+spool keeps a reserve file ``<file>.reserve`` (:data:`RESERVE_BYTES`, zeros) made at open; when a
+removal fails for lack of space it deletes the reserve and tries again, which frees room for the
+deletes and for new points; the reserve is made again once the filesystem has room for it twice.
+:meth:`Spool.free_bytes` tells how much room is left (the ingester's
+``lorong_ingest_spool_free_bytes``).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import ConfigError
 from core.model import Message, to_ms, utc_from_ms
 from storage.files import private_dir, private_file
+
+log = logging.getLogger(__name__)
+
+RESERVE_BYTES = 4 * 1024 * 1024
+"""Room kept beside the spool for deleting when its disk is full (our choice: deleting a full 1 GB
+spool's chunks writes a few hundred kB of WAL; 4 MiB leaves room for new points too)."""
 
 
 class SpoolBusy(ConfigError):
@@ -116,6 +131,7 @@ class Spool:
 
     Args:
         path: the spool file (its directory is created).
+        reserve_bytes: size of the reserve file kept for deleting on a full disk (module docstring).
 
     Raises:
         SpoolBusy: another process has the spool open.
@@ -126,9 +142,11 @@ class Spool:
     once at open), so it costs nothing on the hot path.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, reserve_bytes: int = RESERVE_BYTES) -> None:
         private_dir(path.parent)
         self.path = path
+        self.reserve_bytes = reserve_bytes
+        self._reserve = Path(f"{path}.reserve")
         self._lock = threading.Lock()
         self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -143,6 +161,7 @@ class Spool:
         except BaseException:
             self.close()
             raise
+        self._make_reserve()
 
     def _open(self) -> None:
         """Open the file, check it against its count file, count the waiting points.
@@ -287,19 +306,21 @@ class Spool:
                         out[i] = messages[index[pos]]
         return out
 
-    def peek(self, limit: int) -> list[tuple[int, str]]:
-        """Up to ``limit`` oldest entries as ``(id, line)``, ids ascending, not removed."""
+    def peek(self, limit: int, after: int = -1) -> list[tuple[int, str]]:
+        """Up to ``limit`` oldest entries with an id above ``after`` as ``(id, line)``, ids ascending,
+        not removed."""
         out: list[tuple[int, str]] = []
         if limit <= 0:
             return out
         with self._lock:
-            cur = self._conn().execute("SELECT id, first, holes, lines FROM chunks ORDER BY id")
+            cur = self._conn().execute("SELECT id, first, holes, lines FROM chunks WHERE id >= ? ORDER BY id",
+                                       (max(after, 0) // _SHIFT,))
             try:
                 for cid, first, holes, text in cur:
                     gone = _holes(holes)
                     base = cid * _SHIFT
                     for i, line in enumerate(text.split("\n")[first:], first):
-                        if i not in gone:
+                        if i not in gone and base + i > after:
                             out.append((base + i, line))
                     if len(out) >= limit:
                         return out[:limit]
@@ -333,7 +354,16 @@ class Spool:
 
         Returns:
             the number of entries deleted.
+
+        Raises:
+            sqlite3.OperationalError: the disk is full even without the reserve (``SQLITE_FULL``):
+                nothing was deleted.
         """
+        n = self._with_room(lambda: self._remove_through(last_id))
+        self._make_reserve()
+        return n
+
+    def _remove_through(self, last_id: int) -> int:
         cid, pos = divmod(last_id, _SHIFT)
         with self._lock:
             db = self._conn()
@@ -353,7 +383,10 @@ class Spool:
             return n
 
     def remove(self, ids: Sequence[int]) -> int:
-        """Delete the entries with these ids; returns how many existed."""
+        """Delete the entries with these ids; returns how many existed (errors as :meth:`remove_through`)."""
+        return self._with_room(lambda: self._remove(ids))
+
+    def _remove(self, ids: Sequence[int]) -> int:
         wanted: dict[int, set[int]] = {}
         for i in ids:
             wanted.setdefault(i // _SHIFT, set()).add(i % _SHIFT)
@@ -381,6 +414,38 @@ class Spool:
     def depth(self) -> int:
         """Number of points waiting."""
         return self._depth
+
+    def _make_reserve(self) -> None:
+        """Write the reserve file when it is missing and the filesystem has room for it twice."""
+        if self.reserve_bytes <= 0 or self._reserve.exists() or self.free_bytes() < 2 * self.reserve_bytes:
+            return
+        part = self._reserve.with_name(self._reserve.name + ".part")
+        try:
+            with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+                for _ in range(0, self.reserve_bytes, 65536):
+                    fh.write(bytes(65536))
+            part.replace(self._reserve)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            log.warning("spool %s: cannot write its %d-byte reserve: %s", self.path, self.reserve_bytes, exc)
+
+    def _with_room(self, removal: Callable[[], int]) -> int:
+        """Run a removal; when the disk is full, delete the reserve and run it once more."""
+        try:
+            return removal()
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_FULL" or not self._reserve.exists():
+                raise
+            self._reserve.unlink()
+            log.warning("spool %s: its disk is full (%d bytes free); released its %d-byte reserve to delete the "
+                        "points InfluxDB took", self.path, self.free_bytes(), self.reserve_bytes)
+            return removal()
+
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged process may still write on the spool's filesystem (``statvfs``
+        ``f_bavail * f_frsize``): at 0, appends fail and SQLite cannot even delete (see :meth:`remove_through`)."""
+        st = os.statvfs(self.path.parent)
+        return int(st.f_bavail * st.f_frsize)
 
     def close(self) -> None:
         """Close the file and release the process lock (idempotent)."""
