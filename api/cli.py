@@ -14,7 +14,7 @@ from api.main import create_app
 from api.query import known_kecamatan
 from api.server import header_timeout_protocol
 from core.settings import Settings
-from storage.db import migrate
+from storage.db import default_city, migrate
 from storage.runtime import open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
@@ -51,7 +51,7 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
     if ctx.invoked_subcommand is not None:
         return
     settings = Settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, default_city=default_city(settings))
     config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
                             log_level="warning", http=header_timeout_protocol(settings.api.header_timeout_s))
     _Server(config).run()

@@ -89,6 +89,7 @@ class DeviceOut(BaseModel):
 
     id: str
     kind: Literal["bin", "air"]
+    city_id: str = Field(description="the device's city (`lorong cities list`)")
     model: str
     codec: str | None
     lat: float | None = unit("deg", "WGS84 latitude")

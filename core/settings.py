@@ -398,6 +398,27 @@ class NotifySettings(BaseModel):
         return self
 
 
+CITY_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"
+"""A city id: a lower-case slug of at most 32 characters (``makassar``, ``jakarta``); it is an
+InfluxDB tag value and a Grafana variable value, so it holds no blanks or quotes."""
+
+
+class CitySettings(BaseModel):
+    """The deployment's own city: the one a single-city registry's devices belong to.
+
+    Migration 0008 creates it (with ``analytics.timezone`` as its zone) and assigns every existing
+    device to it; ``lorong cities add`` adds more. A device registered without a city joins it
+    while it is the only city.
+
+    Attributes:
+        id: city id (:data:`CITY_ID`), ``LORONG_CITY__ID``.
+        name: name shown to people, ``LORONG_CITY__NAME``.
+    """
+
+    id: str = Field("makassar", pattern=CITY_ID)
+    name: str = Field("Makassar", min_length=1, max_length=64)
+
+
 class ApiSettings(BaseModel):
     """HTTP API bind address, and ``header_timeout_s``: seconds a client may take to send a request's
     headers before the connection is closed with a 408 (slowloris; see :mod:`api.server`)."""
@@ -427,6 +448,7 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = AnalyticsSettings()
     notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
+    city: CitySettings = CitySettings()
 
     @field_validator("database_url")
     @classmethod

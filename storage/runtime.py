@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
-from storage.db import make_engine, migrate, session_factory
+from storage.db import default_city, make_engine, migrate, session_factory
 from storage.influx import InfluxClient
 
 
@@ -20,5 +20,5 @@ def open_influx(settings: Settings) -> InfluxClient:
 def open_sessions(settings: Settings, upgrade: bool = True) -> sessionmaker[Session]:
     """Session factory for ``settings.database_url``, migrating it to the newest schema first."""
     if upgrade:
-        migrate(settings.database_url)
+        migrate(settings.database_url, default_city=default_city(settings))
     return session_factory(make_engine(settings.database_url))
