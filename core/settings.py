@@ -269,6 +269,16 @@ class AnalyticsSettings(BaseModel):
     outbox_backoff_max_s: float = Field(600.0, gt=0)
     outbox_retention_days: float = Field(7.0, ge=0)
 
+    def for_city(self, timezone: str, overrides: Mapping[str, object]) -> AnalyticsSettings:
+        """These settings with a city's time zone and its overrides of other fields (a city's
+        collection times, thresholds ...; see :mod:`devices.cities`).
+
+        Raises:
+            pydantic.ValidationError: the overrides do not fit the rest (an overflow threshold
+                below the full threshold, an unknown zone ...).
+        """
+        return AnalyticsSettings.model_validate({**self.model_dump(), **overrides, "timezone": timezone})
+
     @field_validator("collection_times")
     @classmethod
     def _hhmm(cls, times: list[str]) -> list[str]:

@@ -161,5 +161,4 @@ def city_settings(base: AnalyticsSettings, city: CityRow) -> AnalyticsSettings:
         pydantic.ValidationError: the overrides do not fit ``base`` (an overflow threshold below
             the deployment's full threshold, say).
     """
-    values = {**base.model_dump(), **(city.analytics or {}), "timezone": city.timezone}
-    return AnalyticsSettings.model_validate(values)
+    return base.for_city(city.timezone, city.analytics or {})

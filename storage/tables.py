@@ -168,6 +168,8 @@ class AlertRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64), index=True)
     kecamatan: Mapped[str] = mapped_column(String(64), default="")
+    city_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    """The city of the alert's device (``None``: a single-city run's city-wide alert)."""
     type: Mapped[str] = mapped_column(String(32))
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="active")

@@ -1,8 +1,8 @@
-"""Cities: a cities table, devices.city_id and api_tokens.city_id
+"""Cities: a cities table, devices.city_id, alerts.city_id and api_tokens.city_id
 
 An existing registry is one city's: the city named in the settings (``LORONG_CITY__ID`` and
 ``__NAME``, with ``LORONG_ANALYTICS__TIMEZONE`` as its zone; handed over by :func:`storage.db.migrate`)
-is created, and every device joins it. Its kecamatan centroids and map centre are the mean
+is created, and every device and alert joins it. Its kecamatan centroids and map centre are the mean
 coordinates of its devices. Existing tokens see every city (``city_id`` NULL), as they did.
 
 ``devices.city_id`` is added with the default city as its server default and no foreign key:
@@ -68,9 +68,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_devices_city_id"), ["city_id"], unique=False)
     with op.batch_alter_table("api_tokens") as batch_op:
         batch_op.add_column(sa.Column("city_id", sa.String(length=32), nullable=True))
+    with op.batch_alter_table("alerts") as batch_op:
+        batch_op.add_column(sa.Column("city_id", sa.String(length=32), nullable=True))
+        batch_op.create_index(batch_op.f("ix_alerts_city_id"), ["city_id"], unique=False)
+    op.execute(sa.text("UPDATE alerts SET city_id = :city").bindparams(city=city["id"]))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alerts") as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alerts_city_id"))
+        batch_op.drop_column("city_id")
     with op.batch_alter_table("api_tokens") as batch_op:
         batch_op.drop_column("city_id")
     with op.batch_alter_table("devices") as batch_op:
