@@ -78,7 +78,7 @@ def snapshot(row: AlertRow) -> dict[str, Any]:
         return ts.isoformat() if ts else None
 
     return {
-        "id": row.id, "device_id": row.device_id, "kecamatan": row.kecamatan, "city": row.city_id, "type": row.type,
+        "id": row.id, "device_id": row.device_id, "kecamatan": row.kecamatan, "city_id": row.city_id, "type": row.type,
         "severity": row.severity, "status": row.status, "acknowledged": row.acknowledged,
         "started_at": iso(row.started_at), "updated_at": iso(row.updated_at), "ack_at": iso(row.ack_at),
         "ack_by": row.ack_by, "cleared_at": iso(row.cleared_at), "cleared_by": row.cleared_by,

@@ -59,7 +59,7 @@ class InfluxAlertLog:
             schema.MEASUREMENT_ALERT,
             {schema.TAG_DEVICE: str(a["device_id"]), schema.TAG_KECAMATAN: str(a.get("kecamatan") or ""),
              schema.TAG_TYPE: str(a["type"]), schema.TAG_SEVERITY: str(a["severity"]),
-             schema.TAG_CITY: str(a.get("city") or "")},
+             schema.TAG_CITY: str(a.get("city_id") or "")},
             {"status": str(a["status"]), "action": change.action, "alert_id": int(change.alert_id)}, to_ms(at))])
 
 

@@ -24,7 +24,8 @@ CFG = AnalyticsSettings(collection_times=["06:00"], timezone="Asia/Makassar", fo
 def _fill(influx: InfluxClient, device: str, level: float, city: str) -> None:
     influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: device, schema.TAG_KECAMATAN: "K",
                                                       schema.TAG_CITY: city},
-                             {schema.FIELD_FILL: level, schema.FIELD_BATTERY: 0.9}, to_ms(NOW - k * timedelta(minutes=10)))
+                             {schema.FIELD_FILL: level, schema.FIELD_BATTERY: 0.9},
+                             to_ms(NOW - k * timedelta(minutes=10)))
                         for k in range(6)])
 
 
