@@ -71,7 +71,7 @@ ERROR_STATUS: dict[type[LorongError], int] = {
     NotAuthenticated: 401,
     Forbidden: 403,
     UnknownDevice: 404,
-    UnknownCity: 404,
+    UnknownCity: 422,  # only ever named in a request body (a device's or a token's city)
     AlertNotFound: 404,
     UnknownToken: 404,
     NotFound: 404,
