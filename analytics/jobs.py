@@ -48,7 +48,7 @@ from analytics.rules.base import Context, Device, Verdict, iso
 from analytics.rules.pm25_episode import CITY
 from analytics.state_points import state_lines
 from core import alerts, schema
-from core.errors import StoreError
+from core.errors import DatabaseUnavailable, StoreError
 from core.model import DeviceKind, utcnow
 from core.settings import AnalyticsSettings
 from storage.db import is_unavailable, unavailable
@@ -410,17 +410,25 @@ def run_cities(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analy
     A registry with one city runs as before cities existed: one run over every device with ``cfg``
     as given (key ``None``). Reminders of unacknowledged alerts (``escalation``) are sent by the
     last city's run, once per tick. A city whose run fails is logged and skipped; the others run.
+    The SQL database not answering ends the tick at once: every city needs it, and the next tick
+    redoes them all (a run is safe to repeat).
 
     Returns:
         ``{city id: report}`` (``{None: report}`` for a single city).
 
     Raises:
+        DatabaseUnavailable: the SQL database did not answer (the city being run committed nothing).
         StoreError, the error of the run: every city's run failed.
     """
     now = now or utcnow()
-    with sessions() as session:
-        cities = [(c.id, c.timezone, dict(c.analytics or {})) for c in
-                  session.scalars(select(CityRow).order_by(CityRow.id))]
+    try:
+        with sessions() as session:
+            cities = [(c.id, c.timezone, dict(c.analytics or {})) for c in
+                      session.scalars(select(CityRow).order_by(CityRow.id))]
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise unavailable(exc) from exc
+        raise
     if len(cities) <= 1:
         return {None: run_once(sessions, influx, cfg, notifiers, now, forecast, outbox, escalation)}
     reports: dict[str | None, JobReport] = {}
@@ -429,6 +437,8 @@ def run_cities(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analy
         try:
             reports[city] = run_once(sessions, influx, cfg.for_city(tz, overrides), notifiers, now, forecast,
                                      outbox, escalation if i == len(cities) - 1 else None, city=city)
+        except DatabaseUnavailable:
+            raise
         except Exception as exc:  # one city's bad settings or a failed read: the others still run
             log.exception("analytics run of city %s failed", city)
             failure = exc
