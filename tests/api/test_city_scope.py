@@ -119,3 +119,44 @@ def test_a_scoped_admin_makes_tokens_of_its_city(world: dict[str, Any]) -> None:
     assert every.status_code == 201 and every.json()["city_id"] == "makassar"  # none named: its own
     device = client.post("/devices", headers=headers, json={"id": "MKS-BIN-2", "kind": "bin"})
     assert device.status_code == 201 and device.json()["city_id"] == "makassar"
+
+
+def test_a_city_token_with_an_area(world: dict[str, Any], sessions: sessionmaker[Session]) -> None:
+    """City and area together: another city's bin or alert is a 404, one of its own city outside
+    the area a 403; the area is made of the token's city's kecamatan only."""
+    client: httpx.Client = world["client"]
+    province = {"Authorization": f"Bearer {world['admin']}"}
+    added = client.post("/devices", headers=province,
+                        json={"id": "MKS-BIN-2", "kind": "bin", "city_id": "makassar", "kecamatan": "Wajo"})
+    assert added.status_code == 201, added.text
+    with sessions.begin() as s:
+        wajo_alert = AlertBook(s).raise_("MKS-BIN-2", "bin_full", "major", datetime.now(UTC), {}, "Wajo")[0].id
+
+    foreign = client.post("/tokens", headers=province,
+                          json={"name": "x", "role": "crew", "city_id": "makassar", "kecamatan": ["jkt-kec"]})
+    assert foreign.status_code == 422
+    assert foreign.json()["detail"] == "kecamatan: no device of makassar is in jkt-kec; known kecamatan: MKS-kec, Wajo"
+    mks_admin = {"Authorization": f"Bearer {world['mks_admin']}"}
+    assert client.post("/tokens", headers=mks_admin,
+                       json={"name": "x", "role": "crew", "kecamatan": ["JKT-kec"]}).status_code == 422
+    made = client.post("/tokens", headers=mks_admin, json={"name": "budi", "role": "crew", "kecamatan": ["wajo"]})
+    assert made.status_code == 201, made.text
+    assert (made.json()["city_id"], made.json()["area"]) == ("makassar", ["Wajo"])
+
+    budi = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert client.get("/me", headers=budi).json()["area"] == ["Wajo"]
+    assert [b["id"] for b in client.get("/bins", headers=budi).json()] == ["MKS-BIN-2"]
+    assert client.get("/bins/MKS-BIN-2", headers=budi).status_code == 200
+    outside = client.get("/bins/MKS-BIN-1", headers=budi)
+    assert outside.status_code == 403
+    assert outside.json()["detail"] == "bin MKS-BIN-1 is in MKS-kec, outside this token's area (Wajo)"
+    assert client.get("/bins/JKT-BIN-1", headers=budi).status_code == 404
+    assert [a["id"] for a in client.get("/alerts?status=any", headers=budi).json()] == [wajo_alert]
+    assert client.get(f"/alerts/{wajo_alert}", headers=budi).status_code == 200
+    assert client.get(f"/alerts/{world['MKS']['alert']}", headers=budi).status_code == 403
+    assert client.get(f"/alerts/{world['JKT']['alert']}", headers=budi).status_code == 404
+    jkt_ack = client.post(f"/alerts/{world['JKT']['alert']}/ack", headers=budi)
+    assert jkt_ack.status_code == 404 and jkt_ack.json()["detail"] == f"no alert {world['JKT']['alert']}"
+    assert client.post(f"/alerts/{world['MKS']['alert']}/ack", headers=budi).status_code == 403
+    assert client.post("/bins/JKT-BIN-1/emptied", headers=budi).status_code == 404
+    assert client.post("/bins/MKS-BIN-1/emptied", headers=budi).status_code == 403
