@@ -33,7 +33,7 @@ from analytics.outbox import Router, as_router, enqueue, notification_payload
 from core.alerts import SEVERITIES
 from core.errors import LorongError
 from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow
+from storage.tables import AlertHistoryRow, AlertRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def snapshot(row: AlertRow) -> dict[str, Any]:
         return ts.isoformat() if ts else None
 
     return {
-        "id": row.id, "device_id": row.device_id, "kecamatan": row.kecamatan, "type": row.type,
+        "id": row.id, "device_id": row.device_id, "kecamatan": row.kecamatan, "city_id": row.city_id, "type": row.type,
         "severity": row.severity, "status": row.status, "acknowledged": row.acknowledged,
         "started_at": iso(row.started_at), "updated_at": iso(row.updated_at), "ack_at": iso(row.ack_at),
         "ack_by": row.ack_by, "cleared_at": iso(row.cleared_at), "cleared_by": row.cleared_by,
@@ -116,6 +116,9 @@ class AlertBook:
         self.channels = self.router.names
         self.clock = clock
         self.changes: list[AlertChange] = []
+        self.city: str | None = None
+        """The city of the alerts this book opens (a city's analytics run); ``None``: each
+        device's own, from the registry."""
         self._active: dict[tuple[str, str], AlertRow] | None = None
         self._hand_clears: dict[tuple[str, str], datetime] = {}
         self._deferred: list[tuple[AlertRow, str, datetime, str, dict[str, Any] | None]] | None = None
@@ -227,7 +230,11 @@ class AlertBook:
             raise ValueError(f"severity must be one of {SEVERITIES}")
         row = self.active(device_id, type_)
         if row is None:
-            row = AlertRow(device_id=device_id, kecamatan=kecamatan, type=type_, severity=severity,
+            city = self.city
+            if city is None:
+                device = self.session.get(DeviceRow, device_id)  # the run loaded them: no query
+                city = device.city_id if device is not None else None
+            row = AlertRow(device_id=device_id, kecamatan=kecamatan, city_id=city, type=type_, severity=severity,
                            status="active", acknowledged=False, started_at=at, updated_at=at, count=1,
                            details=details)
             self.session.add(row)

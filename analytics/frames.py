@@ -25,7 +25,7 @@ from core import schema
 from core.model import to_ms
 from storage.influx import InfluxClient, Series, quote_ident
 
-_SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.FIELD_RX})
+_SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.TAG_CITY, schema.FIELD_RX})
 T = TypeVar("T")
 
 

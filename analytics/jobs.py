@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -45,14 +45,15 @@ from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
 from analytics.rules import RULES
 from analytics.rules.base import Context, Device, Verdict, iso
+from analytics.rules.pm25_episode import CITY
 from analytics.state_points import state_lines
 from core import alerts, schema
-from core.errors import StoreError
+from core.errors import DatabaseUnavailable, StoreError
 from core.model import DeviceKind, utcnow
 from core.settings import AnalyticsSettings
 from storage.db import is_unavailable, unavailable
 from storage.influx import InfluxClient
-from storage.tables import AlertRow, DeadLetterRow, DeviceLatestRow, DeviceRow
+from storage.tables import AlertRow, CityRow, DeadLetterRow, DeviceLatestRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,14 @@ class JobReport:
             self.timings[phase] = round(self.timings.get(phase, 0.0) + time.perf_counter() - t0, 3)
 
 
-def load_devices(session: Session, cfg: AnalyticsSettings) -> tuple[dict[str, Device], dict[str, str]]:
-    """Active devices (registry status ``active``) and each one's registry model string."""
-    rows = session.scalars(select(DeviceRow).where(DeviceRow.status == "active").order_by(DeviceRow.id)).all()
+def load_devices(session: Session, cfg: AnalyticsSettings,
+                 city: str | None = None) -> tuple[dict[str, Device], dict[str, str]]:
+    """Active devices (registry status ``active``), of ``city`` only when given, and each one's
+    registry model string."""
+    q = select(DeviceRow).where(DeviceRow.status == "active").order_by(DeviceRow.id)
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
+    rows = session.scalars(q).all()
     devices = {r.id: Device(r.id, DeviceKind(r.kind), r.kecamatan or "", r.model or "",
                             r.full_threshold or cfg.full_threshold, r.report_interval_s or 600,
                             r.installed_at or r.created_at) for r in rows}
@@ -150,14 +156,35 @@ def last_openings(session: Session, now: datetime, types: Sequence[str],
     return {(d, t): at for d, t, at in session.execute(q)}
 
 
+def city_device(city: str) -> str:
+    """Device id of a city's city-wide alerts (``pm25_episode``) when the job runs per city: the
+    rules' pseudo-device ``city`` (:data:`analytics.rules.pm25_episode.CITY`) becomes ``city:<id>``,
+    so each city has its own."""
+    return f"{CITY}:{city}"
+
+
+def city_view(active: Mapping[tuple[str, str], AlertRow], devices: Mapping[str, Device],
+              city: str | None) -> dict[tuple[str, str], tuple[str, datetime]]:
+    """The active alerts a run's rules see: every one in a single-city run (``city`` None); in a
+    city's run, its devices' and its own city-wide ones (under the rules' pseudo-device ``city``)."""
+    if city is None:
+        return {k: (r.severity, r.started_at) for k, r in active.items()}
+    own = city_device(city)
+    return {(CITY if d == own else d, t): (r.severity, r.started_at) for (d, t), r in active.items()
+            if d in devices or d == own}
+
+
 def apply(book: AlertBook, verdicts: list[Verdict], now: datetime, report: JobReport,
-          latest_ts: Mapping[str, datetime] | None = None) -> None:
+          latest_ts: Mapping[str, datetime] | None = None, city: str | None = None) -> None:
     """Apply verdicts to the alert book; a clear of an alert that is not active is a no-op.
 
     A raise of an alert that a person cleared (:meth:`AlertBook.cleared_by_hand`) is dropped
     unless its evidence (``Verdict.evidence_at``, else the device's newest reading in
-    ``latest_ts``) is newer than that clear, and counted in ``report.held``.
+    ``latest_ts``) is newer than that clear, and counted in ``report.held``. In a city's run
+    (``city`` given) the pseudo-device ``city`` is that city's (:func:`city_device`).
     """
+    if city is not None:
+        verdicts = [replace(v, device_id=city_device(city)) if v.device_id == CITY else v for v in verdicts]
     for v in verdicts:
         if v.clears:
             row = book.active(v.device_id, v.type)
@@ -194,15 +221,18 @@ def _air(ctx: Context, influx: InfluxClient, models: dict[str, str], report: Job
 
 
 def _bins(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.DataFrame,
-          latest: dict[str, DeviceLatestRow], forecast: bool, report: JobReport) -> dict[str, dict[str, Any]]:
+          latest: dict[str, DeviceLatestRow], forecast: bool, report: JobReport,
+          city_of: dict[str, str], per_city: bool = False) -> dict[str, dict[str, Any]]:
     bin_devs = list(ctx.of_kind(DeviceKind.BIN))
     if not bin_devs:
         return {}
     with report.timed("pickups"):
         found = pickups.detect(recent_bins, ctx.cfg.pickup_min_drop)
-        new = pickups.record(session, influx, found, {d.device_id: d.kecamatan for d in bin_devs})
+        new = pickups.record(session, influx, found, {d.device_id: d.kecamatan for d in bin_devs}, city_of)
         report.collections = len(new)
         hist = pickups.history(session, ctx.now)
+        if per_city:  # the city's own rounds only (round_end, expected pickups)
+            hist = {d: h for d, h in hist.items() if d in city_of}
         ctx.pickups = {d: h.at[-1] for d, h in hist.items() if h.at}
     with report.timed("forecast"):
         cfg = ctx.cfg
@@ -255,13 +285,18 @@ def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[st
 
 def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
              notifiers: list[Notifier] | None = None, now: datetime | None = None, forecast: bool = True,
-             outbox: Outbox | None = None, escalation: Escalation | None = None) -> JobReport:
+             outbox: Outbox | None = None, escalation: Escalation | None = None,
+             city: str | None = None) -> JobReport:
     """Run every rule once as of ``now`` and refresh ``device_latest`` (see the module docstring).
 
     Args:
         sessions: SQL session factory.
         influx: InfluxDB client.
-        cfg: thresholds.
+        cfg: thresholds; for a city, :func:`devices.cities.city_settings` (its zone, rounds and
+            thresholds).
+        city: run for this city's devices only (``cities.id``): its alerts are opened with its id and
+            its city-wide alerts are its own (:func:`city_device`); ``None`` runs every device as one
+            city (a single-city registry).
         notifiers: called once per alert change, after the commit (best effort).
         now: the run's time (tz-aware); default the current time.
         forecast: recompute the fill forecasts (one more InfluxQL query); otherwise the ones the
@@ -281,7 +316,7 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
             over); nothing is committed, the next run does the work.
     """
     try:
-        return _run_once(sessions, influx, cfg, notifiers, now, forecast, outbox, escalation)
+        return _run_once(sessions, influx, cfg, notifiers, now, forecast, outbox, escalation, city)
     except DBAPIError as exc:
         if is_unavailable(exc):
             raise unavailable(exc) from exc
@@ -290,18 +325,22 @@ def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyti
 
 def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
               notifiers: list[Notifier] | None, now: datetime | None, forecast: bool,
-              outbox: Outbox | None, escalation: Escalation | None) -> JobReport:
+              outbox: Outbox | None, escalation: Escalation | None, city: str | None) -> JobReport:
     report = JobReport()
     now = now or utcnow()
     with sessions() as session:
         book = AlertBook(session, notifiers or [], outbox.routing if outbox is not None else ())
+        book.city = city
         with report.timed("recent"):
             active = book.preload(cleared_since=now - max(MAX_RECENT, timedelta(hours=cfg.forecast_window_h),
                                                            timedelta(seconds=cfg.rejects_window_s)))
-            devices, models = load_devices(session, cfg)
+            devices, models = load_devices(session, cfg, city)
             window = recent_window(cfg, devices)
             recent_bins = recent_points(influx, schema.MEASUREMENT_BIN, now, window)
             recent_air = recent_points(influx, schema.MEASUREMENT_AIR, now, window)
+            if city is not None:  # another city's points are that city's run's
+                recent_bins = recent_bins[recent_bins["device_id"].isin(list(devices))].reset_index(drop=True)
+                recent_air = recent_air[recent_air["device_id"].isin(list(devices))].reset_index(drop=True)
             recent = pd.concat([f for f in (recent_bins, recent_air) if not f.empty] or [recent_bins],
                                ignore_index=True)
         with report.timed("latest"):
@@ -309,16 +348,22 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
             report.latest_rows = refresh_latest(session, influx, now=now, recent=recent, devices=list(devices),
                                                 rows=latest)
         rejects, rejects_newest = reject_counts(session, now, cfg.rejects_window_s, set(devices))
-        ctx = Context(now, cfg, devices, {k: (r.severity, r.started_at) for k, r in active.items()},
+        ctx = Context(now, cfg, devices, city_view(active, devices, city),
                       recent=recent, latest_ts={d: r.ts for d, r in latest.items()},
                       rejects=rejects, rejects_newest=rejects_newest,
                       last_opened=last_openings(session, now, ONCE_PER_CYCLE))
-        derived = _bins(ctx, session, influx, recent_bins, latest, forecast, report)
+        city_q = select(DeviceRow.id, DeviceRow.city_id).where(DeviceRow.status == "active")
+        if city is not None:
+            city_q = city_q.where(DeviceRow.city_id == city)
+        city_of = {d: c for d, c in session.execute(city_q)}
+        derived = _bins(ctx, session, influx, recent_bins, latest, forecast, report, city_of, city is not None)
         derived.update(_air(ctx, influx, models, report))
+        if city is not None:
+            derived = {d: v for d, v in derived.items() if d in devices}
         with report.timed("rules"), book.batch():
             for rule in RULES.values():  # in order: each rule sees the alerts the earlier ones changed
-                apply(book, rule(ctx), now, report, ctx.latest_ts)
-                ctx.active = {k: (r.severity, r.started_at) for k, r in active.items()}
+                apply(book, rule(ctx), now, report, ctx.latest_ts, city)
+                ctx.active = city_view(active, devices, city)
         if escalation is not None:
             with report.timed("escalation"):
                 report.reminded = remind(session, book, escalation, now)
@@ -339,3 +384,64 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
                 log.exception("alert notifications not dispatched (they stay queued)")
     book.publish()
     return report
+
+
+def merge_reports(reports: Sequence[JobReport]) -> JobReport:
+    """One report of several runs (the cities of one tick): counts and timings added up."""
+    out = JobReport()
+    for r in reports:
+        for name in ("opened", "extended", "escalated", "cleared", "held", "timings"):
+            total = getattr(out, name)
+            for k, v in getattr(r, name).items():
+                total[k] = round(total.get(k, 0) + v, 3) if name == "timings" else total.get(k, 0) + v
+        out.latest_rows += r.latest_rows
+        out.collections += r.collections
+        out.forecasts += r.forecasts
+        out.reminded.extend(r.reminded)
+    return out
+
+
+def run_cities(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
+               notifiers: list[Notifier] | None = None, now: datetime | None = None, forecast: bool = True,
+               outbox: Outbox | None = None, escalation: Escalation | None = None) -> dict[str | None, JobReport]:
+    """:func:`run_once` for every city in turn, each with its own settings
+    (:meth:`AnalyticsSettings.for_city`: its time zone, rounds and thresholds).
+
+    A registry with one city runs as before cities existed: one run over every device with ``cfg``
+    as given (key ``None``). Reminders of unacknowledged alerts (``escalation``) are sent by the
+    last city's run, once per tick. A city whose run fails is logged and skipped; the others run.
+    The SQL database not answering ends the tick at once: every city needs it, and the next tick
+    redoes them all (a run is safe to repeat).
+
+    Returns:
+        ``{city id: report}`` (``{None: report}`` for a single city).
+
+    Raises:
+        DatabaseUnavailable: the SQL database did not answer (the city being run committed nothing).
+        StoreError, the error of the run: every city's run failed.
+    """
+    now = now or utcnow()
+    try:
+        with sessions() as session:
+            cities = [(c.id, c.timezone, dict(c.analytics or {})) for c in
+                      session.scalars(select(CityRow).order_by(CityRow.id))]
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise unavailable(exc) from exc
+        raise
+    if len(cities) <= 1:
+        return {None: run_once(sessions, influx, cfg, notifiers, now, forecast, outbox, escalation)}
+    reports: dict[str | None, JobReport] = {}
+    failure: Exception | None = None
+    for i, (city, tz, overrides) in enumerate(cities):
+        try:
+            reports[city] = run_once(sessions, influx, cfg.for_city(tz, overrides), notifiers, now, forecast,
+                                     outbox, escalation if i == len(cities) - 1 else None, city=city)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:  # one city's bad settings or a failed read: the others still run
+            log.exception("analytics run of city %s failed", city)
+            failure = exc
+    if not reports and failure is not None:
+        raise failure
+    return reports

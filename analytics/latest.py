@@ -47,7 +47,8 @@ def query_latest(influx: InfluxClient, measurement: str, lookback: str = "30d") 
             rec = dict(zip(series.columns, row, strict=True))
             ts = rec.pop("time")
             for col, value in rec.items():
-                if value is None or col in (schema.TAG_KECAMATAN, schema.FIELD_RX) or isinstance(value, str):
+                if value is None or isinstance(value, str) or col in (schema.TAG_KECAMATAN, schema.TAG_CITY,
+                                                                      schema.FIELD_RX):
                     continue
                 out.setdefault(device, {})[col] = [value, ts]
     return out

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 class InfluxAlertLog:
     """Writes each alert change as an ``alert_event`` point (:mod:`core.schema`): tags device_id,
-    kecamatan, type, severity; fields status, action, alert_id; time = the change's time."""
+    kecamatan, city, type, severity; fields status, action, alert_id; time = the change's time."""
 
     def __init__(self, influx: InfluxClient) -> None:
         self.influx = influx
@@ -58,7 +58,8 @@ class InfluxAlertLog:
         self.influx.write_lines([line(
             schema.MEASUREMENT_ALERT,
             {schema.TAG_DEVICE: str(a["device_id"]), schema.TAG_KECAMATAN: str(a.get("kecamatan") or ""),
-             schema.TAG_TYPE: str(a["type"]), schema.TAG_SEVERITY: str(a["severity"])},
+             schema.TAG_TYPE: str(a["type"]), schema.TAG_SEVERITY: str(a["severity"]),
+             schema.TAG_CITY: str(a.get("city_id") or "")},
             {"status": str(a["status"]), "action": change.action, "alert_id": int(change.alert_id)}, to_ms(at))])
 
 

@@ -136,7 +136,7 @@ def stored(session: Session, start: datetime, end: datetime) -> list[CollectionR
 
 
 def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
-           kecamatan: dict[str, str]) -> list[Pickup]:
+           kecamatan: dict[str, str], city: dict[str, str] | None = None) -> list[Pickup]:
     """Store pickups not stored yet: InfluxDB ``collection`` points first, then SQL rows
     (the caller commits). A failed InfluxDB write raises before anything is added to the session.
 
@@ -156,7 +156,8 @@ def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
         return []
     influx.write_lines([
         line(schema.MEASUREMENT_COLLECTION,
-             {schema.TAG_DEVICE: p.device_id, schema.TAG_KECAMATAN: kecamatan.get(p.device_id, "")},
+             {schema.TAG_DEVICE: p.device_id, schema.TAG_KECAMATAN: kecamatan.get(p.device_id, ""),
+              schema.TAG_CITY: (city or {}).get(p.device_id, "")},
              {"before": round(p.level_before, 6), "after": round(p.level_after, 6)}, to_ms(p.at))
         for p in new
     ])

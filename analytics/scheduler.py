@@ -1,6 +1,7 @@
 """Runs the analytics job in one background thread until stopped.
 
-Every ``interval_s`` (30 s) a run raises and clears alerts; every ``forecast_interval_s``
+Every ``interval_s`` (30 s) a run raises and clears alerts, city by city in their own time zones
+(:func:`analytics.jobs.run_cities`; one run when the registry holds one city); every ``forecast_interval_s``
 (10 min) the run also recomputes the fill forecasts (one more InfluxQL query over a day of
 data); runs in between reuse the forecasts stored in ``device_latest.derived``. A failing run
 is logged and retried at the next tick; a run is safe to repeat, so nothing is lost. InfluxDB or
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Notifier
 from analytics.escalation import Escalation
-from analytics.jobs import JobReport, run_once
+from analytics.jobs import JobReport, merge_reports, run_cities
 from analytics.outbox import Outbox
 from core.errors import DatabaseUnavailable, StoreError
 from core.model import utcnow
@@ -84,8 +85,9 @@ class Scheduler:
         mono = time.monotonic()
         forecast = self._last_forecast is None or mono - self._last_forecast >= self.cfg.forecast_interval_s
         try:
-            report = run_once(self.sessions, self.influx, self.cfg, self.notifiers, now=self.clock(),
-                              forecast=forecast, outbox=self.outbox, escalation=self.escalation)
+            reports = run_cities(self.sessions, self.influx, self.cfg, self.notifiers, now=self.clock(),
+                                 forecast=forecast, outbox=self.outbox, escalation=self.escalation)
+            report = reports[None] if None in reports else merge_reports(list(reports.values()))
         except Exception:
             self._outbox_upkeep(mono, dispatch=True)
             raise

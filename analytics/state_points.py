@@ -45,7 +45,7 @@ def state_lines(rows: Sequence[DeviceRow], latest: Mapping[str, DeviceLatestRow]
     out: list[str] = []
     ts = to_ms(now)
     for row in rows:
-        tags = {schema.TAG_DEVICE: row.id, schema.TAG_KECAMATAN: row.kecamatan or ""}
+        tags = {schema.TAG_DEVICE: row.id, schema.TAG_KECAMATAN: row.kecamatan or "", schema.TAG_CITY: row.city_id}
         values = derived.get(row.id, {})
         metrics = latest[row.id].metrics if row.id in latest else {}
         if row.kind == "bin":

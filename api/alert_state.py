@@ -69,11 +69,13 @@ class AlertFilter:
     kecamatan: str | None = None
     acknowledged: bool | None = None
     device_id: str | None = None
+    city_id: str | None = None
+    """The city of a token scoped to one (:attr:`api.auth.Principal.city`)."""
     area: tuple[str, ...] = ()
 
     def checks(self) -> list[tuple[str, Any]]:
         """``[(field, wanted value)]`` of the filters that are set."""
-        fields = ("status", "type", "severity", "kecamatan", "acknowledged", "device_id")
+        fields = ("status", "type", "severity", "kecamatan", "acknowledged", "device_id", "city_id")
         return [(name, getattr(self, name)) for name in fields if getattr(self, name) is not None]
 
 
@@ -105,7 +107,7 @@ def _query(f: AlertFilter, after: Key | None) -> Select[Any]:
          .order_by(AlertRow.started_at.desc(), AlertRow.id.desc()))
     for column, value in ((AlertRow.status, f.status), (AlertRow.type, f.type), (AlertRow.severity, f.severity),
                           (AlertRow.kecamatan, f.kecamatan), (AlertRow.acknowledged, f.acknowledged),
-                          (AlertRow.device_id, f.device_id)):
+                          (AlertRow.device_id, f.device_id), (AlertRow.city_id, f.city_id)):
         if value is not None:
             q = q.where(column == value)
     if f.area:

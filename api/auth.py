@@ -17,6 +17,8 @@ A token may also have an *area*: the kecamatan its holder works in (``lorong api
 --kecamatan Wajo,Tallo``). A token with an area, whatever its role, sees the bins, alerts and route
 stops of those kecamatan only, and acts only there (:meth:`Principal.require_area`, 403 elsewhere);
 a token without one (the default) covers the whole city. Air stations stay readable by everyone.
+A token may be scoped to a city too (``--city``, :attr:`Principal.city`): it then gets 404 for
+another city's devices, alerts and tokens, and its area, if any, is kecamatan of that city.
 
 A token is ``lrg_`` followed by the URL-safe base64 of 32 random bytes from :mod:`secrets`
 (256 bits, 43 characters). Only its SHA-256 hex digest is stored (``api_tokens.token_hash``);
@@ -50,9 +52,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core.alerts import may_act
-from core.errors import LorongError
+from core.errors import LorongError, UnknownCity
 from core.model import utcnow
-from storage.tables import ApiTokenRow
+from storage.tables import ApiTokenRow, CityRow
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +125,23 @@ class Principal:
         token_id: ``api_tokens.id``.
         name: the name given at creation (a person or a device), used as the actor of alert changes.
         role: the token's role.
-        area: the kecamatan the token is limited to, sorted; empty for the whole city.
+        city: the one city the token sees (``cities.id``), or ``None`` for every city (a
+            provincial officer). A scoped token gets 404 for another city's devices and alerts,
+            as if they did not exist, and lists only its own city's.
+        area: the kecamatan the token is limited to, sorted; empty for the whole city (of its
+            ``city``, or of every city). Outside the area it gets 403 (the city is known to it).
     """
 
     token_id: int
     name: str
     role: Role
+    city: str | None = None
     area: tuple[str, ...] = ()
+
+    def sees(self, city: str | None) -> bool:
+        """True when the token may see what belongs to ``city`` (every city for an unscoped token;
+        a scoped one sees its own city's only, not even what has no city)."""
+        return self.city is None or city == self.city
 
     def covers(self, kecamatan: str) -> bool:
         """True when the token's area includes ``kecamatan`` (always, for a token without an area).
@@ -189,7 +201,7 @@ def new_token() -> str:
 
 
 def create_token(session: Session, name: str, role: Role | str, now: datetime | None = None,
-                 area: Sequence[str] | None = None) -> tuple[ApiTokenRow, str]:
+                 city: str | None = None, area: Sequence[str] | None = None) -> tuple[ApiTokenRow, str]:
     """Create a token (the caller commits).
 
     Args:
@@ -197,14 +209,16 @@ def create_token(session: Session, name: str, role: Role | str, now: datetime | 
         name: who or what holds it, 1..64 characters.
         role: one of :class:`Role`.
         now: creation time (tz-aware); default now.
-        area: kecamatan the token is limited to, as the registry spells them (:func:`resolve_area`);
-            ``None`` or empty for the whole city.
+        city: the one city it sees (a registered ``cities.id``); ``None``: every city.
+        area: kecamatan the token is limited to, as the registry spells them (:func:`resolve_area`,
+            within ``city`` when it has one); ``None`` or empty for the whole city.
 
     Returns:
         the stored row and the plain token, which is not stored anywhere and must be shown now.
 
     Raises:
         ValueError: empty or too long name, unknown role, or an empty or over-long kecamatan name.
+        UnknownCity: ``city`` is not registered.
     """
     name = name.strip()
     if not 1 <= len(name) <= 64:
@@ -213,9 +227,11 @@ def create_token(session: Session, name: str, role: Role | str, now: datetime | 
     names = sorted({k.strip() for k in area or ()})
     if any(not 1 <= len(k) <= 64 for k in names):
         raise ValueError("a kecamatan name in a token's area must be 1 to 64 characters")
+    if city is not None and session.get(CityRow, city) is None:
+        raise UnknownCity(f"no city {city!r} in the registry (`lorong cities list` shows them)")
     token = new_token()
-    row = ApiTokenRow(name=name, role=role.value, token_hash=hash_token(token), created_at=now or utcnow(),
-                      area=names or None)
+    row = ApiTokenRow(name=name, role=role.value, city_id=city, token_hash=hash_token(token),
+                      created_at=now or utcnow(), area=names or None)
     session.add(row)
     session.flush()
     return row, token
@@ -226,7 +242,7 @@ def resolve_area(names: Sequence[str], known: Sequence[str]) -> tuple[list[str],
 
     Args:
         names: as typed (``["wajo", "Tallo"]``); blanks are dropped.
-        known: every kecamatan in the registry (:func:`api.query.known_kecamatan`).
+        known: every kecamatan in the registry, or in the token's city (:func:`api.query.known_kecamatan`).
 
     Returns:
         the registry's spelling of each (a name matching none is kept as typed), and the names
@@ -311,7 +327,7 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
     if not token:
         raise NotAuthenticated(NO_TOKEN)
     row = session.execute(select(ApiTokenRow.id, ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.revoked_at,
-                                 ApiTokenRow.last_used_at, ApiTokenRow.area)
+                                 ApiTokenRow.last_used_at, ApiTokenRow.city_id, ApiTokenRow.area)
                           .where(ApiTokenRow.token_hash == hash_token(token))).first()
     if row is None:
         raise NotAuthenticated("this API token is not known: check it was copied whole, or ask an admin for a new one")
@@ -322,7 +338,7 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         touch(session, row.id, now)
     area = tuple(sorted(str(k) for k in row.area)) if isinstance(row.area, list) else ()
-    return Principal(token_id=row.id, name=row.name, role=Role(row.role), area=area)
+    return Principal(token_id=row.id, name=row.name, role=Role(row.role), city=row.city_id, area=area)
 
 
 def kept_token(session: Session, path: Path, name: str, role: Role | str) -> tuple[str, bool]:

@@ -33,7 +33,7 @@ from storage.tables import DeviceLatestRow, DeviceRow
 
 _COLUMNS = (DeviceRow.id, DeviceRow.kecamatan, DeviceRow.kelurahan, DeviceRow.street, DeviceRow.landmark,
             DeviceRow.lat, DeviceRow.lon, DeviceRow.full_threshold, DeviceRow.report_interval_s, DeviceLatestRow.ts,
-            DeviceLatestRow.metrics, DeviceLatestRow.derived)
+            DeviceLatestRow.metrics, DeviceLatestRow.derived, DeviceRow.city_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class BinEntry:
         full_at: expected time to reach the threshold (analytics), or ``None``.
         report_interval_s: expected seconds between uplinks.
         data: the :class:`api.schemas.BinOut` fields, JSON-ready except ``stale`` and ``timeToFull_h``.
+        city: the bin's city id (a token scoped to a city sees its own city's bins only).
     """
 
     id: str
@@ -57,6 +58,7 @@ class BinEntry:
     full_at: datetime | None
     report_interval_s: int
     data: dict[str, Any]
+    city: str = ""
 
     def render(self, now: datetime) -> dict[str, Any]:
         """The :class:`api.schemas.BinOut` dict at ``now`` (``stale``, ``timeToFull_h`` filled in)."""
@@ -122,7 +124,7 @@ def bin_entry(row: Any, default_threshold: float) -> BinEntry:
         "stale": True, "fullThreshold": threshold, "fillRate_per_h": rate(derived.get("fill_rate_per_h")),
         "expectedFullAt": full_at, "timeToFull_h": None, "dateLastEmptying": iso_time(derived.get("last_emptying")),
     }
-    return BinEntry(row.id, row.kecamatan, level, observed, full_at, row.report_interval_s, data)
+    return BinEntry(row.id, row.kecamatan, level, observed, full_at, row.report_interval_s, data, row.city_id)
 
 
 CHUNK_ROWS = 100

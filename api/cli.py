@@ -13,8 +13,10 @@ from api.auth import Role, UnknownToken, create_token, list_tokens, resolve_area
 from api.main import create_app
 from api.query import known_kecamatan
 from api.server import header_timeout_protocol
+from core.errors import UnknownCity
 from core.settings import Settings
-from storage.db import migrate
+from devices.cities import get_city
+from storage.db import default_city, migrate
 from storage.runtime import check_database, open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
@@ -52,7 +54,7 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
         return
     settings = Settings()
     check_database(settings.database_url)  # refuse to serve a new, empty file (storage.runtime)
-    migrate(settings.database_url)
+    migrate(settings.database_url, default_city=default_city(settings))
     config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
                             log_level="warning", http=header_timeout_protocol(settings.api.header_timeout_s))
     _Server(config).run()
@@ -62,21 +64,24 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
 def token_create(
     role: Role = typer.Option(..., help="crew, officer, technician, supervisor or admin"),
     name: str = typer.Option(..., help="who holds it (a person, a team or a system)"),
-    kecamatan: str = typer.Option("", help="the token's area: kecamatan, comma-separated (Wajo,Tallo); "
-                                           "it then sees and acts on the bins and alerts there only"),
+    city: str | None = typer.Option(None, help="the one city it sees (`lorong cities list`); default every city"),
+    kecamatan: str = typer.Option("", help="the token's area: kecamatan, comma-separated (Wajo,Tallo), of its "
+                                           "--city if given; it then sees and acts on the bins and alerts there only"),
 ) -> None:
     """Create a token and print it once: it is stored only as a SHA-256 hash."""
     sessions = open_sessions(Settings())
     try:
         with sessions.begin() as s:
-            known = known_kecamatan(s)
+            if city is not None:
+                get_city(s, city)
+            known = known_kecamatan(s, city)
             area, unknown = resolve_area(kecamatan.split(","), known)
             if unknown and known:
-                raise ValueError(f"--kecamatan: no device is in {', '.join(unknown)}; known kecamatan: "
-                                 f"{', '.join(known)}")
-            row, token = create_token(s, name, role, area=area)
+                raise ValueError(f"--kecamatan: no device{f' of {city}' if city else ''} is in {', '.join(unknown)}; "
+                                 f"known kecamatan: {', '.join(known)}")
+            row, token = create_token(s, name, role, city=city, area=area)
             token_id = row.id
-    except ValueError as exc:
+    except (ValueError, UnknownCity) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     print(token)
@@ -93,9 +98,9 @@ def token_list() -> None:
     sessions = open_sessions(Settings())
     with sessions() as s:
         rows = list_tokens(s)
-    table = Table("id", "name", "role", "area", "created", "last used", "revoked")
+    table = Table("id", "name", "role", "city", "area", "created", "last used", "revoked")
     for r in rows:
-        table.add_row(str(r.id), r.name, r.role, ", ".join(r.area or []) or "city",
+        table.add_row(str(r.id), r.name, r.role, r.city_id or "all", ", ".join(r.area or []) or "city",
                       r.created_at.isoformat(timespec="seconds"),
                       r.last_used_at.isoformat(timespec="seconds") if r.last_used_at else "-",
                       r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-")

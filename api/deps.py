@@ -21,8 +21,11 @@ from api.auth import NO_TOKEN, NotAuthenticated, Permission, Principal, authenti
 from api.bin_state import BinEntry
 from api.pages import PageCache
 from api.snapshot import Snapshot
+from core.errors import UnknownDevice
 from core.settings import Settings
+from devices.registry import get_device
 from storage.influx import InfluxClient
+from storage.tables import DeviceRow
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Device ids as the registry accepts them (:data:`devices.registry.DEVICE_ID`); anything else in a
@@ -133,3 +136,16 @@ MaybeReader = Annotated[Principal | None, Depends(get_optional_principal)]
 
 DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64,
                                description="DevEUI (16 hex digits) or serial number", examples=["MKS-BIN-0001"])]
+
+
+def scoped_device(session: Session, who: Principal, device_id: str) -> DeviceRow:
+    """The registry row of ``device_id`` when ``who``'s token sees its city.
+
+    Raises:
+        UnknownDevice: no such device, or one of another city (the same 404: a Makassar token
+            cannot even learn that a Jakarta device exists).
+    """
+    row = get_device(session, device_id)
+    if not who.sees(row.city_id):
+        raise UnknownDevice(f"no device {device_id!r} in the registry")
+    return row

@@ -30,12 +30,14 @@ from analytics.alerts import AlertNotFound, AlertStateError
 from api.auth import Forbidden, NotAuthenticated, UnknownToken
 from api.body_limit import BodyLimitMiddleware
 from core.errors import (
+    CityExists,
     DatabaseUnavailable,
     DeviceExists,
     LorongError,
     StoreNotReady,
     StoreRejected,
     StoreUnavailable,
+    UnknownCity,
     UnknownDevice,
 )
 from storage.db import is_unavailable, unavailable
@@ -69,10 +71,12 @@ ERROR_STATUS: dict[type[LorongError], int] = {
     NotAuthenticated: 401,
     Forbidden: 403,
     UnknownDevice: 404,
+    UnknownCity: 422,  # only ever named in a request body (a device's or a token's city)
     AlertNotFound: 404,
     UnknownToken: 404,
     NotFound: 404,
     DeviceExists: 409,
+    CityExists: 409,
     Conflict: 409,
     AlertStateError: 409,
     InvalidRequest: 422,

@@ -46,9 +46,12 @@ def one_of(allowed: Sequence[str]) -> AfterValidator:
     return AfterValidator(check)
 
 
-def known_kecamatan(session: Session) -> list[str]:
-    """Every kecamatan name in the registry (retired devices too: their alerts still carry it), sorted."""
+def known_kecamatan(session: Session, city: str | None = None) -> list[str]:
+    """Every kecamatan name in the registry (retired devices too: their alerts still carry it), sorted;
+    only those of ``city``'s devices when given (``cities.id``)."""
     q = select(DeviceRow.kecamatan).where(DeviceRow.kecamatan != "").distinct()
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
     return sorted(session.scalars(q))
 
 

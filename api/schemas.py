@@ -89,6 +89,7 @@ class DeviceOut(BaseModel):
 
     id: str
     kind: Literal["bin", "air"]
+    city_id: str = Field(description="the device's city (`lorong cities list`)")
     model: str
     codec: str | None
     lat: float | None = unit("deg", "WGS84 latitude")
@@ -230,6 +231,7 @@ class AlertOut(BaseModel):
     id: int
     device_id: str
     kecamatan: str
+    city_id: str | None = Field(None, description="the city of the alert's device")
     type: str
     severity: Literal["critical", "major", "minor", "warning"]
     status: Literal["active", "cleared"]
@@ -333,10 +335,12 @@ class TokenIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"\S", description="who holds it")
     role: Literal["crew", "officer", "technician", "supervisor", "admin"]
+    city_id: str | None = Field(None, max_length=32, description="the one city it sees; null: every city "
+                                "(an admin scoped to a city makes tokens of that city only)")
     kecamatan: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=100,
-        description="the token's area: it sees and acts on bins and alerts of these kecamatan only; "
-                    "empty for the whole city")
+        description="the token's area: it sees and acts on bins and alerts of these kecamatan only "
+                    "(of its city, when it has one); empty for the whole city")
 
 
 class TokenOut(BaseModel):
@@ -345,6 +349,7 @@ class TokenOut(BaseModel):
     id: int
     name: str
     role: str
+    city_id: str | None = None
     area: list[str] | None = Field(None, description="kecamatan the token is limited to; null for the whole city")
     created_at: Utc
     revoked_at: Utc | None

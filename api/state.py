@@ -34,14 +34,17 @@ def ispu_expr() -> ColumnElement[float]:
 
 
 def station_pairs(session: Session, kecamatan: str | None = None, limit: int = 100,
-                  offset: int = 0) -> Sequence[Pair]:
-    """Air stations (not retired) with their latest row, highest ISPU first (none last), then by id."""
+                  offset: int = 0, city: str | None = None) -> Sequence[Pair]:
+    """Air stations (not retired; of ``city`` only when given) with their latest row, highest ISPU
+    first (none last), then by id."""
     key = ispu_expr()
     q = (select(DeviceRow, DeviceLatestRow)
          .outerjoin(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
          .where(DeviceRow.kind == DeviceKind.AIR.value, DeviceRow.status != "retired"))
     if kecamatan:
         q = q.where(DeviceRow.kecamatan == kecamatan)
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
     q = q.order_by(key.is_(None), key.desc(), DeviceRow.id).limit(limit).offset(offset)
     return [(d, latest) for d, latest in session.execute(q).tuples()]
 

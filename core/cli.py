@@ -20,6 +20,7 @@ ROOMS: dict[str, tuple[str, str]] = {
     "export": ("storage.export_cli", "Readings to CSV or Parquet for officers and open-data portals."),
     "ingest": ("ingest.cli", "MQTT payloads into validated readings in InfluxDB."),
     "devices": ("devices.cli", "Register and manage devices."),
+    "cities": ("devices.cities_cli", "Cities: their time zones, kecamatan, rounds and thresholds."),
     "analytics": ("analytics.cli", "Alerts, forecasts and collection routes."),
     "api": ("api.cli", "The HTTP API and crew page."),
     "sim": ("firmware_sim.cli", "Simulated devices."),

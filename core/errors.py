@@ -17,6 +17,8 @@
         UnknownDevice       no such device id in the registry
         DeviceExists        a device with that id is already registered
         DeviceRetired       a retired device cannot be changed
+        UnknownCity         no such city id in the registry
+        CityExists          a city with that id is already registered
       DeviceError           serial dialogue failed (timeout, garbage, NAK, cable pulled)
       ConfigError           settings or files that make no sense together
 """
@@ -106,6 +108,14 @@ class DeviceExists(RegistryError):
 
 class DeviceRetired(RegistryError):
     """The device is retired: it cannot be changed (register a new one instead)."""
+
+
+class UnknownCity(RegistryError):
+    """No city with that id is registered (``lorong cities list`` shows them)."""
+
+
+class CityExists(RegistryError):
+    """A city with that id is already registered."""
 
 
 class DeviceError(LorongError):

@@ -2,6 +2,9 @@
 
 Layout (InfluxDB 1.x line protocol, ms precision):
 
+Every point of a device (and of its alerts, pickups and state) also carries the tag ``city``, its
+city id from the registry (left out only for a device whose city is not known, such as in unit tests).
+
 - ``waste_container`` one point per bin uplink; tags ``device_id``, ``kecamatan``; fields are
   canonical metrics (``fillingLevel``, ``distance``, ...) plus ``rx_ms`` (receive time).
 - ``air_quality`` one point per air-station uplink; same tags; fields ``pm25``, ``pm10`` ...
@@ -44,6 +47,7 @@ RP_DAILY = "daily"
 
 TAG_DEVICE = "device_id"
 TAG_KECAMATAN = "kecamatan"
+TAG_CITY = "city"
 TAG_TYPE = "type"
 TAG_SEVERITY = "severity"
 TAG_INSTANCE = "instance"

@@ -269,6 +269,16 @@ class AnalyticsSettings(BaseModel):
     outbox_backoff_max_s: float = Field(600.0, gt=0)
     outbox_retention_days: float = Field(7.0, ge=0)
 
+    def for_city(self, timezone: str, overrides: Mapping[str, object]) -> AnalyticsSettings:
+        """These settings with a city's time zone and its overrides of other fields (a city's
+        collection times, thresholds ...; see :mod:`devices.cities`).
+
+        Raises:
+            pydantic.ValidationError: the overrides do not fit the rest (an overflow threshold
+                below the full threshold, an unknown zone ...).
+        """
+        return AnalyticsSettings.model_validate({**self.model_dump(), **overrides, "timezone": timezone})
+
     @field_validator("collection_times")
     @classmethod
     def _hhmm(cls, times: list[str]) -> list[str]:
@@ -398,6 +408,27 @@ class NotifySettings(BaseModel):
         return self
 
 
+CITY_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"
+"""A city id: a lower-case slug of at most 32 characters (``makassar``, ``jakarta``); it is an
+InfluxDB tag value and a Grafana variable value, so it holds no blanks or quotes."""
+
+
+class CitySettings(BaseModel):
+    """The deployment's own city: the one a single-city registry's devices belong to.
+
+    Migration 0008 creates it (with ``analytics.timezone`` as its zone) and assigns every existing
+    device to it; ``lorong cities add`` adds more. A device registered without a city joins it
+    while it is the only city.
+
+    Attributes:
+        id: city id (:data:`CITY_ID`), ``LORONG_CITY__ID``.
+        name: name shown to people, ``LORONG_CITY__NAME``.
+    """
+
+    id: str = Field("makassar", pattern=CITY_ID)
+    name: str = Field("Makassar", min_length=1, max_length=64)
+
+
 class ApiSettings(BaseModel):
     """HTTP API bind address, and ``header_timeout_s``: seconds a client may take to send a request's
     headers before the connection is closed with a 408 (slowloris; see :mod:`api.server`)."""
@@ -427,6 +458,7 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = AnalyticsSettings()
     notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
+    city: CitySettings = CitySettings()
 
     @field_validator("database_url")
     @classmethod

@@ -64,6 +64,7 @@ def _given(**values: Any) -> dict[str, Any]:
 def add(
     device_id: str = typer.Argument(..., help="DevEUI (LoRaWAN) or serial number"),
     kind: DeviceKind = typer.Option(..., help="bin or air"),
+    city: str | None = typer.Option(None, help="city id (`lorong cities list`); default the only city"),
     model: str | None = typer.Option(None, help="device model, e.g. EM310-UDL"),
     codec: str | None = typer.Option(None, help="LoRaWAN codec id, e.g. milesight-em310-udl"),
     lat: float | None = typer.Option(None, help="WGS84 latitude, degrees"),
@@ -92,7 +93,7 @@ def add(
                        "(--kind air) has no bin geometry", 2)
     try:
         dev = DeviceIn.model_validate(_given(
-            id=device_id, kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
+            id=device_id, kind=kind, city_id=city, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
             kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm, blind_zone_mm=blind_zone_mm,
             capacity_l=capacity_l, waste_kind=waste_kind, report_interval_s=report_interval_s, status=status,
             firmware=firmware, installed_at=installed_at, installed_by=installed_by))
@@ -201,17 +202,18 @@ def _retired_at(when: datetime) -> str:
 def list_cmd(
     kind: DeviceKind | None = typer.Option(None),
     kecamatan: str | None = typer.Option(None),
+    city: str | None = typer.Option(None, help="only this city's devices"),
     status: str | None = typer.Option(None, help=", ".join(STATUSES)),
     all_: bool = typer.Option(False, "--all", help="include retired devices"),
 ) -> None:
     """Show registered devices (retired ones only with --all or --status retired)."""
     sessions = open_sessions(Settings())
-    table = Table(Column("id", no_wrap=True), "kind", "model", "kecamatan", "kelurahan", "street", "depth mm",
+    table = Table(Column("id", no_wrap=True), "kind", "city", "model", "kecamatan", "kelurahan", "street", "depth mm",
                   "status", "last seen")
     with sessions() as s:
-        rows = list_devices(s, kind, kecamatan, include_retired=all_, status=status)
+        rows = list_devices(s, kind, kecamatan, include_retired=all_, status=status, city_id=city)
         for d in rows:
-            table.add_row(d.id, d.kind, d.model, d.kecamatan, d.kelurahan, d.street,
+            table.add_row(d.id, d.kind, d.city_id, d.model, d.kecamatan, d.kelurahan, d.street,
                           "" if d.depth_mm is None else f"{d.depth_mm:g}", d.status,
                           d.last_seen.isoformat(timespec="seconds") if d.last_seen else "")
     console.print(table)

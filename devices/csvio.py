@@ -188,7 +188,10 @@ def import_devices(session: Session, fh: TextIO, update: bool = False) -> list[D
     out: list[DeviceRow] = []
     for row, d in devices:
         if session.get(DeviceRow, d.id) is None:
-            out.append(add_device(session, d))
+            try:
+                out.append(add_device(session, d))
+            except RegistryError as exc:  # its city is not registered
+                problems.append(Problem(row, "city_id", str(exc)))
         elif not update:
             problems.append(Problem(row, "id", f"device {d.id} is already registered"))
         else:

@@ -124,7 +124,8 @@ def commit(sessions: sessionmaker[Session], device: DeviceIn, password: str, at:
         if registrable_status(s, device.id) is None:
             row = add_device(s, device)
         else:
-            row = update_device(s, device.id, DeviceUpdate.model_validate(device.model_dump(exclude={"id"})))
+            keep = {"id"} if device.city_id is not None else {"id", "city_id"}  # no city named: it keeps its own
+            row = update_device(s, device.id, DeviceUpdate.model_validate(device.model_dump(exclude=keep)))
         cred, clear = issue_credential(s, row.id, at, password)
     return Registered(row, cred, clear)
 

@@ -35,6 +35,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DeviceExists, DeviceRetired, UnknownDevice
 from core.model import DeviceInfo, DeviceKind, utcnow
+from core.settings import CITY_ID
+from devices.cities import get_city, resolve_city
 from ingest.codecs import CODECS
 from storage.influx import check_tag_value
 from storage.tables import DeviceCredentialRow, DeviceRow
@@ -185,6 +187,7 @@ class DeviceIn(_DeviceChecks):
     firmware: str = Field("", max_length=TEXT_MAX["firmware"])
     installed_at: datetime | None = None
     installed_by: str = Field("", max_length=TEXT_MAX["installed_by"])
+    city_id: str | None = Field(None, pattern=CITY_ID)
 
     @model_validator(mode="after")
     def _bin_has_depth(self) -> DeviceIn:
@@ -228,6 +231,7 @@ class DeviceUpdate(_DeviceChecks):
     firmware: str | None = Field(None, max_length=TEXT_MAX["firmware"])
     installed_at: datetime | None = None
     installed_by: str | None = Field(None, max_length=TEXT_MAX["installed_by"])
+    city_id: str | None = Field(None, pattern=CITY_ID)
 
     @model_validator(mode="after")
     def _no_null_required(self) -> DeviceUpdate:
@@ -244,7 +248,7 @@ class DeviceUpdate(_DeviceChecks):
 def to_info(row: DeviceRow) -> DeviceInfo:
     """The ingest/analytics view of a registry row."""
     return DeviceInfo(
-        device_id=row.id, kind=DeviceKind(row.kind), codec=row.codec, kecamatan=row.kecamatan,
+        device_id=row.id, kind=DeviceKind(row.kind), codec=row.codec, kecamatan=row.kecamatan, city=row.city_id,
         bin_depth_mm=row.depth_mm, blind_zone_mm=row.blind_zone_mm or 0.0,
         full_threshold=row.full_threshold, report_interval_s=row.report_interval_s, lat=row.lat, lon=row.lon,
     )
@@ -255,11 +259,13 @@ def add_device(session: Session, device: DeviceIn) -> DeviceRow:
 
     Raises:
         DeviceExists: the id is taken (also by a retired device: ids are never reused).
+        UnknownCity: its city is not registered, or it names none and there are several.
     """
     if session.get(DeviceRow, device.id) is not None:
         raise DeviceExists(f"device {device.id} is already registered")
     now = utcnow()
-    row = DeviceRow(**device.model_dump(), created_at=now, updated_at=now)
+    values = {**device.model_dump(), "city_id": resolve_city(session, device.city_id)}
+    row = DeviceRow(**values, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return row
@@ -282,8 +288,9 @@ def get_device(session: Session, device_id: str) -> DeviceRow:
 
 
 def list_devices(session: Session, kind: DeviceKind | None = None, kecamatan: str | None = None,
-                 include_retired: bool = False, status: str | None = None) -> Sequence[DeviceRow]:
-    """Devices ordered by id, optionally filtered by kind, kecamatan and status.
+                 include_retired: bool = False, status: str | None = None,
+                 city_id: str | None = None) -> Sequence[DeviceRow]:
+    """Devices ordered by id, optionally filtered by kind, kecamatan, status and city.
 
     Retired devices are left out unless ``include_retired`` is true or ``status`` is ``"retired"``.
     """
@@ -292,6 +299,8 @@ def list_devices(session: Session, kind: DeviceKind | None = None, kecamatan: st
         q = q.where(DeviceRow.kind == DeviceKind(kind).value)
     if kecamatan:
         q = q.where(DeviceRow.kecamatan == kecamatan)
+    if city_id is not None:
+        q = q.where(DeviceRow.city_id == city_id)
     if status is not None:
         q = q.where(DeviceRow.status == status)
     elif not include_retired:
@@ -322,11 +331,14 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
         DeviceRetired: the device is retired (a retired device cannot change).
         ValueError: the change leaves ``depth_mm`` not greater than ``blind_zone_mm``
             (:func:`check_geometry`), or a bin out of stock without ``depth_mm`` (:func:`check_depth`).
+        UnknownCity: the change moves it to a city that is not registered.
     """
     row = get_device(session, device_id)
     if row.status == "retired":
         raise DeviceRetired(f"device {row.id} is retired and cannot be changed")
     values = change.changes()
+    if "city_id" in values:
+        get_city(session, values["city_id"])
     if "depth_mm" in values or "blind_zone_mm" in values:
         check_geometry(values.get("depth_mm", row.depth_mm), values.get("blind_zone_mm", row.blind_zone_mm))
     check_depth(values.get("kind", row.kind), values.get("status", row.status), values.get("depth_mm", row.depth_mm))

@@ -111,16 +111,17 @@ class DedupCache:
 
 
 @lru_cache(maxsize=65536)
-def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[tuple[str, str], ...]) -> str:
+def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[tuple[str, str], ...],
+                city: str = "") -> str:
     """:func:`storage.influx.series_key` of a device's points, cached: tags ``device_id``,
-    ``kecamatan`` and ``extra`` (which cannot override the first two).
+    ``kecamatan``, ``city`` and ``extra`` (which cannot override the first three).
 
     Raises:
         ValidationError: ``bad_tag``, a tag value line protocol cannot carry
             (:func:`storage.influx.check_tag_value`); the message is dead-lettered whole.
     """
-    reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN)
-    tags = ((schema.TAG_DEVICE, device_id), (schema.TAG_KECAMATAN, kecamatan),
+    reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.TAG_CITY)
+    tags = ((schema.TAG_DEVICE, device_id), (schema.TAG_KECAMATAN, kecamatan), (schema.TAG_CITY, city),
             *((k, v) for k, v in dict(extra).items() if k not in reserved))
     try:
         return series_key(schema.MEASUREMENT_BY_KIND[kind], tags)
@@ -131,8 +132,8 @@ def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[t
 def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[str, str] | None = None) -> list[str]:
     """Group readings by time into line-protocol points of the device kind's measurement.
 
-    Tags: ``device_id``, ``kecamatan`` from the registry, plus ``extra_tags`` (ChirpStack
-    ``deviceInfo.tags``: static per device, so low cardinality; they cannot override the first two).
+    Tags: ``device_id``, ``kecamatan`` and ``city`` from the registry, plus ``extra_tags`` (ChirpStack
+    ``deviceInfo.tags``: static per device, so low cardinality; they cannot override the first three).
     Fields: one float per metric and ``rx_ms`` (receive time, epoch ms, float).
     The output is what :func:`storage.influx.line` gives for the same point (ms timestamps),
     built with cached series keys because this runs for every message.
@@ -161,7 +162,7 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
         rx_field: the ``rx_ms`` field of ``received_at`` as :func:`storage.influx.float_field` writes
             it, when the caller has it already.
     """
-    series = _series_key(device.kind, device.device_id, device.kecamatan, extra)
+    series = _series_key(device.kind, device.device_id, device.kecamatan, extra, device.city)
     first = values[0][3]
     groups: dict[datetime, dict[str, float]]
     for v in values:

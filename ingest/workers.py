@@ -151,10 +151,10 @@ def run_workers(settings: Settings, workers: int, group: str, stop: threading.Ev
     Raises:
         ValueError: bad ``group``.
     """
-    from storage.db import migrate  # once here: workers migrating a new SQLite file at once collide
+    from storage.db import default_city, migrate  # once here: workers migrating a new SQLite file at once collide
     from storage.runtime import check_database
 
     check_database(settings.database_url)
-    migrate(settings.database_url)
+    migrate(settings.database_url, default_city=default_city(settings))
     envs = [worker_env(settings, i, group, os.environ) for i in range(1, workers + 1)]
     return supervise(worker_command(sys.argv[1:]), envs, stop)

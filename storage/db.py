@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DatabaseUnavailable
 from storage.files import private_dir, private_file
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -79,11 +83,26 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the database at ``url`` to ``revision`` (creates every table on an empty one)."""
+def migrate(url: str, revision: str = "head", default_city: Mapping[str, str] | None = None) -> None:
+    """Upgrade the database at ``url`` to ``revision`` (creates every table on an empty one).
+
+    Args:
+        url: SQLAlchemy URL.
+        revision: Alembic revision to reach.
+        default_city: ``{"id", "name", "timezone"}`` of the city that migration 0008 creates and gives
+            every existing device (:func:`default_city` of the settings); default Makassar.
+    """
     if url.startswith("sqlite"):
         make_engine(url).dispose()  # creates the parent directory
-    command.upgrade(alembic_config(url), revision)
+    cfg = alembic_config(url)
+    if default_city:
+        cfg.attributes["default_city"] = dict(default_city)
+    command.upgrade(cfg, revision)
+
+
+def default_city(settings: Settings) -> dict[str, str]:
+    """The deployment's own city for :func:`migrate`: ``city.id``, ``city.name``, ``analytics.timezone``."""
+    return {"id": settings.city.id, "name": settings.city.name, "timezone": settings.analytics.timezone}
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

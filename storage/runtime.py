@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import ConfigError
 from core.settings import Settings
-from storage.db import make_engine, migrate, session_factory
+from storage.db import default_city, make_engine, migrate, session_factory
 from storage.influx import InfluxClient
 
 CREATORS = "`lorong stack up`, `lorong demo` and `lorong devices add`"
@@ -65,7 +65,7 @@ def create_database(settings: Settings) -> str | None:
     path = sqlite_file(settings.database_url)
     if path is None or path.exists():
         return None
-    migrate(settings.database_url)
+    migrate(settings.database_url, default_city=default_city(settings))
     return database_location(settings.database_url)
 
 
@@ -96,5 +96,5 @@ def open_sessions(settings: Settings, upgrade: bool = True) -> sessionmaker[Sess
     """
     check_database(settings.database_url)
     if upgrade:
-        migrate(settings.database_url)
+        migrate(settings.database_url, default_city=default_city(settings))
     return session_factory(make_engine(settings.database_url))

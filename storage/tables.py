@@ -52,6 +52,29 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
+class CityRow(Base):
+    """A city: every device belongs to one, and analytics, alerts, tokens and dashboards are per city.
+
+    ``id`` is a lower-case slug (``makassar``), the ``city`` tag of its InfluxDB points.
+    ``timezone`` is an IANA name (``Asia/Makassar``): the city's "today", collection rounds and
+    route-plan days. ``kecamatan`` maps each district's name to its centroid ``[lat, lon]`` (WGS84
+    degrees, for maps); ``centre_lat``/``centre_lon`` is the map centre. ``analytics`` holds the
+    city's overrides of :class:`core.settings.AnalyticsSettings` fields (``collection_times``,
+    ``full_threshold`` ...), applied on top of the deployment's settings.
+    """
+
+    __tablename__ = "cities"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    timezone: Mapped[str] = mapped_column(String(64))
+    centre_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    centre_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    kecamatan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    analytics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column()
+
+
 class DeviceRow(Base):
     """A registered sensor.
 
@@ -69,6 +92,8 @@ class DeviceRow(Base):
     codec: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    city_id: Mapped[str] = mapped_column(String(32), index=True)
+    """The device's city (``cities.id``; checked by the registry, see migration 0008)."""
     kecamatan: Mapped[str] = mapped_column(String(64), default="")
     kelurahan: Mapped[str] = mapped_column(String(64), default="")
     street: Mapped[str] = mapped_column(String(128), default="")
@@ -143,6 +168,8 @@ class AlertRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64), index=True)
     kecamatan: Mapped[str] = mapped_column(String(64), default="")
+    city_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    """The city of the alert's device (``None``: a single-city run's city-wide alert)."""
     type: Mapped[str] = mapped_column(String(32))
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="active")
@@ -233,6 +260,8 @@ class ApiTokenRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))
+    city_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The one city the token sees (``cities.id``), or ``None`` for every city (a provincial officer)."""
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)

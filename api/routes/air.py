@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from api.deps import ContextDep, DeviceId, Reader, SessionDep
+from api.auth import Principal
+from api.deps import ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import NotFound
 from api.query import known_kecamatan, resolve_kecamatan
 from api.readings import AIR_METRICS, mean_series, source, units, window
@@ -13,14 +14,13 @@ from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut,
 from api.state import station_out, station_pairs
 from core import schema
 from core.model import DeviceKind, utcnow
-from devices.registry import get_device
 from storage.tables import DeviceLatestRow, DeviceRow
 
 router = APIRouter(prefix="/air/stations", tags=["air"], responses=ERRORS)
 
 
-def _station(session: SessionDep, device_id: str) -> DeviceRow:
-    row = get_device(session, device_id)
+def _station(session: SessionDep, who: Principal, device_id: str) -> DeviceRow:
+    row = scoped_device(session, who, device_id)
     if row.kind != DeviceKind.AIR.value:
         raise NotFound(f"{row.id} is a bin, not an air station: use /bins/{row.id}")
     return row
@@ -29,7 +29,7 @@ def _station(session: SessionDep, device_id: str) -> DeviceRow:
 @router.get("", response_model=list[StationOut])
 def stations(
     session: SessionDep,
-    _who: Reader,
+    who: Reader,
     kecamatan: str | None = Query(None, max_length=64, description="only stations in this kecamatan"),
     limit: int = Query(100, ge=1, le=5000),
     offset: int = Query(0, ge=0, le=1_000_000),
@@ -38,22 +38,22 @@ def stations(
     if kecamatan:
         kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session))
     now = utcnow()
-    return [station_out(d, latest, now) for d, latest in station_pairs(session, kecamatan, limit, offset)]
+    return [station_out(d, latest, now) for d, latest in station_pairs(session, kecamatan, limit, offset, who.city)]
 
 
 @router.get("/{device_id}", response_model=StationOut, responses=NOT_FOUND)
-def station(device_id: DeviceId, session: SessionDep, _who: Reader) -> StationOut:
+def station(device_id: DeviceId, session: SessionDep, who: Reader) -> StationOut:
     """One station's latest values and indices."""
-    row = _station(session, device_id)
+    row = _station(session, who, device_id)
     return station_out(row, session.get(DeviceLatestRow, row.id), utcnow())
 
 
 @router.get("/{device_id}/readings", response_model=AirReadingsOut, responses={**NOT_FOUND, **STORE})
-def station_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: Reader,
+def station_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Reader,
                      start: Start = None, end: End = None, every: Every = "1h") -> AirReadingsOut:
     """A station's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first;
     windows over 7 days or older than the raw retention average the hourly means (``source``)."""
-    row = _station(session, device_id)
+    row = _station(session, who, device_id)
     win = window(start, end, every)
     rp = source(win, ctx.settings.influx.raw_days)
     rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win, rp)

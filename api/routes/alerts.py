@@ -20,7 +20,7 @@ from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analytics.alerts import AlertBook, snapshot
+from analytics.alerts import AlertBook, AlertNotFound, snapshot
 from analytics.notify import outbox_channels
 from api.alert_state import AlertFilter, decode_cursor, encode_cursor, location, query_page, snapshot_page
 from api.auth import Principal
@@ -58,8 +58,9 @@ async def alerts(
     limit: int = Query(100, ge=1, le=500),
     cursor: str | None = Query(None, max_length=200, description="X-Next-Cursor of the previous page"),
 ) -> Response:
-    """Alerts newest first (by ``started_at``, then id), one page at a time; for a token with an
-    area, those of its area only (``kecamatan`` outside it: 403).
+    """Alerts newest first (by ``started_at``, then id), one page at a time; for a token scoped to a
+    city, those of its city only; for a token with an area, those of its area only (``kecamatan``
+    outside it: 403).
 
     Active alerts come from a snapshot at most a few seconds old (:mod:`api.alert_state`); the
     others from SQL in a worker thread.
@@ -67,7 +68,8 @@ async def alerts(
     if kecamatan:
         kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
         who.require_filter(kecamatan)
-    f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id, who.area)
+    f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id,
+                    city_id=who.city, area=who.area)
     after = decode_cursor(cursor) if cursor is not None else None
 
     def render(rows: list[dict[str, Any]]) -> tuple[bytes, dict[str, str]]:
@@ -97,32 +99,45 @@ def alert_types(_who: Reader) -> AlertTypesOut:
                                          "cant_empty_reasons": CANT_EMPTY_WORDS})
 
 
+def scoped_alert(book: AlertBook, who: Principal, alert_id: int) -> AlertRow:
+    """The alert ``alert_id`` when ``who``'s token sees its city.
+
+    Raises:
+        AlertNotFound: no such alert, or one of another city (the same 404).
+    """
+    row = book.get(alert_id)
+    if not who.sees(row.city_id):
+        raise AlertNotFound(f"no alert {alert_id}")
+    return row
+
+
 def alert_out(session: Session, row: AlertRow) -> dict[str, Any]:
     """An alert with its device's location, JSON-ready (:class:`AlertOut`)."""
     return AlertOut.model_validate({**snapshot(row), **location(session, row.device_id)}).model_dump(mode="json")
 
 
 def in_area(book: AlertBook, alert_id: int, who: Principal) -> AlertRow:
-    """The alert ``alert_id``, if it is in the area of ``who``'s token.
+    """The alert ``alert_id``, if it is in the city and the area of ``who``'s token.
 
     Raises:
-        NotFound: no such alert (404).
+        AlertNotFound: no such alert, or one of another city (404, :func:`scoped_alert`).
         Forbidden: it is outside the token's area (403).
     """
-    row = book.get(alert_id)
+    row = scoped_alert(book, who, alert_id)
     who.require_area(row.kecamatan, f"alert {alert_id}")
     return row
 
 
 @router.get("/{alert_id}", response_model=AlertOut, responses=NOT_FOUND)
 def alert(alert_id: AlertId, session: SessionDep, who: Reader) -> dict[str, Any]:
-    """One alert, with its device's location (403 outside the token's area)."""
+    """One alert, with its device's location (404 for another city's, 403 outside the token's area)."""
     return alert_out(session, in_area(AlertBook(session), alert_id, who))
 
 
 @router.get("/{alert_id}/history", response_model=list[AlertHistoryOut], responses=NOT_FOUND)
 def history(alert_id: AlertId, session: SessionDep, who: Reader) -> list[AlertHistoryOut]:
-    """Who did what to an alert, when and why, oldest first (403 outside the token's area)."""
+    """Who did what to an alert, when and why, oldest first (404 for another city's alert, 403 outside
+    the token's area)."""
     in_area(AlertBook(session), alert_id, who)
     rows = session.scalars(select(AlertHistoryRow).where(AlertHistoryRow.alert_id == alert_id)
                            .order_by(AlertHistoryRow.at, AlertHistoryRow.id))

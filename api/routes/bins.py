@@ -10,14 +10,13 @@ from pydantic_core import to_json
 
 from api.auth import Principal
 from api.bin_state import load_bins, pick
-from api.deps import ContextDep, DeviceId, Reader, SessionDep
+from api.deps import ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import NotFound
 from api.query import resolve_kecamatan_in
 from api.readings import BIN_METRICS, EVERY_PATTERN, mean_series, source, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
 from core import schema
 from core.model import DeviceKind, utcnow
-from devices.registry import get_device
 from storage.tables import DeviceRow
 
 router = APIRouter(prefix="/bins", tags=["bins"], responses=ERRORS)
@@ -28,8 +27,8 @@ Start = Annotated[AwareDatetime | None, Query(description="ISO-8601 with offset;
 End = Annotated[AwareDatetime | None, Query(description="ISO-8601 with offset; default now")]
 
 
-def _bin(session: SessionDep, device_id: str, who: Principal) -> DeviceRow:
-    row = get_device(session, device_id)
+def _bin(session: SessionDep, who: Principal, device_id: str) -> DeviceRow:
+    row = scoped_device(session, who, device_id)
     if row.kind != DeviceKind.BIN.value:
         raise NotFound(f"{row.id} is an air station, not a bin: use /air/stations/{row.id}")
     who.require_area(row.kecamatan, f"bin {row.id}")
@@ -61,17 +60,19 @@ async def bins(
 
     def render() -> tuple[bytes, dict[str, str]]:
         now = utcnow()
-        chosen = pick(entries, kecamatan, min_level, limit, offset, who.area)
+        mine = entries if who.city is None else [e for e in entries if e.city == who.city]
+        chosen = pick(mine, kecamatan, min_level, limit, offset, who.area)
         return to_json([e.render(now) for e in chosen]), {}
 
-    key = ("bins", kecamatan, min_level, limit, offset, who.area)
+    key = ("bins", who.city, kecamatan, min_level, limit, offset, who.area)
     return ctx.pages.respond(key, entries, request.headers.get("accept-encoding", ""), render)
 
 
 @router.get("/{device_id}", response_model=BinOut, responses=NOT_FOUND)
 def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Reader) -> BinOut:
-    """One bin's latest state, straight from the database (403 outside the token's area)."""
-    row = _bin(session, device_id, who)
+    """One bin's latest state, straight from the database (404 for another city's bin, 403 outside the
+    token's area)."""
+    row = _bin(session, who, device_id)
     [entry] = load_bins(session, ctx.settings.analytics.full_threshold, row.id)
     return BinOut.model_validate(entry.render(utcnow()))
 
@@ -80,9 +81,9 @@ def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Read
 def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Reader,
                  start: Start = None, end: End = None, every: Every = "1h") -> BinReadingsOut:
     """A bin's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first; windows
-    over 7 days or older than the raw retention average the hourly means (``source``). 403 outside the
-    token's area."""
-    row = _bin(session, device_id, who)
+    over 7 days or older than the raw retention average the hourly means (``source``). 404 for another
+    city's bin, 403 outside the token's area."""
+    row = _bin(session, who, device_id)
     win = window(start, end, every)
     rp = source(win, ctx.settings.influx.raw_days)
     rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win, rp)

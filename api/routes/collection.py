@@ -29,7 +29,7 @@ from core.alerts import CANT_EMPTY
 from core.geo import haversine_m
 from core.metrics import shown
 from core.model import utcnow
-from storage.tables import AlertRow, CollectionRow, DeviceLatestRow, DeviceRow, RoutePlanRow
+from storage.tables import AlertRow, CityRow, CollectionRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
 router = APIRouter(prefix="/routes", tags=["routes"], responses=ERRORS)
 
@@ -84,22 +84,31 @@ def routes(
     ctx: ContextDep,
     who: Reader,
     day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$",
-                            description="YYYY-MM-DD (in analytics.timezone); default today"),
+                            description="YYYY-MM-DD (in the token's city's time zone, else analytics.timezone); "
+                                        "default today"),
     vehicle: int | None = Query(None, ge=0, le=10_000),
 ) -> list[RouteOut]:
-    """Collection routes of one day, by vehicle, each with its stops in visiting order."""
+    """Collection routes of one day, by vehicle, each with its stops in visiting order. A token scoped
+    to a city gets the plans whose every stop is a bin of its city."""
     if day is not None:
         try:
             date.fromisoformat(day)
         except ValueError:
             raise InvalidRequest(f"day={day!r} is not a calendar date: use YYYY-MM-DD") from None
-    q = select(RoutePlanRow).where(RoutePlanRow.day == (day or local_today(ctx.settings.analytics.timezone))).order_by(
+    tz = ctx.settings.analytics.timezone
+    if who.city is not None:
+        city = session.get(CityRow, who.city)
+        tz = city.timezone if city is not None else tz
+    q = select(RoutePlanRow).where(RoutePlanRow.day == (day or local_today(tz))).order_by(
         RoutePlanRow.vehicle, RoutePlanRow.id)
     if vehicle is not None:
         q = q.where(RoutePlanRow.vehicle == vehicle)
     plans = list(session.scalars(q))
     ids = {i for p in plans for i in stop_ids(p.stops)}
     devices = {d.id: d for d in session.scalars(select(DeviceRow).where(DeviceRow.id.in_(ids)))} if ids else {}
+    if who.city is not None:
+        plans = [p for p in plans if all(i in devices and devices[i].city_id == who.city for i in stop_ids(p.stops))]
+        ids = {i for p in plans for i in stop_ids(p.stops)}
     latest = {r.device_id: r for r in session.scalars(
         select(DeviceLatestRow).where(DeviceLatestRow.device_id.in_(ids)))} if ids else {}
     now = utcnow()

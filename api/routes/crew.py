@@ -28,7 +28,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from analytics.alerts import AlertBook
 from analytics.notify import outbox_channels
 from api.auth import Permission, Principal
-from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep
+from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import InvalidRequest, NotFound
 from api.idempotency import IdempotencyKey, once
 from api.routes.alerts import alert_out
@@ -36,7 +36,6 @@ from api.schemas import ERRORS, NOT_FOUND, AlertOut, Utc
 from api.state import metric_value
 from core import alerts as catalogue
 from core.model import DeviceKind, utcnow
-from devices.registry import get_device
 from storage.tables import CollectionRow, DeviceLatestRow, DeviceRow
 
 router = APIRouter(tags=["crew"], responses=ERRORS)
@@ -96,8 +95,8 @@ def _when(at: datetime | None, now: datetime) -> datetime:
     return min(at, now)
 
 
-def _bin(session: SessionDep, device_id: str, who: Principal) -> DeviceRow:
-    row = get_device(session, device_id)
+def _bin(session: SessionDep, who: Principal, device_id: str) -> DeviceRow:
+    row = scoped_device(session, who, device_id)
     if row.kind != DeviceKind.BIN.value:
         raise NotFound(f"{row.id} is an air station, not a bin")
     who.require_area(row.kecamatan, f"bin {row.id}")
@@ -122,7 +121,7 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
     book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))
 
     def apply() -> dict[str, Any]:
-        dev = _bin(session, device_id, who)
+        dev = _bin(session, who, device_id)
         latest = session.get(DeviceLatestRow, dev.id)
         level = metric_value(latest.metrics, "fillingLevel")[0] if latest is not None else None
         row = CollectionRow(device_id=dev.id, at=at, level_before=level, level_after=None, source="crew",
@@ -155,7 +154,7 @@ def cant_empty(device_id: DeviceId, body: CantEmptyIn, request: Request, ctx: Co
     spec = catalogue.CANT_EMPTY
 
     def apply() -> dict[str, Any]:
-        dev = _bin(session, device_id, who)
+        dev = _bin(session, who, device_id)
         details = {"reason": body.reason, "note": body.note, "by": who.actor, "at": at.isoformat()}
         row, _ = book.raise_(dev.id, spec.name, spec.severities[-1], now, details, dev.kecamatan, actor=who.actor)
         return alert_out(session, row)

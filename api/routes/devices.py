@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep
+from api.auth import Forbidden
+from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep, scoped_device
 from api.errors import Conflict, InvalidRequest
 from api.query import known_kecamatan, one_of, resolve_kecamatan
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
@@ -17,7 +18,6 @@ from devices.registry import (
     DeviceIn,
     DeviceUpdate,
     add_device,
-    get_device,
     list_devices,
     retire_device,
     update_device,
@@ -34,28 +34,33 @@ def _out(row: DeviceRow) -> DeviceOut:
 @router.get("", response_model=list[DeviceOut])
 def devices(
     session: SessionDep,
-    _who: Reader,
+    who: Reader,
     kind: DeviceKind | None = None,
     kecamatan: str | None = Query(None, max_length=64),
     status: Annotated[str | None, Query(description="only this status; without it, every device except retired ones",
                                         json_schema_extra={"enum": list(STATUSES)}), one_of(STATUSES)] = None,
 ) -> list[DeviceOut]:
-    """Registered devices by id."""
+    """Registered devices by id (of the token's city, for a token scoped to one)."""
     if kecamatan:
         kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session))
-    return [_out(r) for r in list_devices(session, kind, kecamatan, status=status)]
+    return [_out(r) for r in list_devices(session, kind, kecamatan, status=status, city_id=who.city)]
 
 
 @router.get("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
-def device(device_id: DeviceId, session: SessionDep, _who: Reader) -> DeviceOut:
+def device(device_id: DeviceId, session: SessionDep, who: Reader) -> DeviceOut:
     """One device (retired ones too)."""
-    return _out(get_device(session, device_id))
+    return _out(scoped_device(session, who, device_id))
 
 
 @router.post("", response_model=DeviceOut, status_code=status.HTTP_201_CREATED,
              responses={409: {"model": CONFLICT[409]["model"], "description": "the id is taken"}})
-def create(body: DeviceIn, ctx: ContextDep, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
-    """Register a device (technician or admin). Ids are never reused, not even a retired one's."""
+def create(body: DeviceIn, ctx: ContextDep, session: SessionDep, who: DeviceWriter) -> DeviceOut:
+    """Register a device (technician or admin). Ids are never reused, not even a retired one's. A
+    token scoped to a city registers devices of its city (its city when the body names none)."""
+    if who.city is not None:
+        if body.city_id not in (None, who.city):
+            raise Forbidden(f"a token of {who.city} registers devices of {who.city} only")
+        body = body.model_copy(update={"city_id": who.city})
     row = add_device(session, body)
     session.commit()
     ctx.bins.invalidate()
@@ -64,8 +69,12 @@ def create(body: DeviceIn, ctx: ContextDep, session: SessionDep, _who: DeviceWri
 
 @router.patch("/{device_id}", response_model=DeviceOut, responses={**NOT_FOUND, **CONFLICT})
 def change(device_id: DeviceId, body: DeviceUpdate, ctx: ContextDep, session: SessionDep,
-           _who: DeviceWriter) -> DeviceOut:
-    """Change the fields given in the body (technician or admin); a retired device cannot change (409)."""
+           who: DeviceWriter) -> DeviceOut:
+    """Change the fields given in the body (technician or admin); a retired device cannot change (409).
+    A token scoped to a city cannot move a device to another city (403)."""
+    scoped_device(session, who, device_id)
+    if body.city_id is not None and not who.sees(body.city_id):
+        raise Forbidden(f"a token of {who.city} cannot move devices to another city")
     try:
         row = update_device(session, device_id, body)
     except DeviceRetired as exc:
@@ -78,11 +87,12 @@ def change(device_id: DeviceId, body: DeviceUpdate, ctx: ContextDep, session: Se
 
 
 @router.delete("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
-def retire(device_id: DeviceId, ctx: ContextDep, session: SessionDep, _who: DeviceWriter) -> DeviceOut:
+def retire(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: DeviceWriter) -> DeviceOut:
     """Retire a device (technician or admin): it stops being accepted and listed; its history stays.
 
     Its MQTT credentials are revoked. Retiring a retired device changes nothing.
     """
+    scoped_device(session, who, device_id)
     row = retire_device(session, device_id, utcnow())
     session.commit()
     ctx.bins.invalidate()

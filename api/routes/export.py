@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
+from api.auth import Forbidden
 from api.deps import ContextDep, Exporter
 from api.errors import InvalidRequest
 from api.readings import MAX_SPAN
@@ -34,7 +35,7 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apa
                    "content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})
 def export_readings(
     ctx: ContextDep,
-    _who: Exporter,
+    who: Exporter,
     start: Annotated[AwareDatetime, Query(alias="from", description="first time, ISO-8601 with offset")],
     end: Annotated[AwareDatetime, Query(alias="to", description="end of the range (not included)")],
     format: Literal["csv", "parquet"] = "csv",
@@ -44,7 +45,12 @@ def export_readings(
     city: str | None = Query(None, max_length=64, description="only this city; ignored while readings carry no "
                                                               "city tag (one city per deployment)"),
 ) -> StreamingResponse:
-    """Readings of ``[from, to)`` as a CSV or Parquet download, streamed (officers and admins)."""
+    """Readings of ``[from, to)`` as a CSV or Parquet download, streamed (officers and admins). A token
+    scoped to a city exports its city's (403 for another city)."""
+    if who.city is not None:
+        if city not in (None, who.city):
+            raise Forbidden(f"a token of {who.city} exports readings of {who.city} only")
+        city = who.city
     if start >= end:
         raise InvalidRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
     if end - start > MAX_SPAN:

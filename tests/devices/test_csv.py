@@ -135,11 +135,11 @@ def test_cli_import_export(run_cli: RunCli, sessions: sessionmaker[Session], tmp
     assert run_cli("export", str(out)).exit_code == 0
     text = out.read_text()
     assert text.splitlines()[1:] == [
-        "N1,bin,,,,,Wajo,,,,1000.0,0.0,,,,600,active,,,",
-        "N2,air,,,,,Tallo,,,,,0.0,,,,600,in_stock,,,",
+        "N1,bin,,,,,Wajo,,,,1000.0,0.0,,,,600,active,,,,makassar",
+        "N2,air,,,,,Tallo,,,,,0.0,,,,600,in_stock,,,,makassar",
     ]
     stdout = run_cli("export", "-", "--status", "in_stock").stdout
-    assert stdout.splitlines() == [HEADER, "N2,air,,,,,Tallo,,,,,0.0,,,,600,in_stock,,,"]
+    assert stdout.splitlines() == [HEADER, "N2,air,,,,,Tallo,,,,,0.0,,,,600,in_stock,,,,makassar"]
 
 
 def test_rows_the_ingester_would_reject_are_named() -> None:

@@ -68,3 +68,17 @@ def test_uplinks_without_time_stay_distinct_points() -> None:
     assert timed.lines[0].endswith(" 1795921200123")  # a device time is the device's: never moved
     senml = pipe.process(Message("senml/NT-1", b'[{"n": "distance", "u": "m", "v": 0.64}]', rx))
     assert senml.error is None and senml.lines[0].endswith(f" {base + 20}")  # SenML "now" is the arrival too
+
+
+def test_points_carry_the_device_city() -> None:
+    """The registry's city of a device is the ``city`` tag of its points; a payload tag cannot change it."""
+    dev = DeviceInfo("0101010101010101", DeviceKind.BIN, "milesight-em310-udl", "Panakkukang", 2500.0, 200.0,
+                     city="makassar")
+    payload = json.loads((CASE / "payload.json").read_text())
+    payload["deviceInfo"]["tags"] = {"city": "jakarta"}
+    msg = Message((CASE / "topic.txt").read_text().strip(), json.dumps(payload).encode(),
+                  datetime(2022, 7, 18, 9, 34, 16, tzinfo=UTC))
+    result = Pipeline(Devices({dev.device_id: dev})).process(msg)
+    assert result.error is None, result.error
+    assert [r.split(" ", 1)[0] for r in result.lines] == [
+        "waste_container,city=makassar,device_id=0101010101010101,kecamatan=Panakkukang"]

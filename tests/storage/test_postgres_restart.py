@@ -36,7 +36,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.jobs import run_once
+from analytics.jobs import run_cities, run_once
 from api.auth import create_token
 from core.errors import DatabaseUnavailable
 from core.settings import AnalyticsSettings
@@ -218,6 +218,8 @@ def test_api_job_and_ingester_ride_out_a_postgres_restart(postgres: Postgres, in
         wait_for(lambda: any(s[1] != "ok" for s in loops[1].seen if s[0] > down_at), 10, "a failed job run")
         with pytest.raises(DatabaseUnavailable):
             run_once(job_sessions, influx, cfg)
+        with pytest.raises(DatabaseUnavailable):  # the scheduler's tick: every city's run, one error
+            run_cities(job_sessions, influx, cfg)
         assert ing._acks, "the rejected uplinks must stay unacknowledged while their dead letters cannot be stored"
         up_at = time.monotonic()
         postgres.ctl("start")

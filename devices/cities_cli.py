@@ -1,0 +1,81 @@
+"""``lorong cities``: the cities of the registry (see :mod:`devices.cities`).
+
+Exit codes: 0 done; 1 the registry refused (id taken); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from core.errors import RegistryError
+from core.settings import Settings
+from devices.cities import CityIn, add_city, device_counts, list_cities
+from devices.cli import fail, field_errors
+from storage.runtime import open_sessions
+
+app = typer.Typer(help="Cities: every device belongs to one; analytics, alerts and tokens are per city.",
+                  no_args_is_help=True)
+
+
+def _latlon(text: str, what: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise fail(f"{what}: {text!r} is not LAT,LON (e.g. -5.135,119.423)", 2) from None
+    return lat, lon
+
+
+@app.command("add")
+def add(
+    city_id: str = typer.Argument(..., help="lower-case slug, e.g. jakarta (the `city` tag of its points)"),
+    name: str = typer.Option(..., help="name shown to people"),
+    timezone: str = typer.Option(..., help="IANA time zone, e.g. Asia/Jakarta"),
+    centre: str | None = typer.Option(None, help="map centre LAT,LON (WGS84 degrees)"),
+    kecamatan: list[str] = typer.Option([], help="NAME=LAT,LON: a kecamatan and its centroid (repeat)"),
+    analytics: str = typer.Option("{}", help='JSON analytics overrides, e.g. {"collection_times": ["05:30"]}'),
+) -> None:
+    """Register a city."""
+    kec: dict[str, tuple[float, float]] = {}
+    for item in kecamatan:
+        kname, sep, point = item.rpartition("=")
+        if not sep or not kname:
+            raise fail(f"--kecamatan {item!r}: use NAME=LAT,LON", 2)
+        kec[kname.strip()] = _latlon(point, f"--kecamatan {kname}")
+    try:
+        overrides = json.loads(analytics)
+    except ValueError:
+        raise fail(f"--analytics is not JSON: {analytics!r}", 2) from None
+    try:
+        city = CityIn(id=city_id, name=name, timezone=timezone,
+                      centre=_latlon(centre, "--centre") if centre else None, kecamatan=kec, analytics=overrides)
+    except ValidationError as exc:
+        raise fail(field_errors(exc), 2) from None
+    sessions = open_sessions(Settings())
+    try:
+        with sessions.begin() as s:
+            add_city(s, city)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    Console(soft_wrap=True).print(f"registered city {city.id} ({city.name}, {city.timezone})")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Show the cities with their time zone, kecamatan and device count."""
+    console = Console(soft_wrap=True)  # built here: the terminal's width now (COLUMNS)
+    sessions = open_sessions(Settings())
+    table = Table("id", "name", "time zone", "centre", "kecamatan", "devices", "analytics overrides")
+    with sessions() as s:
+        rows = list_cities(s)
+        counts = device_counts(s)
+        for c in rows:
+            where = "" if c.centre_lat is None else f"{c.centre_lat:.4f},{c.centre_lon:.4f}"
+            table.add_row(c.id, c.name, c.timezone, where, str(len(c.kecamatan or {})), str(counts.get(c.id, 0)),
+                          json.dumps(c.analytics or {}))
+    console.print(table)
+    console.print(f"{len(rows)} city(ies)" if len(rows) != 1 else "1 city")
