@@ -167,12 +167,15 @@ def load(folder: Path = typer.Argument(..., help="a folder written by `lorong si
     """Register a scenario's devices and ingest its messages at their simulated receive times."""
     from core.errors import StoreError
     from firmware_sim.load import beyond_retention, load_scenario
-    from storage.runtime import open_influx, open_sessions
+    from storage.runtime import create_database, open_influx, open_sessions
 
     if not (folder / "messages.jsonl").is_file() or not (folder / "devices.json").is_file():
         print(f"error: {folder} has no devices.json and messages.jsonl (write one with `lorong sim scenario`)")
         raise typer.Exit(2)
     settings = Settings()
+    created = create_database(settings)  # loading adds the scenario's devices: it may start a registry
+    if created:
+        typer.echo(f"created a new database: {created}", err=True)
     influx = open_influx(settings)
     try:
         influx.create_database()

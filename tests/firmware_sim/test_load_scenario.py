@@ -86,6 +86,13 @@ def test_cli_scenario_and_load(tmp_path: Path, influx: InfluxClient,
     assert run.returncode == 0, run.stdout + run.stderr
     lines = Counter(line.split()[0] for line in run.stdout.splitlines() if line.strip())
     assert {"devices", "messages", "points", "duplicates", "rejects"} <= set(lines)
+    # into a store of its own, as the README does it: a new registry file is made (loading adds devices)
+    fresh = {**env, "LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'scenario.db'}",
+             "LORONG_INFLUX__DATABASE": influx.database + "_scn"}
+    run = subprocess.run([str(LORONG), "sim", "load", str(out)], capture_output=True, text=True, env=fresh,
+                         timeout=60, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "created a new database" in run.stderr and (tmp_path / "scenario.db").is_file()
     # a database whose raw readings are kept 90 days (what `stack up` makes) would drop the
     # scenario's readings of March 2026: one error line saying so, before anything is written
     retention.apply(influx, settings.influx, settings.analytics.timezone)
