@@ -30,6 +30,7 @@ const I18N = {
     opened: "dibuka", acknowledged: "ditangani", cleared: "diselesaikan", escalated: "naik", deescalated: "turun",
     badToken: "Token tidak diterima. Periksa lagi atau minta token baru ke admin.",
     forbidden: "Token ini tidak boleh melakukan itu.", netError: "Tidak ada sinyal: disimpan, dikirim nanti.",
+    netLogin: "Tidak ada sinyal. Coba lagi saat ada sinyal.", lose: "{n} tindakan belum terkirim - akan hilang. Tetap ganti token?",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
     doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
   },
@@ -51,6 +52,7 @@ const I18N = {
     opened: "opened", acknowledged: "taken", cleared: "cleared", escalated: "escalated", deescalated: "lowered",
     badToken: "Token not accepted. Check it, or ask an admin for a new one.",
     forbidden: "This token may not do that.", netError: "No signal: kept, will be sent later.",
+    netLogin: "No signal. Try again when you have signal.", lose: "{n} actions not sent yet - they will be lost. Change token anyway?",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
     already: "Already handled by someone else",
   },
@@ -525,7 +527,8 @@ document.addEventListener("DOMContentLoaded", () => {
     localStorage.setItem("lorong.lang", state.lang);
     applyLanguage();
   });
-  $("logout").addEventListener("click", () => {
+  $("logout").addEventListener("click", () => { // queued actions are lost with the token: ask first
+    if (state.queue.length && !window.confirm(t("lose").replace("{n}", state.queue.length))) return;
     for (const k of ["token", "data", "queue", "tab", "vehicle", "kec"]) localStorage.removeItem("lorong." + k);
     Object.assign(state, { token: "", data: null, queue: [], tab: "", kec: "" });
     showLogin("");
@@ -539,7 +542,7 @@ document.addEventListener("DOMContentLoaded", () => {
       $("token").value = "";
       start();
     } catch (err) {
-      showLogin(err.status === 401 ? t("badToken") : t("netError"));
+      showLogin(err.status === 401 ? t("badToken") : err.status ? err.message : t("netLogin"));
     }
   });
   $("refresh").addEventListener("click", () => (state.queue.length ? flush() : load()));
