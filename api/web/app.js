@@ -278,7 +278,7 @@ function currentRoute() {
 
 function stopItem(s) {
   const done = Boolean(s.emptiedAt || s.problem);
-  const li = el("li", { class: "stop" + (done ? " done" : ""), "data-stop-id": s.id });
+  const li = el("li", { class: "stop" + (s.emptiedAt ? " done" : s.problem ? " done failed" : ""), "data-stop-id": s.id });
   const status = s.emptiedAt ? `✓ ${t("emptiedAt")} ${wita(s.emptiedAt, false)}`
     : s.problem ? `✗ ${t("problem")}: ${(types().cant_empty_reasons[s.problem] || {})[state.lang] || s.problem}` : null;
   li.append(el("div", { class: "row" }, el("span", { class: "n" }, String(s.order)), el("span", { class: "title" }, s.id),

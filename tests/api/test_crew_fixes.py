@@ -4,6 +4,8 @@ finished and failed stops look, what an alert card says, and the order of the al
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,3 +78,52 @@ def test_login_without_signal_says_nothing_was_kept(phone: Page, served: Served,
     page.click("#login button[type=submit]")
     expect(page.locator("#login-error")).to_have_text("No signal. Try again when you have signal.")
     assert page.evaluate("localStorage.getItem('lorong.token')") is None
+
+
+def _rgb(css: str) -> tuple[float, float, float]:
+    """``rgb(r, g, b)`` / ``rgba(...)`` -> 0..255 channels."""
+    r, g, b = (float(x) for x in re.findall(r"[\d.]+", css)[:3])
+    return r, g, b
+
+
+def contrast(fg: str, bg: str) -> float:
+    """WCAG 2.1 contrast ratio of two CSS colours (relative luminance, WCAG 2.1 section 1.4.3)."""
+    def lum(c: tuple[float, float, float]) -> float:
+        ch = [x / 255 for x in c]
+        lin = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in ch]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((lum(_rgb(fg)), lum(_rgb(bg))), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+LOOK = """el => { const s = getComputedStyle(el), st = el.querySelector('.status'), t = el.querySelector('.title');
+  return { opacity: s.opacity, bg: s.backgroundColor, border: s.borderLeftColor, status: st.textContent,
+           color: getComputedStyle(st).color, titleH: t.getBoundingClientRect().height,
+           line: parseFloat(getComputedStyle(t).lineHeight), clipped: t.scrollWidth > t.clientWidth + 1 }; }"""
+
+
+def test_finished_stops_readable_and_failures_not_green(phone: Page, served: Served,
+                                                        sessions: sessionmaker[Session],
+                                                        tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    login(page, served, tokens["crew"])
+    emptied, failed = page.locator("li[data-stop-id=MKS-BIN-0001]"), page.locator("li[data-stop-id=MKS-BIN-0003]")
+    emptied.locator("button.emptied").click()
+    expect(emptied.locator(".status")).to_contain_text("Dikosongkan")
+    failed.locator("button.cant").click()
+    page.locator("#ask input[value=blocked]").check()
+    page.click("#ask-ok")
+    expect(failed.locator(".status")).to_have_text("✗ Tidak bisa dikosongkan: Jalan terhalang")
+    ok, bad = emptied.evaluate(LOOK), failed.evaluate(LOOK)
+    for look in (ok, bad):
+        assert look["opacity"] == "1"  # not faded
+        assert contrast(look["color"], look["bg"]) >= 4.5, look  # WCAG AA for normal text
+        assert look["titleH"] < 1.5 * look["line"] and not look["clipped"], look  # the bin id on one line, whole
+        assert look["border"] != "rgb(223, 228, 232)"  # a coloured border marks a finished stop
+    assert ok["status"].startswith("✓")
+    r, g, b = _rgb(bad["color"])
+    assert r > g and r > b, bad  # red / amber, not green
+    assert bad["border"] != ok["border"]
+    r, g, b = _rgb(bad["border"])
+    assert r > g and r > b, bad
