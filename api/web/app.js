@@ -22,7 +22,7 @@ const I18N = {
     ack: "Saya tangani", clear: "Selesaikan…", history: "Riwayat", ackedBy: "Ditangani oleh", since: "sejak",
     fill: "Isi", onArrival: "saat tiba", eta: "tiba ±", stops: "perhentian", done: "selesai", navigate: "Navigasi",
     mapLink: "Peta", emptied: "Sudah dikosongkan", cantEmpty: "Tidak bisa…", emptiedAt: "Dikosongkan",
-    problem: "Tidak bisa dikosongkan", critical: "Kritis", major: "Tinggi", minor: "Sedang", warning: "Info",
+    problem: "Tidak bisa dikosongkan",
     clearTitle: "Selesaikan peringatan ini?", clearText: "Peringatan hilang dari daftar semua petugas. Alasannya:",
     cantTitle: "Kenapa tong tidak bisa dikosongkan?", cantText: "Pengawas akan diberi tahu.",
     note: "Catatan (boleh kosong)", pickReason: "Pilih alasan.", cancel: "Batal", send: "Kirim",
@@ -44,8 +44,7 @@ const I18N = {
     noRoute: "No route for today yet.", noData: "no data", ack: "I'm on it", clear: "Clear…", history: "History",
     ackedBy: "Taken by", since: "since", fill: "Fill", onArrival: "on arrival", eta: "arrive ~", stops: "stops",
     done: "done", navigate: "Navigate", mapLink: "Map", emptied: "Emptied", cantEmpty: "Can't empty…",
-    emptiedAt: "Emptied", problem: "Could not empty", critical: "Critical", major: "Major", minor: "Minor",
-    warning: "Warning", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
+    emptiedAt: "Emptied", problem: "Could not empty", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
     cantTitle: "Why can't the bin be emptied?", cantText: "The supervisor will be told.",
     note: "Note (optional)", pickReason: "Pick a reason.", cancel: "Cancel", send: "Send",
     r_emptied: "Emptied", r_false: "False alarm", r_fixed: "Fixed", r_other: "Other",
@@ -196,14 +195,14 @@ function alertCard(a, bins) {
   const card = el("article", { class: `alert ${a.severity}${a.acknowledged ? " acked" : ""}`, "data-alert-id": String(a.id),
     "data-type": a.type });
   card.append(el("div", { class: "row" }, el("span", { class: "title" }, w.title),
-    el("span", { class: `sev ${a.severity}` }, t(a.severity))));
+    el("span", { class: `sev ${a.severity}` }, ((types().severity_words || {})[a.severity] || {})[state.lang] || a.severity)));
   card.append(el("div", { class: "id" }, `${a.device_id} · ${a.kecamatan || "–"}`));
   if (place(a)) card.append(el("div", { class: "where" }, place(a)));
   if (fill !== null) card.append(meter(fill));
   const facts = [fill !== null ? `${t("fill")} ${pct(fill)}` : null,
     typeof a.details.pm25_1h_mean === "number" ? `${a.details.pm25_1h_mean} µg/m³` : null,
     a.details.reason ? (types().cant_empty_reasons[a.details.reason] || {})[state.lang] || a.details.reason : null,
-    a.details.note || null, `${t("since")} ${wita(a.started_at)}`, a.count > 1 ? `${a.count}×` : null];
+    a.details.note || null, `${t("since")} ${wita(a.details.since || a.started_at)}`]; // since: when the bin got full
   card.append(el("div", { class: "meta" }, facts.filter(Boolean).join(" · ")));
   if (w.action) card.append(el("div", { class: "todo" }, w.action));
   card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));

@@ -5,12 +5,19 @@ finished and failed stops look, what an alert card says, and the order of the al
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import timedelta
 
+import httpx
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.alerts import SEVERITIES
+from core.model import utcnow
+from storage.tables import AlertRow
 from tests.api.conftest import Served
+from tests.api.seed import fleet, raise_alert
 from tests.api.test_crew_day import seed_city
 
 pytestmark = pytest.mark.integration
@@ -127,3 +134,35 @@ def test_finished_stops_readable_and_failures_not_green(phone: Page, served: Ser
     assert bad["border"] != ok["border"]
     r, g, b = _rgb(bad["border"])
     assert r > g and r > b, bad
+
+
+def test_alert_card_words(phone: Page, served: Served, sessions: sessionmaker[Session],
+                          tokens: dict[str, str]) -> None:
+    now = utcnow()
+    fleet(sessions, now)
+    full_since = now - timedelta(hours=3, minutes=7)
+    with sessions.begin() as s:  # raised again: count 2, and the rule says since when the bin is full
+        raise_alert(s, "MKS-BIN-0001", "bin_full", "major", now - timedelta(minutes=5), "Wajo", fillingLevel=0.94,
+                    since=full_since.isoformat())
+        assert s.query(AlertRow).filter_by(device_id="MKS-BIN-0001").one().count == 2
+    page = phone
+    login(page, served, tokens["crew"])
+    page.click("#tab-alerts")
+    card = page.locator("[data-alert-id]").filter(has_text="MKS-BIN-0001")
+    local = full_since + timedelta(hours=8)
+    expect(card.locator(".meta")).to_contain_text(f"sejak {local.hour:02d}.{local.minute:02d} WITA")
+    expect(card.locator(".meta")).not_to_contain_text("×")
+    expect(card.locator(".sev")).to_have_text("Tinggi")
+    page.click("#lang")
+    expect(card.locator(".sev")).to_have_text("High")
+    expect(card.locator(".meta")).to_contain_text(f"since {local.hour:02d}:{local.minute:02d} WITA")
+
+
+def test_severity_words_match_across_languages(client: httpx.Client, auth: Callable[[str], dict[str, str]]) -> None:
+    out = client.get("/alerts/types", headers=auth("crew"))
+    assert out.status_code == 200
+    words = out.json()["severity_words"]
+    assert list(words) == list(SEVERITIES)
+    pairs = {w["id"]: w["en"] for w in words.values()}
+    # one scale, the same rung in both languages (Bahasa words as the crew says them)
+    assert pairs == {"Kritis": "Critical", "Tinggi": "High", "Sedang": "Medium", "Rendah": "Low"}
