@@ -244,8 +244,9 @@ function renderAlerts() {
   const bins = binsById();
   const kec = state.kec;
   const all = ((state.data && state.data.alerts) || []).filter((a) => mayAct(a.type));
-  const key = (a) => [alertFill(a, bins) ?? -1, -(SEVERITY_RANK[a.severity] ?? 9)];
-  const byKey = (x, y) => { const kx = key(x), ky = key(y); return ky[0] - kx[0] || ky[1] - kx[1] || x.id - y.id; };
+  // most severe first, then the fullest bin, then the oldest alert: a total order, so refreshes do not reshuffle
+  const key = (a) => [SEVERITY_RANK[a.severity] ?? 9, -(alertFill(a, bins) ?? -1), a.id];
+  const byKey = (x, y) => { const kx = key(x), ky = key(y); return kx[0] - ky[0] || kx[1] - ky[1] || kx[2] - ky[2]; };
   const shown = all.filter((a) => !kec || a.kecamatan === kec).sort(byKey);
   const groups = new Map();
   for (const a of shown) {

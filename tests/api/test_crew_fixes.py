@@ -166,3 +166,35 @@ def test_severity_words_match_across_languages(client: httpx.Client, auth: Calla
     pairs = {w["id"]: w["en"] for w in words.values()}
     # one scale, the same rung in both languages (Bahasa words as the crew says them)
     assert pairs == {"Kritis": "Critical", "Tinggi": "High", "Sedang": "Medium", "Rendah": "Low"}
+
+
+def test_alerts_sorted_by_severity_then_fill_and_stable(phone: Page, served: Served,
+                                                        sessions: sessionmaker[Session],
+                                                        tokens: dict[str, str]) -> None:
+    now = utcnow()
+    fleet(sessions, now)  # bin_full major on MKS-BIN-0001 (0.94, Wajo) and MKS-BIN-0003 (0.81, Tallo)
+    at = now - timedelta(minutes=3)
+    with sessions.begin() as s:
+        raise_alert(s, "MKS-BIN-0001", "tilt", "major", at, "Wajo", tilt=1)  # ties bin_full: same level, same bin
+        raise_alert(s, "MKS-BIN-0001", "bin_full_soon", "warning", at, "Wajo")
+        raise_alert(s, "MKS-BIN-0004", "lid_open", "minor", at, "Mariso", lidOpen=1)
+        raise_alert(s, "MKS-BIN-0002", "fire", "critical", at, "Wajo", temperature=71.0)
+        ids = {(r.device_id, r.type): r.id for r in s.query(AlertRow)}
+    assert ids[("MKS-BIN-0001", "bin_full")] < ids[("MKS-BIN-0001", "tilt")]
+    page = phone
+    login(page, served, tokens["crew"])
+    page.click("#tab-alerts")
+    cards = page.locator("[data-alert-id]")
+    expect(cards).to_have_count(6)
+    order = "els => els.map(e => e.querySelector('.id').textContent.split(' ')[0] + ' ' + e.dataset.type)"
+    want = ["MKS-BIN-0002 fire", "MKS-BIN-0001 bin_full", "MKS-BIN-0001 tilt", "MKS-BIN-0001 bin_full_soon",
+            "MKS-BIN-0003 bin_full", "MKS-BIN-0004 lid_open"]  # Wajo first: it has the critical alert
+    assert cards.evaluate_all(order) == want
+    assert page.locator("section.group").evaluate_all("els => els.map(e => e.dataset.kecamatan)") == [
+        "Wajo", "Tallo", "Mariso"]
+    for _ in range(3):  # refreshes do not reshuffle
+        page.click("#refresh")
+        page.wait_for_load_state("networkidle")
+        assert cards.evaluate_all(order) == want
+    page.select_option("#kec", "Wajo")
+    assert cards.evaluate_all(order) == want[:4]
