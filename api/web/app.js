@@ -555,7 +555,8 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!picked) { ev.preventDefault(); $("ask-error").hidden = false; return; }
     state.onAsk(picked.value, $("ask-note").value.trim());
   });
-  window.addEventListener("online", () => { state.online = true; flush().then(load); });
+  // flush() reloads after sending; with no answer (signal not really back) it keeps the queue: do not load then
+  window.addEventListener("online", () => { state.online = true; flush().then(() => state.queue.length || load()); });
   window.addEventListener("offline", () => { state.online = false; renderNet(); });
   applyLanguage();
   if (state.token) start(); else showLogin("");
