@@ -19,6 +19,7 @@ from storage.tables import AlertRow
 from tests.api.conftest import Served
 from tests.api.seed import fleet, raise_alert
 from tests.api.test_crew_day import seed_city
+from tests.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +123,8 @@ def test_finished_stops_readable_and_failures_not_green(phone: Page, served: Ser
     page.locator("#ask input[value=blocked]").check()
     page.click("#ask-ok")
     expect(failed.locator(".status")).to_have_text("✗ Tidak bisa dikosongkan: Jalan terhalang")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "crew_fixes_stops.png"), full_page=True)
     ok, bad = emptied.evaluate(LOOK), failed.evaluate(LOOK)
     for look in (ok, bad):
         assert look["opacity"] == "1"  # not faded
@@ -156,6 +159,7 @@ def test_alert_card_words(phone: Page, served: Served, sessions: sessionmaker[Se
     page.click("#lang")
     expect(card.locator(".sev")).to_have_text("High")
     expect(card.locator(".meta")).to_contain_text(f"since {local.hour:02d}:{local.minute:02d} WITA")
+    page.screenshot(path=str(ARTIFACTS / "crew_fixes_alerts_en.png"), full_page=True)
 
 
 def test_severity_words_match_across_languages(client: httpx.Client, auth: Callable[[str], dict[str, str]]) -> None:
