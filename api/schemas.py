@@ -290,10 +290,12 @@ class AlertTypeOut(BaseModel):
 
 
 class AlertTypesOut(BaseModel):
-    """``GET /alerts/types``: the catalogue and the words of the crew's "can't empty" reasons."""
+    """``GET /alerts/types``: the catalogue, the words of the crew's "can't empty" reasons and of the
+    severities."""
 
     types: list[AlertTypeOut]
     cant_empty_reasons: dict[str, dict[str, str]] = Field(description="reason -> language -> words")
+    severity_words: dict[str, dict[str, str]] = Field(description="severity -> language -> word")
 
 
 class RouteStopOut(BaseModel):

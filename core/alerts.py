@@ -23,6 +23,15 @@ from typing import Literal
 SEVERITIES = ("critical", "major", "minor", "warning")
 """Severities, most severe first (ThingsBoard alarm severities)."""
 
+SEVERITY_WORDS: dict[str, dict[str, str]] = {
+    "critical": {"id": "Kritis", "en": "Critical"},
+    "major": {"id": "Tinggi", "en": "High"},
+    "minor": {"id": "Sedang", "en": "Medium"},
+    "warning": {"id": "Rendah", "en": "Low"},
+}
+"""What a person reads for each of :data:`SEVERITIES`: ``{severity: {"id": word, "en": word}}``, one
+scale (critical / high / medium / low) so that a level reads the same in both languages."""
+
 LANGUAGES = ("id", "en")
 """Languages every type has words in: Bahasa Indonesia first (the page's default), then English."""
 

@@ -28,7 +28,7 @@ from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, Session
 from api.idempotency import IdempotencyKey, once
 from api.query import one_of, resolve_kecamatan_in
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertHistoryOut, AlertOut, AlertTypesOut, ClearIn
-from core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS
+from core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS, SEVERITY_WORDS
 from core.model import utcnow
 from storage.tables import AlertHistoryRow, AlertRow
 
@@ -94,9 +94,10 @@ async def alerts(
 @router.get("/types", response_model=AlertTypesOut)
 def alert_types(_who: Reader) -> AlertTypesOut:
     """The catalogue of alert types (:mod:`core.alerts`): severities, the role that acts on each, and
-    their words in Bahasa Indonesia and English; with the words of the "can't empty" reasons."""
+    their words in Bahasa Indonesia and English; with the words of the "can't empty" reasons and of the
+    severities."""
     return AlertTypesOut.model_validate({"types": [t.as_dict() for t in ALERT_TYPES.values()],
-                                         "cant_empty_reasons": CANT_EMPTY_WORDS})
+                                         "cant_empty_reasons": CANT_EMPTY_WORDS, "severity_words": SEVERITY_WORDS})
 
 
 def scoped_alert(book: AlertBook, who: Principal, alert_id: int) -> AlertRow:

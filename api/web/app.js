@@ -22,7 +22,7 @@ const I18N = {
     ack: "Saya tangani", clear: "Selesaikan…", history: "Riwayat", ackedBy: "Ditangani oleh", since: "sejak",
     fill: "Isi", onArrival: "saat tiba", eta: "tiba ±", stops: "perhentian", done: "selesai", navigate: "Navigasi",
     mapLink: "Peta", emptied: "Sudah dikosongkan", cantEmpty: "Tidak bisa…", emptiedAt: "Dikosongkan",
-    problem: "Tidak bisa dikosongkan", critical: "Kritis", major: "Tinggi", minor: "Sedang", warning: "Info",
+    problem: "Tidak bisa dikosongkan",
     clearTitle: "Selesaikan peringatan ini?", clearText: "Peringatan hilang dari daftar semua petugas. Alasannya:",
     cantTitle: "Kenapa tong tidak bisa dikosongkan?", cantText: "Pengawas akan diberi tahu.",
     note: "Catatan (boleh kosong)", pickReason: "Pilih alasan.", cancel: "Batal", send: "Kirim",
@@ -30,6 +30,7 @@ const I18N = {
     opened: "dibuka", acknowledged: "ditangani", cleared: "diselesaikan", escalated: "naik", deescalated: "turun",
     badToken: "Token tidak diterima. Periksa lagi atau minta token baru ke admin.",
     forbidden: "Token ini tidak boleh melakukan itu.", netError: "Tidak ada sinyal: disimpan, dikirim nanti.",
+    netLogin: "Tidak ada sinyal. Coba lagi saat ada sinyal.", lose: "{n} tindakan belum terkirim - akan hilang. Tetap ganti token?",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
     doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
   },
@@ -43,14 +44,14 @@ const I18N = {
     noRoute: "No route for today yet.", noData: "no data", ack: "I'm on it", clear: "Clear…", history: "History",
     ackedBy: "Taken by", since: "since", fill: "Fill", onArrival: "on arrival", eta: "arrive ~", stops: "stops",
     done: "done", navigate: "Navigate", mapLink: "Map", emptied: "Emptied", cantEmpty: "Can't empty…",
-    emptiedAt: "Emptied", problem: "Could not empty", critical: "Critical", major: "Major", minor: "Minor",
-    warning: "Warning", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
+    emptiedAt: "Emptied", problem: "Could not empty", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
     cantTitle: "Why can't the bin be emptied?", cantText: "The supervisor will be told.",
     note: "Note (optional)", pickReason: "Pick a reason.", cancel: "Cancel", send: "Send",
     r_emptied: "Emptied", r_false: "False alarm", r_fixed: "Fixed", r_other: "Other",
     opened: "opened", acknowledged: "taken", cleared: "cleared", escalated: "escalated", deescalated: "lowered",
     badToken: "Token not accepted. Check it, or ask an admin for a new one.",
     forbidden: "This token may not do that.", netError: "No signal: kept, will be sent later.",
+    netLogin: "No signal. Try again when you have signal.", lose: "{n} actions not sent yet - they will be lost. Change token anyway?",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
     already: "Already handled by someone else",
   },
@@ -194,14 +195,14 @@ function alertCard(a, bins) {
   const card = el("article", { class: `alert ${a.severity}${a.acknowledged ? " acked" : ""}`, "data-alert-id": String(a.id),
     "data-type": a.type });
   card.append(el("div", { class: "row" }, el("span", { class: "title" }, w.title),
-    el("span", { class: `sev ${a.severity}` }, t(a.severity))));
+    el("span", { class: `sev ${a.severity}` }, ((types().severity_words || {})[a.severity] || {})[state.lang] || a.severity)));
   card.append(el("div", { class: "id" }, `${a.device_id} · ${a.kecamatan || "–"}`));
   if (place(a)) card.append(el("div", { class: "where" }, place(a)));
   if (fill !== null) card.append(meter(fill));
   const facts = [fill !== null ? `${t("fill")} ${pct(fill)}` : null,
     typeof a.details.pm25_1h_mean === "number" ? `${a.details.pm25_1h_mean} µg/m³` : null,
     a.details.reason ? (types().cant_empty_reasons[a.details.reason] || {})[state.lang] || a.details.reason : null,
-    a.details.note || null, `${t("since")} ${wita(a.started_at)}`, a.count > 1 ? `${a.count}×` : null];
+    a.details.note || null, `${t("since")} ${wita(a.details.since || a.started_at)}`]; // since: when the bin got full
   card.append(el("div", { class: "meta" }, facts.filter(Boolean).join(" · ")));
   if (w.action) card.append(el("div", { class: "todo" }, w.action));
   card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));
@@ -243,8 +244,9 @@ function renderAlerts() {
   const bins = binsById();
   const kec = state.kec;
   const all = ((state.data && state.data.alerts) || []).filter((a) => mayAct(a.type));
-  const key = (a) => [alertFill(a, bins) ?? -1, -(SEVERITY_RANK[a.severity] ?? 9)];
-  const byKey = (x, y) => { const kx = key(x), ky = key(y); return ky[0] - kx[0] || ky[1] - kx[1] || x.id - y.id; };
+  // most severe first, then the fullest bin, then the oldest alert: a total order, so refreshes do not reshuffle
+  const key = (a) => [SEVERITY_RANK[a.severity] ?? 9, -(alertFill(a, bins) ?? -1), a.id];
+  const byKey = (x, y) => { const kx = key(x), ky = key(y); return kx[0] - ky[0] || kx[1] - ky[1] || kx[2] - ky[2]; };
   const shown = all.filter((a) => !kec || a.kecamatan === kec).sort(byKey);
   const groups = new Map();
   for (const a of shown) {
@@ -276,7 +278,7 @@ function currentRoute() {
 
 function stopItem(s) {
   const done = Boolean(s.emptiedAt || s.problem);
-  const li = el("li", { class: "stop" + (done ? " done" : ""), "data-stop-id": s.id });
+  const li = el("li", { class: "stop" + (s.emptiedAt ? " done" : s.problem ? " done failed" : ""), "data-stop-id": s.id });
   const status = s.emptiedAt ? `✓ ${t("emptiedAt")} ${wita(s.emptiedAt, false)}`
     : s.problem ? `✗ ${t("problem")}: ${(types().cant_empty_reasons[s.problem] || {})[state.lang] || s.problem}` : null;
   li.append(el("div", { class: "row" }, el("span", { class: "n" }, String(s.order)), el("span", { class: "title" }, s.id),
@@ -525,7 +527,8 @@ document.addEventListener("DOMContentLoaded", () => {
     localStorage.setItem("lorong.lang", state.lang);
     applyLanguage();
   });
-  $("logout").addEventListener("click", () => {
+  $("logout").addEventListener("click", () => { // queued actions are lost with the token: ask first
+    if (state.queue.length && !window.confirm(t("lose").replace("{n}", state.queue.length))) return;
     for (const k of ["token", "data", "queue", "tab", "vehicle", "kec"]) localStorage.removeItem("lorong." + k);
     Object.assign(state, { token: "", data: null, queue: [], tab: "", kec: "" });
     showLogin("");
@@ -539,7 +542,7 @@ document.addEventListener("DOMContentLoaded", () => {
       $("token").value = "";
       start();
     } catch (err) {
-      showLogin(err.status === 401 ? t("badToken") : t("netError"));
+      showLogin(err.status === 401 ? t("badToken") : err.status ? err.message : t("netLogin"));
     }
   });
   $("refresh").addEventListener("click", () => (state.queue.length ? flush() : load()));
@@ -552,7 +555,8 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!picked) { ev.preventDefault(); $("ask-error").hidden = false; return; }
     state.onAsk(picked.value, $("ask-note").value.trim());
   });
-  window.addEventListener("online", () => { state.online = true; flush().then(load); });
+  // flush() reloads after sending; with no answer (signal not really back) it keeps the queue: do not load then
+  window.addEventListener("online", () => { state.online = true; flush().then(() => state.queue.length || load()); });
   window.addEventListener("offline", () => { state.online = false; renderNet(); });
   applyLanguage();
   if (state.token) start(); else showLogin("");
