@@ -30,7 +30,7 @@ from analytics.jobs import run_once
 from analytics.notify import build_notifiers, build_outbox, start_telegram_updates
 from analytics.outbox import Outbox
 from analytics.scheduler import Scheduler
-from core.errors import ConfigError
+from core.errors import ConfigError, DatabaseUnavailable
 from core.model import utcnow
 from core.settings import Settings
 from devices.registry import list_devices
@@ -52,6 +52,8 @@ LOCKED_RETRY_S = 300.0
 def is_locked(exc: BaseException) -> bool:
     """True for a database error that means "another process holds the write lock" (SQLite
     ``database is locked``, PostgreSQL ``lock_timeout``), which is worth trying again."""
+    if isinstance(exc, DatabaseUnavailable):  # run_once's own wrapping of the driver's error
+        return "database is locked" in str(exc) or "lock timeout" in str(exc)
     return isinstance(exc, OperationalError) and ("database is locked" in str(exc) or "lock timeout" in str(exc))
 
 

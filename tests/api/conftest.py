@@ -50,8 +50,9 @@ def serve(settings: Settings, **kwargs: Any) -> Served:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], influx: InfluxClient) -> Settings:
-    """Settings on the test database and InfluxDB (no broker: /health reports it down)."""
-    return make_settings(influx=influx)
+    """Settings on the test database and InfluxDB (no broker: /health reports it down; the MQTT port
+    is a free one, not 1883, where a broker of another program may listen)."""
+    return make_settings(mqtt_port=stack.free_port(), influx=influx)
 
 
 @pytest.fixture

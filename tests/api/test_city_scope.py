@@ -28,7 +28,7 @@ ROUTES = sorted((method, route.path) for module in ROUTERS for route in module.r
 """Every (method, path) of the app."""
 
 BODIES: dict[tuple[str, str], Any] = {
-    ("POST", "/devices"): {"id": "JKT-BIN-9", "kind": "bin", "city_id": "jakarta"},
+    ("POST", "/devices"): {"id": "JKT-BIN-9", "kind": "bin", "depth_mm": 1000, "city_id": "jakarta"},
     ("PATCH", "/devices/{device_id}"): {"street": "Jl. Thamrin"},
     ("POST", "/tokens"): {"name": "jkt", "role": "crew", "city_id": "jakarta"},
     ("POST", "/bins/{device_id}/cant-empty"): {"reason": "blocked"},
@@ -52,7 +52,7 @@ def world(sessions: sessionmaker[Session], settings: Settings) -> Iterator[dict[
     with sessions.begin() as s:
         add_city(s, CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta"))
         for prefix, city in (("MKS", "makassar"), ("JKT", "jakarta")):
-            add_device(s, DeviceIn(id=f"{prefix}-BIN-1", kind="bin", city_id=city, kecamatan=f"{prefix}-kec"))
+            add_device(s, DeviceIn(id=f"{prefix}-BIN-1", kind="bin", depth_mm=1000, city_id=city, kecamatan=f"{prefix}-kec"))
             add_device(s, DeviceIn(id=f"{prefix}-AIR-1", kind="air", city_id=city, kecamatan=f"{prefix}-kec"))
             alert, _ = AlertBook(s).raise_(f"{prefix}-BIN-1", "bin_full", "major", now, {}, f"{prefix}-kec")
             s.add(RoutePlanRow(day=day, vehicle=0 if prefix == "MKS" else 1, distance_km=1.0, created_at=now,
@@ -117,7 +117,7 @@ def test_a_scoped_admin_makes_tokens_of_its_city(world: dict[str, Any]) -> None:
     assert made.status_code == 201 and made.json()["city_id"] == "makassar"
     every = client.post("/tokens", headers=headers, json={"name": "all", "role": "crew", "city_id": None})
     assert every.status_code == 201 and every.json()["city_id"] == "makassar"  # none named: its own
-    device = client.post("/devices", headers=headers, json={"id": "MKS-BIN-2", "kind": "bin"})
+    device = client.post("/devices", headers=headers, json={"id": "MKS-BIN-2", "kind": "bin", "depth_mm": 1000})
     assert device.status_code == 201 and device.json()["city_id"] == "makassar"
 
 
@@ -127,7 +127,7 @@ def test_a_city_token_with_an_area(world: dict[str, Any], sessions: sessionmaker
     client: httpx.Client = world["client"]
     province = {"Authorization": f"Bearer {world['admin']}"}
     added = client.post("/devices", headers=province,
-                        json={"id": "MKS-BIN-2", "kind": "bin", "city_id": "makassar", "kecamatan": "Wajo"})
+                        json={"id": "MKS-BIN-2", "kind": "bin", "depth_mm": 1000, "city_id": "makassar", "kecamatan": "Wajo"})
     assert added.status_code == 201, added.text
     with sessions.begin() as s:
         wajo_alert = AlertBook(s).raise_("MKS-BIN-2", "bin_full", "major", datetime.now(UTC), {}, "Wajo")[0].id

@@ -50,7 +50,7 @@ def test_single_city_registry_migrates_to_the_city_in_settings(empty_db_url: str
         assert [(d.id, d.city_id) for d in list_devices(s)] == [(f"B{i}", "jayapura") for i in range(1, 5)]
         assert s.get(ApiTokenRow, 1).city_id is None  # type: ignore[union-attr]  # an old token sees every city
         # a device registered now, without a city, joins the only one
-        assert add_device(s, DeviceIn(id="B5", kind="bin")).city_id == "jayapura"
+        assert add_device(s, DeviceIn(id="B5", kind="bin", depth_mm=1000)).city_id == "jayapura"
         s.commit()
 
 
@@ -65,12 +65,12 @@ def test_several_cities_need_a_named_city(sessions: sessionmaker[Session]) -> No
         with pytest.raises(CityExists):
             add_city(s, JAKARTA)
     with sessions.begin() as s:
-        assert add_device(s, DeviceIn(id="JKT-1", kind="bin", city_id="jakarta")).city_id == "jakarta"
-        assert add_device(s, DeviceIn(id="MKS-1", kind="bin", city_id="makassar")).city_id == "makassar"
+        assert add_device(s, DeviceIn(id="JKT-1", kind="bin", depth_mm=1000, city_id="jakarta")).city_id == "jakarta"
+        assert add_device(s, DeviceIn(id="MKS-1", kind="bin", depth_mm=1000, city_id="makassar")).city_id == "makassar"
     with sessions() as s, pytest.raises(UnknownCity, match="name the device's city"):
-        add_device(s, DeviceIn(id="X-1", kind="bin"))
+        add_device(s, DeviceIn(id="X-1", kind="bin", depth_mm=1000))
     with sessions() as s, pytest.raises(UnknownCity, match=r"no city 'bandung'.*known: jakarta, makassar"):
-        add_device(s, DeviceIn(id="X-1", kind="bin", city_id="bandung"))
+        add_device(s, DeviceIn(id="X-1", kind="bin", depth_mm=1000, city_id="bandung"))
     with sessions.begin() as s:
         assert [d.id for d in list_devices(s, city_id="jakarta")] == ["JKT-1"]
         update_device(s, "MKS-1", DeviceUpdate(city_id="jakarta"))
@@ -120,8 +120,8 @@ def test_cli_add_and_list(run_cli: RunCli, sessions: sessionmaker[Session], cli_
     assert again.exit_code == 1 and "already registered" in again.stderr
     bad = runner.invoke(cities_cli.app, ["add", "x", "--name", "X", "--timezone", "Mars/Base"], env=cli_env)
     assert bad.exit_code == 2 and "unknown time zone" in bad.stderr
-    assert run_cli("add", "JKT-1", "--kind", "bin", "--city", "jakarta").exit_code == 0
-    none = run_cli("add", "X-1", "--kind", "bin")
+    assert run_cli("add", "JKT-1", "--kind", "bin", "--depth-mm", "1000", "--city", "jakarta").exit_code == 0
+    none = run_cli("add", "X-1", "--kind", "bin", "--depth-mm", "1000")
     assert none.exit_code == 1 and "name the device's city" in none.stderr
     shown = runner.invoke(cities_cli.app, ["list"], env={**cli_env, "COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
