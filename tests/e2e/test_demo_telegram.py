@@ -55,6 +55,9 @@ def test_the_demo_answers_presses_and_chatid(db_url: str, sessions: sessionmaker
             demo.kill()
             out = demo.communicate()[0].decode()
         bot.stop()
+        # whatever the demo left running (a kill mid-start leaves its broker and influxd): stopped here
+        subprocess.run([sys.executable, "-m", "core.cli", "stack", "down"], cwd=tmp_path, env=env,
+                       capture_output=True, timeout=60, check=False)
     assert demo.returncode == 0, out
     assert bot.answers[0]["text"] == f"Peringatan {alert_id}: Anda menanganinya."
     assert f"This chat's id is {NEW}." in bot.sent_to(NEW)[0]["text"]
