@@ -322,11 +322,14 @@ def replay_cmd(
     influx = open_influx(settings)
     sessions = open_sessions(settings)
     if reset:
-        replaying.reset(sessions)
+        try:
+            replaying.reset(sessions)
+        except replaying.ReplayError as exc:
+            raise _fail(str(exc)) from None
     left = replaying.leftovers(sessions, t1)
     if left:
         raise _fail(f"the database already holds the job's output from {t1.isoformat()} on "
-                    f"({_counts(left)}): use --reset, or a fresh database")
+                    f"({_counts(left)}): replay into a database of its own, or --reset one only replays use")
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # one line per pickup per step drowns the progress
         logging.getLogger("analytics.pickups").setLevel(logging.WARNING)
     t0 = time.perf_counter()

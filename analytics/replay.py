@@ -157,12 +157,31 @@ def leftovers(sessions: sessionmaker[Session], start: datetime) -> dict[str, int
     return {k: v for k, v in counts.items() if v}
 
 
+def people_rows(sessions: sessionmaker[Session]) -> int:
+    """Rows people made: alert history by anyone but the job (acks, clears, a crew's reports) and
+    pickups a person reported. A database that holds any is a live one, not a replay's."""
+    with sessions() as s:
+        acts = s.scalar(select(func.count()).select_from(AlertHistoryRow).where(AlertHistoryRow.actor != "system"))
+        emptied = s.scalar(select(func.count()).select_from(CollectionRow).where(CollectionRow.source != "sensor"))
+    return int(acts or 0) + int(emptied or 0)
+
+
 def reset(sessions: sessionmaker[Session]) -> None:
     """Delete the job's SQL output: alerts, their history and outbox rows, pickups, ``device_latest``.
 
     The registry, dead letters and InfluxDB are kept (the job never reads back what it writes to
     InfluxDB).
+
+    Raises:
+        ReplayError: the database holds rows people made (:func:`people_rows`): it is a live
+            database, and a replay's reset would delete a city's alerts, their history and the
+            crews' reports.
     """
+    people = people_rows(sessions)
+    if people:
+        raise ReplayError(f"the database holds {people} row(s) people made (acks, clears, emptied bins): it is a "
+                          "live database and --reset would delete them; replay into a database of its own "
+                          "(LORONG_DATABASE_URL=sqlite:///var/replay.db)")
     with sessions.begin() as s:
         for table in (NotificationOutboxRow, AlertHistoryRow, AlertRow, CollectionRow, DeviceLatestRow):
             s.execute(delete(table))

@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from analytics.alerts import AlertBook
 from analytics.cli import app
-from analytics.replay import leftovers, replay
+from analytics.replay import ReplayError, leftovers, replay, reset
 from core import schema
-from core.model import to_ms
+from core.model import to_ms, utcnow
 from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
 from storage.influx import InfluxClient, line
+from storage.tables import AlertRow, CollectionRow
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +136,20 @@ def test_cli_replay_then_score(sessions: Any, influx: InfluxClient, db_url: str,
     full = next(x for x in doc["decisions"] if x["type"] == "bin_full")
     assert (full["hits"], full["false_alarms"], full["misses"]) == (1, 0, 0)
     assert doc["idempotency"] == {"checked": 9, "changed": 0}
+
+
+def test_reset_refuses_a_live_database(sessions: Any, influx: InfluxClient) -> None:
+    """`replay --reset` deleted a running city's alerts, their history and the crews' Emptied reports
+    (the refusal without --reset even pointed to it): a database where people acted is refused."""
+    populate(sessions, influx)
+    replay(sessions, influx, AnalyticsSettings(), START, END, STEP, check_every=0)
+    reset(sessions)  # a replay's own output: fine
+    replay(sessions, influx, AnalyticsSettings(), START, END, STEP, check_every=0)
+    with sessions.begin() as s:
+        alert, _ = AlertBook(s).raise_("B2", "tilt", "major", END, {}, "Wajo")
+        AlertBook(s).acknowledge(alert.id, utcnow(), "crew:budi")
+        s.add(CollectionRow(device_id="B2", at=END, level_before=0.5, level_after=0.0, source="crew", actor="budi"))
+    with pytest.raises(ReplayError, match=r"holds 2 row\(s\) people made"):
+        reset(sessions)
+    with sessions() as s:
+        assert s.scalars(select(AlertRow)).first() is not None  # nothing deleted
