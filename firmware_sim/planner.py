@@ -39,6 +39,7 @@ from analytics.jobs import recent_window
 from analytics.rules.base import Device, DeviceSeries
 from core.errors import ValidationError
 from core.model import DeviceKind, utc_from_ms
+from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
 from firmware_sim.city_bins import SimBin, Stop, Thresholds, counterfactual, fill_bin, registry_row, sensor_mm
 from ingest.normalize import fill_level
@@ -126,6 +127,7 @@ class Planner:
         engine = create_engine("sqlite://", poolclass=StaticPool)
         Base.metadata.create_all(engine)
         self.session = Session(engine)
+        add_city(self.session, CityIn(id="sim", name=sim.city.name, timezone=sim.cfg.timezone))
         installed = sim.city.start - timedelta(days=30)
         self.devs = []
         for b in sim.bins:
