@@ -5,8 +5,10 @@ finished and failed stops look, what an alert card says, and the order of the al
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -110,6 +112,17 @@ LOOK = """el => { const s = getComputedStyle(el), st = el.querySelector('.status
            line: parseFloat(getComputedStyle(t).lineHeight), clipped: t.scrollWidth > t.clientWidth + 1 }; }"""
 
 
+def _settled(stop: Any) -> dict[str, Any]:
+    """LOOK of a stop once the list is drawn: the page redraws it after an action's answer, and an
+    element caught mid-redraw is detached (its computed style is empty)."""
+    for _ in range(50):  # 10 s at most
+        look: dict[str, Any] = stop.evaluate(LOOK)
+        if look["opacity"]:
+            return look
+        time.sleep(0.2)
+    raise AssertionError("the stop list never settled")
+
+
 def test_finished_stops_readable_and_failures_not_green(phone: Page, served: Served,
                                                         sessions: sessionmaker[Session],
                                                         tokens: dict[str, str]) -> None:
@@ -125,7 +138,7 @@ def test_finished_stops_readable_and_failures_not_green(phone: Page, served: Ser
     expect(failed.locator(".status")).to_have_text("✗ Tidak bisa dikosongkan: Jalan terhalang")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "crew_fixes_stops.png"), full_page=True)
-    ok, bad = emptied.evaluate(LOOK), failed.evaluate(LOOK)
+    ok, bad = _settled(emptied), _settled(failed)
     for look in (ok, bad):
         assert look["opacity"] == "1"  # not faded
         assert contrast(look["color"], look["bg"]) >= 4.5, look  # WCAG AA for normal text
