@@ -201,6 +201,8 @@ def route(
             plan = routes.solve(home, stops, vehicles, capacity, time_limit)
         except routes.TruckTooSmall as exc:
             raise _fail(f"{exc}: use --capacity {exc.stop.demand_l} or more") from None
+        except ValueError as exc:
+            raise _fail(f"no route plan: {exc}") from None
         if dry_run:
             day = routes.plan_day(at, settings.analytics.timezone)
             kept = routes.saved_routes(session, day)

@@ -104,7 +104,7 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
     Args:
         depot: ``(lat, lon)`` of the depot, degrees.
         stops: bins to visit.
-        vehicles: number of trucks, >= 1.
+        vehicles: number of trucks, >= 1 (at most one per stop is used).
         capacity_l: litres each truck carries, >= 1.
         time_limit_s: search time limit, seconds.
         local_optimum: stop at the first local optimum (OR-Tools ``GREEDY_DESCENT``) instead of
@@ -126,6 +126,7 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
     largest = max(stops, key=lambda s: s.demand_l)
     if largest.demand_l > capacity_l:
         raise TruckTooSmall(largest, capacity_l)
+    vehicles = min(vehicles, len(stops))  # a truck more than stops drives nothing (and costs the solver memory)
     points = [depot, *((s.lat, s.lon) for s in stops)]
     dist = [[round(haversine_m(p, q)) for q in points] for p in points]
     demand = [0, *(s.demand_l for s in stops)]

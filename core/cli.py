@@ -90,6 +90,7 @@ def demo(
     from analytics.scheduler import Scheduler
     from api.auth import kept_token
     from api.main import create_app
+    from api.server import header_timeout_protocol
     from core.errors import ConfigError, StoreError
     from core.model import utcnow
     from core.settings import Settings
@@ -164,7 +165,8 @@ def demo(
         cleanup.callback(sim_thread.join, 10)
         cleanup.callback(stop.set)
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host,
-                                               port=settings.api.port, log_level="warning"))
+                                               port=settings.api.port, log_level="warning",
+                                               http=header_timeout_protocol(settings.api.header_timeout_s)))
         with sessions.begin() as s:  # the same token across restarts, so a phone stays logged in
             token, kept = kept_token(s, settings.var_dir / "demo-token", "demo", "admin")
         print(f"\nLorong demo running: API {url}  (docs {url}/docs, crew page {url}/)")

@@ -212,3 +212,10 @@ def test_route_cli_dry_run_prints_the_plan_and_saves_nothing(db_url: str, sessio
     assert lines[-1] == "dry run: nothing saved; the saved plan for 2026-03-02 (1 route) is unchanged"
     with sessions() as s:
         assert [(p.id, p.vehicle, p.stops, p.created_at) for p in s.scalars(select(RoutePlanRow))] == saved
+
+
+def test_more_trucks_than_stops_uses_one_per_stop() -> None:
+    """`--vehicles 100000` on a few bins took 23 GB in the solver's model before it was killed."""
+    stops = [Stop(f"B{k}", 0.0, 0.01 * (k + 1), 100, 0.9) for k in range(3)]
+    plan = solve((0.0, 0.0), stops, 100_000, 1000, 0.5)
+    assert sum(len(r.stops) for r in plan.routes) == 3 and len(plan.routes) <= 3 and not plan.dropped
