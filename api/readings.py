@@ -17,6 +17,7 @@ A window that starts before the raw retention with ``every`` under an hour is re
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,8 +74,9 @@ def window(start: datetime | None, end: datetime | None, every: str, now: dateti
     """Fill in defaults (the last 24 h up to now) and check the window.
 
     Raises:
-        InvalidRequest: bad ``every``, a time outside 2000..2200, ``start`` not before ``end``,
-            a span over 400 days, or more than :data:`MAX_BUCKETS` buckets.
+        InvalidRequest: bad ``every`` (or one longer than 400 days: InfluxDB overflows on a
+            huge one), a time outside 2000..2200, ``start`` not before ``end``, a span over 400
+            days, or more than :data:`MAX_BUCKETS` buckets.
     """
     step = every_seconds(every)
     end = (end or now or utcnow()).astimezone(UTC)
@@ -86,11 +88,14 @@ def window(start: datetime | None, end: datetime | None, every: str, now: dateti
         raise InvalidRequest(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
     if end - start > MAX_SPAN:
         raise InvalidRequest(f"the window is {(end - start).days} days long: ask for at most {MAX_SPAN.days} days")
+    if step > MAX_SPAN.total_seconds():
+        raise InvalidRequest(f"every={every} is longer than any window ({MAX_SPAN.days} days at most)")
     buckets = (end - start).total_seconds() / step
     if buckets > MAX_BUCKETS:
         need = (end - start).total_seconds() / MAX_BUCKETS
+        least = f"{need / 3600:.2f} h" if need >= 36 else f"{math.ceil(need)} s"
         raise InvalidRequest(f"every={every} gives {buckets:,.0f} buckets (most is {MAX_BUCKETS:,}): "
-                             f"use an every of at least {need / 3600:.2f} h, or a shorter window")
+                             f"use an every of at least {least}, or a shorter window")
     return Window(start, end, every)
 
 

@@ -15,6 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.tables import DeadLetterRow
 
+KEEP_OF_TOO_LARGE = 65536
+"""Bytes kept of a payload refused as ``too_large``: it can never be replayed (it stays over the
+limit), and kept whole one 30 MB publish made a 30 MB database row; the detail keeps its size."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -41,12 +45,14 @@ class DeadLetterStore:
 
     def add_many(self, letters: Sequence[DeadLetter]) -> None:
         """Durably store ``letters`` in one transaction (synced on SQLite, see
-        :func:`storage.db.make_engine`; PostgreSQL's default ``synchronous_commit=on``)."""
+        :func:`storage.db.make_engine`; PostgreSQL's default ``synchronous_commit=on``); of a
+        ``too_large`` payload the first :data:`KEEP_OF_TOO_LARGE` bytes."""
         if not letters:
             return
         with self._sessions.begin() as s:
             s.add_all(
-                DeadLetterRow(topic=d.topic, payload=d.payload, reason=d.reason, detail=d.detail[:2000],
+                DeadLetterRow(topic=d.topic, payload=d.payload[:KEEP_OF_TOO_LARGE] if d.reason == "too_large"
+                              else d.payload, reason=d.reason, detail=d.detail[:2000],
                               received_at=d.received_at, device_id=d.device_id[:64] if d.device_id else None)
                 for d in letters
             )

@@ -103,6 +103,8 @@ def test_readings_are_influx_means_per_bucket(client: httpx.Client, sessions: se
      "use an every of at least"),
     ({"start": "1900-01-01T00:00:00Z", "end": "1900-01-02T00:00:00Z"}, "is out of range"),
     ({"start": "2020-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z", "every": "1w"}, "at most 400 days"),
+    ({"every": "999999w"}, "longer than any window"),  # InfluxDB overflowed: a 502
+    ({"every": "1s"}, "use an every of at least 18 s"),  # a day in 1 s buckets (said "at least 0.00 h")
 ])
 def test_readings_window_errors(params: dict[str, str], message: str, client: httpx.Client,
                                 sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:

@@ -52,7 +52,8 @@ def world(sessions: sessionmaker[Session], settings: Settings) -> Iterator[dict[
     with sessions.begin() as s:
         add_city(s, CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta"))
         for prefix, city in (("MKS", "makassar"), ("JKT", "jakarta")):
-            add_device(s, DeviceIn(id=f"{prefix}-BIN-1", kind="bin", depth_mm=1000, city_id=city, kecamatan=f"{prefix}-kec"))
+            add_device(s, DeviceIn(id=f"{prefix}-BIN-1", kind="bin", depth_mm=1000, city_id=city,
+                                   kecamatan=f"{prefix}-kec"))
             add_device(s, DeviceIn(id=f"{prefix}-AIR-1", kind="air", city_id=city, kecamatan=f"{prefix}-kec"))
             alert, _ = AlertBook(s).raise_(f"{prefix}-BIN-1", "bin_full", "major", now, {}, f"{prefix}-kec")
             s.add(RoutePlanRow(day=day, vehicle=0 if prefix == "MKS" else 1, distance_km=1.0, created_at=now,
@@ -127,7 +128,8 @@ def test_a_city_token_with_an_area(world: dict[str, Any], sessions: sessionmaker
     client: httpx.Client = world["client"]
     province = {"Authorization": f"Bearer {world['admin']}"}
     added = client.post("/devices", headers=province,
-                        json={"id": "MKS-BIN-2", "kind": "bin", "depth_mm": 1000, "city_id": "makassar", "kecamatan": "Wajo"})
+                        json={"id": "MKS-BIN-2", "kind": "bin", "depth_mm": 1000, "city_id": "makassar",
+                              "kecamatan": "Wajo"})
     assert added.status_code == 201, added.text
     with sessions.begin() as s:
         wajo_alert = AlertBook(s).raise_("MKS-BIN-2", "bin_full", "major", datetime.now(UTC), {}, "Wajo")[0].id

@@ -27,3 +27,19 @@ def test_dead_letter_commits_are_synced_like_spool_appends(sessions, tmp_path) -
     assert spool_level == FULL
     assert dead_letters == spool_level
     assert store.count() == 1
+
+
+def test_a_too_large_payload_is_kept_in_part(sessions) -> None:  # type: ignore[no-untyped-def]
+    """A 30 MB publish, refused as too_large, was stored whole: one message grew the database by
+    30 MB. Its first 64 KiB are kept (it can never be replayed: it stays over the limit); other
+    dead letters keep every byte."""
+    from datetime import UTC, datetime
+
+    store = DeadLetterStore(sessions)
+    big = b"{" + b"x" * 300_000
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    store.add_many([DeadLetter("lorong/v1/B1/up", big, "too_large", "300001 bytes > 65536", at),
+                    DeadLetter("lorong/v1/B1/up", big, "bad_json", "not JSON", at)])
+    rows = {r.reason: r for r in store.list(limit=10)}
+    assert bytes(rows["too_large"].payload) == big[:65536] and "300001 bytes" in rows["too_large"].detail
+    assert bytes(rows["bad_json"].payload) == big
