@@ -4,7 +4,8 @@ A linked chat has a ``language`` (:class:`core.settings.TelegramChat`, ``id`` Ba
 default, or ``en``). A message takes the alert type's title and "what to do" from the catalogue
 (:mod:`core.alerts`, the words the crew page shows), the place from the device registry (street,
 kelurahan, kecamatan, landmark) and a link to the point on OpenStreetMap, which Telegram opens in
-the browser or the phone's map app. The severity words are the crew page's (``api/web/app.js``).
+the browser or the phone's map app. The severity words are the catalogue's
+(:data:`core.alerts.SEVERITY_WORDS`), as on the crew page.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.alerts import ALERT_TYPES, SEVERITIES
+from core.alerts import ALERT_TYPES, SEVERITY_WORDS
 from storage.tables import DeviceRow
 
 ACTIONS = ("opened", "escalated", "deescalated", "acknowledged", "cleared", "reminder")
@@ -30,7 +31,6 @@ WORDS: dict[str, dict[str, str]] = {
     "id": {
         "opened": "baru", "escalated": "makin parah", "deescalated": "mereda", "acknowledged": "sedang ditangani",
         "cleared": "selesai", "reminder": "BELUM DITANGANI",
-        "critical": "kritis", "major": "tinggi", "minor": "sedang", "warning": "info",
         "since": "sejak {at}, terlihat {n}x", "acked": "ditangani oleh {who} pukul {at}",
         "cleared_by": "diselesaikan oleh {who} pukul {at}",
         "unacked": "belum ditangani selama {min} menit (pengingat ke-{n})", "alert": "peringatan {id}",
@@ -42,7 +42,6 @@ WORDS: dict[str, dict[str, str]] = {
     "en": {
         "opened": "new", "escalated": "more severe", "deescalated": "less severe", "acknowledged": "someone is on it",
         "cleared": "cleared", "reminder": "STILL NOT ACKNOWLEDGED",
-        "critical": "critical", "major": "major", "minor": "minor", "warning": "warning",
         "since": "since {at}, seen {n}x", "acked": "acknowledged by {who} at {at}",
         "cleared_by": "cleared by {who} at {at}",
         "unacked": "not acknowledged for {min} min (reminder {n})", "alert": "alert {id}",
@@ -127,7 +126,7 @@ def message_text(action: str, alert: Mapping[str, Any], tz: ZoneInfo, language: 
     spec = ALERT_TYPES.get(type_)
     words = spec.words.get(language, spec.words["id"]) if spec else None
     severity = str(alert.get("severity", ""))
-    sev = say(language, severity) if severity in SEVERITIES else severity
+    sev = SEVERITY_WORDS[severity][language].lower() if severity in SEVERITY_WORDS else severity
     change = say(language, action) if action in ACTIONS else action
     head = f"{sev.upper()} · {words.title if words else type_}: {change}"
     where = [p for p in ((place.street, place.kelurahan) if place else ()) if p]

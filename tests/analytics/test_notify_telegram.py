@@ -102,14 +102,14 @@ def test_a_message_per_alert_change_per_linked_chat(settings: Settings, sessions
     assert wajo[2]["reply_markup"] is None
     # the city watch reads English and may not act: no buttons; and the air alert the crew chat does not cover
     assert [m["text"] for m in city] == [
-        "MAJOR · Bin full: new\nB1 · Wajo\nEmpty this bin today; critical means it is about to overflow.\n"
+        "HIGH · Bin full: new\nB1 · Wajo\nEmpty this bin today; critical means it is about to overflow.\n"
         f"since 2026-03-02 10:00 WITA, seen 1x\nfillingLevel 0.90\nalert {a}",
-        "MAJOR · High PM2.5: new\nS1 · Wajo\nIssue a health advisory: wear masks, spend less time outdoors.\n"
+        "HIGH · High PM2.5: new\nS1 · Wajo\nIssue a health advisory: wear masks, spend less time outdoors.\n"
         f"since 2026-03-02 10:00 WITA, seen 1x\npm25 80.50\nalert {air}",
-        "MAJOR · Bin full: someone is on it\nB1 · Wajo\nEmpty this bin today; critical means it is about to "
+        "HIGH · Bin full: someone is on it\nB1 · Wajo\nEmpty this bin today; critical means it is about to "
         f"overflow.\nsince 2026-03-02 10:00 WITA, seen 1x\nfillingLevel 0.90\n"
         f"acknowledged by crew:7 at 2026-03-02 10:03 WITA\nalert {a}",
-        "MAJOR · Bin full: cleared\nB1 · Wajo\nEmpty this bin today; critical means it is about to "
+        "HIGH · Bin full: cleared\nB1 · Wajo\nEmpty this bin today; critical means it is about to "
         f"overflow.\nsince 2026-03-02 10:00 WITA, seen 1x\nfillingLevel 0.90\n"
         f"cleared by crew:7 at 2026-03-02 10:40 WITA\nalert {a}"]
     assert all(m["reply_markup"] is None for m in city)
@@ -137,7 +137,7 @@ def test_messages_name_the_place_and_link_the_map(settings: Settings, sessions: 
                                        "B7 · Jl. Somba Opu, Melayu Baru, Wajo (depan Masjid Raya)"]
     assert link in city[0].split("\n")
     # a city-wide alert has no place and no map link
-    assert city[1] == ("MAJOR · City-wide haze: new\ncity · no kecamatan\n"
+    assert city[1] == ("HIGH · City-wide haze: new\ncity · no kecamatan\n"
                        "Many stations rise together: coordinate a city-wide advisory.\n"
                        f"since 2026-03-02 10:00 WITA, seen 1x\nstations 5\nalert {city_wide}")
 
