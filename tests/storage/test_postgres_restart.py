@@ -115,7 +115,8 @@ def bin_uplink(device: str, ts: datetime, distance_mm: float) -> tuple[str, byte
 @dataclass
 class Loop:
     """Calls ``step`` every ``every_s`` on its own thread until stopped (bounded: at most
-    ``max_steps``), recording ``(monotonic time, outcome)`` per call."""
+    ``max_steps``), recording ``(monotonic time the call ended, outcome)`` per call: a call still in
+    flight when PostgreSQL stops counts as during the outage."""
 
     step: Any
     every_s: float
@@ -131,7 +132,8 @@ class Loop:
         for _ in range(self.max_steps):
             if self._stop.is_set():
                 return
-            self.seen.append((time.monotonic(), self.step()))
+            outcome = self.step()
+            self.seen.append((time.monotonic(), outcome))
             self._stop.wait(self.every_s)
 
     def stop(self) -> None:
