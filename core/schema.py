@@ -52,7 +52,6 @@ TAG_TYPE = "type"
 TAG_SEVERITY = "severity"
 TAG_INSTANCE = "instance"
 TAG_REASON = "reason"
-TAG_CITY = "city"
 
 FIELD_RX = "rx_ms"
 FIELD_FILL = "fillingLevel"

@@ -10,9 +10,14 @@ equal. Grafana colours a threshold from its value upwards, so a reading exactly 
 
 Panels (ids are stable; tests key their checks on them):
 
-1. PM2.5 per station: mean per ``$__interval``, ISPU bands as thresholds.
+1. PM2.5 per station: mean per ``$__interval``, ISPU bands as thresholds; from one-hour intervals
+   on (long ranges) the mean of the hourly means, from one day on of the daily means (targets
+   A/B/C, :func:`dashboards.panels.mean_targets`).
 2. PM10 per station: the same for PM10.
 3. ISPU category per station: latest ``air_index.ispu`` of each station, shown as its category.
+
+Variables: city, kecamatan (of the chosen cities), station (of the chosen kecamatan); every query
+follows all three.
 
 Annotation: air alerts: every ``alert_event`` of the selected stations (PM2.5 high, spikes,
 episodes, offline, low battery ...), what changed as text, type, severity and station as tags.
@@ -30,11 +35,15 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from core import schema
 from dashboards.panels import (
+    BY_CITY,
     InfluxAnnotation,
     InfluxQL,
+    Targets,
+    city_variable,
     datasource,
     ident,
     matches,
+    mean_targets,
     new_timeseries,
     tag_values,
     thresholds,
@@ -61,12 +70,11 @@ PM10_LIMITS_UGM3 = (50.0, 150.0, 350.0, 420.0)
 
 AIR, INDEX = schema.MEASUREMENT_AIR, schema.MEASUREMENT_AIR_INDEX
 DEV, KEC = schema.TAG_DEVICE, schema.TAG_KECAMATAN
-FILTERS = (matches(KEC, "kecamatan"), matches(DEV, "device"))
+FILTERS = (BY_CITY, matches(KEC, "kecamatan"), matches(DEV, "device"))
 
 
-def _mean(fld: str) -> str:
-    return (f"SELECT mean({ident(fld)}) AS {ident(fld)} FROM {ident(AIR)} {where(*FILTERS)} "
-            f"GROUP BY time($__interval), {ident(DEV)} fill(none)")
+def _mean(fld: str) -> Targets:
+    return mean_targets(f"mean({ident(fld)}) AS {ident(fld)}", AIR, FILTERS, ident(DEV), "$tag_device_id")
 
 
 PM25 = _mean(schema.FIELD_PM25)
@@ -82,11 +90,11 @@ def _band_thresholds(limits: tuple[float, ...]) -> dash.ThresholdsConfig:
     return thresholds(colours[0], *zip(limits, colours[1:], strict=True))
 
 
-def _pm_panel(pid: int, title: str, query: str, limits: tuple[float, ...]) -> timeseries.Panel:
+def _pm_panel(pid: int, title: str, targets: Targets, limits: tuple[float, ...]) -> timeseries.Panel:
     return (new_timeseries(pid, title, 12, 10, "lastNotNull", "max", "mean")
             .description(f"{title}: mean per interval; background bands are the ISPU categories "
                          "(P.14/2020 limits, 24-hour averages).")
-            .with_target(InfluxQL("A", query).alias("$tag_device_id")).interval("5m")
+            .targets(targets).interval("5m")
             .unit("conµgm3").min(0).thresholds(_band_thresholds(limits))
             .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE_AND_AREA)))
 
@@ -111,8 +119,9 @@ def build() -> model.Dashboard:
             .graph_mode(cm.BigValueGraphMode.NONE))
     return (dash.Dashboard(TITLE).uid(UID).tags(["lorong", "air"]).time("now-24h", "now").refresh("1m")
             .timezone("browser").editable()
-            .with_variable(tag_values("kecamatan", "Kecamatan", [AIR], KEC, all_value=".*"))
-            .with_variable(tag_values("device", "Station", [AIR], DEV, matches(KEC, "kecamatan")))
+            .with_variable(city_variable([AIR]))
+            .with_variable(tag_values("kecamatan", "Kecamatan", [AIR], KEC, BY_CITY, all_value=".*"))
+            .with_variable(tag_values("device", "Station", [AIR], DEV, f"{BY_CITY} AND {matches(KEC, 'kecamatan')}"))
             .annotation(InfluxAnnotation("Air alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "red"))
             .with_panel(_pm_panel(1, "PM2.5 per station", PM25, PM25_LIMITS_UGM3))

@@ -6,9 +6,14 @@ Panels (ids are stable; tests key their checks on them):
 2. Fill by kecamatan, now: per kecamatan, the mean of each bin's latest fill.
 3. Full bins, list: those bins with their kecamatan and latest fill.
 4. Bin map: every bin at its registry location (``bin_state``), coloured by fill.
-5. Mean fill by kecamatan: mean of all fill readings per kecamatan per ``$__interval``.
+5. Mean fill by kecamatan: mean of all fill readings per kecamatan per ``$__interval``; from
+   one-hour intervals on (long ranges) the mean of the bins' hourly means, from one day on of their
+   daily means (targets A/B/C, :func:`dashboards.panels.mean_targets`).
 6. Pickups per day: detected collections (``collection``) per kecamatan per local day (WITA).
 7. Time to full: hours until each bin reaches its threshold (``bin_state.hours_to_full``).
+
+Variables: city, kecamatan (of the chosen cities), bin (of the chosen kecamatan); every query
+follows all three.
 
 Annotation: full-bin alerts (``alert_event`` of the types in :data:`ALERT_TYPES`): what changed
 (opened, cleared ...) as text, type, severity and bin as tags.
@@ -26,14 +31,17 @@ from grafana_foundation_sdk.models import geomap as gm
 from core import schema
 from core.alerts import types_for
 from dashboards.panels import (
+    BY_CITY,
     CITY_TZ,
     FILL_THRESHOLDS,
     FULL_THRESHOLD,
     InfluxAnnotation,
     InfluxQL,
+    city_variable,
     datasource,
     ident,
     matches,
+    mean_targets,
     new_table,
     new_timeseries,
     tag_values,
@@ -49,8 +57,8 @@ ALERT_TYPES = types_for("crew")
 
 BIN, STATE, PICKUP = schema.MEASUREMENT_BIN, schema.MEASUREMENT_BIN_STATE, schema.MEASUREMENT_COLLECTION
 DEV, KEC, FILL = schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.FIELD_FILL
-FILTERS = (matches(KEC, "kecamatan"), matches(DEV, "device"))
-"""Every panel follows the kecamatan and device pickers."""
+FILTERS = (BY_CITY, matches(KEC, "kecamatan"), matches(DEV, "device"))
+"""Every panel follows the city, kecamatan and device pickers."""
 
 
 def _latest_fill(*group: str) -> str:
@@ -63,8 +71,7 @@ FULL_COUNT = f'SELECT count("fill") AS "bins" FROM ({_latest_fill(DEV)}) WHERE "
 FULL_LIST = (f'SELECT "fill" FROM ({_latest_fill(DEV, KEC)}) WHERE "fill" >= {FULL_THRESHOLD:g} '
              f"GROUP BY {ident(DEV)}, {ident(KEC)}")
 FILL_BY_KEC_NOW = f'SELECT mean("fill") AS "fill" FROM ({_latest_fill(DEV, KEC)}) GROUP BY {ident(KEC)}'
-FILL_BY_KEC = (f'SELECT mean({ident(FILL)}) AS "fill" FROM {ident(BIN)} {where(*FILTERS)} '
-               f"GROUP BY time($__interval), {ident(KEC)} fill(none)")
+FILL_BY_KEC = mean_targets(f'mean({ident(FILL)}) AS "fill"', BIN, FILTERS, ident(KEC), "$tag_kecamatan")
 MAP = (f"SELECT {ident(schema.FIELD_LAT)}, {ident(schema.FIELD_LON)}, {ident(FILL)} FROM {ident(STATE)} "
        f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 PICKUPS = (f'SELECT count({ident(schema.FIELD_BEFORE)}) AS "pickups" FROM {ident(PICKUP)} {where(*FILTERS)} '
@@ -116,8 +123,9 @@ def build() -> model.Dashboard:
                .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS)))
     _fill_field(bin_map)
     by_kec = (new_timeseries(5, "Mean fill by kecamatan", 12, 12, "lastNotNull", "max")
-              .description("Mean of all fill readings per kecamatan per interval.")
-              .with_target(InfluxQL("A", FILL_BY_KEC).alias("$tag_kecamatan")).interval("10m")
+              .description("Mean of all fill readings per kecamatan per interval; for long ranges "
+                           "(intervals of an hour or more) the mean of the bins' hourly, then daily, means.")
+              .targets(FILL_BY_KEC).interval("10m")
               .unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
               .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)))
     pickups = (new_timeseries(6, "Pickups per day", 12, 9, "sum")
@@ -135,8 +143,10 @@ def build() -> model.Dashboard:
            .override_by_name(FILL, [model.DynamicConfigValue(id_val="unit", value="percentunit")]))
     return (dash.Dashboard(TITLE).uid(UID).tags(["lorong", "waste"]).time("now-7d", "now").refresh("1m")
             .timezone("browser").editable()
-            .with_variable(tag_values("kecamatan", "Kecamatan", [BIN], KEC, all_value=".*"))
-            .with_variable(tag_values("device", "Bin", [BIN], DEV, matches(KEC, "kecamatan"), all_value=".*"))
+            .with_variable(city_variable([BIN]))
+            .with_variable(tag_values("kecamatan", "Kecamatan", [BIN], KEC, BY_CITY, all_value=".*"))
+            .with_variable(tag_values("device", "Bin", [BIN], DEV, f"{BY_CITY} AND {matches(KEC, 'kecamatan')}",
+                                      all_value=".*"))
             .annotation(InfluxAnnotation("Bin alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "orange"))
             .with_panel(full).with_panel(by_kec_now).with_panel(full_list)

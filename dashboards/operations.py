@@ -18,6 +18,10 @@ Panels (ids are stable; tests key their checks on them):
    :data:`OFFLINE_AFTER_H` hours before the end of the range (range widened to 7 days).
 6. Offline devices, list: the same devices with their last receive time.
 7. Lowest battery: the 10 bins and 10 stations with the lowest latest ``batteryLevel``.
+
+Variables: ingester instance (panels 1-4); city, kecamatan, device (panels 5-7). The ingester
+panels do not follow the city: ingesters serve every city of the platform and their self-metrics
+carry no ``city`` tag.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from core import schema
 from dashboards.panels import (
+    BY_CITY,
     InfluxQL,
+    city_variable,
     datasource,
     ident,
     matches,
@@ -60,7 +66,7 @@ INGEST, REJECTS = schema.MEASUREMENT_INGEST, schema.MEASUREMENT_REJECTS
 BIN, AIR = schema.MEASUREMENT_BIN, schema.MEASUREMENT_AIR
 DEV, KEC, INST = schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.TAG_INSTANCE
 BY_INSTANCE = matches(INST, "instance")
-DEVICE_FILTERS = (matches(KEC, "kecamatan"), matches(DEV, "device"))
+DEVICE_FILTERS = (BY_CITY, matches(KEC, "kecamatan"), matches(DEV, "device"))
 
 RATE = (f'SELECT non_negative_derivative(max({ident(schema.FIELD_RECEIVED)}), 1s) AS "messages", '
         f'non_negative_derivative(max({ident(schema.FIELD_STORED)}), 1s) AS "points" FROM {ident(INGEST)} '
@@ -147,9 +153,10 @@ def build() -> model.Dashboard:
     return (dash.Dashboard(TITLE).uid(UID).tags(["lorong", "operations"]).time("now-6h", "now").refresh("30s")
             .timezone("browser").editable()
             .with_variable(tag_values("instance", "Ingester", [INGEST], INST))
-            .with_variable(tag_values("kecamatan", "Kecamatan", [BIN, AIR], KEC, all_value=".*"))
-            .with_variable(tag_values("device", "Device", [BIN, AIR], DEV, matches(KEC, "kecamatan"),
-                                      all_value=".*"))
+            .with_variable(city_variable([BIN, AIR]))
+            .with_variable(tag_values("kecamatan", "Kecamatan", [BIN, AIR], KEC, BY_CITY, all_value=".*"))
+            .with_variable(tag_values("device", "Device", [BIN, AIR], DEV,
+                                      f"{BY_CITY} AND {matches(KEC, 'kecamatan')}", all_value=".*"))
             .with_panel(rate).with_panel(rejects).with_panel(spool).with_panel(write)
             .with_panel(offline).with_panel(offline_rows).with_panel(battery)
             .build())

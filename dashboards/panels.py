@@ -18,6 +18,20 @@ Macros Grafana substitutes in these queries: ``$timeFilter`` (``time >= <from>ms
 panel's ``interval`` nor the datasource's ``timeInterval``), ``${__to}`` (end of the range, epoch
 ms) and dashboard variables in the InfluxDB datasource's ``regex`` format (one value escaped,
 several as ``(a|b)``, "All" as the variable's ``allValue`` or as every value).
+
+Cities: every dashboard's first variable is ``$city`` (:func:`city_variable`, the ``city`` tag the
+ingester and the analytics job write); the other device variables are chained to it and every
+query on device data filters by it. "All" is ``.*``, so points written before the city tag existed
+(no ``city`` tag: an empty value) still show under "All".
+
+Long ranges read means (:func:`mean_targets`): a panel that averages readings over time has one
+target per retention policy of :mod:`storage.retention` (``raw``, ``hourly``, ``daily``), and each
+target is switched on by Grafana's ``$__interval_ms`` (the panel's group-by interval, which grows
+with the chosen range: range / max data points, rounded to 1h, 2h, 12h, 1d ...): raw readings below
+one hour, hourly means from one hour, daily means from one day. The conditions are InfluxQL
+constant comparisons (``3600000 >= 3600000``) that InfluxDB evaluates before reading any shard,
+so the two switched-off targets return nothing and cost nothing; all three share one alias, so the
+panel shows one series per group whatever the range.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
+from core import schema
 from core.settings import AnalyticsSettings
 
 DATASOURCE_TYPE = "influxdb"
@@ -269,6 +284,61 @@ def tag_values(name: str, label: str, measurements: typing.Sequence[str], key: s
     if all_value is not None:
         var = var.all_value(all_value)
     return var
+
+
+def city_variable(measurements: typing.Sequence[str]) -> dash.QueryVariable:
+    """The ``$city`` variable: every ``city`` tag value of ``measurements``, multi-value, "All" as ``.*``.
+
+    ``.*`` (not the list of cities) so that "All" also shows points that carry no ``city`` tag
+    (written before the registry had cities).
+    """
+    return tag_values("city", "City", measurements, schema.TAG_CITY, all_value=".*")
+
+
+BY_CITY = matches(schema.TAG_CITY, "city")
+"""``"city" =~ /^$city$/``: the condition every query on device data carries."""
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+RAW_WHEN = f"$__interval_ms < {HOUR_MS}"
+HOURLY_WHEN = f"$__interval_ms >= {HOUR_MS} AND $__interval_ms < {DAY_MS}"
+DAILY_WHEN = f"$__interval_ms >= {DAY_MS}"
+"""When each retention policy's target runs (module docstring, "Long ranges read means")."""
+
+
+Targets = list[cogbuilder.Builder[cogvariants.Dataquery]]
+"""Targets of one panel, as the SDK's ``targets()`` takes them."""
+
+
+def mean_targets(select: str, measurement: str, conditions: typing.Sequence[str], group_by: str,
+                 alias: str) -> Targets:
+    """Targets ``A`` (raw readings), ``B`` (hourly means), ``C`` (daily means) of one averaging panel.
+
+    Args:
+        select: the ``SELECT`` list, e.g. ``mean("pm25") AS "pm25"`` (the means keep the raw
+            measurement, tag and field names, :mod:`storage.retention`).
+        measurement: a :data:`core.schema.DOWNSAMPLED` measurement.
+        conditions: filters after ``$timeFilter`` (variables).
+        group_by: tags after ``time($__interval)``, e.g. ``"kecamatan"``.
+        alias: series name pattern, the same for the three targets.
+
+    Returns:
+        three targets; for any ``$__interval`` exactly one of them has a true condition. The daily
+        target groups with ``tz()`` of :data:`CITY_TZ`, the zone whose local days the daily means
+        cover, so a ``1d`` bucket holds exactly one daily mean.
+
+    A mean over several hours of hourly means weighs every device-hour the same (an hour with
+    more readings counts once), as the API's readings do (:mod:`api.readings`).
+    """
+    out: Targets = []
+    for ref, rp, when, tz in (("A", None, RAW_WHEN, ""), ("B", schema.RP_HOURLY, HOURLY_WHEN, ""),
+                              ("C", schema.RP_DAILY, DAILY_WHEN, f" tz('{CITY_TZ}')")):
+        source = ident(measurement) if rp is None else f"{ident(rp)}.{ident(measurement)}"
+        query = (f"SELECT {select} FROM {source} {where(*conditions, when)} "
+                 f"GROUP BY time($__interval), {group_by} fill(none){tz}")
+        out.append(InfluxQL(ref, query).alias(alias))
+    return out
 
 
 def thresholds(base: str, *steps: tuple[float, str]) -> dash.ThresholdsConfig:

@@ -1,7 +1,9 @@
 """A small Makassar scenario, written to InfluxDB with Lorong's own line-protocol writer.
 
 "Now" is :data:`NOW` (2025-12-10 00:00 UTC = 08:00 WITA); every time below is relative to it.
-Names come from :mod:`core.schema`, as the ingester and the analytics job write them.
+Names come from :mod:`core.schema`, as the ingester and the analytics job write them. Every device
+point carries ``city=makassar``; :func:`second_city_lines` adds a second city (Parepare) for the
+city variable's tests.
 
 Bins (``waste_container``; ``rx_ms`` = point time + 2 s; battery per bin):
 
@@ -36,6 +38,10 @@ out_of_range 0,0,0,2,2,2,2,2. ``ingest-2`` restarts: received 500, 560, 20, 80 a
 from __future__ import annotations
 
 from core import schema
+from core.model import utc_from_ms
+from core.settings import InfluxSettings
+from dashboards.panels import CITY_TZ
+from storage import retention
 from storage.influx import InfluxClient, line
 
 NOW = 1_765_324_800_000
@@ -68,8 +74,11 @@ RX_DELAY = 2 * S
 KEC = {**{b: k for b, (k, _, _) in BIN_READINGS.items()}, **{a: k for a, (k, _, _) in AIR_READINGS.items()}}
 
 
+CITY = "makassar"
+
+
 def _tags(device: str, **extra: str) -> dict[str, str]:
-    return {schema.TAG_DEVICE: device, schema.TAG_KECAMATAN: KEC[device], **extra}
+    return {schema.TAG_DEVICE: device, schema.TAG_KECAMATAN: KEC[device], schema.TAG_CITY: CITY, **extra}
 
 
 def lines() -> list[str]:
@@ -138,6 +147,62 @@ def _ingest_lines() -> list[str]:
     return out
 
 
-def seed(influx: InfluxClient) -> None:
-    """Write the scenario into ``influx``'s database."""
-    influx.write_lines(lines())
+SECOND_CITY = "parepare"
+
+SECOND_BINS = {
+    "P1": ("Soreang", [(3 * H, 0.50), (1 * H, 0.90)], 0.10),
+    "P2": ("Ujung", [(4 * H, 0.20)], 0.60),
+}
+"""Parepare's bins: bin -> (kecamatan, [(age ms, fill)], battery). P2 is offline (silent 4 h),
+P1 has the lowest battery of both cities."""
+
+SECOND_AIR = {"Q1": ("Soreang", [(3 * H, 40.0, 90.0), (150 * M, 60.0, 110.0), (1 * H, 30.0, 70.0)], 0.40)}
+"""Parepare's station: station -> (kecamatan, [(age ms, pm25, pm10)], battery)."""
+
+
+def second_city_lines() -> list[str]:
+    """Parepare as line protocol: the readings above, plus ``bin_state`` P1 @30 min (0.90, full,
+    -4.0135/119.6255), ``air_index`` Q1 95 @30 min, a pickup of P1 Dec 8 03:00Z (0.85 -> 0.05), and
+    alerts P1 bin_full critical opened @1h, Q1 pm25_high major opened @2h."""
+    def tags(dev: str, kec: str, **extra: str) -> dict[str, str]:
+        return {schema.TAG_DEVICE: dev, schema.TAG_KECAMATAN: kec, schema.TAG_CITY: SECOND_CITY, **extra}
+
+    out: list[str] = []
+    for dev, (kec, readings, battery) in SECOND_BINS.items():
+        for age, fill in readings:
+            t = NOW - age
+            out.append(line(schema.MEASUREMENT_BIN, tags(dev, kec), {
+                schema.FIELD_FILL: fill, schema.FIELD_BATTERY: battery, schema.FIELD_RX: float(t + RX_DELAY)}, t))
+    for dev, (kec, air, battery) in SECOND_AIR.items():
+        for age, pm25, pm10 in air:
+            t = NOW - age
+            out.append(line(schema.MEASUREMENT_AIR, tags(dev, kec), {
+                schema.FIELD_PM25: pm25, schema.FIELD_PM10: pm10, schema.FIELD_BATTERY: battery,
+                schema.FIELD_RX: float(t + RX_DELAY)}, t))
+    out.append(line(schema.MEASUREMENT_BIN_STATE, tags("P1", "Soreang"), {
+        schema.FIELD_LAT: -4.0135, schema.FIELD_LON: 119.6255, schema.FIELD_FILL: 0.90,
+        schema.FIELD_HOURS_TO_FULL: 0.0}, NOW - 30 * M))
+    out.append(line(schema.MEASUREMENT_AIR_INDEX, tags("Q1", "Soreang"), {schema.FIELD_ISPU: 95.0}, NOW - 30 * M))
+    out.append(line(schema.MEASUREMENT_COLLECTION, tags("P1", "Soreang"),
+                    {schema.FIELD_BEFORE: 0.85, schema.FIELD_AFTER: 0.05}, 1_765_162_800_000))
+    for dev, kec, age, type_, severity, alert_id in (("P1", "Soreang", 1 * H, "bin_full", "critical", 21),
+                                                     ("Q1", "Soreang", 2 * H, "pm25_high", "major", 22)):
+        out.append(line(schema.MEASUREMENT_ALERT, tags(dev, kec, **{schema.TAG_TYPE: type_,
+                                                                     schema.TAG_SEVERITY: severity}),
+                        {schema.FIELD_ALERT_STATUS: "active", schema.FIELD_ALERT_ACTION: "opened",
+                         schema.FIELD_ALERT_ID: alert_id}, NOW - age))
+    return out
+
+
+KEPT = InfluxSettings(raw_days=36500, hourly_days=0, daily_days=0)
+"""Retention for the scenario: its points are dated 2025, so raw readings must be kept long."""
+
+
+def seed(influx: InfluxClient, cities: int = 1) -> None:
+    """Write the scenario (``cities=2``: and Parepare) into ``influx``'s database, laid out as
+    ``lorong storage retention apply`` does (policies raw, hourly, daily), and backfill the hourly and
+    daily means of the readings, as ``lorong storage retention backfill`` does."""
+    now = utc_from_ms(NOW)
+    retention.apply(influx, KEPT, CITY_TZ, now=now)
+    influx.write_lines(lines() + (second_city_lines() if cities == 2 else []))
+    retention.backfill(influx, CITY_TZ, utc_from_ms(NOW - 9 * D), now, now=now)

@@ -9,6 +9,8 @@ fails when a panel target, variable or annotation has no case.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 
 from dashboards.build import build_all
 from dashboards.panels import ALL
+from storage import stack
 from storage.influx import InfluxClient
 from tests.dashboards.grafana import GrafanaSim
 from tests.dashboards.scenario import NOW, D, H, M, S, seed
@@ -79,14 +82,23 @@ CASES = [
          "fillingLevel": 0.96},
         {"time": at(30 * M), "device_id": "B4", "kecamatan": "Ujung Pandang", "lat": -5.1352, "lon": 119.4136,
          "fillingLevel": 0.10}]),
-    Case(BINS, 5, "A", {"Mariso": [(at(3 * H), 0.30), (at(2 * H), 0.50), (at(1 * H), 0.85)],
+    # hourly means from a 1h interval on: Mariso's 22:00 hour is the mean of B1 0.70 and B2's hourly
+    # mean 0.40 (0.30, 0.50), 0.55, where the raw readings' mean would be 0.50
+    Case(BINS, 5, "B", {"Mariso": [(at(3 * H), 0.30), (at(2 * H), 0.55), (at(1 * H), 0.85)],
                         "Tallo": [(at(5 * H), 0.30), (at(3 * H), 0.90), (at(2 * H), 0.96)],
                         "Ujung Pandang": [(at(3 * H), 0.10)]}),
+    Case(BINS, 5, "A", {}, note="raw off from 1h"),
+    Case(BINS, 5, "B", {}, interval="1m", note="means off under 1h"),
+    # daily means (local day Dec 10 WITA starts at NOW - 8 h): B1 0.65, B2 1/3 -> Mariso 0.491667;
+    # B3 0.93, B6 0.30 -> Tallo 0.615
+    Case(BINS, 5, "C", {"Mariso": [(at(8 * H), (0.65 + 1 / 3) / 2)], "Tallo": [(at(8 * H), 0.615)],
+                        "Ujung Pandang": [(at(8 * H), 0.10)]}, interval="1d"),
+    Case(BINS, 5, "C", {}, note="daily off under 1d"),
     Case(BINS, 5, "A", {"Mariso": [(at(3 * H), 0.30), (at(2 * H), 0.50), (at(90 * M), 0.50), (at(1 * H), 0.85)],
                         "Tallo": [(at(5 * H), 0.30), (at(3 * H), 0.90), (at(2 * H), 0.96)],
                         "Ujung Pandang": [(at(150 * M), 0.10)]},
          interval="1m", note="panel minimum 10m"),
-    Case(BINS, 5, "A", {"Mariso": [(at(3 * H), 0.40), (at(2 * H), 0.70), (at(1 * H), 0.85)]},
+    Case(BINS, 5, "B", {"Mariso": [(at(3 * H), 0.40), (at(2 * H), 0.70), (at(1 * H), 0.85)]},
          {"device": ["B1"]}, note="one device"),
     Case(BINS, 6, "A", {"Mariso": wita_days([0, 0, 1, 1, 0, 0, 1, 0]), "Tallo": wita_days([0, 0, 0, 0, 1, 0, 0, 0])}),
     Case(BINS, 7, "A", [
@@ -96,11 +108,16 @@ CASES = [
         {"time": at(30 * M), "device_id": "B4", "kecamatan": "Ujung Pandang", "hours_to_full": None,
          "fillingLevel": 0.10}]),
     # --- Air quality (range NOW-24h .. NOW) ---
-    Case(AIR, 1, "A", {"A1": [(at(3 * H), 15.0), (at(1 * H), 80.0)], "A2": [(at(3 * H), 5.0)]}),
+    Case(AIR, 1, "B", {"A1": [(at(3 * H), 15.0), (at(1 * H), 80.0)], "A2": [(at(3 * H), 5.0)]}),
+    # A2's reading @26 h is in local day Dec 9, whose daily mean (at NOW - 32 h) is before the range
+    Case(AIR, 1, "C", {"A1": [(at(8 * H), 110 / 3)], "A2": [(at(8 * H), 5.0)]}, interval="1d"),
     Case(AIR, 1, "A", {"A1": [(at(3 * H), 10.0), (at(170 * M), 20.0), (at(1 * H), 80.0)], "A2": [(at(3 * H), 5.0)]},
          interval="1m", note="panel minimum 5m"),
-    Case(AIR, 2, "A", {"A1": [(at(3 * H), 50.0), (at(1 * H), 160.0)], "A2": [(at(3 * H), 20.0)]}),
-    Case(AIR, 2, "A", {"A2": [(at(3 * H), 20.0)]}, {"device": ["A2"]}, note="one station"),
+    Case(AIR, 2, "A", {"A1": [(at(3 * H), 40.0), (at(170 * M), 60.0), (at(1 * H), 160.0)], "A2": [(at(3 * H), 20.0)]},
+         interval="1m", note="panel minimum 5m"),
+    Case(AIR, 2, "B", {"A1": [(at(3 * H), 50.0), (at(1 * H), 160.0)], "A2": [(at(3 * H), 20.0)]}),
+    Case(AIR, 2, "B", {"A2": [(at(3 * H), 20.0)]}, {"device": ["A2"]}, note="one station"),
+    Case(AIR, 2, "C", {"A1": [(at(8 * H), 260 / 3)], "A2": [(at(8 * H), 20.0)]}, interval="1d"),
     Case(AIR, 3, "A", {"A1": [(at(30 * M), 150.0)], "A2": [(at(30 * M), 20.0)]}),
     Case(AIR, 3, "A", {"A1": [(at(30 * M), 150.0)]}, {"kecamatan": ["Tallo"]}, note="one kecamatan"),
     # --- Operations (range NOW-6h .. NOW; computed interval 20s, panels' minimum 1m wins) ---
@@ -142,6 +159,9 @@ CASES = [
 ]
 
 VARIABLE_CASES = [
+    (BINS, "city", {}, ["makassar"]),
+    (AIR, "city", {}, ["makassar"]),
+    (OPS, "city", {}, ["makassar"]),
     (BINS, "kecamatan", {}, ["Mariso", "Tallo", "Ujung Pandang"]),
     (BINS, "device", {}, ["B1", "B2", "B3", "B4", "B5", "B6"]),
     (BINS, "device", MARISO_UP, ["B1", "B2", "B4"]),
@@ -167,11 +187,25 @@ ANNOTATION_CASES = [
 ]
 
 
-@pytest.fixture
-def seeded(influx: InfluxClient) -> InfluxClient:
-    """The test's fresh database with the scenario in it."""
-    seed(influx)
-    return influx
+def _database(influxd: stack.Service, cities: int) -> Iterator[InfluxClient]:
+    client = InfluxClient(f"http://127.0.0.1:{influxd.port}", f"dash{os.getpid()}_{cities}")
+    client.create_database()
+    seed(client, cities)
+    yield client
+    client.command(f'DROP DATABASE "{client.database}"')
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def seeded(influxd: stack.Service) -> Iterator[InfluxClient]:
+    """A database with the scenario (Makassar) in it, shared by the module's tests (they only read)."""
+    yield from _database(influxd, 1)
+
+
+@pytest.fixture(scope="module")
+def two_cities(influxd: stack.Service) -> Iterator[InfluxClient]:
+    """A database with the scenario and Parepare (:func:`tests.dashboards.scenario.second_city_lines`)."""
+    yield from _database(influxd, 2)
 
 
 def _rows_key(row: dict[str, Any]) -> tuple[str, int]:
@@ -214,11 +248,15 @@ def test_annotation_query(seeded: InfluxClient, uid: str, name: str, selection: 
 
 def test_queries_as_influxdb_receives_them(seeded: InfluxClient) -> None:
     """Macros and the variable formats Grafana produces: multi-value regex, All, allValue, ranges."""
-    bins = GrafanaSim(DASHBOARDS[BINS], seeded, NOW, "1h", {**MARISO_UP, "device": ALL})
-    assert bins.run(5, "A").query == (
-        'SELECT mean("fillingLevel") AS "fill" FROM "waste_container" '
-        f'WHERE time >= {NOW - 7 * D}ms and time <= {NOW}ms AND "kecamatan" =~ /^(Mariso|Ujung Pandang)$/ '
-        'AND "device_id" =~ /^.*$/ GROUP BY time(1h), "kecamatan" fill(none)')
+    bins = GrafanaSim(DASHBOARDS[BINS], seeded, NOW, "2h", {**MARISO_UP, "device": ALL, "city": ["makassar"]})
+    assert bins.run(5, "B").query == (
+        'SELECT mean("fillingLevel") AS "fill" FROM "hourly"."waste_container" '
+        f'WHERE time >= {NOW - 7 * D}ms and time <= {NOW}ms AND "city" =~ /^makassar$/ '
+        'AND "kecamatan" =~ /^(Mariso|Ujung Pandang)$/ AND "device_id" =~ /^.*$/ '
+        'AND 7200000 >= 3600000 AND 7200000 < 86400000 GROUP BY time(2h), "kecamatan" fill(none)')
+    assert " AND 7200000 < 3600000 GROUP BY" in bins.run(5, "A").query  # raw readings off
+    assert bins.run(5, "C").query.endswith("AND 7200000 >= 86400000 GROUP BY time(2h), \"kecamatan\" fill(none) "
+                                           "tz('Asia/Makassar')")
     ops = GrafanaSim(DASHBOARDS[OPS], seeded, NOW, "20s")
     assert '"instance" =~ /^(ingest-1|ingest-2)$/' in ops.run(3, "A").query  # All without allValue
     assert "GROUP BY time(1m)" in ops.run(3, "A").query  # the panel's minimum beats 20s
@@ -248,3 +286,77 @@ def test_every_query_is_checked() -> None:
                | {("annotation", u, n) for u, n, _, _ in ANNOTATION_CASES})
     assert checked == _query_keys()
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+# --- two cities: the city variable --------------------------------------------------------------
+
+MKS, PARE = {"city": ["makassar"]}, {"city": ["parepare"]}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_one_city_of_two_shows_that_city_alone(two_cities: InfluxClient, case: Case) -> None:
+    """With Parepare in the database too, city=makassar shows every panel exactly as Makassar alone."""
+    test_panel_query(two_cities, Case(case.uid, case.panel, case.ref, case.expected, {**case.selection, **MKS},
+                                      case.interval, case.note))
+
+
+SECOND_CITY_CASES = [
+    Case(BINS, 1, "A", {"full bins": [(0, 1)]}, PARE),
+    Case(BINS, 1, "A", {"full bins": [(0, 3)]}, {"city": ["makassar", "parepare"]}, note="both"),
+    Case(BINS, 1, "A", {"full bins": [(0, 3)]}, note="All"),
+    Case(BINS, 2, "A", {"Soreang": [(0, 0.90)], "Ujung": [(0, 0.20)]}, PARE),
+    Case(BINS, 3, "A", [{"time": at(1 * H), "device_id": "P1", "kecamatan": "Soreang", "fill": 0.90}], PARE),
+    Case(BINS, 4, "A", [{"time": at(30 * M), "device_id": "P1", "kecamatan": "Soreang", "lat": -4.0135,
+                         "lon": 119.6255, "fillingLevel": 0.90}], PARE),
+    Case(BINS, 5, "A", {"Soreang": [(at(3 * H), 0.50), (at(1 * H), 0.90)], "Ujung": [(at(4 * H), 0.20)]},
+         PARE, interval="1m"),
+    Case(BINS, 5, "B", {"Soreang": [(at(3 * H), 0.50), (at(1 * H), 0.90)], "Ujung": [(at(4 * H), 0.20)]}, PARE),
+    Case(BINS, 5, "C", {"Soreang": [(at(8 * H), 0.70)], "Ujung": [(at(8 * H), 0.20)]}, PARE, interval="1d"),
+    Case(BINS, 6, "A", {"Soreang": wita_days([0, 0, 0, 0, 0, 1, 0, 0])}, PARE),
+    Case(BINS, 7, "A", [{"time": at(30 * M), "device_id": "P1", "kecamatan": "Soreang", "hours_to_full": 0.0,
+                         "fillingLevel": 0.90}], PARE),
+    Case(AIR, 1, "B", {"Q1": [(at(3 * H), 50.0), (at(1 * H), 30.0)]}, PARE),
+    Case(AIR, 2, "A", {"Q1": [(at(3 * H), 90.0), (at(150 * M), 110.0), (at(1 * H), 70.0)]}, PARE, interval="1m"),
+    Case(AIR, 3, "A", {"Q1": [(at(30 * M), 95.0)]}, PARE),
+    Case(OPS, 5, "A", {"bins": [(0, 1)]}, PARE, interval="20s"),
+    Case(OPS, 5, "A", {"bins": [(0, 2)]}, interval="20s", note="All"),
+    Case(OPS, 5, "B", {}, PARE, interval="20s"),
+    Case(OPS, 6, "A", [{"time": at(4 * H), "device_id": "P2", "kecamatan": "Ujung", "last_rx": at(4 * H) + 2 * S}],
+         PARE, interval="20s"),
+    Case(OPS, 7, "A", [{"time": at(1 * H), "device_id": "P1", "kecamatan": "Soreang", "battery": 0.10},
+                       {"time": at(4 * H), "device_id": "P2", "kecamatan": "Ujung", "battery": 0.60}],
+         PARE, interval="20s"),
+    Case(OPS, 7, "B", [{"time": at(1 * H), "device_id": "Q1", "kecamatan": "Soreang", "battery": 0.40}],
+         PARE, interval="20s"),
+]
+"""Parepare's own numbers (:data:`tests.dashboards.scenario.SECOND_BINS` ...), and "All" holding both cities."""
+
+
+@pytest.mark.parametrize("case", SECOND_CITY_CASES, ids=lambda c: f"{c.id}/{'+'.join(c.selection.get('city', []))}")
+def test_second_city_panel_query(two_cities: InfluxClient, case: Case) -> None:
+    test_panel_query(two_cities, case)
+
+
+@pytest.mark.parametrize(("uid", "name", "selection", "expected"), [
+    (BINS, "city", {}, ["makassar", "parepare"]),
+    (BINS, "kecamatan", PARE, ["Soreang", "Ujung"]),
+    (BINS, "kecamatan", {}, ["Mariso", "Soreang", "Tallo", "Ujung", "Ujung Pandang"]),
+    (BINS, "device", PARE, ["P1", "P2"]),
+    (BINS, "device", {**PARE, "kecamatan": ["Ujung"]}, ["P2"]),
+    (AIR, "device", PARE, ["Q1"]),
+    (AIR, "kecamatan", MKS, ["Mariso", "Tallo", "Ujung Pandang"]),
+    (OPS, "city", {}, ["makassar", "parepare"]),
+    (OPS, "device", PARE, ["P1", "P2", "Q1"]),
+], ids=lambda v: str(v) if not isinstance(v, (dict, list)) else "")
+def test_second_city_variable_query(two_cities: InfluxClient, uid: str, name: str, selection: dict[str, Any],
+                                    expected: list[str]) -> None:
+    assert GrafanaSim(DASHBOARDS[uid], two_cities, NOW, "1h", selection).options(name) == expected
+
+
+def test_second_city_annotations(two_cities: InfluxClient) -> None:
+    assert GrafanaSim(DASHBOARDS[BINS], two_cities, NOW, "1h", PARE).annotations("Bin alerts") == [
+        {"time": at(1 * H), "text": "opened", "tags": ["bin_full", "critical", "P1"]}]
+    assert GrafanaSim(DASHBOARDS[AIR], two_cities, NOW, "1h", PARE).annotations("Air alerts") == [
+        {"time": at(2 * H), "text": "opened", "tags": ["pm25_high", "major", "Q1"]}]
+    assert [e["tags"][-1] for e in GrafanaSim(DASHBOARDS[BINS], two_cities, NOW, "1h", MKS).annotations(
+        "Bin alerts")] == ["B3", "B1"]
