@@ -7,12 +7,24 @@ after the route has matched it against :data:`api.deps.DEVICE_ID_PATTERN`; ``eve
 metric and measurement names come from :mod:`core.schema` and are quoted with
 :func:`storage.influx.quote_ident`.
 
-Long windows read the hourly means (:mod:`storage.retention`) instead of the raw readings
+Long windows read the means of :mod:`storage.retention` instead of the raw readings
 (:func:`source`): a window over :data:`LONG_WINDOW` (7 days), or one that starts before the raw
-readings' retention (``raw_days``), reads policy ``hourly`` when ``every`` is a whole number of
-hours. Buckets of several hours are then the plain mean of their hourly means (an hour with more
-readings weighs the same as one with fewer; for ``every=1h`` the values equal the raw means).
-A window that starts before the raw retention with ``every`` under an hour is refused (422).
+readings' retention (``raw_days``), reads policy ``daily`` when ``every`` is a whole number of
+days and policy ``hourly`` when it is a whole number of hours; a window that starts before the
+hourly means' retention (``hourly_days``, when not forever) reads ``daily``. A bucket of several
+hours (days) is then the plain mean of its hourly (daily) means: an hour with more readings
+weighs the same as one with fewer; for ``every=1h`` (``1d``) the values equal the raw means of
+each hour (local day). A window that starts before the raw retention with ``every`` under an
+hour, or before the hourly retention with ``every`` under a day, is refused (422).
+
+Short windows read the raw readings whatever ``every``: the newest hour has no hourly mean until
+its continuous query runs at the end of the hour (the newest day's mean is up to 6 h old), and
+seven days of raw readings of one device are a few thousand points.
+
+Buckets of whole days start at local midnight of ``analytics.timezone`` (InfluxQL ``GROUP BY
+time(1d, <offset>)``, the offset the daily means use, :func:`day_offset_s`) in every source, so a
+day is the city's day and ``every=1d`` gives the same buckets from raw readings as from daily
+means. Other buckets are aligned to the Unix epoch (InfluxQL's rule).
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from core import schema
 from core.errors import StoreNotReady, StoreRejected
 from core.metrics import METRICS, shown
 from core.model import to_ms, utc_from_ms, utcnow
+from storage import retention
 from storage.influx import InfluxClient, quote_ident
 
 EVERY_PATTERN = r"^[1-9][0-9]{0,5}[smhdw]$"
@@ -44,7 +57,7 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 """Time bounds accepted from clients (InfluxDB itself stops at 2262, its int64 nanosecond limit)."""
 
 LONG_WINDOW = timedelta(days=7)
-"""Windows longer than this read the hourly means (when ``every`` is whole hours)."""
+"""Windows longer than this read the hourly or daily means (when ``every`` is whole hours or days)."""
 
 BIN_METRICS = ("fillingLevel", "distance", "batteryLevel", "temperature")
 AIR_METRICS = ("pm1", "pm25", "pm10", "no2", "so2", "o3", "co", "co2", "temperature", "relativeHumidity", "pressure")
@@ -99,22 +112,49 @@ def window(start: datetime | None, end: datetime | None, every: str, now: dateti
     return Window(start, end, every)
 
 
-Source = Literal["raw", "hourly"]
+Source = Literal["raw", "hourly", "daily"]
 
 
-def source(win: Window, raw_days: int, now: datetime | None = None) -> Source:
-    """``"hourly"`` when ``win`` should read the hourly means, else ``"raw"`` (rule: module docstring).
+def source(win: Window, raw_days: int, now: datetime | None = None, hourly_days: int = 0) -> Source:
+    """Which data ``win`` reads: ``"raw"`` readings, ``"hourly"`` or ``"daily"`` means (rule: module docstring).
+
+    Args:
+        win: a checked window.
+        raw_days: days raw readings are kept (``influx.raw_days``).
+        now: the current time (tests); default the clock.
+        hourly_days: days hourly means are kept (``influx.hourly_days``; 0 = forever).
 
     Raises:
         InvalidRequest: ``every`` under an hour for a window that starts before the raw horizon
-            (``now - raw_days``), where no raw readings are left.
+            (``now - raw_days``), where no raw readings are left, or under a day for one that
+            starts before the hourly horizon.
     """
-    horizon = (now or utcnow()) - timedelta(days=raw_days)
-    whole_hours = every_seconds(win.every) % 3600 == 0
+    now = now or utcnow()
+    step = every_seconds(win.every)
+    whole_hours, whole_days = step % 3600 == 0, step % 86400 == 0
+    if hourly_days and win.start < (hourly := now - timedelta(days=hourly_days)):
+        if not whole_days:
+            raise InvalidRequest(f"hourly means are kept {hourly_days} days: for times before "
+                                 f"{hourly:%Y-%m-%d %H:%M} UTC ask for every=1d or longer (daily means)")
+        return "daily"
+    horizon = now - timedelta(days=raw_days)
     if win.start < horizon and not whole_hours:
         raise InvalidRequest(f"raw readings are kept {raw_days} days: for times before {horizon:%Y-%m-%d %H:%M} UTC "
                              "ask for every=1h or longer (hourly means)")
-    return "hourly" if whole_hours and (win.end - win.start > LONG_WINDOW or win.start < horizon) else "raw"
+    if not (win.end - win.start > LONG_WINDOW or win.start < horizon):
+        return "raw"
+    return "daily" if whole_days else "hourly" if whole_hours else "raw"
+
+
+def day_offset_s(every: str, tz: str, at: datetime) -> int:
+    """Offset of ``every``'s buckets from the epoch-aligned ones, seconds: local midnight of ``tz``
+    (the daily means' offset, :func:`storage.retention.levels`) when ``every`` is whole days, else 0.
+
+    ``Asia/Makassar`` (UTC+8) gives 57600 (16:00 UTC); Indonesia's zones keep one offset all year.
+    """
+    if every_seconds(every) % 86400:
+        return 0
+    return next(lv.offset_s for lv in retention.levels(tz, at) if lv.name == schema.RP_DAILY)
 
 
 def units(metrics: Sequence[str]) -> dict[str, str]:
@@ -123,12 +163,12 @@ def units(metrics: Sequence[str]) -> dict[str, str]:
 
 
 def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics: Sequence[str],
-                win: Window, rp: Source = "raw") -> list[dict[str, Any]]:
+                win: Window, rp: Source = "raw", offset_s: int = 0) -> list[dict[str, Any]]:
     """Mean of each metric of one device per time bucket.
 
     Runs ``SELECT mean("m") AS "m", ... FROM "<measurement>" WHERE "device_id" = $device AND
-    time >= <start>ms AND time < <end>ms GROUP BY time(<every>) fill(none)``. Buckets are aligned to
-    the Unix epoch (InfluxQL's rule), so the first one may start before ``win.start``.
+    time >= <start>ms AND time < <end>ms GROUP BY time(<every>[, <offset_s>s]) fill(none)``. Buckets
+    are aligned to the Unix epoch plus ``offset_s``, so the first one may start before ``win.start``.
 
     Args:
         influx: client on the Lorong database.
@@ -136,7 +176,8 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
         device_id: an id already checked against the registry pattern (sent as a bound parameter).
         metrics: canonical metric names (keys of :data:`core.metrics.METRICS`).
         win: a checked :class:`Window`.
-        rp: ``raw`` (the database's default policy) or ``hourly`` (:func:`source`).
+        rp: ``raw`` (the database's default policy), ``hourly`` or ``daily`` (:func:`source`).
+        offset_s: bucket offset, seconds (:func:`day_offset_s`).
 
     Returns:
         one dict per non-empty bucket, oldest first: ``dateObserved`` (UTC datetime, bucket start)
@@ -146,7 +187,7 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
     Raises:
         StoreUnavailable: InfluxDB is not reachable.
         StoreRejected: InfluxDB refused the query.
-        StoreNotReady: ``rp`` is ``hourly`` and the database has no such policy.
+        StoreNotReady: ``rp`` is ``hourly`` or ``daily`` and the database has no such policy.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -156,7 +197,7 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
     source_name = quote_ident(measurement) if rp == "raw" else f"{quote_ident(rp)}.{quote_ident(measurement)}"
     q = (f"SELECT {cols} FROM {source_name} WHERE {quote_ident(schema.TAG_DEVICE)} = $device "
          f"AND time >= {to_ms(win.start)}ms AND time < {to_ms(win.end)}ms "
-         f"GROUP BY time({win.every}) fill(none)")
+         f"GROUP BY time({win.every}{f', {offset_s}s' if offset_s else ''}) fill(none)")
     out: list[dict[str, Any]] = []
     try:
         found = influx.query(q, {"device": device_id})

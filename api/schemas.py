@@ -207,9 +207,10 @@ class _SeriesOut(BaseModel):
     end: Utc
     every: str = Field(description="bucket length, InfluxQL duration (30m, 1h, 1d)")
     aggregate: Literal["mean"] = "mean"
-    source: Literal["raw", "hourly"] = Field(
-        "raw", description="what was averaged: raw readings, or the hourly means (windows over 7 days or older "
-                           "than the raw readings' retention, with `every` a whole number of hours)")
+    source: Literal["raw", "hourly", "daily"] = Field(
+        "raw", description="what was averaged: raw readings, or the hourly (daily) means (windows over 7 days or "
+                           "older than the raw readings' retention, with `every` a whole number of hours (days)); "
+                           "buckets of whole days start at local midnight")
     units: dict[str, str] = Field(description="unit of every metric in `readings`")
 
 

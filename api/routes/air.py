@@ -8,7 +8,7 @@ from api.auth import Principal
 from api.deps import ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import NotFound
 from api.query import known_kecamatan, resolve_kecamatan
-from api.readings import AIR_METRICS, mean_series, source, units, window
+from api.readings import AIR_METRICS, day_offset_s, mean_series, source, units, window
 from api.routes.bins import End, Every, Start
 from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut, StationOut
 from api.state import station_out, station_pairs
@@ -52,11 +52,13 @@ def station(device_id: DeviceId, session: SessionDep, who: Reader) -> StationOut
 def station_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Reader,
                      start: Start = None, end: End = None, every: Every = "1h") -> AirReadingsOut:
     """A station's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first;
-    windows over 7 days or older than the raw retention average the hourly means (``source``)."""
+    windows over 7 days or older than the raw retention average the hourly or daily means (``source``); day
+    buckets are local days."""
     row = _station(session, who, device_id)
     win = window(start, end, every)
-    rp = source(win, ctx.settings.influx.raw_days)
-    rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win, rp)
+    rp = source(win, ctx.settings.influx.raw_days, hourly_days=ctx.settings.influx.hourly_days)
+    rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win, rp,
+                       day_offset_s(win.every, ctx.settings.analytics.timezone, win.start))
     return AirReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
                           units=units(AIR_METRICS),
                           readings=[AirReadingOut.model_validate(r) for r in rows])

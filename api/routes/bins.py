@@ -13,7 +13,7 @@ from api.bin_state import load_bins, pick
 from api.deps import ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import NotFound
 from api.query import resolve_kecamatan_in
-from api.readings import BIN_METRICS, EVERY_PATTERN, mean_series, source, units, window
+from api.readings import BIN_METRICS, EVERY_PATTERN, day_offset_s, mean_series, source, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
 from core import schema
 from core.model import DeviceKind, utcnow
@@ -81,12 +81,13 @@ def one_bin(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Read
 def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Reader,
                  start: Start = None, end: End = None, every: Every = "1h") -> BinReadingsOut:
     """A bin's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first; windows
-    over 7 days or older than the raw retention average the hourly means (``source``). 404 for another
-    city's bin, 403 outside the token's area."""
+    over 7 days or older than the raw retention average the hourly or daily means (``source``); day
+    buckets are local days. 404 for another city's bin, 403 outside the token's area."""
     row = _bin(session, who, device_id)
     win = window(start, end, every)
-    rp = source(win, ctx.settings.influx.raw_days)
-    rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win, rp)
+    rp = source(win, ctx.settings.influx.raw_days, hourly_days=ctx.settings.influx.hourly_days)
+    rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win, rp,
+                       day_offset_s(win.every, ctx.settings.analytics.timezone, win.start))
     return BinReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
                           units=units(BIN_METRICS),
                           readings=[BinReadingOut.model_validate(r) for r in rows])

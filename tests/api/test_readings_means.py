@@ -1,35 +1,54 @@
-"""``/bins/{id}/readings`` and ``/air/stations/{id}/readings`` read the hourly means for long windows."""
+"""``/bins/{id}/readings`` and ``/air/stations/{id}/readings`` read the hourly or daily means for long windows."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from statistics import fmean
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
-from api.readings import Window, source
+from api.readings import Window, day_offset_s, source
 from core import schema
-from core.model import to_ms, utcnow
+from core.model import to_ms, utc_from_ms, utcnow
 from core.settings import Settings
 from storage import retention
 from storage.influx import InfluxClient, line
+from tests.api.conftest import serve
 from tests.api.seed import fleet
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+HALF_STEP = 0.0005 + 1e-12
+"""The API rounds a fill level to 0.001 (:func:`core.metrics.shown`): at most half a step off, a tie either way."""
 
 
 @pytest.mark.parametrize(("days", "every", "ago_days", "want"), [
-    (7, "1h", 0, "raw"), (7.01, "1h", 0, "hourly"), (30, "1d", 0, "hourly"), (30, "30m", 0, "raw"),
-    (1, "1h", 95, "hourly"), (1, "90m", 0, "raw")])
+    (7, "1h", 0, "raw"), (7.01, "1h", 0, "hourly"), (30, "1d", 0, "daily"), (30, "30m", 0, "raw"),
+    (1, "1h", 95, "hourly"), (1, "90m", 0, "raw"), (7, "1d", 0, "raw"), (8, "2d", 0, "daily"), (30, "36h", 0, "hourly"),
+    (1, "1d", 95, "daily"), (1, "1d", 400, "daily"), (1, "1w", 400, "daily")])
 def test_rule(days: float, every: str, ago_days: int, want: str) -> None:
     end = NOW - timedelta(days=ago_days)
-    assert source(Window(end - timedelta(days=days), end, every), raw_days=90, now=NOW) == want
+    assert source(Window(end - timedelta(days=days), end, every), raw_days=90, now=NOW, hourly_days=365) == want
+
+
+def test_rule_refuses_sub_daily_buckets_before_the_hourly_horizon() -> None:
+    old = Window(NOW - timedelta(days=400), NOW - timedelta(days=399), "1h")
+    with pytest.raises(InvalidRequest, match=r"hourly means are kept 365 days.*every=1d or longer"):
+        source(old, raw_days=90, now=NOW, hourly_days=365)
+    assert source(old, raw_days=90, now=NOW, hourly_days=0) == "hourly"  # hourly means kept forever
+
+
+def test_day_buckets_start_at_local_midnight() -> None:
+    assert day_offset_s("1d", "Asia/Makassar", NOW) == 16 * 3600  # 00:00 WITA = 16:00 UTC
+    assert day_offset_s("7d", "Asia/Jakarta", NOW) == 17 * 3600
+    assert day_offset_s("24h", "Asia/Makassar", NOW) == 16 * 3600
+    assert day_offset_s("12h", "Asia/Makassar", NOW) == 0
 
 
 def test_rule_refuses_sub_hourly_buckets_before_the_raw_horizon() -> None:
@@ -72,3 +91,65 @@ def test_long_window_reads_the_hourly_means(client: httpx.Client, influx: Influx
     old = client.get(url, params={"start": (now - timedelta(days=120)).isoformat(),
                                   "end": (now - timedelta(days=100)).isoformat(), "every": "15m"}, headers=h)
     assert old.status_code == 422 and "every=1h or longer" in old.json()["detail"]
+
+
+def test_range_older_than_raw_retention_reads_the_means(make_settings: Callable[..., Settings], influx: InfluxClient,
+                                                        sessions: sessionmaker[Session],
+                                                        auth: Callable[[str], dict[str, str]]) -> None:
+    """Ten days of raw readings, their means backfilled, then the raw shards older than two days dropped
+    (what InfluxDB's retention service does with ``raw_days = 2``): the old days still come back, as the
+    hourly and the local-day means of the readings computed before they were dropped."""
+    now = utcnow()
+    fleet(sessions, now)
+    settings = make_settings(influx=influx)
+    settings = settings.model_copy(update={"influx": settings.influx.model_copy(update={"raw_days": 2})})
+    retention.apply(influx, settings.influx.model_copy(update={"raw_days": 30}), settings.analytics.timezone)
+    wita = ZoneInfo(settings.analytics.timezone)
+    start = (now - timedelta(days=10)).astimezone(wita).replace(hour=0, minute=0, second=0, microsecond=0)
+    hours: dict[int, list[float]] = {}
+    days: dict[int, list[float]] = {}
+    lines = []
+    t, i = start + timedelta(minutes=7), 0
+    while t < now:
+        fill = round((i * 53 % 97) / 100, 2)
+        hours.setdefault(to_ms(t.replace(minute=0)), []).append(fill)
+        days.setdefault(to_ms(t.replace(hour=0, minute=0)), []).append(fill)
+        lines.append(line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "MKS-BIN-0001"}, {schema.FIELD_FILL: fill},
+                          to_ms(t)))
+        t, i = t + timedelta(minutes=20), i + 1
+    influx.write_lines(lines)
+    retention.backfill(influx, settings.analytics.timezone, start, now)
+    horizon = now - timedelta(days=2)
+    old_shards = [r["id"] for s in influx.query("SHOW SHARDS") if s.name == influx.database for r in s.records()
+                  if r["retention_policy"] == schema.RP_RAW and datetime.fromisoformat(r["end_time"]) < horizon]
+    assert len(old_shards) >= 7
+    for shard in old_shards:
+        influx.command(f"DROP SHARD {shard}")
+    assert influx.query(f'SELECT count("fillingLevel") FROM "{schema.MEASUREMENT_BIN}" '
+                        f"WHERE time < {to_ms(start + timedelta(days=7))}ms") == []  # the raw readings are gone
+    end = start + timedelta(days=7)
+    url, h = "/bins/MKS-BIN-0001/readings", auth("crew")
+    srv = serve(settings)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            params = {"start": start.isoformat(), "end": end.isoformat()}
+            hourly = client.get(url, params={**params, "every": "1h"}, headers=h).json()
+            daily = client.get(url, params={**params, "every": "1d"}, headers=h).json()
+            recent = client.get(url, params={"start": (now - timedelta(days=1)).isoformat(), "every": "1d"},
+                                headers=h).json()
+            old_minutes = client.get(url, params={**params, "every": "30m"}, headers=h)
+    finally:
+        srv.stop()
+    assert hourly["source"] == "hourly" and daily["source"] == "daily"
+    got = {to_ms(datetime.fromisoformat(r["dateObserved"])): r["fillingLevel"] for r in hourly["readings"]}
+    want = {t: fmean(v) for t, v in hours.items() if to_ms(start) <= t < to_ms(end)}
+    assert len(got) == 7 * 24 and got == pytest.approx(want, abs=HALF_STEP)
+    got = {to_ms(datetime.fromisoformat(r["dateObserved"])): r["fillingLevel"] for r in daily["readings"]}
+    assert got == pytest.approx({t: fmean(v) for t, v in days.items() if to_ms(start) <= t < to_ms(end)},
+                                abs=HALF_STEP)
+    assert len(got) == 7 and all(datetime.fromisoformat(r["dateObserved"]).astimezone(wita).hour == 0
+                                 for r in daily["readings"])
+    assert recent["source"] == "raw"  # a short window: raw readings, in the same local-day buckets
+    today = to_ms(now.astimezone(wita).replace(hour=0, minute=0, second=0, microsecond=0))
+    assert recent["readings"][-1]["dateObserved"] == utc_from_ms(today).isoformat().replace("+00:00", "Z")
+    assert old_minutes.status_code == 422 and "every=1h or longer" in old_minutes.json()["detail"]
