@@ -135,10 +135,10 @@ def demo(
             live = LiveCity(city_cfg, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
             if history_days > 0:
                 print(f"loading the city's past {history_days:g} days through the ingest pipeline...", flush=True)
-            loaded = backfill(live, now, sessions, influx)
+            loaded = backfill(live, now, sessions, influx, means_tz=settings.analytics.timezone)
             print(f"{city_cfg.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
                   f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
-                  f"{loaded.seconds:.0f} s)")
+                  f"{loaded.seconds:.0f} s), with their hourly and daily means")
             live.crew = CrewWatch(sessions).poll  # a bin a person emptied is emptied in the city
             ingester = ingest_cli.build(settings)
         except (ConfigError, TimeoutError, SpoolBusy, StoreError) as exc:

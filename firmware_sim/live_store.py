@@ -32,6 +32,7 @@ from devices.registry import DeviceUpdate, normalize_id, update_device
 from firmware_sim.live import LiveCity
 from firmware_sim.load import LoadReport, load_messages, register_devices
 from ingest.validate import Policy
+from storage import retention
 from storage.influx import InfluxClient
 from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow
 
@@ -42,10 +43,14 @@ EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.clear
 
 
 def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
-             policy: Policy | None = None) -> LoadReport:
+             policy: Policy | None = None, means_tz: str | None = None) -> LoadReport:
     """Register the city's devices (those already registered get the city's place and geometry,
     :func:`refresh_devices`), then advance the city to ``until`` and load its uplinks through the ingest
     pipeline, each received at its simulated time.
+
+    With ``means_tz`` the hourly and daily means of the loaded span are computed too
+    (:func:`storage.retention.backfill`): continuous queries only average data written after their
+    interval ends, so without it a demo's past has no means (hourly exports, long API windows empty).
 
     Args:
         city: a live city whose clock is before ``until``.
@@ -53,6 +58,8 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
         sessions: the Lorong database.
         influx: the InfluxDB client (its database must exist).
         policy: validation limits (the ingester's defaults unless given).
+        means_tz: IANA zone of the daily means (``analytics.timezone``); ``None``: no means. The
+            database must have the retention layout (``lorong storage retention apply``).
 
     Returns:
         the :class:`firmware_sim.load.LoadReport` (``devices_new``: devices added).
@@ -64,9 +71,13 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
     rows = city.registry_rows()
     report = LoadReport(devices_new=register_devices(rows, sessions))
     refresh_devices(rows, sessions)
+    start = datetime.fromtimestamp(city.clock, UTC)
     msgs = (Message(topic, payload, datetime.fromtimestamp(rx, UTC))
             for rx, topic, payload in city.advance(until.timestamp()))
-    return load_messages(msgs, sessions, influx, policy, report=report)
+    report = load_messages(msgs, sessions, influx, policy, report=report)
+    if means_tz is not None and start < until:
+        retention.backfill(influx, means_tz, start, until)
+    return report
 
 
 REFRESHED = ("model", "codec", "lat", "lon", "kecamatan", "street", "depth_mm", "blind_zone_mm", "capacity_l",
