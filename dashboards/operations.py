@@ -19,7 +19,7 @@ Panels (ids are stable; tests key their checks on them):
 6. Offline devices, list: the same devices with their last receive time.
 7. Lowest battery: the 10 bins and 10 stations with the lowest latest ``batteryLevel``.
 
-Variables: ingester instance (panels 1-4); city, kecamatan, device (panels 5-7). The ingester
+Variables: city, kecamatan, device (panels 5-7); ingester instance (panels 1-4). The ingester
 panels do not follow the city: ingesters serve every city of the platform and their self-metrics
 carry no ``city`` tag.
 """
@@ -152,8 +152,8 @@ def build() -> model.Dashboard:
                        "red", (LOW_BATTERY, "yellow"), (0.5, "green")).build())]))
     return (dash.Dashboard(TITLE).uid(UID).tags(["lorong", "operations"]).time("now-6h", "now").refresh("30s")
             .timezone("browser").editable()
-            .with_variable(tag_values("instance", "Ingester", [INGEST], INST))
             .with_variable(city_variable([BIN, AIR]))
+            .with_variable(tag_values("instance", "Ingester", [INGEST], INST))
             .with_variable(tag_values("kecamatan", "Kecamatan", [BIN, AIR], KEC, BY_CITY, all_value=".*"))
             .with_variable(tag_values("device", "Device", [BIN, AIR], DEV,
                                       f"{BY_CITY} AND {matches(KEC, 'kecamatan')}", all_value=".*"))

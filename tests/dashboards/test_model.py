@@ -206,3 +206,23 @@ def test_bin_alert_types_exist_in_analytics() -> None:
     from analytics.rules import RULES
 
     assert bins.ALERT_TYPES and set(bins.ALERT_TYPES) <= set(RULES)
+
+
+@pytest.mark.parametrize("uid", DASHBOARDS)
+def test_every_device_query_follows_the_city(uid: str) -> None:
+    """``$city`` is the first variable, the others are chained to it, and every query on device data
+    (all but the ingester's self-metrics, which carry no city tag) filters by it."""
+    dash = DASHBOARDS[uid]
+    variables = dash["templating"]["list"]
+    assert variables[0]["name"] == "city" and variables[0]["allValue"] == ".*" and variables[0]["multi"]
+    assert variables[0]["query"].endswith(f'WITH KEY = "{schema.TAG_CITY}"')
+    by_city = f'"{schema.TAG_CITY}" =~ /^$city$/'
+    for var in variables:
+        if var["name"] in ("kecamatan", "device"):
+            assert by_city in var["query"], var["name"]
+    queries = [t["query"] for p in dash["panels"] for t in p["targets"]]
+    queries += [a["target"]["query"] for a in dash.get("annotations", {}).get("list", []) if "target" in a]
+    self_metrics = {f'"{schema.MEASUREMENT_INGEST}"', f'"{schema.MEASUREMENT_REJECTS}"'}
+    device_queries = [q for q in queries if not any(f"FROM {m}" in q for m in self_metrics)]
+    assert device_queries and all(by_city in q for q in device_queries), device_queries
+    assert len(queries) - len(device_queries) == (4 if uid == "lorong-ops" else 0)
