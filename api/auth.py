@@ -341,7 +341,8 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
     return Principal(token_id=row.id, name=row.name, role=Role(row.role), city=row.city_id, area=area)
 
 
-def kept_token(session: Session, path: Path, name: str, role: Role | str) -> tuple[str, bool]:
+def kept_token(session: Session, path: Path, name: str, role: Role | str,
+               city: str | None = None) -> tuple[str, bool]:
     """A token that outlives restarts: the one whose plain text is kept in ``path``, or a new one.
 
     ``lorong demo`` prints a token to paste into the crew page once; a phone stays logged in across
@@ -355,6 +356,7 @@ def kept_token(session: Session, path: Path, name: str, role: Role | str) -> tup
         path: where the plain token is kept (its directory is created).
         name: the token's name (``demo``).
         role: its role.
+        city: the city it is scoped to (``None``: every city); a kept token of another scope is replaced.
 
     Returns:
         the plain token, and ``True`` when it is the kept one.
@@ -366,12 +368,13 @@ def kept_token(session: Session, path: Path, name: str, role: Role | str) -> tup
         kept = ""
     if kept:
         row = session.scalars(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(kept))).first()
-        if row is not None and row.revoked_at is None and row.name == name and row.role == role.value:
+        if (row is not None and row.revoked_at is None and row.name == name and row.role == role.value
+                and row.city_id == city):
             return kept, True
     for old in list_tokens(session, include_revoked=False):
         if old.name == name:
             revoke_token(session, old.id)
-    token = create_token(session, name, role)[1]
+    token = create_token(session, name, role, city=city)[1]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(token + "\n", encoding="utf-8")

@@ -61,10 +61,14 @@ def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ER
 
 @root.command("demo")
 def demo(
-    bins: int = typer.Option(40, min=1, max=5000, help="bins of the city (its first N)"),
-    air: int = typer.Option(5, min=0, max=500, help="air stations of the city"),
+    bins: int | None = typer.Option(None, min=1, max=5000,
+                                    help="bins of each city (its first N; default 40, 20 each with --cities)"),
+    air: int | None = typer.Option(None, min=0, max=500,
+                                   help="air stations of each city (default 5, 3 each with --cities)"),
     city: Path | None = typer.Option(None, "--city", dir_okay=False,
                                      help="city file, YAML or JSON (default firmware_sim/cities/makassar.yaml)"),
+    cities: str | None = typer.Option(None, "--cities",
+                                      help="several registry cities at once, e.g. makassar,jakarta,banyuwangi"),
     history_days: float = typer.Option(2.0, min=0.0, max=14.0,
                                        help="days of the city's past loaded first, at their simulated times"),
     seed: int | None = typer.Option(None, help="random seed (default the city file's); same seed, same city"),
@@ -80,6 +84,10 @@ def demo(
     the ingest pipeline, then runs in real time: bins fill bag by bag, the trucks' rounds empty them,
     and a bin a person reports emptied (crew page, API, Telegram) is emptied in the city too
     (:class:`firmware_sim.live_store.CrewWatch`).
+
+    With ``--cities`` each city is registered (:func:`firmware_sim.demo_cities.register_cities`: its zone,
+    kecamatan, map centre and rounds) and runs its own fleet; the analytics run city by city, and each
+    city gets its own admin token scoped to it (kept in ``var/demo-token-<city>``).
     """
     from contextlib import ExitStack
 
@@ -91,11 +99,13 @@ def demo(
     from api.auth import kept_token
     from api.main import create_app
     from api.server import header_timeout_protocol
-    from core.errors import ConfigError, StoreError
+    from core.errors import ConfigError, StoreError, UnknownCity
     from core.model import utcnow
     from core.settings import Settings
+    from devices.cities import list_cities
     from firmware_sim import cli as sim_cli
     from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.demo_cities import MULTI_AIR, MULTI_BINS, DemoCity, LiveCities, parse_cities, register_cities
     from firmware_sim.live import LiveCity
     from firmware_sim.live_store import CrewWatch, backfill
     from firmware_sim.publisher import Publisher
@@ -106,10 +116,16 @@ def demo(
     from storage.stack import port_in_use
 
     try:
-        city_cfg = load_city(city or packaged_city("makassar"))
+        if cities is not None and city is not None:
+            raise ValueError("give --city FILE or --cities A,B,C, not both")
+        plans = (parse_cities(cities) if cities is not None else
+                 [DemoCity("", "", load_city(city or packaged_city("makassar")))])
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
+    several = cities is not None
+    bins = bins if bins is not None else (MULTI_BINS if several else 40)
+    air = air if air is not None else (MULTI_AIR if several else 5)
     settings = Settings()
     settings.analytics.interval_s = min(settings.analytics.interval_s, 10.0)
     url = f"http://{settings.api.host}:{settings.api.port}"
@@ -131,17 +147,31 @@ def demo(
             sessions = open_sessions(settings)
             influx = open_influx(settings)
             influx.create_database(settings.influx.retention)
+            if several:
+                with sessions.begin() as s:
+                    added = register_cities(s, plans)
+                print(f"cities: {', '.join(p.id for p in plans)}"
+                      + (f" ({', '.join(added)} added to the registry)" if added else ""))
+            else:  # one city: new devices join the registry's only city, or the deployment's among several
+                with sessions() as s:
+                    plans[0] = DemoCity(settings.city.id if len(list_cities(s)) > 1 else "", "", plans[0].config)
             now = utcnow()
-            live = LiveCity(city_cfg, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
-            if history_days > 0:
-                print(f"loading the city's past {history_days:g} days through the ingest pipeline...", flush=True)
-            loaded = backfill(live, now, sessions, influx, means_tz=settings.analytics.timezone)
-            print(f"{city_cfg.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
-                  f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
-                  f"{loaded.seconds:.0f} s), with their hourly and daily means")
-            live.crew = CrewWatch(sessions).poll  # a bin a person emptied is emptied in the city
+            lives = []
+            for plan in plans:
+                live = LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
+                if history_days > 0:
+                    print(f"loading {plan.name or plan.config.name}'s past {history_days:g} days through the "
+                          "ingest pipeline...", flush=True)
+                last = plan is plans[-1]  # the means are computed once, over every city's points of the span
+                loaded = backfill(live, now, sessions, influx, city_id=plan.id or None,
+                                  means_tz=settings.analytics.timezone if last else None)
+                print(f"{plan.name or plan.config.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
+                      f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
+                      f"{loaded.seconds:.0f} s)" + (", with their hourly and daily means" if last else ""))
+                lives.append(live)
+            fleet = LiveCities(lives, CrewWatch(sessions).poll)  # a bin a person emptied is emptied in its city
             ingester = ingest_cli.build(settings)
-        except (ConfigError, TimeoutError, SpoolBusy, StoreError) as exc:
+        except (ConfigError, TimeoutError, SpoolBusy, StoreError, UnknownCity) as exc:
             print(f"error: {exc}")
             raise typer.Exit(1) from None
         ingester.start()
@@ -160,7 +190,7 @@ def demo(
         pub = Publisher(settings.mqtt.host, settings.mqtt.port)
         cleanup.callback(pub.close)
         # real time: each reading at its own time, never ahead of the clock (LiveCity.step)
-        sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(live, pub, 1.0, stop), daemon=True)
+        sim_thread = threading.Thread(target=sim_cli.run_fleet, args=(fleet, pub, 1.0, stop), daemon=True)
         sim_thread.start()
         cleanup.callback(sim_thread.join, 10)
         cleanup.callback(stop.set)
@@ -173,6 +203,12 @@ def demo(
         made = f"kept in {settings.var_dir / 'demo-token'}" if kept else "made for this demo"
         print(f"API token (admin, {made}; paste it into the crew page once): {token}\n"
               f"  curl -H 'Authorization: Bearer {token}' {url}/alerts")
+        for plan in plans if several else []:  # a token per city: it sees only that city (README, Cities)
+            with sessions.begin() as s:
+                city_token, _ = kept_token(s, settings.var_dir / f"demo-token-{plan.id}", f"demo-{plan.id}", "admin",
+                                           city=plan.id)
+            print(f"  {plan.id} ({plan.name}, {plan.config.timezone}): token {city_token}\n"
+                  f"    curl -H 'Authorization: Bearer {city_token}' {url}/alerts   (also {url}/devices, {url}/routes)")
         print("Press Ctrl-C to stop.\n", flush=True)
         if duration is not None:
             timer = threading.Timer(duration, lambda: setattr(server, "should_exit", True))

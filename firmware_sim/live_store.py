@@ -43,7 +43,7 @@ EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.clear
 
 
 def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
-             policy: Policy | None = None, means_tz: str | None = None) -> LoadReport:
+             policy: Policy | None = None, means_tz: str | None = None, city_id: str | None = None) -> LoadReport:
     """Register the city's devices (those already registered get the city's place and geometry,
     :func:`refresh_devices`), then advance the city to ``until`` and load its uplinks through the ingest
     pipeline, each received at its simulated time.
@@ -60,15 +60,17 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
         policy: validation limits (the ingester's defaults unless given).
         means_tz: IANA zone of the daily means (``analytics.timezone``); ``None``: no means. The
             database must have the retention layout (``lorong storage retention apply``).
+        city_id: the registry city its new devices join (``None``: the registry's only city).
 
     Returns:
         the :class:`firmware_sim.load.LoadReport` (``devices_new``: devices added).
 
     Raises:
         pydantic.ValidationError: a registry row the registry refuses (a bad city file).
+        UnknownCity: ``city_id`` is not registered, or none is given and the registry has several.
         StoreError: InfluxDB unavailable or refusing points.
     """
-    rows = city.registry_rows()
+    rows = [{**row, "city_id": city_id} for row in city.registry_rows()] if city_id else city.registry_rows()
     report = LoadReport(devices_new=register_devices(rows, sessions))
     refresh_devices(rows, sessions)
     start = datetime.fromtimestamp(city.clock, UTC)

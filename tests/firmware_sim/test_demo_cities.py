@@ -1,0 +1,98 @@
+"""``lorong demo --cities`` (issue 15): the cities it knows, their registration (zone, kecamatan with
+centroids, map centre, rounds), their fleets registered in their own city, and their uplinks played
+as one fleet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import ConfigError
+from devices.cities import CityIn, add_city, device_counts, list_cities
+from firmware_sim.demo_cities import LiveCities, parse_cities, register_cities
+from firmware_sim.live import LiveCity
+from firmware_sim.live_store import backfill
+from storage.influx import InfluxClient
+
+START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+
+
+def test_the_demo_registers_three_cities_with_their_zones(sessions: sessionmaker[Session]) -> None:
+    cities = parse_cities("makassar, Jakarta,banyuwangi")
+    with sessions.begin() as s:  # the migrated registry has Makassar already, without kecamatan
+        added = register_cities(s, cities)
+    assert added == ["jakarta", "banyuwangi"]
+    with sessions() as s:
+        rows = {c.id: c for c in list_cities(s)}
+    assert {i: r.timezone for i, r in rows.items()} == {
+        "makassar": "Asia/Makassar", "jakarta": "Asia/Jakarta", "banyuwangi": "Asia/Jakarta"}  # Banyuwangi: WIB
+    assert (rows["jakarta"].name, rows["banyuwangi"].name) == ("Jakarta", "Banyuwangi")
+    assert len(rows["makassar"].kecamatan) == 15 and rows["makassar"].kecamatan["Wajo"] == [-5.125, 119.412]
+    assert len(rows["jakarta"].kecamatan) == 15 and rows["jakarta"].kecamatan["Gambir"] == [-6.176, 106.819]
+    assert sorted(rows["banyuwangi"].kecamatan) == ["Banyuwangi", "Giri", "Glagah", "Kabat", "Kalipuro", "Rogojampi"]
+    # the map centre: the mean of the centroids, (-8.219 - 8.200 - 8.225 - 8.155 - 8.280 - 8.315) / 6 ...
+    assert (rows["banyuwangi"].centre_lat, rows["banyuwangi"].centre_lon) == (-8.232, 114.332)
+    assert -6.3 < rows["jakarta"].centre_lat < -6.1 and 106.7 < rows["jakarta"].centre_lon < 107.0
+    # the rounds of each city file, in its own zone
+    assert rows["jakarta"].analytics == {"collection_times": ["05:30"], "collection_weekdays": [0, 1, 2, 3, 4, 5, 6]}
+    assert rows["banyuwangi"].analytics == {"collection_times": ["06:30"], "collection_weekdays": [0, 1, 2, 3, 4, 5]}
+    with sessions.begin() as s:  # a second demo changes nothing
+        assert register_cities(s, cities) == []
+
+
+def test_a_city_registered_in_another_zone_is_refused(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        add_city(s, CityIn(id="jakarta", name="Jakarta", timezone="Asia/Makassar"))
+    with pytest.raises(ConfigError, match="city jakarta is registered with the time zone Asia/Makassar, the demo's "
+                                          "is Asia/Jakarta"), sessions.begin() as s:
+        register_cities(s, parse_cities("jakarta"))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "--cities: name at least one city"),
+    ("makassar,surabaya", "--cities: unknown city surabaya; known: makassar, jakarta, banyuwangi, small"),
+    ("jakarta,jakarta", "--cities: a city named twice"),
+])
+def test_bad_cities_list(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_cities(text)
+
+
+def test_each_city_runs_its_own_fleet_in_its_own_city(sessions: sessionmaker[Session], influx: InfluxClient) -> None:
+    cities = parse_cities("makassar,jakarta,banyuwangi")
+    with sessions.begin() as s:
+        register_cities(s, cities)
+    lives = [LiveCity(c.config, START, bins=4, stations=1, seed=3) for c in cities]
+    for city, live in zip(cities, lives, strict=True):
+        backfill(live, START, sessions, influx, city_id=city.id)  # registers, nothing to load yet
+    with sessions() as s:
+        assert device_counts(s) == {"makassar": 5, "jakarta": 5, "banyuwangi": 5}
+    emptied: list[tuple[str, datetime]] = []
+    fleet = LiveCities(lives, crew=lambda: emptied)
+    msgs = fleet.step(1.0, START + timedelta(minutes=11))
+    native = sorted({t.split("/")[2] for t, _ in msgs if t.startswith("lorong/v1/")})
+    assert [d for d in native if "-BIN-" in d] == ["BWI-BIN-0001", "BWI-BIN-0003", "JKT-BIN-0001", "JKT-BIN-0003",
+                                                   "MKS-BIN-0001", "MKS-BIN-0003"]
+    assert {t.split("/")[1] for t, _ in msgs if t.startswith("v3/")} == {"lorong-bwi@ttn", "lorong-jkt@ttn",
+                                                                        "lorong-mks@ttn"}
+    # a bin a person emptied is emptied in the city that has it
+    emptied.append(("JKT-BIN-0001", START + timedelta(minutes=12)))
+    fleet.step(1.0, START + timedelta(minutes=13))
+    assert lives[1].bins["JKT-BIN-0001"].crew == [(START + timedelta(minutes=12)).timestamp()]
+    assert all("JKT-BIN-0001" not in live.bins for live in (lives[0], lives[2]))
+
+
+def test_demo_refuses_an_unknown_city_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")} | {"LORONG_VAR_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--cities", "makassar,atlantis"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: --cities: unknown city atlantis; known: makassar, jakarta, banyuwangi, small"]
+    assert list(tmp_path.iterdir()) == []  # no broker, database or spool made
