@@ -30,9 +30,10 @@ from analytics.jobs import run_once
 from analytics.notify import build_notifiers, build_outbox, start_telegram_updates
 from analytics.outbox import Outbox
 from analytics.scheduler import Scheduler
-from core.errors import ConfigError, DatabaseUnavailable
+from core.errors import ConfigError, DatabaseUnavailable, UnknownCity
 from core.model import utcnow
 from core.settings import Settings
+from devices.cities import city_settings, get_city, list_cities, resolve_city
 from devices.registry import list_devices
 from storage.runtime import open_influx, open_sessions
 
@@ -190,13 +191,24 @@ def route(
     time_limit: float = typer.Option(2.0, min=0.1, help="solver time limit, seconds"),
     bin_litres: float = typer.Option(routes.DEFAULT_BIN_L, min=1, help="volume of a bin without capacity_l"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, save nothing (today's saved plan stays)"),
+    city: str | None = typer.Option(None, help="the city whose bins to plan (needed when the registry has several)"),
 ) -> None:
     """Order full and soon-full bins into routes (CVRP, OR-Tools), print them, save today's plan (it replaces
-    the day's saved one; --dry-run only prints)."""
+    the day's saved one; --dry-run only prints).
+
+    A plan is one city's: its bins, its rounds and its "today" in its time zone (a registry of one city
+    plans that city without --city)."""
     settings = Settings()
     at, home = _when(now), _latlon(depot)
     with open_sessions(settings)() as session:
-        stops = routes.select_stops(session, settings.analytics, at, bin_litres)
+        try:
+            row = get_city(session, resolve_city(session, city))
+        except UnknownCity as exc:
+            msg = str(exc).replace("name the device's city", "name the city: --city")
+            raise _fail(msg) from None
+        cfg = city_settings(settings.analytics, row)
+        named = f"{row.id} " if len(list_cities(session)) > 1 else ""  # a registry of one city: as before cities
+        stops = routes.select_stops(session, cfg, at, bin_litres, city=row.id)
         try:
             plan = routes.solve(home, stops, vehicles, capacity, time_limit)
         except routes.TruckTooSmall as exc:
@@ -204,13 +216,14 @@ def route(
         except ValueError as exc:
             raise _fail(f"no route plan: {exc}") from None
         if dry_run:
-            day = routes.plan_day(at, settings.analytics.timezone)
-            kept = routes.saved_routes(session, day)
+            day = routes.plan_day(at, cfg.timezone)
+            kept = routes.saved_routes(session, day, row.id)
         else:
-            day = routes.save(session, plan, at, settings.analytics.timezone, home, capacity)
-            kept = 0 if plan.routes else routes.saved_routes(session, day)
+            day = routes.save(session, plan, at, cfg.timezone, home, capacity, city=row.id)
+            kept = 0 if plan.routes else routes.saved_routes(session, day, row.id)
             session.commit()
-    print(f"{day}: {_plural(len(stops), 'bin')}, {_plural(len(plan.routes), 'route')}, {plan.distance_km:.2f} km")
+    print(f"{named}{day}: {_plural(len(stops), 'bin')}, {_plural(len(plan.routes), 'route')}, "
+          f"{plan.distance_km:.2f} km")
     if dry_run:
         _print_routes(plan, capacity)
         print(f"dry run: nothing saved; the saved plan for {day} ({_plural(kept, 'route')}) is unchanged" if kept

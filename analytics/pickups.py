@@ -36,7 +36,7 @@ from analytics.frames import jumps
 from core import schema
 from core.model import to_ms
 from storage.influx import InfluxClient, line
-from storage.tables import CollectionRow
+from storage.tables import CollectionRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +183,20 @@ class History:
         return np.diff(t) / 3.6e6, np.array(self.level_before[1:], dtype=float)
 
 
-def history(session: Session, now: datetime, per_device: int = 21, days: int = 60) -> dict[str, History]:
-    """The newest ``per_device`` pickups of every bin within ``days`` before ``now``.
+def history(session: Session, now: datetime, per_device: int = 21, days: int = 60,
+            city: str | None = None) -> dict[str, History]:
+    """The newest ``per_device`` pickups of every bin within ``days`` before ``now`` (of the bins of
+    ``city`` only, when given).
 
     One SQL query with ``row_number() OVER (PARTITION BY device_id ORDER BY at DESC)`` (SQLite
     3.25+, PostgreSQL).
     """
     rn = func.row_number().over(partition_by=CollectionRow.device_id, order_by=CollectionRow.at.desc()).label("rn")
+    where = [CollectionRow.at > now - timedelta(days=days), CollectionRow.at <= now]
+    if city is not None:
+        where.append(CollectionRow.device_id.in_(select(DeviceRow.id).where(DeviceRow.city_id == city)))
     sub = (select(CollectionRow.device_id, CollectionRow.at, CollectionRow.level_before, rn)
-           .where(CollectionRow.at > now - timedelta(days=days), CollectionRow.at <= now).subquery())
+           .where(*where).subquery())
     q = select(sub.c.device_id, sub.c.at, sub.c.level_before).where(sub.c.rn <= per_device).order_by(
         sub.c.device_id, sub.c.at)
     out: dict[str, History] = {}

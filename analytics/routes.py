@@ -171,12 +171,13 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
     return Plan(routes, dropped)
 
 
-def collect_by(session: Session, cfg: AnalyticsSettings, now: datetime) -> datetime:
+def collect_by(session: Session, cfg: AnalyticsSettings, now: datetime, city: str | None = None) -> datetime:
     """When the next round could reach a bin left out now (tz-aware): the next round's start
     (:func:`analytics.forecast.next_collection`), or the time the round usually reaches its last
-    bin (:func:`analytics.fillprofile.round_end` of the pickups in the registry) on that day."""
+    bin (:func:`analytics.fillprofile.round_end` of the pickups in the registry, of ``city``'s bins
+    when given) on that day. ``cfg`` holds the city's rounds and zone (:func:`devices.cities.city_settings`)."""
     due = next_collection(now, cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
-    last = round_end((h.at for h in pickups.history(session, now).values()), cfg.timezone)
+    last = round_end((h.at for h in pickups.history(session, now, city=city).values()), cfg.timezone)
     if last is None:
         return due
     zone = ZoneInfo(cfg.timezone)
@@ -184,16 +185,20 @@ def collect_by(session: Session, cfg: AnalyticsSettings, now: datetime) -> datet
     return datetime.combine(local.date(), last, tzinfo=zone) if last > local.time() else due
 
 
-def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l: float = DEFAULT_BIN_L) -> list[Stop]:
+def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l: float = DEFAULT_BIN_L,
+                 city: str | None = None) -> list[Stop]:
     """Bins to collect: full now, or forecast full before the next round reaches them
-    (:func:`collect_by`; see the module docstring).
+    (:func:`collect_by`; see the module docstring); the bins of ``city`` only when given, with
+    ``cfg`` that city's settings (its rounds and zone).
 
     Bins without a position are skipped (they cannot be routed).
     """
-    due = collect_by(session, cfg, now)
+    due = collect_by(session, cfg, now, city)
     q = (select(DeviceRow, DeviceLatestRow).join(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
          .where(DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active")
          .order_by(DeviceRow.id))
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
     out: list[Stop] = []
     for dev, latest in session.execute(q).tuples():
         if dev.lat is None or dev.lon is None:
@@ -213,14 +218,21 @@ def plan_day(now: datetime, tz: str) -> str:
     return now.astimezone(ZoneInfo(tz)).date().isoformat()
 
 
-def saved_routes(session: Session, day: str) -> int:
-    """How many vehicle routes are saved for ``day`` (``YYYY-MM-DD``)."""
-    return len(session.scalars(select(RoutePlanRow.vehicle).where(RoutePlanRow.day == day)).all())
+def _of_day(day: str, city: str | None) -> list[Any]:
+    """SQL conditions of the plans of ``day`` of ``city`` (``None``: of every city)."""
+    return [RoutePlanRow.day == day, *([RoutePlanRow.city_id == city] if city is not None else [])]
+
+
+def saved_routes(session: Session, day: str, city: str | None = None) -> int:
+    """How many vehicle routes are saved for ``day`` (``YYYY-MM-DD``), of ``city`` (``None``: every city)."""
+    return len(session.scalars(select(RoutePlanRow.vehicle).where(*_of_day(day, city))).all())
 
 
 def save(session: Session, plan: Plan, now: datetime, tz: str, depot: tuple[float, float],
-         capacity_l: int) -> str:
-    """Replace the day's plans (local date in ``tz``) with ``plan``; the caller commits.
+         capacity_l: int, city: str | None = None) -> str:
+    """Replace the day's plans (local date in ``tz``, the city's zone) of ``city`` with ``plan``; the
+    caller commits. ``city`` ``None`` (a registry of one city) replaces the day's plans of every city.
+    Vehicles are numbered from 0 in each city.
 
     A plan without routes (nothing to collect, or nothing fitted) changes nothing: the day's saved
     plan, if any, is kept, so a mistaken re-run cannot wipe a good plan.
@@ -234,13 +246,13 @@ def save(session: Session, plan: Plan, now: datetime, tz: str, depot: tuple[floa
     day = plan_day(now, tz)
     if not plan.routes:
         return day
-    session.execute(delete(RoutePlanRow).where(RoutePlanRow.day == day))
+    session.execute(delete(RoutePlanRow).where(*_of_day(day, city)))
     for r in plan.routes:
         stops: dict[str, Any] = {
             "stops": [{"device_id": s.device_id, "lat": s.lat, "lon": s.lon, "fillingLevel": s.level,
                        "demand_l": s.demand_l} for s in r.stops],
             "load_l": r.load_l, "capacity_l": capacity_l, "depot": list(depot)}
-        session.add(RoutePlanRow(day=day, vehicle=r.vehicle, stops=stops, distance_km=round(r.distance_km, 3),
-                                 created_at=now))
+        session.add(RoutePlanRow(day=day, city_id=city, vehicle=r.vehicle, stops=stops,
+                                 distance_km=round(r.distance_km, 3), created_at=now))
     session.flush()
     return day

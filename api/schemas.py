@@ -320,10 +320,12 @@ class RouteStopOut(BaseModel):
 
 
 class RouteOut(BaseModel):
-    """A planned collection route for one vehicle on one day (``day`` is a WITA calendar day)."""
+    """A planned collection route for one vehicle of one city on one day (``day`` is a calendar day in
+    the city's time zone)."""
 
     id: int
     day: str
+    city_id: str | None = Field(None, description="the city of the plan; null: a plan saved before plans had one")
     vehicle: int
     distance_km: float = Field(description="planned driving distance [km]", json_schema_extra={"x-unit": "km"})
     created_at: Utc

@@ -219,12 +219,15 @@ class CollectionRow(Base):
 
 
 class RoutePlanRow(Base):
-    """A planned collection route: ordered stops (device ids) for one vehicle on one day."""
+    """A planned collection route: ordered stops (device ids) for one vehicle of one city on one day
+    (``day`` is the local date in the city's zone; ``city_id`` NULL: a plan saved before cities had
+    plans, migration 0009)."""
 
     __tablename__ = "route_plans"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     day: Mapped[str] = mapped_column(String(10), index=True)
+    city_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     vehicle: Mapped[int] = mapped_column(Integer)
     stops: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     distance_km: Mapped[float] = mapped_column(Float)

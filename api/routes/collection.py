@@ -19,8 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
+from api.auth import Forbidden
 from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
@@ -84,41 +85,53 @@ def routes(
     ctx: ContextDep,
     who: Reader,
     day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$",
-                            description="YYYY-MM-DD (in the token's city's time zone, else analytics.timezone); "
-                                        "default today"),
+                            description="YYYY-MM-DD (in each city's time zone); default each city's today"),
     vehicle: int | None = Query(None, ge=0, le=10_000),
+    city: str | None = Query(None, max_length=64, description="only this city's plans (a city's token: its own)"),
 ) -> list[RouteOut]:
-    """Collection routes of one day, by vehicle, each with its stops in visiting order. A token scoped
-    to a city gets the plans whose every stop is a bin of its city."""
+    """Collection routes of one day, by city and vehicle, each with its stops in visiting order.
+
+    A plan is one city's (``lorong analytics route --city``); "today" is each city's own date in its
+    time zone. A token scoped to a city gets its city's plans only (403 when it asks for another
+    city), and of the plans saved before plans had a city, those whose every stop is a bin of its city."""
     if day is not None:
         try:
             date.fromisoformat(day)
         except ValueError:
             raise InvalidRequest(f"day={day!r} is not a calendar date: use YYYY-MM-DD") from None
-    tz = ctx.settings.analytics.timezone
-    if who.city is not None:
-        city = session.get(CityRow, who.city)
-        tz = city.timezone if city is not None else tz
-    q = select(RoutePlanRow).where(RoutePlanRow.day == (day or local_today(tz))).order_by(
-        RoutePlanRow.vehicle, RoutePlanRow.id)
+    if who.city is not None and city not in (None, who.city):
+        raise Forbidden(f"a token of {who.city} sees the routes of {who.city} only")
+    zones = {c.id: c.timezone for c in session.scalars(select(CityRow))}
+    wanted = city or who.city
+    if wanted is not None and wanted not in zones:
+        raise InvalidRequest(f"city={wanted!r} is not a registered city (known: {', '.join(sorted(zones))})")
+    now = utcnow()
+    default_tz = ctx.settings.analytics.timezone
+    shown_cities = [wanted] if wanted is not None else sorted(zones)
+    which = [and_(RoutePlanRow.city_id == c, RoutePlanRow.day == (day or local_today(zones[c], now)))
+             for c in shown_cities]
+    legacy_tz = zones[wanted] if wanted is not None else default_tz  # plans of no city (before migration 0009)
+    which.append(and_(RoutePlanRow.city_id.is_(None), RoutePlanRow.day == (day or local_today(legacy_tz, now))))
+    q = select(RoutePlanRow).where(or_(*which)).order_by(RoutePlanRow.city_id, RoutePlanRow.vehicle, RoutePlanRow.id)
     if vehicle is not None:
         q = q.where(RoutePlanRow.vehicle == vehicle)
     plans = list(session.scalars(q))
     ids = {i for p in plans for i in stop_ids(p.stops)}
     devices = {d.id: d for d in session.scalars(select(DeviceRow).where(DeviceRow.id.in_(ids)))} if ids else {}
-    if who.city is not None:
-        plans = [p for p in plans if all(i in devices and devices[i].city_id == who.city for i in stop_ids(p.stops))]
+    if wanted is not None:
+        plans = [p for p in plans if p.city_id == wanted or (p.city_id is None and all(
+            i in devices and devices[i].city_id == wanted for i in stop_ids(p.stops)))]
         ids = {i for p in plans for i in stop_ids(p.stops)}
     latest = {r.device_id: r for r in session.scalars(
         select(DeviceLatestRow).where(DeviceLatestRow.device_id.in_(ids)))} if ids else {}
-    now = utcnow()
-    day_start = datetime.combine(date.fromisoformat(day or today_wita(now)), time(0), WITA)
-    emptied: dict[str, datetime] = {}
+    starts = {p.id: datetime.combine(date.fromisoformat(p.day), time(0),
+                                     ZoneInfo(zones.get(p.city_id or "", legacy_tz))) for p in plans}
+    emptied: dict[str, list[datetime]] = {}
     problems: dict[str, str] = {}
     if ids:
         for device_id, at in session.execute(select(CollectionRow.device_id, CollectionRow.at).where(
-                CollectionRow.device_id.in_(ids), CollectionRow.at >= day_start).order_by(CollectionRow.at)):
-            emptied[device_id] = at
+                CollectionRow.device_id.in_(ids), CollectionRow.at >= min(starts.values())).order_by(CollectionRow.at)):
+            emptied.setdefault(device_id, []).append(at)
         for device_id, details in session.execute(select(AlertRow.device_id, AlertRow.details).where(
                 AlertRow.device_id.in_(ids), AlertRow.type == CANT_EMPTY.name, AlertRow.status == "active")):
             problems[device_id] = str((details or {}).get("reason", ""))
@@ -134,15 +147,21 @@ def routes(
                 lat=d.lat if d else None, lon=d.lon if d else None,
                 fillingLevel=shown("fillingLevel", metric_value(row.metrics, "fillingLevel")[0]) if row else None,
                 fillRate_per_h=rate((row.derived or {}).get("fill_rate_per_h")) if row else None,
-                demand_l=demand, emptiedAt=emptied.get(device_id), problem=problems.get(device_id)))
+                demand_l=demand, emptiedAt=_last_since(emptied.get(device_id), starts[plan.id]),
+                problem=problems.get(device_id)))
         arrivals(stops, extra.get("depot"), now)
         if who.area:
             stops = [s for s in stops if who.covers(s.kecamatan)]
             if not stops:
                 continue
-        out.append(RouteOut(id=plan.id, day=plan.day, vehicle=plan.vehicle, distance_km=plan.distance_km,
-                            created_at=plan.created_at, stops=stops, **extra))
+        out.append(RouteOut(id=plan.id, day=plan.day, city_id=plan.city_id, vehicle=plan.vehicle,
+                            distance_km=plan.distance_km, created_at=plan.created_at, stops=stops, **extra))
     return out
+
+
+def _last_since(times: list[datetime] | None, start: datetime) -> datetime | None:
+    """The last of ``times`` (sorted) at or after ``start``, or ``None``."""
+    return times[-1] if times and times[-1] >= start else None
 
 
 TRUCK_KMH = 20.0
