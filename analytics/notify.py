@@ -22,6 +22,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertChange, Notifier
@@ -36,6 +37,7 @@ from core.model import to_ms, utcnow
 from core.settings import Settings, TelegramChat
 from devices.credentials import ALERTS_ENV, read_env_file
 from storage.influx import InfluxClient, line
+from storage.tables import CityRow
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +98,27 @@ class NotifyRouter:
       the quiet hours end;
     - a ``supervisor`` chat gets the reminders (action ``reminder``) of the alerts it covers.
 
+    A chat with a ``city`` gets that city's alerts only (:meth:`TelegramChat.covers`).
+
     Attributes:
         broadcast: channel names.
         chats: the linked Telegram chats (empty when Telegram is off).
-        quiet_hours: ``HH:MM-HH:MM`` or empty (:func:`quiet_until`).
-        tz: the city's IANA zone name.
+        quiet_hours: ``HH:MM-HH:MM`` or empty (:func:`quiet_until`), local time of the alert's city.
+        tz: the IANA zone name of alerts of a city not in ``zones`` (the deployment's).
+        zones: ``(city id, IANA zone)`` of the registry's cities (:func:`city_zones`).
     """
 
     broadcast: tuple[str, ...]
     chats: tuple[TelegramChat, ...] = ()
     quiet_hours: str = ""
     tz: str = "Asia/Makassar"
+    zones: tuple[tuple[str, str], ...] = ()
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _zones: dict[str, ZoneInfo] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_zone", ZoneInfo(self.tz))
+        object.__setattr__(self, "_zones", {city: ZoneInfo(tz) for city, tz in self.zones})
 
     @property
     def names(self) -> list[str]:
@@ -121,20 +129,39 @@ class NotifyRouter:
         """The deliveries of one change (see the class)."""
         out = [Delivery(c) for c in self.broadcast]
         wanted = "supervisor" if action == "reminder" else "crew"
-        held = None if alert.get("severity") == "critical" else quiet_until(now, self.quiet_hours, self._zone)
+        zone = self._zones.get(str(alert.get("city_id") or ""), self._zone)
+        held = None if alert.get("severity") == "critical" else quiet_until(now, self.quiet_hours, zone)
         out += [Delivery(c.channel, held) for c in self.chats if c.role == wanted and c.covers(alert)]
         return out
 
 
-def outbox_channels(settings: Settings) -> NotifyRouter:
+def outbox_channels(settings: Settings, zones: Mapping[str, str] | None = None) -> NotifyRouter:
     """The router of the channels the settings ask for: ``mqtt``; ``webhook`` when
     ``analytics.webhook_url`` is set; a ``telegram:<name>`` channel per linked chat when
     ``notify.telegram_token`` is set. A process that changes alerts but does not send (the API)
-    writes rows for these; the scheduler sends them."""
+    writes rows for these; the scheduler sends them. ``zones`` (:func:`city_zones`) puts each
+    city's quiet hours in its own time zone."""
     n = settings.notify
     return NotifyRouter(("mqtt", "webhook") if settings.analytics.webhook_url else ("mqtt",),
                         tuple(n.telegram_chats) if n.telegram_token else (), n.quiet_hours,
-                        settings.analytics.timezone)
+                        settings.analytics.timezone, tuple(sorted((zones or {}).items())))
+
+
+def city_zones(session: Session) -> dict[str, str]:
+    """``{city id: IANA zone}`` of the registry's cities."""
+    return {c.id: c.timezone for c in session.scalars(select(CityRow))}
+
+
+def check_chat_cities(chats: Sequence[TelegramChat], zones: Mapping[str, str]) -> None:
+    """Refuse linked chats naming a city the registry does not have (their alerts would never come).
+
+    Raises:
+        ConfigError: names the chat, its city and the registered ones.
+    """
+    for chat in chats:
+        if chat.city is not None and chat.city not in zones:
+            raise ConfigError(f"LORONG_NOTIFY__TELEGRAM_CHATS: chat {chat.name} names city {chat.city!r}, which is "
+                              f"not registered (known: {', '.join(sorted(zones)) or 'none'}; `lorong cities list`)")
 
 
 def publisher_account(settings: Settings) -> tuple[str | None, str | None]:
@@ -180,16 +207,21 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox:
         ConfigError: see :func:`publisher_account`.
     """
     m, a = settings.mqtt, settings.analytics
-    router = outbox_channels(settings)
+    with sessions() as session:
+        zones = city_zones(session)
+    router = outbox_channels(settings, zones)
+    check_chat_cities(router.chats, zones)
     user, password = publisher_account(settings)
-    channels: dict[str, Channel] = {"mqtt": MqttChannel(m.host, m.port, username=user, password=password)}
+    channels: dict[str, Channel] = {"mqtt": MqttChannel(m.host, m.port, username=user, password=password,
+                                                        topics=settings.notify.mqtt_topics)}
     if a.webhook_url:
         channels["webhook"] = WebhookChannel(
             a.webhook_url, secret=a.webhook_secret.get_secret_value() if a.webhook_secret else None)
     if router.chats:
-        api, tz, locate = bot_api(settings), ZoneInfo(a.timezone), registry_places(sessions)
-        for chat in router.chats:
-            channels[chat.channel] = TelegramChannel(api, chat, tz, locate)
+        api, locate = bot_api(settings), registry_places(sessions)
+        for chat in router.chats:  # message times in the chat's city's zone
+            channels[chat.channel] = TelegramChannel(api, chat, ZoneInfo(zones.get(chat.city or "", a.timezone)),
+                                                     locate)
     return Outbox(sessions, channels, a.outbox_backoff_s, a.outbox_backoff_max_s, a.outbox_retention_days,
                   router=router)
 
@@ -203,8 +235,10 @@ def build_telegram_updates(settings: Settings, sessions: sessionmaker[Session], 
     Raises:
         ConfigError: ``notify.telegram_token`` is not set.
     """
-    return TelegramUpdates(bot_api(settings), sessions, settings.notify.telegram_chats, outbox_channels(settings),
-                           outbox, notifiers=build_notifiers(settings, influx)[0])
+    with sessions() as session:
+        zones = city_zones(session)
+    return TelegramUpdates(bot_api(settings), sessions, settings.notify.telegram_chats,
+                           outbox_channels(settings, zones), outbox, notifiers=build_notifiers(settings, influx)[0])
 
 
 def start_telegram_updates(settings: Settings, sessions: sessionmaker[Session], outbox: Outbox | None,

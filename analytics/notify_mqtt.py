@@ -1,4 +1,10 @@
-"""Alert changes published on MQTT: ``lorong/alerts/<kecamatan>/<type>/<device>``, QoS 1, JSON.
+"""Alert changes published on MQTT, QoS 1, JSON, on the alert's city's topic
+``lorong/<city>/alerts/<kecamatan>/<type>/<device>`` and on the topic of before cities,
+``lorong/alerts/<kecamatan>/<type>/<device>`` (:func:`topics_for`; ``LORONG_NOTIFY__MQTT_TOPICS``:
+``both``, the default, ``city`` or ``legacy``). A consumer of one city subscribes to
+``lorong/<city>/alerts/#``, and a broker ACL can give it that city's alerts only; one of every city
+to ``lorong/+/alerts/#`` or, as before, ``lorong/alerts/#``. An alert of no city (a device the
+registry does not know) is published on the topic of before cities only.
 
 The only paho import of the analytics room. One message per change (opened, escalated,
 deescalated, acknowledged, cleared); extending an alert is not a change and publishes nothing.
@@ -54,6 +60,42 @@ def topic_for(alert: dict[str, object], prefix: str = TOPIC_PREFIX) -> str:
     """
     return "/".join((prefix, topic_level(str(alert.get("kecamatan") or "")), topic_level(str(alert["type"])),
                      topic_level(str(alert["device_id"]))))
+
+
+CITY_TOPIC_ROOT = "lorong"
+"""First level of the per-city topics: ``lorong/<city>/alerts/...``."""
+
+TOPIC_MODES = ("both", "city", "legacy")
+"""``LORONG_NOTIFY__MQTT_TOPICS``: per-city and legacy topics, per-city only, legacy only."""
+
+
+def city_topic_for(alert: dict[str, object], root: str = CITY_TOPIC_ROOT) -> str | None:
+    """The per-city topic of an alert snapshot, ``<root>/<city>/alerts/<kecamatan>/<type>/<device_id>``,
+    or ``None`` for an alert of no city (``city_id`` unset).
+
+    Raises:
+        KeyError: the snapshot has no ``type`` or ``device_id``.
+    """
+    city = str(alert.get("city_id") or "")
+    if not city:
+        return None
+    return topic_for(alert, f"{root}/{topic_level(city)}/alerts")
+
+
+def topics_for(alert: dict[str, object], mode: str = "both", prefix: str = TOPIC_PREFIX) -> list[str]:
+    """Every topic an alert snapshot is published on (module docstring): its city's topic unless
+    ``mode`` is ``legacy``, then ``<prefix>/<kecamatan>/<type>/<device_id>`` unless ``mode`` is
+    ``city`` (an alert of no city always gets the latter, its only topic).
+
+    Raises:
+        KeyError: the snapshot has no ``type`` or ``device_id``.
+        ValueError: ``mode`` is not one of :data:`TOPIC_MODES`.
+    """
+    if mode not in TOPIC_MODES:
+        raise ValueError(f"MQTT topic mode {mode!r}: one of {', '.join(TOPIC_MODES)}")
+    city = city_topic_for(alert) if mode != "legacy" else None
+    legacy = topic_for(alert, prefix)
+    return [city, legacy] if city is not None and mode == "both" else [city or legacy]
 
 
 def alert_topic(change: AlertChange, prefix: str = TOPIC_PREFIX) -> str:
@@ -210,7 +252,8 @@ class MqttNotifier:
 
 class MqttChannel:
     """Outbox channel ``mqtt`` (:class:`analytics.outbox.Channel`): each row's payload, as is, on
-    :func:`topic_for` its alert, QoS 1, delivered once the PUBACK arrived.
+    :func:`topics_for` its alert, QoS 1, delivered once the PUBACK of every topic arrived (a resend
+    repeats them all: receivers drop a ``notification_id`` they have seen).
 
     The connection is opened on the first send and kept. Any failure closes it: paho keeps
     unacknowledged QoS 1 messages in memory and would send them again after a reconnect, behind the
@@ -220,12 +263,18 @@ class MqttChannel:
     Args:
         host, port, username, password: broker address and credentials.
         timeout_s: longest wait for the connection and for each PUBACK.
-        prefix: topic prefix.
+        prefix: prefix of the topics of before cities.
+        topics: ``both``, ``city`` or ``legacy`` (:func:`topics_for`).
+
+    Raises:
+        ValueError: an unknown ``topics``.
     """
 
     def __init__(self, host: str, port: int, username: str | None = None, password: str | None = None,
-                 timeout_s: float = 10.0, prefix: str = TOPIC_PREFIX) -> None:
-        self.host, self.port, self.prefix, self.timeout_s = host, port, prefix, timeout_s
+                 timeout_s: float = 10.0, prefix: str = TOPIC_PREFIX, topics: str = "both") -> None:
+        if topics not in TOPIC_MODES:
+            raise ValueError(f"MQTT topic mode {topics!r}: one of {', '.join(TOPIC_MODES)}")
+        self.host, self.port, self.prefix, self.timeout_s, self.topics = host, port, prefix, timeout_s, topics
         self._auth = (username, password)
         self._pub: MqttNotifier | None = None
 
@@ -239,7 +288,7 @@ class MqttChannel:
             ConnectionError: the broker cannot be reached, or did not acknowledge in time.
         """
         try:
-            topic = topic_for(message.body["alert"], self.prefix)
+            topics = topics_for(message.body["alert"], self.topics, self.prefix)
         except (ValueError, KeyError, TypeError) as exc:
             raise DeliveryRefused(f"notification {message.id}: bad payload: {exc!r}") from exc
         if self._pub is None:
@@ -248,7 +297,8 @@ class MqttChannel:
         try:
             if not self._pub.connected:
                 raise ConnectionError(f"MQTT broker {self.host}:{self.port}: connection lost")
-            self._pub.publish(topic, message.payload, f"notification {message.id}")
+            for topic in topics:
+                self._pub.publish(topic, message.payload, f"notification {message.id}")
         except ConnectionError:
             self.close()
             raise

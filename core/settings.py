@@ -315,6 +315,11 @@ class AnalyticsSettings(BaseModel):
         return self
 
 
+CITY_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"
+"""A city id: a lower-case slug of at most 32 characters (``makassar``, ``jakarta``); it is an
+InfluxDB tag value and a Grafana variable value, so it holds no blanks or quotes."""
+
+
 class TelegramChat(BaseModel):
     """A Telegram chat linked to a crew, a kecamatan or the supervisors.
 
@@ -331,6 +336,8 @@ class TelegramChat(BaseModel):
             messages carry no buttons and a pressed button is refused.
         language: the chat's language, ``id`` (Bahasa Indonesia, the default) or ``en``: messages,
             buttons and answers, with the words of the alert type catalogue (:mod:`core.alerts`).
+        city: alerts of this city only (a registry ``cities.id``; its time zone is the messages'
+            and the quiet hours'); unset: every city's (one city per deployment, or a province).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
@@ -340,6 +347,7 @@ class TelegramChat(BaseModel):
     role: Literal["crew", "supervisor"] = "crew"
     can_act: bool = False
     language: Literal["id", "en"] = "id"
+    city: str | None = Field(None, pattern=CITY_ID)
 
     @property
     def channel(self) -> str:
@@ -347,8 +355,9 @@ class TelegramChat(BaseModel):
         return f"telegram:{self.name}"
 
     def covers(self, alert: Mapping[str, object]) -> bool:
-        """Whether an alert snapshot (``kecamatan``, ``type``) is this chat's."""
-        return ((not self.kecamatan or str(alert.get("kecamatan") or "") in self.kecamatan)
+        """Whether an alert snapshot (``city_id``, ``kecamatan``, ``type``) is this chat's."""
+        return ((self.city is None or str(alert.get("city_id") or "") == self.city)
+                and (not self.kecamatan or str(alert.get("kecamatan") or "") in self.kecamatan)
                 and (not self.types or str(alert.get("type") or "") in self.types))
 
 
@@ -360,6 +369,9 @@ class NotifySettings(BaseModel):
         mqtt_username, mqtt_password: the alert publisher's broker account (``lorong devices
             credentials export`` writes one to ``<var_dir>/mosquitto/alerts.env``, read when these
             are unset); without either, the ingest account ``mqtt.username`` is used.
+        mqtt_topics: where alert changes are published (:mod:`analytics.notify_mqtt`): ``both`` the
+            city's topic ``lorong/<city>/alerts/...`` and the topic of before cities
+            ``lorong/alerts/...``; ``city`` or ``legacy`` one of them.
         telegram_token: the bot's token from @BotFather; Telegram is off without it.
         telegram_api_url: Bot API base URL (tests point it at a local server).
         telegram_chats: linked chats (JSON list of :class:`TelegramChat`).
@@ -380,6 +392,7 @@ class NotifySettings(BaseModel):
 
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    mqtt_topics: Literal["both", "city", "legacy"] = "both"
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
     telegram_chats: list[TelegramChat] = Field(default_factory=list)
@@ -406,11 +419,6 @@ class NotifySettings(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"LORONG_NOTIFY__TELEGRAM_CHATS: chat names must be unique, got {names}")
         return self
-
-
-CITY_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"
-"""A city id: a lower-case slug of at most 32 characters (``makassar``, ``jakarta``); it is an
-InfluxDB tag value and a Grafana variable value, so it holds no blanks or quotes."""
 
 
 class CitySettings(BaseModel):

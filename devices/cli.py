@@ -340,7 +340,8 @@ def export_credentials(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     console.print(f"wrote {passwd} and {acl}: {count} device(s) and ingester account {user!r} (from {source})")
-    console.print(f"alert publisher {pub_user!r} writes {creds.ALERTS_FILTER}; alert consumers read it as "
+    console.print(f"alert publisher {pub_user!r} writes {' and '.join(creds.ALERTS_FILTERS)}; "
+                  f"alert consumers read it as "
                   f"{reader_user!r} ({out_dir / creds.ALERTS_READER_ENV})")
     if source != "environment":
         console.print(f"start the ingester with its account: set -a; . {source}; set +a; lorong ingest run")

@@ -47,7 +47,13 @@ ALERTS_USER = "lorong-alerts"
 ALERTS_READER = "lorong-alerts-reader"
 """The alert consumers' broker account."""
 ALERTS_FILTER = "lorong/alerts/#"
-"""What the alert publisher writes and the alert consumers read (:mod:`analytics.notify_mqtt`)."""
+"""What the alert publisher writes and the alert consumers read (:mod:`analytics.notify_mqtt`): every
+city's alerts on the topics of before cities (``lorong/alerts/<kecamatan>/<type>/<device>``)."""
+CITY_ALERTS_FILTER = "lorong/+/alerts/#"
+"""The per-city alert topics, ``lorong/<city>/alerts/<kecamatan>/<type>/<device>``: the alert publisher
+writes them and the alert consumers read them too (a consumer of one city only gets an account of its
+own reading ``lorong/<city>/alerts/#``)."""
+ALERTS_FILTERS = (ALERTS_FILTER, CITY_ALERTS_FILTER)
 ALERTS_ENV = "alerts.env"
 ALERTS_READER_ENV = "alerts-reader.env"
 PASSWD_FILE = "passwd"
@@ -169,14 +175,15 @@ def service_account(username: str, password: str, topic_filters: Iterable[str]) 
     return ServiceAccount(username, mosquitto_hash(password), filters)
 
 
-def alerts_account(username: str, password: str, topic_filter: str = ALERTS_FILTER) -> ServiceAccount:
-    """The alert publisher's account: publishes ``topic_filter``, reads nothing."""
-    return ServiceAccount(username, mosquitto_hash(password), (), (topic_filter,))
+def alerts_account(username: str, password: str, topic_filters: tuple[str, ...] = ALERTS_FILTERS) -> ServiceAccount:
+    """The alert publisher's account: publishes ``topic_filters`` (:data:`ALERTS_FILTERS`), reads nothing."""
+    return ServiceAccount(username, mosquitto_hash(password), (), topic_filters)
 
 
-def alerts_reader_account(username: str, password: str, topic_filter: str = ALERTS_FILTER) -> ServiceAccount:
-    """The alert consumers' account: reads ``topic_filter``, publishes nothing."""
-    return ServiceAccount(username, mosquitto_hash(password), (topic_filter,))
+def alerts_reader_account(username: str, password: str,
+                          topic_filters: tuple[str, ...] = ALERTS_FILTERS) -> ServiceAccount:
+    """The alert consumers' account: reads ``topic_filters`` (:data:`ALERTS_FILTERS`), publishes nothing."""
+    return ServiceAccount(username, mosquitto_hash(password), topic_filters)
 
 
 def render_password_file(creds: Sequence[DeviceCredentialRow], service: ServiceAccount,

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.alerts import AlertBook, AlertNotFound, snapshot
-from analytics.notify import outbox_channels
+from analytics.notify import city_zones, outbox_channels
 from api.alert_state import AlertFilter, decode_cursor, encode_cursor, location, query_page, snapshot_page
 from api.auth import Principal
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
@@ -154,7 +154,8 @@ def acknowledge(alert_id: AlertId, request: Request, ctx: ContextDep, session: S
     (a cleared alert has nothing left to be on, so its ack would only add noise); 403 outside the
     token's area. A repeat with the
     same ``Idempotency-Key`` returns the first answer and changes nothing (:mod:`api.idempotency`)."""
-    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
+    # the scheduler sends them
+    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings, city_zones(session)))
 
     def apply() -> dict[str, Any]:
         who.require_act(in_area(book, alert_id, who).type)
@@ -173,7 +174,8 @@ def clear(alert_id: AlertId, request: Request, ctx: ContextDep, session: Session
     """Clear an active alert, e.g. after emptying the bin; ``reason`` goes into its history. Only a
     role that acts on the alert's type may, in the token's area (403 otherwise); 409 if already cleared. Idempotent by
     ``Idempotency-Key`` as the acknowledgement."""
-    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))  # the scheduler sends them
+    # the scheduler sends them
+    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings, city_zones(session)))
 
     def apply() -> dict[str, Any]:
         who.require_act(in_area(book, alert_id, who).type)

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Body, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from analytics.alerts import AlertBook
-from analytics.notify import outbox_channels
+from analytics.notify import city_zones, outbox_channels
 from api.auth import Permission, Principal
 from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import InvalidRequest, NotFound
@@ -118,7 +118,7 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
     now = utcnow()
     body = body or EmptiedIn()
     at = _when(body.at, now)
-    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))
+    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings, city_zones(session)))
 
     def apply() -> dict[str, Any]:
         dev = _bin(session, who, device_id)
@@ -150,7 +150,7 @@ def cant_empty(device_id: DeviceId, body: CantEmptyIn, request: Request, ctx: Co
     """A person could not empty the bin: tell the supervisor with a ``cant_empty`` alert (module docstring)."""
     now = utcnow()
     at = _when(body.at, now)
-    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings))
+    book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings, city_zones(session)))
     spec = catalogue.CANT_EMPTY
 
     def apply() -> dict[str, Any]:
