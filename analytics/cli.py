@@ -204,8 +204,9 @@ def route(
         try:
             row = get_city(session, resolve_city(session, city))
         except UnknownCity as exc:
-            msg = str(exc).replace("name the device's city", "name the city: --city")
-            raise _fail(msg) from None
+            ids = [c.id for c in list_cities(session)]
+            raise _fail(f"name the city: --city {' or '.join(ids)}" if city is None and len(ids) > 1
+                        else str(exc)) from None
         cfg = city_settings(settings.analytics, row)
         named = f"{row.id} " if len(list_cities(session)) > 1 else ""  # a registry of one city: as before cities
         stops = routes.select_stops(session, cfg, at, bin_litres, city=row.id)

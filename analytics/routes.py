@@ -10,6 +10,9 @@ trucks are full, and the plan says which. A bin larger than one truck can never 
 :func:`solve` refuses such a capacity (:class:`TruckTooSmall`) instead of dropping the bin, and
 :func:`save` never replaces a day's saved plan with an empty one.
 
+A plan is one city's (``city``): its bins, its rounds, and its day in its time zone; saving it
+replaces only that city's plan of the day, and its trucks are numbered from 0.
+
 Which bins: those at or above their full threshold now, and those whose forecast
 (``device_latest.derived.full_at``) falls before the next planned collection round could reach
 them: its start, or, once the city's pickups show when the round usually reaches its last bin

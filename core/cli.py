@@ -160,8 +160,8 @@ def demo(
             for plan in plans:
                 live = LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
                 if history_days > 0:
-                    print(f"loading {plan.name or plan.config.name}'s past {history_days:g} days through the "
-                          "ingest pipeline...", flush=True)
+                    whose = f"{plan.name}'s" if plan.name else "the city's"
+                    print(f"loading {whose} past {history_days:g} days through the ingest pipeline...", flush=True)
                 last = plan is plans[-1]  # the means are computed once, over every city's points of the span
                 loaded = backfill(live, now, sessions, influx, city_id=plan.id or None,
                                   means_tz=settings.analytics.timezone if last else None)
@@ -207,8 +207,8 @@ def demo(
             with sessions.begin() as s:
                 city_token, _ = kept_token(s, settings.var_dir / f"demo-token-{plan.id}", f"demo-{plan.id}", "admin",
                                            city=plan.id)
-            print(f"  {plan.id} ({plan.name}, {plan.config.timezone}): token {city_token}\n"
-                  f"    curl -H 'Authorization: Bearer {city_token}' {url}/alerts   (also {url}/devices, {url}/routes)")
+            print(f"  {plan.id} ({plan.name}, {plan.config.timezone}): admin of {plan.id} only, token {city_token}\n"
+                  f"    curl -H 'Authorization: Bearer {city_token}' {url}/alerts  (also /devices, /routes)")
         print("Press Ctrl-C to stop.\n", flush=True)
         if duration is not None:
             timer = threading.Timer(duration, lambda: setattr(server, "should_exit", True))

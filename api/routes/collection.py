@@ -8,6 +8,8 @@ Each stop is joined with the registry (location), ``device_latest`` (current fil
 the day's collections (``emptiedAt``) and an active ``cant_empty`` alert (``problem``); the stops
 still to do get an arrival time and the level expected then (:func:`arrivals`).
 
+Plans are per city (``route_plans.city_id``); "today" is each city's date in its own time zone.
+A token scoped to a city gets its city's plans only.
 A token with an area (:mod:`api.auth`) gets the stops in its area only, each keeping its place
 (``order``) and arrival time in the whole route, and no route without a stop there.
 """

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook
-from analytics.notify import bot_api, build_outbox
+from analytics.notify import NotifyRouter, bot_api, build_outbox
 from analytics.notify_mqtt import topics_for
 from analytics.notify_telegram import TelegramUpdates
 from core.errors import ConfigError
@@ -184,3 +184,18 @@ def test_topics_of_an_alert() -> None:
     assert topics_for({**alert, "city_id": None}, "city") == ["lorong/alerts/Tanah Abang/fire/JKT-BIN-7"]
     with pytest.raises(ValueError, match="one of both, city, legacy"):
         topics_for(alert, "all")
+
+
+def test_quiet_hours_are_each_citys_local_time() -> None:
+    # 14:30 UTC is 22:30 WITA in Makassar (quiet since 22:00) and 21:30 WIB in Jakarta (not yet)
+    now = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+    router = NotifyRouter(("mqtt",), tuple(CHATS), "22:00-06:00", "Asia/Makassar",
+                          (("jakarta", "Asia/Jakarta"), ("makassar", "Asia/Makassar")))
+    alert = {"type": "bin_full", "severity": "major", "kecamatan": "K"}
+    mks = router("opened", {**alert, "city_id": "makassar"}, now)
+    jkt = router("opened", {**alert, "city_id": "jakarta"}, now)
+    assert [(d.channel, d.not_before) for d in mks] == [
+        ("mqtt", None), ("telegram:crew-mks", datetime(2026, 3, 2, 22, 0, tzinfo=UTC)),  # 06:00 WITA
+        ("telegram:province", datetime(2026, 3, 2, 22, 0, tzinfo=UTC))]
+    assert [(d.channel, d.not_before) for d in jkt] == [
+        ("mqtt", None), ("telegram:crew-jkt", None), ("telegram:province", None)]

@@ -31,6 +31,7 @@ from analytics.outbox import Outbox
 from core.settings import InfluxSettings, MqttSettings, Settings
 from devices import cli as devices_cli
 from devices.credentials import mosquitto_hash
+from devices.registry import DeviceIn, add_device
 from storage import stack
 from storage.cli import down, reload, up
 from storage.tables import NotificationOutboxRow as Row
@@ -150,6 +151,7 @@ def test_stack_up_auth_alert_reaches_the_reader_and_not_without_the_publishers_a
     mq = var / "mosquitto"
     assert "user lorong-alerts\ntopic write lorong/alerts/#\n" in (mq / "acl").read_text()
     assert "user lorong-alerts-reader\ntopic read lorong/alerts/#\n" in (mq / "acl").read_text()
+    assert "topic write lorong/alerts/#\ntopic write lorong/+/alerts/#\n" in (mq / "acl").read_text()
     reader = dict(line.split("=", 1) for line in (mq / "alerts-reader.env").read_text().splitlines())
     settings = Settings(var_dir=var, database_url=db_url, mqtt=MqttSettings(port=port),
                         influx=InfluxSettings(url=f"http://127.0.0.1:{stack.free_port()}"))
@@ -166,6 +168,16 @@ def test_stack_up_auth_alert_reaches_the_reader_and_not_without_the_publishers_a
             outbox.close()
         ((topic, body),) = sub.settle(1)
         assert topic == "lorong/alerts/Wajo/bin_full/A1" and body["alert"]["device_id"] == "A1"
+        # a registered device's alert also goes to its city's topic, which the exported ACL grants too
+        with sessions.begin() as s:
+            add_device(s, DeviceIn(id="MKS-1", kind="bin", depth_mm=1000, kecamatan="Wajo"))
+        outbox = build_outbox(settings, sessions)
+        try:
+            open_alert(sessions, "MKS-1")
+            assert outbox.dispatch().sent == {"mqtt": 1}  # PUBACK 0 on lorong/makassar/alerts/... and lorong/alerts/...
+        finally:
+            outbox.close()
+        assert [t for t, _ in sub.settle(2)] == ["lorong/alerts/Wajo/bin_full/A1", "lorong/alerts/Wajo/bin_full/MKS-1"]
 
         # the publisher's account removed from the password file, the broker reloaded
         passwd = mq / "passwd"
@@ -183,7 +195,7 @@ def test_stack_up_auth_alert_reaches_the_reader_and_not_without_the_publishers_a
         status = {s.channel: s for s in outbox.status()}["mqtt"]
         assert status.pending == 1 and status.last_error is not None
         assert "refused the alert publisher 'lorong-alerts': CONNACK reason 135 (Not authorized)" in status.last_error
-        assert [m for _, m in sub.settle(1, timeout_s=0.5)] == [body]  # A2 reached nobody
+        assert [m["alert"]["device_id"] for _, m in sub.settle(2, timeout_s=0.5)] == ["A1", "MKS-1"]  # A2: nobody
         listed = CliRunner().invoke(analytics_cli.app, ["outbox"], env=env)
         assert listed.exit_code == 0, listed.output
         (row,) = [x for x in listed.output.splitlines() if x.startswith("mqtt ")]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import CityExists, UnknownCity
@@ -15,7 +15,7 @@ from core.settings import AnalyticsSettings
 from devices.cities import CityIn, add_city, city_settings, get_city, list_cities, resolve_city
 from devices.registry import DeviceIn, DeviceUpdate, add_device, list_devices, update_device
 from storage.db import make_engine, migrate, session_factory
-from storage.tables import ApiTokenRow, DeviceRow
+from storage.tables import ApiTokenRow, DeviceRow, RoutePlanRow
 from tests.devices.conftest import RunCli
 
 JAKARTA = CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta", centre=(-6.2, 106.82),
@@ -52,6 +52,25 @@ def test_single_city_registry_migrates_to_the_city_in_settings(empty_db_url: str
         # a device registered now, without a city, joins the only one
         assert add_device(s, DeviceIn(id="B5", kind="bin", depth_mm=1000)).city_id == "jayapura"
         s.commit()
+
+
+@pytest.mark.parametrize("cities", [1, 2])
+def test_migration_0009_gives_old_route_plans_the_only_city(empty_db_url: str, cities: int) -> None:
+    migrate(empty_db_url, "0008")
+    engine = make_engine(empty_db_url)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO route_plans (day, vehicle, stops, distance_km, created_at) "
+                          "VALUES ('2026-12-01', 0, '{}', 1.5, :now)"), {"now": now})
+        if cities == 2:
+            conn.execute(text("INSERT INTO cities (id, name, timezone, kecamatan, analytics, created_at) "
+                              "VALUES ('jakarta', 'Jakarta', 'Asia/Jakarta', '{}', '{}', :now)"), {"now": now})
+    engine.dispose()
+    migrate(empty_db_url)
+    # one city: the plan is its own; several: nobody can tell, it stays a plan of no city
+    with session_factory(make_engine(empty_db_url))() as s:
+        assert [(p.city_id, p.day) for p in s.scalars(select(RoutePlanRow))] == [
+            ("makassar" if cities == 1 else None, "2026-12-01")]
 
 
 def test_default_city_is_makassar_without_settings(db_url: str, sessions: sessionmaker[Session]) -> None:
