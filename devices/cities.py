@@ -36,6 +36,12 @@ and the scheduler's pace and the notification channels are the deployment's."""
 LatLon = tuple[float, float]
 
 
+RESERVED_CITY_IDS = {
+    "alerts": "lorong/alerts/... is the MQTT alert topic of before cities (analytics/notify_mqtt.py)",
+}
+"""City ids refused because a city's MQTT topics ``lorong/<city>/alerts/...`` would collide with them."""
+
+
 class CityIn(BaseModel):
     """A city as entered by an administrator (CLI or a city file).
 
@@ -53,6 +59,13 @@ class CityIn(BaseModel):
     centre: LatLon | None = None
     kecamatan: dict[str, LatLon] = Field(default_factory=dict)
     analytics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_CITY_IDS:
+            raise ValueError(f"city id {v!r} is reserved: {RESERVED_CITY_IDS[v]}")
+        return v
 
     @field_validator("timezone")
     @classmethod

@@ -117,6 +117,7 @@ def test_city_settings_override_the_deployment() -> None:
     ("analytics", {"fill_speed": 1}, "unknown analytics setting"),
     ("analytics", {"timezone": "Asia/Jakarta"}, "cannot be set per city"),
     ("kecamatan", {"Gambir": (-96.0, 106.8)}, "not a WGS84"),
+    ("id", "alerts", "reserved"),  # lorong/alerts/... is the city-less MQTT alert topic
 ])
 def test_bad_cities_are_refused(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
