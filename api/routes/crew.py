@@ -36,7 +36,7 @@ from api.schemas import ERRORS, NOT_FOUND, AlertOut, Utc
 from api.state import metric_value
 from core import alerts as catalogue
 from core.model import DeviceKind, utcnow
-from storage.tables import CollectionRow, DeviceLatestRow, DeviceRow
+from storage.tables import CityRow, CollectionRow, DeviceLatestRow, DeviceRow
 
 router = APIRouter(tags=["crew"], responses=ERRORS)
 
@@ -56,6 +56,9 @@ class MeOut(BaseModel):
     role: str
     acts_on: list[str] = Field(description="alert types this role acknowledges and clears (GET /alerts/types)")
     may_collect: bool = Field(description="may report a bin emptied or not emptiable")
+    city: str | None = Field(None, description="the one city the token sees (cities.id); null: every city")
+    centre: list[float] | None = Field(None, description="that city's map centre [lat, lon], WGS84 degrees; "
+                                       "null when the token sees every city or the city has none")
     area: list[str] = Field(description="kecamatan this token sees and acts on; empty for the whole city")
 
 
@@ -104,11 +107,13 @@ def _bin(session: SessionDep, who: Principal, device_id: str) -> DeviceRow:
 
 
 @router.get("/me", response_model=MeOut)
-def me(who: Reader) -> MeOut:
-    """Who holds this token, and what it may act on."""
+def me(who: Reader, session: SessionDep) -> MeOut:
+    """Who holds this token, what it may act on, and its city with the map centre the crew page opens on."""
+    city = session.get(CityRow, who.city) if who.city is not None else None
+    centre = [city.centre_lat, city.centre_lon] if city is not None and city.centre_lat is not None else None
     return MeOut(name=who.name, role=who.role.value,
                  acts_on=[t for t in catalogue.ALERT_TYPES if catalogue.may_act(who.role.value, t)],
-                 may_collect=who.can(Permission.COLLECT), area=list(who.area))
+                 may_collect=who.can(Permission.COLLECT), area=list(who.area), city=who.city, centre=centre)
 
 
 @router.post("/bins/{device_id}/emptied", response_model=EmptiedOut, responses=NOT_FOUND)

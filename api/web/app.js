@@ -484,14 +484,16 @@ function drawMap() {
         html: String(s.order), iconSize: [22, 22] }) }).addTo(state.layer);
     }
   }
+  const centre = state.data && state.data.me.centre;
   if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
+  else if (centre && !state.centred) { state.map.setView(centre, 12); state.centred = true; } // the token's city
 }
 
 async function showMap() {
   try { await loadLeaflet(); } catch (e) { toast(t("netError")); return; }
   if (!state.map) {
     const L = window.L;
-    state.map = L.map("map").setView(MAKASSAR, 12);
+    state.map = L.map("map").setView((state.data && state.data.me.centre) || MAKASSAR, 12);
     L.tileLayer("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
       { maxZoom: 19, attribution: "© OpenStreetMap" }).addTo(state.map);
     state.layer = L.layerGroup().addTo(state.map);

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from playwright.sync_api import Browser, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook
@@ -50,7 +51,7 @@ def world(sessions: sessionmaker[Session], settings: Settings) -> Iterator[dict[
     day = now.astimezone(ZoneInfo("Asia/Makassar")).date().isoformat()
     ids: dict[str, Any] = {}
     with sessions.begin() as s:
-        add_city(s, CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta"))
+        add_city(s, CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta", centre=(-6.2, 106.85)))
         for prefix, city in (("MKS", "makassar"), ("JKT", "jakarta")):
             add_device(s, DeviceIn(id=f"{prefix}-BIN-1", kind="bin", depth_mm=1000, city_id=city,
                                    kecamatan=f"{prefix}-kec"))
@@ -61,6 +62,7 @@ def world(sessions: sessionmaker[Session], settings: Settings) -> Iterator[dict[
             s.flush()
             ids[prefix] = {"alert": alert.id, "token": create_token(s, f"{prefix}-crew", "crew", city=city)[0].id}
         ids["mks_crew"] = create_token(s, "mks", "crew", city="makassar")[1]
+        ids["jkt_crew"] = create_token(s, "jkt", "crew", city="jakarta")[1]
         ids["mks_admin"] = create_token(s, "mks-admin", "admin", city="makassar")[1]
         ids["admin"] = create_token(s, "province", "admin")[1]
     srv = serve(settings)
@@ -162,3 +164,30 @@ def test_a_city_token_with_an_area(world: dict[str, Any], sessions: sessionmaker
     assert client.post(f"/alerts/{world['MKS']['alert']}/ack", headers=budi).status_code == 403
     assert client.post("/bins/JKT-BIN-1/emptied", headers=budi).status_code == 404
     assert client.post("/bins/MKS-BIN-1/emptied", headers=budi).status_code == 403
+
+
+def test_me_names_the_tokens_city_and_its_map_centre(world: dict[str, Any], browser: Browser) -> None:
+    """``GET /me`` gives the token's city and that city's map centre; the crew page's map opens on it
+    (Jakarta's bin has no coordinates, so nothing else moves the map)."""
+    client: httpx.Client = world["client"]
+    jkt = client.get("/me", headers={"Authorization": f"Bearer {world['jkt_crew']}"}).json()
+    assert (jkt["city"], jkt["centre"]) == ("jakarta", [-6.2, 106.85])
+    mks = client.get("/me", headers={"Authorization": f"Bearer {world['mks_crew']}"}).json()
+    assert (mks["city"], mks["centre"]) == ("makassar", None)  # registered without a centre
+    every = client.get("/me", headers={"Authorization": f"Bearer {world['admin']}"}).json()
+    assert (every["city"], every["centre"]) == (None, None)
+
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(str(client.base_url)) else r.abort())
+    page = ctx.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(str(client.base_url) + "/")
+        page.fill("#token", world["jkt_crew"])
+        page.click("#login button[type=submit]")
+        page.click("#tab-map")
+        expect(page.locator("#map .leaflet-pane").first).to_be_attached()
+        centre = page.evaluate("(() => { const c = state.map.getCenter(); return [c.lat, c.lng]; })()")
+        assert centre == pytest.approx([-6.2, 106.85], abs=1e-3)  # Leaflet rounds to whole pixels
+    finally:
+        ctx.close()
