@@ -20,6 +20,7 @@
         UnknownCity         no such city id in the registry
         CityExists          a city with that id is already registered
       DeviceError           serial dialogue failed (timeout, garbage, NAK, cable pulled)
+      HandoverError         the other ingester run mode still runs: stop it, then switch
       ConfigError           settings or files that make no sense together
 """
 
@@ -120,6 +121,11 @@ class CityExists(RegistryError):
 
 class DeviceError(LorongError):
     """A device's serial console misbehaved during registration."""
+
+
+class HandoverError(LorongError):
+    """Switching between one ingester and ``--workers N`` cannot start: the other mode's ingesters
+    still run (:mod:`ingest.handover`). Nothing was taken over; stop them and start again."""
 
 
 class ConfigError(LorongError):
