@@ -8,7 +8,10 @@ complete ingester with the delivery guarantees of :mod:`ingest.service`: its own
 ``instance`` tag (``<instance>-<i>``) and, when the Prometheus endpoint is on, its own port
 (``metrics_port + i - 1``).
 
-The parent only supervises: it forwards SIGTERM/SIGINT to the workers and waits for their
+Before it starts the workers, the parent takes over from the single ingester's session when one
+ran with this spool directory (:mod:`ingest.handover`); one ingester does the same the other way.
+
+The parent then only supervises: it forwards SIGTERM/SIGINT to the workers and waits for their
 clean stop, and restarts a worker that died (the broker keeps handing a stopped member its
 share of the stream, README "Several ingesters", so a member must not stay away). A worker that
 dies again soon after a restart is restarted later and later (1 s doubling to 60 s). A worker

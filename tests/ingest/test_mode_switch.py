@@ -25,11 +25,11 @@ import pytest
 
 from core.cli import error_line
 from core.errors import HandoverError
-from core.settings import MqttSettings, Settings
+from core.settings import IngestSettings, MqttSettings, Settings
 from devices.registry import RegistryLookup
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
-from ingest.handover import RetiringIngester, hand_over
+from ingest.handover import RetiringIngester, hand_over, handover_topic, other_mode_ids
 from ingest.service import Ingester
 from ingest.workers import worker_mqtt
 from storage import stack
@@ -220,3 +220,16 @@ def test_handover_refuses_while_the_other_mode_runs(tmp_path: Path, db_url: str,
     finally:
         held.close()
     assert not spool_in_use(held.path)
+
+
+def test_the_other_mode_is_found_by_its_spool_files(tmp_path: Path) -> None:
+    """One ingester takes over from ``<id>-1`` .. ``<id>-64``, ``--workers N`` from ``<id>``, and
+    only from ids whose spool file is in the spool directory."""
+    base = Settings(mqtt=MqttSettings(client_id="lorong/ingest"), ingest=IngestSettings(spool_dir=tmp_path))
+    for name in ("lorong_ingest-1", "lorong_ingest-3", "lorong_ingest-65", "lorong_ingest", "other-1"):
+        (tmp_path / f"{name}.sqlite").write_bytes(b"")
+    assert other_mode_ids(base, ["lorong/ingest"]) == ["lorong/ingest-1", "lorong/ingest-3"]
+    assert other_mode_ids(base, ["lorong/ingest-1", "lorong/ingest-2"]) == ["lorong/ingest"]
+    (tmp_path / "lorong_ingest.sqlite").unlink()
+    assert other_mode_ids(base, ["lorong/ingest-1", "lorong/ingest-2"]) == []
+    assert handover_topic("lorong/ingest") == "lorong/ingest/handover/lorong_ingest"
