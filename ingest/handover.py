@@ -34,9 +34,12 @@ in the spool directory (the ingesters that ran here), before it starts its own i
 MQTT 5.0 section 4.6 promises order only per topic; a single queue per client is how Mosquitto
 2.0 works (``tests/ingest/test_mode_switch.py`` checks it across a switch, publishing all along).
 
-A stop request or a stall (no progress for :data:`STALL_S`) before the end undoes the switch:
-the old sessions are left on the broker with what they did not store, the new sessions are ended
-(what they dropped is in the old ones), and the next start hands over again.
+While the broker is not reachable the hand-over waits, as an ingester would. A stop request or
+a stall (connected, but no progress for :data:`STALL_S`) before the end undoes the switch: the
+old sessions are left on the broker with what they did not store, the new sessions are ended
+(what they dropped is in the old ones), and the next start hands over again. A damaged old spool
+stops the start with its one ``error:`` line (:class:`storage.spool.SpoolDamaged`), as it would
+stop that old ingester.
 
 One case cannot be sorted out: sessions of both modes on the broker when a switch starts (left by
 a release without this hand-over, or by the other mode started without its spool directory). The
@@ -123,14 +126,17 @@ class RetiringIngester(Ingester):
         super()._on_message(msg, delivery)
 
     def finish(self, end_session: bool) -> bool:
-        """Flush and acknowledge what was taken, disconnect (ending the session when
-        ``end_session``), drain the spool for up to :data:`DRAIN_S` and delete it when empty.
+        """Flush and acknowledge what was taken, disconnect, and drain the spool for up to
+        :data:`DRAIN_S`. With ``end_session``, the broker drops the session and an empty spool file
+        is deleted; without (a switch undone), both stay, so that the next start finds them again.
 
         Returns:
             True when the spool file was deleted.
         """
         self.mqtt.end_session = end_session
         self.stop(drain_s=DRAIN_S)
+        if not end_session:
+            return False
         if self.spool.depth():
             log.warning("spool %s keeps %d points InfluxDB did not take; they are written at the next start",
                         self.spool.path, self.spool.depth())
@@ -177,19 +183,21 @@ def _old_settings(settings: Settings, client_id: str, topic: str) -> Settings:
     })
 
 
-def _wait(done: Callable[[], bool], progress: Callable[[], int], stop: threading.Event, what: str) -> bool:
+def _wait(done: Callable[[], bool], progress: Callable[[], int], connected: Callable[[], bool],
+          stop: threading.Event, what: str) -> bool:
     """Wait until ``done()``; False when ``stop`` is set or ``progress()`` stands still for
-    :data:`STALL_S` (logged)."""
+    :data:`STALL_S` (logged) while ``connected()``. While a connection is down (the broker not
+    reachable yet) it waits on: the sources keep trying, as an ingester does."""
     last, since = progress(), time.monotonic()
     while not done():
         if stop.wait(_POLL_S):
             log.warning("stop requested while %s; switch undone", what)
             return False
         now, value = time.monotonic(), progress()
-        if value != last:
+        if value != last or not connected():
             last, since = value, now
         elif now - since > STALL_S:
-            log.error("no progress for %.0f s while %s (is the broker reachable?); switch undone", STALL_S, what)
+            log.error("no progress for %.0f s while %s; switch undone", STALL_S, what)
             return False
     return True
 
@@ -224,12 +232,17 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
     try:
         for cid in old_ids:
             olds.append(retiring(_old_settings(settings, cid, topic), topic))
-    except SpoolBusy as exc:
+    except BaseException as exc:  # SpoolBusy: that ingester runs; SpoolDamaged: one error line names the file
         for r in olds:
             r.spool.close()
-        raise HandoverError(f"the ingester with client id {exc.path.stem} still runs (its spool {exc.path} is "
-                            f"locked): stop it before starting {mode}") from None
+        if isinstance(exc, SpoolBusy):
+            raise HandoverError(f"the ingester with client id {exc.path.stem} still runs (its spool {exc.path} is "
+                                f"locked): stop it before starting {mode}") from None
+        raise
     log.info("starting %s: taking over from the sessions of %s", mode, ", ".join(old_ids))
+
+    def connected() -> bool:
+        return all(r.mqtt.connected.is_set() for r in olds) and all(p.source.connected.is_set() for p in primes)
 
     def progress() -> int:
         return sum(r.stats.received + r.mqtt.subscribed.is_set() for r in olds) + sum(
@@ -239,7 +252,7 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
     try:
         for r in olds:
             r.start()
-        if not _wait(lambda: all(r.mqtt.subscribed.is_set() for r in olds), progress, stop,
+        if not _wait(lambda: all(r.mqtt.subscribed.is_set() for r in olds), progress, connected, stop,
                      "resuming the old sessions"):
             return False
         if any(r.mqtt.session_present for r in olds):
@@ -250,7 +263,7 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
                 p.source.start()
             for r in olds:
                 r.marker = marker
-            if not _wait(lambda: all(p.source.subscribed.is_set() for p in primes), progress, stop,
+            if not _wait(lambda: all(p.source.subscribed.is_set() for p in primes), progress, connected, stop,
                          "subscribing the new sessions"):
                 return False
             stale = [m.client_id for p, m in zip(primes, own, strict=True) if p.source.session_present]
@@ -260,7 +273,7 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
                             ", ".join(stale), ", ".join(stale))
             primes[0].source.publish(topic, marker)
             seen = [r.marker_seen for r in olds] + [p.marker_seen for p in primes]
-            if not _wait(lambda: all(e.is_set() for e in seen), progress, stop,
+            if not _wait(lambda: all(e.is_set() for e in seen), progress, connected, stop,
                          "emptying the old sessions up to the marker"):
                 return False
         ok = True

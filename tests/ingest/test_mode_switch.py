@@ -33,6 +33,7 @@ from ingest.handover import RetiringIngester, hand_over, handover_topic, other_m
 from ingest.service import Ingester
 from ingest.workers import worker_mqtt
 from storage import stack
+from storage.db import migrate
 from storage.influx import InfluxClient
 from storage.spool import Spool, spool_in_use
 from tests.ingest.test_delivery_support import (
@@ -233,3 +234,55 @@ def test_the_other_mode_is_found_by_its_spool_files(tmp_path: Path) -> None:
     (tmp_path / "lorong_ingest.sqlite").unlink()
     assert other_mode_ids(base, ["lorong/ingest-1", "lorong/ingest-2"]) == []
     assert handover_topic("lorong/ingest") == "lorong/ingest/handover/lorong_ingest"
+
+
+@pytest.mark.integration
+def test_an_undone_handover_is_done_at_the_next_start(tmp_path: Path, db_url: str, sessions: Any,
+                                                      influx: InfluxClient, broker: stack.Service) -> None:
+    """A stop request during the hand-over leaves the old session and its spool file; the next
+    start finds them and takes over: everything stored once."""
+    register_fleet(sessions)
+    base = settings_for(tmp_path, db_url, broker.port, influx, "undo")
+    two = [worker_mqtt(base, i, "g") for i in (1, 2)]
+
+    def retiring(settings: Settings, topic: str) -> RetiringIngester:
+        return RetiringIngester(settings, RegistryLookup(sessions), DeadLetterStore(sessions),
+                                InfluxClient(influx.url, influx.database), topic)
+
+    start_ingester(base, sessions, influx).stop()  # the single ingester's session exists
+    sent = timeless(0, 300)
+    publish(broker.port, sent)
+    stop = threading.Event()
+    stop.set()
+    assert not hand_over(base, two, retiring, stop)
+    assert (tmp_path / "spool" / "undo.sqlite").exists()
+    assert hand_over(base, two, retiring, threading.Event())
+    assert not (tmp_path / "spool" / "undo.sqlite").exists()
+    workers = [start_ingester(base.model_copy(update={"mqtt": m}), sessions, influx) for m in two]
+    publish(broker.port, more := timeless(300, 100))
+    settle(influx, 400)
+    for ing in workers:
+        ing.stop()
+    assert_each_once(influx, sent + more, "after an undone and a done hand-over")
+
+
+def test_a_damaged_spool_of_the_other_mode_stops_the_start(tmp_path: Path) -> None:
+    """``--workers 2`` with the single ingester's spool damaged: one ``error:`` line naming it,
+    exit status 2, no worker started (its points were acknowledged: nothing else has them)."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    bad = spool_dir / "lorong-ingest.sqlite"
+    bad.write_bytes(b"garbage" * 1000)
+    migrate(f"sqlite:///{tmp_path / 'lorong.db'}")
+    env = {**os.environ, "LORONG_VAR_DIR": str(tmp_path / "var"),
+           "LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'lorong.db'}",
+           "LORONG_INGEST__SPOOL_DIR": str(spool_dir), "LORONG_MQTT__CLIENT_ID": "lorong-ingest",
+           "LORONG_MQTT__PORT": "1", "LORONG_INFLUX__URL": "http://127.0.0.1:1", "LORONG_INGEST__METRICS_PORT": "0"}
+    env.pop("LORONG_DEBUG", None)
+    proc = subprocess.run([str(Path(sys.executable).with_name("lorong")), "ingest", "run", "--workers", "2"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    errors = [x for x in out.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and str(bad) in errors[0], out
+    assert "worker 1 started" not in out and "Traceback" not in out
