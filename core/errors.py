@@ -20,7 +20,7 @@
         UnknownCity         no such city id in the registry
         CityExists          a city with that id is already registered
       DeviceError           serial dialogue failed (timeout, garbage, NAK, cable pulled)
-      HandoverError         the other ingester run mode still runs: stop it, then switch
+      HandoverError         a run-mode switch cannot start (the other mode runs) or stalled: undone
       ConfigError           settings or files that make no sense together
 """
 
@@ -124,8 +124,9 @@ class DeviceError(LorongError):
 
 
 class HandoverError(LorongError):
-    """Switching between one ingester and ``--workers N`` cannot start: the other mode's ingesters
-    still run (:mod:`ingest.handover`). Nothing was taken over; stop them and start again."""
+    """Switching between one ingester and ``--workers N`` (:mod:`ingest.handover`) cannot start,
+    because the other mode's ingesters still run (nothing was done: stop them), or it stalled or
+    lost a connection (it was undone: start again)."""
 
 
 class ConfigError(LorongError):

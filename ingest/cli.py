@@ -101,9 +101,14 @@ def run(
             raise _fail(str(exc)) from None
         raise typer.Exit(code)
     ingester = build(settings)  # holds this ingester's spool lock from here on
-    if not hand_over(settings, [settings.mqtt], build_retiring, done):
+    try:
+        handed_over = hand_over(settings, [settings.mqtt], build_retiring, done)
+    except BaseException:
         ingester.spool.close()
-        raise typer.Exit(0 if done.is_set() else 1)
+        raise
+    if not handed_over:  # stopped meanwhile
+        ingester.spool.close()
+        return
     # everything built so far (modules, registry cache) lives as long as the process: keep it out
     # of the collector's full passes, which otherwise rescan it while messages stream through
     gc.collect()

@@ -34,8 +34,9 @@ in the spool directory (the ingesters that ran here), before it starts its own i
 MQTT 5.0 section 4.6 promises order only per topic; a single queue per client is how Mosquitto
 2.0 works (``tests/ingest/test_mode_switch.py`` checks it across a switch, publishing all along).
 
-While the broker is not reachable the hand-over waits, as an ingester would. A stop request or
-a stall (connected, but no progress for :data:`STALL_S`) before the end undoes the switch: the
+While the broker is not reachable the hand-over waits, as an ingester would. A stop request, a
+new session that lost its connection, or a stall (connected, but no progress for
+:data:`STALL_S`) before the end undoes the switch: the
 old sessions are left on the broker with what they did not store, the new sessions are ended
 (what they dropped is in the old ones), and the next start hands over again. A damaged old spool
 stops the start with its one ``error:`` line (:class:`storage.spool.SpoolDamaged`), as it would
@@ -185,9 +186,12 @@ def _old_settings(settings: Settings, client_id: str, topic: str) -> Settings:
 
 def _wait(done: Callable[[], bool], progress: Callable[[], int], connected: Callable[[], bool],
           stop: threading.Event, what: str) -> bool:
-    """Wait until ``done()``; False when ``stop`` is set or ``progress()`` stands still for
-    :data:`STALL_S` (logged) while ``connected()``. While a connection is down (the broker not
-    reachable yet) it waits on: the sources keep trying, as an ingester does."""
+    """Wait until ``done()``; False when ``stop`` is set. While a connection is down (the broker
+    not reachable yet) it waits on: the sources keep trying, as an ingester does.
+
+    Raises:
+        HandoverError: ``progress()`` stood still for :data:`STALL_S` while ``connected()``.
+    """
     last, since = progress(), time.monotonic()
     while not done():
         if stop.wait(_POLL_S):
@@ -197,8 +201,8 @@ def _wait(done: Callable[[], bool], progress: Callable[[], int], connected: Call
         if value != last or not connected():
             last, since = value, now
         elif now - since > STALL_S:
-            log.error("no progress for %.0f s while %s; switch undone", STALL_S, what)
-            return False
+            raise HandoverError(f"no progress for {STALL_S:.0f} s while {what}; the switch was undone, "
+                                "start again")
     return True
 
 
@@ -213,11 +217,12 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
         stop: set to give up (SIGTERM while waiting).
 
     Returns:
-        True when the ingesters may start (nothing to take over, or taken over); False when the
-        switch was undone (stop requested, or a stall).
+        True when the ingesters may start (nothing to take over, or taken over); False when a
+        stop was requested (the switch is undone).
 
     Raises:
-        HandoverError: an old ingester is running.
+        HandoverError: an old ingester is running (nothing was done); a stall or a lost
+            connection of a new session (the switch is undone).
     """
     if settings.ingest.source != "mqtt":
         return True
@@ -271,11 +276,17 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
                 log.warning("sessions of both modes were on the broker (%s and %s); what %s queued before the switch "
                             "is dropped as already stored by the other mode", ", ".join(old_ids),
                             ", ".join(stale), ", ".join(stale))
+            generations = [p.source.generation for p in primes]
             primes[0].source.publish(topic, marker)
             seen = [r.marker_seen for r in olds] + [p.marker_seen for p in primes]
             if not _wait(lambda: all(e.is_set() for e in seen), progress, connected, stop,
                          "emptying the old sessions up to the marker"):
                 return False
+            if generations != [p.source.generation for p in primes]:
+                # a new session reconnected: the broker resent what it had not seen acknowledged,
+                # and this side can no longer tell which side of the marker that was on
+                raise HandoverError("a new session lost its connection to the broker during the switch; "
+                                    "the switch was undone, start again")
         ok = True
     finally:
         for p in primes:

@@ -169,12 +169,12 @@ def run_workers(settings: Settings, workers: int, group: str, stop: threading.Ev
     processes in share group ``group`` and supervise them until ``stop``.
 
     Returns:
-        the exit status for the parent (see :func:`supervise`); 0 or 1 when the hand-over was
-        undone (stop requested, or it stalled).
+        the exit status for the parent (see :func:`supervise`); 0 when stopped during the hand-over.
 
     Raises:
         ValueError: bad ``group``.
-        core.errors.HandoverError: the single ingester, or one of these workers, is running.
+        core.errors.HandoverError: the single ingester, or one of these workers, is running; the
+            hand-over stalled or lost a connection (it was undone).
     """
     from ingest.handover import hand_over
     from storage.db import default_city, migrate  # once here: workers migrating a new SQLite file at once collide
@@ -188,6 +188,6 @@ def run_workers(settings: Settings, workers: int, group: str, stop: threading.Ev
         busy = [m.client_id for m in own if spool_in_use(settings.ingest.spool_dir / spool_name(m.client_id))]
         if busy:  # a hand-over would take their live sessions over
             raise HandoverError(f"ingesters with client ids {', '.join(busy)} already run (their spools are locked)")
-        if not hand_over(settings, own, retiring, stop):
-            return 0 if stop.is_set() else 1
+        if not hand_over(settings, own, retiring, stop):  # stopped meanwhile
+            return 0
     return supervise(worker_command(sys.argv[1:]), envs, stop)
