@@ -21,7 +21,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from core.cli import error_line
 from core.errors import HandoverError
@@ -87,6 +89,22 @@ def publish(port: int, sent: Sequence[Sent]) -> None:
         pub.publish_many([(u.topic, u.payload) for u in sent], timeout_s=30)
     finally:
         pub.close()
+
+
+def session_exists(port: int, client_id: str) -> bool:
+    """Whether the broker holds a session for ``client_id`` (CONNACK Session Present). The probe
+    connects with Session Expiry 0, so it ends that session: call it last."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    present: list[bool] = []
+    client.on_connect = lambda _c, _u, flags, _rc, _p: present.append(bool(flags.session_present))
+    client.connect("127.0.0.1", port, clean_start=False)
+    client.loop_start()
+    try:
+        wait_for(lambda: bool(present), 10, f"CONNACK for {client_id}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return present[0]
 
 
 @pytest.fixture
@@ -164,6 +182,10 @@ def test_single_workers_single_stores_each_timeless_reading_once(tmp_path: Path,
     run(workers, batch[2], batch[3], 4, "mode-pub-1")
     publish(broker.port, batch[4])  # nothing runs
     run(single, batch[5], batch[6], 7, "mode-pub-2")
+    logs = single.log.read_text() + workers.log.read_text()
+    assert logs.count("taking over from the sessions of mode\n") == 1, logs[-3000:]
+    assert logs.count("taking over from the sessions of mode-1, mode-2\n") == 1, logs[-3000:]
+    assert "sessions of both modes" not in logs  # each switch ended the old sessions
 
 
 @pytest.mark.integration
@@ -201,6 +223,7 @@ def test_handover_while_publishing_loses_nothing_and_stores_nothing_twice(tmp_pa
     for ing in running:
         ing.stop()
     assert_each_once(influx, sent, "after two switches while publishing")
+    assert not session_exists(broker.port, "hand") and session_exists(broker.port, "hand-1")
     assert sorted(p.name for p in (tmp_path / "spool").glob("*.sqlite")) == ["hand-1.sqlite", "hand-2.sqlite"]
 
 
