@@ -20,6 +20,7 @@
         UnknownCity         no such city id in the registry
         CityExists          a city with that id is already registered
       DeviceError           serial dialogue failed (timeout, garbage, NAK, cable pulled)
+      HandoverError         a run-mode switch cannot start (the other mode runs) or stalled: undone
       ConfigError           settings or files that make no sense together
 """
 
@@ -120,6 +121,12 @@ class CityExists(RegistryError):
 
 class DeviceError(LorongError):
     """A device's serial console misbehaved during registration."""
+
+
+class HandoverError(LorongError):
+    """Switching between one ingester and ``--workers N`` (:mod:`ingest.handover`) cannot start,
+    because the other mode's ingesters still run (nothing was done: stop them), or it stalled or
+    lost a connection (it was undone: start again)."""
 
 
 class ConfigError(LorongError):

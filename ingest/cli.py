@@ -24,6 +24,7 @@ from devices.registry import RegistryLookup, to_info
 from ingest.codecs import CODECS, decode_hex
 from ingest.deadletter import DeadLetterStore
 from ingest.formats import FORMATS, TOPICS
+from ingest.handover import MAX_WORKERS, RetiringIngester, hand_over
 from ingest.pipeline import DeviceLookup, Pipeline
 from ingest.replay import StaticDevices, replay_capture, replay_dead_letters
 from ingest.service import Ingester
@@ -42,6 +43,13 @@ def build(settings: Settings) -> Ingester:
     """An :class:`Ingester` wired to the configured broker, InfluxDB and database."""
     sessions = open_sessions(settings)
     return Ingester(settings, RegistryLookup(sessions), DeadLetterStore(sessions), open_influx(settings))
+
+
+def build_retiring(settings: Settings, topic: str) -> RetiringIngester:
+    """A :class:`ingest.handover.RetiringIngester` wired like :func:`build`."""
+    sessions = open_sessions(settings, upgrade=False)
+    return RetiringIngester(settings, RegistryLookup(sessions), DeadLetterStore(sessions), open_influx(settings),
+                            topic)
 
 
 def _policy(settings: Settings) -> Policy:
@@ -73,22 +81,34 @@ def _registry_devices(settings: Settings) -> DeviceLookup:
 
 @app.command("run")
 def run(
-    workers: int = typer.Option(1, "--workers", min=1, max=64,
+    workers: int = typer.Option(1, "--workers", min=1, max=MAX_WORKERS,
                                 help="ingester processes in one $share group (own client ids, spools, ports)"),
     group: str = typer.Option("lorong", "--group", help="share group name when --workers > 1"),
 ) -> None:
-    """Subscribe and ingest until SIGINT/SIGTERM; pending points are flushed on exit."""
+    """Subscribe and ingest until SIGINT/SIGTERM; pending points are flushed on exit.
+
+    Switching between one ingester and ``--workers N`` first takes over from the other mode's
+    sessions (:mod:`ingest.handover`).
+    """
     settings = Settings()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     if workers > 1:
         try:
-            code = run_workers(settings, workers, group, done)
+            code = run_workers(settings, workers, group, done, build_retiring)
         except ValueError as exc:
             raise _fail(str(exc)) from None
         raise typer.Exit(code)
-    ingester = build(settings)
+    ingester = build(settings)  # holds this ingester's spool lock from here on
+    try:
+        handed_over = hand_over(settings, [settings.mqtt], build_retiring, done)
+    except BaseException:
+        ingester.spool.close()
+        raise
+    if not handed_over:  # stopped meanwhile
+        ingester.spool.close()
+        return
     # everything built so far (modules, registry cache) lives as long as the process: keep it out
     # of the collector's full passes, which otherwise rescan it while messages stream through
     gc.collect()

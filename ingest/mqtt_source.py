@@ -51,6 +51,12 @@ state changes itself (connected, lost, not reachable, refused), once per change.
 
 Retained messages are taken once per session, not at each re-subscription (:data:`RETAIN_HANDLING`).
 
+Switching between one ingester and ``--workers N`` (:mod:`ingest.handover`) uses three more
+calls: :attr:`MqttSource.session_present` (did the broker still hold the session at the last
+connect), :meth:`MqttSource.publish` and :meth:`MqttSource.unsubscribe`, and ``end_session`` for
+a :meth:`MqttSource.stop` that ends the session (DISCONNECT with Session Expiry Interval 0, MQTT
+5.0 section 3.14.2.2.2) instead of leaving it on the broker.
+
 Shared subscriptions: a topic filter ``$share/<group>/<filter>`` makes the broker hand each
 message to one member of the group (MQTT 5.0 section 4.8.2). Each ingester of a group needs its
 own client id (``LORONG_MQTT__CLIENT_ID``); the same id twice makes the broker disconnect one.
@@ -215,6 +221,11 @@ class MqttSource:
             exception it raises is logged and the message stays unacknowledged (the broker
             redelivers it after a reconnect).
         receive_maximum: see :data:`RECEIVE_MAXIMUM`.
+
+    Attributes:
+        session_present: the broker's Session Present flag at the last connect (MQTT 5.0
+            section 3.2.2.1.2: it still held this client id's session); None before a connect.
+        end_session: set before :meth:`stop` to end the session instead of keeping it.
     """
 
     def __init__(self, settings: MqttSettings, on_message: OnMessage,
@@ -225,6 +236,8 @@ class MqttSource:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._generation = 0
+        self.session_present: bool | None = None
+        self.end_session = False
         self._paused = False
         self._stopping = False
         self._batch: list[tuple[str, bytes, Delivery]] = []
@@ -291,6 +304,7 @@ class MqttSource:
 
     def _connected(self, client: Any, session_present: int, _rc: int, _props: Any) -> None:
         self._generation += 1
+        self.session_present = bool(session_present)
         self._unreachable_logged, self._refusal_logged = False, ""
         log.info("connected to %s:%s as %s (session present: %s)", self.settings.host, self.settings.port,
                  self.settings.client_id, bool(session_present))
@@ -358,7 +372,10 @@ class MqttSource:
         await self._stop_event.wait()
         self._stopping = self._paused = True  # acks queued before stop() were written before this ran
         supervisor.cancel()
-        await self._client.disconnect()
+        if self.end_session:  # the broker drops the session, its subscriptions and its queue
+            await self._client.disconnect(session_expiry_interval=0)
+        else:
+            await self._client.disconnect()
 
     def _exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -392,6 +409,41 @@ class MqttSource:
         except RuntimeError:  # loop closed: stopped
             return 0
         return len(acks)
+
+    def _in_loop(self, call: Callable[..., Any], *args: Any) -> bool:
+        if self._loop is None:
+            return False
+        try:
+            self._loop.call_soon_threadsafe(call, *args)
+        except RuntimeError:  # loop closed: stopped
+            return False
+        return True
+
+    def _when_connected(self, call: Callable[..., Any], *args: Any) -> None:
+        if self.connected.is_set():
+            call(*args)
+        else:
+            log.warning("not connected: %s not sent", getattr(call, "__name__", "packet"))
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish ``payload`` on ``topic`` at QoS 1 (not retained) on the open connection.
+
+        Thread-safe; the PUBLISH is written after the packets queued before it (one connection:
+        the broker handles them in that order).
+
+        Returns:
+            False when the loop thread is not running (nothing was queued).
+        """
+        return self._in_loop(self._when_connected, self._client.publish, topic, payload, 1)
+
+    def unsubscribe(self, topic: str) -> bool:
+        """Remove the subscription ``topic`` from the session (one UNSUBSCRIBE; thread-safe). It is
+        written before a :meth:`stop` that follows, so the session is stored without it.
+
+        Returns:
+            False when the loop thread is not running (nothing was queued).
+        """
+        return self._in_loop(self._when_connected, self._client.unsubscribe, topic)
 
     def start(self) -> None:
         """Start the loop thread, which connects (retrying every 1-10 s while the broker is not
@@ -433,7 +485,8 @@ class MqttSource:
         """Disconnect cleanly (after the acks already queued), then end the loop thread.
 
         The session, its subscriptions and its queue stay on the broker for
-        :data:`SESSION_EXPIRY_S`. Waits up to :data:`STOP_TIMEOUT_S` for the thread.
+        :data:`SESSION_EXPIRY_S`, unless ``end_session`` was set: then the broker discards them
+        (what was not acknowledged is gone). Waits up to :data:`STOP_TIMEOUT_S` for the thread.
         """
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or not thread.is_alive():

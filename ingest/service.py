@@ -51,9 +51,14 @@ FLUSH_AT = 1024
 _MAX_RETRY_S = 5.0
 
 
+def spool_name(client_id: str) -> str:
+    """Spool file name of the ingester with MQTT client id ``client_id``, made safe for a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", client_id) + ".sqlite"
+
+
 def spool_path_for(settings: Settings) -> str:
     """Spool file name of this ingester: its MQTT client id, made safe for a file name."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", settings.mqtt.client_id) + ".sqlite"
+    return spool_name(settings.mqtt.client_id)
 
 
 class Source(Protocol):

@@ -8,7 +8,10 @@ complete ingester with the delivery guarantees of :mod:`ingest.service`: its own
 ``instance`` tag (``<instance>-<i>``) and, when the Prometheus endpoint is on, its own port
 (``metrics_port + i - 1``).
 
-The parent only supervises: it forwards SIGTERM/SIGINT to the workers and waits for their
+Before it starts the workers, the parent takes over from the single ingester's session when one
+ran with this spool directory (:mod:`ingest.handover`); one ingester does the same the other way.
+
+The parent then only supervises: it forwards SIGTERM/SIGINT to the workers and waits for their
 clean stop, and restarts a worker that died (the broker keeps handing a stopped member its
 share of the stream, README "Several ingesters", so a member must not stay away). A worker that
 dies again soon after a restart is restarted later and later (1 s doubling to 60 s). A worker
@@ -28,8 +31,15 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from core.settings import Settings
+from core.errors import HandoverError
+from core.settings import MqttSettings, Settings
+from ingest.service import spool_name
+from storage.spool import spool_in_use
+
+if TYPE_CHECKING:
+    from ingest.handover import RetiringFactory
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +151,43 @@ def worker_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "core.cli", *head, "ingest", "run"]
 
 
-def run_workers(settings: Settings, workers: int, group: str, stop: threading.Event) -> int:
-    """Migrate the database, then start ``workers`` ingester processes in share group ``group`` and
-    supervise them until ``stop``.
+def worker_mqtt(settings: Settings, index: int, group: str) -> MqttSettings:
+    """The MQTT settings worker ``index`` runs with (as :func:`worker_env` sets them).
+
+    Raises:
+        ValueError: bad ``group`` (see :func:`shared_filter`).
+    """
+    mqtt = settings.mqtt
+    return mqtt.model_copy(update={"client_id": f"{mqtt.client_id}-{index}",
+                                   "topics": [shared_filter(t, group) for t in mqtt.topics]})
+
+
+def run_workers(settings: Settings, workers: int, group: str, stop: threading.Event,
+                retiring: RetiringFactory | None = None) -> int:
+    """Migrate the database, take over from the single ingester's session when it ran here
+    (:func:`ingest.handover.hand_over`, with ``retiring``), then start ``workers`` ingester
+    processes in share group ``group`` and supervise them until ``stop``.
 
     Returns:
-        the exit status for the parent (see :func:`supervise`).
+        the exit status for the parent (see :func:`supervise`); 0 when stopped during the hand-over.
 
     Raises:
         ValueError: bad ``group``.
+        core.errors.HandoverError: the single ingester, or one of these workers, is running; the
+            hand-over stalled or lost a connection (it was undone).
     """
+    from ingest.handover import hand_over
     from storage.db import default_city, migrate  # once here: workers migrating a new SQLite file at once collide
     from storage.runtime import check_database
 
     check_database(settings.database_url)
     migrate(settings.database_url, default_city=default_city(settings))
+    own = [worker_mqtt(settings, i, group) for i in range(1, workers + 1)]
     envs = [worker_env(settings, i, group, os.environ) for i in range(1, workers + 1)]
+    if retiring is not None:
+        busy = [m.client_id for m in own if spool_in_use(settings.ingest.spool_dir / spool_name(m.client_id))]
+        if busy:  # a hand-over would take their live sessions over
+            raise HandoverError(f"ingesters with client ids {', '.join(busy)} already run (their spools are locked)")
+        if not hand_over(settings, own, retiring, stop):  # stopped meanwhile
+            return 0
     return supervise(worker_command(sys.argv[1:]), envs, stop)

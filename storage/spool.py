@@ -461,3 +461,29 @@ class Spool:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = -1
+
+
+def spool_in_use(path: Path) -> bool:
+    """True while another open file holds the spool lock of ``path`` (a running ingester; in this
+    process too, since ``flock`` locks belong to open files). False when there is no lock file."""
+    try:
+        fd = os.open(f"{path}.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_spool(path: Path) -> None:
+    """Delete a closed, empty spool's files: the count file first (a data file without it opens as
+    new; the reverse would read as damage), then the data, WAL, shared-memory, reserve and lock
+    files. Missing files are skipped."""
+    for suffix in (".count", "", "-wal", "-shm", "-journal", ".reserve", ".lock"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
