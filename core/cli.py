@@ -110,9 +110,10 @@ def demo(
     from firmware_sim.live_store import CrewWatch, backfill
     from firmware_sim.publisher import Publisher
     from ingest import cli as ingest_cli
+    from ingest.service import spool_path_for
     from storage import cli as stack_cli
     from storage.runtime import create_database, database_location, open_influx, open_sessions
-    from storage.spool import SpoolBusy
+    from storage.spool import SpoolBusy, ensure_free
     from storage.stack import port_in_use
 
     try:
@@ -133,6 +134,13 @@ def demo(
         print(f"error: {url} is already in use (another `lorong demo` or `lorong api`?); "
               "stop it or set LORONG_API__PORT")
         raise typer.Exit(1)
+    spool = settings.ingest.spool_dir / spool_path_for(settings)
+    try:  # before the stack starts and the history loads (minutes): the ingester would fail on it last
+        ensure_free(spool)
+    except SpoolBusy:
+        print(f"error: another `lorong demo` (or `lorong ingest`) runs here: its spool {spool} is locked; "
+              "stop it first (Ctrl-C in its terminal), or give this one its own LORONG_MQTT__CLIENT_ID")
+        raise typer.Exit(1) from None
     stop = threading.Event()
     with ExitStack() as cleanup:  # everything started is stopped in reverse order, even on a failed start
         cleanup.callback(print, "stopped.")

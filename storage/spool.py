@@ -64,6 +64,29 @@ class SpoolBusy(ConfigError):
         self.path = path
 
 
+def ensure_free(path: Path) -> None:
+    """Check, without opening the spool, that no other process holds ``path`` (its ``.lock``).
+
+    For a command that would spend a long time before its ingester opens the spool (``lorong demo``
+    loads days of history first): it fails at once instead. The lock is taken and released, so
+    a process starting in between still meets :class:`SpoolBusy` when it opens the spool.
+
+    Raises:
+        SpoolBusy: another process holds the spool's lock.
+    """
+    lock = Path(f"{path}.lock")
+    if not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise SpoolBusy(path) from None
+    finally:
+        os.close(fd)
+
+
 class SpoolDamaged(ConfigError):
     """The spool file cannot be trusted: not a SQLite database, fails the integrity check, or
     holds fewer appends than its count file recorded (points acknowledged to the broker are gone).

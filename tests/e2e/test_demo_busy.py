@@ -1,0 +1,39 @@
+"""A second ``lorong demo`` in the same folder fails at once, before starting or loading anything,
+with one ``error:`` line naming what to do (it loaded the city's past for minutes, then failed on
+the spool the first demo holds). The "first demo" is this test holding the same spool file, as the
+first demo's ingester does (a real :class:`storage.spool.Spool` and its lock)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from storage import stack
+from storage.spool import Spool
+
+
+def test_a_second_demo_fails_fast_on_the_busy_spool(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")}
+    env |= {"LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'lorong.db'}", "LORONG_VAR_DIR": str(tmp_path / "var"),
+            "LORONG_MQTT__PORT": str(stack.free_port()),
+            "LORONG_INFLUX__URL": f"http://127.0.0.1:{stack.free_port()}",
+            "LORONG_API__PORT": str(stack.free_port())}
+    spool = Spool(tmp_path / "var" / "spool" / "lorong-ingest.sqlite")  # the default spool_dir and client id
+    try:
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--bins", "2", "--air", "0",
+                               "--history-days", "2", "--duration", "5"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        took = time.monotonic() - t0
+    finally:
+        spool.close()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: another `lorong demo`"), lines
+    assert "LORONG_MQTT__CLIENT_ID" in lines[0] and "lorong-ingest.sqlite" in lines[0]
+    assert took < 15, f"{took:.1f} s"
+    assert not (tmp_path / "var" / "run").exists()  # no broker or influxd started
+    assert not (tmp_path / "lorong.db").exists()  # no database made
