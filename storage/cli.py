@@ -133,18 +133,24 @@ def up_cluster(settings: Settings, nodes: int = 3, detach: bool = True) -> list[
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop the services recorded in the PID file that Lorong started and that still run (a
-    recorded PID now used by another process is left alone); returns the names stopped."""
+    """Stop the services Lorong started on this ``var`` folder and that still run; returns the
+    names stopped.
+
+    The PID file's records come first (a recorded PID now used by another process is left
+    alone, :func:`storage.stack.is_ours`); then any mosquitto, influxd or NATS node still running
+    on this folder's config files (:func:`storage.stack.running_in`), which a lost or overwritten
+    PID file no longer names.
+    """
     pidfile = _pidfile(settings)
-    if not pidfile.exists():
-        return []
     state = _state(settings)
+    dirs = _workdirs(settings)
     stopped = []
-    for name in ["mosquitto", *sorted(k for k in state if k.startswith("nats-")), "influxd"]:
-        pid = _ours(settings, state, name)
-        if pid is not None and stack.stop_pid(pid):
+    for name in ["mosquitto", *sorted(k for k in dirs if k.startswith("nats-")), "influxd"]:
+        pids = {stack_pid} if (stack_pid := _ours(settings, state, name)) is not None else set()
+        pids |= set(stack.running_in("nats-server" if name.startswith("nats-") else name, dirs[name]))
+        if sum(stack.stop_pid(pid) for pid in sorted(pids)):
             stopped.append(name)
-    pidfile.unlink()
+    pidfile.unlink(missing_ok=True)
     return stopped
 
 
@@ -154,8 +160,10 @@ def release(settings: Settings, services: list[stack.Service]) -> None:
     for svc in services:
         svc.stop()
     pidfile = _pidfile(settings)
-    if pidfile.exists():
-        state = {k: v for k, v in _state(settings).items() if k not in {svc.name for svc in services}}
+    if pidfile.exists():  # a service restarted since (another PID under the same name) is not ours to forget
+        mine = {svc.name: svc.proc.pid for svc in services}
+        state = {k: v for k, v in _state(settings).items()
+                 if k not in mine or (v.get("pid") if isinstance(v, dict) else v) != mine[k]}
         if state:
             pidfile.write_text(json.dumps(state))
         else:

@@ -340,6 +340,24 @@ def is_ours(record: object, name: str, workdir: Path) -> bool:
     return True
 
 
+def running_in(name: str, workdir: Path) -> list[int]:
+    """PIDs of the running ``name`` processes started on ``workdir``'s config file (Lorong starts
+    each service as ``<name> -c|-config <workdir>/<file>.conf``), found in ``/proc`` whatever
+    ``stack.json`` says: a lost or overwritten PID file does not orphan them.
+
+    Only a process whose command is ``name`` and one of whose arguments is a file directly in
+    ``workdir`` counts, so another broker (or a reused PID) is never taken for ours.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not pid_alive(pid := int(entry.name)):
+            continue
+        argv = _cmdline(pid)
+        if argv and Path(argv[0]).name == name and any(Path(a).parent == workdir for a in argv[1:]):
+            found.append(pid)
+    return sorted(found)
+
+
 def stop_pid(pid: int, timeout_s: float = 10.0) -> bool:
     """SIGTERM ``pid``, wait, SIGKILL if needed; True when it was running."""
     if not pid_alive(pid):

@@ -16,7 +16,7 @@ import pytest
 
 from core.settings import InfluxSettings, MqttSettings, Settings
 from storage import stack
-from storage.cli import down, up
+from storage.cli import down, release, up
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +52,44 @@ def test_stale_pid_file_neither_skips_nor_kills(tmp_path: Path, strangers: list[
     assert sorted(stopped) == ["influxd", "mosquitto"]
     assert all(p.poll() is None for p in strangers)
     assert all(s.proc.wait(timeout=10) is not None for s in started)
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(var_dir=tmp_path / "var", database_url=f"sqlite:///{tmp_path / 'lorong.db'}",
+                    mqtt=MqttSettings(port=stack.free_port()),
+                    influx=InfluxSettings(url=f"http://127.0.0.1:{stack.free_port()}"))
+
+
+def test_a_broker_restarted_under_a_demo_is_still_stopped_by_stack_down(tmp_path: Path) -> None:
+    """The demo's broker dies and `lorong stack up` starts a new one while the demo runs; when the
+    demo stops it releases only what it started (its influxd), and `stack down` stops the new broker
+    (the demo's release forgot it: it ran on, orphaned)."""
+    settings = _settings(tmp_path)
+    demo = up(settings, detach=False)  # what `lorong demo` starts
+    restarted: list[stack.Service] = []
+    try:
+        broker = next(s for s in demo if s.name == "mosquitto")
+        broker.kill()
+        restarted = up(settings, detach=False)
+        assert [s.name for s in restarted] == ["mosquitto"]
+        release(settings, demo)  # the demo stops
+        assert stack.port_in_use(settings.mqtt.port)  # the new broker is not the demo's to stop
+        assert down(settings) == ["mosquitto"]
+        assert restarted[0].proc.wait(timeout=10) is not None
+    finally:
+        for s in demo + restarted:
+            s.kill()
+
+
+def test_stack_down_finds_the_services_when_the_pid_file_is_gone(tmp_path: Path) -> None:
+    """A lost or overwritten var/run/stack.json does not orphan the services: `stack down` finds
+    the mosquitto and influxd running on this folder's files (command line names var/...)."""
+    settings = _settings(tmp_path)
+    started = up(settings, detach=False)
+    try:
+        (tmp_path / "var" / "run" / "stack.json").unlink()
+        assert sorted(down(settings)) == ["influxd", "mosquitto"]
+        assert all(s.proc.wait(timeout=10) is not None for s in started)
+    finally:
+        for s in started:
+            s.kill()
