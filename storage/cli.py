@@ -74,7 +74,8 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
             missing = [str(f) for f in (pw, acl) if not f.exists()]
             if missing:
                 raise ConfigError(f"no {' or '.join(missing)}: run `lorong devices credentials export` first")
-        svc = stack.start_mosquitto(dirs["mosquitto"], mqtt_port, pw, acl, detach=detach)
+        svc = stack.start_mosquitto(dirs["mosquitto"], mqtt_port, pw, acl, detach=detach,
+                                    message_size_limit=stack.broker_message_limit(settings.ingest.max_payload_bytes))
         state["mosquitto"] = stack.process_record(svc.proc.pid, dirs["mosquitto"])
         started.append(svc)
     if _ours(settings, state, "influxd") is None:

@@ -29,6 +29,22 @@ from storage.files import private_dir
 MAX_QUEUED_MESSAGES = 1_000_000
 """Per-client broker queue for QoS 1/2 while a subscriber lags or is offline (default 1000)."""
 
+MESSAGE_SIZE_FACTOR = 16
+"""The broker's payload bound, in multiples of the ingester's ``too_large`` limit
+(``IngestSettings.max_payload_bytes``, 64 KiB by default, so 1 MiB). Our choice: a payload up to
+16 times over the ingester's limit still reaches it and is dead-lettered as ``too_large`` (its first
+64 KiB kept), so a device sending too much shows up by name; beyond that the broker refuses it
+before it fills every subscriber's queue (``max_queued_bytes 0`` is no byte bound). No uplink
+comes near it: a LoRaWAN application payload is at most 242 bytes (LoRaWAN 1.0.3 Regional
+Parameters, AS923) and a ChirpStack or TTN event around it a few kB."""
+
+
+def broker_message_limit(max_payload_bytes: int) -> int:
+    """The broker's ``message_size_limit`` (bytes of one publish's payload) for an ingester whose
+    ``too_large`` limit is ``max_payload_bytes`` bytes: :data:`MESSAGE_SIZE_FACTOR` times it."""
+    return MESSAGE_SIZE_FACTOR * max_payload_bytes
+
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
@@ -119,13 +135,18 @@ def mosquitto_conf(
     password_file: Path | None = None,
     acl_file: Path | None = None,
     max_queued_messages: int = MAX_QUEUED_MESSAGES,
+    message_size_limit: int = broker_message_limit(65536),
 ) -> Path:
     """Write a mosquitto.conf for a loopback listener on ``port`` and return its path.
 
     Without ``password_file`` the broker allows anonymous clients; with it, only clients whose
     username/password are in the file (``mosquitto_passwd`` format), restricted by ``acl_file``.
     ``max_queued_messages`` is the per-client queue (messages); tests pass Mosquitto's default
-    1000 to show what it loses. Started as root, Mosquitto drops to :data:`BROKER_USER` when that
+    1000 to show what it loses. ``message_size_limit`` bounds one publish's payload (bytes,
+    :func:`broker_message_limit`): the broker drops a larger one (completing its QoS 1/2 flow, so
+    the client stays connected; mosquitto.conf(5) of Mosquitto 2.0.11, which also has
+    ``max_packet_size``, but that one disconnects the client and with it a gateway's other uplinks).
+    Started as root, Mosquitto drops to :data:`BROKER_USER` when that
     user can reach ``workdir`` (:func:`broker_user`), else it stays root (its ``user`` option).
     """
     private_dir(workdir)
@@ -137,6 +158,7 @@ def mosquitto_conf(
         f"max_queued_messages {max_queued_messages}",
         "max_queued_bytes 0",
         "max_inflight_messages 0",
+        f"message_size_limit {message_size_limit}",
         f"log_dest file {workdir}/mosquitto.log",
         "log_type error",
         "log_type warning",
@@ -220,6 +242,7 @@ def start_mosquitto(
     detach: bool = False,
     timeout_s: float = 10.0,
     max_queued_messages: int = MAX_QUEUED_MESSAGES,
+    message_size_limit: int = broker_message_limit(65536),
 ) -> Service:
     """Start Mosquitto on 127.0.0.1:``port`` and wait until it accepts connections.
 
@@ -232,7 +255,7 @@ def start_mosquitto(
     """
     if port_in_use(port):
         raise ConfigError(f"port {port} is already in use: another broker (or service) listens there")
-    conf = mosquitto_conf(workdir, port, password_file, acl_file, max_queued_messages)
+    conf = mosquitto_conf(workdir, port, password_file, acl_file, max_queued_messages, message_size_limit)
     hand_to_broker(workdir)
     out = open(workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen([_exe("mosquitto"), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
