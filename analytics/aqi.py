@@ -203,6 +203,12 @@ AVERAGING_H: dict[Standard, dict[str, int]] = {
 """Averaging period in hours each standard assumes, per pollutant (see module docstring)."""
 
 
+MAX_CONCENTRATION_UGM3 = 1e9
+"""Largest concentration an index is computed for: 1e9 ug/m3 is 1 kg/m3, about the density of air
+itself (1.2 kg/m3 at sea level and 20 degC, ISO 2533 standard atmosphere), so no pollutant in air
+comes near it; a larger value is a unit or typing mistake (1e308 overflowed the index)."""
+
+
 def _check_concentration(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"concentration must be a number, got {value!r}")
@@ -210,6 +216,9 @@ def _check_concentration(value: float) -> float:
         raise ValueError(f"concentration must be finite, got {value}")
     if value < 0:
         raise ValueError(f"concentration must be >= 0 ug/m3, got {value}")
+    if value > MAX_CONCENTRATION_UGM3:
+        raise ValueError(f"concentration must be <= {MAX_CONCENTRATION_UGM3:g} ug/m3 (1 kg/m3, about the "
+                         f"density of air itself), got {value:g}")
     return float(value)
 
 
@@ -280,7 +289,8 @@ def ispu_sub_index(pollutant: str, concentration_ugm3: float) -> SubIndex:
         last band's line is extrapolated and ``beyond_scale`` is set.
 
     Raises:
-        ValueError: unknown pollutant, negative, NaN or infinite concentration.
+        ValueError: unknown pollutant, negative, NaN, infinite or impossible (> :data:`MAX_CONCENTRATION_UGM3`)
+            concentration.
     """
     conc = _check_concentration(concentration_ugm3)
     bands = _bands(Standard.ISPU, pollutant)
@@ -305,7 +315,8 @@ def us_aqi_sub_index(pollutant: str, concentration_ugm3: float) -> SubIndex:
         extrapolated ("Beyond the AQI") and ``beyond_scale`` is set.
 
     Raises:
-        ValueError: unknown pollutant, negative, NaN or infinite concentration.
+        ValueError: unknown pollutant, negative, NaN, infinite or impossible (> :data:`MAX_CONCENTRATION_UGM3`)
+            concentration.
     """
     conc = _check_concentration(concentration_ugm3)
     bands = _bands(Standard.US, pollutant)

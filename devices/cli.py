@@ -33,6 +33,7 @@ from devices.registry import (
     retire_device,
     update_device,
 )
+from storage.files import missing_folder
 from storage.runtime import open_sessions
 
 app = typer.Typer(help="Register and manage devices.", no_args_is_help=True)
@@ -277,14 +278,19 @@ def export_csv(
     status: str | None = typer.Option(None),
 ) -> None:
     """Write the registry as CSV (every device, retired ones too, unless filtered)."""
+    if path != "-" and (why := missing_folder(Path(path))) is not None:
+        raise fail(why)
     sessions = open_sessions(Settings())
     with sessions() as s:
         rows = list_devices(s, kind, include_retired=True, status=status)
         if path == "-":
             write_devices(rows, sys.stdout)
             return
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            n = write_devices(rows, fh)
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                n = write_devices(rows, fh)
+        except OSError as exc:  # a directory named like the file, no permission, a full disk
+            raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
     console.print(f"exported {n} devices to {path}")
 
 

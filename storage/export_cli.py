@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 from core.errors import StoreRejected, StoreUnavailable
 from core.settings import Settings
 from storage import export
+from storage.files import missing_folder
 from storage.runtime import open_influx
 
 app = typer.Typer(help="Readings for officers and open-data portals.", no_args_is_help=True)
@@ -41,6 +43,9 @@ def readings_cmd(
     except ValueError as exc:
         print(f"error: {exc}")
         raise typer.Exit(1) from None
+    if (why := missing_folder(out)) is not None:
+        print(f"error: {why}", file=sys.stderr)
+        raise typer.Exit(1)
     t0 = time.monotonic()
     try:
         with open_influx(settings) as influx:
@@ -50,5 +55,8 @@ def readings_cmd(
                 size = export.write(export.rows(influx, sel), fmt, fh)  # type: ignore[arg-type]
     except (StoreUnavailable, StoreRejected) as exc:
         print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    except OSError as exc:  # a directory named like the file, no permission, a full disk
+        print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     print(f"wrote {out} ({size:,} bytes, {fmt}) in {time.monotonic() - t0:.1f} s")

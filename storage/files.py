@@ -31,3 +31,16 @@ def private_file(path: Path) -> None:
     """Create ``path`` empty with mode 0600 when it does not exist yet (an existing file is left alone)."""
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def missing_folder(out: Path) -> str | None:
+    """Why an output file ``out`` cannot be written because of its folder, as one line (``folder
+    X does not exist: ...``, ``X is not a folder``), or None when its folder exists. Commands that
+    write a file the user names check this first: a missing folder is not created (it is more often
+    a typo than a wish), and nothing slow runs before the answer."""
+    folder = out.parent
+    if not folder.exists():
+        return f"folder {folder} does not exist: create it first, or write elsewhere"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    return None

@@ -11,6 +11,7 @@ import pytest
 
 from storage import stack
 from storage.db import migrate
+from storage.influx import InfluxClient
 from storage.spool import Spool
 
 
@@ -92,3 +93,26 @@ def test_traceback_on_request(tmp_path: Path, flag: tuple[str, ...], env: dict[s
     proc = lorong(tmp_path, *flag, "analytics", "run-once", LORONG_MQTT__PORT="99999", **env)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "less_than_equal" in proc.stderr
+
+
+def test_export_into_a_missing_folder_one_line_exit_1(tmp_path: Path, influx: InfluxClient) -> None:
+    """An output file in a folder that does not exist is refused before anything is queried (a
+    typo'd path is not made into folders): one line naming the folder, for both exports."""
+    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database}
+    line = one_line(lorong(tmp_path, "export", "readings", "--from", "2026-01-01", "--to", "2026-01-02",
+                           "--out", "missing/dir/x.csv", **env), 1)
+    assert line == "error: folder missing/dir does not exist: create it first, or write elsewhere"
+    line = one_line(lorong(tmp_path, "devices", "export", "missing/dir/devices.csv"), 1)
+    assert line == "error: folder missing/dir does not exist: create it first, or write elsewhere"
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "here").mkdir()  # and where the folder exists, both write
+    assert lorong(tmp_path, "devices", "export", "here/devices.csv").returncode == 0
+    assert (tmp_path / "here" / "devices.csv").read_text().startswith("id,kind,")
+
+
+def test_aqi_of_an_impossible_concentration_one_line_exit_2(tmp_path: Path) -> None:
+    """1e308 ug/m3 overflowed the index (ISPU) or the Decimal rounding (US AQI) into a traceback."""
+    for standard in ("ispu", "us"):
+        line = one_line(lorong(tmp_path, "aqi", "--standard", standard, "--value", "1e308"), 2)
+        assert line == ("error: concentration must be <= 1e+09 ug/m3 (1 kg/m3, about the density of air itself), "
+                        "got 1e+308")
