@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.alerts import AlertBook
 from core import alerts as catalogue
 from core.model import Message
 from devices.registry import DeviceUpdate, normalize_id, update_device
@@ -45,7 +46,8 @@ EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.clear
 def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
              policy: Policy | None = None, means_tz: str | None = None, city_id: str | None = None) -> LoadReport:
     """Register the city's devices (those already registered get the city's place and geometry,
-    :func:`refresh_devices`), then advance the city to ``until`` and load its uplinks through the ingest
+    :func:`refresh_devices`), take an earlier demo's devices this city does not have out of the run
+    (:func:`leave_out`), then advance the city to ``until`` and load its uplinks through the ingest
     pipeline, each received at its simulated time.
 
     With ``means_tz`` the hourly and daily means of the loaded span are computed too
@@ -70,9 +72,11 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
         UnknownCity: ``city_id`` is not registered, or none is given and the registry has several.
         StoreError: InfluxDB unavailable or refusing points.
     """
-    rows = [{**row, "city_id": city_id} for row in city.registry_rows()] if city_id else city.registry_rows()
+    rows = [{**row, "installed_by": DEMO_INSTALLER, **({"city_id": city_id} if city_id else {})}
+            for row in city.registry_rows()]
     report = LoadReport(devices_new=register_devices(rows, sessions))
     refresh_devices(rows, sessions)
+    leave_out({normalize_id(str(row["id"])) for row in rows}, sessions, until)
     start = datetime.fromtimestamp(city.clock, UTC)
     msgs = (Message(topic, payload, datetime.fromtimestamp(rx, UTC))
             for rx, topic, payload in city.advance(until.timestamp()))
@@ -83,8 +87,47 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
 
 
 REFRESHED = ("model", "codec", "lat", "lon", "kecamatan", "street", "depth_mm", "blind_zone_mm", "capacity_l",
-             "report_interval_s")
+             "report_interval_s", "installed_by")
 """Registry fields a city sets on devices registered before (by an earlier demo with another city or size)."""
+
+DEMO_INSTALLER = "lorong demo"
+"""``installed_by`` of the devices the demo registers: the ones :func:`leave_out` may take out of a run."""
+
+LEFT_OUT = "not in this demo run (restarted with fewer devices)"
+"""Reason recorded on the alerts of a device :func:`leave_out` takes out of the run."""
+
+
+def leave_out(keep: set[str], sessions: sessionmaker[Session], at: datetime) -> list[str]:
+    """Take the active devices an earlier demo registered (``installed_by`` :data:`DEMO_INSTALLER`)
+    in the cities of ``keep`` and this run does not have out of the run: registry status ``in_stock``
+    (not installed; the analytics job watches ``active`` devices only, so they do not turn
+    ``offline``), and their active
+    alerts cleared by the system at ``at`` with the reason :data:`LEFT_OUT`. A later run that has
+    them again makes them ``active`` (:func:`refresh_devices`). Devices a person registered are left
+    alone.
+
+    Args:
+        keep: normalized ids of this run's devices.
+        sessions: the Lorong database.
+        at: tz-aware time of the clears.
+
+    Returns:
+        the ids taken out, sorted.
+    """
+    with sessions.begin() as s:  # only in this run's cities: `demo --cities` backfills one city at a time
+        cities = set(s.scalars(select(DeviceRow.city_id).where(DeviceRow.id.in_(keep))))
+        rows = s.scalars(select(DeviceRow).where(DeviceRow.installed_by == DEMO_INSTALLER,
+                                                 DeviceRow.city_id.in_(cities), DeviceRow.status == "active")).all()
+        gone = sorted(r.id for r in rows if r.id not in keep)
+        for dev in gone:
+            update_device(s, dev, DeviceUpdate(status="in_stock"))
+        book = AlertBook(s)
+        for alert_id in s.scalars(select(AlertRow.id).where(AlertRow.device_id.in_(gone),
+                                                            AlertRow.status == "active")).all():
+            book.clear(alert_id, at, reason=LEFT_OUT)
+    if gone:
+        log.info("%d devices of an earlier demo are not in this run: now in_stock, their alerts cleared", len(gone))
+    return gone
 
 
 def refresh_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session]) -> int:
@@ -105,6 +148,8 @@ def refresh_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session])
             if dev is None or dev.status == "retired" or dev.kind != row["kind"]:
                 continue
             change = {k: row[k] for k in REFRESHED if k in row and getattr(dev, k) != row[k]}
+            if dev.status == "in_stock" and row.get("installed_by") == DEMO_INSTALLER:
+                change["status"] = "active"  # taken out by an earlier, smaller demo run (leave_out)
             if change:
                 update_device(s, dev.id, DeviceUpdate.model_validate(change))
                 n += 1
