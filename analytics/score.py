@@ -76,6 +76,11 @@ class ScoreInputError(LorongError):
     """A truth or decisions document is unreadable, of another version, or misses a field."""
 
 
+class NothingToScore(ScoreInputError):
+    """The scenario ends within the warm-up: every event, alert and forecast would be left out, and
+    an empty score reads as "all targets met"."""
+
+
 @dataclass(frozen=True, slots=True)
 class TypeScore:
     """How one alert type did.
@@ -419,11 +424,16 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
 
     Raises:
         ScoreInputError: a time is missing or malformed, or ``warmup_h`` is negative.
+        NothingToScore: the scenario ends before the warm-up does (``truth.end <= start + warmup_h``).
     """
     if warmup_h < 0:
         raise ScoreInputError("the warm-up cannot be negative")
     start, end = _t(truth.get("start"), "truth start"), _t(truth.get("end"), "truth end")
     cut = start + timedelta(hours=warmup_h)
+    if end <= cut:
+        raise NothingToScore(f"nothing to score: the scenario runs {(end - start).total_seconds() / 3600:g} h, all of "
+                             f"it inside the {warmup_h:g} h warm-up; score a longer scenario, or pass a smaller "
+                             "--warmup-h")
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in truth.get("events") or []:
         events[str(e.get("type"))].append(e)

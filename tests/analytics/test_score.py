@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics.cli import app
-from analytics.score import ScoreInputError, load, quantile, score, targets_met
+from analytics.score import NothingToScore, ScoreInputError, load, quantile, score, targets_met
 
 S = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)  # scenario start; the default warm-up ends at H(24)
 MIN = timedelta(minutes=1)
@@ -228,3 +228,21 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {tmp_path / 'bad.json'}: ")
     res = runner.invoke(app, ["score", "--truth", str(tmp_path / "none.json"), "--decisions", str(tmp_path)])
     assert res.exit_code == 2 and res.stderr.startswith("error: ")
+
+
+def test_a_scenario_inside_the_warm_up_has_nothing_to_score(tmp_path: Path) -> None:
+    """A 12 h scenario under the 24 h warm-up left every event out, and the report said "targets: all
+    met"; it says there is nothing to score instead (exit 2), in tables and in JSON."""
+    short = {**truth(), "end": iso(H(12)), "events": [event("bin_full", "B1", H(2), H(5))]}
+    (tmp_path / "truth.json").write_text(json.dumps(short))
+    (tmp_path / "decisions.json").write_text(json.dumps(decisions()))
+    with pytest.raises(NothingToScore, match="the scenario runs 12 h, all of it inside the 24 h warm-up"):
+        score(short, decisions())
+    for extra in ([], ["--json"]):
+        res = CliRunner().invoke(app, ["score", "--truth", str(tmp_path), "--decisions",
+                                       str(tmp_path / "decisions.json"), *extra])
+        assert res.exit_code == 2, res.output
+        assert "all met" not in res.output
+        assert res.stderr == ("error: nothing to score: the scenario runs 12 h, all of it inside the 24 h warm-up; "
+                              "score a longer scenario, or pass a smaller --warmup-h\n")
+    assert score(short, decisions(), warmup_h=1).decisions  # with a shorter warm-up it scores
