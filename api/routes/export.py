@@ -19,6 +19,7 @@ from pydantic import AwareDatetime
 from api.auth import Forbidden
 from api.deps import ContextDep, Exporter
 from api.errors import InvalidRequest
+from api.query import known_kecamatan, resolve_kecamatan
 from api.readings import MAX_SPAN
 from api.schemas import ERRORS, STORE
 from core.model import utcnow
@@ -46,7 +47,8 @@ def export_readings(
                                                               "city tag (one city per deployment)"),
 ) -> StreamingResponse:
     """Readings of ``[from, to)`` as a CSV or Parquet download, streamed (officers and admins). A token
-    scoped to a city exports its city's (403 for another city)."""
+    scoped to a city exports its city's (403 for another city). A ``kecamatan`` no registered device
+    is in is a 422 naming the known ones (compared without case, as ``/devices`` does)."""
     if who.city is not None:
         if city not in (None, who.city):
             raise Forbidden(f"a token of {who.city} exports readings of {who.city} only")
@@ -58,6 +60,9 @@ def export_readings(
     raw_days = ctx.settings.influx.raw_days
     if resolution == "raw" and start < utcnow() - timedelta(days=raw_days + 1):
         raise InvalidRequest(f"raw readings are kept {raw_days} days: for older times ask resolution=hourly or daily")
+    if kecamatan is not None:  # a name no device has is a mistake, not an empty file (422 listing the known ones)
+        with ctx.sessions() as s:
+            kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(s, who.city))
     sel = export.Selection(start, end, resolution, kecamatan, city)
     headers = {"Content-Disposition": f'attachment; filename="lorong-readings-{start:%Y%m%dT%H%M}-'
                                       f'{end:%Y%m%dT%H%M}-{resolution}.{format}"'}

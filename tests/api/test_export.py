@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from core import schema
 from core.model import to_ms
+from devices.registry import DeviceIn, add_device
 from storage.influx import InfluxClient, line
 
 pytestmark = pytest.mark.integration
@@ -59,15 +61,38 @@ def test_csv_is_streamed_and_equals_what_was_written(role: str, client: httpx.Cl
     assert rows == [["time", "device_id", "kecamatan", "kind", "metric", "value", "unit"], *want]
 
 
-def test_parquet(client: httpx.Client, influx: InfluxClient, auth: Callable[[str], dict[str, str]]) -> None:
+def register(sessions: sessionmaker[Session]) -> None:
+    """The seeded bin, and a bin in Tallo that sent nothing."""
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="MKS-BIN-0001", kind="bin", kecamatan="@Wajo", depth_mm=1000))
+        add_device(s, DeviceIn(id="MKS-BIN-0002", kind="bin", kecamatan="Tallo", depth_mm=1000))
+
+
+def test_parquet(client: httpx.Client, influx: InfluxClient, auth: Callable[[str], dict[str, str]],
+                 sessions: sessionmaker[Session]) -> None:
     seed(influx)
+    register(sessions)
     r = client.get("/export/readings", params=params(format="parquet", kecamatan="@Wajo"), headers=auth("officer"))
     assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apache.parquet"
     table = pq.read_table(io.BytesIO(r.content)).to_pylist()
     assert [(x["time"], x["value"], x["kecamatan"]) for x in table] == [
         (T0 + timedelta(hours=i), i / 100, "@Wajo") for i in range(HOURS)]  # typed cells stay as stored
     other = client.get("/export/readings", params=params(kecamatan="Tallo"), headers=auth("officer"))
-    assert other.text.splitlines() == ["time,device_id,kecamatan,kind,metric,value,unit"]
+    assert other.text.splitlines() == ["time,device_id,kecamatan,kind,metric,value,unit"]  # registered, no readings
+
+
+def test_an_unknown_kecamatan_is_422_naming_the_known_ones(client: httpx.Client, influx: InfluxClient,
+                                                          auth: Callable[[str], dict[str, str]],
+                                                          sessions: sessionmaker[Session]) -> None:
+    """It was a 200 and an empty file, as if the kecamatan had no readings."""
+    seed(influx)
+    register(sessions)
+    r = client.get("/export/readings", params=params(kecamatan="nowhere"), headers=auth("officer"))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == ("query parameter 'kecamatan': no device is in 'nowhere'; "
+                                  "known kecamatan: @Wajo, Tallo")
+    r = client.get("/export/readings", params=params(kecamatan="tallo"), headers=auth("officer"))
+    assert r.status_code == 200 and r.text.startswith("time,")  # spelled without case, as /devices takes it
 
 
 def test_bad_requests(client: httpx.Client, auth: Callable[[str], dict[str, str]]) -> None:
