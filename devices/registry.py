@@ -84,6 +84,13 @@ NEEDS_DEPTH = ("a bin needs its depth (sensor face to the empty bin floor, mm; -
                "level; only a bin in stock may go without")
 """Why a bin without ``depth_mm`` is refused (API 422 on ``depth_mm``, CLI one ``error:`` line)."""
 
+BIN_ONLY = ("depth_mm", "blind_zone_mm", "capacity_l", "waste_kind")
+"""Fields of a bin's geometry and contents; an air station given one is refused (a ``blind_zone_mm`` of 0,
+the column's default that a CSV export writes for every device, counts as not given)."""
+
+NOT_FOR_AIR = "only a bin has it; an air station has no bin geometry"
+"""Why an air station with a :data:`BIN_ONLY` field is refused (API 422 on that field)."""
+
 
 def check_depth(kind: DeviceKind | str, status: str | None, depth_mm: float | None) -> None:
     """Refuse a bin that is not ``in_stock`` (or ``retired``) and has no ``depth_mm``.
@@ -164,7 +171,8 @@ class DeviceIn(_DeviceChecks):
     Units: lat/lon WGS84 degrees; depth_mm (sensor face to the empty bin floor) and
     blind_zone_mm (the sensor's minimum range) millimetres; capacity_l litres;
     report_interval_s seconds; full_threshold a 0..1 fraction. ``installed_at`` must carry
-    a UTC offset.
+    a UTC offset. A bin needs ``depth_mm`` unless in stock (:data:`NEEDS_DEPTH`); an air station
+    takes none of :data:`BIN_ONLY` (:data:`NOT_FOR_AIR`).
     """
 
     id: str
@@ -196,6 +204,17 @@ class DeviceIn(_DeviceChecks):
         except ValueError:  # reported on the field, so the API's 422 names body.depth_mm
             raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
                 type=PydanticCustomError("bin_depth", NEEDS_DEPTH), loc=("depth_mm",), input=None)]) from None
+        return self
+
+    @model_validator(mode="after")
+    def _air_has_no_bin_geometry(self) -> DeviceIn:
+        if self.kind is not DeviceKind.AIR:
+            return self
+        given = [f for f in BIN_ONLY if getattr(self, f) not in (None, 0.0) and f in self.model_fields_set]
+        if given:  # one error per field, so the API's 422 names each body field
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("bin_only", NOT_FOR_AIR), loc=(f,), input=getattr(self, f))
+                for f in given])
         return self
 
 

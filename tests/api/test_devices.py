@@ -132,3 +132,22 @@ def test_a_bin_without_depth_is_refused(client: httpx.Client, sessions: sessionm
     assert r.status_code == 200 and r.json()["status"] == "active", r.text
     r = client.patch(f"/devices/{EM310['id']}", json={"depth_mm": None}, headers=tech)
     assert r.status_code == 422 and "depth_mm" in r.json()["detail"], r.text
+
+
+def test_an_air_station_with_bin_geometry_is_refused(client: httpx.Client, sessions: sessionmaker[Session],
+                                                     auth: Callable[[str], dict[str, str]]) -> None:
+    """``POST /devices`` took an air station with ``depth_mm`` (201), as `lorong devices add` does not."""
+    tech = auth("technician")
+    r = client.post("/devices", json={"id": "MKS-AIR-01", "kind": "air", "depth_mm": 900}, headers=tech)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"loc": ["body", "depth_mm"],
+                                   "msg": "only a bin has it; an air station has no bin geometry"}]
+    r = client.post("/devices", json={"id": "MKS-AIR-01", "kind": "air", "capacity_l": 660, "waste_kind": "organik",
+                                      "blind_zone_mm": 200}, headers=tech)
+    assert r.status_code == 422, r.text
+    assert [e["loc"][1] for e in r.json()["errors"]] == ["blind_zone_mm", "capacity_l", "waste_kind"]
+    with sessions() as s:
+        assert s.scalars(select(DeviceRow)).all() == []
+    ok = client.post("/devices", json={"id": "MKS-AIR-01", "kind": "air", "kecamatan": "Tallo", "blind_zone_mm": 0},
+                     headers=tech)  # 0 is the column's default, as a CSV export writes it
+    assert ok.status_code == 201, ok.text
