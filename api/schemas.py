@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 
 def _utc(ts: datetime) -> datetime:
@@ -253,9 +253,17 @@ class AlertOut(BaseModel):
 
 
 class ClearIn(BaseModel):
-    """Optional body of ``POST /alerts/{id}/clear``."""
+    """Body of ``POST /alerts/{id}/clear``: a person's clear says why (its history keeps it; the demo's
+    city reads "emptied" as a bin emptied). Surrounding white space is dropped; a blank reason is a 422."""
 
-    reason: str = Field("", max_length=200, description="why it was cleared (\"emptied\", \"false alarm\")")
+    reason: str = Field(max_length=200, description="why it was cleared (\"emptied\", \"false alarm\")")
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a clear needs a reason: say why (\"emptied\", \"false alarm\", ...)")
+        return value.strip()
 
 
 class AlertHistoryOut(BaseModel):

@@ -25,6 +25,7 @@ from analytics.notify import city_zones, outbox_channels
 from api.alert_state import AlertFilter, decode_cursor, encode_cursor, location, query_page, snapshot_page
 from api.auth import Principal
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
+from api.errors import InvalidRequest
 from api.idempotency import IdempotencyKey, once
 from api.query import one_of, resolve_kecamatan_in
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertHistoryOut, AlertOut, AlertTypesOut, ClearIn
@@ -171,15 +172,18 @@ def acknowledge(alert_id: AlertId, request: Request, ctx: ContextDep, session: S
 @router.post("/{alert_id}/clear", response_model=AlertOut, responses={**NOT_FOUND, **CONFLICT})
 def clear(alert_id: AlertId, request: Request, ctx: ContextDep, session: SessionDep, who: AlertWriter,
           body: Annotated[ClearIn | None, Body()] = None, key: IdempotencyKey = None) -> Response:
-    """Clear an active alert, e.g. after emptying the bin; ``reason`` goes into its history. Only a
-    role that acts on the alert's type may, in the token's area (403 otherwise); 409 if already cleared. Idempotent by
-    ``Idempotency-Key`` as the acknowledgement."""
+    """Clear an active alert, e.g. after emptying the bin; ``reason`` (required, not blank: 422) goes into
+    its history. Only a role that acts on the alert's type may, in the token's area (403 otherwise); 409 if
+    already cleared. Idempotent by ``Idempotency-Key`` as the acknowledgement."""
+    if body is None:
+        raise InvalidRequest('a clear needs a reason: send {"reason": "emptied"} (or "false alarm", ...)')
+    reason = body.reason
     # the scheduler sends them
     book = AlertBook(session, ctx.notifiers, outbox_channels(ctx.settings, city_zones(session)))
 
     def apply() -> dict[str, Any]:
         who.require_act(in_area(book, alert_id, who).type)
-        return alert_out(session, book.clear(alert_id, utcnow(), who.actor, body.reason if body else ""))
+        return alert_out(session, book.clear(alert_id, utcnow(), who.actor, reason))
 
     response, replayed = once(session, who, key, request, apply)
     if not replayed:

@@ -122,10 +122,16 @@ def test_ack_and_clear(client: httpx.Client, sessions: sessionmaker[Session],
     r = client.post(f"/alerts/{first['id']}/clear", json={"reason": "emptied at 10:05"}, headers=auth("admin"))
     assert r.status_code == 200
     assert (r.json()["status"], r.json()["cleared_by"]) == ("cleared", "admin:ADMIN")
-    assert client.post(f"/alerts/{first['id']}/clear", headers=crew).status_code == 409
+    assert client.post(f"/alerts/{first['id']}/clear", json={"reason": "emptied"}, headers=crew).status_code == 409
     assert client.get(f"/alerts/{first['id']}", headers=auth("officer")).json()["status"] == "cleared"
     second = client.get("/alerts?device_id=MKS-BIN-0003", headers=crew).json()[0]
-    assert client.post(f"/alerts/{second['id']}/clear", headers=crew).json()["status"] == "cleared"  # no body
+    for blank in (None, {}, {"reason": ""}, {"reason": " \t\n"}):  # a person's clear says why (it was accepted)
+        r = client.post(f"/alerts/{second['id']}/clear", json=blank, headers=crew)
+        assert r.status_code == 422, (blank, r.text)
+        assert "reason" in r.json()["detail"], r.text
+    assert client.get(f"/alerts/{second['id']}", headers=crew).json()["status"] == "active"
+    r = client.post(f"/alerts/{second['id']}/clear", json={"reason": "  false alarm "}, headers=crew)
+    assert r.json()["status"] == "cleared"
     r = client.post(f"/alerts/{second['id']}/ack", headers=crew)  # nothing left to be on
     assert r.status_code == 409
     assert r.json()["detail"] == f"alert {second['id']} is already cleared; only an active alert can be acknowledged"
@@ -136,7 +142,7 @@ def test_ack_and_clear(client: httpx.Client, sessions: sessionmaker[Session],
     assert history == [("opened", "system", {"fillingLevel": 0.94}), ("acknowledged", "crew:CREW", {}),
                        ("cleared", "admin:ADMIN", {"reason": "emptied at 10:05"})]
     for path in ("/alerts/99999/ack", "/alerts/99999/clear"):
-        r = client.post(path, headers=crew)
+        r = client.post(path, headers=crew, json={"reason": "done"})
         assert r.status_code == 404 and r.json()["detail"] == "no alert 99999"
     assert client.post("/alerts/0/ack", headers=crew).status_code == 422
     long = client.post(f"/alerts/{second['id']}/clear", json={"reason": "x" * 201}, headers=crew)
@@ -192,7 +198,7 @@ def test_active_snapshot_in_the_api(settings: Any, sessions: sessionmaker[Sessio
             assert c.post("/alerts/1/ack").status_code == 200  # a write through the API reloads it
             active = c.get("/alerts").json()
             assert len(active) == 4 and next(a for a in active if a["id"] == 1)["acknowledged"] is True
-            assert c.post("/alerts/2/clear").status_code == 200
+            assert c.post("/alerts/2/clear", json={"reason": "emptied"}).status_code == 200
             assert [a["id"] for a in c.get("/alerts").json()] == [4, 3, 1]
     finally:
         srv.stop()
