@@ -28,7 +28,7 @@ from devices.registry import DeviceIn, add_device
 from storage import stack
 from storage.influx import InfluxClient, line
 from storage.tables import AlertHistoryRow, AlertRow
-from tests.analytics.test_scenarios import Subscriber
+from tests.support import Subscriber
 
 T = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 

@@ -9,17 +9,12 @@ Mosquitto acknowledges a denied publish like any other and drops it, so that row
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -36,53 +31,12 @@ from storage import stack
 from storage.cli import down, reload, up
 from storage.tables import NotificationOutboxRow as Row
 from tests.analytics.test_scenarios import NOW
-from tests.support import wait_for
+from tests.support import Subscriber, wait_for
 
 pytestmark = pytest.mark.integration
 
 PUBLISHER, PUBLISHER_PW = "lorong-alerts", "alerts-secret"
 READER, READER_PW = "alerts-reader", "reader-secret"
-
-
-class AuthSubscriber:
-    """An MQTT 5 client logged in as ``username``, subscribed to ``lorong/alerts/#`` (QoS 1)."""
-
-    def __init__(self, port: int, username: str, password: str) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.granted: list[int] = []
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"reader-{time.monotonic_ns()}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(username, password)
-        self.client.on_connect = lambda c, *_: c.subscribe("lorong/alerts/#", qos=1)
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._ready.wait(10), "subscriber not ready"
-
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: list[Any], _p: Any) -> None:
-        self.granted = [c.value for c in codes]
-        self._ready.set()
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, json.loads(msg.payload)))
-
-    def settle(self, expected: int, timeout_s: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
-        """Wait until ``expected`` messages arrived, then 0.3 s more for any extra one."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(self.messages) < expected:
-            time.sleep(0.02)
-        time.sleep(0.3)
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def write_auth_files(mq: Path, publisher_grant: bool) -> tuple[Path, Path]:
@@ -120,7 +74,7 @@ def mqtt_rows(sessions: Any) -> list[Row]:
 
 def test_publish_denied_by_the_acl_stays_pending_with_the_brokers_reason(sessions: Any,
                                                                          denied_broker: stack.Service) -> None:
-    sub = AuthSubscriber(denied_broker.port, READER, READER_PW)
+    sub = Subscriber(denied_broker.port, READER, READER_PW, mqtt5=True)
     box = Outbox(sessions, {"mqtt": MqttChannel("127.0.0.1", denied_broker.port, PUBLISHER, PUBLISHER_PW,
                                                 timeout_s=5.0)})
     try:
@@ -158,7 +112,7 @@ def test_stack_up_auth_alert_reaches_the_reader_and_not_without_the_publishers_a
     services = up(settings, auth=True, detach=False)
     sub = None
     try:
-        sub = AuthSubscriber(port, reader["MQTT_USERNAME"], reader["MQTT_PASSWORD"])
+        sub = Subscriber(port, reader["MQTT_USERNAME"], reader["MQTT_PASSWORD"], mqtt5=True)
         assert sub.granted == [1]  # QoS 1 granted: the reader may read lorong/alerts/#
         outbox = build_outbox(settings, sessions)  # logs in as lorong-alerts from alerts.env
         try:

@@ -29,8 +29,9 @@ from storage.influx import InfluxClient
 from storage.tables import AlertRow
 from storage.tables import NotificationOutboxRow as Row
 from tests.analytics.test_alerts import hook  # noqa: F401  (a real HTTP server on a free loopback port)
-from tests.analytics.test_scenarios import FILL, MIN, NOW, Subscriber, at, bin_, register, write
+from tests.analytics.test_scenarios import FILL, MIN, NOW, at, bin_, register, write
 from tests.devices.conftest import backend, db_url, empty_db_url, postgres_server  # noqa: F401  (both back ends)
+from tests.support import Subscriber
 
 pytestmark = pytest.mark.integration
 

@@ -7,17 +7,13 @@ Alert changes go to the real Mosquitto broker; a subscriber counts exactly one m
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from analytics.alerts import AlertChange
@@ -30,6 +26,7 @@ from devices.registry import DeviceIn, add_device
 from storage import stack
 from storage.influx import InfluxClient, line
 from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeadLetterRow, DeviceLatestRow
+from tests.support import Subscriber
 
 pytestmark = pytest.mark.integration
 
@@ -98,40 +95,6 @@ class Job:
             after = state(self.sessions)
             assert {k: v[:2] for k, v in after.items()} == {k: v[:2] for k, v in before.items()}
         return report
-
-
-class Subscriber:
-    """A real MQTT client subscribed to ``lorong/alerts/#`` (QoS 1), collecting messages."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"alerts-sub-{time.monotonic_ns()}")
-        self.client.on_connect = lambda c, *_: c.subscribe("lorong/alerts/#", qos=1)
-        self.client.on_subscribe = lambda *_: self._ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._ready.wait(10), "subscriber not ready"
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, json.loads(msg.payload)))
-
-    def settle(self, expected: int, timeout_s: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
-        """Wait until ``expected`` messages arrived, then 0.3 s more for any extra one."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(self.messages) < expected:
-            time.sleep(0.02)
-        time.sleep(0.3)
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
