@@ -119,7 +119,8 @@ class DeviceInfo:
         kind: bin or air.
         codec: LoRaWAN byte codec id (``milesight-em310-udl``) or ``None`` for JSON-only devices.
         kecamatan: district name, used as an InfluxDB tag.
-        city: the device's city id (registry ``city_id``), the ``city`` tag of its points.
+        city: the device's city id (registry ``city_id``; the deployment's city for a device that names
+            none, :func:`devices.registry.to_info`), the ``city`` tag of its points.
         bin_depth_mm: distance from the ultrasonic sensor to the empty bin floor, mm.
         blind_zone_mm: distance below which the sensor cannot measure (bin full), mm.
         full_threshold: per-device override of the full-bin threshold (fraction), or ``None``.

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DeviceExists, DeviceRetired, UnknownDevice
 from core.model import DeviceInfo, DeviceKind, utcnow
-from core.settings import CITY_ID
+from core.settings import CITY_ID, CitySettings
 from devices.cities import get_city, resolve_city
 from ingest.codecs import CODECS
 from storage.influx import check_tag_value
@@ -87,6 +87,9 @@ NEEDS_DEPTH = ("a bin needs its depth (sensor face to the empty bin floor, mm; -
 BIN_ONLY = ("depth_mm", "blind_zone_mm", "capacity_l", "waste_kind")
 """Fields of a bin's geometry and contents; an air station given one is refused (a ``blind_zone_mm`` of 0,
 the column's default that a CSV export writes for every device, counts as not given)."""
+
+DEFAULT_CITY: str = CitySettings().id
+"""The city of a device that names none when no deployment city is passed (``LORONG_CITY__ID``'s default)."""
 
 NOT_FOR_AIR = "only a bin has it; an air station has no bin geometry"
 """Why an air station with a :data:`BIN_ONLY` field is refused (API 422 on that field)."""
@@ -264,10 +267,13 @@ class DeviceUpdate(_DeviceChecks):
         return {k: getattr(self, k) for k in sorted(self.model_fields_set)}
 
 
-def to_info(row: DeviceRow) -> DeviceInfo:
-    """The ingest/analytics view of a registry row."""
+def to_info(row: DeviceRow, default_city: str) -> DeviceInfo:
+    """The ingest/analytics view of a registry row; a row that names no city (one built from a
+    registry CSV without ``city_id``) is in ``default_city`` (the deployment's, ``LORONG_CITY__ID``),
+    so ``DeviceInfo.city`` is always a city id."""
     return DeviceInfo(
-        device_id=row.id, kind=DeviceKind(row.kind), codec=row.codec, kecamatan=row.kecamatan, city=row.city_id,
+        device_id=row.id, kind=DeviceKind(row.kind), codec=row.codec, kecamatan=row.kecamatan,
+        city=row.city_id or default_city,
         bin_depth_mm=row.depth_mm, blind_zone_mm=row.blind_zone_mm or 0.0,
         full_threshold=row.full_threshold, report_interval_s=row.report_interval_s, lat=row.lat, lon=row.lon,
     )
@@ -400,11 +406,14 @@ class RegistryLookup:
     Retired devices are not returned (their messages are rejected as ``unknown_device``).
     A reload that fails (the database restarting or failing over) keeps the devices already
     loaded, logs one warning, and is tried again on the same schedule; only the load at start
-    raises.
+    raises. A device without a city is in ``default_city`` (:func:`to_info`; pass
+    ``settings.city.id``).
     """
 
-    def __init__(self, sessions: sessionmaker[Session], refresh_s: float = 60.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], refresh_s: float = 60.0,
+                 default_city: str = DEFAULT_CITY) -> None:
         self._sessions = sessions
+        self._default_city = default_city
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._cache: dict[str, DeviceInfo] = {}
@@ -415,7 +424,7 @@ class RegistryLookup:
     def reload(self) -> None:
         """Reload every non-retired device from the database."""
         with self._sessions() as s:
-            cache = {r.id: to_info(r) for r in list_devices(s)}
+            cache = {r.id: to_info(r, self._default_city) for r in list_devices(s)}
         with self._lock:
             self._cache = cache
             self._loaded = time.monotonic()

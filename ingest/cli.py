@@ -42,7 +42,8 @@ console = Console()
 def build(settings: Settings) -> Ingester:
     """An :class:`Ingester` wired to the configured broker, InfluxDB and database."""
     sessions = open_sessions(settings)
-    return Ingester(settings, RegistryLookup(sessions), DeadLetterStore(sessions), open_influx(settings))
+    return Ingester(settings, RegistryLookup(sessions, default_city=settings.city.id), DeadLetterStore(sessions),
+                    open_influx(settings))
 
 
 def build_retiring(settings: Settings, topic: str) -> RetiringIngester:
@@ -61,14 +62,15 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _csv_devices(path: Path) -> StaticDevices:
-    """The non-retired devices of a registry CSV (``lorong devices export`` layout)."""
+def _csv_devices(path: Path, default_city: str) -> StaticDevices:
+    """The non-retired devices of a registry CSV (``lorong devices export`` layout); a row without
+    ``city_id`` is in ``default_city``."""
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             rows = read_devices(fh)
     except CsvProblems as exc:
         raise _fail(f"{path}: {exc}") from None
-    return StaticDevices(to_info(DeviceRow(**d.model_dump())) for _, d in rows if d.status != "retired")
+    return StaticDevices(to_info(DeviceRow(**d.model_dump()), default_city) for _, d in rows if d.status != "retired")
 
 
 def _registry_devices(settings: Settings) -> DeviceLookup:
@@ -76,7 +78,7 @@ def _registry_devices(settings: Settings) -> DeviceLookup:
     url = settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         raise _fail(f"no registry database at {url}; pass --devices devices.csv to replay offline")
-    return RegistryLookup(open_sessions(settings, upgrade=False))
+    return RegistryLookup(open_sessions(settings, upgrade=False), default_city=settings.city.id)
 
 
 @app.command("run")
@@ -140,7 +142,7 @@ def replay(
     if fmt is not None and fmt not in FORMATS:
         raise _fail(f"unknown format {fmt!r}; known: {', '.join(sorted(FORMATS))}")
     settings = Settings()
-    lookup = _csv_devices(devices) if devices is not None else _registry_devices(settings)
+    lookup = _csv_devices(devices, settings.city.id) if devices is not None else _registry_devices(settings)
     if fmt is None:
         pipeline = Pipeline(lookup, _policy(settings), max_payload_bytes=settings.ingest.max_payload_bytes)
     else:
@@ -227,7 +229,7 @@ def dead_replay(
     replayed; the rest stay pending."""
     settings = Settings()
     sessions = open_sessions(settings)
-    pipeline = Pipeline(RegistryLookup(sessions), _policy(settings),
+    pipeline = Pipeline(RegistryLookup(sessions, default_city=settings.city.id), _policy(settings),
                         max_payload_bytes=settings.ingest.max_payload_bytes)
     influx = open_influx(settings)
     try:

@@ -162,7 +162,7 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
         rx_field: the ``rx_ms`` field of ``received_at`` as :func:`storage.influx.float_field` writes
             it, when the caller has it already.
     """
-    series = _series_key(device.kind, device.device_id, device.kecamatan, extra, device.city or "")
+    series = _series_key(device.kind, device.device_id, device.kecamatan, extra, device.city)
     first = values[0][3]
     groups: dict[datetime, dict[str, float]]
     for v in values:

@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from core.cli import app as lorong
-from devices.registry import DeviceIn, add_device
+from core.model import Message
+from devices.registry import DeviceIn, RegistryLookup, add_device
+from ingest.cli import _csv_devices
 from ingest.codecs import CODECS
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.formats import FORMATS
+from ingest.pipeline import Pipeline
 from storage.influx import InfluxClient
 from tests.conftest import DATA
 
@@ -239,3 +242,21 @@ def test_dead_letters_summary_counts_pending_and_list_shows_payloads(db_url: str
     assert shown.exit_code == 0, shown.output
     assert '{"metrics": {"pm25": 2}}' in shown.stdout
     assert "ff007b" in shown.stdout  # not text: hex
+
+
+def test_a_device_without_a_city_gets_the_deployments_city(tmp_path: Path, db_url: str,
+                                                            sessions: sessionmaker[Session]) -> None:
+    """A device that names no city (a registry CSV without ``city_id``, as `lorong ingest replay
+    --devices` reads) takes the deployment's city (``LORONG_CITY__ID``) from the lookup itself, so its
+    points carry that ``city`` tag (the pipeline patched a None with ``or ""``: no city tag at all)."""
+    (tmp_path / "devices.csv").write_text(DEVICES_CSV)
+    offline = _csv_devices(tmp_path / "devices.csv", default_city="jakarta")
+    info = offline.get("MKS-BIN-0001")
+    assert info is not None and info.city == "jakarta"
+    msg = Message("lorong/v1/MKS-BIN-0001/up", json.dumps({"metrics": {"distance": 575}}).encode(),
+                  datetime(2026, 3, 1, tzinfo=UTC))
+    lines = Pipeline(offline).process(msg).lines
+    assert len(lines) == 1 and lines[0].startswith("waste_container,city=jakarta,device_id=MKS-BIN-0001,"), lines
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="MKS-BIN-0002", kind="bin", depth_mm=1000, city_id="makassar"))
+    assert RegistryLookup(sessions, default_city="jakarta").get("MKS-BIN-0002").city == "makassar"  # type: ignore[union-attr]
