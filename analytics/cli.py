@@ -35,6 +35,7 @@ from core.model import utcnow
 from core.settings import Settings
 from devices.cities import city_settings, get_city, list_cities, resolve_city
 from devices.registry import list_devices
+from storage.db import is_lock
 from storage.runtime import open_influx, open_sessions
 
 app = typer.Typer(help="Alerts for full bins, sensor faults and pollution; collection routes.", no_args_is_help=True)
@@ -52,10 +53,12 @@ LOCKED_RETRY_S = 300.0
 
 def is_locked(exc: BaseException) -> bool:
     """True for a database error that means "another process holds the write lock" (SQLite
-    ``database is locked``, PostgreSQL ``lock_timeout``), which is worth trying again."""
-    if isinstance(exc, DatabaseUnavailable):  # run_once's own wrapping of the driver's error
-        return "database is locked" in str(exc) or "lock timeout" in str(exc)
-    return isinstance(exc, OperationalError) and ("database is locked" in str(exc) or "lock timeout" in str(exc))
+    ``database is locked``, PostgreSQL ``lock_timeout``), which is worth trying again: run_once's
+    :class:`DatabaseUnavailable` with ``locked`` set, or a driver error :func:`storage.db.is_lock`
+    recognises."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.locked
+    return isinstance(exc, OperationalError) and is_lock(exc)
 
 
 def _plural(n: int, noun: str) -> str:

@@ -92,7 +92,17 @@ class StoreNotReady(StoreError):
 
 class DatabaseUnavailable(LorongError):
     """Retryable: the SQL database (SQLite busy, PostgreSQL down or failing over) did not answer;
-    nothing of the operation was committed. The API answers 503, the analytics job skips a run."""
+    nothing of the operation was committed. The API answers 503, the analytics job skips a run.
+
+    Attributes:
+        locked: another process holds the write lock (SQLite ``database is locked``, PostgreSQL
+            ``lock_not_available`` after ``lock_timeout``), so waiting a little helps; set where the
+            driver's error is translated (:func:`storage.db.unavailable`).
+    """
+
+    def __init__(self, message: str, locked: bool = False) -> None:
+        super().__init__(message)
+        self.locked = locked
 
 
 class RegistryError(LorongError):

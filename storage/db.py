@@ -67,12 +67,31 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+PG_LOCK_NOT_AVAILABLE = "55P03"
+"""SQLSTATE of PostgreSQL's ``lock_not_available``, what ``lock_timeout`` raises (PostgreSQL 15
+documentation, Appendix A, "PostgreSQL Error Codes")."""
+
+
+def is_lock(exc: BaseException) -> bool:
+    """True when ``exc`` (a SQLAlchemy error or the driver's own) says another connection holds the
+    lock: PostgreSQL SQLSTATE :data:`PG_LOCK_NOT_AVAILABLE`, or SQLite's ``SQLITE_BUSY``, which the
+    sqlite3 module reports only as the message "database is locked" (``sqlite_errorname``
+    ``SQLITE_BUSY`` on Python 3.11)."""
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlstate", None) == PG_LOCK_NOT_AVAILABLE:  # psycopg 3
+        return True
+    if getattr(orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return True
+    return type(orig).__module__ == "sqlite3" and "database is locked" in str(orig)
+
+
 def unavailable(exc: BaseException) -> DatabaseUnavailable:
     """A :class:`DatabaseUnavailable` for ``exc`` (see :func:`is_unavailable`), with the driver's
-    first line (no SQL statement, no parameters)."""
+    first line (no SQL statement, no parameters) and ``locked`` set from :func:`is_lock`."""
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-    return DatabaseUnavailable(f"the database is not answering ({type(orig).__name__}: {first[:200]})")
+    return DatabaseUnavailable(f"the database is not answering ({type(orig).__name__}: {first[:200]})",
+                               locked=is_lock(exc))
 
 
 def alembic_config(url: str) -> Config:

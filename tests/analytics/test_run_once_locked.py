@@ -12,10 +12,14 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from typer.testing import CliRunner
 
-from analytics.cli import app
+from analytics.cli import app, is_locked
+from core.errors import DatabaseUnavailable
 from devices.registry import DeviceIn, add_device
+from storage.db import make_engine, session_factory, unavailable
 from storage.influx import InfluxClient
 from tests.analytics.test_pickups import NOW, SERIES, write_series
 
@@ -43,3 +47,27 @@ def test_run_once_waits_for_a_locked_database(sessions: Any, influx: InfluxClien
     assert time.monotonic() - started >= 3.0
     assert "database is locked" in result.stderr and "trying again" in result.stderr
     assert json.loads(result.stdout)["latest_rows"] == 5
+
+
+def test_a_locked_database_is_told_by_a_field_not_by_the_message(db_url: str, sessions: Any, tmp_path: Any) -> None:
+    """``DatabaseUnavailable.locked`` says "another process holds the write lock": set from the
+    driver's error where it is translated (:func:`storage.db.unavailable`), read by the retry
+    (:func:`analytics.cli.is_locked`) instead of matching the message's words."""
+    lock = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        busy_db = session_factory(make_engine(db_url + "?timeout=0.1"))
+        with pytest.raises(OperationalError) as busy, busy_db.begin() as s:
+            add_device(s, DeviceIn(id="B1", kind="bin", depth_mm=1000))
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    locked = unavailable(busy.value)
+    assert locked.locked is True and is_locked(locked)
+    (tmp_path / "x.db").write_bytes(b"not a database, " * 100)
+    broken = session_factory(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
+    with pytest.raises(DBAPIError) as gone, broken.begin() as s:  # not a lock: a file that is no database
+        s.execute(text("SELECT 1"))
+    down = unavailable(gone.value)
+    assert down.locked is False and not is_locked(down)
+    assert not is_locked(DatabaseUnavailable("the database is not answering (database is locked)"))  # words alone
