@@ -6,16 +6,11 @@ on a real Mosquitto."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook
@@ -30,6 +25,7 @@ from storage import stack
 from storage.tables import AlertHistoryRow, AlertRow
 from tests.analytics.fake_telegram import TOKEN, FakeTelegram
 from tests.analytics.test_scenarios import NOW
+from tests.support import Subscriber
 
 pytestmark = pytest.mark.integration
 
@@ -115,52 +111,24 @@ def test_a_chat_naming_an_unregistered_city_is_one_config_error(
         build_outbox(telegram_settings(make_settings, bot, mosquitto.port, chats), two_cities)
 
 
-class Subscriber:
-    """A real MQTT client subscribed to ``filters`` (QoS 1), collecting ``(topic, notification_id)``."""
-
-    def __init__(self, port: int, filters: list[str]) -> None:
-        self.got: list[tuple[str, int]] = []
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"city-sub-{time.monotonic_ns()}")
-        self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
-        self.client.on_subscribe = lambda *_: self._ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._ready.wait(10), "subscriber not ready"
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.got.append((msg.topic, int(json.loads(msg.payload)["notification_id"])))
-
-    def settle(self, expected: int, timeout_s: float = 5.0) -> list[tuple[str, int]]:
-        """Wait until ``expected`` messages arrived, then 0.3 s more for any extra one; sorted."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(self.got) < expected:
-            time.sleep(0.02)
-        time.sleep(0.3)
-        with self._lock:
-            return sorted(self.got)
-
-    def close(self) -> None:
-        """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+def notification_ids(messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int]]:
+    """``(topic, notification_id)`` of each message, sorted."""
+    return sorted((t, int(p["notification_id"])) for t, p in messages)
 
 
 @pytest.mark.parametrize("mode", ["both", "city"])
 def test_alerts_are_published_on_their_citys_topic(make_settings: Callable[..., Settings], mosquitto: stack.Service,
                                                    two_cities: sessionmaker[Session], mode: str) -> None:
-    jakarta = Subscriber(mosquitto.port, ["lorong/jakarta/alerts/#"])  # a consumer of one city
-    legacy = Subscriber(mosquitto.port, ["lorong/alerts/#"])  # a consumer from before cities
+    jakarta = Subscriber(mosquitto.port, topic="lorong/jakarta/alerts/#")  # a consumer of one city
+    legacy = Subscriber(mosquitto.port, topic="lorong/alerts/#")  # a consumer from before cities
     settings = make_settings(mqtt_port=mosquitto.port, notify=NotifySettings(mqtt_topics=mode))
     outbox = build_outbox(settings, two_cities)
     try:
         ids = open_alerts(two_cities, outbox.routing)
         report = outbox.dispatch()
-        got_jkt = jakarta.settle(1)
-        got_legacy = legacy.settle(2 if mode == "both" else 0, timeout_s=5.0 if mode == "both" else 0.5)
+        got_jkt = notification_ids(jakarta.settle(1))
+        got_legacy = notification_ids(legacy.settle(2 if mode == "both" else 0,
+                                                    timeout_s=5.0 if mode == "both" else 0.5))
     finally:
         outbox.close()
         jakarta.close()
