@@ -49,8 +49,8 @@ def build(settings: Settings) -> Ingester:
 def build_retiring(settings: Settings, topic: str) -> RetiringIngester:
     """A :class:`ingest.handover.RetiringIngester` wired like :func:`build`."""
     sessions = open_sessions(settings, upgrade=False)
-    return RetiringIngester(settings, RegistryLookup(sessions), DeadLetterStore(sessions), open_influx(settings),
-                            topic)
+    return RetiringIngester(settings, RegistryLookup(sessions, default_city=settings.city.id),
+                            DeadLetterStore(sessions), open_influx(settings), topic)
 
 
 def _policy(settings: Settings) -> Policy:
