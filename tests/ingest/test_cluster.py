@@ -253,6 +253,9 @@ def test_kill_one_of_two_ingesters(tmp_path: Path, db_url: str, sessions: Any, i
         # (as a supervisor restarts it); what it had not is the other's after the ack wait
         victim = _spawn_ingester(env, log, tmp_path)
         wait_for(lambda: count_stored(influx) >= N, 40, "everything stored", every_s=0.25)
+        # bound again: its signal handlers are set (a SIGTERM before that ended it with -15 under load)
+        wait_for(lambda: log.read_text(errors="replace").count("ingesting from NATS") >= 2, 30,
+                 "child running again", every_s=0.2)
         victim.terminate()
         assert victim.wait(timeout=30) == 0
     finally:

@@ -155,9 +155,10 @@ def test_workers_give_up_on_a_damaged_spool(tmp_path: Path) -> None:
            "LORONG_INGEST__SPOOL_DIR": str(spool_dir), "LORONG_MQTT__CLIENT_ID": "lorong-ingest",
            "LORONG_MQTT__PORT": "1", "LORONG_INFLUX__URL": "http://127.0.0.1:1", "LORONG_INGEST__METRICS_PORT": "0"}
     env.pop("LORONG_DEBUG", None)
+    # a bound, not a speed: restarts every 2.5 s would never end (60 s: a worker took 15 s to start at load 13)
     try:
         proc = subprocess.run([str(Path(sys.executable).with_name("lorong")), "ingest", "run", "--workers", "2"],
-                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20)
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else str(exc.stderr)
         pytest.fail(f"the supervisor kept restarting the worker: {out[-1500:]}")
