@@ -17,7 +17,7 @@ bucket's residual is its value minus the profile at its time of day. For each 10
 baseline is the median and the MAD (median absolute deviation) of the residuals over the preceding
 ``spike_baseline_h`` hours, excluding the ``spike_persistence`` newest buckets so that a lasting
 spike does not raise its own baseline (so a day whose level is higher all day does not spike
-either). A station without a full day of history has no profile yet and is scored on its raw
+either). A station without half a day's profile (:data:`PROFILE_MIN_SLOTS`) is scored on its raw
 buckets (profile 0). ``z = (x - median) / (1.4826 * MAD)`` is the modified z-score of Iglewicz and
 Hoaglin (1993, "How to Detect and Handle Outliers", ASQC), who flag |z| > 3.5 (the default
 ``spike_z``); 1.4826 makes the MAD estimate sigma for normal data (Leys et al. 2013, J. Exp.
@@ -62,6 +62,20 @@ wide enough for a dozen buckets a day, narrow against the two-hour morning rise)
 PROFILE_MIN_VALUES = 6
 """A time of day needs this many buckets in its window (half a day's worth) to have a profile."""
 SLOTS_PER_DAY = 144
+PROFILE_MIN_SLOTS = 72
+"""A station needs a profile at this many times of day (half the day) to have one; the others
+are interpolated from the nearest known times (:func:`fill_circular`). Humid nights above the
+correction's ``rh_max`` (or a few hours offline) leave holes; without a profile the whole next day
+was scored on raw buckets and its morning rise was a spike (our choice: half a day known, a
+smooth daily cycle in between)."""
+DAY_TO_DAY_REL_SPREAD = 0.2
+"""Least day-to-day spread of PM2.5 at a time of day, as a fraction of the station's daily level
+(the median of its profile). In DKI Jakarta's daily PM2.5 (tests/data/jakarta-ispu, 2010-2025,
+five stations, ISPU sub-indices turned back into ug/m3 with the Permen LHK P.14/2020 bands), a
+day's mean differs from the day before by a median of 0.21 of it (938 pairs of days; rounded
+down); an hour of the day varies at least as much as the day's mean. Without it a station with one
+day of history has spread 0 and every morning stronger than yesterday's (the weather) scores as a
+spike; with two or three days the median of two or three deviations is a poor estimate of the spread."""
 MIN_HOURS_24H = 18
 """EPA's 75 % completeness for a 24-hour average (40 CFR 50 App. N, 18 of 24 hours); fewer hours
 are still reported, flagged ``aqi_complete: false``."""
@@ -194,8 +208,10 @@ def daily_profile(slots: np.ndarray, x: np.ndarray) -> np.ndarray:
 def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: np.ndarray) -> np.ndarray:
     """How much a station's days differ at each time of day: for each of the 144 slots, the median
     over the days of ``|that day's median within PROFILE_HALF_WIDTH_SLOTS of the slot - profile|``
-    (the morning rise is stronger on a still day, the night hardly differs); 0 with one day of
-    history, NaN where the profile is.
+    (the morning rise is stronger on a still day, the night hardly differs), and at least
+    :data:`DAY_TO_DAY_REL_SPREAD` x the median of the profile (the station's daily level: one day
+    of history measures no spread at all; the median, so that yesterday's plume at that hour
+    does not hide today's); NaN where the profile is.
 
     Args:
         slots, x: as for :func:`daily_profile`.
@@ -209,13 +225,49 @@ def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: 
     if len(x) == 0:
         return out
     day_ids = np.unique(days)
+    least = DAY_TO_DAY_REL_SPREAD * abs(float(np.nanmedian(profile))) if not np.isnan(profile).all() else 0.0
     for s in range(SLOTS_PER_DAY):
         d = np.abs(slots - s)
         near = np.minimum(d, SLOTS_PER_DAY - d) <= PROFILE_HALF_WIDTH_SLOTS
         per_day = [float(np.median(x[near & (days == k)])) for k in day_ids if (near & (days == k)).any()]
         if per_day and not np.isnan(profile[s]):
-            out[s] = float(np.median(np.abs(np.array(per_day) - profile[s])))
+            measured = float(np.median(np.abs(np.array(per_day) - profile[s])))
+            out[s] = max(measured, least)
     return out
+
+
+def fill_circular(values: np.ndarray) -> np.ndarray:
+    """The 144 values of a daily profile with its NaN slots filled by linear interpolation
+    between the nearest known slots, around midnight too (``numpy.interp`` with ``period``).
+
+    Raises:
+        ValueError: no known slot.
+    """
+    known = ~np.isnan(values)
+    if known.all():
+        return values
+    if not known.any():
+        raise ValueError("a profile without any known time of day cannot be filled")
+    idx = np.arange(len(values), dtype=float)
+    filled: np.ndarray = np.interp(idx, idx[known], values[known], period=len(values))
+    return filled
+
+
+def station_profile(slots: np.ndarray, days: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+    """One station's profile and spread (:func:`daily_profile`, :func:`profile_spread`), holes
+    filled (:func:`fill_circular`), or None when fewer than :data:`PROFILE_MIN_SLOTS` times of
+    day have one.
+
+    Args:
+        slots, days, x: as for :func:`profile_spread` (ug/m3, NaN-free).
+
+    Returns:
+        A (2, 144) array (level, spread; ug/m3) or None.
+    """
+    prof = daily_profile(slots, x)
+    if int(np.isnan(prof).sum()) > SLOTS_PER_DAY - PROFILE_MIN_SLOTS:
+        return None
+    return np.vstack([fill_circular(prof), fill_circular(profile_spread(slots, days, x, prof))])
 
 
 _PROFILES: PerLocalDay[dict[str, np.ndarray]] = PerLocalDay()
@@ -230,8 +282,8 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
 
     Returns:
         device id -> a (2, 144) array: the expected PM2.5 at each time of day (ug/m3) and its
-        spread (:func:`profile_spread`), for stations with a profile at every time of day (a
-        full day of history).
+        spread (:func:`profile_spread`), for stations with a profile at
+        :data:`PROFILE_MIN_SLOTS` times of day or more (holes interpolated).
     """
     if cfg.spike_profile_days <= 0:
         return {}
@@ -245,9 +297,9 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
         for device_id, g in frame.groupby("device_id", sort=True):
             slots, x = time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float)
             days = g["time"].dt.tz_convert(cfg.timezone).dt.date.map(lambda d: d.toordinal()).to_numpy()
-            prof = daily_profile(slots, x)
-            if not np.isnan(prof).any():
-                out[str(device_id)] = np.vstack([prof, profile_spread(slots, days, x, prof)])
+            prof = station_profile(slots, days, x)
+            if prof is not None:
+                out[str(device_id)] = prof
         return out
 
     return _PROFILES.get(influx, now, cfg.timezone, (cfg.spike_profile_days, tuple(sorted(models))), learn)

@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics import air, bins, pickups
+from analytics import air, bins, kappa_fit, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
 from analytics.escalation import Escalation, remind
 from analytics.fillprofile import expected_pickup, round_end
@@ -210,6 +210,7 @@ def _air(ctx: Context, influx: InfluxClient, models: dict[str, str], report: Job
         return {}
     corr = air.sensor_models(stations, ctx.cfg)
     with report.timed("air"):
+        corr = kappa_fit.fitted_models(influx, ctx.now, ctx.cfg, corr, stations)
         ctx.air_1h = air.last_hour(influx, ctx.now, corr)
         ctx.air_spikes = air.score_spikes(air.buckets(influx, ctx.now, ctx.cfg, corr), ctx.now, ctx.cfg,
                                           profiles=air.station_profiles(influx, ctx.now, ctx.cfg, corr))

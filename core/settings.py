@@ -215,7 +215,11 @@ class AnalyticsSettings(BaseModel):
             ``analytics.humidity.SENSOR_MODELS`` whose humidity correction applies; default
             ``{"LRG-PM1": "sds011"}`` (Lorong's reference station carries an SDS011), so the
             kappa-Koehler correction is on by default.
-        pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction.
+        pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction (fitted
+            against a reference monitor; such stations are not fitted from the network).
+        pm_kappa_fit: fit each kappa-corrected station's kappa from the network's own data
+            once a day (``analytics.kappa_fit``: node-to-node calibration against the median of
+            the other stations); the configured kappa stays where the data are too few.
         webhook_url: alert changes are also POSTed here when set.
         webhook_secret: when set, every webhook POST is signed with it (HMAC-SHA256,
             ``X-Lorong-Signature``; see :mod:`analytics.notify_webhook`).
@@ -262,6 +266,7 @@ class AnalyticsSettings(BaseModel):
     episode_fraction: float = Field(0.0, ge=0, le=1)
     pm_sensor_by_model: dict[str, str] = Field(default_factory=lambda: {"LRG-PM1": "sds011"})
     pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
+    pm_kappa_fit: bool = True
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     interval_s: Positive = 30.0

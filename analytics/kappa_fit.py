@@ -1,0 +1,139 @@
+"""Each station's hygroscopic growth (kappa) fitted from the city's own data: node-to-node
+calibration against the network.
+
+A low-cost optical sensor reads ``dry PM2.5 x C(RH, kappa)`` (kappa-Koehler, Crilley et al. 2018,
+AMT 11:709; :func:`analytics.humidity.kappa_growth_factor`). One configured kappa
+(:data:`analytics.humidity.DEFAULT_KAPPA`, 0.3) corrects the network on average, but sensors and
+sites differ (kappa 0.2 against 0.4 is 14 % at 60 % RH and 37 % at 90 % RH in C): at night a
+station with a larger kappa reads over the ISPU band while the air is not.
+
+Stations of one city breathe the same air mass: humidity and the daily rhythm of PM2.5 are much
+the same everywhere, so the ratio of a station's reading to the median of the other stations'
+dry (configured-kappa) PM2.5 in the same hour cancels the city's daily cycle and weather and is
+``a x C(RH, kappa_station) / C(RH, kappa_configured)``: a constant ``a`` (the site is dirtier or
+cleaner) times a humidity-dependent part whose shape gives the station's kappa. This is
+node-to-node calibration (Kizel et al. 2018, "Node-to-node field calibration of wireless
+distributed air pollution sensor network", Environ. Pollut. 233:900-909), with the network median
+as the reference (Miskell et al. 2018, ACS Sens. 3:832-843, calibrate network sensors against a
+proxy of their neighbours). For each candidate kappa the log ratio minus ``log C(RH, kappa)``
+should be flat; the kappa whose residuals have the smallest MAD (robust: a plume or a haze at a
+few stations are outliers) is the station's. The network's median kappa stays the configured
+one: a whole city whose aerosol differs needs a co-located reference monitor
+(``pm_kappa_by_model``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from analytics import humidity
+from analytics.frames import PerLocalDay, bucket_means
+from core import schema
+from core.settings import AnalyticsSettings
+from storage.influx import InfluxClient
+
+KAPPA_BOUNDS = (0.05, 1.0)
+"""Smallest and largest kappa fitted: ambient aerosol lies between organics (kappa about 0.1) and
+sulfate and sea salt (0.6-1.3), Petters and Kreidenweis 2007 (ACP 7:1961-1971); the bounds keep
+a fit on bad data physical."""
+KAPPA_STEP = 0.01
+"""Grid step of the fit (a kappa 0.01 off changes C by under 2 % at 90 % RH)."""
+MIN_HOURS = 24
+"""Hours a station needs (with a reference, RH at most ``rh_max``) before its kappa is fitted: a
+full daily cycle of humidity; fewer keep the configured kappa."""
+MIN_OTHERS = 3
+"""Other stations with data in an hour needed for that hour's reference median (a median of one
+or two is one station's site and sensor)."""
+MIN_RH_RANGE = 0.2
+"""The station's hours must span this much RH (10th to 90th percentile, fraction): with a narrow
+band of humidity kappa cannot be told from the site's scale (a tropical day spans about 0.55 to
+0.95; our choice)."""
+
+
+def growth(rh: np.ndarray, kappa: float | np.ndarray) -> np.ndarray:
+    """:func:`analytics.humidity.kappa_growth_factor` on arrays (RH fraction in [0, 1))."""
+    with np.errstate(divide="ignore"):
+        out: np.ndarray = 1.0 + (np.asarray(kappa) / humidity.PARTICLE_DENSITY_G_CM3) / (1.0 / rh - 1.0)
+    return out
+
+
+def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) -> dict[str, float]:
+    """Each kappa-corrected station's kappa (see the module docstring).
+
+    Args:
+        hourly: hourly means, columns device_id, time, pm25 (ug/m3, as read), relativeHumidity
+            (fraction).
+        models: device id -> sensor model; only :attr:`~analytics.humidity.Correction.KAPPA_KOEHLER`
+            models with a kappa take part (as reference and as fitted stations).
+
+    Returns:
+        device id -> fitted kappa within :data:`KAPPA_BOUNDS`, for the stations with enough data
+        (:data:`MIN_HOURS`, :data:`MIN_OTHERS`, :data:`MIN_RH_RANGE`); others are left out.
+    """
+    kap = {d: m for d, m in models.items() if m.correction is humidity.Correction.KAPPA_KOEHLER and m.kappa is not None}
+    if hourly.empty or len(kap) < MIN_OTHERS + 1:
+        return {}
+    frame = hourly[hourly["device_id"].isin(kap)]
+    rh_max = frame["device_id"].map({d: m.rh_max for d, m in kap.items()})
+    frame = frame[(frame["pm25"] > 0) & (frame["relativeHumidity"] > 0) & (frame["relativeHumidity"] <= rh_max)]
+    if frame.empty:
+        return {}
+    pm = frame.pivot_table(index="time", columns="device_id", values="pm25")
+    rh = frame.pivot_table(index="time", columns="device_id", values="relativeHumidity")
+    k0 = np.array([kap[str(d)].kappa for d in pm.columns], dtype=float)
+    dry = pm / pd.DataFrame(growth(rh.to_numpy(), k0), index=pm.index, columns=pm.columns)
+    grid = np.round(np.arange(KAPPA_BOUNDS[0], KAPPA_BOUNDS[1] + KAPPA_STEP / 2, KAPPA_STEP), 4)
+    out: dict[str, float] = {}
+    for d in pm.columns:
+        others = dry.drop(columns=d)
+        ref = others.median(axis=1, skipna=True)
+        ok = (pm[d].notna() & (others.notna().sum(axis=1) >= MIN_OTHERS) & (ref > 0)).to_numpy()
+        if ok.sum() < MIN_HOURS:
+            continue
+        r = rh[d].to_numpy()[ok]
+        if np.quantile(r, 0.9) - np.quantile(r, 0.1) < MIN_RH_RANGE:
+            continue
+        y = np.log(pm[d].to_numpy()[ok] / ref.to_numpy()[ok])
+        res = y[None, :] - np.log(growth(r[None, :], grid[:, None]))
+        med = np.median(res, axis=1)
+        mad = np.median(np.abs(res - med[:, None]), axis=1)
+        out[str(d)] = float(grid[int(np.argmin(mad))])
+    return out
+
+
+_KAPPAS: PerLocalDay[dict[str, float]] = PerLocalDay()
+
+
+def fitted_models(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
+                  models: dict[str, humidity.PmSensorModel],
+                  device_models: dict[str, str]) -> dict[str, humidity.PmSensorModel]:
+    """``models`` with each station's fitted kappa (:func:`fit_kappas` on the hourly means of the
+    ``spike_profile_days`` days before the current local midnight, one InfluxQL query per process
+    and local day, so a run repeated at the same time sees the same kappas).
+
+    Stations whose registry model has a kappa set in ``pm_kappa_by_model`` (fitted against a
+    reference monitor) keep it; nothing is fitted when ``pm_kappa_fit`` is off.
+
+    Args:
+        models: device id -> sensor model (:func:`analytics.air.sensor_models`).
+        device_models: device id -> registry ``model``.
+
+    Returns:
+        device id -> sensor model, kappa replaced where a fit was possible.
+    """
+    if not cfg.pm_kappa_fit or cfg.spike_profile_days <= 0:
+        return models
+    free = {d: m for d, m in models.items() if device_models.get(d) not in cfg.pm_kappa_by_model}
+
+    def learn(midnight: datetime) -> dict[str, float]:
+        hourly = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
+                              midnight - timedelta(days=cfg.spike_profile_days), midnight, "1h")
+        return fit_kappas(hourly, free) if not hourly.empty else {}
+
+    key = (cfg.spike_profile_days, tuple(sorted((d, m.kappa) for d, m in free.items())))
+    kappas = _KAPPAS.get(influx, now, cfg.timezone, key, learn)
+    return {d: replace(m, kappa=kappas[d]) if d in kappas and d in free else m for d, m in models.items()}
