@@ -62,6 +62,11 @@ wide enough for a dozen buckets a day, narrow against the two-hour morning rise)
 PROFILE_MIN_VALUES = 6
 """A time of day needs this many buckets in its window (half a day's worth) to have a profile."""
 SLOTS_PER_DAY = 144
+MIN_SPREAD_DAYS = 3
+"""Days a time of day needs before its measured spread counts (with fewer, the least spread,
+:data:`DAY_TO_DAY_REL_SPREAD`, is used): the median of two deviations is their mean, so one day
+with a plume at that hour sets the spread (it hid a +117 ug/m3 plume the next evening); a median
+of three is the smallest that one odd day cannot move (breakdown point)."""
 PROFILE_MIN_SLOTS = 72
 """A station needs a profile at this many times of day (half the day) to have one; the others
 are interpolated from the nearest known times (:func:`fill_circular`). Humid nights above the
@@ -211,7 +216,8 @@ def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: 
     (the morning rise is stronger on a still day, the night hardly differs), and at least
     :data:`DAY_TO_DAY_REL_SPREAD` x the median of the profile (the station's daily level: one day
     of history measures no spread at all; the median, so that yesterday's plume at that hour
-    does not hide today's); NaN where the profile is.
+    does not hide today's); that least spread alone where fewer than :data:`MIN_SPREAD_DAYS`
+    days have values near the slot; NaN where the profile is.
 
     Args:
         slots, x: as for :func:`daily_profile`.
@@ -232,7 +238,7 @@ def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: 
         per_day = [float(np.median(x[near & (days == k)])) for k in day_ids if (near & (days == k)).any()]
         if per_day and not np.isnan(profile[s]):
             measured = float(np.median(np.abs(np.array(per_day) - profile[s])))
-            out[s] = max(measured, least)
+            out[s] = max(measured, least) if len(per_day) >= MIN_SPREAD_DAYS else least
     return out
 
 

@@ -10,7 +10,8 @@ grows and is reported as extra dry mass. Two published corrections, chosen per s
   (g/cm3). ``kappa`` is the bulk hygroscopicity of the local aerosol; it depends on composition
   (sulfate, nitrate: Crilley et al. 2020, AMT 13, 1181) and is best fitted against a reference
   monitor. Until a deployment fits its own (settings ``pm_kappa_by_model``), the optical sensors
-  here use :data:`DEFAULT_KAPPA`.
+  here use :data:`DEFAULT_KAPPA`, each station's adjusted against the network's median by
+  :mod:`analytics.kappa_fit`.
 * **US EPA PurpleAir correction** (Barkjohn, Gantt and Clements 2021, "Development and application
   of a United States-wide correction for PM2.5 data collected with the PurpleAir sensor", Atmos.
   Meas. Tech. 14, 4617-4637, doi:10.5194/amt-14-4617-2021):
