@@ -42,10 +42,13 @@ import pandas as pd
 from analytics import aqi, humidity
 from analytics.frames import PerLocalDay, bucket_means, window_means
 from core import schema
-from core.settings import AnalyticsSettings
+from core.settings import ONSET_LOOKBACK_MIN, AnalyticsSettings
 from storage.influx import InfluxClient
 
 BUCKET = timedelta(minutes=10)
+SCORED = timedelta(minutes=ONSET_LOOKBACK_MIN)
+"""How far back buckets are scored (:func:`score_spikes` horizon in the job): the spike rule reads
+the newest ``spike_persistence`` buckets, the episode rule the last hour and each spike's onset."""
 """Spike buckets (InfluxQL ``GROUP BY time(10m)``)."""
 MAD_FLOOR_UGM3 = 1.0
 """Smallest MAD used, ug/m3 (about the 1 ug/m3 resolution of SDS011/PMS5003 outputs)."""
@@ -170,12 +173,13 @@ def last_hour(influx: InfluxClient, now: datetime, models: dict[str, humidity.Pm
 
 def buckets(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
             models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
-    """10-minute PM2.5 means per station over the baseline window plus the last hour, corrected.
+    """10-minute PM2.5 means per station over the baseline window plus the scored hours
+    (:data:`SCORED`), corrected.
 
     Returns:
         Long frame: device_id, time (bucket start, UTC), pm25 (ug/m3).
     """
-    start = now - timedelta(hours=cfg.spike_baseline_h + 1) - cfg.spike_persistence * BUCKET
+    start = now - timedelta(hours=cfg.spike_baseline_h) - SCORED - cfg.spike_persistence * BUCKET
     frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"], start, now, "10m")
     frame["pm25"] = correct_frame(frame, models, "pm25")
     return frame[["device_id", "time", "pm25"]].dropna(subset=["pm25"])

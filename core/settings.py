@@ -23,6 +23,9 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
 """A strictly positive duration or factor."""
 
+ONSET_LOOKBACK_MIN = 180
+"""How far back (minutes) air buckets are scored for spikes, so that a spike's onset is known up
+to this age (the episode rule compares the onsets of its stations' spikes)."""
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -211,6 +214,10 @@ class AnalyticsSettings(BaseModel):
         episode_min_stations, episode_fraction: city-wide episode when at least this many
             stations, and at least this fraction of those with a baseline (default 0: no
             fraction, three stations are enough whatever the network's size), spike within one hour.
+        episode_onset_window_min: ... and their spikes began within this many minutes of each
+            other (default 60: "3 or more stations within the hour", the episode's definition in
+            issue #12 and the README). Overlapping plumes of local sources (open burning) begin
+            at their own times; a haze or an inversion reaches the stations together.
         pm_sensor_by_model: device model (registry ``model``) -> PM sensor model of
             ``analytics.humidity.SENSOR_MODELS`` whose humidity correction applies; default
             ``{"LRG-PM1": "sds011"}`` (Lorong's reference station carries an SDS011), so the
@@ -264,6 +271,7 @@ class AnalyticsSettings(BaseModel):
     spike_profile_days: float = Field(7.0, ge=0, le=28)
     episode_min_stations: int = Field(3, ge=1)
     episode_fraction: float = Field(0.0, ge=0, le=1)
+    episode_onset_window_min: int = Field(60, ge=10, le=ONSET_LOOKBACK_MIN)
     pm_sensor_by_model: dict[str, str] = Field(default_factory=lambda: {"LRG-PM1": "sds011"})
     pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
     pm_kappa_fit: bool = True

@@ -276,7 +276,8 @@ def test_spike_and_episode(sessions: Any, influx: InfluxClient) -> None:
     assert st[("city", "pm25_episode")] == ("active", "major", 2)
     episode = next(c.alert for c in job.changes if c.alert["type"] == "pm25_episode")
     assert episode["kecamatan"] == "all"
-    assert episode["details"] == {"stations": ["E1", "E2", "E3"], "spiking": 3, "with_baseline": 5, "needed": 3}
+    assert episode["details"] == {"stations": ["E1", "E2", "E3"], "spiking": 3, "with_baseline": 5, "needed": 3,
+                                  "began_within_min": 10}  # E3 40 minutes ago, E1 and E2 30
     spike = next(c.alert for c in job.changes if c.alert["device_id"] == "E1")["details"]
     assert spike["z"] > 3.5 and 18 < spike["baseline_median"] < 22
     # band crossing is a different question: the last hour's mean is below 55.4 ug/m3
@@ -292,6 +293,33 @@ def test_spike_and_episode(sessions: Any, influx: InfluxClient) -> None:
               "Panakkukang")
     r = job(NOW + timedelta(hours=1, minutes=5))
     assert r.cleared == {"pm25_spike": 2, "pm25_episode": 1}
+
+
+def test_an_episode_needs_its_stations_to_start_within_the_hour(sessions: Any, influx: InfluxClient) -> None:
+    """Three stations spiking now are a haze only when their spikes began within one hour of each other:
+    three open burnings whose plumes start 150, 90 and 20 minutes ago overlap, but are three local
+    sources (each its own ``pm25_spike``), not one city-wide episode. An episode once open stays
+    while three stations spike, whenever they began."""
+    register(sessions, *(station(f"O{i}") for i in range(1, 8)))
+    for dev, began in (("O1", 15), ("O2", 9), ("O3", 2)):  # 10-minute slots before NOW
+        write_station(influx, dev, {k: 70.0 + k for k in range(began)})
+    for dev in ("O4", "O5", "O6", "O7"):  # 7 stations: three rising are no common rise (the median's)
+        write_station(influx, dev, {})
+    job = Job(sessions, influx)
+    r = job(NOW)
+    assert r.opened["pm25_spike"] == 2  # O3's 20 minutes are not yet persistent (O1, O2 are also high)
+    assert "pm25_episode" not in r.opened and ("city", "pm25_episode") not in state(sessions)
+
+    # O4 and O5 start at NOW: 40 minutes later O3, O4 and O5 began within 20 minutes of each other
+    later = NOW + timedelta(minutes=40)
+    for dev in ("O1", "O2", "O3", "O4", "O5", "O6", "O7"):
+        level = 20.0 if dev in ("O6", "O7") else 80.0
+        write(influx, dev, [(NOW + k * STEP + MIN, {"pm25": level + k}) for k in range(4)], schema.MEASUREMENT_AIR,
+              "Panakkukang")
+    r = job(later)
+    assert r.opened.get("pm25_episode") == 1
+    episode = next(c.alert for c in job.changes if c.alert["type"] == "pm25_episode")
+    assert episode["details"]["began_within_min"] == 20 and episode["details"]["spiking"] == 5
 
 
 def test_status_flags_battery_and_rejects(sessions: Any, influx: InfluxClient) -> None:
