@@ -361,6 +361,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         if city is not None:
             city_q = city_q.where(DeviceRow.city_id == city)
         city_of = {d: c for d, c in session.execute(city_q)}
+        book.city_of = city_of
         derived = _bins(ctx, session, influx, recent_bins, latest, forecast, report, city_of, city is not None)
         derived.update(_air(ctx, influx, models, report))
         if city is not None:
