@@ -315,8 +315,9 @@ def usual_pickup_time(pickups: Sequence[datetime], tz: str) -> time | None:
     if not pickups:
         return None
     zone = ZoneInfo(tz)
-    minutes = sorted(p.astimezone(zone).hour * 60 + p.astimezone(zone).minute for p in pickups)
-    m = int(np.median(minutes))
+    minutes = sorted(local.hour * 60 + local.minute for local in (p.astimezone(zone) for p in pickups))
+    n = len(minutes)
+    m = minutes[n // 2] if n % 2 else (minutes[n // 2 - 1] + minutes[n // 2]) // 2  # the median, whole minutes
     return time(m // 60, m % 60)
 
 

@@ -6,6 +6,7 @@ here as the reference."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -21,6 +22,7 @@ from analytics.fillprofile import (
     adapt_scale,
     forecast_full_at,
     learn_profile,
+    usual_pickup_time,
 )
 
 ZONES = ["Asia/Makassar", "Asia/Jayapura", "Asia/Kathmandu", "Europe/Amsterdam", "America/Sao_Paulo"]
@@ -144,3 +146,16 @@ def test_array_walks_equal_the_hour_by_hour_ones(tz: str) -> None:
         checked += want is not None
         assert adapt_scale(prof, since, 0.05, now, level) >= 0.67
     assert checked > 50  # most walks reach the threshold within the horizon
+
+
+def test_usual_pickup_time_is_the_median_minute() -> None:
+    """The median local minute of day of up to 7 pickups, whole minutes (``int(numpy.median)``)."""
+    rng = np.random.default_rng(3)
+    zone = ZoneInfo("Asia/Makassar")
+    for _ in range(500):
+        pickups = sorted(datetime(2026, 3, 2, tzinfo=UTC) + timedelta(minutes=int(m))
+                         for m in rng.integers(0, 7 * 1440, int(rng.integers(1, 8))))
+        minutes = [p.astimezone(zone).hour * 60 + p.astimezone(zone).minute for p in pickups]
+        m = int(np.median(minutes))
+        assert usual_pickup_time(pickups, "Asia/Makassar") == dtime(m // 60, m % 60)
+    assert usual_pickup_time([], "Asia/Makassar") is None
