@@ -20,7 +20,7 @@ what the person has already seen; see :meth:`AlertBook.cleared_by_hand`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,6 +119,9 @@ class AlertBook:
         self.city: str | None = None
         """The city of the alerts this book opens (a city's analytics run); ``None``: each
         device's own, from the registry."""
+        self.city_of: Mapping[str, str | None] = {}
+        """Each device's city, when the caller has read them (the analytics run has): a device
+        found here needs no registry query when its alert opens."""
         self._active: dict[tuple[str, str], AlertRow] | None = None
         self._hand_clears: dict[tuple[str, str], datetime] = {}
         self._deferred: list[tuple[AlertRow, str, datetime, str, dict[str, Any] | None]] | None = None
@@ -231,8 +234,10 @@ class AlertBook:
         row = self.active(device_id, type_)
         if row is None:
             city = self.city
-            if city is None:
-                device = self.session.get(DeviceRow, device_id)  # the run loaded them: no query
+            if city is None and device_id in self.city_of:
+                city = self.city_of[device_id]
+            elif city is None:
+                device = self.session.get(DeviceRow, device_id)
                 city = device.city_id if device is not None else None
             row = AlertRow(device_id=device_id, kecamatan=kecamatan, city_id=city, type=type_, severity=severity,
                            status="active", acknowledged=False, started_at=at, updated_at=at, count=1,

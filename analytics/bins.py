@@ -20,7 +20,7 @@ import numpy as np
 
 from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at, learn_profile
 from analytics.forecast import FillForecast, from_history, from_series
-from analytics.frames import PerLocalDay, bucket_means
+from analytics.frames import PerLocalDay, bucket_means, bucket_means_chunked
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
 from core import schema
@@ -68,15 +68,16 @@ _PROFILES: PerLocalDay[dict[str, FillProfile]] = PerLocalDay()
 def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
              history_days: float) -> dict[str, FillProfile]:
     """Each bin's fill profile from its hourly means over ``history_days`` days before the
-    current local midnight (one InfluxQL query per process and local day: :class:`PerLocalDay`).
+    current local midnight (once per process and local day: :class:`PerLocalDay`), read a day at
+    a time (:func:`analytics.frames.bucket_means_chunked`).
 
     Returns:
         device id -> profile, for the bins with enough history (see
         :func:`analytics.fillprofile.learn_profile`).
     """
     def learn(midnight: datetime) -> dict[str, FillProfile]:
-        frame = bucket_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL],
-                             midnight - timedelta(days=history_days), midnight, "1h")
+        frame = bucket_means_chunked(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL],
+                                     midnight - timedelta(days=history_days), midnight, 3600)
         out = {}
         for device_id, series in split_by_device(frame).items():
             prof = learn_profile(*series.values(schema.FIELD_FILL), tz)

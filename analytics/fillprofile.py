@@ -41,7 +41,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -85,13 +86,68 @@ class FillProfile:
         return float(self.rate[local.weekday() * 24 + local.hour])
 
     def fill_between(self, start: datetime, end: datetime) -> float:
-        """Fill (fraction of the bin) the profile expects between two times."""
-        total, t = 0.0, start
-        while t < end:
-            nxt = min(end, (t + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0))
-            total += self.rate_at(t) * (nxt - t).total_seconds() / 3600.0
-            t = nxt
-        return total
+        """Fill (fraction of the bin) the profile expects between two times.
+
+        Each piece between ``start``, the UTC hour boundaries and ``end`` counts at the rate of
+        its first instant, added in time order: the same sum, to the last bit, as walking the
+        hours one by one (:func:`_fill_between_walk`), in a few array operations.
+        """
+        if start >= end:
+            return 0.0
+        off = _fixed_offset(self.tz, start, end)
+        if off is None or start.utcoffset() != ZERO or end.utcoffset() != ZERO:
+            return _fill_between_walk(self, start, end)
+        s_us, e_us = _epoch_us(start), _epoch_us(end)
+        edges = np.r_[s_us, np.arange((s_us // HOUR_US + 1) * HOUR_US, e_us, HOUR_US, dtype=np.int64), e_us]
+        secs = np.diff(edges) / 10**6
+        terms = self.rate[_slots_us(edges[:-1], off)] * secs / 3600.0
+        return float(np.cumsum(terms)[-1])
+
+
+ZERO = timedelta(0)
+HOUR_US = 3_600_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_WEEKDAY = 3
+"""1970-01-01 was a Thursday (Monday = 0)."""
+
+
+def _epoch_us(ts: datetime) -> int:
+    """Microseconds since the epoch of a tz-aware time (exact)."""
+    return (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+def _fixed_offset(tz: str, start: datetime, end: datetime) -> int | None:
+    """The zone's UTC offset in seconds when it is the same at ``start``, ``end`` and every UTC
+    midnight between them (no daylight saving change inside: two changes are never less than a
+    day apart), else None."""
+    first, last = _epoch_us(start) // 10**6, _epoch_us(end) // 10**6
+    days = range(first - first % 86400 + 86400, last, 86400)
+    offsets = {_offset_at(tz, s) for s in (first, last, *days)}
+    return offsets.pop() if len(offsets) == 1 else None
+
+
+@lru_cache(maxsize=4096)
+def _offset_at(tz: str, epoch_s: int) -> int:
+    """UTC offset (seconds) of ``tz`` at an epoch second."""
+    off = datetime.fromtimestamp(epoch_s, ZoneInfo(tz)).utcoffset()
+    return int(off.total_seconds()) if off is not None else 0
+
+
+def _slots_us(us: np.ndarray, offset_s: int) -> np.ndarray:
+    """Hour-of-week slot (``weekday * 24 + hour``, local time at a fixed ``offset_s``) of epoch
+    microseconds."""
+    local_h = (us // 10**6 + offset_s) // 3600
+    return np.asarray(((local_h // 24 + _EPOCH_WEEKDAY) % 7) * 24 + local_h % 24, dtype=np.int64)
+
+
+def _fill_between_walk(profile: FillProfile, start: datetime, end: datetime) -> float:
+    """:meth:`FillProfile.fill_between` hour by hour (any zone, any offset change)."""
+    total, t = 0.0, start
+    while t < end:
+        nxt = min(end, (t + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0))
+        total += profile.rate_at(t) * (nxt - t).total_seconds() / 3600.0
+        t = nxt
+    return total
 
 
 def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float = 1.0) -> FillProfile | None:
@@ -117,15 +173,24 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
           & ~((prev_inc < FALL) & (prev_gap == 1.0)))
     if ok.sum() < 24 * min_days * 0.5:
         return None
-    when = [datetime.fromtimestamp(ms / 1000.0, zone) for ms in t_ms[1:][ok]]
-    how = np.array([w.weekday() * 24 + w.hour for w in when])
-    day = np.array([w.date().toordinal() for w in when])
+    when_ms = np.asarray(t_ms[1:][ok], dtype=np.int64)
     vals = np.maximum(inc[ok], 0.0)
-    n_days = len(set(day.tolist()))
+    if not len(when_ms):
+        return None
+    off = _fixed_offset(tz, datetime.fromtimestamp(when_ms[0] / 1000.0, UTC),
+                        datetime.fromtimestamp(when_ms[-1] / 1000.0, UTC))
+    if off is None:  # an offset change inside the history: each time on its own
+        when = [datetime.fromtimestamp(ms / 1000.0, zone) for ms in when_ms]
+        how = np.array([w.weekday() * 24 + w.hour for w in when], dtype=np.int64)
+        day = np.array([w.date().toordinal() for w in when])
+    else:
+        how = _slots_us(when_ms * 1000, off)
+        day = (when_ms // 1000 + off) // 86400
+    n_days = len(np.unique(day))
     if n_days < min_days:
         return None
     hod = how % 24
-    by_hour = np.array([float(np.median(vals[hod == h])) if (hod == h).any() else np.nan for h in range(24)])
+    by_hour, _ = _medians(hod, vals, 24)
     if np.isnan(by_hour).all():
         return None
     by_hour = _fill_gaps(by_hour)
@@ -138,11 +203,29 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
             sel = wd == d
             if sel.sum() >= 12:  # half a day's hours seen on that weekday
                 factor[d] = float(vals[sel].mean()) / overall
-    rate = np.empty(HOURS_PER_WEEK)
-    for slot in range(HOURS_PER_WEEK):
-        same = vals[how == slot]
-        rate[slot] = float(np.median(same)) if len(same) >= 2 else by_hour[slot % 24] * factor[slot // 24]
+    by_slot, count = _medians(how, vals, HOURS_PER_WEEK)
+    slot = np.arange(HOURS_PER_WEEK)
+    rate = np.where(count >= 2, by_slot, by_hour[slot % 24] * factor[slot // 24])
     return FillProfile(np.maximum(rate, 0.0), float(n_days), tz)
+
+
+def _medians(key: np.ndarray, vals: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median of ``vals`` for each key ``0 .. n_keys - 1`` (NaN where none) and the count of each.
+
+    The median is ``numpy.median``'s, value for value: the middle value, or the mean of the two
+    middle values ``(a + b) / 2``.
+    """
+    order = np.lexsort((vals, key))
+    k, v = key[order], vals[order]
+    lo = np.searchsorted(k, np.arange(n_keys), side="left")
+    n = np.searchsorted(k, np.arange(n_keys), side="right") - lo
+    out = np.full(n_keys, np.nan)
+    has = n > 0
+    if has.any():
+        hi_i = (lo + n // 2)[has]
+        lo_i = (lo + (n - 1) // 2)[has]
+        out[has] = (v[lo_i] + v[hi_i]) / 2.0
+    return out, n
 
 
 def _fill_gaps(by_hour: np.ndarray) -> np.ndarray:
@@ -191,17 +274,33 @@ def forecast_full_at(profile: FillProfile, level_now: float, now: datetime, thre
     """
     if level_now >= threshold:
         return now
-    level, t = level_now, now
-    end = now + timedelta(hours=MAX_HORIZON_H)
+    starts, step_h, slots = _walk(now, profile.tz)
+    rate = profile.rate[slots] * scale
+    inc = rate * step_h
+    level = np.cumsum(np.r_[level_now, inc])  # level[k]: before step k, added in time order
+    hit = np.flatnonzero((rate > 0) & (level[1:] >= threshold))
+    if not len(hit):
+        return None
+    k = int(hit[0])
+    return starts[k] + timedelta(hours=float((threshold - level[k]) / rate[k]))
+
+
+@lru_cache(maxsize=16)
+def _walk(now: datetime, tz: str) -> tuple[tuple[datetime, ...], np.ndarray, np.ndarray]:
+    """The steps of :func:`forecast_full_at` from ``now`` (the same for every bin of a run): each
+    step's start (``now``, then each hour boundary), its length in hours and its hour-of-week slot
+    in ``tz``, up to :data:`MAX_HORIZON_H` hours ahead."""
+    zone = ZoneInfo(tz)
+    starts, hours, slots = [], [], []
+    t, end = now, now + timedelta(hours=MAX_HORIZON_H)
     while t < end:
         nxt = min(end, (t + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0))
-        step_h = (nxt - t).total_seconds() / 3600.0
-        rate = profile.rate_at(t) * scale
-        if rate > 0 and level + rate * step_h >= threshold:
-            return t + timedelta(hours=(threshold - level) / rate)
-        level += rate * step_h
+        local = t.astimezone(zone)
+        starts.append(t)
+        hours.append((nxt - t).total_seconds() / 3600.0)
+        slots.append(local.weekday() * 24 + local.hour)
         t = nxt
-    return None
+    return tuple(starts), np.array(hours), np.array(slots, dtype=np.int64)
 
 
 def round_end(histories: Iterable[Sequence[datetime]], tz: str) -> time | None:
@@ -216,8 +315,9 @@ def usual_pickup_time(pickups: Sequence[datetime], tz: str) -> time | None:
     if not pickups:
         return None
     zone = ZoneInfo(tz)
-    minutes = sorted(p.astimezone(zone).hour * 60 + p.astimezone(zone).minute for p in pickups)
-    m = int(np.median(minutes))
+    minutes = sorted(local.hour * 60 + local.minute for local in (p.astimezone(zone) for p in pickups))
+    n = len(minutes)
+    m = minutes[n // 2] if n % 2 else (minutes[n // 2 - 1] + minutes[n // 2]) // 2  # the median, whole minutes
     return time(m // 60, m % 60)
 
 

@@ -26,6 +26,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -75,6 +76,8 @@ class JobReport:
         reminded: ids of the critical alerts nobody acknowledged that this run sent again to the
             supervisors (:mod:`analytics.escalation`).
         timings: seconds spent per phase.
+        span: ``(start, end)`` of the run, ``time.monotonic()`` seconds (cities of one tick run
+            side by side: their spans overlap).
     """
 
     opened: dict[str, int] = field(default_factory=dict)
@@ -87,6 +90,7 @@ class JobReport:
     forecasts: int = 0
     reminded: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    span: tuple[float, float] = (0.0, 0.0)
 
     def count(self, bucket: dict[str, int], type_: str) -> None:
         """Add one to ``bucket[type_]``."""
@@ -329,6 +333,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
               notifiers: list[Notifier] | None, now: datetime | None, forecast: bool,
               outbox: Outbox | None, escalation: Escalation | None, city: str | None) -> JobReport:
     report = JobReport()
+    started = time.monotonic()
     now = now or utcnow()
     with sessions() as session:
         book = AlertBook(session, notifiers or [], outbox.routing if outbox is not None else ())
@@ -358,6 +363,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         if city is not None:
             city_q = city_q.where(DeviceRow.city_id == city)
         city_of = {d: c for d, c in session.execute(city_q)}
+        book.city_of = city_of
         derived = _bins(ctx, session, influx, recent_bins, latest, forecast, report, city_of, city is not None)
         derived.update(_air(ctx, influx, models, report))
         if city is not None:
@@ -385,6 +391,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
             except Exception:  # the changes are committed and queued; the next tick sends them
                 log.exception("alert notifications not dispatched (they stay queued)")
     book.publish()
+    report.span = (started, time.monotonic())
     return report
 
 
@@ -400,26 +407,30 @@ def merge_reports(reports: Sequence[JobReport]) -> JobReport:
         out.collections += r.collections
         out.forecasts += r.forecasts
         out.reminded.extend(r.reminded)
+    if reports:
+        out.span = (min(r.span[0] for r in reports), max(r.span[1] for r in reports))
     return out
 
 
 def run_cities(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
                notifiers: list[Notifier] | None = None, now: datetime | None = None, forecast: bool = True,
                outbox: Outbox | None = None, escalation: Escalation | None = None) -> dict[str | None, JobReport]:
-    """:func:`run_once` for every city in turn, each with its own settings
-    (:meth:`AnalyticsSettings.for_city`: its time zone, rounds and thresholds).
+    """:func:`run_once` for every city, each with its own settings
+    (:meth:`AnalyticsSettings.for_city`: its time zone, rounds and thresholds), at most
+    ``cfg.city_workers`` cities at once (threads: a run mostly waits for InfluxDB).
 
     A registry with one city runs as before cities existed: one run over every device with ``cfg``
     as given (key ``None``). Reminders of unacknowledged alerts (``escalation``) are sent by the
-    last city's run, once per tick. A city whose run fails is logged and skipped; the others run.
-    The SQL database not answering ends the tick at once: every city needs it, and the next tick
-    redoes them all (a run is safe to repeat).
+    last city's run (by id), once per tick. A city whose run fails is logged and skipped; the
+    others run. The SQL database not answering ends the tick: cities not started yet are not
+    started, the running ones finish (each commits or not on its own; a run is safe to repeat),
+    and the next tick redoes them all.
 
     Returns:
-        ``{city id: report}`` (``{None: report}`` for a single city).
+        ``{city id: report}`` in city id order (``{None: report}`` for a single city).
 
     Raises:
-        DatabaseUnavailable: the SQL database did not answer (the city being run committed nothing).
+        DatabaseUnavailable: the SQL database did not answer.
         StoreError, the error of the run: every city's run failed.
     """
     now = now or utcnow()
@@ -433,17 +444,28 @@ def run_cities(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analy
         raise
     if len(cities) <= 1:
         return {None: run_once(sessions, influx, cfg, notifiers, now, forecast, outbox, escalation)}
+
+    def one(i: int, city: str, tz: str, overrides: dict[str, Any]) -> JobReport:
+        return run_once(sessions, influx, cfg.for_city(tz, overrides), notifiers, now, forecast, outbox,
+                        escalation if i == len(cities) - 1 else None, city=city)
+
     reports: dict[str | None, JobReport] = {}
     failure: Exception | None = None
-    for i, (city, tz, overrides) in enumerate(cities):
+    workers = min(cfg.city_workers, len(cities))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analytics-city") as pool:
+        futures = {pool.submit(one, i, *c): c[0] for i, c in enumerate(cities)}
         try:
-            reports[city] = run_once(sessions, influx, cfg.for_city(tz, overrides), notifiers, now, forecast,
-                                     outbox, escalation if i == len(cities) - 1 else None, city=city)
+            for fut in as_completed(futures):
+                try:
+                    reports[futures[fut]] = fut.result()
+                except DatabaseUnavailable:
+                    raise
+                except Exception as exc:  # one city's bad settings or a failed read: the others still run
+                    log.error("analytics run of city %s failed", futures[fut], exc_info=exc)
+                    failure = exc
         except DatabaseUnavailable:
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
-        except Exception as exc:  # one city's bad settings or a failed read: the others still run
-            log.exception("analytics run of city %s failed", city)
-            failure = exc
     if not reports and failure is not None:
         raise failure
-    return reports
+    return {c[0]: reports[c[0]] for c in cities if c[0] in reports}

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from analytics.frames import recent_points
@@ -94,15 +94,13 @@ def advance_last_seen(session: Session, newest: dict[str, datetime]) -> int:
     Returns:
         How many devices' ``last_seen`` moved.
     """
-    moved = 0
     if not newest:
-        return moved
-    for dev in session.scalars(select(DeviceRow).where(DeviceRow.id.in_(list(newest)))):
-        ts = newest[dev.id]
-        if dev.last_seen is None or ts > dev.last_seen:
-            dev.last_seen = ts
-            moved += 1
-    return moved
+        return 0
+    have = session.execute(select(DeviceRow.id, DeviceRow.last_seen).where(DeviceRow.id.in_(list(newest))))
+    moves = [{"id": d, "last_seen": newest[d]} for d, seen in have if seen is None or newest[d] > seen]
+    if moves:  # one executemany (ORM bulk UPDATE by primary key), not one object per device
+        session.execute(update(DeviceRow), moves)
+    return len(moves)
 
 
 def refresh_latest(session: Session, influx: InfluxClient, lookback: str = "30d", now: datetime | None = None,

@@ -1,7 +1,7 @@
 """Runs the analytics job in one background thread until stopped.
 
-Every ``interval_s`` (30 s) a run raises and clears alerts, city by city in their own time zones
-(:func:`analytics.jobs.run_cities`; one run when the registry holds one city); every ``forecast_interval_s``
+Every ``interval_s`` (30 s) a run raises and clears alerts, per city in its own time zone, cities side
+by side (:func:`analytics.jobs.run_cities`; one run when the registry holds one city); every ``forecast_interval_s``
 (10 min) the run also recomputes the fill forecasts (one more InfluxQL query over a day of
 data); runs in between reuse the forecasts stored in ``device_latest.derived``. A failing run
 is logged and retried at the next tick; a run is safe to repeat, so nothing is lost. InfluxDB or

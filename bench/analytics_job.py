@@ -27,6 +27,28 @@ recomputed) 6.2-7.1 s, an alert run (forecasts reused, what the scheduler does b
 the time is InfluxDB answering two queries: the raw last 130 minutes of 5,000 bins (~2.5 s,
 65,000 points) and the hourly means since each bin's pickup (~2.3 s). The first replay run, which
 opens 2,500 alerts on a cold influxd, took 8.6-16.5 s.
+
+Measured 2026-12-06, ``--bins 20000 --days 7`` (20.2 M points), before and after the array fill
+profiles, bulk SQL and narrower reads, one run each on the shared 2-core machine under a load
+average of 9-16 (other engineers' suites), so every second here is 3-8 times what a quiet machine
+shows; compare the two columns, not the figures with older ones:
+
+=====================================  ==============================  ==============================
+run at ``NOW`` (phases in s)           before                          after
+=====================================  ==============================  ==============================
+full run (forecasts)                   153-179 s: recent 24-51,        57-92 s: recent 21-22,
+                                       latest 15-24, forecast 66-98,   latest 5-11, forecast 19-34,
+                                       rules 8, state 9-11             rules 4-8, state 5-8
+alert run (forecasts reused)           117-123 s: recent 63,           24-29 s: recent 12-16,
+                                       latest 16-19, rules 11-12       latest 3-4, rules 4
+first run of a local day (profiles     forecast 344 s of 453 s         forecast 248 s of 314 s
+learned from 7 days of hourly means)   (with 9,507 alerts opened)      (mostly influxd aggregating)
+peak RSS of the job process            not measured (see below)        945 MiB (189 MiB at start)
+=====================================  ==============================  ==============================
+
+Peak RSS is ``VmHWM`` of the measuring process (:func:`peak_rss_mib`): the ``getrusage`` figure
+printed before carried the loader's peak over into the child (1,681 MiB "at start" on a run that
+loaded the data), and ``/usr/bin/time -v`` reports influxd's (2.1-2.4 GB).
 """
 
 from __future__ import annotations
@@ -182,6 +204,18 @@ def register(db_url: str, bins: int, seed: int) -> None:
                                    capacity_l=660, lat=lat + rng.normal(0, 0.004), lon=lon + rng.normal(0, 0.004)))
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set since it started (``VmHWM`` of /proc/self/status, MiB).
+
+    Not ``getrusage``: on Linux its ``ru_maxrss`` survives fork and exec, so a child started by a
+    parent that grew (the loader) reports the parent's peak.
+    """
+    for row in Path("/proc/self/status").read_text().splitlines():
+        if row.startswith("VmHWM:"):
+            return int(row.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(influx_url: str, database: str, db_url: str, runs: int, replay_h: int) -> None:
     """Child process: replay the scheduler hourly up to ``NOW`` (warms influxd's caches, records
     the morning's pickups, opens alerts), then time ``runs`` full runs and ``runs`` alert-only runs
@@ -189,7 +223,7 @@ def measure(influx_url: str, database: str, db_url: str, runs: int, replay_h: in
     from analytics.jobs import run_once
     from storage.db import make_engine, session_factory
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = peak_rss_mib()
     sessions = session_factory(make_engine(db_url))
     influx = InfluxClient(influx_url, database, timeout_s=300)
     cfg = AnalyticsSettings()
@@ -198,7 +232,7 @@ def measure(influx_url: str, database: str, db_url: str, runs: int, replay_h: in
         t0 = time.perf_counter()
         report = run_once(sessions, influx, cfg, now=at, forecast=forecast)
         dt = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_rss_mib()
         print(f"{label} at {at:%H:%M}Z: {dt:6.2f} s, peak RSS {peak:.0f} MiB | opened {report.opened} "
               f"extended {sum(report.extended.values())} cleared {report.cleared} pickups {report.collections} "
               f"| {report.timings}", flush=True)

@@ -86,7 +86,7 @@ def demo(
     (:class:`firmware_sim.live_store.CrewWatch`).
 
     With ``--cities`` each city is registered (:func:`firmware_sim.demo_cities.register_cities`: its zone,
-    kecamatan, map centre and rounds) and runs its own fleet; the analytics run city by city, and each
+    kecamatan, map centre and rounds) and runs its own fleet; the analytics run per city, and each
     city gets its own admin token scoped to it (kept in ``var/demo-token-<city>``).
     """
     from contextlib import ExitStack

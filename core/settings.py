@@ -234,6 +234,10 @@ class AnalyticsSettings(BaseModel):
         outbox_backoff_s, outbox_backoff_max_s: a failed notification is retried after
             ``outbox_backoff_s * 2**(attempts - 1)`` seconds, at most ``outbox_backoff_max_s``.
         outbox_retention_days: delivered notifications are deleted after this many days.
+        city_workers: cities whose runs go on at once in one tick (threads; most of a run is
+            waiting for InfluxDB, which answers on its own cores). On SQLite a city's run holds
+            the write lock from its first write to its commit, so the others' writes wait (up to
+            the 30 s busy timeout, :func:`storage.db.make_engine`): keep it small there.
     """
 
     full_threshold: Fraction = 0.8
@@ -281,6 +285,7 @@ class AnalyticsSettings(BaseModel):
     outbox_backoff_s: float = Field(5.0, gt=0)
     outbox_backoff_max_s: float = Field(600.0, gt=0)
     outbox_retention_days: float = Field(7.0, ge=0)
+    city_workers: int = Field(2, ge=1, le=32)
 
     def for_city(self, timezone: str, overrides: Mapping[str, object]) -> AnalyticsSettings:
         """These settings with a city's time zone and its overrides of other fields (a city's

@@ -70,3 +70,43 @@ def test_one_city_runs_as_before(sessions: sessionmaker[Session], influx: Influx
         assert alert.city_id == "makassar"  # the device's, from the registry
         [latest] = s.scalars(select(DeviceLatestRow)).all()
     assert latest.derived["expected_pickup"] == "2026-03-02T23:00:00+00:00"  # 06:00 WIB: the zone given
+
+
+def _two_cities(sessions: sessionmaker[Session], influx: InfluxClient) -> None:
+    """Two bins per city, one of them full (0.9) in each."""
+    with sessions.begin() as s:
+        add_city(s, CityIn(id="jayapura", name="Jayapura", timezone="Asia/Jayapura"))
+        for dev, city in (("MKS-1", "makassar"), ("MKS-2", "makassar"), ("JYP-1", "jayapura"), ("JYP-2", "jayapura")):
+            add_device(s, DeviceIn(id=dev, kind="bin", city_id=city, depth_mm=1000, report_interval_s=600))
+    for dev, city in (("MKS-1", "makassar"), ("JYP-1", "jayapura")):
+        _fill(influx, dev, 0.9, city)
+    for dev, city in (("MKS-2", "makassar"), ("JYP-2", "jayapura")):
+        _fill(influx, dev, 0.2, city)
+
+
+def test_cities_run_side_by_side_each_on_its_own_devices(sessions: sessionmaker[Session],
+                                                         influx: InfluxClient) -> None:
+    """With two workers both cities' runs are under way at once, and each run reads, decides and
+    writes for its own two bins only."""
+    _two_cities(sessions, influx)
+    reports = run_cities(sessions, influx, CFG.model_copy(update={"city_workers": 2}), now=NOW)
+    assert list(reports) == ["jayapura", "makassar"]
+    jyp, mks = reports["jayapura"], reports["makassar"]
+    assert jyp.span[0] < mks.span[1] and mks.span[0] < jyp.span[1], (jyp.span, mks.span)  # overlapping
+    for r in (jyp, mks):
+        assert r.opened == {"bin_full": 1} and r.latest_rows == 2
+    with sessions() as s:
+        got = {(a.device_id, a.city_id) for a in s.scalars(select(AlertRow))}
+        derived = {r.device_id: r.derived for r in s.scalars(select(DeviceLatestRow))}
+    assert got == {("MKS-1", "makassar"), ("JYP-1", "jayapura")}
+    assert derived["JYP-2"]["expected_pickup"] == "2026-03-02T21:00:00+00:00"  # 06:00 WIT (UTC+9)
+    assert derived["MKS-2"]["expected_pickup"] == "2026-03-02T22:00:00+00:00"  # 06:00 WITA (UTC+8)
+
+
+def test_one_worker_runs_cities_one_after_the_other(sessions: sessionmaker[Session], influx: InfluxClient) -> None:
+    """``city_workers`` bounds the cities under way at once: with one, the spans do not overlap."""
+    _two_cities(sessions, influx)
+    reports = run_cities(sessions, influx, CFG.model_copy(update={"city_workers": 1}), now=NOW)
+    first, second = sorted(reports.values(), key=lambda r: r.span[0])
+    assert first.span[1] <= second.span[0]
+    assert {k: r.opened for k, r in reports.items()} == {"jayapura": {"bin_full": 1}, "makassar": {"bin_full": 1}}

@@ -1,0 +1,60 @@
+"""The recent raw points as the rules read them: the fields only (no tags, no receive times),
+NaN where a point lacks a field or holds a string, nothing for a measurement never written."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from analytics.frames import bucket_means, bucket_means_chunked, field_keys, recent_points
+from core import schema
+from core.model import to_ms
+from storage.influx import InfluxClient, line
+
+NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+
+
+def test_recent_points_are_the_fields_of_the_window(influx: InfluxClient) -> None:
+    tags = {schema.TAG_DEVICE: "B-1", schema.TAG_KECAMATAN: "Ujung Pandang", schema.TAG_CITY: "makassar"}
+    influx.write_lines([
+        line(schema.MEASUREMENT_BIN, tags, {schema.FIELD_FILL: 0.5, schema.FIELD_RX: 1.0, "distance": 700},
+             to_ms(NOW - timedelta(minutes=20))),
+        line(schema.MEASUREMENT_BIN, tags, {schema.FIELD_FILL: 0.25, "firmware": "v1"},
+             to_ms(NOW - timedelta(minutes=10))),
+        line(schema.MEASUREMENT_BIN, {**tags, schema.TAG_DEVICE: "B-2"}, {schema.FIELD_FILL: 0.75},
+             to_ms(NOW - timedelta(minutes=5))),
+        line(schema.MEASUREMENT_BIN, tags, {schema.FIELD_FILL: 0.1}, to_ms(NOW - timedelta(hours=3))),  # too old
+    ])
+    assert field_keys(influx, schema.MEASUREMENT_BIN) == ["distance", "fillingLevel", "firmware", "rx_ms"]
+    frame = recent_points(influx, schema.MEASUREMENT_BIN, NOW, timedelta(hours=2))
+    assert list(frame.columns) == ["device_id", "time", "distance", "fillingLevel", "firmware"]
+    assert frame["device_id"].tolist() == ["B-1", "B-1", "B-2"]
+    assert frame["time"].tolist() == [NOW - timedelta(minutes=k) for k in (20, 10, 5)]
+    assert frame["fillingLevel"].tolist() == [0.5, 0.25, 0.75]
+    assert frame["distance"].tolist()[0] == 700.0 and np.isnan(frame["distance"].tolist()[1:]).all()
+    assert np.isnan(frame["firmware"].to_numpy()).all()  # a string is not a number
+    numbers_only = recent_points(influx, schema.MEASUREMENT_BIN, NOW - timedelta(minutes=15), timedelta(minutes=10))
+    assert numbers_only["fillingLevel"].tolist() == [0.5] and numbers_only["distance"].tolist() == [700.0]
+    assert recent_points(influx, schema.MEASUREMENT_AIR, NOW, timedelta(hours=2)).empty
+
+
+def test_means_read_a_day_at_a_time_are_the_one_query_means(influx: InfluxClient) -> None:
+    """Points on the cuts (UTC midnights), on the window's open start and on its closed end land in the
+    same buckets as in one query over the whole window."""
+    start, end = datetime(2026, 3, 1, 0, 0, tzinfo=UTC), datetime(2026, 3, 4, 0, 0, tzinfo=UTC)
+    points = []
+    for dev, off in (("B-1", 0), ("B-2", 7)):
+        for k in range(0, 3 * 24 * 60 + 1, 20):  # every 20 minutes, on the hour and the midnights too
+            at = start + timedelta(minutes=k + off)
+            points.append(line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: dev}, {schema.FIELD_FILL: (k % 97) / 97},
+                               to_ms(at)))
+    influx.write_lines(points)
+    for lo, hi in ((start, end), (start + timedelta(hours=5, minutes=3), end - timedelta(hours=2))):
+        one = bucket_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], lo, hi, "1h")
+        days = bucket_means_chunked(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], lo, hi, 3600)
+        assert len(one) > 100
+        assert one.equals(days), (one.compare(days) if one.shape == days.shape else (one.shape, days.shape))
+    with pytest.raises(ValueError):
+        bucket_means_chunked(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], start, end, 3600, chunk_s=5400)
