@@ -1,7 +1,8 @@
 """Per-bin fill forecasts from hourly means (InfluxQL) and the collection history (SQL).
 
 A bin with a day or more of history is forecast from its own fill profile by hour of the week
-(:mod:`analytics.fillprofile`); a newer bin from a straight line (:mod:`analytics.forecast`).
+(:mod:`analytics.fillprofile`), pooled with the bins whose day has the same shape
+(:mod:`analytics.fillpool`); a newer bin from a straight line (:mod:`analytics.forecast`).
 This module only selects each bin's points: hourly buckets that start at or after the bin's last
 pickup (a bucket holding the pickup mixes two fills), without clamped levels (>= 0.999: a full
 bin stops rising on the sensor's scale).
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at, learn_profile
+from analytics.fillpool import learn_profiles
+from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at
 from analytics.forecast import FillForecast, from_history, from_series
 from analytics.frames import PerLocalDay, bucket_means, bucket_means_chunked
 from analytics.pickups import History
@@ -71,6 +73,9 @@ def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
     current local midnight (once per process and local day: :class:`PerLocalDay`), read a day at
     a time (:func:`analytics.frames.bucket_means_chunked`).
 
+    Every bin's hour-of-day rates are pooled with those of the bins whose day has the same
+    shape (:func:`analytics.fillpool.learn_profiles`).
+
     Returns:
         device id -> profile, for the bins with enough history (see
         :func:`analytics.fillprofile.learn_profile`).
@@ -78,12 +83,7 @@ def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
     def learn(midnight: datetime) -> dict[str, FillProfile]:
         frame = bucket_means_chunked(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL],
                                      midnight - timedelta(days=history_days), midnight, 3600)
-        out = {}
-        for device_id, series in split_by_device(frame).items():
-            prof = learn_profile(*series.values(schema.FIELD_FILL), tz)
-            if prof is not None:
-                out[device_id] = prof
-        return out
+        return learn_profiles({d: s.values(schema.FIELD_FILL) for d, s in split_by_device(frame).items()}, tz)
 
     got = _PROFILES.get(influx, now, tz, history_days, learn)
     wanted = set(bins)

@@ -18,8 +18,8 @@ from analytics.fillprofile import (
     HOURS_PER_WEEK,
     MAX_HORIZON_H,
     FillProfile,
-    _fill_gaps,
     adapt_scale,
+    fill_gaps,
     forecast_full_at,
     learn_profile,
     usual_pickup_time,
@@ -54,7 +54,7 @@ def reference_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: f
     by_hour = np.array([float(np.median(vals[hod == h])) if (hod == h).any() else np.nan for h in range(24)])
     if np.isnan(by_hour).all():
         return None
-    by_hour = _fill_gaps(by_hour)
+    by_hour = fill_gaps(by_hour)
     overall = float(vals.mean()) if len(vals) else 0.0
     wd = how // 24
     factor = np.ones(7)
