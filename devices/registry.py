@@ -8,10 +8,11 @@ reporting) <-> ``maintenance`` (pulled for repair) -> ``retired`` (final: its MQ
 are revoked and the ingester stops accepting its messages).
 
 A device the ingester would reject on every message is refused here: an unknown ``codec`` (not
-an id of :data:`ingest.codecs.CODECS`) and a bin ``depth_mm`` not greater than its
-``blind_zone_mm`` (``ingest.normalize.fill_level`` rejects that geometry as ``bad_geometry``).
-So is a bin that could never alert: one without ``depth_mm`` has no fill level, so it would read
-"ok" for ever (:func:`check_depth`); only a sensor still ``in_stock`` may wait for it.
+in :data:`core.codecs.CODEC_MODELS`, the catalogue the decoders of :mod:`ingest.codecs` follow) and
+a bin ``depth_mm`` not greater than its ``blind_zone_mm`` (``ingest.normalize.fill_level`` rejects
+that geometry as ``bad_geometry``). So is a bin that could never alert: one without ``depth_mm`` has
+no fill level, so it would read "ok" for ever (:func:`check_depth`); only a sensor still ``in_stock``
+may wait for it.
 
 Every function here takes a session and leaves committing to the caller, so a CLI command or
 an API request is one transaction.
@@ -33,11 +34,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.codecs import check_codec_id
 from core.errors import DeviceExists, DeviceRetired, UnknownDevice
 from core.model import DeviceInfo, DeviceKind, utcnow
 from core.settings import CITY_ID, CitySettings
 from devices.cities import get_city, resolve_city
-from ingest.codecs import CODECS
 from storage.influx import check_tag_value
 from storage.tables import DeviceCredentialRow, DeviceRow
 
@@ -148,9 +149,7 @@ class _DeviceChecks(BaseModel):
     def _codec(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        if v not in CODECS:
-            raise ValueError(f"unknown codec {v!r}; known: {', '.join(sorted(CODECS))}")
-        return v
+        return check_codec_id(v)
 
     @field_validator("blind_zone_mm", check_fields=False)
     @classmethod

@@ -7,7 +7,9 @@ Each codec module exposes ``CODEC_IDS`` (ids ``<vendor>-<model>`` in lower case,
 records carry their own ``ts``. It raises :class:`core.errors.CodecError` and nothing else,
 with reason ``unknown_fport``, ``short_frame``, ``bad_frame`` or ``sensor_sentinel``.
 
-The registry is an explicit dict (no registration by import side effect).
+The registry is an explicit dict (no registration by import side effect). Its ids are those of
+the catalogue :data:`core.codecs.CODEC_MODELS`, which the device registry checks a device's codec
+against without importing a decoder (``tests/core/test_codec_catalogue.py`` keeps the two equal).
 """
 
 from __future__ import annotations
