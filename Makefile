@@ -56,7 +56,7 @@ test: setup-test
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core storage ingest devices analytics api firmware_sim dashboards
+	$(VENV)/bin/mypy lorong ingest devices analytics api firmware_sim dashboards
 
 bench: setup
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

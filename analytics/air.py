@@ -41,9 +41,9 @@ import pandas as pd
 
 from analytics import aqi, humidity
 from analytics.frames import PerLocalDay, bucket_means, window_means
-from core import schema
-from core.settings import ONSET_LOOKBACK_MIN, AnalyticsSettings
-from storage.influx import InfluxClient
+from lorong.core import schema
+from lorong.core.settings import ONSET_LOOKBACK_MIN, AnalyticsSettings
+from lorong.storage.influx import InfluxClient
 
 BUCKET = timedelta(minutes=10)
 SCORED = timedelta(minutes=ONSET_LOOKBACK_MIN)

@@ -30,10 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.outbox import Router, as_router, enqueue, notification_payload
-from core.alerts import SEVERITIES
-from core.errors import LorongError
-from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow, DeviceRow
+from lorong.core.alerts import SEVERITIES
+from lorong.core.errors import LorongError
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow, DeviceRow
 
 log = logging.getLogger(__name__)
 

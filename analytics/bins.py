@@ -25,9 +25,9 @@ from analytics.forecast import FillForecast, from_history, from_series
 from analytics.frames import PerLocalDay, bucket_means, bucket_means_chunked
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
-from core import schema
-from core.model import to_ms, utc_from_ms
-from storage.influx import InfluxClient
+from lorong.core import schema
+from lorong.core.model import to_ms, utc_from_ms
+from lorong.storage.influx import InfluxClient
 
 FRESH_H = 12.0
 """Bins emptied within this many hours are read over a shorter window (:func:`hourly_levels`)."""

@@ -30,13 +30,13 @@ from analytics.jobs import run_once
 from analytics.notify import build_notifiers, build_outbox, start_telegram_updates
 from analytics.outbox import Outbox
 from analytics.scheduler import Scheduler
-from core.errors import ConfigError, DatabaseUnavailable, UnknownCity
-from core.model import utcnow
-from core.settings import Settings
 from devices.cities import city_settings, get_city, list_cities, resolve_city
 from devices.registry import list_devices
-from storage.db import is_lock
-from storage.runtime import open_influx, open_sessions
+from lorong.core.errors import ConfigError, DatabaseUnavailable, UnknownCity
+from lorong.core.model import utcnow
+from lorong.core.settings import Settings
+from lorong.storage.db import is_lock
+from lorong.storage.runtime import open_influx, open_sessions
 
 app = typer.Typer(help="Alerts for full bins, sensor faults and pollution; collection routes.", no_args_is_help=True)
 
@@ -54,7 +54,7 @@ LOCKED_RETRY_S = 300.0
 def is_locked(exc: BaseException) -> bool:
     """True for a database error that means "another process holds the write lock" (SQLite
     ``database is locked``, PostgreSQL ``lock_timeout``), which is worth trying again: run_once's
-    :class:`DatabaseUnavailable` with ``locked`` set, or a driver error :func:`storage.db.is_lock`
+    :class:`DatabaseUnavailable` with ``locked`` set, or a driver error :func:`lorong.storage.db.is_lock`
     recognises."""
     if isinstance(exc, DatabaseUnavailable):
         return exc.locked

@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from analytics.alerts import AlertBook
-from core.settings import NotifySettings
-from storage.tables import AlertHistoryRow, AlertRow
+from lorong.core.settings import NotifySettings
+from lorong.storage.tables import AlertHistoryRow, AlertRow
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from core import schema
-from core.model import to_ms
-from storage.influx import InfluxClient, Series, quote_ident
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage.influx import InfluxClient, Series, quote_ident
 
 _SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.TAG_CITY, schema.FIELD_RX})
 T = TypeVar("T")

@@ -23,7 +23,7 @@ A/B channel agreement rule of Barkjohn et al. 2021 section 3.2.3 (as coded in US
 sensortoolkit, ``sensortoolkit/qc/_purpleair_abcleaning.py``).
 
 Units: concentrations in ug/m3; relative humidity as a fraction 0..1, the canonical unit of
-``relativeHumidity`` in :mod:`core.metrics` (Barkjohn's formula wants percent: converted inside).
+``relativeHumidity`` in :mod:`lorong.core.metrics` (Barkjohn's formula wants percent: converted inside).
 """
 
 from __future__ import annotations

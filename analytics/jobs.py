@@ -48,13 +48,13 @@ from analytics.rules import RULES
 from analytics.rules.base import Context, Device, Verdict, iso
 from analytics.rules.pm25_episode import CITY
 from analytics.state_points import state_lines
-from core import alerts, schema
-from core.errors import DatabaseUnavailable, StoreError
-from core.model import DeviceKind, utcnow
-from core.settings import AnalyticsSettings
-from storage.db import is_unavailable, unavailable
-from storage.influx import InfluxClient
-from storage.tables import AlertRow, CityRow, DeadLetterRow, DeviceLatestRow, DeviceRow
+from lorong.core import alerts, schema
+from lorong.core.errors import DatabaseUnavailable, StoreError
+from lorong.core.model import DeviceKind, utcnow
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.db import is_unavailable, unavailable
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertRow, CityRow, DeadLetterRow, DeviceLatestRow, DeviceRow
 
 log = logging.getLogger(__name__)
 

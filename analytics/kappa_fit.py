@@ -32,9 +32,9 @@ import pandas as pd
 
 from analytics import humidity
 from analytics.frames import PerLocalDay, bucket_means
-from core import schema
-from core.settings import AnalyticsSettings
-from storage.influx import InfluxClient
+from lorong.core import schema
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient
 
 KAPPA_BOUNDS = (0.05, 1.0)
 """Smallest and largest kappa fitted: ambient aerosol lies between organics (kappa about 0.1) and

@@ -22,10 +22,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from analytics.frames import recent_points
-from core import schema
-from core.model import utc_from_ms, utcnow
-from storage.influx import InfluxClient, quote_ident
-from storage.tables import DeviceLatestRow, DeviceRow
+from lorong.core import schema
+from lorong.core.model import utc_from_ms, utcnow
+from lorong.storage.influx import InfluxClient, quote_ident
+from lorong.storage.tables import DeviceLatestRow, DeviceRow
 
 LOOKBACK = timedelta(days=30)
 """How far back a device's newest point is looked for when it is not among the recent points."""

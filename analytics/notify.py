@@ -31,19 +31,19 @@ from analytics.notify_telegram import BotApi, TelegramChannel, TelegramUpdates
 from analytics.notify_webhook import WebhookChannel
 from analytics.outbox import Channel, Delivery, Outbox
 from analytics.telegram_text import registry_places
-from core import schema
-from core.errors import ConfigError
-from core.model import to_ms, utcnow
-from core.settings import Settings, TelegramChat
 from devices.credentials import ALERTS_ENV, read_env_file
-from storage.influx import InfluxClient, line
-from storage.tables import CityRow
+from lorong.core import schema
+from lorong.core.errors import ConfigError
+from lorong.core.model import to_ms, utcnow
+from lorong.core.settings import Settings, TelegramChat
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import CityRow
 
 log = logging.getLogger(__name__)
 
 
 class InfluxAlertLog:
-    """Writes each alert change as an ``alert_event`` point (:mod:`core.schema`): tags device_id,
+    """Writes each alert change as an ``alert_event`` point (:mod:`lorong.core.schema`): tags device_id,
     kecamatan, city, type, severity; fields status, action, alert_id; time = the change's time."""
 
     def __init__(self, influx: InfluxClient) -> None:

@@ -38,7 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from analytics.alerts import AlertChange
 from analytics.outbox import DeliveryRefused, OutboxMessage
-from core.alerts import payload_words
+from lorong.core.alerts import payload_words
 
 log = logging.getLogger(__name__)
 

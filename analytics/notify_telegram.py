@@ -7,7 +7,7 @@ Telegram Bot API over HTTPS (core.telegram.org/bots/api), plain httpx: every cal
 ``getUpdates`` (long polling), ``answerCallbackQuery``.
 
 - **Out** (:class:`TelegramChannel`, one outbox channel ``telegram:<name>`` per linked chat, see
-  :class:`core.settings.TelegramChat`): one message per alert change in the chat's language,
+  :class:`lorong.core.settings.TelegramChat`): one message per alert change in the chat's language,
   written by :func:`analytics.telegram_text.message_text` (the catalogue's words, the place and a
   map link); a chat that may act gets buttons "On it" (acknowledge) and "Emptied" (clear with the
   reason ``emptied``; "Resolved" for alerts that are not about a full bin) while the alert is active.
@@ -46,8 +46,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from analytics.alerts import AlertBook, AlertNotFound, AlertStateError, Notifier, snapshot
 from analytics.outbox import DeliveryRefused, Outbox, OutboxMessage, Router
 from analytics.telegram_text import Locate, clear_words, message_text, say
-from core.model import utcnow
-from core.settings import TelegramChat
+from lorong.core.model import utcnow
+from lorong.core.settings import TelegramChat
 
 log = logging.getLogger(__name__)
 

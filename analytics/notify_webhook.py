@@ -39,7 +39,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from analytics.alerts import AlertChange
 from analytics.outbox import DeliveryRefused, OutboxMessage
-from core.alerts import payload_words
+from lorong.core.alerts import payload_words
 
 SIGNATURE_HEADER = "X-Lorong-Signature"
 SIGNATURE_TOLERANCE_S = 300.0

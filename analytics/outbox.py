@@ -49,10 +49,10 @@ from typing import Any, Protocol, cast
 from sqlalchemy import ColumnElement, CursorResult, Executable, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.alerts import payload_words
-from core.errors import LorongError
-from core.model import utcnow
-from storage.tables import NotificationOutboxRow as Row
+from lorong.core.alerts import payload_words
+from lorong.core.errors import LorongError
+from lorong.core.model import utcnow
+from lorong.storage.tables import NotificationOutboxRow as Row
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def notification_payload(notification_id: int, action: str, alert: dict[str, Any
         notification_id: the change's ``alert_history`` id, the receivers' idempotency key.
         action: opened, escalated, deescalated, acknowledged, cleared or reminder.
         alert: the alert's snapshot after the change (:func:`analytics.alerts.snapshot`); the
-            catalogue's words of its type are added beside ``type`` (:func:`core.alerts.payload_words`:
+            catalogue's words of its type are added beside ``type`` (:func:`lorong.core.alerts.payload_words`:
             ``title`` and ``what_to_do`` in Bahasa Indonesia and English, and the ``role`` that acts on it).
     """
     alert = {**alert, **payload_words(str(alert.get("type")))}

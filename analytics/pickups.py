@@ -1,6 +1,6 @@
 """Pickup detection: a sharp fall of a bin's fill level is a collection (FIWARE WasteContainer
 ``dateLastEmptying``), kept in the SQL table ``collections`` and as a point of the InfluxDB
-measurement ``collection`` (:mod:`core.schema`).
+measurement ``collection`` (:mod:`lorong.core.schema`).
 
 A step between two consecutive readings is a pickup when the level falls by at least
 ``pickup_min_drop`` (0.3: well above ultrasonic jitter of about 1 % and waste settling, below
@@ -33,10 +33,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from analytics.frames import jumps
-from core import schema
-from core.model import to_ms
-from storage.influx import InfluxClient, line
-from storage.tables import CollectionRow, DeviceRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import CollectionRow, DeviceRow
 
 log = logging.getLogger(__name__)
 

@@ -47,11 +47,11 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.jobs import JobReport, run_once
-from core import schema
-from core.errors import LorongError
-from core.settings import AnalyticsSettings
-from storage.influx import InfluxClient
-from storage.tables import (
+from lorong.core import schema
+from lorong.core.errors import LorongError
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import (
     AlertHistoryRow,
     AlertRow,
     CollectionRow,

@@ -37,10 +37,10 @@ from sqlalchemy.orm import Session
 from analytics import pickups
 from analytics.fillprofile import round_end
 from analytics.forecast import next_collection
-from core.geo import EARTH_RADIUS_M, haversine_m
-from core.model import DeviceKind
-from core.settings import AnalyticsSettings
-from storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
+from lorong.core.geo import EARTH_RADIUS_M, haversine_m
+from lorong.core.model import DeviceKind
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
 
 __all__ = ["EARTH_RADIUS_M", "Plan", "Route", "Stop", "TruckTooSmall", "haversine_m", "plan_day", "save",
            "saved_routes", "select_stops", "solve"]

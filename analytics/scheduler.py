@@ -26,10 +26,10 @@ from analytics.alerts import Notifier
 from analytics.escalation import Escalation
 from analytics.jobs import JobReport, merge_reports, run_cities
 from analytics.outbox import Outbox
-from core.errors import DatabaseUnavailable, StoreError
-from core.model import utcnow
-from core.settings import AnalyticsSettings
-from storage.influx import InfluxClient
+from lorong.core.errors import DatabaseUnavailable, StoreError
+from lorong.core.model import utcnow
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.errors import LorongError
+from lorong.core.errors import LorongError
 
 TOLERANCE = timedelta(minutes=10)
 """How long before an event's start an alert may open and still match it."""

@@ -2,7 +2,7 @@
 
 Grafana reads InfluxDB only, while the analytics results live in the SQL table
 ``device_latest.derived``; each job run therefore also writes one point per bin and per station,
-stamped with the run's time (layout in :mod:`core.schema`).
+stamped with the run's time (layout in :mod:`lorong.core.schema`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from core import schema
-from core.model import to_ms
-from storage.influx import line
-from storage.tables import DeviceLatestRow, DeviceRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage.influx import line
+from lorong.storage.tables import DeviceLatestRow, DeviceRow
 
 
 def hours_to_full(full_at: str | None, level: float | None, threshold: float, now: datetime) -> float | None:

@@ -1,11 +1,11 @@
 """What a Telegram chat reads: messages and button words in the chat's language.
 
-A linked chat has a ``language`` (:class:`core.settings.TelegramChat`, ``id`` Bahasa Indonesia by
+A linked chat has a ``language`` (:class:`lorong.core.settings.TelegramChat`, ``id`` Bahasa Indonesia by
 default, or ``en``). A message takes the alert type's title and "what to do" from the catalogue
-(:mod:`core.alerts`, the words the crew page shows), the place from the device registry (street,
+(:mod:`lorong.core.alerts`, the words the crew page shows), the place from the device registry (street,
 kelurahan, kecamatan, landmark) and a link to the point on OpenStreetMap, which Telegram opens in
 the browser or the phone's map app. The severity words are the catalogue's
-(:data:`core.alerts.SEVERITY_WORDS`), as on the crew page.
+(:data:`lorong.core.alerts.SEVERITY_WORDS`), as on the crew page.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.alerts import ALERT_TYPES, SEVERITY_WORDS
-from storage.tables import DeviceRow
+from lorong.core.alerts import ALERT_TYPES, SEVERITY_WORDS
+from lorong.storage.tables import DeviceRow
 
 ACTIONS = ("opened", "escalated", "deescalated", "acknowledged", "cleared", "reminder")
 """The changes a message tells of (:class:`analytics.alerts.AlertChange` actions)."""

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.errors import InvalidRequest
 from api.schemas import AlertOut
 from api.snapshot import Snapshot
-from storage.tables import AlertRow, DeviceRow
+from lorong.storage.tables import AlertRow, DeviceRow
 
 LOCATION_FIELDS = ("kelurahan", "street", "landmark", "lat", "lon")
 """Where the alert's device is, from the registry (empty or null for the city's pseudo-device)."""

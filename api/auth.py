@@ -11,7 +11,7 @@ admin       all of the above, and manage API tokens
 ==========  ==========================================================================
 
 "Act on" an alert is acknowledging and clearing it; which role acts on which alert type is the
-catalogue's (:func:`core.alerts.may_act`), checked per alert by :meth:`Principal.require_act`.
+catalogue's (:func:`lorong.core.alerts.may_act`), checked per alert by :meth:`Principal.require_act`.
 
 A token may also have an *area*: the kecamatan its holder works in (``lorong api token create
 --kecamatan Wajo,Tallo``). A token with an area, whatever its role, sees the bins, alerts and route
@@ -51,10 +51,10 @@ from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from core.alerts import may_act
-from core.errors import LorongError, UnknownCity
-from core.model import utcnow
-from storage.tables import ApiTokenRow, CityRow
+from lorong.core.alerts import may_act
+from lorong.core.errors import LorongError, UnknownCity
+from lorong.core.model import utcnow
+from lorong.storage.tables import ApiTokenRow, CityRow
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class Principal:
 
     def require_act(self, alert_type: str) -> None:
         """Raise :class:`Forbidden` unless this role may acknowledge and clear alerts of ``alert_type``
-        (:func:`core.alerts.may_act`: the catalogue's role, a supervisor for the crew, an admin)."""
+        (:func:`lorong.core.alerts.may_act`: the catalogue's role, a supervisor for the crew, an admin)."""
         if not may_act(self.role.value, alert_type):
             allowed = ", ".join(r.value for r in Role if may_act(r.value, alert_type))
             article = "an" if self.role.value[0] in "aeiou" else "a"

@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.schemas import BinStatus
 from api.snapshot import Snapshot
 from api.state import is_stale, iso_time, metric_value, rate
-from core.metrics import shown
-from core.model import DeviceKind
-from storage.tables import DeviceLatestRow, DeviceRow
+from lorong.core.metrics import shown
+from lorong.core.model import DeviceKind
+from lorong.storage.tables import DeviceLatestRow, DeviceRow
 
 _COLUMNS = (DeviceRow.id, DeviceRow.kecamatan, DeviceRow.kelurahan, DeviceRow.street, DeviceRow.landmark,
             DeviceRow.lat, DeviceRow.lon, DeviceRow.full_threshold, DeviceRow.report_interval_s, DeviceLatestRow.ts,
@@ -88,7 +88,7 @@ def _value_of(metrics: dict[str, Any]) -> Callable[[str], float | None]:
 def bin_entry(row: Any, default_threshold: float) -> BinEntry:
     """A :class:`BinEntry` from one row of ``devices`` outer-joined with ``device_latest``.
 
-    Values are rounded to their sensor's resolution (:func:`core.metrics.shown`).
+    Values are rounded to their sensor's resolution (:func:`lorong.core.metrics.shown`).
     ``status``: ``noData`` never heard from; ``full`` when the level as shown is at or above the
     bin's threshold (its own or ``default_threshold``); ``dropped`` when the sensor reports tilt;
     ``lidOpen`` when it reports an open lid; else ``ok``.

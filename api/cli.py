@@ -13,11 +13,11 @@ from api.auth import Role, UnknownToken, create_token, list_tokens, resolve_area
 from api.main import create_app
 from api.query import known_kecamatan
 from api.server import header_timeout_protocol
-from core.errors import UnknownCity
-from core.settings import Settings
 from devices.cities import get_city
-from storage.db import default_city, migrate
-from storage.runtime import check_database, open_sessions
+from lorong.core.errors import UnknownCity
+from lorong.core.settings import Settings
+from lorong.storage.db import default_city, migrate
+from lorong.storage.runtime import check_database, open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
 token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
@@ -53,7 +53,7 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
     if ctx.invoked_subcommand is not None:
         return
     settings = Settings()
-    check_database(settings.database_url)  # refuse to serve a new, empty file (storage.runtime)
+    check_database(settings.database_url)  # refuse to serve a new, empty file (lorong.storage.runtime)
     migrate(settings.database_url, default_city=default_city(settings))
     config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
                             log_level="warning", http=header_timeout_protocol(settings.api.header_timeout_s))

@@ -21,11 +21,11 @@ from api.auth import NO_TOKEN, NotAuthenticated, Permission, Principal, authenti
 from api.bin_state import BinEntry
 from api.pages import PageCache
 from api.snapshot import Snapshot
-from core.errors import UnknownDevice
-from core.settings import Settings
 from devices.registry import get_device
-from storage.influx import InfluxClient
-from storage.tables import DeviceRow
+from lorong.core.errors import UnknownDevice
+from lorong.core.settings import Settings
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import DeviceRow
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Device ids as the registry accepts them (:data:`devices.registry.DEVICE_ID`); anything else in a

@@ -9,8 +9,8 @@
 - A body over :data:`MAX_BODY_BYTES` is a 413, whether it declares its length or is sent chunked
   (:mod:`api.body_limit`).
 - The SQL database not answering (PostgreSQL restarting or failing over, SQLite busy) is a 503 with
-  a message to try again: :class:`core.errors.DatabaseUnavailable`, SQLAlchemy's ``OperationalError``
-  and DBAPI errors that dropped the connection (:func:`storage.db.is_unavailable`).
+  a message to try again: :class:`lorong.core.errors.DatabaseUnavailable`, SQLAlchemy's ``OperationalError``
+  and DBAPI errors that dropped the connection (:func:`lorong.storage.db.is_unavailable`).
 - Anything else is a 500 with a generic message; the traceback goes to the log, not the client.
 """
 
@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from analytics.alerts import AlertNotFound, AlertStateError
 from api.auth import Forbidden, NotAuthenticated, UnknownToken
 from api.body_limit import BodyLimitMiddleware
-from core.errors import (
+from lorong.core.errors import (
     CityExists,
     DatabaseUnavailable,
     DeviceExists,
@@ -40,7 +40,7 @@ from core.errors import (
     UnknownCity,
     UnknownDevice,
 )
-from storage.db import is_unavailable, unavailable
+from lorong.storage.db import is_unavailable, unavailable
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import InvalidRequest
-from core.model import utcnow
-from storage.tables import IdempotencyKeyRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import IdempotencyKeyRow
 
 KEEP = timedelta(days=7)
 """How long a key is remembered: far longer than a phone stays offline with a day's route

@@ -19,9 +19,9 @@ from api.pages import GZIP_LEVEL, GZIP_MIN_BYTES, PageCache
 from api.query import reject_unknown_query
 from api.routes import air, alerts, bins, collection, crew, devices, export, health, metrics, tokens, web
 from api.security_headers import SecurityHeadersMiddleware
-from core.settings import Settings
-from storage.db import make_engine, session_factory
-from storage.runtime import open_influx
+from lorong.core.settings import Settings
+from lorong.storage.db import make_engine, session_factory
+from lorong.storage.runtime import open_influx
 
 ROUTERS = (health, metrics, devices, bins, air, alerts, collection, crew, export, tokens, web)
 """Every router, in the order their paths appear in the OpenAPI document."""

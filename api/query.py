@@ -2,7 +2,7 @@
 path does not take, is a 422 that names what is allowed instead of being silently ignored.
 
 - :func:`one_of` validates a string parameter against a closed list (for lists that live in code,
-  such as the alert types of :data:`core.alerts.ALERT_TYPES`, where a ``Literal`` cannot be written).
+  such as the alert types of :data:`lorong.core.alerts.ALERT_TYPES`, where a ``Literal`` cannot be written).
 - :func:`resolve_kecamatan` matches a ``kecamatan`` filter to a registered name regardless of case
   (``tamalate`` finds ``Tamalate``); a name no device has is a 422 listing the known ones, not a
   silent ``[]``.
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
-from storage.tables import DeviceRow
+from lorong.storage.tables import DeviceRow
 
 _KNOWN: dict[int, tuple[str, ...]] = {}
 """Declared query parameters per route (``id(route)``), computed on the route's first request."""

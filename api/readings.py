@@ -4,10 +4,10 @@ The only API module that builds InfluxQL. Nothing from the request is pasted int
 unchecked: the device id travels as a bound parameter (``$device``, InfluxDB 1.x ``params``)
 after the route has matched it against :data:`api.deps.DEVICE_ID_PATTERN`; ``every`` must match
 :data:`EVERY_PATTERN` (digits and one unit letter); times are integers in epoch milliseconds;
-metric and measurement names come from :mod:`core.schema` and are quoted with
-:func:`storage.influx.quote_ident`.
+metric and measurement names come from :mod:`lorong.core.schema` and are quoted with
+:func:`lorong.storage.influx.quote_ident`.
 
-Long windows read the means of :mod:`storage.retention` instead of the raw readings
+Long windows read the means of :mod:`lorong.storage.retention` instead of the raw readings
 (:func:`source`): a window over :data:`LONG_WINDOW` (7 days), or one that starts before the raw
 readings' retention (``raw_days``), reads policy ``daily`` when ``every`` is a whole number of
 days and policy ``hourly`` when it is a whole number of hours; a window that starts before the
@@ -37,12 +37,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from api.errors import InvalidRequest
-from core import schema
-from core.errors import StoreNotReady, StoreRejected
-from core.metrics import METRICS, shown
-from core.model import to_ms, utc_from_ms, utcnow
-from storage import retention
-from storage.influx import InfluxClient, quote_ident
+from lorong.core import schema
+from lorong.core.errors import StoreNotReady, StoreRejected
+from lorong.core.metrics import METRICS, shown
+from lorong.core.model import to_ms, utc_from_ms, utcnow
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient, quote_ident
 
 EVERY_PATTERN = r"^[1-9][0-9]{0,5}[smhdw]$"
 """InfluxQL duration with one unit: ``30s``, ``15m``, ``1h``, ``1d``, ``1w``."""
@@ -148,7 +148,7 @@ def source(win: Window, raw_days: int, now: datetime | None = None, hourly_days:
 
 def day_offset_s(every: str, tz: str, at: datetime) -> int:
     """Offset of ``every``'s buckets from the epoch-aligned ones, seconds: local midnight of ``tz``
-    (the daily means' offset, :func:`storage.retention.levels`) when ``every`` is whole days, else 0.
+    (the daily means' offset, :func:`lorong.storage.retention.levels`) when ``every`` is whole days, else 0.
 
     ``Asia/Makassar`` (UTC+8) gives 57600 (16:00 UTC); Indonesia's zones keep one offset all year.
     """
@@ -158,7 +158,7 @@ def day_offset_s(every: str, tz: str, at: datetime) -> int:
 
 
 def units(metrics: Sequence[str]) -> dict[str, str]:
-    """``{metric: canonical unit}`` from :mod:`core.metrics` (``"1"`` is a 0..1 fraction)."""
+    """``{metric: canonical unit}`` from :mod:`lorong.core.metrics` (``"1"`` is a 0..1 fraction)."""
     return {m: METRICS[m].unit for m in metrics}
 
 
@@ -172,9 +172,9 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
 
     Args:
         influx: client on the Lorong database.
-        measurement: a :mod:`core.schema` measurement name.
+        measurement: a :mod:`lorong.core.schema` measurement name.
         device_id: an id already checked against the registry pattern (sent as a bound parameter).
-        metrics: canonical metric names (keys of :data:`core.metrics.METRICS`).
+        metrics: canonical metric names (keys of :data:`lorong.core.metrics.METRICS`).
         win: a checked :class:`Window`.
         rp: ``raw`` (the database's default policy), ``hourly`` or ``daily`` (:func:`source`).
         offset_s: bucket offset, seconds (:func:`day_offset_s`).
@@ -182,7 +182,7 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
     Returns:
         one dict per non-empty bucket, oldest first: ``dateObserved`` (UTC datetime, bucket start)
         and each metric's mean (float in its canonical unit rounded to the sensor's resolution,
-        :func:`core.metrics.shown`; ``None`` when the bucket has none).
+        :func:`lorong.core.metrics.shown`; ``None`` when the bucket has none).
 
     Raises:
         StoreUnavailable: InfluxDB is not reachable.

@@ -2,7 +2,7 @@
 
 Conventions:
 
-- Metric values use the FIWARE Smart Data Models names of :mod:`core.metrics` (``fillingLevel``,
+- Metric values use the FIWARE Smart Data Models names of :mod:`lorong.core.metrics` (``fillingLevel``,
   ``pm25``, ``batteryLevel``), in the canonical unit of that metric; fractions are 0..1.
   Every numeric field states its unit in the OpenAPI description and in ``x-unit``; values that are
   not canonical metrics carry the unit in their name (``fillRate_per_h``, ``distance_km``).
@@ -286,7 +286,7 @@ class WordsOut(BaseModel):
 
 
 class AlertTypeOut(BaseModel):
-    """One alert type of the catalogue (:mod:`core.alerts`)."""
+    """One alert type of the catalogue (:mod:`lorong.core.alerts`)."""
 
     name: str
     severities: list[Literal["critical", "major", "minor", "warning"]] = Field(

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from analytics.aqi import ISPU_CATEGORIES, US_CATEGORIES, Category, ispu_category, us_aqi_category
 from api.schemas import StationOut
-from core.metrics import shown
-from core.model import DeviceKind, utc_from_ms
-from storage.tables import DeviceLatestRow, DeviceRow
+from lorong.core.metrics import shown
+from lorong.core.model import DeviceKind, utc_from_ms
+from lorong.storage.tables import DeviceLatestRow, DeviceRow
 
 STALE_INTERVALS = 3
 """A device is stale when its latest reading is older than this many report intervals."""
@@ -111,7 +111,7 @@ def _index(value: Any) -> int | None:
 
 def station_out(device: DeviceRow, latest: DeviceLatestRow | None, now: datetime) -> StationOut:
     """The API view of one air station (see :class:`api.schemas.StationOut`); values rounded to
-    their sensor's resolution (:func:`core.metrics.shown`)."""
+    their sensor's resolution (:func:`lorong.core.metrics.shown`)."""
     metrics = latest.metrics if latest else {}
     derived = latest.derived if latest and latest.derived else {}
     observed = latest.ts if latest else None

@@ -69,10 +69,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.settings import AnalyticsSettings  # noqa: E402
 from firmware_sim.makassar import KECAMATAN  # noqa: E402
-from storage import stack  # noqa: E402
-from storage.influx import InfluxClient  # noqa: E402
+from lorong.core.settings import AnalyticsSettings  # noqa: E402
+from lorong.storage import stack  # noqa: E402
+from lorong.storage.influx import InfluxClient  # noqa: E402
 
 STEP_S = 600
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)  # 10:00 WITA
@@ -185,8 +185,8 @@ def load(client: InfluxClient, workdir: Path, bins: int, days: int, seed: int) -
 def register(db_url: str, bins: int, seed: int) -> None:
     """Put the bench fleet in the SQL registry (idempotent)."""
     from devices.registry import DeviceIn, add_device
-    from storage.db import make_engine, migrate, session_factory
-    from storage.tables import DeviceRow
+    from lorong.storage.db import make_engine, migrate, session_factory
+    from lorong.storage.tables import DeviceRow
 
     migrate(db_url)
     sessions = session_factory(make_engine(db_url))
@@ -221,7 +221,7 @@ def measure(influx_url: str, database: str, db_url: str, runs: int, replay_h: in
     the morning's pickups, opens alerts), then time ``runs`` full runs and ``runs`` alert-only runs
     (forecasts reused) at ``NOW``; print wall time, phases and peak RSS."""
     from analytics.jobs import run_once
-    from storage.db import make_engine, session_factory
+    from lorong.storage.db import make_engine, session_factory
 
     rss0 = peak_rss_mib()
     sessions = session_factory(make_engine(db_url))

@@ -3,7 +3,7 @@
 Workload: a fresh SQLite database with 5,000 bins in Makassar's 15 kecamatan, each with a
 ``device_latest`` row (fill level drawn uniformly 0..1, fixed seed) and, for bins at or above
 0.8, an active ``bin_full`` alert (about 1,000), plus 2,000 cleared alerts; one officer token.
-The API runs as its own process (``python -m core.cli api``, one uvicorn worker) so the load
+The API runs as its own process (``python -m lorong.cli api``, one uvicorn worker) so the load
 generator does not share its interpreter. Answers come from SQL (``devices`` joined with
 ``device_latest``); nothing here touches InfluxDB.
 
@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from analytics.alerts import AlertBook  # noqa: E402
 from api.auth import create_token  # noqa: E402
-from core.model import to_ms, utcnow  # noqa: E402
-from storage import stack  # noqa: E402
-from storage.db import make_engine, migrate, session_factory  # noqa: E402
-from storage.tables import DeviceLatestRow, DeviceRow  # noqa: E402
+from lorong.core.model import to_ms, utcnow  # noqa: E402
+from lorong.storage import stack  # noqa: E402
+from lorong.storage.db import make_engine, migrate, session_factory  # noqa: E402
+from lorong.storage.tables import DeviceLatestRow, DeviceRow  # noqa: E402
 
 KECAMATAN = ["Mariso", "Mamajang", "Tamalate", "Rappocini", "Makassar", "Ujung Pandang", "Wajo", "Bontoala",
              "Ujung Tanah", "Kepulauan Sangkarrang", "Tallo", "Panakkukang", "Manggala", "Biringkanaya",
@@ -231,7 +231,7 @@ def main() -> None:
         load_before = os.getloadavg()
         port = stack.free_port()
         env = {**os.environ, "LORONG_DATABASE_URL": url, "LORONG_INFLUX__URL": f"http://127.0.0.1:{stack.free_port()}"}
-        server = subprocess.Popen([sys.executable, "-m", "core.cli", "--log-level", "WARNING", "api", "--host",
+        server = subprocess.Popen([sys.executable, "-m", "lorong.cli", "--log-level", "WARNING", "api", "--host",
                                    "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env)
         try:
             stack.wait_for_port(port, 30)

@@ -1,7 +1,7 @@
 """Ingest throughput through a three-node NATS cluster, beside its own reference and the Mosquitto path.
 
-Starts its own InfluxDB, a three-node NATS cluster (storage.cluster, uplinks replicated R=3) and,
-for the comparison, Mosquitto (storage.stack), all in a temporary directory on loopback, and
+Starts its own InfluxDB, a three-node NATS cluster (lorong.storage.cluster, uplinks replicated R=3) and,
+for the comparison, Mosquitto (lorong.storage.stack), all in a temporary directory on loopback, and
 publishes the same N ``lorong-json`` uplinks (bench/ingest_throughput.py's payloads) each time,
 with one ``mosquitto_pub -q 1 -l`` (MQTT 3.1.1) per device, spread over the cluster's nodes:
 
@@ -34,12 +34,12 @@ from pathlib import Path
 from ingest_throughput import TOPIC_FILTER, children, cpu_s, free_ports, metric, publish, reference, write_payloads
 from ingest_throughput import lorong as mosquitto_lorong
 
-from core.model import DeviceKind
-from core.settings import NatsSettings, Settings
 from devices.registry import DeviceIn, add_device
-from storage import cluster, stack
-from storage.influx import InfluxClient
-from storage.runtime import open_sessions
+from lorong.core.model import DeviceKind
+from lorong.core.settings import NatsSettings, Settings
+from lorong.storage import cluster, stack
+from lorong.storage.influx import InfluxClient
+from lorong.storage.runtime import open_sessions
 
 
 def publish_spread(nodes: list[cluster.NatsNode], files: list[Path], devices: list[str], tag: str,

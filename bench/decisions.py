@@ -31,9 +31,9 @@ from analytics.cli import print_score
 from analytics.score import targets_met
 from firmware_sim.city import load_city, packaged_city
 from firmware_sim.evaluate import evaluate
-from storage import stack
-from storage.db import make_engine, migrate, session_factory
-from storage.influx import InfluxClient
+from lorong.storage import stack
+from lorong.storage.db import make_engine, migrate, session_factory
+from lorong.storage.influx import InfluxClient
 
 CITIES = ["makassar", "jakarta-like", "banyuwangi-like", "small"]
 

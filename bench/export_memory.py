@@ -3,7 +3,7 @@
 Workload: a fresh influxd (Debian 1.6.7, started here on a free loopback port) holding
 ``--devices`` bins (default 200) with one point every 30 minutes over the days up to now, each
 point carrying ``fillingLevel`` and ``distance``, so that ``--readings`` (default 1,000,000)
-readings = points x 2 (52 days). Each export runs in a child process (``python -m core.cli export
+readings = points x 2 (52 days). Each export runs in a child process (``python -m lorong.cli export
 readings``, the command users run) that writes the file; its peak resident set size is read from
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after it ends. A child that only imports the same modules
 gives the baseline (Python, pandas-free imports, pyarrow), so the export's own cost is the
@@ -32,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import schema  # noqa: E402
-from core.model import to_ms  # noqa: E402
-from storage import stack  # noqa: E402
-from storage.influx import InfluxClient, line  # noqa: E402
+from lorong.core import schema  # noqa: E402
+from lorong.core.model import to_ms  # noqa: E402
+from lorong.storage import stack  # noqa: E402
+from lorong.storage.influx import InfluxClient, line  # noqa: E402
 
 STEP = timedelta(minutes=30)
 
@@ -89,13 +89,13 @@ def main() -> None:
             print(f"seeded {opts.readings:,} readings ({opts.devices} bins, {start:%Y-%m-%d} .. {end:%Y-%m-%d}) "
                   f"in {time.monotonic() - t0:.1f} s")
             env = {**os.environ, "LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": "bench"}
-            base_mb, _, _ = child_peak_mb([sys.executable, "-c", "import core.cli, storage.export, pyarrow.parquet"],
+            base_mb, _, _ = child_peak_mb([sys.executable, "-c", "import lorong.cli, lorong.storage.export, pyarrow.parquet"],
                                           env)
             print(f"baseline (a child that only imports the export modules): peak RSS {base_mb:.0f} MB")
             for fmt in ("csv", "parquet"):
                 out = Path(tmp) / f"readings.{fmt}"
                 peak, took, said = child_peak_mb(
-                    [sys.executable, "-m", "core.cli", "export", "readings", "--from", start.isoformat(),
+                    [sys.executable, "-m", "lorong.cli", "export", "readings", "--from", start.isoformat(),
                      "--to", (end + timedelta(minutes=1)).isoformat(), "--format", fmt, "--out", str(out)], env)
                 rows = opts.readings
                 print(f"{fmt:8s} {rows:,} readings, {out.stat().st_size / 1e6:.1f} MB file, {took:.1f} s "

@@ -1,6 +1,6 @@
 """End-to-end ingest throughput and memory, beside the broker's own QoS 1 rate.
 
-Starts its own Mosquitto and InfluxDB (storage.stack, temporary directory), registers a few
+Starts its own Mosquitto and InfluxDB (lorong.storage.stack, temporary directory), registers a few
 air stations, then publishes the same N native ``lorong-json`` uplinks (distinct device times,
 so each is its own point) once per measurement, with one ``mosquitto_pub -q 1 -l`` per device:
 
@@ -41,12 +41,12 @@ from pathlib import Path
 
 import httpx
 
-from core.model import DeviceKind
-from core.settings import Settings
 from devices.registry import DeviceIn, add_device
-from storage import stack
-from storage.influx import InfluxClient
-from storage.runtime import open_sessions
+from lorong.core.model import DeviceKind
+from lorong.core.settings import Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
+from lorong.storage.runtime import open_sessions
 
 TOPIC_FILTER = "lorong/v1/+/up"
 TARGET_RATIO = 0.5

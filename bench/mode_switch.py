@@ -1,6 +1,6 @@
 """How long switching from one ingester to ``--workers 2`` takes with a full queue.
 
-Starts its own Mosquitto and InfluxDB (storage.stack, temporary directory) and a SQLite registry
+Starts its own Mosquitto and InfluxDB (lorong.storage.stack, temporary directory) and a SQLite registry
 with 8 air stations; runs one ingester (in process) once so that its session exists, stops it,
 publishes N time-less ``lorong-json`` uplinks at QoS 1 (they queue in that session only), then
 times :func:`ingest.handover.hand_over` to two workers: the old session emptied into the spool and
@@ -21,17 +21,17 @@ import threading
 import time
 from pathlib import Path
 
-from core.model import DeviceKind
-from core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
 from devices.registry import DeviceIn, RegistryLookup, add_device
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.handover import RetiringIngester, hand_over
 from ingest.service import Ingester
 from ingest.workers import worker_mqtt
-from storage import stack
-from storage.db import make_engine, migrate, session_factory
-from storage.influx import InfluxClient
+from lorong.core.model import DeviceKind
+from lorong.core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.db import make_engine, migrate, session_factory
+from lorong.storage.influx import InfluxClient
 
 DEVICES = [f"MSW-{i:02d}" for i in range(8)]
 

@@ -33,7 +33,6 @@ from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
-from core import schema
 from dashboards.panels import (
     BY_CITY,
     InfluxAnnotation,
@@ -49,6 +48,7 @@ from dashboards.panels import (
     thresholds,
     where,
 )
+from lorong.core import schema
 
 UID = "lorong-air"
 TITLE = "Lorong - Air quality"

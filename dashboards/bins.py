@@ -28,8 +28,6 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as gm
 
-from core import schema
-from core.alerts import types_for
 from dashboards.panels import (
     BY_CITY,
     CITY_TZ,
@@ -48,12 +46,14 @@ from dashboards.panels import (
     thresholds,
     where,
 )
+from lorong.core import schema
+from lorong.core.alerts import types_for
 
 UID = "lorong-bins"
 TITLE = "Lorong - Bins"
 
 ALERT_TYPES = types_for("crew")
-"""Alert types shown on the Bins dashboard: those the crew acts on (:mod:`core.alerts`)."""
+"""Alert types shown on the Bins dashboard: those the crew acts on (:mod:`lorong.core.alerts`)."""
 
 BIN, STATE, PICKUP = schema.MEASUREMENT_BIN, schema.MEASUREMENT_BIN_STATE, schema.MEASUREMENT_COLLECTION
 DEV, KEC, FILL = schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.FIELD_FILL

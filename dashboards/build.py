@@ -10,7 +10,7 @@ expands ``${VAR}`` from its environment in these files, so the same files serve 
 
 - ``LORONG_INFLUX__URL``, ``LORONG_INFLUX__DATABASE`` (and optionally ``LORONG_INFLUX__USERNAME``,
   ``LORONG_INFLUX__PASSWORD``): the InfluxDB the datasource queries; the same variables Lorong
-  itself reads (:class:`core.settings.InfluxSettings`).
+  itself reads (:class:`lorong.core.settings.InfluxSettings`).
 - ``LORONG_DASHBOARDS_DIR``: absolute path of ``dashboards/out``.
 """
 

@@ -25,7 +25,7 @@ query on device data filters by it. "All" is ``.*``, so points written before th
 (no ``city`` tag: an empty value) still show under "All".
 
 Long ranges read means (:func:`mean_targets`): a panel that averages readings over time has one
-target per retention policy of :mod:`storage.retention` (``raw``, ``hourly``, ``daily``), and each
+target per retention policy of :mod:`lorong.storage.retention` (``raw``, ``hourly``, ``daily``), and each
 target is switched on by Grafana's ``$__interval_ms`` (the panel's group-by interval, which grows
 with the chosen range: range / max data points, rounded to 1h, 2h, 12h, 1d ...): raw readings below
 one hour, hourly means from one hour, daily means from one day. The conditions are InfluxQL
@@ -48,8 +48,8 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
-from core import schema
-from core.settings import AnalyticsSettings
+from lorong.core import schema
+from lorong.core.settings import AnalyticsSettings
 
 DATASOURCE_TYPE = "influxdb"
 DATASOURCE_UID = "lorong-influx"
@@ -317,8 +317,8 @@ def mean_targets(select: str, measurement: str, conditions: typing.Sequence[str]
 
     Args:
         select: the ``SELECT`` list, e.g. ``mean("pm25") AS "pm25"`` (the means keep the raw
-            measurement, tag and field names, :mod:`storage.retention`).
-        measurement: a :data:`core.schema.DOWNSAMPLED` measurement.
+            measurement, tag and field names, :mod:`lorong.storage.retention`).
+        measurement: a :data:`lorong.core.schema.DOWNSAMPLED` measurement.
         conditions: filters after ``$timeFilter`` (variables).
         group_by: tags after ``time($__interval)``, e.g. ``"kecamatan"``.
         alias: series name pattern, the same for the three targets.

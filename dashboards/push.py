@@ -40,7 +40,7 @@ from grafana_client.client import (
     GrafanaUnauthorizedError,
 )
 
-from core.errors import LorongError
+from lorong.core.errors import LorongError
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """Cities in the registry: every device belongs to one, and analytics, alerts, API tokens and
 dashboards are per city.
 
-A city has an id (a lower-case slug, :data:`core.settings.CITY_ID`: the ``city`` tag of its
+A city has an id (a lower-case slug, :data:`lorong.core.settings.CITY_ID`: the ``city`` tag of its
 InfluxDB points and the value of the Grafana ``city`` variable), a name, an IANA time zone (the
 city's "today", collection rounds and route-plan days), its kecamatan with their centroids, a map
-centre, and overrides of :class:`core.settings.AnalyticsSettings` (collection times and weekdays,
+centre, and overrides of :class:`lorong.core.settings.AnalyticsSettings` (collection times and weekdays,
 thresholds) applied on top of the deployment's settings by :func:`city_settings`.
 
 A registry migrated from one city has that city only (migration 0008): while there is one city, a
@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.errors import CityExists, UnknownCity
-from core.model import utcnow
-from core.settings import CITY_ID, AnalyticsSettings, check_zone
-from storage.influx import check_tag_value
-from storage.tables import CityRow, DeviceRow
+from lorong.core.errors import CityExists, UnknownCity
+from lorong.core.model import utcnow
+from lorong.core.settings import CITY_ID, AnalyticsSettings, check_zone
+from lorong.storage.influx import check_tag_value
+from lorong.storage.tables import CityRow, DeviceRow
 
 NOT_PER_CITY = frozenset({"timezone", "interval_s", "webhook_url", "webhook_secret", "outbox_backoff_s",
                           "outbox_backoff_max_s", "outbox_retention_days"})
@@ -46,7 +46,7 @@ class CityIn(BaseModel):
     """A city as entered by an administrator (CLI or a city file).
 
     Units: ``centre`` and the ``kecamatan`` centroids are ``(lat, lon)`` in WGS84 degrees.
-    ``analytics`` maps :class:`core.settings.AnalyticsSettings` field names to the city's values
+    ``analytics`` maps :class:`lorong.core.settings.AnalyticsSettings` field names to the city's values
     (``{"collection_times": ["05:30", "14:00"], "full_threshold": 0.75}``); fields in
     :data:`NOT_PER_CITY` are refused.
     """

@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from core.errors import RegistryError
-from core.settings import Settings
 from devices.cities import CityIn, add_city, device_counts, list_cities
 from devices.cli import fail, field_errors
-from storage.runtime import open_sessions
+from lorong.core.errors import RegistryError
+from lorong.core.settings import Settings
+from lorong.storage.runtime import open_sessions
 
 app = typer.Typer(help="Cities: every device belongs to one; analytics, alerts and tokens are per city.",
                   no_args_is_help=True)

@@ -16,9 +16,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Column, Table
 
-from core.errors import ConfigError, RegistryError
-from core.model import DeviceKind, utcnow
-from core.settings import Settings
 from devices import credentials as creds
 from devices import register_cmd
 from devices.csvio import CsvProblems, import_devices, write_devices
@@ -33,8 +30,11 @@ from devices.registry import (
     retire_device,
     update_device,
 )
-from storage.files import missing_folder
-from storage.runtime import open_sessions
+from lorong.core.errors import ConfigError, RegistryError
+from lorong.core.model import DeviceKind, utcnow
+from lorong.core.settings import Settings
+from lorong.storage.files import missing_folder
+from lorong.storage.runtime import open_sessions
 
 app = typer.Typer(help="Register and manage devices.", no_args_is_help=True)
 cred_app = typer.Typer(help="Per-device MQTT credentials and the broker's password and ACL files.",

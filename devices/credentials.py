@@ -32,9 +32,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import ConfigError
 from devices.registry import get_device, revoke_credentials
-from storage.tables import DeviceCredentialRow, DeviceRow
+from lorong.core.errors import ConfigError
+from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 
 PBKDF2_ITERATIONS = 101
 """Mosquitto 2.0's default (``PW_DEFAULT_ITERATIONS`` in eclipse/mosquitto ``src/password_mosq.h``)."""
@@ -269,7 +269,7 @@ def load_or_create_service_env(path: Path, username: str = SERVICE_USER, user_va
     """A service's broker credentials kept in an env file, created with a fresh password if missing.
 
     The ingester's file holds ``LORONG_MQTT__USERNAME=...`` and ``LORONG_MQTT__PASSWORD=...`` (mode
-    0600), the variables it reads (core/settings.py); ``set -a; . <path>; set +a`` loads them. The
+    0600), the variables it reads (lorong/core/settings.py); ``set -a; . <path>; set +a`` loads them. The
     alert publisher's (``alerts.env``) holds ``LORONG_NOTIFY__MQTT_USERNAME`` and ``..._PASSWORD``.
 
     Returns:

@@ -33,9 +33,9 @@ from typing import TextIO, get_args
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from core.errors import RegistryError
 from devices.registry import DeviceIn, DeviceUpdate, add_device, update_device
-from storage.tables import DeviceRow
+from lorong.core.errors import RegistryError
+from lorong.storage.tables import DeviceRow
 
 COLUMNS: tuple[str, ...] = tuple(DeviceIn.model_fields)
 """CSV columns in export order; ``id`` and ``kind`` are required on import."""

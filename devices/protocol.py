@@ -3,7 +3,7 @@
 This module knows the commands and replies; it talks through any :class:`LineLink` (the real
 serial port is :class:`devices.serial_link.SerialLink`), so it never touches pyserial.
 
-Errors (all :class:`core.errors.DeviceError`)::
+Errors (all :class:`lorong.core.errors.DeviceError`)::
 
     DeviceError
       DeviceTimeout    no reply, or a partial line, within the timeout
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote, unquote
 
-from core.errors import DeviceError
-from core.metrics import METRICS
+from lorong.core.errors import DeviceError
+from lorong.core.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class Console:
 
         Raises:
             DeviceError: no metric, an unknown metric, a non-number, a value outside the
-                metric's physical range (core/metrics.py), or a bin without ``distance``.
+                metric's physical range (lorong/core/metrics.py), or a bin without ``distance``.
         """
         fields = self.call("TEST", timeout_s=self.test_timeout_s)
         if not fields:

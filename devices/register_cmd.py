@@ -14,15 +14,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DeviceError, RegistryError
-from core.model import utcnow
-from core.settings import Settings
 from devices import registration
 from devices.protocol import REPLY_TIMEOUT_S
 from devices.protocol import Console as DeviceConsole
 from devices.registry import WASTE_KINDS, DeviceIn
 from devices.serial_link import BAUDRATE, SerialLink
-from storage.runtime import create_database, open_sessions
+from lorong.core.errors import DeviceError, RegistryError
+from lorong.core.model import utcnow
+from lorong.core.settings import Settings
+from lorong.storage.runtime import create_database, open_sessions
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -78,7 +78,7 @@ def _ask(value: Any, flag: str, text: str, no_input: bool, convert: Callable[[st
 
 def creating_sessions(settings: Settings) -> sessionmaker[Session]:
     """Sessions on the registry, creating a missing SQLite database first and saying where on stderr:
-    adding devices is how a deployment starts (other commands refuse, see :mod:`storage.runtime`)."""
+    adding devices is how a deployment starts (other commands refuse, see :mod:`lorong.storage.runtime`)."""
     created = create_database(settings)
     if created:
         typer.echo(f"created a new database: {created}", err=True)

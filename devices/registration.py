@@ -18,11 +18,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DeviceExists
 from devices.credentials import device_topic, issue_credential, new_password
 from devices.protocol import Console, DeviceConfig, Identity
 from devices.registry import DeviceIn, DeviceUpdate, add_device, normalize_id, update_device
-from storage.tables import DeviceCredentialRow, DeviceRow
+from lorong.core.errors import DeviceExists
+from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 
 log = logging.getLogger(__name__)
 

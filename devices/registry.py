@@ -8,7 +8,7 @@ reporting) <-> ``maintenance`` (pulled for repair) -> ``retired`` (final: its MQ
 are revoked and the ingester stops accepting its messages).
 
 A device the ingester would reject on every message is refused here: an unknown ``codec`` (not
-in :data:`core.codecs.CODEC_MODELS`, the catalogue the decoders of :mod:`ingest.codecs` follow) and
+in :data:`lorong.core.codecs.CODEC_MODELS`, the catalogue the decoders of :mod:`ingest.codecs` follow) and
 a bin ``depth_mm`` not greater than its ``blind_zone_mm`` (``ingest.normalize.fill_level`` rejects
 that geometry as ``bad_geometry``). So is a bin that could never alert: one without ``depth_mm`` has
 no fill level, so it would read "ok" for ever (:func:`check_depth`); only a sensor still ``in_stock``
@@ -34,13 +34,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.codecs import check_codec_id
-from core.errors import DeviceExists, DeviceRetired, UnknownDevice
-from core.model import DeviceInfo, DeviceKind, utcnow
-from core.settings import CITY_ID, CitySettings
 from devices.cities import get_city, resolve_city
-from storage.influx import check_tag_value
-from storage.tables import DeviceCredentialRow, DeviceRow
+from lorong.core.codecs import check_codec_id
+from lorong.core.errors import DeviceExists, DeviceRetired, UnknownDevice
+from lorong.core.model import DeviceInfo, DeviceKind, utcnow
+from lorong.core.settings import CITY_ID, CitySettings
+from lorong.storage.influx import check_tag_value
+from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ WASTE_KINDS = ("organik", "anorganik", "campuran")
 
 TEXT_MAX = {"model": 64, "kecamatan": 64, "kelurahan": 64, "street": 128, "landmark": 128, "firmware": 32,
             "installed_by": 64}
-"""Most characters of each free-text field: the width of its column in ``storage.tables.DeviceRow``."""
+"""Most characters of each free-text field: the width of its column in ``lorong.storage.tables.DeviceRow``."""
 
 _DEVEUI = re.compile(r"[0-9A-Fa-f]{16}")
 

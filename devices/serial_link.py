@@ -2,7 +2,7 @@
 
 A :class:`SerialLink` sends and receives the lines of the registration dialogue
 (devices/PROTOCOL.md): it ends what it sends with CR LF, accepts CR LF, LF or CR from the
-device, and turns every pyserial or OS failure into a :class:`core.errors.DeviceError` that names
+device, and turns every pyserial or OS failure into a :class:`lorong.core.errors.DeviceError` that names
 the port.
 """
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.settings import check_zone
 from firmware_sim.makassar import KECAMATAN
+from lorong.core.settings import check_zone
 
 CITIES_DIR = Path(__file__).parent / "cities"
 """Folder of the packaged city files."""

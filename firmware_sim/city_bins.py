@@ -73,7 +73,7 @@ SITES: dict[str, SiteProfile] = {
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The analytics defaults the truth is stated against (``core.settings.AnalyticsSettings``)."""
+    """The analytics defaults the truth is stated against (``lorong.core.settings.AnalyticsSettings``)."""
 
     full: float = 0.8
     overflow: float = 0.95
@@ -534,7 +534,7 @@ def emit_bin(b: SimBin, city: CityConfig, read_t: list[float], levels: list[floa
     truth known only from what was sent (stuck, low_battery, payload_rejects, look-alikes).
 
     Sensor distance: :func:`sensor_mm`. Battery in whole %.
-    Temperatures above 125 degC read 125 (the sensor's range, ``core.metrics``).
+    Temperatures above 125 degC read 125 (the sensor's range, ``lorong.core.metrics``).
 
     Returns:
         the stuck stretches as they were sent (first stuck reading, first fresh reading), epoch s.

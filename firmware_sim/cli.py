@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import typer
 
-from core.model import utcnow
-from core.settings import Settings
 from firmware_sim.fleet import Fleet
 from firmware_sim.publisher import Publisher
+from lorong.core.model import utcnow
+from lorong.core.settings import Settings
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -31,9 +31,9 @@ def register_fleet(fleet: Fleet, settings: Settings) -> int:
     """Add the fleet's devices to the registry (existing ids are kept); returns how many were new.
 
     Adding devices may start a deployment: a missing SQLite database is created, and said so on stderr
-    (:mod:`storage.runtime`)."""
+    (:mod:`lorong.storage.runtime`)."""
     from firmware_sim.load import register_devices
-    from storage.runtime import create_database, open_sessions
+    from lorong.storage.runtime import create_database, open_sessions
 
     created = create_database(settings)
     if created:
@@ -165,9 +165,9 @@ def scenario(
 @app.command("load")
 def load(folder: Path = typer.Argument(..., help="a folder written by `lorong sim scenario`")) -> None:
     """Register a scenario's devices and ingest its messages at their simulated receive times."""
-    from core.errors import StoreError
     from firmware_sim.load import beyond_retention, load_scenario
-    from storage.runtime import create_database, open_influx, open_sessions
+    from lorong.core.errors import StoreError
+    from lorong.storage.runtime import create_database, open_influx, open_sessions
 
     if not (folder / "messages.jsonl").is_file() or not (folder / "devices.json").is_file():
         print(f"error: {folder} has no devices.json and messages.jsonl (write one with `lorong sim scenario`)")

@@ -20,11 +20,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from core.errors import ConfigError
 from devices.cities import CityIn, add_city
 from firmware_sim.city import CityConfig, load_city, packaged_city
 from firmware_sim.live import CrewSource, LiveCity
-from storage.tables import CityRow
+from lorong.core.errors import ConfigError
+from lorong.storage.tables import CityRow
 
 DEMO_CITIES: dict[str, tuple[str, str]] = {
     "makassar": ("Makassar", "makassar"),

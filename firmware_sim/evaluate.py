@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.replay import Progress, replay, write_decisions
 from analytics.score import ScoreReport, load, score
-from core.settings import AnalyticsSettings
 from firmware_sim.city import CityConfig
 from firmware_sim.load import LoadReport, load_scenario
 from firmware_sim.scenario import build_scenario, write_scenario
-from storage.influx import InfluxClient
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient
 
 
 @dataclass(frozen=True, slots=True)

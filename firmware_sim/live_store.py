@@ -27,15 +27,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook
-from core import alerts as catalogue
-from core.model import Message
 from devices.registry import DeviceUpdate, normalize_id, update_device
 from firmware_sim.live import LiveCity
 from firmware_sim.load import LoadReport, load_messages, register_devices
 from ingest.validate import Policy
-from storage import retention
-from storage.influx import InfluxClient
-from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow
+from lorong.core import alerts as catalogue
+from lorong.core.model import Message
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
     pipeline, each received at its simulated time.
 
     With ``means_tz`` the hourly and daily means of the loaded span are computed too
-    (:func:`storage.retention.backfill`): continuous queries only average data written after their
+    (:func:`lorong.storage.retention.backfill`): continuous queries only average data written after their
     interval ends, so without it a demo's past has no means (hourly exports, long API windows empty).
 
     Args:

@@ -19,15 +19,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import Message
 from devices.registry import DeviceIn, RegistryLookup, add_device, normalize_id
 from firmware_sim.scenario import iter_messages
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.pipeline import Pipeline
 from ingest.validate import Policy
-from storage.influx import InfluxClient
-from storage.retention import existing_policies
-from storage.tables import DeviceRow
+from lorong.core.model import Message
+from lorong.storage.influx import InfluxClient
+from lorong.storage.retention import existing_policies
+from lorong.storage.tables import DeviceRow
 
 BATCH_POINTS = 5000
 """Line-protocol points per InfluxDB write (InfluxDB 1.x docs advise batches of 5,000-10,000 points)."""

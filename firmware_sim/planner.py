@@ -37,13 +37,13 @@ from analytics import pickups, routes
 from analytics.fillprofile import FillProfile, learn_profile
 from analytics.jobs import recent_window
 from analytics.rules.base import Device, DeviceSeries
-from core.errors import ValidationError
-from core.model import DeviceKind, utc_from_ms
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
 from firmware_sim.city_bins import SimBin, Stop, Thresholds, counterfactual, fill_bin, registry_row, sensor_mm
 from ingest.normalize import fill_level
-from storage.tables import Base, CollectionRow, DeviceLatestRow
+from lorong.core.errors import ValidationError
+from lorong.core.model import DeviceKind, utc_from_ms
+from lorong.storage.tables import Base, CollectionRow, DeviceLatestRow
 
 if TYPE_CHECKING:
     from firmware_sim.policy import SimCity

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from analytics import routes
-from core.settings import AnalyticsSettings
 from firmware_sim.city import CityConfig
 from firmware_sim.city_bins import (
     CF_HORIZON_S,
@@ -51,6 +50,7 @@ from firmware_sim.city_bins import (
     truck_routes,
 )
 from firmware_sim.planner import BIN_L, SOLVER_CAP_S, Choice, Planner
+from lorong.core.settings import AnalyticsSettings
 
 POLICIES = ("fixed", "fixed-vrp", "lorong")
 """The truck policies :func:`run_policy` knows (see the module docstring)."""

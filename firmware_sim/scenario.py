@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from core.model import Message
-from core.settings import AnalyticsSettings
 from firmware_sim.city import CityConfig
 from firmware_sim.city_bins import Thresholds, ms_iso, simulate_bins
+from lorong.core.model import Message
+from lorong.core.settings import AnalyticsSettings
 
 TRUTH_VERSION = 1
 """Version of the ``truth.json`` layout (SCENARIO.md)."""
@@ -126,7 +126,7 @@ def write_scenario(scenario: Scenario, out: Path) -> None:
 
 
 def iter_messages(path: Path) -> Iterator[Message]:
-    """Read a ``messages.jsonl`` line by line: a :class:`core.model.Message` (topic, payload bytes,
+    """Read a ``messages.jsonl`` line by line: a :class:`lorong.core.model.Message` (topic, payload bytes,
     receive time tz-aware) per line, in file order.
 
     Raises:

@@ -16,9 +16,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.errors import PayloadError, StoreError
-from core.model import utcnow
-from core.settings import Settings
 from devices.csvio import CsvProblems, read_devices
 from devices.registry import RegistryLookup, to_info
 from ingest.codecs import CODECS, decode_hex
@@ -30,8 +27,11 @@ from ingest.replay import StaticDevices, replay_capture, replay_dead_letters
 from ingest.service import Ingester
 from ingest.validate import Policy
 from ingest.workers import run_workers
-from storage.runtime import open_influx, open_sessions
-from storage.tables import DeviceRow
+from lorong.core.errors import PayloadError, StoreError
+from lorong.core.model import utcnow
+from lorong.core.settings import Settings
+from lorong.storage.runtime import open_influx, open_sessions
+from lorong.storage.tables import DeviceRow
 
 app = typer.Typer(help="MQTT payloads into validated readings in InfluxDB.", no_args_is_help=True)
 dead_app = typer.Typer(help="Rejected messages kept for inspection and replay.", no_args_is_help=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.tables import DeadLetterRow
+from lorong.storage.tables import DeadLetterRow
 
 KEEP_OF_TOO_LARGE = 65536
 """Bytes kept of a payload refused as ``too_large``: it can never be replayed (it stays over the
@@ -45,7 +45,7 @@ class DeadLetterStore:
 
     def add_many(self, letters: Sequence[DeadLetter]) -> None:
         """Durably store ``letters`` in one transaction (synced on SQLite, see
-        :func:`storage.db.make_engine`; PostgreSQL's default ``synchronous_commit=on``); of a
+        :func:`lorong.storage.db.make_engine`; PostgreSQL's default ``synchronous_commit=on``); of a
         ``too_large`` payload the first :data:`KEEP_OF_TOO_LARGE` bytes."""
         if not letters:
             return

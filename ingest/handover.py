@@ -39,7 +39,7 @@ new session that lost its connection, or a stall (connected, but no progress for
 :data:`STALL_S`) before the end undoes the switch: the
 old sessions are left on the broker with what they did not store, the new sessions are ended
 (what they dropped is in the old ones), and the next start hands over again. A damaged old spool
-stops the start with its one ``error:`` line (:class:`storage.spool.SpoolDamaged`), as it would
+stops the start with its one ``error:`` line (:class:`lorong.storage.spool.SpoolDamaged`), as it would
 stop that old ingester.
 
 One case cannot be sorted out: sessions of both modes on the broker when a switch starts (left by
@@ -57,15 +57,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from core.errors import HandoverError
-from core.model import Message
-from core.settings import MqttSettings, Settings
 from ingest.deadletter import DeadLetterStore
 from ingest.mqtt_source import Delivery, MqttSource
 from ingest.pipeline import DeviceLookup
 from ingest.service import Ingester, spool_name
-from storage.influx import InfluxClient
-from storage.spool import SpoolBusy, remove_spool
+from lorong.core.errors import HandoverError
+from lorong.core.model import Message
+from lorong.core.settings import MqttSettings, Settings
+from lorong.storage.influx import InfluxClient
+from lorong.storage.spool import SpoolBusy, remove_spool
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class RetiringIngester(Ingester):
         topic: the hand-over topic.
 
     Raises:
-        storage.spool.SpoolBusy: the old ingester is running.
+        lorong.storage.spool.SpoolBusy: the old ingester is running.
     """
 
     def __init__(self, settings: Settings, devices: DeviceLookup, dead_letters: DeadLetterStore,

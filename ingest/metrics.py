@@ -25,8 +25,8 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from core import schema
-from storage.influx import line
+from lorong.core import schema
+from lorong.storage.influx import line
 
 log = logging.getLogger(__name__)
 

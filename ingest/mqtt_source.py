@@ -74,8 +74,8 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTCommands, MQTTv50
 from gmqtt.mqtt.package import CommandWithMidPacket
 
-from core.model import Message, utcnow
-from core.settings import MqttSettings
+from lorong.core.model import Message, utcnow
+from lorong.core.settings import MqttSettings
 
 _new_loop: Callable[[], asyncio.AbstractEventLoop]
 try:

@@ -2,7 +2,7 @@
 
 Gateways publish MQTT 3.1.1 at QoS 1 to any node of the cluster; the node answers PUBACK once the
 uplink is stored in the stream ``$MQTT_msgs``, replicated on three nodes (see
-:mod:`storage.cluster`). This source reads that stream with a durable pull consumer shared by
+:mod:`lorong.storage.cluster`). This source reads that stream with a durable pull consumer shared by
 every ingester (each uplink goes to one of them) and hands each uplink to ``on_message`` exactly
 as :class:`ingest.mqtt_source.MqttSource` does: its MQTT topic (rebuilt from the NATS subject),
 its payload, the receive time of its batch. The ingester acknowledges it with :meth:`NatsSource.ack_many`
@@ -27,9 +27,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from core.model import Message, utcnow
-from core.settings import Settings
-from storage.cluster import UPLINK_PREFIX, UPLINK_STREAM, consumer_subjects, mqtt_topic
+from lorong.core.model import Message, utcnow
+from lorong.core.settings import Settings
+from lorong.storage.cluster import UPLINK_PREFIX, UPLINK_STREAM, consumer_subjects, mqtt_topic
 
 _new_loop: Callable[[], asyncio.AbstractEventLoop]
 try:
@@ -123,7 +123,7 @@ class NatsSource:
 
     async def _bind(self, js: Any) -> Any:
         """The pull subscription on the durable consumer, created when missing (same config as
-        :func:`storage.cluster.ensure_uplinks`)."""
+        :func:`lorong.storage.cluster.ensure_uplinks`)."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import NotFoundError
 

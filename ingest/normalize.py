@@ -11,7 +11,7 @@ where ``depth_mm`` is the distance from the sensor face to the empty floor and
 
 from __future__ import annotations
 
-from core.errors import ValidationError
+from lorong.core.errors import ValidationError
 
 ECHO_SLACK = 1.2
 """A distance above depth x 1.2 is an echo from beyond the bin floor: a sensor fault, not data."""

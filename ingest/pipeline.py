@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
-from core import schema
-from core.errors import PayloadError, ValidationError
-from core.model import DeviceInfo, DeviceKind, Message, RawReading, Reading, to_ms, utc_from_ms
 from ingest.codecs import get_codec
 from ingest.formats import FORMATS, Parser, device_in_topic, format_for_topic
 from ingest.validate import Policy, validate_values
-from storage.influx import float_field, float_point, series_key
+from lorong.core import schema
+from lorong.core.errors import PayloadError, ValidationError
+from lorong.core.model import DeviceInfo, DeviceKind, Message, RawReading, Reading, to_ms, utc_from_ms
+from lorong.storage.influx import float_field, float_point, series_key
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,12 @@ class DedupCache:
 @lru_cache(maxsize=65536)
 def _series_key(kind: DeviceKind, device_id: str, kecamatan: str, extra: tuple[tuple[str, str], ...],
                 city: str = "") -> str:
-    """:func:`storage.influx.series_key` of a device's points, cached: tags ``device_id``,
+    """:func:`lorong.storage.influx.series_key` of a device's points, cached: tags ``device_id``,
     ``kecamatan``, ``city`` and ``extra`` (which cannot override the first three).
 
     Raises:
         ValidationError: ``bad_tag``, a tag value line protocol cannot carry
-            (:func:`storage.influx.check_tag_value`); the message is dead-lettered whole.
+            (:func:`lorong.storage.influx.check_tag_value`); the message is dead-lettered whole.
     """
     reserved = (schema.TAG_DEVICE, schema.TAG_KECAMATAN, schema.TAG_CITY)
     tags = ((schema.TAG_DEVICE, device_id), (schema.TAG_KECAMATAN, kecamatan), (schema.TAG_CITY, city),
@@ -135,7 +135,7 @@ def to_lines(readings: list[Reading], device: DeviceInfo, extra_tags: Mapping[st
     Tags: ``device_id``, ``kecamatan`` and ``city`` from the registry, plus ``extra_tags`` (ChirpStack
     ``deviceInfo.tags``: static per device, so low cardinality; they cannot override the first three).
     Fields: one float per metric and ``rx_ms`` (receive time, epoch ms, float).
-    The output is what :func:`storage.influx.line` gives for the same point (ms timestamps),
+    The output is what :func:`lorong.storage.influx.line` gives for the same point (ms timestamps),
     built with cached series keys because this runs for every message.
 
     Raises:
@@ -159,7 +159,7 @@ def _lines(values: list[tuple[str, float, str, datetime]], device: DeviceInfo, e
         extra: extra tags as ``(key, value)`` pairs.
         received_at: receive time of the message (``rx_ms``), unless ``rx_by_ts`` has one per time.
         rx_by_ts: receive time per measurement time.
-        rx_field: the ``rx_ms`` field of ``received_at`` as :func:`storage.influx.float_field` writes
+        rx_field: the ``rx_ms`` field of ``received_at`` as :func:`lorong.storage.influx.float_field` writes
             it, when the caller has it already.
     """
     series = _series_key(device.kind, device.device_id, device.kecamatan, extra, device.city)

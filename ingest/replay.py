@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.model import DeviceInfo, Message
 from ingest.deadletter import DeadLetterStore
 from ingest.pipeline import Pipeline
-from storage.influx import chunks
+from lorong.core.model import DeviceInfo, Message
+from lorong.storage.influx import chunks
 
 _HEX16 = re.compile(r"[0-9A-Fa-f]{16}")
 

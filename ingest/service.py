@@ -27,16 +27,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from core.model import Message, to_ms, utcnow
-from core.settings import Settings
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.metrics import IngestMetrics, Stats
 from ingest.mqtt_source import MqttSource
 from ingest.pipeline import DeviceLookup, Pipeline
 from ingest.validate import Policy
 from ingest.writer import SpoolWriter
-from storage.influx import InfluxClient
-from storage.spool import Spool
+from lorong.core.model import Message, to_ms, utcnow
+from lorong.core.settings import Settings
+from lorong.storage.influx import InfluxClient
+from lorong.storage.spool import Spool
 
 __all__ = ["FLUSH_AT", "FLUSH_PERIOD_S", "Ingester", "Stats"]
 
@@ -94,7 +94,7 @@ class Ingester:
             InfluxDB is down at start).
 
     Raises:
-        storage.spool.SpoolBusy: another process runs with the same MQTT client id.
+        lorong.storage.spool.SpoolBusy: another process runs with the same MQTT client id.
     """
 
     def __init__(self, settings: Settings, devices: DeviceLookup, dead_letters: DeadLetterStore,

@@ -1,4 +1,4 @@
-"""Validation: the only place ingest turns raw values into :class:`core.model.Reading`.
+"""Validation: the only place ingest turns raw values into :class:`lorong.core.model.Reading`.
 
 Parse is syntax, validate is meaning. Policy (documented in the README):
 
@@ -7,7 +7,7 @@ Parse is syntax, validate is meaning. Policy (documented in the README):
   (``bad_unit``), finite (``sensor_sentinel`` for vendor sentinels such as "No Sensor",
   ``non_finite`` otherwise), not a known sensor sentinel number (``sensor_sentinel``, see
   :data:`SENTINELS`) and inside the metric's physical range (``out_of_range``,
-  :mod:`core.metrics`);
+  :mod:`lorong.core.metrics`);
 - device time is kept when present and sane; more than ``max_future_s`` ahead of receive time
   is ``future_time``, before ``min_year`` is ``too_old`` (clock never set, or a history record
   decoded from the wrong bytes); without a device time the network server's time, else the
@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.errors import ValidationError
-from core.metrics import METRICS
-from core.model import DeviceInfo, DeviceKind, RawReading, Reading
-from core.units import convert
 from ingest.normalize import fill_level
+from lorong.core.errors import ValidationError
+from lorong.core.metrics import METRICS
+from lorong.core.model import DeviceInfo, DeviceKind, RawReading, Reading
+from lorong.core.units import convert
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ Vendor decoders name the same quantity differently (``battery`` vs ``Bat``, ``hu
 (TTN's built-in CayenneLPP formatter: ``temperature_2``, ``relative_humidity_2``,
 ``barometric_pressure_3``, ``luminosity_4``). The table lists the names seen in the vendors'
 decoders in TheThingsNetwork/lorawan-devices and Milesight-IoT/SensorDecoders, plus every
-canonical metric name of :mod:`core.metrics`. Unknown keys are ignored, not guessed.
+canonical metric name of :mod:`lorong.core.metrics`. Unknown keys are ignored, not guessed.
 
 Lookup: the whole key (lower case) first, so ``pm2_5`` is PM2.5 and not channel 5 of ``pm2``;
 then the key without a trailing ``_<digits>`` channel suffix.
@@ -27,10 +27,10 @@ import math
 import re
 from typing import Any
 
-from core.errors import ParseError
-from core.metrics import METRICS
-from core.model import RawReading
-from core.units import normalize_unit
+from lorong.core.errors import ParseError
+from lorong.core.metrics import METRICS
+from lorong.core.model import RawReading
+from lorong.core.units import normalize_unit
 
 # vendor key (lower case, CayenneLPP channel suffix removed) -> (metric, unit of the vendor value)
 KEYS: dict[str, tuple[str, str]] = {
@@ -161,7 +161,7 @@ def readings_from_object(obj: dict[str, Any]) -> list[RawReading]:
 
     Returns:
         one :class:`RawReading` per metric (see the module docstring for which key wins), in
-        vendor units, in the order of the winning keys; :func:`core.units.convert` brings them to
+        vendor units, in the order of the winning keys; :func:`lorong.core.units.convert` brings them to
         canonical units during validation.
 
     Raises:

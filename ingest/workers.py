@@ -33,10 +33,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from core.errors import HandoverError
-from core.settings import MqttSettings, Settings
 from ingest.service import spool_name
-from storage.spool import spool_in_use
+from lorong.core.errors import HandoverError
+from lorong.core.settings import MqttSettings, Settings
+from lorong.storage.spool import spool_in_use
 
 if TYPE_CHECKING:
     from ingest.handover import RetiringFactory
@@ -53,7 +53,7 @@ STABLE_S = 60.0
 """A worker that ran this long before dying is restarted after :data:`RESTART_DELAY_S` again (s)."""
 
 EXIT_SETUP = 2
-"""Exit status of ``lorong`` for a setup error (:func:`core.cli.error_line`): never restarted."""
+"""Exit status of ``lorong`` for a setup error (:func:`lorong.cli.error_line`): never restarted."""
 
 STOP_TIMEOUT_S = 60.0
 """How long a worker may take for its clean stop (flush, ack, drain) before it is killed (s)."""
@@ -145,10 +145,10 @@ def supervise(command: Sequence[str], envs: Sequence[Mapping[str, str]], stop: t
 
 
 def worker_command(argv: Sequence[str]) -> list[str]:
-    """The command line of one worker: this Python, ``-m core.cli``, the global options given
+    """The command line of one worker: this Python, ``-m lorong.cli``, the global options given
     before ``ingest`` in ``argv`` (the parent's ``sys.argv[1:]``), then ``ingest run``."""
     head = list(argv[:argv.index("ingest")]) if "ingest" in argv else []
-    return [sys.executable, "-m", "core.cli", *head, "ingest", "run"]
+    return [sys.executable, "-m", "lorong.cli", *head, "ingest", "run"]
 
 
 def worker_mqtt(settings: Settings, index: int, group: str) -> MqttSettings:
@@ -173,12 +173,15 @@ def run_workers(settings: Settings, workers: int, group: str, stop: threading.Ev
 
     Raises:
         ValueError: bad ``group``.
-        core.errors.HandoverError: the single ingester, or one of these workers, is running; the
+        lorong.core.errors.HandoverError: the single ingester, or one of these workers, is running; the
             hand-over stalled or lost a connection (it was undone).
     """
     from ingest.handover import hand_over
-    from storage.db import default_city, migrate  # once here: workers migrating a new SQLite file at once collide
-    from storage.runtime import check_database
+    from lorong.storage.db import (  # once here: workers migrating a new SQLite file at once collide
+        default_city,
+        migrate,
+    )
+    from lorong.storage.runtime import check_database
 
     check_database(settings.database_url)
     migrate(settings.database_url, default_city=default_city(settings))

@@ -18,7 +18,7 @@ a failure anywhere (a dead-letter database that is down, a crash mid-batch) mean
 the whole batch; InfluxDB overwrites a point with the same series and timestamp.
 
 A spool that cannot delete what InfluxDB took (its disk is full even after its reserve went, see
-:mod:`storage.spool`) does not stop the writer: it remembers how far it wrote, goes on with the
+:mod:`lorong.storage.spool`) does not stop the writer: it remembers how far it wrote, goes on with the
 next points, logs the spool's disk as the cause (not InfluxDB, which stays "up"), and deletes the
 written points as soon as the disk has room.
 """
@@ -31,12 +31,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from core.errors import StoreRejected, StoreUnavailable
-from core.model import Message, utcnow
 from ingest.deadletter import DeadLetter
 from ingest.formats import device_in_topic
-from storage.influx import InfluxClient
-from storage.spool import Spool
+from lorong.core.errors import StoreRejected, StoreUnavailable
+from lorong.core.model import Message, utcnow
+from lorong.storage.influx import InfluxClient
+from lorong.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 

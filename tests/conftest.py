@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
-from storage import stack
-from storage.db import make_engine, migrate, session_factory
-from storage.influx import InfluxClient
+from lorong.core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.db import make_engine, migrate, session_factory
+from lorong.storage.influx import InfluxClient
 
 DATA = Path(__file__).parent / "data"
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from storage import stack
-from storage.db import migrate
-from storage.influx import InfluxClient
-from storage.spool import Spool
+from lorong.storage import stack
+from lorong.storage.db import migrate
+from lorong.storage.influx import InfluxClient
+from lorong.storage.spool import Spool
 
 
 def lorong(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m core.cli *args`` in ``tmp_path`` with only the given ``LORONG_`` variables
+    """Run ``python -m lorong.cli *args`` in ``tmp_path`` with only the given ``LORONG_`` variables
     (plus a database, created if missing, and var dir in ``tmp_path``)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")}
     db = tmp_path / "l.db"
@@ -25,7 +25,7 @@ def lorong(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
     base.update({"LORONG_VAR_DIR": str(tmp_path / "var"), "LORONG_DATABASE_URL": f"sqlite:///{db}",
                  "LORONG_INGEST__SPOOL_DIR": str(tmp_path / "spool")})
     base.update(env)
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=tmp_path, env=base, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lorong.cli", *args], cwd=tmp_path, env=base, capture_output=True,
                           text=True, timeout=60)
 
 

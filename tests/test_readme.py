@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ParseError
-from core.metrics import METRICS
 from ingest.formats import lorong_json
+from lorong.core.errors import ParseError
+from lorong.core.metrics import METRICS
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from core.settings import Settings
+from lorong.core.settings import Settings
 
 
 def settings_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> ValidationError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from analytics.rules.base import Context, Verdict, debounced, ms_iso, run_length
-from core.model import DeviceKind
+from lorong.core.model import DeviceKind
 
 
 def flag_rule(ctx: Context, metric: str, type_: str, severity: str) -> list[Verdict]:

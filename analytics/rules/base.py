@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from analytics.forecast import FillForecast
-from core.model import DeviceKind, utc_from_ms
-from core.settings import AnalyticsSettings
+from lorong.core.model import DeviceKind, utc_from_ms
+from lorong.core.settings import AnalyticsSettings
 
 
 @dataclass(frozen=True, slots=True)

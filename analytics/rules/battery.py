@@ -10,7 +10,7 @@ the level but publish no warning threshold). Hysteresis: clears only above
 from __future__ import annotations
 
 from analytics.rules.base import Context, Verdict, ms_iso
-from core import alerts
+from lorong.core import alerts
 
 SPEC = alerts.LOW_BATTERY
 TYPE = SPEC.name

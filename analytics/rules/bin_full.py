@@ -22,9 +22,9 @@ critical alert falls back to major below ``overflow - full_hysteresis``. A picku
 from __future__ import annotations
 
 from analytics.rules.base import Context, Verdict, debounced, iso, ms_iso, run_length
-from core import alerts
-from core.metrics import spec
-from core.model import DeviceKind
+from lorong.core import alerts
+from lorong.core.metrics import spec
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.BIN_FULL
 TYPE = SPEC.name
@@ -69,7 +69,7 @@ def clear_reason(latest: float, low: float) -> str:
     """Why a ``bin_full`` cleared on its level: ``"fillingLevel 0.650 < 0.700 (clear level)"``.
 
     Both levels (fractions 0..1, ``latest < low``) are printed to the fill level's resolution
-    (:mod:`core.metrics`, 3 decimals = 1 mm of a 1 m bin). Rounding keeps order but may make
+    (:mod:`lorong.core.metrics`, 3 decimals = 1 mm of a 1 m bin). Rounding keeps order but may make
     them equal (0.8 - 0.1 is 0.7000000000000001 in floats, so a bin at 0.70 is below it): then the
     reason says ``<=``, so it never reads as a false inequality such as ``0.70 < 0.70``.
     """

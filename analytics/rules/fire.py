@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.rules.base import Context, Verdict, ms_iso
-from core import alerts
-from core.model import DeviceKind
+from lorong.core import alerts
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.FIRE
 TYPE = SPEC.name

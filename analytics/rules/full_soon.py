@@ -23,8 +23,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from analytics.rules.base import Context, Verdict, iso
-from core import alerts
-from core.model import DeviceKind
+from lorong.core import alerts
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.BIN_FULL_SOON
 TYPE = SPEC.name

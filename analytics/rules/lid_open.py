@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from analytics.rules._flags import flag_rule
 from analytics.rules.base import Context, Verdict
-from core import alerts
+from lorong.core import alerts
 
 SPEC = alerts.LID_OPEN
 TYPE = SPEC.name

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from analytics.rules.base import Context, Verdict, iso
-from core import alerts
+from lorong.core import alerts
 
 SPEC = alerts.OFFLINE
 TYPE = SPEC.name

@@ -21,7 +21,7 @@ import pandas as pd
 
 from analytics.air import BUCKET
 from analytics.rules.base import Context, Verdict
-from core import alerts
+from lorong.core import alerts
 
 SPEC = alerts.PM25_EPISODE
 TYPE = SPEC.name

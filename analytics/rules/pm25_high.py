@@ -13,8 +13,8 @@ from typing import cast
 
 from analytics.aqi import ISPU_BANDS
 from analytics.rules.base import Context, Verdict
-from core import alerts
-from core.model import DeviceKind
+from lorong.core import alerts
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.PM25_HIGH
 TYPE = SPEC.name

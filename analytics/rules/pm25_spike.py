@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from analytics.air import BUCKET
 from analytics.rules.base import Context, Verdict, iso
-from core import alerts
-from core.model import DeviceKind
+from lorong.core import alerts
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.PM25_SPIKE
 TYPE = SPEC.name

@@ -7,7 +7,7 @@ from the payload, or from the format's topic layout). Clears when the count fall
 from __future__ import annotations
 
 from analytics.rules.base import Context, Verdict
-from core import alerts
+from lorong.core import alerts
 
 SPEC = alerts.PAYLOAD_REJECTS
 TYPE = SPEC.name

@@ -12,9 +12,9 @@ from api.readings import AIR_METRICS, day_offset_s, mean_series, source, units, 
 from api.routes.bins import End, Every, Start
 from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut, StationOut
 from api.state import station_out, station_pairs
-from core import schema
-from core.model import DeviceKind, utcnow
-from storage.tables import DeviceLatestRow, DeviceRow
+from lorong.core import schema
+from lorong.core.model import DeviceKind, utcnow
+from lorong.storage.tables import DeviceLatestRow, DeviceRow
 
 router = APIRouter(prefix="/air/stations", tags=["air"], responses=ERRORS)
 

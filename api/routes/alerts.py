@@ -1,5 +1,5 @@
 """``/alerts``: list with filters and keyset pagination; the type catalogue; history; acknowledge and
-clear (by the role that acts on the alert's type, :func:`core.alerts.may_act`).
+clear (by the role that acts on the alert's type, :func:`lorong.core.alerts.may_act`).
 
 An acknowledgement or clear is queued for MQTT and the webhook in the transaction of the change
 (:mod:`analytics.outbox`); the analytics scheduler sends it within one tick.
@@ -29,9 +29,9 @@ from api.errors import InvalidRequest
 from api.idempotency import IdempotencyKey, once
 from api.query import one_of, resolve_kecamatan_in
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertHistoryOut, AlertOut, AlertTypesOut, ClearIn
-from core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS, SEVERITY_WORDS
-from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow
+from lorong.core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS, SEVERITY_WORDS
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 
@@ -94,7 +94,7 @@ async def alerts(
 
 @router.get("/types", response_model=AlertTypesOut)
 def alert_types(_who: Reader) -> AlertTypesOut:
-    """The catalogue of alert types (:mod:`core.alerts`): severities, the role that acts on each, and
+    """The catalogue of alert types (:mod:`lorong.core.alerts`): severities, the role that acts on each, and
     their words in Bahasa Indonesia and English; with the words of the "can't empty" reasons and of the
     severities."""
     return AlertTypesOut.model_validate({"types": [t.as_dict() for t in ALERT_TYPES.values()],
@@ -151,7 +151,7 @@ def history(alert_id: AlertId, session: SessionDep, who: Reader) -> list[AlertHi
 def acknowledge(alert_id: AlertId, request: Request, ctx: ContextDep, session: SessionDep, who: AlertWriter,
                 key: IdempotencyKey = None) -> Response:
     """Acknowledge an active alert: someone is on it. Only a role that acts on the alert's type may
-    (:func:`core.alerts.may_act`; 403 otherwise). 409 if it is already acknowledged or already cleared
+    (:func:`lorong.core.alerts.may_act`; 403 otherwise). 409 if it is already acknowledged or already cleared
     (a cleared alert has nothing left to be on, so its ack would only add noise); 403 outside the
     token's area. A repeat with the
     same ``Idempotency-Key`` returns the first answer and changes nothing (:mod:`api.idempotency`)."""

@@ -15,9 +15,9 @@ from api.errors import NotFound
 from api.query import resolve_kecamatan_in
 from api.readings import BIN_METRICS, EVERY_PATTERN, day_offset_s, mean_series, source, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
-from core import schema
-from core.model import DeviceKind, utcnow
-from storage.tables import DeviceRow
+from lorong.core import schema
+from lorong.core.model import DeviceKind, utcnow
+from lorong.storage.tables import DeviceRow
 
 router = APIRouter(prefix="/bins", tags=["bins"], responses=ERRORS)
 

@@ -28,11 +28,11 @@ from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
 from api.state import metric_value, number, rate
-from core.alerts import CANT_EMPTY
-from core.geo import haversine_m
-from core.metrics import shown
-from core.model import utcnow
-from storage.tables import AlertRow, CityRow, CollectionRow, DeviceLatestRow, DeviceRow, RoutePlanRow
+from lorong.core.alerts import CANT_EMPTY
+from lorong.core.geo import haversine_m
+from lorong.core.metrics import shown
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertRow, CityRow, CollectionRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
 router = APIRouter(prefix="/routes", tags=["routes"], responses=ERRORS)
 

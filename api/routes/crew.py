@@ -7,7 +7,7 @@
   of the types the catalogue marks ``cleared_by_emptying`` (``bin_full``, ``bin_full_soon``,
   ``cant_empty``) with the reason "emptied by <actor>".
 - ``POST /bins/{id}/cant-empty``: a person could not empty it (blocked, not_found, damaged,
-  sensor_broken). Raises the ``cant_empty`` alert (:data:`core.alerts.CANT_EMPTY`), which the
+  sensor_broken). Raises the ``cant_empty`` alert (:data:`lorong.core.alerts.CANT_EMPTY`), which the
   supervisor role acts on, with the reason and the reporter in its details and history.
 
 Both are refused (403) for a bin outside the token's area. Both take an ``Idempotency-Key``
@@ -34,9 +34,9 @@ from api.idempotency import IdempotencyKey, once
 from api.routes.alerts import alert_out
 from api.schemas import ERRORS, NOT_FOUND, AlertOut, Utc
 from api.state import metric_value
-from core import alerts as catalogue
-from core.model import DeviceKind, utcnow
-from storage.tables import CityRow, CollectionRow, DeviceLatestRow, DeviceRow
+from lorong.core import alerts as catalogue
+from lorong.core.model import DeviceKind, utcnow
+from lorong.storage.tables import CityRow, CollectionRow, DeviceLatestRow, DeviceRow
 
 router = APIRouter(tags=["crew"], responses=ERRORS)
 

@@ -11,8 +11,6 @@ from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep, sco
 from api.errors import Conflict, InvalidRequest
 from api.query import known_kecamatan, one_of, resolve_kecamatan
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
-from core.errors import DeviceRetired
-from core.model import DeviceKind, utcnow
 from devices.registry import (
     STATUSES,
     DeviceIn,
@@ -22,7 +20,9 @@ from devices.registry import (
     retire_device,
     update_device,
 )
-from storage.tables import DeviceRow
+from lorong.core.errors import DeviceRetired
+from lorong.core.model import DeviceKind, utcnow
+from lorong.storage.tables import DeviceRow
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS)
 

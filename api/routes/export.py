@@ -1,4 +1,4 @@
-"""``/export/readings``: readings in bulk as CSV or Parquet for officers (:mod:`storage.export`).
+"""``/export/readings``: readings in bulk as CSV or Parquet for officers (:mod:`lorong.storage.export`).
 
 The body is streamed as InfluxDB answers, one day at a time, so memory stays bounded for a year of
 a city. The first piece is produced before the response starts, so an unreachable InfluxDB is a
@@ -22,8 +22,8 @@ from api.errors import InvalidRequest
 from api.query import known_kecamatan, resolve_kecamatan
 from api.readings import MAX_SPAN
 from api.schemas import ERRORS, STORE
-from core.model import utcnow
-from storage import export
+from lorong.core.model import utcnow
+from lorong.storage import export
 
 router = APIRouter(prefix="/export", tags=["export"], responses=ERRORS)
 

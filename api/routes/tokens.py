@@ -12,7 +12,7 @@ from api.errors import InvalidRequest
 from api.query import known_kecamatan
 from api.schemas import ERRORS, NOT_FOUND, TokenCreatedOut, TokenIn, TokenOut
 from devices.cities import get_city
-from storage.tables import ApiTokenRow
+from lorong.storage.tables import ApiTokenRow
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=ERRORS)
 

@@ -3,12 +3,12 @@
 Each codec module exposes ``CODEC_IDS`` (ids ``<vendor>-<model>`` in lower case, e.g.
 ``milesight-em310-udl``) and ``decode(fport: int, payload: bytes) -> list[RawReading]``.
 ``decode`` is pure (no I/O, no clock) and returns canonical metric names and units
-(:mod:`core.metrics`): distance in mm, fractions 0..1, pressure hPa, temperature degC. History
-records carry their own ``ts``. It raises :class:`core.errors.CodecError` and nothing else,
+(:mod:`lorong.core.metrics`): distance in mm, fractions 0..1, pressure hPa, temperature degC. History
+records carry their own ``ts``. It raises :class:`lorong.core.errors.CodecError` and nothing else,
 with reason ``unknown_fport``, ``short_frame``, ``bad_frame`` or ``sensor_sentinel``.
 
 The registry is an explicit dict (no registration by import side effect). Its ids are those of
-the catalogue :data:`core.codecs.CODEC_MODELS`, which the device registry checks a device's codec
+the catalogue :data:`lorong.core.codecs.CODEC_MODELS`, which the device registry checks a device's codec
 against without importing a decoder (``tests/core/test_codec_catalogue.py`` keeps the two equal).
 """
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
-from core.errors import CodecError
-from core.model import RawReading
 from ingest.codecs import (
     decentlab_dl_iam,
     decentlab_dl_lp8p,
@@ -38,6 +36,8 @@ from ingest.codecs import (
     milesight_em500_udl,
     pepperl_fuchs_wilsen,
 )
+from lorong.core.errors import CodecError
+from lorong.core.model import RawReading
 
 Codec = Callable[[int, bytes], list[RawReading]]
 

@@ -25,8 +25,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from core.errors import CodecError
-from core.model import RawReading
+from lorong.core.errors import CodecError
+from lorong.core.model import RawReading
 
 PROTOCOL_VERSION = 2
 """The only Decentlab frame version these codecs read."""

@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from core.errors import CodecError
-from core.model import RawReading
+from lorong.core.errors import CodecError
+from lorong.core.model import RawReading
 
 FPORT = 85
 """Milesight sends telemetry, history and downlink acknowledgements on FPort 85."""
@@ -235,7 +235,7 @@ LIGHT_LEVEL = skip("B")
 """``0x06 0xCB`` light level 0-5 (AM30x/AM319): a class, not lux; no canonical metric."""
 TVOC_IAQ = Field("tvoc", "ppb", "H")
 """``0x08 0x7D`` on AM30x/AM319: raw uint16 = IAQ index x 100 (the current vendor decoder divides
-by 100; the old TTN decoder emits the raw number). Emitted raw under ``tvoc`` as core.metrics
+by 100; the old TTN decoder emits the raw number). Emitted raw under ``tvoc`` as lorong.core.metrics
 notes ("Milesight IAQ level x100"): it is an index, not a ppb concentration."""
 TVOC_UGM3 = skip("H")
 """``0x08 0xE6`` TVOC in ug/m3 (AM30x/AM319 with tvoc_unit = ug/m3): no canonical metric in that

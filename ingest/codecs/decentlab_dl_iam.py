@@ -18,8 +18,8 @@ Example from that decoder file: ``02 0BBD 007F 0B92 6A51 5D48 BC4E 0262 0069 81C
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _decentlab as dl
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("decentlab-dl-iam",)
 

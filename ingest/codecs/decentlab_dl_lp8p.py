@@ -16,8 +16,8 @@ Example (TheThingsNetwork/lorawan-devices ``vendor/decentlab/dl-lp8p-codec.yaml`
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _decentlab as dl
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("decentlab-dl-lp8p",)
 

@@ -12,8 +12,8 @@ models), per the MaxBotix HRXL-MaxSonar-WR datasheet.
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _decentlab as dl
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("decentlab-dl-mbx",)
 

@@ -18,8 +18,8 @@ PM10 3.9 ug/m3, 24.357 degC, 41.63 %RH, 968.00 hPa.
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _decentlab as dl
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("decentlab-dl-pm",)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import struct
 
-from core.errors import CodecError
-from core.model import RawReading
+from lorong.core.errors import CodecError
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("dragino-laq4",)
 

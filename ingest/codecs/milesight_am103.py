@@ -9,8 +9,8 @@ CO2 uint16. Example (TheThingsNetwork/lorawan-devices ``vendor/milesight-iot/am1
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-am103",)
 

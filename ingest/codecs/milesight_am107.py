@@ -22,8 +22,8 @@ Examples (TheThingsNetwork/lorawan-devices ``vendor/milesight-iot/am107-codec.ya
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-am107",)
 

@@ -12,8 +12,8 @@ TVOC, pressure. Example (TheThingsNetwork/lorawan-devices ``vendor/milesight-iot
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-am307",)
 

@@ -10,8 +10,8 @@ vendor catalogue ``am308-codec.json`` sample
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-am308",)
 

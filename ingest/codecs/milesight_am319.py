@@ -10,8 +10,8 @@ uint16 LE / 100 mg/m3; history ``20 CE`` / ``21 CE`` as AM308 followed by HCHO. 
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-am319",)
 

@@ -9,8 +9,8 @@ README and TheThingsNetwork/lorawan-devices ``vendor/milesight-iot/em310-udl-cod
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-em310-udl",)
 

@@ -22,8 +22,8 @@ Example (TheThingsNetwork/lorawan-devices ``vendor/milesight-iot/em400-mud-codec
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-em400-mud", "milesight-em400-udl", "milesight-em400-tld")
 

@@ -24,8 +24,8 @@ The catalogue is followed. Example (``vendor/milesight-iot/em500-co2-codec.yaml`
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-em500-co2",)
 

@@ -13,8 +13,8 @@ Example (TheThingsNetwork/lorawan-devices ``vendor/milesight-iot/em500-udl-codec
 
 from __future__ import annotations
 
-from core.model import RawReading
 from ingest.codecs import _milesight as ms
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("milesight-em500-udl",)
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 import struct
 
-from core.errors import CodecError
-from core.model import RawReading
+from lorong.core.errors import CodecError
+from lorong.core.model import RawReading
 
 CODEC_IDS = ("pepperl-fuchs-wilsen-sonic-level", "pepperl-fuchs-wilsen-sonic-distance")
 

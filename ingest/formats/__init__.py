@@ -4,8 +4,8 @@ A format module exposes ``NAME``, ``TOPICS`` (the MQTT topic filters it serves b
 ``DEVICE_LEVEL`` (the topic level holding the device id, read by :func:`device_in_topic`) and
 ``parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]``. ``parse`` does no
 I/O and reads no clock (``received_at`` is given for relative times); it raises
-:class:`core.errors.ParseError` (reason ``bad_json``, ``bad_envelope``, ``bad_value`` ...) and
-nothing else. LoRaWAN formats return an :class:`core.model.Uplink` with a ``frame`` when the
+:class:`lorong.core.errors.ParseError` (reason ``bad_json``, ``bad_envelope``, ``bad_value`` ...) and
+nothing else. LoRaWAN formats return an :class:`lorong.core.model.Uplink` with a ``frame`` when the
 network server did not decode the bytes; the pipeline then applies the device's codec.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import datetime
 from types import ModuleType
 
-from core.errors import UnknownFormat
-from core.model import Uplink
 from ingest.formats import airrohr, chirpstack_v4, lorong_json, senml, ttn_v3
+from lorong.core.errors import UnknownFormat
+from lorong.core.model import Uplink
 
 Parser = Callable[[bytes, str, datetime], list[Uplink]]
 

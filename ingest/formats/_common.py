@@ -1,6 +1,6 @@
 """Helpers shared by the payload formats: strict JSON decoding, ISO-8601 times, numbers, RSSI.
 
-All helpers are pure and raise :class:`core.errors.ParseError` (never ``ValueError``,
+All helpers are pure and raise :class:`lorong.core.errors.ParseError` (never ``ValueError``,
 ``RecursionError`` ...), so a format module built on them keeps the "ParseError and nothing else"
 contract of :mod:`ingest.formats`.
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from core.errors import ParseError
-from core.model import Frame, RawReading
 from ingest.vendor_keys import as_float
+from lorong.core.errors import ParseError
+from lorong.core.model import Frame, RawReading
 
 
 def _no_constant(token: str) -> Any:

@@ -29,10 +29,10 @@ import math
 import re
 from datetime import datetime
 
-from core.errors import ParseError
-from core.model import RawReading, Uplink
 from ingest.formats._common import first_per_metric, load_json_object, topic_parts
 from ingest.vendor_keys import as_float
+from lorong.core.errors import ParseError
+from lorong.core.model import RawReading, Uplink
 
 NAME = "airrohr"
 TOPICS = ("airrohr/+",)

@@ -8,14 +8,14 @@ integrations/mqtt.md). Only ``up`` events carry measurements (integrations/event
 - Device id: ``deviceInfo.devEui`` upper-cased; it must equal the topic's DevEUI
   (``device_mismatch``).
 - Values: ``object`` when it carries known metrics (:mod:`ingest.vendor_keys`), else ``data`` +
-  ``fPort`` as a :class:`core.model.Frame` for the device's codec.
+  ``fPort`` as a :class:`lorong.core.model.Frame` for the device's codec.
 - ``fCnt``/``fPort``: ChirpStack's JSON omits zero values (the docs' ``up`` example has no
   ``fCnt``, ``adr`` or ``confirmed``), so a missing ``fCnt`` is frame 0.
 - ``time`` (RFC 3339, nanoseconds) is the uplink time; ``deviceInfo.tags`` become
-  :attr:`core.model.Uplink.tags`; the strongest gateway's ``rssi`` (dBm) becomes a reading.
+  :attr:`lorong.core.model.Uplink.tags`; the strongest gateway's ``rssi`` (dBm) becomes a reading.
 
 Other events (``status``, ``join``, ``ack``, ``txack``, ``log``, ``location``, ``integration``):
-the default subscription (``core.settings.MqttSettings.topics``) asks the broker for
+the default subscription (``lorong.core.settings.MqttSettings.topics``) asks the broker for
 ``.../event/up`` only, so they never arrive. :data:`TOPICS` still routes every event topic
 here, so that a wider subscription (``application/#``) or a replayed capture gets a clear
 ``not_an_uplink`` rejection naming the event instead of ``unknown_format``. (``status`` carries
@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.errors import ParseError
-from core.model import Uplink
 from ingest.formats._common import as_int, best_rssi, load_json_object, lorawan_frame, parse_time, topic_parts
 from ingest.vendor_keys import readings_from_object
+from lorong.core.errors import ParseError
+from lorong.core.model import Uplink
 
 NAME = "chirpstack-v4"
 TOPICS = ("application/+/device/+/event/+",)

@@ -13,18 +13,18 @@ Topic ``lorong/v1/<device_id>/up``. Payload (UTF-8 JSON object)::
       }
     }
 
-Metric names are the canonical ones of :mod:`core.metrics`; units are converted on validation.
+Metric names are the canonical ones of :mod:`lorong.core.metrics`; units are converted on validation.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from core.errors import ParseError
-from core.metrics import METRICS
-from core.model import RawReading, Uplink
 from ingest.formats._common import as_int, load_json_object, parse_time
 from ingest.vendor_keys import as_float
+from lorong.core.errors import ParseError
+from lorong.core.metrics import METRICS
+from lorong.core.model import RawReading, Uplink
 
 NAME = "lorong-json"
 TOPICS = ("lorong/v1/+/up",)

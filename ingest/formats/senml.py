@@ -24,7 +24,7 @@ Device and metric from the resolved name (Lorong's convention):
 - a name equal to the topic's device: that device, metric from the unit;
 - any other name: a metric of the topic's device.
 
-A pack may name several devices; each gets its own :class:`core.model.Uplink`. The metric part
+A pack may name several devices; each gets its own :class:`lorong.core.model.Uplink`. The metric part
 is looked up in :mod:`ingest.vendor_keys` (canonical names and vendor spellings); without one the
 unit decides (``Cel`` temperature, ``%RH`` humidity, ``%EL`` battery, ``Pa``/``hPa`` pressure,
 ``ppm`` CO2, ``lx``, ``dBm``). Unknown names, ``lat``/``lon`` and string/data values are skipped.
@@ -38,10 +38,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from core.errors import ParseError
-from core.model import RawReading, Uplink
 from ingest.formats._common import first_per_metric, load_json, topic_parts, utc_from_seconds
 from ingest.vendor_keys import KEYS, lookup
+from lorong.core.errors import ParseError
+from lorong.core.model import RawReading, Uplink
 
 NAME = "senml"
 TOPICS = ("senml/+",)
@@ -59,7 +59,7 @@ UNITS: dict[str, str] = {
     "hPa": "hPa", "kPa": "kPa", "m": "m", "cm": "cm", "mm": "mm", "V": "V", "mV": "mV", "ppm": "ppm",
     "ppb": "ppb", "ug/m3": "ug/m3", "kg/m3": "kg/m3", "lx": "lx", "dBm": "dBm",
 }
-"""SenML unit symbol -> Lorong unit symbol (:mod:`core.units`)."""
+"""SenML unit symbol -> Lorong unit symbol (:mod:`lorong.core.units`)."""
 
 UNIT_METRICS: dict[str, str] = {
     "Cel": "temperature", "K": "temperature", "%RH": "relativeHumidity", "%EL": "batteryLevel",

@@ -11,7 +11,7 @@ server docs, https://www.thethingsindustries.com/docs/integrations/mqtt/). The J
   device id must equal ``end_device_ids.device_id`` (``device_mismatch``).
 - Values: ``decoded_payload`` when it carries known metrics (:mod:`ingest.vendor_keys`, which
   also strips CayenneLPP ``_<channel>`` suffixes); otherwise ``frm_payload`` goes to the device's
-  byte codec as a :class:`core.model.Frame`.
+  byte codec as a :class:`lorong.core.model.Frame`.
 - ``f_cnt``: TTS omits zero-valued fields from its JSON (protobuf JSON mapping), so a message
   with ``f_port`` and no ``f_cnt`` is frame 0.
 - Time: ``uplink_message.received_at`` (network server), else the top-level ``received_at``.
@@ -25,10 +25,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from core.errors import ParseError
-from core.model import Uplink
 from ingest.formats._common import as_int, best_rssi, load_json_object, lorawan_frame, parse_time
 from ingest.vendor_keys import readings_from_object
+from lorong.core.errors import ParseError
+from lorong.core.model import Uplink
 
 NAME = "ttn-v3"
 TOPICS = ("v3/+/devices/+/up",)

@@ -13,12 +13,12 @@ from sqlalchemy import select
 from analytics.air import MAD_FLOOR_UGM3, score_spikes, sensor_models
 from analytics.humidity import Correction
 from analytics.jobs import run_once
-from core import schema
-from core.model import to_ms
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
-from storage.tables import AlertRow, DeviceLatestRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertRow, DeviceLatestRow
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from analytics.air import (
 from analytics.aqi import ISPU_BANDS
 from analytics.humidity import DEFAULT_KAPPA, PmSensorModel, get_sensor_model, kappa_correct
 from analytics.kappa_fit import MIN_HOURS, fit_kappas
-from core.settings import AnalyticsSettings
+from lorong.core.settings import AnalyticsSettings
 
 WITA = ZoneInfo("Asia/Makassar")
 MONDAY = datetime(2026, 3, 2, tzinfo=WITA)  # local midnight

@@ -21,13 +21,13 @@ from analytics.notify_mqtt import MqttChannel, MqttNotifier, alert_topic, topic_
 from analytics.notify_webhook import RetryableStatus, WebhookDown, WebhookNotifier
 from analytics.outbox import OutboxMessage, notification_payload
 from analytics.scheduler import Scheduler
-from core import schema
-from core.model import to_ms
-from core.settings import AnalyticsSettings, Settings
 from devices.registry import DeviceIn, add_device
-from storage import stack
-from storage.influx import InfluxClient, line
-from storage.tables import AlertHistoryRow, AlertRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import AnalyticsSettings, Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertHistoryRow, AlertRow
 from tests.support import Subscriber
 
 T = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)

@@ -9,13 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.jobs import run_cities
-from core import schema
-from core.model import to_ms
-from core.settings import AnalyticsSettings
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
-from storage.tables import AlertRow, DeviceLatestRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertRow, DeviceLatestRow
 
 NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 WITA in Makassar, 10:00 WIT in Jayapura
 CFG = AnalyticsSettings(collection_times=["06:00"], timezone="Asia/Makassar", forecast_history_days=0)

@@ -17,12 +17,12 @@ from analytics.alerts import AlertBook
 from analytics.notify import NotifyRouter, bot_api, build_outbox
 from analytics.notify_mqtt import topics_for
 from analytics.notify_telegram import TelegramUpdates
-from core.errors import ConfigError
-from core.settings import NotifySettings, Settings, TelegramChat
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
-from storage import stack
-from storage.tables import AlertHistoryRow, AlertRow
+from lorong.core.errors import ConfigError
+from lorong.core.settings import NotifySettings, Settings, TelegramChat
+from lorong.storage import stack
+from lorong.storage.tables import AlertHistoryRow, AlertRow
 from tests.analytics.fake_telegram import TOKEN, FakeTelegram
 from tests.analytics.test_scenarios import NOW
 from tests.support import Subscriber

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from analytics.cli import app
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
-from storage.tables import DeviceLatestRow, RoutePlanRow
+from lorong.storage.tables import DeviceLatestRow, RoutePlanRow
 
 NOW = datetime(2026, 3, 2, 16, 30, tzinfo=UTC)
 """00:30 WITA on Tuesday 3 March in Makassar, still 23:30 WIB on Monday 2 March in Jakarta."""

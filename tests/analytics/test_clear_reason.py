@@ -16,12 +16,12 @@ from sqlalchemy import select
 
 from analytics.jobs import run_once
 from analytics.rules.bin_full import clear_reason
-from core import schema
-from core.model import to_ms
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
-from storage.tables import AlertHistoryRow, AlertRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertHistoryRow, AlertRow
 
 pytestmark = pytest.mark.integration
 

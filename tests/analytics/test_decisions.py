@@ -18,12 +18,12 @@ from analytics.air import DAY_TO_DAY_REL_SPREAD, daily_profile, profile_spread, 
 from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile, round_end
 from analytics.jobs import run_once
 from analytics.pickups import detect
-from core import schema
-from core.model import to_ms
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
-from storage.tables import AlertRow, CollectionRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertRow, CollectionRow
 
 WITA = ZoneInfo("Asia/Makassar")
 MONDAY = datetime(2026, 3, 2, tzinfo=WITA)  # local midnight
@@ -190,7 +190,7 @@ def test_smouldering_fire_is_seen_by_its_excess_over_the_other_bins() -> None:
     neither the 60 degC limit nor the 10 degC-in-30-min rise ever fired."""
     from analytics.rules import fire
     from analytics.rules.base import Context, Device
-    from core.model import DeviceKind
+    from lorong.core.model import DeviceKind
 
     now = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
     cfg = AnalyticsSettings()

@@ -17,11 +17,11 @@ from analytics.escalation import Escalation, remind
 from analytics.jobs import run_once
 from analytics.notify import NotifyRouter, build_outbox, quiet_until
 from analytics.outbox import Outbox
-from core.settings import NotifySettings, Settings, TelegramChat
-from storage import stack
-from storage.influx import InfluxClient
-from storage.tables import AlertHistoryRow
-from storage.tables import NotificationOutboxRow as Row
+from lorong.core.settings import NotifySettings, Settings, TelegramChat
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertHistoryRow
+from lorong.storage.tables import NotificationOutboxRow as Row
 from tests.analytics.fake_telegram import TOKEN, FakeTelegram
 from tests.analytics.test_scenarios import NOW
 

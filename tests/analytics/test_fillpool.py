@@ -11,7 +11,7 @@ import numpy as np
 
 from analytics.fillpool import learn_profiles
 from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at, learn_profile
-from core.model import to_ms
+from lorong.core.model import to_ms
 
 TZ = "Asia/Makassar"
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC) - timedelta(hours=8)  # Monday 00:00 WITA

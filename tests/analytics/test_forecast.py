@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from analytics.forecast import from_history, from_series, next_collection, theil_sen
 from analytics.jobs import run_once
-from core import schema
-from core.model import to_ms
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
-from storage.tables import AlertRow, CollectionRow, DeviceLatestRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertRow, CollectionRow, DeviceLatestRow
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 WITA
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from analytics.frames import bucket_means, bucket_means_chunked, field_keys, recent_points
-from core import schema
-from core.model import to_ms
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage.influx import InfluxClient, line
 
 NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from analytics.alerts import AlertBook
-from core import schema
-from storage.influx import InfluxClient
-from storage.tables import AlertRow, DeadLetterRow
+from lorong.core import schema
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertRow, DeadLetterRow
 from tests.analytics.test_scenarios import Job, bin_, register, station, write
 from tests.devices.conftest import backend, db_url, empty_db_url, postgres_server  # noqa: F401  (both back ends)
 

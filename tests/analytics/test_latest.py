@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from core import schema
 from devices.registry import get_device
-from storage.influx import InfluxClient
+from lorong.core import schema
+from lorong.storage.influx import InfluxClient
 from tests.analytics.test_scenarios import MIN, NOW, Job, bin_, register, station, write
 
 pytestmark = pytest.mark.integration

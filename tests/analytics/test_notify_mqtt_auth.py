@@ -23,13 +23,13 @@ from analytics.alerts import AlertBook
 from analytics.notify import build_outbox
 from analytics.notify_mqtt import MqttChannel, MqttNotifier, PublishRefused
 from analytics.outbox import Outbox
-from core.settings import InfluxSettings, MqttSettings, Settings
 from devices import cli as devices_cli
 from devices.credentials import mosquitto_hash
 from devices.registry import DeviceIn, add_device
-from storage import stack
-from storage.cli import down, reload, up
-from storage.tables import NotificationOutboxRow as Row
+from lorong.core.settings import InfluxSettings, MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.cli import down, reload, up
+from lorong.storage.tables import NotificationOutboxRow as Row
 from tests.analytics.test_scenarios import NOW
 from tests.support import Subscriber, wait_for
 

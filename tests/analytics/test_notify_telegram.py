@@ -20,14 +20,14 @@ from analytics.notify import NotifyRouter, bot_api, build_outbox, build_telegram
 from analytics.notify_telegram import BotApi, Handled, TelegramChannel, TelegramUpdates, buttons
 from analytics.outbox import Outbox
 from analytics.telegram_text import message_text
-from core import schema
-from core.model import to_ms
-from core.settings import NotifySettings, Settings, TelegramChat
 from devices.registry import DeviceIn, add_device
-from storage import stack
-from storage.influx import InfluxClient
-from storage.tables import AlertHistoryRow, AlertRow
-from storage.tables import NotificationOutboxRow as Row
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import NotifySettings, Settings, TelegramChat
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertHistoryRow, AlertRow
+from lorong.storage.tables import NotificationOutboxRow as Row
 from tests.analytics.fake_telegram import TOKEN, FakeTelegram
 from tests.analytics.test_scenarios import NOW
 

@@ -26,14 +26,14 @@ from analytics.cli import app
 from analytics.outbox import DeliveryRefused, Outbox, OutboxMessage, backoff
 from analytics.scheduler import Scheduler
 from api.auth import create_token
-from core.alerts import ALERT_TYPES
-from core.model import utcnow
-from core.settings import AnalyticsSettings, Settings
-from storage import stack
-from storage.db import alembic_config, make_engine, migrate
-from storage.influx import InfluxClient
-from storage.tables import AlertHistoryRow, AlertRow
-from storage.tables import NotificationOutboxRow as Row
+from lorong.core.alerts import ALERT_TYPES
+from lorong.core.model import utcnow
+from lorong.core.settings import AnalyticsSettings, Settings
+from lorong.storage import stack
+from lorong.storage.db import alembic_config, make_engine, migrate
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertHistoryRow, AlertRow
+from lorong.storage.tables import NotificationOutboxRow as Row
 from tests.analytics.test_scenarios import NOW
 from tests.api.conftest import serve
 from tests.devices.conftest import backend, db_url, empty_db_url, postgres_server  # noqa: F401  (both back ends)

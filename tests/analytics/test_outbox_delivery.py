@@ -22,12 +22,12 @@ from analytics.notify import build_outbox
 from analytics.notify_mqtt import MqttChannel, topic_for
 from analytics.notify_webhook import WebhookChannel
 from analytics.outbox import Outbox
-from core.model import utcnow
-from core.settings import AnalyticsSettings, Settings
-from storage import stack
-from storage.influx import InfluxClient
-from storage.tables import AlertRow
-from storage.tables import NotificationOutboxRow as Row
+from lorong.core.model import utcnow
+from lorong.core.settings import AnalyticsSettings, Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertRow
+from lorong.storage.tables import NotificationOutboxRow as Row
 from tests.analytics.test_alerts import hook  # noqa: F401  (a real HTTP server on a free loopback port)
 from tests.analytics.test_scenarios import FILL, MIN, NOW, at, bin_, register, write
 from tests.devices.conftest import backend, db_url, empty_db_url, postgres_server  # noqa: F401  (both back ends)

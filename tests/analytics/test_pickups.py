@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from analytics.cli import app
 from analytics.pickups import Pickup, detect, detect_in_influx
-from core import schema
-from core.model import to_ms
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
-from storage.tables import CollectionRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import CollectionRow
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 STEP = timedelta(minutes=10)

@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from analytics.alerts import AlertBook
 from analytics.cli import app
 from analytics.replay import ReplayError, leftovers, replay, reset
-from core import schema
-from core.model import to_ms, utcnow
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
-from storage.tables import AlertRow, CollectionRow
+from lorong.core import schema
+from lorong.core.model import to_ms, utcnow
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertRow, CollectionRow
 
 pytestmark = pytest.mark.integration
 

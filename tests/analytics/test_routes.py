@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from analytics.cli import app
 from analytics.routes import EARTH_RADIUS_M, Stop, TruckTooSmall, haversine_m, select_stops, solve
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage.tables import CollectionRow, DeviceLatestRow, RoutePlanRow
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.tables import CollectionRow, DeviceLatestRow, RoutePlanRow
 
 DEG_M = EARTH_RADIUS_M * math.pi / 180  # one degree of longitude on the equator, 111,195 m
 

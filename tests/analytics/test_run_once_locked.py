@@ -17,10 +17,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from typer.testing import CliRunner
 
 from analytics.cli import app, is_locked
-from core.errors import DatabaseUnavailable
 from devices.registry import DeviceIn, add_device
-from storage.db import make_engine, session_factory, unavailable
-from storage.influx import InfluxClient
+from lorong.core.errors import DatabaseUnavailable
+from lorong.storage.db import make_engine, session_factory, unavailable
+from lorong.storage.influx import InfluxClient
 from tests.analytics.test_pickups import NOW, SERIES, write_series
 
 
@@ -51,7 +51,7 @@ def test_run_once_waits_for_a_locked_database(sessions: Any, influx: InfluxClien
 
 def test_a_locked_database_is_told_by_a_field_not_by_the_message(db_url: str, sessions: Any, tmp_path: Any) -> None:
     """``DatabaseUnavailable.locked`` says "another process holds the write lock": set from the
-    driver's error where it is translated (:func:`storage.db.unavailable`), read by the retry
+    driver's error where it is translated (:func:`lorong.storage.db.unavailable`), read by the retry
     (:func:`analytics.cli.is_locked`) instead of matching the message's words."""
     lock = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")

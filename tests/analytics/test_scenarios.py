@@ -19,13 +19,13 @@ from sqlalchemy import select
 from analytics.alerts import AlertChange
 from analytics.jobs import JobReport, run_once
 from analytics.notify_mqtt import MqttNotifier
-from core import schema
-from core.model import to_ms
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
-from storage import stack
-from storage.influx import InfluxClient, line
-from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeadLetterRow, DeviceLatestRow
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient, line
+from lorong.storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeadLetterRow, DeviceLatestRow
 from tests.support import Subscriber
 
 pytestmark = pytest.mark.integration

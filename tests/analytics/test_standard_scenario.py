@@ -19,7 +19,7 @@ import pytest
 from analytics.score import targets_met
 from firmware_sim.city import load_city, packaged_city
 from firmware_sim.evaluate import evaluate
-from storage.influx import InfluxClient
+from lorong.storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from analytics.alerts import AlertBook, AlertChange
 from analytics.notify import build_outbox
 from analytics.notify_webhook import WebhookNotifier, verify_signature
-from core.settings import AnalyticsSettings, Settings
+from lorong.core.settings import AnalyticsSettings, Settings
 from tests.analytics.test_scenarios import NOW
 
 SECRET = "s3cret-shared-with-the-receiver"

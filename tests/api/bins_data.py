@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core import schema
-from core.model import to_ms
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage.influx import InfluxClient, line
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 # (device, minutes after T0, fillingLevel, distance mm)

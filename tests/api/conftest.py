@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Role, create_token
 from api.main import create_app
-from core.settings import Settings
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.core.settings import Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 
 ROLES = [r.value for r in Role]
 

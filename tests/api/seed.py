@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook
-from core.model import to_ms
 from devices.registry import DeviceIn, add_device
-from storage.tables import AlertRow, DeviceLatestRow, RoutePlanRow
+from lorong.core.model import to_ms
+from lorong.storage.tables import AlertRow, DeviceLatestRow, RoutePlanRow
 
 
 def add_bin(s: Session, device_id: str, kecamatan: str = "Wajo", lat: float | None = -5.13,

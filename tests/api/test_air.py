@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import schema
-from core.model import to_ms, utcnow
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.model import to_ms, utcnow
+from lorong.storage.influx import InfluxClient, line
 from tests.api.seed import add_station, fleet
 
 pytestmark = pytest.mark.integration

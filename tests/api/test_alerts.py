@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook, AlertChange
 from api.alert_state import AlertFilter, active_snapshot, decode_cursor, encode_cursor, query_page, snapshot_page
-from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow
 from tests.api.conftest import serve
 from tests.api.seed import add_bin, fleet, raise_alert
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from api.auth import hash_token
 from api.cli import app as api_cli
-from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow, ApiTokenRow, CollectionRow, DeviceRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow, ApiTokenRow, CollectionRow, DeviceRow
 from tests.api.conftest import ROLES, bearer
 from tests.api.seed import add_bin, fleet, raise_alert
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.bin_state import bin_snapshot, load_bins, pick
 from api.schemas import AlertOut, BinOut
-from core.model import utcnow
-from storage.tables import DeviceLatestRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import DeviceLatestRow
 from tests.api.conftest import serve
 from tests.api.seed import add_bin, fleet, set_latest
 from tests.support import wait_for

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import schema
-from core.model import utcnow
-from storage.influx import InfluxClient
-from storage.tables import DeviceRow
+from lorong.core import schema
+from lorong.core.model import utcnow
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import DeviceRow
 from tests.api.bins_data import POINTS, T0, write_points
 from tests.api.seed import fleet
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import MAX_BODY_BYTES
-from storage.tables import DeviceRow
+from lorong.storage.tables import DeviceRow
 from tests.api.conftest import Served, bearer
 
 pytestmark = pytest.mark.integration

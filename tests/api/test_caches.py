@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.bin_state import BinLoader
 from api.pages import PageCache
-from core.model import utcnow
-from storage.tables import ApiTokenRow, DeviceLatestRow, DeviceRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import ApiTokenRow, DeviceLatestRow, DeviceRow
 from tests.api.conftest import serve
 from tests.api.seed import fleet
 

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from analytics.cli import app
 from api.auth import create_token
-from core.model import utcnow
-from core.settings import Settings
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
-from storage.tables import DeviceLatestRow, RoutePlanRow
+from lorong.core.model import utcnow
+from lorong.core.settings import Settings
+from lorong.storage.tables import DeviceLatestRow, RoutePlanRow
 from tests.api.conftest import bearer, serve
 from tests.api.seed import add_route
 

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.alerts import AlertBook
 from api.auth import create_token
 from api.main import ROUTERS
-from core.settings import Settings
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
-from storage.tables import RoutePlanRow
+from lorong.core.settings import Settings
+from lorong.storage.tables import RoutePlanRow
 from tests.api.conftest import serve
 
 ROUTES = sorted((method, route.path) for module in ROUTERS for route in module.router.routes

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def test_serve_prints_where(db_url: str, influx: InfluxClient, tmp_path: Path) -
     env |= {"LORONG_DATABASE_URL": db_url, "LORONG_INFLUX__URL": influx.url,
             "LORONG_INFLUX__DATABASE": influx.database, "LORONG_VAR_DIR": str(tmp_path / "var"),
             "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "api", "--port", str(port)], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "lorong.cli", "api", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out = _output_until(proc, "Ctrl-C", 30)

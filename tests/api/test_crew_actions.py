@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.idempotency import KEEP
 from api.routes.collection import STOP_MIN, TRUCK_KMH, today_wita
-from core.alerts import ALERT_TYPES
-from core.geo import haversine_m
-from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow, IdempotencyKeyRow
+from lorong.core.alerts import ALERT_TYPES
+from lorong.core.geo import haversine_m
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow, IdempotencyKeyRow
 from tests.api.seed import add_route, fleet
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.routes.collection import WITA, today_wita
-from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow, IdempotencyKeyRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow, IdempotencyKeyRow
 from tests.api.conftest import Served
 from tests.api.seed import add_route, fleet, raise_alert
 from tests.conftest import ARTIFACTS

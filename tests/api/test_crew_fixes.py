@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import Dialog, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.alerts import SEVERITIES
-from core.model import utcnow
-from storage.tables import AlertRow
+from lorong.core.alerts import SEVERITIES
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertRow
 from tests.api.conftest import Served
 from tests.api.seed import fleet, raise_alert
 from tests.api.test_crew_day import seed_city

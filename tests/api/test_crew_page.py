@@ -18,8 +18,8 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
-from storage.tables import AlertHistoryRow, AlertRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow
 from tests.api.conftest import Served
 from tests.api.seed import fleet
 from tests.conftest import ARTIFACTS

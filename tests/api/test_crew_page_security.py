@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
-from storage import stack
+from lorong.core.model import utcnow
+from lorong.storage import stack
 from tests.api.conftest import Served
 from tests.api.seed import fleet
 

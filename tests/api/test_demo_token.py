@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import authenticate, kept_token, revoke_token
-from storage.tables import ApiTokenRow
+from lorong.storage.tables import ApiTokenRow
 
 
 def test_demo_token_is_kept_across_restarts(sessions: sessionmaker[Session], tmp_path: Path) -> None:

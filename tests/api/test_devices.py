@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
-from storage.tables import DeviceCredentialRow, DeviceRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 
 pytestmark = pytest.mark.integration
 

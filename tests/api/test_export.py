@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import schema
-from core.model import to_ms
 from devices.registry import DeviceIn, add_device
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage.influx import InfluxClient, line
 
 pytestmark = pytest.mark.integration
 

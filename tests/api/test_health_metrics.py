@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
-from core.settings import InfluxSettings, MqttSettings
-from storage import stack
+from lorong.core.model import utcnow
+from lorong.core.settings import InfluxSettings, MqttSettings
+from lorong.storage import stack
 from tests.api.conftest import serve
 from tests.api.seed import fleet
 

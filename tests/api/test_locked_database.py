@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import create_token
-from storage.tables import ApiTokenRow
+from lorong.storage.tables import ApiTokenRow
 from tests.api.conftest import Served
 
 pytestmark = pytest.mark.integration

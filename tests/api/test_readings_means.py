@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
 from api.readings import Window, day_offset_s, source
-from core import schema
-from core.model import to_ms, utc_from_ms, utcnow
-from core.settings import Settings
-from storage import retention
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.model import to_ms, utc_from_ms, utcnow
+from lorong.core.settings import Settings
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient, line
 from tests.api.conftest import serve
 from tests.api.seed import fleet
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 HALF_STEP = 0.0005 + 1e-12
-"""The API rounds a fill level to 0.001 (:func:`core.metrics.shown`): at most half a step off, a tie either way."""
+"""The API rounds a fill level to 0.001 (:func:`lorong.core.metrics.shown`): at most half a step off, a tie either way."""
 
 
 @pytest.mark.parametrize(("days", "every", "ago_days", "want"), [

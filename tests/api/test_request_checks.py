@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devices.registry import TEXT_MAX
-from storage.tables import DeviceRow
+from lorong.storage.tables import DeviceRow
 from tests.api.seed import add_bin
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.routes.collection import today_wita
-from core import schema
-from core.metrics import METRICS, shown
-from core.model import to_ms, utcnow
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.metrics import METRICS, shown
+from lorong.core.model import to_ms, utcnow
+from lorong.storage.influx import InfluxClient, line
 from tests.api.seed import add_bin, add_route, add_station, set_latest
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.routes.collection import stop_ids, today_wita
-from core.model import utcnow
+from lorong.core.model import utcnow
 from tests.api.seed import add_route, fleet
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
-from core.settings import AnalyticsSettings, Settings
-from storage.influx import InfluxClient
+from lorong.core.model import utcnow
+from lorong.core.settings import AnalyticsSettings, Settings
+from lorong.storage.influx import InfluxClient
 from tests.api.conftest import bearer, serve
 from tests.api.seed import add_route
 

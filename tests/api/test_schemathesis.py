@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
-from core.settings import Settings
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.core.model import utcnow
+from lorong.core.settings import Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 from tests.api.bins_data import write_points
 from tests.api.conftest import serve
 from tests.api.seed import fleet

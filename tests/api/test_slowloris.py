@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_half_sent_headers_are_cut_off(db_url: str, influx: InfluxClient, tmp_pa
     env |= {"LORONG_DATABASE_URL": db_url, "LORONG_INFLUX__URL": influx.url,
             "LORONG_INFLUX__DATABASE": influx.database, "LORONG_VAR_DIR": str(tmp_path / "var"),
             "LORONG_API__HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)}
-    api = subprocess.Popen([sys.executable, "-m", "core.cli", "api", "--port", str(port)], cwd=tmp_path, env=env,
+    api = subprocess.Popen([sys.executable, "-m", "lorong.cli", "api", "--port", str(port)], cwd=tmp_path, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     socks: list[socket.socket] = []
     try:

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from api.auth import create_token
 from api.cli import app as api_cli
 from api.routes.collection import today_wita
-from core.model import utcnow
-from storage.tables import AlertRow, ApiTokenRow, CollectionRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertRow, ApiTokenRow, CollectionRow
 from tests.api.conftest import Served, bearer
 from tests.api.seed import add_route, fleet, raise_alert
 

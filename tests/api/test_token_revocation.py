@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import create_token
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_token_revoked_from_the_cli_is_refused_at_once(db_url: str, sessions: se
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")}
     env |= {"LORONG_DATABASE_URL": db_url, "LORONG_INFLUX__URL": influx.url,
             "LORONG_INFLUX__DATABASE": influx.database, "LORONG_VAR_DIR": str(tmp_path / "var")}
-    api = subprocess.Popen([sys.executable, "-m", "core.cli", "api", "--port", str(port)], cwd=tmp_path, env=env,
+    api = subprocess.Popen([sys.executable, "-m", "lorong.cli", "api", "--port", str(port)], cwd=tmp_path, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         stack.wait_for_port(port, 30)
@@ -38,7 +38,7 @@ def test_token_revoked_from_the_cli_is_refused_at_once(db_url: str, sessions: se
                           headers={"Authorization": f"Bearer {token}"}) as c:
             for _ in range(3):
                 assert c.get("/alerts").status_code == 200
-            revoke = subprocess.run([sys.executable, "-m", "core.cli", "api", "token", "revoke", str(token_id)],
+            revoke = subprocess.run([sys.executable, "-m", "lorong.cli", "api", "token", "revoke", str(token_id)],
                                     cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
             assert revoke.returncode == 0, revoke.stderr
             assert "revoked" in revoke.stdout

@@ -13,8 +13,8 @@ import pytest
 
 import analytics.rules
 from analytics.rules import RULES
-from core.alerts import ALERT_TYPES, LANGUAGES, ROLES, SEVERITIES, Words, may_act, missing_words, types_for
 from dashboards import bins as bins_dashboard
+from lorong.core.alerts import ALERT_TYPES, LANGUAGES, ROLES, SEVERITIES, Words, may_act, missing_words, types_for
 
 WEB = Path(__file__).resolve().parents[2] / "api" / "web"
 
@@ -42,7 +42,7 @@ def test_the_check_catches_a_missing_language() -> None:
     broken["tilt"] = replace(ALERT_TYPES["tilt"], words={"en": ALERT_TYPES["tilt"].words["en"]})
     broken["fire"] = replace(ALERT_TYPES["fire"], words={"id": Words("Api di tong", " "), "en": Words("", "x")})
     assert missing_words(raisable_types() | {"new_rule"}, broken) == [
-        "fire: no id action", "fire: no en title", "new_rule: not in the catalogue (core/alerts.py)",
+        "fire: no id action", "fire: no en title", "new_rule: not in the catalogue (lorong/core/alerts.py)",
         "tilt: no id title", "tilt: no id action"]
 
 

@@ -1,12 +1,12 @@
-"""The codec catalogue below the rooms (:mod:`core.codecs`) and the decoders of :mod:`ingest.codecs`
+"""The codec catalogue below the rooms (:mod:`lorong.core.codecs`) and the decoders of :mod:`ingest.codecs`
 name the same ids, so the device registry accepts exactly the codecs the ingester can decode."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.codecs import CODEC_MODELS, check_codec_id
 from ingest.codecs import CODECS
+from lorong.core.codecs import CODEC_MODELS, check_codec_id
 
 
 def test_catalogue_and_decoders_name_the_same_ids() -> None:

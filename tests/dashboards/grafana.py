@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboards.panels import ALL, DATASOURCE_TIME_INTERVAL
-from storage.influx import InfluxClient
+from lorong.storage.influx import InfluxClient
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
              "y": 31_536_000_000}

@@ -1,7 +1,7 @@
 """A small Makassar scenario, written to InfluxDB with Lorong's own line-protocol writer.
 
 "Now" is :data:`NOW` (2025-12-10 00:00 UTC = 08:00 WITA); every time below is relative to it.
-Names come from :mod:`core.schema`, as the ingester and the analytics job write them. Every device
+Names come from :mod:`lorong.core.schema`, as the ingester and the analytics job write them. Every device
 point carries ``city=makassar``; :func:`second_city_lines` adds a second city (Parepare) for the
 city variable's tests.
 
@@ -37,12 +37,12 @@ out_of_range 0,0,0,2,2,2,2,2. ``ingest-2`` restarts: received 500, 560, 20, 80 a
 
 from __future__ import annotations
 
-from core import schema
-from core.model import utc_from_ms
-from core.settings import InfluxSettings
 from dashboards.panels import CITY_TZ
-from storage import retention
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.model import utc_from_ms
+from lorong.core.settings import InfluxSettings
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient, line
 
 NOW = 1_765_324_800_000
 """2025-12-10T00:00:00Z."""

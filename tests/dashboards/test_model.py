@@ -1,6 +1,6 @@
 """The built JSON: valid for the SDK's dashboard model, on the provisioned datasource, up to date.
 
-Also the contracts the dashboards rely on: names from ``core.schema`` (and what the ingester
+Also the contracts the dashboards rely on: names from ``lorong.core.schema`` (and what the ingester
 writes), ISPU numbers equal to ``analytics.aqi``, alert types that ``analytics.jobs`` raises.
 """
 
@@ -19,10 +19,10 @@ from grafana_foundation_sdk.models import bargauge, geomap, stat, table, timeser
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from analytics import aqi
-from core import schema
 from dashboards import air, bins
 from dashboards import build as builder
 from dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID, InfluxAnnotationQuery, InfluxQLQuery, register_runtime
+from lorong.core import schema
 
 DASHBOARDS = builder.build_all()
 OPTIONS = {"timeseries": timeseries.Options, "stat": stat.Options, "table": table.Options,

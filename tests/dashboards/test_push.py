@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from core.cli import app
 from dashboards.build import build_all
 from dashboards.push import PushError, folder_uid_for, push_all
+from lorong.cli import app
 from tests.dashboards.fake_grafana import FakeGrafana
 
 DASHBOARDS = build_all()

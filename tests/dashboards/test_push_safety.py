@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from core.cli import app
 from dashboards.build import build_all
 from dashboards.panels import DATASOURCE_UID
 from dashboards.push import PushError, push_all
+from lorong.cli import app
 from tests.dashboards.fake_grafana import FakeGrafana
 
 EDITOR = "editor-token"
@@ -58,7 +58,7 @@ def test_token_is_refused_on_the_command_line(grafana: FakeGrafana, tmp_path: Pa
     assert "error: no Grafana token: set LORONG_GRAFANA_TOKEN or pass --token-file" in none.output
     token_file = tmp_path / "grafana.token"
     token_file.write_text(EDITOR + "\n")
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "dashboards", "push", "--url", grafana.url,
+    proc = subprocess.run([sys.executable, "-m", "lorong.cli", "dashboards", "push", "--url", grafana.url,
                            "--token-file", str(token_file)], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if k != "LORONG_GRAFANA_TOKEN"})
     assert proc.returncode == 0, proc.stderr

@@ -18,8 +18,8 @@ import pytest
 
 from dashboards.build import build_all
 from dashboards.panels import ALL
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 from tests.dashboards.grafana import GrafanaSim
 from tests.dashboards.scenario import NOW, D, H, M, S, seed
 

@@ -25,8 +25,8 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from devices import cli
-from storage import stack
-from storage.db import migrate
+from lorong.storage import stack
+from lorong.storage.db import migrate
 
 PG_BIN = Path(os.environ.get("LORONG_PG_BIN", "/usr/lib/postgresql/15/bin"))
 BACKENDS = ["sqlite", "postgresql"]

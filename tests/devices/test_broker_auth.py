@@ -21,13 +21,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import MqttSettings, Settings
 from devices.registry import RegistryLookup
 from firmware_sim.serial_device import SerialDevice
 from ingest.deadletter import DeadLetterStore
 from ingest.service import Ingester
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.core.settings import MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 from tests.devices.conftest import RunCli
 from tests.devices.test_register import DETAILS
 from tests.support import wait_for
@@ -170,9 +170,9 @@ def test_device_credentials_on_the_broker(run_cli: RunCli, sessions: sessionmake
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # the broker part does not depend on the SQL back end
 def test_stack_up_auth_and_reload(run_cli: RunCli, cli_env: dict[str, str], tmp_path: Path, backend: str) -> None:
-    from core.errors import ConfigError
-    from core.settings import InfluxSettings
-    from storage.cli import down, reload, up
+    from lorong.core.errors import ConfigError
+    from lorong.core.settings import InfluxSettings
+    from lorong.storage.cli import down, reload, up
 
     port = stack.free_port()
     settings = Settings(var_dir=tmp_path / "var", database_url=cli_env["LORONG_DATABASE_URL"],

@@ -10,12 +10,12 @@ from pydantic import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import CityExists, UnknownCity
-from core.settings import AnalyticsSettings
 from devices.cities import CityIn, add_city, city_settings, get_city, list_cities, resolve_city
 from devices.registry import DeviceIn, DeviceUpdate, add_device, list_devices, update_device
-from storage.db import make_engine, migrate, session_factory
-from storage.tables import ApiTokenRow, DeviceRow, RoutePlanRow
+from lorong.core.errors import CityExists, UnknownCity
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.db import make_engine, migrate, session_factory
+from lorong.storage.tables import ApiTokenRow, DeviceRow, RoutePlanRow
 from tests.devices.conftest import RunCli
 
 JAKARTA = CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta", centre=(-6.2, 106.82),

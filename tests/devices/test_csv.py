@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from devices.csvio import COLUMNS, CsvProblems, Problem, import_devices, read_devices, write_devices
 from devices.registry import DeviceIn, add_device, list_devices, retire_device
 from ingest.codecs import CODECS
-from storage.db import make_engine, migrate, session_factory
-from storage.tables import DeviceRow
+from lorong.storage.db import make_engine, migrate, session_factory
+from lorong.storage.tables import DeviceRow
 from tests.devices.conftest import RunCli
 from tests.devices.test_registry import T0, full_bin
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devices.csvio import read_devices
 from devices.registry import add_device, list_devices
-from storage.db import make_engine, migrate, session_factory
+from lorong.storage.db import make_engine, migrate, session_factory
 from tests.devices.conftest import RunCli
 from tests.devices.test_registry import full_bin
 

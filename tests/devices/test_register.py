@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
 from devices.credentials import check_password, live_credentials
 from devices.registry import DeviceIn, add_device, get_device, retire_device
 from firmware_sim.serial_device import SerialDevice
-from storage.tables import DeviceCredentialRow, DeviceRow
+from lorong.core.model import utcnow
+from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 from tests.devices.conftest import RunCli
 
 DEV = "MKS-BIN-0042"

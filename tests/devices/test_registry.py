@@ -9,8 +9,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DeviceExists, DeviceRetired, UnknownDevice
-from core.model import DeviceKind
 from devices.credentials import issue_credential, live_credentials
 from devices.registry import (
     DeviceIn,
@@ -23,7 +21,9 @@ from devices.registry import (
     update_device,
 )
 from ingest.codecs import CODECS
-from storage.tables import DeviceCredentialRow, DeviceRow
+from lorong.core.errors import DeviceExists, DeviceRetired, UnknownDevice
+from lorong.core.model import DeviceKind
+from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 
 WITA = timezone(timedelta(hours=8))  # Makassar local time
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=WITA)

@@ -7,8 +7,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from storage.db import alembic_config, make_engine, migrate
-from storage.tables import Base
+from lorong.storage.db import alembic_config, make_engine, migrate
+from lorong.storage.tables import Base
 
 
 def test_migrations_up_from_empty(empty_db_url: str) -> None:

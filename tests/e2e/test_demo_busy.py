@@ -1,7 +1,7 @@
 """A second ``lorong demo`` in the same folder fails at once, before starting or loading anything,
 with one ``error:`` line naming what to do (it loaded the city's past for minutes, then failed on
 the spool the first demo holds). The "first demo" is this test holding the same spool file, as the
-first demo's ingester does (a real :class:`storage.spool.Spool` and its lock)."""
+first demo's ingester does (a real :class:`lorong.storage.spool.Spool` and its lock)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from storage import stack
-from storage.spool import Spool
+from lorong.storage import stack
+from lorong.storage.spool import Spool
 
 
 def test_a_second_demo_fails_fast_on_the_busy_spool(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_a_second_demo_fails_fast_on_the_busy_spool(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "var" / "spool" / "lorong-ingest.sqlite")  # the default spool_dir and client id
     try:
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--bins", "2", "--air", "0",
+        proc = subprocess.run([sys.executable, "-m", "lorong.cli", "demo", "--bins", "2", "--air", "0",
                                "--history-days", "2", "--duration", "5"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120, check=False)
         took = time.monotonic() - t0

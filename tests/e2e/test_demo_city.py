@@ -23,8 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.jobs import run_once
 from api.auth import create_token
 from api.main import create_app
-from core.model import utcnow
-from core.settings import IngestSettings, Settings
 from devices.registry import DeviceIn, RegistryLookup, add_device
 from firmware_sim.city import FaultsConfig, load_city, packaged_city
 from firmware_sim.live import LiveCity
@@ -32,9 +30,11 @@ from firmware_sim.live_store import CrewWatch, backfill
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.service import Ingester
-from storage import stack
-from storage.influx import InfluxClient
-from storage.tables import AlertRow, DeviceRow
+from lorong.core.model import utcnow
+from lorong.core.settings import IngestSettings, Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertRow, DeviceRow
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -10,14 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.jobs import run_once
-from core.model import utcnow
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, add_device
 from firmware_sim.city import FaultsConfig, load_city, packaged_city
 from firmware_sim.live import LiveCity
 from firmware_sim.live_store import backfill
-from storage.influx import InfluxClient
-from storage.tables import AlertRow, DeviceRow
+from lorong.core.model import utcnow
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertRow, DeviceRow
 
 
 def active_offline(sessions: sessionmaker[Session]) -> set[str]:

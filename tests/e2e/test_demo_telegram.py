@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook
-from core.model import utcnow
-from storage import stack
+from lorong.core.model import utcnow
+from lorong.storage import stack
 from tests.analytics.fake_telegram import TOKEN, FakeTelegram
 from tests.support import wait_for
 
@@ -41,7 +41,7 @@ def test_the_demo_answers_presses_and_chatid(db_url: str, sessions: sessionmaker
         alert_id = AlertBook(s).raise_("X-BIN-1", "tilt", "major", utcnow(), {}, "X")[0].id
     bot.say(NEW, "/chatid")
     bot.press(CREW, f"ack:{alert_id}", user="budi")
-    demo = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--bins", "2", "--air", "0",
+    demo = subprocess.Popen([sys.executable, "-m", "lorong.cli", "demo", "--bins", "2", "--air", "0",
                              "--history-days", "0", "--duration", "90"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -56,7 +56,7 @@ def test_the_demo_answers_presses_and_chatid(db_url: str, sessions: sessionmaker
             out = demo.communicate()[0].decode()
         bot.stop()
         # whatever the demo left running (a kill mid-start leaves its broker and influxd): stopped here
-        subprocess.run([sys.executable, "-m", "core.cli", "stack", "down"], cwd=tmp_path, env=env,
+        subprocess.run([sys.executable, "-m", "lorong.cli", "stack", "down"], cwd=tmp_path, env=env,
                        capture_output=True, timeout=60, check=False)
     assert demo.returncode == 0, out
     assert bot.answers[0]["text"] == f"Peringatan {alert_id}: Anda menanganinya."

@@ -20,12 +20,12 @@ import uvicorn
 from analytics.jobs import run_once
 from api.auth import create_token
 from api.main import create_app
-from core.settings import Settings
 from devices.registry import DeviceIn, RegistryLookup, add_device
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.service import Ingester
-from storage import stack
+from lorong.core.settings import Settings
+from lorong.storage import stack
 from tests.conftest import DATA
 from tests.support import wait_for
 

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import Message
 from devices.registry import RegistryLookup
 from firmware_sim.city import CITIES_DIR, load_city, packaged_city, parse_city
 from firmware_sim.load import register_devices
 from firmware_sim.scenario import Scenario, build_scenario, write_scenario
 from ingest.pipeline import Pipeline
+from lorong.core.model import Message
 
 FAULT_TYPES = {"stuck", "offline", "low_battery", "fire", "tilt", "lid_open", "payload_rejects"}
 

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from analytics.humidity import kappa_correct
-from core.model import DeviceInfo, DeviceKind
 from devices.registry import DeviceIn
 from firmware_sim.city_air import (
     PM25_LIMIT,
@@ -24,6 +23,7 @@ from firmware_sim.city_air import (
 from firmware_sim.makassar import KECAMATAN
 from ingest.formats import format_for_topic, get_parser
 from ingest.validate import validate
+from lorong.core.model import DeviceInfo, DeviceKind
 
 TZ = "Asia/Makassar"
 START = datetime(2026, 3, 2, tzinfo=ZoneInfo(TZ))

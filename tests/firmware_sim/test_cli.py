@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from storage import stack
+from lorong.storage import stack
 from tests.support import wait_for
 
 LORONG = Path(sys.executable).parent / "lorong"

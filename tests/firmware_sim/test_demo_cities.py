@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import ConfigError
 from devices.cities import CityIn, add_city, device_counts, list_cities
 from firmware_sim.demo_cities import LiveCities, parse_cities, register_cities
 from firmware_sim.live import LiveCity
 from firmware_sim.live_store import backfill
-from storage.influx import InfluxClient
+from lorong.core.errors import ConfigError
+from lorong.storage.influx import InfluxClient
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
@@ -90,7 +90,7 @@ def test_each_city_runs_its_own_fleet_in_its_own_city(sessions: sessionmaker[Ses
 
 def test_demo_refuses_an_unknown_city_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")} | {"LORONG_VAR_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--cities", "makassar,atlantis"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "lorong.cli", "demo", "--cities", "makassar,atlantis"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import utcnow
-from core.settings import Settings
 from firmware_sim.city import load_city, packaged_city
 from firmware_sim.live import LiveCity
 from firmware_sim.live_store import backfill
-from storage import retention
-from storage.influx import InfluxClient
+from lorong.core.model import utcnow
+from lorong.core.settings import Settings
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 

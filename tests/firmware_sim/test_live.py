@@ -145,7 +145,7 @@ def test_demo_refuses_a_bad_city_file_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "city.yaml"
     bad.write_text("name: x\nrounds: {trucks: 0}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")} | {"LORONG_VAR_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--city", str(bad)], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "lorong.cli", "demo", "--city", str(bad)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"error: {bad}: rounds.trucks: Input should be greater than or "

@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from core.settings import Settings
 from firmware_sim import cli as sim_cli
 from firmware_sim.city import load_city, packaged_city
 from firmware_sim.load import load_scenario
 from firmware_sim.scenario import build_scenario, iter_messages, write_scenario
 from ingest.deadletter import DeadLetterStore
-from storage import retention
-from storage.influx import InfluxClient
+from lorong.core.settings import Settings
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from prometheus_client import generate_latest
 
 from ingest.metrics import IngestMetrics
 from ingest.writer import SpoolWriter
-from storage.influx import InfluxClient
-from storage.spool import Spool
+from lorong.storage.influx import InfluxClient
+from lorong.storage.spool import Spool
 
 
 def stored(influx: InfluxClient) -> int:

@@ -17,15 +17,15 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from core.cli import app as lorong
-from core.model import Message
 from devices.registry import DeviceIn, RegistryLookup, add_device
 from ingest.cli import _csv_devices
 from ingest.codecs import CODECS
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.formats import FORMATS
 from ingest.pipeline import Pipeline
-from storage.influx import InfluxClient
+from lorong.cli import app as lorong
+from lorong.core.model import Message
+from lorong.storage.influx import InfluxClient
 from tests.conftest import DATA
 
 RX = "2026-03-01T00:00:00+00:00"

@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from core.settings import InfluxSettings, IngestSettings, MqttSettings, NatsSettings, Settings
 from firmware_sim.publisher import FailoverPublisher
 from ingest.deadletter import DeadLetterStore
 from ingest.nats_source import NatsSource
 from ingest.service import Ingester
-from storage import cluster, stack
-from storage.influx import InfluxClient
+from lorong.core.settings import InfluxSettings, IngestSettings, MqttSettings, NatsSettings, Settings
+from lorong.storage import cluster, stack
+from lorong.storage.influx import InfluxClient
 from tests.ingest.test_delivery_support import (
     TOPICS,
     Sent,

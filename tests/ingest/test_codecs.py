@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.errors import CodecError
-from core.metrics import METRICS
-from core.model import RawReading
 from firmware_sim.encoders.milesight import encode_em310_udl
 from ingest.codecs import CODECS, decode_hex, get_codec
+from lorong.core.errors import CodecError
+from lorong.core.metrics import METRICS
+from lorong.core.model import RawReading
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 VECTORS: list[dict[str, Any]] = json.loads((DATA / "lorawan_vectors.json").read_text())

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from ingest.deadletter import DeadLetter, DeadLetterStore
-from storage.spool import Spool
+from lorong.storage.spool import Spool
 
 FULL = 2
 """``PRAGMA synchronous`` answers 2 for FULL (1 is NORMAL)."""

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from core.model import DeviceInfo, DeviceKind, Reading
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.pipeline import DedupCache, to_lines
-from storage import stack
-from storage.influx import InfluxClient, line
+from lorong.core.model import DeviceInfo, DeviceKind, Reading
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient, line
 from tests.ingest.test_delivery_support import (
     FLEET,
     assert_stored_exactly,

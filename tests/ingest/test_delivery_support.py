@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.model import DeviceKind
-from core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
 from devices.registry import DeviceIn, RegistryLookup, add_device
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.service import Ingester
-from storage.influx import InfluxClient
+from lorong.core.model import DeviceKind
+from lorong.core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
+from lorong.storage.influx import InfluxClient
 
 FLEET = tuple(f"DLV-{i:02d}" for i in range(8))
 TOPICS = ["lorong/v1/+/up"]

@@ -25,8 +25,8 @@ import pytest
 from devices.registry import DeviceIn, add_device
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 from tests.conftest import DATA
 from tests.ingest.test_delivery_support import (
     PacedPublisher,

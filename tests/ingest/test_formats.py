@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from core.errors import ParseError
-from core.model import DeviceInfo, DeviceKind, Message, Reading, Uplink
 from ingest.formats import FORMATS, format_for_topic, get_parser
 from ingest.pipeline import Pipeline
+from lorong.core.errors import ParseError
+from lorong.core.model import DeviceInfo, DeviceKind, Message, Reading, Uplink
 
 HERE = Path(__file__).parent
 DATA = HERE.parent / "data"

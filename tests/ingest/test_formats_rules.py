@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.errors import ParseError, UnknownFormat
-from core.model import RawReading
 from ingest.formats import FORMATS, TOPICS, airrohr, chirpstack_v4, format_for_topic
 from ingest.formats._common import best_rssi, first_per_metric, load_json, parse_time, utc_from_seconds
 from ingest.vendor_keys import as_float, lookup, readings_from_object
+from lorong.core.errors import ParseError, UnknownFormat
+from lorong.core.model import RawReading
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ParseError
 from ingest.formats import senml
+from lorong.core.errors import ParseError
 
 SPEC = Path(__file__).resolve().parents[1] / "data" / "senml-spec"
 EXAMPLES = sorted(SPEC.glob("ex*.gen.json"), key=lambda p: int(p.name[2:].split(".")[0]))

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.model import DeviceInfo, DeviceKind, Message
 from ingest.formats import FORMATS, TOPICS
 from ingest.pipeline import Pipeline, Result
+from lorong.core.model import DeviceInfo, DeviceKind, Message
 from tests.conftest import DATA
 
 RX = datetime(2026, 3, 1, tzinfo=UTC)

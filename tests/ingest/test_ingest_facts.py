@@ -2,7 +2,7 @@
 
 - The HTTP status of a refused InfluxDB request travels on :class:`StoreRejected` (real influxd),
   instead of being found again by a regex over the error text.
-- Line protocol is built by ``storage/influx.py`` only: no ingest module escapes names itself.
+- Line protocol is built by ``lorong/storage/influx.py`` only: no ingest module escapes names itself.
 - Topic layouts: each format names the level of its device id once, and a dead letter carries the
   device id (from the payload when it parsed, else from that layout), so the ``payload_rejects``
   rule counts per device without reading topics.
@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from analytics.jobs import reject_counts
-from core.errors import StoreRejected
-from core.model import DeviceInfo, DeviceKind, Message
 from ingest.formats import device_in_topic
 from ingest.pipeline import Pipeline
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.core.errors import StoreRejected
+from lorong.core.model import DeviceInfo, DeviceKind, Message
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 
 ROOT = Path(__file__).parents[2]
 
@@ -50,7 +50,7 @@ def test_no_ingest_module_builds_line_protocol() -> None:
     offenders = []
     for path in sorted((ROOT / "ingest").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "storage.influx":
+            if isinstance(node, ast.ImportFrom) and node.module == "lorong.storage.influx":
                 offenders += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("escape")]
     assert offenders == []
 

@@ -25,19 +25,19 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.cli import error_line
-from core.errors import HandoverError
-from core.settings import IngestSettings, MqttSettings, Settings
 from devices.registry import RegistryLookup
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.handover import RetiringIngester, hand_over, handover_topic, other_mode_ids
 from ingest.service import Ingester
 from ingest.workers import worker_mqtt
-from storage import stack
-from storage.db import migrate
-from storage.influx import InfluxClient
-from storage.spool import Spool, spool_in_use
+from lorong.cli import error_line
+from lorong.core.errors import HandoverError
+from lorong.core.settings import IngestSettings, MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.db import migrate
+from lorong.storage.influx import InfluxClient
+from lorong.storage.spool import Spool, spool_in_use
 from tests.ingest.test_delivery_support import (
     FLEET,
     PacedPublisher,

@@ -31,11 +31,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from core.model import Message
-from core.settings import MqttSettings
 from devices.credentials import mosquitto_hash
 from ingest.mqtt_source import Delivery, MqttSource
-from storage import stack
+from lorong.core.model import Message
+from lorong.core.settings import MqttSettings
+from lorong.storage import stack
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.model import DeviceInfo, DeviceKind, Message, to_ms
 from ingest.pipeline import Pipeline
+from lorong.core.model import DeviceInfo, DeviceKind, Message, to_ms
 
 CASE = Path(__file__).parent / "cases" / "chirpstack-v4" / "object_from_device_profile_codec"
 

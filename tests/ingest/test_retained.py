@@ -16,8 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from ingest.deadletter import DeadLetterStore
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 from tests.ingest.test_delivery_support import count_stored, register_fleet, settings_for, start_ingester, uplinks
 from tests.support import wait_for
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.spool import Spool, SpoolBusy
+from lorong.storage.spool import Spool, SpoolBusy
 
 
 def test_fifo_peek_remove_and_depth(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_appended_points_survive_sigkill(tmp_path: Path) -> None:
     path = tmp_path / "k.sqlite"
     child = textwrap.dedent(f"""
         from pathlib import Path
-        from storage.spool import Spool
+        from lorong.storage.spool import Spool
         s = Spool(Path({str(path)!r}))
         for batch in range(100_000):
             s.append([f"m b={{batch}}i,n={{i}}i {{batch * 100 + i}}" for i in range(100)])

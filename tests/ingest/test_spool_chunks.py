@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.spool import Spool
+from lorong.storage.spool import Spool
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import migrate
-from storage.spool import Spool, SpoolDamaged
+from lorong.storage.db import migrate
+from lorong.storage.spool import Spool, SpoolDamaged
 
 POINTS = 1000
 

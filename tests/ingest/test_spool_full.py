@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.influx import InfluxClient
+from lorong.storage.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.model import DeviceInfo, DeviceKind, Message
 from devices.registry import DeviceIn, DeviceUpdate, RegistryLookup
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.pipeline import Pipeline
 from ingest.replay import replay_dead_letters
-from storage.influx import InfluxClient
+from lorong.core.model import DeviceInfo, DeviceKind, Message
+from lorong.storage.influx import InfluxClient
 from tests.ingest.test_delivery_support import count_stored, register_fleet, settings_for, start_ingester, uplinks
 from tests.support import wait_for
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.errors import ValidationError
-from core.model import DeviceInfo, DeviceKind, Message, RawReading
 from ingest.normalize import fill_level
 from ingest.pipeline import Pipeline
 from ingest.validate import MISSING_VALUE, SENTINELS, Policy, check_time, is_sentinel, validate
+from lorong.core.errors import ValidationError
+from lorong.core.model import DeviceInfo, DeviceKind, Message, RawReading
 
 RX = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 AIR = DeviceInfo("MKS-AIR-01", DeviceKind.AIR, kecamatan="Panakkukang")

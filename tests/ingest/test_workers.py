@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from core.settings import IngestSettings, MqttSettings, Settings
 from ingest.workers import shared_filter, worker_command, worker_env
-from storage import stack
-from storage.influx import InfluxClient
+from lorong.core.settings import IngestSettings, MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 from tests.ingest.test_delivery_support import (
     PacedPublisher,
     assert_stored_exactly,
@@ -54,7 +54,7 @@ def test_each_worker_is_a_distinct_member() -> None:
 
 def test_worker_command_keeps_global_options() -> None:
     cmd = worker_command(["--log-level", "WARNING", "ingest", "run", "--workers", "2"])
-    assert cmd == [sys.executable, "-m", "core.cli", "--log-level", "WARNING", "ingest", "run"]
+    assert cmd == [sys.executable, "-m", "lorong.cli", "--log-level", "WARNING", "ingest", "run"]
 
 
 @pytest.fixture

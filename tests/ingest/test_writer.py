@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.writer import SpoolWriter
-from storage import stack
-from storage.influx import InfluxClient
-from storage.spool import Spool
+from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
+from lorong.storage.spool import Spool
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage import stack
+from lorong.storage import stack
 
 RETENTION_CHECK = '[retention]\n  enabled = true\n  check-interval = "1s"\n'
 """influxd's retention service checks every 30 min by default (``[retention] check-interval``)."""

@@ -13,9 +13,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
-from storage import stack
-from storage.cli import down, up
+from lorong.core.settings import InfluxSettings, IngestSettings, MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.cli import down, up
 
 pytestmark = pytest.mark.integration
 

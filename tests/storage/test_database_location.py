@@ -13,17 +13,17 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.settings import Settings
-from storage.runtime import database_location, open_sessions
-from storage.tables import ApiTokenRow
+from lorong.core.settings import Settings
+from lorong.storage.runtime import database_location, open_sessions
+from lorong.storage.tables import ApiTokenRow
 
 
 def lorong(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m core.cli *args`` in ``cwd`` with the default settings (no ``LORONG_`` variables)."""
+    """Run ``python -m lorong.cli *args`` in ``cwd`` with the default settings (no ``LORONG_`` variables)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")}
     base["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     base.update(env)
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=cwd, env=base, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lorong.cli", *args], cwd=cwd, env=base, capture_output=True,
                           text=True, timeout=60)
 
 

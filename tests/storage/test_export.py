@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from core import schema
-from core.errors import StoreNotReady
-from core.model import to_ms
-from core.settings import InfluxSettings, Settings
-from storage import export, retention
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.errors import StoreNotReady
+from lorong.core.model import to_ms
+from lorong.core.settings import InfluxSettings, Settings
+from lorong.storage import export, retention
+from lorong.storage.influx import InfluxClient, line
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,7 @@ def test_cli_writes_csv_and_parquet(influx: InfluxClient, make_settings: Callabl
                                    tmp_path: Path) -> None:
     want = seed(influx)
     env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database, "PATH": "/usr/bin:/bin"}
-    base = [sys.executable, "-m", "core.cli", "export", "readings", "--from", T0.isoformat(),
+    base = [sys.executable, "-m", "lorong.cli", "export", "readings", "--from", T0.isoformat(),
             "--to", (T0 + timedelta(days=3)).isoformat(), "--city", "makassar"]
     out = subprocess.run([*base, "--format", "parquet", "--out", str(tmp_path / "r.parquet")], env=env,
                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import stack
-from storage.db import migrate
-from storage.spool import Spool
+from lorong.storage import stack
+from lorong.storage.db import migrate
+from lorong.storage.spool import Spool
 
 
 def mode(path: Path) -> int:

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from pydantic import ValidationError
 
-from core.errors import StoreRejected
-from core.settings import InfluxSettings, Settings
-from storage.runtime import open_influx
+from lorong.core.errors import StoreRejected
+from lorong.core.settings import InfluxSettings, Settings
+from lorong.storage.runtime import open_influx
 
 TOKEN = "apiv3_test-token_0123456789"
 

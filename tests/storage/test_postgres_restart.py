@@ -9,7 +9,7 @@ port) is restarted twice under the real parts:
    first request, job run and registry reload after it must still succeed (``pool_pre_ping``).
 2. ``pg_ctl stop``, a few seconds of outage under load, ``pg_ctl start``: the API answers 503 with a
    message (never 500) while it is down and 200 after; a job run during the outage fails with
-   :class:`core.errors.DatabaseUnavailable` and commits nothing, the next run after it opens the
+   :class:`lorong.core.errors.DatabaseUnavailable` and commits nothing, the next run after it opens the
    alerts of readings that arrived during the outage; the ingester spools and acknowledges its
    readings, keeps the rejected uplinks unacknowledged until their dead letters can be committed,
    and nothing it acknowledged is lost.
@@ -38,16 +38,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.jobs import run_cities, run_once
 from api.auth import create_token
-from core.errors import DatabaseUnavailable
-from core.settings import AnalyticsSettings
 from devices.registry import DeviceIn, RegistryLookup, add_device
 from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.service import Ingester
-from storage import stack
-from storage.db import make_engine, migrate, session_factory
-from storage.influx import InfluxClient
-from storage.tables import AlertRow
+from lorong.core.errors import DatabaseUnavailable
+from lorong.core.settings import AnalyticsSettings
+from lorong.storage import stack
+from lorong.storage.db import make_engine, migrate, session_factory
+from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import AlertRow
 from tests.api.conftest import serve
 from tests.devices.conftest import PG_BIN, _as_postgres
 from tests.ingest.test_delivery_support import (

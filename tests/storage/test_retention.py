@@ -14,11 +14,11 @@ from statistics import fmean
 
 import pytest
 
-from core import schema
-from core.model import to_ms
-from core.settings import InfluxSettings
-from storage import retention
-from storage.influx import InfluxClient, line
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import InfluxSettings
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient, line
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -193,7 +193,7 @@ def test_cli_apply_backfill_show(db: InfluxClient) -> None:
            "PATH": "/usr/bin:/bin"}
 
     def lorong(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "core.cli", "storage", "retention", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "lorong.cli", "storage", "retention", *args], env=env,
                               capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
 
     first = lorong("apply")

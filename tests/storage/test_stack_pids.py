@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import InfluxSettings, MqttSettings, Settings
-from storage import stack
-from storage.cli import down, release, up
+from lorong.core.settings import InfluxSettings, MqttSettings, Settings
+from lorong.storage import stack
+from lorong.storage.cli import down, release, up
 
 pytestmark = pytest.mark.integration
 

@@ -23,14 +23,14 @@ city id from the registry (left out only for a device whose city is not known, s
 - ``air_index`` one point per air station per analytics run; tags ``device_id``, ``kecamatan``;
   field ``ispu`` (integer-valued overall ISPU, P.14/2020, as ``analytics.aqi`` reports it).
 
-Retention policies (:mod:`storage.retention`): every measurement is written to ``raw`` (the
+Retention policies (:mod:`lorong.storage.retention`): every measurement is written to ``raw`` (the
 database default, kept ``raw_days``); the readings measurements (:data:`DOWNSAMPLED`) also have
 hourly and daily means under the same measurement, tag and field names in ``hourly`` and ``daily``.
 """
 
 from __future__ import annotations
 
-from core.model import DeviceKind
+from lorong.core.model import DeviceKind
 
 MEASUREMENT_BIN = "waste_container"
 MEASUREMENT_AIR = "air_quality"

@@ -1,4 +1,4 @@
-"""``lorong export readings``: readings to CSV or Parquet (:mod:`storage.export`)."""
+"""``lorong export readings``: readings to CSV or Parquet (:mod:`lorong.storage.export`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import typer
 
-from core.errors import StoreRejected, StoreUnavailable
-from core.settings import Settings
-from storage import export
-from storage.files import missing_folder
-from storage.runtime import open_influx
+from lorong.core.errors import StoreRejected, StoreUnavailable
+from lorong.core.settings import Settings
+from lorong.storage import export
+from lorong.storage.files import missing_folder
+from lorong.storage.runtime import open_influx
 
 app = typer.Typer(help="Readings for officers and open-data portals.", no_args_is_help=True)
 

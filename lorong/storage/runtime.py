@@ -16,10 +16,10 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import ConfigError
-from core.settings import Settings
-from storage.db import default_city, make_engine, migrate, session_factory
-from storage.influx import InfluxClient
+from lorong.core.errors import ConfigError
+from lorong.core.settings import Settings
+from lorong.storage.db import default_city, make_engine, migrate, session_factory
+from lorong.storage.influx import InfluxClient
 
 CREATORS = "`lorong stack up`, `lorong demo` and `lorong devices add`"
 """The commands that may create a new database (named in :class:`NoDatabase`)."""

@@ -41,9 +41,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import ConfigError
-from core.model import Message, to_ms, utc_from_ms
-from storage.files import private_dir, private_file
+from lorong.core.errors import ConfigError
+from lorong.core.model import Message, to_ms, utc_from_ms
+from lorong.storage.files import private_dir, private_file
 
 log = logging.getLogger(__name__)
 

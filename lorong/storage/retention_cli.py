@@ -1,4 +1,4 @@
-"""``lorong storage``: retention policies, hourly and daily means, backfill (:mod:`storage.retention`)."""
+"""``lorong storage``: retention policies, hourly and daily means, backfill (:mod:`lorong.storage.retention`)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import typer
 
-from core.errors import StoreRejected, StoreUnavailable
-from core.settings import Settings
-from storage import retention as ret
-from storage.runtime import open_influx
+from lorong.core.errors import StoreRejected, StoreUnavailable
+from lorong.core.settings import Settings
+from lorong.storage import retention as ret
+from lorong.storage.runtime import open_influx
 
 app = typer.Typer(help="Retention of the time-series data: raw readings, hourly and daily means.",
                   no_args_is_help=True)

@@ -1,6 +1,6 @@
 """SQLAlchemy 2 table models for the SQL database (SQLite by default, PostgreSQL for larger cities).
 
-The schema is created and changed only by the Alembic migrations in ``storage/migrations``;
+The schema is created and changed only by the Alembic migrations in ``lorong/storage/migrations``;
 these models must match them (a test compares them).
 """
 
@@ -59,7 +59,7 @@ class CityRow(Base):
     ``timezone`` is an IANA name (``Asia/Makassar``): the city's "today", collection rounds and
     route-plan days. ``kecamatan`` maps each district's name to its centroid ``[lat, lon]`` (WGS84
     degrees, for maps); ``centre_lat``/``centre_lon`` is the map centre. ``analytics`` holds the
-    city's overrides of :class:`core.settings.AnalyticsSettings` fields (``collection_times``,
+    city's overrides of :class:`lorong.core.settings.AnalyticsSettings` fields (``collection_times``,
     ``full_threshold`` ...), applied on top of the deployment's settings.
     """
 

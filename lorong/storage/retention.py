@@ -16,8 +16,8 @@ InfluxDB drops a whole shard group once its end is older than the policy's durat
 readings live between ``raw_days`` and ``raw_days + 1`` days; its retention service checks every
 ``[retention] check-interval`` (30 min by default).
 
-The means cover the readings measurements (:data:`core.schema.DOWNSAMPLED`): each continuous
-query writes ``mean(<metric>) AS <metric>`` for every canonical metric (:mod:`core.metrics`) into
+The means cover the readings measurements (:data:`lorong.core.schema.DOWNSAMPLED`): each continuous
+query writes ``mean(<metric>) AS <metric>`` for every canonical metric (:mod:`lorong.core.metrics`) into
 the same measurement name in ``hourly`` / ``daily``, grouped by every tag (``GROUP BY *``), so a
 reader swaps the policy and keeps its query. Hourly buckets are UTC hours; daily buckets are local
 days of ``analytics.timezone`` (``GROUP BY time(1d, <offset>)`` with the zone's UTC offset:
@@ -45,12 +45,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core import schema
-from core.errors import StoreNotReady
-from core.metrics import METRICS
-from core.model import to_ms
-from core.settings import InfluxSettings
-from storage.influx import InfluxClient, quote_ident
+from lorong.core import schema
+from lorong.core.errors import StoreNotReady
+from lorong.core.metrics import METRICS
+from lorong.core.model import to_ms
+from lorong.core.settings import InfluxSettings
+from lorong.storage.influx import InfluxClient, quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Policy:
     """One retention policy Lorong wants.
 
     Attributes:
-        name: policy name (:data:`core.schema.RP_RAW` ...).
+        name: policy name (:data:`lorong.core.schema.RP_RAW` ...).
         days: duration in days, 0 = forever (``INF``).
         shard_days: shard group duration in days.
         default: the database's default policy (where writes without ``rp`` go).

@@ -1,6 +1,6 @@
 """The catalogue of alert types: names, severity ladders, words and the role that acts on each.
 
-As :mod:`core.metrics` is for metrics, this is the one place an alert type is named. The rules
+As :mod:`lorong.core.metrics` is for metrics, this is the one place an alert type is named. The rules
 (:mod:`analytics.rules`) take their ``TYPE`` and severities from here, the API serves it at
 ``GET /alerts/types``, the crew page reads its words from that, and the dashboards pick their
 alert types by role.
@@ -191,7 +191,7 @@ def missing_words(names: Iterable[str], catalogue: Mapping[str, AlertType] | Non
     for name in sorted(set(names)):
         spec = known.get(name)
         if spec is None:
-            out.append(f"{name}: not in the catalogue (core/alerts.py)")
+            out.append(f"{name}: not in the catalogue (lorong/core/alerts.py)")
             continue
         for lang in LANGUAGES:
             w = spec.words.get(lang)

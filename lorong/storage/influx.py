@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from core.errors import StoreRejected, StoreUnavailable
+from lorong.core.errors import StoreRejected, StoreUnavailable
 
 _MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
@@ -244,7 +244,7 @@ class InfluxClient:
         """Create the database (idempotent) with a default retention policy of ``retention``.
 
         ``retention`` is an InfluxQL duration (``90d``) or ``INF``; it changes ``autogen`` only
-        while the database still has it (:mod:`storage.retention` replaces it with ``raw``).
+        while the database still has it (:mod:`lorong.storage.retention` replaces it with ``raw``).
         """
         self.command(f"CREATE DATABASE {quote_ident(self.database)}")
         if retention != "INF" and any(

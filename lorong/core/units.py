@@ -1,4 +1,4 @@
-"""Unit conversion into each metric's canonical unit (:mod:`core.metrics`).
+"""Unit conversion into each metric's canonical unit (:mod:`lorong.core.metrics`).
 
 Only linear conversions that sensors actually report are supported; the factors are exact
 SI definitions (BIPM SI Brochure, 9th ed.).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from core.errors import ValidationError
+from lorong.core.errors import ValidationError
 
 _ALIASES = {
     "°C": "degC", "C": "degC", "celsius": "degC", "%RH": "%", "percent": "%", "ug/m³": "ug/m3",

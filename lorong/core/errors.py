@@ -97,7 +97,7 @@ class DatabaseUnavailable(LorongError):
     Attributes:
         locked: another process holds the write lock (SQLite ``database is locked``, PostgreSQL
             ``lock_not_available`` after ``lock_timeout``), so waiting a little helps; set where the
-            driver's error is translated (:func:`storage.db.unavailable`).
+            driver's error is translated (:func:`lorong.storage.db.unavailable`).
     """
 
     def __init__(self, message: str, locked: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Cities: a cities table, devices.city_id, alerts.city_id and api_tokens.city_id
 
 An existing registry is one city's: the city named in the settings (``LORONG_CITY__ID`` and
-``__NAME``, with ``LORONG_ANALYTICS__TIMEZONE`` as its zone; handed over by :func:`storage.db.migrate`)
+``__NAME``, with ``LORONG_ANALYTICS__TIMEZONE`` as its zone; handed over by :func:`lorong.storage.db.migrate`)
 is created, and every device and alert joins it. Its kecamatan centroids and map centre are the mean
 coordinates of its devices. Existing tokens see every city (``city_id`` NULL), as they did.
 

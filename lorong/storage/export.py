@@ -9,19 +9,19 @@ column         meaning
 ``device_id``  DevEUI or serial number
 ``kecamatan``  district tag of the device (empty when it has none)
 ``kind``       ``bin`` or ``air``
-``metric``     canonical metric name (:mod:`core.metrics`, FIWARE names)
+``metric``     canonical metric name (:mod:`lorong.core.metrics`, FIWARE names)
 ``value``      float, in ``unit``
 ``unit``       canonical unit (``1`` = fraction 0..1)
 =============  =====================================================================
 
 Rows come window by window (:data:`WINDOW`, one day), bins before air stations within a window,
 oldest first within a measurement, the metrics of one point in name order. Each window is one
-InfluxQL query read with ``chunked=true`` (:meth:`storage.influx.InfluxClient.query_chunked`), and
+InfluxQL query read with ``chunked=true`` (:meth:`lorong.storage.influx.InfluxClient.query_chunked`), and
 rows are written as they arrive: memory does not grow with the length of the range
 (``bench/export_memory.py``).
 
 ``resolution`` picks the retention policy read: ``raw`` readings (the database's default policy:
-``raw``, the last ``raw_days`` only), ``hourly`` or ``daily`` means (:mod:`storage.retention`).
+``raw``, the last ``raw_days`` only), ``hourly`` or ``daily`` means (:mod:`lorong.storage.retention`).
 
 A CSV cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed
 with ``'`` so that a spreadsheet shows it as text instead of running it as a formula (OWASP, "CSV
@@ -41,11 +41,11 @@ from typing import IO, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import schema
-from core.metrics import METRICS
-from core.model import to_ms
-from storage.influx import InfluxClient, quote_ident
-from storage.retention import require_policy
+from lorong.core import schema
+from lorong.core.metrics import METRICS
+from lorong.core.model import to_ms
+from lorong.storage.influx import InfluxClient, quote_ident
+from lorong.storage.retention import require_policy
 
 COLUMNS = ("time", "device_id", "kecamatan", "kind", "metric", "value", "unit")
 """Export columns, in order."""

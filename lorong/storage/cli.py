@@ -10,10 +10,10 @@ from urllib.parse import urlparse
 
 import typer
 
-from core.errors import ConfigError
-from core.settings import Settings
-from storage import retention, stack
-from storage.runtime import create_database, database_location, open_influx, sqlite_file
+from lorong.core.errors import ConfigError
+from lorong.core.settings import Settings
+from lorong.storage import retention, stack
+from lorong.storage.runtime import create_database, database_location, open_influx, sqlite_file
 
 app = typer.Typer(help="Run the embedded broker and time-series database (Debian mosquitto + influxd).",
                   no_args_is_help=True)
@@ -44,7 +44,7 @@ def _state(settings: Settings) -> dict[str, object]:
 
 def _ours(settings: Settings, state: dict[str, object], name: str) -> int | None:
     """The PID of ``name`` when ``state`` records a process Lorong started and it still runs
-    (:func:`storage.stack.is_ours`: PIDs are reused, so a bare PID proves nothing)."""
+    (:func:`lorong.storage.stack.is_ours`: PIDs are reused, so a bare PID proves nothing)."""
     record = state.get(name)
     binary = "nats-server" if name.startswith("nats-") else name
     if not stack.is_ours(record, binary, _workdirs(settings)[name]):
@@ -55,7 +55,7 @@ def _ours(settings: Settings, state: dict[str, object], name: str) -> int | None
 
 def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stack.Service]:
     """Start both services (idempotent: running ones are kept), record their PIDs and start times,
-    and apply the retention layout (:func:`storage.retention.apply`).
+    and apply the retention layout (:func:`lorong.storage.retention.apply`).
 
     Raises:
         ConfigError: a binary is missing, or ``auth`` without exported credentials.
@@ -93,7 +93,7 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
 def up_cluster(settings: Settings, nodes: int = 3, detach: bool = True) -> list[str]:
     """Start a NATS cluster of ``nodes`` nodes (data under ``var/nats/n<i>``) in place of Mosquitto,
     and influxd; make the cluster keep the uplinks on ``nats.replicas`` nodes
-    (:func:`storage.cluster.ensure_uplinks`). Running nodes are kept; PIDs go to the PID file as
+    (:func:`lorong.storage.cluster.ensure_uplinks`). Running nodes are kept; PIDs go to the PID file as
     ``nats-n<i>``.
 
     Returns:
@@ -103,7 +103,7 @@ def up_cluster(settings: Settings, nodes: int = 3, detach: bool = True) -> list[
         ConfigError: nats-server or influxd missing, a port taken, too few nodes for the replicas.
         TimeoutError: a node or influxd did not come up.
     """
-    from storage import cluster
+    from lorong.storage import cluster
 
     pidfile = _pidfile(settings)
     state = _state(settings)
@@ -138,8 +138,8 @@ def down(settings: Settings) -> list[str]:
     names stopped.
 
     The PID file's records come first (a recorded PID now used by another process is left
-    alone, :func:`storage.stack.is_ours`); then any mosquitto, influxd or NATS node still running
-    on this folder's config files (:func:`storage.stack.running_in`), which a lost or overwritten
+    alone, :func:`lorong.storage.stack.is_ours`); then any mosquitto, influxd or NATS node still running
+    on this folder's config files (:func:`lorong.storage.stack.running_in`), which a lost or overwritten
     PID file no longer names.
     """
     pidfile = _pidfile(settings)

@@ -110,7 +110,7 @@ class InfluxSettings(BaseModel):
             to their v1-compatibility ``/write`` and ``/query``; not with ``username``.
         retention: default policy (``autogen``) of a database an ingester creates itself because
             it found none; ``lorong storage retention apply`` (run by ``lorong stack up`` and the
-            demo) moves its data into the ``raw`` policy and drops it (see :mod:`storage.retention`).
+            demo) moves its data into the ``raw`` policy and drops it (see :mod:`lorong.storage.retention`).
         raw_days: days raw readings are kept (retention policy ``raw``, the database default).
         hourly_days: days hourly means are kept (policy ``hourly``; 0 = forever); at least
             ``raw_days``, so a mean is never dropped before its raw readings.
@@ -237,7 +237,7 @@ class AnalyticsSettings(BaseModel):
         city_workers: cities whose runs go on at once in one tick (threads; most of a run is
             waiting for InfluxDB, which answers on its own cores). On SQLite a city's run holds
             the write lock from its first write to its commit, so the others' writes wait (up to
-            the 30 s busy timeout, :func:`storage.db.make_engine`): keep it small there.
+            the 30 s busy timeout, :func:`lorong.storage.db.make_engine`): keep it small there.
     """
 
     full_threshold: Fraction = 0.8
@@ -353,7 +353,7 @@ class TelegramChat(BaseModel):
         can_act: its "On it" / "Emptied" buttons acknowledge and clear its alerts; without it the
             messages carry no buttons and a pressed button is refused.
         language: the chat's language, ``id`` (Bahasa Indonesia, the default) or ``en``: messages,
-            buttons and answers, with the words of the alert type catalogue (:mod:`core.alerts`).
+            buttons and answers, with the words of the alert type catalogue (:mod:`lorong.core.alerts`).
         city: alerts of this city only (a registry ``cities.id``; its time zone is the messages'
             and the quiet hours'); unset: every city's (one city per deployment, or a province).
     """

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import httpx
 
-from core.errors import ConfigError
-from core.settings import NatsSettings
-from storage.stack import port_in_use, wait_for_port
+from lorong.core.errors import ConfigError
+from lorong.core.settings import NatsSettings
+from lorong.storage.stack import port_in_use, wait_for_port
 
 CLUSTER_NAME = "lorong"
 """Name of the cluster (every node's ``cluster.name``)."""

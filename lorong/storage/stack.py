@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from core.errors import ConfigError
-from storage.files import private_dir
+from lorong.core.errors import ConfigError
+from lorong.storage.files import private_dir
 
 MAX_QUEUED_MESSAGES = 1_000_000
 """Per-client broker queue for QoS 1/2 while a subscriber lags or is offline (default 1000)."""

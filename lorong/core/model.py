@@ -1,7 +1,7 @@
 """Domain types that cross room boundaries.
 
 Every timestamp is a tz-aware UTC ``datetime``; every value is a float in the canonical unit
-of its metric (see :mod:`core.metrics`).
+of its metric (see :mod:`lorong.core.metrics`).
 
 The types built for every MQTT message (:class:`Message`, :class:`RawReading`, :class:`Uplink`)
 are ``NamedTuple``: immutable like the frozen dataclasses here, and built in about a quarter of
@@ -55,10 +55,10 @@ class RawReading(NamedTuple):
     """One value as a payload format or codec produced it, before validation.
 
     Attributes:
-        metric: canonical metric name (a key of ``core.metrics.METRICS``) or a vendor name
+        metric: canonical metric name (a key of ``lorong.core.metrics.METRICS``) or a vendor name
             that validation rejects as ``unknown_metric``.
         value: number in ``unit``.
-        unit: unit symbol as in ``core.metrics`` (``"mm"``, ``"degC"``, ``"1"`` for fractions).
+        unit: unit symbol as in ``lorong.core.metrics`` (``"mm"``, ``"degC"``, ``"1"`` for fractions).
         ts: device time (tz-aware UTC) when the payload carried one, else ``None``.
     """
 
@@ -95,7 +95,7 @@ class Reading:
 
     Attributes:
         device_id: registry id of the device.
-        metric: canonical metric name (``core.metrics.METRICS``).
+        metric: canonical metric name (``lorong.core.metrics.METRICS``).
         value: float in ``unit``.
         unit: canonical unit of ``metric``.
         ts: measurement time, tz-aware UTC (device time when sane, else receive time).

@@ -15,9 +15,9 @@ import typer
 from analytics import aqi_cli
 
 ROOMS: dict[str, tuple[str, str]] = {
-    "stack": ("storage.cli", "Run the embedded broker and time-series database."),
-    "storage": ("storage.retention_cli", "Retention of raw readings; hourly and daily means."),
-    "export": ("storage.export_cli", "Readings to CSV or Parquet for officers and open-data portals."),
+    "stack": ("lorong.storage.cli", "Run the embedded broker and time-series database."),
+    "storage": ("lorong.storage.retention_cli", "Retention of raw readings; hourly and daily means."),
+    "export": ("lorong.storage.export_cli", "Readings to CSV or Parquet for officers and open-data portals."),
     "ingest": ("ingest.cli", "MQTT payloads into validated readings in InfluxDB."),
     "devices": ("devices.cli", "Register and manage devices."),
     "cities": ("devices.cities_cli", "Cities: their time zones, kecamatan, rounds and thresholds."),
@@ -45,7 +45,7 @@ def build_app(only: str | None = None) -> typer.Typer:
 
 
 def __getattr__(name: str) -> typer.Typer:
-    """``core.cli.app`` is the full app (built on first use)."""
+    """``lorong.cli.app`` is the full app (built on first use)."""
     if name == "app":
         return build_app()
     raise AttributeError(name)
@@ -99,9 +99,6 @@ def demo(
     from api.auth import kept_token
     from api.main import create_app
     from api.server import header_timeout_protocol
-    from core.errors import ConfigError, StoreError, UnknownCity
-    from core.model import utcnow
-    from core.settings import Settings
     from devices.cities import list_cities
     from firmware_sim import cli as sim_cli
     from firmware_sim.city import load_city, packaged_city
@@ -111,10 +108,13 @@ def demo(
     from firmware_sim.publisher import Publisher
     from ingest import cli as ingest_cli
     from ingest.service import spool_path_for
-    from storage import cli as stack_cli
-    from storage.runtime import create_database, database_location, open_influx, open_sessions
-    from storage.spool import SpoolBusy, ensure_free
-    from storage.stack import port_in_use
+    from lorong.core.errors import ConfigError, StoreError, UnknownCity
+    from lorong.core.model import utcnow
+    from lorong.core.settings import Settings
+    from lorong.storage import cli as stack_cli
+    from lorong.storage.runtime import create_database, database_location, open_influx, open_sessions
+    from lorong.storage.spool import SpoolBusy, ensure_free
+    from lorong.storage.stack import port_in_use
 
     try:
         if cities is not None and city is not None:
@@ -243,7 +243,7 @@ def _not_json(field: str) -> list[str]:
 
     from pydantic import BaseModel
 
-    from core.settings import Settings
+    from lorong.core.settings import Settings
 
     def complex_(annotation: object) -> bool:
         kinds = [annotation, *get_args(annotation)]
@@ -272,16 +272,16 @@ def error_line(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit status for an error the user can fix, or ``None``.
 
     Exit status 2: settings that do not validate (pydantic ``ValidationError``, pydantic-settings
-    ``SettingsError``) and other :class:`core.errors.ConfigError`; 1: services failing at run time
+    ``SettingsError``) and other :class:`lorong.core.errors.ConfigError`; 1: services failing at run time
     (InfluxDB or the registry database unreachable, another ingester holding the spool) and every
-    other :class:`core.errors.LorongError`.
+    other :class:`lorong.core.errors.LorongError`.
     """
     import re
 
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from core.errors import ConfigError, LorongError, StoreUnavailable
+    from lorong.core.errors import ConfigError, LorongError, StoreUnavailable
 
     if isinstance(exc, ValidationError):
         settings_model = exc.title.endswith("Settings")
@@ -307,7 +307,7 @@ def error_line(exc: BaseException) -> tuple[str, int] | None:
         return f"invalid settings: {exc}", 2
     if isinstance(exc, StoreUnavailable):
         return f"InfluxDB unavailable: {exc} (is it running? check LORONG_INFLUX__URL)", 1
-    if type(exc).__name__ == "SpoolBusy":  # storage.spool, not imported here: it pulls in sqlite and the spool
+    if type(exc).__name__ == "SpoolBusy":  # lorong.storage.spool, not imported here: it pulls in sqlite and the spool
         path = Path(exc.path)  # type: ignore[attr-defined]
         return f"another ingester with client id {path.stem} is running (spool {path} is locked)", 1
     if isinstance(exc, ConfigError):

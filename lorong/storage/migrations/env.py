@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from storage.db import make_engine
-from storage.tables import Base
+from lorong.storage.db import make_engine
+from lorong.storage.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

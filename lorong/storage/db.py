@@ -12,11 +12,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DatabaseUnavailable
-from storage.files import private_dir, private_file
+from lorong.core.errors import DatabaseUnavailable
+from lorong.storage.files import private_dir, private_file
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from lorong.core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
