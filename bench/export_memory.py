@@ -89,8 +89,8 @@ def main() -> None:
             print(f"seeded {opts.readings:,} readings ({opts.devices} bins, {start:%Y-%m-%d} .. {end:%Y-%m-%d}) "
                   f"in {time.monotonic() - t0:.1f} s")
             env = {**os.environ, "LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": "bench"}
-            base_mb, _, _ = child_peak_mb([sys.executable, "-c", "import lorong.cli, lorong.storage.export, pyarrow.parquet"],
-                                          env)
+            imports = "import lorong.cli, lorong.storage.export, pyarrow.parquet"
+            base_mb, _, _ = child_peak_mb([sys.executable, "-c", imports], env)
             print(f"baseline (a child that only imports the export modules): peak RSS {base_mb:.0f} MB")
             for fmt in ("csv", "parquet"):
                 out = Path(tmp) / f"readings.{fmt}"

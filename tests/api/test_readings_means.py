@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 HALF_STEP = 0.0005 + 1e-12
-"""The API rounds a fill level to 0.001 (:func:`lorong.core.metrics.shown`): at most half a step off, a tie either way."""
+"""The API rounds a fill level to 0.001 (:func:`lorong.core.metrics.shown`): at most half a step off, a tie
+either way."""
 
 
 @pytest.mark.parametrize(("days", "every", "ago_days", "want"), [
