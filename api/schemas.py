@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 def _utc(ts: datetime) -> datetime:
@@ -256,6 +256,8 @@ class ClearIn(BaseModel):
     """Body of ``POST /alerts/{id}/clear``: a person's clear says why (its history keeps it; the demo's
     city reads "emptied" as a bin emptied). Surrounding white space is dropped; a blank reason is a 422."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not dropped
+
     reason: str = Field(max_length=200, description="why it was cleared (\"emptied\", \"false alarm\")")
 
     @field_validator("reason")
@@ -345,6 +347,8 @@ class RouteOut(BaseModel):
 
 class TokenIn(BaseModel):
     """``POST /tokens``."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not dropped
 
     name: str = Field(min_length=1, max_length=64, pattern=r"\S", description="who holds it")
     role: Literal["crew", "officer", "technician", "supervisor", "admin"]

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from analytics.alerts import AlertBook
 from analytics.notify import city_zones, outbox_channels
@@ -65,6 +65,8 @@ class MeOut(BaseModel):
 class EmptiedIn(BaseModel):
     """``POST /bins/{id}/emptied``."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not dropped
+
     at: AwareDatetime | None = Field(None, description="when it was emptied (phone clock); default now")
     note: str = Field("", max_length=200)
 
@@ -83,6 +85,8 @@ class EmptiedOut(BaseModel):
 
 class CantEmptyIn(BaseModel):
     """``POST /bins/{id}/cant-empty``."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not dropped
 
     reason: Literal["blocked", "not_found", "damaged", "sensor_broken"]
     note: str = Field("", max_length=200)

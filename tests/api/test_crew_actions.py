@@ -167,3 +167,21 @@ def test_old_idempotency_keys_are_dropped(client: httpx.Client, sessions: sessio
     client.post("/bins/MKS-BIN-0004/emptied", headers={**auth("crew"), "Idempotency-Key": "new-key-0002"})
     with sessions() as s:
         assert s.scalars(select(IdempotencyKeyRow.key)).all() == ["new-key-0002"]
+
+
+@pytest.mark.parametrize(("role", "path", "body", "field"), [
+    ("admin", "/tokens", {"name": "x", "role": "crew", "city": "jakarta"}, "city"),  # city_id misspelt
+    ("crew", "/bins/MKS-BIN-0001/emptied", {"note": "", "when": "now"}, "when"),
+    ("crew", "/bins/MKS-BIN-0001/cant-empty", {"reason": "blocked", "photo": "x.jpg"}, "photo"),
+    ("crew", "/alerts/1/clear", {"reason": "emptied", "force": True}, "force"),
+])
+def test_an_unknown_field_in_a_body_is_422_not_ignored(client: httpx.Client, auth: Auth, role: str, path: str,
+                                                        body: dict[str, object], field: str) -> None:
+    """A misspelt field is refused, not dropped: ``"city": "jakarta"`` in ``POST /tokens`` made a token
+    for every city (``city_id`` null) with a 201."""
+    r = client.post(path, headers=auth(role), json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"body field '{field}': is not a known field"), r.text
+    if path == "/tokens":
+        names = [t["name"] for t in client.get("/tokens", headers=auth("admin")).json()]
+        assert "x" not in names  # nothing was made
