@@ -23,6 +23,7 @@ a pickup is stored once, derived values are overwritten with the same numbers.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -279,12 +280,26 @@ def _emptied_since(derived: dict[str, Any], pickup: datetime | None) -> bool:
     return not isinstance(made, str) or pickup > datetime.fromisoformat(made)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (nested in dicts and lists) made ``None``: JSON has
+    neither (RFC 8259, section 6), and SQLite's JSON functions refuse the whole document for one."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[str, Any]]) -> None:
-    """Merge analytics results into ``device_latest.derived`` (rows that exist only)."""
+    """Merge analytics results into ``device_latest.derived`` (rows that exist only); a value that
+    is not a finite number is stored as null (:func:`json_safe`: no corrected PM2.5 in an hour above
+    the humidity correction's limit is no value, not NaN)."""
     for device_id, values in derived.items():
         row = latest.get(device_id)
         if row is not None:
-            merged = {**(row.derived or {}), **values}
+            merged = {**(row.derived or {}), **json_safe(values)}
             if merged != row.derived:
                 row.derived = merged
 

@@ -63,8 +63,21 @@ def make_engine(url: str) -> Engine:
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` says the database did not answer, so the same work may succeed later:
     SQLAlchemy's :class:`~sqlalchemy.exc.OperationalError` (server down or restarting, connection
-    refused or cut, SQLite busy) or a DBAPI error that invalidated the connection (PEP 249)."""
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    refused or cut, SQLite busy: for SQLite only the result codes of :data:`SQLITE_UNAVAILABLE`) or
+    a DBAPI error that invalidated the connection (PEP 249)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is None or code & 0xFF in SQLITE_UNAVAILABLE
+
+
+SQLITE_UNAVAILABLE = frozenset({5, 6, 10, 13, 14, 15})
+"""SQLite's primary result codes of a database that may answer later: SQLITE_BUSY, SQLITE_LOCKED,
+SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL (https://www.sqlite.org/rescode.html).
+Its other errors the sqlite3 module also raises as ``OperationalError`` (SQLITE_ERROR: "malformed
+JSON", "no such table") are faults of the query or the data: retrying changes nothing."""
 
 
 PG_LOCK_NOT_AVAILABLE = "55P03"
