@@ -135,10 +135,20 @@ def stored(session: Session, start: datetime, end: datetime) -> list[CollectionR
     return list(session.scalars(q))
 
 
+SAME_EMPTYING = timedelta(minutes=60)
+"""A sensor's fall this close to a person's "Emptied" for the same bin is that emptying: a round
+empties a bin once, and the fall shows on the sensor's next uplink, at most one report interval
+later (60 min, the longest Lorong's devices use by default) or earlier when the report came late."""
+SAME_EMPTYING_MS = int(SAME_EMPTYING.total_seconds() * 1000)
+
+
 def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
            kecamatan: dict[str, str], city: dict[str, str] | None = None) -> list[Pickup]:
     """Store pickups not stored yet: InfluxDB ``collection`` points first, then SQL rows
     (the caller commits). A failed InfluxDB write raises before anything is added to the session.
+    A pickup within :data:`SAME_EMPTYING` of a person's report on the bin that has no level after
+    yet completes that report (level after) instead of adding a row; one whose report is complete
+    is not new.
 
     Returns:
         The pickups that were new.
@@ -152,6 +162,21 @@ def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
     seen = {(d, to_ms(a)) for d, a in session.execute(
         select(CollectionRow.device_id, CollectionRow.at).where(CollectionRow.at >= lo, CollectionRow.at <= hi))}
     new = [p for p in pickups if (p.device_id, to_ms(p.at)) not in seen]
+    # a person's report of the same emptying: the sensor confirms it (its level after), no second row
+    reports: dict[str, list[CollectionRow]] = {}
+    for row in session.scalars(select(CollectionRow).where(  # reports are few: no list of devices
+            CollectionRow.source == "crew", CollectionRow.at >= lo - SAME_EMPTYING,
+            CollectionRow.at <= hi + SAME_EMPTYING)):
+        reports.setdefault(row.device_id, []).append(row)
+    confirms: list[tuple[Pickup, CollectionRow]] = []
+    fresh: list[Pickup] = []
+    for p in new:
+        near = [r for r in reports.get(p.device_id, []) if abs(to_ms(r.at) - to_ms(p.at)) <= SAME_EMPTYING_MS]
+        if not near:
+            fresh.append(p)
+        elif near[0].level_after is None:
+            confirms.append((p, near[0]))
+    new = fresh + [p for p, _ in confirms]
     if not new:
         return []
     influx.write_lines([
@@ -162,8 +187,13 @@ def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
         for p in new
     ])
     # one executemany (ORM bulk INSERT): a morning round brings thousands at once
-    session.execute(insert(CollectionRow), [{"device_id": p.device_id, "at": p.at, "level_before": p.level_before,
-                                             "level_after": p.level_after, "source": "sensor"} for p in new])
+    if fresh:
+        session.execute(insert(CollectionRow), [{"device_id": p.device_id, "at": p.at, "level_before": p.level_before,
+                                                 "level_after": p.level_after, "source": "sensor"} for p in fresh])
+    for p, row in confirms:
+        row.level_after = p.level_after
+        if row.level_before is None:
+            row.level_before = p.level_before
     log.info("%d new pickups recorded", len(new))
     return new
 

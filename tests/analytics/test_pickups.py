@@ -105,3 +105,28 @@ def test_backfill_from_influx_and_cli(sessions: Any, influx: InfluxClient, db_ur
     assert (report["opened"], report["collections"], report["latest_rows"]) == ({}, 0, 5)
     bad = runner.invoke(app, ["run-once", "--now", "2026-03-02T10:00"])
     assert bad.exit_code != 0 and "offset" in bad.output
+
+
+def test_a_crew_report_and_the_sensors_fall_are_one_pickup(sessions: Any, influx: InfluxClient) -> None:
+    """A crew's "Emptied" and the fall the sensor shows minutes later are one emptying: the sensor
+    confirms the report (its level after) instead of a second row, again on every later run. Two
+    rows a few minutes apart also gave the bin's fill statistics an interval of minutes."""
+    from analytics.pickups import record
+
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="REAL", kind="bin", depth_mm=1000))
+        s.add(CollectionRow(device_id="REAL", at=t(3) - timedelta(minutes=4), level_before=0.85, level_after=None,
+                            source="crew", actor="crew:budi"))
+    sensor = Pickup("REAL", t(3), 0.85, 0.04)
+    for _ in range(2):  # the job's next run finds the same fall
+        with sessions.begin() as s:
+            new = record(s, influx, [sensor], {"REAL": "Wajo"})
+        with sessions() as s:
+            rows = s.scalars(select(CollectionRow).where(CollectionRow.device_id == "REAL")).all()
+            assert [(r.source, r.actor, r.level_before, r.level_after) for r in rows] == [
+                ("crew", "crew:budi", 0.85, 0.04)]
+    assert new == []
+    # a fall two hours after the report is another emptying
+    with sessions.begin() as s:
+        later = record(s, influx, [Pickup("REAL", t(3) + timedelta(hours=2), 0.5, 0.03)], {"REAL": "Wajo"})
+    assert [p.at for p in later] == [t(3) + timedelta(hours=2)]
