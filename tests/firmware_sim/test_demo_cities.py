@@ -96,3 +96,22 @@ def test_demo_refuses_an_unknown_city_in_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: --cities: unknown city atlantis; known: makassar, jakarta, banyuwangi, small"]
     assert list(tmp_path.iterdir()) == []  # no broker, database or spool made
+
+
+@pytest.mark.parametrize("city", ["makassar", "jakarta"])
+def test_a_device_id_is_the_same_bin_whatever_the_fleet_size(city: str) -> None:
+    """Bin k of a city and seed is one bin in every run: ``demo --bins 40`` and a 20-per-city
+    ``--cities`` run on the same registry must not give MKS-BIN-0001 two sites (its stored fill level
+    would alternate between two bins' histories)."""
+    cfg = parse_cities(city)[0].config
+    small, large = (LiveCity(cfg, START, bins=n, stations=0, seed=cfg.seed) for n in (20, 40))
+    assert list(small.bins) == list(large.bins)[:20]
+    for dev in small.bins:
+        a, b = small.bins[dev].sim, large.bins[dev].sim
+        assert (a.site, a.kecamatan, a.lat, a.lon, a.depth_mm, a.daily_fill, a.level0) == \
+               (b.site, b.kecamatan, b.lat, b.lon, b.depth_mm, b.daily_fill, b.level0), dev
+        assert a.bag_t[:50] == b.bag_t[:50]  # the same waste thrown in
+    rows = {r["id"]: r["street"] for r in large.registry_rows()}
+    assert [r["street"] for r in small.registry_rows()] == [rows[d] for d in small.bins]
+    # the sites still follow the file's shares: 40 bins hold more than one site type
+    assert len({lb.sim.site for lb in large.bins.values()}) >= 3
