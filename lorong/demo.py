@@ -121,19 +121,19 @@ def demo(
                 with sessions() as s:
                     plans[0] = DemoCity(settings.city.id if len(list_cities(s)) > 1 else "", "", plans[0].config)
             now = utcnow()
-            lives = []
-            for plan in plans:
-                live = LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
+            lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
+                     for plan in plans]
+            run = {row["id"] for live in lives for row in live.registry_rows()}  # an earlier run's others leave
+            for plan, live in zip(plans, lives, strict=True):
                 if history_days > 0:
                     whose = f"{plan.name}'s" if plan.name else "the city's"
                     print(f"loading {whose} past {history_days:g} days through the ingest pipeline...", flush=True)
                 last = plan is plans[-1]  # the means are computed once, over every city's points of the span
                 loaded = backfill(live, now, sessions, influx, city_id=plan.id or None,
-                                  means_tz=settings.analytics.timezone if last else None)
+                                  means_tz=settings.analytics.timezone if last else None, run=run)
                 print(f"{plan.name or plan.config.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
                       f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
                       f"{loaded.seconds:.0f} s)" + (", with their hourly and daily means" if last else ""))
-                lives.append(live)
             fleet = LiveCities(lives, CrewWatch(sessions).poll)  # a bin a person emptied is emptied in its city
             ingester = ingest_cli.build(settings)
         except (ConfigError, TimeoutError, SpoolBusy, StoreError, UnknownCity) as exc:

@@ -69,8 +69,9 @@ def test_each_city_runs_its_own_fleet_in_its_own_city(sessions: sessionmaker[Ses
     with sessions.begin() as s:
         register_cities(s, cities)
     lives = [LiveCity(c.config, START, bins=4, stations=1, seed=3) for c in cities]
+    run = {d for live in lives for d in live.bins}
     for city, live in zip(cities, lives, strict=True):
-        backfill(live, START, sessions, influx, city_id=city.id)  # registers, nothing to load yet
+        backfill(live, START, sessions, influx, city_id=city.id, run=run)  # registers, nothing to load yet
     with sessions() as s:
         assert device_counts(s) == {"makassar": 5, "jakarta": 5, "banyuwangi": 5}
     emptied: list[tuple[str, datetime]] = []
