@@ -262,10 +262,9 @@ def collections(
     end = _when(now)
     start = end - timedelta(hours=hours)
     influx = open_influx(settings)
-    found = pickups.detect_in_influx(influx, start, end, settings.analytics.pickup_min_drop)
     with open_sessions(settings)() as session:
         kec = {d.id: d.kecamatan for d in list_devices(session, include_retired=True)}
-        new = pickups.record(session, influx, found, kec)
+        found, new = pickups.backfill(session, influx, start, end, settings.analytics.pickup_min_drop)
         session.commit()
         rows = pickups.stored(session, start, end)
     tz = ZoneInfo(settings.analytics.timezone)

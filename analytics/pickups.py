@@ -23,7 +23,7 @@ be backfilled with :func:`detect_in_influx`, which has InfluxDB compute the step
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -125,6 +125,33 @@ def detect_in_influx(influx: InfluxClient, start: datetime, end: datetime, min_d
     rows = steps[hit]
     return [Pickup(str(d), t.to_pydatetime(), round(float(b), 6), round(float(a), 6))
             for d, t, b, a in zip(rows["device_id"], rows["time"], rows["before"], rows["after"], strict=True)]
+
+
+def backfill(session: Session, influx: InfluxClient, start: datetime, end: datetime, min_drop: float,
+             devices: Collection[str] | None = None) -> tuple[list[Pickup], list[Pickup]]:
+    """Detect the pickups within ``(start, end]`` in InfluxDB (:func:`detect_in_influx`) and store
+    those not stored yet (:func:`record`, with each device's kecamatan and city from the registry;
+    the caller commits): ``lorong analytics collections`` after an outage of the job, ``lorong demo``
+    after loading a city's past.
+
+    Args:
+        start, end: tz-aware window.
+        min_drop: ``pickup_min_drop`` of the devices' city (see the module docstring).
+        devices: only these device ids (``None``: every bin).
+
+    Returns:
+        ``(found, new)``: the pickups found in InfluxDB and those of them that were new.
+
+    Raises:
+        StoreUnavailable, StoreRejected: InfluxDB unavailable or refusing the points.
+    """
+    found = detect_in_influx(influx, start, end, min_drop)
+    if devices is not None:
+        keep = set(devices)
+        found = [p for p in found if p.device_id in keep]
+    places = session.execute(select(DeviceRow.id, DeviceRow.kecamatan, DeviceRow.city_id)).tuples().all()
+    new = record(session, influx, found, {d: k or "" for d, k, _ in places}, {d: c for d, _, c in places if c})
+    return found, new
 
 
 def stored(session: Session, start: datetime, end: datetime) -> list[CollectionRow]:

@@ -151,14 +151,26 @@ def site_counts(shares: dict[str, float], n: int) -> list[str]:
     return [s for s in SITE_TYPES for _ in range(counts[s])]
 
 
-def place_bins(city: CityConfig, seed: int) -> list[SimBin]:
+def place_bins(city: CityConfig, seed: int, catalogue: int | None = None) -> list[SimBin]:
     """Place the city's bins: site types by share, kecamatan round-robin, every other bin LoRaWAN.
 
     DevEUIs use Milesight's OUI ``24E124`` plus a byte of the city name's CRC-32, so two cities
     never share ids; native bins are ``<id_prefix>-BIN-<nnnn>``.
+
+    With ``catalogue`` the site types are shuffled over that many bins (the shares of the whole
+    catalogue) and the city gets the first ``city.bins`` of them; every later draw is per bin in index
+    order, so bin k is the same bin (site, kecamatan, place, depth, fill rate) in any fleet of up to
+    ``catalogue`` bins of that city and seed (``lorong demo`` restarted with another ``--bins``). Without
+    it the shares are those of ``city.bins`` exactly (the scenarios).
+
+    Raises:
+        ValueError: ``catalogue`` smaller than ``city.bins``.
     """
+    size = city.bins if catalogue is None else catalogue
+    if size < city.bins:
+        raise ValueError(f"{city.bins} bins: at most {size} in one run")
     rnd = random.Random(f"{seed}:place")
-    sites = site_counts(city.sites, city.bins)
+    sites = site_counts(city.sites, size)
     rnd.shuffle(sites)
     names = list(city.kecamatan)
     city_byte = zlib.crc32(city.name.encode()) & 0xFF

@@ -54,6 +54,11 @@ WINDOW_DAYS = 7
 """Days of bags, rounds, faults and air planned at a time (the next window is planned when the clock
 nears its end, with a seed derived from the city's seed and the window number)."""
 
+CATALOGUE = 20000
+"""Bins a live city's site types are shared out over (:func:`firmware_sim.city_bins.place_bins`), the city
+file's largest ``bins``: a run of N bins has the catalogue's first N, so a device id is the same bin
+(site, kecamatan, place, fill rate) whatever the fleet size of a run with that city and seed."""
+
 RX_LAG_S = 2.0
 """A reading taken at ``t`` is sent once the clock is at ``t + RX_LAG_S``: the LoRaWAN network server
 stamps it up to 1.6 s after the sensor measured (the scenario's radio and backhaul delays)."""
@@ -141,7 +146,7 @@ class LiveCity:
         self._air_devices: list[dict[str, Any]] = []
         t0 = day0.timestamp()
         self.bins: dict[str, LiveBin] = {}
-        for b in place_bins(self.city, self.seed):
+        for b in place_bins(self.city, self.seed, catalogue=CATALOGUE):
             first = t0 + b.phase_s + max(0, math.ceil((self.clock - t0 - b.phase_s) / STEP_S)) * STEP_S
             self.bins[b.device_id] = LiveBin(
                 b, b.level0, self.clock, first, b.battery0, random.Random(f"{self.seed}:sensor:{b.index}"),

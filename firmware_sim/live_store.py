@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics import pickups
 from analytics.alerts import AlertBook
 from devices.registry import DeviceUpdate, normalize_id, update_device
 from firmware_sim.live import LiveCity
@@ -33,6 +34,7 @@ from firmware_sim.load import LoadReport, load_messages, register_devices
 from ingest.validate import Policy
 from lorong.core import alerts as catalogue
 from lorong.core.model import Message
+from lorong.core.settings import AnalyticsSettings
 from lorong.storage import retention
 from lorong.storage.influx import InfluxClient
 from lorong.storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow
@@ -44,11 +46,15 @@ EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.clear
 
 
 def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
-             policy: Policy | None = None, means_tz: str | None = None, city_id: str | None = None) -> LoadReport:
+             policy: Policy | None = None, means_tz: str | None = None, city_id: str | None = None,
+             run: set[str] | None = None, pickup_min_drop: float = AnalyticsSettings().pickup_min_drop
+             ) -> LoadReport:
     """Register the city's devices (those already registered get the city's place and geometry,
-    :func:`refresh_devices`), take an earlier demo's devices this city does not have out of the run
-    (:func:`leave_out`), then advance the city to ``until`` and load its uplinks through the ingest
-    pipeline, each received at its simulated time.
+    :func:`refresh_devices`), take an earlier demo's devices this run does not have out of it, in every
+    city (:func:`leave_out`), then advance the city to ``until`` and load its uplinks through the ingest
+    pipeline, each received at its simulated time, and record the pickups of the loaded span
+    (:func:`analytics.pickups.backfill`, as ``lorong analytics collections`` does): the analytics learn
+    the bins' usual pickup times and ``dateLastEmptying`` from the past at once.
 
     With ``means_tz`` the hourly and daily means of the loaded span are computed too
     (:func:`lorong.storage.retention.backfill`): continuous queries only average data written after their
@@ -63,9 +69,13 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
         means_tz: IANA zone of the daily means (``analytics.timezone``); ``None``: no means. The
             database must have the retention layout (``lorong storage retention apply``).
         city_id: the registry city its new devices join (``None``: the registry's only city).
+        pickup_min_drop: ``pickup_min_drop`` of the city (its analytics settings).
+        run: normalized ids of every device of this run, all its cities (``lorong demo --cities`` loads
+            one city at a time); ``None``: the run is this city alone.
 
     Returns:
-        the :class:`firmware_sim.load.LoadReport` (``devices_new``: devices added).
+        the :class:`firmware_sim.load.LoadReport` (``devices_new``: devices added; ``pickups``: pickups
+        recorded).
 
     Raises:
         pydantic.ValidationError: a registry row the registry refuses (a bad city file).
@@ -76,11 +86,15 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
             for row in city.registry_rows()]
     report = LoadReport(devices_new=register_devices(rows, sessions))
     refresh_devices(rows, sessions)
-    leave_out({normalize_id(str(row["id"])) for row in rows}, sessions, until)
+    leave_out({normalize_id(str(row["id"])) for row in rows} | {normalize_id(d) for d in run or ()}, sessions, until)
     start = datetime.fromtimestamp(city.clock, UTC)
     msgs = (Message(topic, payload, datetime.fromtimestamp(rx, UTC))
             for rx, topic, payload in city.advance(until.timestamp()))
     report = load_messages(msgs, sessions, influx, policy, report=report)
+    if start < until:  # the loaded past's pickups, as `lorong analytics collections --hours <history>` finds them
+        with sessions.begin() as s:
+            _, new = pickups.backfill(s, influx, start, until, pickup_min_drop, devices=list(city.bins))
+        report.pickups = len(new)
     if means_tz is not None and start < until:
         retention.backfill(influx, means_tz, start, until)
     return report
@@ -93,13 +107,14 @@ REFRESHED = ("model", "codec", "lat", "lon", "kecamatan", "street", "depth_mm", 
 DEMO_INSTALLER = "lorong demo"
 """``installed_by`` of the devices the demo registers: the ones :func:`leave_out` may take out of a run."""
 
-LEFT_OUT = "not in this demo run (restarted with fewer devices)"
+LEFT_OUT = "not in this demo run (restarted with fewer devices or cities)"
 """Reason recorded on the alerts of a device :func:`leave_out` takes out of the run."""
 
 
 def leave_out(keep: set[str], sessions: sessionmaker[Session], at: datetime) -> list[str]:
-    """Take the active devices an earlier demo registered (``installed_by`` :data:`DEMO_INSTALLER`)
-    in the cities of ``keep`` and this run does not have out of the run: registry status ``in_stock``
+    """Take the active devices an earlier demo registered (``installed_by`` :data:`DEMO_INSTALLER`),
+    in any city, that this run does not have out of the run (a plain ``lorong demo`` after a
+    ``--cities`` run: the other cities' fleets no longer send): registry status ``in_stock``
     (not installed; the analytics job watches ``active`` devices only, so they do not turn
     ``offline``), and their active
     alerts cleared by the system at ``at`` with the reason :data:`LEFT_OUT`. A later run that has
@@ -107,17 +122,16 @@ def leave_out(keep: set[str], sessions: sessionmaker[Session], at: datetime) -> 
     alone.
 
     Args:
-        keep: normalized ids of this run's devices.
+        keep: normalized ids of this run's devices, every city's.
         sessions: the Lorong database.
         at: tz-aware time of the clears.
 
     Returns:
         the ids taken out, sorted.
     """
-    with sessions.begin() as s:  # only in this run's cities: `demo --cities` backfills one city at a time
-        cities = set(s.scalars(select(DeviceRow.city_id).where(DeviceRow.id.in_(keep))))
+    with sessions.begin() as s:
         rows = s.scalars(select(DeviceRow).where(DeviceRow.installed_by == DEMO_INSTALLER,
-                                                 DeviceRow.city_id.in_(cities), DeviceRow.status == "active")).all()
+                                                 DeviceRow.status == "active")).all()
         gone = sorted(r.id for r in rows if r.id not in keep)
         for dev in gone:
             update_device(s, dev, DeviceUpdate(status="in_stock"))

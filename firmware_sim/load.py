@@ -43,6 +43,8 @@ class LoadReport:
         points: line-protocol points written to InfluxDB.
         duplicates: messages dropped by deduplication (LoRaWAN copies).
         rejects: dead letters stored, by reason code.
+        pickups: pickups recorded from the loaded span (``lorong demo``'s past,
+            :func:`firmware_sim.live_store.backfill`).
         seconds: wall time of the load, s.
     """
 
@@ -51,6 +53,7 @@ class LoadReport:
     points: int = 0
     duplicates: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
+    pickups: int = 0
     seconds: float = 0.0
 
 

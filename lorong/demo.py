@@ -56,7 +56,7 @@ def demo(
     from api.auth import kept_token
     from api.main import create_app
     from api.server import header_timeout_protocol
-    from devices.cities import list_cities
+    from devices.cities import city_settings, get_city, list_cities, resolve_city
     from firmware_sim import cli as sim_cli
     from firmware_sim.city import load_city, packaged_city
     from firmware_sim.demo_cities import MULTI_AIR, MULTI_BINS, DemoCity, LiveCities, parse_cities, register_cities
@@ -121,19 +121,24 @@ def demo(
                 with sessions() as s:
                     plans[0] = DemoCity(settings.city.id if len(list_cities(s)) > 1 else "", "", plans[0].config)
             now = utcnow()
-            lives = []
-            for plan in plans:
-                live = LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
+            lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
+                     for plan in plans]
+            run = {row["id"] for live in lives for row in live.registry_rows()}  # an earlier run's others leave
+            for plan, live in zip(plans, lives, strict=True):
                 if history_days > 0:
                     whose = f"{plan.name}'s" if plan.name else "the city's"
                     print(f"loading {whose} past {history_days:g} days through the ingest pipeline...", flush=True)
                 last = plan is plans[-1]  # the means are computed once, over every city's points of the span
+                with sessions() as s:  # the city's pickup threshold (its analytics overrides)
+                    min_drop = city_settings(settings.analytics,
+                                             get_city(s, resolve_city(s, plan.id or None))).pickup_min_drop
                 loaded = backfill(live, now, sessions, influx, city_id=plan.id or None,
-                                  means_tz=settings.analytics.timezone if last else None)
+                                  means_tz=settings.analytics.timezone if last else None, run=run,
+                                  pickup_min_drop=min_drop)
                 print(f"{plan.name or plan.config.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
                       f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
-                      f"{loaded.seconds:.0f} s)" + (", with their hourly and daily means" if last else ""))
-                lives.append(live)
+                      f"{loaded.pickups} pickups, {loaded.seconds:.0f} s)"
+                      + (", with their hourly and daily means" if last else ""))
             fleet = LiveCities(lives, CrewWatch(sessions).poll)  # a bin a person emptied is emptied in its city
             ingester = ingest_cli.build(settings)
         except (ConfigError, TimeoutError, SpoolBusy, StoreError, UnknownCity) as exc:

@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.jobs import run_once
 from devices.registry import DeviceIn, add_device
 from firmware_sim.city import FaultsConfig, load_city, packaged_city
+from firmware_sim.demo_cities import parse_cities, register_cities
 from firmware_sim.live import LiveCity
-from firmware_sim.live_store import backfill
+from firmware_sim.live_store import LEFT_OUT, backfill
 from lorong.core.model import utcnow
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.influx import InfluxClient
-from lorong.storage.tables import AlertRow, DeviceRow
+from lorong.storage.tables import AlertHistoryRow, AlertRow, DeviceRow
 
 
 def active_offline(sessions: sessionmaker[Session]) -> set[str]:
@@ -56,3 +57,44 @@ def test_bins_dropped_by_a_smaller_demo_raise_no_offline_alerts(sessions: sessio
     backfill(third, now, sessions, influx)
     with sessions() as s:
         assert {s.get(DeviceRow, d).status for d in first.bins} == {"active"}  # type: ignore[union-attr]
+
+
+def test_a_plain_demo_after_several_cities_takes_the_other_cities_out(sessions: sessionmaker[Session],
+                                                                        influx: InfluxClient) -> None:
+    """``demo --cities makassar,jakarta,banyuwangi`` then a plain ``demo`` (Makassar only): Jakarta's and
+    Banyuwangi's demo devices leave the run (``in_stock``, alerts cleared) instead of staying ``active``
+    and turning ``offline``; Makassar's that run again stay ``active``."""
+    plans = parse_cities("makassar,jakarta,banyuwangi")
+    with sessions.begin() as s:
+        register_cities(s, plans)
+    influx.create_database()
+    now = utcnow()
+    first_end = now - timedelta(hours=3)
+    lives = [LiveCity(p.config, first_end - timedelta(hours=6), bins=2, stations=0, seed=3) for p in plans]
+    run = {d for live in lives for d in live.bins}
+    for plan, live in zip(plans, lives, strict=True):  # as `demo --cities` loads them, one city at a time
+        backfill(live, first_end, sessions, influx, city_id=plan.id, run=run)
+    with sessions() as s:  # loading one city took none of the others out
+        assert {s.get(DeviceRow, d).status for d in run} == {"active"}  # type: ignore[union-attr]
+    analytics = AnalyticsSettings()
+    run_once(sessions, influx, analytics, now=now - timedelta(hours=1))
+    assert active_offline(sessions) == run  # the cities stopped 2 h ago
+
+    others = {d for live in lives[1:] for d in live.bins}  # Jakarta's and Banyuwangi's
+    with sessions() as s:
+        raised = len(s.scalars(select(AlertRow.id).where(AlertRow.device_id.in_(others),
+                                                          AlertRow.status == "active")).all())
+    assert raised >= 4  # at least the 4 offline alerts of Jakarta's and Banyuwangi's bins
+    plain = LiveCity(plans[0].config, now - timedelta(hours=6), bins=2, stations=0, seed=3)  # plain `demo`
+    backfill(plain, now, sessions, influx, city_id="makassar")
+    run_once(sessions, influx, analytics, now=now)
+    assert active_offline(sessions) == set()
+    with sessions() as s:
+        status = {d: s.get(DeviceRow, d).status for d in run}  # type: ignore[union-attr]
+        left = s.execute(select(AlertRow.status, AlertHistoryRow.details)
+                         .join(AlertHistoryRow, AlertHistoryRow.alert_id == AlertRow.id)
+                         .where(AlertRow.device_id.in_(run - set(plain.bins)), AlertHistoryRow.action == "cleared")
+                         ).tuples().all()
+    assert set(plain.bins) == run - others
+    assert status == {d: "active" if d in plain.bins else "in_stock" for d in run}
+    assert left == [("cleared", {"reason": LEFT_OUT})] * raised  # every alert of the cities not run

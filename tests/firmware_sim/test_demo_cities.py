@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devices.cities import CityIn, add_city, device_counts, list_cities
@@ -19,6 +20,7 @@ from firmware_sim.live import LiveCity
 from firmware_sim.live_store import backfill
 from lorong.core.errors import ConfigError
 from lorong.storage.influx import InfluxClient
+from lorong.storage.tables import CollectionRow
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
@@ -69,8 +71,9 @@ def test_each_city_runs_its_own_fleet_in_its_own_city(sessions: sessionmaker[Ses
     with sessions.begin() as s:
         register_cities(s, cities)
     lives = [LiveCity(c.config, START, bins=4, stations=1, seed=3) for c in cities]
+    run = {d for live in lives for d in live.bins}
     for city, live in zip(cities, lives, strict=True):
-        backfill(live, START, sessions, influx, city_id=city.id)  # registers, nothing to load yet
+        backfill(live, START, sessions, influx, city_id=city.id, run=run)  # registers, nothing to load yet
     with sessions() as s:
         assert device_counts(s) == {"makassar": 5, "jakarta": 5, "banyuwangi": 5}
     emptied: list[tuple[str, datetime]] = []
@@ -96,3 +99,53 @@ def test_demo_refuses_an_unknown_city_in_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: --cities: unknown city atlantis; known: makassar, jakarta, banyuwangi, small"]
     assert list(tmp_path.iterdir()) == []  # no broker, database or spool made
+
+
+@pytest.mark.parametrize("city", ["makassar", "jakarta"])
+def test_a_device_id_is_the_same_bin_whatever_the_fleet_size(city: str) -> None:
+    """Bin k of a city and seed is one bin in every run: ``demo --bins 40`` and a 20-per-city
+    ``--cities`` run on the same registry must not give MKS-BIN-0001 two sites (its stored fill level
+    would alternate between two bins' histories)."""
+    cfg = parse_cities(city)[0].config
+    small, large = (LiveCity(cfg, START, bins=n, stations=0, seed=cfg.seed) for n in (20, 40))
+    assert list(small.bins) == list(large.bins)[:20]
+    for dev in small.bins:
+        a, b = small.bins[dev].sim, large.bins[dev].sim
+        assert (a.site, a.kecamatan, a.lat, a.lon, a.depth_mm, a.daily_fill, a.level0) == \
+               (b.site, b.kecamatan, b.lat, b.lon, b.depth_mm, b.daily_fill, b.level0), dev
+        assert a.bag_t[:50] == b.bag_t[:50]  # the same waste thrown in
+    rows = {r["id"]: r["street"] for r in large.registry_rows()}
+    assert [r["street"] for r in small.registry_rows()] == [rows[d] for d in small.bins]
+    # the sites still follow the file's shares: 40 bins hold more than one site type
+    assert len({lb.sim.site for lb in large.bins.values()}) >= 3
+
+
+def test_the_demo_records_the_pickups_of_the_loaded_past(sessions: sessionmaker[Session],
+                                                         influx: InfluxClient) -> None:
+    """After the demo loads a city's past, its pickups are in ``collections`` (and InfluxDB's
+    ``collection`` with the city tag), as ``lorong analytics collections --hours 48`` would record them:
+    a new user found ``dateLastEmptying`` null and Jakarta's collections empty although fills fell."""
+    cities = parse_cities("makassar,jakarta")
+    with sessions.begin() as s:
+        register_cities(s, cities)
+    influx.create_database()
+    now = datetime.now(UTC).replace(microsecond=0)
+    lives = [LiveCity(c.config, now - timedelta(days=2), bins=6, stations=0, seed=3) for c in cities]
+    run = {d for live in lives for d in live.bins}
+    for city, live in zip(cities, lives, strict=True):
+        backfill(live, now, sessions, influx, city_id=city.id, run=run)
+    with sessions() as s:
+        rows = s.scalars(select(CollectionRow)).all()
+    assert rows and {r.source for r in rows} == {"sensor"}
+    for city, live in zip(cities, lives, strict=True):
+        mine = [r for r in rows if r.device_id in live.bins]
+        span = (now - timedelta(days=2)).timestamp(), now.timestamp()
+        stops = {d: [st.t for st in lb.stops if st.outcome != "skip" and span[0] < st.t < span[1]]
+                 for d, lb in live.bins.items()}
+        assert len({r.device_id for r in mine}) >= 3, city.id  # most of its bins were emptied in 2 days
+        for r in mine:  # each at a reading within the hour after a truck stop at that bin (readings every
+            t = r.at.timestamp()  # 10 min, a few lost on the radio or in an injected outage)
+            assert any(0 <= t - st <= 3600 for st in stops[r.device_id]), (r.device_id, r.at)
+            assert r.level_before - r.level_after >= 0.3
+        tags = influx.query('SELECT count("before") FROM "collection" WHERE "city" = $c', {"c": city.id})
+        assert [int(v[1]) for s in tags for v in s.values] == [len(mine)]
