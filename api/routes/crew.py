@@ -1,7 +1,7 @@
 """What a crew does at a bin, and who the caller is.
 
 - ``GET /me``: the token's name, role and area, and the alert types it acts on (the page shows only
-  those and offers buttons only where they will work).
+  those and offers buttons only where they will work); its city, map centre and time zone.
 - ``POST /bins/{id}/emptied``: a person emptied the bin. Records a collection (``source`` crew, the
   token's ``role:name`` as actor, the latest fill level before) and clears the bin's active alerts
   of the types the catalogue marks ``cleared_by_emptying`` (``bin_full``, ``bin_full_soon``,
@@ -60,6 +60,8 @@ class MeOut(BaseModel):
     centre: list[float] | None = Field(None, description="that city's map centre [lat, lon], WGS84 degrees; "
                                        "null when the token sees every city or the city has none")
     area: list[str] = Field(description="kecamatan this token sees and acts on; empty for the whole city")
+    timezone: str = Field(description="IANA zone of the token's city (cities.timezone), the deployment's "
+                          "default (analytics.timezone) for a token of every city: the page shows times in it")
 
 
 class EmptiedIn(BaseModel):
@@ -111,13 +113,15 @@ def _bin(session: SessionDep, who: Principal, device_id: str) -> DeviceRow:
 
 
 @router.get("/me", response_model=MeOut)
-def me(who: Reader, session: SessionDep) -> MeOut:
-    """Who holds this token, what it may act on, and its city with the map centre the crew page opens on."""
+def me(who: Reader, session: SessionDep, ctx: ContextDep) -> MeOut:
+    """Who holds this token, what it may act on, and its city with the map centre the crew page opens on
+    and the time zone it shows times in."""
     city = session.get(CityRow, who.city) if who.city is not None else None
     centre = [city.centre_lat, city.centre_lon] if city is not None and city.centre_lat is not None else None
     return MeOut(name=who.name, role=who.role.value,
                  acts_on=[t for t in catalogue.ALERT_TYPES if catalogue.may_act(who.role.value, t)],
-                 may_collect=who.can(Permission.COLLECT), area=list(who.area), city=who.city, centre=centre)
+                 may_collect=who.can(Permission.COLLECT), area=list(who.area), city=who.city, centre=centre,
+                 timezone=city.timezone if city is not None else ctx.settings.analytics.timezone)
 
 
 @router.post("/bins/{device_id}/emptied", response_model=EmptiedOut, responses=NOT_FOUND)
