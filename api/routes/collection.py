@@ -14,6 +14,8 @@ shown from then on), else of its "today" (its date in its own time zone). A stop
 (``emptiedAt``) by an emptying (sensor pickup or crew report) after its plan was made
 (``route_plans.created_at``): this morning's pickups do not tick off a plan made tonight.
 A token scoped to a city gets its city's plans only.
+A bin taken out of service since the plan was made (registry status not ``active``) is left out, the
+other stops keeping their ``order``.
 A token with an area (:mod:`api.auth`) gets the stops in its area only, each keeping its place
 (``order``) and arrival time in the whole route, and no route without a stop there.
 """
@@ -150,6 +152,8 @@ def routes(
         stops: list[RouteStopOut] = []
         for n, (device_id, demand) in enumerate(plan_stops(plan.stops), start=1):
             d, row = devices.get(device_id), latest.get(device_id)
+            if d is not None and d.status != "active":
+                continue  # taken out of service since the plan was made: no truck goes there
             stops.append(RouteStopOut(
                 order=n, id=device_id, kecamatan=d.kecamatan if d else "", kelurahan=d.kelurahan if d else "",
                 street=d.street if d else "", landmark=d.landmark if d else "",

@@ -10,7 +10,8 @@
   sensor_broken). Raises the ``cant_empty`` alert (:data:`lorong.core.alerts.CANT_EMPTY`), which the
   supervisor role acts on, with the reason and the reporter in its details and history.
 
-Both are refused (403) for a bin outside the token's area. Both take an ``Idempotency-Key``
+Both are refused (403) for a bin outside the token's area, and (409) for a bin out of service (registry
+status not ``active``: in stock or in maintenance). Both take an ``Idempotency-Key``
 (:mod:`api.idempotency`): the page makes one per action on the phone, so an action queued offline
 and sent twice is applied once. ``at`` is when it happened by the phone's clock (an action queued
 offline is sent later); it may lie at most :data:`MAX_AGE` in the past and :data:`MAX_SKEW` in the
@@ -29,7 +30,7 @@ from analytics.alerts import AlertBook
 from analytics.notify import city_zones, outbox_channels
 from api.auth import Permission, Principal
 from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep, scoped_device
-from api.errors import InvalidRequest, NotFound
+from api.errors import Conflict, InvalidRequest, NotFound
 from api.idempotency import IdempotencyKey, once
 from api.routes.alerts import alert_out
 from api.schemas import ERRORS, NOT_FOUND, AlertOut, Utc
@@ -109,6 +110,9 @@ def _bin(session: SessionDep, who: Principal, device_id: str) -> DeviceRow:
     if row.kind != DeviceKind.BIN.value:
         raise NotFound(f"{row.id} is an air station, not a bin")
     who.require_area(row.kecamatan, f"bin {row.id}")
+    if row.status != "active":
+        raise Conflict(f"bin {row.id} is out of service (status {row.status}): only an active bin can be emptied "
+                       "or reported")
     return row
 
 
