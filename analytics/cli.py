@@ -220,10 +220,10 @@ def route(
         except ValueError as exc:
             raise _fail(f"no route plan: {exc}") from None
         if dry_run:
-            day = routes.plan_day(at, cfg.timezone)
+            day = routes.plan_day(at, cfg)
             kept = routes.saved_routes(session, day, row.id)
         else:
-            day = routes.save(session, plan, at, cfg.timezone, home, capacity, city=row.id)
+            day = routes.save(session, plan, at, cfg, home, capacity, city=row.id)
             kept = 0 if plan.routes else routes.saved_routes(session, day, row.id)
             session.commit()
     print(f"{named}{day}: {_plural(len(stops), 'bin')}, {_plural(len(plan.routes), 'route')}, "

@@ -158,6 +158,23 @@ def predict_level(durations_h: np.ndarray, levels_before: np.ndarray, horizon_h:
     return min(cap, max(0.0, intercept + slope * horizon_h))
 
 
+ROUND_H = 8.0
+"""How long a collection round lasts, hours, for telling which round a moment belongs to: one crew
+shift, the 8-hour working day of Indonesia's labour law (UU 13/2003 art. 77, 5-day week)."""
+
+
+def round_day(now: datetime, times: Sequence[str], weekdays: Sequence[int], tz: str,
+              round_h: float = ROUND_H) -> str:
+    """The local date (``YYYY-MM-DD`` in ``tz``) of the round ``now`` belongs to: the round under way
+    (started less than ``round_h`` hours before ``now``) or else the next one. A route plan made after
+    the day's last round is over is for the next round day (23:45 with a 06:00 round: tomorrow).
+
+    Args and errors as :func:`next_collection`.
+    """
+    start = next_collection(now - timedelta(hours=round_h), times, weekdays, tz)
+    return start.astimezone(ZoneInfo(tz)).date().isoformat()
+
+
 def next_collection(now: datetime, times: Sequence[str], weekdays: Sequence[int], tz: str) -> datetime:
     """The first planned collection strictly after ``now``.
 

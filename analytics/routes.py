@@ -10,7 +10,8 @@ trucks are full, and the plan says which. A bin larger than one truck can never 
 :func:`solve` refuses such a capacity (:class:`TruckTooSmall`) instead of dropping the bin, and
 :func:`save` never replaces a day's saved plan with an empty one.
 
-A plan is one city's (``city``): its bins, its rounds, and its day in its time zone; saving it
+A plan is one city's (``city``): its bins, its rounds, and the day (in its time zone) of the round it
+is for (:func:`plan_day`: made in the evening, for the next morning's round); saving it
 replaces only that city's plan of the day, and its trucks are numbered from 0.
 
 Which bins: those at or above their full threshold now, and those whose forecast
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from analytics import pickups
 from analytics.fillprofile import round_end
-from analytics.forecast import next_collection
+from analytics.forecast import next_collection, round_day
 from lorong.core.geo import EARTH_RADIUS_M, haversine_m
 from lorong.core.model import DeviceKind
 from lorong.core.settings import AnalyticsSettings
@@ -216,9 +217,11 @@ def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l:
     return out
 
 
-def plan_day(now: datetime, tz: str) -> str:
-    """The local date of ``now`` (tz-aware) in the IANA zone ``tz``, ``YYYY-MM-DD``: a plan's key."""
-    return now.astimezone(ZoneInfo(tz)).date().isoformat()
+def plan_day(now: datetime, cfg: AnalyticsSettings) -> str:
+    """The day (``YYYY-MM-DD`` in the city's zone) a plan made at ``now`` (tz-aware) is for, its key: the
+    day of the round under way or the next one (:func:`analytics.forecast.round_day` of ``cfg``'s rounds),
+    so a plan made in the evening is for the next morning's round."""
+    return round_day(now, cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
 
 
 def _of_day(day: str, city: str | None) -> list[Any]:
@@ -231,10 +234,11 @@ def saved_routes(session: Session, day: str, city: str | None = None) -> int:
     return len(session.scalars(select(RoutePlanRow.vehicle).where(*_of_day(day, city))).all())
 
 
-def save(session: Session, plan: Plan, now: datetime, tz: str, depot: tuple[float, float],
+def save(session: Session, plan: Plan, now: datetime, cfg: AnalyticsSettings, depot: tuple[float, float],
          capacity_l: int, city: str | None = None) -> str:
-    """Replace the day's plans (local date in ``tz``, the city's zone) of ``city`` with ``plan``; the
-    caller commits. ``city`` ``None`` (a registry of one city) replaces the day's plans of every city.
+    """Replace the plans of the day it is for (:func:`plan_day`, with ``cfg`` the city's settings) of
+    ``city`` with ``plan``; the caller commits. ``city`` ``None`` (a registry of one city) replaces the
+    day's plans of every city.
     Vehicles are numbered from 0 in each city.
 
     A plan without routes (nothing to collect, or nothing fitted) changes nothing: the day's saved
@@ -246,7 +250,7 @@ def save(session: Session, plan: Plan, now: datetime, tz: str, depot: tuple[floa
     Returns:
         The day, ``YYYY-MM-DD``.
     """
-    day = plan_day(now, tz)
+    day = plan_day(now, cfg)
     if not plan.routes:
         return day
     session.execute(delete(RoutePlanRow).where(*_of_day(day, city)))

@@ -33,7 +33,7 @@ from lorong.storage.tables import DeviceLatestRow, DeviceRow
 
 _COLUMNS = (DeviceRow.id, DeviceRow.kecamatan, DeviceRow.kelurahan, DeviceRow.street, DeviceRow.landmark,
             DeviceRow.lat, DeviceRow.lon, DeviceRow.full_threshold, DeviceRow.report_interval_s, DeviceLatestRow.ts,
-            DeviceLatestRow.metrics, DeviceLatestRow.derived, DeviceRow.city_id)
+            DeviceLatestRow.metrics, DeviceLatestRow.derived, DeviceRow.city_id, DeviceRow.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,8 @@ class BinEntry:
         report_interval_s: expected seconds between uplinks.
         data: the :class:`api.schemas.BinOut` fields, JSON-ready except ``stale`` and ``timeToFull_h``.
         city: the bin's city id (a token scoped to a city sees its own city's bins only).
+        device_status: the registry's lifecycle status (:data:`devices.registry.STATUSES`; ``active``:
+            installed and reporting).
     """
 
     id: str
@@ -59,6 +61,7 @@ class BinEntry:
     report_interval_s: int
     data: dict[str, Any]
     city: str = ""
+    device_status: str = "active"
 
     def render(self, now: datetime) -> dict[str, Any]:
         """The :class:`api.schemas.BinOut` dict at ``now`` (``stale``, ``timeToFull_h`` filled in)."""
@@ -123,8 +126,10 @@ def bin_entry(row: Any, default_threshold: float) -> BinEntry:
         "status": status,
         "stale": True, "fullThreshold": threshold, "fillRate_per_h": rate(derived.get("fill_rate_per_h")),
         "expectedFullAt": full_at, "timeToFull_h": None, "dateLastEmptying": iso_time(derived.get("last_emptying")),
+        "deviceStatus": row.status,
     }
-    return BinEntry(row.id, row.kecamatan, level, observed, full_at, row.report_interval_s, data, row.city_id)
+    return BinEntry(row.id, row.kecamatan, level, observed, full_at, row.report_interval_s, data, row.city_id,
+                    row.status)
 
 
 CHUNK_ROWS = 100
@@ -152,7 +157,7 @@ def _order(e: BinEntry) -> tuple[bool, float, str]:
     return e.fill is None, -(e.fill or 0.0), e.id
 
 
-_SIGNATURE = (DeviceRow.id, cast(DeviceRow.updated_at, Text), cast(DeviceLatestRow.ts, Text),
+_SIGNATURE = (DeviceRow.id, DeviceRow.status, cast(DeviceRow.updated_at, Text), cast(DeviceLatestRow.ts, Text),
               cast(DeviceLatestRow.metrics, Text), cast(DeviceLatestRow.derived, Text))
 """What identifies a bin's state: a row whose texts are unchanged needs no parsing again."""
 
@@ -201,15 +206,17 @@ class BinLoader:
 
 
 def pick(entries: Sequence[BinEntry], kecamatan: str | None, min_level: float | None, limit: int,
-         offset: int, area: tuple[str, ...] = ()) -> list[BinEntry]:
-    """Filter a sorted snapshot by kecamatan, area (a token's kecamatan; empty: all) and minimum fill
-    level, then skip ``offset`` and keep ``limit``."""
+         offset: int, area: tuple[str, ...] = (), device_status: str | None = "active") -> list[BinEntry]:
+    """Filter a sorted snapshot by kecamatan, area (a token's kecamatan; empty: all), registry status
+    (``device_status``; ``None``: any) and minimum fill level, then skip ``offset`` and keep ``limit``."""
     out: list[BinEntry] = []
     skipped = 0
     for e in entries:
         if min_level is not None and (e.fill is None or e.fill < min_level):
             break  # sorted fullest first: no later bin reaches min_level
         if (kecamatan and e.kecamatan != kecamatan) or (area and e.kecamatan not in area):
+            continue
+        if device_status is not None and e.device_status != device_status:
             continue
         if skipped < offset:
             skipped += 1

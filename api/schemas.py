@@ -143,6 +143,8 @@ class BinOut(BaseModel):
     expectedFullAt: Utc | None = Field(None, description="when it is expected to reach fullThreshold")
     timeToFull_h: float | None = unit("h", "hours from now to expectedFullAt, 0 when already due")
     dateLastEmptying: Utc | None = Field(None, description="last detected pickup (FIWARE dateLastEmptying)")
+    deviceStatus: str = Field("active", description="registry lifecycle status: active, in_stock (out of service), "
+                              "maintenance (pulled for repair)")
 
 
 class StationOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
@@ -44,9 +44,14 @@ async def bins(
     min_level: float | None = Query(None, ge=0.0, le=1.0, description="only bins at or above this fillingLevel (0..1)"),
     limit: int = Query(100, ge=1, le=5000),
     offset: int = Query(0, ge=0, le=1_000_000),
+    device_status: Literal["active", "in_stock", "maintenance", "all"] = Query(
+        "active", description="registry status of the bins listed: active (in service, the default), in_stock "
+        "(taken out of service), maintenance (pulled for repair), or all (retired bins are never listed)"),
 ) -> Response:
     """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last. For a
-    token with an area, the bins of its area only (``kecamatan`` outside it: 403).
+    token with an area, the bins of its area only (``kecamatan`` outside it: 403). Only bins in service
+    (registry status ``active``) unless ``device_status`` asks for others: a bin taken out of service
+    keeps its last reading, which is no live fill level.
 
     Served from a snapshot of ``device_latest`` at most a few seconds old (see :mod:`api.bin_state`
     and :mod:`api.pages`); async because the answer is a slice of that in-memory snapshot, with no
@@ -61,10 +66,11 @@ async def bins(
     def render() -> tuple[bytes, dict[str, str]]:
         now = utcnow()
         mine = entries if who.city is None else [e for e in entries if e.city == who.city]
-        chosen = pick(mine, kecamatan, min_level, limit, offset, who.area)
+        chosen = pick(mine, kecamatan, min_level, limit, offset, who.area,
+                      None if device_status == "all" else device_status)
         return to_json([e.render(now) for e in chosen]), {}
 
-    key = ("bins", who.city, kecamatan, min_level, limit, offset, who.area)
+    key = ("bins", who.city, kecamatan, min_level, limit, offset, who.area, device_status)
     return ctx.pages.respond(key, entries, request.headers.get("accept-encoding", ""), render)
 
 

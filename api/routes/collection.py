@@ -8,30 +8,39 @@ Each stop is joined with the registry (location), ``device_latest`` (current fil
 the day's collections (``emptiedAt``) and an active ``cant_empty`` alert (``problem``); the stops
 still to do get an arrival time and the level expected then (:func:`arrivals`).
 
-Plans are per city (``route_plans.city_id``); "today" is each city's date in its own time zone.
+Plans are per city (``route_plans.city_id``); by default a city's plan of the round day in effect
+(:func:`analytics.forecast.round_day`: a plan made in the evening for the next morning's round is
+shown from then on), else of its "today" (its date in its own time zone). A stop is done
+(``emptiedAt``) by an emptying (sensor pickup or crew report) after its plan was made
+(``route_plans.created_at``): this morning's pickups do not tick off a plan made tonight.
 A token scoped to a city gets its city's plans only.
+A bin taken out of service since the plan was made (registry status not ``active``) is left out, the
+other stops keeping their ``order``.
 A token with an area (:mod:`api.auth`) gets the stops in its area only, each keeping its place
 (``order``) and arrival time in the whole route, and no route without a stop there.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from sqlalchemy import and_, or_, select
 
+from analytics.forecast import round_day
 from api.auth import Forbidden
 from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
 from api.state import metric_value, number, rate
+from devices.cities import city_settings
 from lorong.core.alerts import CANT_EMPTY
 from lorong.core.geo import haversine_m
 from lorong.core.metrics import shown
 from lorong.core.model import utcnow
+from lorong.core.settings import AnalyticsSettings
 from lorong.storage.tables import AlertRow, CityRow, CollectionRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
 router = APIRouter(prefix="/routes", tags=["routes"], responses=ERRORS)
@@ -103,15 +112,16 @@ def routes(
             raise InvalidRequest(f"day={day!r} is not a calendar date: use YYYY-MM-DD") from None
     if who.city is not None and city not in (None, who.city):
         raise Forbidden(f"a token of {who.city} sees the routes of {who.city} only")
-    zones = {c.id: c.timezone for c in session.scalars(select(CityRow))}
+    cities = {c.id: c for c in session.scalars(select(CityRow))}
+    zones = {c: row.timezone for c, row in cities.items()}
     wanted = city or who.city
     if wanted is not None and wanted not in zones:
         raise InvalidRequest(f"city={wanted!r} is not a registered city (known: {', '.join(sorted(zones))})")
     now = utcnow()
     default_tz = ctx.settings.analytics.timezone
     shown_cities = [wanted] if wanted is not None else sorted(zones)
-    which = [and_(RoutePlanRow.city_id == c, RoutePlanRow.day == (day or local_today(zones[c], now)))
-             for c in shown_cities]
+    days = {c: day or _shown_day(session, ctx.settings.analytics, cities[c], now) for c in shown_cities}
+    which = [and_(RoutePlanRow.city_id == c, RoutePlanRow.day == days[c]) for c in shown_cities]
     legacy_tz = zones[wanted] if wanted is not None else default_tz  # plans of no city (before migration 0009)
     which.append(and_(RoutePlanRow.city_id.is_(None), RoutePlanRow.day == (day or local_today(legacy_tz, now))))
     q = select(RoutePlanRow).where(or_(*which)).order_by(RoutePlanRow.city_id, RoutePlanRow.vehicle, RoutePlanRow.id)
@@ -126,8 +136,7 @@ def routes(
         ids = {i for p in plans for i in stop_ids(p.stops)}
     latest = {r.device_id: r for r in session.scalars(
         select(DeviceLatestRow).where(DeviceLatestRow.device_id.in_(ids)))} if ids else {}
-    starts = {p.id: datetime.combine(date.fromisoformat(p.day), time(0),
-                                     ZoneInfo(zones.get(p.city_id or "", legacy_tz))) for p in plans}
+    starts = {p.id: p.created_at for p in plans}
     emptied: dict[str, list[datetime]] = {}
     problems: dict[str, str] = {}
     if ids:
@@ -143,6 +152,8 @@ def routes(
         stops: list[RouteStopOut] = []
         for n, (device_id, demand) in enumerate(plan_stops(plan.stops), start=1):
             d, row = devices.get(device_id), latest.get(device_id)
+            if d is not None and d.status != "active":
+                continue  # taken out of service since the plan was made: no truck goes there
             stops.append(RouteStopOut(
                 order=n, id=device_id, kecamatan=d.kecamatan if d else "", kelurahan=d.kelurahan if d else "",
                 street=d.street if d else "", landmark=d.landmark if d else "",
@@ -159,6 +170,17 @@ def routes(
         out.append(RouteOut(id=plan.id, day=plan.day, city_id=plan.city_id, vehicle=plan.vehicle,
                             distance_km=plan.distance_km, created_at=plan.created_at, stops=stops, **extra))
     return out
+
+
+def _shown_day(session: SessionDep, base: AnalyticsSettings, city: CityRow, now: datetime) -> str:
+    """The day whose plan ``GET /routes`` shows ``city`` by default: the round day in effect
+    (:func:`analytics.forecast.round_day` of the city's rounds) when a plan is saved for it, else the
+    city's today."""
+    cfg = city_settings(base, city)
+    upcoming = round_day(now, cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
+    saved = session.scalar(select(RoutePlanRow.id).where(RoutePlanRow.city_id == city.id,
+                                                         RoutePlanRow.day == upcoming).limit(1))
+    return upcoming if saved is not None else local_today(city.timezone, now)
 
 
 def _last_since(times: list[datetime] | None, start: datetime) -> datetime | None:

@@ -1,7 +1,7 @@
 """What a crew does at a bin, and who the caller is.
 
 - ``GET /me``: the token's name, role and area, and the alert types it acts on (the page shows only
-  those and offers buttons only where they will work).
+  those and offers buttons only where they will work); its city, map centre and time zone.
 - ``POST /bins/{id}/emptied``: a person emptied the bin. Records a collection (``source`` crew, the
   token's ``role:name`` as actor, the latest fill level before) and clears the bin's active alerts
   of the types the catalogue marks ``cleared_by_emptying`` (``bin_full``, ``bin_full_soon``,
@@ -10,7 +10,8 @@
   sensor_broken). Raises the ``cant_empty`` alert (:data:`lorong.core.alerts.CANT_EMPTY`), which the
   supervisor role acts on, with the reason and the reporter in its details and history.
 
-Both are refused (403) for a bin outside the token's area. Both take an ``Idempotency-Key``
+Both are refused (403) for a bin outside the token's area, and (409) for a bin out of service (registry
+status not ``active``: in stock or in maintenance). Both take an ``Idempotency-Key``
 (:mod:`api.idempotency`): the page makes one per action on the phone, so an action queued offline
 and sent twice is applied once. ``at`` is when it happened by the phone's clock (an action queued
 offline is sent later); it may lie at most :data:`MAX_AGE` in the past and :data:`MAX_SKEW` in the
@@ -29,7 +30,7 @@ from analytics.alerts import AlertBook
 from analytics.notify import city_zones, outbox_channels
 from api.auth import Permission, Principal
 from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep, scoped_device
-from api.errors import InvalidRequest, NotFound
+from api.errors import Conflict, InvalidRequest, NotFound
 from api.idempotency import IdempotencyKey, once
 from api.routes.alerts import alert_out
 from api.schemas import ERRORS, NOT_FOUND, AlertOut, Utc
@@ -60,6 +61,8 @@ class MeOut(BaseModel):
     centre: list[float] | None = Field(None, description="that city's map centre [lat, lon], WGS84 degrees; "
                                        "null when the token sees every city or the city has none")
     area: list[str] = Field(description="kecamatan this token sees and acts on; empty for the whole city")
+    timezone: str = Field(description="IANA zone of the token's city (cities.timezone), the deployment's "
+                          "default (analytics.timezone) for a token of every city: the page shows times in it")
 
 
 class EmptiedIn(BaseModel):
@@ -107,17 +110,22 @@ def _bin(session: SessionDep, who: Principal, device_id: str) -> DeviceRow:
     if row.kind != DeviceKind.BIN.value:
         raise NotFound(f"{row.id} is an air station, not a bin")
     who.require_area(row.kecamatan, f"bin {row.id}")
+    if row.status != "active":
+        raise Conflict(f"bin {row.id} is out of service (status {row.status}): only an active bin can be emptied "
+                       "or reported")
     return row
 
 
 @router.get("/me", response_model=MeOut)
-def me(who: Reader, session: SessionDep) -> MeOut:
-    """Who holds this token, what it may act on, and its city with the map centre the crew page opens on."""
+def me(who: Reader, session: SessionDep, ctx: ContextDep) -> MeOut:
+    """Who holds this token, what it may act on, and its city with the map centre the crew page opens on
+    and the time zone it shows times in."""
     city = session.get(CityRow, who.city) if who.city is not None else None
     centre = [city.centre_lat, city.centre_lon] if city is not None and city.centre_lat is not None else None
     return MeOut(name=who.name, role=who.role.value,
                  acts_on=[t for t in catalogue.ALERT_TYPES if catalogue.may_act(who.role.value, t)],
-                 may_collect=who.can(Permission.COLLECT), area=list(who.area), city=who.city, centre=centre)
+                 may_collect=who.can(Permission.COLLECT), area=list(who.area), city=who.city, centre=centre,
+                 timezone=city.timezone if city is not None else ctx.settings.analytics.timezone)
 
 
 @router.post("/bins/{device_id}/emptied", response_model=EmptiedOut, responses=NOT_FOUND)

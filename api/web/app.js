@@ -1,7 +1,7 @@
 /* Lorong crew page. Plain JS, no build step, no inline script or style (a strict CSP works).
  * Today's route (stops in order, navigation links, "Emptied" / "Can't empty"), the alerts the token's
  * role acts on (words from GET /alerts/types, location, map and navigation links, acknowledge, clear
- * with a reason, history), and a Leaflet map of bins and the route. Times in WITA (Asia/Makassar);
+ * with a reason, history), and a Leaflet map of bins and the route. Times in the token's city's zone (GET /me);
  * Bahasa Indonesia by default, English on request.
  *
  * Works in the alley: the last answers are kept in localStorage and shown when the network is gone
@@ -87,15 +87,27 @@ function newId() { // a key made on the phone (crypto.randomUUID needs a secure 
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-function wita(iso, withZone = true) {
-  // Makassar local time; the date is shown only when it is not today in Makassar.
+// Indonesia's names of its zones (Keppres 41/1987: WIB, WITA, WIT); elsewhere the zone's short name from Intl.
+const ZONE_ABBR = { "Asia/Jakarta": "WIB", "Asia/Pontianak": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT" };
+const zone = () => (state.data && state.data.me && state.data.me.timezone) || "Asia/Makassar";
+
+function zoneAbbr(tz, at = new Date()) {
+  if (ZONE_ABBR[tz]) return ZONE_ABBR[tz];
+  const part = new Intl.DateTimeFormat("en-US", { timeZone: tz, timeZoneName: "short" }).formatToParts(at)
+    .find((p) => p.type === "timeZoneName");
+  return part ? part.value : tz;
+}
+
+function localTime(iso, withZone = true) {
+  // local time of the token's city (GET /me timezone); the date is shown only when it is not today there.
   if (!iso) return "–";
   const when = new Date(iso);
-  const day = (d) => d.toLocaleDateString("en-CA", { timeZone: "Asia/Makassar" });
-  const opts = { timeZone: "Asia/Makassar", hour: "2-digit", minute: "2-digit", hour12: false };
+  const tz = zone();
+  const day = (d) => d.toLocaleDateString("en-CA", { timeZone: tz });
+  const opts = { timeZone: tz, hour: "2-digit", minute: "2-digit", hour12: false };
   if (day(when) !== day(new Date())) Object.assign(opts, { day: "numeric", month: "short" });
   const text = new Intl.DateTimeFormat(state.lang === "id" ? "id-ID" : "en-GB", opts).format(when);
-  return withZone ? text + " WITA" : text;
+  return withZone ? text + " " + zoneAbbr(tz, when) : text;
 }
 
 function fillClass(level) {
@@ -202,11 +214,11 @@ function alertCard(a, bins) {
   const facts = [fill !== null ? `${t("fill")} ${pct(fill)}` : null,
     typeof a.details.pm25_1h_mean === "number" ? `${a.details.pm25_1h_mean} µg/m³` : null,
     a.details.reason ? (types().cant_empty_reasons[a.details.reason] || {})[state.lang] || a.details.reason : null,
-    a.details.note || null, `${t("since")} ${wita(a.details.since || a.started_at)}`]; // since: when the bin got full
+    a.details.note || null, `${t("since")} ${localTime(a.details.since || a.started_at)}`]; // since: when the bin got full
   card.append(el("div", { class: "meta" }, facts.filter(Boolean).join(" · ")));
   if (w.action) card.append(el("div", { class: "todo" }, w.action));
   card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));
-  if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${a.ack_by || ""} · ${wita(a.ack_at)}`));
+  if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${a.ack_by || ""} · ${localTime(a.ack_at)}`));
   const hist = el("button", { type: "button", class: "link history" }, t("history"));
   hist.addEventListener("click", () => showHistory(a.id, hist));
   const actions = el("div", { class: "actions" });
@@ -225,7 +237,7 @@ function alertCard(a, bins) {
 
 function historyList(rows) {
   return el("ol", { class: "hist" }, ...rows.map((h) => el("li", {},
-    `${wita(h.at)} · ${t(h.action)} · ${h.actor}` + (h.reason ? ` · ${h.reason}` : ""))));
+    `${localTime(h.at)} · ${t(h.action)} · ${h.actor}` + (h.reason ? ` · ${h.reason}` : ""))));
 }
 
 async function showHistory(id, button) { // kept open across re-renders (state.hist)
@@ -279,7 +291,7 @@ function currentRoute() {
 function stopItem(s) {
   const done = Boolean(s.emptiedAt || s.problem);
   const li = el("li", { class: "stop" + (s.emptiedAt ? " done" : s.problem ? " done failed" : ""), "data-stop-id": s.id });
-  const status = s.emptiedAt ? `✓ ${t("emptiedAt")} ${wita(s.emptiedAt, false)}`
+  const status = s.emptiedAt ? `✓ ${t("emptiedAt")} ${localTime(s.emptiedAt, false)}`
     : s.problem ? `✗ ${t("problem")}: ${(types().cant_empty_reasons[s.problem] || {})[state.lang] || s.problem}` : null;
   li.append(el("div", { class: "row" }, el("span", { class: "n" }, String(s.order)), el("span", { class: "title" }, s.id),
     status ? el("span", { class: "status" }, status) : null));
@@ -289,7 +301,7 @@ function stopItem(s) {
     const later = !done && s.expectedFillingLevel !== null && s.expectedFillingLevel !== undefined
       ? ` → ${pct(s.expectedFillingLevel)} ${t("onArrival")}` : "";
     li.append(el("div", { class: "meta" }, `${t("fill")} ${pct(s.fillingLevel)}${later}` +
-      (!done && s.eta ? ` · ${t("eta")}${wita(s.eta, false)}` : "")));
+      (!done && s.eta ? ` · ${t("eta")}${localTime(s.eta, false)}` : "")));
   }
   if (!done) {
     li.append(links(s, `${s.id} ${s.street || ""}`.trim()));
@@ -324,7 +336,7 @@ function renderNet() {
   const at = state.data && state.data.at;
   $("net-label").textContent = state.online ? t("updated") : t("offlineAt");
   $("net").classList.toggle("off", !state.online);
-  $("updated").textContent = at ? wita(at, state.online) : "–";
+  $("updated").textContent = at ? localTime(at, state.online) : "–";
   $("pending").hidden = state.queue.length === 0;
   $("pending").textContent = `${state.queue.length} ${t("pending")}`;
 }
@@ -459,7 +471,7 @@ function loadLeaflet() {
 
 function popup(b) {
   return el("div", {}, el("b", {}, b.id), el("br"), place(b) || b.kecamatan || "", el("br"),
-    `${t("fill")} ${pct(b.fillingLevel)} · ${wita(b.dateObserved)}`, links(b, b.id));
+    `${t("fill")} ${pct(b.fillingLevel)} · ${localTime(b.dateObserved)}`, links(b, b.id));
 }
 
 function drawMap() {

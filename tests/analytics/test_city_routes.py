@@ -61,17 +61,19 @@ def test_route_per_city_its_bins_rounds_and_day(db_url: str, sessions: Any, monk
     mks = route("makassar", "-5.14,119.42")
     jkt = route("jakarta", "-6.18,106.82")
     assert mks.exit_code == 0 and jkt.exit_code == 0, mks.output + jkt.output
-    # Makassar is already on Tuesday; JKT-BIN-2 fills before Jakarta's 05:30 round starts, MKS-BIN-2 only
+    # both plans are for Tuesday's rounds: Makassar is already on Tuesday, and Jakarta's plan, made at
+    # 23:30 WIB after Monday's round, is for Tuesday's 05:30 one (its round day); JKT-BIN-2 fills before
+    # Jakarta's 05:30 round starts, MKS-BIN-2 only
     # after Makassar's 06:00 round has started (not planned for it)
     assert mks.output.splitlines()[0].startswith("makassar 2026-03-03: 1 bin, 1 route, ")
-    assert jkt.output.splitlines()[0].startswith("jakarta 2026-03-02: 2 bins, 1 route, ")
-    assert plans(sessions) == [("jakarta", "2026-03-02", 0, ["JKT-BIN-1", "JKT-BIN-2"]),
+    assert jkt.output.splitlines()[0].startswith("jakarta 2026-03-03: 2 bins, 1 route, ")
+    assert plans(sessions) == [("jakarta", "2026-03-03", 0, ["JKT-BIN-1", "JKT-BIN-2"]),
                                ("makassar", "2026-03-03", 0, ["MKS-BIN-1"])]
     # planning Makassar again replaces Makassar's plan of the day only
     with sessions.begin() as s:
         s.get(DeviceLatestRow, "MKS-BIN-3").metrics = {"fillingLevel": [0.95, 0]}
     assert route("makassar", "-5.14,119.42").exit_code == 0
-    assert plans(sessions) == [("jakarta", "2026-03-02", 0, ["JKT-BIN-1", "JKT-BIN-2"]),
+    assert plans(sessions) == [("jakarta", "2026-03-03", 0, ["JKT-BIN-1", "JKT-BIN-2"]),
                                ("makassar", "2026-03-03", 0, sorted(plans(sessions)[1][3]))]
     assert set(plans(sessions)[1][3]) == {"MKS-BIN-1", "MKS-BIN-3"}
     unknown = route("surabaya", "-7.25,112.75")

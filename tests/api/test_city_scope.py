@@ -5,7 +5,7 @@ alerts and tokens, 403 for writing into it); an unscoped token sees both cities.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -189,5 +189,34 @@ def test_me_names_the_tokens_city_and_its_map_centre(world: dict[str, Any], brow
         expect(page.locator("#map .leaflet-pane").first).to_be_attached()
         centre = page.evaluate("(() => { const c = state.map.getCenter(); return [c.lat, c.lng]; })()")
         assert centre == pytest.approx([-6.2, 106.85], abs=1e-3)  # Leaflet rounds to whole pixels
+    finally:
+        ctx.close()
+
+
+def test_crew_page_shows_times_in_the_tokens_city_zone(world: dict[str, Any], browser: Browser,
+                                                        settings: Settings) -> None:
+    """``GET /me`` gives the token's city's IANA zone (the deployment's default zone for a token of
+    every city), and the crew page shows its times in it: a Jakarta crew reads WIB, not WITA."""
+    client: httpx.Client = world["client"]
+    me = {who: client.get("/me", headers={"Authorization": f"Bearer {world[who]}"}).json()["timezone"]
+          for who in ("jkt_crew", "mks_crew", "admin")}
+    assert me == {"jkt_crew": "Asia/Jakarta", "mks_crew": "Asia/Makassar", "admin": settings.analytics.timezone}
+
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(str(client.base_url)) else r.abort())
+    page = ctx.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(str(client.base_url) + "/")
+        page.fill("#token", world["jkt_crew"])
+        page.click("#login button[type=submit]")
+        expect(page.locator("#updated")).to_contain_text(" WIB")
+        shown = page.locator("#updated").inner_text()
+        now = datetime.now(UTC)
+        assert shown in {(now + timedelta(minutes=m)).astimezone(ZoneInfo("Asia/Jakarta")).strftime("%H.%M WIB")
+                         for m in (-2, -1, 0)}
+        abbr = page.evaluate("""[zoneAbbr("Asia/Pontianak"), zoneAbbr("Asia/Makassar"), zoneAbbr("Asia/Jayapura"),
+                                 zoneAbbr("Asia/Tokyo")]""")
+        assert abbr == ["WIB", "WITA", "WIT", "GMT+9"]  # Intl's short name where Indonesia has no word
     finally:
         ctx.close()

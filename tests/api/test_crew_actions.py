@@ -51,7 +51,7 @@ def test_types_catalogue_and_me(client: httpx.Client, auth: Auth) -> None:
     assert client.get("/alerts?type=cant_empty", headers=auth("crew")).status_code == 200
     me = client.get("/me", headers=auth("officer")).json()
     assert me == {"name": "OFFICER", "role": "officer", "acts_on": ["pm25_high", "pm25_spike", "pm25_episode"],
-                  "may_collect": False, "area": [], "city": None, "centre": None}
+                  "may_collect": False, "area": [], "city": None, "centre": None, "timezone": "Asia/Makassar"}
     assert client.get("/me", headers=auth("crew")).json()["may_collect"] is True
 
 
