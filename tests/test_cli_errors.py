@@ -116,3 +116,11 @@ def test_aqi_of_an_impossible_concentration_one_line_exit_2(tmp_path: Path) -> N
         line = one_line(lorong(tmp_path, "aqi", "--standard", standard, "--value", "1e308"), 2)
         assert line == ("error: concentration must be <= 1e+09 ug/m3 (1 kg/m3, about the density of air itself), "
                         "got 1e+308")
+
+
+def test_unknown_log_level_one_line_exit_2(tmp_path: Path) -> None:
+    """``--log-level LOUD`` was a traceback from :func:`logging.basicConfig`; now one line naming the levels."""
+    for flag in (("--log-level", "LOUD"), ("--log-level=loud",)):
+        line = one_line(lorong(tmp_path, *flag, "cities", "list"), 2)
+        assert line == "error: --log-level 'LOUD': use DEBUG, INFO, WARNING or ERROR"
+    assert lorong(tmp_path, "--log-level", "warning", "cities", "list").returncode == 0
