@@ -7,6 +7,7 @@ import socket
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.auth import Role, UnknownToken, create_token, list_tokens, resolve_area, revoke_token
@@ -82,7 +83,7 @@ def token_create(
             row, token = create_token(s, name, role, city=city, area=area)
             token_id = row.id
     except (ValueError, UnknownCity) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     print(token)
     if unknown:
@@ -116,6 +117,6 @@ def token_revoke(token_id: int = typer.Argument(..., help="id from `lorong api t
             row = revoke_token(s, token_id)
             name = row.name
     except UnknownToken as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"token {token_id} ({name!r}) revoked")

@@ -124,3 +124,13 @@ def test_unknown_log_level_one_line_exit_2(tmp_path: Path) -> None:
         line = one_line(lorong(tmp_path, *flag, "cities", "list"), 2)
         assert line == "error: --log-level 'LOUD': use DEBUG, INFO, WARNING or ERROR"
     assert lorong(tmp_path, "--log-level", "warning", "cities", "list").returncode == 0
+
+
+def test_error_lines_keep_square_brackets(tmp_path: Path) -> None:
+    """Rich took ``[a-z0-9]`` and ``[bold]`` in an error message for markup and dropped them."""
+    line = one_line(lorong(tmp_path, "cities", "add", "Bad City!", "--name", "Bad", "--timezone", "Asia/Makassar"), 2)
+    assert "^[a-z0-9][a-z0-9-]{0,31}$" in line, line
+    line = one_line(lorong(tmp_path, "devices", "show", "[bold]x"), 1)
+    assert "'[bold]x'" in line, line
+    line = one_line(lorong(tmp_path, "devices", "retire", "[red]y"), 1)
+    assert "'[red]y'" in line, line
