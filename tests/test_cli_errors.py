@@ -134,3 +134,17 @@ def test_error_lines_keep_square_brackets(tmp_path: Path) -> None:
     assert "'[bold]x'" in line, line
     line = one_line(lorong(tmp_path, "devices", "retire", "[red]y"), 1)
     assert "'[red]y'" in line, line
+
+
+def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
+    """1970..2100 daily ran unbounded (114 s); the API caps a range at 400 days, and so does the CLI."""
+    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database}
+    out = tmp_path / "r.csv"
+    line = one_line(lorong(tmp_path, "export", "readings", "--from", "1970-01-01T00:00:00Z",
+                           "--to", "2100-01-01T00:00:00Z", "--resolution", "daily", "--out", str(out), **env), 2)
+    assert line == "error: --from/--to: the range is 47482 days long: ask for at most 400 days"
+    assert not out.exists()
+    assert lorong(tmp_path, "storage", "retention", "apply", **env).returncode == 0  # the daily policy
+    ok = lorong(tmp_path, "export", "readings", "--from", "2025-01-01T00:00:00Z", "--to", "2026-02-05T00:00:00Z",
+                "--resolution", "daily", "--out", str(out), **env)  # exactly 400 days is allowed
+    assert ok.returncode == 0, ok.stderr

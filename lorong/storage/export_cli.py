@@ -33,11 +33,21 @@ def readings_cmd(
                                                "while readings carry no city tag: one city per deployment"),
     kecamatan: str | None = typer.Option(None, help="only devices in this kecamatan"),
 ) -> None:
-    """Write one row per reading (time, device_id, kecamatan, kind, metric, value, unit) to OUT."""
+    """Write one row per reading (time, device_id, kecamatan, kind, metric, value, unit) to OUT.
+
+    A range longer than 400 days (:func:`lorong.storage.export.check_span`) is refused with one
+    ``error:`` line on stderr and exit 2 before anything is queried or written, as the API's
+    ``/export/readings`` refuses it with a 422.
+    """
     if fmt not in ("csv", "parquet"):
         print(f"error: --format {fmt!r}: use csv or parquet")
         raise typer.Exit(1)
     settings = Settings()
+    try:
+        export.check_span(_aware(start), _aware(end))
+    except ValueError as exc:
+        print(f"error: --from/--to: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     try:
         sel = export.Selection(_aware(start), _aware(end), resolution, kecamatan, city)  # type: ignore[arg-type]
     except ValueError as exc:
