@@ -12,12 +12,12 @@ from rich.table import Table
 
 from api.auth import Role, UnknownToken, create_token, list_tokens, resolve_area, revoke_token
 from api.main import create_app
-from api.query import known_kecamatan
 from api.server import header_timeout_protocol
 from devices.cities import get_city
 from lorong.core.errors import UnknownCity
 from lorong.core.settings import Settings
 from lorong.storage.db import default_city, migrate
+from lorong.storage.kecamatan import known_kecamatan
 from lorong.storage.runtime import check_database, open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)

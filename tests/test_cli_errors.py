@@ -136,6 +136,25 @@ def test_error_lines_keep_square_brackets(tmp_path: Path) -> None:
     assert "'[red]y'" in line, line
 
 
+def test_export_of_an_unknown_kecamatan_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
+    """``--kecamatan nowhere`` wrote an empty file with exit 0; the API answers 422 naming the known ones.
+    Now the same refusal (:func:`lorong.storage.kecamatan.match_kecamatan`), and no file."""
+    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database}
+    assert lorong(tmp_path, "storage", "retention", "apply", **env).returncode == 0  # the daily policy
+    for device, kec in (("B1", "Tamalate"), ("B2", "Rappocini")):
+        assert lorong(tmp_path, "devices", "add", device, "--kind", "bin", "--depth-mm", "1000",
+                      "--kecamatan", kec).returncode == 0
+    out = tmp_path / "r.csv"
+    line = one_line(lorong(tmp_path, "export", "readings", "--from", "2026-01-01", "--to", "2026-01-02",
+                           "--resolution", "daily", "--kecamatan", "nowhere", "--out", str(out), **env), 2)
+    assert line == "error: --kecamatan: no device is in 'nowhere'; known kecamatan: Rappocini, Tamalate"
+    assert not out.exists()
+    ok = lorong(tmp_path, "export", "readings", "--from", "2026-01-01", "--to", "2026-01-02", "--resolution", "daily",
+                "--kecamatan", "tamalate", "--out", str(out), **env)  # matched without case, as the API does
+    assert ok.returncode == 0, ok.stderr
+    assert out.read_text().startswith("time,device_id,kecamatan,")
+
+
 def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
     """1970..2100 daily ran unbounded (114 s); the API caps a range at 400 days, and so does the CLI."""
     env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database}

@@ -19,10 +19,11 @@ from pydantic import AwareDatetime
 from api.auth import Forbidden
 from api.deps import ContextDep, Exporter
 from api.errors import InvalidRequest
-from api.query import known_kecamatan, resolve_kecamatan
+from api.query import resolve_kecamatan
 from api.schemas import ERRORS, STORE
 from lorong.core.model import utcnow
 from lorong.storage import export
+from lorong.storage.kecamatan import known_kecamatan
 
 router = APIRouter(prefix="/export", tags=["export"], responses=ERRORS)
 
