@@ -7,16 +7,17 @@ import socket
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.auth import Role, UnknownToken, create_token, list_tokens, resolve_area, revoke_token
 from api.main import create_app
-from api.query import known_kecamatan
 from api.server import header_timeout_protocol
 from devices.cities import get_city
 from lorong.core.errors import UnknownCity
 from lorong.core.settings import Settings
 from lorong.storage.db import default_city, migrate
+from lorong.storage.kecamatan import known_kecamatan
 from lorong.storage.runtime import check_database, open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
@@ -82,7 +83,7 @@ def token_create(
             row, token = create_token(s, name, role, city=city, area=area)
             token_id = row.id
     except (ValueError, UnknownCity) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     print(token)
     if unknown:
@@ -116,6 +117,6 @@ def token_revoke(token_id: int = typer.Argument(..., help="id from `lorong api t
             row = revoke_token(s, token_id)
             name = row.name
     except UnknownToken as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"token {token_id} ({name!r}) revoked")

@@ -20,11 +20,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
-from lorong.storage.tables import DeviceRow
+from lorong.storage.kecamatan import UnknownKecamatan, known_kecamatan, match_kecamatan
 
 _KNOWN: dict[int, tuple[str, ...]] = {}
 """Declared query parameters per route (``id(route)``), computed on the route's first request."""
@@ -46,17 +45,9 @@ def one_of(allowed: Sequence[str]) -> AfterValidator:
     return AfterValidator(check)
 
 
-def known_kecamatan(session: Session, city: str | None = None) -> list[str]:
-    """Every kecamatan name in the registry (retired devices too: their alerts still carry it), sorted;
-    only those of ``city``'s devices when given (``cities.id``)."""
-    q = select(DeviceRow.kecamatan).where(DeviceRow.kecamatan != "").distinct()
-    if city is not None:
-        q = q.where(DeviceRow.city_id == city)
-    return sorted(session.scalars(q))
-
-
 def resolve_kecamatan(value: str, known: Iterable[str]) -> str:
-    """The registered spelling of the kecamatan ``value`` names, compared without case.
+    """The registered spelling of the kecamatan ``value`` names, compared without case
+    (:func:`lorong.storage.kecamatan.match_kecamatan`, which ``lorong export`` uses too).
 
     Args:
         value: the query parameter as sent (``tamalate``).
@@ -68,15 +59,10 @@ def resolve_kecamatan(value: str, known: Iterable[str]) -> str:
     Raises:
         InvalidRequest: (422) no registered kecamatan matches; the message lists the known names.
     """
-    names = sorted(set(known))
-    if value in names:
-        return value
-    folded = value.strip().casefold()
-    match = [n for n in names if n.casefold() == folded]
-    if match:
-        return match[0]
-    listed = ", ".join(names) if names else "none yet"
-    raise InvalidRequest(f"query parameter 'kecamatan': no device is in {value[:64]!r}; known kecamatan: {listed}")
+    try:
+        return match_kecamatan(value, known)
+    except UnknownKecamatan as exc:
+        raise InvalidRequest(f"query parameter 'kecamatan': {exc}") from None
 
 
 async def resolve_kecamatan_in(sessions: sessionmaker[Session], value: str) -> str:

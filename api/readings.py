@@ -42,6 +42,7 @@ from lorong.core.errors import StoreNotReady, StoreRejected
 from lorong.core.metrics import METRICS, shown
 from lorong.core.model import to_ms, utc_from_ms, utcnow
 from lorong.storage import retention
+from lorong.storage.export import MAX_SPAN
 from lorong.storage.influx import InfluxClient, quote_ident
 
 EVERY_PATTERN = r"^[1-9][0-9]{0,5}[smhdw]$"
@@ -50,7 +51,6 @@ EVERY_PATTERN = r"^[1-9][0-9]{0,5}[smhdw]$"
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_BUCKETS = 5000
 """Most buckets one request may ask for (a year of hourly means is 8,784)."""
-MAX_SPAN = timedelta(days=400)
 DEFAULT_SPAN = timedelta(hours=24)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)

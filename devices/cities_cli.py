@@ -61,13 +61,13 @@ def add(
             add_city(s, city)
     except RegistryError as exc:
         raise fail(str(exc)) from None
-    Console(soft_wrap=True).print(f"registered city {city.id} ({city.name}, {city.timezone})")
+    Console(soft_wrap=True, markup=False).print(f"registered city {city.id} ({city.name}, {city.timezone})")
 
 
 @app.command("list")
 def list_cmd() -> None:
     """Show the cities with their time zone, kecamatan and device count."""
-    console = Console(soft_wrap=True)  # built here: the terminal's width now (COLUMNS)
+    console = Console(soft_wrap=True, markup=False)  # names as typed; built here: the terminal's width now (COLUMNS)
     sessions = open_sessions(Settings())
     table = Table("id", "name", "time zone", "centre", "kecamatan", "devices", "analytics overrides")
     with sessions() as s:

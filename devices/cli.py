@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from devices import credentials as creds
@@ -41,13 +42,14 @@ cred_app = typer.Typer(help="Per-device MQTT credentials and the broker's passwo
                        no_args_is_help=True)
 app.add_typer(cred_app, name="credentials")
 app.command("register")(register_cmd.register)
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, markup=False)  # ids, names and streets are shown as typed
 err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` on stderr and return the exit to raise."""
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print ``error: message`` on stderr and return the exit to raise. ``message`` is shown as it is:
+    square brackets in it (a regex pattern, a device id) are escaped, not taken for rich markup."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +32,8 @@ EXIT_REGISTRY, EXIT_INPUT, EXIT_DEVICE = 1, 2, 3
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print ``error: message`` on stderr (brackets in it escaped, not rich markup); the exit to raise."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -126,7 +128,7 @@ def register(
         except ValueError as exc:
             raise _fail(f"{port}: device reports a bad id: {exc}", EXIT_DEVICE) from None
         ident = probe.identity
-        console.print(f"device [bold]{ident.device_id}[/bold]: {ident.kind} sensor {ident.model}, firmware "
+        console.print(f"device [bold]{escape(ident.device_id)}[/bold]: {ident.kind} sensor {ident.model}, firmware "
                       f"{ident.firmware}" + (f" (in the registry as {probe.existing})" if probe.existing else ""))
         table = Table("metric", "value", title="self-test")
         for name, value in probe.reading.items():
@@ -171,7 +173,7 @@ def register(
                 from None
     console.print(f"configuration written and verified: broker {host}:{bport}, topic {done.credential.topic}, "
                   f"every {interval} s")
-    console.print(f"registered [bold]{done.device.id}[/bold] ({done.device.kecamatan}); MQTT user "
+    console.print(f"registered [bold]{escape(done.device.id)}[/bold] ({escape(done.device.kecamatan)}); MQTT user "
                   f"{done.credential.username}")
     console.print(f"MQTT password (shown once, not stored): {done.password}", highlight=False)
     console.print("run `lorong devices credentials export` and `lorong stack reload` so the broker lets it in")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from devices.csvio import CsvProblems, read_devices
@@ -58,7 +59,7 @@ def _policy(settings: Settings) -> Policy:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")  # brackets in it are text, not rich markup
     return typer.Exit(1)
 
 

@@ -54,8 +54,17 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(name)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+"""The values ``--log-level`` takes (any case): the :mod:`logging` levels a user has a reason to pick."""
+
+
 @root.callback()
 def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR")) -> None:
+    """Set up logging at ``log_level``; another name is a :class:`~lorong.core.errors.ConfigError` (exit 2)."""
+    from lorong.core.errors import ConfigError
+
+    if log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"--log-level {log_level.upper()!r}: use {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level.upper() != "DEBUG":  # one line per HTTP request or migration step drowns what matters
         for noisy in ("httpx", "alembic"):

@@ -116,3 +116,54 @@ def test_aqi_of_an_impossible_concentration_one_line_exit_2(tmp_path: Path) -> N
         line = one_line(lorong(tmp_path, "aqi", "--standard", standard, "--value", "1e308"), 2)
         assert line == ("error: concentration must be <= 1e+09 ug/m3 (1 kg/m3, about the density of air itself), "
                         "got 1e+308")
+
+
+def test_unknown_log_level_one_line_exit_2(tmp_path: Path) -> None:
+    """``--log-level LOUD`` was a traceback from :func:`logging.basicConfig`; now one line naming the levels."""
+    for flag in (("--log-level", "LOUD"), ("--log-level=loud",)):
+        line = one_line(lorong(tmp_path, *flag, "cities", "list"), 2)
+        assert line == "error: --log-level 'LOUD': use DEBUG, INFO, WARNING or ERROR"
+    assert lorong(tmp_path, "--log-level", "warning", "cities", "list").returncode == 0
+
+
+def test_error_lines_keep_square_brackets(tmp_path: Path) -> None:
+    """Rich took ``[a-z0-9]`` and ``[bold]`` in an error message for markup and dropped them."""
+    line = one_line(lorong(tmp_path, "cities", "add", "Bad City!", "--name", "Bad", "--timezone", "Asia/Makassar"), 2)
+    assert "^[a-z0-9][a-z0-9-]{0,31}$" in line, line
+    line = one_line(lorong(tmp_path, "devices", "show", "[bold]x"), 1)
+    assert "'[bold]x'" in line, line
+    line = one_line(lorong(tmp_path, "devices", "retire", "[red]y"), 1)
+    assert "'[red]y'" in line, line
+
+
+def test_export_of_an_unknown_kecamatan_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
+    """``--kecamatan nowhere`` wrote an empty file with exit 0; the API answers 422 naming the known ones.
+    Now the same refusal (:func:`lorong.storage.kecamatan.match_kecamatan`), and no file."""
+    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database}
+    assert lorong(tmp_path, "storage", "retention", "apply", **env).returncode == 0  # the daily policy
+    for device, kec in (("B1", "Tamalate"), ("B2", "Rappocini")):
+        assert lorong(tmp_path, "devices", "add", device, "--kind", "bin", "--depth-mm", "1000",
+                      "--kecamatan", kec).returncode == 0
+    out = tmp_path / "r.csv"
+    line = one_line(lorong(tmp_path, "export", "readings", "--from", "2026-01-01", "--to", "2026-01-02",
+                           "--resolution", "daily", "--kecamatan", "nowhere", "--out", str(out), **env), 2)
+    assert line == "error: --kecamatan: no device is in 'nowhere'; known kecamatan: Rappocini, Tamalate"
+    assert not out.exists()
+    ok = lorong(tmp_path, "export", "readings", "--from", "2026-01-01", "--to", "2026-01-02", "--resolution", "daily",
+                "--kecamatan", "tamalate", "--out", str(out), **env)  # matched without case, as the API does
+    assert ok.returncode == 0, ok.stderr
+    assert out.read_text().startswith("time,device_id,kecamatan,")
+
+
+def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
+    """1970..2100 daily ran unbounded (114 s); the API caps a range at 400 days, and so does the CLI."""
+    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database}
+    out = tmp_path / "r.csv"
+    line = one_line(lorong(tmp_path, "export", "readings", "--from", "1970-01-01T00:00:00Z",
+                           "--to", "2100-01-01T00:00:00Z", "--resolution", "daily", "--out", str(out), **env), 2)
+    assert line == "error: --from/--to: the range is 47482 days long: ask for at most 400 days"
+    assert not out.exists()
+    assert lorong(tmp_path, "storage", "retention", "apply", **env).returncode == 0  # the daily policy
+    ok = lorong(tmp_path, "export", "readings", "--from", "2025-01-01T00:00:00Z", "--to", "2026-02-05T00:00:00Z",
+                "--resolution", "daily", "--out", str(out), **env)  # exactly 400 days is allowed
+    assert ok.returncode == 0, ok.stderr

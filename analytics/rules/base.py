@@ -83,6 +83,9 @@ class Context:
         cfg: thresholds.
         devices: active devices by id.
         active: severity of each active alert by ``(device_id, type)``, and its start.
+        active_details: the ``details`` of each active alert by ``(device_id, type)`` as the last run
+            that raised it left them, and that run's time (the alert's ``updated_at``, UTC) - what a
+            rule needs to carry a fact (``bin_full``'s ``since``) past the readings one run reads.
         recent: raw recent points of bins and stations (see :func:`analytics.frames.recent_points`):
             columns device_id, time and one float column per field, sorted by device and time.
         latest_ts: time of each device's newest reading (UTC).
@@ -104,6 +107,7 @@ class Context:
     cfg: AnalyticsSettings
     devices: dict[str, Device]
     active: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
+    active_details: dict[tuple[str, str], tuple[dict[str, Any], datetime]] = field(default_factory=dict)
     recent: pd.DataFrame = field(default_factory=pd.DataFrame)
     latest_ts: dict[str, datetime] = field(default_factory=dict)
     pickups: dict[str, datetime] = field(default_factory=dict)

@@ -7,13 +7,14 @@ from fastapi import APIRouter, Query
 from api.auth import Principal
 from api.deps import ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import NotFound
-from api.query import known_kecamatan, resolve_kecamatan
+from api.query import resolve_kecamatan
 from api.readings import AIR_METRICS, day_offset_s, mean_series, source, units, window
 from api.routes.bins import End, Every, Start
 from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut, StationOut
 from api.state import station_out, station_pairs
 from lorong.core import schema
 from lorong.core.model import DeviceKind, utcnow
+from lorong.storage.kecamatan import known_kecamatan
 from lorong.storage.tables import DeviceLatestRow, DeviceRow
 
 router = APIRouter(prefix="/air/stations", tags=["air"], responses=ERRORS)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from api.auth import Forbidden
 from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep, scoped_device
 from api.errors import Conflict, InvalidRequest
-from api.query import known_kecamatan, one_of, resolve_kecamatan
+from api.query import one_of, resolve_kecamatan
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
 from devices.registry import (
     STATUSES,
@@ -22,6 +22,7 @@ from devices.registry import (
 )
 from lorong.core.errors import DeviceRetired
 from lorong.core.model import DeviceKind, utcnow
+from lorong.storage.kecamatan import known_kecamatan
 from lorong.storage.tables import DeviceRow
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS)

@@ -19,11 +19,11 @@ from pydantic import AwareDatetime
 from api.auth import Forbidden
 from api.deps import ContextDep, Exporter
 from api.errors import InvalidRequest
-from api.query import known_kecamatan, resolve_kecamatan
-from api.readings import MAX_SPAN
+from api.query import resolve_kecamatan
 from api.schemas import ERRORS, STORE
 from lorong.core.model import utcnow
 from lorong.storage import export
+from lorong.storage.kecamatan import known_kecamatan
 
 router = APIRouter(prefix="/export", tags=["export"], responses=ERRORS)
 
@@ -55,8 +55,10 @@ def export_readings(
         city = who.city
     if start >= end:
         raise InvalidRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
-    if end - start > MAX_SPAN:
-        raise InvalidRequest(f"the range is {(end - start).days} days long: ask for at most {MAX_SPAN.days} days")
+    try:
+        export.check_span(start, end)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     raw_days = ctx.settings.influx.raw_days
     if resolution == "raw" and start < utcnow() - timedelta(days=raw_days + 1):
         raise InvalidRequest(f"raw readings are kept {raw_days} days: for older times ask resolution=hourly or daily")

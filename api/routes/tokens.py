@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, status
 from api.auth import Forbidden, UnknownToken, create_token, list_tokens, resolve_area, revoke_token
 from api.deps import Admin, SessionDep
 from api.errors import InvalidRequest
-from api.query import known_kecamatan
 from api.schemas import ERRORS, NOT_FOUND, TokenCreatedOut, TokenIn, TokenOut
 from devices.cities import get_city
+from lorong.storage.kecamatan import known_kecamatan
 from lorong.storage.tables import ApiTokenRow
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=ERRORS)

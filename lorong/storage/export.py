@@ -49,6 +49,9 @@ from lorong.storage.retention import require_policy
 
 COLUMNS = ("time", "device_id", "kecamatan", "kind", "metric", "value", "unit")
 """Export columns, in order."""
+MAX_SPAN = timedelta(days=400)
+"""Longest range one export (and one ``/readings`` window) may cover: a year of daily means plus a
+month; a longer one is refused before InfluxDB is asked, so a typo'd year cannot run unbounded."""
 WINDOW = timedelta(days=1)
 """Time window of one query."""
 CHUNK_POINTS = 10_000
@@ -99,8 +102,19 @@ class Selection:
             raise ValueError("export times must carry a time zone (UTC offset)")
         if self.start >= self.end:
             raise ValueError(f"export start {self.start.isoformat()} is not before end {self.end.isoformat()}")
+        check_span(self.start, self.end)
         if self.resolution not in RESOLUTIONS:
             raise ValueError(f"resolution {self.resolution!r}: use one of {', '.join(RESOLUTIONS)}")
+
+
+def check_span(start: datetime, end: datetime) -> None:
+    """Refuse a range ``[start, end)`` longer than :data:`MAX_SPAN` (the API's 422, the CLI's error line).
+
+    Raises:
+        ValueError: ``the range is N days long: ask for at most 400 days``.
+    """
+    if end - start > MAX_SPAN:
+        raise ValueError(f"the range is {(end - start).days} days long: ask for at most {MAX_SPAN.days} days")
 
 
 def city_filter_applies(influx: InfluxClient, sel: Selection) -> bool:

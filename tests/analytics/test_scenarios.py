@@ -359,3 +359,34 @@ def test_status_flags_battery_and_rejects(sessions: Any, influx: InfluxClient) -
     assert state(sessions)[("LID", "lid_open")] == ("active", "minor", 2)
     r = job(at(2) + timedelta(minutes=65))  # the burst of rejects is more than an hour old
     assert r.cleared == {"payload_rejects": 2} and r.opened == {}
+
+
+def test_bin_full_since_is_when_the_bin_became_full(sessions: Any, influx: InfluxClient) -> None:
+    """``since`` was the first reading of the run's 2-hour look-back, not when the level reached 0.8
+    (a bin full since 11:00 showed "since 21:36, readings: 13"). Now: the first reading of the run at
+    or above the threshold, kept while the run is longer than the readings read; a run that fills
+    the readings of the first run that sees the bin says "at or before" (``since_exact`` false)."""
+    register(sessions, bin_("B1"))
+    write(influx, "B1", [(at(k), {"fillingLevel": 0.5 if k < 3 else 0.85}) for k in range(25)])
+    job = Job(sessions, influx)
+
+    def details(device: str) -> dict[str, Any]:
+        with sessions() as s:
+            q = select(AlertRow).where(AlertRow.device_id == device, AlertRow.type == "bin_full")
+            return s.scalars(q).one().details
+
+    assert job(at(6) + MIN).opened == {"bin_full": 1}  # 4 readings at 0.85: their mean reaches 0.8
+    assert details("B1")["since"] == at(3).isoformat()
+    for k in (14, 20, 24):  # the readings read (about 2 h) start after at(3) from at(16) on
+        job(at(k) + MIN)
+        got = details("B1")
+        assert got["since"] == at(3).isoformat(), k
+        assert got.get("since_exact") is True
+    assert got["readings"] < 24 - 3 + 1  # the run is longer than the readings read
+    # a bin the job first sees full: all 12 readings read are full, it became full at or before the first
+    register(sessions, bin_("LATE"))
+    write(influx, "LATE", [(at(k), {"fillingLevel": 0.9}) for k in range(25)])
+    assert job(at(24) + MIN).opened["bin_full"] == 1  # (and stuck: 0.9 without a change)
+    late = details("LATE")
+    assert (late["since"], late.get("since_exact")) == (at(25 - late["readings"]).isoformat(), False)
+    assert late["readings"] < 25

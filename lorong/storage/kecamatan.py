@@ -1,0 +1,52 @@
+"""The kecamatan (districts) devices are registered in, and matching a user's kecamatan filter to one.
+
+Shared by the API (a 422 listing the known names) and ``lorong export readings`` (one ``error:`` line),
+so both refuse a name no device is in the same way instead of answering with nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lorong.storage.tables import DeviceRow
+
+
+class UnknownKecamatan(ValueError):
+    """A kecamatan filter no registered device is in; the message lists the known names."""
+
+
+def known_kecamatan(session: Session, city: str | None = None) -> list[str]:
+    """Every kecamatan name in the registry (retired devices too: their alerts still carry it), sorted;
+    only those of ``city``'s devices when given (``cities.id``)."""
+    q = select(DeviceRow.kecamatan).where(DeviceRow.kecamatan != "").distinct()
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
+    return sorted(session.scalars(q))
+
+
+def match_kecamatan(value: str, known: Iterable[str]) -> str:
+    """The registered spelling of the kecamatan ``value`` names, compared without case.
+
+    Args:
+        value: the filter as the user typed it (``tamalate``).
+        known: registered names (:func:`known_kecamatan`).
+
+    Returns:
+        the registered name (``Tamalate``); ``value`` itself when it is registered as sent.
+
+    Raises:
+        UnknownKecamatan: no registered kecamatan matches; the message (``no device is in 'x'; known
+            kecamatan: A, B``) lists the known names, or says there are none yet.
+    """
+    names = sorted(set(known))
+    if value in names:
+        return value
+    folded = value.strip().casefold()
+    match = [n for n in names if n.casefold() == folded]
+    if match:
+        return match[0]
+    listed = ", ".join(names) if names else "none yet"
+    raise UnknownKecamatan(f"no device is in {value[:64]!r}; known kecamatan: {listed}")
