@@ -188,17 +188,29 @@ def main() -> None:
 
     Errors the user can fix (bad settings, InfluxDB down, a second ingester with the same client id)
     print one ``error: ...`` line on stderr and exit 2 (settings) or 1 (services), see
-    :func:`error_line`; ``--log-level DEBUG`` or ``LORONG_DEBUG=1`` shows the traceback instead.
+    :func:`error_line`; so does a usage error (an unknown option or command, a bad option value:
+    the message and where the help is, exit 2). ``--log-level DEBUG`` or ``LORONG_DEBUG=1`` shows
+    the traceback instead.
     """
     room = next((a for a in sys.argv[1:] if a in ROOMS), None)
     try:
-        build_app(room)()
+        code = build_app(room)(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    except typer.TyperException as exc:  # a bad option or command: one line, as every other fault
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        print(f"error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:
         line = error_line(exc)
         if line is None or _debug(sys.argv[1:]):
             raise
         print(f"error: {line[0]}", file=sys.stderr)
         sys.exit(line[1])
+    if isinstance(code, int):  # typer.Exit(n) of a command (standalone_mode=False returns it)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

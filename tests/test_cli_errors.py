@@ -167,3 +167,17 @@ def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: In
     ok = lorong(tmp_path, "export", "readings", "--from", "2025-01-01T00:00:00Z", "--to", "2026-02-05T00:00:00Z",
                 "--resolution", "daily", "--out", str(out), **env)  # exactly 400 days is allowed
     assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("analytics", "route", "--vehicles", "0"),
+     "error: Invalid value for '--vehicles': Input should be greater than or equal to 1"
+     " (see python -m lorong.cli analytics route --help)"),
+    (("devices", "list", "--colour", "red"),
+     "error: No such option: --colour (see python -m lorong.cli devices list --help)"),
+    (("nosuchroom",), "error: No such command 'nosuchroom'. (see python -m lorong.cli --help)"),
+])
+def test_a_usage_error_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    """A bad option is one ``error:`` line like every other fault, not a boxed usage screen (the
+    program's name is how it was started: ``python -m lorong.cli`` here, ``lorong`` for a user)."""
+    assert one_line(lorong(tmp_path, *args), 2) == expected
