@@ -20,6 +20,7 @@ const I18N = {
     tabAlerts: "Peringatan", tabMap: "Peta", kecamatan: "Kecamatan", allKec: "Semua kecamatan", vehicle: "Truk",
     noAlerts: "Tidak ada peringatan aktif.", noRoute: "Belum ada rute untuk hari ini.", noData: "tanpa data",
     ack: "Saya tangani", clear: "Selesaikan…", history: "Riwayat", ackedBy: "Ditangani oleh", since: "sejak",
+    sinceBefore: "sejak sebelum",
     fill: "Isi", onArrival: "saat tiba", eta: "tiba ±", stops: "perhentian", done: "selesai", navigate: "Navigasi",
     mapLink: "Peta", emptied: "Sudah dikosongkan", cantEmpty: "Tidak bisa…", emptiedAt: "Dikosongkan",
     problem: "Tidak bisa dikosongkan",
@@ -42,7 +43,7 @@ const I18N = {
     offlineAt: "offline, updated", pending: "actions waiting for signal", tabRoute: "Today", tabAlerts: "Alerts",
     tabMap: "Map", kecamatan: "Kecamatan", allKec: "All kecamatan", vehicle: "Truck", noAlerts: "No active alerts.",
     noRoute: "No route for today yet.", noData: "no data", ack: "I'm on it", clear: "Clear…", history: "History",
-    ackedBy: "Taken by", since: "since", fill: "Fill", onArrival: "on arrival", eta: "arrive ~", stops: "stops",
+    ackedBy: "Taken by", since: "since", sinceBefore: "since before", fill: "Fill", onArrival: "on arrival", eta: "arrive ~", stops: "stops",
     done: "done", navigate: "Navigate", mapLink: "Map", emptied: "Emptied", cantEmpty: "Can't empty…",
     emptiedAt: "Emptied", problem: "Could not empty", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
     cantTitle: "Why can't the bin be emptied?", cantText: "The supervisor will be told.",
@@ -214,7 +215,9 @@ function alertCard(a, bins) {
   const facts = [fill !== null ? `${t("fill")} ${pct(fill)}` : null,
     typeof a.details.pm25_1h_mean === "number" ? `${a.details.pm25_1h_mean} µg/m³` : null,
     a.details.reason ? (types().cant_empty_reasons[a.details.reason] || {})[state.lang] || a.details.reason : null,
-    a.details.note || null, `${t("since")} ${localTime(a.details.since || a.started_at)}`]; // since: when the bin got full
+    a.details.note || null,
+    // since: when the bin got full; since_exact false: full already at the first reading the rule read
+    `${t(a.details.since_exact === false ? "sinceBefore" : "since")} ${localTime(a.details.since || a.started_at)}`];
   card.append(el("div", { class: "meta" }, facts.filter(Boolean).join(" · ")));
   if (w.action) card.append(el("div", { class: "todo" }, w.action));
   card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));

@@ -161,6 +161,9 @@ def test_alert_card_words(phone: Page, served: Served, sessions: sessionmaker[Se
         raise_alert(s, "MKS-BIN-0001", "bin_full", "major", now - timedelta(minutes=5), "Wajo", fillingLevel=0.94,
                     since=full_since.isoformat())
         assert s.query(AlertRow).filter_by(device_id="MKS-BIN-0001").one().count == 2
+        # full since before the readings the rule read: "at or before" (since_exact false)
+        raise_alert(s, "MKS-BIN-0003", "bin_full", "major", now - timedelta(minutes=5), "Tallo", fillingLevel=0.81,
+                    since=full_since.isoformat(), since_exact=False)
     page = phone
     login(page, served, tokens["crew"])
     page.click("#tab-alerts")
@@ -174,6 +177,11 @@ def test_alert_card_words(phone: Page, served: Served, sessions: sessionmaker[Se
     page.click("#lang")
     expect(card.locator(".sev")).to_have_text("High")
     expect(card.locator(".meta")).to_contain_text(re.compile(rf"since {day}{local.hour:02d}:{local.minute:02d} WITA"))
+    before = page.locator("[data-alert-id]").filter(has_text="MKS-BIN-0003").locator(".meta")
+    expect(before).to_contain_text(re.compile(rf"since before {day}{local.hour:02d}:{local.minute:02d} WITA"))
+    page.click("#lang")
+    expect(before).to_contain_text(re.compile(rf"sejak sebelum {day}{local.hour:02d}\.{local.minute:02d} WITA"))
+    page.click("#lang")
     page.screenshot(path=str(ARTIFACTS / "crew_fixes_alerts_en.png"), full_page=True)
 
 
