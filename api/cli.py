@@ -82,9 +82,9 @@ def token_create(
                                  f"known kecamatan: {', '.join(known)}")
             row, token = create_token(s, name, role, city=city, area=area)
             token_id = row.id
-    except (ValueError, UnknownCity) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    except (ValueError, UnknownCity) as exc:  # what the user typed: exit 2, as a usage error
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     print(token)
     if unknown:
         typer.echo(f"warning: no device is registered yet, so {', '.join(unknown)} could not be checked", err=True)
