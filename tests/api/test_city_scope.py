@@ -5,6 +5,7 @@ alerts and tokens, 403 for writing into it); an unscoped token sees both cities.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertBook
@@ -166,6 +167,22 @@ def test_a_city_token_with_an_area(world: dict[str, Any], sessions: sessionmaker
     assert client.post("/bins/MKS-BIN-1/emptied", headers=budi).status_code == 403
 
 
+@contextmanager
+def logged_in(browser: Browser, client: httpx.Client, token: str) -> Iterator[Page]:
+    """A 390 px phone page of the served crew page, logged in with ``token``; off-loopback refused."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(str(client.base_url)) else r.abort())
+    page = ctx.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(str(client.base_url) + "/")
+        page.fill("#token", token)
+        page.click("#login button[type=submit]")
+        yield page
+    finally:
+        ctx.close()
+
+
 def test_me_names_the_tokens_city_and_its_map_centre(world: dict[str, Any], browser: Browser) -> None:
     """``GET /me`` gives the token's city and that city's map centre; the crew page's map opens on it
     (Jakarta's bin has no coordinates, so nothing else moves the map)."""
@@ -177,20 +194,11 @@ def test_me_names_the_tokens_city_and_its_map_centre(world: dict[str, Any], brow
     every = client.get("/me", headers={"Authorization": f"Bearer {world['admin']}"}).json()
     assert (every["city"], every["centre"]) == (None, None)
 
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})
-    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(str(client.base_url)) else r.abort())
-    page = ctx.new_page()
-    page.set_default_timeout(10_000)
-    try:
-        page.goto(str(client.base_url) + "/")
-        page.fill("#token", world["jkt_crew"])
-        page.click("#login button[type=submit]")
+    with logged_in(browser, client, world["jkt_crew"]) as page:
         page.click("#tab-map")
         expect(page.locator("#map .leaflet-pane").first).to_be_attached()
         centre = page.evaluate("(() => { const c = state.map.getCenter(); return [c.lat, c.lng]; })()")
         assert centre == pytest.approx([-6.2, 106.85], abs=1e-3)  # Leaflet rounds to whole pixels
-    finally:
-        ctx.close()
 
 
 def test_crew_page_shows_times_in_the_tokens_city_zone(world: dict[str, Any], browser: Browser,
@@ -202,14 +210,7 @@ def test_crew_page_shows_times_in_the_tokens_city_zone(world: dict[str, Any], br
           for who in ("jkt_crew", "mks_crew", "admin")}
     assert me == {"jkt_crew": "Asia/Jakarta", "mks_crew": "Asia/Makassar", "admin": settings.analytics.timezone}
 
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})
-    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(str(client.base_url)) else r.abort())
-    page = ctx.new_page()
-    page.set_default_timeout(10_000)
-    try:
-        page.goto(str(client.base_url) + "/")
-        page.fill("#token", world["jkt_crew"])
-        page.click("#login button[type=submit]")
+    with logged_in(browser, client, world["jkt_crew"]) as page:
         expect(page.locator("#updated")).to_contain_text(" WIB")
         shown = page.locator("#updated").inner_text()
         now = datetime.now(UTC)
@@ -218,5 +219,3 @@ def test_crew_page_shows_times_in_the_tokens_city_zone(world: dict[str, Any], br
         abbr = page.evaluate("""[zoneAbbr("Asia/Pontianak"), zoneAbbr("Asia/Makassar"), zoneAbbr("Asia/Jayapura"),
                                  zoneAbbr("Asia/Tokyo")]""")
         assert abbr == ["WIB", "WITA", "WIT", "GMT+9"]  # Intl's short name where Indonesia has no word
-    finally:
-        ctx.close()
