@@ -197,6 +197,8 @@ def test_me_names_the_tokens_city_and_its_map_centre(world: dict[str, Any], brow
     with logged_in(browser, client, world["jkt_crew"]) as page:
         page.click("#tab-map")
         expect(page.locator("#map .leaflet-pane").first).to_be_attached()
+        # the map may be drawn before /me answers: it moves to the city's centre once it does
+        page.wait_for_function("() => state.data && state.map && state.map.getCenter().lat < -6")
         centre = page.evaluate("(() => { const c = state.map.getCenter(); return [c.lat, c.lng]; })()")
         assert centre == pytest.approx([-6.2, 106.85], abs=1e-3)  # Leaflet rounds to whole pixels
 
