@@ -33,7 +33,7 @@ from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep, scoped
 from api.errors import Conflict, InvalidRequest, NotFound
 from api.idempotency import IdempotencyKey, once
 from api.routes.alerts import alert_out
-from api.schemas import ERRORS, NOT_FOUND, AlertOut, Utc
+from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertOut, Utc
 from api.state import metric_value
 from lorong.core import alerts as catalogue
 from lorong.core.model import DeviceKind, utcnow
@@ -128,7 +128,7 @@ def me(who: Reader, session: SessionDep, ctx: ContextDep) -> MeOut:
                  timezone=city.timezone if city is not None else ctx.settings.analytics.timezone)
 
 
-@router.post("/bins/{device_id}/emptied", response_model=EmptiedOut, responses=NOT_FOUND)
+@router.post("/bins/{device_id}/emptied", response_model=EmptiedOut, responses={**NOT_FOUND, **CONFLICT})
 def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: SessionDep, who: Collector,
             body: Annotated[EmptiedIn | None, Body()] = None, key: IdempotencyKey = None) -> Response:
     """A person emptied the bin: record the collection and clear its full alerts (module docstring)."""
@@ -161,7 +161,7 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
     return response
 
 
-@router.post("/bins/{device_id}/cant-empty", response_model=AlertOut, responses=NOT_FOUND)
+@router.post("/bins/{device_id}/cant-empty", response_model=AlertOut, responses={**NOT_FOUND, **CONFLICT})
 def cant_empty(device_id: DeviceId, body: CantEmptyIn, request: Request, ctx: ContextDep, session: SessionDep,
                who: Collector, key: IdempotencyKey = None) -> Response:
     """A person could not empty the bin: tell the supervisor with a ``cant_empty`` alert (module docstring)."""
