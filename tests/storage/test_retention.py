@@ -201,8 +201,9 @@ def test_cli_apply_backfill_show(db: InfluxClient) -> None:
     assert "create retention policy raw: DURATION 30d" in first.stdout
     assert first.stdout.strip().endswith("changed: raw readings 30 d, hourly means 1830 d, daily means forever")
     assert lorong("apply").stdout.startswith("already in place")
-    write(db, bin_points(local_midnight(3, datetime.now(UTC)), 2, ("MKS-BIN-0009",)))
-    filled = lorong("backfill", "--from", (datetime.now(UTC) - timedelta(days=4)).isoformat())
+    day = local_midnight(3, datetime.now(UTC))  # --from a day before it: `now - 4 days` cut its first hour
+    write(db, bin_points(day, 2, ("MKS-BIN-0009",)))  # when the test ran between 16:00 and 17:00 UTC
+    filled = lorong("backfill", "--from", (day - timedelta(days=1)).isoformat())
     assert filled.stdout.strip() == "means written: 2 hourly, 1 daily"
     shown = lorong("show").stdout.splitlines()
     assert shown[:3] == ["policy raw      30 d, shards 1 d (default)", "policy hourly   1830 d, shards 7 d",
