@@ -25,9 +25,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from analytics.alerts import AlertBook
 from analytics.notify import city_zones, outbox_channels
+from analytics.pickups import SAME_EMPTYING
 from api.auth import Permission, Principal
 from api.deps import Collector, ContextDep, DeviceId, Reader, SessionDep, scoped_device
 from api.errors import Conflict, InvalidRequest, NotFound
@@ -141,9 +143,17 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
         dev = _bin(session, who, device_id)
         latest = session.get(DeviceLatestRow, dev.id)
         level = metric_value(latest.metrics, "fillingLevel")[0] if latest is not None else None
-        row = CollectionRow(device_id=dev.id, at=at, level_before=level, level_after=None, source="crew",
-                            actor=who.actor)
-        session.add(row)
+        seen = session.scalars(select(CollectionRow).where(  # the sensor already showed this emptying
+            CollectionRow.device_id == dev.id, CollectionRow.source == "sensor",
+            CollectionRow.at >= at - SAME_EMPTYING, CollectionRow.at <= at + SAME_EMPTYING)
+            .order_by(CollectionRow.at.desc()).limit(1)).first()
+        if seen is not None:  # one pickup: the person confirms it (analytics.pickups.record, the other way)
+            row, seen.source, seen.actor = seen, "crew", who.actor
+            level = row.level_before
+        else:
+            row = CollectionRow(device_id=dev.id, at=at, level_before=level, level_after=None, source="crew",
+                                actor=who.actor)
+            session.add(row)
         session.flush()
         reason = f"emptied by {who.actor}" + (f": {body.note}" if body.note else "")
         cleared = []

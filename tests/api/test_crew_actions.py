@@ -113,6 +113,26 @@ def test_emptied_records_a_collection_and_clears_full_alerts_once(
     assert client.post("/bins/MKS-BIN-0002/emptied", headers=auth("crew"), json={"at": old}).status_code == 422
 
 
+def test_emptied_after_the_sensor_saw_the_fall_is_the_same_pickup(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Auth) -> None:
+    """The truck emptied the bin, the sensor showed the fall, then the crew pressed Emptied: one
+    pickup, the sensor's, now confirmed by the person (not "2 pickups (1 by sensor, 1 by crew)")."""
+    _city(sessions)
+    now = utcnow()
+    with sessions.begin() as s:
+        s.add(CollectionRow(device_id="MKS-BIN-0001", at=now - timedelta(minutes=20), level_before=0.94,
+                            level_after=0.03, source="sensor"))
+    at = (now - timedelta(minutes=5)).isoformat()
+    r = client.post("/bins/MKS-BIN-0001/emptied", headers=auth("crew"), json={"at": at})
+    assert r.status_code == 200, r.text
+    assert r.json()["level_before"] == 0.94
+    with sessions() as s:
+        rows = s.scalars(select(CollectionRow).where(CollectionRow.device_id == "MKS-BIN-0001")).all()
+        assert [(c.source, c.actor, c.level_before, c.level_after) for c in rows] == [
+            ("crew", "crew:CREW", 0.94, 0.03)]
+        assert r.json()["collection_id"] == rows[0].id
+
+
 def test_cant_empty_tells_the_supervisor(client: httpx.Client, sessions: sessionmaker[Session], auth: Auth) -> None:
     _city(sessions)
     headers = {**auth("crew"), "Idempotency-Key": "phone-0003-bbbb"}
