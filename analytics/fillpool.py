@@ -16,7 +16,7 @@ Regression and Multilevel/Hierarchical Models*, 12.2): ``n(h)`` is the number of
 increments at hour ``h`` (one a day), so its own data take over as its history grows: after a
 week its own rate carries 7 / 8 of the weight, after one day 1 / 2.
 
-* ``own(h)``: the median of the bin's increments at that hour
+* ``own(h)``: the mean of the bin's increments at that hour
   (:func:`analytics.fillprofile.learn_profile`'s step 2; hours never seen take their neighbours').
 * ``total``: the sum of ``own(h)`` over the day.
 * ``peer_shape``: the mean share of each hour in the daily fill of the bin's :data:`PEERS`
@@ -41,7 +41,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from analytics.fillprofile import FillProfile, fill_gaps, hourly_increments, medians_by_key, week_profile
+from analytics.fillprofile import FillProfile, fill_gaps, hourly_increments, means_by_key, week_profile
 
 PEERS = 5
 """Bins whose day shape is pooled (the bin itself included; our choice). A city has each kind of
@@ -76,7 +76,7 @@ def learn_profiles(series: Mapping[str, tuple[np.ndarray, np.ndarray]], tz: str,
         n_days = len(np.unique(day))
         if len(vals) < 24 * min_days * 0.5 or n_days < min_days:
             continue
-        rate, n = medians_by_key(how % 24, vals, 24)
+        rate, n = means_by_key(how % 24, vals, 24)
         count = n.astype(float)
         own[device_id] = (fill_gaps(rate), count, how, vals, float(n_days))
     shapes = {d: m / m.sum() for d, (m, *_) in own.items() if m.sum() > 0}

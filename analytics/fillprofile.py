@@ -14,10 +14,15 @@ of up to ``forecast_history_days`` days before the current local day:
    pickup; the hourly mean of ultrasonic readings with +-10 mm jitter moves by well under 1 %)
    and the rise right after a fall (the hourly mean of the pickup's hour mixes two fills) are
    left out (the hours never seen filling take their neighbours' rate);
-2. the rate of an hour of the day is the median of that hour's increments over the days
-   (robust to a bag held over the sensor, which adds one high mean and then falls back);
+2. the rate of an hour of the day is the mean of that hour's increments over the days: the fill
+   to come is the sum of the coming hours' expected fill, and waste comes in bags, so most
+   hours hold none, one or two and their median reads the hour low (on the simulated tuning
+   city a lorong bin's profile of medians summed to 0.79 of its true daily fill, of means 0.92;
+   the time to full 6-12 h ahead went from 1.63 to 1.45 h). A bag held over the sensor adds
+   one high hourly mean once (its fall back is left out as a fall), a few hundredths of one
+   day's fill;
 3. with two or more increments at the same hour of the week (two weeks of history) the rate of
-   that hour of the week is their median instead: market days and weekends come from the
+   that hour of the week is their mean instead: market days and weekends come from the
    bin's own history; with less, the hour-of-day rate is scaled by the weekday's share of the
    fill when that weekday was seen (a weekday factor), else used as it is.
 
@@ -209,7 +214,7 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
     if n_days < min_days:
         return None
     hod = how % 24
-    by_hour, _ = medians_by_key(hod, vals, 24)
+    by_hour, _ = means_by_key(hod, vals, 24)
     if np.isnan(by_hour).all():
         return None
     return week_profile(fill_gaps(by_hour), how, vals, float(n_days), tz)
@@ -217,7 +222,7 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
 
 def week_profile(by_hour: np.ndarray, how: np.ndarray, vals: np.ndarray, days: float, tz: str) -> FillProfile:
     """The 168-hour profile from 24 hour-of-day rates (steps 2-3 of the module docstring): an hour
-    of the week seen twice or more takes the median of its own increments, the others the
+    of the week seen twice or more takes the mean of its own increments, the others the
     hour-of-day rate times the weekday factor (each weekday's mean increment over all days' when
     half a day's hours or more were seen on it, else 1)."""
     overall = float(vals.mean()) if len(vals) else 0.0
@@ -228,28 +233,28 @@ def week_profile(by_hour: np.ndarray, how: np.ndarray, vals: np.ndarray, days: f
             sel = wd == d
             if sel.sum() >= 12:  # half a day's hours seen on that weekday
                 factor[d] = float(vals[sel].mean()) / overall
-    by_slot, count = medians_by_key(how, vals, HOURS_PER_WEEK)
+    by_slot, count = means_by_key(how, vals, HOURS_PER_WEEK)
     slot = np.arange(HOURS_PER_WEEK)
     rate = np.where(count >= 2, by_slot, by_hour[slot % 24] * factor[slot // 24])
     return FillProfile(np.maximum(rate, 0.0), days, tz)
 
 
-def medians_by_key(key: np.ndarray, vals: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median of ``vals`` for each key ``0 .. n_keys - 1`` (NaN where none) and the count of each.
+def means_by_key(key: np.ndarray, vals: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``vals`` for each key ``0 .. n_keys - 1`` (NaN where none) and the count of each.
 
-    The median is ``numpy.median``'s, value for value: the middle value, or the mean of the two
-    middle values ``(a + b) / 2``.
+    Args:
+        key: int array, values in ``0 .. n_keys - 1``.
+        vals: float array of the same length.
+        n_keys: number of keys.
+
+    Returns:
+        ``(means, counts)``, each of length ``n_keys``.
     """
-    order = np.lexsort((vals, key))
-    k, v = key[order], vals[order]
-    lo = np.searchsorted(k, np.arange(n_keys), side="left")
-    n = np.searchsorted(k, np.arange(n_keys), side="right") - lo
+    n = np.bincount(key, minlength=n_keys)[:n_keys]
+    sums = np.bincount(key, weights=vals, minlength=n_keys)[:n_keys]
     out = np.full(n_keys, np.nan)
     has = n > 0
-    if has.any():
-        hi_i = (lo + n // 2)[has]
-        lo_i = (lo + (n - 1) // 2)[has]
-        out[has] = (v[lo_i] + v[hi_i]) / 2.0
+    out[has] = sums[has] / n[has]
     return out, n
 
 

@@ -125,3 +125,28 @@ def test_a_bin_with_one_day_borrows_the_shape_of_bins_that_fill_like_it() -> Non
     # the bin keeps its own daily fill: pooling moves the shape, not the amount
     for d in series:
         assert abs(pooled[d].rate[24:48].sum() / alone[d].rate[24:48].sum() - 1) < 0.35, d
+
+
+def test_a_profile_holds_the_bins_mean_daily_fill_not_the_median_hours() -> None:
+    # 20 lorong bins of 0.2-0.6 of the bin a day (the simulated city's lorong: its day, its range), emptied
+    # every midnight, a week of history. Waste comes in bags, so most hours hold zero, one or two: the median hour is
+    # below the mean one, and a profile of medians forecast every bin late (its days summed to 0.79 of
+    # the true fill on the simulated tuning city's lorong). The fill to come is the sum of the hours'
+    # expected fill: the profile keeps each hour's mean
+    lorong = np.array([0.2, 0.1, 0.1, 0.1, 0.3, 1.5, 3, 3.5, 2.5, 1.5, 1, 1, 1.2, 1, 0.8, 0.8, 1.2, 2.5, 3.5, 3.5, 2.5,
+                       1.2, 0.6, 0.3])
+    rng = np.random.default_rng(21)
+    ratios = []
+    for i in range(20):
+        daily = 0.2 + 0.4 * i / 19
+        t, level = [], []
+        for day in range(7):
+            start = MONDAY + timedelta(days=day)
+            t_d, m_d = hourly_means(bags(rng, lorong / lorong.sum() * daily, start, 24), start, 24)
+            t.append(t_d)
+            level.append(m_d)
+        series = np.concatenate(t), np.concatenate(level)
+        for prof in (learn_profile(*series, TZ), learn_profiles({"BIN": series}, TZ)["BIN"]):
+            assert prof is not None
+            ratios.append(prof.daily_fill() / daily)
+    assert 0.93 < np.mean(ratios) < 1.07, np.mean(ratios)
