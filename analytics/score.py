@@ -7,7 +7,10 @@ file; :func:`targets_met` lists the targets a report misses.
 Rules, in the scenario's words and ours:
 
 * **alerts**: an alert of a type matches an event of that type and device when it opened within
-  ``[start - 10 min, (end or scenario end) + grace]``; grace 30 min (``offline``, ``stuck``: 60).
+  ``[start - 10 min, (end or scenario end) + grace]``; grace 30 min (``offline``, ``stuck``: 60);
+  an event with ``info.match_from`` earlier than that (``bin_full``: when the true level came within
+  the sensor's accuracy of the threshold, where its readings cannot tell the two apart) matches
+  alerts opened from then on.
   Alerts are taken in opening order. One that matches a required event no alert has hit yet is a
   hit (the earliest such event); one that matches only required events already hit is a re-open;
   one that matches only events that do not count (``required: false``, or started in the warm-up)
@@ -277,6 +280,7 @@ class _Event:
     end: datetime  # the scenario's end when open
     counts: bool  # required and after the warm-up
     cross_at: datetime | None
+    match_from: datetime  # the earliest opening that matches
     hit: bool = False
 
 
@@ -297,8 +301,10 @@ def _score_type(type_: str, events: list[dict[str, Any]], alerts: list[tuple[dat
         else:
             not_required += 1
         info = e.get("info") or {}
+        early = _opt_t(info.get("match_from"), f"{where}.info.match_from")
         by_device[str(e.get("device_id"))].append(
-            _Event(start, end, counts, _opt_t(info.get("cross_at"), f"{where}.info.cross_at")))
+            _Event(start, end, counts, _opt_t(info.get("cross_at"), f"{where}.info.cross_at"),
+                   min(start - TOLERANCE, early) if early is not None else start - TOLERANCE))
     for evs in by_device.values():
         evs.sort(key=lambda ev: ev.start)
     grace = GRACE_BY_TYPE.get(type_, GRACE)
@@ -307,7 +313,7 @@ def _score_type(type_: str, events: list[dict[str, Any]], alerts: list[tuple[dat
     lead = type_ in LEAD_TYPES
     for opened, a in alerts:
         matching = [ev for ev in by_device.get(str(a.get("device_id")), [])
-                    if ev.start - TOLERANCE <= opened <= ev.end + grace]
+                    if ev.match_from <= opened <= ev.end + grace]
         fresh = [ev for ev in matching if ev.counts and not ev.hit]
         if fresh:
             ev = fresh[0]

@@ -71,6 +71,11 @@ SITES: dict[str, SiteProfile] = {
 """Fill profile per site type."""
 
 
+ACCURACY_MM = 10.0
+"""Distance accuracy of the bins' ultrasonic sensors, +-mm (EM310-UDL datasheet, +-1 cm; :func:`sensor_mm`
+draws its error within it)."""
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The analytics defaults the truth is stated against (``lorong.core.settings.AnalyticsSettings``)."""
@@ -236,17 +241,32 @@ class _Fill:
     levels: list[float]
     pickups: list[dict[str, Any]]
     cycles: list[dict[str, Any]]
-    crossings: list[tuple[float, float | None, float, bool]]  # (cross_at, end or None, cycle start, counterfactual)
+    crossings: list[tuple[float, float | None, float, float]]  # (cross_at, end or None, cycle start, near_at)
     overflow_s: float
     soon_lookalikes: list[tuple[float, float]]  # (pickup, counterfactual cross_at) within 6 h
+    near_only: list[tuple[float, float | None]] = field(default_factory=list)
+    """(near_at, end or None) of the cycles that came within the sensor's accuracy of the threshold without
+    crossing it (:func:`accuracy_level`)."""
+
+
+def accuracy_level(b: SimBin) -> float:
+    """The bin's level accuracy, fraction 0..1: :data:`ACCURACY_MM` over its measuring range (depth less
+    blind zone), 0.0125 for a 1,000 mm bin with a 200 mm blind zone."""
+    return ACCURACY_MM / (b.depth_mm - b.blind_zone_mm)
 
 
 def fill_bin(b: SimBin, stops: list[Stop], read_t: list[float], t0: float, t_end: float, th: Thresholds) -> _Fill:
-    """Run one bin's fill through its bags and pickups; the levels are those at ``read_t``."""
+    """Run one bin's fill through its bags and pickups; the levels are those at ``read_t``.
+
+    Each cycle also notes when its level first came within the sensor's accuracy of the full threshold
+    (``th.full - accuracy_level(b)``, ``near``): from then on the readings cannot tell the bin from a full one.
+    """
     levels: list[float] = []
     out = _Fill(levels, [], [], [], 0.0, [])
     level, c_start, c_level = b.level0, t0, b.level0
     crossed: float | None = None
+    near_line = th.full - accuracy_level(b)
+    near: float | None = t0 if level >= near_line else None
     over_since: float | None = t0 if level >= th.overflow else None
     bi, si = 0, 0
     nb = bisect.bisect_left(b.bag_t, t_end)
@@ -265,8 +285,10 @@ def fill_bin(b: SimBin, stops: list[Stop], read_t: list[float], t0: float, t_end
                            "level_start": round(c_level, 4), "cross_at": iso(cross) if cross is not None else None,
                            "overflow_at": iso(over) if over is not None else None, "picked": picked})
         if crossed is not None:
-            out.crossings.append((crossed, t if picked else None, c_start, False))
-        elif picked and cross is not None and cross - t < 6 * 3600 and counterfact:
+            out.crossings.append((crossed, t if picked else None, c_start, near if near is not None else crossed))
+        elif near is not None:
+            out.near_only.append((near, t if picked else None))
+        if counterfact and picked and cross is not None and cross - t < 6 * 3600:
             out.soon_lookalikes.append((t, cross))
 
     for rt in [*read_t, t_end]:
@@ -279,6 +301,8 @@ def fill_bin(b: SimBin, stops: list[Stop], read_t: list[float], t0: float, t_end
                 new = min(1.0, level + b.bag_s[bi])
                 if crossed is None and level < th.full <= new:
                     crossed = tb
+                if near is None and new >= near_line:
+                    near = tb
                 if over_since is None and new >= th.overflow:
                     over_since = tb
                 level = new
@@ -295,6 +319,7 @@ def fill_bin(b: SimBin, stops: list[Stop], read_t: list[float], t0: float, t_end
                                 "required": before - after >= th.pickup_min_drop})
             close(stop.t, True)
             level, c_start, c_level, crossed = after, stop.t, after, None
+            near = stop.t if after >= near_line else None
         if rt < t_end:
             levels.append(level)
     close(t_end, False)
@@ -527,7 +552,7 @@ def sensor_mm(b: SimBin, level: float, rnd: random.Random) -> int:
     """The distance, whole mm, an ultrasonic sensor reads over a true fill ``level`` (0..1): depth - level x
     (depth - blind zone) + uniform +-10 mm (EM310-UDL accuracy +-1 cm, Milesight datasheet), clipped to
     [blind zone - 20, depth + 30] mm. One draw from ``rnd``."""
-    dist = b.depth_mm - level * (b.depth_mm - b.blind_zone_mm) + rnd.uniform(-10, 10)
+    dist = b.depth_mm - level * (b.depth_mm - b.blind_zone_mm) + rnd.uniform(-ACCURACY_MM, ACCURACY_MM)
     return max(1, round(min(max(dist, b.blind_zone_mm - 20), b.depth_mm + 30)))
 
 
@@ -688,7 +713,12 @@ def _bin_truth(b: SimBin, fill: _Fill, offline: list[Span], stuck: list[Span], t
     for p in fill.pickups:
         at = datetime.fromisoformat(p["at"]).timestamp()
         p["required"] = p["required"] and not any(s <= at < e for s, e in [*offline, *stuck])
-    for cross, stop, c_start, _cf in fill.crossings:
+    for near, stop in fill.near_only:
+        res.events.append({"type": "bin_full", "device_id": b.device_id, "start": iso(near),
+                           "end": iso(stop) if stop is not None else None, "required": False,
+                           "what": f"true fill level within the sensor's accuracy (+-{ACCURACY_MM:.0f} mm) of "
+                                   f"{th.full:.2f}, not above it", "info": {}})
+    for cross, stop, c_start, near in fill.crossings:
         ok = seen(cross, stop, cross)
         full_s = stop - cross if stop is not None else None
         brief = full_s is not None and full_s < BRIEF_FULL_S
@@ -696,7 +726,7 @@ def _bin_truth(b: SimBin, fill: _Fill, offline: list[Span], stuck: list[Span], t
                            "end": iso(stop) if stop is not None else None, "required": ok and not brief,
                            "what": f"true fill level crossed {th.full:.2f}"
                                    + (f", emptied {full_s / 60:.0f} min later" if full_s is not None and brief else ""),
-                           "info": {}})
+                           "info": {"match_from": iso(near)} if near < cross else {}})
         foreseeable = cross - c_start >= 3600 and cross - t0 >= 3 * 3600
         res.events.append({"type": "bin_full_soon", "device_id": b.device_id, "start": iso(c_start),
                            "end": iso(cross), "required": foreseeable and seen(c_start, cross, cross),

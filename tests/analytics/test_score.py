@@ -246,3 +246,17 @@ def test_a_scenario_inside_the_warm_up_has_nothing_to_score(tmp_path: Path) -> N
         assert res.stderr == ("error: nothing to score: the scenario runs 12 h, all of it inside the 24 h warm-up; "
                               "score a longer scenario, or pass a smaller --warmup-h\n")
     assert score(short, decisions(), warmup_h=1).decisions  # with a shorter warm-up it scores
+
+
+def test_an_alert_from_when_the_sensor_cannot_tell_the_level_from_the_line_is_on_time() -> None:
+    # B1's true level came within the sensor's accuracy of the threshold at H(27) and crossed at H(30):
+    # an alert opened at H(28) is a hit (early, by the readings the sensor could send), one opened at
+    # H(26.5) is still early by more than the tolerance: a false alarm
+    t = truth()
+    t["events"] = [event("bin_full", "B1", H(30), H(32), match_from=H(27)),
+                   event("bin_full", "B2", H(40), H(41), match_from=H(38))]
+    d = decisions()
+    d["alerts"] = [alert(1, "bin_full", "B1", H(28)), alert(2, "bin_full", "B2", H(37.5))]
+    full = next(x for x in score(t, d).decisions if x.type == "bin_full")
+    assert (full.hits, full.false_alarms, full.misses) == (1, 1, 1)
+    assert full.timing_p50_min == -120.0  # open - start: two hours before the true crossing
