@@ -25,7 +25,7 @@ from devices.registry import get_device
 from lorong.core.errors import UnknownDevice
 from lorong.core.settings import Settings
 from lorong.storage.influx import InfluxClient
-from lorong.storage.tables import DeviceRow
+from lorong.storage.tables import CityRow, DeviceRow
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Device ids as the registry accepts them (:data:`devices.registry.DEVICE_ID`); anything else in a
@@ -149,3 +149,10 @@ def scoped_device(session: Session, who: Principal, device_id: str) -> DeviceRow
     if not who.sees(row.city_id):
         raise UnknownDevice(f"no device {device_id!r} in the registry")
     return row
+
+
+def device_zone(session: Session, row: DeviceRow, default: str) -> str:
+    """IANA zone of ``row``'s city (its day buckets), or ``default`` (``analytics.timezone``) when the
+    registry has no such city."""
+    city = session.get(CityRow, row.city_id) if row.city_id else None
+    return city.timezone if city is not None else default

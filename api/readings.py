@@ -21,10 +21,12 @@ Short windows read the raw readings whatever ``every``: the newest hour has no h
 its continuous query runs at the end of the hour (the newest day's mean is up to 6 h old), and
 seven days of raw readings of one device are a few thousand points.
 
-Buckets of whole days start at local midnight of ``analytics.timezone`` (InfluxQL ``GROUP BY
-time(1d, <offset>)``, the offset the daily means use, :func:`day_offset_s`) in every source, so a
-day is the city's day and ``every=1d`` gives the same buckets from raw readings as from daily
-means. Other buckets are aligned to the Unix epoch (InfluxQL's rule).
+Buckets of whole days start at local midnight of the device's city (its registry ``timezone``;
+``analytics.timezone`` for a device of no known city), InfluxQL ``GROUP BY time(1d, <offset>)``
+with the offset the city's daily means use (:func:`day_offset_s`), in every source: a Jakarta bin's
+days start at 00:00 WIB (17:00 UTC), a Makassar bin's at 00:00 WITA (16:00 UTC), and ``every=1d``
+gives the same buckets from raw readings as from daily means. A readings request is for one device,
+so it never spans cities. Other buckets are aligned to the Unix epoch (InfluxQL's rule).
 """
 
 from __future__ import annotations
@@ -148,13 +150,15 @@ def source(win: Window, raw_days: int, now: datetime | None = None, hourly_days:
 
 def day_offset_s(every: str, tz: str, at: datetime) -> int:
     """Offset of ``every``'s buckets from the epoch-aligned ones, seconds: local midnight of ``tz``
-    (the daily means' offset, :func:`lorong.storage.retention.levels`) when ``every`` is whole days, else 0.
+    (the city's zone; the offset of its daily means, :func:`lorong.storage.retention.day_offset_s`)
+    when ``every`` is whole days, else 0.
 
-    ``Asia/Makassar`` (UTC+8) gives 57600 (16:00 UTC); Indonesia's zones keep one offset all year.
+    ``Asia/Makassar`` (UTC+8) gives 57600 (16:00 UTC), ``Asia/Jakarta`` (UTC+7) 61200; Indonesia's
+    zones keep one offset all year.
     """
     if every_seconds(every) % 86400:
         return 0
-    return next(lv.offset_s for lv in retention.levels(tz, at) if lv.name == schema.RP_DAILY)
+    return retention.day_offset_s(tz, at)
 
 
 def units(metrics: Sequence[str]) -> dict[str, str]:

@@ -46,7 +46,8 @@ EMPTYING_TYPES = tuple(t.name for t in catalogue.ALERT_TYPES.values() if t.clear
 
 
 def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], influx: InfluxClient,
-             policy: Policy | None = None, means_tz: str | None = None, city_id: str | None = None,
+             policy: Policy | None = None, means_tz: retention.DayZones | str | None = None,
+             city_id: str | None = None,
              run: set[str] | None = None, pickup_min_drop: float = AnalyticsSettings().pickup_min_drop
              ) -> LoadReport:
     """Register the city's devices (those already registered get the city's place and geometry,
@@ -66,8 +67,9 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
         sessions: the Lorong database.
         influx: the InfluxDB client (its database must exist).
         policy: validation limits (the ingester's defaults unless given).
-        means_tz: IANA zone of the daily means (``analytics.timezone``); ``None``: no means. The
-            database must have the retention layout (``lorong storage retention apply``).
+        means_tz: whose local days the daily means follow (:func:`lorong.storage.runtime.day_zones`;
+            a bare IANA name: one zone for every city); ``None``: no means. The database must have
+            the retention layout (``lorong storage retention apply``).
         city_id: the registry city its new devices join (``None``: the registry's only city).
         pickup_min_drop: ``pickup_min_drop`` of the city (its analytics settings).
         run: normalized ids of every device of this run, all its cities (``lorong demo --cities`` loads

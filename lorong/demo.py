@@ -69,7 +69,8 @@ def demo(
     from lorong.core.model import utcnow
     from lorong.core.settings import Settings
     from lorong.storage import cli as stack_cli
-    from lorong.storage.runtime import create_database, database_location, open_influx, open_sessions
+    from lorong.storage import retention
+    from lorong.storage.runtime import create_database, database_location, day_zones, open_influx, open_sessions
     from lorong.storage.spool import SpoolBusy, ensure_free
     from lorong.storage.stack import port_in_use
 
@@ -117,6 +118,7 @@ def demo(
                     added = register_cities(s, plans)
                 print(f"cities: {', '.join(p.id for p in plans)}"
                       + (f" ({', '.join(added)} added to the registry)" if added else ""))
+                retention.sync_continuous_queries(influx, day_zones(settings))  # daily means in each city's zone
             else:  # one city: new devices join the registry's only city, or the deployment's among several
                 with sessions() as s:
                     plans[0] = DemoCity(settings.city.id if len(list_cities(s)) > 1 else "", "", plans[0].config)
@@ -133,7 +135,7 @@ def demo(
                     min_drop = city_settings(settings.analytics,
                                              get_city(s, resolve_city(s, plan.id or None))).pickup_min_drop
                 loaded = backfill(live, now, sessions, influx, city_id=plan.id or None,
-                                  means_tz=settings.analytics.timezone if last else None, run=run,
+                                  means_tz=day_zones(settings) if last else None, run=run,
                                   pickup_min_drop=min_drop)
                 print(f"{plan.name or plan.config.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
                       f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "

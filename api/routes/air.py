@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from api.auth import Principal
-from api.deps import ContextDep, DeviceId, Reader, SessionDep, scoped_device
+from api.deps import ContextDep, DeviceId, Reader, SessionDep, device_zone, scoped_device
 from api.errors import NotFound
 from api.query import resolve_kecamatan
 from api.readings import AIR_METRICS, day_offset_s, mean_series, source, units, window
@@ -54,12 +54,12 @@ def station_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, 
                      start: Start = None, end: End = None, every: Every = "1h") -> AirReadingsOut:
     """A station's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first;
     windows over 7 days or older than the raw retention average the hourly or daily means (``source``); day
-    buckets are local days."""
+    buckets are local days of the device's city."""
     row = _station(session, who, device_id)
     win = window(start, end, every)
     rp = source(win, ctx.settings.influx.raw_days, hourly_days=ctx.settings.influx.hourly_days)
     rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win, rp,
-                       day_offset_s(win.every, ctx.settings.analytics.timezone, win.start))
+                       day_offset_s(win.every, device_zone(session, row, ctx.settings.analytics.timezone), win.start))
     return AirReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
                           units=units(AIR_METRICS),
                           readings=[AirReadingOut.model_validate(r) for r in rows])

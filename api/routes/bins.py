@@ -10,7 +10,7 @@ from pydantic_core import to_json
 
 from api.auth import Principal
 from api.bin_state import load_bins, pick
-from api.deps import ContextDep, DeviceId, Reader, SessionDep, scoped_device
+from api.deps import ContextDep, DeviceId, Reader, SessionDep, device_zone, scoped_device
 from api.errors import NotFound
 from api.query import resolve_kecamatan_in
 from api.readings import BIN_METRICS, EVERY_PATTERN, day_offset_s, mean_series, source, units, window
@@ -88,12 +88,12 @@ def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who:
                  start: Start = None, end: End = None, every: Every = "1h") -> BinReadingsOut:
     """A bin's readings averaged in InfluxDB: ``mean()`` over ``GROUP BY time(every)``, oldest first; windows
     over 7 days or older than the raw retention average the hourly or daily means (``source``); day
-    buckets are local days. 404 for another city's bin, 403 outside the token's area."""
+    buckets are local days of the device's city. 404 for another city's bin, 403 outside the token's area."""
     row = _bin(session, who, device_id)
     win = window(start, end, every)
     rp = source(win, ctx.settings.influx.raw_days, hourly_days=ctx.settings.influx.hourly_days)
     rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win, rp,
-                       day_offset_s(win.every, ctx.settings.analytics.timezone, win.start))
+                       day_offset_s(win.every, device_zone(session, row, ctx.settings.analytics.timezone), win.start))
     return BinReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
                           units=units(BIN_METRICS),
                           readings=[BinReadingOut.model_validate(r) for r in rows])

@@ -13,7 +13,7 @@ import typer
 from lorong.core.errors import ConfigError
 from lorong.core.settings import Settings
 from lorong.storage import retention, stack
-from lorong.storage.runtime import create_database, database_location, open_influx, sqlite_file
+from lorong.storage.runtime import create_database, database_location, day_zones, open_influx, sqlite_file
 
 app = typer.Typer(help="Run the embedded broker and time-series database (Debian mosquitto + influxd).",
                   no_args_is_help=True)
@@ -55,10 +55,12 @@ def _ours(settings: Settings, state: dict[str, object], name: str) -> int | None
 
 def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stack.Service]:
     """Start both services (idempotent: running ones are kept), record their PIDs and start times,
-    and apply the retention layout (:func:`lorong.storage.retention.apply`).
+    and apply the retention layout (:func:`lorong.storage.retention.apply`, daily means in the
+    registered cities' zones).
 
     Raises:
-        ConfigError: a binary is missing, or ``auth`` without exported credentials.
+        ConfigError: a binary is missing, ``auth`` without exported credentials, or the registry
+            cannot be read.
         TimeoutError: a service did not come up.
     """
     pidfile = _pidfile(settings)
@@ -86,7 +88,7 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
     pidfile.write_text(json.dumps(state))
     with open_influx(settings) as influx:
         influx.create_database(settings.influx.retention)
-        retention.apply(influx, settings.influx, settings.analytics.timezone)
+        retention.apply(influx, settings.influx, day_zones(settings))
     return started
 
 
@@ -129,7 +131,7 @@ def up_cluster(settings: Settings, nodes: int = 3, detach: bool = True) -> list[
     cluster.ensure_uplinks(urls, members[0].ports.mqtt, settings.nats, settings.mqtt.topics)
     with open_influx(settings) as influx:
         influx.create_database(settings.influx.retention)
-        retention.apply(influx, settings.influx, settings.analytics.timezone)
+        retention.apply(influx, settings.influx, day_zones(settings))
     return urls
 
 

@@ -19,10 +19,20 @@ readings live between ``raw_days`` and ``raw_days + 1`` days; its retention serv
 The means cover the readings measurements (:data:`lorong.core.schema.DOWNSAMPLED`): each continuous
 query writes ``mean(<metric>) AS <metric>`` for every canonical metric (:mod:`lorong.core.metrics`) into
 the same measurement name in ``hourly`` / ``daily``, grouped by every tag (``GROUP BY *``), so a
-reader swaps the policy and keeps its query. Hourly buckets are UTC hours; daily buckets are local
-days of ``analytics.timezone`` (``GROUP BY time(1d, <offset>)`` with the zone's UTC offset:
-Indonesia's zones have no daylight saving time). Daily means are means of the raw readings of the
-day, not of the hourly means.
+reader swaps the policy and keeps its query. Hourly buckets are UTC hours. Daily buckets are the
+local days of each point's city (:class:`DayZones`): one daily continuous query per measurement and
+UTC offset among the registered cities' zones (``GROUP BY time(1d, <offset>)``; Indonesia's zones
+have no daylight saving time), restricted to its cities by a ``WHERE`` on the ``city`` tag. The
+query of the default zone (``analytics.timezone``) takes every point that is not of a city in
+another zone (``"city" != 'jakarta' AND ...``): points without a city tag (older data; InfluxQL
+compares a missing tag as the empty string, so ``!=`` matches it: measured on InfluxDB 1.6.7) and
+points of a city missing from the registry get the default zone's days. Daily means are means of the
+raw readings of the day, not of the hourly means.
+
+A city registered in a new zone needs :func:`apply` again (``lorong cities add`` runs it when InfluxDB
+answers). Days averaged before a city's zone got its own query keep the old zone's day boundaries:
+InfluxDB 1.x deletes only from every retention policy at once (``DELETE FROM "daily".…`` is refused),
+so :func:`apply` leaves them.
 
 Continuous queries only aggregate new data, at the end of each interval: ``RESAMPLE EVERY 1h FOR
 3h`` recomputes the last three hours every hour (an uplink that arrives up to ~2 h late, from a
@@ -40,8 +50,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -50,7 +60,7 @@ from lorong.core.errors import StoreNotReady
 from lorong.core.metrics import METRICS
 from lorong.core.model import to_ms
 from lorong.core.settings import InfluxSettings
-from lorong.storage.influx import InfluxClient, quote_ident
+from lorong.storage.influx import InfluxClient, quote_ident, quote_literal
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +94,38 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class DayZones:
+    """Whose local days the daily means follow.
+
+    Attributes:
+        default: IANA zone of points without a city tag and of cities not in ``cities``
+            (``analytics.timezone``).
+        cities: ``{city id: IANA zone}`` of the registered cities (``cities.timezone``).
+    """
+
+    default: str
+    cities: Mapping[str, str] = field(default_factory=dict)
+
+    def zone(self, city: str | None) -> str:
+        """The IANA zone of ``city``'s days (the default zone for ``None`` or an unknown city)."""
+        return self.cities.get(city or "", self.default)
+
+
+def as_zones(zones: DayZones | str) -> DayZones:
+    """``zones``, or one zone for every point when given a bare IANA name."""
+    return zones if isinstance(zones, DayZones) else DayZones(zones)
+
+
+def day_offset_s(tz: str, at: datetime) -> int:
+    """Start of ``tz``'s local day after the UTC day's start, seconds in ``[0, 86400)`` at ``at``
+    (``Asia/Makassar``, UTC+8: 57600, local midnight is 16:00 UTC; ``Asia/Jakarta``: 61200)."""
+    offset = ZoneInfo(tz).utcoffset(at.astimezone(UTC).replace(tzinfo=None))
+    return int(-(offset or timedelta()).total_seconds()) % DAY_S
+
+
+@dataclass(frozen=True, slots=True)
 class Level:
-    """One level of means.
+    """One level of means (for daily means: of the cities of one UTC offset).
 
     Attributes:
         name: ``hourly`` or ``daily`` (also the policy holding them).
@@ -93,6 +133,8 @@ class Level:
         offset_s: bucket start after the epoch-aligned boundary, seconds (local midnight for days).
         resample: the continuous query's ``RESAMPLE`` clause.
         chunk_s: length of one backfill statement's window, seconds (bounds influxd's memory).
+        where: InfluxQL condition on the ``city`` tag selecting the points of this level ("" = all).
+        label: part of the continuous query's name telling the zone (``utc+0700``; "" for hourly).
     """
 
     name: str
@@ -100,6 +142,8 @@ class Level:
     offset_s: int
     resample: str
     chunk_s: int
+    where: str = ""
+    label: str = ""
 
     def group_by(self) -> str:
         """``time(3600s)`` or ``time(86400s, 57600s)``."""
@@ -120,36 +164,62 @@ def policies(cfg: InfluxSettings) -> list[Policy]:
             Policy(schema.RP_DAILY, cfg.daily_days, 7)]
 
 
-def levels(tz: str, now: datetime) -> list[Level]:
-    """Hourly (UTC hours) and daily (local days of ``tz`` at ``now``'s UTC offset) levels."""
-    offset = ZoneInfo(tz).utcoffset(now.astimezone(UTC).replace(tzinfo=None))
-    off_s = int(-(offset or timedelta()).total_seconds()) % DAY_S
-    return [Level(schema.RP_HOURLY, 3600, 0, "RESAMPLE EVERY 1h FOR 3h", 7 * DAY_S),
-            Level(schema.RP_DAILY, DAY_S, off_s, "RESAMPLE EVERY 6h FOR 2d", 28 * DAY_S)]
+def _label(offset_s: int) -> str:
+    """``utc+0800`` for the UTC offset whose local midnight is ``offset_s`` after 00:00 UTC."""
+    east = (-offset_s) % DAY_S
+    east = east - DAY_S if east > 12 * 3600 else east
+    sign, east = ("+" if east >= 0 else "-"), abs(east)
+    return f"utc{sign}{east // 3600:02d}{east % 3600 // 60:02d}"
+
+
+def levels(zones: DayZones | str, now: datetime) -> list[Level]:
+    """Hourly (UTC hours) and daily levels: one daily level per UTC offset (at ``now``) of the zones.
+
+    The default zone's level holds every point not of a city in another offset; each other level
+    holds its cities' points (module docstring). Daily levels come sorted by offset, the default first.
+    """
+    zones = as_zones(zones)
+    default = day_offset_s(zones.default, now)
+    by_offset: dict[int, list[str]] = {default: []}
+    for city, tz in sorted(zones.cities.items()):
+        by_offset.setdefault(day_offset_s(tz, now), []).append(city)
+    tag = quote_ident(schema.TAG_CITY)
+    others = [c for off, cities in by_offset.items() if off != default for c in cities]
+    out = [Level(schema.RP_HOURLY, 3600, 0, "RESAMPLE EVERY 1h FOR 3h", 7 * DAY_S)]
+    for off in [default, *sorted(o for o in by_offset if o != default)]:
+        if off == default:
+            where = " AND ".join(f"{tag} != {quote_literal(c)}" for c in others)
+        else:
+            where = "(" + " OR ".join(f"{tag} = {quote_literal(c)}" for c in by_offset[off]) + ")"
+        out.append(Level(schema.RP_DAILY, DAY_S, off, "RESAMPLE EVERY 6h FOR 2d", 28 * DAY_S, where, _label(off)))
+    return out
 
 
 def select_into(database: str, measurement: str, level: Level, source_rp: str = schema.RP_RAW,
                 where: str = "") -> str:
     """The ``SELECT mean(...) INTO`` of a level: the body of its continuous query, and with a
-    ``where`` (``time >= ...``) one backfill statement."""
+    ``where`` (``time >= ...``) one backfill statement; the level's city condition comes first."""
     db = quote_ident(database)
     cols = ", ".join(f"mean({quote_ident(m)}) AS {quote_ident(m)}" for m in METRICS)
+    cond = " AND ".join(c for c in (level.where, where) if c)
     return (f"SELECT {cols} INTO {db}.{quote_ident(level.name)}.{quote_ident(measurement)} "
             f"FROM {db}.{quote_ident(source_rp)}.{quote_ident(measurement)}"
-            + (f" WHERE {where}" if where else "") + f" GROUP BY {level.group_by()}, *")
+            + (f" WHERE {cond}" if cond else "") + f" GROUP BY {level.group_by()}, *")
 
 
-def continuous_queries(database: str, tz: str, now: datetime) -> dict[str, str]:
+def continuous_queries(database: str, zones: DayZones | str, now: datetime) -> dict[str, str]:
     """``{name: CREATE CONTINUOUS QUERY statement}`` Lorong wants on ``database``.
 
-    A name is ``lorong_<level>_<measurement>_<8 hex of the SHA-256 of its SELECT>``, so a changed
-    definition (new metric, other time zone) is a new name and :func:`apply` replaces the old one.
+    A name is ``lorong_hourly_<measurement>_<hash>`` or ``lorong_daily_<measurement>_utc+0700_<hash>``,
+    ``<hash>`` 8 hex of the SHA-256 of its SELECT, so a changed definition (new metric, other time
+    zone, a city added to a zone) is a new name and :func:`apply` replaces the old one.
     """
     out: dict[str, str] = {}
-    for level in levels(tz, now):
+    for level in levels(zones, now):
         for meas in schema.DOWNSAMPLED:
             body = select_into(database, meas, level)
-            name = f"{CQ_PREFIX}{level.name}_{meas}_{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+            label = f"{level.label}_" if level.label else ""
+            name = f"{CQ_PREFIX}{level.name}_{meas}_{label}{hashlib.sha256(body.encode()).hexdigest()[:8]}"
             out[name] = (f"CREATE CONTINUOUS QUERY {quote_ident(name)} ON {quote_ident(database)} "
                          f"{level.resample} BEGIN {body} END")
     return out
@@ -194,7 +264,7 @@ def existing_cqs(influx: InfluxClient) -> list[str]:
             for row in s.values]
 
 
-def apply(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: datetime | None = None) -> list[str]:
+def apply(influx: InfluxClient, cfg: InfluxSettings, zones: DayZones | str, now: datetime | None = None) -> list[str]:
     """Create or migrate the retention layout of the database; idempotent.
 
     Creates the database if missing, creates or alters the three policies, drops the ``lorong_``
@@ -204,7 +274,8 @@ def apply(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: datetime | No
     Args:
         influx: client on the Lorong database.
         cfg: ``raw_days``, ``hourly_days``, ``daily_days``.
-        tz: IANA zone of the daily buckets (``analytics.timezone``).
+        zones: whose local days the daily means follow (:func:`lorong.storage.runtime.day_zones`
+            reads them from the registry); a bare IANA name is one zone for every point.
         now: the current time (tests); default the clock.
 
     Returns:
@@ -226,8 +297,29 @@ def apply(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: datetime | No
         verb = "CREATE" if got is None else "ALTER"
         influx.command(f"{verb} RETENTION POLICY {quote_ident(want.name)} ON {db} {want.clause()}")
         done.append(f"{verb.lower()} retention policy {want.name}: {want.clause()}")
-    wanted = continuous_queries(influx.database, tz, now)
+    done += sync_continuous_queries(influx, zones, now)
+    if AUTOGEN in have:
+        done += migrate_autogen(influx, cfg, zones, now)
+    for line in done:
+        log.info("%s: %s", influx.database, line)
+    return done
+
+
+def sync_continuous_queries(influx: InfluxClient, zones: DayZones | str, now: datetime | None = None) -> list[str]:
+    """Drop the ``lorong_`` continuous queries no longer wanted and create the missing ones (:func:`apply`
+    does this; ``lorong cities add`` alone, after a city in a new zone).
+
+    Returns:
+        One line per query dropped or created.
+
+    Raises:
+        StoreUnavailable, StoreRejected: from the client (a database without the ``daily`` policy
+            refuses the new queries: run :func:`apply`).
+    """
+    db = quote_ident(influx.database)
+    wanted = continuous_queries(influx.database, zones, now or datetime.now(UTC))
     present = existing_cqs(influx)
+    done = []
     for name in present:
         if name.startswith(CQ_PREFIX) and name not in wanted:
             influx.command(f"DROP CONTINUOUS QUERY {quote_ident(name)} ON {db}")
@@ -236,22 +328,18 @@ def apply(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: datetime | No
         if name not in present:
             influx.command(stmt)
             done.append(f"create continuous query {name}")
-    if AUTOGEN in have:
-        done += migrate_autogen(influx, cfg, tz, now)
-    for line in done:
-        log.info("%s: %s", influx.database, line)
     return done
 
 
-def backfill(influx: InfluxClient, tz: str, start: datetime, end: datetime,
+def backfill(influx: InfluxClient, zones: DayZones | str, start: datetime, end: datetime,
              source_rp: str = schema.RP_RAW, measurements: Sequence[str] = schema.DOWNSAMPLED,
              now: datetime | None = None) -> dict[str, int]:
     """Compute the hourly and daily means of ``[start, end)`` from stored points.
 
     Runs the continuous queries' ``SELECT ... INTO`` over whole buckets (``start`` rounded down,
-    ``end`` up), one statement per measurement and window of :attr:`Level.chunk_s`. Buckets that
-    already hold means are overwritten with the same values (same series and time), so running it
-    twice changes nothing.
+    ``end`` up), one statement per measurement, level and window of :attr:`Level.chunk_s`: each
+    city's days are its own zone's (:func:`levels` of ``zones``). Buckets that already hold means are
+    overwritten with the same values (same series and time), so running it twice changes nothing.
 
     Returns:
         points written per level, ``{"hourly": n, "daily": n}``.
@@ -262,8 +350,8 @@ def backfill(influx: InfluxClient, tz: str, start: datetime, end: datetime,
     """
     if start >= end:
         raise ValueError(f"backfill start {start.isoformat()} is not before end {end.isoformat()}")
-    written: dict[str, int] = {}
-    for level in levels(tz, now or datetime.now(UTC)):
+    written = {schema.RP_HOURLY: 0, schema.RP_DAILY: 0}
+    for level in levels(zones, now or datetime.now(UTC)):
         total = 0
         t = level.floor(start)
         stop = level.floor(end)
@@ -276,7 +364,7 @@ def backfill(influx: InfluxClient, tz: str, start: datetime, end: datetime,
                 for s in influx.query(select_into(influx.database, meas, level, source_rp, where)):
                     total += sum(int(row[s.columns.index("written")]) for row in s.values)
             t = t2
-        written[level.name] = total
+        written[level.name] += total
     return written
 
 
@@ -290,7 +378,7 @@ def _shard_span(influx: InfluxClient, rp: str) -> tuple[datetime, datetime] | No
     return min(a for a, _ in spans), max(b for _, b in spans)
 
 
-def migrate_autogen(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: datetime) -> list[str]:
+def migrate_autogen(influx: InfluxClient, cfg: InfluxSettings, zones: DayZones | str, now: datetime) -> list[str]:
     """Move a pre-retention database's ``autogen`` data into the new layout, then drop ``autogen``.
 
     The means of everything in ``autogen`` are backfilled from it, its last ``raw_days`` (less
@@ -305,7 +393,7 @@ def migrate_autogen(influx: InfluxClient, cfg: InfluxSettings, tz: str, now: dat
     done = []
     if span is not None:
         first, last = span[0], min(span[1], now + timedelta(hours=1))
-        means = backfill(influx, tz, first, last, source_rp=AUTOGEN, now=now)
+        means = backfill(influx, zones, first, last, source_rp=AUTOGEN, now=now)
         done.append(f"backfill from autogen {first.isoformat()}..{last.isoformat()}: {means}")
         t = max(first, now - timedelta(days=cfg.raw_days) + timedelta(hours=1))
         copied = 0

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import typer
 
-from lorong.core.errors import StoreRejected, StoreUnavailable
+from lorong.core.errors import ConfigError, StoreRejected, StoreUnavailable
 from lorong.core.settings import Settings
 from lorong.storage import retention as ret
-from lorong.storage.runtime import open_influx
+from lorong.storage.runtime import day_zones, open_influx
 
 app = typer.Typer(help="Retention of the time-series data: raw readings, hourly and daily means.",
                   no_args_is_help=True)
@@ -28,12 +28,14 @@ def _aware(ts: datetime) -> datetime:
 @retention_app.command("apply")
 def apply_cmd() -> None:
     """Create or migrate the policies raw/hourly/daily and the continuous queries (idempotent;
-    `lorong stack up` runs it too)."""
+    `lorong stack up` runs it too). Daily means follow each registered city's time zone: run it again
+    after `lorong cities add` of a city in a new zone when InfluxDB was not running."""
     settings = Settings()
     try:
+        zones = day_zones(settings)
         with open_influx(settings) as influx:
-            done = ret.apply(influx, settings.influx, settings.analytics.timezone)
-    except (StoreUnavailable, StoreRejected) as exc:
+            done = ret.apply(influx, settings.influx, zones)
+    except (ConfigError, StoreUnavailable, StoreRejected) as exc:
         print(f"error: {exc}")
         raise typer.Exit(1) from None
     for line in done:
@@ -49,12 +51,13 @@ def backfill_cmd(
     end: datetime | None = typer.Option(None, "--to", help="end of the range (default now)"),
 ) -> None:
     """Compute the hourly and daily means of readings already stored (the continuous queries only
-    average new data)."""
+    average new data); each city's days are local days of its own time zone."""
     settings = Settings()
     try:
+        zones = day_zones(settings)
         with open_influx(settings) as influx:
-            written = ret.backfill(influx, settings.analytics.timezone, _aware(start), _aware(end or datetime.now(UTC)))
-    except (ValueError, StoreUnavailable, StoreRejected) as exc:
+            written = ret.backfill(influx, zones, _aware(start), _aware(end or datetime.now(UTC)))
+    except (ConfigError, ValueError, StoreUnavailable, StoreRejected) as exc:
         print(f"error: {exc}")
         raise typer.Exit(1) from None
     print(f"means written: {written['hourly']} hourly, {written['daily']} daily")

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorong.core.errors import ConfigError
 from lorong.core.settings import Settings
 from lorong.storage.db import default_city, make_engine, migrate, session_factory
 from lorong.storage.influx import InfluxClient
+from lorong.storage.retention import DayZones
+from lorong.storage.tables import CityRow
 
 CREATORS = "`lorong stack up`, `lorong demo` and `lorong devices add`"
 """The commands that may create a new database (named in :class:`NoDatabase`)."""
@@ -98,3 +102,29 @@ def open_sessions(settings: Settings, upgrade: bool = True) -> sessionmaker[Sess
     if upgrade:
         migrate(settings.database_url, default_city=default_city(settings))
     return session_factory(make_engine(settings.database_url))
+
+
+def day_zones(settings: Settings) -> DayZones:
+    """Whose local days the daily means follow: every registered city's ``timezone``, and
+    ``analytics.timezone`` for points of no known city (:mod:`lorong.storage.retention`).
+
+    A SQLite registry that does not exist yet (``lorong stack up`` on a new install) has no cities:
+    one zone, ``analytics.timezone``, until it does (the database is not created here).
+
+    Raises:
+        ConfigError: the registry cannot be read (the message names it and the database's error).
+    """
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():
+        return DayZones(settings.analytics.timezone)
+    try:
+        sessions = open_sessions(settings)
+        try:
+            with sessions() as s:
+                cities = {c.id: c.timezone for c in s.scalars(select(CityRow))}
+        finally:
+            sessions.kw["bind"].dispose()
+    except SQLAlchemyError as exc:
+        raise ConfigError(f"cannot read the cities of the registry {database_location(settings.database_url)}: "
+                          f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    return DayZones(settings.analytics.timezone, cities)

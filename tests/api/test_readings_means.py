@@ -13,11 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
 from api.readings import Window, day_offset_s, source
+from devices.cities import CityIn, add_city
+from devices.registry import DeviceIn, add_device
 from lorong.core import schema
 from lorong.core.model import to_ms, utc_from_ms, utcnow
 from lorong.core.settings import Settings
 from lorong.storage import retention
 from lorong.storage.influx import InfluxClient, line
+from lorong.storage.runtime import day_zones
 from tests.api.conftest import serve
 from tests.api.seed import fleet
 
@@ -154,3 +157,54 @@ def test_range_older_than_raw_retention_reads_the_means(make_settings: Callable[
     today = to_ms(now.astimezone(wita).replace(hour=0, minute=0, second=0, microsecond=0))
     assert recent["readings"][-1]["dateObserved"] == utc_from_ms(today).isoformat().replace("+00:00", "Z")
     assert old_minutes.status_code == 422 and "every=1h or longer" in old_minutes.json()["detail"]
+
+
+
+def test_day_buckets_follow_each_city_zone(influx: InfluxClient, settings: Settings, sessions: sessionmaker[Session],
+                                           auth: Callable[[str], dict[str, str]]) -> None:
+    """A Jakarta bin (WIB, UTC+7) and a Makassar bin (WITA, UTC+8) on one platform: ``every=1d`` gives each
+    bin's buckets at its own city's midnight (17:00 and 16:00 UTC), from raw readings (a short window) and
+    from the daily means (a long one) alike, each bucket the mean of the raw readings of that local day."""
+    now = utcnow()
+    with sessions.begin() as s:
+        add_city(s, CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta"))
+        add_device(s, DeviceIn(id="JKT-BIN-1", kind="bin", depth_mm=1000, city_id="jakarta", kecamatan="Gambir"))
+        add_device(s, DeviceIn(id="MKS-BIN-1", kind="bin", depth_mm=1000, city_id="makassar", kecamatan="Wajo"))
+    zones = day_zones(settings)
+    retention.apply(influx, settings.influx, zones)
+    bins = {"JKT-BIN-1": ("jakarta", ZoneInfo("Asia/Jakarta"), 17),  # (city, zone, local midnight in UTC)
+            "MKS-BIN-1": ("makassar", ZoneInfo("Asia/Makassar"), 16)}
+    first = now - timedelta(days=11)
+    days: dict[tuple[str, int], list[float]] = {}
+    lines = []
+    for dev, (city, tz, _) in bins.items():
+        t, i = first, 0
+        while t < now:
+            fill = round((i * 53 % 97) / 100, 2)
+            local_day = t.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+            days.setdefault((dev, to_ms(local_day)), []).append(fill)
+            lines.append(line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: dev, schema.TAG_CITY: city},
+                              {schema.FIELD_FILL: fill}, to_ms(t)))
+            t, i = t + timedelta(minutes=20), i + 1
+    influx.write_lines(lines)
+    retention.backfill(influx, zones, first, now)
+    srv = serve(settings)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            for dev, (_, tz, hour) in bins.items():
+                midnight = (now - timedelta(days=10)).astimezone(tz).replace(hour=0, minute=0, second=0,
+                                                                            microsecond=0)
+                for rp, a, n in (("daily", 1, 8), ("raw", 7, 2)):
+                    win = (midnight + timedelta(days=a), midnight + timedelta(days=a + n))
+                    body = client.get(f"/bins/{dev}/readings", headers=auth("admin"),  # a provincial token
+                                      params={"start": win[0].isoformat(), "end": win[1].isoformat(),
+                                              "every": "1d"}).json()
+                    assert body["source"] == rp, body
+                    got = {to_ms(datetime.fromisoformat(r["dateObserved"])): r["fillingLevel"]
+                           for r in body["readings"]}
+                    assert [utc_from_ms(t).hour for t in got] == [hour] * n, (dev, rp)  # local midnight
+                    want = {t: fmean(v) for (d, t), v in days.items()
+                            if d == dev and to_ms(win[0]) <= t < to_ms(win[1])}
+                    assert len(want) == n and got == pytest.approx(want, abs=HALF_STEP), (dev, rp)
+    finally:
+        srv.stop()

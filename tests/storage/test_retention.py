@@ -108,7 +108,7 @@ def test_apply_creates_policies_and_continuous_queries_once(db: InfluxClient) ->
                     "daily": retention.Policy("daily", 0, 7)}
     cqs = retention.existing_cqs(db)
     assert sorted(c.rsplit("_", 1)[0] for c in cqs) == [
-        "lorong_daily_air_quality", "lorong_daily_waste_container",
+        "lorong_daily_air_quality_utc+0800", "lorong_daily_waste_container_utc+0800",
         "lorong_hourly_air_quality", "lorong_hourly_waste_container"]
     assert retention.apply(db, cfg(90), TZ, now) == []  # idempotent
 
@@ -124,7 +124,7 @@ def test_apply_creates_policies_and_continuous_queries_once(db: InfluxClient) ->
 def test_continuous_query_is_the_backfill_statement() -> None:
     now = datetime(2026, 12, 6, tzinfo=UTC)
     [hourly, daily] = retention.levels(TZ, now)
-    assert daily.offset_s == 16 * 3600  # local midnight in WITA
+    assert daily.offset_s == 16 * 3600 and daily.where == ""  # local midnight in WITA, every point
     cqs = retention.continuous_queries("lorong", TZ, now)
     body = retention.select_into("lorong", schema.MEASUREMENT_BIN, hourly)
     [stmt] = [s for n, s in cqs.items() if n.startswith("lorong_hourly_waste_container_")]
