@@ -1,6 +1,11 @@
 """``lorong cities``: the cities of the registry (see :mod:`devices.cities`).
 
-Exit codes: 0 done; 1 the registry refused (id taken); 2 bad input.
+A city's daily means are its own local days: one continuous query per UTC offset of the registered
+cities (:mod:`lorong.storage.retention`). ``add`` updates those queries when InfluxDB answers and
+already has the retention layout; otherwise it says to run ``lorong storage retention apply``.
+
+Exit codes: 0 done (the city is registered, whatever InfluxDB said); 1 the registry refused (id
+taken); 2 bad input.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from rich.table import Table
 
 from devices.cities import CityIn, add_city, device_counts, list_cities
 from devices.cli import fail, field_errors
-from lorong.core.errors import RegistryError
+from lorong.core import schema
+from lorong.core.errors import ConfigError, RegistryError, StoreError
 from lorong.core.settings import Settings
-from lorong.storage.runtime import open_sessions
+from lorong.storage import retention
+from lorong.storage.runtime import day_zones, open_influx, open_sessions
 
 app = typer.Typer(help="Cities: every device belongs to one; analytics, alerts and tokens are per city.",
                   no_args_is_help=True)
@@ -55,13 +62,40 @@ def add(
                       centre=_latlon(centre, "--centre") if centre else None, kecamatan=kec, analytics=overrides)
     except ValidationError as exc:
         raise fail(field_errors(exc), 2) from None
-    sessions = open_sessions(Settings())
+    settings = Settings()
+    sessions = open_sessions(settings)
     try:
         with sessions.begin() as s:
             add_city(s, city)
     except RegistryError as exc:
         raise fail(str(exc)) from None
-    Console(soft_wrap=True, markup=False).print(f"registered city {city.id} ({city.name}, {city.timezone})")
+    console = Console(soft_wrap=True, markup=False)
+    console.print(f"registered city {city.id} ({city.name}, {city.timezone})")
+    for text in sync_daily_means(settings, city.id):
+        console.print(text)
+
+
+def sync_daily_means(settings: Settings, city_id: str) -> list[str]:
+    """Make the daily means' continuous queries follow the registry's cities after ``city_id`` joined
+    (:func:`lorong.storage.retention.sync_continuous_queries`), when InfluxDB answers and has the retention
+    layout; never raises.
+
+    Returns:
+        lines for the operator: the queries dropped and created, or why nothing was done and what to run.
+    """
+    again = f"run `lorong storage retention apply` so that {city_id}'s daily means are its local days"
+    try:
+        zones = day_zones(settings)
+        with open_influx(settings) as influx:
+            if not influx.ping():
+                return [f"InfluxDB at {settings.influx.url} does not answer: when it does, {again}"]
+            if schema.RP_DAILY not in retention.existing_policies(influx):
+                return [f"InfluxDB database {influx.database} has no retention layout yet: `lorong stack up` or "
+                        "`lorong storage retention apply` creates it in every city's zone"]
+            done = retention.sync_continuous_queries(influx, zones)
+    except (ConfigError, StoreError) as exc:
+        return [f"daily means not updated ({exc}): {again}"]
+    return done or [f"daily means: {city_id}'s zone already has its continuous queries"]
 
 
 @app.command("list")

@@ -99,11 +99,13 @@ RunCli = Callable[..., Result]
 
 @pytest.fixture
 def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Environment for `lorong devices` against the test database, var dir in tmp_path, cwd tmp_path."""
+    """Environment for `lorong devices` against the test database, var dir in tmp_path, cwd tmp_path, and an
+    InfluxDB URL where nothing listens (`lorong cities add` updates the daily means' queries of one that answers)."""
     monkeypatch.chdir(tmp_path)  # no stray .env file
     for name in [n for n in os.environ if n.startswith("LORONG_")]:
         monkeypatch.delenv(name)
-    return {"LORONG_DATABASE_URL": db_url, "LORONG_VAR_DIR": str(tmp_path / "var")}
+    return {"LORONG_DATABASE_URL": db_url, "LORONG_VAR_DIR": str(tmp_path / "var"),
+            "LORONG_INFLUX__URL": f"http://127.0.0.1:{stack.free_port()}"}  # no InfluxDB: never another's
 
 
 @pytest.fixture

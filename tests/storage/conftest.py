@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from lorong.storage import stack
+from lorong.storage.influx import InfluxClient
 
 RETENTION_CHECK = '[retention]\n  enabled = true\n  check-interval = "1s"\n'
 """influxd's retention service checks every 30 min by default (``[retention] check-interval``)."""
@@ -45,3 +47,15 @@ def influxd_fast_retention(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+_n = itertools.count()
+
+
+@pytest.fixture
+def db(influxd_fast_retention: int) -> Iterator[InfluxClient]:
+    """A client on a database name not used yet (created by the code under test)."""
+    client = InfluxClient(f"http://127.0.0.1:{influxd_fast_retention}", f"ret{next(_n)}")
+    yield client
+    client.command(f'DROP DATABASE "{client.database}"')
+    client.close()

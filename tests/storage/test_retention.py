@@ -3,11 +3,9 @@ influxd whose retention service checks every second (:func:`influxd_fast_retenti
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import fmean
@@ -24,17 +22,6 @@ from tests.support import wait_for
 pytestmark = pytest.mark.integration
 
 TZ = "Asia/Makassar"  # UTC+8, no DST: local midnight is 16:00 UTC
-_n = itertools.count()
-
-
-@pytest.fixture
-def db(influxd_fast_retention: int) -> Iterator[InfluxClient]:
-    """A client on a database name not used yet (created by the code under test)."""
-    client = InfluxClient(f"http://127.0.0.1:{influxd_fast_retention}", f"ret{next(_n)}")
-    yield client
-    client.command(f'DROP DATABASE "{client.database}"')
-    client.close()
-
 
 def cfg(raw_days: int, **kw: int) -> InfluxSettings:
     """Settings with these durations."""

@@ -1,0 +1,158 @@
+"""Daily means in each city's own time zone (WIB, WITA, WIT on one platform) against a real influxd:
+one daily continuous query per UTC offset, backfill, the migration from the one-zone layout, and
+``lorong cities add`` updating the queries."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.storage import retention, stack
+from lorong.storage.influx import InfluxClient, line, quote_ident
+from lorong.storage.runtime import day_zones
+from tests.storage.test_retention import assert_close, bin_points, cfg, expected_means, stored_means
+
+pytestmark = pytest.mark.integration
+
+ZONES = retention.DayZones("Asia/Makassar", {"makassar": "Asia/Makassar", "jakarta": "Asia/Jakarta",
+                                             "bandung": "Asia/Jakarta", "jayapura": "Asia/Jayapura"})
+"""Three zones: WITA (UTC+8, the default), WIB (UTC+7, two cities), WIT (UTC+9)."""
+
+MIDNIGHT_UTC_H = {"makassar": 16, "jakarta": 17, "bandung": 17, "jayapura": 15, "": 16}
+"""Hour (UTC) of each city's local midnight; "" is a point without a city tag (the default zone's)."""
+
+DEVICES = {"MKS-BIN-1": "makassar", "JKT-BIN-1": "jakarta", "BDG-BIN-1": "bandung", "DJJ-BIN-1": "jayapura",
+           "OLD-BIN-1": ""}
+"""Device -> city tag ("" = written before points carried a city)."""
+
+
+Points = list[tuple[str, datetime, float, float]]
+"""(device, time, fillingLevel, temperature), as :func:`tests.storage.test_retention.bin_points` makes them."""
+
+
+def write_cities(influx: InfluxClient, start: datetime, hours: int) -> dict[str, Points]:
+    """Bin points of every device of :data:`DEVICES` every 10 min for ``hours`` from ``start``, with
+    its city tag; returns them per city tag."""
+    out: dict[str, Points] = {}
+    lines = []
+    for i, (dev, city) in enumerate(DEVICES.items()):
+        pts = [(d, ts, round(fill + i * 0.013, 4), temp) for d, ts, fill, temp in bin_points(start, hours, (dev,))]
+        out[city] = pts
+        tags = {schema.TAG_DEVICE: dev, schema.TAG_KECAMATAN: "K", **({schema.TAG_CITY: city} if city else {})}
+        lines += [line(schema.MEASUREMENT_BIN, tags, {schema.FIELD_FILL: f, schema.FIELD_TEMPERATURE: t}, to_ms(ts))
+                  for _, ts, f, t in pts]
+    influx.write_lines(lines)
+    return out
+
+
+def test_levels_one_daily_query_per_utc_offset() -> None:
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    [hourly, *daily] = retention.levels(ZONES, now)
+    assert hourly.where == "" and hourly.offset_s == 0
+    assert [(lv.offset_s // 3600, lv.label, lv.where) for lv in daily] == [
+        (16, "utc+0800", "\"city\" != 'bandung' AND \"city\" != 'jakarta' AND \"city\" != 'jayapura'"),
+        (15, "utc+0900", "(\"city\" = 'jayapura')"),
+        (17, "utc+0700", "(\"city\" = 'bandung' OR \"city\" = 'jakarta')")]
+    assert [lv.label for lv in retention.levels(retention.DayZones("Asia/Kolkata", {"sp": "America/Sao_Paulo"}),
+                                                now)[1:]] == ["utc+0530", "utc-0300"]
+    assert ZONES.zone("jakarta") == "Asia/Jakarta" and ZONES.zone(None) == ZONES.zone("nowhere") == "Asia/Makassar"
+
+
+def test_daily_means_start_at_each_city_midnight(db: InfluxClient) -> None:
+    """The continuous queries' statements, run by backfill: every city's daily means start at its own local
+    midnight and equal the means of its raw readings over that local day; untagged points get the default
+    zone's days; the hourly means are UTC hours for all."""
+    now = datetime.now(UTC)
+    retention.apply(db, cfg(400), ZONES, now)
+    start = (now - timedelta(days=5)).replace(hour=12, minute=0, second=0, microsecond=0)
+    points = write_cities(db, start, 72)  # three days: covers whole local days of every zone
+    written = retention.backfill(db, ZONES, start, start + timedelta(hours=72), now=now)
+    assert written == {"hourly": 5 * 72, "daily": 5 * 4}  # 72 h from 12:00 UTC touch 4 local days in any zone
+    daily = stored_means(db, "daily")
+    for city, pts in points.items():
+        want = expected_means(pts, 86400, MIDNIGHT_UTC_H[city] * 3600)
+        assert len(want) == 4
+        got = {k: v for k, v in daily.items() if k[0] == pts[0][0]}
+        assert_close(got, want)
+        assert {datetime.fromtimestamp(t / 1000, UTC).hour for _, t in got} == {MIDNIGHT_UTC_H[city]}, city
+    hourly = stored_means(db, "hourly")
+    assert_close(hourly, {k: v for pts in points.values() for k, v in expected_means(pts, 3600).items()})
+    stored = {row[0]: row[1] for s in db.query("SHOW CONTINUOUS QUERIES") if s.name == db.database
+              for row in s.values}
+    wib = [q for n, q in stored.items() if n.startswith("lorong_daily_waste_container_utc+0700_")]
+    assert len(wib) == 1 and "WHERE (city = 'bandung' OR city = 'jakarta') GROUP BY time(1d, 17h), *" in wib[0]
+    assert len([n for n in stored if n.startswith("lorong_daily_")]) == 6  # 3 zones x 2 measurements
+
+
+def test_apply_migrates_the_one_zone_layout(db: InfluxClient) -> None:
+    now = datetime.now(UTC)
+    retention.apply(db, cfg(90), "Asia/Makassar", now)
+    for name in [n for n in retention.existing_cqs(db) if n.startswith("lorong_daily_")]:
+        db.command(f"DROP CONTINUOUS QUERY {quote_ident(name)} ON {quote_ident(db.database)}")
+    old = []  # the daily queries as Lorong made them before cities had zones: no WHERE, no zone in the name
+    level = retention.Level(schema.RP_DAILY, 86400, 57600, "RESAMPLE EVERY 6h FOR 2d", 28 * 86400)
+    for meas in schema.DOWNSAMPLED:
+        body = retention.select_into(db.database, meas, level)
+        old.append(f"lorong_daily_{meas}_{hashlib.sha256(body.encode()).hexdigest()[:8]}")
+        db.command(f"CREATE CONTINUOUS QUERY {quote_ident(old[-1])} ON {quote_ident(db.database)} "
+                   f"{level.resample} BEGIN {body} END")
+    hourly = sorted(n for n in retention.existing_cqs(db) if n.startswith("lorong_hourly_"))
+
+    two = retention.DayZones("Asia/Makassar", {"makassar": "Asia/Makassar", "jakarta": "Asia/Jakarta"})
+    done = retention.apply(db, cfg(90), two, now)
+    assert sorted(d for d in done if d.startswith("drop")) == [f"drop continuous query {n}" for n in sorted(old)]
+    assert sorted(d.rsplit("_", 1)[0] for d in done if d.startswith("create")) == [
+        f"create continuous query lorong_daily_{m}_{z}" for m in sorted(schema.DOWNSAMPLED)
+        for z in ("utc+0700", "utc+0800")]
+    assert len(done) == 6
+    assert retention.apply(db, cfg(90), two, now) == []  # idempotent
+    assert sorted(n for n in retention.existing_cqs(db) if n.startswith("lorong_hourly_")) == hourly  # untouched
+
+    done = retention.apply(db, cfg(90), ZONES, now)  # bandung joins WIB, jayapura brings WIT
+    dropped = {d.split(" ")[-1].rsplit("_", 1)[0] for d in done if d.startswith("drop")}
+    created = {d.split(" ")[-1].rsplit("_", 1)[0] for d in done if d.startswith("create")}
+    assert dropped == {f"lorong_daily_{m}_{z}" for m in schema.DOWNSAMPLED for z in ("utc+0700", "utc+0800")}
+    assert created == dropped | {f"lorong_daily_{m}_utc+0900" for m in schema.DOWNSAMPLED}
+    assert retention.apply(db, cfg(90), ZONES, now) == []
+    assert len(retention.existing_cqs(db)) == 2 + 6
+
+
+def test_cli_cities_add_updates_the_daily_queries(db: InfluxClient, db_url: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from devices import cities_cli
+    from lorong.core.settings import Settings
+    from lorong.storage import retention_cli
+
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    env = {"LORONG_DATABASE_URL": db_url, "LORONG_VAR_DIR": str(tmp_path / "var"), "LORONG_INFLUX__URL": db.url,
+           "LORONG_INFLUX__DATABASE": db.database}
+    runner = CliRunner()
+    applied = runner.invoke(retention_cli.app, ["retention", "apply"], env=env)
+    assert applied.exit_code == 0, applied.output
+    assert len([ln for ln in applied.stdout.splitlines() if "utc+0800" in ln]) == 2  # the registry's makassar only
+
+    add = runner.invoke(cities_cli.app, ["add", "jakarta", "--name", "Jakarta", "--timezone", "Asia/Jakarta"], env=env)
+    assert add.exit_code == 0, add.output
+    lines = add.stdout.splitlines()
+    assert lines[0] == "registered city jakarta (Jakarta, Asia/Jakarta)"
+    assert sorted(ln.split(" ")[0] + " " + ln.split("_")[-2] for ln in lines[1:]) == [
+        "create utc+0700", "create utc+0700", "create utc+0800", "create utc+0800", "drop utc+0800", "drop utc+0800"]
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    assert day_zones(Settings()).cities == {"makassar": "Asia/Makassar", "jakarta": "Asia/Jakarta"}
+    assert runner.invoke(retention_cli.app, ["retention", "apply"], env=env).stdout.startswith("already in place")
+
+    same = runner.invoke(cities_cli.app, ["add", "gowa", "--name", "Gowa", "--timezone", "Asia/Makassar"], env=env)
+    assert same.stdout.splitlines()[1:] == ["daily means: gowa's zone already has its continuous queries"]
+    nowhere = f"http://127.0.0.1:{stack.free_port()}"  # nothing listens there
+    down = runner.invoke(cities_cli.app, ["add", "jayapura", "--name", "Jayapura", "--timezone", "Asia/Jayapura"],
+                         env={**env, "LORONG_INFLUX__URL": nowhere})
+    assert down.exit_code == 0, down.output  # the city is registered all the same
+    assert down.stdout.splitlines()[1:] == [
+        f"InfluxDB at {nowhere} does not answer: when it does, run `lorong storage retention apply` so "
+        "that jayapura's daily means are its local days"]
