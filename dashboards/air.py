@@ -17,7 +17,8 @@ Panels (ids are stable; tests key their checks on them):
 3. ISPU category per station: latest ``air_index.ispu`` of each station, shown as its category.
 
 Variables: city, kecamatan (of the chosen cities), station (of the chosen kecamatan); every query
-follows all three.
+follows all three. "Days in" (``$day_offset``, :func:`dashboards.panels.day_variable`) sets where
+per-day buckets start (panels 1 and 2 from one-day intervals).
 
 Annotation: air alerts: every ``alert_event`` of the selected stations (PM2.5 high, spikes,
 episodes, offline, low battery ...), what changed as text, type, severity and station as tags.
@@ -40,6 +41,7 @@ from dashboards.panels import (
     Targets,
     city_variable,
     datasource,
+    day_variable,
     ident,
     matches,
     mean_targets,
@@ -122,6 +124,7 @@ def build() -> model.Dashboard:
             .with_variable(city_variable([AIR]))
             .with_variable(tag_values("kecamatan", "Kecamatan", [AIR], KEC, BY_CITY, all_value=".*"))
             .with_variable(tag_values("device", "Station", [AIR], DEV, f"{BY_CITY} AND {matches(KEC, 'kecamatan')}"))
+            .with_variable(day_variable())
             .annotation(InfluxAnnotation("Air alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "red"))
             .with_panel(_pm_panel(1, "PM2.5 per station", PM25, PM25_LIMITS_UGM3))

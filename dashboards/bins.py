@@ -9,11 +9,13 @@ Panels (ids are stable; tests key their checks on them):
 5. Mean fill by kecamatan: mean of all fill readings per kecamatan per ``$__interval``; from
    one-hour intervals on (long ranges) the mean of the bins' hourly means, from one day on of their
    daily means (targets A/B/C, :func:`dashboards.panels.mean_targets`).
-6. Pickups per day: detected collections (``collection``) per kecamatan per local day (WITA).
+6. Pickups per day: detected collections (``collection``) per kecamatan per local day (of the
+   zone chosen in "Days in", ``$day_offset``).
 7. Time to full: hours until each bin reaches its threshold (``bin_state.hours_to_full``).
 
 Variables: city, kecamatan (of the chosen cities), bin (of the chosen kecamatan); every query
-follows all three.
+follows all three. "Days in" (``$day_offset``, :func:`dashboards.panels.day_variable`) sets where
+per-day buckets start (panels 5 and 6).
 
 Annotation: full-bin alerts (``alert_event`` of the types in :data:`ALERT_TYPES`): what changed
 (opened, cleared ...) as text, type, severity and bin as tags.
@@ -30,13 +32,13 @@ from grafana_foundation_sdk.models import geomap as gm
 
 from dashboards.panels import (
     BY_CITY,
-    CITY_TZ,
     FILL_THRESHOLDS,
     FULL_THRESHOLD,
     InfluxAnnotation,
     InfluxQL,
     city_variable,
     datasource,
+    day_variable,
     ident,
     matches,
     mean_targets,
@@ -75,7 +77,7 @@ FILL_BY_KEC = mean_targets(f'mean({ident(FILL)}) AS "fill"', BIN, FILTERS, ident
 MAP = (f"SELECT {ident(schema.FIELD_LAT)}, {ident(schema.FIELD_LON)}, {ident(FILL)} FROM {ident(STATE)} "
        f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 PICKUPS = (f'SELECT count({ident(schema.FIELD_BEFORE)}) AS "pickups" FROM {ident(PICKUP)} {where(*FILTERS)} '
-           f"GROUP BY time(1d), {ident(KEC)} fill(none) tz('{CITY_TZ}')")  # no data is not 0 pickups
+           f"GROUP BY time(1d, $day_offset), {ident(KEC)} fill(none)")  # no data is not 0 pickups
 TIME_TO_FULL = (f"SELECT {ident(schema.FIELD_HOURS_TO_FULL)}, {ident(FILL)} FROM {ident(STATE)} "
                 f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_ACTION)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
@@ -129,8 +131,9 @@ def build() -> model.Dashboard:
               .unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
               .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)))
     pickups = (new_timeseries(6, "Pickups per day", 12, 9, "sum")
-               .description(f"Detected collections per kecamatan per day ({CITY_TZ} days). A day without a "
-                            "bar has no detected collection: no data, which is not the same as zero.")
+               .description("Detected collections per kecamatan per day (local days of the zone chosen in "
+                            "\"Days in\"). A day without a bar has no detected collection: no data, which is not "
+                            "the same as zero.")
                .with_target(InfluxQL("A", PICKUPS).alias("$tag_kecamatan"))
                .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80).decimals(0)
                .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL)))
@@ -147,6 +150,7 @@ def build() -> model.Dashboard:
             .with_variable(tag_values("kecamatan", "Kecamatan", [BIN], KEC, BY_CITY, all_value=".*"))
             .with_variable(tag_values("device", "Bin", [BIN], DEV, f"{BY_CITY} AND {matches(KEC, 'kecamatan')}",
                                       all_value=".*"))
+            .with_variable(day_variable())
             .annotation(InfluxAnnotation("Bin alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "orange"))
             .with_panel(full).with_panel(by_kec_now).with_panel(full_list)

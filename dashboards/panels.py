@@ -24,6 +24,14 @@ ingester and the analytics job write); the other device variables are chained to
 query on device data filters by it. "All" is ``.*``, so points written before the city tag existed
 (no ``city`` tag: an empty value) still show under "All".
 
+Days: the daily means are each city's local days (:mod:`lorong.storage.retention`), and a dashboard
+cannot look up the selected city's zone, so per-day buckets follow the ``$day_offset`` variable
+(:func:`day_variable`, "Days in": WITA, WIB or WIT; the deployment's zone by default): ``GROUP BY
+time($__interval, $day_offset)``. A bucket of 1 d holds exactly one daily mean of each city whatever
+the choice (they are 24 h apart); the choice sets where the buckets start, so a city's days are
+labelled at its own midnight when its zone is chosen. Several cities of different zones at once
+share one choice.
+
 Long ranges read means (:func:`mean_targets`): a panel that averages readings over time has one
 target per retention policy of :mod:`lorong.storage.retention` (``raw``, ``hourly``, ``daily``), and each
 target is switched on by Grafana's ``$__interval_ms`` (the panel's group-by interval, which grows
@@ -37,6 +45,8 @@ panel shows one series per group whatever the range.
 from __future__ import annotations
 
 import typing
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -60,7 +70,10 @@ DATASOURCE_TIME_INTERVAL = "10s"
 """Datasource-wide minimum ``$__interval``: the ingester writes its self-metrics every 10 s."""
 
 CITY_TZ = "Asia/Makassar"
-"""IANA zone of the city (WITA, UTC+8): per-day buckets start at local midnight (InfluxQL ``tz()``)."""
+"""IANA zone of the deployment's own city (WITA, UTC+8): the day zone a dashboard opens with."""
+
+DAY_ZONES = {"WITA (UTC+8)": "Asia/Makassar", "WIB (UTC+7)": "Asia/Jakarta", "WIT (UTC+9)": "Asia/Jayapura"}
+"""Indonesia's three zones (none keeps daylight saving time), offered by :func:`day_variable`."""
 
 FULL_THRESHOLD = AnalyticsSettings().full_threshold
 """Fill fraction at which a bin counts as full (0.8; see :mod:`analytics.jobs`)."""
@@ -295,6 +308,28 @@ def city_variable(measurements: typing.Sequence[str]) -> dash.QueryVariable:
     return tag_values("city", "City", measurements, schema.TAG_CITY, all_value=".*")
 
 
+def day_offset(tz: str) -> str:
+    """InfluxQL offset of ``tz``'s local midnight after 00:00 UTC: ``"16h"`` for ``Asia/Makassar``."""
+    off = ZoneInfo(tz).utcoffset(datetime(2026, 1, 1))  # Indonesia's zones: one offset all year
+    east_s = int(off.total_seconds()) if off is not None else 0
+    return f"{-east_s % 86400 // 3600}h"
+
+
+def day_variable() -> dash.CustomVariable:
+    """The ``$day_offset`` variable ("Days in"): where per-day buckets start, one of :data:`DAY_ZONES`
+    (text ``WIB (UTC+7)``, value ``17h``); :data:`CITY_TZ` selected. Its values are plain (digits and
+    ``h``), so Grafana's regex format leaves them as they are."""
+    current = next(k for k, v in DAY_ZONES.items() if v == CITY_TZ)
+    options = [model.VariableOption(selected=k == current, text=k, value=day_offset(v)) for k, v in DAY_ZONES.items()]
+    return (dash.CustomVariable("day_offset").label("Days in")
+            .values(",".join(f"{k} : {day_offset(v)}" for k, v in DAY_ZONES.items()))
+            .options(options).current(model.VariableOption(selected=True, text=current, value=day_offset(CITY_TZ)))
+            .multi(False).include_all(False).allow_custom_value(False))
+
+
+DAY_GROUP = "time($__interval, $day_offset)"
+"""GROUP BY time of per-day buckets starting at midnight of the ``$day_offset`` zone (module docstring)."""
+
 BY_CITY = matches(schema.TAG_CITY, "city")
 """``"city" =~ /^$city$/``: the condition every query on device data carries."""
 
@@ -325,18 +360,19 @@ def mean_targets(select: str, measurement: str, conditions: typing.Sequence[str]
 
     Returns:
         three targets; for any ``$__interval`` exactly one of them has a true condition. The daily
-        target groups with ``tz()`` of :data:`CITY_TZ`, the zone whose local days the daily means
-        cover, so a ``1d`` bucket holds exactly one daily mean.
+        target's buckets start at midnight of the ``$day_offset`` zone (:data:`DAY_GROUP`); a ``1d``
+        bucket holds exactly one daily mean of each device.
 
     A mean over several hours of hourly means weighs every device-hour the same (an hour with
     more readings counts once), as the API's readings do (:mod:`api.readings`).
     """
     out: Targets = []
-    for ref, rp, when, tz in (("A", None, RAW_WHEN, ""), ("B", schema.RP_HOURLY, HOURLY_WHEN, ""),
-                              ("C", schema.RP_DAILY, DAILY_WHEN, f" tz('{CITY_TZ}')")):
+    for ref, rp, when, group in (("A", None, RAW_WHEN, "time($__interval)"),
+                                 ("B", schema.RP_HOURLY, HOURLY_WHEN, "time($__interval)"),
+                                 ("C", schema.RP_DAILY, DAILY_WHEN, DAY_GROUP)):
         source = ident(measurement) if rp is None else f"{ident(rp)}.{ident(measurement)}"
         query = (f"SELECT {select} FROM {source} {where(*conditions, when)} "
-                 f"GROUP BY time($__interval), {group_by} fill(none){tz}")
+                 f"GROUP BY {group}, {group_by} fill(none)")
         out.append(InfluxQL(ref, query).alias(alias))
     return out
 

@@ -88,7 +88,8 @@ class GrafanaSim:
         influx: client on the database the datasource points at.
         now_ms: what "now" is (epoch ms); the range is the dashboard's ``time`` relative to it.
         interval: the interval Grafana computed from range and width (``"1h"``).
-        selection: current value per variable; unlisted variables are on "All".
+        selection: current value per variable; unlisted variables are on "All" (one without "All":
+            on its ``current`` value).
     """
 
     def __init__(self, dashboard: dict[str, Any], influx: InfluxClient, now_ms: int, interval: str,
@@ -129,8 +130,11 @@ class GrafanaSim:
 
     # -- variables --------------------------------------------------------------------------
     def options(self, name: str) -> list[str]:
-        """The values a query variable offers: its query run, values of every series merged."""
+        """The values a variable offers: a custom variable's listed ``options``; a query variable's query
+        run, values of every series merged."""
         var = self.variables[name]
+        if var["type"] == "custom":
+            return [str(o["value"]) for o in var["options"]]
         start, end = self.time_range()
         query = backend_macros(self.interpolate(var["query"], start, end), start, end, self.interval_ms)
         values: list[str] = []
@@ -145,7 +149,9 @@ class GrafanaSim:
 
     def _formatted(self, name: str) -> str:
         var = self.variables[name]
-        chosen = self.selection.get(name, ALL)
+        chosen = self.selection.get(name, ALL if var.get("includeAll") else var["current"]["value"])
+        if not var.get("includeAll") and chosen not in self.options(name):
+            raise ValueError(f"{name}={chosen!r} is not an option of the variable: {self.options(name)}")
         if chosen == ALL or chosen == [ALL]:
             if var.get("allValue"):
                 return str(var["allValue"])
