@@ -212,7 +212,7 @@ class _SeriesOut(BaseModel):
     source: Literal["raw", "hourly", "daily"] = Field(
         "raw", description="what was averaged: raw readings, or the hourly (daily) means (windows over 7 days or "
                            "older than the raw readings' retention, with `every` a whole number of hours (days)); "
-                           "buckets of whole days start at local midnight")
+                           "buckets of whole days start at local midnight of the device's city")
     units: dict[str, str] = Field(description="unit of every metric in `readings`")
 
 
