@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.forecast import FillForecast
-from lorong.core.model import DeviceKind, utc_from_ms
+from lorong.core.model import DeviceKind, to_ms, utc_from_ms
 from lorong.core.settings import AnalyticsSettings
 
 
@@ -211,3 +211,32 @@ def debounced(count: int, span_s: float, cfg: AnalyticsSettings) -> bool:
     ``cfg.debounce_s`` seconds (whichever comes first)."""
     return count >= cfg.debounce_readings or (cfg.debounce_s is not None and count >= 2
                                              and span_s >= cfg.debounce_s)
+
+
+def run_start(ctx: Context, device_id: str, type_: str, t: np.ndarray, count: int) -> tuple[str, bool]:
+    """When the newest run of ``count`` readings in a condition (a level at or above the threshold, a
+    frozen value, a flag set) began, and whether that is exact.
+
+    Args:
+        ctx: the run's context (the active alert's last ``details`` and time, ``ctx.active_details``).
+        device_id: the device.
+        type_: the alert type whose condition the run is.
+        t: epoch milliseconds of the readings read, ascending; the run is ``t[-count:]``, ``count >= 1``.
+
+    Returns:
+        ``(since, exact)``: ISO-8601 UTC text and True when a reading outside the condition precedes
+        the run in ``t``; when the run fills ``t``, the active alert's ``since`` (and its exactness) if the
+        run that wrote it is not older than ``t[0]``, else ``t[0]`` and False (at or before then).
+    """
+    first = int(t[len(t) - count])
+    if count < len(t):
+        return ms_iso(first), True
+    prev = ctx.active_details.get((device_id, type_))
+    if prev is not None and isinstance(prev[0].get("since"), str) and to_ms(prev[1]) >= first:
+        try:
+            earlier = to_ms(datetime.fromisoformat(prev[0]["since"]))
+        except ValueError:
+            earlier = first
+        if earlier <= first:
+            return ms_iso(earlier), bool(prev[0].get("since_exact", True))
+    return ms_iso(first), False

@@ -27,14 +27,10 @@ the two); otherwise ``since`` is the first reading read and ``since_exact`` is f
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import numpy as np
-
-from analytics.rules.base import Context, Verdict, debounced, iso, ms_iso, run_length
+from analytics.rules.base import Context, Verdict, debounced, iso, run_length, run_start
 from lorong.core import alerts
 from lorong.core.metrics import spec
-from lorong.core.model import DeviceKind, to_ms
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.BIN_FULL
 TYPE = SPEC.name
@@ -58,7 +54,7 @@ def evaluate(ctx: Context) -> list[Verdict]:
             critical = debounced(o_count, o_span, cfg) or (
                 active is not None and active[0] == CRITICAL
                 and latest >= cfg.overflow_threshold - cfg.full_hysteresis)
-            since, exact = run_start(ctx, dev.device_id, t, count)
+            since, exact = run_start(ctx, dev.device_id, TYPE, t, count)
             out.append(Verdict(dev.device_id, TYPE, CRITICAL if critical else MAJOR,
                                {"fillingLevel": round(latest, 4), "threshold": thr,
                                 "overflow_threshold": cfg.overflow_threshold, "readings": count,
@@ -74,33 +70,6 @@ def evaluate(ctx: Context) -> list[Verdict]:
             reason = f"emptied at {iso(pickup)}" if emptied else clear_reason(latest, low)
             out.append(Verdict(dev.device_id, TYPE, None, reason=reason, kecamatan=dev.kecamatan))
     return out
-
-
-def run_start(ctx: Context, device_id: str, t: np.ndarray, count: int) -> tuple[str, bool]:
-    """When the newest run of ``count`` readings at or above the threshold began, and whether that is exact.
-
-    Args:
-        ctx: the run's context (the active alert's last ``details`` and time, ``ctx.active_details``).
-        device_id: the bin.
-        t: epoch milliseconds of the readings read, ascending; the run is ``t[-count:]``, ``count >= 1``.
-
-    Returns:
-        ``(since, exact)``: ISO-8601 UTC text and True when a reading below the threshold precedes the
-        run in ``t``; when the run fills ``t``, the active alert's ``since`` (and its exactness) if the
-        run that wrote it is not older than ``t[0]``, else ``t[0]`` and False (at or before then).
-    """
-    first = int(t[len(t) - count])
-    if count < len(t):
-        return ms_iso(first), True
-    prev = ctx.active_details.get((device_id, TYPE))
-    if prev is not None and isinstance(prev[0].get("since"), str) and to_ms(prev[1]) >= first:
-        try:
-            earlier = to_ms(datetime.fromisoformat(prev[0]["since"]))
-        except ValueError:
-            earlier = first
-        if earlier <= first:
-            return ms_iso(earlier), bool(prev[0].get("since_exact", True))
-    return ms_iso(first), False
 
 
 def clear_reason(latest: float, low: float) -> str:

@@ -6,14 +6,15 @@ no distance), stations ``pm25``. A working ultrasonic or optical sensor jitters 
 count between readings; a frozen value means a hung sensor or a firmware resending its last
 sample. Not stuck: a bin whose fill level is clamped at 0 or 1 (empty floor out of range, or
 waste inside the blind zone): the sensor then legitimately repeats its limit.
-Clears as soon as the newest readings differ.
+Clears as soon as the newest readings differ. ``since``: the first reading of the frozen value (as
+``bin_full``'s, :func:`analytics.rules.base.run_start`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from analytics.rules.base import Context, Verdict, ms_iso
+from analytics.rules.base import Context, Verdict, run_length, run_start
 from lorong.core import alerts
 from lorong.core.model import DeviceKind
 
@@ -46,9 +47,11 @@ def evaluate(ctx: Context) -> list[Verdict]:
                 f = f[~np.isnan(f)]
                 same = bool(((f > CLAMP_EPS) & (f < 1 - CLAMP_EPS)).all())
         if same:
+            count, _ = run_length(vals == vals[-1], t)
+            since, exact = run_start(ctx, dev.device_id, TYPE, t, count)
             out.append(Verdict(dev.device_id, TYPE, MINOR,
-                               {"metric": metric, "value": float(last[-1]), "readings": n, "since": ms_iso(t[-n])},
-                               kecamatan=dev.kecamatan))
+                               {"metric": metric, "value": float(last[-1]), "readings": count, "since": since,
+                                "since_exact": exact}, kecamatan=dev.kecamatan))
         elif ctx.is_active(dev.device_id, TYPE) and float(vals[-1]) != float(vals[-2]):
             out.append(Verdict(dev.device_id, TYPE, None, reason=f"{metric} changed", kecamatan=dev.kecamatan))
     return out

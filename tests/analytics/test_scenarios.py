@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -390,3 +390,31 @@ def test_bin_full_since_is_when_the_bin_became_full(sessions: Any, influx: Influ
     late = details("LATE")
     assert (late["since"], late.get("since_exact")) == (at(25 - late["readings"]).isoformat(), False)
     assert late["readings"] < 25
+
+
+@pytest.mark.parametrize(("type_", "field", "values"), [
+    ("stuck", "distance", lambda k: 700.0 + k % 3 if k < 3 else 655.0),  # frozen at 655 mm from at(3)
+    ("tilt", "tilt", lambda k: 0.0 if k < 3 else 1.0),                   # tilted from at(3)
+    ("lid_open", "lidOpen", lambda k: 0.0 if k < 3 else 1.0),            # open from at(3)
+])
+def test_a_fault_since_is_when_it_began(sessions: Any, influx: InfluxClient, type_: str, field: str,
+                                        values: Callable[[int], float]) -> None:
+    """``since`` of ``stuck`` was always the 12th newest reading (a sensor frozen for five hours said
+    "since 2 h ago, readings: 12"), and a flag's the first reading read once the flag had been set
+    longer than the look-back: as for ``bin_full``, ``since`` is when the condition began, kept while
+    it lasts longer than the readings read, and "at or before" when the first run to see it cannot tell."""
+    register(sessions, bin_("B1"))
+    write(influx, "B1", [(at(k), {field: values(k), "fillingLevel": 0.3 + 0.01 * (k % 3 if k < 3 else 1)})
+                         for k in range(25)])
+    job = Job(sessions, influx)
+
+    def details() -> dict[str, Any]:
+        with sessions() as s:
+            q = select(AlertRow).where(AlertRow.device_id == "B1", AlertRow.type == type_)
+            return s.scalars(q).one().details
+
+    for k in range(4, 25):
+        job(at(k) + MIN)
+    got = details()
+    assert (got["since"], got.get("since_exact")) == (at(3).isoformat(), True)
+    assert got["readings"] < 22  # at(3) .. at(24) is longer than the readings read
