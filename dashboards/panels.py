@@ -423,10 +423,14 @@ def mean_targets(fld: str, name: str, measurement: str, conditions: typing.Seque
     Where a target's own policy no longer holds the time (raw readings older than ``raw_days``), it
     reads the next coarser one there (:func:`level_sources`): a one-day range six months back shows
     one hourly mean per hour, a range across the limit raw readings after it and hourly means before
-    it. Those parts are subqueries of one query, ``SELECT mean(f) FROM (SELECT f FROM raw ...),
-    (SELECT f FROM "hourly" ...)``, whose rows InfluxDB merges per tag set (measured on 1.6.7), so the
-    panel shows one series per group, not one per policy. The interval condition is in every
-    subquery, so a switched-off target reads no shard.
+    it. Those parts are subqueries of one query, ``SELECT mean(f) FROM (SELECT mean(f) ... FROM raw
+    ... GROUP BY time($__interval), <tags>), (... FROM "hourly" ...) GROUP BY time($__interval), <tags>``,
+    whose rows InfluxDB merges per tag set (measured on 1.6.7), so the panel shows one series per group,
+    not one per policy. No bucket holds rows of two policies (a bucket is shorter than the coarser
+    policy's, whose points all lie a whole coarse bucket before the finer policy's first), so each
+    outer mean is the mean of one subquery row: the very number a query on that policy alone gives.
+    The subqueries aggregate (InfluxDB computes those means in its shards, as for a plain query) and
+    carry the interval condition, so a switched-off target reads no shard.
 
     A mean over several hours of hourly means weighs every device-hour the same (an hour with
     more readings counts once), as the API's readings do (:mod:`api.readings`).
@@ -443,8 +447,9 @@ def mean_targets(fld: str, name: str, measurement: str, conditions: typing.Seque
             query = (f"SELECT mean({ident(fld)}) AS {ident(name)} FROM {parts[0][0]} "
                      f"{where(*conditions, when)} GROUP BY {group}, {group_by} fill(none)")
         else:
-            subqueries = ", ".join(f"(SELECT {ident(fld)} FROM {source} {where(*limits, *conditions, when)} "
-                                   f"GROUP BY {group_by})" for source, limits in parts)
+            subqueries = ", ".join(f"(SELECT mean({ident(fld)}) AS {ident(fld)} FROM {source} "
+                                   f"{where(*limits, *conditions, when)} GROUP BY {group}, {group_by} fill(none))"
+                                   for source, limits in parts)
             query = (f"SELECT mean({ident(fld)}) AS {ident(name)} FROM {subqueries} {where(when)} "
                      f"GROUP BY {group}, {group_by} fill(none)")
         out.append(InfluxQL(ref, query).alias(alias))
