@@ -7,8 +7,9 @@ queries compare ``time`` with ``now()``. The database holds, per bin (B1 and B2,
 - raw readings every 10 min for the last 33 days (B1 0.50, B2 0.70: Mariso 0.60): InfluxDB drops
   expired raw readings only when its retention service runs, so readings 30 to 33 days old may
   still be there, and the panels must not read them;
-- hourly means for every hour of the last 65 days (B1 0.20, B2 0.40: Mariso 0.30), written straight
-  into ``hourly`` so that a point tells which policy it came from;
+- hourly means for every hour of the last 65 days and of the two days 179 to 181 days back (B1 0.20,
+  B2 0.40: Mariso 0.30), written straight into ``hourly`` so that a point tells which policy it came
+  from;
 - daily means at each WITA midnight (16:00 UTC) of the last 100 days (B1 0.80, B2 1.00: Mariso 0.90).
 
 The policies here keep everything (none is shortened), so each case shows what the panel reads, not
@@ -71,7 +72,7 @@ class Seeded:
         self.now = now
         self.raw = [now - 5 * M - k * 10 * M for k in range(33 * 144)]
         last_hour = now - now % H - H
-        self.hourly = [last_hour - k * H for k in range(65 * 24)]
+        self.hourly = [last_hour - k * H for k in (*range(65 * 24), *range(179 * 24, 181 * 24))]
         last_day = now - (now - WITA_MIDNIGHT) % D - D
         self.daily = [last_day - k * D for k in range(100)]
 
@@ -92,10 +93,12 @@ def seeded(influxd: stack.Service) -> Iterator[Seeded]:
     influx.close()
 
 
-def run(seeded: Seeded, end: int, span: str, interval: str, ref: str) -> tuple[list[tuple[int, Any]], int, int]:
-    """The Mariso series of panel 5, target ``ref``, for the range ``span`` up to ``end`` (epoch ms),
-    with the epoch ms just before and after the query (InfluxDB's ``now()`` is between the two)."""
-    board = dict(build_all(KEEP)[BINS], time={"from": f"now-{span}", "to": "now"})
+def run(seeded: Seeded, end: int, span: str, interval: str, ref: str,
+        keep: InfluxSettings = KEEP) -> tuple[list[tuple[int, Any]], int, int]:
+    """The Mariso series of panel 5 (dashboards built for ``keep``), target ``ref``, for the range
+    ``span`` up to ``end`` (epoch ms), with the epoch ms just before and after the query (InfluxDB's
+    ``now()`` is between the two)."""
+    board = dict(build_all(keep)[BINS], time={"from": f"now-{span}", "to": "now"})
     sim = GrafanaSim(board, seeded.influx, end, interval)
     before = int(time.time() * 1000)
     result = sim.run(PANEL, ref)
@@ -126,6 +129,15 @@ def test_day_six_weeks_ago_shows_hourly_means(seeded: Seeded) -> None:
     """Raw readings are kept 30 days: a one-day range 45 days back shows one hourly mean per hour."""
     end = seeded.now - 45 * D
     got, _, _ = run(seeded, end, "24h", "1m", "A")
+    want = [t for t in sorted(seeded.hourly) if end - D <= t <= end]
+    assert len(want) == 24
+    assert got == [(t, pytest.approx(HOURLY, rel=1e-12)) for t in want]
+
+
+def test_day_six_months_ago_with_the_default_retention(seeded: Seeded) -> None:
+    """The committed dashboards (raw readings kept 90 days): a day six months back shows hourly means."""
+    end = seeded.now - 180 * D
+    got, _, _ = run(seeded, end, "24h", "1m", "A", InfluxSettings())
     want = [t for t in sorted(seeded.hourly) if end - D <= t <= end]
     assert len(want) == 24
     assert got == [(t, pytest.approx(HOURLY, rel=1e-12)) for t in want]
