@@ -382,9 +382,9 @@ def level_sources(keep: InfluxSettings, band: int) -> list[tuple[str | None, lis
         With ``raw_days=90, hourly_days=1830`` band 0 reads ``raw`` for ``time > now() - 90d``,
         ``hourly`` for ``time <= now() - 90d - 1h AND time > now() - 1830d`` and ``daily`` for
         ``time <= now() - 1830d - 1d``: a coarser point (stamped at its bucket's start) is read only
-        when its whole bucket ends before the finer policy's limit, so no reading counts twice; the
-        bucket that holds the limit shows neither (a gap shorter than one coarse bucket). A policy
-        kept forever ends the list.
+        when its whole bucket ends before the finer policy's limit, so no reading counts twice; from
+        the start of the coarse bucket holding the limit up to the limit nothing shows (a gap shorter
+        than one coarse bucket). A policy kept forever ends the list.
     """
     levels = _levels(keep)
     out: list[tuple[str | None, list[str]]] = []

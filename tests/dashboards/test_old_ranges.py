@@ -145,7 +145,8 @@ def test_day_six_months_ago_with_the_default_retention(seeded: Seeded) -> None:
 
 def test_range_across_the_raw_limit_shows_both_once(seeded: Seeded) -> None:
     """12 h around ``now() - 30d``: hourly means of the hours that end before the limit, then raw
-    readings after it; no bucket holds both, and the hour holding the limit shows neither."""
+    readings after it; no bucket holds both, and from the start of the hour holding the limit up to
+    the limit nothing shows."""
     end = seeded.now - RAW_S + 6 * H
     got, before, after = run(seeded, end, "12h", "1m", "A")
 
