@@ -51,6 +51,7 @@ from dashboards.panels import (
     where,
 )
 from lorong.core import schema
+from lorong.core.settings import InfluxSettings
 
 UID = "lorong-air"
 TITLE = "Lorong - Air quality"
@@ -75,12 +76,10 @@ DEV, KEC = schema.TAG_DEVICE, schema.TAG_KECAMATAN
 FILTERS = (BY_CITY, matches(KEC, "kecamatan"), matches(DEV, "device"))
 
 
-def _mean(fld: str) -> Targets:
-    return mean_targets(f"mean({ident(fld)}) AS {ident(fld)}", AIR, FILTERS, ident(DEV), "$tag_device_id")
+def _mean(fld: str, keep: InfluxSettings) -> Targets:
+    return mean_targets(fld, fld, AIR, FILTERS, ident(DEV), "$tag_device_id", keep)
 
 
-PM25 = _mean(schema.FIELD_PM25)
-PM10 = _mean(schema.FIELD_PM10)
 ISPU = (f"SELECT last({ident(schema.FIELD_ISPU)}) AS {ident(schema.FIELD_ISPU)} FROM {ident(INDEX)} "
         f"{where(*FILTERS)} GROUP BY {ident(DEV)}")
 ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_ACTION)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
@@ -108,8 +107,10 @@ def ispu_mappings() -> list[model.ValueMapping]:
         for i, (name, lo, hi, colour) in enumerate(ISPU_CATEGORIES)]
 
 
-def build() -> model.Dashboard:
-    """The Air quality dashboard (uid :data:`UID`)."""
+def build(keep: InfluxSettings | None = None) -> model.Dashboard:
+    """The Air quality dashboard (uid :data:`UID`) for the retention ``keep`` (default: Lorong's defaults;
+    :func:`dashboards.panels.mean_targets`)."""
+    keep = keep or InfluxSettings()
     colours = [c for _, _, _, c in ISPU_CATEGORIES]
     ispu = (stat.Panel().datasource(datasource()).id(3).title("ISPU category per station").span(24).height(6)
             .description("Latest ISPU of each station (analytics job, air_index) as its P.14/2020 category.")
@@ -127,7 +128,7 @@ def build() -> model.Dashboard:
             .with_variable(day_variable())
             .annotation(InfluxAnnotation("Air alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "red"))
-            .with_panel(_pm_panel(1, "PM2.5 per station", PM25, PM25_LIMITS_UGM3))
-            .with_panel(_pm_panel(2, "PM10 per station", PM10, PM10_LIMITS_UGM3))
+            .with_panel(_pm_panel(1, "PM2.5 per station", _mean(schema.FIELD_PM25, keep), PM25_LIMITS_UGM3))
+            .with_panel(_pm_panel(2, "PM10 per station", _mean(schema.FIELD_PM10, keep), PM10_LIMITS_UGM3))
             .with_panel(ispu)
             .build())

@@ -50,6 +50,7 @@ from dashboards.panels import (
 )
 from lorong.core import schema
 from lorong.core.alerts import types_for
+from lorong.core.settings import InfluxSettings
 
 UID = "lorong-bins"
 TITLE = "Lorong - Bins"
@@ -73,7 +74,6 @@ FULL_COUNT = f'SELECT count("fill") AS "bins" FROM ({_latest_fill(DEV)}) WHERE "
 FULL_LIST = (f'SELECT "fill" FROM ({_latest_fill(DEV, KEC)}) WHERE "fill" >= {FULL_THRESHOLD:g} '
              f"GROUP BY {ident(DEV)}, {ident(KEC)}")
 FILL_BY_KEC_NOW = f'SELECT mean("fill") AS "fill" FROM ({_latest_fill(DEV, KEC)}) GROUP BY {ident(KEC)}'
-FILL_BY_KEC = mean_targets(f'mean({ident(FILL)}) AS "fill"', BIN, FILTERS, ident(KEC), "$tag_kecamatan")
 MAP = (f"SELECT {ident(schema.FIELD_LAT)}, {ident(schema.FIELD_LON)}, {ident(FILL)} FROM {ident(STATE)} "
        f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 PICKUPS = (f'SELECT count({ident(schema.FIELD_BEFORE)}) AS "pickups" FROM {ident(PICKUP)} {where(*FILTERS)} '
@@ -89,8 +89,10 @@ def _fill_field(builder: bargauge.Panel | geomap.Panel | table.Panel) -> None:
     builder.unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
 
 
-def build() -> model.Dashboard:
-    """The Bins dashboard (uid :data:`UID`)."""
+def build(keep: InfluxSettings | None = None) -> model.Dashboard:
+    """The Bins dashboard (uid :data:`UID`) for the retention ``keep`` (default: Lorong's defaults;
+    :func:`dashboards.panels.mean_targets`)."""
+    fill_by_kec = mean_targets(FILL, "fill", BIN, FILTERS, ident(KEC), "$tag_kecamatan", keep or InfluxSettings())
     full = (stat.Panel().datasource(datasource()).id(1).span(4).height(8)
             .title(f"Full bins (fill >= {FULL_THRESHOLD:.0%})")
             .description("Bins whose latest fill in the time range is at or above the full threshold.")
@@ -127,7 +129,7 @@ def build() -> model.Dashboard:
     by_kec = (new_timeseries(5, "Mean fill by kecamatan", 12, 12, "lastNotNull", "max")
               .description("Mean of all fill readings per kecamatan per interval; for long ranges "
                            "(intervals of an hour or more) the mean of the bins' hourly, then daily, means.")
-              .targets(FILL_BY_KEC).interval("10m")
+              .targets(fill_by_kec).interval("10m")
               .unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
               .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)))
     pickups = (new_timeseries(6, "Pickups per day", 12, 9, "sum")

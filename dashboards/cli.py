@@ -1,4 +1,11 @@
-"""``lorong dashboards``: write the dashboards' JSON, or upload them to a Grafana."""
+"""``lorong dashboards``: write the dashboards' JSON, or upload them to a Grafana.
+
+Both commands build the dashboards for the retention in the settings (``LORONG_INFLUX__RAW_DAYS``,
+``LORONG_INFLUX__HOURLY_DAYS``, ``LORONG_INFLUX__DAILY_DAYS``, as ``lorong storage retention apply``
+reads them), so that averaging panels read the hourly means where raw readings are gone
+(:func:`dashboards.panels.mean_targets`). ``dashboards/out`` in the repository holds the build for
+the default retention.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import typer
 
 from dashboards import build as builder
 from dashboards.push import PushError, push_all
+from lorong.core.settings import InfluxSettings, Settings
 
 app = typer.Typer(help="Grafana dashboards as code: build the JSON, push it to Grafana.", no_args_is_help=True)
 
@@ -18,9 +26,22 @@ def build_cmd(
     out: Path = typer.Option(builder.OUT_DIR, help="folder for the dashboards' JSON (one <uid>.json each)"),
     provisioning: Path = typer.Option(builder.PROVISIONING_DIR, help="folder for the provisioning YAML"),
 ) -> None:
-    """Write every dashboard as stable, sorted JSON, and the Grafana provisioning files."""
-    for path in builder.write(out, provisioning):
+    """Write every dashboard as stable, sorted JSON, and the Grafana provisioning files.
+
+    The dashboards are built for the retention of LORONG_INFLUX__RAW_DAYS / HOURLY_DAYS / DAILY_DAYS.
+    """
+    keep = Settings().influx
+    typer.echo(f"retention: {retention_text(keep)}", err=True)
+    for path in builder.write(out, provisioning, keep):
         print(path)
+
+
+def retention_text(keep: InfluxSettings) -> str:
+    """``raw 90 d, hourly means 1830 d, daily means forever``: the retention a build is for."""
+    def days(n: int) -> str:
+        return f"{n} d" if n else "forever"
+
+    return f"raw {days(keep.raw_days)}, hourly means {days(keep.hourly_days)}, daily means {days(keep.daily_days)}"
 
 
 TOKEN_ENV = "LORONG_GRAFANA_TOKEN"
@@ -63,10 +84,12 @@ def push_cmd(
 
     The token is read from LORONG_GRAFANA_TOKEN or --token-file, never from the command line. The
     datasource the panels query must exist in that Grafana (checked first; nothing is pushed otherwise).
+    The dashboards are built for the retention of LORONG_INFLUX__RAW_DAYS / HOURLY_DAYS / DAILY_DAYS.
     """
     token = read_token(token_file)
+    keep = Settings().influx
     try:
-        results = push_all(url, token, builder.build_all(), folder, timeout, datasource_uid)
+        results = push_all(url, token, builder.build_all(keep), folder, timeout, datasource_uid)
     except PushError as exc:
         typer.echo(f"push failed: {exc}", err=True)
         raise typer.Exit(1) from exc

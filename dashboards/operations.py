@@ -46,6 +46,7 @@ from dashboards.panels import (
     where,
 )
 from lorong.core import schema
+from lorong.core.settings import InfluxSettings
 
 UID = "lorong-ops"
 TITLE = "Lorong - Operations"
@@ -112,8 +113,9 @@ def _ingest_panel(pid: int, title: str, description: str, target: InfluxQL, unit
             .with_target(target).interval("1m").unit(unit).min(0).fill_opacity(10))
 
 
-def build() -> model.Dashboard:
-    """The Operations dashboard (uid :data:`UID`)."""
+def build(keep: InfluxSettings | None = None) -> model.Dashboard:
+    """The Operations dashboard (uid :data:`UID`); ``keep`` is accepted like the other dashboards' but
+    unused (no panel averages readings over time)."""
     rate = _ingest_panel(1, "Ingest rate", "Messages received and points stored per second, per ingester.",
                          InfluxQL("A", RATE).alias("$tag_instance $col"), "cps")
     rejects = (_ingest_panel(2, "Rejects by reason", "Messages rejected per interval, by reason (dead letters).",

@@ -40,11 +40,18 @@ one hour, hourly means from one hour, daily means from one day. The conditions a
 constant comparisons (``3600000 >= 3600000``) that InfluxDB evaluates before reading any shard,
 so the two switched-off targets return nothing and cost nothing; all three share one alias, so the
 panel shows one series per group whatever the range.
+
+Old ranges: a policy keeps its points only so long (``raw_days`` ..., :class:`lorong.core.settings.InfluxSettings`),
+so each target reads its own policy where it still holds the time and the next coarser one before that
+(:func:`level_sources`): a one-day range six months back shows hourly means, one per hour. The limits
+are ``now() - <days>d`` for the retention the dashboards are built for (:func:`dashboards.build.build_all`,
+``lorong dashboards build`` reads ``LORONG_INFLUX__*_DAYS``).
 """
 
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -59,7 +66,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
 from lorong.core import schema
-from lorong.core.settings import AnalyticsSettings
+from lorong.core.settings import AnalyticsSettings, InfluxSettings
 
 DATASOURCE_TYPE = "influxdb"
 DATASOURCE_UID = "lorong-influx"
@@ -346,33 +353,105 @@ Targets = list[cogbuilder.Builder[cogvariants.Dataquery]]
 """Targets of one panel, as the SDK's ``targets()`` takes them."""
 
 
-def mean_targets(select: str, measurement: str, conditions: typing.Sequence[str], group_by: str,
-                 alias: str) -> Targets:
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """One retention policy as :func:`mean_targets` reads it: ``rp`` (``None``: the database's
+    default, ``raw``), the InfluxQL duration of one of its points (``""`` for readings) and the
+    days it keeps (0 = forever)."""
+
+    rp: str | None
+    bucket: str
+    days: int
+
+
+def _levels(keep: InfluxSettings) -> tuple[_Level, _Level, _Level]:
+    return (_Level(None, "", keep.raw_days), _Level(schema.RP_HOURLY, "1h", keep.hourly_days),
+            _Level(schema.RP_DAILY, "1d", keep.daily_days))
+
+
+def level_sources(keep: InfluxSettings, band: int) -> list[tuple[str | None, list[str]]]:
+    """What the target of ``band`` (0 raw readings, 1 hourly means, 2 daily means) reads: the
+    policy of its band for the time it still holds, then each coarser policy for older time.
+
+    Args:
+        keep: the deployment's retention (``raw_days``, ``hourly_days``, ``daily_days``).
+        band: index of the target's level.
+
+    Returns:
+        ``[(rp, time conditions)]``, finest first; ``rp`` ``None`` is the default policy (``raw``).
+        With ``raw_days=90, hourly_days=1830`` band 0 reads ``raw`` for ``time > now() - 90d``,
+        ``hourly`` for ``time <= now() - 90d - 1h AND time > now() - 1830d`` and ``daily`` for
+        ``time <= now() - 1830d - 1d``: a coarser point (stamped at its bucket's start) is read only
+        when its whole bucket ends before the finer policy's limit, so no reading counts twice; from
+        the start of the coarse bucket holding the limit up to the limit nothing shows (a gap shorter
+        than one coarse bucket). A policy kept forever ends the list.
+    """
+    levels = _levels(keep)
+    out: list[tuple[str | None, list[str]]] = []
+    for j in range(band, len(levels)):
+        conditions: list[str] = []
+        if j > band:
+            finer = levels[j - 1]
+            if not finer.days:
+                break
+            conditions.append(f"time <= now() - {finer.days}d - {levels[j].bucket}")
+        if j + 1 < len(levels) and levels[j].days:
+            conditions.append(f"time > now() - {levels[j].days}d")
+        out.append((levels[j].rp, conditions))
+    return out
+
+
+def mean_targets(fld: str, name: str, measurement: str, conditions: typing.Sequence[str], group_by: str,
+                 alias: str, keep: InfluxSettings) -> Targets:
     """Targets ``A`` (raw readings), ``B`` (hourly means), ``C`` (daily means) of one averaging panel.
 
     Args:
-        select: the ``SELECT`` list, e.g. ``mean("pm25") AS "pm25"`` (the means keep the raw
-            measurement, tag and field names, :mod:`lorong.storage.retention`).
+        fld: the field averaged, e.g. ``fillingLevel`` (the means keep the raw measurement, tag and
+            field names, :mod:`lorong.storage.retention`).
+        name: the column's name in the result (``AS "fill"``).
         measurement: a :data:`lorong.core.schema.DOWNSAMPLED` measurement.
         conditions: filters after ``$timeFilter`` (variables).
         group_by: tags after ``time($__interval)``, e.g. ``"kecamatan"``.
         alias: series name pattern, the same for the three targets.
+        keep: the retention the dashboards are built for (:func:`level_sources`).
 
     Returns:
         three targets; for any ``$__interval`` exactly one of them has a true condition. The daily
         target's buckets start at midnight of the ``$day_offset`` zone (:data:`DAY_GROUP`); a ``1d``
         bucket holds exactly one daily mean of each device.
 
+    Where a target's own policy no longer holds the time (raw readings older than ``raw_days``), it
+    reads the next coarser one there (:func:`level_sources`): a one-day range six months back shows
+    one hourly mean per hour, a range across the limit raw readings after it and hourly means before
+    it. Those parts are subqueries of one query, ``SELECT mean(f) FROM (SELECT mean(f) ... FROM raw
+    ... GROUP BY time($__interval), <tags>), (... FROM "hourly" ...) GROUP BY time($__interval), <tags>``,
+    whose rows InfluxDB merges per tag set (measured on 1.6.7), so the panel shows one series per group,
+    not one per policy. No bucket holds rows of two policies (a bucket is shorter than the coarser
+    policy's, whose points all lie a whole coarse bucket before the finer policy's first), so each
+    outer mean is the mean of one subquery row: the very number a query on that policy alone gives.
+    The subqueries aggregate (InfluxDB computes those means in its shards, as for a plain query) and
+    carry the interval condition, so a switched-off target reads no shard.
+
     A mean over several hours of hourly means weighs every device-hour the same (an hour with
     more readings counts once), as the API's readings do (:mod:`api.readings`).
     """
     out: Targets = []
-    for ref, rp, when, group in (("A", None, RAW_WHEN, "time($__interval)"),
-                                 ("B", schema.RP_HOURLY, HOURLY_WHEN, "time($__interval)"),
-                                 ("C", schema.RP_DAILY, DAILY_WHEN, DAY_GROUP)):
-        source = ident(measurement) if rp is None else f"{ident(rp)}.{ident(measurement)}"
-        query = (f"SELECT {select} FROM {source} {where(*conditions, when)} "
-                 f"GROUP BY {group}, {group_by} fill(none)")
+    for band, (ref, when, group) in enumerate((("A", RAW_WHEN, "time($__interval)"),
+                                                ("B", HOURLY_WHEN, "time($__interval)"),
+                                                ("C", DAILY_WHEN, DAY_GROUP))):
+        parts = []
+        for rp, limits in level_sources(keep, band):
+            source = ident(measurement) if rp is None else f"{ident(rp)}.{ident(measurement)}"
+            parts.append((source, limits))
+        if len(parts) == 1 and not parts[0][1]:
+            query = (f"SELECT mean({ident(fld)}) AS {ident(name)} FROM {parts[0][0]} "
+                     f"{where(*conditions, when)} GROUP BY {group}, {group_by} fill(none)")
+        else:
+            subqueries = ", ".join(f"(SELECT mean({ident(fld)}) AS {ident(fld)} FROM {source} "
+                                   f"{where(*limits, *conditions, when)} GROUP BY {group}, {group_by} fill(none))"
+                                   for source, limits in parts)
+            query = (f"SELECT mean({ident(fld)}) AS {ident(name)} FROM {subqueries} {where(when)} "
+                     f"GROUP BY {group}, {group_by} fill(none)")
         out.append(InfluxQL(ref, query).alias(alias))
     return out
 

@@ -227,3 +227,28 @@ def test_every_device_query_follows_the_city(uid: str) -> None:
     device_queries = [q for q in queries if not any(f"FROM {m}" in q for m in self_metrics)]
     assert device_queries and all(by_city in q for q in device_queries), device_queries
     assert len(queries) - len(device_queries) == (4 if uid == "lorong-ops" else 0)
+
+
+def _mean_fill_queries(data: dict[str, Any]) -> dict[str, str]:
+    return {t["refId"]: t["query"] for p in data["panels"] if p["id"] == 5 for t in p["targets"]}
+
+
+def test_build_follows_the_retention_settings(tmp_path: Path) -> None:
+    """``lorong dashboards build`` builds for LORONG_INFLUX__*_DAYS: the averaging panels' limits move."""
+    from typer.testing import CliRunner
+
+    from lorong.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["dashboards", "build", "--out", str(out), "--provisioning", str(tmp_path / "p")],
+                                env={"LORONG_INFLUX__RAW_DAYS": "30", "LORONG_INFLUX__HOURLY_DAYS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "retention: raw 30 d, hourly means 400 d, daily means forever" in result.output
+    built = _mean_fill_queries(json.loads((out / "lorong-bins.json").read_text()))
+    assert "time > now() - 30d AND" in built["A"]
+    assert 'FROM "hourly"."waste_container" WHERE $timeFilter AND time <= now() - 30d - 1h AND time > now() - 400d' \
+        in built["A"]
+    assert 'FROM "daily"."waste_container" WHERE $timeFilter AND time <= now() - 400d - 1d AND' in built["B"]
+    committed = _mean_fill_queries(DASHBOARDS["lorong-bins"])  # the defaults: 90 d raw, 1830 d hourly
+    assert "time > now() - 90d AND" in committed["A"] and "time <= now() - 1830d - 1d AND" in committed["B"]
+    assert "now()" not in committed["C"]  # daily means are kept forever: nothing coarser to fall back to

@@ -152,3 +152,12 @@ def test_cli_push(grafana: FakeGrafana) -> None:
     bad = runner.invoke(app, ["dashboards", "push", "--url", grafana.url], env={"LORONG_GRAFANA_TOKEN": "wrong"})
     assert bad.exit_code == 1
     assert f"push failed: read datasource lorong-influx: Grafana at {grafana.url} rejected the token " in bad.output
+
+
+def test_cli_push_builds_for_the_retention_settings(grafana: FakeGrafana) -> None:
+    ok = CliRunner().invoke(app, ["dashboards", "push", "--url", grafana.url],
+                            env={"LORONG_GRAFANA_TOKEN": EDITOR, "LORONG_INFLUX__RAW_DAYS": "14"})
+    assert ok.exit_code == 0, ok.output
+    queries = [t["query"] for p in grafana.dashboards["lorong-air"].dashboard["panels"] for t in p["targets"]
+               if t["refId"] == "A" and p["id"] in (1, 2)]
+    assert len(queries) == 2 and all("time > now() - 14d AND" in q and "now() - 90d" not in q for q in queries)
