@@ -213,6 +213,12 @@ def route(
         cfg = city_settings(settings.analytics, row)
         named = f"{row.id} " if len(list_cities(session)) > 1 else ""  # a registry of one city: as before cities
         stops = routes.select_stops(session, cfg, at, bin_litres, city=row.id)
+        stale = routes.stale_since(session, cfg, at, city=row.id)
+        if stale is not None:
+            local = stale.astimezone(ZoneInfo(cfg.timezone))
+            print(f"warning: the newest reading of these bins is {(at - stale).total_seconds() / 3600:.1f} h old "
+                  f"({local:%Y-%m-%d %H:%M} {local.tzname()}): the plan uses the levels of then; are the ingester "
+                  "and InfluxDB running?", file=sys.stderr)
         try:
             plan = routes.solve(home, stops, vehicles, capacity, time_limit)
         except routes.TruckTooSmall as exc:

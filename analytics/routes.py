@@ -26,13 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from analytics import pickups
@@ -215,6 +215,35 @@ def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l:
             volume = dev.capacity_l or bin_l
             out.append(Stop(dev.id, dev.lat, dev.lon, max(1, math.ceil((level or 0.0) * volume)), level))
     return out
+
+
+def stale_since(session: Session, cfg: AnalyticsSettings, now: datetime, city: str | None = None) -> datetime | None:
+    """The newest reading of the active bins (of ``city`` when given) when even it is older than
+    ``offline_factor`` report intervals (the longest of those bins; the ``offline`` rule's limit), else None.
+
+    Every bin silent that long is not a fleet of broken sensors but a stopped ingester or InfluxDB: a
+    plan made then uses the levels and forecasts of that time.
+
+    Args:
+        session: the registry.
+        cfg: the city's settings (``offline_factor``).
+        now: the planning time, tz-aware.
+        city: the city id, or None for every bin.
+
+    Returns:
+        The newest reading's time (UTC), or None when it is recent or there are no readings.
+    """
+    q = (select(func.max(DeviceLatestRow.ts), func.max(DeviceRow.report_interval_s))
+         .join(DeviceRow, DeviceRow.id == DeviceLatestRow.device_id)
+         .where(DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active"))
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
+    newest, interval = session.execute(q).one()
+    if newest is None:
+        return None
+    newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
+    limit = timedelta(seconds=cfg.offline_factor * float(interval or 600))
+    return newest if now - newest > limit else None
 
 
 def plan_day(now: datetime, cfg: AnalyticsSettings) -> str:

@@ -219,3 +219,25 @@ def test_more_trucks_than_stops_uses_one_per_stop() -> None:
     stops = [Stop(f"B{k}", 0.0, 0.01 * (k + 1), 100, 0.9) for k in range(3)]
     plan = solve((0.0, 0.0), stops, 100_000, 1000, 0.5)
     assert sum(len(r.stops) for r in plan.routes) == 3 and len(plan.routes) <= 3 and not plan.dropped
+
+
+def test_route_cli_warns_when_every_reading_is_old(db_url: str, sessions: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan made while the ingester (or InfluxDB) is down uses the levels as they were: it says so.
+    The newest reading of the city's bins is 6 h old, far past ``offline_factor`` (3) report intervals
+    (10 min): a plan, with a warning on stderr; with a reading 10 minutes old, no warning."""
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    _seed_bins(sessions)
+    with sessions.begin() as s:
+        for row in s.scalars(select(DeviceLatestRow)):
+            row.ts = NOW - timedelta(hours=6)
+    old = _route("--vehicles", "1", "--capacity", "10000", "--dry-run")
+    assert old.exit_code == 0, old.output
+    assert old.stderr.splitlines() == [
+        "warning: the newest reading of these bins is 6.0 h old (2026-03-02 04:00 WITA): the plan uses the levels "
+        "of then; are the ingester and InfluxDB running?"]
+    assert old.stdout.splitlines()[0].startswith("2026-03-02: 2 bins, 1 route")
+    with sessions.begin() as s:
+        s.get(DeviceLatestRow, "FULL-E2").ts = NOW - timedelta(minutes=10)
+    fresh = _route("--vehicles", "1", "--capacity", "10000", "--dry-run")
+    assert fresh.exit_code == 0 and fresh.stderr == ""
