@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import aqi, humidity
-from analytics.frames import PerLocalDay, bucket_means, window_means
+from analytics.frames import PerLocalDay, bucket_means, window_points
 from lorong.core import schema
 from lorong.core.settings import ONSET_LOOKBACK_MIN, AnalyticsSettings
 from lorong.storage.influx import InfluxClient
@@ -160,15 +160,27 @@ def correct_frame(frame: pd.DataFrame, models: dict[str, humidity.PmSensorModel]
 
 
 def last_hour(influx: InfluxClient, now: datetime, models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
-    """PM2.5 mean per station over ``(now - 1 h, now]``, humidity-corrected.
+    """Humidity-corrected PM2.5 mean per station over ``(now - 1 h, now]``: each reading corrected at its
+    own RH, then averaged.
+
+    The kappa-Koehler growth factor is far from linear in RH, so the correction of the hour's mean
+    reading at the hour's mean RH is not the hour's mean dry mass: when a shower begins within the hour
+    (a few readings at 98 % RH, five times the dry mass), the mean reading and the mean RH (under the
+    correction's ``rh_max``) gave an hour several times too high. Readings above ``rh_max`` (or
+    without RH, for a model that needs it) are left out, as :func:`correct_frame` leaves them.
 
     Returns:
-        Frame indexed by device_id, columns ``pm25`` (ug/m3) and ``n`` (readings).
+        Frame indexed by device_id, columns ``pm25`` (ug/m3; NaN when no reading of the hour could be
+        corrected) and ``n`` (readings averaged).
     """
-    frame = window_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
-                         now - timedelta(hours=1), now).reset_index()
-    frame["pm25"] = correct_frame(frame, models, "pm25")
-    return frame.set_index("device_id")[["pm25", "n"]]
+    points = window_points(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
+                           now - timedelta(hours=1), now)
+    if points.empty:
+        return pd.DataFrame({"pm25": pd.Series(dtype=float), "n": pd.Series(dtype=float)},
+                            index=pd.Index([], name="device_id"))
+    points["pm25"] = correct_frame(points, models, "pm25")
+    grouped = points.groupby("device_id")["pm25"]
+    return pd.DataFrame({"pm25": grouped.mean(), "n": grouped.count().astype(float)})
 
 
 def buckets(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,

@@ -208,20 +208,21 @@ def bucket_means_chunked(influx: InfluxClient, measurement: str, fields: Sequenc
     return frame.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)
 
 
-def window_means(influx: InfluxClient, measurement: str, fields: Sequence[str], start: datetime,
-                 end: datetime) -> pd.DataFrame:
-    """Mean of each field per device over ``(start, end]``.
+def window_points(influx: InfluxClient, measurement: str, fields: Sequence[str], start: datetime,
+                  end: datetime) -> pd.DataFrame:
+    """Raw points of ``fields`` of every device within ``(start, end]``.
 
     Returns:
-        Frame indexed by ``device_id`` with one float column per field, plus ``n`` (float: the
-        number of values of the first field).
+        Long frame: ``device_id``, ``time`` and one float column per field (NaN where a point lacks
+        it), sorted by device then time.
+
+    Raises:
+        StoreUnavailable, StoreRejected: from the client.
     """
-    sel = ", ".join(f"mean({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
-    sel += f", count({quote_ident(fields[0])}) AS n"
+    sel = ", ".join(quote_ident(f) for f in fields)
     q = (f"SELECT {sel} FROM {quote_ident(measurement)} WHERE {time_window(start, end)} "
          f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
-    frame = _frame(influx.query(q), keep=[*fields, "n"])
-    return frame.drop(columns="time").set_index("device_id")
+    return _frame(influx.query(q), keep=list(fields))
 
 
 def jumps(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,

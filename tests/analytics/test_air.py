@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from analytics.air import MAD_FLOOR_UGM3, score_spikes, sensor_models
-from analytics.humidity import Correction
+from analytics.humidity import Correction, kappa_growth_factor
 from analytics.jobs import run_once
 from devices.registry import DeviceIn, add_device
 from lorong.core import schema
@@ -90,3 +90,23 @@ def test_lasting_spike_is_kept_out_of_its_own_baseline() -> None:
     scored = score_spikes(frame(values), NOW, cfg)
     # the baseline of the newest bucket ends 30 min before it: the two earlier 60s are not in it
     assert scored.iloc[-1]["median"] == 22.0 and bool(scored.iloc[-1]["spike"])
+
+
+def test_the_hours_mean_is_of_corrected_readings_not_the_correction_of_mean_readings(
+        sessions: Any, influx: InfluxClient) -> None:
+    """A shower at minute 35: seven readings of 41 ug/m3 at 60 % RH, then five of 320 at 98 % RH (the wet
+    optical sensor counts droplets; above the correction's 95 % the readings say nothing). The hour's
+    dry PM2.5 is the mean of the seven corrected readings, 41 / C(0.60) = 32.2 ug/m3: no alert. The
+    correction of the hour's mean reading (157 ug/m3) at its mean RH (76 %) said 100: ``pm25_high`` at
+    17 stations of a simulated city at once when a shower began."""
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="AIR-1", kind="air", model="LRG-PM1", installed_at=NOW - timedelta(days=3)))
+    readings = [(41.0, 0.60)] * 7 + [(320.0, 0.98)] * 5
+    influx.write_lines([line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: "AIR-1"},
+                             {"pm25": pm, "relativeHumidity": rh}, to_ms(NOW - timedelta(minutes=5 * (11 - k) + 2)))
+                        for k, (pm, rh) in enumerate(readings)])
+    report = run_once(sessions, influx, AnalyticsSettings(), now=NOW)
+    assert "pm25_high" not in report.opened
+    with sessions() as s:
+        derived = s.get(DeviceLatestRow, "AIR-1").derived
+    assert derived["pm25_1h"] == pytest.approx(41.0 / kappa_growth_factor(0.60, 0.3), abs=0.01)
