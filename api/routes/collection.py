@@ -22,7 +22,7 @@ A token with an area (:mod:`api.auth`) gets the stops in its area only, each kee
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -162,7 +162,9 @@ def routes(
                 fillRate_per_h=rate((row.derived or {}).get("fill_rate_per_h")) if row else None,
                 demand_l=demand, emptiedAt=_last_since(emptied.get(device_id), starts[plan.id]),
                 problem=problems.get(device_id)))
-        arrivals(stops, extra.get("depot"), now)
+        cfg = city_settings(ctx.settings.analytics, cities[plan.city_id]) if plan.city_id in cities \
+            else ctx.settings.analytics
+        arrivals(stops, extra.get("depot"), now, depart=max(now, round_start(plan.day, cfg)))
         if who.area:
             stops = [s for s in stops if who.covers(s.kecamatan)]
             if not stops:
@@ -195,14 +197,27 @@ STOP_MIN = 5.0
 """Minutes spent at a stop: park, empty the bin, move on (our choice)."""
 
 
-def arrivals(stops: list[RouteStopOut], depot: list[float] | None, now: datetime) -> None:
+def round_start(day: str, cfg: AnalyticsSettings) -> datetime:
+    """When the round of ``day`` (``YYYY-MM-DD`` in ``cfg.timezone``, a plan's day) starts: its first
+    ``collection_times`` entry that day, UTC."""
+    hh, mm = (int(x) for x in sorted(cfg.collection_times)[0].split(":"))
+    local = datetime.combine(date.fromisoformat(day), time(hh, mm), ZoneInfo(cfg.timezone))
+    return local.astimezone(UTC)
+
+
+def arrivals(stops: list[RouteStopOut], depot: list[float] | None, now: datetime,
+             depart: datetime | None = None) -> None:
     """Fill in ``eta`` and ``expectedFillingLevel`` of the stops still to do, in place.
 
-    The truck is taken to be at the stop before the first one still to do (or at the depot), ``now``;
-    it drives the great-circle legs to the stops still to do, in order, at :data:`TRUCK_KMH`, and
-    spends :data:`STOP_MIN` at each. The level expected on arrival is the latest level plus the bin's
-    fill rate (``fillRate_per_h``) times the hours until then, at most 1; without a rate, the latest level.
+    The truck is taken to be at the stop before the first one still to do (or at the depot) at
+    ``depart`` (default ``now``; the plan's round start while it is ahead, :func:`round_start`: a plan
+    looked at at 02:00 for the 06:00 round arrives from 06:00 on); it drives the great-circle legs to
+    the stops still to do, in order, at :data:`TRUCK_KMH`, and spends :data:`STOP_MIN` at each. The level
+    expected on arrival is the latest level plus the bin's fill rate (``fillRate_per_h``) times the hours
+    from ``now`` until then, at most 1; without a rate, the latest level.
     """
+    depart = now if depart is None else max(now, depart)
+    waiting = (depart - now).total_seconds() / 3600.0
     todo = [s.emptiedAt is None and not s.problem for s in stops]
     if True not in todo:
         return
@@ -221,8 +236,8 @@ def arrivals(stops: list[RouteStopOut], depot: list[float] | None, now: datetime
             if here is not None:
                 hours += haversine_m(here, (s.lat, s.lon)) / 1000.0 / TRUCK_KMH
             here = (s.lat, s.lon)
-        s.eta = now + timedelta(hours=hours)
+        s.eta = depart + timedelta(hours=hours)
         if s.fillingLevel is not None:
-            grow = (s.fillRate_per_h or 0.0) * hours
+            grow = (s.fillRate_per_h or 0.0) * (waiting + hours)
             s.expectedFillingLevel = shown("fillingLevel", min(1.0, s.fillingLevel + max(0.0, grow)))
         hours += STOP_MIN / 60.0

@@ -5,7 +5,8 @@ POSTs by ``Idempotency-Key``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from tests.api.seed import add_route, fleet
 
 pytestmark = pytest.mark.integration
 
+WITA = ZoneInfo("Asia/Makassar")
 Auth = Callable[[str], dict[str, str]]
 
 
@@ -167,10 +169,15 @@ def test_todays_route_view(client: httpx.Client, sessions: sessionmaker[Session]
     assert s3["problem"] == "damaged" and s3["eta"] is None
     # the truck is at the depot: leg depot -> 0001 at TRUCK_KMH, then STOP_MIN there, then 0001 -> 0002
     # (0003 is skipped: it cannot be emptied); 0001 fills 0.02/h, 0002 0.05/h (seed)
+    # from now, or from the 06:00 WITA round start while it is ahead (the route of today looked at at 02:00)
+    now = utcnow()
+    depart = max(now, datetime.combine(now.astimezone(WITA).date(), time(6), WITA).astimezone(UTC))
+    wait = (depart - now).total_seconds() / 3600
     h1 = haversine_m((-5.14, 119.42), (-5.13, 119.41)) / 1000 / TRUCK_KMH
     h2 = h1 + STOP_MIN / 60 + haversine_m((-5.13, 119.41), (-5.135, 119.416)) / 1000 / TRUCK_KMH
-    assert s1["expectedFillingLevel"] == pytest.approx(0.94 + 0.02 * h1, abs=5e-4)  # to 1 mm (item 27)
-    assert s2["expectedFillingLevel"] == pytest.approx(0.55 + 0.05 * h2, abs=5e-4)
+    assert abs(datetime.fromisoformat(s1["eta"]) - (depart + timedelta(hours=h1))) < timedelta(minutes=1)
+    assert s1["expectedFillingLevel"] == pytest.approx(min(1.0, 0.94 + 0.02 * (wait + h1)), abs=5e-4)  # to 1 mm
+    assert s2["expectedFillingLevel"] == pytest.approx(min(1.0, 0.55 + 0.05 * (wait + h2)), abs=5e-4)
     assert s1["emptiedAt"] is None and s1["fillRate_per_h"] == 0.02
     client.post("/bins/MKS-BIN-0001/emptied", headers=auth("crew"))
     [route] = client.get("/routes", headers=auth("crew")).json()
@@ -205,3 +212,23 @@ def test_an_unknown_field_in_a_body_is_422_not_ignored(client: httpx.Client, aut
     if path == "/tokens":
         names = [t["name"] for t in client.get("/tokens", headers=auth("admin")).json()]
         assert "x" not in names  # nothing was made
+
+
+def test_tomorrows_route_arrives_from_its_round_start(client: httpx.Client, sessions: sessionmaker[Session],
+                                                     auth: Auth) -> None:
+    """A plan made at 02:06 for the 06:00 round said the truck reached its first bin at 02:12, and the
+    fill expected there was the fill now: arrivals count from the plan's round start while it is ahead,
+    and the fill grows from now until then (a new user's finding)."""
+    _city(sessions)
+    now = utcnow()
+    tomorrow = (now.astimezone(WITA) + timedelta(days=1)).date()
+    with sessions.begin() as s:
+        add_route(s, tomorrow.isoformat(), 0, {"stops": [{"device_id": "MKS-BIN-0002"}], "depot": [-5.14, 119.42],
+                                               "load_l": 300, "capacity_l": 8000}, 2.0, now)
+    [route] = client.get(f"/routes?day={tomorrow.isoformat()}", headers=auth("crew")).json()
+    [stop] = route["stops"]
+    start = datetime.combine(tomorrow, time(6), WITA)
+    leg = haversine_m((-5.14, 119.42), (-5.135, 119.416)) / 1000 / TRUCK_KMH
+    assert abs(datetime.fromisoformat(stop["eta"]) - (start + timedelta(hours=leg))) < timedelta(seconds=1)
+    hours = (start - now).total_seconds() / 3600 + leg
+    assert stop["expectedFillingLevel"] == pytest.approx(min(1.0, 0.55 + 0.05 * hours), abs=5e-4)
