@@ -200,7 +200,11 @@ def route(
     the day's saved one; --dry-run only prints).
 
     A plan is one city's: its bins, its rounds and its "today" in its time zone (a registry of one city
-    plans that city without --city)."""
+    plans that city without --city).
+
+    A depot farther than :data:`analytics.routes.DEPOT_MAX_KM` (100 km, a truck's shift: see there)
+    from the city's map centre (or the mean position of its bins) is one `error:` line naming the
+    distance and the centre, and nothing is planned or saved (another city's depot, typed by mistake)."""
     settings = Settings()
     at, home = _when(now), _latlon(depot)
     with open_sessions(settings)() as session:
@@ -210,6 +214,10 @@ def route(
             ids = [c.id for c in list_cities(session)]
             raise _fail(f"name the city: --city {' or '.join(ids)}" if city is None and len(ids) > 1
                         else str(exc)) from None
+        try:
+            routes.check_depot(session, row, home)
+        except routes.DepotTooFar as exc:
+            raise _fail(str(exc)) from None
         cfg = city_settings(settings.analytics, row)
         named = f"{row.id} " if len(list_cities(session)) > 1 else ""  # a registry of one city: as before cities
         stops = routes.select_stops(session, cfg, at, bin_litres, city=row.id)
