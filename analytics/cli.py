@@ -200,7 +200,11 @@ def route(
     the day's saved one; --dry-run only prints).
 
     A plan is one city's: its bins, its rounds and its "today" in its time zone (a registry of one city
-    plans that city without --city)."""
+    plans that city without --city).
+
+    A depot farther than :data:`analytics.routes.DEPOT_MAX_KM` (100 km, a truck's shift: see there)
+    from the city's map centre (or the mean position of its bins) is one `error:` line naming the
+    distance and the centre, and nothing is planned or saved (another city's depot, typed by mistake)."""
     settings = Settings()
     at, home = _when(now), _latlon(depot)
     with open_sessions(settings)() as session:
@@ -210,6 +214,10 @@ def route(
             ids = [c.id for c in list_cities(session)]
             raise _fail(f"name the city: --city {' or '.join(ids)}" if city is None and len(ids) > 1
                         else str(exc)) from None
+        try:
+            routes.check_depot(session, row, home)
+        except routes.DepotTooFar as exc:
+            raise _fail(str(exc)) from None
         cfg = city_settings(settings.analytics, row)
         named = f"{row.id} " if len(list_cities(session)) > 1 else ""  # a registry of one city: as before cities
         stops = routes.select_stops(session, cfg, at, bin_litres, city=row.id)
@@ -260,21 +268,45 @@ def _print_routes(plan: routes.Plan, capacity: int) -> None:
 def collections(
     hours: float = typer.Option(24.0, min=0.1, help="how far back to look for pickups"),
     now: str | None = typer.Option(None, help="end of the window, ISO-8601 (default: now)"),
+    city: str | None = typer.Option(None, help="list this city's pickups only (default: every city's)"),
 ) -> None:
-    """List the pickups of the last --hours (sensor-detected and reported by a person), oldest first, in
-    analytics.timezone; first backfill them (InfluxDB computes the steps; new ones are stored and marked
-    ``new``), so pickups missed during an outage of the job are there too."""
+    """List the pickups of the last --hours (sensor-detected and reported by a person), oldest first, each
+    in its city's time zone (the registry city of its device; ``analytics.timezone`` for a device not in
+    the registry), with a city column when the registry has several cities; first backfill them
+    (InfluxDB computes the steps; new ones are stored and marked ``new``), so pickups missed during an
+    outage of the job are there too. With --city, that city's pickups only, backfilled with its
+    ``pickup_min_drop``; the window's end is printed in the listed city's zone (UTC for several).
+
+    An unknown --city is one `error:` line naming the known ids (exit 2)."""
     settings = Settings()
     end = _when(now)
     start = end - timedelta(hours=hours)
-    influx = open_influx(settings)
     with open_sessions(settings)() as session:
-        kec = {d.id: d.kecamatan for d in list_devices(session, include_retired=True)}
-        found, new = pickups.backfill(session, influx, start, end, settings.analytics.pickup_min_drop)
+        try:
+            row = get_city(session, city) if city is not None else None
+        except UnknownCity as exc:
+            raise _fail(str(exc)) from None
+        cities = list_cities(session)
+        zones = {c.id: ZoneInfo(c.timezone) for c in cities}
+        devices = {d.id: d for d in list_devices(session, include_retired=True)}
+        mine = None if row is None else {d.id for d in devices.values() if d.city_id == row.id}
+        min_drop = (settings.analytics.pickup_min_drop if row is None
+                    else city_settings(settings.analytics, row).pickup_min_drop)
+        found, new = pickups.backfill(session, open_influx(settings), start, end, min_drop, mine)
         session.commit()
-        rows = pickups.stored(session, start, end)
-    tz = ZoneInfo(settings.analytics.timezone)
+        rows = [r for r in pickups.stored(session, start, end) if mine is None or r.device_id in mine]
+    default = ZoneInfo(settings.analytics.timezone)
+    city_of = {d: dev.city_id for d, dev in devices.items()}
+    kec = {d: dev.kecamatan or "" for d, dev in devices.items()}
+    if row is not None:
+        tz = zones[row.id]
+    elif len(cities) == 1:
+        tz = zones[cities[0].id]
+    else:
+        tz = default if not cities else ZoneInfo("UTC")
+    column = len(cities) > 1  # a registry of one city: as before cities
     fresh = {(p.device_id, p.at) for p in new}
+    w_city = max([0, *(len(city_of.get(r.device_id, "?")) for r in rows)])
     w_dev = max([0, *(len(r.device_id) for r in rows)])
     w_kec = max([0, *(len(kec.get(r.device_id, "")) for r in rows)])
 
@@ -284,7 +316,10 @@ def collections(
     for r in rows:
         who = r.actor or r.source if r.source != "sensor" else "sensor"
         mark = "  new" if (r.device_id, r.at) in fresh else ""
-        print(f"{r.at.astimezone(tz).isoformat(timespec='minutes')}  {r.device_id:<{w_dev}}  "
+        home = city_of.get(r.device_id)
+        local = r.at.astimezone(zones.get(home or "", default))
+        where = f"{home or '?':<{w_city}}  " if column else ""
+        print(f"{local.isoformat(timespec='minutes')}  {where}{r.device_id:<{w_dev}}  "
               f"{kec.get(r.device_id, ''):<{w_kec}}  {level(r.level_before)} -> {level(r.level_after):<4}  {who}{mark}")
     by_sensor = sum(1 for r in rows if r.source == "sensor")
     print(f"{_plural(len(rows), 'pickup')} in the {hours:g} h to {end.astimezone(tz).isoformat(timespec='minutes')} "

@@ -41,15 +41,58 @@ from analytics.forecast import next_collection, round_day
 from lorong.core.geo import EARTH_RADIUS_M, haversine_m
 from lorong.core.model import DeviceKind
 from lorong.core.settings import AnalyticsSettings
-from lorong.storage.tables import DeviceLatestRow, DeviceRow, RoutePlanRow
+from lorong.storage.tables import CityRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
-__all__ = ["EARTH_RADIUS_M", "Plan", "Route", "Stop", "TruckTooSmall", "haversine_m", "plan_day", "save",
-           "saved_routes", "select_stops", "solve"]
+__all__ = ["DEPOT_MAX_KM", "EARTH_RADIUS_M", "DepotTooFar", "Plan", "Route", "Stop", "TruckTooSmall", "check_depot",
+           "haversine_m", "plan_day", "save", "saved_routes", "select_stops", "solve"]
 DEFAULT_BIN_L = 660.0
 """Volume assumed for a bin registered without ``capacity_l``: the EN 840 four-wheel 660 L
 street container."""
 DROP_PENALTY_M = 10_000_000
 """Cost of leaving a bin out (10,000 km): larger than any city route."""
+DEPOT_MAX_KM = 100.0
+"""Farthest a depot may be from its city's centre, km (great circle). A reasoned bound, not a tuned one:
+a round is one shift of about 8 h (:data:`analytics.forecast.ROUND_H`, the round :func:`plan_day`
+takes), and a depot 100 km out costs 200 km of empty driving a round, some 4 h at 50 km/h, half the
+shift before the first bin; no city works so. Real depots sit far inside it: Jakarta's farthest, the
+Bantar Gebang landfill in Bekasi, is about 26 km from the city's centre (Monas). Cities are far
+outside it: Makassar's centre is about 1,400 km from Jakarta's, and the nearest two of the example
+cities (Makassar, Banyuwangi) are 650 km apart; so a depot typed for the wrong city is refused
+(:func:`check_depot`) instead of planning a route of thousands of km."""
+
+
+class DepotTooFar(ValueError):
+    """The depot is more than :data:`DEPOT_MAX_KM` from the city's centre (``km``, the distance)."""
+
+    def __init__(self, message: str, km: float) -> None:
+        super().__init__(message)
+        self.km = km
+
+
+def check_depot(session: Session, city: CityRow, depot: tuple[float, float],
+                limit_km: float = DEPOT_MAX_KM) -> None:
+    """Refuse a depot farther than ``limit_km`` from ``city``'s map centre (``(lat, lon)`` in WGS84
+    degrees), or, for a city without one, from the mean position of its bins (as migration 0008 takes
+    a migrated city's centre); a city with neither is not checked (it has no bins to route).
+
+    Raises:
+        DepotTooFar: naming the distance, the centre and the limit.
+    """
+    if city.centre_lat is not None and city.centre_lon is not None:
+        centre, what = (city.centre_lat, city.centre_lon), f"the centre of {city.id}"
+    else:
+        q = select(func.avg(DeviceRow.lat), func.avg(DeviceRow.lon)).where(
+            DeviceRow.city_id == city.id, DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status != "retired",
+            DeviceRow.lat.is_not(None), DeviceRow.lon.is_not(None))
+        lat, lon = session.execute(q).one()
+        if lat is None or lon is None:
+            return
+        centre, what = (float(lat), float(lon)), f"the mean position of the bins of {city.id}"
+    km = haversine_m(depot, centre) / 1000.0
+    if km > limit_km:
+        raise DepotTooFar(f"the depot {depot[0]:g},{depot[1]:g} is {km:.0f} km from {what} "
+                          f"({centre[0]:.4f},{centre[1]:.4f}), more than the {limit_km:g} km a depot may be "
+                          "from its city: is it another city's depot?", km)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from analytics.cli import app
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
-from lorong.storage.tables import DeviceLatestRow, RoutePlanRow
+from lorong.storage.tables import CityRow, DeviceLatestRow, RoutePlanRow
 
 NOW = datetime(2026, 3, 2, 16, 30, tzinfo=UTC)
 """00:30 WITA on Tuesday 3 March in Makassar, still 23:30 WIB on Monday 2 March in Jakarta."""
@@ -90,3 +90,42 @@ def test_one_city_registry_plans_without_city(db_url: str, sessions: Any, monkey
     assert result.output.splitlines()[0].startswith("2026-03-03: 1 bin, 1 route, ")  # as before cities
     assert plans(sessions) == [("makassar", "2026-03-03", 0, ["MKS-BIN-1"])]  # 00:30 WITA: Tuesday's plan
 
+
+
+def test_a_depot_far_from_the_city_is_refused_and_nothing_saved(db_url: str, sessions: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makassar's depot given for Jakarta (about 1,400 km away) planned a 2,806 km route and replaced
+    Jakarta's saved plan without a word."""
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    two_cities(sessions)
+    with sessions.begin() as s:
+        s.get(CityRow, "jakarta").centre_lat, s.get(CityRow, "jakarta").centre_lon = -6.1754, 106.8272
+    assert route("jakarta", "-6.18,106.83").exit_code == 0
+    saved = plans(sessions)
+    for dry in ([], ["--dry-run"]):
+        far = CliRunner().invoke(app, ["route", "--city", "jakarta", "--depot", "-5.135,119.42", "--vehicles", "1",
+                                       "--capacity", "1000", "--now", NOW.isoformat(), *dry])
+        assert far.exit_code == 2, far.output
+        assert far.stderr == ("error: the depot -5.135,119.42 is 1398 km from the centre of jakarta "
+                              "(-6.1754,106.8272), more than the 100 km a depot may be from its city: "
+                              "is it another city's depot?\n")
+        assert far.stdout == ""
+        assert plans(sessions) == saved
+    # just inside the limit (0.89 degrees of latitude, 99 km) is still planned
+    assert route("jakarta", "-7.065,106.8272").exit_code == 0
+
+
+def test_without_a_centre_the_depot_is_checked_against_the_bins(db_url: str, sessions: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The migrated city of a registry made without devices has no centre: the mean position of its
+    bins stands for it (as migration 0008 takes it)."""
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    with sessions.begin() as s:
+        assert s.get(CityRow, "makassar").centre_lat is None
+        add_device(s, DeviceIn(id="MKS-BIN-1", kind="bin", depth_mm=1000, lat=-5.14, lon=119.42))
+        s.add(DeviceLatestRow(device_id="MKS-BIN-1", ts=NOW, metrics={"fillingLevel": [0.9, 0]}, derived={}))
+    far = route(None, "-6.18,106.83")
+    assert far.exit_code == 2
+    assert far.stderr.startswith("error: the depot -6.18,106.83 is 1398 km from the mean position of the bins of "
+                                 "makassar (-5.1400,119.4200), more than the 100 km")
+    assert plans(sessions) == []
