@@ -93,13 +93,16 @@ def learn_profiles(series: Mapping[str, tuple[np.ndarray, np.ndarray]], tz: str,
     return out
 
 
-def peer_shapes(shapes: np.ndarray, peers: int, chunk: int = 1024) -> np.ndarray:
+def peer_shapes(shapes: np.ndarray, peers: int, chunk: int = 128) -> np.ndarray:
     """For each row of ``shapes`` (n x 24 hourly shares), the mean of the ``peers`` rows nearest
     to it by Euclidean distance, itself included (n x 24).
 
     The squared distances come from one matrix product per ``chunk`` rows (``|a|^2 + |b|^2 -
     2 a.b``): 5,000 bins took 9 s on a busy 2-core machine, where the L1 distance took 49 s and a
     loop over the bins 86 s (once per local day and process: :class:`analytics.frames.PerLocalDay`).
+    A chunk's distances are ``chunk`` x n floats, a few temporaries of them at once: 128 rows of
+    20,000 bins are 20 MB each, where 1,024 rows took the job's peak past 1.2 GB (bench/analytics_job.py);
+    each row's result is the same whatever the chunk.
     """
     n = len(shapes)
     k = min(peers, n)
