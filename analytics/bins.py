@@ -22,7 +22,7 @@ import numpy as np
 from analytics.fillpool import learn_profiles
 from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at
 from analytics.forecast import FillForecast, from_history, from_series
-from analytics.frames import PerLocalDay, bucket_means, bucket_means_chunked
+from analytics.frames import PerLocalDay, chunk_order, hourly_means
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
 from lorong.core import schema
@@ -44,6 +44,7 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
     day for a bin emptied this morning: bins emptied within :data:`FRESH_H` hours are read in one
     query that starts at the hour of the oldest of those pickups, the other bins in one query
     over the full window (two short queries instead of one long one; bench/analytics_job.py).
+    The final whole hours come from the ``hourly`` policy (:func:`analytics.frames.hourly_means`).
 
     Returns:
         device id -> series whose ``t_ms`` is each bucket's start.
@@ -55,10 +56,10 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
     out: dict[str, DeviceSeries] = {}
     if fresh:
         since = min(fresh.values()).replace(minute=0, second=0, microsecond=0)
-        got = split_by_device(bucket_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, now, "1h"))
+        got = split_by_device(hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, now, now))
         out.update((d, s) for d, s in got.items() if d in fresh)
     if rest:
-        frame = bucket_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], start, now, "1h",
+        frame = hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], start, now, now,
                              devices=None if not fresh else rest)
         out.update(split_by_device(frame))
     return out
@@ -71,7 +72,8 @@ def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
              history_days: float) -> dict[str, FillProfile]:
     """Each bin's fill profile from its hourly means over ``history_days`` days before the
     current local midnight (once per process and local day: :class:`PerLocalDay`), read a day at
-    a time (:func:`analytics.frames.bucket_means_chunked`).
+    a time from the ``hourly`` policy where its means are final (:func:`analytics.frames.hourly_means`;
+    the bins in :func:`analytics.frames.bucket_means_chunked`'s order, :func:`analytics.frames.chunk_order`).
 
     Every bin's hour-of-day rates are pooled with those of the bins whose day has the same
     shape (:func:`analytics.fillpool.learn_profiles`).
@@ -81,8 +83,9 @@ def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
         :func:`analytics.fillprofile.learn_profile`).
     """
     def learn(midnight: datetime) -> dict[str, FillProfile]:
-        frame = bucket_means_chunked(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL],
-                                     midnight - timedelta(days=history_days), midnight, 3600)
+        start = midnight - timedelta(days=history_days)
+        frame = chunk_order(hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], start, midnight, now),
+                            start, 86_400)
         return learn_profiles({d: s.values(schema.FIELD_FILL) for d, s in split_by_device(frame).items()}, tz)
 
     got = _PROFILES.get(influx, now, tz, history_days, learn)

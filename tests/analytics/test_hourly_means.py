@@ -1,0 +1,121 @@
+"""Hourly means read from the ``hourly`` retention policy (the continuous query's means) are the
+means the job computed from raw points before, bucket for bucket; the hours not final yet, and the
+partial first and last buckets, still come from the raw points."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.frames import bucket_means, bucket_means_chunked, chunk_order, hourly_means, hourly_plan
+from lorong.core import schema
+from lorong.core.model import to_ms
+from lorong.core.settings import InfluxSettings
+from lorong.storage import retention
+from lorong.storage.influx import InfluxClient, line
+
+TZ = "Asia/Makassar"
+START = datetime.combine(datetime.now(UTC).date() - timedelta(days=10), datetime.min.time(), tzinfo=UTC)
+"""A UTC midnight within the ``raw`` policy's 90 days (InfluxDB refuses older points)."""
+END = START + timedelta(days=3)
+FILL = [schema.FIELD_FILL]
+
+
+def readings() -> list[str]:
+    """Three bins, 10-minute readings over three days: B-1 on the hour (points on every bucket
+    edge and midnight), B-2 at odd milliseconds, A-9 only from the second day on (a new bin)."""
+    rng = np.random.default_rng(3)
+    points = []
+    for dev, off_ms, first_day in (("B-1", 0, 0), ("B-2", 277_013, 0), ("A-9", 61_500, 1)):
+        tags = {schema.TAG_DEVICE: dev, schema.TAG_KECAMATAN: "Tallo", schema.TAG_CITY: "makassar"}
+        for k in range(first_day * 144, 3 * 144 + 1):
+            at = to_ms(START) + k * 600_000 + off_ms
+            points.append(line(schema.MEASUREMENT_BIN, tags, {schema.FIELD_FILL: round(float(rng.random()), 4),
+                                                              schema.FIELD_BATTERY: 0.9}, at))
+    return points
+
+
+@pytest.fixture
+def laid_out(influx: InfluxClient) -> InfluxClient:
+    """The Lorong retention layout, three days of readings in ``raw`` and their means backfilled."""
+    retention.apply(influx, InfluxSettings(), TZ, now=END)
+    influx.write_lines(readings())
+    retention.backfill(influx, TZ, START, END + timedelta(hours=1), now=END)
+    return influx
+
+
+WINDOWS = [  # (start, end, now): on the hour, off it, a window ending before now, a short one
+    (START, END, END),
+    (START + timedelta(hours=5, minutes=3), END - timedelta(hours=2, minutes=10), END - timedelta(hours=2, minutes=10)),
+    (START + timedelta(hours=20), START + timedelta(days=2), END),
+    (END - timedelta(hours=24), END - timedelta(minutes=30), END - timedelta(minutes=30)),
+    (END - timedelta(hours=5), END, END),
+]
+
+
+@pytest.mark.parametrize(("start", "end", "now"), WINDOWS)
+def test_means_from_the_hourly_policy_are_the_raw_means(laid_out: InfluxClient, start: datetime, end: datetime,
+                                                        now: datetime) -> None:
+    raw = bucket_means(laid_out, schema.MEASUREMENT_BIN, FILL, start, end, "1h")
+    got = hourly_means(laid_out, schema.MEASUREMENT_BIN, FILL, start, end, now)
+    assert len(raw) > 10
+    pd.testing.assert_frame_equal(got, raw, check_exact=True)
+    some = ["B-2", "A-9"]
+    pd.testing.assert_frame_equal(
+        hourly_means(laid_out, schema.MEASUREMENT_BIN, FILL, start, end, now, devices=some),
+        bucket_means(laid_out, schema.MEASUREMENT_BIN, FILL, start, end, "1h", devices=some), check_exact=True)
+
+
+def test_final_hours_come_from_the_means_and_the_last_three_from_raw(laid_out: InfluxClient) -> None:
+    """A point written into ``raw`` after the means were made shows only where the plan reads raw
+    points: in a final hour the stored mean is read, within the last three hours the raw points."""
+    plan, means_end = hourly_plan(START, END, END)
+    assert means_end == to_ms(END - timedelta(hours=3))
+    assert [rp for rp, _ in plan] == [None, "hourly", "hourly", "hourly", None]
+    tags = {schema.TAG_DEVICE: "B-1", schema.TAG_KECAMATAN: "Tallo", schema.TAG_CITY: "makassar"}
+    old_hour, new_hour = START + timedelta(days=1, hours=6), END - timedelta(hours=2)
+    laid_out.write_lines([line(schema.MEASUREMENT_BIN, tags, {schema.FIELD_FILL: 50.0}, to_ms(h + timedelta(minutes=5)))
+                          for h in (old_hour, new_hour)])
+    raw = bucket_means(laid_out, schema.MEASUREMENT_BIN, FILL, START, END, "1h").set_index(["device_id", "time"])
+    got = hourly_means(laid_out, schema.MEASUREMENT_BIN, FILL, START, END, END).set_index(["device_id", "time"])
+    late = ("B-1", pd.Timestamp(old_hour))
+    assert raw.at[late, schema.FIELD_FILL] > 5 > got.at[late, schema.FIELD_FILL]  # the stored mean, made before
+    recent = ("B-1", pd.Timestamp(new_hour))
+    assert got.at[recent, schema.FIELD_FILL] == raw.at[recent, schema.FIELD_FILL] > 5
+    pd.testing.assert_frame_equal(got.drop(index=[late]), raw.drop(index=[late]), check_exact=True)
+
+
+def test_profile_read_is_the_day_by_day_raw_read_in_its_order(laid_out: InfluxClient) -> None:
+    """The fill profiles' read (means, put in the order of the day-by-day raw read) gives the frame
+    the raw read gave, row for row: A-9 starts a day late and so comes after the others."""
+    midnight = END - timedelta(hours=8)  # local midnight (UTC+8)
+    start = midnight - timedelta(days=2)
+    raw = bucket_means_chunked(laid_out, schema.MEASUREMENT_BIN, FILL, start, midnight, 3600)
+    got = chunk_order(hourly_means(laid_out, schema.MEASUREMENT_BIN, FILL, start, midnight, END), start, 86_400)
+    assert raw["device_id"].unique().tolist() == ["B-1", "B-2", "A-9"]
+    pd.testing.assert_frame_equal(got, raw, check_exact=True)
+    earlier = midnight - timedelta(hours=17)  # pieces: the hour before START, then whole UTC days
+    pd.testing.assert_frame_equal(
+        chunk_order(hourly_means(laid_out, schema.MEASUREMENT_BIN, FILL, earlier - timedelta(days=2), earlier, END),
+                    earlier - timedelta(days=2), 86_400),
+        bucket_means_chunked(laid_out, schema.MEASUREMENT_BIN, FILL, earlier - timedelta(days=2), earlier, 3600),
+        check_exact=True)
+
+
+def test_raw_points_when_there_are_no_means(influx: InfluxClient) -> None:
+    """No ``hourly`` policy (a database without the layout), or a policy whose means of the loaded
+    past were never backfilled: every bucket from the raw points."""
+    influx.write_lines(readings())
+    raw = bucket_means(influx, schema.MEASUREMENT_BIN, FILL, START, END, "1h")
+    pd.testing.assert_frame_equal(hourly_means(influx, schema.MEASUREMENT_BIN, FILL, START, END, END), raw,
+                                  check_exact=True)
+    influx.command(f'DROP DATABASE "{influx.database}"')
+    retention.apply(influx, InfluxSettings(), TZ, now=END)
+    influx.write_lines(readings())  # past points: the continuous queries never see them
+    pd.testing.assert_frame_equal(hourly_means(influx, schema.MEASUREMENT_BIN, FILL, START, END, END), raw,
+                                  check_exact=True)
+    with pytest.raises(ValueError):
+        hourly_means(influx, schema.MEASUREMENT_BIN, FILL, START, END, END, chunk_s=5400)
