@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from lorong.core.errors import StoreRejected, StoreUnavailable
 
@@ -294,7 +295,7 @@ class InfluxClient:
         data: dict[str, Any] = {"q": q, "db": self.database, "epoch": "ms"}
         if params:
             data["params"] = json.dumps(dict(params))
-        body = self._request("POST", "/query", data=data).json()
+        body = orjson.loads(self._request("POST", "/query", data=data).content)  # 2-3x json's speed on big answers
         out: list[Series] = []
         for res in body.get("results", []):
             if "error" in res:
