@@ -295,7 +295,7 @@ class InfluxClient:
         data: dict[str, Any] = {"q": q, "db": self.database, "epoch": "ms"}
         if params:
             data["params"] = json.dumps(dict(params))
-        body = orjson.loads(self._request("POST", "/query", data=data).content)  # 2-3x json's speed on big answers
+        body = orjson.loads(self._request("POST", "/query", data=data).content)  # ~1.5x json.loads on big answers
         out: list[Series] = []
         for res in body.get("results", []):
             if "error" in res:
