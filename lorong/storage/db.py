@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
@@ -19,6 +21,16 @@ if TYPE_CHECKING:
     from lorong.core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def json_loads(text: str | bytes) -> Any:
+    """JSON column value from its text: ``orjson`` (a third of ``json.loads``' time on the 55,000
+    small documents one analytics run of 20,000 bins reads), ``json.loads`` for a document
+    ``orjson`` refuses (a NaN that an older release stored)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def make_engine(url: str) -> Engine:
@@ -36,8 +48,12 @@ def make_engine(url: str) -> Engine:
     round trip): after a restart or a failover the pool holds connections to a server that is
     gone, and without the test the first use of each fails. A connection that fails in use makes
     SQLAlchemy drop the whole pool, so the next use connects anew.
+
+    JSON columns are read with :func:`json_loads`.
     """
-    kwargs: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"json_deserializer": json_loads}
+    if not url.startswith("sqlite"):
+        kwargs["pool_pre_ping"] = True
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
