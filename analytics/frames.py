@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime, time, timedelta
 from itertools import pairwise
 from typing import Generic, TypeVar
@@ -99,6 +99,33 @@ def _frame(series: Sequence[Series], keep: Sequence[str] | None = None) -> pd.Da
     for c in keep or []:
         if c not in out:
             out[c] = float("nan")
+    return out
+
+
+def _streamed_frame(series: Iterable[Series], fields: Sequence[str]) -> pd.DataFrame:
+    """:func:`_frame` of an aggregate query's series (``time`` then ``fields``, numbers or nulls),
+    each turned into an array as it arrives (:meth:`InfluxClient.query_chunked`), so at most one
+    chunk of the answer is held as Python lists."""
+    devices: list[str] = []
+    counts: list[int] = []
+    blocks: list[np.ndarray] = []
+    for s in series:
+        if not s.values:
+            continue
+        idx = [s.columns.index(c) if c in s.columns else None for c in ("time", *fields)]
+        block = np.array(s.values, dtype=float)
+        if idx != list(range(len(idx))):  # columns in another order, or one missing
+            block = np.column_stack([block[:, i] if i is not None else np.full(len(block), np.nan) for i in idx])
+        devices.append(s.tags.get(schema.TAG_DEVICE, ""))
+        counts.append(len(block))
+        blocks.append(block)
+    if not blocks:
+        return _frame([], keep=list(fields))
+    arr = np.concatenate(blocks)
+    out = pd.DataFrame({"device_id": np.repeat(np.array(devices, dtype=object), counts),
+                        "time": pd.to_datetime(arr[:, 0].astype(np.int64), unit="ms", utc=True)})
+    for i, c in enumerate(fields, start=1):
+        out[c] = arr[:, i]
     return out
 
 
@@ -297,7 +324,7 @@ def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
     plan, means_end = hourly_plan(start, end, now, chunk_s)
     if means_end and not _means_ready(influx, measurement, fields[0], means_end):
         plan = [(None, time_window(start, end))]
-    parts = [_frame(influx.query(_mean_query(measurement, fields, where, devices, rp)), keep=list(fields))
+    parts = [_streamed_frame(influx.query_chunked(_mean_query(measurement, fields, where, devices, rp)), fields)
              for rp, where in plan]
     parts = [p for p in parts if not p.empty] or parts[:1]  # an empty part's dtypes are not the others'
     if len(parts) == 1:

@@ -330,7 +330,7 @@ class InfluxClient:
                 for text in resp.iter_lines():
                     if not text.strip():
                         continue
-                    body = json.loads(text)
+                    body = orjson.loads(text)
                     if "error" in body:
                         raise StoreRejected(f"influx: {body['error']} in {q!r}")
                     for res in body.get("results", []):
