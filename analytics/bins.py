@@ -22,7 +22,7 @@ import numpy as np
 from analytics.fillpool import learn_profiles
 from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at
 from analytics.forecast import FillForecast, from_history, from_series
-from analytics.frames import PerLocalDay, chunk_order, hourly_means
+from analytics.frames import PerLocalDay, hourly_means, hourly_series
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
 from lorong.core import schema
@@ -72,8 +72,8 @@ def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
              history_days: float) -> dict[str, FillProfile]:
     """Each bin's fill profile from its hourly means over ``history_days`` days before the
     current local midnight (once per process and local day: :class:`PerLocalDay`), read a day at
-    a time from the ``hourly`` policy where its means are final (:func:`analytics.frames.hourly_means`;
-    the bins in :func:`analytics.frames.bucket_means_chunked`'s order, :func:`analytics.frames.chunk_order`).
+    a time from the ``hourly`` policy where its means are final (:func:`analytics.frames.hourly_series`;
+    the bins in :func:`analytics.frames.bucket_means_chunked`'s order).
 
     Every bin's hour-of-day rates are pooled with those of the bins whose day has the same
     shape (:func:`analytics.fillpool.learn_profiles`).
@@ -83,10 +83,9 @@ def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
         :func:`analytics.fillprofile.learn_profile`).
     """
     def learn(midnight: datetime) -> dict[str, FillProfile]:
-        start = midnight - timedelta(days=history_days)
-        frame = chunk_order(hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], start, midnight, now),
-                            start, 86_400)
-        return learn_profiles({d: s.values(schema.FIELD_FILL) for d, s in split_by_device(frame).items()}, tz)
+        series = hourly_series(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL,
+                               midnight - timedelta(days=history_days), midnight, now)
+        return learn_profiles(series, tz)
 
     got = _PROFILES.get(influx, now, tz, history_days, learn)
     wanted = set(bins)

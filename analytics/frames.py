@@ -342,19 +342,33 @@ def _means_ready(influx: InfluxClient, measurement: str, field: str, end_ms: int
     return any(row[1] for s in influx.query(q) for row in s.values)
 
 
-def chunk_order(frame: pd.DataFrame, start: datetime, chunk_s: int) -> pd.DataFrame:
-    """``frame`` (sorted by device, time) in :func:`bucket_means_chunked`'s row order: devices by
-    the ``chunk_s`` piece after ``start`` that holds their first row, then by id; each device's
-    rows in time order. What is learned from it (:func:`analytics.fillpool.learn_profiles`) sees
-    the bins in the same order however the rows were read."""
-    if frame.empty:
-        return frame
+def hourly_series(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,
+                  now: datetime, chunk_s: int = 86_400) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`hourly_means` of one field as ``{device_id: (t_ms, values)}`` (bucket starts, epoch ms
+    ascending; no NaN), built from the streamed answers without a long frame: a week of 20,000
+    bins' means held once as arrays (the frame, its sorted copy and its split took the job's peak
+    past 1 GB; bench/analytics_job.py).
+
+    The devices come in :func:`bucket_means_chunked`'s order (by the ``chunk_s`` piece after
+    ``start`` that holds their first bucket, then by id), so what is learned from them
+    (:func:`analytics.fillpool.learn_profiles`) sees the bins in the order the raw read gave.
+    """
+    plan, means_end = hourly_plan(start, end, now, chunk_s)
+    if means_end and not _means_ready(influx, measurement, field, means_end):
+        plan = [(None, time_window(start, end))]
+    got: dict[str, list[np.ndarray]] = {}
+    for rp, where in plan:
+        for s in influx.query_chunked(_mean_query(measurement, [field], where, None, rp)):
+            if s.values:
+                block = np.array(s.values, dtype=float)[:, [s.columns.index("time"), s.columns.index(field)]]
+                got.setdefault(s.tags.get(schema.TAG_DEVICE, ""), []).append(block)
     lo, step = to_ms(start), chunk_s * 1000
-    t = frame["time"].dt.tz_convert(None).to_numpy().astype("datetime64[ms]").astype(np.int64)
-    piece = (t - (lo - lo % step)) // step  # bucket_means_chunked's pieces (cut at multiples of step)
-    codes, _ = pd.factorize(frame["device_id"], sort=True)
-    first = pd.Series(piece).groupby(codes).transform("min").to_numpy()
-    return frame.iloc[np.lexsort((t, codes, first))].reset_index(drop=True)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for device in sorted(got, key=lambda d: ((int(got[d][0][0, 0]) - (lo - lo % step)) // step, d)):
+        arr = np.concatenate(got.pop(device)) if len(got[device]) > 1 else got.pop(device)[0]
+        ok = ~np.isnan(arr[:, 1])
+        out[device] = (arr[ok, 0].astype(np.int64), np.ascontiguousarray(arr[ok, 1]))
+    return out
 
 
 def window_points(influx: InfluxClient, measurement: str, fields: Sequence[str], start: datetime,

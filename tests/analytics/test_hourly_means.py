@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.frames import bucket_means, bucket_means_chunked, chunk_order, hourly_means, hourly_plan
+from analytics.frames import bucket_means, bucket_means_chunked, hourly_means, hourly_plan, hourly_series
+from analytics.rules.base import split_by_device
 from lorong.core import schema
 from lorong.core.model import to_ms
 from lorong.core.settings import InfluxSettings
@@ -88,21 +89,25 @@ def test_final_hours_come_from_the_means_and_the_last_three_from_raw(laid_out: I
     pd.testing.assert_frame_equal(got.drop(index=[late]), raw.drop(index=[late]), check_exact=True)
 
 
+def raw_series(influx: InfluxClient, start: datetime, end: datetime) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """What the fill profiles read before: raw means a day at a time, split by device."""
+    frame = bucket_means_chunked(influx, schema.MEASUREMENT_BIN, FILL, start, end, 3600)
+    return {d: s.values(schema.FIELD_FILL) for d, s in split_by_device(frame).items()}
+
+
 def test_profile_read_is_the_day_by_day_raw_read_in_its_order(laid_out: InfluxClient) -> None:
-    """The fill profiles' read (means, put in the order of the day-by-day raw read) gives the frame
-    the raw read gave, row for row: A-9 starts a day late and so comes after the others."""
+    """The fill profiles' read (means streamed into arrays) gives the series the raw read gave, in
+    its order: A-9 starts a day late and so comes after the others, whose id sorts after it."""
     midnight = END - timedelta(hours=8)  # local midnight (UTC+8)
-    start = midnight - timedelta(days=2)
-    raw = bucket_means_chunked(laid_out, schema.MEASUREMENT_BIN, FILL, start, midnight, 3600)
-    got = chunk_order(hourly_means(laid_out, schema.MEASUREMENT_BIN, FILL, start, midnight, END), start, 86_400)
-    assert raw["device_id"].unique().tolist() == ["B-1", "B-2", "A-9"]
-    pd.testing.assert_frame_equal(got, raw, check_exact=True)
-    earlier = midnight - timedelta(hours=17)  # pieces: the hour before START, then whole UTC days
-    pd.testing.assert_frame_equal(
-        chunk_order(hourly_means(laid_out, schema.MEASUREMENT_BIN, FILL, earlier - timedelta(days=2), earlier, END),
-                    earlier - timedelta(days=2), 86_400),
-        bucket_means_chunked(laid_out, schema.MEASUREMENT_BIN, FILL, earlier - timedelta(days=2), earlier, 3600),
-        check_exact=True)
+    for start in (midnight - timedelta(days=2), midnight - timedelta(days=2, hours=17)):
+        end = start + timedelta(days=2)
+        raw = raw_series(laid_out, start, end)
+        got = hourly_series(laid_out, schema.MEASUREMENT_BIN, schema.FIELD_FILL, start, end, END)
+        assert list(got) == list(raw) == ["B-1", "B-2", "A-9"]
+        for device, (t, v) in raw.items():
+            assert len(t) > 20
+            assert np.array_equal(got[device][0], t) and got[device][0].dtype == t.dtype
+            assert np.array_equal(got[device][1], v)
 
 
 def test_raw_points_when_there_are_no_means(influx: InfluxClient) -> None:
