@@ -60,26 +60,26 @@ run 17.6-19.2 s (recent 5.2-6.4, latest 1.3-2.8, forecast 6.6-7.0, rules 1.2), a
 by that first run opening 9,507 alerts.
 
 Measured 2026-12-06 evening, ``--runs 3``, before and after the fill forecasts read the final hours of
-their hourly means from the ``hourly`` policy (streamed), the peer shapes were computed 128 bins at a
-time and orjson parsed InfluxDB's answers and the JSON columns; each run from a copy of the same data
-set, taken before its first run, on the shared 2-core machine under a load average of 3-8 (medians,
-phases in s; the alerts, history rows, pickups and ``device_latest`` rows the runs left were compared
-row by row and are identical):
+their hourly means from the ``hourly`` policy (the profiles' week streamed into per-bin arrays), the
+peer shapes were computed 128 bins at a time and orjson parsed InfluxDB's answers and the JSON
+columns; each run from a copy of the same data set taken before its first run, on the shared 2-core
+machine under the load averages shown (other sessions' suites); medians, phases in s. The alerts,
+history rows, pickups and ``device_latest`` rows the runs left were compared row by row: identical.
 
 =====================================  ==============================  ==============================
-run at ``NOW``                         before (load 3 / 5-8)           after (load 4 / 5-6)
+run at ``NOW``                         before (load 3 / 5-8)           after (load 4-5 / 6-7)
 =====================================  ==============================  ==============================
-full run                               38 / 48 s: recent 7 / 17,       26 / 34 s: recent 7 / 10,
-                                       forecast 16 / 17                forecast 11 / 14
-alert run                              11 / 32 s: recent 6 / 15        21 / 14 s: recent 12 / 7
-first run of a local day               125 / 131 s (forecast 108-110)  111 / 137 s (forecast 78-108)
-peak RSS of the job process            1,572-1,577 MiB                 879-888 MiB
+full run                               38 / 48 s: recent 7 / 17,       19 / 32 s: recent 7 / 10,
+                                       forecast 16 / 17                forecast 8 / 15
+alert run                              11 / 32 s: recent 6 / 15        12 / 18 s: recent 6 / 9
+first run of a local day               125 / 131 s (forecast 108-110)  92 / 134 s (forecast 73-106)
+peak RSS of the job process            1,572-1,577 MiB                 642-675 MiB
 =====================================  ==============================  ==============================
 
-The memory target (1 GB) is met; the time target (10 s) is not: InfluxDB 1.6 answers about 10 us a
-row and does not get faster for reading stored means instead of raw points by much (a day of 20,000
-bins' hourly means 4.6-6.4 s, the same from raw points 9 s), so a run still waits seconds for the
-raw 130 minutes of 20,000 series, and the first run of a day a minute or more for the week of means.
+The memory target (1 GB) is met; the time target (10 s) is not. InfluxDB 1.6 answers about 10 us a
+row and is not much faster reading stored means than raw points (a day of 20,000 bins' hourly means
+4.6-6.4 s, the same from raw points 9 s), so a run still waits seconds for the raw 130 minutes of
+20,000 series, and the first run of a day a minute or more for the week of means.
 
 Peak RSS is ``VmHWM`` of the measuring process (:func:`peak_rss_mib`): the ``getrusage`` figure
 printed before carried the loader's peak over into the child (1,681 MiB "at start" on a run that
