@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lorong.core import schema
-from lorong.core.model import to_ms
+from lorong.core.model import to_ms, utc_from_ms
 from lorong.storage.influx import InfluxClient, Series, quote_ident
 
 _SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.TAG_CITY, schema.FIELD_RX})
@@ -386,6 +386,30 @@ def window_points(influx: InfluxClient, measurement: str, fields: Sequence[str],
     q = (f"SELECT {sel} FROM {quote_ident(measurement)} WHERE {time_window(start, end)} "
          f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
     return _frame(influx.query(q), keep=list(fields))
+
+
+def run_began(influx: InfluxClient, measurement: str, field: str, device_id: str, threshold: float,
+              before: datetime, lookback: timedelta) -> datetime | None:
+    """When the device's newest run of ``field`` values at or above ``threshold`` that reaches ``before``
+    began: the first reading after its last value below ``threshold`` within ``(before - lookback,
+    before)``. Two queries (``last`` below the threshold, then ``first`` after it).
+
+    Returns:
+        The run's first reading (UTC), or None when no value below the threshold is stored in the
+        span (the run is longer than it, or the device has no older readings).
+
+    Raises:
+        StoreUnavailable, StoreRejected: from the client.
+    """
+    f, m, tag = quote_ident(field), quote_ident(measurement), quote_ident(schema.TAG_DEVICE)
+    below = influx.records(f"SELECT last({f}) FROM {m} WHERE {tag} = $d AND {f} < $thr AND "
+                           f"time > {to_ms(before - lookback)}ms AND time < {to_ms(before)}ms",
+                           {"d": device_id, "thr": float(threshold)})
+    if not below:
+        return None
+    after = influx.records(f"SELECT first({f}) FROM {m} WHERE {tag} = $d AND time > {int(below[0]['time'])}ms "
+                           f"AND time <= {to_ms(before)}ms", {"d": device_id})
+    return utc_from_ms(int(after[0]["time"])) if after else None
 
 
 def jumps(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,

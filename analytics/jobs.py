@@ -42,7 +42,7 @@ from analytics import air, bins, kappa_fit, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
 from analytics.escalation import Escalation, remind
 from analytics.fillprofile import expected_pickup, round_end
-from analytics.frames import recent_points
+from analytics.frames import recent_points, run_began
 from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
 from analytics.rules import RULES
@@ -391,8 +391,11 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         if city is not None:
             derived = {d: v for d, v in derived.items() if d in devices}
         with report.timed("rules"), book.batch():
-            for rule in RULES.values():  # in order: each rule sees the alerts the earlier ones changed
-                apply(book, rule(ctx), now, report, ctx.latest_ts, city)
+            for name, rule in RULES.items():  # in order: each rule sees the alerts the earlier ones changed
+                verdicts = rule(ctx)
+                if name == alerts.BIN_FULL.name:
+                    verdicts = full_since(influx, verdicts, ctx)
+                apply(book, verdicts, now, report, ctx.latest_ts, city)
                 ctx.active = city_view(active, devices, city)
         if escalation is not None:
             with report.timed("escalation"):
@@ -414,6 +417,33 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
     book.publish()
     report.span = (started, time.monotonic())
     return report
+
+
+def full_since(influx: InfluxClient, verdicts: list[Verdict], ctx: Context) -> list[Verdict]:
+    """``bin_full`` raises whose run of full readings fills the readings the run read (``since_exact``
+    false: "at or before" the first of them, :func:`analytics.rules.base.run_start`) get the exact
+    ``since`` from the bin's stored readings when InfluxDB holds one below the threshold within
+    ``forecast_history_days`` (:func:`analytics.frames.run_began`): a bin the job first sees full (a
+    restart, a demo that loads history) says since when, not the start of the 2-hour look-back.
+
+    Returns:
+        The verdicts, those resolved with ``since`` and ``since_exact`` true.
+
+    Raises:
+        StoreUnavailable, StoreRejected: from the client (the run fails as for its other reads).
+    """
+    out: list[Verdict] = []
+    for v in verdicts:
+        d = v.details
+        if v.severity is not None and d.get("since_exact") is False and isinstance(d.get("since"), str):
+            dev = ctx.devices.get(v.device_id)
+            threshold = float(d.get("threshold", dev.full_threshold if dev else ctx.cfg.full_threshold))
+            began = run_began(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, v.device_id, threshold,
+                              datetime.fromisoformat(d["since"]), timedelta(days=ctx.cfg.forecast_history_days))
+            if began is not None:
+                v = replace(v, details={**d, "since": began.isoformat(), "since_exact": True})
+        out.append(v)
+    return out
 
 
 def merge_reports(reports: Sequence[JobReport]) -> JobReport:

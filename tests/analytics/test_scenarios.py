@@ -418,3 +418,24 @@ def test_a_fault_since_is_when_it_began(sessions: Any, influx: InfluxClient, typ
     got = details()
     assert (got["since"], got.get("since_exact")) == (at(3).isoformat(), True)
     assert got["readings"] < 22  # at(3) .. at(24) is longer than the readings read
+
+
+def test_a_bin_first_seen_full_says_since_when_from_its_history(sessions: Any, influx: InfluxClient) -> None:
+    """A demo that loads two days of history, then starts the job: a bin full since five hours said
+    "sejak" the first reading of the job's 2-hour look-back, "at or before" (the crew page and Telegram
+    showed a time 3 hours late). The job looks back in the bin's stored readings for the last one
+    below the threshold: the run began at the reading after it, exact."""
+    register(sessions, bin_("B1"))
+    write(influx, "B1", [(at(k), {"fillingLevel": 0.5 if k < 3 else 0.85}) for k in range(40)])  # full from at(3)
+    job = Job(sessions, influx)
+    assert job(at(39) + MIN).opened["bin_full"] == 1
+    with sessions() as s:
+        got = s.scalars(select(AlertRow).where(AlertRow.device_id == "B1", AlertRow.type == "bin_full")).one().details
+    assert (got["since"], got.get("since_exact")) == (at(3).isoformat(), True)
+    # a bin full for longer than the job's history (forecast_history_days) keeps "at or before"
+    register(sessions, bin_("LATE"))
+    write(influx, "LATE", [(at(k), {"fillingLevel": 0.9}) for k in range(40)])
+    job(at(39) + 2 * MIN)
+    with sessions() as s:
+        late = s.scalars(select(AlertRow).where(AlertRow.device_id == "LATE", AlertRow.type == "bin_full")).one()
+    assert late.details.get("since_exact") is False
