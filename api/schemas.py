@@ -165,13 +165,20 @@ class StationOut(BaseModel):
     dateObserved: Utc | None = None
     stale: bool
     pm1: float | None = unit("ug/m3", "PM1 mass concentration")
-    pm25: float | None = unit("ug/m3", "PM2.5 mass concentration")
-    pm10: float | None = unit("ug/m3", "PM10 mass concentration")
+    pm25: float | None = unit("ug/m3", "PM2.5 mass concentration, the latest reading as the sensor sent it")
+    pm10: float | None = unit("ug/m3", "PM10 mass concentration, the latest reading as the sensor sent it")
     temperature: float | None = unit("degC", "air temperature")
     relativeHumidity: float | None = unit("1", "relative humidity, fraction 0..1")
-    ispu: int | None = unit("1", "ISPU index (Indonesia), dimensionless")
+    pm25_1h: float | None = unit("ug/m3", "PM2.5 mean of the last hour, each reading humidity-corrected: what "
+                                 "pm25_high compares with its limit")
+    pm25_24h: float | None = unit("ug/m3", "PM2.5 mean of the last 24 hourly means, humidity-corrected: the "
+                                  "concentration ispu and usAqi are computed from (both are 24-hour indices)")
+    aqiHours: int | None = Field(None, description="hours with data in that 24-hour mean")
+    aqiComplete: bool | None = Field(None, description="true when the 24-hour mean rests on enough hours "
+                                     "(analytics.air.MIN_HOURS_24H)")
+    ispu: int | None = unit("1", "ISPU index (Indonesia), dimensionless, from the 24-hour means")
     ispuCategory: str | None = None
-    usAqi: int | None = unit("1", "US AQI, dimensionless")
+    usAqi: int | None = unit("1", "US AQI, dimensionless, from the 24-hour means")
     usAqiCategory: str | None = None
     criticalPollutant: str | None = Field(None, description="pollutant with the highest sub-index (pm25, pm10 ...)")
 

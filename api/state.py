@@ -132,4 +132,7 @@ def station_out(device: DeviceRow, latest: DeviceLatestRow | None, now: datetime
         ispu=ispu, ispuCategory=category_key(derived.get("ispu_category"), ispu, ISPU_CATEGORIES),
         usAqi=us, usAqiCategory=category_key(derived.get("us_aqi_category"), us, US_CATEGORIES),
         criticalPollutant=critical if isinstance(critical, str) and critical else None,
+        pm25_1h=shown("pm25", number(derived.get("pm25_1h"))), pm25_24h=shown("pm25", number(derived.get("pm25_24h"))),
+        aqiHours=_index(derived.get("aqi_hours")),
+        aqiComplete=derived["aqi_complete"] if isinstance(derived.get("aqi_complete"), bool) else None,
     )

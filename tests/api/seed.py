@@ -69,7 +69,8 @@ def fleet(sessions: sessionmaker[Session], now: datetime) -> None:
         set_latest(s, "MKS-BIN-0004", now - timedelta(hours=2), fillingLevel=0.2, lidOpen=1.0)
         set_latest(s, "MKS-AIR-01", now - timedelta(minutes=10), pm25=70.0, pm10=90.0,
                    derived={"ispu": 158, "ispu_category": "tidak_sehat", "critical_pollutant": "pm25",
-                            "us_aqi": 158, "us_aqi_category": "Unhealthy"})
+                            "us_aqi": 158, "us_aqi_category": "Unhealthy", "pm25_1h": 63.456, "pm25_24h": 68.04,
+                            "aqi_hours": 22, "aqi_complete": True})
         set_latest(s, "MKS-AIR-02", now - timedelta(minutes=10), pm25=12.0,
                    derived={"ispu": 43.2, "critical_pollutant": ["pm25"], "us_aqi": 57})
         raise_alert(s, "MKS-BIN-0001", "bin_full", "major", now - timedelta(minutes=30), "Wajo", fillingLevel=0.94)

@@ -32,6 +32,10 @@ def test_stations_worst_first_with_indices(client: httpx.Client, sessions: sessi
     assert (two["ispu"], two["ispuCategory"], two["usAqi"], two["usAqiCategory"]) == (43, "baik", 57, "moderate")
     assert two["criticalPollutant"] == "pm25" and two["stale"] is False
     assert three["ispu"] is None and three["ispuCategory"] is None and three["stale"] is True
+    # the indices come from the humidity-corrected 24-hour mean, not the latest reading: the response says
+    # which (a new user read ISPU 74 beside pm25 28.4, whose own ISPU is 67); the 1-hour mean is pm25_high's
+    assert (one["pm25_1h"], one["pm25_24h"], one["aqiHours"], one["aqiComplete"]) == (63.5, 68.0, 22, True)
+    assert (two["pm25_24h"], two["aqiHours"], two["aqiComplete"]) == (None, None, None)
     assert [s["id"] for s in client.get("/air/stations?kecamatan=Tamalate", headers=auth("crew")).json()] == [
         "MKS-AIR-02"]
     assert client.get("/air/stations/MKS-AIR-01", headers=auth("crew")).json()["ispu"] == 158
