@@ -48,7 +48,8 @@ def seed(influx: InfluxClient, readings: int, devices: int, end: datetime) -> da
     for i in range(per_device):
         ts = to_ms(start + i * STEP)
         for d in range(devices):
-            tags = {schema.TAG_DEVICE: f"MKS-BIN-{d:05d}", schema.TAG_KECAMATAN: f"K{d % 15:02d}"}
+            tags = {schema.TAG_DEVICE: f"MKS-BIN-{d:05d}", schema.TAG_CITY: "makassar",
+                    schema.TAG_KECAMATAN: f"K{d % 15:02d}"}  # the tags the ingester writes
             fields = {schema.FIELD_FILL: (i * 7 + d) % 100 / 100, schema.FIELD_DISTANCE: 200.0 + (i + d) % 900}
             batch.append(line(schema.MEASUREMENT_BIN, tags, fields, ts))
             if len(batch) >= 5000:

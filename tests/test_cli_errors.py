@@ -152,7 +152,7 @@ def test_export_of_an_unknown_kecamatan_one_line_exit_2(tmp_path: Path, influx: 
     ok = lorong(tmp_path, "export", "readings", "--from", "2026-01-01", "--to", "2026-01-02", "--resolution", "daily",
                 "--kecamatan", "tamalate", "--out", str(out), **env)  # matched without case, as the API does
     assert ok.returncode == 0, ok.stderr
-    assert out.read_text().startswith("time,device_id,kecamatan,")
+    assert out.read_text().startswith("time,device_id,city,kecamatan,")
 
 
 def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
@@ -181,3 +181,65 @@ def test_a_usage_error_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...],
     """A bad option is one ``error:`` line like every other fault, not a boxed usage screen (the
     program's name is how it was started: ``python -m lorong.cli`` here, ``lorong`` for a user)."""
     assert one_line(lorong(tmp_path, *args), 2) == expected
+
+
+@pytest.mark.parametrize("name", ["keep.csv", "keep.parquet"])
+def test_a_failed_export_keeps_the_old_file_and_leaves_no_partial_one(tmp_path: Path, name: str) -> None:
+    """InfluxDB down: the export truncated an existing file to 0 bytes (and left an empty new one).
+    Now the rows go to a temporary file beside the target, renamed over it only when complete."""
+    url = f"http://127.0.0.1:{stack.free_port()}"
+    fmt = name.rsplit(".", 1)[1]
+    (tmp_path / name).write_bytes(b"old data\n")
+
+    def files() -> list[str]:
+        return sorted(p.name for p in tmp_path.iterdir() if p.name not in ("l.db", "var"))  # the test's registry
+
+    before = files()
+    for out in (name, "new." + fmt):
+        line = one_line(lorong(tmp_path, "export", "readings", "--from", "2026-12-05", "--to", "2026-12-06",
+                               "--format", fmt, "--out", out, LORONG_INFLUX__URL=url), 1)
+        assert line.startswith(f"error: InfluxDB unavailable: influx {url}/"), line
+        assert line.endswith("(is it running? check LORONG_INFLUX__URL)"), line
+    assert (tmp_path / name).read_bytes() == b"old data\n"
+    assert files() == before == [name]  # no new file, no partial one
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--format", "xlsx"), "error: --format 'xlsx': use csv or parquet"),
+    (("--resolution", "weekly"), "error: --resolution 'weekly': use one of raw, hourly, daily"),
+    (("--from", "2026-12-06", "--to", "2026-12-05"),
+     "error: --from/--to: export start 2026-12-06T00:00:00+00:00 is not before end 2026-12-05T00:00:00+00:00"),
+])
+def test_export_usage_errors_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    """These exited 1 (and printed on stdout) while every other usage error exits 2."""
+    span = () if "--from" in args else ("--from", "2026-12-05", "--to", "2026-12-06")
+    out = tmp_path / "r.csv"
+    line = one_line(lorong(tmp_path, "export", "readings", *span, *args, "--out", str(out),
+                           LORONG_INFLUX__URL=f"http://127.0.0.1:{stack.free_port()}"), 2)
+    assert line == expected
+    assert not out.exists()
+
+
+def test_backfill_of_a_reversed_range_one_line_exit_2(tmp_path: Path) -> None:
+    """A usage error, refused before InfluxDB is asked (it exited 1, on stdout)."""
+    line = one_line(lorong(tmp_path, "storage", "retention", "backfill", "--from", "2026-12-06T00:00:00",
+                           "--to", "2026-12-01T00:00:00",
+                           LORONG_INFLUX__URL=f"http://127.0.0.1:{stack.free_port()}"), 2)
+    assert line == ("error: --from/--to: backfill start 2026-12-06T00:00:00+00:00 is not before end "
+                    "2026-12-01T00:00:00+00:00")
+
+
+def test_export_of_an_unknown_city_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
+    """``--city JAKARTA`` or ``--city surabaya`` wrote a header-only file with exit 0. Now refused
+    like an unknown kecamatan, naming the registry's cities; a city id is matched without case."""
+    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database}
+    out = tmp_path / "r.csv"
+    for city in ("JAKARTA", "surabaya"):
+        line = one_line(lorong(tmp_path, "export", "readings", "--from", "2026-12-05", "--to", "2026-12-06",
+                               "--city", city, "--out", str(out), **env), 2)
+        assert line == f"error: --city: no city {city!r} in the registry; known cities: makassar"
+    assert not out.exists()
+    ok = lorong(tmp_path, "export", "readings", "--from", "2026-12-05", "--to", "2026-12-06", "--city", "Makassar",
+                "--out", str(out), **env)
+    assert ok.returncode == 0, ok.stderr
+    assert out.read_text().startswith("time,device_id,city,")

@@ -32,7 +32,7 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apa
 
 
 @router.get("/readings", response_class=StreamingResponse, responses={
-    **STORE, 200: {"description": "one row per reading: time, device_id, kecamatan, kind, metric, value, unit",
+    **STORE, 200: {"description": "one row per reading: time, device_id, city, kecamatan, kind, metric, value, unit",
                    "content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})
 def export_readings(
     ctx: ContextDep,
@@ -48,11 +48,18 @@ def export_readings(
 ) -> StreamingResponse:
     """Readings of ``[from, to)`` as a CSV or Parquet download, streamed (officers and admins). A token
     scoped to a city exports its city's (403 for another city). A ``kecamatan`` no registered device
-    is in is a 422 naming the known ones (compared without case, as ``/devices`` does)."""
+    is in is a 422 naming the known ones (compared without case, as ``/devices`` does), and so is a
+    ``city`` not in the registry (:func:`lorong.storage.export.match_city`, which ``lorong export`` uses too)."""
     if who.city is not None:
-        if city not in (None, who.city):
+        if city is not None and city.strip().casefold() != who.city.casefold():
             raise Forbidden(f"a token of {who.city} exports readings of {who.city} only")
         city = who.city
+    elif city is not None:  # a city not registered is a mistake, not a header-only file
+        with ctx.sessions() as s:
+            try:
+                city = export.match_city(city, export.known_cities(s))
+            except export.UnknownCityFilter as exc:
+                raise InvalidRequest(f"query parameter 'city': {exc}") from None
     if start >= end:
         raise InvalidRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
     try:

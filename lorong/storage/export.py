@@ -7,6 +7,7 @@ column         meaning
 =============  =====================================================================
 ``time``       time of the reading (UTC, ms; for means the bucket start)
 ``device_id``  DevEUI or serial number
+``city``       city id of the reading (its ``city`` tag, ``cities.id``; empty when it has none)
 ``kecamatan``  district tag of the device (empty when it has none)
 ``kind``       ``bin`` or ``air``
 ``metric``     canonical metric name (:mod:`lorong.core.metrics`, FIWARE names)
@@ -27,27 +28,37 @@ A CSV cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage retu
 with ``'`` so that a spreadsheet shows it as text instead of running it as a formula (OWASP, "CSV
 Injection", https://owasp.org/www-community/attacks/CSV_Injection); only text columns are
 touched, never numbers. Parquet cells are typed and stay as stored.
+
+:func:`write_file` writes to a temporary file beside the target and renames it over the target only
+once the export is complete: a failure (InfluxDB going away midway, a full disk) leaves an existing
+file as it was and no partial one.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from lorong.core import schema
 from lorong.core.metrics import METRICS
 from lorong.core.model import to_ms
 from lorong.storage.influx import InfluxClient, quote_ident
 from lorong.storage.retention import require_policy
+from lorong.storage.tables import CityRow
 
-COLUMNS = ("time", "device_id", "kecamatan", "kind", "metric", "value", "unit")
+COLUMNS = ("time", "device_id", "city", "kecamatan", "kind", "metric", "value", "unit")
 """Export columns, in order."""
 MAX_SPAN = timedelta(days=400)
 """Longest range one export (and one ``/readings`` window) may cover: a year of daily means plus a
@@ -67,10 +78,11 @@ KINDS: dict[str, str] = {m: k.value for k, m in schema.MEASUREMENT_BY_KIND.items
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 PARQUET_SCHEMA = pa.schema([
-    ("time", pa.timestamp("ms", tz="UTC")), ("device_id", pa.string()), ("kecamatan", pa.string()),
+    ("time", pa.timestamp("ms", tz="UTC")), ("device_id", pa.string()), ("city", pa.string()),
+    ("kecamatan", pa.string()),
     ("kind", pa.string()), ("metric", pa.string()), ("value", pa.float64()), ("unit", pa.string())])
 
-Row = tuple[datetime, str, str, str, str, float, str]
+Row = tuple[datetime, str, str, str, str, str, float, str]
 """One export row, :data:`COLUMNS` in order."""
 
 
@@ -115,6 +127,43 @@ def check_span(start: datetime, end: datetime) -> None:
     """
     if end - start > MAX_SPAN:
         raise ValueError(f"the range is {(end - start).days} days long: ask for at most {MAX_SPAN.days} days")
+
+
+class UnknownCityFilter(ValueError):
+    """A city filter naming no registered city; the message lists the known city ids."""
+
+
+def known_cities(session: Session) -> list[str]:
+    """Every city id in the registry (``cities.id``), sorted."""
+    return list(session.scalars(select(CityRow.id).order_by(CityRow.id)))
+
+
+def match_city(value: str, known: Iterable[str]) -> str:
+    """The registered city id ``value`` names, compared without case (ids are lower-case slugs).
+
+    Shared by the API (a 422) and ``lorong export readings`` (one ``error:`` line, exit 2), so that
+    both refuse a city that is not registered instead of answering with a header-only file.
+
+    Args:
+        value: the filter as the user typed it (``Makassar``).
+        known: registered ids (:func:`known_cities`).
+
+    Returns:
+        the registered id (``makassar``).
+
+    Raises:
+        UnknownCityFilter: no registered city matches; the message (``no city 'x' in the registry;
+            known cities: a, b``) lists the known ids, or says there are none yet.
+    """
+    ids = sorted(set(known))
+    if value in ids:
+        return value
+    folded = value.strip().casefold()
+    match = [c for c in ids if c.casefold() == folded]
+    if match:
+        return match[0]
+    listed = ", ".join(ids) if ids else "none yet (add one with `lorong cities add`)"
+    raise UnknownCityFilter(f"no city {value[:64]!r} in the registry; known cities: {listed}")
 
 
 def city_filter_applies(influx: InfluxClient, sel: Selection) -> bool:
@@ -165,15 +214,17 @@ def _series_rows(columns: Sequence[str], values: Iterable[Sequence[object]], kin
     """Explode points (``SELECT *`` rows: time, tags, fields) into one row per metric value."""
     idx_dev = columns.index(schema.TAG_DEVICE) if schema.TAG_DEVICE in columns else None
     idx_kec = columns.index(schema.TAG_KECAMATAN) if schema.TAG_KECAMATAN in columns else None
+    idx_city = columns.index(schema.TAG_CITY) if schema.TAG_CITY in columns else None
     metrics = [(i, c, METRICS[c].unit) for i, c in enumerate(columns) if c in METRICS]
     for point in values:
         ts = datetime.fromtimestamp(int(point[0]) / 1000, UTC)  # type: ignore[call-overload]
         dev = str(point[idx_dev] or "") if idx_dev is not None else ""
         kec = str(point[idx_kec] or "") if idx_kec is not None else ""
+        city = str(point[idx_city] or "") if idx_city is not None else ""
         for i, metric, unit in metrics:
             v = point[i]
             if v is not None:
-                yield ts, dev, kec, kind, metric, float(v), unit  # type: ignore[arg-type]
+                yield ts, dev, city, kec, kind, metric, float(v), unit  # type: ignore[arg-type]
 
 
 def _iso(ts: datetime) -> str:
@@ -185,8 +236,8 @@ def csv_chunks(source: Iterable[Row], rows_per_chunk: int = 5_000) -> Iterator[b
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\r\n")
     out.writerow(COLUMNS)
-    for n, (ts, dev, kec, kind, metric, value, unit) in enumerate(source, 1):
-        out.writerow((_iso(ts), safe_cell(dev), safe_cell(kec), kind, metric, repr(value), unit))
+    for n, (ts, dev, city, kec, kind, metric, value, unit) in enumerate(source, 1):
+        out.writerow((_iso(ts), safe_cell(dev), safe_cell(city), safe_cell(kec), kind, metric, repr(value), unit))
         if n % rows_per_chunk == 0:
             yield buf.getvalue().encode()
             buf.seek(0)
@@ -260,4 +311,32 @@ def write(source: Iterable[Row], fmt: Format, out: IO[bytes]) -> int:
     for data in chunks(source, fmt):
         out.write(data)
         n += len(data)
+    return n
+
+
+def write_file(source: Iterable[Row], fmt: Format, path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> int:
+    """Write every row of ``source`` to the file ``path`` as ``fmt``, all or nothing; returns the bytes written.
+
+    The rows go to a temporary file in ``path``'s folder (``.NAME.<random>.part``, created with the
+    permissions ``open`` gives), which is renamed over ``path`` (``os.replace``, atomic on POSIX) once
+    complete. ``batch_rows``: rows per CSV piece or Parquet row group.
+
+    Raises:
+        whatever ``source`` raises (StoreUnavailable, StoreRejected ...), and OSError writing the
+        file; in every case ``path`` is as it was and the temporary file is removed.
+    """
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"format {fmt!r}: use csv or parquet")
+    pieces = csv_chunks(source, batch_rows) if fmt == "csv" else parquet_chunks(source, batch_rows)
+    part = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    try:
+        with open(part, "xb") as out:
+            n = 0
+            for data in pieces:
+                out.write(data)
+                n += len(data)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     return n

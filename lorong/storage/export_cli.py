@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from lorong.core.errors import StoreRejected, StoreUnavailable
+from lorong.core.errors import StoreRejected
 from lorong.core.settings import Settings
 from lorong.storage import export
 from lorong.storage.files import missing_folder
@@ -35,46 +35,54 @@ def readings_cmd(
                                                "while readings carry no city tag: one city per deployment"),
     kecamatan: str | None = typer.Option(None, help="only devices in this kecamatan"),
 ) -> None:
-    """Write one row per reading (time, device_id, kecamatan, kind, metric, value, unit) to OUT.
+    """Write one row per reading (time, device_id, city, kecamatan, kind, metric, value, unit) to OUT.
 
-    Refused with one ``error:`` line on stderr and exit 2, before anything is queried or written: a
-    range longer than 400 days (:func:`lorong.storage.export.check_span`) and a ``--kecamatan`` no
-    registered device is in (:func:`lorong.storage.kecamatan.match_kecamatan`, which names the known
-    ones), as the API's ``/export/readings`` refuses them with a 422.
+    Refused with one ``error:`` line on stderr and exit 2 (a usage error), before anything is queried
+    or written: a format or resolution not offered, ``--to`` not after ``--from``, a range longer than
+    400 days (:func:`lorong.storage.export.check_span`), a ``--city`` not in the registry
+    (:func:`lorong.storage.export.match_city`) and a ``--kecamatan`` no registered device is in
+    (:func:`lorong.storage.kecamatan.match_kecamatan`); both name the known ones, as the API's
+    ``/export/readings`` refuses them with a 422. The file is written whole or not at all
+    (:func:`lorong.storage.export.write_file`): an InfluxDB that does not answer (exit 1) leaves an
+    existing OUT as it was.
     """
+    def usage(message: str) -> typer.Exit:
+        print(f"error: {message}", file=sys.stderr)
+        return typer.Exit(2)
+
     if fmt not in ("csv", "parquet"):
-        print(f"error: --format {fmt!r}: use csv or parquet")
-        raise typer.Exit(1)
+        raise usage(f"--format {fmt!r}: use csv or parquet")
+    if resolution not in export.RESOLUTIONS:
+        raise usage(f"--resolution {resolution!r}: use one of {', '.join(export.RESOLUTIONS)}")
     settings = Settings()
     try:
         export.check_span(_aware(start), _aware(end))
-    except ValueError as exc:
-        print(f"error: --from/--to: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    try:
         sel = export.Selection(_aware(start), _aware(end), resolution, kecamatan, city)  # type: ignore[arg-type]
     except ValueError as exc:
-        print(f"error: {exc}")
-        raise typer.Exit(1) from None
-    if kecamatan is not None:  # a name no device has is a mistake, not an empty file
+        raise usage(f"--from/--to: {exc}") from None
+    if kecamatan is not None or city is not None:  # a name nothing has is a mistake, not an empty file
         with open_sessions(settings)() as s:
             try:
-                sel = replace(sel, kecamatan=match_kecamatan(kecamatan, known_kecamatan(s)))
+                if city is not None:
+                    sel = replace(sel, city=export.match_city(city, export.known_cities(s)))
+            except export.UnknownCityFilter as exc:
+                raise usage(f"--city: {exc}") from None
+            try:
+                if kecamatan is not None:
+                    sel = replace(sel, kecamatan=match_kecamatan(kecamatan, known_kecamatan(s)))
             except UnknownKecamatan as exc:
-                print(f"error: --kecamatan: {exc}", file=sys.stderr)
-                raise typer.Exit(2) from None
+                raise usage(f"--kecamatan: {exc}") from None
     if (why := missing_folder(out)) is not None:
         print(f"error: {why}", file=sys.stderr)
         raise typer.Exit(1)
     t0 = time.monotonic()
-    try:
+    try:  # StoreUnavailable goes up to lorong.cli's one line ("InfluxDB unavailable: ... is it running?")
         with open_influx(settings) as influx:
-            if city is not None and not export.city_filter_applies(influx, sel):
-                print(f"note: readings carry no city tag yet (one city per deployment): --city {city} exports all")
-            with open(out, "wb") as fh:
-                size = export.write(export.rows(influx, sel), fmt, fh)  # type: ignore[arg-type]
-    except (StoreUnavailable, StoreRejected) as exc:
-        print(f"error: {exc}")
+            if sel.city is not None and not export.city_filter_applies(influx, sel):
+                print(f"note: readings carry no city tag yet (one city per deployment): --city {sel.city} exports all")
+            size = export.write_file(export.rows(influx, sel), fmt, out)  # type: ignore[arg-type]
+    except StoreRejected as exc:
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     except OSError as exc:  # a directory named like the file, no permission, a full disk
         print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)

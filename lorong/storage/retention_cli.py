@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 
 import typer
@@ -51,12 +52,18 @@ def backfill_cmd(
     end: datetime | None = typer.Option(None, "--to", help="end of the range (default now)"),
 ) -> None:
     """Compute the hourly and daily means of readings already stored (the continuous queries only
-    average new data); each city's days are local days of its own time zone."""
+    average new data); each city's days are local days of its own time zone. ``--to`` not after
+    ``--from`` is a usage error: one ``error:`` line on stderr, exit 2, before InfluxDB is asked."""
+    first, last = _aware(start), _aware(end or datetime.now(UTC))
+    if first >= last:
+        print(f"error: --from/--to: backfill start {first.isoformat()} is not before end {last.isoformat()}",
+              file=sys.stderr)
+        raise typer.Exit(2)
     settings = Settings()
     try:
         zones = day_zones(settings)
         with open_influx(settings) as influx:
-            written = ret.backfill(influx, zones, _aware(start), _aware(end or datetime.now(UTC)))
+            written = ret.backfill(influx, zones, first, last)
     except (ConfigError, ValueError, StoreUnavailable, StoreRejected) as exc:
         print(f"error: {exc}")
         raise typer.Exit(1) from None

@@ -27,7 +27,7 @@ def seed(influx: InfluxClient) -> list[list[str]]:
     """One bin point an hour; returns the expected CSV rows."""
     influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "MKS-BIN-0001", schema.TAG_KECAMATAN: "@Wajo"},
                              {schema.FIELD_FILL: i / 100}, to_ms(T0 + timedelta(hours=i))) for i in range(HOURS)])
-    return [[(T0 + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z"), "MKS-BIN-0001", "'@Wajo", "bin",
+    return [[(T0 + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z"), "MKS-BIN-0001", "", "'@Wajo", "bin",
              "fillingLevel", repr(i / 100), "1"] for i in range(HOURS)]
 
 
@@ -58,7 +58,7 @@ def test_csv_is_streamed_and_equals_what_was_written(role: str, client: httpx.Cl
         assert r.headers["lorong-city-filter"].startswith("ignored")
         body = r.read().decode()
     rows = list(csv.reader(io.StringIO(body)))
-    assert rows == [["time", "device_id", "kecamatan", "kind", "metric", "value", "unit"], *want]
+    assert rows == [["time", "device_id", "city", "kecamatan", "kind", "metric", "value", "unit"], *want]
 
 
 def register(sessions: sessionmaker[Session]) -> None:
@@ -78,7 +78,8 @@ def test_parquet(client: httpx.Client, influx: InfluxClient, auth: Callable[[str
     assert [(x["time"], x["value"], x["kecamatan"]) for x in table] == [
         (T0 + timedelta(hours=i), i / 100, "@Wajo") for i in range(HOURS)]  # typed cells stay as stored
     other = client.get("/export/readings", params=params(kecamatan="Tallo"), headers=auth("officer"))
-    assert other.text.splitlines() == ["time,device_id,kecamatan,kind,metric,value,unit"]  # registered, no readings
+    # registered, no readings
+    assert other.text.splitlines() == ["time,device_id,city,kecamatan,kind,metric,value,unit"]
 
 
 def test_an_unknown_kecamatan_is_422_naming_the_known_ones(client: httpx.Client, influx: InfluxClient,
@@ -93,6 +94,18 @@ def test_an_unknown_kecamatan_is_422_naming_the_known_ones(client: httpx.Client,
                                   "known kecamatan: @Wajo, Tallo")
     r = client.get("/export/readings", params=params(kecamatan="tallo"), headers=auth("officer"))
     assert r.status_code == 200 and r.text.startswith("time,")  # spelled without case, as /devices takes it
+
+
+def test_an_unknown_city_is_422_naming_the_known_ones(client: httpx.Client, influx: InfluxClient,
+                                                      auth: Callable[[str], dict[str, str]]) -> None:
+    """``city=surabaya`` (or ``JAKARTA`` where no Jakarta is registered) was a 200 with only the header."""
+    seed(influx)
+    for city in ("surabaya", "JAKARTA"):
+        r = client.get("/export/readings", params=params(city=city), headers=auth("officer"))
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == f"query parameter 'city': no city {city!r} in the registry; known cities: makassar"
+    r = client.get("/export/readings", params=params(city="Makassar"), headers=auth("officer"))
+    assert r.status_code == 200 and len(r.text.splitlines()) == HOURS + 1  # a city id is matched without case
 
 
 def test_bad_requests(client: httpx.Client, auth: Callable[[str], dict[str, str]]) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lorong.core import schema
-from lorong.core.errors import StoreNotReady
+from lorong.core.errors import StoreNotReady, StoreUnavailable
 from lorong.core.model import to_ms
 from lorong.core.settings import InfluxSettings, Settings
 from lorong.storage import export, retention
@@ -25,25 +26,25 @@ pytestmark = pytest.mark.integration
 T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
 
 
-def seed(influx: InfluxClient) -> list[tuple[datetime, str, str, str, str, float, str]]:
+def seed(influx: InfluxClient) -> list[tuple[datetime, str, str, str, str, str, float, str]]:
     """Bin and air points over three days (so several one-day windows), a hostile kecamatan; returns the
     expected export rows in export order (window, then bins before air, then time)."""
     lines: list[str] = []
-    bins: list[tuple[datetime, str, str, str, str, float, str]] = []
-    air: list[tuple[datetime, str, str, str, str, float, str]] = []
+    bins: list[tuple[datetime, str, str, str, str, str, float, str]] = []
+    air: list[tuple[datetime, str, str, str, str, str, float, str]] = []
     for i in range(3 * 24):
         ts = T0 + timedelta(hours=i, minutes=7)
         fill, dist = round(0.01 * (i % 90), 3), 1000.0 + i
         tags = {schema.TAG_DEVICE: "MKS-BIN-0001", schema.TAG_KECAMATAN: "=HYPERLINK(1)"}
         fields = {schema.FIELD_FILL: fill, schema.FIELD_DISTANCE: dist, schema.FIELD_RX: to_ms(ts)}
         lines.append(line(schema.MEASUREMENT_BIN, tags, fields, to_ms(ts)))
-        bins += [(ts, "MKS-BIN-0001", "=HYPERLINK(1)", "bin", "distance", dist, "mm"),  # metrics in name order
-                 (ts, "MKS-BIN-0001", "=HYPERLINK(1)", "bin", "fillingLevel", fill, "1")]
+        bins += [(ts, "MKS-BIN-0001", "", "=HYPERLINK(1)", "bin", "distance", dist, "mm"),  # metrics in name order
+                 (ts, "MKS-BIN-0001", "", "=HYPERLINK(1)", "bin", "fillingLevel", fill, "1")]
         if i % 2 == 0:
             pm = 10.5 + i
             lines.append(line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: "MKS-AIR-01", schema.TAG_KECAMATAN: "Tallo"},
                               {schema.FIELD_PM25: pm}, to_ms(ts)))
-            air.append((ts, "MKS-AIR-01", "Tallo", "air", "pm25", pm, "ug/m3"))
+            air.append((ts, "MKS-AIR-01", "", "Tallo", "air", "pm25", pm, "ug/m3"))
     influx.write_lines(lines)
     out = []
     day = T0
@@ -62,7 +63,7 @@ def sel(**kw: object) -> export.Selection:
 def test_rows_equal_what_was_written_in_small_chunks(influx: InfluxClient) -> None:
     want = seed(influx)
     assert list(export.rows(influx, sel(), chunk_points=7)) == want  # many chunks per window
-    assert list(export.rows(influx, sel(kecamatan="Tallo"))) == [r for r in want if r[3] == "air"]
+    assert list(export.rows(influx, sel(kecamatan="Tallo"))) == [r for r in want if r[4] == "air"]
 
 
 def test_csv_equals_what_was_written_and_defuses_formulas(influx: InfluxClient) -> None:
@@ -72,10 +73,10 @@ def test_csv_equals_what_was_written_and_defuses_formulas(influx: InfluxClient) 
     got = list(csv.reader(io.StringIO(buf.getvalue().decode())))
     assert got[0] == list(export.COLUMNS)
     assert len(got) == len(want) + 1
-    for row, (ts, dev, kec, kind, metric, value, unit) in zip(got[1:], want, strict=True):
-        assert row == [ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"), dev,
+    for row, (ts, dev, city, kec, kind, metric, value, unit) in zip(got[1:], want, strict=True):
+        assert row == [ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"), dev, city,
                        "'" + kec if kec.startswith("=") else kec, kind, metric, repr(value), unit]
-    assert got[1][2] == "'=HYPERLINK(1)"  # a spreadsheet shows text, runs no formula
+    assert got[1][3] == "'=HYPERLINK(1)"  # a spreadsheet shows text, runs no formula
 
 
 @pytest.mark.parametrize(("cell", "safe"), [
@@ -117,13 +118,15 @@ def test_city_is_ignored_while_no_city_tag_exists_and_filters_once_it_does(influ
     influx.write_lines([line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: "JKT-AIR-01", schema.TAG_CITY: "jakarta"},
                              {schema.FIELD_PM25: 40.0}, to_ms(ts))])
     assert export.city_filter_applies(influx, sel(city="jakarta"))
-    assert list(export.rows(influx, sel(city="jakarta"))) == [(ts, "JKT-AIR-01", "", "air", "pm25", 40.0, "ug/m3")]
+    assert list(export.rows(influx, sel(city="jakarta"))) == [
+        (ts, "JKT-AIR-01", "jakarta", "", "air", "pm25", 40.0, "ug/m3")]
 
 
 def test_cli_writes_csv_and_parquet(influx: InfluxClient, make_settings: Callable[..., Settings],
                                    tmp_path: Path) -> None:
     want = seed(influx)
-    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database, "PATH": "/usr/bin:/bin"}
+    env = {"LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": influx.database, "PATH": "/usr/bin:/bin",
+           "LORONG_DATABASE_URL": make_settings().database_url}  # --city is checked against the registry
     base = [sys.executable, "-m", "lorong.cli", "export", "readings", "--from", T0.isoformat(),
             "--to", (T0 + timedelta(days=3)).isoformat(), "--city", "makassar"]
     out = subprocess.run([*base, "--format", "parquet", "--out", str(tmp_path / "r.parquet")], env=env,
@@ -133,4 +136,61 @@ def test_cli_writes_csv_and_parquet(influx: InfluxClient, make_settings: Callabl
     assert pq.read_table(tmp_path / "r.parquet").num_rows == len(want)
     bad = subprocess.run([*base, "--format", "xlsx", "--out", str(tmp_path / "r.x")], env=env,
                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
-    assert bad.returncode == 1 and bad.stdout.startswith("error: --format 'xlsx'")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --format 'xlsx'")
+
+
+def test_city_is_a_column_of_raw_and_mean_exports(influx: InfluxClient, tmp_path: Path) -> None:
+    """Two cities' stations in one export were told apart by nothing; the ``city`` tag is now a column."""
+    retention.apply(influx, InfluxSettings(), "Asia/Makassar")
+    points = [("MKS-AIR-01", "makassar", 12.0), ("JKT-AIR-01", "jakarta", 40.0)]
+    influx.write_lines([line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: dev, schema.TAG_CITY: city},
+                             {schema.FIELD_PM25: pm}, to_ms(T0 + timedelta(minutes=10))) for dev, city, pm in points])
+    retention.backfill(influx, "Asia/Makassar", T0, T0 + timedelta(hours=1))
+    want = sorted((T0 + timedelta(minutes=10), dev, city, "", "air", "pm25", pm, "ug/m3") for dev, city, pm in points)
+    assert sorted(export.rows(influx, sel())) == want
+    assert sorted(export.rows(influx, sel(resolution="hourly"))) == [(T0, *r[1:]) for r in want]
+    assert list(export.rows(influx, sel(city="jakarta"))) == [want[0]]
+    path = tmp_path / "r.parquet"
+    export.write_file(export.rows(influx, sel()), "parquet", path)
+    assert sorted(pq.read_table(path).column("city").to_pylist()) == ["jakarta", "makassar"]
+    export.write_file(export.rows(influx, sel(resolution="hourly")), "csv", tmp_path / "r.csv")
+    got = list(csv.reader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert got[0] == ["time", "device_id", "city", "kecamatan", "kind", "metric", "value", "unit"]
+    assert sorted(r[2] for r in got[1:]) == ["jakarta", "makassar"]
+
+
+def _failing(rows: list[export.Row], n: int) -> Iterator[export.Row]:
+    """``rows``, then InfluxDB going away after ``n`` of them (as :func:`export.rows` raises midway)."""
+    yield from rows[:n]
+    raise StoreUnavailable("influx http://127.0.0.1:9/query: ConnectError('connection refused')")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_write_file_replaces_the_target_only_when_complete(tmp_path: Path, fmt: export.Format) -> None:
+    """A failure midway (after row groups were written) leaves the old file as it was and no partial one."""
+    ts = datetime(2026, 12, 5, tzinfo=UTC)
+    rows = [(ts + timedelta(minutes=i), "B1", "makassar", "Tallo", "bin", "fillingLevel", i / 100, "1")
+            for i in range(50)]
+    target = tmp_path / f"r.{fmt}"
+    target.write_bytes(b"old data\n")
+    with pytest.raises(StoreUnavailable):
+        export.write_file(_failing(rows, 40), fmt, target, batch_rows=10)
+    assert target.read_bytes() == b"old data\n"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    with pytest.raises(StoreUnavailable):
+        export.write_file(_failing(rows, 40), fmt, tmp_path / f"new.{fmt}", batch_rows=10)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    size = export.write_file(iter(rows), fmt, target, batch_rows=10)
+    assert target.stat().st_size == size > 9
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    if fmt == "parquet":
+        assert [tuple(r.values()) for r in pq.read_table(target).to_pylist()] == rows
+    else:
+        assert target.read_bytes().count(b"\r\n") == len(rows) + 1
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # as open() would have made it
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -198,4 +198,4 @@ def test_cli_apply_backfill_show(db: InfluxClient) -> None:
                          "policy daily    forever, shards 7 d"]
     assert len([s for s in shown if s.startswith("continuous query lorong_")]) == 4
     bad = lorong("backfill", "--from", "2026-12-06T00:00:00", "--to", "2026-12-01T00:00:00")
-    assert bad.returncode == 1 and bad.stdout.startswith("error: backfill start")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --from/--to: backfill start")
