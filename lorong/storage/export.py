@@ -55,6 +55,7 @@ from lorong.core import schema
 from lorong.core.metrics import METRICS
 from lorong.core.model import to_ms
 from lorong.storage.influx import InfluxClient, quote_ident
+from lorong.storage.kecamatan import registered_as
 from lorong.storage.retention import require_policy
 from lorong.storage.tables import CityRow
 
@@ -156,12 +157,9 @@ def match_city(value: str, known: Iterable[str]) -> str:
             known cities: a, b``) lists the known ids, or says there are none yet.
     """
     ids = sorted(set(known))
-    if value in ids:
-        return value
-    folded = value.strip().casefold()
-    match = [c for c in ids if c.casefold() == folded]
-    if match:
-        return match[0]
+    found = registered_as(value, ids)
+    if found is not None:
+        return found
     listed = ", ".join(ids) if ids else "none yet (add one with `lorong cities add`)"
     raise UnknownCityFilter(f"no city {value[:64]!r} in the registry; known cities: {listed}")
 

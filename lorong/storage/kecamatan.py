@@ -42,11 +42,18 @@ def match_kecamatan(value: str, known: Iterable[str]) -> str:
             kecamatan: A, B``) lists the known names, or says there are none yet.
     """
     names = sorted(set(known))
+    found = registered_as(value, names)
+    if found is not None:
+        return found
+    listed = ", ".join(names) if names else "none yet"
+    raise UnknownKecamatan(f"no device is in {value[:64]!r}; known kecamatan: {listed}")
+
+
+def registered_as(value: str, names: Iterable[str]) -> str | None:
+    """The registered name ``value`` stands for: itself when registered as sent, else the one equal to
+    it ignoring case and surrounding blanks (the first in sorted order), else None."""
+    names = sorted(set(names))
     if value in names:
         return value
     folded = value.strip().casefold()
-    match = [n for n in names if n.casefold() == folded]
-    if match:
-        return match[0]
-    listed = ", ".join(names) if names else "none yet"
-    raise UnknownKecamatan(f"no device is in {value[:64]!r}; known kecamatan: {listed}")
+    return next((n for n in names if n.casefold() == folded), None)
