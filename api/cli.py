@@ -105,6 +105,8 @@ def token_list() -> None:
                       r.created_at.isoformat(timespec="seconds"),
                       r.last_used_at.isoformat(timespec="seconds") if r.last_used_at else "-",
                       r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-")
+    for col in table.columns:  # an 80-column terminal folds long cells instead of cutting them (…)
+        col.overflow = "fold"
     console.print(table)
 
 

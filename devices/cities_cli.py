@@ -111,5 +111,7 @@ def list_cmd() -> None:
             where = "" if c.centre_lat is None else f"{c.centre_lat:.4f},{c.centre_lon:.4f}"
             table.add_row(c.id, c.name, c.timezone, where, str(len(c.kecamatan or {})), str(counts.get(c.id, 0)),
                           json.dumps(c.analytics or {}))
+    for col in table.columns:  # an 80-column terminal folds long cells instead of cutting them (…)
+        col.overflow = "fold"
     console.print(table)
-    console.print(f"{len(rows)} city(ies)" if len(rows) != 1 else "1 city")
+    console.print(f"{len(rows)} cities" if len(rows) != 1 else "1 city")

@@ -219,6 +219,8 @@ def list_cmd(
             table.add_row(d.id, d.kind, d.city_id, d.model, d.kecamatan, d.kelurahan, d.street,
                           "" if d.depth_mm is None else f"{d.depth_mm:g}", d.status,
                           d.last_seen.isoformat(timespec="seconds") if d.last_seen else "")
+    for col in table.columns:  # an 80-column terminal folds long cells instead of cutting them (…)
+        col.overflow = "fold"
     console.print(table)
     console.print(f"{len(rows)} device(s)")
 

@@ -243,3 +243,20 @@ def test_export_of_an_unknown_city_one_line_exit_2(tmp_path: Path, influx: Influ
                 "--out", str(out), **env)
     assert ok.returncode == 0, ok.stderr
     assert out.read_text().startswith("time,device_id,city,")
+
+
+def test_lists_stay_readable_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """``cities list``, ``devices list`` and ``api token list`` cut every cell of a city table at 80
+    columns (``banyuwan…``, ``Asia/Jak…``): an SSH session could not read ids or zones. Long cells fold
+    onto the next line instead, and every character is there."""
+    add = lorong(tmp_path, "cities", "add", "banyuwangi", "--name", "Banyuwangi", "--timezone", "Asia/Jakarta",
+                 "--centre", "-8.2192,114.3691")
+    assert add.returncode == 0, add.stderr
+    assert lorong(tmp_path, "api", "token", "create", "--name", "petugas-kebersihan-banyuwangi", "--role", "crew",
+                  "--city", "banyuwangi").returncode == 0
+    for args in (("cities", "list"), ("devices", "list"), ("api", "token", "list")):
+        shown = lorong(tmp_path, *args, COLUMNS="80")
+        assert shown.returncode == 0, shown.stderr
+        assert "…" not in shown.stdout, shown.stdout
+        assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    assert lorong(tmp_path, "cities", "list", COLUMNS="80").stdout.strip().splitlines()[-1] == "2 cities"
