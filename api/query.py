@@ -22,7 +22,9 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import Forbidden
 from api.errors import InvalidRequest
+from lorong.storage import export
 from lorong.storage.kecamatan import UnknownKecamatan, known_kecamatan, match_kecamatan
 
 _KNOWN: dict[int, tuple[str, ...]] = {}
@@ -73,6 +75,42 @@ async def resolve_kecamatan_in(sessions: sessionmaker[Session], value: str) -> s
             return known_kecamatan(s)
 
     return resolve_kecamatan(value, await run_in_threadpool(known))
+
+
+def resolve_city(sessions: sessionmaker[Session], token_city: str | None, value: str | None,
+                 what: str = "sees") -> str | None:
+    """The city a listing is for: a city's token its own (another city asked for: 403), else ``value``
+    matched against the registry without case (:func:`lorong.storage.export.match_city`, which ``lorong
+    export`` uses too; not registered: 422 naming the known ids), else None (every city).
+
+    Args:
+        sessions: the registry.
+        token_city: the token's city, None for a token of every city.
+        value: the ``city`` query parameter, if given.
+        what: the verb of the 403's message (``"sees"``: "a token of makassar sees makassar only").
+
+    Raises:
+        Forbidden: a city's token asked for another city.
+        InvalidRequest: ``value`` names no registered city.
+    """
+    if token_city is not None:
+        if value is not None and value.strip().casefold() != token_city.casefold():
+            raise Forbidden(f"a token of {token_city} {what} {token_city} only")
+        return token_city
+    if value is None:
+        return None
+    with sessions() as s:
+        known = export.known_cities(s)
+    try:
+        return export.match_city(value, known)
+    except export.UnknownCityFilter as exc:
+        raise InvalidRequest(f"query parameter 'city': {exc}") from None
+
+
+async def resolve_city_in(sessions: sessionmaker[Session], token_city: str | None, value: str | None,
+                          what: str = "sees") -> str | None:
+    """:func:`resolve_city` with the registry read in a worker thread (for async routes)."""
+    return await run_in_threadpool(resolve_city, sessions, token_city, value, what)
 
 
 def _query_names(dependant: Dependant) -> list[str]:

@@ -27,7 +27,7 @@ from api.auth import Principal
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.idempotency import IdempotencyKey, once
-from api.query import one_of, resolve_kecamatan_in
+from api.query import one_of, resolve_city_in, resolve_kecamatan_in
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertHistoryOut, AlertOut, AlertTypesOut, ClearIn
 from lorong.core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS, SEVERITY_WORDS
 from lorong.core.model import utcnow
@@ -56,11 +56,13 @@ async def alerts(
     kecamatan: str | None = Query(None, max_length=64),
     acknowledged: bool | None = Query(None, description="only acknowledged (true) or unacknowledged (false)"),
     device_id: str | None = Query(None, pattern=DEVICE_ID_PATTERN),
+    city: str | None = Query(None, max_length=64, description="only this city's alerts (a city's token: its own)"),
     limit: int = Query(100, ge=1, le=500),
     cursor: str | None = Query(None, max_length=200, description="X-Next-Cursor of the previous page"),
 ) -> Response:
     """Alerts newest first (by ``started_at``, then id), one page at a time; for a token scoped to a
-    city, those of its city only; for a token with an area, those of its area only (``kecamatan``
+    city, those of its city only (``city``: one city's, for a token of every city; another city's: 403;
+    one not registered: 422); for a token with an area, those of its area only (``kecamatan``
     outside it: 403).
 
     Active alerts come from a snapshot at most a few seconds old (:mod:`api.alert_state`); the
@@ -69,8 +71,9 @@ async def alerts(
     if kecamatan:
         kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
         who.require_filter(kecamatan)
+    city = await resolve_city_in(ctx.sessions, who.city, city)
     f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id,
-                    city_id=who.city, area=who.area)
+                    city_id=city, area=who.area)
     after = decode_cursor(cursor) if cursor is not None else None
 
     def render(rows: list[dict[str, Any]]) -> tuple[bytes, dict[str, str]]:

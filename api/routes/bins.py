@@ -12,7 +12,7 @@ from api.auth import Principal
 from api.bin_state import load_bins, pick
 from api.deps import ContextDep, DeviceId, Reader, SessionDep, device_zone, scoped_device
 from api.errors import NotFound
-from api.query import resolve_kecamatan_in
+from api.query import resolve_city_in, resolve_kecamatan_in
 from api.readings import BIN_METRICS, EVERY_PATTERN, day_offset_s, mean_series, source, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
 from lorong.core import schema
@@ -42,22 +42,25 @@ async def bins(
     who: Reader,
     kecamatan: str | None = Query(None, max_length=64, description="only bins in this kecamatan"),
     min_level: float | None = Query(None, ge=0.0, le=1.0, description="only bins at or above this fillingLevel (0..1)"),
+    city: str | None = Query(None, max_length=64, description="only this city's bins (a city's token: its own)"),
     limit: int = Query(100, ge=1, le=5000),
     offset: int = Query(0, ge=0, le=1_000_000),
     device_status: Literal["active", "in_stock", "maintenance", "all"] = Query(
         "active", description="registry status of the bins listed: active (in service, the default), in_stock "
         "(taken out of service), maintenance (pulled for repair), or all (retired bins are never listed)"),
 ) -> Response:
-    """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last. For a
-    token with an area, the bins of its area only (``kecamatan`` outside it: 403). Only bins in service
-    (registry status ``active``) unless ``device_status`` asks for others: a bin taken out of service
-    keeps its last reading, which is no live fill level.
+    """Bins with their latest ``fillingLevel`` (0..1), fullest first; bins never heard from last. A
+    city's token sees its city's (``city``: one city's, for a token of every city; another city's: 403;
+    one not registered: 422). For a token with an area, the bins of its area only (``kecamatan`` outside
+    it: 403). Only bins in service (registry status ``active``) unless ``device_status`` asks for others:
+    a bin taken out of service keeps its last reading, which is no live fill level.
 
     Served from a snapshot of ``device_latest`` at most a few seconds old (see :mod:`api.bin_state`
     and :mod:`api.pages`); async because the answer is a slice of that in-memory snapshot, with no
     database query (a ``kecamatan`` not spelled as any bin's asks the registry, see
     :func:`api.query.resolve_kecamatan`).
     """
+    city = await resolve_city_in(ctx.sessions, who.city, city)
     entries = await ctx.bins.aitems()
     if kecamatan and not any(e.kecamatan == kecamatan for e in entries):  # else the snapshot has it as sent
         kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
@@ -65,12 +68,12 @@ async def bins(
 
     def render() -> tuple[bytes, dict[str, str]]:
         now = utcnow()
-        mine = entries if who.city is None else [e for e in entries if e.city == who.city]
+        mine = entries if city is None else [e for e in entries if e.city == city]
         chosen = pick(mine, kecamatan, min_level, limit, offset, who.area,
                       None if device_status == "all" else device_status)
         return to_json([e.render(now) for e in chosen]), {}
 
-    key = ("bins", who.city, kecamatan, min_level, limit, offset, who.area, device_status)
+    key = ("bins", city, kecamatan, min_level, limit, offset, who.area, device_status)
     return ctx.pages.respond(key, entries, request.headers.get("accept-encoding", ""), render)
 
 

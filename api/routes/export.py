@@ -16,10 +16,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from api.auth import Forbidden
 from api.deps import ContextDep, Exporter
 from api.errors import InvalidRequest
-from api.query import resolve_kecamatan
+from api.query import resolve_city, resolve_kecamatan
 from api.schemas import ERRORS, STORE
 from lorong.core.model import utcnow
 from lorong.storage import export
@@ -50,16 +49,7 @@ def export_readings(
     scoped to a city exports its city's (403 for another city). A ``kecamatan`` no registered device
     is in is a 422 naming the known ones (compared without case, as ``/devices`` does), and so is a
     ``city`` not in the registry (:func:`lorong.storage.export.match_city`, which ``lorong export`` uses too)."""
-    if who.city is not None:
-        if city is not None and city.strip().casefold() != who.city.casefold():
-            raise Forbidden(f"a token of {who.city} exports readings of {who.city} only")
-        city = who.city
-    elif city is not None:  # a city not registered is a mistake, not a header-only file
-        with ctx.sessions() as s:
-            try:
-                city = export.match_city(city, export.known_cities(s))
-            except export.UnknownCityFilter as exc:
-                raise InvalidRequest(f"query parameter 'city': {exc}") from None
+    city = resolve_city(ctx.sessions, who.city, city, "exports readings of")  # not registered: 422, not a header
     if start >= end:
         raise InvalidRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
     try:

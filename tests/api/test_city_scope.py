@@ -39,6 +39,8 @@ BODIES: dict[tuple[str, str], Any] = {
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/export/readings"): {"from": "2026-12-01T00:00:00+00:00", "to": "2026-12-02T00:00:00+00:00",
                                   "city": "jakarta"},
+    ("GET", "/alerts"): {"city": "jakarta"},
+    ("GET", "/bins"): {"city": "jakarta"},
 }
 """Query parameters that ask for Jakarta where a route takes its city from them."""
 NO_CITY_DATA = {"/health", "/metrics", "/", "/sw.js", "/me", "/alerts/types"}
@@ -112,6 +114,19 @@ def test_a_provincial_token_sees_both_cities(world: dict[str, Any]) -> None:
         assert "JKT" in text and "MKS" in text, (path, text)
     assert client.get("/bins/JKT-BIN-1", headers=headers).status_code == 200
     assert client.get(f"/alerts/{world['JKT']['alert']}", headers=headers).json()["city_id"] == "jakarta"
+
+
+def test_a_provincial_token_lists_one_city(world: dict[str, Any]) -> None:
+    """An officer of the province working on Jakarta: ``?city=`` on the alert and bin lists (as on
+    ``/routes`` and the export); a city not in the registry is a 422 naming the known ones."""
+    client: httpx.Client = world["client"]
+    headers = {"Authorization": f"Bearer {world['admin']}"}
+    for path in ("/alerts", "/bins"):
+        got = client.get(path, headers=headers, params={"city": "jakarta"})
+        assert got.status_code == 200, got.text
+        assert {a["device_id"] if path == "/alerts" else a["id"] for a in got.json()} == {"JKT-BIN-1"}
+        bad = client.get(path, headers=headers, params={"city": "surabaya"})
+        assert bad.status_code == 422 and "known cities: jakarta, makassar" in bad.json()["detail"], bad.text
 
 
 def test_a_scoped_admin_makes_tokens_of_its_city(world: dict[str, Any]) -> None:
