@@ -26,6 +26,7 @@ import pandas as pd
 from lorong.core import schema
 from lorong.core.model import to_ms, utc_from_ms
 from lorong.storage.influx import InfluxClient, Series, quote_ident
+from lorong.storage.retention import existing_policies
 
 _SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.TAG_CITY, schema.FIELD_RX})
 T = TypeVar("T")
@@ -246,12 +247,6 @@ resamples the last three hours every hour (``RESAMPLE EVERY 1h FOR 3h``,
 newest of them was last rewritten an hour before ``now``'s hour began)."""
 
 
-def has_policy(influx: InfluxClient, rp: str) -> bool:
-    """Whether the database has retention policy ``rp`` (``SHOW RETENTION POLICIES``)."""
-    rows = influx.records(f"SHOW RETENTION POLICIES ON {quote_ident(influx.database)}")
-    return any(r.get("name") == rp for r in rows)
-
-
 def _mean_query(measurement: str, fields: Sequence[str], where: str, devices: Sequence[str] | None,
                 rp: str | None = None) -> str:
     sel = ", ".join(f"mean({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
@@ -321,9 +316,7 @@ def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
     """
     if chunk_s <= 0 or chunk_s % 3600:
         raise ValueError(f"chunk_s {chunk_s} is not a positive multiple of 3600")
-    plan, means_end = hourly_plan(start, end, now, chunk_s)
-    if means_end and not _means_ready(influx, measurement, fields[0], means_end):
-        plan = [(None, time_window(start, end))]
+    plan = _ready_plan(influx, measurement, fields[0], start, end, now, chunk_s)
     parts = [_streamed_frame(influx.query_chunked(_mean_query(measurement, fields, where, devices, rp)), fields)
              for rp, where in plan]
     parts = [p for p in parts if not p.empty] or parts[:1]  # an empty part's dtypes are not the others'
@@ -333,9 +326,18 @@ def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
     return frame.sort_values(["device_id", "time"], kind="stable").reset_index(drop=True)
 
 
+def _ready_plan(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,
+                now: datetime, chunk_s: int) -> list[tuple[str | None, str]]:
+    """:func:`hourly_plan`, or one raw read of the window when its means are not there (:func:`_means_ready`)."""
+    plan, means_end = hourly_plan(start, end, now, chunk_s)
+    if means_end and not _means_ready(influx, measurement, field, means_end):
+        return [(None, time_window(start, end))]
+    return plan
+
+
 def _means_ready(influx: InfluxClient, measurement: str, field: str, end_ms: int) -> bool:
     """Whether the ``hourly`` policy exists and holds a mean of ``field`` in the hour before ``end_ms``."""
-    if not has_policy(influx, schema.RP_HOURLY):
+    if schema.RP_HOURLY not in existing_policies(influx):
         return False
     q = (f"SELECT count({quote_ident(field)}) FROM {quote_ident(schema.RP_HOURLY)}.{quote_ident(measurement)} "
          f"WHERE time >= {end_ms - HOUR_MS}ms AND time < {end_ms}ms")
@@ -353,9 +355,7 @@ def hourly_series(influx: InfluxClient, measurement: str, field: str, start: dat
     ``start`` that holds their first bucket, then by id), so what is learned from them
     (:func:`analytics.fillpool.learn_profiles`) sees the bins in the order the raw read gave.
     """
-    plan, means_end = hourly_plan(start, end, now, chunk_s)
-    if means_end and not _means_ready(influx, measurement, field, means_end):
-        plan = [(None, time_window(start, end))]
+    plan = _ready_plan(influx, measurement, field, start, end, now, chunk_s)
     got: dict[str, list[np.ndarray]] = {}
     for rp, where in plan:
         for s in influx.query_chunked(_mean_query(measurement, [field], where, None, rp)):
