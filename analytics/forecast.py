@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -173,6 +173,13 @@ def round_day(now: datetime, times: Sequence[str], weekdays: Sequence[int], tz: 
     """
     start = next_collection(now - timedelta(hours=round_h), times, weekdays, tz)
     return start.astimezone(ZoneInfo(tz)).date().isoformat()
+
+
+def round_start(day: str, times: Sequence[str], tz: str) -> datetime:
+    """When the round of ``day`` (``YYYY-MM-DD`` in ``tz``, a route plan's day) starts: its first
+    collection time that day (:func:`next_collection` from the day's local midnight), tz-aware UTC."""
+    midnight = datetime.combine(date.fromisoformat(day), time(0), ZoneInfo(tz))
+    return next_collection(midnight - timedelta(microseconds=1), times, range(7), tz)
 
 
 def next_collection(now: datetime, times: Sequence[str], weekdays: Sequence[int], tz: str) -> datetime:

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pandas as pd
@@ -167,11 +167,6 @@ def city_device(city: str) -> str:
     rules' pseudo-device ``city`` (:data:`analytics.rules.pm25_episode.CITY`) becomes ``city:<id>``,
     so each city has its own."""
     return f"{CITY}:{city}"
-
-
-def _utc(ts: datetime) -> datetime:
-    """``ts`` tz-aware (SQLite returns the UTC times it stores without their offset)."""
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def city_view(active: Mapping[tuple[str, str], AlertRow], devices: Mapping[str, Device],
@@ -380,7 +375,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
                       recent=recent, latest_ts={d: r.ts for d, r in latest.items()},
                       rejects=rejects, rejects_newest=rejects_newest,
                       last_opened=last_openings(session, now, ONCE_PER_CYCLE))
-        ctx.active_details = {k: (dict(r.details or {}), _utc(r.updated_at)) for k, r in active.items()}
+        ctx.active_details = {k: (dict(r.details or {}), r.updated_at) for k, r in active.items()}
         city_q = select(DeviceRow.id, DeviceRow.city_id).where(DeviceRow.status == "active")
         if city is not None:
             city_q = city_q.where(DeviceRow.city_id == city)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -284,7 +284,6 @@ def stale_since(session: Session, cfg: AnalyticsSettings, now: datetime, city: s
     newest, interval = session.execute(q).one()
     if newest is None:
         return None
-    newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
     limit = timedelta(seconds=cfg.offline_factor * float(interval or 600))
     return newest if now - newest > limit else None
 

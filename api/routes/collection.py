@@ -22,14 +22,14 @@ A token with an area (:mod:`api.auth`) gets the stops in its area only, each kee
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from sqlalchemy import and_, or_, select
 
-from analytics.forecast import round_day
+from analytics.forecast import round_day, round_start
 from api.auth import Forbidden
 from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
@@ -164,7 +164,8 @@ def routes(
                 problem=problems.get(device_id)))
         cfg = city_settings(ctx.settings.analytics, cities[plan.city_id]) if plan.city_id in cities \
             else ctx.settings.analytics
-        arrivals(stops, extra.get("depot"), now, depart=max(now, round_start(plan.day, cfg)))
+        arrivals(stops, extra.get("depot"), now,
+                 depart=max(now, round_start(plan.day, cfg.collection_times, cfg.timezone)))
         if who.area:
             stops = [s for s in stops if who.covers(s.kecamatan)]
             if not stops:
@@ -197,20 +198,13 @@ STOP_MIN = 5.0
 """Minutes spent at a stop: park, empty the bin, move on (our choice)."""
 
 
-def round_start(day: str, cfg: AnalyticsSettings) -> datetime:
-    """When the round of ``day`` (``YYYY-MM-DD`` in ``cfg.timezone``, a plan's day) starts: its first
-    ``collection_times`` entry that day, UTC."""
-    hh, mm = (int(x) for x in sorted(cfg.collection_times)[0].split(":"))
-    local = datetime.combine(date.fromisoformat(day), time(hh, mm), ZoneInfo(cfg.timezone))
-    return local.astimezone(UTC)
-
-
 def arrivals(stops: list[RouteStopOut], depot: list[float] | None, now: datetime,
              depart: datetime | None = None) -> None:
     """Fill in ``eta`` and ``expectedFillingLevel`` of the stops still to do, in place.
 
     The truck is taken to be at the stop before the first one still to do (or at the depot) at
-    ``depart`` (default ``now``; the plan's round start while it is ahead, :func:`round_start`: a plan
+    ``depart`` (default ``now``; the plan's round start while it is ahead,
+    :func:`analytics.forecast.round_start`: a plan
     looked at at 02:00 for the 06:00 round arrives from 06:00 on); it drives the great-circle legs to
     the stops still to do, in order, at :data:`TRUCK_KMH`, and spends :data:`STOP_MIN` at each. The level
     expected on arrival is the latest level plus the bin's fill rate (``fillRate_per_h``) times the hours
