@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import aqi, humidity
-from analytics.frames import PerLocalDay, bucket_means, window_points
+from analytics.frames import PerLocalDay, window_points
 from lorong.core import schema
 from lorong.core.settings import ONSET_LOOKBACK_MIN, AnalyticsSettings
 from lorong.storage.influx import InfluxClient
@@ -183,18 +183,37 @@ def last_hour(influx: InfluxClient, now: datetime, models: dict[str, humidity.Pm
     return pd.DataFrame({"pm25": grouped.mean(), "n": grouped.count().astype(float)})
 
 
+def corrected_buckets(influx: InfluxClient, start: datetime, end: datetime,
+                      models: dict[str, humidity.PmSensorModel], every_s: int = 600) -> pd.DataFrame:
+    """PM2.5 per station in ``every_s``-long buckets (aligned to the epoch, as InfluxQL's
+    ``GROUP BY time``) of ``(start, end]``: the mean of the bucket's readings, each corrected at its
+    own RH (:func:`correct_frame`; readings it cannot correct are left out), for the reason
+    :func:`last_hour` gives.
+
+    Returns:
+        Long frame: device_id, time (bucket start, UTC), pm25 (ug/m3); buckets without a corrected
+        reading are absent.
+    """
+    points = window_points(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"], start, end)
+    if points.empty:
+        return pd.DataFrame({"device_id": pd.Series(dtype=str), "time": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "pm25": pd.Series(dtype=float)})
+    points["pm25"] = correct_frame(points, models, "pm25")
+    points = points.dropna(subset=["pm25"])
+    points["time"] = points["time"].dt.floor(f"{every_s}s")
+    return points.groupby(["device_id", "time"], as_index=False, sort=True)[["pm25"]].mean()
+
+
 def buckets(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
             models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
     """10-minute PM2.5 means per station over the baseline window plus the scored hours
-    (:data:`SCORED`), corrected.
+    (:data:`SCORED`), corrected (:func:`corrected_buckets`).
 
     Returns:
         Long frame: device_id, time (bucket start, UTC), pm25 (ug/m3).
     """
     start = now - timedelta(hours=cfg.spike_baseline_h) - SCORED - cfg.spike_persistence * BUCKET
-    frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"], start, now, "10m")
-    frame["pm25"] = correct_frame(frame, models, "pm25")
-    return frame[["device_id", "time", "pm25"]].dropna(subset=["pm25"])
+    return corrected_buckets(influx, start, now, models, int(BUCKET.total_seconds()))
 
 
 def time_of_day_slots(t: pd.Series, tz: str) -> np.ndarray:
@@ -311,10 +330,8 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
         return {}
 
     def learn(midnight: datetime) -> dict[str, np.ndarray]:
-        frame = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
-                             midnight - timedelta(days=cfg.spike_profile_days), midnight, "10m")
-        frame["pm25"] = correct_frame(frame, models, "pm25")
-        frame = frame.dropna(subset=["pm25"])
+        frame = corrected_buckets(influx, midnight - timedelta(days=cfg.spike_profile_days), midnight, models,
+                                  int(BUCKET.total_seconds()))
         out = {}
         for device_id, g in frame.groupby("device_id", sort=True):
             slots, x = time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float)
@@ -394,8 +411,9 @@ def aqi_derived(influx: InfluxClient, now: datetime,
                 models: dict[str, humidity.PmSensorModel]) -> dict[str, dict[str, Any]]:
     """ISPU and US AQI per station from hourly means over the last 24 h (pulled with InfluxQL).
 
-    The 24-hour concentration is the mean of the (corrected) hourly means; both standards use
-    24-hour averages (see :mod:`analytics.aqi`).
+    The 24-hour concentration is the mean of the hourly means; both standards use 24-hour averages
+    (see :mod:`analytics.aqi`). An hour's PM is the mean of its readings each corrected at its own RH
+    (as :func:`last_hour`; the raw day of a station is 288 readings at 5 minutes).
 
     Returns:
         device id -> ``{ispu, ispu_category, critical_pollutant, us_aqi, us_aqi_category,
@@ -403,11 +421,13 @@ def aqi_derived(influx: InfluxClient, now: datetime,
         ``us_aqi`` and its category are None without PM).
     """
     fields = [schema.FIELD_PM25, schema.FIELD_PM10, "relativeHumidity", *GASES]
-    hourly = bucket_means(influx, schema.MEASUREMENT_AIR, fields, now - timedelta(hours=24), now, "1h")
-    if hourly.empty:
+    points = window_points(influx, schema.MEASUREMENT_AIR, fields, now - timedelta(hours=24), now)
+    if points.empty:
         return {}
-    hourly["pm25"] = correct_frame(hourly, models, "pm25")
-    hourly["pm10"] = correct_frame(hourly, models, "pm10")
+    points["pm25"] = correct_frame(points, models, "pm25")
+    points["pm10"] = correct_frame(points, models, "pm10")
+    points["time"] = points["time"].dt.floor("1h")
+    hourly = points.groupby(["device_id", "time"], as_index=False, sort=True)[["pm25", "pm10", *GASES]].mean()
     out: dict[str, dict[str, Any]] = {}
     for device_id, g in hourly.groupby("device_id", sort=True):
         conc = {p: float(g[p].mean()) for p in ("pm25", "pm10", *GASES) if g[p].notna().any()}

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from analytics import air
 from analytics.air import MAD_FLOOR_UGM3, score_spikes, sensor_models
 from analytics.humidity import Correction, kappa_growth_factor
 from analytics.jobs import run_once
@@ -90,6 +91,45 @@ def test_lasting_spike_is_kept_out_of_its_own_baseline() -> None:
     scored = score_spikes(frame(values), NOW, cfg)
     # the baseline of the newest bucket ends 30 min before it: the two earlier 60s are not in it
     assert scored.iloc[-1]["median"] == 22.0 and bool(scored.iloc[-1]["spike"])
+
+
+def test_a_spike_bucket_is_the_mean_of_corrected_readings(influx: InfluxClient) -> None:
+    """The spike rule's 10-minute buckets, like ``pm25_high``'s hour, average readings each corrected at
+    its own RH. A bucket of 40 ug/m3 at 90 % RH and 300 at 97 % (a shower starts: above the
+    correction's 95 % a reading says nothing) is 40 / C(0.90) = 15.2 ug/m3; the mean reading (170)
+    corrected at the mean RH (93.5 %) said 48: a wet sensor's shower looked like a plume. The profile
+    the buckets are scored against is built the same way."""
+    models = sensor_models({"AIR-1": "LRG-PM1"}, AnalyticsSettings())
+    bucket = datetime(2026, 3, 2, 1, 40, tzinfo=UTC)
+    rows = [(bucket - timedelta(minutes=10 * k - 3), 30.0, 0.70) for k in range(1, 6)]
+    rows += [(bucket + timedelta(minutes=2), 40.0, 0.90), (bucket + timedelta(minutes=7), 300.0, 0.97)]
+    influx.write_lines([line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: "AIR-1"},
+                             {"pm25": pm, "relativeHumidity": rh}, to_ms(t)) for t, pm, rh in rows])
+    frame = air.buckets(influx, NOW, AnalyticsSettings(), models).set_index("time")["pm25"]
+    assert frame[pd.Timestamp(bucket)] == pytest.approx(40.0 / kappa_growth_factor(0.90, 0.3), abs=0.01)
+    assert frame[pd.Timestamp(bucket - timedelta(minutes=20))] == pytest.approx(30.0 / kappa_growth_factor(0.70, 0.3))
+    assert len(frame) == 6
+    later = NOW + timedelta(days=1)
+    direct = air.corrected_buckets(influx, later - timedelta(days=2), later, models)
+    assert direct.set_index("time")["pm25"].to_dict() == frame.to_dict()
+
+
+def test_the_24_hour_mean_behind_ispu_is_of_corrected_readings(influx: InfluxClient) -> None:
+    """ISPU's 24-hour PM2.5 is the mean of hourly means of readings each corrected at its own RH: a day
+    of 40 ug/m3 at 60 % RH, but for one hour whose last half is a shower (300 ug/m3 at 97 %, above
+    the correction's 95 %), is 40 / C(0.60) = 31.4 ug/m3 (the correction of that hour's mean reading
+    at its mean RH made it 34.4)."""
+    models = sensor_models({"AIR-1": "LRG-PM1"}, AnalyticsSettings())
+    rows = []
+    for k in range(24 * 12):
+        t = NOW - timedelta(minutes=5 * k + 1)
+        shower = t.hour == 17 and t.minute >= 30
+        rows.append((t, 300.0 if shower else 40.0, 0.97 if shower else 0.60))
+    influx.write_lines([line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: "AIR-1"},
+                             {"pm25": pm, "pm10": pm * 1.5, "relativeHumidity": rh}, to_ms(t)) for t, pm, rh in rows])
+    got = air.aqi_derived(influx, NOW, models)["AIR-1"]
+    assert got["pm25_24h"] == pytest.approx(40.0 / kappa_growth_factor(0.60, 0.3), abs=0.01)
+    assert got["aqi_hours"] == 24
 
 
 def test_the_hours_mean_is_of_corrected_readings_not_the_correction_of_mean_readings(
