@@ -333,7 +333,7 @@ def test_cli_edit_and_remove(run_cli: RunCli, sessions: sessionmaker[Session], c
     assert (bad.exit_code, bad.stderr.count("\n")) == (2, 1), bad.output
     assert bad.stderr.startswith("error: city jakarta as changed does not fit the deployment's analytics "
                                  "settings: LORONG_ANALYTICS__OVERFLOW_THRESHOLD (0.9) must be at least "
-                                     "LORONG_ANALYTICS__FULL_THRESHOLD (0.92)"), bad.stderr
+                                 "LORONG_ANALYTICS__FULL_THRESHOLD (0.92)"), bad.stderr
     with sessions() as s:
         assert get_city(s, "jakarta").analytics == {"collection_times": ["05:30"]}  # the refused edits changed nothing
 
