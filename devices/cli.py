@@ -115,6 +115,8 @@ def add(
 def update(
     device_id: str = typer.Argument(...),
     kind: DeviceKind | None = typer.Option(None),
+    city: str | None = typer.Option(None, help="move it to this city (`lorong cities list`); its active alerts "
+                                               "go with it"),
     model: str | None = typer.Option(None),
     codec: str | None = typer.Option(None),
     lat: float | None = typer.Option(None),
@@ -136,7 +138,7 @@ def update(
     clear: list[str] = typer.Option([], help="empty a field (repeatable): codec, lat, lon, depth_mm ..."),
 ) -> None:
     """Change some fields of a device; the id cannot change."""
-    values = _given(kind=kind, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
+    values = _given(kind=kind, city_id=city, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
                     kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm,
                     blind_zone_mm=blind_zone_mm, capacity_l=capacity_l, waste_kind=waste_kind,
                     full_threshold=full_threshold, report_interval_s=report_interval_s, status=status,

@@ -40,7 +40,7 @@ from lorong.core.errors import DeviceExists, DeviceRetired, UnknownDevice
 from lorong.core.model import DeviceInfo, DeviceKind, utcnow
 from lorong.core.settings import CITY_ID, CitySettings
 from lorong.storage.influx import check_tag_value
-from lorong.storage.tables import DeviceCredentialRow, DeviceRow
+from lorong.storage.tables import AlertRow, DeviceCredentialRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +349,8 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
     """Apply the fields set in ``change`` to a device (the caller commits).
 
     Setting ``status`` to ``retired`` has the effect of :func:`retire_device` (credentials revoked).
+    Moving it to another city (``city_id``) moves its active alerts too (their ``city_id``: the new
+    city's tokens and chats see them); its cleared alerts stay the old city's history.
 
     Raises:
         UnknownDevice: no such device.
@@ -363,6 +365,9 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
     values = change.changes()
     if "city_id" in values:
         get_city(session, values["city_id"])
+        if values["city_id"] != row.city_id:  # what is still going on moves with it; cleared alerts stay history
+            session.execute(update(AlertRow).where(AlertRow.device_id == row.id, AlertRow.status == "active")
+                            .values(city_id=values["city_id"]))
     if "depth_mm" in values or "blind_zone_mm" in values:
         check_geometry(values.get("depth_mm", row.depth_mm), values.get("blind_zone_mm", row.blind_zone_mm))
     check_depth(values.get("kind", row.kind), values.get("status", row.status), values.get("depth_mm", row.depth_mm))

@@ -144,6 +144,7 @@ class LiveCity:
         self._windows: list[tuple[float, float, FaultPlan]] = []
         self._air: list[tuple[float, str, bytes]] = []
         self._air_devices: list[dict[str, Any]] = []
+        self._air_stored: dict[str, float] = {}  # topic -> epoch s up to which the store has the station's uplinks
         t0 = day0.timestamp()
         self.bins: dict[str, LiveBin] = {}
         for b in place_bins(self.city, self.seed, catalogue=CATALOGUE):
@@ -185,6 +186,51 @@ class LiveCity:
         bisect.insort(lb.crew, t)
         return True
 
+    def resume(self, device_id: str, stored_until: datetime, level: float | None = None) -> bool:
+        """The store already holds the device's readings up to ``stored_until`` (an earlier run of the
+        city on the same data: ``lorong demo`` restarted, maybe with another fleet size): its readings
+        taken until then are not sent again, and a bin goes on from ``level`` then.
+
+        A second simulation of a span already stored is another past (the trucks' rounds depend on the
+        fleet; the network server's timestamps on the readings before): sent again, it would lie
+        beside the stored one, two pickups per truck stop. The bags and truck stops until
+        ``stored_until`` are that past; the bin's true level then is ``level`` (its last stored
+        ``fillingLevel``, fraction 0..1; ``None``: this run's own), so its series goes on without a
+        jump. The bin's battery drains and its uplink counter counts through the readings not sent.
+        A time at or before the bin's last reading changes nothing.
+
+        Args:
+            device_id: a bin or air station of this city.
+            stored_until: tz-aware time of the device's newest stored reading.
+            level: a bin's fill level at ``stored_until`` (air stations: not used).
+
+        Returns:
+            False if ``device_id`` is not a device of this city (nothing changes).
+        """
+        t = stored_until.timestamp() + 0.001  # the store keeps milliseconds: a reading in that ms is stored
+        if any(d["id"] == device_id for d in self._air_devices):
+            topic = f"lorong/v1/{device_id}/up"  # the stations' topic (city_air: lorong-json uplinks)
+            self._air_stored[topic] = max(t, self._air_stored.get(topic, -math.inf))
+            return True
+        lb = self.bins.get(device_id)
+        if lb is None:
+            return False
+        if lb.settled_t >= t or lb.next_t > t:
+            return True
+        while self._windows[-1][1] < t + STEP_S:  # the stops up to then are planned
+            self._plan_next()
+        skipped = math.floor((t - lb.next_t) / STEP_S) + 1
+        lb.next_t += skipped * STEP_S
+        lb.sent += skipped
+        lb.battery = max(0.0, lb.battery - lb.sim.drain_per_day * skipped * STEP_S / 86400)
+        lb.bag_i = max(lb.bag_i, bisect.bisect_right(lb.sim.bag_t, t))
+        lb.stop_i = max(lb.stop_i, bisect.bisect_right([s.t for s in lb.stops], t))
+        lb.stuck_left = 0
+        if level is not None:
+            lb.level = min(1.0, max(0.0, level))
+        lb.settled_t = t
+        return True
+
     def step(self, dt_s: float, now: datetime) -> list[tuple[str, bytes]]:
         """The uplinks due up to ``now`` (``firmware_sim.cli.run_fleet``'s interface).
 
@@ -208,7 +254,7 @@ class LiveCity:
                 out += self._reading(lb, lb.next_t)
                 lb.next_t += STEP_S
         n = bisect.bisect_right(self._air, (until, "\uffff", b""))
-        out += self._air[:n]
+        out += [m for m in self._air[:n] if m[0] > self._air_stored.get(m[1], -math.inf)]
         del self._air[:n]
         self.clock = max(self.clock, until)
         out.sort()

@@ -33,10 +33,11 @@ from firmware_sim.live import LiveCity
 from firmware_sim.load import LoadReport, load_messages, register_devices
 from ingest.validate import Policy
 from lorong.core import alerts as catalogue
-from lorong.core.model import Message
+from lorong.core import schema
+from lorong.core.model import Message, to_ms, utc_from_ms
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage import retention
-from lorong.storage.influx import InfluxClient
+from lorong.storage.influx import InfluxClient, quote_ident
 from lorong.storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceRow
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
     """Register the city's devices (those already registered get the city's place and geometry,
     :func:`refresh_devices`), take an earlier demo's devices this run does not have out of it, in every
     city (:func:`leave_out`), then advance the city to ``until`` and load its uplinks through the ingest
-    pipeline, each received at its simulated time, and record the pickups of the loaded span
+    pipeline, each received at its simulated time, but for the readings the store already has (an
+    earlier run's, :func:`stored_until`: a device goes on after its newest stored reading,
+    :meth:`firmware_sim.live.LiveCity.resume`), and record the pickups of the loaded span
     (:func:`analytics.pickups.backfill`, as ``lorong analytics collections`` does): the analytics learn
     the bins' usual pickup times and ``dateLastEmptying`` from the past at once.
 
@@ -90,6 +93,9 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
     refresh_devices(rows, sessions)
     leave_out({normalize_id(str(row["id"])) for row in rows} | {normalize_id(d) for d in run or ()}, sessions, until)
     start = datetime.fromtimestamp(city.clock, UTC)
+    if start < until:  # an earlier run's past of the same span stays the past (LiveCity.resume)
+        for device, (at, level) in stored_until(influx, start, until).items():
+            city.resume(device, at, level)
     msgs = (Message(topic, payload, datetime.fromtimestamp(rx, UTC))
             for rx, topic, payload in city.advance(until.timestamp()))
     report = load_messages(msgs, sessions, influx, policy, report=report)
@@ -100,6 +106,29 @@ def backfill(city: LiveCity, until: datetime, sessions: sessionmaker[Session], i
     if means_tz is not None and start < until:
         retention.backfill(influx, means_tz, start, until)
     return report
+
+
+def stored_until(influx: InfluxClient, start: datetime, end: datetime) -> dict[str, tuple[datetime, float | None]]:
+    """Each device's newest reading stored within ``[start, end]`` (bins and air stations).
+
+    Returns:
+        ``{device id: (time of the reading, UTC; its fillingLevel, fraction 0..1, None for an air
+        station)}``.
+
+    Raises:
+        StoreError: InfluxDB unavailable or refusing the query.
+    """
+    out: dict[str, tuple[datetime, float | None]] = {}
+    window = f"time >= {to_ms(start)}ms AND time <= {to_ms(end)}ms"
+    for measurement in (schema.MEASUREMENT_BIN, schema.MEASUREMENT_AIR):
+        q = (f"SELECT * FROM {quote_ident(measurement)} WHERE {window} "
+             f"GROUP BY {quote_ident(schema.TAG_DEVICE)} ORDER BY time DESC LIMIT 1")
+        for series in influx.query(q):
+            for rec in series.records():
+                level = rec.get(schema.FIELD_FILL)
+                out[str(rec[schema.TAG_DEVICE])] = (utc_from_ms(rec["time"]),
+                                                    float(level) if isinstance(level, int | float) else None)
+    return out
 
 
 REFRESHED = ("model", "codec", "lat", "lon", "kecamatan", "street", "depth_mm", "blind_zone_mm", "capacity_l",

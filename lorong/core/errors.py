@@ -19,6 +19,7 @@
         DeviceRetired       a retired device cannot be changed
         UnknownCity         no such city id in the registry
         CityExists          a city with that id is already registered
+        CityInUse           a city still has devices, tokens, route plans or alerts: not removed
       DeviceError           serial dialogue failed (timeout, garbage, NAK, cable pulled)
       HandoverError         a run-mode switch cannot start (the other mode runs) or stalled: undone
       ConfigError           settings or files that make no sense together
@@ -127,6 +128,11 @@ class UnknownCity(RegistryError):
 
 class CityExists(RegistryError):
     """A city with that id is already registered."""
+
+
+class CityInUse(RegistryError):
+    """A city that still has devices, API tokens, route plans or alerts cannot be removed (the
+    message names them and how to move or remove them)."""
 
 
 class DeviceError(LorongError):

@@ -3,19 +3,41 @@ registry functions, per-city analytics settings and ``lorong cities``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import Result
 from pydantic import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from devices.cities import CityIn, add_city, city_settings, get_city, list_cities, resolve_city
+from devices.cities import (
+    CityChange,
+    CityIn,
+    add_city,
+    city_settings,
+    get_city,
+    list_cities,
+    remove_city,
+    resolve_city,
+    update_city,
+)
 from devices.registry import DeviceIn, DeviceUpdate, add_device, list_devices, update_device
-from lorong.core.errors import CityExists, UnknownCity
+from lorong.core.errors import CityExists, CityInUse, UnknownCity
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.db import make_engine, migrate, session_factory
-from lorong.storage.tables import ApiTokenRow, DeviceRow, RoutePlanRow
+from lorong.storage.tables import (
+    AlertHistoryRow,
+    AlertRow,
+    ApiTokenRow,
+    CollectionRow,
+    DeviceCredentialRow,
+    DeviceLatestRow,
+    DeviceRow,
+    IdempotencyKeyRow,
+    NotificationOutboxRow,
+    RoutePlanRow,
+)
 from tests.devices.conftest import RunCli
 
 JAKARTA = CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta", centre=(-6.2, 106.82),
@@ -150,3 +172,184 @@ def test_cli_add_and_list(run_cli: RunCli, sessions: sessionmaker[Session], cli_
     assert lines["jakarta"].split("│")[6].strip() == "1"  # its one device
     with sessions() as s:
         assert s.get(DeviceRow, "JKT-1").city_id == "jakarta"  # type: ignore[union-attr]
+
+
+def test_update_city_changes_what_is_given_and_keeps_the_rest(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        add_city(s, JAKARTA)
+    with sessions.begin() as s:
+        done = update_city(s, "jakarta", CityChange(
+            name="DKI Jakarta", timezone="Asia/Makassar", kecamatan={"Tanah Abang": (-6.21, 106.81)},
+            analytics={"full_threshold": 0.7, "overflow_threshold": 0.95}, reset=["collection_times"]))
+    assert done == ["name: Jakarta -> DKI Jakarta", "timezone: Asia/Jakarta -> Asia/Makassar",
+                    "kecamatan Tanah Abang: new -> [-6.21, 106.81]",
+                    "analytics collection_times: ['05:30', '14:00'] -> deployment",
+                    "analytics full_threshold: 0.75 -> 0.7", "analytics overflow_threshold: deployment -> 0.95"]
+    with sessions() as s:
+        row = get_city(s, "jakarta")
+        assert (row.name, row.timezone, row.centre_lat, row.centre_lon) == ("DKI Jakarta", "Asia/Makassar",
+                                                                            -6.2, 106.82)
+        assert row.kecamatan == {"Gambir": [-6.176, 106.819], "Menteng": [-6.196, 106.838],
+                                 "Tanah Abang": [-6.21, 106.81]}
+        assert row.analytics == {"full_threshold": 0.7, "overflow_threshold": 0.95}
+        cfg = city_settings(AnalyticsSettings(collection_times=["06:00"]), row)
+        assert (cfg.timezone, cfg.collection_times, cfg.full_threshold) == ("Asia/Makassar", ["06:00"], 0.7)
+        assert update_city(s, "jakarta", CityChange(name="DKI Jakarta")) == []  # the same value: nothing changes
+        with pytest.raises(UnknownCity, match=r"no city 'bandung'.*known: jakarta, makassar"):
+            update_city(s, "bandung", CityChange(name="Bandung"))
+        with pytest.raises(ValidationError, match="unknown time zone"):
+            update_city(s, "jakarta", CityChange(timezone="Asia/Nowhere"))
+        with pytest.raises(ValidationError, match="unknown analytics setting"):
+            update_city(s, "jakarta", CityChange(analytics={"fill_speed": 1}))
+        with pytest.raises(ValueError, match=r"does not override collection_times \(its overrides: full_threshold"):
+            update_city(s, "jakarta", CityChange(reset=["collection_times"]))
+
+
+def _jakarta_in_use(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Jakarta with one of everything that can refer to a city, and Makassar with its own; returns ids."""
+    from analytics.alerts import AlertBook
+    from api.auth import create_token, revoke_token
+    from devices.credentials import issue_credential
+    from devices.registry import retire_device
+
+    t0 = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    with sessions.begin() as s:
+        add_city(s, JAKARTA)
+        for dev, city in (("JKT-1", "jakarta"), ("JKT-OLD", "jakarta"), ("MKS-1", "makassar")):
+            add_device(s, DeviceIn(id=dev, kind="bin", depth_mm=1000, city_id=city))
+        issue_credential(s, "JKT-OLD", t0)
+        s.add(CollectionRow(device_id="JKT-OLD", at=t0, level_before=0.9, level_after=0.05))
+        s.add(DeviceLatestRow(device_id="JKT-OLD", ts=t0, metrics={"fillingLevel": [0.05, 0]}, derived={}))
+        book = AlertBook(s, channels=("mqtt",))
+        live, _ = book.raise_("JKT-1", "bin_full", "major", t0, {})
+        old, _ = book.raise_("JKT-OLD", "offline", "minor", t0, {})
+        book.clear(old.id, t0 + timedelta(hours=1))
+        mks, _ = book.raise_("MKS-1", "bin_full", "major", t0, {})
+        retire_device(s, "JKT-OLD", t0 + timedelta(hours=2))
+        token, _ = create_token(s, "budi", "crew", city="jakarta")
+        gone, _ = create_token(s, "old-crew", "crew", city="jakarta")
+        revoke_token(s, gone.id)
+        s.add(IdempotencyKeyRow(token_id=gone.id, key="k1", method="POST", path="/bins/JKT-1/emptied", status=200,
+                                response={}, created_at=t0))
+        other, _ = create_token(s, "ani", "crew", city="makassar")
+        for city in ("jakarta", "makassar"):
+            s.add(RoutePlanRow(day="2026-12-01", city_id=city, vehicle=0, stops={"stops": []}, distance_km=1.0,
+                               created_at=t0))
+        s.flush()
+        return {"live": live.id, "old": old.id, "mks": mks.id, "token": token.id, "gone": gone.id, "other": other.id}
+
+
+def test_remove_city_refuses_while_anything_refers_to_it(sessions: sessionmaker[Session]) -> None:
+    ids = _jakarta_in_use(sessions)
+    with sessions() as s, pytest.raises(CityInUse) as refused:
+        remove_city(s, "jakarta", purge_history=True)  # never what is in use, even with the history purged
+    assert str(refused.value) == (
+        "city jakarta still has 1 device (1 active), 1 API token, 1 active alert, 1 retired device, "
+        "1 revoked API token, 1 cleared alert and 1 route plan: move each device to another city "
+        "(`lorong devices update ID --city OTHER`; `lorong devices list --city jakarta` lists them) or retire it "
+        "(`lorong devices retire ID`); revoke its tokens (`lorong api token revoke ID`; `lorong api token list` "
+        "shows them); clear its active alerts (crew page, or POST /alerts/{id}/clear); then "
+        "`lorong cities remove jakarta --purge-history` deletes its 1 retired device, 1 revoked API token, "
+        "1 cleared alert and 1 route plan with it")
+    with sessions.begin() as s:  # the operator moves the working bin (its active alert goes with it), revokes
+        update_device(s, "JKT-1", DeviceUpdate(city_id="makassar"))
+        from api.auth import revoke_token
+        revoke_token(s, ids["token"])
+    with sessions() as s:
+        assert s.get(AlertRow, ids["live"]).city_id == "makassar"  # type: ignore[union-attr]
+        assert s.get(AlertRow, ids["old"]).city_id == "jakarta"  # type: ignore[union-attr]  # history stays
+        with pytest.raises(CityInUse, match=r"^city jakarta still has 1 retired device, 2 revoked API tokens, "
+                                            r"1 cleared alert and 1 route plan: `lorong cities remove jakarta "
+                                            r"--purge-history` deletes"):
+            remove_city(s, "jakarta")
+    with sessions.begin() as s:
+        held = remove_city(s, "jakarta", purge_history=True)
+    assert held.history() == ["1 retired device", "2 revoked API tokens", "1 cleared alert", "1 route plan"]
+    with sessions() as s:
+        assert [c.id for c in list_cities(s)] == ["makassar"]
+        left = {t.__tablename__: [tuple(r) for r in s.execute(select(*cols))]
+                for t, cols in ((DeviceRow, (DeviceRow.id, DeviceRow.city_id)),
+                                (AlertRow, (AlertRow.id, AlertRow.city_id)),
+                                (ApiTokenRow, (ApiTokenRow.id, ApiTokenRow.city_id)),
+                                (RoutePlanRow, (RoutePlanRow.city_id,)),
+                                (DeviceCredentialRow, (DeviceCredentialRow.device_id,)),
+                                (CollectionRow, (CollectionRow.device_id,)),
+                                (DeviceLatestRow, (DeviceLatestRow.device_id,)),
+                                (IdempotencyKeyRow, (IdempotencyKeyRow.token_id,)))}
+        assert {k: sorted(v) for k, v in left.items()} == {
+            "devices": [("JKT-1", "makassar"), ("MKS-1", "makassar")],
+            "alerts": sorted([(ids["live"], "makassar"), (ids["mks"], "makassar")]),
+            "api_tokens": [(ids["other"], "makassar")], "route_plans": [("makassar",)],
+            "device_credentials": [], "collections": [], "device_latest": [], "idempotency_keys": []}
+        alive = {ids["live"], ids["mks"]}
+        assert set(s.scalars(select(AlertHistoryRow.alert_id))) == alive  # the cleared alert's history went too
+        assert set(s.scalars(select(NotificationOutboxRow.alert_id))) == alive
+        with pytest.raises(UnknownCity):
+            remove_city(s, "jakarta")
+
+
+def test_cli_edit_and_remove(run_cli: RunCli, sessions: sessionmaker[Session], cli_env: dict[str, str]) -> None:
+    from typer.testing import CliRunner
+
+    from devices import cities_cli
+
+    runner = CliRunner()
+
+    def cities(*args: str, **env: str) -> Result:
+        return runner.invoke(cities_cli.app, list(args), env={**cli_env, **env})
+
+    assert cities("add", "jakarta", "--name", "Jakarta", "--timezone", "Asia/Jakarta").exit_code == 0
+    edit = cities("edit", "jakarta", "--name", "DKI Jakarta", "--centre", "-6.2,106.82",
+                  "--analytics", '{"collection_times": ["05:30"], "full_threshold": 0.75}')
+    assert edit.exit_code == 0, edit.output
+    assert edit.stdout.splitlines() == [
+        "changed city jakarta: name: Jakarta -> DKI Jakarta; centre: None -> (-6.2, 106.82); "
+        "analytics collection_times: deployment -> ['05:30']; analytics full_threshold: deployment -> 0.75"]
+    zone = cities("edit", "jakarta", "--timezone", "Asia/Jayapura", "--reset", "full_threshold")
+    assert zone.exit_code == 0, zone.output
+    assert zone.stdout.splitlines()[0] == ("changed city jakarta: timezone: Asia/Jakarta -> Asia/Jayapura; "
+                                           "analytics full_threshold: 0.75 -> deployment")
+    assert "does not answer: when it does, run `lorong storage retention apply`" in zone.stdout  # no InfluxDB here
+    with sessions() as s:
+        row = get_city(s, "jakarta")
+        assert (row.name, row.timezone, row.analytics) == ("DKI Jakarta", "Asia/Jayapura",
+                                                           {"collection_times": ["05:30"]})
+    for args, message in ((["edit", "bandung", "--name", "B"], "no city 'bandung' in the registry"),
+                          (["edit", "jakarta", "--timezone", "Mars/Base"], "city jakarta: timezone: unknown time zone"),
+                          (["edit", "jakarta"], "nothing to change"),
+                          (["edit", "jakarta", "--centre", "north"], "is not LAT,LON"),
+                          (["edit", "jakarta", "--analytics", "[1]"], "must be a JSON object"),
+                          (["edit", "jakarta", "--reset", "overflow_threshold"], "does not override"),
+                          # the deployment's overflow threshold (0.95) must stay above the city's full threshold
+                          (["edit", "jakarta", "--analytics", '{"full_threshold": 0.99}'],
+                           "city jakarta: analytics: LORONG_ANALYTICS__OVERFLOW_THRESHOLD (0.95) must be at least"),
+                          (["remove", "bandung"], "no city 'bandung'")):
+        bad = cities(*args)
+        assert (bad.exit_code, bad.stderr.count("\n")) == (2, 1), (args, bad.output)
+        assert bad.stderr.startswith("error: ") and message in bad.stderr, (args, bad.stderr)
+    # fine for the defaults, not for this deployment's overflow threshold: refused before the job meets it
+    bad = cities("edit", "jakarta", "--analytics", '{"full_threshold": 0.92}',
+                 LORONG_ANALYTICS__OVERFLOW_THRESHOLD="0.9")
+    assert (bad.exit_code, bad.stderr.count("\n")) == (2, 1), bad.output
+    assert bad.stderr.startswith("error: city jakarta as changed does not fit the deployment's analytics "
+                                 "settings: LORONG_ANALYTICS__OVERFLOW_THRESHOLD (0.9) must be at least "
+                                 "LORONG_ANALYTICS__FULL_THRESHOLD (0.92)"), bad.stderr
+    with sessions() as s:
+        assert get_city(s, "jakarta").analytics == {"collection_times": ["05:30"]}  # the refused edits changed nothing
+
+    assert run_cli("add", "JKT-1", "--kind", "bin", "--depth-mm", "1000", "--city", "jakarta").exit_code == 0
+    busy = cities("remove", "jakarta")
+    assert (busy.exit_code, busy.stderr.count("\n")) == (1, 1), busy.output
+    assert busy.stderr.startswith("error: city jakarta still has 1 device (1 active): move each device")
+    own = cities("remove", "makassar")  # the deployment's own city (LORONG_CITY__ID)
+    assert own.exit_code == 1 and "LORONG_CITY__ID" in own.stderr
+    chat = cities("remove", "jakarta", LORONG_NOTIFY__TELEGRAM_CHATS='[{"name": "jkt-crew", "chat_id": -1, '
+                                                                     '"city": "jakarta"}]')
+    assert chat.exit_code == 1 and "Telegram chat(s) jkt-crew" in chat.stderr
+    assert run_cli("update", "JKT-1", "--city", "makassar").exit_code == 0
+    gone = cities("remove", "jakarta")
+    assert gone.exit_code == 0, gone.output
+    assert gone.stdout.splitlines()[0] == "removed city jakarta"
+    with sessions() as s:
+        assert [c.id for c in list_cities(s)] == ["makassar"]
+        assert s.get(DeviceRow, "JKT-1").city_id == "makassar"  # type: ignore[union-attr]

@@ -156,3 +156,47 @@ def test_cli_cities_add_updates_the_daily_queries(db: InfluxClient, db_url: str,
     assert down.stdout.splitlines()[1:] == [
         f"InfluxDB at {nowhere} does not answer: when it does, run `lorong storage retention apply` so "
         "that jayapura's daily means are its local days"]
+
+
+def test_cli_cities_edit_and_remove_update_the_daily_queries(db: InfluxClient, db_url: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A city moved to another zone gets its days there; a city removed no longer has its own query."""
+    from devices import cities_cli
+    from lorong.storage import retention_cli
+
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    env = {"LORONG_DATABASE_URL": db_url, "LORONG_VAR_DIR": str(tmp_path / "var"), "LORONG_INFLUX__URL": db.url,
+           "LORONG_INFLUX__DATABASE": db.database}
+    runner = CliRunner()
+    assert runner.invoke(retention_cli.app, ["retention", "apply"], env=env).exit_code == 0
+    assert runner.invoke(cities_cli.app, ["add", "jakarta", "--name", "Jakarta", "--timezone", "Asia/Jakarta"],
+                         env=env).exit_code == 0
+
+    def daily() -> dict[str, str]:
+        """Zone label -> the WHERE of its daily query on waste_container, as InfluxDB holds them."""
+        out = {}
+        for s in db.query("SHOW CONTINUOUS QUERIES"):
+            for name, stmt in s.values if s.name == db.database else []:
+                if name.startswith(f"lorong_daily_{schema.MEASUREMENT_BIN}_"):
+                    where = stmt.partition(" WHERE ")[2]
+                    out[name.split("_")[-2]] = where.split(" GROUP BY")[0] if where else ""
+        return out
+
+    assert daily() == {"utc+0800": "city != 'jakarta'", "utc+0700": "(city = 'jakarta')"}
+    moved = runner.invoke(cities_cli.app, ["edit", "jakarta", "--timezone", "Asia/Jayapura"], env=env)
+    assert moved.exit_code == 0, moved.output
+    lines = moved.stdout.splitlines()
+    assert lines[0] == "changed city jakarta: timezone: Asia/Jakarta -> Asia/Jayapura"
+    assert sorted(ln.split(" ")[0] + " " + ln.split("_")[-2] for ln in lines[1:-1]) == [  # WITA's query stays
+        "create utc+0900", "create utc+0900", "drop utc+0700", "drop utc+0700"]
+    assert lines[-1].startswith("daily means already computed keep Asia/Jakarta's days")
+    assert daily() == {"utc+0800": "city != 'jakarta'", "utc+0900": "(city = 'jakarta')"}
+    assert runner.invoke(retention_cli.app, ["retention", "apply"], env=env).stdout.startswith("already in place")
+
+    same = runner.invoke(cities_cli.app, ["edit", "jakarta", "--name", "DKI Jakarta"], env=env)
+    assert same.stdout.splitlines() == ["changed city jakarta: name: Jakarta -> DKI Jakarta"]  # no zone change
+    gone = runner.invoke(cities_cli.app, ["remove", "jakarta"], env=env)
+    assert gone.exit_code == 0, gone.output
+    assert gone.stdout.splitlines()[0] == "removed city jakarta"
+    assert daily() == {"utc+0800": ""}  # every point in WITA's days again
+    assert runner.invoke(retention_cli.app, ["retention", "apply"], env=env).stdout.startswith("already in place")
