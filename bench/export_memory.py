@@ -4,12 +4,15 @@ Workload: a fresh influxd (Debian 1.6.7, started here on a free loopback port) h
 ``--devices`` bins (default 200) with one point every 30 minutes over the days up to now, each
 point carrying ``fillingLevel`` and ``distance``, so that ``--readings`` (default 1,000,000)
 readings = points x 2 (52 days). Each export runs in a child process (``python -m lorong.cli export
-readings``, the command users run) that writes the file; its peak resident set size is read from
-``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after it ends. A child that only imports the same modules
-gives the baseline (Python, pandas-free imports, pyarrow), so the export's own cost is the
-difference.
+readings``, the command users run) that writes the file; its peak resident set size is the
+``ru_maxrss`` that ``os.wait4`` reports for that child alone. Exports run as CSV, as Parquet, and as
+Parquet with ``--city makassar`` (as an officer of a multi-city deployment asks: it opens the
+registry, a SQLite file created here). A child that only imports the modules of a Parquet export
+gives the baseline (Python, settings, SQLAlchemy, httpx, pyarrow with numpy), so the export's own
+cost is the difference. A CSV export imports no pyarrow.
 
-Target: peak under 200 MB for the whole export (the data would be ~60 MB as Python tuples).
+Figures are MiB (``ru_maxrss`` KiB / 1024), printed as MB. Target: peak under 200 MB for the whole
+export (the data would be ~60 MB as Python tuples).
 It is printed, not asserted: the machine may be shared.
 
 Usage::
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,8 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from lorong.core import schema  # noqa: E402
 from lorong.core.model import to_ms  # noqa: E402
+from lorong.core.settings import Settings  # noqa: E402
 from lorong.storage import stack  # noqa: E402
 from lorong.storage.influx import InfluxClient, line  # noqa: E402
+from lorong.storage.runtime import create_database  # noqa: E402
 
 STEP = timedelta(minutes=30)
 
@@ -60,17 +64,18 @@ def seed(influx: InfluxClient, readings: int, devices: int, end: datetime) -> da
 
 
 def child_peak_mb(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run ``args`` as a child; return (its peak RSS in MB, wall seconds, its stdout)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.monotonic()
-    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False)
-    took = time.monotonic() - t0
-    if out.returncode != 0:
-        raise SystemExit(f"child failed: {out.stdout}{out.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux; max over all children so far
-    if peak <= before:
-        print("note: this child's peak is below an earlier child's; the figure shown is the earlier maximum")
-    return peak / 1024, took, out.stdout.strip()
+    """Run ``args`` as a child; return (its own peak RSS in MiB, wall seconds, its stdout)."""
+    with tempfile.TemporaryFile("w+") as out:
+        t0 = time.monotonic()
+        child = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's rusage, not the max over all children
+        child.returncode = os.waitstatus_to_exitcode(status)
+        took = time.monotonic() - t0
+        out.seek(0)
+        said = out.read().strip()
+    if child.returncode != 0:
+        raise SystemExit(f"child failed ({child.returncode}): {said}")
+    return usage.ru_maxrss / 1024, took, said  # ru_maxrss: KiB on Linux
 
 
 def main() -> None:
@@ -89,18 +94,23 @@ def main() -> None:
             start = seed(influx, opts.readings, opts.devices, end)
             print(f"seeded {opts.readings:,} readings ({opts.devices} bins, {start:%Y-%m-%d} .. {end:%Y-%m-%d}) "
                   f"in {time.monotonic() - t0:.1f} s")
-            env = {**os.environ, "LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": "bench"}
-            imports = "import lorong.cli, lorong.storage.export, pyarrow.parquet"
+            settings = Settings(database_url=f"sqlite:///{tmp}/registry.db")
+            create_database(settings)  # the registry --city is checked against (city makassar)
+            env = {**os.environ, "LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": "bench",
+                   "LORONG_DATABASE_URL": settings.database_url}
+            imports = "import lorong.cli, lorong.storage.export_cli, pyarrow.parquet"
             base_mb, _, _ = child_peak_mb([sys.executable, "-c", imports], env)
-            print(f"baseline (a child that only imports the export modules): peak RSS {base_mb:.0f} MB")
-            for fmt in ("csv", "parquet"):
+            print(f"baseline (a child that only imports a Parquet export's modules): peak RSS {base_mb:.0f} MB")
+            for fmt, city in (("csv", []), ("parquet", []), ("parquet", ["--city", "makassar"])):
                 out = Path(tmp) / f"readings.{fmt}"
                 peak, took, said = child_peak_mb(
                     [sys.executable, "-m", "lorong.cli", "export", "readings", "--from", start.isoformat(),
-                     "--to", (end + timedelta(minutes=1)).isoformat(), "--format", fmt, "--out", str(out)], env)
+                     "--to", (end + timedelta(minutes=1)).isoformat(), "--format", fmt, "--out", str(out), *city],
+                    env)
                 rows = opts.readings
-                print(f"{fmt:8s} {rows:,} readings, {out.stat().st_size / 1e6:.1f} MB file, {took:.1f} s "
-                      f"({rows / took:,.0f} readings/s), peak RSS {peak:.0f} MB (target < 200 MB)  [{said}]")
+                print(f"{' '.join([fmt, *city]):24s} {rows:,} readings, {out.stat().st_size / 1e6:.1f} MB file, "
+                      f"{took:.1f} s ({rows / took:,.0f} readings/s), peak RSS {peak:.0f} MB (target < 200 MB)  "
+                      f"[{said.splitlines()[-1]}]")
         finally:
             svc.stop()
 

@@ -37,17 +37,18 @@ file as it was and no partial one.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import secrets
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -59,6 +60,9 @@ from lorong.storage.kecamatan import registered_as
 from lorong.storage.retention import require_policy
 from lorong.storage.tables import CityRow
 
+if TYPE_CHECKING:  # pyarrow is imported by the Parquet path only: a CSV export does without its ~85 MB
+    import pyarrow as pa
+
 COLUMNS = ("time", "device_id", "city", "kecamatan", "kind", "metric", "value", "unit")
 """Export columns, in order."""
 MAX_SPAN = timedelta(days=400)
@@ -66,10 +70,13 @@ MAX_SPAN = timedelta(days=400)
 month; a longer one is refused before InfluxDB is asked, so a typo'd year cannot run unbounded."""
 WINDOW = timedelta(days=1)
 """Time window of one query."""
-CHUNK_POINTS = 10_000
-"""Points per chunk InfluxDB streams (``chunk_size``)."""
+CHUNK_POINTS = 2_000
+"""Points per chunk InfluxDB streams (``chunk_size``). A chunk is held whole, as JSON text and then as
+Python lists (~1 kB a point with its strings and floats): 10,000 cost the export process ~14 MB of
+peak memory, 2,000 ~6 MB, at the same speed (``bench/export_memory.py``, 2026-12-06)."""
 PARQUET_BATCH_ROWS = 8_192
-"""Rows per Parquet row group written."""
+"""Rows per Parquet row group written. The Arrow memory pool holds ~3 MB at this size (mimalloc,
+jemalloc and the system allocator alike), and smaller groups do not lower the peak."""
 Format = Literal["csv", "parquet"]
 Resolution = Literal["raw", "hourly", "daily"]
 RESOLUTIONS: dict[str, str | None] = {"raw": None, "hourly": schema.RP_HOURLY, "daily": schema.RP_DAILY}
@@ -78,10 +85,25 @@ KINDS: dict[str, str] = {m: k.value for k, m in schema.MEASUREMENT_BY_KIND.items
 """Measurement -> device kind (``waste_container`` -> ``bin``)."""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-PARQUET_SCHEMA = pa.schema([
-    ("time", pa.timestamp("ms", tz="UTC")), ("device_id", pa.string()), ("city", pa.string()),
-    ("kecamatan", pa.string()),
-    ("kind", pa.string()), ("metric", pa.string()), ("value", pa.float64()), ("unit", pa.string())])
+
+
+@functools.cache
+def parquet_schema() -> pa.Schema:
+    """Arrow schema of the Parquet export: :data:`COLUMNS`, ``time`` as ms since the epoch in UTC,
+    ``value`` float64, every other column a UTF-8 string (``""`` when absent, never null)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("time", pa.timestamp("ms", tz="UTC")), ("device_id", pa.string()), ("city", pa.string()),
+        ("kecamatan", pa.string()),
+        ("kind", pa.string()), ("metric", pa.string()), ("value", pa.float64()), ("unit", pa.string())])
+
+
+def __getattr__(name: str) -> object:
+    """``PARQUET_SCHEMA`` is :func:`parquet_schema` (built, with pyarrow imported, on first use)."""
+    if name == "PARQUET_SCHEMA":
+        return parquet_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Row = tuple[datetime, str, str, str, str, str, float, str]
 """One export row, :data:`COLUMNS` in order."""
@@ -267,26 +289,54 @@ class _Sink(io.RawIOBase):
         return out
 
 
+def _string_array(values: Sequence[str]) -> pa.Array:
+    """A UTF-8 string array (no nulls) from its buffers: 32-bit offsets and the bytes end to end."""
+    import pyarrow as pa
+
+    encoded = [v.encode() for v in values]
+    offsets = array("i", [0])  # C int: 32 bits, the offset width of pa.string()
+    offsets.extend(accumulate(map(len, encoded)))
+    return pa.Array.from_buffers(pa.string(), len(values),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def _record_batch(rows: Sequence[Row]) -> pa.RecordBatch:
+    """One :func:`parquet_schema` batch of ``rows``.
+
+    The arrays are built from their buffers (``pa.Array.from_buffers``) rather than with
+    ``pa.array(list)``: the latter imports pandas on its first call (to check whether the list is a
+    pandas object), ~55 MB the export does not need.
+    """
+    import pyarrow as pa
+
+    schema = parquet_schema()
+    times, devices, cities, kecamatan, kinds, metrics, values, units = zip(*rows, strict=True)
+    ms = array("q", (to_ms(ts) for ts in times))
+    arrays = [pa.Array.from_buffers(schema.field("time").type, len(rows), [None, pa.py_buffer(ms)]),
+              *map(_string_array, (devices, cities, kecamatan, kinds, metrics)),
+              pa.Array.from_buffers(pa.float64(), len(rows), [None, pa.py_buffer(array("d", values))]),
+              _string_array(units)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def _batches(source: Iterable[Row], size: int) -> Iterator[pa.RecordBatch]:
-    cols: list[list[object]] = [[] for _ in COLUMNS]
+    run: list[Row] = []
     for row in source:
-        for c, v in zip(cols, row, strict=True):
-            c.append(v)
-        if len(cols[0]) >= size:
-            yield pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, PARQUET_SCHEMA,
-                                                                                      strict=True)],
-                                             schema=PARQUET_SCHEMA)
-            cols = [[] for _ in COLUMNS]
-    if cols[0]:
-        yield pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, PARQUET_SCHEMA, strict=True)],
-                                         schema=PARQUET_SCHEMA)
+        run.append(row)
+        if len(run) >= size:
+            yield _record_batch(run)
+            run = []
+    if run:
+        yield _record_batch(run)
 
 
 def parquet_chunks(source: Iterable[Row], batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[bytes]:
-    """A Parquet file (:data:`PARQUET_SCHEMA`, zstd) in pieces: one row group per ``batch_rows``
+    """A Parquet file (:func:`parquet_schema`, zstd) in pieces: one row group per ``batch_rows``
     rows, the footer last; memory holds one row group."""
+    import pyarrow.parquet as pq
+
     sink = _Sink()
-    with pq.ParquetWriter(sink, PARQUET_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(sink, parquet_schema(), compression="zstd") as writer:
         for batch in _batches(source, batch_rows):
             writer.write_batch(batch)
             if data := sink.drain():

@@ -194,3 +194,40 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_parquet_keeps_every_cell_of_any_text_and_number(tmp_path: Path) -> None:
+    """The Parquet columns are built from their buffers (UTF-8 bytes and 32-bit offsets, epoch ms,
+    float64): multi-byte text, empty cells, signed zero and extremes come back as written."""
+    ts = datetime(2026, 3, 29, 0, 59, 59, 999000, tzinfo=UTC)
+    rows = [(ts, "MKS-BIN-0001", "makassar", "Ujung Pandang — Mariso", "bin", "fillingLevel", -0.0, "1"),
+            (ts + timedelta(milliseconds=1), "", "", "", "air", "pm25", 1e300, "ug/m3"),
+            (datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC), "鍵-01", "jakarta", "=1+2", "air", "pm10",
+             -273.15, "ug/m3")] * 7
+    path = tmp_path / "r.parquet"
+    export.write_file(iter(rows), "parquet", path, batch_rows=4)
+    table = pq.read_table(path)
+    assert table.schema == export.PARQUET_SCHEMA
+    assert [tuple(r.values()) for r in table.to_pylist()] == rows
+    assert str(table.column("value")[0]) == "-0.0"
+
+
+EXPORT_IN_A_CHILD = """
+import sys
+from datetime import UTC, datetime
+from lorong.storage import export
+rows = [(datetime(2026, 12, 5, tzinfo=UTC), "B1", "makassar", "Tallo", "bin", "fillingLevel", 0.5, "1")] * 3
+b"".join(export.csv_chunks(iter(rows)))
+print("pyarrow" in sys.modules, "pandas" in sys.modules)
+b"".join(export.parquet_chunks(iter(rows)))
+print("pyarrow" in sys.modules, "pandas" in sys.modules)
+"""
+
+
+def test_export_imports_only_what_its_format_needs() -> None:
+    """A CSV export imports no pyarrow (~85 MB with numpy), a Parquet one no pandas (~55 MB, which
+    ``pa.array(list)`` imports on its first call): the export's peak memory (bench/export_memory.py)."""
+    out = subprocess.run([sys.executable, "-c", EXPORT_IN_A_CHILD], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).parents[2], check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["False False", "True False"]
