@@ -84,6 +84,8 @@ RESOLUTIONS: dict[str, str | None] = {"raw": None, "hourly": schema.RP_HOURLY, "
 KINDS: dict[str, str] = {m: k.value for k, m in schema.MEASUREMENT_BY_KIND.items()}
 """Measurement -> device kind (``waste_container`` -> ``bin``)."""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 
@@ -311,7 +313,7 @@ def _record_batch(rows: Sequence[Row]) -> pa.RecordBatch:
 
     schema = parquet_schema()
     times, devices, cities, kecamatan, kinds, metrics, values, units = zip(*rows, strict=True)
-    ms = array("q", (to_ms(ts) for ts in times))
+    ms = array("q", [(ts - _EPOCH) // _MS for ts in times])  # as pyarrow converts: whole ms, exact
     arrays = [pa.Array.from_buffers(schema.field("time").type, len(rows), [None, pa.py_buffer(ms)]),
               *map(_string_array, (devices, cities, kecamatan, kinds, metrics)),
               pa.Array.from_buffers(pa.float64(), len(rows), [None, pa.py_buffer(array("d", values))]),
