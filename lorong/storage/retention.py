@@ -52,7 +52,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from lorong.core import schema
@@ -116,6 +116,23 @@ def as_zones(zones: DayZones | str) -> DayZones:
     return zones if isinstance(zones, DayZones) else DayZones(zones)
 
 
+def has_dst(tz: str, at: datetime) -> bool:
+    """True when ``tz`` changes its UTC offset within a year either side of ``at`` (daylight saving
+    time; ``Europe/Berlin``, ``America/New_York``), False for a zone that keeps one offset
+    (``Asia/Jakarta``, ``Asia/Makassar``, ``Asia/Jayapura``: Indonesia has no DST). Checked day by
+    day in the IANA database (:mod:`zoneinfo`), so a short DST period is not missed."""
+    zone = ZoneInfo(tz)
+    base = at.astimezone(UTC).replace(tzinfo=None)
+    return len({zone.utcoffset(base + timedelta(days=d)) for d in range(-366, 367)}) > 1
+
+
+def local_midnight(day: date, tz: str) -> datetime:
+    """Start of the local calendar day ``day`` in ``tz``, tz-aware UTC. Where the clock jumps over
+    midnight (``America/Santiago`` in September) the day starts at the jump, 01:00 local, as
+    InfluxQL's ``tz()`` starts it (measured on InfluxDB 1.6.7)."""
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
 def day_offset_s(tz: str, at: datetime) -> int:
     """Start of ``tz``'s local day after the UTC day's start, seconds in ``[0, 86400)`` at ``at``
     (``Asia/Makassar``, UTC+8: 57600, local midnight is 16:00 UTC; ``Asia/Jakarta``: 61200)."""
@@ -134,7 +151,11 @@ class Level:
         resample: the continuous query's ``RESAMPLE`` clause.
         chunk_s: length of one backfill statement's window, seconds (bounds influxd's memory).
         where: InfluxQL condition on the ``city`` tag selecting the points of this level ("" = all).
-        label: part of the continuous query's name telling the zone (``utc+0700``; "" for hourly).
+        label: part of the continuous query's name telling the zone (``utc+0700``, ``europe-berlin``;
+            "" for hourly).
+        tz: IANA zone of a zone with daylight saving time: the buckets are its local days, 23 or 25
+            hours long on the days the clock changes (InfluxQL ``tz()``, ``offset_s`` 0); "" for
+            buckets of fixed length (every zone of Indonesia).
     """
 
     name: str
@@ -144,17 +165,32 @@ class Level:
     chunk_s: int
     where: str = ""
     label: str = ""
+    tz: str = ""
 
     def group_by(self) -> str:
-        """``time(3600s)`` or ``time(86400s, 57600s)``."""
+        """``time(3600s)`` or ``time(86400s, 57600s)`` (the ``tz()`` clause is :meth:`tz_clause`)."""
         off = f", {self.offset_s}s" if self.offset_s else ""
         return f"time({self.bucket_s}s{off})"
 
+    def tz_clause(self) -> str:
+        """`` tz('Europe/Berlin')`` for a level in a zone with daylight saving time, else ""."""
+        return f" tz({quote_literal(self.tz)})" if self.tz else ""
+
     def floor(self, ts: datetime) -> datetime:
         """Start of the bucket holding ``ts`` (tz-aware)."""
+        if self.tz:
+            return local_midnight(ts.astimezone(ZoneInfo(self.tz)).date(), self.tz)
         ms = to_ms(ts) - self.offset_s * 1000
         start_ms = ms - ms % (self.bucket_s * 1000) + self.offset_s * 1000
         return datetime.fromtimestamp(start_ms / 1000, UTC)
+
+    def shift(self, start: datetime, seconds: int) -> datetime:
+        """The bucket start ``seconds`` (whole buckets) after the bucket start ``start``: in a zone
+        with daylight saving time the local midnight ``seconds / 86400`` calendar days later."""
+        if self.tz:
+            day = start.astimezone(ZoneInfo(self.tz)).date() + timedelta(days=seconds // DAY_S)
+            return local_midnight(day, self.tz)
+        return start + timedelta(seconds=seconds)
 
 
 def policies(cfg: InfluxSettings) -> list[Policy]:
@@ -172,26 +208,41 @@ def _label(offset_s: int) -> str:
     return f"utc{sign}{east // 3600:02d}{east % 3600 // 60:02d}"
 
 
-def levels(zones: DayZones | str, now: datetime) -> list[Level]:
-    """Hourly (UTC hours) and daily levels: one daily level per UTC offset (at ``now``) of the zones.
+def _day_key(tz: str, now: datetime) -> tuple[int, str]:
+    """Which daily level a zone's days belong to: ``(offset_s, "")`` for a zone that keeps one UTC
+    offset, ``(0, tz)`` for a zone with daylight saving time (its own level)."""
+    return (0, tz) if has_dst(tz, now) else (day_offset_s(tz, now), "")
 
-    The default zone's level holds every point not of a city in another offset; each other level
-    holds its cities' points (module docstring). Daily levels come sorted by offset, the default first.
+
+def _zone_label(tz: str) -> str:
+    """``europe-berlin`` for ``Europe/Berlin``, ``america-new-york`` for ``America/New_York``."""
+    return re.sub(r"[^a-z0-9]+", "-", tz.lower()).strip("-")
+
+
+def levels(zones: DayZones | str, now: datetime) -> list[Level]:
+    """Hourly (UTC hours) and daily levels: one daily level per UTC offset (at ``now``) of the zones
+    that keep one offset all year, and one per zone with daylight saving time (``tz()``, :func:`has_dst`).
+
+    The default zone's level holds every point not of a city in another level; each other level
+    holds its cities' points (module docstring). Daily levels come default first, then by offset,
+    then the zones with daylight saving time by name.
     """
     zones = as_zones(zones)
-    default = day_offset_s(zones.default, now)
-    by_offset: dict[int, list[str]] = {default: []}
+    default = _day_key(zones.default, now)
+    by_key: dict[tuple[int, str], list[str]] = {default: []}
     for city, tz in sorted(zones.cities.items()):
-        by_offset.setdefault(day_offset_s(tz, now), []).append(city)
+        by_key.setdefault(_day_key(tz, now), []).append(city)
     tag = quote_ident(schema.TAG_CITY)
-    others = [c for off, cities in by_offset.items() if off != default for c in cities]
+    others = [c for key, cities in by_key.items() if key != default for c in cities]
     out = [Level(schema.RP_HOURLY, 3600, 0, "RESAMPLE EVERY 1h FOR 3h", 7 * DAY_S)]
-    for off in [default, *sorted(o for o in by_offset if o != default)]:
-        if off == default:
+    for key in [default, *sorted((k for k in by_key if k != default), key=lambda k: (k[1], k[0]))]:
+        if key == default:
             where = " AND ".join(f"{tag} != {quote_literal(c)}" for c in others)
         else:
-            where = "(" + " OR ".join(f"{tag} = {quote_literal(c)}" for c in by_offset[off]) + ")"
-        out.append(Level(schema.RP_DAILY, DAY_S, off, "RESAMPLE EVERY 6h FOR 2d", 28 * DAY_S, where, _label(off)))
+            where = "(" + " OR ".join(f"{tag} = {quote_literal(c)}" for c in by_key[key]) + ")"
+        off, tz = key
+        out.append(Level(schema.RP_DAILY, DAY_S, off, "RESAMPLE EVERY 6h FOR 2d", 28 * DAY_S, where,
+                         _zone_label(tz) if tz else _label(off), tz))
     return out
 
 
@@ -204,7 +255,7 @@ def select_into(database: str, measurement: str, level: Level, source_rp: str = 
     cond = " AND ".join(c for c in (level.where, where) if c)
     return (f"SELECT {cols} INTO {db}.{quote_ident(level.name)}.{quote_ident(measurement)} "
             f"FROM {db}.{quote_ident(source_rp)}.{quote_ident(measurement)}"
-            + (f" WHERE {cond}" if cond else "") + f" GROUP BY {level.group_by()}, *")
+            + (f" WHERE {cond}" if cond else "") + f" GROUP BY {level.group_by()}, *{level.tz_clause()}")
 
 
 def continuous_queries(database: str, zones: DayZones | str, now: datetime) -> dict[str, str]:
@@ -356,9 +407,9 @@ def backfill(influx: InfluxClient, zones: DayZones | str, start: datetime, end: 
         t = level.floor(start)
         stop = level.floor(end)
         if stop < end:
-            stop += timedelta(seconds=level.bucket_s)
+            stop = level.shift(stop, level.bucket_s)
         while t < stop:
-            t2 = min(t + timedelta(seconds=level.chunk_s), stop)
+            t2 = min(level.shift(t, level.chunk_s), stop)  # whole (local) days: no bucket split in two
             where = f"time >= {to_ms(t)}ms AND time < {to_ms(t2)}ms"
             for meas in measurements:
                 for s in influx.query(select_into(influx.database, meas, level, source_rp, where)):

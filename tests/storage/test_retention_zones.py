@@ -5,8 +5,11 @@ one daily continuous query per UTC offset, backfill, the migration from the one-
 from __future__ import annotations
 
 import hashlib
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import fmean
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +20,7 @@ from lorong.storage import retention, stack
 from lorong.storage.influx import InfluxClient, line, quote_ident
 from lorong.storage.runtime import day_zones
 from tests.storage.test_retention import assert_close, bin_points, cfg, expected_means, stored_means
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +204,84 @@ def test_cli_cities_edit_and_remove_update_the_daily_queries(db: InfluxClient, d
     assert gone.stdout.splitlines()[0] == "removed city jakarta"
     assert daily() == {"utc+0800": ""}  # every point in WITA's days again
     assert runner.invoke(retention_cli.app, ["retention", "apply"], env=env).stdout.startswith("already in place")
+
+
+DST = retention.DayZones("Asia/Makassar", {"makassar": "Asia/Makassar", "berlin": "Europe/Berlin",
+                                           "new-york": "America/New_York"})
+"""Two zones with daylight saving time beside WITA."""
+
+
+def local_day_means(pts: Points, zone: str) -> dict[tuple[str, int], tuple[float, float]]:
+    """(device, ms of the local midnight starting the point's local day in ``zone``) -> (mean fill, mean
+    temperature) of the raw points of that local day, worked out here with zoneinfo."""
+    tz = ZoneInfo(zone)
+    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for dev, ts, fill, temp in pts:
+        day = ts.astimezone(tz).date()
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+        groups.setdefault((dev, to_ms(midnight)), []).append((fill, temp))
+    return {k: (fmean(f for f, _ in v), fmean(t for _, t in v)) for k, v in groups.items()}
+
+
+def write_city(influx: InfluxClient, dev: str, city: str, start: datetime, hours: int) -> Points:
+    """Bin points of ``dev`` (city tag ``city``) every 10 min for ``hours`` from ``start``."""
+    pts = bin_points(start, hours, (dev,))
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: dev, schema.TAG_CITY: city},
+                             {schema.FIELD_FILL: f, schema.FIELD_TEMPERATURE: t}, to_ms(ts)) for _, ts, f, t in pts])
+    return pts
+
+
+@pytest.mark.parametrize(("zone", "city", "dev", "first_day"), [
+    ("Europe/Berlin", "berlin", "BER-BIN-1", (2026, 3, 27)),  # 29 March: 23 hours (CET -> CEST)
+    ("Europe/Berlin", "berlin", "BER-BIN-1", (2026, 10, 23)),  # 25 October: 25 hours (CEST -> CET)
+    ("America/New_York", "new-york", "NYC-BIN-1", (2026, 3, 6)),  # 8 March: 23 hours
+    ("America/New_York", "new-york", "NYC-BIN-1", (2026, 10, 30))])  # 1 November: 25 hours
+def test_daily_means_of_a_dst_city_are_its_local_days(db: InfluxClient, zone: str, city: str, dev: str,
+                                                      first_day: tuple[int, int, int]) -> None:
+    """Around a daylight saving change each local day's mean (23 or 25 hours) equals the mean of the raw
+    readings of that local day, and starts at that day's local midnight; a fixed UTC offset (the offset
+    of today) would cut half the year's days an hour off. WITA's days beside it are as before."""
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)  # CET / EST: the offset of "now" is the winter one
+    retention.apply(db, cfg(400), DST, now)
+    first = datetime(*first_day, tzinfo=ZoneInfo(zone))
+    start, end = first.astimezone(UTC), (first + timedelta(days=5)).astimezone(UTC)  # five local days
+    hours = round((end - start) / timedelta(hours=1))  # 119 or 121
+    pts = write_city(db, dev, city, start, hours)
+    mks = write_city(db, "MKS-BIN-1", "makassar", start, hours)
+    retention.backfill(db, DST, start, end, now=now)
+    daily = stored_means(db, "daily")
+    want = local_day_means(pts, zone)
+    assert len(want) == 5  # five local days, one of them 23 or 25 hours long:
+    assert {round((b - a) / 3_600_000) for a, b in itertools.pairwise(sorted(k[1] for k in want))} in ({24, 23},
+                                                                                                       {24, 25})
+    assert_close({k: v for k, v in daily.items() if k[0] == dev}, want)
+    assert_close({k: v for k, v in daily.items() if k[0] == "MKS-BIN-1"}, expected_means(mks, 86400, 16 * 3600))
+
+
+def test_a_dst_city_has_a_daily_query_in_its_zone_that_runs_on_its_local_days(db: InfluxClient) -> None:
+    """The continuous query of a zone with daylight saving groups by the zone (InfluxQL ``tz()``, which
+    InfluxDB 1.6.7 also uses to schedule the query's windows): run by influxd itself, it writes the
+    mean of yesterday's local day in Berlin, stamped at Berlin's midnight."""
+    now = datetime.now(UTC)
+    retention.apply(db, cfg(400), "Asia/Makassar", now)
+    berlin = ZoneInfo("Europe/Berlin")
+    today = now.astimezone(berlin).date()
+    yesterday = datetime(today.year, today.month, today.day, tzinfo=berlin) - timedelta(days=1)
+    pts = [p for p in write_city(db, "BER-BIN-1", "berlin", yesterday.astimezone(UTC) - timedelta(hours=2), 26)]
+    want = {k: v for k, v in local_day_means(pts, "Europe/Berlin").items()
+            if k[1] == to_ms(yesterday.astimezone(UTC))}
+    done = retention.sync_continuous_queries(db, DST, now)  # created after the points: its first run sees them
+    created = [d.split(" ")[-1] for d in done if d.startswith("create")]
+    assert sorted(n.rsplit("_", 1)[0] for n in created if "europe" in n) == [
+        f"lorong_daily_{m}_europe-berlin" for m in sorted(schema.DOWNSAMPLED)]
+    stored = {row[0]: row[1] for s in db.query("SHOW CONTINUOUS QUERIES") if s.name == db.database
+              for row in s.values}
+    [ber] = [q for n, q in stored.items() if n.startswith("lorong_daily_waste_container_europe-berlin_")]
+    assert "WHERE (city = 'berlin') GROUP BY time(1d), * TZ('Europe/Berlin')" in ber
+
+    def written() -> bool:
+        got = {k: v for k, v in stored_means(db, "daily").items() if k in want}
+        return len(got) == 1
+
+    wait_for(written, timeout_s=15, what="the Berlin daily continuous query's first run")
+    assert_close({k: v for k, v in stored_means(db, "daily").items() if k in want}, want)
