@@ -25,8 +25,10 @@ Buckets of whole days start at local midnight of the device's city (its registry
 ``analytics.timezone`` for a device of no known city), InfluxQL ``GROUP BY time(1d, <offset>)``
 with the offset the city's daily means use (:func:`day_offset_s`), in every source: a Jakarta bin's
 days start at 00:00 WIB (17:00 UTC), a Makassar bin's at 00:00 WITA (16:00 UTC), and ``every=1d``
-gives the same buckets from raw readings as from daily means. A readings request is for one device,
-so it never spans cities. Other buckets are aligned to the Unix epoch (InfluxQL's rule).
+gives the same buckets from raw readings as from daily means. In a zone with daylight saving time
+(``Europe/Berlin``) the query groups by the zone instead (``tz('Europe/Berlin')``, :func:`day_zone`),
+as its daily means do: the days the clock changes are 23 or 25 hours long. A readings request is
+for one device, so it never spans cities. Other buckets are aligned to the Unix epoch (InfluxQL's rule).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from lorong.core.metrics import METRICS, shown
 from lorong.core.model import to_ms, utc_from_ms, utcnow
 from lorong.storage import retention
 from lorong.storage.export import MAX_SPAN
-from lorong.storage.influx import InfluxClient, quote_ident
+from lorong.storage.influx import InfluxClient, quote_ident, quote_literal
 
 EVERY_PATTERN = r"^[1-9][0-9]{0,5}[smhdw]$"
 """InfluxQL duration with one unit: ``30s``, ``15m``, ``1h``, ``1d``, ``1w``."""
@@ -154,11 +156,21 @@ def day_offset_s(every: str, tz: str, at: datetime) -> int:
     when ``every`` is whole days, else 0.
 
     ``Asia/Makassar`` (UTC+8) gives 57600 (16:00 UTC), ``Asia/Jakarta`` (UTC+7) 61200; Indonesia's
-    zones keep one offset all year.
+    zones keep one offset all year. A zone with daylight saving time gives 0: its days come from
+    :func:`day_zone`.
     """
-    if every_seconds(every) % 86400:
+    if every_seconds(every) % 86400 or retention.has_dst(tz, at):
         return 0
     return retention.day_offset_s(tz, at)
+
+
+def day_zone(every: str, tz: str, at: datetime) -> str | None:
+    """``tz`` when ``every`` is whole days and ``tz`` has daylight saving time
+    (:func:`lorong.storage.retention.has_dst`): the buckets are then its local days (InfluxQL ``tz()``),
+    as its daily means are; else None (a fixed offset, :func:`day_offset_s`)."""
+    if every_seconds(every) % 86400 or not retention.has_dst(tz, at):
+        return None
+    return tz
 
 
 def units(metrics: Sequence[str]) -> dict[str, str]:
@@ -167,12 +179,13 @@ def units(metrics: Sequence[str]) -> dict[str, str]:
 
 
 def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics: Sequence[str],
-                win: Window, rp: Source = "raw", offset_s: int = 0) -> list[dict[str, Any]]:
+                win: Window, rp: Source = "raw", offset_s: int = 0, tz: str | None = None) -> list[dict[str, Any]]:
     """Mean of each metric of one device per time bucket.
 
     Runs ``SELECT mean("m") AS "m", ... FROM "<measurement>" WHERE "device_id" = $device AND
-    time >= <start>ms AND time < <end>ms GROUP BY time(<every>[, <offset_s>s]) fill(none)``. Buckets
-    are aligned to the Unix epoch plus ``offset_s``, so the first one may start before ``win.start``.
+    time >= <start>ms AND time < <end>ms GROUP BY time(<every>[, <offset_s>s]) fill(none) [tz('<tz>')]``.
+    Buckets are aligned to the Unix epoch plus ``offset_s`` (in local time of ``tz`` when given), so the
+    first one may start before ``win.start``.
 
     Args:
         influx: client on the Lorong database.
@@ -182,6 +195,7 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
         win: a checked :class:`Window`.
         rp: ``raw`` (the database's default policy), ``hourly`` or ``daily`` (:func:`source`).
         offset_s: bucket offset, seconds (:func:`day_offset_s`).
+        tz: IANA zone whose local days the buckets are (:func:`day_zone`), or None.
 
     Returns:
         one dict per non-empty bucket, oldest first: ``dateObserved`` (UTC datetime, bucket start)
@@ -201,7 +215,8 @@ def mean_series(influx: InfluxClient, measurement: str, device_id: str, metrics:
     source_name = quote_ident(measurement) if rp == "raw" else f"{quote_ident(rp)}.{quote_ident(measurement)}"
     q = (f"SELECT {cols} FROM {source_name} WHERE {quote_ident(schema.TAG_DEVICE)} = $device "
          f"AND time >= {to_ms(win.start)}ms AND time < {to_ms(win.end)}ms "
-         f"GROUP BY time({win.every}{f', {offset_s}s' if offset_s else ''}) fill(none)")
+         f"GROUP BY time({win.every}{f', {offset_s}s' if offset_s else ''}) fill(none)"
+         + (f" tz({quote_literal(tz)})" if tz else ""))
     out: list[dict[str, Any]] = []
     try:
         found = influx.query(q, {"device": device_id})

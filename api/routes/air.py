@@ -8,7 +8,7 @@ from api.auth import Principal
 from api.deps import ContextDep, DeviceId, Reader, SessionDep, device_zone, scoped_device
 from api.errors import NotFound
 from api.query import resolve_kecamatan
-from api.readings import AIR_METRICS, day_offset_s, mean_series, source, units, window
+from api.readings import AIR_METRICS, day_offset_s, day_zone, mean_series, source, units, window
 from api.routes.bins import End, Every, Start
 from api.schemas import ERRORS, NOT_FOUND, STORE, AirReadingOut, AirReadingsOut, StationOut
 from api.state import station_out, station_pairs
@@ -58,8 +58,9 @@ def station_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, 
     row = _station(session, who, device_id)
     win = window(start, end, every)
     rp = source(win, ctx.settings.influx.raw_days, hourly_days=ctx.settings.influx.hourly_days)
+    zone = device_zone(session, row, ctx.settings.analytics.timezone)
     rows = mean_series(ctx.influx, schema.MEASUREMENT_AIR, row.id, AIR_METRICS, win, rp,
-                       day_offset_s(win.every, device_zone(session, row, ctx.settings.analytics.timezone), win.start))
+                       day_offset_s(win.every, zone, win.start), day_zone(win.every, zone, win.start))
     return AirReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
                           units=units(AIR_METRICS),
                           readings=[AirReadingOut.model_validate(r) for r in rows])

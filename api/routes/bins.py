@@ -13,7 +13,7 @@ from api.bin_state import load_bins, pick
 from api.deps import ContextDep, DeviceId, Reader, SessionDep, device_zone, scoped_device
 from api.errors import NotFound
 from api.query import resolve_city_in, resolve_kecamatan_in
-from api.readings import BIN_METRICS, EVERY_PATTERN, day_offset_s, mean_series, source, units, window
+from api.readings import BIN_METRICS, EVERY_PATTERN, day_offset_s, day_zone, mean_series, source, units, window
 from api.schemas import ERRORS, NOT_FOUND, STORE, BinOut, BinReadingOut, BinReadingsOut
 from lorong.core import schema
 from lorong.core.model import DeviceKind, utcnow
@@ -95,8 +95,9 @@ def bin_readings(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who:
     row = _bin(session, who, device_id)
     win = window(start, end, every)
     rp = source(win, ctx.settings.influx.raw_days, hourly_days=ctx.settings.influx.hourly_days)
+    zone = device_zone(session, row, ctx.settings.analytics.timezone)
     rows = mean_series(ctx.influx, schema.MEASUREMENT_BIN, row.id, BIN_METRICS, win, rp,
-                       day_offset_s(win.every, device_zone(session, row, ctx.settings.analytics.timezone), win.start))
+                       day_offset_s(win.every, zone, win.start), day_zone(win.every, zone, win.start))
     return BinReadingsOut(id=row.id, start=win.start, end=win.end, every=win.every, source=rp,
                           units=units(BIN_METRICS),
                           readings=[BinReadingOut.model_validate(r) for r in rows])

@@ -47,6 +47,7 @@ its means first, then drops ``autogen``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -121,9 +122,14 @@ def has_dst(tz: str, at: datetime) -> bool:
     time; ``Europe/Berlin``, ``America/New_York``), False for a zone that keeps one offset
     (``Asia/Jakarta``, ``Asia/Makassar``, ``Asia/Jayapura``: Indonesia has no DST). Checked day by
     day in the IANA database (:mod:`zoneinfo`), so a short DST period is not missed."""
+    return _has_dst(tz, at.astimezone(UTC).date())
+
+
+@functools.lru_cache(maxsize=256)
+def _has_dst(tz: str, day: date) -> bool:
     zone = ZoneInfo(tz)
-    base = at.astimezone(UTC).replace(tzinfo=None)
-    return len({zone.utcoffset(base + timedelta(days=d)) for d in range(-366, 367)}) > 1
+    noon = datetime(day.year, day.month, day.day, 12)
+    return len({zone.utcoffset(noon + timedelta(days=d)) for d in range(-366, 367)}) > 1
 
 
 def local_midnight(day: date, tz: str) -> datetime:

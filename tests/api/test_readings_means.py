@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest
-from api.readings import Window, day_offset_s, source
+from api.readings import Window, day_offset_s, day_zone, source
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
 from lorong.core import schema
 from lorong.core.model import to_ms, utc_from_ms, utcnow
-from lorong.core.settings import Settings
-from lorong.storage import retention
+from lorong.core.settings import InfluxSettings, Settings
+from lorong.storage import retention, stack
 from lorong.storage.influx import InfluxClient, line
 from lorong.storage.runtime import day_zones
 from tests.api.conftest import serve
@@ -53,6 +53,13 @@ def test_day_buckets_start_at_local_midnight() -> None:
     assert day_offset_s("7d", "Asia/Jakarta", NOW) == 17 * 3600
     assert day_offset_s("24h", "Asia/Makassar", NOW) == 16 * 3600
     assert day_offset_s("12h", "Asia/Makassar", NOW) == 0
+    assert day_zone("1d", "Asia/Makassar", NOW) is None  # Indonesia: a fixed offset, as before
+
+
+def test_day_buckets_of_a_zone_with_daylight_saving_are_grouped_by_the_zone() -> None:
+    assert (day_offset_s("1d", "Europe/Berlin", NOW), day_zone("1d", "Europe/Berlin", NOW)) == (0, "Europe/Berlin")
+    assert day_zone("2d", "America/New_York", NOW) == "America/New_York"
+    assert (day_offset_s("1h", "Europe/Berlin", NOW), day_zone("1h", "Europe/Berlin", NOW)) == (0, None)
 
 
 def test_rule_refuses_sub_hourly_buckets_before_the_raw_horizon() -> None:
@@ -206,5 +213,53 @@ def test_day_buckets_follow_each_city_zone(influx: InfluxClient, settings: Setti
                     want = {t: fmean(v) for (d, t), v in days.items()
                             if d == dev and to_ms(win[0]) <= t < to_ms(win[1])}
                     assert len(want) == n and got == pytest.approx(want, abs=HALF_STEP), (dev, rp)
+    finally:
+        srv.stop()
+
+
+def test_day_buckets_of_a_dst_city_are_its_local_days(make_settings: Callable[..., Settings], influx: InfluxClient,
+                                                      sessions: sessionmaker[Session],
+                                                      auth: Callable[[str], dict[str, str]]) -> None:
+    """A Berlin bin around the latest change of the clock (a 23- or 25-hour day): ``every=1d`` buckets start
+    at Berlin's midnight before and after it, from raw readings and from the daily means alike, each the
+    mean of the raw readings of that local day (a fixed offset would shift one side's days by an hour)."""
+    settings = make_settings(mqtt_port=stack.free_port(),
+                             influx=InfluxSettings(url=influx.url, database=influx.database, raw_days=400))
+    now = utcnow()
+    berlin = ZoneInfo("Europe/Berlin")
+    with sessions.begin() as s:
+        add_city(s, CityIn(id="berlin", name="Berlin", timezone="Europe/Berlin"))
+        add_device(s, DeviceIn(id="BER-BIN-1", kind="bin", depth_mm=1000, city_id="berlin", kecamatan="Mitte"))
+    zones = day_zones(settings)
+    retention.apply(influx, settings.influx, zones)
+    last = (now - timedelta(days=6)).astimezone(berlin).date()
+    day = next(d for d in (last - timedelta(days=k) for k in range(400))  # the latest day the clock changed
+               if (datetime.combine(d + timedelta(days=1), datetime.min.time(), berlin).astimezone(UTC)
+                   - datetime.combine(d, datetime.min.time(), berlin).astimezone(UTC)) != timedelta(days=1))
+    midnights = [datetime.combine(day + timedelta(days=d), datetime.min.time(), berlin).astimezone(UTC)
+                 for d in range(-4, 6)]  # ten local days, the change in the fifth
+    days: dict[int, list[float]] = {}
+    lines, t, i = [], midnights[0], 0
+    while t < midnights[-1]:
+        fill = round((i * 53 % 97) / 100, 2)
+        days.setdefault(max(to_ms(m) for m in midnights if m <= t), []).append(fill)
+        lines.append(line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "BER-BIN-1", schema.TAG_CITY: "berlin"},
+                          {schema.FIELD_FILL: fill}, to_ms(t)))
+        t, i = t + timedelta(minutes=20), i + 1
+    influx.write_lines(lines)
+    retention.backfill(influx, zones, midnights[0], midnights[-1])
+    srv = serve(settings)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            for rp, a, n in (("daily", 0, 9), ("raw", 2, 5)):
+                win = (midnights[a], midnights[a + n])
+                body = client.get("/bins/BER-BIN-1/readings", headers=auth("admin"),
+                                  params={"start": win[0].isoformat(), "end": win[1].isoformat(), "every": "1d"}).json()
+                assert body["source"] == rp, body
+                got = {to_ms(datetime.fromisoformat(r["dateObserved"])): r["fillingLevel"] for r in body["readings"]}
+                assert {utc_from_ms(t).astimezone(berlin).hour for t in got} == {0}, rp  # local midnight
+                assert len({utc_from_ms(t).astimezone(berlin).utcoffset() for t in got}) == 2, rp  # both sides
+                want = {t: fmean(v) for t, v in days.items() if to_ms(win[0]) <= t < to_ms(win[1])}
+                assert len(want) == n and got == pytest.approx(want, abs=HALF_STEP), rp
     finally:
         srv.stop()

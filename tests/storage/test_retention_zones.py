@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from statistics import fmean
 from zoneinfo import ZoneInfo
@@ -231,29 +231,41 @@ def write_city(influx: InfluxClient, dev: str, city: str, start: datetime, hours
     return pts
 
 
-@pytest.mark.parametrize(("zone", "city", "dev", "first_day"), [
-    ("Europe/Berlin", "berlin", "BER-BIN-1", (2026, 3, 27)),  # 29 March: 23 hours (CET -> CEST)
-    ("Europe/Berlin", "berlin", "BER-BIN-1", (2026, 10, 23)),  # 25 October: 25 hours (CEST -> CET)
-    ("America/New_York", "new-york", "NYC-BIN-1", (2026, 3, 6)),  # 8 March: 23 hours
-    ("America/New_York", "new-york", "NYC-BIN-1", (2026, 10, 30))])  # 1 November: 25 hours
+def last_change(zone: str, hours: int, before: datetime) -> date:
+    """The latest local date before ``before`` whose day in ``zone`` is ``hours`` (23 or 25) long: the
+    day the clock goes forward or back (within the last year, so in the 400 days of ``raw`` here)."""
+    tz = ZoneInfo(zone)
+    day = before.astimezone(tz).date()
+    for _ in range(400):
+        day -= timedelta(days=1)
+        midnights = [datetime.combine(d, datetime.min.time(), tz).astimezone(UTC)
+                     for d in (day, day + timedelta(days=1))]
+        if midnights[1] - midnights[0] == timedelta(hours=hours):
+            return day
+    raise AssertionError(f"{zone} had no {hours}-hour day in the year before {before}")
+
+
+@pytest.mark.parametrize(("zone", "city", "dev"), [("Europe/Berlin", "berlin", "BER-BIN-1"),
+                                                   ("America/New_York", "new-york", "NYC-BIN-1")])
+@pytest.mark.parametrize("hours", [23, 25])  # clocks forward (CET -> CEST, EST -> EDT) and back
 def test_daily_means_of_a_dst_city_are_its_local_days(db: InfluxClient, zone: str, city: str, dev: str,
-                                                      first_day: tuple[int, int, int]) -> None:
+                                                      hours: int) -> None:
     """Around a daylight saving change each local day's mean (23 or 25 hours) equals the mean of the raw
     readings of that local day, and starts at that day's local midnight; a fixed UTC offset (the offset
     of today) would cut half the year's days an hour off. WITA's days beside it are as before."""
-    now = datetime(2026, 12, 6, 12, tzinfo=UTC)  # CET / EST: the offset of "now" is the winter one
+    now = datetime.now(UTC)
     retention.apply(db, cfg(400), DST, now)
-    first = datetime(*first_day, tzinfo=ZoneInfo(zone))
+    changed = last_change(zone, hours, now - timedelta(days=4))
+    first = datetime.combine(changed - timedelta(days=2), datetime.min.time(), ZoneInfo(zone))
     start, end = first.astimezone(UTC), (first + timedelta(days=5)).astimezone(UTC)  # five local days
-    hours = round((end - start) / timedelta(hours=1))  # 119 or 121
-    pts = write_city(db, dev, city, start, hours)
-    mks = write_city(db, "MKS-BIN-1", "makassar", start, hours)
+    pts = write_city(db, dev, city, start, round((end - start) / timedelta(hours=1)))  # 119 or 121 hours
+    mks = write_city(db, "MKS-BIN-1", "makassar", start, round((end - start) / timedelta(hours=1)))
     retention.backfill(db, DST, start, end, now=now)
     daily = stored_means(db, "daily")
     want = local_day_means(pts, zone)
-    assert len(want) == 5  # five local days, one of them 23 or 25 hours long:
-    assert {round((b - a) / 3_600_000) for a, b in itertools.pairwise(sorted(k[1] for k in want))} in ({24, 23},
-                                                                                                       {24, 25})
+    assert len(want) == 5
+    assert sorted(round((b - a) / 3_600_000) for a, b in itertools.pairwise(sorted(k[1] for k in want))) == sorted(
+        [24, 24, 24, hours])
     assert_close({k: v for k, v in daily.items() if k[0] == dev}, want)
     assert_close({k: v for k, v in daily.items() if k[0] == "MKS-BIN-1"}, expected_means(mks, 86400, 16 * 3600))
 
