@@ -21,8 +21,13 @@ query writes ``mean(<metric>) AS <metric>`` for every canonical metric (:mod:`lo
 the same measurement name in ``hourly`` / ``daily``, grouped by every tag (``GROUP BY *``), so a
 reader swaps the policy and keeps its query. Hourly buckets are UTC hours. Daily buckets are the
 local days of each point's city (:class:`DayZones`): one daily continuous query per measurement and
-UTC offset among the registered cities' zones (``GROUP BY time(1d, <offset>)``; Indonesia's zones
-have no daylight saving time), restricted to its cities by a ``WHERE`` on the ``city`` tag. The
+UTC offset among the registered cities' zones that keep one offset all year (``GROUP BY time(1d,
+<offset>)``; Indonesia's zones have no daylight saving time), and one per zone with daylight saving
+time (:func:`has_dst`), grouped by the zone (``GROUP BY time(1d), * tz('Europe/Berlin')``: its days
+are 23 or 25 hours long when the clock changes; InfluxDB 1.6.7 groups by the zone and also starts
+the continuous query's windows at its local midnights, influxdata/influxdb#8606; measured on 1.6.7
+around the changes of Europe/Berlin, America/New_York, Australia/Lord_Howe and America/Santiago),
+each restricted to its cities by a ``WHERE`` on the ``city`` tag. The
 query of the default zone (``analytics.timezone``) takes every point that is not of a city in
 another zone (``"city" != 'jakarta' AND ...``): points without a city tag (older data; InfluxQL
 compares a missing tag as the empty string, so ``!=`` matches it: measured on InfluxDB 1.6.7) and

@@ -68,6 +68,28 @@ def test_levels_one_daily_query_per_utc_offset() -> None:
     assert ZONES.zone("jakarta") == "Asia/Jakarta" and ZONES.zone(None) == ZONES.zone("nowhere") == "Asia/Makassar"
 
 
+def test_levels_one_daily_query_per_zone_with_daylight_saving() -> None:
+    """A zone with DST is a level of its own, grouped by the zone (``tz()``); the fixed offsets stay as they were."""
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    assert retention.has_dst("Europe/Berlin", now) and retention.has_dst("America/New_York", now)
+    assert not any(retention.has_dst(z, now) for z in ("Asia/Makassar", "Asia/Jakarta", "Asia/Jayapura", "UTC"))
+    [_, *daily] = retention.levels(DST, now)
+    assert [(lv.offset_s // 3600, lv.label, lv.tz, lv.where) for lv in daily] == [
+        (16, "utc+0800", "", "\"city\" != 'berlin' AND \"city\" != 'new-york'"),
+        (0, "america-new-york", "America/New_York", "(\"city\" = 'new-york')"),
+        (0, "europe-berlin", "Europe/Berlin", "(\"city\" = 'berlin')")]
+    assert daily[2].tz_clause() == " tz('Europe/Berlin')" and daily[0].tz_clause() == ""
+    assert retention.select_into("lorong", "waste_container", daily[2]).endswith(
+        "WHERE (\"city\" = 'berlin') GROUP BY time(86400s), * tz('Europe/Berlin')")
+    [_, home, jkt] = retention.levels(retention.DayZones("Europe/Berlin", {"jakarta": "Asia/Jakarta"}), now)
+    assert (home.tz, home.where, jkt.label, jkt.tz) == ("Europe/Berlin", "\"city\" != 'jakarta'", "utc+0700", "")
+    spring = datetime(2026, 3, 28, 23, tzinfo=UTC)  # 00:00 CET, 29 March: a 23-hour day in Berlin
+    assert daily[2].floor(spring + timedelta(hours=22, minutes=59)) == spring
+    assert daily[2].shift(spring, 86400) == spring + timedelta(hours=23)
+    assert daily[2].shift(spring, 28 * 86400) == datetime(2026, 4, 25, 22, tzinfo=UTC)
+    assert retention.local_midnight(date(2026, 9, 6), "America/Santiago") == datetime(2026, 9, 6, 4, tzinfo=UTC)
+
+
 def test_daily_means_start_at_each_city_midnight(db: InfluxClient) -> None:
     """The continuous queries' statements, run by backfill: every city's daily means start at its own local
     midnight and equal the means of its raw readings over that local day; untagged points get the default
