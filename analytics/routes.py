@@ -6,10 +6,9 @@ costs are great-circle (haversine) distances in metres, a fair stand-in for stre
 inside a city when no road graph is at hand. Solved with Google OR-Tools' routing library
 (``pywrapcp``: cheapest-arc start, guided local search within a time limit); a bin that fits no
 truck is dropped at a penalty larger than any route, so the solver drops bins only when the
-trucks are full, and the plan says which. Each route is then driven the way round that reaches its
-fuller bins sooner (the same km either way: a fuller bin overflows sooner). A bin larger than one
-truck can never be collected, so :func:`solve` refuses such a capacity (:class:`TruckTooSmall`)
-instead of dropping the bin, and :func:`save` never replaces a day's saved plan with an empty one.
+trucks are full, and the plan says which. A bin larger than one truck can never be collected, so
+:func:`solve` refuses such a capacity (:class:`TruckTooSmall`) instead of dropping the bin, and
+:func:`save` never replaces a day's saved plan with an empty one.
 
 A plan is one city's (``city``): its bins, its rounds, and the day (in its time zone) of the round it
 is for (:func:`plan_day`: made in the evening, for the next morning's round); saving it
@@ -212,28 +211,11 @@ def solve(depot: tuple[float, float], stops: Sequence[Stop], vehicles: int, capa
         if not order:
             continue
         visited.update(order)
-        order = _fullest_first(order, points, [stops[n - 1].level for n in order])
         path = [depot, *(points[n] for n in order), depot]
         km = sum(haversine_m(a, b) for a, b in pairwise(path)) / 1000.0
         routes.append(Route(len(routes), [stops[n - 1] for n in order], sum(demand[n] for n in order), km))
     dropped = [s for n, s in enumerate(stops, start=1) if n not in visited]
     return Plan(routes, dropped)
-
-
-def _fullest_first(order: list[int], points: Sequence[tuple[float, float]],
-                   levels: Sequence[float | None]) -> list[int]:
-    """``order`` (node indexes into ``points``, depot 0) or its reverse: the one whose bins, weighted by
-    their fill level (None counts 0), are reached after the fewer metres. A closed route is as long
-    either way, and a fuller bin overflows sooner: the direction is free to choose."""
-    def cost(seq: list[int], lv: Sequence[float | None]) -> float:
-        at, total, prev = 0.0, 0.0, points[0]
-        for n, level in zip(seq, lv, strict=True):
-            at += haversine_m(prev, points[n])
-            total += at * (level or 0.0)
-            prev = points[n]
-        return total
-    back = order[::-1]
-    return back if cost(back, levels[::-1]) < cost(order, levels) else order
 
 
 def collect_by(session: Session, cfg: AnalyticsSettings, now: datetime, city: str | None = None) -> datetime:
