@@ -111,7 +111,8 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
     Args:
         bins: the bins.
         hourly: hourly means per bin (:func:`hourly_levels`).
-        recent: raw recent points per bin; the current level is the median of the newest three.
+        recent: raw recent points per bin; the current level is the median of the newest three
+            since the last pickup (none since: no forecast until the bin reports again).
         last_pickup: each bin's last pickup (UTC).
         histories: each bin's collection history.
         now: the run's time.
@@ -123,9 +124,12 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
     now_ms = to_ms(now)
     out: dict[str, FillForecast] = {}
     for dev in bins:
-        _, raw = recent[dev.device_id].values(schema.FIELD_FILL) if dev.device_id in recent else (None, np.zeros(0))
-        level_now = float(np.median(raw[-3:])) if len(raw) else None
         pickup = last_pickup.get(dev.device_id)
+        t_raw, raw = (recent[dev.device_id].values(schema.FIELD_FILL) if dev.device_id in recent
+                      else (np.zeros(0, dtype=np.int64), np.zeros(0)))
+        if pickup is not None:
+            raw = raw[t_raw >= to_ms(pickup)]  # a level from before the bin was emptied is not its level now
+        level_now = float(np.median(raw[-3:])) if len(raw) else None
         fc = None
         series = hourly.get(dev.device_id)
         if series is not None and level_now is not None:

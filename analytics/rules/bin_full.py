@@ -16,7 +16,9 @@ early alerts 4 -> 2 of 186 crossings, the median delay 15 -> 19 min).
 Hysteresis: an open alert clears only when the last ``debounce_readings`` levels are below
 ``threshold - full_hysteresis`` (default 0.7), so a level hovering at 0.79-0.81 does not flap; a
 critical alert falls back to major below ``overflow - full_hysteresis``. A pickup
-(:mod:`analytics.pickups`) after the alert opened clears it as soon as the level is low.
+(:mod:`analytics.pickups`) after the alert opened clears it as soon as the level is low. Only the
+readings since the bin's last pickup (the sensor's or a crew's Emptied) count: the full readings of
+before it say nothing about the bin now (until it reports again, nothing opens).
 
 ``since``: when the level reached the threshold, i.e. the first reading of the current run of
 readings at or above it. A run reads ``recent_window_h`` of readings; when the run fills all of them
@@ -27,10 +29,10 @@ the two); otherwise ``since`` is the first reading read and ``since_exact`` is f
 
 from __future__ import annotations
 
-from analytics.rules.base import Context, Verdict, debounced, iso, run_length, run_start
+from analytics.rules.base import Context, Verdict, debounced, iso, ms_iso, run_length, run_start
 from lorong.core import alerts
 from lorong.core.metrics import spec
-from lorong.core.model import DeviceKind
+from lorong.core.model import DeviceKind, to_ms
 
 SPEC = alerts.BIN_FULL
 TYPE = SPEC.name
@@ -43,6 +45,12 @@ def evaluate(ctx: Context) -> list[Verdict]:
     out: list[Verdict] = []
     for dev in ctx.of_kind(DeviceKind.BIN):
         t, levels = ctx.series(dev.device_id).values("fillingLevel")
+        pickup = ctx.pickups.get(dev.device_id)
+        cut = False
+        if pickup is not None:  # a level read before the bin was emptied is not its level now
+            after = t >= to_ms(pickup)
+            cut = not bool(after.all())
+            t, levels = t[after], levels[after]
         if len(levels) == 0:
             continue
         thr, latest = dev.full_threshold, float(levels[-1])
@@ -55,6 +63,8 @@ def evaluate(ctx: Context) -> list[Verdict]:
                 active is not None and active[0] == CRITICAL
                 and latest >= cfg.overflow_threshold - cfg.full_hysteresis)
             since, exact = run_start(ctx, dev.device_id, TYPE, t, count)
+            if cut and count == len(t):  # still full after its pickup (a partial one): full since then
+                since, exact = ms_iso(t[0]), True
             out.append(Verdict(dev.device_id, TYPE, CRITICAL if critical else MAJOR,
                                {"fillingLevel": round(latest, 4), "threshold": thr,
                                 "overflow_threshold": cfg.overflow_threshold, "readings": count,
@@ -64,7 +74,6 @@ def evaluate(ctx: Context) -> list[Verdict]:
             continue
         low = thr - cfg.full_hysteresis
         n = cfg.debounce_readings
-        pickup = ctx.pickups.get(dev.device_id)
         emptied = pickup is not None and pickup >= active[1]
         if latest < low and (emptied or (len(levels) >= n and bool((levels[-n:] < low).all()))):
             reason = f"emptied at {iso(pickup)}" if emptied else clear_reason(latest, low)

@@ -23,7 +23,7 @@ from lorong.core import schema
 from lorong.core.model import to_ms
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.influx import InfluxClient, line
-from lorong.storage.tables import AlertRow, CollectionRow
+from lorong.storage.tables import AlertRow, CollectionRow, DeviceLatestRow
 
 WITA = ZoneInfo("Asia/Makassar")
 MONDAY = datetime(2026, 3, 2, tzinfo=WITA)  # local midnight
@@ -327,3 +327,55 @@ def test_a_stored_forecast_from_before_the_pickup_opens_no_warning(sessions: Any
     # and in the run after, which still reuses the stored forecast, none opens either
     report = run_once(sessions, influx, cfg, now=now + timedelta(minutes=45), forecast=False)
     assert report.opened == {}
+
+
+def test_a_bin_just_emptied_by_its_crew_is_forecast_from_the_readings_after(sessions: Any,
+                                                                            influx: InfluxClient) -> None:
+    """A crew pressed Emptied on a full bin; one reading since says 1 %. The current level was the median
+    of the newest three readings, two of them from before the pickup (85 %): the bin was "full now",
+    and a "full soon" warning at 1 % came back within minutes of every Emptied (a crew's trial on the
+    demo city), and before the bin reported again its full readings opened ``bin_full`` again. The
+    fill-level rules and the forecast read the readings after the bin's last pickup."""
+    now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)  # Thursday 10:00 WITA
+    tap = now - timedelta(minutes=4)
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+    pts = []
+    for d in range(3, 0, -1):  # three days filling 0.05 an hour 08:00-18:00 WITA, emptied at night
+        midnight = MONDAY + timedelta(days=3 - d)
+        pts += [(midnight + timedelta(minutes=10 * k), round(0.005 * max(0, min(k, 108) - 48), 4))
+                for k in range(144)]
+    pts += [(tap - timedelta(minutes=10 * k), round(0.86 - 0.002 * k, 3)) for k in range(1, 13)]  # full
+    pts += [(now - timedelta(minutes=1), 0.01)]
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in pts])
+    with sessions.begin() as s:
+        s.add(CollectionRow(device_id="B", at=tap, level_before=0.85, level_after=None, source="crew",
+                            actor="crew:truk-07"))
+    # before the bin reports again, its readings from before the Emptied say nothing about it
+    assert run_once(sessions, influx, AnalyticsSettings(), now=tap + timedelta(minutes=1)).opened == {}
+    report = run_once(sessions, influx, AnalyticsSettings(), now=now)
+    assert report.opened == {}
+    with sessions() as s:
+        derived = s.get(DeviceLatestRow, "B").derived
+    assert derived["fill_rate_method"] == "profile"
+    assert datetime.fromisoformat(derived["full_at"]) > now + timedelta(hours=20)  # 0.01 + 0.5 a day
+
+
+def test_a_bin_still_full_after_an_emptied_is_full_since_the_first_reading_after(sessions: Any,
+                                                                               influx: InfluxClient) -> None:
+    """Emptied pressed at the wrong bin: it keeps reading 86 %. ``bin_full`` opens again from its readings
+    after the press, full since the first of them (not since a time before the press)."""
+    now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)
+    tap = now - timedelta(minutes=25)
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+        s.add(CollectionRow(device_id="B", at=tap, level_before=0.86, level_after=None, source="crew",
+                            actor="crew:truk-07"))
+    pts = [(now - timedelta(minutes=10 * k), round(0.86 + 0.001 * (k % 3), 3)) for k in range(12)]
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in pts])
+    assert run_once(sessions, influx, AnalyticsSettings(), now=now).opened == {"bin_full": 1}
+    with sessions() as s:
+        alert = s.scalars(select(AlertRow).where(AlertRow.type == "bin_full")).one()
+    assert (alert.details["since"], alert.details["since_exact"]) == ("2026-03-05T01:40:00+00:00", True)
