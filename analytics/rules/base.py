@@ -134,6 +134,22 @@ class Context:
             self._groups = split_by_device(self.recent)
         return self._groups.get(device_id, EMPTY)
 
+    def fill_since_pickup(self, device_id: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A bin's recent ``fillingLevel`` readings since its last pickup (``self.pickups``; a sensor's
+        pickup is timed at its first reading after the fall, a crew's Emptied at the press): a level read
+        before the bin was emptied is not its level now.
+
+        Returns:
+            ``(t_ms, levels, cut)``: epoch ms and levels (0..1) ascending, and whether readings before the
+            pickup were left out.
+        """
+        t, levels = self.series(device_id).values("fillingLevel")
+        pickup = self.pickups.get(device_id)
+        if pickup is None:
+            return t, levels, False
+        after = t >= to_ms(pickup)
+        return t[after], levels[after], not bool(after.all())
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceSeries:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from analytics.rules.base import Context, Verdict, debounced, iso, ms_iso, run_length, run_start
 from lorong.core import alerts
 from lorong.core.metrics import spec
-from lorong.core.model import DeviceKind, to_ms
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.BIN_FULL
 TYPE = SPEC.name
@@ -44,13 +44,8 @@ def evaluate(ctx: Context) -> list[Verdict]:
     cfg = ctx.cfg
     out: list[Verdict] = []
     for dev in ctx.of_kind(DeviceKind.BIN):
-        t, levels = ctx.series(dev.device_id).values("fillingLevel")
+        t, levels, cut = ctx.fill_since_pickup(dev.device_id)
         pickup = ctx.pickups.get(dev.device_id)
-        cut = False
-        if pickup is not None:  # a level read before the bin was emptied is not its level now
-            after = t >= to_ms(pickup)
-            cut = not bool(after.all())
-            t, levels = t[after], levels[after]
         if len(levels) == 0:
             continue
         thr, latest = dev.full_threshold, float(levels[-1])

@@ -24,7 +24,7 @@ from datetime import timedelta
 
 from analytics.rules.base import Context, Verdict, iso
 from lorong.core import alerts
-from lorong.core.model import DeviceKind, to_ms
+from lorong.core.model import DeviceKind
 
 SPEC = alerts.BIN_FULL_SOON
 TYPE = SPEC.name
@@ -37,10 +37,8 @@ def evaluate(ctx: Context) -> list[Verdict]:
     horizon = timedelta(hours=ctx.cfg.soon_horizon_h)
     for dev in ctx.of_kind(DeviceKind.BIN):
         active = ctx.active.get((dev.device_id, TYPE))
-        t, levels = ctx.series(dev.device_id).values("fillingLevel")
+        _, levels, _ = ctx.fill_since_pickup(dev.device_id)
         pickup = ctx.pickups.get(dev.device_id)
-        if pickup is not None:  # a level read before the bin was emptied is not its level now
-            levels = levels[t >= to_ms(pickup)]
         latest = float(levels[-1]) if len(levels) else None
         if (latest is not None and latest >= dev.full_threshold) or ctx.is_active(dev.device_id, "bin_full"):
             if active is not None:
