@@ -94,13 +94,19 @@ def bin_entry(row: Any, default_threshold: float) -> BinEntry:
     Values are rounded to their sensor's resolution (:func:`lorong.core.metrics.shown`).
     ``status``: ``noData`` never heard from; ``full`` when the level as shown is at or above the
     bin's threshold (its own or ``default_threshold``); ``dropped`` when the sensor reports tilt;
-    ``lidOpen`` when it reports an open lid; else ``ok``.
+    ``lidOpen`` when it reports an open lid; else ``ok``. A bin emptied (``derived.last_emptying``: a
+    truck's fall or a crew's Emptied) after its newest reading shows no level and no expected full time
+    until it reports again.
     """
     metrics: dict[str, Any] = row.metrics or {}
     derived: dict[str, Any] = row.derived or {}
     level, observed = metric_value(metrics, "fillingLevel")
     level = shown("fillingLevel", level)  # status and order follow the level as shown
     observed = observed or row.ts
+    emptied = iso_time(derived.get("last_emptying"))
+    full_at = iso_time(derived.get("full_at"))
+    if emptied is not None and observed is not None and emptied > observed:
+        level = full_at = None  # emptied since its newest reading: the level from before says nothing now
     raw = _value_of(metrics)
 
     def value(name: str) -> float | None:
@@ -118,7 +124,6 @@ def bin_entry(row: Any, default_threshold: float) -> BinEntry:
         status = "lidOpen"
     else:
         status = "ok"
-    full_at = iso_time(derived.get("full_at"))
     data = {
         "id": row.id, "kecamatan": row.kecamatan, "kelurahan": row.kelurahan, "street": row.street,
         "landmark": row.landmark, "lat": row.lat, "lon": row.lon, "fillingLevel": level, "distance": value("distance"),

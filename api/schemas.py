@@ -130,7 +130,7 @@ class BinOut(BaseModel):
     landmark: str = ""
     lat: float | None = unit("deg", "WGS84 latitude")
     lon: float | None = unit("deg", "WGS84 longitude")
-    fillingLevel: float | None = unit("1", "fill level, fraction 0..1 of the usable depth")
+    fillingLevel: float | None = unit("1", "fill level, fraction 0..1 of the usable depth; null if emptied since")
     distance: float | None = unit("mm", "sensor to waste surface")
     batteryLevel: float | None = unit("1", "battery, fraction 0..1")
     temperature: float | None = unit("degC", "temperature in the bin")
@@ -329,7 +329,7 @@ class RouteStopOut(BaseModel):
     landmark: str = ""
     lat: float | None = unit("deg", "WGS84 latitude")
     lon: float | None = unit("deg", "WGS84 longitude")
-    fillingLevel: float | None = unit("1", "latest fill level, fraction 0..1")
+    fillingLevel: float | None = unit("1", "latest fill level, fraction 0..1; null when emptied since that reading")
     fillRate_per_h: float | None = unit("1/h", "fill rate, fraction per hour (analytics)")
     expectedFillingLevel: float | None = unit("1", "fill level expected on arrival, fraction 0..1")
     eta: Utc | None = Field(None, description="expected arrival (stops still to do)")

@@ -154,14 +154,17 @@ def routes(
             d, row = devices.get(device_id), latest.get(device_id)
             if d is not None and d.status != "active":
                 continue  # taken out of service since the plan was made: no truck goes there
+            level, read_at = metric_value(row.metrics, "fillingLevel") if row else (None, None)
+            done = _last_since(emptied.get(device_id), starts[plan.id])
+            if done is not None and (read_at is None or done > read_at):
+                level = None  # emptied since its newest reading: the level from before says nothing now
             stops.append(RouteStopOut(
                 order=n, id=device_id, kecamatan=d.kecamatan if d else "", kelurahan=d.kelurahan if d else "",
                 street=d.street if d else "", landmark=d.landmark if d else "",
                 lat=d.lat if d else None, lon=d.lon if d else None,
-                fillingLevel=shown("fillingLevel", metric_value(row.metrics, "fillingLevel")[0]) if row else None,
+                fillingLevel=shown("fillingLevel", level),
                 fillRate_per_h=rate((row.derived or {}).get("fill_rate_per_h")) if row else None,
-                demand_l=demand, emptiedAt=_last_since(emptied.get(device_id), starts[plan.id]),
-                problem=problems.get(device_id)))
+                demand_l=demand, emptiedAt=done, problem=problems.get(device_id)))
         cfg = city_settings(ctx.settings.analytics, cities[plan.city_id]) if plan.city_id in cities \
             else ctx.settings.analytics
         arrivals(stops, extra.get("depot"), now,

@@ -36,7 +36,7 @@ from api.errors import Conflict, InvalidRequest, NotFound
 from api.idempotency import IdempotencyKey, once
 from api.routes.alerts import alert_out
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertOut, Utc
-from api.state import metric_value
+from api.state import iso_time, metric_value
 from lorong.core import alerts as catalogue
 from lorong.core.model import DeviceKind, utcnow
 from lorong.storage.tables import CityRow, CollectionRow, DeviceLatestRow, DeviceRow
@@ -155,6 +155,12 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
                                 actor=who.actor)
             session.add(row)
         session.flush()
+        if latest is not None:  # the bins list shows the emptying now, not after the next analytics run
+            derived = dict(latest.derived or {})
+            last = iso_time(derived.get("last_emptying"))
+            if last is None or row.at > last:
+                derived["last_emptying"] = row.at.isoformat()
+                latest.derived = derived
         reason = f"emptied by {who.actor}" + (f": {body.note}" if body.note else "")
         cleared = []
         for type_ in EMPTYING_CLEARS:
@@ -167,6 +173,7 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
     response, replayed = once(session, who, key, request, apply)
     if not replayed:
         ctx.alerts.invalidate()
+        ctx.bins.invalidate()
         book.publish()
     return response
 

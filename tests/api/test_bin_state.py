@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.bin_state import bin_snapshot, load_bins, pick
+from api.bin_state import bin_entry, bin_snapshot, load_bins, pick
 from api.schemas import AlertOut, BinOut
-from lorong.core.model import utcnow
+from lorong.core.model import to_ms, utcnow
 from lorong.storage.tables import DeviceLatestRow
 from tests.api.conftest import serve
 from tests.api.seed import add_bin, fleet, set_latest
@@ -105,3 +105,21 @@ def test_served_items_match_the_documented_models(client: httpx.Client, sessions
     for item in alerts:
         assert list(item) == list(AlertOut.model_fields)
         assert AlertOut.model_validate(item).model_dump(mode="json") == item
+
+
+def test_a_bin_emptied_after_its_latest_reading_shows_no_level_from_before() -> None:
+    """A crew emptied the bin after its newest reading (85 %): until it reports again its level is unknown,
+    not "full" at 85 % (a crew saw "7 full bins" stay after emptying them)."""
+    from types import SimpleNamespace
+    now = utcnow()
+    row = SimpleNamespace(
+        id="B1", kecamatan="Wajo", kelurahan="", street="", landmark="", lat=-5.1, lon=119.4, full_threshold=None,
+        report_interval_s=600, ts=now - timedelta(minutes=8), city_id="makassar", status="active",
+        metrics={"fillingLevel": [0.85, to_ms(now - timedelta(minutes=8))]},
+        derived={"last_emptying": (now - timedelta(minutes=3)).isoformat(), "full_at": now.isoformat()})
+    entry = bin_entry(row, 0.8).render(now)
+    assert (entry["fillingLevel"], entry["status"], entry["expectedFullAt"], entry["timeToFull_h"]) == \
+        (None, "ok", None, None)
+    row.derived["last_emptying"] = (now - timedelta(minutes=20)).isoformat()  # emptied before the reading
+    entry = bin_entry(row, 0.8).render(now)
+    assert (entry["fillingLevel"], entry["status"]) == (0.85, "full")

@@ -115,6 +115,25 @@ def test_emptied_records_a_collection_and_clears_full_alerts_once(
     assert client.post("/bins/MKS-BIN-0002/emptied", headers=auth("crew"), json={"at": old}).status_code == 422
 
 
+def test_a_bin_emptied_since_its_last_reading_no_longer_shows_full(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Auth) -> None:
+    """Right after Emptied, the bin's newest reading (94 %, 5 minutes old) is from before: the bins list
+    and today's route show no level and the bin is not counted full until it reports again (a crew saw
+    "Isi 52 %" beside "Dikosongkan 04.58" and "7 tong penuh" stay after emptying them)."""
+    _city(sessions)
+    before = {b["id"]: b for b in client.get("/bins", headers=auth("crew")).json()}
+    assert (before["MKS-BIN-0001"]["fillingLevel"], before["MKS-BIN-0001"]["status"]) == (0.94, "full")
+    assert client.post("/bins/MKS-BIN-0001/emptied", headers=auth("crew")).status_code == 200
+    after = {b["id"]: b for b in client.get("/bins", headers=auth("crew")).json()}
+    b1 = after["MKS-BIN-0001"]
+    assert (b1["fillingLevel"], b1["status"], b1["expectedFullAt"]) == (None, "ok", None)
+    assert b1["dateLastEmptying"] is not None
+    assert after["MKS-BIN-0003"]["status"] == "full"  # not emptied: unchanged
+    stops = {s["id"]: s for r in client.get("/routes", headers=auth("crew")).json() for s in r["stops"]}
+    assert stops["MKS-BIN-0001"]["emptiedAt"] is not None and stops["MKS-BIN-0001"]["fillingLevel"] is None
+    assert stops["MKS-BIN-0003"]["fillingLevel"] == 0.81
+
+
 def test_emptied_after_the_sensor_saw_the_fall_is_the_same_pickup(
         client: httpx.Client, sessions: sessionmaker[Session], auth: Auth) -> None:
     """The truck emptied the bin, the sensor showed the fall, then the crew pressed Emptied: one
