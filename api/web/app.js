@@ -41,6 +41,8 @@ const I18N = {
     sendAs: "{n} tindakan dicatat oleh {by}, bukan {me}. Kirim atas nama {me}?\nBatal = hapus tindakan itu.",
     dropped: "{n} tindakan milik {by} dihapus, tidak dikirim.", someone: "token lama",
     mapOffline: "Tanpa sinyal: peta di aplikasi",
+    who_system: "sistem", who_crew: "petugas", who_officer: "petugas lingkungan", who_technician: "teknisi",
+    who_supervisor: "pengawas", who_admin: "admin",
   },
   en: {
     subtitle: "Sanitation crew", sub_officer: "Environment officer", sub_technician: "Device technician",
@@ -69,6 +71,8 @@ const I18N = {
     sendAs: "{n} actions were recorded by {by}, not {me}. Send them as {me}?\nCancel = delete them.",
     dropped: "{n} actions of {by} deleted, not sent.", someone: "the old token",
     mapOffline: "Offline: in-app map",
+    who_system: "system", who_crew: "crew", who_officer: "officer", who_technician: "technician",
+    who_supervisor: "supervisor", who_admin: "admin",
   },
 };
 const CLEAR_REASONS = ["r_emptied", "r_false", "r_fixed", "r_other"];
@@ -190,12 +194,31 @@ function links(x, label) {
   const ll = `${x.lat},${x.lon}`;
   return el("div", { class: "links" },
     el("a", { class: "btn nav", href: `geo:${ll}?q=${ll}(${encodeURIComponent(label)})` }, "➤ " + t("navigate")),
-    el("a", { class: "btn maplink", target: "_blank", rel: "noopener",
-      href: `https://www.openstreetmap.org/?mlat=${x.lat}&mlon=${x.lon}#map=18/${x.lat}/${x.lon}` }, t("mapLink")));
+    mapLink(x));
+}
+
+function mapLink(x) { // openstreetmap.org with signal; without, the page's own map (its files are kept)
+  const a = el("a", { class: "btn maplink", target: "_blank", rel: "noopener",
+    href: `https://www.openstreetmap.org/?mlat=${x.lat}&mlon=${x.lon}#map=18/${x.lat}/${x.lon}` }, t("mapLink"));
+  a.addEventListener("click", (ev) => {
+    if (navigator.onLine && state.online) return;
+    ev.preventDefault();
+    toast(t("mapOffline"));
+    state.focus = [x.lat, x.lon];
+    if (state.tab === "map") showMap(); else selectTab("map");
+  });
+  return a;
 }
 const me = () => (state.data && state.data.me) || { role: "crew", acts_on: [], may_collect: false };
 const mayAct = (type) => me().acts_on.includes(type);
 const actor = (who) => `${who.role}:${who.name || ""}`; // as the server writes it (history, collections)
+
+function actorWords(text) { // "crew:truk-07" -> "petugas truk-07", "system" -> "sistem"; other text as it is
+  const [role, ...name] = String(text || "").split(":");
+  const word = I18N.en["who_" + role] ? t("who_" + role) : null;
+  if (!word) return text || "";
+  return name.length ? `${word} ${name.join(":")}` : word;
+}
 
 /* ---- rendering -------------------------------------------------------------------------------- */
 function applyLanguage() {
@@ -222,7 +245,7 @@ function showLogin(message) {
   clearInterval(state.timer);
 }
 
-const queuedBy = () => [...new Set(state.queue.map((a) => a.by || t("someone")))].join(", ");
+const queuedBy = () => [...new Set(state.queue.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
 
 function renderLoginPending() { // a revoked token keeps its queue: say so on the login form
   $("login-pending").hidden = state.queue.length === 0;
@@ -239,8 +262,8 @@ function adoptQueue(who) {
   const mine = actor(who);
   const others = state.queue.filter((a) => a.by !== mine);
   if (!others.length) return;
-  const by = [...new Set(others.map((a) => a.by || t("someone")))].join(", ");
-  const fill = (key) => t(key).replace("{n}", others.length).replaceAll("{by}", by).replaceAll("{me}", mine);
+  const by = [...new Set(others.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
+  const fill = (key) => t(key).replace("{n}", others.length).replaceAll("{by}", by).replaceAll("{me}", actorWords(mine));
   if (window.confirm(fill("sendAs"))) {
     for (const a of others) a.by = mine;
   } else {
@@ -287,7 +310,7 @@ function alertCard(a, bins) {
   card.append(el("div", { class: "meta" }, facts.filter(Boolean).join(" · ")));
   if (w.action) card.append(el("div", { class: "todo" }, w.action));
   card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));
-  if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${a.ack_by || ""} · ${localTime(a.ack_at)}`));
+  if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${actorWords(a.ack_by)} · ${localTime(a.ack_at)}`));
   const hist = el("button", { type: "button", class: "link history" }, t("history"));
   hist.addEventListener("click", () => showHistory(a.id, hist));
   const actions = el("div", { class: "actions" });
@@ -306,10 +329,12 @@ function alertCard(a, bins) {
 
 function historyList(rows) {
   return el("ol", { class: "hist" }, ...rows.map((h) => el("li", {},
-    `${localTime(h.at)} · ${t(h.action)} · ${h.actor}` + (h.reason ? ` · ${reasonWords(h.reason)}` : ""))));
+    `${localTime(h.at)} · ${t(h.action)} · ${actorWords(h.actor)}` + (h.reason ? ` · ${reasonWords(h.reason)}` : ""))));
 }
 
 function reasonWords(text) { // "fixed: lid bolted" -> "Sudah diperbaiki: lid bolted"; other text as it is
+  const by = /^emptied by (\S+?)(: .*)?$/.exec(text); // written by POST /bins/{id}/emptied
+  if (by) return `${t("r_emptied")} (${actorWords(by[1])})${by[2] || ""}`;
   const cut = text.indexOf(": ");
   const code = cut < 0 ? text : text.slice(0, cut);
   const key = Object.keys(CLEAR_CODES).find((k) => CLEAR_CODES[k] === code);
@@ -324,7 +349,7 @@ async function showHistory(id, button) { // kept open across re-renders (state.h
     render();
   } catch (err) {
     button.disabled = false;
-    toast(err.status ? err.message : t("netError"));
+    toast(retryable(err) ? t("netError") : `${t("refused")} (${err.status}).`);
   }
 }
 
@@ -596,7 +621,8 @@ function drawMap() {
     }
   }
   const centre = state.data && state.data.me.centre;
-  if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
+  if (state.focus) state.map.setView(state.focus, 18, { animate: false }); // a card's "Peta", until the tab changes
+  else if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
   else if (centre && !state.centred) { state.map.setView(centre, 12); state.centred = true; } // the token's city
 }
 
@@ -614,6 +640,7 @@ async function showMap() {
 }
 
 function selectTab(name) {
+  if (name !== "map") state.focus = null;
   state.tab = name;
   localStorage.setItem("lorong.tab", name);
   for (const tab of ["route", "alerts", "map"]) {
@@ -656,7 +683,7 @@ document.addEventListener("DOMContentLoaded", () => {
       $("token").value = "";
       start();
     } catch (err) {
-      showLogin(err.status === 401 ? t("badToken") : err.status ? err.message : t("netLogin"));
+      showLogin(err.status === 401 ? t("badToken") : retryable(err) ? t("netLogin") : `${t("badToken")} (${err.status})`);
     }
   });
   $("refresh").addEventListener("click", () => (state.queue.length ? flush() : load()));

@@ -287,7 +287,7 @@ def test_revoked_token_keeps_queue_and_asks_before_another_name(phone: Page, ser
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login-error")).to_contain_text("Token tidak diterima")
     expect(page.locator("#login-pending")).to_have_text(
-        "1 tindakan belum terkirim (dicatat oleh crew:CREW). Masukkan token untuk mengirimnya.")
+        "1 tindakan belum terkirim (dicatat oleh petugas CREW). Masukkan token untuk mengirimnya.")
     page.screenshot(path=str(ARTIFACTS / "crew_field_revoked.png"))
     assert queued(page) == 1
 
@@ -301,8 +301,8 @@ def test_revoked_token_keeps_queue_and_asks_before_another_name(phone: Page, ser
     page.fill("#token", other)
     page.click("#login button[type=submit]")
     expect(page.locator("#app")).to_be_visible()
-    assert asked and "crew:CREW," in asked[0] and "crew:CREW2" in asked[0]
-    expect(page.locator("#toast")).to_have_text("1 tindakan milik crew:CREW dihapus, tidak dikirim.")
+    assert asked and "petugas CREW," in asked[0] and "petugas CREW2" in asked[0]
+    expect(page.locator("#toast")).to_have_text("1 tindakan milik petugas CREW dihapus, tidak dikirim.")
     expect(page.locator("#pending")).to_be_hidden()
     assert queued(page) == 0
     page.wait_for_load_state("networkidle")
@@ -372,3 +372,33 @@ def test_long_kecamatan_does_not_scroll_sideways(phone: Page, served: Served, se
     box = page.locator("#kec").bounding_box()
     assert box and box["x"] + box["width"] <= 390
     page.screenshot(path=str(ARTIFACTS / "crew_field_long_kecamatan.png"), full_page=True)
+
+
+def test_words_in_bahasa_and_card_map_offline(phone: Page, served: Served, sessions: sessionmaker[Session],
+                                              tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    page.click("#tab-alerts")
+    full = page.locator("[data-type=bin_full]").filter(has_text="MKS-BIN-0001")
+    full.locator("button.ack").click()
+    expect(full.locator(".ackline")).to_contain_text("Ditangani oleh petugas CREW")
+    full.locator("button.history").click()
+    hist = full.locator(".hist li")
+    expect(hist).to_have_count(2)
+    expect(hist.nth(0)).to_contain_text("dibuka · sistem")  # not "system", not "crew:CREW"
+    expect(hist.nth(1)).to_contain_text("ditangani · petugas CREW")
+
+    # without signal the card's "Peta" opens the page's own map on the bin, not openstreetmap.org
+    page.context.set_offline(True)
+    page.click("#tab-route")
+    page.locator("li[data-stop-id=MKS-BIN-0003] a.maplink").click()
+    expect(page.locator("#tab-map")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#toast")).to_have_text("Tanpa sinyal: peta di aplikasi")
+    expect(page.locator("path.bin-marker")).to_have_count(4)
+    assert len(page.context.pages) == 1  # no new tab with Chrome's error page
+    centre = page.evaluate("(() => { const c = state.map.getCenter(); return [c.lat, c.lng, state.map.getZoom()]; })()")
+    assert centre == pytest.approx([-5.11, 119.43, 18], abs=1e-6)  # MKS-BIN-0003 (tests/api/seed.py)
+    page.click("#tab-route")
+    expect(page.locator("#net")).to_contain_text("Tanpa sinyal")
+    expect(page.locator("#net")).not_to_contain_text("offline")

@@ -103,7 +103,7 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     expect(page.locator("#tab-map")).to_have_text("Map")
 
     first.locator("button.ack").click()
-    expect(first.locator(".ackline")).to_contain_text("Taken by crew:CREW")
+    expect(first.locator(".ackline")).to_contain_text("Taken by crew CREW")
     expect(first.locator("button.ack")).to_be_disabled()
     expect(page.locator("#toast")).to_have_text("Taken")
     with sessions() as s:
@@ -134,7 +134,7 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
 
     first.locator("button.history").click()
     expect(first.locator(".hist li")).to_have_count(2)
-    expect(first.locator(".hist li").nth(1)).to_contain_text("taken · crew:CREW")
+    expect(first.locator(".hist li").nth(1)).to_contain_text("taken · crew CREW")
 
     page.select_option("#kec", "Wajo")  # a crew's own kecamatan, remembered on the phone
     page.click("#tab-map")
