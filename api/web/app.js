@@ -4,10 +4,11 @@
  * with a reason, history), and a Leaflet map of bins and the route. Times in the token's city's zone (GET /me);
  * Bahasa Indonesia by default, English on request.
  *
- * Works in the alley: the last answers are kept in localStorage and shown when the network is gone
- * ("offline, updated HH:MM"); every action gets an id made on the phone, goes into a queue kept in
- * localStorage and is sent with that id as Idempotency-Key, so a repeat is applied once by the
- * server. The queue is sent again when the phone is back online. sw.js keeps the page's files. */
+ * Works in the alley: the last answers are kept in localStorage and shown when the network is gone or
+ * does not answer within NET_TIMEOUT_MS ("Tanpa sinyal · data pukul HH.MM"); every action gets an id made
+ * on the phone, goes into a queue kept in localStorage and is sent with that id as Idempotency-Key, so a
+ * repeat is applied once by the server. The queue is sent again when the phone is back online, and after
+ * RETRY_MS when the server or a gateway failed (retryable). sw.js keeps the page's files. */
 "use strict";
 
 const I18N = {
@@ -616,7 +617,7 @@ function drawMap() {
     L.polyline(line, { color: "#0b6e4f", weight: 4, opacity: 0.8, className: "route-line" }).addTo(state.layer);
     for (const s of route.stops) {
       if (s.lat === null || s.lon === null) continue;
-      L.marker([s.lat, s.lon], { icon: L.divIcon({ className: "stop-pin" + (s.emptiedAt || s.problem ? " done" : ""),
+      L.marker([s.lat, s.lon], { icon: L.divIcon({ className: "stop-pin" + (s.emptiedAt ? " done" : s.problem ? " failed" : ""),
         html: String(s.order), iconSize: [22, 22] }) }).addTo(state.layer);
     }
   }
