@@ -459,6 +459,7 @@ function render() {
 function keep() { store.set("data", state.data); store.set("queue", state.queue); }
 
 async function load() {
+  $("refresh").setAttribute("aria-busy", "true"); // the tap is seen at once, the answer may take NET_TIMEOUT_MS
   try {
     const [who, typesOut, alerts, bins] = await Promise.all([api("/me"), api("/alerts/types"),
       api("/alerts?status=active&limit=500"), api("/bins?limit=2000")]);
@@ -474,6 +475,8 @@ async function load() {
     if (retryable(err)) state.online = false; // the last data stays shown, marked with its time
     else toast(`${t("refused")} (${err.status}).`);
     render();
+  } finally {
+    $("refresh").removeAttribute("aria-busy");
   }
 }
 
@@ -687,7 +690,10 @@ document.addEventListener("DOMContentLoaded", () => {
       showLogin(err.status === 401 ? t("badToken") : retryable(err) ? t("netLogin") : `${t("badToken")} (${err.status})`);
     }
   });
-  $("refresh").addEventListener("click", () => (state.queue.length ? flush() : load()));
+  $("refresh").addEventListener("click", () => {
+    $("refresh").setAttribute("aria-busy", "true");
+    (state.queue.length ? flush() : load()).finally(() => $("refresh").removeAttribute("aria-busy"));
+  });
   $("kec").addEventListener("change", () => { state.kec = $("kec").value; localStorage.setItem("lorong.kec", state.kec); render(); });
   $("vehicle").addEventListener("change", () => { localStorage.setItem("lorong.vehicle", $("vehicle").value); render(); });
   for (const tab of ["route", "alerts", "map"]) $("tab-" + tab).addEventListener("click", () => selectTab(tab));

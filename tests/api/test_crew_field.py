@@ -198,6 +198,11 @@ def test_weak_signal_opens_from_cache_and_says_offline(phone: Page, relay: Relay
     expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
     assert queued(page) == 1
     page.screenshot(path=str(ARTIFACTS / "crew_field_weak_signal.png"))
+    page.click("#refresh")  # seen at once, and gives up as the first did
+    expect(page.locator("#refresh")).to_have_attribute("aria-busy", "true")
+    expect(page.locator("#refresh")).not_to_have_attribute("aria-busy", "true", timeout=8000)
+    expect(page.locator("#net")).to_have_class(OFF)
+    assert queued(page) == 1
 
     relay.answer_again()
     page.click("#refresh")  # the button works: sends the queue, then reloads
