@@ -83,7 +83,7 @@ def test_crew_day(phone: Page, served: Served, sessions: sessionmaker[Session], 
     expect(first.locator(".where")).to_have_text("Jl. Somba Opu · Melayu Baru · depan Masjid Raya")
     expect(first.locator(".meta")).to_contain_text(re.compile(r"Isi 94% → (9\d|100)% saat tiba · tiba ±\d\d\.\d\d"))
     nav = first.locator("a.nav")
-    assert nav.get_attribute("href").startswith("geo:-5.13,119.41?q=-5.13,119.41(MKS-BIN-0001")
+    assert (nav.get_attribute("href") or "").startswith("geo:-5.13,119.41?q=-5.13,119.41(MKS-BIN-0001")
     page.screenshot(path=str(ARTIFACTS / "crew_day_1_route.png"), full_page=True)
 
     # emptied: a collection by a person, the bin's full alert cleared with that reason
