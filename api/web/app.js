@@ -4,10 +4,11 @@
  * with a reason, history), and a Leaflet map of bins and the route. Times in the token's city's zone (GET /me);
  * Bahasa Indonesia by default, English on request.
  *
- * Works in the alley: the last answers are kept in localStorage and shown when the network is gone
- * ("offline, updated HH:MM"); every action gets an id made on the phone, goes into a queue kept in
- * localStorage and is sent with that id as Idempotency-Key, so a repeat is applied once by the
- * server. The queue is sent again when the phone is back online. sw.js keeps the page's files. */
+ * Works in the alley: the last answers are kept in localStorage and shown when the network is gone or
+ * does not answer within NET_TIMEOUT_MS ("Tanpa sinyal · data pukul HH.MM"); every action gets an id made
+ * on the phone, goes into a queue kept in localStorage and is sent with that id as Idempotency-Key, so a
+ * repeat is applied once by the server. The queue is sent again when the phone is back online, and after
+ * RETRY_MS when the server or a gateway failed (retryable). sw.js keeps the page's files. */
 "use strict";
 
 const I18N = {
@@ -16,12 +17,12 @@ const I18N = {
     sub_supervisor: "Pengawas", sub_admin: "Admin", logout: "Ganti token", loginTitle: "Masukkan token API",
     loginHelp: "Minta token ke admin. Token disimpan di ponsel ini saja.", tokenLabel: "Token", save: "Simpan",
     activeAlerts: "peringatan aktif", fullBins: "tong penuh", refresh: "Muat ulang", updated: "Diperbarui",
-    offlineAt: "offline, diperbarui", pending: "tindakan menunggu sinyal", tabRoute: "Hari ini",
+    offlineAt: "Tanpa sinyal · data pukul", pending: "tindakan menunggu sinyal", tabRoute: "Hari ini",
     tabAlerts: "Peringatan", tabMap: "Peta", kecamatan: "Kecamatan", allKec: "Semua kecamatan", vehicle: "Truk",
     noAlerts: "Tidak ada peringatan aktif.", noRoute: "Belum ada rute untuk hari ini.", noData: "tanpa data",
     ack: "Saya tangani", clear: "Selesaikan…", history: "Riwayat", ackedBy: "Ditangani oleh", since: "sejak",
     sinceBefore: "sejak sebelum",
-    fill: "Isi", onArrival: "saat tiba", eta: "tiba ±", stops: "perhentian", done: "selesai", navigate: "Navigasi",
+    fill: "Isi", onArrival: "saat tiba", eta: "tiba ±", stops: "perhentian", done: "selesai", failedN: "tidak bisa", navigate: "Navigasi",
     mapLink: "Peta", emptied: "Sudah dikosongkan", cantEmpty: "Tidak bisa…", emptiedAt: "Dikosongkan",
     problem: "Tidak bisa dikosongkan",
     clearTitle: "Selesaikan peringatan ini?", clearText: "Peringatan hilang dari daftar semua petugas. Alasannya:",
@@ -34,17 +35,26 @@ const I18N = {
     netLogin: "Tidak ada sinyal. Coba lagi saat ada sinyal.", lose: "{n} tindakan belum terkirim - akan hilang. Tetap ganti token?",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
     doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
+    serverError: "Server tidak menjawab: disimpan, dikirim nanti.",
+    refused: "Server menolak tindakan ini, tidak dikirim lagi",
+    k_ack: "Saya tangani", k_clear: "Selesaikan", k_emptied: "Sudah dikosongkan", k_cant: "Tidak bisa dikosongkan",
+    loginPending: "{n} tindakan belum terkirim (dicatat oleh {by}). Masukkan token untuk mengirimnya.",
+    sendAs: "{n} tindakan dicatat oleh {by}, bukan {me}. Kirim atas nama {me}?\nBatal = hapus tindakan itu.",
+    dropped: "{n} tindakan milik {by} dihapus, tidak dikirim.", someone: "token lama",
+    mapOffline: "Tanpa sinyal: peta di aplikasi",
+    who_system: "sistem", who_crew: "petugas", who_officer: "petugas lingkungan", who_technician: "teknisi",
+    who_supervisor: "pengawas", who_admin: "admin",
   },
   en: {
     subtitle: "Sanitation crew", sub_officer: "Environment officer", sub_technician: "Device technician",
     sub_supervisor: "Supervisor", sub_admin: "Admin", logout: "Change token", loginTitle: "Enter your API token",
     loginHelp: "Ask an admin for a token. It is kept on this phone only.", tokenLabel: "Token", save: "Save",
     activeAlerts: "active alerts", fullBins: "full bins", refresh: "Refresh", updated: "Updated",
-    offlineAt: "offline, updated", pending: "actions waiting for signal", tabRoute: "Today", tabAlerts: "Alerts",
+    offlineAt: "Offline · data from", pending: "actions waiting for signal", tabRoute: "Today", tabAlerts: "Alerts",
     tabMap: "Map", kecamatan: "Kecamatan", allKec: "All kecamatan", vehicle: "Truck", noAlerts: "No active alerts.",
     noRoute: "No route for today yet.", noData: "no data", ack: "I'm on it", clear: "Clear…", history: "History",
     ackedBy: "Taken by", since: "since", sinceBefore: "since before", fill: "Fill", onArrival: "on arrival", eta: "arrive ~", stops: "stops",
-    done: "done", navigate: "Navigate", mapLink: "Map", emptied: "Emptied", cantEmpty: "Can't empty…",
+    done: "done", failedN: "could not", navigate: "Navigate", mapLink: "Map", emptied: "Emptied", cantEmpty: "Can't empty…",
     emptiedAt: "Emptied", problem: "Could not empty", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
     cantTitle: "Why can't the bin be emptied?", cantText: "The supervisor will be told.",
     note: "Note (optional)", pickReason: "Pick a reason.", cancel: "Cancel", send: "Send",
@@ -55,9 +65,26 @@ const I18N = {
     netLogin: "No signal. Try again when you have signal.", lose: "{n} actions not sent yet - they will be lost. Change token anyway?",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
     already: "Already handled by someone else",
+    serverError: "The server did not answer: kept, will be sent later.",
+    refused: "The server refused this action; it will not be sent again",
+    k_ack: "I'm on it", k_clear: "Clear", k_emptied: "Emptied", k_cant: "Can't empty",
+    loginPending: "{n} actions not sent yet (recorded by {by}). Enter a token to send them.",
+    sendAs: "{n} actions were recorded by {by}, not {me}. Send them as {me}?\nCancel = delete them.",
+    dropped: "{n} actions of {by} deleted, not sent.", someone: "the old token",
+    mapOffline: "Offline: in-app map",
+    who_system: "system", who_crew: "crew", who_officer: "officer", who_technician: "technician",
+    who_supervisor: "supervisor", who_admin: "admin",
   },
 };
 const CLEAR_REASONS = ["r_emptied", "r_false", "r_fixed", "r_other"];
+/* What a clear's reason says in the database: the same words whatever the screen's language (the API's
+ * own examples, POST /alerts/{id}/clear), shown in the reader's language in the history. */
+const CLEAR_CODES = { r_emptied: "emptied", r_false: "false alarm", r_fixed: "fixed", r_other: "other" };
+const NET_TIMEOUT_MS = 4500;
+/* How long a request may take before the page treats it as "no signal": a weak cell link that connects
+ * but never answers would otherwise hang the page; the last data stays shown and actions stay queued. */
+const RETRY_MS = 15000;
+/* A queued action the server could not take (5xx, 408, 429, no answer) is tried again this soon. */
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 const MAKASSAR = [-5.1477, 119.4327];
 const store = {
@@ -131,16 +158,29 @@ class HttpError extends Error {
 }
 
 async function api(path, options) {
+  // no answer within NET_TIMEOUT_MS (body included) = no signal: the error has no status, as offline
   const opts = Object.assign({}, options || {});
   opts.headers = Object.assign({ Authorization: "Bearer " + state.token }, opts.headers || {});
-  const resp = await fetch(path, opts);
-  if (!resp.ok) {
-    let detail = resp.statusText;
-    try { detail = (await resp.json()).detail || detail; } catch (e) { /* not JSON */ }
-    throw new HttpError(resp.status, detail);
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), NET_TIMEOUT_MS);
+  opts.signal = ctl.signal;
+  try {
+    const resp = await fetch(path, opts);
+    if (!resp.ok) {
+      let detail = resp.statusText;
+      try { detail = (await resp.json()).detail || detail; } catch (e) { /* not JSON */ }
+      throw new HttpError(resp.status, detail);
+    }
+    return await resp.json();
+  } finally {
+    clearTimeout(timer);
   }
-  return resp.json();
 }
+
+/* Worth sending again later, exactly as with no signal: no answer at all, 408 Request Timeout,
+ * 429 Too Many Requests, or a 5xx (the server or a gateway on the way failed, not the action;
+ * RFC 9110 sections 15.5.9 and 15.6, RFC 6585 section 4). Any other 4xx says the action itself is wrong. */
+const retryable = (err) => !err.status || err.status === 408 || err.status === 429 || err.status >= 500;
 
 /* ---- words, places, links --------------------------------------------------------------------- */
 const types = () => (state.data && state.data.types) || { types: [], cant_empty_reasons: {} };
@@ -155,11 +195,31 @@ function links(x, label) {
   const ll = `${x.lat},${x.lon}`;
   return el("div", { class: "links" },
     el("a", { class: "btn nav", href: `geo:${ll}?q=${ll}(${encodeURIComponent(label)})` }, "➤ " + t("navigate")),
-    el("a", { class: "btn maplink", target: "_blank", rel: "noopener",
-      href: `https://www.openstreetmap.org/?mlat=${x.lat}&mlon=${x.lon}#map=18/${x.lat}/${x.lon}` }, t("mapLink")));
+    mapLink(x));
+}
+
+function mapLink(x) { // openstreetmap.org with signal; without, the page's own map (its files are kept)
+  const a = el("a", { class: "btn maplink", target: "_blank", rel: "noopener",
+    href: `https://www.openstreetmap.org/?mlat=${x.lat}&mlon=${x.lon}#map=18/${x.lat}/${x.lon}` }, t("mapLink"));
+  a.addEventListener("click", (ev) => {
+    if (navigator.onLine && state.online) return;
+    ev.preventDefault();
+    toast(t("mapOffline"));
+    state.focus = [x.lat, x.lon];
+    if (state.tab === "map") showMap(); else selectTab("map");
+  });
+  return a;
 }
 const me = () => (state.data && state.data.me) || { role: "crew", acts_on: [], may_collect: false };
 const mayAct = (type) => me().acts_on.includes(type);
+const actor = (who) => `${who.role}:${who.name || ""}`; // as the server writes it (history, collections)
+
+function actorWords(text) { // "crew:truk-07" -> "petugas truk-07", "system" -> "sistem"; other text as it is
+  const [role, ...name] = String(text || "").split(":");
+  const word = I18N.en["who_" + role] ? t("who_" + role) : null;
+  if (!word) return text || "";
+  return name.length ? `${word} ${name.join(":")}` : word;
+}
 
 /* ---- rendering -------------------------------------------------------------------------------- */
 function applyLanguage() {
@@ -172,6 +232,7 @@ function applyLanguage() {
   $("refresh").setAttribute("aria-label", t("refresh"));
   $("refresh").title = t("refresh");
   document.title = "Lorong · " + $("subtitle").textContent;
+  renderLoginPending();
   render();
 }
 
@@ -181,7 +242,36 @@ function showLogin(message) {
   $("login").hidden = false;
   $("login-error").hidden = !message;
   $("login-error").textContent = message || "";
+  renderLoginPending();
   clearInterval(state.timer);
+}
+
+const queuedBy = () => [...new Set(state.queue.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
+
+function renderLoginPending() { // a revoked token keeps its queue: say so on the login form
+  $("login-pending").hidden = state.queue.length === 0;
+  $("login-pending").textContent = t("loginPending").replace("{n}", state.queue.length).replace("{by}", queuedBy());
+}
+
+/* Actions queued under one token and a log-in with a token of someone else (the first one was revoked,
+ * or the phone passed to another crew). The taps were real work by the first person: sending them
+ * silently would put another name on that work, dropping them silently would lose a pickup the route
+ * and the fill-level analytics count on. So ask the person holding the phone, naming both; if they
+ * say no, the actions are deleted and the page says so. Actions of the same person (a new token for
+ * the same name) are sent without asking. */
+function adoptQueue(who) {
+  const mine = actor(who);
+  const others = state.queue.filter((a) => a.by !== mine);
+  if (!others.length) return;
+  const by = [...new Set(others.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
+  const fill = (key) => t(key).replace("{n}", others.length).replaceAll("{by}", by).replaceAll("{me}", actorWords(mine));
+  if (window.confirm(fill("sendAs"))) {
+    for (const a of others) a.by = mine;
+  } else {
+    state.queue = state.queue.filter((a) => a.by === mine);
+    toast(fill("dropped"));
+  }
+  store.set("queue", state.queue);
 }
 
 function binsById() {
@@ -221,7 +311,7 @@ function alertCard(a, bins) {
   card.append(el("div", { class: "meta" }, facts.filter(Boolean).join(" · ")));
   if (w.action) card.append(el("div", { class: "todo" }, w.action));
   card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));
-  if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${a.ack_by || ""} · ${localTime(a.ack_at)}`));
+  if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${actorWords(a.ack_by)} · ${localTime(a.ack_at)}`));
   const hist = el("button", { type: "button", class: "link history" }, t("history"));
   hist.addEventListener("click", () => showHistory(a.id, hist));
   const actions = el("div", { class: "actions" });
@@ -240,7 +330,16 @@ function alertCard(a, bins) {
 
 function historyList(rows) {
   return el("ol", { class: "hist" }, ...rows.map((h) => el("li", {},
-    `${localTime(h.at)} · ${t(h.action)} · ${h.actor}` + (h.reason ? ` · ${h.reason}` : ""))));
+    `${localTime(h.at)} · ${t(h.action)} · ${actorWords(h.actor)}` + (h.reason ? ` · ${reasonWords(h.reason)}` : ""))));
+}
+
+function reasonWords(text) { // "fixed: lid bolted" -> "Sudah diperbaiki: lid bolted"; other text as it is
+  const by = /^emptied by (\S+?)(: .*)?$/.exec(text); // written by POST /bins/{id}/emptied
+  if (by) return `${t("r_emptied")} (${actorWords(by[1])})${by[2] || ""}`;
+  const cut = text.indexOf(": ");
+  const code = cut < 0 ? text : text.slice(0, cut);
+  const key = Object.keys(CLEAR_CODES).find((k) => CLEAR_CODES[k] === code);
+  return key ? t(key) + (cut < 0 ? "" : text.slice(cut)) : text;
 }
 
 async function showHistory(id, button) { // kept open across re-renders (state.hist)
@@ -251,7 +350,7 @@ async function showHistory(id, button) { // kept open across re-renders (state.h
     render();
   } catch (err) {
     button.disabled = false;
-    toast(err.status ? err.message : t("netError"));
+    toast(retryable(err) ? t("netError") : `${t("refused")} (${err.status}).`);
   }
 }
 
@@ -306,7 +405,7 @@ function stopItem(s) {
     li.append(el("div", { class: "meta" }, `${t("fill")} ${pct(s.fillingLevel)}${later}` +
       (!done && s.eta ? ` · ${t("eta")}${localTime(s.eta, false)}` : "")));
   }
-  if (!done) {
+  if (!s.emptiedAt) { // a "can't empty" stop keeps Emptied: the crew may come back once the way is clear
     li.append(links(s, `${s.id} ${s.street || ""}`.trim()));
     if (me().may_collect) {
       const ok = el("button", { type: "button", class: "btn primary emptied" }, t("emptied"));
@@ -314,7 +413,7 @@ function stopItem(s) {
         body: { at: new Date().toISOString() } }));
       const no = el("button", { type: "button", class: "btn cant" }, t("cantEmpty"));
       no.addEventListener("click", () => askCant(s));
-      li.append(el("div", { class: "actions" }, ok, no));
+      li.append(el("div", { class: "actions" }, ok, s.problem ? null : no));
     }
   }
   return li;
@@ -330,9 +429,11 @@ function renderRoute() {
   if (route) sel.value = String(route.vehicle);
   $("no-route").hidden = Boolean(route);
   $("stops").replaceChildren(...(route ? route.stops.map(stopItem) : []));
-  const left = route ? route.stops.filter((s) => !s.emptiedAt && !s.problem).length : 0;
-  $("route-summary").textContent = route ? `${route.stops.length} ${t("stops")} · ${route.stops.length - left} ${t("done")} · ` +
-    `${route.distance_km.toFixed(1)} km` : "";
+  // emptied and "can't empty" counted apart: a blocked stop is not done, the bin is still full
+  const emptied = route ? route.stops.filter((s) => s.emptiedAt).length : 0;
+  const failed = route ? route.stops.filter((s) => !s.emptiedAt && s.problem).length : 0;
+  $("route-summary").textContent = route ? [`${route.stops.length} ${t("stops")}`, `${emptied} ${t("done")}`,
+    failed ? `${failed} ${t("failedN")}` : null, `${route.distance_km.toFixed(1)} km`].filter(Boolean).join(" · ") : "";
 }
 
 function renderNet() {
@@ -358,6 +459,7 @@ function render() {
 function keep() { store.set("data", state.data); store.set("queue", state.queue); }
 
 async function load() {
+  $("refresh").setAttribute("aria-busy", "true"); // the tap is seen at once, the answer may take NET_TIMEOUT_MS
   try {
     const [who, typesOut, alerts, bins] = await Promise.all([api("/me"), api("/alerts/types"),
       api("/alerts?status=active&limit=500"), api("/bins?limit=2000")]);
@@ -370,8 +472,11 @@ async function load() {
     if (!state.tab) selectTab(who.may_collect ? "route" : "alerts");
   } catch (err) {
     if (err.status === 401) { showLogin(t("badToken")); return; }
-    if (err.status) toast(err.message); else state.online = false;
+    if (retryable(err)) state.online = false; // the last data stays shown, marked with its time
+    else toast(`${t("refused")} (${err.status}).`);
     render();
+  } finally {
+    $("refresh").removeAttribute("aria-busy");
   }
 }
 
@@ -384,7 +489,7 @@ function optimistic(a) {
   for (const r of d.routes || []) {
     for (const s of r.stops) {
       if (s.id !== a.bin) continue;
-      if (a.kind === "emptied") s.emptiedAt = a.at;
+      if (a.kind === "emptied") { s.emptiedAt = a.at; s.problem = null; } // emptying clears its cant_empty
       if (a.kind === "cant") s.problem = a.body.reason;
     }
   }
@@ -394,12 +499,17 @@ function optimistic(a) {
 }
 
 function act(action) {
-  const a = Object.assign({ id: newId(), at: new Date().toISOString() }, action);
+  const a = Object.assign({ id: newId(), at: new Date().toISOString(), by: actor(me()) }, action);
   state.queue.push(a);
   optimistic(a);
   keep();
   render();
   flush();
+}
+
+function retryLater() {
+  clearTimeout(state.retry);
+  state.retry = setTimeout(() => { if (state.queue.length && state.token && !$("app").hidden) flush(); }, RETRY_MS);
 }
 
 const DONE_WORDS = { ack: "doneAck", clear: "doneClear", emptied: "doneEmptied", cant: "doneCant" };
@@ -416,9 +526,15 @@ async function flush() {
           body: JSON.stringify(a.body || {}) });
         toast(t(DONE_WORDS[a.kind]));
       } catch (err) {
-        if (!err.status) { state.online = false; toast(t("netError")); break; } // no signal: keep it queued
-        if (err.status === 401) { showLogin(t("badToken")); break; }
-        toast(err.status === 409 || err.status === 404 ? t("already") : err.status === 403 ? t("forbidden") : err.message);
+        if (retryable(err)) { // no signal, or a server / gateway fault: keep it queued, same Idempotency-Key
+          state.online = false;
+          toast(t(err.status ? "serverError" : "netError"));
+          retryLater();
+          break;
+        }
+        if (err.status === 401) { showLogin(t("badToken")); break; } // kept: see the login form's handler
+        toast(err.status === 409 || err.status === 404 ? t("already") : err.status === 403 ? t("forbidden")
+          : `${t("refused")} (${t("k_" + a.kind)}, ${err.status}).`);
       }
       state.queue.shift(); // applied, or refused for good: either way not sent again
       sent += 1;
@@ -447,8 +563,17 @@ function ask(title, text, reasons, okLabel, onOk) {
 function askClear(a) {
   ask(`${t("clearTitle")}`, `${words(a.type).title} · ${a.device_id}. ${t("clearText")}`,
     CLEAR_REASONS.map((k) => [k, t(k)]), t("clear").replace("…", ""), (reason, note) => {
-      const text = I18N.en[reason] + (note ? ": " + note : "");
-      act({ kind: "clear", alert: a.id, path: `/alerts/${a.id}/clear`, body: { reason: text } });
+      // "emptied" on a bin is a pickup: the same call as the route's Emptied (POST /bins/{id}/emptied), so the
+      // stop is ticked at once and the collection recorded; it clears the bin's full / can't-empty alerts itself
+      const bin = reason === "r_emptied" && me().may_collect && binsById().has(a.device_id);
+      if (bin) {
+        act({ kind: "emptied", bin: a.device_id, path: `/bins/${encodeURIComponent(a.device_id)}/emptied`,
+          body: note ? { at: new Date().toISOString(), note } : { at: new Date().toISOString() } });
+      }
+      if (!bin || !(typeOf(a.type) || {}).cleared_by_emptying) {
+        const text = CLEAR_CODES[reason] + (note ? ": " + note : "");
+        act({ kind: "clear", alert: a.id, path: `/alerts/${a.id}/clear`, body: { reason: text } });
+      }
     });
 }
 
@@ -495,12 +620,13 @@ function drawMap() {
     L.polyline(line, { color: "#0b6e4f", weight: 4, opacity: 0.8, className: "route-line" }).addTo(state.layer);
     for (const s of route.stops) {
       if (s.lat === null || s.lon === null) continue;
-      L.marker([s.lat, s.lon], { icon: L.divIcon({ className: "stop-pin" + (s.emptiedAt || s.problem ? " done" : ""),
+      L.marker([s.lat, s.lon], { icon: L.divIcon({ className: "stop-pin" + (s.emptiedAt ? " done" : s.problem ? " failed" : ""),
         html: String(s.order), iconSize: [22, 22] }) }).addTo(state.layer);
     }
   }
   const centre = state.data && state.data.me.centre;
-  if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
+  if (state.focus) state.map.setView(state.focus, 18, { animate: false }); // a card's "Peta", until the tab changes
+  else if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
   else if (centre && !state.centred) { state.map.setView(centre, 12); state.centred = true; } // the token's city
 }
 
@@ -518,6 +644,7 @@ async function showMap() {
 }
 
 function selectTab(name) {
+  if (name !== "map") state.focus = null;
   state.tab = name;
   localStorage.setItem("lorong.tab", name);
   for (const tab of ["route", "alerts", "map"]) {
@@ -554,15 +681,19 @@ document.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     state.token = $("token").value.trim();
     try {
-      await api("/me");
+      const who = await api("/me");
+      adoptQueue(who);
       localStorage.setItem("lorong.token", state.token);
       $("token").value = "";
       start();
     } catch (err) {
-      showLogin(err.status === 401 ? t("badToken") : err.status ? err.message : t("netLogin"));
+      showLogin(err.status === 401 ? t("badToken") : retryable(err) ? t("netLogin") : `${t("badToken")} (${err.status})`);
     }
   });
-  $("refresh").addEventListener("click", () => (state.queue.length ? flush() : load()));
+  $("refresh").addEventListener("click", () => {
+    $("refresh").setAttribute("aria-busy", "true");
+    (state.queue.length ? flush() : load()).finally(() => $("refresh").removeAttribute("aria-busy"));
+  });
   $("kec").addEventListener("change", () => { state.kec = $("kec").value; localStorage.setItem("lorong.kec", state.kec); render(); });
   $("vehicle").addEventListener("change", () => { localStorage.setItem("lorong.vehicle", $("vehicle").value); render(); });
   for (const tab of ["route", "alerts", "map"]) $("tab-" + tab).addEventListener("click", () => selectTab(tab));

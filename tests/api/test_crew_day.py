@@ -83,7 +83,7 @@ def test_crew_day(phone: Page, served: Served, sessions: sessionmaker[Session], 
     expect(first.locator(".where")).to_have_text("Jl. Somba Opu · Melayu Baru · depan Masjid Raya")
     expect(first.locator(".meta")).to_contain_text(re.compile(r"Isi 94% → (9\d|100)% saat tiba · tiba ±\d\d\.\d\d"))
     nav = first.locator("a.nav")
-    assert nav.get_attribute("href").startswith("geo:-5.13,119.41?q=-5.13,119.41(MKS-BIN-0001")
+    assert (nav.get_attribute("href") or "").startswith("geo:-5.13,119.41?q=-5.13,119.41(MKS-BIN-0001")
     page.screenshot(path=str(ARTIFACTS / "crew_day_1_route.png"), full_page=True)
 
     # emptied: a collection by a person, the bin's full alert cleared with that reason
@@ -121,7 +121,7 @@ def test_crew_day(phone: Page, served: Served, sessions: sessionmaker[Session], 
     ctx.set_offline(True)
     page.reload()
     expect(stops).to_have_count(4)  # read from the phone, not the server
-    expect(page.locator("#net")).to_contain_text("offline, diperbarui " + loaded_at.replace(" WITA", ""))
+    expect(page.locator("#net")).to_contain_text("Tanpa sinyal · data pukul " + loaded_at.replace(" WITA", ""))
     expect(page.locator("#net")).to_have_class(re.compile(r"\boff\b"))
     expect(first.locator(".status")).to_contain_text("Dikosongkan")
 
@@ -177,7 +177,7 @@ def test_crew_day(phone: Page, served: Served, sessions: sessionmaker[Session], 
     with sessions() as s:
         clears = s.scalars(select(AlertHistoryRow).join(AlertRow, AlertRow.id == AlertHistoryRow.alert_id)
                            .where(AlertRow.device_id == "MKS-BIN-0002", AlertHistoryRow.action == "cleared")).all()
-        assert [(h.actor, h.details) for h in clears] == [("crew:CREW", {"reason": "Fixed"})]
+        assert [(h.actor, h.details) for h in clears] == [("crew:CREW", {"reason": "fixed"})]
         assert len(s.scalars(select(AlertRow).where(AlertRow.type == "cant_empty")).all()) == 1
         keys = s.scalars(select(IdempotencyKeyRow.key)).all()
         assert len(keys) == 4 and len(set(keys)) == 4 and lost[0] in keys  # 2 online + 2 offline actions

@@ -1,0 +1,409 @@
+"""Findings of a crew member's second play-test on a 390x844 phone against the demo, each checked in
+Debian's headless Chromium against the real API: a gateway error on "Emptied", a weak signal that
+connects but never answers (through a real TCP relay that stops answering), "Emptied" after "can't
+empty", clearing a bin alert as emptied, a token revoked with actions queued, and a 62-letter
+kecamatan on a 390 px screen."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import Dialog, Page, Route, expect
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth import create_token, revoke_token
+from lorong.core.model import utcnow
+from lorong.storage.tables import AlertHistoryRow, AlertRow, ApiTokenRow, CollectionRow, DeviceRow, IdempotencyKeyRow
+from tests.api.conftest import Served
+from tests.api.seed import raise_alert
+from tests.api.test_crew_day import active, collections, seed_city
+from tests.api.test_crew_fixes import login, queued
+from tests.conftest import ARTIFACTS
+
+pytestmark = pytest.mark.integration
+
+OFF = re.compile(r"\boff\b")
+DONE = re.compile(r"\bdone\b")
+
+
+class Relay:
+    """A TCP relay on a free loopback port in front of the API. With ``hang`` set it still accepts
+    connections and reads requests but never forwards them, so nothing is answered: a weak cell link.
+    Clearing ``hang`` closes every connection (the phone reconnects). Threads stop on :meth:`close`."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.hang = False
+        self.stopping = False
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                client, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, request: bool) -> None:
+        src.settimeout(0.2)
+        while not self.stopping:
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                break
+            if request and self.hang:
+                continue  # read and never forwarded: no answer comes
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def answer_again(self) -> None:
+        """Clear ``hang`` and drop every held connection."""
+        self.hang = False
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            c.close()
+
+    def close(self) -> None:
+        """Stop accepting and close everything."""
+        self.stopping = True
+        self.answer_again()
+        self.sock.close()
+        self.thread.join(timeout=2)
+
+
+def on_route(page: Page, served: Served, token: str) -> None:
+    """Log in with ``token`` and wait for today's route (4 stops)."""
+    login(page, served, token)
+    expect(page.locator("#stops li.stop")).to_have_count(4)
+
+
+@pytest.fixture
+def relay(served: Served) -> Iterator[Relay]:
+    """A :class:`Relay` in front of the served API."""
+    r = Relay(served.port)
+    yield r
+    r.close()
+
+
+def test_gateway_error_keeps_the_tap_queued(phone: Page, served: Served, sessions: sessionmaker[Session],
+                                            tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    stop = page.locator("li[data-stop-id=MKS-BIN-0001]")
+    keys: list[str] = []
+
+    def answer(status: int) -> None:
+        def handler(route: Route) -> None:  # a gateway in front of the API answers, the API is never reached
+            keys.append(route.request.headers["idempotency-key"])
+            route.fulfill(status=status, content_type="text/html", body=f"<html>{status}</html>")
+        page.context.unroute("**/bins/*/emptied")
+        page.context.route("**/bins/*/emptied", handler)
+
+    answer(502)
+    stop.locator("button.emptied").click()
+    expect(page.locator("#toast")).to_have_text("Server tidak menjawab: disimpan, dikirim nanti.")
+    expect(stop).to_have_class(DONE)
+    expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
+    assert queued(page) == 1 and len(keys) == 1
+    for status in (429, 408, 503):  # too many requests, request timeout, service unavailable: the same
+        answer(status)
+        page.click("#refresh")
+        expect(page.locator("#toast")).to_have_text("Server tidak menjawab: disimpan, dikirim nanti.")
+        assert queued(page) == 1
+    assert len(keys) == 4 and len(set(keys)) == 1  # one action, one Idempotency-Key
+    assert collections(sessions, "MKS-BIN-0001") == 0
+
+    page.context.unroute("**/bins/*/emptied")
+    page.click("#refresh")
+    expect(page.locator("#pending")).to_be_hidden()
+    expect(stop.locator(".status")).to_contain_text("Dikosongkan")
+    assert collections(sessions, "MKS-BIN-0001") == 1
+    with sessions() as s:
+        assert keys[0] in s.scalars(select(IdempotencyKeyRow.key)).all()
+
+    # a 4xx about the action itself: dropped, and the page says so in its language
+    def refuse(route: Route) -> None:
+        route.fulfill(status=422, content_type="application/json", body='{"detail": "at is not within the last 24 h"}')
+    page.context.route("**/bins/*/emptied", refuse)
+    page.locator("li[data-stop-id=MKS-BIN-0003] button.emptied").click()
+    expect(page.locator("#toast")).to_have_text(
+        "Server menolak tindakan ini, tidak dikirim lagi (Sudah dikosongkan, 422).")
+    assert queued(page) == 0
+    expect(page.locator("li[data-stop-id=MKS-BIN-0003]")).not_to_have_class(DONE)  # reloaded from the server
+
+
+def test_weak_signal_opens_from_cache_and_says_offline(phone: Page, relay: Relay, sessions: sessionmaker[Session],
+                                                       tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    page.goto(f"http://127.0.0.1:{relay.port}/")
+    page.fill("#token", tokens["crew"])
+    page.click("#login button[type=submit]")
+    stops = page.locator("#stops li.stop")
+    expect(stops).to_have_count(4)
+    page.wait_for_function("navigator.serviceWorker.controller !== null")  # the page's files are kept
+    expect(page.locator("#net")).to_contain_text("Diperbarui")
+    loaded_at = page.locator("#updated").inner_text().replace(" WITA", "")
+
+    relay.hang = True  # connects, never answers
+    started = time.monotonic()
+    page.reload(wait_until="commit", timeout=8000)
+    expect(stops).to_have_count(4, timeout=5000)  # app shell and the last data, from the phone
+    shown = time.monotonic() - started
+    page.locator("li[data-stop-id=MKS-BIN-0001] button.emptied").click()  # a tap now is kept, as offline
+    expect(page.locator("#net")).to_have_class(OFF, timeout=8000)
+    expect(page.locator("#net")).to_contain_text("Tanpa sinyal · data pukul " + loaded_at)
+    said = time.monotonic() - started
+    assert shown < 3.5, f"route shown after {shown:.1f} s"
+    assert said < 9.0, f"offline said after {said:.1f} s"
+    expect(page.locator("#toast")).to_have_text("Tidak ada sinyal: disimpan, dikirim nanti.", timeout=8000)
+    expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
+    assert queued(page) == 1
+    page.screenshot(path=str(ARTIFACTS / "crew_field_weak_signal.png"))
+    page.click("#refresh")  # seen at once, and gives up as the first did
+    expect(page.locator("#refresh")).to_have_attribute("aria-busy", "true")
+    expect(page.locator("#refresh")).not_to_have_attribute("aria-busy", "true", timeout=8000)
+    expect(page.locator("#net")).to_have_class(OFF)
+    assert queued(page) == 1
+
+    relay.answer_again()
+    page.click("#refresh")  # the button works: sends the queue, then reloads
+    expect(page.locator("#pending")).to_be_hidden(timeout=8000)
+    expect(page.locator("#net")).not_to_have_class(OFF)
+    expect(page.locator("#net")).to_contain_text("Diperbarui")
+    assert collections(sessions, "MKS-BIN-0001") == 1
+
+
+def test_emptied_still_possible_after_cant_empty(phone: Page, served: Served, sessions: sessionmaker[Session],
+                                                 tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    stop = page.locator("li[data-stop-id=MKS-BIN-0003]")
+    stop.locator("button.cant").click()
+    page.locator("#ask input[value=blocked]").check()
+    page.click("#ask-ok")
+    expect(stop.locator(".status")).to_have_text("✗ Tidak bisa dikosongkan: Jalan terhalang")
+    expect(page.locator("#toast")).to_have_text("Terkirim ke pengawas")
+    summary = page.locator("#route-summary")
+    expect(summary).to_have_text("4 perhentian · 0 selesai · 1 tidak bisa · 11.2 km")
+    expect(stop.locator("button.emptied")).to_be_visible()  # the car left: the crew comes back
+    expect(stop.locator("button.cant")).to_have_count(0)  # already reported
+    page.reload()
+    expect(stop.locator("button.emptied")).to_be_visible()  # also as the server says it
+    expect(summary).to_have_text("4 perhentian · 0 selesai · 1 tidak bisa · 11.2 km")
+
+    stop.locator("button.emptied").click()
+    expect(stop.locator(".status")).to_contain_text("Dikosongkan")
+    expect(summary).to_have_text("4 perhentian · 1 selesai · 11.2 km")
+    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan")
+    assert collections(sessions, "MKS-BIN-0003") == 1
+    assert not active(sessions, "MKS-BIN-0003", "cant_empty")
+    page.click("#lang")
+    expect(summary).to_have_text("4 stops · 1 done · 11.2 km")
+
+
+def test_alert_cleared_as_emptied_records_the_pickup(phone: Page, served: Served, sessions: sessionmaker[Session],
+                                                     tokens: dict[str, str]) -> None:
+    seed_city(sessions)  # bin_full on MKS-BIN-0001, tilt on MKS-BIN-0002, both stops of today's route
+    page = phone
+    on_route(page, served, tokens["crew"])
+    page.click("#tab-alerts")
+    full = page.locator("[data-type=bin_full]").filter(has_text="MKS-BIN-0001")
+    full.locator("button.clear").click()
+    page.locator("#ask input[value=r_emptied]").check()
+    page.click("#ask-ok")
+    expect(full).to_have_count(0)
+    tilt = page.locator("[data-type=tilt]").filter(has_text="MKS-BIN-0002")
+    tilt.locator("button.clear").click()
+    page.locator("#ask input[value=r_emptied]").check()
+    page.fill("#ask-note", "tong diberdirikan")
+    page.click("#ask-ok")
+    expect(tilt).to_have_count(0)
+    page.click("#tab-route")
+    for bin_id in ("MKS-BIN-0001", "MKS-BIN-0002"):  # ticked at once, as the route's Emptied does
+        expect(page.locator(f"li[data-stop-id={bin_id}] .status")).to_contain_text("Dikosongkan")
+    expect(page.locator("#pending")).to_be_hidden()
+    assert collections(sessions, "MKS-BIN-0001") == 1 and collections(sessions, "MKS-BIN-0002") == 1
+    assert not active(sessions, "MKS-BIN-0001", "bin_full") and not active(sessions, "MKS-BIN-0002", "tilt")
+    with sessions() as s:
+        clears = s.execute(select(AlertRow.type, AlertHistoryRow.details)
+                           .join(AlertRow, AlertRow.id == AlertHistoryRow.alert_id)
+                           .where(AlertHistoryRow.action == "cleared").order_by(AlertRow.type)).all()
+    # the reason in the API's own words, whatever the screen's language; not "Emptied", not Bahasa
+    assert [(ty, d["reason"]) for ty, d in clears] == [("bin_full", "emptied by crew:CREW"),
+                                                      ("tilt", "emptied: tong diberdirikan")]
+    page.reload()
+    for bin_id in ("MKS-BIN-0001", "MKS-BIN-0002"):  # as the server says it
+        expect(page.locator(f"li[data-stop-id={bin_id}] .status")).to_contain_text("Dikosongkan")
+
+
+def test_revoked_token_keeps_queue_and_asks_before_another_name(phone: Page, served: Served,
+                                                               sessions: sessionmaker[Session],
+                                                               tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    page.context.set_offline(True)
+    page.locator("li[data-stop-id=MKS-BIN-0001] button.emptied").click()
+    expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
+    with sessions.begin() as s:
+        revoke_token(s, s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.name == "CREW")).one())
+        other = create_token(s, "CREW2", "crew")[1]
+    page.context.set_offline(False)  # the queue is sent: 401
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#login-error")).to_contain_text("Token tidak diterima")
+    expect(page.locator("#login-pending")).to_have_text(
+        "1 tindakan belum terkirim (dicatat oleh petugas CREW). Masukkan token untuk mengirimnya.")
+    page.screenshot(path=str(ARTIFACTS / "crew_field_revoked.png"))
+    assert queued(page) == 1
+
+    asked: list[str] = []
+
+    def say_no(d: Dialog) -> None:
+        asked.append(d.message)
+        d.dismiss()
+
+    page.once("dialog", say_no)
+    page.fill("#token", other)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#app")).to_be_visible()
+    assert asked and "petugas CREW," in asked[0] and "petugas CREW2" in asked[0]
+    expect(page.locator("#toast")).to_have_text("1 tindakan milik petugas CREW dihapus, tidak dikirim.")
+    expect(page.locator("#pending")).to_be_hidden()
+    assert queued(page) == 0
+    page.wait_for_load_state("networkidle")
+    assert collections(sessions, "MKS-BIN-0001") == 0  # never sent under CREW2's name
+
+
+def test_queued_action_sent_under_new_name_only_when_told(phone: Page, served: Served,
+                                                         sessions: sessionmaker[Session],
+                                                         tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    page.context.set_offline(True)
+    page.locator("li[data-stop-id=MKS-BIN-0001] button.emptied").click()
+    with sessions.begin() as s:
+        revoke_token(s, s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.name == "CREW")).one())
+        same = create_token(s, "CREW", "crew")[1]  # a new token for the same person: no question
+        other = create_token(s, "CREW2", "crew")[1]
+    page.context.set_offline(False)
+    expect(page.locator("#login-pending")).to_be_visible()
+    page.fill("#token", same)
+    page.click("#login button[type=submit]")  # a dialog here would be dismissed by Playwright: nothing sent
+    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan")
+    expect(page.locator("#pending")).to_be_hidden()
+    assert collections(sessions, "MKS-BIN-0001") == 1
+
+    page.context.set_offline(True)
+    page.locator("li[data-stop-id=MKS-BIN-0003] button.emptied").click()
+    with sessions.begin() as s:
+        revoke_token(s, s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.name == "CREW",
+                                                                ApiTokenRow.revoked_at.is_(None))).one())
+    page.context.set_offline(False)
+    expect(page.locator("#login-pending")).to_be_visible()
+    page.once("dialog", lambda d: d.accept())
+    page.fill("#token", other)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan")
+    expect(page.locator("#pending")).to_be_hidden()
+    with sessions() as s:
+        assert s.scalars(select(CollectionRow.actor).where(CollectionRow.device_id == "MKS-BIN-0003")).all() == [
+            "crew:CREW2"]
+
+
+LONG = "Kecamatan Mariso Tamalate Rappocini Makassar UjungPandang Wajo"  # 62 letters
+
+
+def test_long_kecamatan_does_not_scroll_sideways(phone: Page, served: Served, sessions: sessionmaker[Session],
+                                                 tokens: dict[str, str]) -> None:
+    assert len(LONG) == 62
+    seed_city(sessions)
+    with sessions.begin() as s:
+        row = s.get(DeviceRow, "MKS-BIN-0004")
+        assert row is not None
+        row.kecamatan, row.street, row.kelurahan, row.landmark = LONG, "", "", ""
+        raise_alert(s, "MKS-BIN-0004", "lid_open", "minor", utcnow() - timedelta(minutes=3), LONG, lidOpen=1)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    width = "document.documentElement.scrollWidth"
+    expect(page.locator("li[data-stop-id=MKS-BIN-0004] .where")).to_have_text(LONG)
+    assert page.evaluate(width) <= 390
+    page.click("#tab-alerts")
+    expect(page.locator(f"section[data-kecamatan='{LONG}']")).to_have_count(1)
+    assert page.evaluate(width) <= 390
+    page.select_option("#kec", LONG)
+    expect(page.locator("[data-alert-id]")).to_have_count(1)
+    assert page.evaluate(width) <= 390
+    box = page.locator("#kec").bounding_box()
+    assert box and box["x"] + box["width"] <= 390
+    page.screenshot(path=str(ARTIFACTS / "crew_field_long_kecamatan.png"), full_page=True)
+
+
+def test_words_in_bahasa_and_card_map_offline(phone: Page, served: Served, sessions: sessionmaker[Session],
+                                              tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    page.click("#tab-alerts")
+    full = page.locator("[data-type=bin_full]").filter(has_text="MKS-BIN-0001")
+    full.locator("button.ack").click()
+    expect(full.locator(".ackline")).to_contain_text("Ditangani oleh petugas CREW")
+    full.locator("button.history").click()
+    hist = full.locator(".hist li")
+    expect(hist).to_have_count(2)
+    expect(hist.nth(0)).to_contain_text("dibuka · sistem")  # not "system", not "crew:CREW"
+    expect(hist.nth(1)).to_contain_text("ditangani · petugas CREW")
+
+    # without signal the card's "Peta" opens the page's own map on the bin, not openstreetmap.org
+    page.context.set_offline(True)
+    page.click("#tab-route")
+    page.locator("li[data-stop-id=MKS-BIN-0003] a.maplink").click()
+    expect(page.locator("#tab-map")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#toast")).to_have_text("Tanpa sinyal: peta di aplikasi")
+    expect(page.locator("path.bin-marker")).to_have_count(4)
+    assert len(page.context.pages) == 1  # no new tab with Chrome's error page
+    centre = page.evaluate("(() => { const c = state.map.getCenter(); return [c.lat, c.lng, state.map.getZoom()]; })()")
+    assert centre == pytest.approx([-5.11, 119.43, 18], abs=1e-6)  # MKS-BIN-0003 (tests/api/seed.py)
+    page.click("#tab-route")
+    expect(page.locator("#net")).to_contain_text("Tanpa sinyal")
+    expect(page.locator("#net")).not_to_contain_text("offline")
