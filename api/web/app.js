@@ -465,7 +465,7 @@ async function load() {
       api("/alerts?status=active&limit=500"), api("/bins?limit=2000")]);
     const routes = who.may_collect ? await api("/routes") : [];
     state.data = { me: who, types: typesOut, alerts, bins, routes, at: new Date().toISOString() };
-    state.online = true;
+    state.online = navigator.onLine; // an answer to a request sent before the signal went is no signal now
     for (const a of state.queue) optimistic(a); // what is still queued stays shown as done
     keep();
     applyLanguage();
