@@ -46,9 +46,10 @@ def export_readings(
                                                               "city tag (one city per deployment)"),
 ) -> StreamingResponse:
     """Readings of ``[from, to)`` as a CSV or Parquet download, streamed (officers and admins). A token
-    scoped to a city exports its city's (403 for another city). A ``kecamatan`` no registered device
-    is in is a 422 naming the known ones (compared without case, as ``/devices`` does), and so is a
-    ``city`` not in the registry (:func:`lorong.storage.export.match_city`, which ``lorong export`` uses too)."""
+    scoped to a city exports its city's (403 for another city), a token with an area its area's (403
+    for a ``kecamatan`` outside it). A ``kecamatan`` no registered device is in is a 422 naming the
+    known ones (compared without case, as ``/devices`` does), and so is a ``city`` not in the registry
+    (:func:`lorong.storage.export.match_city`, which ``lorong export`` uses too)."""
     city = resolve_city(ctx.sessions, who.city, city, "exports readings of")  # not registered: 422, not a header
     if start >= end:
         raise InvalidRequest(f"from ({start.isoformat()}) must be before to ({end.isoformat()})")
@@ -62,7 +63,8 @@ def export_readings(
     if kecamatan is not None:  # a name no device has is a mistake, not an empty file (422 listing the known ones)
         with ctx.sessions() as s:
             kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(s, who.city))
-    sel = export.Selection(start, end, resolution, kecamatan, city)
+        who.require_filter(kecamatan)  # a token with an area: another kecamatan is a 403
+    sel = export.Selection(start, end, resolution, kecamatan, city, area=who.area)
     headers = {"Content-Disposition": f'attachment; filename="lorong-readings-{start:%Y%m%dT%H%M}-'
                                       f'{end:%Y%m%dT%H%M}-{resolution}.{format}"'}
     if city is not None and not export.city_filter_applies(ctx.influx, sel):

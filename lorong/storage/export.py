@@ -124,6 +124,7 @@ class Selection:
         start, end: ``[start, end)``, tz-aware.
         resolution: ``raw``, ``hourly`` or ``daily``.
         kecamatan: only devices with this kecamatan tag; all when None.
+        area: only devices with one of these kecamatan tags (an API token's area); all when empty.
         city: only points with this ``city`` tag; ignored while the measurements carry no such tag
             (one city per deployment; see :func:`city_filter_applies`).
     """
@@ -133,6 +134,7 @@ class Selection:
     resolution: Resolution = "raw"
     kecamatan: str | None = None
     city: str | None = None
+    area: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
@@ -218,6 +220,10 @@ def rows(influx: InfluxClient, sel: Selection, window: timedelta = WINDOW,
     if sel.kecamatan is not None:
         where += f" AND {quote_ident(schema.TAG_KECAMATAN)} = $kecamatan"
         params["kecamatan"] = sel.kecamatan
+    if sel.area:
+        where += " AND (" + " OR ".join(f"{quote_ident(schema.TAG_KECAMATAN)} = $area{i}"
+                                        for i in range(len(sel.area))) + ")"
+        params.update({f"area{i}": k for i, k in enumerate(sel.area)})
     if city_filter_applies(influx, sel):
         where += f" AND {quote_ident(schema.TAG_CITY)} = $city"
         params["city"] = sel.city or ""

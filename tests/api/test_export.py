@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import create_token
 from devices.registry import DeviceIn, add_device
 from lorong.core import schema
 from lorong.core.model import to_ms
@@ -80,6 +81,26 @@ def test_parquet(client: httpx.Client, influx: InfluxClient, auth: Callable[[str
     other = client.get("/export/readings", params=params(kecamatan="Tallo"), headers=auth("officer"))
     # registered, no readings
     assert other.text.splitlines() == ["time,device_id,city,kecamatan,kind,metric,value,unit"]
+
+
+def test_a_token_with_an_area_exports_its_area_only(client: httpx.Client, influx: InfluxClient,
+                                                    sessions: sessionmaker[Session]) -> None:
+    """An officer token of Tallo exported every kecamatan's readings (and Wajo's when asked), while it got
+    a 403 for a Wajo bin: now its export holds its area's readings, and another kecamatan is a 403."""
+    seed(influx)
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "MKS-BIN-0002", schema.TAG_KECAMATAN: "Tallo"},
+                             {schema.FIELD_FILL: 0.5}, to_ms(T0 + timedelta(hours=1)))])
+    register(sessions)
+    with sessions.begin() as s:
+        secret = create_token(s, "off-tallo", "officer", area=["Tallo"])[1]
+    mine = {"Authorization": f"Bearer {secret}"}
+    r = client.get("/export/readings", params=params(), headers=mine)
+    assert r.status_code == 200
+    rows = list(csv.reader(io.StringIO(r.text)))[1:]
+    assert [(x[1], x[3], x[6]) for x in rows] == [("MKS-BIN-0002", "Tallo", "0.5")]
+    assert client.get("/export/readings", params=params(kecamatan="tallo"), headers=mine).status_code == 200
+    other = client.get("/export/readings", params=params(kecamatan="@Wajo"), headers=mine)
+    assert other.status_code == 403 and "outside this token's area (Tallo)" in other.json()["detail"]
 
 
 def test_an_unknown_kecamatan_is_422_naming_the_known_ones(client: httpx.Client, influx: InfluxClient,
