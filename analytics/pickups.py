@@ -130,7 +130,7 @@ def detect_in_influx(influx: InfluxClient, start: datetime, end: datetime, min_d
 def backfill(session: Session, influx: InfluxClient, start: datetime, end: datetime, min_drop: float,
              devices: Collection[str] | None = None) -> tuple[list[Pickup], list[Pickup]]:
     """Detect the pickups within ``(start, end]`` in InfluxDB (:func:`detect_in_influx`) and store
-    those not stored yet (:func:`record`, with each device's kecamatan and city from the registry;
+    those of registered devices not stored yet (:func:`record`, with each device's kecamatan and city from the registry;
     the caller commits): ``lorong analytics collections`` after an outage of the job, ``lorong demo``
     after loading a city's past.
 
@@ -150,7 +150,9 @@ def backfill(session: Session, influx: InfluxClient, start: datetime, end: datet
         keep = set(devices)
         found = [p for p in found if p.device_id in keep]
     places = session.execute(select(DeviceRow.id, DeviceRow.kecamatan, DeviceRow.city_id)).tuples().all()
-    new = record(session, influx, found, {d: k or "" for d, k, _ in places}, {d: c for d, _, c in places if c})
+    registered = {d for d, _, _ in places}  # a purged city's readings stay in InfluxDB: not its pickups again
+    new = record(session, influx, [p for p in found if p.device_id in registered],
+                 {d: k or "" for d, k, _ in places}, {d: c for d, _, c in places if c})
     return found, new
 
 

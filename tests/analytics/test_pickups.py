@@ -12,7 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from analytics.cli import app
-from analytics.pickups import Pickup, detect, detect_in_influx
+from analytics.pickups import Pickup, backfill, detect, detect_in_influx
 from devices.registry import DeviceIn, add_device
 from lorong.core import schema
 from lorong.core.model import to_ms
@@ -130,3 +130,17 @@ def test_a_crew_report_and_the_sensors_fall_are_one_pickup(sessions: Any, influx
     with sessions.begin() as s:
         later = record(s, influx, [Pickup("REAL", t(3) + timedelta(hours=2), 0.5, 0.03)], {"REAL": "Wajo"})
     assert [p.at for p in later] == [t(3) + timedelta(hours=2)]
+
+
+def test_backfill_stores_no_pickup_of_a_device_not_in_the_registry(sessions: Any, influx: InfluxClient) -> None:
+    """After ``lorong cities remove --purge-history`` the city's readings stay in InfluxDB: the next
+    ``analytics collections`` stored their pickups again, of devices no longer registered (city "?")."""
+    write_series(influx)
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="REAL", kind="bin", kecamatan="Tallo", depth_mm=1000))
+    with sessions.begin() as s:
+        found, new = backfill(s, influx, NOW - timedelta(hours=2), NOW, 0.3)
+    assert {p.device_id for p in found} == {"PARTIAL", "PENDING", "REAL"}
+    assert [p.device_id for p in new] == ["REAL"]
+    with sessions() as s:
+        assert [r.device_id for r in s.scalars(select(CollectionRow))] == ["REAL"]
