@@ -392,6 +392,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
                     verdicts = full_since(influx, verdicts, ctx)
                 apply(book, verdicts, now, report, ctx.latest_ts, city)
                 ctx.active = city_view(active, devices, city)
+            clear_retired(session, book, active, now, report, city)
         if escalation is not None:
             with report.timed("escalation"):
                 report.reminded = remind(session, book, escalation, now)
@@ -412,6 +413,21 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
     book.publish()
     report.span = (started, time.monotonic())
     return report
+
+
+def clear_retired(session: Session, book: AlertBook, active: dict[tuple[str, str], AlertRow], now: datetime,
+                  report: JobReport, city: str | None = None) -> None:
+    """Clear the active alerts of retired devices (of ``city`` when given), reason ``device retired``: no
+    rule reads a retired device again, so nothing else would ever clear them (``lorong devices retire``
+    left a bin's ``bin_full`` on the crew page, and ``lorong cities remove`` refused its city for it)."""
+    q = select(DeviceRow.id).where(DeviceRow.status == "retired")
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
+    retired = set(session.scalars(q))
+    for (device_id, type_), row in list(active.items()):
+        if device_id in retired:
+            book.clear(row.id, now, SYSTEM, "device retired")
+            report.count(report.cleared, type_)
 
 
 def full_since(influx: InfluxClient, verdicts: list[Verdict], ctx: Context) -> list[Verdict]:

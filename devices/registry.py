@@ -361,7 +361,8 @@ def update_device(session: Session, device_id: str, change: DeviceUpdate) -> Dev
     """
     row = get_device(session, device_id)
     if row.status == "retired":
-        raise DeviceRetired(f"device {row.id} is retired and cannot be changed")
+        raise DeviceRetired(f"device {row.id} is retired and cannot be changed "
+                            "(register its hardware again under a new id)")
     values = change.changes()
     if "city_id" in values:
         get_city(session, values["city_id"])

@@ -18,12 +18,12 @@ from analytics.air import DAY_TO_DAY_REL_SPREAD, daily_profile, profile_spread, 
 from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile, round_end
 from analytics.jobs import run_once
 from analytics.pickups import detect
-from devices.registry import DeviceIn, add_device
+from devices.registry import DeviceIn, add_device, retire_device
 from lorong.core import schema
 from lorong.core.model import to_ms
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.influx import InfluxClient, line
-from lorong.storage.tables import AlertRow, CollectionRow, DeviceLatestRow
+from lorong.storage.tables import AlertHistoryRow, AlertRow, CollectionRow, DeviceLatestRow
 
 WITA = ZoneInfo("Asia/Makassar")
 MONDAY = datetime(2026, 3, 2, tzinfo=WITA)  # local midnight
@@ -379,3 +379,26 @@ def test_a_bin_still_full_after_an_emptied_is_full_since_the_first_reading_after
     with sessions() as s:
         alert = s.scalars(select(AlertRow).where(AlertRow.type == "bin_full")).one()
     assert (alert.details["since"], alert.details["since_exact"]) == ("2026-03-05T01:40:00+00:00", True)
+
+
+def test_a_retired_bins_alerts_are_cleared(sessions: Any, influx: InfluxClient) -> None:
+    """``lorong devices retire`` left the bin's ``bin_full`` active on the crew page and in ``GET /alerts``,
+    and ``lorong cities remove`` then refused the city for it: the next run clears it, once."""
+    now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": 0.9 + 0.001 * k},
+                             to_ms(now - timedelta(minutes=10 * k))) for k in range(6)])
+    assert run_once(sessions, influx, AnalyticsSettings(), now=now).opened == {"bin_full": 1}
+    with sessions.begin() as s:
+        retire_device(s, "B", now + timedelta(minutes=5))
+    report = run_once(sessions, influx, AnalyticsSettings(), now=now + timedelta(minutes=10))
+    assert report.cleared == {"bin_full": 1} and report.opened == {}
+    with sessions() as s:
+        row = s.scalars(select(AlertRow).where(AlertRow.type == "bin_full")).one()
+        last = s.scalars(select(AlertHistoryRow).where(AlertHistoryRow.alert_id == row.id)
+                         .order_by(AlertHistoryRow.id.desc())).first()
+    assert (row.status, row.cleared_by) == ("cleared", "system")
+    assert last is not None and (last.action, last.details) == ("cleared", {"reason": "device retired"})
+    again = run_once(sessions, influx, AnalyticsSettings(), now=now + timedelta(minutes=10))
+    assert again.cleared == {} and again.opened == {}
