@@ -15,8 +15,9 @@ catalogue's (:func:`lorong.core.alerts.may_act`), checked per alert by :meth:`Pr
 
 A token may also have an *area*: the kecamatan its holder works in (``lorong api token create
 --kecamatan Wajo,Tallo``). A token with an area, whatever its role, sees the bins, alerts and route
-stops of those kecamatan only, exports only their readings, and acts only there (:meth:`Principal.require_area`, 403 elsewhere);
-a token without one (the default) covers the whole city. Air stations stay readable by everyone.
+stops of those kecamatan only, exports only their readings, and acts only there
+(:meth:`Principal.require_area`, 403 elsewhere); a token without one (the default) covers the whole
+city. Air stations stay readable by everyone.
 A token may be scoped to a city too (``--city``, :attr:`Principal.city`): it then gets 404 for
 another city's devices, alerts and tokens, and its area, if any, is kecamatan of that city.
 

@@ -17,7 +17,7 @@ from devices.cities import get_city
 from lorong.core.errors import UnknownCity
 from lorong.core.settings import Settings
 from lorong.storage.db import default_city, migrate
-from lorong.storage.kecamatan import known_kecamatan
+from lorong.storage.kecamatan import area_kecamatan
 from lorong.storage.runtime import check_database, open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
@@ -75,7 +75,7 @@ def token_create(
         with sessions.begin() as s:
             if city is not None:
                 get_city(s, city)
-            known = known_kecamatan(s, city)
+            known = area_kecamatan(s, city)
             area, unknown = resolve_area(kecamatan.split(","), known)
             if unknown and known:
                 raise ValueError(f"--kecamatan: no device{f' of {city}' if city else ''} is in {', '.join(unknown)}; "

@@ -11,7 +11,7 @@ from api.deps import Admin, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, NOT_FOUND, TokenCreatedOut, TokenIn, TokenOut
 from devices.cities import get_city
-from lorong.storage.kecamatan import known_kecamatan
+from lorong.storage.kecamatan import area_kecamatan
 from lorong.storage.tables import ApiTokenRow
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=ERRORS)
@@ -35,7 +35,7 @@ def create(body: TokenIn, session: SessionDep, who: Admin) -> TokenCreatedOut:
         raise Forbidden(f"an admin token of {who.city} makes tokens of {who.city} only")
     if city is not None:
         get_city(session, city)
-    known = known_kecamatan(session, city)
+    known = area_kecamatan(session, city)
     area, unknown = resolve_area(body.kecamatan, known)
     if unknown:
         raise InvalidRequest(f"kecamatan: no device{f' of {city}' if city else ''} is in {', '.join(unknown)}; "

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lorong.storage.tables import DeviceRow
+from lorong.storage.tables import CityRow, DeviceRow
 
 
 class UnknownKecamatan(ValueError):
@@ -25,6 +25,19 @@ def known_kecamatan(session: Session, city: str | None = None) -> list[str]:
     if city is not None:
         q = q.where(DeviceRow.city_id == city)
     return sorted(session.scalars(q))
+
+
+def area_kecamatan(session: Session, city: str | None = None) -> list[str]:
+    """The kecamatan a token's area may name: :func:`known_kecamatan` and those registered with the
+    city (``cities.kecamatan``; of every city when ``city`` is None), sorted: a new city's districts
+    are known before its first device is."""
+    q = select(CityRow.kecamatan)
+    if city is not None:
+        q = q.where(CityRow.id == city)
+    names = set(known_kecamatan(session, city))
+    for registered in session.scalars(q):
+        names.update(registered or {})
+    return sorted(names)
 
 
 def match_kecamatan(value: str, known: Iterable[str]) -> str:

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from api.auth import create_token
 from api.cli import app as api_cli
 from api.routes.collection import today_wita
+from devices.cities import CityIn, add_city
 from lorong.core.model import utcnow
 from lorong.storage.tables import AlertRow, ApiTokenRow, CollectionRow
 from tests.api.conftest import Served, bearer
@@ -159,3 +160,23 @@ def test_crew_page_shows_the_area(phone: Page, served: Served, sessions: session
     phone.click("#tab-alerts")
     expect(phone.locator("[data-alert-id]")).to_have_count(1)
     assert phone.locator("section.group").evaluate_all("els => els.map(e => e.dataset.kecamatan)") == ["Tallo"]
+
+
+def test_an_area_is_of_the_tokens_city_before_any_device_is(db_url: str, sessions: sessionmaker[Session],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--city jakarta --kecamatan Wajo`` made a token whose area was Makassar's (a warning only, as no
+    device of Jakarta was registered yet), although Jakarta's kecamatan were registered with the city."""
+    fleet(sessions, utcnow())
+    with sessions.begin() as s:
+        add_city(s, CityIn(id="jakarta", name="Jakarta", timezone="Asia/Jakarta",
+                           kecamatan={"Gambir": (-6.176, 106.82), "Menteng": (-6.196, 106.83)}))
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    runner = CliRunner()
+    wrong = runner.invoke(api_cli, ["token", "create", "--role", "crew", "--name", "x", "--city", "jakarta",
+                                    "--kecamatan", "Wajo"])
+    assert wrong.exit_code == 2
+    assert wrong.stderr.strip() == ("error: --kecamatan: no device of jakarta is in Wajo; "
+                                    "known kecamatan: Gambir, Menteng")
+    made = runner.invoke(api_cli, ["token", "create", "--role", "crew", "--name", "y", "--city", "jakarta",
+                                   "--kecamatan", "gambir"])
+    assert made.exit_code == 0 and "area Gambir" in made.stderr and "warning" not in made.stderr
