@@ -429,7 +429,8 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
         The :class:`ScoreReport`.
 
     Raises:
-        ScoreInputError: a time is missing or malformed, or ``warmup_h`` is negative.
+        ScoreInputError: a time is missing or malformed, ``warmup_h`` is negative, or the decisions'
+            ``from``-``to`` misses the scenario after its warm-up (another scenario's replay).
         NothingToScore: the scenario ends before the warm-up does (``truth.end <= start + warmup_h``).
     """
     if warmup_h < 0:
@@ -440,6 +441,12 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
         raise NothingToScore(f"nothing to score: the scenario runs {(end - start).total_seconds() / 3600:g} h, all of "
                              f"it inside the {warmup_h:g} h warm-up; score a longer scenario, or pass a smaller "
                              "--warmup-h")
+    if decisions.get("from") is not None and decisions.get("to") is not None:
+        d_from, d_to = _t(decisions.get("from"), "decisions from"), _t(decisions.get("to"), "decisions to")
+        if d_to <= cut or d_from >= end:
+            raise ScoreInputError(f"the decisions cover {d_from.isoformat()} to {d_to.isoformat()}, not the scenario's "
+                                  f"{cut.isoformat()} to {end.isoformat()} (after the warm-up): are they of another "
+                                  "scenario's replay?")
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in truth.get("events") or []:
         events[str(e.get("type"))].append(e)

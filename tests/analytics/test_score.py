@@ -203,6 +203,15 @@ def test_bad_inputs(tmp_path: Path) -> None:
         score({**truth(), "start": "2026-03-01T16:00:00"}, decisions())
 
 
+def test_decisions_of_another_scenario_are_refused() -> None:
+    """Decisions of March 1-3 scored against a truth of March 8-10 gave recall 0 everywhere and exit 0: a
+    replay that does not overlap the scenario after its warm-up is another scenario's."""
+    elsewhere = {**decisions(), "from": iso(H(24 * 7)), "to": iso(H(24 * 9))}
+    with pytest.raises(ScoreInputError, match=r"the decisions cover .* not the scenario's"):
+        score(truth(), elsewhere)
+    score(truth(), {k: v for k, v in decisions().items() if k not in ("from", "to")})  # older files: no check
+
+
 def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     (tmp_path / "truth.json").write_text(json.dumps(truth()))
     (tmp_path / "decisions.json").write_text(json.dumps(decisions()))
