@@ -153,6 +153,15 @@ def test_export_of_an_unknown_kecamatan_one_line_exit_2(tmp_path: Path, influx: 
                 "--kecamatan", "tamalate", "--out", str(out), **env)  # matched without case, as the API does
     assert ok.returncode == 0, ok.stderr
     assert out.read_text().startswith("time,device_id,city,kecamatan,")
+    # a kecamatan of another city than --city's wrote a header-only file with exit 0
+    assert lorong(tmp_path, "cities", "add", "jakarta", "--name", "Jakarta", "--timezone", "Asia/Jakarta",
+                  **env).returncode == 0
+    assert lorong(tmp_path, "devices", "add", "J1", "--kind", "bin", "--depth-mm", "1000", "--kecamatan", "Gambir",
+                  "--city", "jakarta", **env).returncode == 0
+    line = one_line(lorong(tmp_path, "export", "readings", "--from", "2026-01-01", "--to", "2026-01-02",
+                           "--resolution", "daily", "--city", "makassar", "--kecamatan", "gambir",
+                           "--out", str(tmp_path / "m.csv"), **env), 2)
+    assert line == "error: --kecamatan: no device of makassar is in 'gambir'; known kecamatan: Rappocini, Tamalate"
 
 
 def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: InfluxClient) -> None:
@@ -209,6 +218,8 @@ def test_a_failed_export_keeps_the_old_file_and_leaves_no_partial_one(tmp_path: 
     (("--resolution", "weekly"), "error: --resolution 'weekly': use one of raw, hourly, daily"),
     (("--from", "2026-12-06", "--to", "2026-12-05"),
      "error: --from/--to: export start 2026-12-06T00:00:00+00:00 is not before end 2026-12-05T00:00:00+00:00"),
+    (("--format", "parquet"),  # into r.csv: a CSV name on a Parquet file (the other way round too)
+     "error: --out r.csv is a .csv name but --format is parquet: name the file .parquet or pass --format csv"),
 ])
 def test_export_usage_errors_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
     """These exited 1 (and printed on stdout) while every other usage error exits 2."""

@@ -38,9 +38,10 @@ def readings_cmd(
     """Write one row per reading (time, device_id, city, kecamatan, kind, metric, value, unit) to OUT.
 
     Refused with one ``error:`` line on stderr and exit 2 (a usage error), before anything is queried
-    or written: a format or resolution not offered, ``--to`` not after ``--from``, a range longer than
+    or written: a format or resolution not offered, an ``OUT`` named ``.csv`` or ``.parquet`` against
+    ``--format``, ``--to`` not after ``--from``, a range longer than
     400 days (:func:`lorong.storage.export.check_span`), a ``--city`` not in the registry
-    (:func:`lorong.storage.export.match_city`) and a ``--kecamatan`` no registered device is in
+    (:func:`lorong.storage.export.match_city`) and a ``--kecamatan`` no registered device (of ``--city``) is in
     (:func:`lorong.storage.kecamatan.match_kecamatan`); both name the known ones, as the API's
     ``/export/readings`` refuses them with a 422. The file is written whole or not at all
     (:func:`lorong.storage.export.write_file`): an InfluxDB that does not answer (exit 1) leaves an
@@ -52,6 +53,10 @@ def readings_cmd(
 
     if fmt not in ("csv", "parquet"):
         raise usage(f"--format {fmt!r}: use csv or parquet")
+    named = out.suffix.lower().lstrip(".")
+    if named in ("csv", "parquet") and named != fmt:
+        raise usage(f"--out {out.name} is a .{named} name but --format is {fmt}: name the file .{fmt} or pass "
+                    f"--format {named}")
     if resolution not in export.RESOLUTIONS:
         raise usage(f"--resolution {resolution!r}: use one of {', '.join(export.RESOLUTIONS)}")
     settings = Settings()
@@ -69,7 +74,7 @@ def readings_cmd(
                 raise usage(f"--city: {exc}") from None
             try:
                 if kecamatan is not None:
-                    sel = replace(sel, kecamatan=match_kecamatan(kecamatan, known_kecamatan(s)))
+                    sel = replace(sel, kecamatan=match_kecamatan(kecamatan, known_kecamatan(s, sel.city), sel.city))
             except UnknownKecamatan as exc:
                 raise usage(f"--kecamatan: {exc}") from None
     if (why := missing_folder(out)) is not None:

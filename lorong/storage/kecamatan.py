@@ -40,12 +40,13 @@ def area_kecamatan(session: Session, city: str | None = None) -> list[str]:
     return sorted(names)
 
 
-def match_kecamatan(value: str, known: Iterable[str]) -> str:
+def match_kecamatan(value: str, known: Iterable[str], city: str | None = None) -> str:
     """The registered spelling of the kecamatan ``value`` names, compared without case.
 
     Args:
         value: the filter as the user typed it (``tamalate``).
         known: registered names (:func:`known_kecamatan`).
+        city: the city ``known`` is of, named in the message.
 
     Returns:
         the registered name (``Tamalate``); ``value`` itself when it is registered as sent.
@@ -59,7 +60,8 @@ def match_kecamatan(value: str, known: Iterable[str]) -> str:
     if found is not None:
         return found
     listed = ", ".join(names) if names else "none yet"
-    raise UnknownKecamatan(f"no device is in {value[:64]!r}; known kecamatan: {listed}")
+    of = f" of {city}" if city else ""
+    raise UnknownKecamatan(f"no device{of} is in {value[:64]!r}; known kecamatan: {listed}")
 
 
 def registered_as(value: str, names: Iterable[str]) -> str | None:
