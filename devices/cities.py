@@ -176,10 +176,10 @@ def resolve_city(session: Session, city_id: str | None) -> str:
     """
     if city_id is not None:
         return get_city(session, city_id).id
-    ids = session.scalars(select(CityRow.id).order_by(CityRow.id).limit(2)).all()
+    ids = session.scalars(select(CityRow.id).order_by(CityRow.id)).all()
     if len(ids) != 1:
-        raise UnknownCity(f"name the device's city (one of {', '.join(ids)}...)" if ids
-                          else "no city in the registry: add one with `lorong cities add`")
+        raise UnknownCity(f"the registry holds several cities: name the device's city with --city (one of "
+                          f"{', '.join(ids)})" if ids else "no city in the registry: add one with `lorong cities add`")
     return ids[0]
 
 
