@@ -87,6 +87,7 @@ def add(
     installed_by: str | None = typer.Option(None, help="technician"),
 ) -> None:
     """Register one device (without its serial console: see `register` for that)."""
+    city = city.strip().lower() if city else city  # city ids are lowercase: --city Berlin means berlin
     if kind is DeviceKind.AIR:
         bin_only = {"--depth-mm": depth_mm, "--blind-zone-mm": blind_zone_mm, "--capacity-l": capacity_l,
                     "--waste-kind": waste_kind}
@@ -138,6 +139,7 @@ def update(
     clear: list[str] = typer.Option([], help="empty a field (repeatable): codec, lat, lon, depth_mm ..."),
 ) -> None:
     """Change some fields of a device; the id cannot change."""
+    city = city.strip().lower() if city else city  # city ids are lowercase: --city Berlin means berlin
     values = _given(kind=kind, city_id=city, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
                     kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm,
                     blind_zone_mm=blind_zone_mm, capacity_l=capacity_l, waste_kind=waste_kind,

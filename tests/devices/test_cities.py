@@ -164,13 +164,15 @@ def test_cli_add_and_list(run_cli: RunCli, sessions: sessionmaker[Session], cli_
     bad = runner.invoke(cities_cli.app, ["add", "x", "--name", "X", "--timezone", "Mars/Base"], env=cli_env)
     assert bad.exit_code == 2 and "unknown time zone" in bad.stderr
     assert run_cli("add", "JKT-1", "--kind", "bin", "--depth-mm", "1000", "--city", "jakarta").exit_code == 0
+    # a city id as a person writes it: it said "city_id: String should match pattern '^[a-z0-9]...'"
+    assert run_cli("add", "JKT-2", "--kind", "bin", "--depth-mm", "1000", "--city", "Jakarta").exit_code == 0
     none = run_cli("add", "X-1", "--kind", "bin", "--depth-mm", "1000")
     assert none.exit_code == 1 and "name the device's city" in none.stderr
     shown = runner.invoke(cities_cli.app, ["list"], env={**cli_env, "COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     lines = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines() if line.startswith("│")}
     assert "Asia/Jakarta" in lines["jakarta"] and "-6.2000,106.8200" in lines["jakarta"]
-    assert lines["jakarta"].split("│")[6].strip() == "1"  # its one device
+    assert lines["jakarta"].split("│")[6].strip() == "2"  # its two devices
     with sessions() as s:
         assert s.get(DeviceRow, "JKT-1").city_id == "jakarta"  # type: ignore[union-attr]
 
