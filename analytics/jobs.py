@@ -50,7 +50,7 @@ from analytics.rules.base import Context, Device, Verdict, iso
 from analytics.rules.pm25_episode import CITY
 from analytics.state_points import state_lines
 from lorong.core import alerts, schema
-from lorong.core.errors import DatabaseUnavailable, StoreError
+from lorong.core.errors import DatabaseUnavailable, StoreError, StoreUnavailable
 from lorong.core.model import DeviceKind, utcnow
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.db import is_unavailable, unavailable
@@ -522,6 +522,9 @@ def run_cities(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analy
                     reports[futures[fut]] = fut.result()
                 except DatabaseUnavailable:
                     raise
+                except StoreUnavailable as exc:  # InfluxDB down: one line, no traceback
+                    log.warning("analytics run of city %s failed: %s", futures[fut], exc)
+                    failure = exc
                 except Exception as exc:  # one city's bad settings or a failed read: the others still run
                     log.error("analytics run of city %s failed", futures[fut], exc_info=exc)
                     failure = exc

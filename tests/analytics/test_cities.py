@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,8 +13,10 @@ from analytics.jobs import run_cities
 from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, add_device
 from lorong.core import schema
+from lorong.core.errors import StoreUnavailable
 from lorong.core.model import to_ms
 from lorong.core.settings import AnalyticsSettings
+from lorong.storage import stack
 from lorong.storage.influx import InfluxClient, line
 from lorong.storage.tables import AlertRow, DeviceLatestRow
 
@@ -110,3 +113,15 @@ def test_one_worker_runs_cities_one_after_the_other(sessions: sessionmaker[Sessi
     first, second = sorted(reports.values(), key=lambda r: r.span[0])
     assert first.span[1] <= second.span[0]
     assert {k: r.opened for k, r in reports.items()} == {"jayapura": {"bin_full": 1}, "makassar": {"bin_full": 1}}
+
+
+def test_influxdb_down_is_one_line_per_city_not_a_traceback(sessions: sessionmaker[Session], influx: InfluxClient,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """``lorong stack down`` under a running demo: each city's run logged a full traceback every minute."""
+    _setup(sessions, influx)
+    down = InfluxClient(f"http://127.0.0.1:{stack.free_port()}", "lorong", timeout_s=1.0)
+    with pytest.raises(StoreUnavailable):
+        run_cities(sessions, down, CFG, now=NOW)
+    failed = [r for r in caplog.records if "analytics run of city" in r.getMessage()]
+    assert len(failed) == 2 and all(r.levelname == "WARNING" and r.exc_info is None for r in failed)
+    assert "InfluxDB" in failed[0].getMessage() or "influx" in failed[0].getMessage().lower()
