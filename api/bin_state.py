@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import BinStatus
 from api.snapshot import Snapshot
-from api.state import is_stale, iso_time, metric_value, rate
+from api.state import emptied_since, is_stale, iso_time, metric_value, rate
 from lorong.core.metrics import shown
 from lorong.core.model import DeviceKind
 from lorong.storage.tables import DeviceLatestRow, DeviceRow
@@ -105,8 +105,8 @@ def bin_entry(row: Any, default_threshold: float) -> BinEntry:
     observed = observed or row.ts
     emptied = iso_time(derived.get("last_emptying"))
     full_at = iso_time(derived.get("full_at"))
-    if emptied is not None and observed is not None and emptied > observed:
-        level = full_at = None  # emptied since its newest reading: the level from before says nothing now
+    if emptied_since(observed, emptied):
+        level = full_at = None
     raw = _value_of(metrics)
 
     def value(name: str) -> float | None:

@@ -60,6 +60,13 @@ def rate(value: Any) -> float | None:
     return None if num is None else round(num, RATE_DECIMALS)
 
 
+def emptied_since(read_at: datetime | None, emptied_at: datetime | None) -> bool:
+    """True when a bin was emptied (a truck's fall or a crew's Emptied at ``emptied_at``) after its
+    newest reading (``read_at``; None: none yet): the level that reading gave says nothing about it
+    now, so it is shown as unknown until the bin reports again."""
+    return emptied_at is not None and (read_at is None or emptied_at > read_at)
+
+
 def metric_value(metrics: dict[str, Any], name: str) -> tuple[float | None, datetime | None]:
     """``(value, time)`` of ``metrics[name]`` stored as ``[value, epoch_ms]``; ``(None, None)`` if absent/bad."""
     pair = metrics.get(name)

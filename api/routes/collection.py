@@ -34,7 +34,7 @@ from api.auth import Forbidden
 from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.schemas import ERRORS, RouteOut, RouteStopOut
-from api.state import metric_value, number, rate
+from api.state import emptied_since, metric_value, number, rate
 from devices.cities import city_settings
 from lorong.core.alerts import CANT_EMPTY
 from lorong.core.geo import haversine_m
@@ -156,8 +156,8 @@ def routes(
                 continue  # taken out of service since the plan was made: no truck goes there
             level, read_at = metric_value(row.metrics, "fillingLevel") if row else (None, None)
             done = _last_since(emptied.get(device_id), starts[plan.id])
-            if done is not None and (read_at is None or done > read_at):
-                level = None  # emptied since its newest reading: the level from before says nothing now
+            if emptied_since(read_at, done):
+                level = None
             stops.append(RouteStopOut(
                 order=n, id=device_id, kecamatan=d.kecamatan if d else "", kelurahan=d.kelurahan if d else "",
                 street=d.street if d else "", landmark=d.landmark if d else "",
