@@ -51,10 +51,11 @@ Truth (events): ``pm25_spike`` per open-burning plume (1-3 h, +40-150 ug/m3, 10-
 required when its peak excess is >= 25 ug/m3 and it lasts >= 40 min) and per station of an
 episode (required false); ``pm25_episode`` on device ``city`` (at least 3 stations, 40-80 % of
 them, rise within 45 min by +30-90 ug/m3 for 3-8 h; starts when the 3rd station has risen to half
-its excess, ends when fewer than 3 stay above half); ``pm25_high`` where the true rolling 1-hour
-mean exceeds 55.4 ug/m3 (dips under 30 min merged; required from 20 min on and 5 % over the limit,
-matching from 5 % under it; near-limit stretches not required: :data:`PM25_ACCURACY`); ``offline``
-(required from 45 min on).
+its excess, ends when fewer than 3 stay above half; plumes that began within the hour at 3 or more
+stations: a ``pm25_episode`` that is not required, :func:`coincident_plumes`); ``pm25_high`` where
+the true rolling 1-hour mean exceeds 55.4 ug/m3 (dips under 30 min merged; required from 20 min on
+and 5 % over the limit, matching from 5 % under it; near-limit stretches not required:
+:data:`PM25_ACCURACY`); ``offline`` (required from 45 min on).
 Lookalikes: the morning traffic rise (one per station-day), rain washout (one per station and
 shower), humid over-reads (reported 1-hour mean above 55.4 while the true one is not).
 """
@@ -110,6 +111,9 @@ OFFLINE_MIN_S = 45 * 60
 """An outage is a required ``offline`` from this length on, s (3 x 300 s + a job step)."""
 EPISODE_MIN_STATIONS = 3
 """Stations that must rise together for a ``pm25_episode`` (SCENARIO.md)."""
+EPISODE_ONSET_S = 3600.0
+"""... within this long of each other, s: "three stations within the hour" (README, the rule's
+``episode_onset_window_min``)."""
 
 DEFAULTS: dict[str, Any] = {
     "episodes": 2, "burning_stations": 3, "plumes_per_day": 1.0, "rain_events": 2,
@@ -438,6 +442,7 @@ def simulate_air_with_truth(air: dict[str, Any], kecamatan: dict[str, tuple[floa
     rains = _rains(cfg, seed, total_s, haze)
     plumes = _plumes(cfg, stations, seed, days, clock, rains)
     offline = _offline(cfg, stations, seed, total_s)
+    events += coincident_plumes({stations[i].device_id: ps for i, ps in plumes.items()}, clock)
 
     messages: list[tuple[datetime, str, bytes]] = []
     truth: dict[str, StationTruth] = {}
@@ -596,6 +601,47 @@ def _plumes(cfg: _Config, stations: list[_Station], seed: int, days: int, clock:
                         st.busy.append((t0, t0 + dur))
                         break
     return out
+
+
+def coincident_plumes(plumes: dict[str, list[_Pulse]], clock: _Clock) -> list[dict[str, Any]]:
+    """Local plumes that began within :data:`EPISODE_ONSET_S` of each other at
+    :data:`EPISODE_MIN_STATIONS` or more stations: ``pm25_episode`` events that are not required.
+
+    They meet the episode's own definition (stations rising together within the hour), and the
+    readings cannot tell them from regional haze, so an alert then is neither a hit nor a false
+    alarm. Each begins when the third station's plume begins and ends when fewer than three of them
+    are still up (each plume is up until half its fall, as an episode station is).
+
+    Args:
+        plumes: station device id -> its plumes.
+        clock: the scenario's clock.
+
+    Returns:
+        Truth events (``device_id`` ``city``, ``info.stations``), in time order, overlapping ones merged.
+    """
+    starts = sorted((p.t0, dev, p) for dev, ps in plumes.items() for p in ps)
+    spans: list[tuple[float, float, set[str]]] = []
+    for i, (t0, _, _) in enumerate(starts):
+        group: dict[str, _Pulse] = {}
+        for t, dev, p in starts[i:]:
+            if t - t0 > EPISODE_ONSET_S:
+                break
+            group.setdefault(dev, p)
+        if len(group) < EPISODE_MIN_STATIONS:
+            continue
+        risen = sorted(p.t0 for p in group.values())
+        down = sorted(p.t1 - p.down / 2.0 for p in group.values())
+        start, end = risen[EPISODE_MIN_STATIONS - 1], down[len(down) - EPISODE_MIN_STATIONS]
+        if end <= start:
+            continue
+        if spans and start <= spans[-1][1]:
+            a, b, devs = spans[-1]
+            spans[-1] = (a, max(b, end), devs | set(group))
+        else:
+            spans.append((start, end, set(group)))
+    return [_event("pm25_episode", "city", clock.iso(a), clock.iso(b), False,
+                   f"{len(devs)} local plumes began within the hour: an episode by its definition, not regional haze",
+                   {"source": "open_burning", "stations": sorted(devs)}) for a, b, devs in spans]
 
 
 def _offline(cfg: _Config, stations: list[_Station], seed: int, total_s: float) -> dict[int, tuple[float, float]]:

@@ -18,6 +18,9 @@ from firmware_sim.city_air import (
     PM25_LIMIT,
     AirResult,
     StationTruth,
+    _Clock,
+    _Pulse,
+    coincident_plumes,
     simulate_air,
     simulate_air_with_truth,
 )
@@ -296,3 +299,24 @@ def test_truth_objects_are_json(city: tuple[AirResult, dict[str, StationTruth]])
         assert _t(e["start"]).utcoffset() == timedelta(0)
     for x in result.lookalikes:
         assert _t(x["at"]) <= _t(x["end"])
+
+
+def test_plumes_that_began_within_the_hour_at_three_stations_are_an_episode_nobody_requires() -> None:
+    """Three local plumes that begin within one hour at three stations meet pm25_episode's own
+    definition (three stations rising together within the hour): the readings cannot tell them from
+    regional haze, so the truth holds a ``required: false`` episode for them (an alert then is
+    neither a hit nor a false alarm); two such plumes, or three spread over more than an hour, none."""
+    clock = _Clock(datetime(2026, 3, 2, tzinfo=ZoneInfo("UTC")), ZoneInfo("Asia/Makassar"))
+    h = 3600.0
+
+    def pulse(t0_min: float, dur_h: float = 1.5) -> _Pulse:
+        return _Pulse(t0_min * 60.0, 900.0, 1200.0, t0_min * 60.0 + dur_h * h, 80.0)
+
+    together = {"A": [pulse(0)], "B": [pulse(20), pulse(600)], "C": [pulse(41, 2.0)], "D": [pulse(300)]}
+    (ep,) = coincident_plumes(together, clock)
+    assert ep["type"] == "pm25_episode" and ep["device_id"] == "city" and not ep["required"]
+    assert ep["info"]["stations"] == ["A", "B", "C"]
+    assert _t(ep["start"]) == clock.utc(41 * 60.0)
+    assert _t(ep["end"]) == clock.utc(1.5 * h - 600.0)  # A's plume half down: two left
+    assert coincident_plumes({"A": [pulse(0)], "B": [pulse(20)], "C": [pulse(70)]}, clock) == []
+    assert coincident_plumes({"A": [pulse(0), pulse(30)], "B": [pulse(20)]}, clock) == []
