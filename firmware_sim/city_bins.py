@@ -728,10 +728,13 @@ def _bin_truth(b: SimBin, fill: _Fill, offline: list[Span], stuck: list[Span], t
                                    + (f", emptied {full_s / 60:.0f} min later" if full_s is not None and brief else ""),
                            "info": {"match_from": iso(near)} if near < cross else {}})
         foreseeable = cross - c_start >= 3600 and cross - t0 >= 3 * 3600
+        # a fill that needs nobody (its truck was already on the way) needs no warning before it either
         res.events.append({"type": "bin_full_soon", "device_id": b.device_id, "start": iso(c_start),
-                           "end": iso(cross), "required": foreseeable and seen(c_start, cross, cross),
+                           "end": iso(cross), "required": foreseeable and not brief and seen(c_start, cross, cross),
                            "what": "fill cycle crosses the full threshold before its pickup"
-                                   + ("" if foreseeable else " (within an hour of its start, or of the scenario's)"),
+                                   + ("" if foreseeable else " (within an hour of its start, or of the scenario's)")
+                                   + (f" (emptied {full_s / 60:.0f} min after: its truck was already on the way)"
+                                      if full_s is not None and brief else ""),
                            "info": {"cross_at": iso(cross)}})
     for picked, cross in fill.soon_lookalikes:
         res.lookalikes.append({"type": "bin_full_soon", "device_id": b.device_id, "at": iso(picked),

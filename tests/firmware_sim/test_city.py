@@ -220,3 +220,22 @@ def test_a_bin_within_the_sensors_accuracy_of_the_line_is_in_the_truth() -> None
         (iso(3 * 3600.0), iso(4 * 3600.0), True, iso(3600.0)),
         (iso(6 * 3600.0), iso(8 * 3600.0), False, None)]
     assert "accuracy" in full[1]["what"]
+
+
+def test_a_bin_its_truck_empties_soon_after_it_becomes_full_needs_no_warning() -> None:
+    # crosses 0.8 at 3.5 h and is emptied 20 min later: its truck was already on the way, so neither its
+    # bin_full nor a warning before it is required (an alert is neither a hit nor a false alarm); the next
+    # cycle crosses at 5 h and stands full until 8 h: both required
+    b = SimBin(0, "MKS-BIN-0001", False, "lorong", "Tallo", -5.1, 119.4, 1000.0, 200.0, 0.4, 0.0, 0.0,
+               100.0, 0.1, 0.0, bag_t=[1800.0, 3600.0, 3.5 * 3600.0, 5 * 3600.0],
+               bag_s=[0.5, 0.29, 0.05, 0.85])
+    stops = [Stop(3.5 * 3600.0 + 1200.0, "full", 0.0), Stop(8 * 3600.0, "full", 0.0)]
+    th = Thresholds()
+    fill = fill_bin(b, stops, [600.0 * k for k in range(60)], 0.0, 10 * 3600.0, th)
+    res = BinsResult([], [], [], [], [], [], {})
+    _bin_truth(b, fill, [], [], 0.0, 10 * 3600.0, th, res)
+    got = sorted((e["type"], e["end"], e["required"]) for e in res.events if e["type"].startswith("bin_full"))
+    assert got == [("bin_full", iso(3.5 * 3600.0 + 1200.0), False), ("bin_full", iso(8 * 3600.0), True),
+                   ("bin_full_soon", iso(3.5 * 3600.0), False), ("bin_full_soon", iso(5 * 3600.0), True)]
+    soon = next(e for e in res.events if e["type"] == "bin_full_soon" and not e["required"])
+    assert "emptied 20 min after" in soon["what"]
