@@ -387,6 +387,8 @@ def plan_rounds(city: CityConfig, seed: int, days: int, points: list[tuple[float
             continue
         for route in routes:
             t = day.timestamp() + rnd.uniform(-600, 600)
+            if t < city.start.timestamp():
+                continue  # a city started after this round left: its first round is the next one
             here = depot
             for i in route:
                 km = haversine_km(here, points[i])

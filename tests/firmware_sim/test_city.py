@@ -239,3 +239,18 @@ def test_a_bin_its_truck_empties_soon_after_it_becomes_full_needs_no_warning() -
                    ("bin_full_soon", iso(3.5 * 3600.0), False), ("bin_full_soon", iso(5 * 3600.0), True)]
     soon = next(e for e in res.events if e["type"] == "bin_full_soon" and not e["required"])
     assert "emptied 20 min after" in soon["what"]
+
+
+def test_a_city_starting_after_its_round_has_no_pickup_before_its_start() -> None:
+    # the small city's round leaves at 06:00; started at 09:00, the first day's round has gone already
+    city = load_city(packaged_city("small"))
+    city = city.model_copy(update={"start": datetime.fromisoformat("2026-03-02T09:00:00+08:00"), "days": 2})
+    truth = build_scenario(city).truth
+    start = datetime.fromisoformat(truth["start"])
+    assert truth["pickups"] and min(datetime.fromisoformat(p["at"]) for p in truth["pickups"]) >= start
+    by_dev: dict[str, list[dict[str, object]]] = {}
+    for c in truth["cycles"]:
+        by_dev.setdefault(str(c["device_id"]), []).append(c)
+    for cs in by_dev.values():
+        assert cs[0]["start"] == truth["start"] and cs[-1]["end"] == truth["end"]
+        assert all(a["end"] == b["start"] and a["start"] < a["end"] for a, b in itertools.pairwise(cs))
