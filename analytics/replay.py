@@ -1,7 +1,9 @@
 """Replay: the analytics job stepped through past time in one process, its decisions written as JSON.
 
 ``lorong sim load`` puts a scenario's messages into InfluxDB and the registry; :func:`replay` then
-calls :func:`analytics.jobs.run_once` as of ``start``, ``start + step``, ... ``end`` (both ends
+runs the scheduler's tick (:func:`analytics.jobs.run_cities`: each city of the registry with its own
+zone, rounds and thresholds; the scenario's city is registered by the load) as of ``start``,
+``start + step``, ... ``end`` (both ends
 included; notifications off, forecasts on) on that data, as the scheduler would have run it live
 (every InfluxQL window ends at ``now``, so later points stay invisible). After each step it records
 each bin's forecast; every ``check_every``-th step it runs the same ``now`` again and records
@@ -46,7 +48,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.jobs import JobReport, run_once
+from analytics.jobs import JobReport, merge_reports, run_cities
 from lorong.core import schema
 from lorong.core.errors import LorongError
 from lorong.core.settings import AnalyticsSettings
@@ -283,6 +285,13 @@ def _rank(severity: str) -> int:
     return order.index(severity) if severity in order else len(order)
 
 
+def _tick(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings, now: datetime) -> JobReport:
+    """One tick of the scheduler as of ``now``, notifications off: every city with its own settings
+    (:func:`analytics.jobs.run_cities`), one report."""
+    reports = run_cities(sessions, influx, cfg, notifiers=[], now=now, forecast=True, outbox=None)
+    return reports[None] if None in reports else merge_reports(list(reports.values()))
+
+
 def replay(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings, start: datetime,
            end: datetime, step: timedelta, check_every: int = 1, progress: Progress | None = None) -> Decisions:
     """Run the job as of every step of ``[start, end]`` and collect its decisions.
@@ -291,7 +300,7 @@ def replay(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analytics
         sessions: SQL session factory; the job's tables should hold nothing at or after ``start``
             (see :func:`leftovers`; not checked here).
         influx: InfluxDB client holding the scenario's points.
-        cfg: analytics settings the job runs with.
+        cfg: the deployment's analytics settings (each city's run takes its own zone and overrides).
         start, end: tz-aware times; ``end >= start``. Steps are ``start + k * step <= end``.
         step: time between runs, > 0 (the scheduler's interval; 10 minutes in the scenarios).
         check_every: run every this many steps (the first included) a second time as of the same
@@ -321,14 +330,14 @@ def replay(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analytics
     next_day = start + timedelta(days=1)
     for k in range(total):
         now = start + k * step
-        report = run_once(sessions, influx, cfg, notifiers=[], now=now, forecast=True, outbox=None)
+        report = _tick(sessions, influx, cfg, now)
         for t, n in report.opened.items():
             opened[t] += n
         out.steps += 1
         if check_every and k % check_every == 0:
             with sessions() as s:
                 before = _alert_states(s, now)
-            again = run_once(sessions, influx, cfg, notifiers=[], now=now, forecast=True, outbox=None)
+            again = _tick(sessions, influx, cfg, now)
             with sessions() as s:
                 after = _alert_states(s, now)
             out.checked += 1

@@ -47,6 +47,9 @@ from typing import Any
 
 from lorong.core.errors import LorongError
 
+CITY_WIDE = "city"
+"""The truth's device of city-wide events, the rules' pseudo-device (:data:`analytics.rules.pm25_episode.CITY`);
+a city run on its own writes ``city:<id>`` (:func:`analytics.jobs.city_device`)."""
 TOLERANCE = timedelta(minutes=10)
 """How long before an event's start an alert may open and still match it."""
 GRACE = timedelta(minutes=30)
@@ -451,8 +454,11 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
     for e in truth.get("events") or []:
         events[str(e.get("type"))].append(e)
     alerts: dict[str, list[tuple[datetime, dict[str, Any]]]] = defaultdict(list)
+    own = f"{CITY_WIDE}:{str(truth.get('city') or '').lower()}"  # the scenario's city run per city
     for i, a in enumerate(decisions.get("alerts") or []):
         opened = _t(a.get("opened_at"), f"decisions alerts[{i}].opened_at")
+        if a.get("device_id") == own:
+            a = {**a, "device_id": CITY_WIDE}
         alerts[str(a.get("type"))].append((opened, a))
     for lst in alerts.values():
         lst.sort(key=lambda x: (x[0], x[1].get("id") or 0))

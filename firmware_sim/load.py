@@ -17,8 +17,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, RegistryLookup, add_device, normalize_id
 from firmware_sim.scenario import iter_messages
 from ingest.deadletter import DeadLetter, DeadLetterStore
@@ -27,7 +29,7 @@ from ingest.validate import Policy
 from lorong.core.model import Message
 from lorong.storage.influx import InfluxClient
 from lorong.storage.retention import existing_policies
-from lorong.storage.tables import DeviceRow
+from lorong.storage.tables import CityRow, DeviceRow
 
 BATCH_POINTS = 5000
 """Line-protocol points per InfluxDB write (InfluxDB 1.x docs advise batches of 5,000-10,000 points)."""
@@ -57,8 +59,47 @@ class LoadReport:
     seconds: float = 0.0
 
 
-def register_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session]) -> int:
+def register_city(doc: dict[str, Any], sessions: sessionmaker[Session]) -> str:
+    """The registry city a scenario's devices join, from its ``city.json``: the city whose id is the
+    scenario city's name when it is registered (left as it is), else a new one of that id with the
+    file's zone, kecamatan, map centre (the mean of the kecamatan centroids) and rounds (overrides
+    ``collection_times`` = the round's start, ``collection_weekdays``), so that the job runs the
+    scenario in its own zone with its own rounds.
+
+    Args:
+        doc: a parsed ``city.json`` (:class:`firmware_sim.city.CityConfig` fields).
+        sessions: the Lorong database.
+
+    Returns:
+        The city id.
+
+    Raises:
+        ValueError: the name is not a city id (:data:`lorong.core.settings.CITY_ID`), or the file's
+            zone, kecamatan or rounds are not valid (pydantic's message).
+    """
+    from firmware_sim.city import CityConfig
+
+    city = CityConfig.model_validate(doc)
+    city_id = city.name.lower()
+    with sessions.begin() as s:
+        if s.get(CityRow, city_id) is not None:
+            return city_id
+        cents = list(city.kecamatan.values())
+        centre = (sum(c[0] for c in cents) / len(cents), sum(c[1] for c in cents) / len(cents)) if cents else None
+        add_city(s, CityIn(id=city_id, name=city.name, timezone=city.timezone, centre=centre,
+                           kecamatan=dict(city.kecamatan),
+                           analytics={"collection_times": [city.rounds.start],
+                                      "collection_weekdays": list(city.rounds.weekdays)}))
+    return city_id
+
+
+def register_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session], city: str | None = None) -> int:
     """Add registry rows (fields of :class:`devices.registry.DeviceIn`) whose id is not registered yet.
+
+    Args:
+        rows: the devices.
+        sessions: the Lorong database.
+        city: the city id of rows that name none (None: the registry's only city).
 
     Returns:
         how many were added.
@@ -69,7 +110,7 @@ def register_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session]
     n = 0
     with sessions.begin() as s:
         for row in rows:
-            dev = DeviceIn.model_validate(row)
+            dev = DeviceIn.model_validate({"city_id": city, **row} if city is not None else row)
             if s.get(DeviceRow, normalize_id(dev.id)) is None:
                 add_device(s, dev)
                 n += 1
@@ -78,7 +119,8 @@ def register_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session]
 
 def load_scenario(folder: Path, sessions: sessionmaker[Session], influx: InfluxClient,
                   policy: Policy | None = None, batch_points: int = BATCH_POINTS) -> LoadReport:
-    """Register ``folder/devices.json``, then run every message of ``folder/messages.jsonl`` through
+    """Register the scenario's city (:func:`register_city`, from ``folder/city.json`` when there is one)
+    and ``folder/devices.json`` in it, then run every message of ``folder/messages.jsonl`` through
     :class:`ingest.pipeline.Pipeline` with its ``rx`` as receive time; write the points to ``influx`` in
     batches of ``batch_points`` and store the rejections as dead letters received at their ``rx``.
 
@@ -105,7 +147,16 @@ def load_scenario(folder: Path, sessions: sessionmaker[Session], influx: InfluxC
         raise ValueError(f"{folder / 'devices.json'}: not JSON: {exc}") from None
     if not isinstance(rows, list):
         raise ValueError(f"{folder / 'devices.json'}: expected a list of devices")
-    report.devices_new = register_devices(rows, sessions)
+    city_file = folder / "city.json"
+    city = None
+    if city_file.is_file():
+        try:
+            city = register_city(json.loads(city_file.read_text(encoding="utf-8")), sessions)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{city_file}: not JSON: {exc}") from None
+        except ValidationError as exc:
+            raise ValueError(f"{city_file}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    report.devices_new = register_devices(rows, sessions, city)
     load_messages(iter_messages(folder / "messages.jsonl"), sessions, influx, policy, batch_points, report)
     report.seconds = time.monotonic() - began
     return report

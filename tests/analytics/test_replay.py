@@ -153,3 +153,21 @@ def test_reset_refuses_a_live_database(sessions: Any, influx: InfluxClient) -> N
         reset(sessions)
     with sessions() as s:
         assert s.scalars(select(AlertRow)).first() is not None  # nothing deleted
+
+
+def test_replay_runs_each_city_in_its_zone_with_its_rounds(tmp_path: Path, sessions: Any,
+                                                            influx: InfluxClient) -> None:
+    """A loaded scenario of a WIB town with its round at 06:30 (its own registry city): the replayed
+    job expects a bin never emptied yet at 06:30 WIB (23:30 UTC), not at the deployment's 06:00 WITA."""
+    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.load import load_scenario
+    from firmware_sim.scenario import build_scenario, write_scenario
+
+    scn = build_scenario(load_city(packaged_city("banyuwangi-like")), days=1, bins=4, stations=0)
+    write_scenario(scn, tmp_path)
+    load_scenario(tmp_path, sessions, influx)
+    start = datetime.fromisoformat(scn.truth["start"]) + timedelta(hours=3)  # 03:00 WIB, Wednesday
+    decisions = replay(sessions, influx, AnalyticsSettings(), start, start + STEP, STEP, 0)
+    assert len(decisions.forecasts) == 8
+    due = {datetime.fromtimestamp(f[4], UTC) for f in decisions.forecasts if f[4] is not None}
+    assert due == {datetime(2026, 3, 3, 23, 30, tzinfo=UTC)}

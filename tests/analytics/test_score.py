@@ -269,3 +269,14 @@ def test_an_alert_from_when_the_sensor_cannot_tell_the_level_from_the_line_is_on
     full = next(x for x in score(t, d).decisions if x.type == "bin_full")
     assert (full.hits, full.false_alarms, full.misses) == (1, 1, 1)
     assert full.timing_p50_min == -120.0  # open - start: two hours before the true crossing
+
+
+def test_a_city_wide_alert_of_the_scenarios_city_matches_the_truths_city() -> None:
+    """A scenario loaded as its own registry city runs per city: its city-wide alerts are on
+    ``city:<id>`` (the scenario's name), the truth's on ``city``; another city's are not its own."""
+    t = {"version": 1, "city": "Banyuwangi-like", "start": iso(S), "end": iso(H(72)),
+         "events": [event("pm25_episode", "city", H(30), H(34)), event("pm25_episode", "city", H(50), H(54))]}
+    d = {"alerts": [alert(1, "pm25_episode", "city:banyuwangi-like", H(30) + 5 * MIN),
+                    alert(2, "pm25_episode", "city:makassar", H(50) + 5 * MIN)]}
+    (ep,) = score(t, d).decisions
+    assert (ep.hits, ep.false_alarms, ep.misses) == (1, 1, 1)

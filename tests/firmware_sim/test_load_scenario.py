@@ -117,3 +117,32 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     assert res.exit_code == 2 and res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1
     res = runner.invoke(sim_cli.app, ["load", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and res.output.startswith("error:")
+
+
+def test_load_registers_the_scenarios_city_with_its_zone_and_rounds(
+        tmp_path: Path, sessions: sessionmaker[Session], influx: InfluxClient) -> None:
+    """A scenario of another city than the registry's default one joins a city of its own, with the
+    city file's zone, kecamatan and rounds, so the job runs it in its zone with its rounds; a
+    scenario of a city already in the registry joins that one and changes nothing of it."""
+    from sqlalchemy import select
+
+    from lorong.storage.tables import CityRow, DeviceRow
+
+    scn = build_scenario(load_city(packaged_city("banyuwangi-like")), days=1, bins=4, stations=0)
+    write_scenario(scn, tmp_path / "bwi")
+    load_scenario(tmp_path / "bwi", sessions, influx)
+    with sessions() as s:
+        city = s.get(CityRow, "banyuwangi-like")
+        assert city is not None and city.timezone == "Asia/Jakarta"
+        assert city.analytics == {"collection_times": ["06:30"], "collection_weekdays": [0, 1, 2, 3, 4, 5]}
+        assert set(city.kecamatan) == set(scn.city.kecamatan) and city.centre_lat is not None
+        cities = {d.city_id for d in s.scalars(select(DeviceRow))}
+    assert cities == {"banyuwangi-like"}
+    scn = build_scenario(load_city(packaged_city("makassar")), days=1, bins=3, stations=0)
+    write_scenario(scn, tmp_path / "mks")
+    load_scenario(tmp_path / "mks", sessions, influx)
+    with sessions() as s:
+        mks = s.get(CityRow, "makassar")
+        assert mks is not None and not mks.analytics
+        by_city = Counter(d.city_id for d in s.scalars(select(DeviceRow)))
+    assert by_city == {"banyuwangi-like": 4, "makassar": 3}
