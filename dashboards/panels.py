@@ -40,9 +40,10 @@ A 1-day bucket holds exactly one daily mean of each device of a city whose zone 
 (its daily means are stamped at those very midnights), and of each city of a zone without daylight
 saving time when the chosen zone has none either (their means are 24 h apart, like the buckets).
 Between a zone with daylight saving time and another zone the distance of their midnights moves by
-an hour at each clock change: where the two come within that hour of each other (Europe/London
-beside a UTC+1 zone, say) a bucket of the clock-change day can hold two daily means of a device or
-none. Several cities of different zones at once share one choice: pick the zone of the city looked at.
+an hour at each clock change: where the other zone's midnight lies within that hour (Europe/London,
+midnight 00:00 or 23:00 UTC, beside a UTC+0 zone, midnight 00:00 UTC) a bucket of the clock-change
+day can hold two daily means of a device (March) or none (October). Several cities of different
+zones at once share one choice: pick the zone of the city looked at.
 
 Long ranges read means (:func:`mean_targets`): a panel that averages readings over time has one
 target per retention policy of :mod:`lorong.storage.retention` (``raw``, ``hourly``, ``daily``), and each
