@@ -17,8 +17,8 @@ Panels (ids are stable; tests key their checks on them):
 3. ISPU category per station: latest ``air_index.ispu`` of each station, shown as its category.
 
 Variables: city, kecamatan (of the chosen cities), station (of the chosen kecamatan); every query
-follows all three. "Days in" (``$day_offset``, :func:`dashboards.panels.day_variable`) sets where
-per-day buckets start (panels 1 and 2 from one-day intervals).
+follows all three. "Days in" (``$day_zone``, :func:`dashboards.panels.day_variable`) sets whose
+local days the per-day buckets are (panels 1 and 2 from one-day intervals).
 
 Annotation: air alerts: every ``alert_event`` of the selected stations (PM2.5 high, spikes,
 episodes, offline, low battery ...), what changed as text, type, severity and station as tags.
@@ -36,6 +36,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards.panels import (
     BY_CITY,
+    DaysIn,
     InfluxAnnotation,
     InfluxQL,
     Targets,
@@ -107,9 +108,14 @@ def ispu_mappings() -> list[model.ValueMapping]:
         for i, (name, lo, hi, colour) in enumerate(ISPU_CATEGORIES)]
 
 
-def build(keep: InfluxSettings | None = None) -> model.Dashboard:
+def build(keep: InfluxSettings | None = None, days: DaysIn | None = None) -> model.Dashboard:
     """The Air quality dashboard (uid :data:`UID`) for the retention ``keep`` (default: Lorong's defaults;
-    :func:`dashboards.panels.mean_targets`)."""
+    :func:`dashboards.panels.mean_targets`), "Days in" offering the zones of ``days`` (default: Indonesia's
+    three, WITA selected; :func:`dashboards.panels.day_variable`).
+
+    Raises:
+        ValueError: a zone of ``days`` is not an IANA zone.
+    """
     keep = keep or InfluxSettings()
     colours = [c for _, _, _, c in ISPU_CATEGORIES]
     ispu = (stat.Panel().datasource(datasource()).id(3).title("ISPU category per station").span(24).height(6)
@@ -125,7 +131,7 @@ def build(keep: InfluxSettings | None = None) -> model.Dashboard:
             .with_variable(city_variable([AIR]))
             .with_variable(tag_values("kecamatan", "Kecamatan", [AIR], KEC, BY_CITY, all_value=".*"))
             .with_variable(tag_values("device", "Station", [AIR], DEV, f"{BY_CITY} AND {matches(KEC, 'kecamatan')}"))
-            .with_variable(day_variable())
+            .with_variable(day_variable(days))
             .annotation(InfluxAnnotation("Air alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "red"))
             .with_panel(_pm_panel(1, "PM2.5 per station", _mean(schema.FIELD_PM25, keep), PM25_LIMITS_UGM3))

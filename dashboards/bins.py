@@ -10,12 +10,12 @@ Panels (ids are stable; tests key their checks on them):
    one-hour intervals on (long ranges) the mean of the bins' hourly means, from one day on of their
    daily means (targets A/B/C, :func:`dashboards.panels.mean_targets`).
 6. Pickups per day: detected collections (``collection``) per kecamatan per local day (of the
-   zone chosen in "Days in", ``$day_offset``).
+   zone chosen in "Days in", ``$day_zone``).
 7. Time to full: hours until each bin reaches its threshold (``bin_state.hours_to_full``).
 
 Variables: city, kecamatan (of the chosen cities), bin (of the chosen kecamatan); every query
-follows all three. "Days in" (``$day_offset``, :func:`dashboards.panels.day_variable`) sets where
-per-day buckets start (panels 5 and 6).
+follows all three. "Days in" (``$day_zone``, :func:`dashboards.panels.day_variable`) sets whose
+local days the per-day buckets are (panels 5 and 6).
 
 Annotation: full-bin alerts (``alert_event`` of the types in :data:`ALERT_TYPES`): what changed
 (opened, cleared ...) as text, type, severity and bin as tags.
@@ -32,8 +32,10 @@ from grafana_foundation_sdk.models import geomap as gm
 
 from dashboards.panels import (
     BY_CITY,
+    DAY_TZ,
     FILL_THRESHOLDS,
     FULL_THRESHOLD,
+    DaysIn,
     InfluxAnnotation,
     InfluxQL,
     city_variable,
@@ -77,7 +79,7 @@ FILL_BY_KEC_NOW = f'SELECT mean("fill") AS "fill" FROM ({_latest_fill(DEV, KEC)}
 MAP = (f"SELECT {ident(schema.FIELD_LAT)}, {ident(schema.FIELD_LON)}, {ident(FILL)} FROM {ident(STATE)} "
        f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 PICKUPS = (f'SELECT count({ident(schema.FIELD_BEFORE)}) AS "pickups" FROM {ident(PICKUP)} {where(*FILTERS)} '
-           f"GROUP BY time(1d, $day_offset), {ident(KEC)} fill(none)")  # no data is not 0 pickups
+           f"GROUP BY time(1d), {ident(KEC)} fill(none) {DAY_TZ}")  # no data is not 0 pickups
 TIME_TO_FULL = (f"SELECT {ident(schema.FIELD_HOURS_TO_FULL)}, {ident(FILL)} FROM {ident(STATE)} "
                 f"{where(*FILTERS)} GROUP BY {ident(DEV)}, {ident(KEC)} ORDER BY time DESC LIMIT 1")
 ALERTS = (f"SELECT {ident(schema.FIELD_ALERT_ACTION)}, {ident(schema.TAG_TYPE)}, {ident(schema.TAG_SEVERITY)}, "
@@ -89,9 +91,14 @@ def _fill_field(builder: bargauge.Panel | geomap.Panel | table.Panel) -> None:
     builder.unit("percentunit").min(0).max(1).thresholds(thresholds("green", *FILL_THRESHOLDS))
 
 
-def build(keep: InfluxSettings | None = None) -> model.Dashboard:
+def build(keep: InfluxSettings | None = None, days: DaysIn | None = None) -> model.Dashboard:
     """The Bins dashboard (uid :data:`UID`) for the retention ``keep`` (default: Lorong's defaults;
-    :func:`dashboards.panels.mean_targets`)."""
+    :func:`dashboards.panels.mean_targets`), "Days in" offering the zones of ``days`` (default: Indonesia's
+    three, WITA selected; :func:`dashboards.panels.day_variable`).
+
+    Raises:
+        ValueError: a zone of ``days`` is not an IANA zone.
+    """
     fill_by_kec = mean_targets(FILL, "fill", BIN, FILTERS, ident(KEC), "$tag_kecamatan", keep or InfluxSettings())
     full = (stat.Panel().datasource(datasource()).id(1).span(4).height(8)
             .title(f"Full bins (fill >= {FULL_THRESHOLD:.0%})")
@@ -152,7 +159,7 @@ def build(keep: InfluxSettings | None = None) -> model.Dashboard:
             .with_variable(tag_values("kecamatan", "Kecamatan", [BIN], KEC, BY_CITY, all_value=".*"))
             .with_variable(tag_values("device", "Bin", [BIN], DEV, f"{BY_CITY} AND {matches(KEC, 'kecamatan')}",
                                       all_value=".*"))
-            .with_variable(day_variable())
+            .with_variable(day_variable(days))
             .annotation(InfluxAnnotation("Bin alerts", ALERTS, schema.FIELD_ALERT_ACTION,
                                          [schema.TAG_TYPE, schema.TAG_SEVERITY, DEV], "orange"))
             .with_panel(full).with_panel(by_kec_now).with_panel(full_list)

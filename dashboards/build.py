@@ -26,7 +26,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards import air, bins, operations
-from dashboards.panels import DATASOURCE_NAME, DATASOURCE_TIME_INTERVAL, DATASOURCE_TYPE, DATASOURCE_UID
+from dashboards.panels import DATASOURCE_NAME, DATASOURCE_TIME_INTERVAL, DATASOURCE_TYPE, DATASOURCE_UID, DaysIn
 from lorong.core.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ HERE = Path(__file__).parent
 OUT_DIR = HERE / "out"
 PROVISIONING_DIR = HERE / "provisioning"
 
-DASHBOARDS: dict[str, Callable[[InfluxSettings | None], model.Dashboard]] = {
+DASHBOARDS: dict[str, Callable[[InfluxSettings | None, DaysIn | None], model.Dashboard]] = {
     bins.UID: bins.build,
     air.UID: air.build,
     operations.UID: operations.build,
 }
-"""Every dashboard by uid; each is built for a retention (:func:`dashboards.panels.mean_targets`)."""
+"""Every dashboard by uid; each is built for a retention (:func:`dashboards.panels.mean_targets`) and the
+zones "Days in" offers (:func:`dashboards.panels.day_variable`)."""
 
 FOLDER_TITLE = "Lorong"
 FOLDER_UID = "lorong"
@@ -100,19 +101,22 @@ def to_json(dashboard: model.Dashboard) -> dict[str, Any]:
     return data
 
 
-def build_all(keep: InfluxSettings | None = None) -> dict[str, dict[str, Any]]:
+def build_all(keep: InfluxSettings | None = None, days: DaysIn | None = None) -> dict[str, dict[str, Any]]:
     """Build every dashboard: ``{uid: dashboard JSON}`` in :data:`DASHBOARDS` order.
 
     Args:
         keep: the retention of the InfluxDB the dashboards read (``raw_days`` ... of
             ``LORONG_INFLUX__*``); ``None``: Lorong's defaults, what ``dashboards/out`` holds.
+        days: the deployment's zone and its cities' zones, offered by "Days in"; ``None``: Indonesia's
+            three zones, WITA selected, what ``dashboards/out`` holds.
 
     Raises:
-        ValueError: a dashboard's uid differs from its key, or two panels share an id.
+        ValueError: a dashboard's uid differs from its key, two panels share an id, or a zone of
+            ``days`` is not an IANA zone.
     """
     out: dict[str, dict[str, Any]] = {}
     for uid, make in DASHBOARDS.items():
-        data = to_json(make(keep))
+        data = to_json(make(keep, days))
         if data.get("uid") != uid:
             raise ValueError(f"dashboard {uid!r} built with uid {data.get('uid')!r}")
         ids = [p.get("id") for p in data.get("panels", [])]
@@ -128,9 +132,9 @@ def render(data: dict[str, Any]) -> str:
 
 
 def write(out_dir: Path = OUT_DIR, provisioning_dir: Path = PROVISIONING_DIR,
-          keep: InfluxSettings | None = None) -> list[Path]:
-    """Write every dashboard (built for the retention ``keep``, :func:`build_all`) to
-    ``out_dir/<uid>.json`` and the provisioning files.
+          keep: InfluxSettings | None = None, days: DaysIn | None = None) -> list[Path]:
+    """Write every dashboard (built for the retention ``keep`` and the zones ``days``, :func:`build_all`)
+    to ``out_dir/<uid>.json`` and the provisioning files.
 
     JSON files in ``out_dir`` that no dashboard produces any more are removed.
 
@@ -139,7 +143,7 @@ def write(out_dir: Path = OUT_DIR, provisioning_dir: Path = PROVISIONING_DIR,
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    dashboards = build_all(keep)
+    dashboards = build_all(keep, days)
     for uid, data in dashboards.items():
         path = out_dir / f"{uid}.json"
         path.write_text(render(data), encoding="utf-8")

@@ -3,8 +3,10 @@
 Both commands build the dashboards for the retention in the settings (``LORONG_INFLUX__RAW_DAYS``,
 ``LORONG_INFLUX__HOURLY_DAYS``, ``LORONG_INFLUX__DAILY_DAYS``, as ``lorong storage retention apply``
 reads them), so that averaging panels read the hourly means where raw readings are gone
-(:func:`dashboards.panels.mean_targets`). ``dashboards/out`` in the repository holds the build for
-the default retention.
+(:func:`dashboards.panels.mean_targets`), and for the zones of the registry's cities: "Days in" offers
+Indonesia's three zones, ``analytics.timezone`` (selected) and every city's zone
+(:func:`dashboards.panels.day_variable`), so a city added in another zone needs a new build (or push).
+``dashboards/out`` in the repository holds the build for the default retention and Indonesia's zones.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from pathlib import Path
 import typer
 
 from dashboards import build as builder
+from dashboards.panels import DaysIn, day_options
 from dashboards.push import PushError, push_all
+from lorong.core.errors import ConfigError
 from lorong.core.settings import InfluxSettings, Settings
+from lorong.storage.runtime import day_zones
 
 app = typer.Typer(help="Grafana dashboards as code: build the JSON, push it to Grafana.", no_args_is_help=True)
 
@@ -28,12 +33,36 @@ def build_cmd(
 ) -> None:
     """Write every dashboard as stable, sorted JSON, and the Grafana provisioning files.
 
-    The dashboards are built for the retention of LORONG_INFLUX__RAW_DAYS / HOURLY_DAYS / DAILY_DAYS.
+    The dashboards are built for the retention of LORONG_INFLUX__RAW_DAYS / HOURLY_DAYS / DAILY_DAYS,
+    and "Days in" offers the zones of the registry's cities besides Indonesia's three.
     """
-    keep = Settings().influx
+    settings = Settings()
+    keep, days = settings.influx, days_in(settings)
     typer.echo(f"retention: {retention_text(keep)}", err=True)
-    for path in builder.write(out, provisioning, keep):
+    typer.echo(f"days in: {days_text(days)}", err=True)
+    for path in builder.write(out, provisioning, keep, days):
         print(path)
+
+
+def days_in(settings: Settings) -> DaysIn:
+    """The zones "Days in" offers: ``analytics.timezone`` (selected) and every registered city's zone.
+
+    Raises:
+        ConfigError: the registry cannot be read, or a zone is not an IANA zone (one line naming it).
+    """
+    zones = day_zones(settings)
+    days = DaysIn.of(zones.default, zones.cities.values())
+    try:
+        day_options(days)
+    except ValueError as exc:
+        raise ConfigError(f"Days in: {exc}: fix analytics.timezone or the city's zone (lorong cities)") from None
+    return days
+
+
+def days_text(days: DaysIn) -> str:
+    """``WITA (UTC+8) (selected), WIB (UTC+7), WIT (UTC+9), Europe/London``: what "Days in" offers."""
+    return ", ".join(f"{text} (selected)" if zone == days.default else text
+                     for text, zone in day_options(days).items())
 
 
 def retention_text(keep: InfluxSettings) -> str:
@@ -84,12 +113,14 @@ def push_cmd(
 
     The token is read from LORONG_GRAFANA_TOKEN or --token-file, never from the command line. The
     datasource the panels query must exist in that Grafana (checked first; nothing is pushed otherwise).
-    The dashboards are built for the retention of LORONG_INFLUX__RAW_DAYS / HOURLY_DAYS / DAILY_DAYS.
+    The dashboards are built for the retention of LORONG_INFLUX__RAW_DAYS / HOURLY_DAYS / DAILY_DAYS,
+    and "Days in" offers the zones of the registry's cities besides Indonesia's three.
     """
     token = read_token(token_file)
-    keep = Settings().influx
+    settings = Settings()
+    keep, days = settings.influx, days_in(settings)
     try:
-        results = push_all(url, token, builder.build_all(keep), folder, timeout, datasource_uid)
+        results = push_all(url, token, builder.build_all(keep, days), folder, timeout, datasource_uid)
     except PushError as exc:
         typer.echo(f"push failed: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -34,6 +34,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards.panels import (
     BY_CITY,
+    DaysIn,
     InfluxQL,
     city_variable,
     datasource,
@@ -113,9 +114,9 @@ def _ingest_panel(pid: int, title: str, description: str, target: InfluxQL, unit
             .with_target(target).interval("1m").unit(unit).min(0).fill_opacity(10))
 
 
-def build(keep: InfluxSettings | None = None) -> model.Dashboard:
-    """The Operations dashboard (uid :data:`UID`); ``keep`` is accepted like the other dashboards' but
-    unused (no panel averages readings over time)."""
+def build(keep: InfluxSettings | None = None, days: DaysIn | None = None) -> model.Dashboard:
+    """The Operations dashboard (uid :data:`UID`); ``keep`` and ``days`` are accepted like the other
+    dashboards' but unused (no panel averages readings over time or counts per day)."""
     rate = _ingest_panel(1, "Ingest rate", "Messages received and points stored per second, per ingester.",
                          InfluxQL("A", RATE).alias("$tag_instance $col"), "cps")
     rejects = (_ingest_panel(2, "Rejects by reason", "Messages rejected per interval, by reason (dead letters).",

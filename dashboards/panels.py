@@ -24,13 +24,26 @@ ingester and the analytics job write); the other device variables are chained to
 query on device data filters by it. "All" is ``.*``, so points written before the city tag existed
 (no ``city`` tag: an empty value) still show under "All".
 
-Days: the daily means are each city's local days (:mod:`lorong.storage.retention`), and a dashboard
-cannot look up the selected city's zone, so per-day buckets follow the ``$day_offset`` variable
-(:func:`day_variable`, "Days in": WITA, WIB or WIT; the deployment's zone by default): ``GROUP BY
-time($__interval, $day_offset)``. A bucket of 1 d holds exactly one daily mean of each city whatever
-the choice (they are 24 h apart); the choice sets where the buckets start, so a city's days are
-labelled at its own midnight when its zone is chosen. Several cities of different zones at once
-share one choice.
+Days: the daily means are each city's local days (:mod:`lorong.storage.retention`: 23 or 25 hours
+long on the days a zone with daylight saving time changes its clock), and a dashboard cannot look up
+the selected city's zone, so per-day buckets follow the ``$day_zone`` variable (:func:`day_variable`,
+"Days in": Indonesia's three zones and every zone of the registry's cities when the dashboards were
+built; the deployment's zone by default): ``GROUP BY time($__interval), <tags> fill(none)
+${day_zone:raw}``, the variable's value being an InfluxQL ``tz('Europe/London')`` clause, which makes
+InfluxDB start each bucket of a day or more at the zone's local midnight (measured on InfluxDB 1.6.7,
+also inside subqueries). ``:raw`` because Grafana's InfluxDB datasource escapes a plain ``$day_zone``
+for a regex in some versions (``tz\\('Europe\\/London'\\)``, which InfluxDB refuses), while
+``${name:raw}`` passes the value unchanged in every version (Grafana docs, "Variable syntax",
+advanced variable format options).
+
+A 1-day bucket holds exactly one daily mean of each device of a city whose zone is the one chosen
+(its daily means are stamped at those very midnights), and of each city of a zone without daylight
+saving time when the chosen zone has none either (their means are 24 h apart, like the buckets).
+Between a zone with daylight saving time and another zone the distance of their midnights moves by
+an hour at each clock change: where the other zone's midnight lies within that hour (Europe/London,
+midnight 00:00 or 23:00 UTC, beside a UTC+0 zone, midnight 00:00 UTC) a bucket of the clock-change
+day can hold two daily means of a device (March) or none (October). Several cities of different
+zones at once share one choice: pick the zone of the city looked at.
 
 Long ranges read means (:func:`mean_targets`): a panel that averages readings over time has one
 target per retention policy of :mod:`lorong.storage.retention` (``raw``, ``hourly``, ``daily``), and each
@@ -50,10 +63,11 @@ are ``now() - <days>d`` for the retention the dashboards are built for (:func:`d
 
 from __future__ import annotations
 
+import re
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -76,11 +90,12 @@ DATASOURCE_NAME = "Lorong InfluxDB"
 DATASOURCE_TIME_INTERVAL = "10s"
 """Datasource-wide minimum ``$__interval``: the ingester writes its self-metrics every 10 s."""
 
-CITY_TZ = "Asia/Makassar"
-"""IANA zone of the deployment's own city (WITA, UTC+8): the day zone a dashboard opens with."""
+CITY_TZ = AnalyticsSettings().timezone
+"""IANA zone of the deployment's own city by default (``analytics.timezone``: ``Asia/Makassar``,
+WITA, UTC+8): the day zone a dashboard built without settings opens with."""
 
 DAY_ZONES = {"WITA (UTC+8)": "Asia/Makassar", "WIB (UTC+7)": "Asia/Jakarta", "WIT (UTC+9)": "Asia/Jayapura"}
-"""Indonesia's three zones (none keeps daylight saving time), offered by :func:`day_variable`."""
+"""Indonesia's three zones (none keeps daylight saving time), always offered by :func:`day_variable`."""
 
 FULL_THRESHOLD = AnalyticsSettings().full_threshold
 """Fill fraction at which a bin counts as full (0.8; see :mod:`analytics.jobs`)."""
@@ -315,27 +330,86 @@ def city_variable(measurements: typing.Sequence[str]) -> dash.QueryVariable:
     return tag_values("city", "City", measurements, schema.TAG_CITY, all_value=".*")
 
 
-def day_offset(tz: str) -> str:
-    """InfluxQL offset of ``tz``'s local midnight after 00:00 UTC: ``"16h"`` for ``Asia/Makassar``."""
-    off = ZoneInfo(tz).utcoffset(datetime(2026, 1, 1))  # Indonesia's zones: one offset all year
-    east_s = int(off.total_seconds()) if off is not None else 0
-    return f"{-east_s % 86400 // 3600}h"
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
+"""Shape of an IANA zone name (``Asia/Makassar``, ``America/Argentina/Buenos_Aires``, ``Etc/GMT+5``):
+nothing that needs quoting in an InfluxQL string literal or changes meaning in a Grafana variable."""
 
 
-def day_variable() -> dash.CustomVariable:
-    """The ``$day_offset`` variable ("Days in"): where per-day buckets start, one of :data:`DAY_ZONES`
-    (text ``WIB (UTC+7)``, value ``17h``); :data:`CITY_TZ` selected. Its values are plain (digits and
-    ``h``), so Grafana's regex format leaves them as they are."""
-    current = next(k for k, v in DAY_ZONES.items() if v == CITY_TZ)
-    options = [model.VariableOption(selected=k == current, text=k, value=day_offset(v)) for k, v in DAY_ZONES.items()]
-    return (dash.CustomVariable("day_offset").label("Days in")
-            .values(",".join(f"{k} : {day_offset(v)}" for k, v in DAY_ZONES.items()))
-            .options(options).current(model.VariableOption(selected=True, text=current, value=day_offset(CITY_TZ)))
+@dataclass(frozen=True, slots=True)
+class DaysIn:
+    """The zones "Days in" (:func:`day_variable`) offers besides Indonesia's three.
+
+    Attributes:
+        default: IANA zone selected when a dashboard opens: the deployment's (``analytics.timezone``).
+        zones: IANA zones of the registry's cities (``cities.timezone``) when the dashboards are built;
+            order and repeats do not matter.
+    """
+
+    default: str = CITY_TZ
+    zones: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, default: str, zones: Iterable[str]) -> DaysIn:
+        """``DaysIn`` of the deployment's zone and the cities' zones (sorted, each once)."""
+        return cls(default, tuple(sorted(set(zones))))
+
+
+def tz_clause(zone: str) -> str:
+    """InfluxQL ``tz('Europe/London')`` for an IANA zone: buckets of a day or more start at its local
+    midnights (23 or 25 hours apart on the days its clock changes).
+
+    Raises:
+        ValueError: ``zone`` is not a zone of the IANA database (:mod:`zoneinfo`).
+    """
+    if not _ZONE_NAME.fullmatch(zone):
+        raise ValueError(f"{zone!r} is not an IANA time zone name (like Asia/Makassar)")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{zone!r} is not an IANA time zone name (like Asia/Makassar)") from None
+    return f"tz('{zone}')"
+
+
+def day_options(days: DaysIn) -> dict[str, str]:
+    """``{text: IANA zone}`` offered by "Days in": :data:`DAY_ZONES` (``WITA (UTC+8)`` ...), then
+    ``days.default`` and ``days.zones`` not among them, by name, each under its IANA name.
+
+    Raises:
+        ValueError: one of the zones is not an IANA zone (:func:`tz_clause`).
+    """
+    options = dict(DAY_ZONES)
+    for zone in sorted({days.default, *days.zones} - set(DAY_ZONES.values())):
+        options[zone] = zone
+    for zone in options.values():
+        tz_clause(zone)
+    return options
+
+
+def day_variable(days: DaysIn | None = None) -> dash.CustomVariable:
+    """The ``$day_zone`` variable ("Days in"): the zone whose local days per-day buckets follow, one
+    of :func:`day_options` (text ``Europe/London``, value ``tz('Europe/London')``, appended to a
+    query as :data:`DAY_TZ`); ``days.default`` selected (default :data:`CITY_TZ`).
+
+    Grafana reads a custom variable's options back from its query, ``text : value`` pairs split at
+    commas, so neither text nor value holds a comma (IANA names have none).
+
+    Raises:
+        ValueError: a zone is not an IANA zone (:func:`tz_clause`).
+    """
+    days = days or DaysIn()
+    options = day_options(days)
+    current = next(k for k, v in options.items() if v == days.default)
+    return (dash.CustomVariable("day_zone").label("Days in")
+            .values(",".join(f"{k} : {tz_clause(v)}" for k, v in options.items()))
+            .options([model.VariableOption(selected=k == current, text=k, value=tz_clause(v))
+                      for k, v in options.items()])
+            .current(model.VariableOption(selected=True, text=current, value=tz_clause(days.default)))
             .multi(False).include_all(False).allow_custom_value(False))
 
 
-DAY_GROUP = "time($__interval, $day_offset)"
-"""GROUP BY time of per-day buckets starting at midnight of the ``$day_offset`` zone (module docstring)."""
+DAY_TZ = "${day_zone:raw}"
+"""Last clause of a query with per-day buckets (after ``fill()``, where InfluxQL wants ``tz()``): the
+``tz()`` of the zone chosen in "Days in", unescaped (``:raw``; module docstring)."""
 
 BY_CITY = matches(schema.TAG_CITY, "city")
 """``"city" =~ /^$city$/``: the condition every query on device data carries."""
@@ -417,8 +491,9 @@ def mean_targets(fld: str, name: str, measurement: str, conditions: typing.Seque
 
     Returns:
         three targets; for any ``$__interval`` exactly one of them has a true condition. The daily
-        target's buckets start at midnight of the ``$day_offset`` zone (:data:`DAY_GROUP`); a ``1d``
-        bucket holds exactly one daily mean of each device.
+        target's buckets start at midnight of the zone chosen in "Days in" (:data:`DAY_TZ`, in every
+        subquery and the outer query); a ``1d`` bucket holds one daily mean of each device of that
+        zone's cities (module docstring).
 
     Where a target's own policy no longer holds the time (raw readings older than ``raw_days``), it
     reads the next coarser one there (:func:`level_sources`): a one-day range six months back shows
@@ -436,22 +511,22 @@ def mean_targets(fld: str, name: str, measurement: str, conditions: typing.Seque
     more readings counts once), as the API's readings do (:mod:`api.readings`).
     """
     out: Targets = []
-    for band, (ref, when, group) in enumerate((("A", RAW_WHEN, "time($__interval)"),
-                                                ("B", HOURLY_WHEN, "time($__interval)"),
-                                                ("C", DAILY_WHEN, DAY_GROUP))):
+    for band, (ref, when, tail) in enumerate((("A", RAW_WHEN, ""), ("B", HOURLY_WHEN, ""),
+                                               ("C", DAILY_WHEN, f" {DAY_TZ}"))):
+        group = "time($__interval)"
         parts = []
         for rp, limits in level_sources(keep, band):
             source = ident(measurement) if rp is None else f"{ident(rp)}.{ident(measurement)}"
             parts.append((source, limits))
         if len(parts) == 1 and not parts[0][1]:
             query = (f"SELECT mean({ident(fld)}) AS {ident(name)} FROM {parts[0][0]} "
-                     f"{where(*conditions, when)} GROUP BY {group}, {group_by} fill(none)")
+                     f"{where(*conditions, when)} GROUP BY {group}, {group_by} fill(none){tail}")
         else:
             subqueries = ", ".join(f"(SELECT mean({ident(fld)}) AS {ident(fld)} FROM {source} "
-                                   f"{where(*limits, *conditions, when)} GROUP BY {group}, {group_by} fill(none))"
-                                   for source, limits in parts)
+                                   f"{where(*limits, *conditions, when)} GROUP BY {group}, {group_by} "
+                                   f"fill(none){tail})" for source, limits in parts)
             query = (f"SELECT mean({ident(fld)}) AS {ident(name)} FROM {subqueries} {where(when)} "
-                     f"GROUP BY {group}, {group_by} fill(none)")
+                     f"GROUP BY {group}, {group_by} fill(none){tail}")
         out.append(InfluxQL(ref, query).alias(alias))
     return out
 

@@ -8,8 +8,11 @@ Grafana's two steps, then against the real InfluxDB:
    ``${name}``) in the ``regex`` format (``@grafana/scenes`` format registry): one value
    ``escapeRegex``-ed (``@grafana/data`` ``text/string.ts``: ``[\\^$*+?.()|[]{}/]``), several as
    ``(a|b)``, "All" as the variable's raw ``allValue`` or, without one, as every option.
-   ``${__from}``/``${__to}`` become the range in epoch ms. ``$__interval`` and
-   ``$__interval_ms`` are left for the backend.
+   A format named in the query wins: ``${name:raw}`` is the value unchanged (only ``raw`` and
+   ``regex`` are modelled; another format fails the test). ``${__from}``/``${__to}`` become the
+   range in epoch ms. ``$__interval`` and ``$__interval_ms`` are left for the backend.
+   A custom variable's options are what Grafana reads from its query (``text : value`` items split
+   at unescaped commas, ``@grafana/scenes`` ``CustomVariable``); they must equal its stored options.
 2. Backend (``pkg/tsdb/influxdb/models/query.go``, ``Build``): ``$timeFilter`` ->
    ``time >= <from>ms and time <= <to>ms``, then ``$interval``, ``$__interval_ms``,
    ``$__interval`` (``gtime.FormatInterval``: ``1h``, ``5m``, ``30s`` ...).
@@ -65,6 +68,18 @@ def backend_macros(query: str, from_ms: int, to_ms: int, interval_ms: int) -> st
     query = query.replace("$interval", text)
     query = query.replace("$__interval_ms", str(interval_ms))
     return query.replace("$__interval", text)
+
+
+def custom_options(query: str) -> list[tuple[str, str]]:
+    """``[(text, value)]`` of a custom variable's query as Grafana reads it (``@grafana/scenes``
+    ``CustomVariable.getValueOptions``): items split at commas not escaped as ``\\,``, each
+    ``text : value`` (split at the last `` : ``) or a bare value that is also its text."""
+    options = []
+    for item in re.findall(r"(?:\\,|[^,])+", query):
+        item = item.replace("\\,", ",")
+        m = re.fullmatch(r"\s*(.+)\s:\s(.+)", item, re.S)
+        options.append((m.group(1).strip(), m.group(2).strip()) if m else (item.strip(), item.strip()))
+    return options
 
 
 Selection = str | list[str]
@@ -130,11 +145,16 @@ class GrafanaSim:
 
     # -- variables --------------------------------------------------------------------------
     def options(self, name: str) -> list[str]:
-        """The values a variable offers: a custom variable's listed ``options``; a query variable's query
+        """The values a variable offers: a custom variable's options as Grafana reads them from its
+        query (:func:`custom_options`; they must equal the stored ``options``); a query variable's query
         run, values of every series merged."""
         var = self.variables[name]
         if var["type"] == "custom":
-            return [str(o["value"]) for o in var["options"]]
+            parsed = custom_options(var["query"])
+            stored = [(str(o["text"]), str(o["value"])) for o in var["options"]]
+            if parsed != stored:
+                raise ValueError(f"{name}: the query gives {parsed}, the stored options are {stored}")
+            return [value for _, value in parsed]
         start, end = self.time_range()
         query = backend_macros(self.interpolate(var["query"], start, end), start, end, self.interval_ms)
         values: list[str] = []
@@ -147,11 +167,17 @@ class GrafanaSim:
             values.sort()
         return values
 
-    def _formatted(self, name: str) -> str:
+    def _formatted(self, name: str, fmt: str = "regex") -> str:
         var = self.variables[name]
         chosen = self.selection.get(name, ALL if var.get("includeAll") else var["current"]["value"])
         if not var.get("includeAll") and chosen not in self.options(name):
             raise ValueError(f"{name}={chosen!r} is not an option of the variable: {self.options(name)}")
+        if fmt == "raw":
+            if not isinstance(chosen, str) or chosen == ALL:
+                raise ValueError(f"${{{name}:raw}} of a multi-value or All selection is not modelled: {chosen!r}")
+            return chosen
+        if fmt != "regex":
+            raise ValueError(f"variable format {fmt!r} of ${name} is not modelled")
         if chosen == ALL or chosen == [ALL]:
             if var.get("allValue"):
                 return str(var["allValue"])
@@ -164,16 +190,16 @@ class GrafanaSim:
     def interpolate(self, text: str, start: int, end: int) -> str:
         """Step 1: dashboard variables in ``regex`` format, ``__from``/``__to`` in epoch ms."""
         def repl(m: re.Match[str]) -> str:
-            name = m.group(1) or m.group(2)
+            name = m.group(1) or m.group(3)
             if name == "__from":
                 return str(start)
             if name == "__to":
                 return str(end)
             if name in self.variables:
-                return self._formatted(name)
+                return self._formatted(name, m.group(2) or "regex")
             return m.group(0)
 
-        return re.sub(r"\$\{(\w+)\}|\$(\w+)", repl, text)
+        return re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)", repl, text)
 
     # -- queries ----------------------------------------------------------------------------
     def panel(self, panel_id: int) -> dict[str, Any]:

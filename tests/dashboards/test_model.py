@@ -252,3 +252,31 @@ def test_build_follows_the_retention_settings(tmp_path: Path) -> None:
     committed = _mean_fill_queries(DASHBOARDS["lorong-bins"])  # the defaults: 90 d raw, 1830 d hourly
     assert "time > now() - 90d AND" in committed["A"] and "time <= now() - 1830d - 1d AND" in committed["B"]
     assert "now()" not in committed["C"]  # daily means are kept forever: nothing coarser to fall back to
+
+
+def test_build_offers_the_registry_zones_in_days_in(tmp_path: Path, db_url: str) -> None:
+    """``lorong dashboards build`` offers every registered city's zone in "Days in" besides Indonesia's
+    three, with ``analytics.timezone`` selected; the queries take the choice as ``${day_zone:raw}``."""
+    from typer.testing import CliRunner
+
+    from lorong.cli import app
+
+    nowhere = {"LORONG_DATABASE_URL": db_url, "LORONG_INFLUX__URL": "http://127.0.0.1:9"}  # discard port: no InfluxDB
+    added = CliRunner().invoke(app, ["cities", "add", "london", "--name", "London", "--timezone", "Europe/London"],
+                               env=nowhere)
+    assert added.exit_code == 0, added.output
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["dashboards", "build", "--out", str(out), "--provisioning", str(tmp_path / "p")],
+                                env={**nowhere, "LORONG_ANALYTICS__TIMEZONE": "Asia/Jakarta"})
+    assert result.exit_code == 0, result.output
+    assert "days in: WITA (UTC+8), WIB (UTC+7) (selected), WIT (UTC+9), Europe/London\n" in result.output
+    for uid in ("lorong-bins", "lorong-air"):
+        built = json.loads((out / f"{uid}.json").read_text())
+        days_in = next(v for v in built["templating"]["list"] if v["name"] == "day_zone")
+        assert days_in["query"] == ("WITA (UTC+8) : tz('Asia/Makassar'),WIB (UTC+7) : tz('Asia/Jakarta'),"
+                                    "WIT (UTC+9) : tz('Asia/Jayapura'),Europe/London : tz('Europe/London')")
+        assert days_in["current"] == {"selected": True, "text": "WIB (UTC+7)", "value": "tz('Asia/Jakarta')"}
+        daily = [t["query"] for p in built["panels"] for t in p.get("targets", []) if "day_zone" in t["query"]]
+        assert daily and all(q.endswith(" fill(none) ${day_zone:raw}") for q in daily), daily
+    committed = next(v for v in DASHBOARDS["lorong-bins"]["templating"]["list"] if v["name"] == "day_zone")
+    assert [o["text"] for o in committed["options"]] == ["WITA (UTC+8)", "WIB (UTC+7)", "WIT (UTC+9)"]

@@ -176,8 +176,8 @@ VARIABLE_CASES = [
     (OPS, "kecamatan", {}, ["Mariso", "Tallo", "Ujung Pandang"]),
     (OPS, "device", {}, ["A1", "A2", "A3", "B1", "B2", "B3", "B4", "B5", "B6"]),
     (OPS, "device", {"kecamatan": ["Ujung Pandang"]}, ["A3", "B4"]),
-    (BINS, "day_offset", {}, ["16h", "17h", "15h"]),  # WITA, WIB, WIT midnight in UTC
-    (AIR, "day_offset", {}, ["16h", "17h", "15h"]),
+    (BINS, "day_zone", {}, ["tz('Asia/Makassar')", "tz('Asia/Jakarta')", "tz('Asia/Jayapura')"]),  # WITA, WIB, WIT
+    (AIR, "day_zone", {}, ["tz('Asia/Makassar')", "tz('Asia/Jakarta')", "tz('Asia/Jayapura')"]),
 ]
 
 ANNOTATION_CASES = [
@@ -261,8 +261,8 @@ def test_queries_as_influxdb_receives_them(seeded: InfluxClient) -> None:
         'AND "kecamatan" =~ /^(Mariso|Ujung Pandang)$/ AND "device_id" =~ /^.*$/ '
         'AND 7200000 >= 3600000 AND 7200000 < 86400000 GROUP BY time(2h), "kecamatan" fill(none)')
     assert " AND 7200000 < 3600000 GROUP BY" in bins.run(5, "A").query  # raw readings off
-    assert bins.run(5, "C").query.endswith("AND 7200000 >= 86400000 GROUP BY time(2h, 16h), \"kecamatan\" "
-                                           "fill(none)")  # "Days in" WITA, the dashboard's default
+    assert bins.run(5, "C").query.endswith("AND 7200000 >= 86400000 GROUP BY time(2h), \"kecamatan\" "
+                                           "fill(none) tz('Asia/Makassar')")  # "Days in" WITA, the default, raw
     ops = GrafanaSim(DASHBOARDS[OPS], seeded, NOW, "20s")
     assert '"instance" =~ /^(ingest-1|ingest-2)$/' in ops.run(3, "A").query  # All without allValue
     assert "GROUP BY time(1m)" in ops.run(3, "A").query  # the panel's minimum beats 20s
@@ -371,7 +371,8 @@ def test_second_city_annotations(two_cities: InfluxClient) -> None:
 def test_daily_means_of_a_wib_city_in_its_own_days(influx: InfluxClient) -> None:
     """A Jakarta bin's daily means (WIB days, :mod:`lorong.storage.retention`) with "Days in" WIB: one bucket
     per WIB day, at 00:00 WIB (17:00 UTC), holding that day's mean; with the default WITA the same means
-    come in buckets labelled an hour earlier (the limit: the dashboard cannot read the city's zone)."""
+    come in buckets labelled an hour earlier (the limit: the dashboard cannot read the city's zone).
+    A city in a zone with daylight saving time: :mod:`tests.dashboards.test_day_zones`."""
     zones = retention.DayZones("Asia/Makassar", {"makassar": "Asia/Makassar", "jakarta": "Asia/Jakarta"})
     now = utc_from_ms(NOW)
     retention.apply(influx, KEPT, zones, now=now)
@@ -389,11 +390,11 @@ def test_daily_means_of_a_wib_city_in_its_own_days(influx: InfluxClient) -> None
     want = [(t, fmean(v)) for t, v in sorted(days.items())]
     assert len(want) == 4 and all(t % D == 17 * H for t, _ in want)
     jakarta = {"city": ["jakarta"]}
-    wib = GrafanaSim(DASHBOARDS[BINS], influx, NOW, "1d", {**jakarta, "day_offset": "17h"}).run(5, "C")
-    assert "GROUP BY time(1d, 17h)" in wib.query
+    wib = GrafanaSim(DASHBOARDS[BINS], influx, NOW, "1d", {**jakarta, "day_zone": "tz('Asia/Jakarta')"}).run(5, "C")
+    assert wib.query.endswith("GROUP BY time(1d), \"kecamatan\" fill(none) tz('Asia/Jakarta')")
     assert [t for t, _ in wib.series["Gambir"]] == [t for t, _ in want]
     assert [v for _, v in wib.series["Gambir"]] == pytest.approx([v for _, v in want], rel=1e-12)
     wita = GrafanaSim(DASHBOARDS[BINS], influx, NOW, "1d", jakarta).run(5, "C").series["Gambir"]
     assert wita == [(t - H, pytest.approx(v, rel=1e-12)) for t, v in want]
     with pytest.raises(ValueError, match="not an option"):
-        GrafanaSim(DASHBOARDS[BINS], influx, NOW, "1d", {"day_offset": "3h"}).run(5, "C")
+        GrafanaSim(DASHBOARDS[BINS], influx, NOW, "1d", {"day_zone": "tz('Europe/London')"}).run(5, "C")
