@@ -20,16 +20,16 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from devices.cities import CityIn, add_city
 from devices.registry import DeviceIn, RegistryLookup, add_device, normalize_id
 from firmware_sim.scenario import iter_messages
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.pipeline import Pipeline
 from ingest.validate import Policy
+from lorong.core.errors import ConfigError
 from lorong.core.model import Message
 from lorong.storage.influx import InfluxClient
 from lorong.storage.retention import existing_policies
-from lorong.storage.tables import CityRow, DeviceRow
+from lorong.storage.tables import DeviceRow
 
 BATCH_POINTS = 5000
 """Line-protocol points per InfluxDB write (InfluxDB 1.x docs advise batches of 5,000-10,000 points)."""
@@ -61,10 +61,9 @@ class LoadReport:
 
 def register_city(doc: dict[str, Any], sessions: sessionmaker[Session]) -> str:
     """The registry city a scenario's devices join, from its ``city.json``: the city whose id is the
-    scenario city's name when it is registered (left as it is), else a new one of that id with the
-    file's zone, kecamatan, map centre (the mean of the kecamatan centroids) and rounds (overrides
-    ``collection_times`` = the round's start, ``collection_weekdays``), so that the job runs the
-    scenario in its own zone with its own rounds.
+    scenario city's name, added as the demo adds its cities when it is not registered
+    (:func:`firmware_sim.demo_cities.register_cities`: the file's zone, kecamatan, map centre and
+    rounds), so that the job runs the scenario in its own zone with its own rounds.
 
     Args:
         doc: a parsed ``city.json`` (:class:`firmware_sim.city.CityConfig` fields).
@@ -74,23 +73,20 @@ def register_city(doc: dict[str, Any], sessions: sessionmaker[Session]) -> str:
         The city id.
 
     Raises:
-        ValueError: the name is not a city id (:data:`lorong.core.settings.CITY_ID`), or the file's
-            zone, kecamatan or rounds are not valid (pydantic's message).
+        ValueError: the name is not a city id (:data:`lorong.core.settings.CITY_ID`), the file's zone,
+            kecamatan or rounds are not valid, or the city is registered with another zone.
     """
     from firmware_sim.city import CityConfig
+    from firmware_sim.demo_cities import DemoCity, register_cities
 
     city = CityConfig.model_validate(doc)
-    city_id = city.name.lower()
-    with sessions.begin() as s:
-        if s.get(CityRow, city_id) is not None:
-            return city_id
-        cents = list(city.kecamatan.values())
-        centre = (sum(c[0] for c in cents) / len(cents), sum(c[1] for c in cents) / len(cents)) if cents else None
-        add_city(s, CityIn(id=city_id, name=city.name, timezone=city.timezone, centre=centre,
-                           kecamatan=dict(city.kecamatan),
-                           analytics={"collection_times": [city.rounds.start],
-                                      "collection_weekdays": list(city.rounds.weekdays)}))
-    return city_id
+    entry = DemoCity(city.name.lower(), city.name, city)
+    try:
+        with sessions.begin() as s:
+            register_cities(s, [entry])
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return entry.id
 
 
 def register_devices(rows: list[dict[str, Any]], sessions: sessionmaker[Session], city: str | None = None) -> int:
