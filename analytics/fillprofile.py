@@ -24,7 +24,11 @@ of up to ``forecast_history_days`` days before the current local day:
 3. with two or more increments at the same hour of the week (two weeks of history) the rate of
    that hour of the week is their mean instead: market days and weekends come from the
    bin's own history; with less, the hour-of-day rate is scaled by the weekday's share of the
-   fill when that weekday was seen (a weekday factor), else used as it is.
+   fill when that weekday was seen (a weekday factor), else used as it is;
+4. the increment of two hourly means is the fill between their middles (from hh:30 to hh:30 the
+   next hour), filed under the later bucket's hour: an hour's own fill is half its increment and
+   half the next hour's. Filed as they are, every profile ran half an hour late (a bin filling from
+   08:00 to 10:00 had its fill centred at 09:30).
 
 Only history before the current local midnight is used, so a profile does not change during
 the day and a run repeated at the same time gives the same forecast.
@@ -236,6 +240,10 @@ def week_profile(by_hour: np.ndarray, how: np.ndarray, vals: np.ndarray, days: f
     by_slot, count = means_by_key(how, vals, HOURS_PER_WEEK)
     slot = np.arange(HOURS_PER_WEEK)
     rate = np.where(count >= 2, by_slot, by_hour[slot % 24] * factor[slot // 24])
+    # an increment filed under hour h (its later bucket) is the fill from h - 1 h 30 to h h 30, the
+    # middles of the two hourly means: half of it came in the hour before h, half in hour h's first
+    # half. Hour h's own fill is half of its increment and half of the next one's (step 4)
+    rate = 0.5 * (rate + np.roll(rate, -1))
     return FillProfile(np.maximum(rate, 0.0), days, tz)
 
 

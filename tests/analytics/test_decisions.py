@@ -52,21 +52,23 @@ def test_profile_learns_the_day_and_does_not_fill_at_night() -> None:
     assert prof.rate_at(MONDAY + timedelta(days=3, hours=10)) == pytest.approx(0.05)
     assert prof.rate_at(MONDAY + timedelta(days=3, hours=2)) == pytest.approx(0.0)
     # the difference of two hourly means is the fill between their midpoints: the edges of the day
-    # are smeared over two hours (0.025 at 08:00 and 18:00)
-    assert prof.rate_at(MONDAY + timedelta(days=3, hours=8)) == pytest.approx(0.025)
+    # are smeared over the hours either side, evenly (0.0125 at 07:00 and 18:00, 0.0375 at 08:00 and 17:00)
+    assert prof.rate_at(MONDAY + timedelta(days=3, hours=8)) == pytest.approx(0.0375)
+    assert prof.rate_at(MONDAY + timedelta(days=3, hours=7)) == pytest.approx(0.0125)
+    assert prof.rate_at(MONDAY + timedelta(days=3, hours=18)) == pytest.approx(0.0125)
     # Thursday 16:00 at 0.6: 16:00 -> 18:00 adds 0.1 (0.7), the night adds nothing, 08:00 -> 10:00
-    # adds 0.1: truly full at 10:00 Friday; the smeared edges put it 26 min early
+    # adds 0.1: truly full at 10:00 Friday
     now = MONDAY + timedelta(days=3, hours=16)
     full = forecast_full_at(prof, 0.6, now, 0.8)
-    assert full is not None and abs(full - (MONDAY + timedelta(days=4, hours=10))) < timedelta(minutes=30)
+    assert full is not None and abs(full - (MONDAY + timedelta(days=4, hours=10))) < timedelta(minutes=5)
     # a straight line at the day's rate would say 20:00 Thursday: 14 hours early
     assert forecast_full_at(prof, 0.85, now, 0.8) == now
-    # a bin that filled faster than its profile since 08:00 (0.48 against 0.025 + 7 x 0.05) is forecast
+    # a bin that filled faster than its profile since 08:00 (0.48 against 0.0375 + 7 x 0.05) is forecast
     # faster, its 8 hours weighed against the 3 days (1.5 of fill) behind the profile:
-    # (1.5 + 0.48) / (1.5 + 0.375) = 1.056 times as fast (tests/analytics/test_fillpool.py)
+    # (1.5 + 0.48) / (1.5 + 0.3875) = 1.049 times as fast (tests/analytics/test_fillpool.py)
     history = 3 * prof.daily_fill()
     assert adapt_scale(prof, MONDAY + timedelta(days=3, hours=8), 0.0, now, 0.48) == pytest.approx(
-        (history + 0.48) / (history + 0.375))
+        (history + 0.48) / (history + 0.3875))
     assert adapt_scale(prof, None, None, now, 0.5) == 1.0
 
 

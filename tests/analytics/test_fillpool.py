@@ -88,17 +88,17 @@ def test_hours_since_pickup_weigh_what_they_hold_against_the_profiles_days() -> 
 
 
 def test_scale_is_the_credibility_mean_of_profile_and_cycle() -> None:
-    # a 3-day profile of 0.5 a day expects 0.375 from 08:00 to 16:00 (the edges of the day smeared
-    # over two hours by hourly means); the bin took 0.48: the days behind the profile (about 1.5 of
-    # fill) and the cycle (0.375 expected, 0.48 seen) give (1.5 + 0.48) / (1.5 + 0.375) = 1.056, not
-    # the cycle's own 1.28
+    # a 3-day profile of 0.5 a day expects 0.3875 from 08:00 to 16:00 (0.4 truly: the edges of the day
+    # smeared over the hours either side by hourly means); the bin took 0.48: the days behind the profile
+    # (about 1.5 of fill) and the cycle (0.3875 expected, 0.48 seen) give (1.5 + 0.48) / (1.5 + 0.3875) =
+    # 1.049, not the cycle's own 1.24
     rate = np.array([0.05 if 8 <= h < 18 else 0.0 for h in range(24)])
     prof = day_profile(rate)
     since, now = MONDAY + timedelta(days=3, hours=8), MONDAY + timedelta(days=3, hours=16)
     expected = prof.fill_between(since, now)
     history = 3 * prof.daily_fill()
-    assert abs(expected - 0.375) < 1e-9 and abs(history - 1.5) < 0.01
-    assert abs(adapt_scale(prof, since, 0.0, now, 0.48) - (history + 0.48) / (history + 0.375)) < 1e-9
+    assert abs(expected - 0.3875) < 1e-9 and abs(history - 1.5) < 0.01
+    assert abs(adapt_scale(prof, since, 0.0, now, 0.48) - (history + 0.48) / (history + 0.3875)) < 1e-9
 
 
 def test_a_bin_with_one_day_borrows_the_shape_of_bins_that_fill_like_it() -> None:
@@ -150,3 +150,19 @@ def test_a_profile_holds_the_bins_mean_daily_fill_not_the_median_hours() -> None
             assert prof is not None
             ratios.append(prof.daily_fill() / daily)
     assert 0.93 < np.mean(ratios) < 1.07, np.mean(ratios)
+
+
+def test_a_profile_puts_the_fill_at_the_hours_it_came() -> None:
+    # a bin filling 0.1 an hour from 08:00 to 10:00 WITA only, emptied every midnight. The increment of
+    # two hourly means is the fill between their middles (08:30 -> 09:30 for the 08 and 09 buckets), so
+    # filed under the later bucket's hour it lands half an hour late, and every forecast with it
+    rate = np.zeros(24)
+    rate[8:10] = 0.1
+    prof = day_profile(rate)
+    day = prof.rate[:24]
+    assert abs(day.sum() - 0.2) < 0.2 * 0.03  # the midnight hours of the pickups are left out
+    centre = float((day * (np.arange(24) + 0.5)).sum() / day.sum())
+    assert abs(centre - 9.0) < 0.01, centre
+    # walking it from 07:00 at 0.5, the bin reaches 0.6 at 09:00 as it truly does
+    full = forecast_full_at(prof, 0.5, MONDAY + timedelta(days=3, hours=7), 0.6)
+    assert full is not None and abs((full - (MONDAY + timedelta(days=3, hours=9))).total_seconds()) < 15 * 60

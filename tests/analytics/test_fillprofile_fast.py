@@ -67,7 +67,8 @@ def reference_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: f
     for slot in range(HOURS_PER_WEEK):
         same = vals[how == slot]
         rate[slot] = float(np.mean(same)) if len(same) >= 2 else by_hour[slot % 24] * factor[slot // 24]
-    return FillProfile(np.maximum(rate, 0.0), float(n_days), tz)
+    own = np.array([0.5 * (rate[slot] + rate[(slot + 1) % HOURS_PER_WEEK]) for slot in range(HOURS_PER_WEEK)])
+    return FillProfile(np.maximum(own, 0.0), float(n_days), tz)
 
 
 def reference_fill_between(profile: FillProfile, start: datetime, end: datetime) -> float:
