@@ -184,8 +184,19 @@ def retire(
             revoked = before - len(creds.live_credentials(s))
     except (RegistryError, ValueError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"retired {row.id}; {revoked} MQTT credential(s) revoked. Run `lorong devices credentials "
-                  "export` and `lorong stack reload` so the broker refuses it.")
+    console.print(f"retired {row.id}; {revoked} MQTT credential(s) revoked", highlight=False)
+    console.print(_revoke_on_broker(sessions), highlight=False)
+
+
+def _revoke_on_broker(sessions: Any) -> str:
+    """:func:`devices.credentials.revoke_on_broker` after a committed revocation; a broker file
+    that cannot be written is one error line saying the registry change stands."""
+    try:
+        with sessions() as s:
+            return creds.revoke_on_broker(s, Settings())
+    except (ConfigError, OSError) as exc:
+        raise fail(f"the registry change is saved, but the broker files were not rewritten: {exc}; fix it and "
+                   "run `lorong devices credentials export` and `lorong stack reload`") from None
 
 
 def _parse_at(at: str) -> datetime:
@@ -312,7 +323,8 @@ def issue(device_id: str = typer.Argument(...)) -> None:
     except (RegistryError, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"MQTT user {cred.username}, topic {cred.topic}")
-    console.print(f"password (shown once, not stored): {password}", highlight=False)
+    console.print(_revoke_on_broker(sessions), highlight=False)  # the earlier password stops working now
+    console.print(f"password (shown once, not stored): {password}", highlight=False)  # last: scripts take it
 
 
 @cred_app.command("export")
@@ -328,35 +340,17 @@ def export_credentials(
     """
     settings = Settings()
     out_dir = out or settings.var_dir / "mosquitto"
-    n = settings.notify
-    try:
-        if settings.mqtt.username and settings.mqtt.password:
-            user, pw, source = settings.mqtt.username, settings.mqtt.password.get_secret_value(), "environment"
-        else:
-            user, pw = creds.load_or_create_service_env(out_dir / "ingest.env")
-            source = str(out_dir / "ingest.env")
-        if n.mqtt_username and n.mqtt_password:
-            pub_user, pub_pw = n.mqtt_username, n.mqtt_password.get_secret_value()
-        else:
-            pub_user, pub_pw = creds.load_or_create_service_env(
-                out_dir / creds.ALERTS_ENV, creds.ALERTS_USER, "LORONG_NOTIFY__MQTT_USERNAME",
-                "LORONG_NOTIFY__MQTT_PASSWORD")
-        reader_user, reader_pw = creds.load_or_create_service_env(
-            out_dir / creds.ALERTS_READER_ENV, creds.ALERTS_READER, "MQTT_USERNAME", "MQTT_PASSWORD")
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    service = creds.service_account(user, pw, settings.mqtt.topics)
     sessions = open_sessions(settings)
     try:
         with sessions() as s:
-            passwd, acl, count = creds.export_files(s, out_dir, service, creds.alerts_account(pub_user, pub_pw),
-                                                    creds.alerts_reader_account(reader_user, reader_pw))
+            done = creds.export_for(s, settings, out_dir)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    console.print(f"wrote {passwd} and {acl}: {count} device(s) and ingester account {user!r} (from {source})")
-    console.print(f"alert publisher {pub_user!r} writes {' and '.join(creds.ALERTS_FILTERS)}; "
-                  f"alert consumers read it as "
-                  f"{reader_user!r} ({out_dir / creds.ALERTS_READER_ENV})")
-    if source != "environment":
-        console.print(f"start the ingester with its account: set -a; . {source}; set +a; lorong ingest run")
+    console.print(f"wrote {done.passwd} and {done.acl}: {done.devices} device(s) and ingester account "
+                  f"{done.ingester!r} (from {done.ingester_source})")
+    console.print(f"alert publisher {done.publisher!r} writes {' and '.join(creds.ALERTS_FILTERS)}; "
+                  f"alert consumers read it as {done.reader!r} ({out_dir / creds.ALERTS_READER_ENV})")
+    if done.ingester_source != "environment":
+        console.print(f"start the ingester with its account: set -a; . {done.ingester_source}; set +a; "
+                      "lorong ingest run")
     console.print("running broker: `lorong stack reload` makes it read the new files")

@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session
 
 from devices.registry import get_device, revoke_credentials
 from lorong.core.errors import ConfigError
+from lorong.core.settings import Settings
+from lorong.storage.stack import reload_broker
 from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 
 PBKDF2_ITERATIONS = 101
@@ -284,3 +286,78 @@ def load_or_create_service_env(path: Path, username: str = SERVICE_USER, user_va
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_private(path, f"{user_var}={username}\n{password_var}={password}\n")
     return username, password
+
+
+@dataclass(frozen=True)
+class BrokerExport:
+    """What :func:`export_for` wrote.
+
+    Attributes:
+        passwd: the password file.
+        acl: the ACL file.
+        devices: number of live device credentials in them.
+        ingester: the ingester's MQTT user name; ``ingester_source`` where its password came from
+            (``"environment"`` or the path of its env file).
+        publisher: the alert publisher's user name; ``reader`` the alert consumers' one.
+    """
+
+    passwd: Path
+    acl: Path
+    devices: int
+    ingester: str
+    ingester_source: str
+    publisher: str
+    reader: str
+
+
+def export_for(session: Session, settings: Settings, out_dir: Path) -> BrokerExport:
+    """Write the broker's password and ACL files into ``out_dir`` (``lorong devices credentials export``).
+
+    The ingester's account is ``LORONG_MQTT__USERNAME`` / ``_PASSWORD`` when both are set, else the
+    one kept in ``<out_dir>/ingest.env`` (created with a fresh password on first export); the alert
+    publisher's is ``LORONG_NOTIFY__MQTT_USERNAME`` / ``_PASSWORD``, else ``<out_dir>/alerts.env``;
+    alert consumers use ``<out_dir>/alerts-reader.env``.
+
+    Raises:
+        ConfigError: an env file lacks its variables, or a user name is taken twice.
+    """
+    n = settings.notify
+    if settings.mqtt.username and settings.mqtt.password:
+        user, pw, source = settings.mqtt.username, settings.mqtt.password.get_secret_value(), "environment"
+    else:
+        user, pw = load_or_create_service_env(out_dir / "ingest.env")
+        source = str(out_dir / "ingest.env")
+    if n.mqtt_username and n.mqtt_password:
+        pub_user, pub_pw = n.mqtt_username, n.mqtt_password.get_secret_value()
+    else:
+        pub_user, pub_pw = load_or_create_service_env(out_dir / ALERTS_ENV, ALERTS_USER,
+                                                      "LORONG_NOTIFY__MQTT_USERNAME", "LORONG_NOTIFY__MQTT_PASSWORD")
+    reader_user, reader_pw = load_or_create_service_env(out_dir / ALERTS_READER_ENV, ALERTS_READER,
+                                                        "MQTT_USERNAME", "MQTT_PASSWORD")
+    passwd, acl, count = export_files(session, out_dir, service_account(user, pw, settings.mqtt.topics),
+                                      alerts_account(pub_user, pub_pw), alerts_reader_account(reader_user, reader_pw))
+    return BrokerExport(passwd, acl, count, user, source, pub_user, reader_user)
+
+
+def revoke_on_broker(session: Session, settings: Settings) -> str:
+    """Carry a revocation (a retired device, a re-issued password) to the broker at once: when the
+    broker's files were exported to ``<var_dir>/mosquitto`` (a broker run with ``--auth``), write
+    them again from ``session`` (commit first) and reload the broker Lorong runs on them
+    (:func:`lorong.storage.stack.reload_broker`; Mosquitto then drops a connected client whose
+    password no longer holds).
+
+    Returns:
+        One line for the operator: what was done, or what is left to do.
+
+    Raises:
+        ConfigError: as :func:`export_for`.
+    """
+    out_dir = settings.var_dir / "mosquitto"
+    if not (out_dir / PASSWD_FILE).exists():
+        return ("no broker password file in this deployment (the broker runs without accounts): "
+                "`lorong devices credentials export` and `lorong stack up --auth` give it one")
+    export_for(session, settings, out_dir)
+    if reload_broker(settings.var_dir):
+        return f"broker files in {out_dir} rewritten; the broker reloaded them"
+    return (f"broker files in {out_dir} rewritten; no broker started by `lorong stack up` runs here: "
+            "make yours re-read them (SIGHUP)")

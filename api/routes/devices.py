@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -11,6 +12,7 @@ from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep, sco
 from api.errors import Conflict, InvalidRequest
 from api.query import one_of, resolve_kecamatan
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
+from devices.credentials import revoke_on_broker
 from devices.registry import (
     STATUSES,
     DeviceIn,
@@ -20,10 +22,12 @@ from devices.registry import (
     retire_device,
     update_device,
 )
-from lorong.core.errors import DeviceRetired
+from lorong.core.errors import ConfigError, DeviceRetired
 from lorong.core.model import DeviceKind, utcnow
 from lorong.storage.kecamatan import known_kecamatan
 from lorong.storage.tables import DeviceRow
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS)
 
@@ -91,10 +95,15 @@ def change(device_id: DeviceId, body: DeviceUpdate, ctx: ContextDep, session: Se
 def retire(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: DeviceWriter) -> DeviceOut:
     """Retire a device (technician or admin): it stops being accepted and listed; its history stays.
 
-    Its MQTT credentials are revoked. Retiring a retired device changes nothing.
+    Its MQTT credentials are revoked, on a broker run with ``--auth`` at once
+    (:func:`devices.credentials.revoke_on_broker`). Retiring a retired device changes nothing.
     """
     scoped_device(session, who, device_id)
     row = retire_device(session, device_id, utcnow())
     session.commit()
     ctx.bins.invalidate()
+    try:
+        log.info("retired %s: %s", row.id, revoke_on_broker(session, ctx.settings))
+    except (ConfigError, OSError) as exc:  # the retirement stands; the operator exports by hand
+        log.warning("retired %s, but the broker files were not rewritten: %s", row.id, exc)
     return _out(row)

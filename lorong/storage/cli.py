@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -175,13 +173,8 @@ def release(settings: Settings, services: list[stack.Service]) -> None:
 
 def reload(settings: Settings) -> bool:
     """Make the running broker re-read its password and ACL files (SIGHUP, mosquitto(8));
-    False when no broker started by `lorong stack up` runs."""
-    pid = _ours(settings, _state(settings), "mosquitto")
-    if pid is None:
-        return False
-    stack.hand_to_broker(_workdirs(settings)["mosquitto"])  # files exported since start are root's
-    os.kill(pid, signal.SIGHUP)
-    return True
+    False when no broker started by `lorong stack up` runs (:func:`lorong.storage.stack.reload_broker`)."""
+    return stack.reload_broker(settings.var_dir)
 
 
 def _say_database(settings: Settings) -> None:

@@ -381,6 +381,24 @@ def running_in(name: str, workdir: Path) -> list[int]:
     return sorted(found)
 
 
+def reload_broker(var_dir: Path) -> bool:
+    """Make the Mosquitto that Lorong runs on ``<var_dir>/mosquitto`` re-read its password and ACL
+    files (SIGHUP, mosquitto(8)); it then drops connected clients whose password no longer holds.
+
+    The broker is found by its config file (:func:`running_in`), so a reused PID is never
+    signalled. Returns False when no such broker runs.
+    """
+    workdir = var_dir.resolve() / "mosquitto"
+    pids = running_in("mosquitto", workdir)
+    if not pids:
+        return False
+    hand_to_broker(workdir)  # files written since it started are the caller's
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+    return True
+
+
 def stop_pid(pid: int, timeout_s: float = 10.0) -> bool:
     """SIGTERM ``pid``, wait, SIGKILL if needed; True when it was running."""
     if not pid_alive(pid):

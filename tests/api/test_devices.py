@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorong.core.model import utcnow
+from lorong.core.settings import Settings
 from lorong.storage.tables import DeviceCredentialRow, DeviceRow
 
 pytestmark = pytest.mark.integration
@@ -151,3 +152,24 @@ def test_an_air_station_with_bin_geometry_is_refused(client: httpx.Client, sessi
     ok = client.post("/devices", json={"id": "MKS-AIR-01", "kind": "air", "kecamatan": "Tallo", "blind_zone_mm": 0},
                      headers=tech)  # 0 is the column's default, as a CSV export writes it
     assert ok.status_code == 201, ok.text
+
+
+def test_retire_rewrites_the_broker_files(client: httpx.Client, sessions: sessionmaker[Session], settings: Settings,
+                                          auth: Callable[[str], dict[str, str]]) -> None:
+    """Issue 14 item 14: a device retired through the API kept its line in the broker's password and
+    ACL files until someone exported them by hand."""
+    from devices.credentials import export_for, issue_credential
+
+    tech = auth("technician")
+    for dev in ("MKS-AIR-11", "MKS-AIR-12"):
+        assert client.post("/devices", json={"id": dev, "kind": "air", "kecamatan": "Tallo"},
+                           headers=tech).status_code == 201
+        with sessions.begin() as s:
+            issue_credential(s, dev, utcnow())
+    out = settings.var_dir / "mosquitto"
+    with sessions() as s:
+        export_for(s, settings, out)
+    assert "MKS-AIR-11:" in (out / "passwd").read_text()
+    assert client.delete("/devices/MKS-AIR-11", headers=tech).status_code == 200
+    files = (out / "passwd").read_text() + (out / "acl").read_text()
+    assert "MKS-AIR-11" not in files and "MKS-AIR-12" in files
