@@ -18,7 +18,7 @@ from lorong.core.errors import UnknownCity
 from lorong.core.settings import Settings
 from lorong.storage.db import default_city, migrate
 from lorong.storage.kecamatan import area_kecamatan
-from lorong.storage.runtime import check_database, open_sessions
+from lorong.storage.runtime import check_database, database_location, open_sessions
 
 app = typer.Typer(help="The HTTP API and crew page.", invoke_without_command=True)
 token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
@@ -26,26 +26,31 @@ app.add_typer(token_app, name="token")
 console = Console()
 
 
-def banner(host: str, port: int) -> str:
-    """What ``lorong api`` prints once it listens: its URL, the crew page, the docs and how to stop.
+def banner(host: str, port: int, database: str = "") -> str:
+    """What ``lorong api`` prints once it listens: its URL, the crew page, the docs, the database
+    it uses (tokens and devices live there) and how to stop.
 
     Args:
         host: the address it is bound to (an IPv6 address is bracketed in the URL, RFC 3986 3.2.2).
         port: the TCP port.
+        database: :func:`lorong.storage.runtime.database_location` of its database ("" leaves the line out).
     """
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     return (f"Lorong API serving on {url}\n  crew page: {url}/\n  API docs:  {url}/docs\n"
-            "Press Ctrl-C to stop.")
+            + (f"  database:  {database}\n" if database else "") + "Press Ctrl-C to stop.")
 
 
 class _Server(uvicorn.Server):
     """uvicorn's server that prints :func:`banner` once its socket is bound (not when the bind failed)."""
 
+    database = ""
+    """Where its database is, for the banner."""
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Bind and start as uvicorn does, then print where it serves."""
         await super().startup(sockets)
         if not self.should_exit:
-            print(banner(self.config.host, self.config.port), flush=True)
+            print(banner(self.config.host, self.config.port, self.database), flush=True)
 
 
 @app.callback()
@@ -58,7 +63,9 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
     migrate(settings.database_url, default_city=default_city(settings))
     config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
                             log_level="warning", http=header_timeout_protocol(settings.api.header_timeout_s))
-    _Server(config).run()
+    server = _Server(config)
+    server.database = database_location(settings.database_url)
+    server.run()
 
 
 @token_app.command("create")

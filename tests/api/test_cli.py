@@ -15,6 +15,7 @@ import pytest
 
 from lorong.storage import stack
 from lorong.storage.influx import InfluxClient
+from lorong.storage.runtime import database_location
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +49,8 @@ def test_serve_prints_where(db_url: str, influx: InfluxClient, tmp_path: Path) -
         url = f"http://127.0.0.1:{port}"
         assert f"Lorong API serving on {url}" in out, out
         assert f"crew page: {url}/" in out and f"API docs:  {url}/docs" in out and "Ctrl-C" in out
+        # issue 14 item 11: a token made on another database is a 401 here; the banner says which one this is
+        assert f"database:  {database_location(db_url)}" in out, out
         assert httpx.get(f"{url}/health", timeout=5).status_code in (200, 503)  # it says so once it listens
     finally:
         proc.send_signal(signal.SIGINT)
