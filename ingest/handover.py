@@ -15,7 +15,9 @@ in the spool directory (the ingesters that ran here), before it starts its own i
    with that id's spool (locked: if the old mode is still running, :class:`HandoverError`). It
    resumes its session, subscribes only to the hand-over topic :func:`handover_topic` (the
    session's own subscriptions stay as they were), and stores the session's queue like any
-   ingester: spool first, acknowledge after.
+   ingester: spool first, acknowledge after. The old sessions of ``--workers N`` share one
+   pipeline (:meth:`RetiringIngester.share_pipeline`), so that readings without a time of one
+   device, queued in several of them, get distinct timestamps.
 2. **Prime**: unless none of the old sessions still existed on the broker, each of this mode's
    client ids connects once, subscribes its topic filters and the hand-over topic.
 3. **Marker**: once every subscription is acknowledged, one random marker is published at QoS 1
@@ -114,6 +116,15 @@ class RetiringIngester(Ingester):
         self.marker_seen = threading.Event()
         super().__init__(settings, devices, dead_letters, influx)
         self.mqtt = cast(MqttSource, self.source)
+        self.pipeline_lock = threading.Lock()
+
+    def share_pipeline(self, other: RetiringIngester) -> None:
+        """Process messages with ``other``'s pipeline, one at a time with it. The old sessions of
+        ``--workers N`` hold readings of the same devices and are emptied at once: readings
+        without a time of one device, received in the same millisecond by two sessions, would
+        otherwise get the same timestamp and the second would overwrite the first in InfluxDB (one
+        pipeline moves a device's receive times apart, :meth:`ingest.pipeline.Pipeline.process`)."""
+        self.pipeline, self.pipeline_lock = other.pipeline, other.pipeline_lock
 
     def _on_message(self, msg: Message, delivery: Any) -> None:
         if msg.topic == self.topic:  # the marker, or one of an undone hand-over: acked in order
@@ -124,7 +135,8 @@ class RetiringIngester(Ingester):
             return
         if self.marker_seen.is_set():  # published after the marker: the new sessions have it
             return
-        super()._on_message(msg, delivery)
+        with self.pipeline_lock:
+            super()._on_message(msg, delivery)
 
     def finish(self, end_session: bool) -> bool:
         """Flush and acknowledge what was taken, disconnect, and drain the spool for up to
@@ -244,6 +256,8 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
             raise HandoverError(f"the ingester with client id {exc.path.stem} still runs (its spool {exc.path} is "
                                 f"locked): stop it before starting {mode}") from None
         raise
+    for r in olds[1:]:
+        r.share_pipeline(olds[0])
     log.info("starting %s: taking over from the sessions of %s", mode, ", ".join(old_ids))
 
     def connected() -> bool:

@@ -309,3 +309,32 @@ def test_a_damaged_spool_of_the_other_mode_stops_the_start(tmp_path: Path) -> No
     errors = [x for x in out.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and str(bad) in errors[0], out
     assert "worker 1 started" not in out and "Traceback" not in out
+
+
+@pytest.mark.integration
+def test_workers_to_one_keeps_every_timeless_reading_of_one_device(tmp_path: Path, db_url: str, sessions: Any,
+                                                                   influx: InfluxClient, broker: stack.Service
+                                                                   ) -> None:
+    """One device sent readings without a time (and without ``seq``) while ``--workers 2`` was
+    stopped, so both worker sessions hold some of them. The hand-over drained the two sessions at
+    once, each through its own pipeline: two readings received in the same millisecond became one
+    InfluxDB point (same series, same timestamp; 7 of 20 lost on a real stack)."""
+    register_fleet(sessions)
+    base = settings_for(tmp_path, db_url, broker.port, influx, "same")
+    two = [worker_mqtt(base, i, "g") for i in (1, 2)]
+    for ing in [start_ingester(base.model_copy(update={"mqtt": m}), sessions, influx) for m in two]:
+        ing.stop()  # both worker sessions exist and collect while nothing runs
+    device = FLEET[0]
+    sent = [Sent(f"lorong/v1/{device}/up", json.dumps({"device_id": device, "metrics": {
+        "pm25": {"value": float(k % 1000), "unit": "ug/m3"}, "pm10": {"value": float(k // 1000), "unit": "ug/m3"}}
+    }).encode(), device, 0) for k in range(600)]
+    publish(broker.port, sent)
+
+    def retiring(settings: Settings, topic: str) -> RetiringIngester:
+        return RetiringIngester(settings, RegistryLookup(sessions), DeadLetterStore(sessions),
+                                InfluxClient(influx.url, influx.database), topic)
+
+    assert hand_over(base, [base.mqtt], retiring, threading.Event())
+    got = stored_values(influx)
+    missing = sorted(set(range(len(sent))) - set(got))
+    assert not missing and max(got.values()) == 1, f"{len(missing)} of {len(sent)} lost, e.g. {missing[:5]}"
