@@ -197,6 +197,8 @@ class Pipeline:
         max_payload_bytes: larger payloads are rejected as ``too_large``.
         keep_readings: fill :attr:`Result.readings` (replay, tests); the ingester needs only
             the lines and turns it off.
+        rx_slot: ``(slot, slots)``: readings without a device time get milliseconds ``m`` with
+            ``m % slots == slot`` (``IngestSettings.rx_slot``; one ingester ``(0, 1)``, every one).
     """
 
     def __init__(
@@ -207,7 +209,9 @@ class Pipeline:
         format_of: Callable[[str], str] = format_for_topic,
         max_payload_bytes: int = 65536,
         keep_readings: bool = True,
+        rx_slot: tuple[int, int] = (0, 1),
     ) -> None:
+        self._slot, self._slots = rx_slot[0] % rx_slot[1], rx_slot[1]
         self.devices = devices
         self.policy = policy
         self.formats = formats
@@ -227,16 +231,18 @@ class Pipeline:
         and timestamp (a second write overwrites the first: InfluxDB 1.x docs, "Handle duplicate
         data points", which suggests moving the timestamp on). Uplinks without a device time
         that arrive in one burst (a broker backlog after a restart) would otherwise collapse
-        into one point. The ``rx_ms`` field keeps the true receive time. Across several
-        ingesters of one ``$share`` group two such uplinks of one device can still meet in one
-        millisecond: devices that report often should send ``time`` (or ``seq``).
+        into one point. The ``rx_ms`` field keeps the true receive time. Several ingesters of
+        one ``$share`` group (``--workers N``) each take only the milliseconds of their own slot
+        (``rx_slot``), so two of them never stamp one device's readings alike either.
         """
         ms = to_ms(received_at)
         last = self._rx_ms.get(device_id)
         at = received_at
         if last is not None and ms <= last:
-            # the exact millisecond: receive time + n ms would round to either side of a .5 ms
             ms = last + 1
+        ms += (self._slot - ms) % self._slots  # the next millisecond of this ingester's slot
+        if ms != to_ms(received_at):
+            # the exact millisecond: receive time + n ms would round to either side of a .5 ms
             at = utc_from_ms(ms)
         if len(self._rx_ms) >= 200_000:  # far more devices than a city has: start again
             self._rx_ms.clear()

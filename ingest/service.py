@@ -102,7 +102,8 @@ class Ingester:
         cfg = settings.ingest
         self.settings = settings
         self.pipeline = Pipeline(devices, Policy(cfg.max_future_s, cfg.min_year),
-                                 max_payload_bytes=cfg.max_payload_bytes, keep_readings=False)
+                                 max_payload_bytes=cfg.max_payload_bytes, keep_readings=False,
+                                 rx_slot=(cfg.rx_slot, cfg.rx_slots))
         self.dead_letters = dead_letters
         self.influx = influx
         self.spool = Spool(cfg.spool_dir / spool_path_for(settings))

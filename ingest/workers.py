@@ -70,9 +70,11 @@ def shared_filter(topic: str, group: str) -> str:
     return topic if topic.startswith("$share/") else f"$share/{group}/{topic}"
 
 
-def worker_env(settings: Settings, index: int, group: str, base: Mapping[str, str]) -> dict[str, str]:
-    """Environment of worker ``index`` (1-based): ``base`` plus the ``LORONG_*`` overrides that
-    make it a distinct member of the share group.
+def worker_env(settings: Settings, index: int, group: str, base: Mapping[str, str],
+               workers: int = 1) -> dict[str, str]:
+    """Environment of worker ``index`` (1-based) of ``workers``: ``base`` plus the ``LORONG_*``
+    overrides that make it a distinct member of the share group (client id, instance, metrics
+    port, and the receive-time slot ``index - 1`` of ``workers``, ``IngestSettings.rx_slot``).
 
     Raises:
         ValueError: bad ``group`` (see :func:`shared_filter`).
@@ -83,6 +85,7 @@ def worker_env(settings: Settings, index: int, group: str, base: Mapping[str, st
     env["LORONG_MQTT__TOPICS"] = json.dumps([shared_filter(t, group) for t in mqtt.topics])
     env["LORONG_INGEST__INSTANCE"] = f"{ingest.instance}-{index}"
     env["LORONG_INGEST__METRICS_PORT"] = str(ingest.metrics_port + index - 1 if ingest.metrics_port else 0)
+    env["LORONG_INGEST__RX_SLOT"], env["LORONG_INGEST__RX_SLOTS"] = str(index - 1), str(max(workers, index))
     return env
 
 
@@ -186,7 +189,7 @@ def run_workers(settings: Settings, workers: int, group: str, stop: threading.Ev
     check_database(settings.database_url)
     migrate(settings.database_url, default_city=default_city(settings))
     own = [worker_mqtt(settings, i, group) for i in range(1, workers + 1)]
-    envs = [worker_env(settings, i, group, os.environ) for i in range(1, workers + 1)]
+    envs = [worker_env(settings, i, group, os.environ, workers) for i in range(1, workers + 1)]
     if retiring is not None:
         busy = [m.client_id for m in own if spool_in_use(settings.ingest.spool_dir / spool_name(m.client_id))]
         if busy:  # a hand-over would take their live sessions over

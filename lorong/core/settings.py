@@ -156,6 +156,10 @@ class IngestSettings(BaseModel):
         metrics_port: Prometheus text endpoint of the ingester on ``metrics_host`` (0 = off).
         source: where uplinks come from: ``mqtt`` (a broker such as Mosquitto, the default) or
             ``nats`` (the JetStream stream of a NATS cluster, see :class:`NatsSettings`).
+        rx_slot, rx_slots: a reading without a device time is stored at a millisecond ``m`` with
+            ``m % rx_slots == rx_slot`` (its receive time or the next such one). ``--workers N`` gives
+            worker ``i`` slot ``i - 1`` of ``N``, so that workers emptying their sessions at once never
+            stamp two readings of one device with the same time (InfluxDB would keep only the last).
     """
 
     batch_size: int = Field(5000, ge=1)
@@ -169,6 +173,8 @@ class IngestSettings(BaseModel):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535)
     source: Literal["mqtt", "nats"] = "mqtt"
+    rx_slot: int = Field(0, ge=0)
+    rx_slots: int = Field(1, ge=1)
 
 
 class AnalyticsSettings(BaseModel):

@@ -30,7 +30,7 @@ from firmware_sim.publisher import Publisher
 from ingest.deadletter import DeadLetterStore
 from ingest.handover import RetiringIngester, hand_over, handover_topic, other_mode_ids
 from ingest.service import Ingester
-from ingest.workers import worker_mqtt
+from ingest.workers import worker_env, worker_mqtt
 from lorong.cli import error_line
 from lorong.core.errors import HandoverError
 from lorong.core.settings import IngestSettings, MqttSettings, Settings
@@ -335,6 +335,47 @@ def test_workers_to_one_keeps_every_timeless_reading_of_one_device(tmp_path: Pat
                                 InfluxClient(influx.url, influx.database), topic)
 
     assert hand_over(base, [base.mqtt], retiring, threading.Event())
+    got = stored_values(influx)
+    missing = sorted(set(range(len(sent))) - set(got))
+    assert not missing and max(got.values()) == 1, f"{len(missing)} of {len(sent)} lost, e.g. {missing[:5]}"
+
+
+
+def _worker_settings(base: Settings, index: int, workers: int) -> Settings:
+    """Worker ``index``'s settings as ``lorong ingest run --workers`` gives them (:func:`worker_env`)."""
+    env = worker_env(base, index, "g", {}, workers)
+    mqtt = worker_mqtt(base, index, "g")
+    slots = {k.removeprefix("LORONG_INGEST__").lower(): int(v) for k, v in env.items()
+             if k.startswith("LORONG_INGEST__RX_SLOT")}
+    return base.model_copy(update={"mqtt": mqtt, "ingest": base.ingest.model_copy(update=slots)})
+
+
+@pytest.mark.integration
+def test_workers_keep_every_timeless_reading_of_one_device_queued_in_both_sessions(
+        tmp_path: Path, db_url: str, sessions: Any, influx: InfluxClient, broker: stack.Service) -> None:
+    """``--workers 2`` starting with a backlog (a broker restart, a start after a stop): both
+    workers empty their sessions at once, and two readings of one device without a time, received
+    in the same millisecond by the two workers, became one point (each worker moved only its own
+    readings apart). Each worker now stamps them on milliseconds of its own."""
+    register_fleet(sessions)
+    base = settings_for(tmp_path, db_url, broker.port, influx, "slot")
+    two = [_worker_settings(base, i, 2) for i in (1, 2)]
+    for ing in [start_ingester(s, sessions, influx) for s in two]:
+        ing.stop()  # both sessions exist and collect while nothing runs
+    device = FLEET[0]
+    sent = [Sent(f"lorong/v1/{device}/up", json.dumps({"device_id": device, "metrics": {
+        "pm25": {"value": float(k % 1000), "unit": "ug/m3"}, "pm10": {"value": float(k // 1000), "unit": "ug/m3"}}
+    }).encode(), device, 0) for k in range(600)]
+    publish(broker.port, sent)
+    running = [Ingester(s, RegistryLookup(sessions), DeadLetterStore(sessions),
+                        InfluxClient(influx.url, influx.database)) for s in two]
+    for ing in running:  # at once, as after a broker restart
+        ing.start()
+    try:
+        settle(influx, len(sent), timeout_s=10)
+    finally:
+        for ing in running:
+            ing.stop()
     got = stored_values(influx)
     missing = sorted(set(range(len(sent))) - set(got))
     assert not missing and max(got.values()) == 1, f"{len(missing)} of {len(sent)} lost, e.g. {missing[:5]}"

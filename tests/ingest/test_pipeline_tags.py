@@ -70,6 +70,23 @@ def test_uplinks_without_time_stay_distinct_points() -> None:
     assert senml.error is None and senml.lines[0].endswith(f" {base + 20}")  # SenML "now" is the arrival too
 
 
+def test_workers_stamp_timeless_uplinks_on_their_own_milliseconds() -> None:
+    """Two workers of one share group, each given ten time-less uplinks of one device in the same
+    millisecond (their sessions' backlogs emptied at once): twenty distinct times, each worker's on
+    its slot, none before the receive time, none more than 2 x 10 ms after it."""
+    devices = {"NT-1": DeviceInfo("NT-1", DeviceKind.BIN, kecamatan="Wajo")}
+    rx = datetime(2026, 11, 29, 3, 0, 0, 123000, tzinfo=UTC)
+    base = to_ms(rx)
+    times: dict[int, list[int]] = {}
+    for slot in (0, 1):
+        pipe = Pipeline(devices, rx_slot=(slot, 2))
+        times[slot] = [int(pipe.process(Message("lorong/v1/NT-1/up", f'{{"metrics": {{"distance": {500 + k}}}}}'
+                                                .encode(), rx)).lines[0].rsplit(" ", 1)[1]) for k in range(10)]
+        assert all(t % 2 == slot for t in times[slot]), times
+    every = times[0] + times[1]
+    assert len(set(every)) == 20 and min(every) >= base and max(every) < base + 20, times
+
+
 def test_points_carry_the_device_city() -> None:
     """The registry's city of a device is the ``city`` tag of its points; a payload tag cannot change it."""
     dev = DeviceInfo("0101010101010101", DeviceKind.BIN, "milesight-em310-udl", "Panakkukang", 2500.0, 200.0,

@@ -42,8 +42,11 @@ def test_shared_filter() -> None:
 def test_each_worker_is_a_distinct_member() -> None:
     settings = Settings(mqtt=MqttSettings(client_id="ing", topics=["lorong/v1/+/up", "senml/+"]),
                         ingest=IngestSettings(instance="mks", metrics_port=9464))
-    envs = [worker_env(settings, i, "grp", {"PATH": "/bin"}) for i in (1, 2, 3)]
+    envs = [worker_env(settings, i, "grp", {"PATH": "/bin"}, 3) for i in (1, 2, 3)]
     assert [e["LORONG_MQTT__CLIENT_ID"] for e in envs] == ["ing-1", "ing-2", "ing-3"]
+    # time-less readings on milliseconds of each worker's own (issue 14 item 6)
+    assert [(e["LORONG_INGEST__RX_SLOT"], e["LORONG_INGEST__RX_SLOTS"]) for e in envs] == [
+        ("0", "3"), ("1", "3"), ("2", "3")]
     assert [e["LORONG_INGEST__INSTANCE"] for e in envs] == ["mks-1", "mks-2", "mks-3"]
     assert [e["LORONG_INGEST__METRICS_PORT"] for e in envs] == ["9464", "9465", "9466"]
     assert json.loads(envs[0]["LORONG_MQTT__TOPICS"]) == ["$share/grp/lorong/v1/+/up", "$share/grp/senml/+"]
