@@ -15,9 +15,9 @@ in the spool directory (the ingesters that ran here), before it starts its own i
    with that id's spool (locked: if the old mode is still running, :class:`HandoverError`). It
    resumes its session, subscribes only to the hand-over topic :func:`handover_topic` (the
    session's own subscriptions stay as they were), and stores the session's queue like any
-   ingester: spool first, acknowledge after. The old sessions of ``--workers N`` share one
-   pipeline (:meth:`RetiringIngester.share_pipeline`), so that readings without a time of one
-   device, queued in several of them, get distinct timestamps.
+   ingester: spool first, acknowledge after. The old sessions of ``--workers N`` are emptied at
+   once, each on milliseconds of its own (``IngestSettings.rx_slot``), so that readings without
+   a time of one device, queued in several of them, never get the same timestamp.
 2. **Prime**: unless none of the old sessions still existed on the broker, each of this mode's
    client ids connects once, subscribes its topic filters and the hand-over topic.
 3. **Marker**: once every subscription is acknowledged, one random marker is published at QoS 1
@@ -116,15 +116,6 @@ class RetiringIngester(Ingester):
         self.marker_seen = threading.Event()
         super().__init__(settings, devices, dead_letters, influx)
         self.mqtt = cast(MqttSource, self.source)
-        self.pipeline_lock = threading.Lock()
-
-    def share_pipeline(self, other: RetiringIngester) -> None:
-        """Process messages with ``other``'s pipeline, one at a time with it. The old sessions of
-        ``--workers N`` hold readings of the same devices and are emptied at once: readings
-        without a time of one device, received in the same millisecond by two sessions, would
-        otherwise get the same timestamp and the second would overwrite the first in InfluxDB (one
-        pipeline moves a device's receive times apart, :meth:`ingest.pipeline.Pipeline.process`)."""
-        self.pipeline, self.pipeline_lock = other.pipeline, other.pipeline_lock
 
     def _on_message(self, msg: Message, delivery: Any) -> None:
         if msg.topic == self.topic:  # the marker, or one of an undone hand-over: acked in order
@@ -135,8 +126,7 @@ class RetiringIngester(Ingester):
             return
         if self.marker_seen.is_set():  # published after the marker: the new sessions have it
             return
-        with self.pipeline_lock:
-            super()._on_message(msg, delivery)
+        super()._on_message(msg, delivery)
 
     def finish(self, end_session: bool) -> bool:
         """Flush and acknowledge what was taken, disconnect, and drain the spool for up to
@@ -188,11 +178,16 @@ RetiringFactory = Callable[[Settings, str], RetiringIngester]
 registry, dead-letter store and InfluxDB, see :mod:`ingest.cli`)."""
 
 
-def _old_settings(settings: Settings, client_id: str, topic: str) -> Settings:
+def _old_settings(settings: Settings, client_id: str, topic: str, slot: int, slots: int) -> Settings:
+    """The settings of old session ``client_id``, emptied at once with ``slots - 1`` others: its
+    readings without a time go on milliseconds of slot ``slot`` (``IngestSettings.rx_slot``; two
+    sessions holding readings of one device would otherwise stamp some alike, and InfluxDB would
+    keep only the last)."""
     base, cfg = settings.mqtt.client_id, settings.ingest
     return settings.model_copy(update={
         "mqtt": settings.mqtt.model_copy(update={"client_id": client_id, "topics": [topic]}),
-        "ingest": cfg.model_copy(update={"instance": cfg.instance + client_id[len(base):], "metrics_port": 0}),
+        "ingest": cfg.model_copy(update={"instance": cfg.instance + client_id[len(base):], "metrics_port": 0,
+                                         "rx_slot": slot, "rx_slots": slots}),
     })
 
 
@@ -247,8 +242,8 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
     olds: list[RetiringIngester] = []
     primes: list[_Prime] = []
     try:
-        for cid in old_ids:
-            olds.append(retiring(_old_settings(settings, cid, topic), topic))
+        for i, cid in enumerate(old_ids):
+            olds.append(retiring(_old_settings(settings, cid, topic, i, len(old_ids)), topic))
     except BaseException as exc:  # SpoolBusy: that ingester runs; SpoolDamaged: one error line names the file
         for r in olds:
             r.spool.close()
@@ -256,8 +251,6 @@ def hand_over(settings: Settings, own: Sequence[MqttSettings], retiring: Retirin
             raise HandoverError(f"the ingester with client id {exc.path.stem} still runs (its spool {exc.path} is "
                                 f"locked): stop it before starting {mode}") from None
         raise
-    for r in olds[1:]:
-        r.share_pipeline(olds[0])
     log.info("starting %s: taking over from the sessions of %s", mode, ", ".join(old_ids))
 
     def connected() -> bool:
