@@ -194,10 +194,11 @@ def dead_list(
 ) -> None:
     """Show dead letters, newest first, and the pending count per reason."""
     store = DeadLetterStore(open_sessions(Settings()))
-    table = Table("id", "received (UTC)", "reason", "topic", "bytes", "detail", "replayed")
+    table = Table("id", "received (UTC)", "reason", "device", "topic", "bytes", "detail", "replayed")
     rows = store.list(reason=reason, limit=limit, pending_only=not all_)
     for row in rows:
-        table.add_row(str(row.id), row.received_at.strftime("%Y-%m-%d %H:%M:%S"), row.reason, row.topic,
+        table.add_row(str(row.id), row.received_at.strftime("%Y-%m-%d %H:%M:%S"), row.reason, row.device_id or "",
+                      row.topic,
                       str(len(row.payload)), row.detail[:80],
                       row.replayed_at.strftime("%Y-%m-%d %H:%M") if row.replayed_at else "")
     pending, replayed = store.counts_by_reason(replayed=False), store.counts_by_reason(replayed=True)
