@@ -46,11 +46,11 @@ def topic_device(topic: str) -> str:
     if device_id is not None:
         return device_id
     parts = topic.split("/")
-    if len(parts) != 4 or parts[:2] != ["lorong", "v1"] or parts[3] != "up" or not parts[2]:
+    if len(parts) != 4 or parts[:2] != ["lorong", "v1"] or parts[3] != "up" or not parts[DEVICE_LEVEL]:
         raise ParseError("bad_topic", f"{NAME}: expected lorong/v1/<device_id>/up, got {topic!r}")
     if len(_DEVICE_OF_TOPIC) < 100_000:
-        _DEVICE_OF_TOPIC[topic] = parts[2]
-    return parts[2]
+        _DEVICE_OF_TOPIC[topic] = parts[DEVICE_LEVEL]
+    return parts[DEVICE_LEVEL]
 
 
 def parse(payload: bytes, topic: str, received_at: datetime) -> list[Uplink]:

@@ -45,8 +45,9 @@ def _device_id(obj: dict[str, Any], topic: str) -> str:
         raise ParseError("bad_envelope", f"{NAME}: no end_device_ids object, so no device to attribute it to")
     dev_id, dev_eui = ids.get("device_id"), ids.get("dev_eui")
     parts = topic.split("/")
-    if len(parts) == 5 and isinstance(dev_id, str) and dev_id and parts[3] and parts[3] != dev_id:
-        raise ParseError("device_mismatch", f"{NAME}: end_device_ids.device_id {dev_id!r:.80} on topic of {parts[3]!r}")
+    level = parts[DEVICE_LEVEL] if len(parts) == 5 else ""
+    if isinstance(dev_id, str) and dev_id and level and level != dev_id:
+        raise ParseError("device_mismatch", f"{NAME}: end_device_ids.device_id {dev_id!r:.80} on topic of {level!r}")
     if isinstance(dev_eui, str) and dev_eui:
         return dev_eui.upper()
     if isinstance(dev_id, str) and dev_id:
