@@ -78,7 +78,9 @@ def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) 
     if hourly.empty or len(kap) < MIN_OTHERS + 1:
         return {}
     frame = hourly[hourly["device_id"].isin(kap)]
-    rh_max = frame["device_id"].map({d: m.rh_max for d, m in kap.items()})
+    if frame.empty:  # another city's stations only (pandas 3 types an empty mapped column as text)
+        return {}
+    rh_max = frame["device_id"].map({d: m.rh_max for d, m in kap.items()}).astype(float)
     frame = frame[(frame["pm25"] > 0) & (frame["relativeHumidity"] > 0) & (frame["relativeHumidity"] <= rh_max)]
     if frame.empty:
         return {}

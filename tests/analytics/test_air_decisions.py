@@ -192,3 +192,12 @@ def test_a_plume_at_the_same_hour_of_one_of_two_days_does_not_hide_the_next() ->
     assert prof[1][slot] == pytest.approx(DAY_TO_DAY_REL_SPREAD * np.median(prof[0]))
     scored = score_spikes(frame, end.astimezone(UTC), cfg, profiles={"S": prof})
     assert scored["spike"].tail(3).all()
+
+
+def test_a_city_whose_stations_sent_nothing_fits_no_kappa() -> None:
+    """Several cities: the hourly means hold another city's stations only (this city's are new or
+    silent). The fit keeps the configured kappas, it does not fail (pandas 3 gave the empty frame's
+    mapped limits a text dtype: the city's run failed at every tick)."""
+    other = _network([0.3, 0.3, 0.3, 0.3, 0.4], 72)
+    mine = {f"B{i}": get_sensor_model("sds011") for i in range(5)}
+    assert fit_kappas(other, mine) == {}
