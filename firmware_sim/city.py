@@ -8,6 +8,7 @@ are refused so that a typo does not silently fall back to a default. The package
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from firmware_sim.makassar import KECAMATAN
-from lorong.core.settings import check_zone
+from lorong.core.settings import CITY_ID, check_zone
 
 CITIES_DIR = Path(__file__).parent / "cities"
 """Folder of the packaged city files."""
@@ -133,6 +134,14 @@ class CityConfig(_Strict):
     rounds: RoundsConfig = Field(default_factory=RoundsConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     air: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(CITY_ID, v.lower()):
+            raise ValueError(f"must be a city id (lower-case letters, digits and '-', at most 32: the registry "
+                             f"city a loaded scenario joins), got {v!r}")
+        return v
 
     @field_validator("timezone")
     @classmethod

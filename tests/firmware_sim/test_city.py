@@ -50,6 +50,10 @@ def test_defaults_and_bad_files(tmp_path: Path) -> None:
         parse_city({"name": "x", "faults": {"stuk": 1}})
     with pytest.raises(ValueError, match="name"):
         parse_city({"bins": 3})
+    # the name is the registry city a loaded scenario joins: refused when writing, not when loading
+    with pytest.raises(ValueError, match=r"name: .*city id.*'Banyuwangi Kota!'"):
+        parse_city({"name": "Banyuwangi Kota!"})
+    assert parse_city({"name": "Jakarta-Like"}).name == "Jakarta-Like"
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ValueError, match="not valid YAML"):
