@@ -183,8 +183,9 @@ def load(folder: Path = typer.Argument(..., help="a folder written by `lorong si
         kept = beyond_retention(influx, start, utcnow())
         if kept is not None:
             print(f"error: the scenario starts {start.date()}, before the {kept} days of raw readings database "
-                  f"{settings.influx.database!r} keeps, and InfluxDB would drop them: load it into a database of "
-                  "its own (LORONG_INFLUX__DATABASE=lorong_scenario lorong sim load ..., made with no retention)")
+                  f"{settings.influx.database!r} keeps, and InfluxDB would drop them: load it into a database "
+                  "`lorong stack up` never set up (a new LORONG_INFLUX__DATABASE name, e.g. "
+                  f"{settings.influx.database}_scenario: `sim load` makes it with no retention)")
             raise typer.Exit(2)
         report = load_scenario(folder, open_sessions(settings), influx)
     except StoreError as exc:
