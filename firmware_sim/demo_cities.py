@@ -83,6 +83,13 @@ def parse_cities(text: str) -> list[DemoCity]:
     return [DemoCity(i, DEMO_CITIES[i][0], load_city(packaged_city(DEMO_CITIES[i][1]))) for i in ids]
 
 
+def file_city(config: CityConfig) -> DemoCity:
+    """The demo's city of a city file (``lorong demo --city FILE``, ``lorong sim load``): its registry id
+    is the file's name lower-cased (a :data:`lorong.core.settings.CITY_ID`, checked by the file's
+    :class:`firmware_sim.city.CityConfig`), its name the file's."""
+    return DemoCity(config.name.lower(), config.name, config)
+
+
 def register_cities(session: Session, cities: Sequence[DemoCity]) -> list[str]:
     """Add each city to the registry (the caller commits). A city already registered keeps its name,
     zone and overrides; it gets the demo's kecamatan and map centre only if it has none (the city

@@ -77,10 +77,9 @@ def register_city(doc: dict[str, Any], sessions: sessionmaker[Session]) -> str:
             kecamatan or rounds are not valid, or the city is registered with another zone.
     """
     from firmware_sim.city import CityConfig
-    from firmware_sim.demo_cities import DemoCity, register_cities
+    from firmware_sim.demo_cities import file_city, register_cities
 
-    city = CityConfig.model_validate(doc)
-    entry = DemoCity(city.name.lower(), city.name, city)
+    entry = file_city(CityConfig.model_validate(doc))
     try:
         with sessions.begin() as s:
             register_cities(s, [entry])

@@ -56,10 +56,10 @@ def demo(
     from api.auth import kept_token
     from api.main import create_app
     from api.server import header_timeout_protocol
-    from devices.cities import city_settings, get_city, list_cities, resolve_city
+    from devices.cities import city_settings, get_city, resolve_city
     from firmware_sim import cli as sim_cli
     from firmware_sim.city import load_city, packaged_city
-    from firmware_sim.demo_cities import MULTI_AIR, MULTI_BINS, DemoCity, LiveCities, parse_cities, register_cities
+    from firmware_sim.demo_cities import MULTI_AIR, MULTI_BINS, LiveCities, file_city, parse_cities, register_cities
     from firmware_sim.live import LiveCity
     from firmware_sim.live_store import CrewWatch, backfill
     from firmware_sim.publisher import Publisher
@@ -78,7 +78,7 @@ def demo(
         if cities is not None and city is not None:
             raise ValueError("give --city FILE or --cities A,B,C, not both")
         plans = (parse_cities(cities) if cities is not None else
-                 [DemoCity("", "", load_city(city or packaged_city("makassar")))])
+                 [file_city(load_city(city or packaged_city("makassar")))])
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -113,15 +113,11 @@ def demo(
             sessions = open_sessions(settings)
             influx = open_influx(settings)
             influx.create_database(settings.influx.retention)
-            if several:
-                with sessions.begin() as s:
-                    added = register_cities(s, plans)
-                print(f"cities: {', '.join(p.id for p in plans)}"
-                      + (f" ({', '.join(added)} added to the registry)" if added else ""))
-                retention.sync_continuous_queries(influx, day_zones(settings))  # daily means in each city's zone
-            else:  # one city: new devices join the registry's only city, or the deployment's among several
-                with sessions() as s:
-                    plans[0] = DemoCity(settings.city.id if len(list_cities(s)) > 1 else "", "", plans[0].config)
+            with sessions.begin() as s:  # one city file too: its own city, in its zone with its rounds
+                added = register_cities(s, plans)
+            print(f"{'cities' if several else 'city'}: {', '.join(p.id for p in plans)}"
+                  + (f" ({', '.join(added)} added to the registry)" if added else ""))
+            retention.sync_continuous_queries(influx, day_zones(settings))  # daily means in each city's zone
             now = utcnow()
             lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
                      for plan in plans]

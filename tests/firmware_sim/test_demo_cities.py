@@ -165,3 +165,23 @@ def test_the_demo_records_the_pickups_of_the_loaded_past(sessions: sessionmaker[
             assert r.level_before - r.level_after >= 0.3 - FALL_TOLERANCE
         tags = influx.query('SELECT count("before") FROM "collection" WHERE "city" = $c', {"c": city.id})
         assert [int(v[1]) for s in tags for v in s.values] == [len(mine)]
+
+
+def test_the_demo_of_one_city_file_registers_that_city(sessions: sessionmaker[Session]) -> None:
+    """``lorong demo --city FILE``: the file's city (its name the id) with its zone and rounds, as
+    ``--cities`` registers its own; the packaged Makassar joins the registry's Makassar, which gets the
+    file's kecamatan and map centre (the migration made it without). A WIB town's bins had joined
+    Makassar, and ran in WITA with its 06:00 round."""
+    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.demo_cities import file_city
+
+    with sessions.begin() as s:
+        assert register_cities(s, [file_city(load_city(packaged_city("makassar")))]) == []
+        assert register_cities(s, [file_city(load_city(packaged_city("banyuwangi-like")))]) == ["banyuwangi-like"]
+    with sessions() as s:
+        rows = {c.id: c for c in list_cities(s)}
+    assert len(rows["makassar"].kecamatan) == 15 and rows["makassar"].centre_lat is not None
+    assert rows["makassar"].analytics == {}
+    assert rows["banyuwangi-like"].timezone == "Asia/Jakarta"
+    assert rows["banyuwangi-like"].analytics == {"collection_times": ["06:30"],
+                                                 "collection_weekdays": [0, 1, 2, 3, 4, 5]}
