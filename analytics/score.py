@@ -438,6 +438,11 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
     """
     if warmup_h < 0:
         raise ScoreInputError("the warm-up cannot be negative")
+    if "events" not in truth and ("alerts" in truth or "forecasts" in truth):
+        raise ScoreInputError("--truth: this file holds decisions (alerts, forecasts), not a scenario's truth.json")
+    if "events" in decisions and "alerts" not in decisions:
+        raise ScoreInputError("--decisions: this file is a scenario's truth (events), not the decisions "
+                              "`lorong analytics replay --out` writes")
     start, end = _t(truth.get("start"), "truth start"), _t(truth.get("end"), "truth end")
     cut = start + timedelta(hours=warmup_h)
     if end <= cut:

@@ -212,6 +212,16 @@ def test_decisions_of_another_scenario_are_refused() -> None:
     score(truth(), {k: v for k, v in decisions().items() if k not in ("from", "to")})  # older files: no check
 
 
+
+def test_files_given_the_wrong_way_round_are_refused() -> None:
+    """A truth given as the decisions (or decisions as the truth) printed a table of recall 0 and
+    "31 false" pickups, exit 0: each file is checked for what it must hold."""
+    with pytest.raises(ScoreInputError, match=r"--decisions: .*a scenario's truth"):
+        score(truth(), truth())
+    with pytest.raises(ScoreInputError, match=r"--truth: .*decisions"):
+        score(decisions(), decisions())
+
+
 def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     (tmp_path / "truth.json").write_text(json.dumps(truth()))
     (tmp_path / "decisions.json").write_text(json.dumps(decisions()))
