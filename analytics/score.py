@@ -433,7 +433,8 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
 
     Raises:
         ScoreInputError: a time is missing or malformed, ``warmup_h`` is negative, or the decisions'
-            ``from``-``to`` misses the scenario after its warm-up (another scenario's replay).
+            ``from``-``to`` misses the scenario after its warm-up (another scenario's replay), or
+            the truth holds decisions or the decisions a truth (files given the wrong way round).
         NothingToScore: the scenario ends before the warm-up does (``truth.end <= start + warmup_h``).
     """
     if warmup_h < 0:
