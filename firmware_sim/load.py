@@ -13,11 +13,12 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devices.registry import DeviceIn, RegistryLookup, add_device, normalize_id
@@ -29,7 +30,7 @@ from lorong.core.errors import ConfigError
 from lorong.core.model import Message
 from lorong.storage.influx import InfluxClient
 from lorong.storage.retention import existing_policies
-from lorong.storage.tables import DeviceRow
+from lorong.storage.tables import DeadLetterRow, DeviceRow
 
 BATCH_POINTS = 5000
 """Line-protocol points per InfluxDB write (InfluxDB 1.x docs advise batches of 5,000-10,000 points)."""
@@ -157,6 +158,23 @@ def load_scenario(folder: Path, sessions: sessionmaker[Session], influx: InfluxC
     return report
 
 
+def _not_stored_yet(letters: list[DeadLetter], sessions: sessionmaker[Session]) -> list[DeadLetter]:
+    """``letters`` without those already stored (same topic, payload and receive time): a scenario
+    loaded again stores its rejects once, as InfluxDB keeps its points once."""
+    if not letters:
+        return letters
+
+    def utc(ts: datetime) -> datetime:
+        return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+    lo, hi = min(utc(d.received_at) for d in letters), max(utc(d.received_at) for d in letters)
+    with sessions() as s:
+        rows = s.execute(select(DeadLetterRow.topic, DeadLetterRow.payload, DeadLetterRow.received_at)
+                         .where(DeadLetterRow.received_at >= lo, DeadLetterRow.received_at <= hi))
+        seen = {(t, bytes(p), utc(at)) for t, p, at in rows}
+    return [d for d in letters if (d.topic, bytes(d.payload), utc(d.received_at)) not in seen]
+
+
 def load_messages(messages: Iterable[Message], sessions: sessionmaker[Session], influx: InfluxClient,
                   policy: Policy | None = None, batch_points: int = BATCH_POINTS,
                   report: LoadReport | None = None) -> LoadReport:
@@ -200,7 +218,7 @@ def load_messages(messages: Iterable[Message], sessions: sessionmaker[Session], 
     if lines:
         influx.write_lines(lines)
         report.points += len(lines)
-    DeadLetterStore(sessions).add_many(letters)
+    DeadLetterStore(sessions).add_many(_not_stored_yet(letters, sessions))
     report.rejects = dict(sorted(rejects.items()))
     report.seconds = time.monotonic() - began
     return report

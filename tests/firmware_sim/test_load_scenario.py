@@ -65,6 +65,7 @@ def test_load_writes_every_point_and_dead_letters_at_sim_time(
     # loading again keeps the devices and rewrites the same points
     again = load_scenario(tmp_path, sessions, influx)
     assert again.devices_new == 0 and again.points == report.points
+    assert len(DeadLetterStore(sessions).list(limit=1000)) == n_rejects  # not stored twice
     assert _count(influx, "SELECT count(distance) FROM waste_container") == bins
 
 
