@@ -180,6 +180,15 @@ class CityConfig(_Strict):
         return ZoneInfo(self.timezone)
 
 
+def city_path(text: str) -> Path:
+    """The city file ``--city`` names: a path ending in .yaml, .yml or .json, else a packaged city's name.
+
+    Raises:
+        ValueError: no packaged city of that name (the message lists them).
+    """
+    return Path(text) if text.endswith((".yaml", ".yml", ".json")) else packaged_city(text)
+
+
 def packaged_city(name: str = "makassar") -> Path:
     """Path of a packaged city file ``firmware_sim/cities/<name>.yaml``.
 

@@ -132,18 +132,18 @@ def serial_device(
 @app.command("scenario")
 def scenario(
     out: Path = typer.Option(..., "--out", help="folder for city.json, devices.json, messages.jsonl, truth.json"),
-    city: Path | None = typer.Option(None, "--city", help="city file, YAML or JSON (default: the packaged makassar)"),
+    city: str = typer.Option("makassar", "--city", help="a packaged city (makassar, small, ...) or a city file"),
     days: int | None = typer.Option(None, "--days", min=1, max=60, help="simulated days (default: the city's)"),
     seed: int | None = typer.Option(None, "--seed", help="random seed (default: the city's)"),
     bins: int | None = typer.Option(None, "--bins", min=0, max=20000, help="number of bins (default: the city's)"),
     stations: int | None = typer.Option(None, "--stations", min=0, max=2000, help="air stations (default: the city's)"),
 ) -> None:
     """Simulate a city that knows the truth and write its files (firmware_sim/SCENARIO.md)."""
-    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.city import city_path, load_city
     from firmware_sim.scenario import build_scenario, write_scenario
 
     try:
-        cfg = load_city(city if city is not None else packaged_city("makassar"))
+        cfg = load_city(city_path(city))
         scn = build_scenario(cfg, seed=seed, days=days, bins=bins, stations=stations)
     except ValueError as exc:
         print(f"error: {exc}")
@@ -235,12 +235,11 @@ def policies(
     at emptying per policy (firmware_sim/policy.py)."""
     from rich.console import Console
 
-    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.city import city_path, load_city
     from firmware_sim.policy import TARGET_KM_SAVING, compare, km_saving, target_met
 
     try:
-        path = Path(city) if city.endswith((".yaml", ".yml", ".json")) else packaged_city(city)
-        cfg = load_city(path)
+        cfg = load_city(city_path(city))
         figures = compare(cfg, days, cfg.seed if seed is None else seed, warmup, policy)
     except ValueError as exc:
         print(f"error: {exc}")

@@ -118,6 +118,13 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     assert res.exit_code == 2 and res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1
     res = runner.invoke(sim_cli.app, ["load", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and res.output.startswith("error:")
+    # a packaged city by its name, as `sim policies --city` takes it; an unknown one is one line
+    res = runner.invoke(sim_cli.app, ["scenario", "--city", "small", "--days", "1", "--bins", "2", "--stations", "0",
+                                      "--out", str(tmp_path / "by-name")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "by-name" / "truth.json").read_text())["city"] == "small"
+    res = runner.invoke(sim_cli.app, ["scenario", "--city", "atlantis", "--out", str(tmp_path / "x2")])
+    assert res.exit_code == 2 and res.output.startswith("error:") and "packaged city" in res.output
 
 
 def test_load_registers_the_scenarios_city_with_its_zone_and_rounds(
