@@ -254,10 +254,28 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def decisions_digest(db_url: str) -> str:
+    """What the runs decided, to compare two versions of the job on copies of one data set: per table
+    (alerts, their history, pickups, ``device_latest``, devices) the row count and a SHA-256 prefix of
+    its rows (every column, sorted), so a changed alert, pickup or forecast shows as another digest."""
+    import hashlib
+
+    from sqlalchemy import create_engine, text
+
+    out = []
+    with create_engine(db_url).connect() as con:
+        for table in ("alerts", "alert_history", "collections", "device_latest", "devices"):
+            rows = sorted(repr(tuple(r)) for r in con.execute(text(f"SELECT * FROM {table}")))
+            out.append(f"{table} {len(rows)} {hashlib.sha256(chr(10).join(rows).encode()).hexdigest()[:16]}")
+    return ", ".join(out)
+
+
 def measure(influx_url: str, database: str, db_url: str, runs: int, replay_h: int) -> None:
     """Child process: replay the scheduler hourly up to ``NOW`` (warms influxd's caches, records
     the morning's pickups, opens alerts), then time ``runs`` full runs and ``runs`` alert-only runs
-    (forecasts reused) at ``NOW``; print wall time, phases and peak RSS."""
+    (forecasts reused) at ``NOW``; print wall time, phases and peak RSS, then a digest of what the
+    runs decided (:func:`decisions_digest`: equal digests on copies of one data set mean the same
+    alerts, history, pickups and forecasts)."""
     from analytics.jobs import run_once
     from lorong.storage.db import make_engine, session_factory
 
@@ -282,6 +300,7 @@ def measure(influx_url: str, database: str, db_url: str, runs: int, replay_h: in
         one("full run ", NOW, forecast=True)
     for _ in range(runs):
         one("alerts   ", NOW, forecast=False)
+    print(f"decisions: {decisions_digest(db_url)}", flush=True)
 
 
 def main() -> None:
