@@ -34,9 +34,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from analytics import air, bins, kappa_fit, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
@@ -313,16 +315,31 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[str, Any]]) -> None:
+def write_derived(latest: dict[str, DeviceLatestRow], derived: dict[str, dict[str, Any]],
+                  session: Session | None = None) -> None:
     """Merge analytics results into ``device_latest.derived`` (rows that exist only); a value that
     is not a finite number is stored as null (:func:`json_safe`: no corrected PM2.5 in an hour above
-    the humidity correction's limit is no value, not NaN)."""
+    the humidity correction's limit is no value, not NaN).
+
+    With ``session``, the rows already in the database are updated in one executemany at once (the
+    ORM's unit of work took seconds for 20,000 rows, bench/analytics_job.py) and their objects get the
+    new values as if loaded; without it the objects are changed and the next flush writes them.
+    """
+    changed: list[dict[str, Any]] = []
     for device_id, values in derived.items():
         row = latest.get(device_id)
         if row is not None:
             merged = {**(row.derived or {}), **json_safe(values)}
             if merged != row.derived:
-                row.derived = merged
+                if session is not None and sa_inspect(row).persistent:
+                    changed.append({"b_id": device_id, "b_derived": merged})
+                    set_committed_value(row, "derived", merged)
+                else:
+                    row.derived = merged
+    if changed and session is not None:
+        table = cast(Table, DeviceLatestRow.__table__)
+        session.execute(update(table).where(table.c.device_id == bindparam("b_id"))
+                        .values(derived=bindparam("b_derived")), changed)
 
 
 def run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: AnalyticsSettings,
@@ -423,7 +440,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
             with report.timed("escalation"):
                 report.reminded = remind(session, book, escalation, now)
         with report.timed("commit"):
-            write_derived(latest, derived)
+            write_derived(latest, derived, session)
             session.commit()
         with report.timed("state"):
             try:
