@@ -6,7 +6,7 @@ One run, as of ``now`` (injectable; every InfluxQL window ends there):
    debounce, flags, fire, battery, stuck, pickups;
 2. pickups (:mod:`analytics.pickups`) stored in SQL and InfluxDB; the collection history;
 3. hourly means and learned profiles for the fill forecasts (:mod:`analytics.bins`), each bin's
-   expected pickup (:mod:`analytics.fillprofile`);
+   expected pickup (:mod:`analytics.fillprofile`); ``device_latest`` refreshed meanwhile;
 4. stations: last-hour PM2.5, 10-minute buckets scored for spikes, hourly means for ISPU/US AQI;
 5. dead letters per device;
 6. every rule of :data:`analytics.rules.RULES`, verdicts applied to the alert book;
@@ -14,6 +14,10 @@ One run, as of ``now`` (injectable; every InfluxQL window ends there):
    ``bin_state``/``air_index`` points for Grafana (:mod:`analytics.state_points`); then the
    outbox is dispatched (:mod:`analytics.outbox`) and each change handed to the best-effort
    notifiers once.
+
+InfluxDB answers in its own process, so the run reads it on two threads of its own while this one
+does the SQL side: the raw points (1) while the devices, alerts and ``device_latest`` rows load, the
+forecast's reads (3) while ``device_latest`` is refreshed. The session stays on the calling thread.
 
 Safe to run twice: an active alert is extended, not reopened (and extending notifies nobody),
 an alert a person cleared stays cleared until newer evidence arrives (:func:`apply`),
