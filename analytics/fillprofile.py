@@ -105,13 +105,12 @@ class FillProfile:
         """
         if start >= end:
             return 0.0
-        off = _fixed_offset(self.tz, start, end)
-        if off is None or start.utcoffset() != ZERO or end.utcoffset() != ZERO:
+        pieces = _hour_pieces(self.tz, _epoch_us(start), _epoch_us(end)) \
+            if start.utcoffset() == ZERO and end.utcoffset() == ZERO else None
+        if pieces is None:
             return _fill_between_walk(self, start, end)
-        s_us, e_us = _epoch_us(start), _epoch_us(end)
-        edges = np.r_[s_us, np.arange((s_us // HOUR_US + 1) * HOUR_US, e_us, HOUR_US, dtype=np.int64), e_us]
-        secs = np.diff(edges) / 10**6
-        terms = self.rate[_slots_us(edges[:-1], off)] * secs / 3600.0
+        slots, secs = pieces
+        terms = self.rate[slots] * secs / 3600.0
         return float(np.cumsum(terms)[-1])
 
 
@@ -135,6 +134,23 @@ def _fixed_offset(tz: str, start: datetime, end: datetime) -> int | None:
     days = range(first - first % 86400 + 86400, last, 86400)
     offsets = {_offset_at(tz, s) for s in (first, last, *days)}
     return offsets.pop() if len(offsets) == 1 else None
+
+
+@lru_cache(maxsize=1024)
+def _hour_pieces(tz: str, s_us: int, e_us: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pieces of :meth:`FillProfile.fill_between` from ``s_us`` to ``e_us`` (epoch microseconds,
+    ``s_us < e_us``): each piece's hour-of-week slot in ``tz`` and its length in seconds, or None when
+    the zone's offset changes in between. The same for every bin of a run emptied in the same hour,
+    so kept (read-only arrays)."""
+    off = _fixed_offset(tz, datetime.fromtimestamp(s_us // 10**6, UTC), datetime.fromtimestamp(e_us // 10**6, UTC))
+    if off is None:
+        return None
+    edges = np.r_[s_us, np.arange((s_us // HOUR_US + 1) * HOUR_US, e_us, HOUR_US, dtype=np.int64), e_us]
+    secs = np.diff(edges) / 10**6
+    slots = _slots_us(edges[:-1], off)
+    slots.flags.writeable = False
+    secs.flags.writeable = False
+    return slots, secs
 
 
 @lru_cache(maxsize=4096)

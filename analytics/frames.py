@@ -165,7 +165,7 @@ def recent_points(influx: InfluxClient, measurement: str, end: datetime, lookbac
          f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
     if limit is not None:
         q += f" ORDER BY time DESC LIMIT {int(limit)}"
-    frame = _frame(influx.query(q))
+    frame = _frame(influx.query(q, packed=True))
     if limit is not None:
         frame = frame.sort_values(["device_id", "time"], kind="stable").reset_index(drop=True)
     return frame

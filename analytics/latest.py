@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from analytics.frames import recent_points
 from lorong.core import schema
@@ -72,7 +73,10 @@ def latest_from_frame(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _upsert(rows: dict[str, DeviceLatestRow], session: Session, device_id: str, metrics: dict[str, Any]) -> None:
+def _upsert(rows: dict[str, DeviceLatestRow], session: Session, device_id: str, metrics: dict[str, Any],
+            changed: list[dict[str, Any]]) -> None:
+    """Add a row, or append the new values of an existing one to ``changed`` (for one executemany,
+    :func:`_update_rows`) and set them on the row as if loaded (no second UPDATE at the flush)."""
     ts: datetime = utc_from_ms(max(t for _, t in metrics.values()))
     row = rows.get(device_id)
     if row is None:
@@ -80,7 +84,18 @@ def _upsert(rows: dict[str, DeviceLatestRow], session: Session, device_id: str, 
         session.add(row)
         rows[device_id] = row
     elif row.ts != ts or row.metrics != metrics:
-        row.ts, row.metrics = ts, metrics
+        changed.append({"b_id": device_id, "b_ts": ts, "b_metrics": metrics})
+        set_committed_value(row, "ts", ts)
+        set_committed_value(row, "metrics", metrics)
+
+
+def _update_rows(session: Session, changed: list[dict[str, Any]]) -> None:
+    """One executemany of ``device_latest`` UPDATEs: the ORM's unit of work took seconds for 20,000
+    rows (bench/analytics_job.py)."""
+    if changed:
+        table = cast(Table, DeviceLatestRow.__table__)
+        session.execute(update(table).where(table.c.device_id == bindparam("b_id"))
+                        .values(ts=bindparam("b_ts"), metrics=bindparam("b_metrics")), changed)
 
 
 def advance_last_seen(session: Session, newest: dict[str, datetime]) -> int:
@@ -96,10 +111,14 @@ def advance_last_seen(session: Session, newest: dict[str, datetime]) -> int:
     """
     if not newest:
         return 0
-    have = session.execute(select(DeviceRow.id, DeviceRow.last_seen).where(DeviceRow.id.in_(list(newest))))
-    moves = [{"id": d, "last_seen": newest[d]} for d, seen in have if seen is None or newest[d] > seen]
-    if moves:  # one executemany (ORM bulk UPDATE by primary key), not one object per device
-        session.execute(update(DeviceRow), moves)
+    # every device's row, filtered here: an IN list of 20,000 ids took seconds to bind (bench/analytics_job.py)
+    have = session.execute(select(DeviceRow.id, DeviceRow.last_seen))
+    moves = [{"b_id": d, "b_seen": newest[d]} for d, seen in have
+             if d in newest and (seen is None or newest[d] > seen)]
+    if moves:  # one executemany of one statement, not one object per device
+        table = cast(Table, DeviceRow.__table__)
+        session.execute(update(table).where(table.c.id == bindparam("b_id")).values(last_seen=bindparam("b_seen")),
+                        moves)
     return len(moves)
 
 
@@ -137,10 +156,12 @@ def refresh_latest(session: Session, influx: InfluxClient, lookback: str = "30d"
             for meas in (schema.MEASUREMENT_BIN, schema.MEASUREMENT_AIR):
                 older = recent_points(influx, meas, end, LOOKBACK, limit=1, devices=missing)
                 found.update(latest_from_frame(older))
+    changed: list[dict[str, Any]] = []
     for device_id, metrics in found.items():
         if metrics:
-            _upsert(rows, session, device_id, metrics)
+            _upsert(rows, session, device_id, metrics, changed)
             n += 1
+    _update_rows(session, changed)
     advance_last_seen(session, {d: r.ts for d, r in rows.items()})
     session.flush()
     return n

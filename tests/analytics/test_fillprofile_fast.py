@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from analytics.bins import median_newest
 from analytics.fillprofile import (
     CLAMPED,
     FALL,
@@ -148,6 +149,30 @@ def test_array_walks_equal_the_hour_by_hour_ones(tz: str) -> None:
         checked += want is not None
         assert adapt_scale(prof, since, 0.05, now, level) >= 0.67
     assert checked > 50  # most walks reach the threshold within the horizon
+
+
+@pytest.mark.parametrize("tz", ZONES)
+def test_bins_emptied_in_the_same_hour_each_expect_their_own_fill(tz: str) -> None:
+    """The pieces of the expected fill are kept per start and end (every bin of a run emptied in the same
+    hour shares them): the second bin with the same times still gets its own profile's sum."""
+    rng = np.random.default_rng(11)
+    profiles = [learn_profile(*history(rng, datetime(2026, 3, 16, 5, 0, tzinfo=UTC), 14), tz) for _ in range(3)]
+    now = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
+    for since in (now - timedelta(hours=4, minutes=30), now - timedelta(hours=30), now - timedelta(minutes=1)):
+        for prof in (*profiles, *profiles):
+            assert prof is not None
+            assert prof.fill_between(since, now) == reference_fill_between(prof, since, now)
+    sums = {p.fill_between(now - timedelta(hours=30), now) for p in profiles if p is not None}
+    assert len(sums) == 3
+
+
+def test_median_of_the_newest_three_is_numpys() -> None:
+    rng = np.random.default_rng(3)
+    for n in range(1, 7):
+        for _ in range(200):
+            levels = rng.choice([0.25, 0.5, 0.1, 0.2, 0.3, 1.0 / 3.0], n) + rng.normal(0, 1e-3, n) * rng.integers(0, 2)
+            got, want = median_newest(levels), float(np.median(levels[-3:]))
+            assert got == want and type(got) is float, (levels, got, want)
 
 
 def test_usual_pickup_time_is_the_median_minute() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from analytics.frames import bucket_means, bucket_means_chunked, field_keys, recent_points
 from lorong.core import schema
+from lorong.core.errors import StoreRejected
 from lorong.core.model import to_ms
 from lorong.storage.influx import InfluxClient, line
 
@@ -38,6 +39,29 @@ def test_recent_points_are_the_fields_of_the_window(influx: InfluxClient) -> Non
     numbers_only = recent_points(influx, schema.MEASUREMENT_BIN, NOW - timedelta(minutes=15), timedelta(minutes=10))
     assert numbers_only["fillingLevel"].tolist() == [0.5] and numbers_only["distance"].tolist() == [700.0]
     assert recent_points(influx, schema.MEASUREMENT_AIR, NOW, timedelta(hours=2)).empty
+
+
+def test_a_packed_answer_holds_the_json_answer(influx: InfluxClient) -> None:
+    """InfluxDB's MessagePack answer (``packed``, what :func:`recent_points` reads) has the JSON answer's
+    series, tags, columns and values: floats, whole-number floats (as floats, where JSON gives ints),
+    strings, booleans, nulls; and an error in it is read as the error's text."""
+    influx.write_lines([
+        line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: dev}, fields, to_ms(NOW - timedelta(minutes=m)))
+        for dev, fields, m in (("B-1", {schema.FIELD_FILL: 0.125, "distance": 700.0}, 20),
+                               ("B-1", {schema.FIELD_FILL: 0.5, "firmware": "v1", "lid": True}, 10),
+                               ("B-2", {"distance": 612.5}, 5))])
+    q = f'SELECT * FROM "{schema.MEASUREMENT_BIN}" GROUP BY "device_id"'
+    packed, plain = influx.query(q, packed=True), influx.query(q)
+    assert [(s.tags, s.columns, s.values) for s in packed] == [(s.tags, s.columns, s.values) for s in plain]
+    assert [s.tags["device_id"] for s in packed] == ["B-1", "B-2"]
+    assert packed[0].values[0][packed[0].columns.index("distance")] == 700.0
+    assert type(packed[0].values[0][packed[0].columns.index("distance")]) is float  # MessagePack, not JSON
+    assert type(plain[0].values[0][plain[0].columns.index("distance")]) is int
+    assert packed[0].values[1][packed[0].columns.index("firmware")] == "v1"
+    assert packed[0].values[1][packed[0].columns.index("lid")] is True
+    assert packed[0].values[0][packed[0].columns.index("lid")] is None
+    with pytest.raises(StoreRejected, match="error parsing query"):
+        influx.query("SELEC 1", packed=True)
 
 
 def test_means_read_a_day_at_a_time_are_the_one_query_means(influx: InfluxClient) -> None:

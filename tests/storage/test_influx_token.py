@@ -89,6 +89,13 @@ def test_the_token_goes_in_the_authorization_header_of_writes_and_queries(server
     assert (qpath, qauth, qparams["db"]) == ("/query", f"Token {TOKEN}", ["makassar"])
 
 
+def test_a_server_answering_json_to_a_packed_query_is_read_as_json(server: str) -> None:
+    """The analytics job asks for MessagePack (``packed``); a v1-compatibility server without it answers JSON."""
+    with open_influx(settings(server, token=TOKEN)) as client:
+        series = client.query('SELECT "pm25" FROM "air_quality"', packed=True)
+    assert [(s.name, s.values) for s in series] == [("air_quality", [[1767225600000, 12.5]])]
+
+
 def test_a_wrong_token_is_a_refusal_naming_the_status(server: str) -> None:
     with open_influx(settings(server, token="wrong")) as client, pytest.raises(StoreRejected) as err:
         client.write_lines(["air_quality,device_id=A1 pm25=1.0 1767225600000"])
