@@ -398,6 +398,8 @@ def replay_cmd(
               f"opened: {_counts(opened)}", flush=True)
 
     decisions = replaying.replay(sessions, influx, settings.analytics, t1, t2, dt, check_every, progress)
+    if "seed" in doc:
+        decisions.scenario = {"city": doc.get("city"), "seed": doc.get("seed")}
     try:
         replaying.write_decisions(decisions, out)
     except OSError as exc:

@@ -22,7 +22,8 @@ Decisions JSON (version 1)::
                  "cleared_at" | null, "clear_reason" | null, "details"}],
      "pickups": [{"device_id", "at", "level_before", "level_after"}],
      "forecasts": [{"device_id", "now", "full_at" | null, "level", "expected_pickup" | null}],
-     "idempotency": {"checked": 721, "changed": [{"now": iso, "what": "opened bin_full_soon x1"}]}}
+     "idempotency": {"checked": 721, "changed": [{"now": iso, "what": "opened bin_full_soon x1"}]},
+     "scenario": {"city", "seed"}}   # with --truth only: the scenario replayed
 
 ``severity`` is the alert's severity when it opened, ``peak_severity`` the most severe it reached
 (escalations); ``details`` are those it opened with; ``clear_reason`` is the job's reason
@@ -95,6 +96,8 @@ class Decisions:
             tuples, times in epoch seconds (a tuple costs a fraction of a dict per step and bin).
         checked: steps run twice.
         changed: ``(now, what)`` of each repeat that changed something.
+        scenario: ``{"city", "seed"}`` of the truth the replay was run for (``--truth``), else None;
+            :func:`analytics.score.score` refuses another scenario's truth by it.
     """
 
     start: datetime
@@ -107,6 +110,7 @@ class Decisions:
     forecasts: list[tuple[str, int, int | None, float, int | None]] = field(default_factory=list)
     checked: int = 0
     changed: list[tuple[datetime, str]] = field(default_factory=list)
+    scenario: dict[str, Any] | None = None
 
     def opened_by_type(self) -> dict[str, int]:
         """Alerts opened per type, sorted by type."""
@@ -128,6 +132,7 @@ class Decisions:
                           for d, n, f, lv, p in self.forecasts],
             "idempotency": {"checked": self.checked,
                             "changed": [{"now": _iso(n), "what": w} for n, w in self.changed]},
+            **({"scenario": self.scenario} if self.scenario is not None else {}),
         }
 
 

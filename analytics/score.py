@@ -450,6 +450,13 @@ def score(truth: dict[str, Any], decisions: dict[str, Any], warmup_h: float = 24
         raise NothingToScore(f"nothing to score: the scenario runs {(end - start).total_seconds() / 3600:g} h, all of "
                              f"it inside the {warmup_h:g} h warm-up; score a longer scenario, or pass a smaller "
                              "--warmup-h")
+    mine = decisions.get("scenario")
+    if isinstance(mine, dict) and "seed" in truth:
+        theirs = {"city": truth.get("city"), "seed": truth.get("seed")}
+        if {"city": mine.get("city"), "seed": mine.get("seed")} != theirs:
+            raise ScoreInputError(f"these are the decisions of {mine.get('city')} seed {mine.get('seed')}, the "
+                                  f"truth of {theirs['city']} seed {theirs['seed']}: score each replay against its "
+                                  "own scenario's truth.json")
     if decisions.get("from") is not None and decisions.get("to") is not None:
         d_from, d_to = _t(decisions.get("from"), "decisions from"), _t(decisions.get("to"), "decisions to")
         if d_to <= cut or d_from >= end:

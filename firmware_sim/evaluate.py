@@ -77,6 +77,7 @@ def evaluate(city: CityConfig, folder: Path, sessions: sessionmaker[Session], in
     start = datetime.fromisoformat(scenario.truth["start"])
     end = datetime.fromisoformat(scenario.truth["end"])
     decisions = replay(sessions, influx, cfg or AnalyticsSettings(), start, end, step, check_every, progress)
+    decisions.scenario = {"city": scenario.truth["city"], "seed": scenario.truth["seed"]}
     write_decisions(decisions, folder / "decisions.json")
     seconds["replay"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()

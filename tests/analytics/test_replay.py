@@ -120,6 +120,7 @@ def test_cli_replay_then_score(sessions: Any, influx: InfluxClient, db_url: str,
     assert lines[3].startswith("pickups: 1, forecasts: ") and lines[3].endswith("0 of 9 repeats changed something")
     doc = json.loads(out.read_text())
     assert doc["steps"] == 9 and doc["step_s"] == 1800.0 and len(doc["pickups"]) == 1
+    assert doc["scenario"] == {"city": "test", "seed": 1}  # what score checks the truth against
 
     again = runner.invoke(app, ["replay", "--from", START.isoformat(), "--to", END.isoformat(), "--out", str(out)])
     assert again.exit_code == 2 and again.stderr.startswith("error: the database already holds the job's output")

@@ -213,6 +213,17 @@ def test_decisions_of_another_scenario_are_refused() -> None:
 
 
 
+def test_decisions_of_another_seed_of_the_same_city_are_refused() -> None:
+    """Two seeds of one city cover the same days: the replay records the scenario it replayed (from
+    ``--truth``), and score refuses another's truth; decisions without it (older files, --from/--to) are
+    scored as before."""
+    t = {**truth(), "seed": 1}
+    with pytest.raises(ScoreInputError, match=r"decisions of test seed 2, the truth of test seed 1"):
+        score(t, {**decisions(), "scenario": {"city": "test", "seed": 2}})
+    score(t, {**decisions(), "scenario": {"city": "test", "seed": 1}})
+    score(t, decisions())
+
+
 def test_files_given_the_wrong_way_round_are_refused() -> None:
     """A truth given as the decisions (or decisions as the truth) printed a table of recall 0 and
     "31 false" pickups, exit 0: each file is checked for what it must hold."""
