@@ -34,17 +34,16 @@ def demo(
     """Start the embedded stack, the ingester, the analytics scheduler, a simulated city and the API;
     stop everything cleanly on Ctrl-C.
 
-    With Telegram on (``LORONG_NOTIFY__TELEGRAM_TOKEN``), the linked chats get the alerts and their
-    buttons act, as under ``lorong analytics schedule``.
+    With Telegram on (LORONG_NOTIFY__TELEGRAM_TOKEN), the linked chats get the alerts and their
+    buttons act, as under `lorong analytics schedule`.
 
-    The city (:class:`firmware_sim.live.LiveCity`) first loads ``--history-days`` of its past through
-    the ingest pipeline, then runs in real time: bins fill bag by bag, the trucks' rounds empty them,
-    and a bin a person reports emptied (crew page, API, Telegram) is emptied in the city too
-    (:class:`firmware_sim.live_store.CrewWatch`).
+    The city first loads --history-days of its past through the ingest pipeline, then runs in real
+    time: bins fill bag by bag, the trucks' rounds empty them, and a bin a person reports emptied
+    (crew page, API, Telegram) is emptied in the city too.
 
-    With ``--cities`` each city is registered (:func:`firmware_sim.demo_cities.register_cities`: its zone,
-    kecamatan, map centre and rounds) and runs its own fleet; the analytics run per city, and each
-    city gets its own admin token scoped to it (kept in ``var/demo-token-<city>``).
+    The city file's city, or with --cities each city, is registered with its zone, kecamatan, map
+    centre and rounds, and runs its own fleet; the analytics run per city, and with --cities each
+    city gets its own admin token scoped to it (kept in var/demo-token-<city>).
     """
     from contextlib import ExitStack
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -48,6 +49,7 @@ def test_console_script_is_the_lorong_cli(tmp_path: Path) -> None:
     proc = run(tmp_path, str(script), "demo", "--help", COLUMNS="200")
     assert proc.returncode == 0, proc.stderr
     assert "Usage: lorong demo [OPTIONS]" in proc.stdout
+    assert not re.search(r":(class|func|mod|data|meth):|``", proc.stdout), proc.stdout  # help in plain words
 
 
 def test_an_install_takes_lorong_and_every_room() -> None:
