@@ -222,7 +222,11 @@ def route(
         named = f"{row.id} " if len(list_cities(session)) > 1 else ""  # a registry of one city: as before cities
         stops = routes.select_stops(session, cfg, at, bin_litres, city=row.id)
         stale = routes.stale_since(session, cfg, at, city=row.id)
-        if stale is not None:
+        active, seen = routes.bins_seen(session, row.id)
+        if active and not seen:
+            print(f"warning: the analytics job has seen no reading of these {active} bins yet: nothing to plan "
+                  "from; run `lorong analytics run-once` (or `lorong analytics schedule`) first", file=sys.stderr)
+        elif stale is not None:
             local = stale.astimezone(ZoneInfo(cfg.timezone))
             print(f"warning: the newest reading of these bins is {(at - stale).total_seconds() / 3600:.1f} h old "
                   f"({local:%Y-%m-%d %H:%M} {local.tzname()}): the plan uses the levels of then; are the ingester "

@@ -43,7 +43,8 @@ from lorong.core.model import DeviceKind
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.tables import CityRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
-__all__ = ["DEPOT_MAX_KM", "EARTH_RADIUS_M", "DepotTooFar", "Plan", "Route", "Stop", "TruckTooSmall", "check_depot",
+__all__ = ["DEPOT_MAX_KM", "EARTH_RADIUS_M", "DepotTooFar", "Plan", "Route", "Stop", "TruckTooSmall", "bins_seen",
+           "check_depot",
            "haversine_m", "plan_day", "save", "saved_routes", "select_stops", "solve"]
 DEFAULT_BIN_L = 660.0
 """Volume assumed for a bin registered without ``capacity_l``: the EN 840 four-wheel 660 L
@@ -258,6 +259,18 @@ def select_stops(session: Session, cfg: AnalyticsSettings, now: datetime, bin_l:
             volume = dev.capacity_l or bin_l
             out.append(Stop(dev.id, dev.lat, dev.lon, max(1, math.ceil((level or 0.0) * volume)), level))
     return out
+
+
+def bins_seen(session: Session, city: str | None = None) -> tuple[int, int]:
+    """``(active bins, those the analytics job has a reading of)`` of ``city`` (every city when None):
+    a plan of bins the job has never seen (``device_latest`` has no row for any) has nothing to go on."""
+    q = (select(func.count(DeviceRow.id), func.count(DeviceLatestRow.device_id))
+         .outerjoin(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
+         .where(DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active"))
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
+    active, seen = session.execute(q).one()
+    return int(active), int(seen)
 
 
 def stale_since(session: Session, cfg: AnalyticsSettings, now: datetime, city: str | None = None) -> datetime | None:

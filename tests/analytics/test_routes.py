@@ -241,3 +241,18 @@ def test_route_cli_warns_when_every_reading_is_old(db_url: str, sessions: Any,
         s.get(DeviceLatestRow, "FULL-E2").ts = NOW - timedelta(minutes=10)
     fresh = _route("--vehicles", "1", "--capacity", "10000", "--dry-run")
     assert fresh.exit_code == 0 and fresh.stderr == ""
+
+
+def test_route_cli_says_when_the_job_has_seen_no_reading(db_url: str, sessions: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bins registered (a scenario loaded) but the analytics job never ran: "0 bins" with nothing on
+    stderr read as "nothing to collect"; one warning line says why the plan is empty."""
+    monkeypatch.setenv("LORONG_DATABASE_URL", db_url)
+    with sessions.begin() as s:
+        for dev in ("NEW-1", "NEW-2"):
+            add_device(s, DeviceIn(id=dev, kind="bin", lat=0.0, lon=0.01, capacity_l=240, depth_mm=1000))
+    result = _route("--vehicles", "1", "--capacity", "1000")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "warning: the analytics job has seen no reading of these 2 bins yet: nothing to plan from; run "
+        "`lorong analytics run-once` (or `lorong analytics schedule`) first"]
