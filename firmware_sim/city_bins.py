@@ -381,14 +381,15 @@ def plan_rounds(city: CityConfig, seed: int, days: int, points: list[tuple[float
     plan = RoundPlan([[] for _ in points], 0.0)
     hh, mm = (int(x) for x in rc.start.split(":"))
     local0 = city.start.astimezone(city.tzinfo())
-    for d in range(days):
+    t_start, t_end = city.start.timestamp(), (city.start + timedelta(days=days)).timestamp()
+    for d in range(days + 1):  # a start after the round's time of day: the last round is on day `days`
         day = (local0 + timedelta(days=d)).replace(hour=hh, minute=mm, second=0, microsecond=0)
-        if day.weekday() not in rc.weekdays:
+        if day.weekday() not in rc.weekdays or day.timestamp() - 600 >= t_end:
             continue
         for route in routes:
             t = day.timestamp() + rnd.uniform(-600, 600)
-            if t < city.start.timestamp():
-                continue  # a city started after this round left: its first round is the next one
+            if t < t_start or t >= t_end:
+                continue  # a round that left before the city's start or after its end: not in the scenario
             here = depot
             for i in route:
                 km = haversine_km(here, points[i])

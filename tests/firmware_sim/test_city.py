@@ -252,6 +252,10 @@ def test_a_city_starting_after_its_round_has_no_pickup_before_its_start() -> Non
     truth = build_scenario(city).truth
     start = datetime.fromisoformat(truth["start"])
     assert truth["pickups"] and min(datetime.fromisoformat(p["at"]) for p in truth["pickups"]) >= start
+    # ... and the rounds inside it all come: 06:00 on the 3rd and on the 4th (the window ends 09:00 on the 4th)
+    tz = ZoneInfo(truth["timezone"])
+    days = {datetime.fromisoformat(p["at"]).astimezone(tz).date().isoformat() for p in truth["pickups"]}
+    assert days == {"2026-03-03", "2026-03-04"}, days
     by_dev: dict[str, list[dict[str, object]]] = {}
     for c in truth["cycles"]:
         by_dev.setdefault(str(c["device_id"]), []).append(c)
