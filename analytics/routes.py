@@ -32,7 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from analytics import pickups
@@ -265,12 +265,15 @@ def bins_seen(session: Session, city: str | None = None) -> tuple[int, int]:
     """``(active bins, those the analytics job has a reading of)`` of ``city`` (every city when None):
     a plan of bins the job has never seen (``device_latest`` has no row for any) has nothing to go on."""
     q = (select(func.count(DeviceRow.id), func.count(DeviceLatestRow.device_id))
-         .outerjoin(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id)
-         .where(DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active"))
-    if city is not None:
-        q = q.where(DeviceRow.city_id == city)
-    active, seen = session.execute(q).one()
+         .outerjoin(DeviceLatestRow, DeviceLatestRow.device_id == DeviceRow.id))
+    active, seen = session.execute(q.where(*_active_bins(city))).one()
     return int(active), int(seen)
+
+
+def _active_bins(city: str | None) -> list[ColumnElement[bool]]:
+    """The conditions of the active bins (of ``city`` when given)."""
+    conds = [DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active"]
+    return conds if city is None else [*conds, DeviceRow.city_id == city]
 
 
 def stale_since(session: Session, cfg: AnalyticsSettings, now: datetime, city: str | None = None) -> datetime | None:
@@ -290,11 +293,8 @@ def stale_since(session: Session, cfg: AnalyticsSettings, now: datetime, city: s
         The newest reading's time (UTC), or None when it is recent or there are no readings.
     """
     q = (select(func.max(DeviceLatestRow.ts), func.max(DeviceRow.report_interval_s))
-         .join(DeviceRow, DeviceRow.id == DeviceLatestRow.device_id)
-         .where(DeviceRow.kind == DeviceKind.BIN.value, DeviceRow.status == "active"))
-    if city is not None:
-        q = q.where(DeviceRow.city_id == city)
-    newest, interval = session.execute(q).one()
+         .join(DeviceRow, DeviceRow.id == DeviceLatestRow.device_id))
+    newest, interval = session.execute(q.where(*_active_bins(city))).one()
     if newest is None:
         return None
     limit = timedelta(seconds=cfg.offline_factor * float(interval or 600))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from playwright.sync_api import Dialog, Page, Route, expect
+from playwright.sync_api import Page, Route, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,7 +25,7 @@ from lorong.storage.tables import AlertHistoryRow, AlertRow, ApiTokenRow, Collec
 from tests.api.conftest import Served
 from tests.api.seed import raise_alert
 from tests.api.test_crew_day import active, collections, seed_city
-from tests.api.test_crew_fixes import login, queued
+from tests.api.test_crew_fixes import dismiss_next_dialog, login, queued
 from tests.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.integration
@@ -276,18 +276,26 @@ def test_alert_cleared_as_emptied_records_the_pickup(phone: Page, served: Served
         expect(page.locator(f"li[data-stop-id={bin_id}] .status")).to_contain_text("Dikosongkan")
 
 
+def emptied_offline_then_revoked(page: Page, sessions: sessionmaker[Session], bin_id: str,
+                                 *new_tokens: str) -> list[str]:
+    """Without signal, tap Emptied on ``bin_id``; meanwhile the crew's token (CREW) is revoked and
+    ``new_tokens`` (crew names) are made. Returns the new tokens; the phone is still offline."""
+    page.context.set_offline(True)
+    page.locator(f"li[data-stop-id={bin_id}] button.emptied").click()
+    with sessions.begin() as s:
+        revoke_token(s, s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.name == "CREW",
+                                                                ApiTokenRow.revoked_at.is_(None))).one())
+        return [create_token(s, name, "crew")[1] for name in new_tokens]
+
+
 def test_revoked_token_keeps_queue_and_asks_before_another_name(phone: Page, served: Served,
                                                                sessions: sessionmaker[Session],
                                                                tokens: dict[str, str]) -> None:
     seed_city(sessions)
     page = phone
     on_route(page, served, tokens["crew"])
-    page.context.set_offline(True)
-    page.locator("li[data-stop-id=MKS-BIN-0001] button.emptied").click()
+    (other,) = emptied_offline_then_revoked(page, sessions, "MKS-BIN-0001", "CREW2")
     expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
-    with sessions.begin() as s:
-        revoke_token(s, s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.name == "CREW")).one())
-        other = create_token(s, "CREW2", "crew")[1]
     page.context.set_offline(False)  # the queue is sent: 401
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login-error")).to_contain_text("Token tidak diterima")
@@ -296,13 +304,7 @@ def test_revoked_token_keeps_queue_and_asks_before_another_name(phone: Page, ser
     page.screenshot(path=str(ARTIFACTS / "crew_field_revoked.png"))
     assert queued(page) == 1
 
-    asked: list[str] = []
-
-    def say_no(d: Dialog) -> None:
-        asked.append(d.message)
-        d.dismiss()
-
-    page.once("dialog", say_no)
+    asked = dismiss_next_dialog(page)
     page.fill("#token", other)
     page.click("#login button[type=submit]")
     expect(page.locator("#app")).to_be_visible()
@@ -320,12 +322,8 @@ def test_queued_action_sent_under_new_name_only_when_told(phone: Page, served: S
     seed_city(sessions)
     page = phone
     on_route(page, served, tokens["crew"])
-    page.context.set_offline(True)
-    page.locator("li[data-stop-id=MKS-BIN-0001] button.emptied").click()
-    with sessions.begin() as s:
-        revoke_token(s, s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.name == "CREW")).one())
-        same = create_token(s, "CREW", "crew")[1]  # a new token for the same person: no question
-        other = create_token(s, "CREW2", "crew")[1]
+    # a new token for the same person (CREW): no question; for another (CREW2): asked
+    same, other = emptied_offline_then_revoked(page, sessions, "MKS-BIN-0001", "CREW", "CREW2")
     page.context.set_offline(False)
     expect(page.locator("#login-pending")).to_be_visible()
     page.fill("#token", same)
@@ -334,11 +332,7 @@ def test_queued_action_sent_under_new_name_only_when_told(phone: Page, served: S
     expect(page.locator("#pending")).to_be_hidden()
     assert collections(sessions, "MKS-BIN-0001") == 1
 
-    page.context.set_offline(True)
-    page.locator("li[data-stop-id=MKS-BIN-0003] button.emptied").click()
-    with sessions.begin() as s:
-        revoke_token(s, s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.name == "CREW",
-                                                                ApiTokenRow.revoked_at.is_(None))).one())
+    emptied_offline_then_revoked(page, sessions, "MKS-BIN-0003")
     page.context.set_offline(False)
     expect(page.locator("#login-pending")).to_be_visible()
     page.once("dialog", lambda d: d.accept())

@@ -39,6 +39,18 @@ def queued(page: Page) -> int:
     return int(page.evaluate("JSON.parse(localStorage.getItem('lorong.queue') || '[]').length"))
 
 
+def dismiss_next_dialog(page: Page) -> list[str]:
+    """Answer the page's next confirm dialog "Cancel"; the list gets its message once it shows."""
+    asked: list[str] = []
+
+    def dismiss(d: Dialog) -> None:
+        asked.append(d.message)
+        d.dismiss()
+
+    page.once("dialog", dismiss)
+    return asked
+
+
 def test_change_token_asks_before_dropping_queued_actions(phone: Page, served: Served,
                                                           sessions: sessionmaker[Session],
                                                           tokens: dict[str, str]) -> None:
@@ -57,13 +69,7 @@ def test_change_token_asks_before_dropping_queued_actions(phone: Page, served: S
     expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
     assert queued(page) == 1
 
-    asked: list[str] = []
-
-    def dismiss(d: Dialog) -> None:
-        asked.append(d.message)
-        d.dismiss()
-
-    page.once("dialog", dismiss)
+    asked = dismiss_next_dialog(page)
     page.click("#logout")
     expect(page.locator("#app")).to_be_visible()  # said no: still logged in, nothing lost
     assert asked and "1 tindakan belum terkirim" in asked[0] and "hilang" in asked[0]
