@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_sim.city import CityConfig, FaultsConfig, load_city, packaged_city
-from firmware_sim.live import LiveCity
+from firmware_sim.live import RX_LAG_S, LiveCity
 from firmware_sim.live_store import backfill
 from lorong.core import schema
 from lorong.core.model import to_ms, utcnow
@@ -54,8 +54,14 @@ def test_a_restart_with_more_bins_records_each_truck_stop_once(sessions: session
     report = backfill(second, now, sessions, influx)
     after = _pickups(sessions)
 
-    # the span the first run stored is left as it was: same points, same pickups
-    assert {d: _points(influx, d, first_start, first_end) for d in old} == stored
+    # the span the first run stored is left as it was: same points, same pickups. A reading taken in
+    # the first run's last RX_LAG_S was still on its way when that run stopped: it comes now, after
+    # the device's newest stored reading (about 1 test in 20 has one; CI failed on it)
+    again = {d: _points(influx, d, first_start, first_end) for d in old}
+    in_flight = to_ms(first_end) - RX_LAG_S * 1000
+    assert {d: [p for p in pts if p[0] <= in_flight] for d, pts in again.items()} == stored
+    assert all(again[d][:len(stored[d])] == stored[d] for d in old)
+    assert all(t > in_flight for d in old for t, _ in again[d][len(stored[d]):])
     assert {p for p in after if p[0] in old and p[1] <= first_end} == before
     # no truck stop recorded twice: one round a day per bin, never two pickups within an hour
     times: dict[str, list[datetime]] = defaultdict(list)
