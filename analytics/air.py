@@ -116,8 +116,8 @@ def sensor_models(models: dict[str, str], cfg: AnalyticsSettings) -> dict[str, h
 
 
 def _correct(pm: float, rh: float, model: humidity.PmSensorModel | None, pollutant: str) -> float:
-    if model is None or math.isnan(pm):
-        return pm
+    if model is None or math.isnan(pm) or model.correction is humidity.Correction.NONE:
+        return pm  # a dry monitor (a reference) needs no humidity
     if model.correction is humidity.Correction.EPA_BARKJOHN_2021 and pollutant != "pm25":
         return pm  # the EPA fit is for PM2.5 only
     if math.isnan(rh):
@@ -145,7 +145,8 @@ def correct_frame(frame: pd.DataFrame, models: dict[str, humidity.PmSensorModel]
     rh = frame["relativeHumidity"] if "relativeHumidity" in frame else pd.Series(np.nan, index=frame.index)
     kappa = {d: m for d, m in models.items()
              if m.correction is humidity.Correction.KAPPA_KOEHLER and m.kappa is not None}
-    if len(kappa) == len(models):  # the usual case, vectorised: the same formula as kappa_correct
+    dry = sum(m.correction is humidity.Correction.NONE for m in models.values())
+    if len(kappa) + dry == len(models):  # the usual case, vectorised: the same formula as kappa_correct
         dev = frame["device_id"].astype(str)
         k = dev.map({d: m.kappa for d, m in kappa.items()}).to_numpy(dtype=float)
         top = dev.map({d: m.rh_max for d, m in kappa.items()}).to_numpy(dtype=float)

@@ -81,6 +81,9 @@ class PmSensorModel:
         correction: humidity correction for this model.
         kappa: bulk hygroscopicity for :attr:`Correction.KAPPA_KOEHLER` (site-specific, fitted).
         rh_max: highest RH fraction at which the kappa correction is applied.
+        reference: a regulatory-grade monitor that measures dry PM (a heated or dried inlet, an
+            equivalence designation): its readings need no humidity correction and are the dry
+            reference the network's kappas are fitted against (:mod:`analytics.kappa_fit`).
     """
 
     name: str
@@ -90,6 +93,7 @@ class PmSensorModel:
     correction: Correction = Correction.NONE
     kappa: float | None = None
     rh_max: float = DEFAULT_RH_MAX
+    reference: bool = False
 
 
 SENSOR_MODELS: dict[str, PmSensorModel] = {
@@ -109,6 +113,12 @@ SENSOR_MODELS: dict[str, PmSensorModel] = {
         PmSensorModel("sps30", 1000.0, 1000.0, correction=Correction.KAPPA_KOEHLER, kappa=DEFAULT_KAPPA),
         # PurpleAir PA-II: two PMS5003 (channels A and B); EPA correction of Barkjohn et al. 2021.
         PmSensorModel("purpleair_pa2", 1000.0, 500.0, correction=Correction.EPA_BARKJOHN_2021),
+        # Teledyne API T640 PM mass monitor: a US EPA Federal Equivalent Method for PM2.5 (US EPA,
+        # "Standard Operating Procedure, Teledyne Model 640 Real-Time Continuous PM Monitor", 2019),
+        # range 0-10,000 ug/m3 (Teledyne API T640 specifications). Its aerosol drying system (IADS)
+        # heats the sample, so it reads dry PM: no correction, and a reference for the low-cost
+        # stations around it (the kind of monitor a KLHK ISPU station runs).
+        PmSensorModel("t640", 10000.0, 10000.0, reference=True),
     )
 }
 """Known PM sensor models. Configure a deployment with ``dataclasses.replace(model, ...)``."""

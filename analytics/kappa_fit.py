@@ -17,9 +17,16 @@ distributed air pollution sensor network", Environ. Pollut. 233:900-909), with t
 as the reference (Miskell et al. 2018, ACS Sens. 3:832-843, calibrate network sensors against a
 proxy of their neighbours). For each candidate kappa the log ratio minus ``log C(RH, kappa)``
 should be flat; the kappa whose residuals have the smallest MAD (robust: a plume or a haze at a
-few stations are outliers) is the station's. The network's median kappa stays the configured
-one: a whole city whose aerosol differs needs a co-located reference monitor
-(``pm_kappa_by_model``).
+few stations are outliers) is the station's.
+
+Against the network alone, the network's median kappa stays the configured one: a city whose
+aerosol is less (or more) hygroscopic than 0.3 is over- (or under-) corrected everywhere, most in
+the humid morning (on simulated cities with sensor kappas 0.2-0.4, fitted kappas came out 0.01-0.07
+too high on average). A reference monitor in the city (a sensor model with ``reference``, such as
+the T640 of an ISPU station: it reads dry PM) removes that: where one reported in the hour, the
+reference is the reference monitors' median reading instead, and the station's ratio to it is
+``a x C(RH, kappa_station)`` with nothing assumed (node-to-node calibration against a reference
+node, Kizel et al. 2018). A station with too few hours beside a reference keeps the network fit.
 """
 
 from __future__ import annotations
@@ -67,15 +74,17 @@ def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) 
     Args:
         hourly: hourly means, columns device_id, time, pm25 (ug/m3, as read), relativeHumidity
             (fraction).
-        models: device id -> sensor model; only :attr:`~analytics.humidity.Correction.KAPPA_KOEHLER`
-            models with a kappa take part (as reference and as fitted stations).
+        models: device id -> sensor model; :attr:`~analytics.humidity.Correction.KAPPA_KOEHLER`
+            models with a kappa are fitted (and are each other's network reference); ``reference``
+            models (dry monitors) are the reference where they have data.
 
     Returns:
         device id -> fitted kappa within :data:`KAPPA_BOUNDS`, for the stations with enough data
         (:data:`MIN_HOURS`, :data:`MIN_OTHERS`, :data:`MIN_RH_RANGE`); others are left out.
     """
     kap = {d: m for d, m in models.items() if m.correction is humidity.Correction.KAPPA_KOEHLER and m.kappa is not None}
-    if hourly.empty or len(kap) < MIN_OTHERS + 1:
+    refs = [d for d, m in models.items() if m.reference and d not in kap]
+    if hourly.empty or len(kap) < 1 or (not refs and len(kap) < MIN_OTHERS + 1):
         return {}
     frame = hourly[hourly["device_id"].isin(kap)]
     if frame.empty:  # another city's stations only (pandas 3 types an empty mapped column as text)
@@ -88,12 +97,17 @@ def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) 
     rh = frame.pivot_table(index="time", columns="device_id", values="relativeHumidity")
     k0 = np.array([kap[str(d)].kappa for d in pm.columns], dtype=float)
     dry = pm / pd.DataFrame(growth(rh.to_numpy(), k0), index=pm.index, columns=pm.columns)
+    monitor = _reference(hourly, refs, pm.index)
     grid = np.round(np.arange(KAPPA_BOUNDS[0], KAPPA_BOUNDS[1] + KAPPA_STEP / 2, KAPPA_STEP), 4)
     out: dict[str, float] = {}
     for d in pm.columns:
-        others = dry.drop(columns=d)
-        ref = others.median(axis=1, skipna=True)
-        ok = (pm[d].notna() & (others.notna().sum(axis=1) >= MIN_OTHERS) & (ref > 0)).to_numpy()
+        near = (pm[d].notna() & (monitor > 0)).to_numpy()
+        if near.sum() >= MIN_HOURS:  # beside a reference monitor: nothing assumed
+            ok, ref = near, monitor
+        else:
+            others = dry.drop(columns=d)
+            ref = others.median(axis=1, skipna=True)
+            ok = (pm[d].notna() & (others.notna().sum(axis=1) >= MIN_OTHERS) & (ref > 0)).to_numpy()
         if ok.sum() < MIN_HOURS:
             continue
         r = rh[d].to_numpy()[ok]
@@ -105,6 +119,15 @@ def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) 
         mad = np.median(np.abs(res - med[:, None]), axis=1)
         out[str(d)] = float(grid[int(np.argmin(mad))])
     return out
+
+
+def _reference(hourly: pd.DataFrame, refs: list[str], index: pd.Index) -> pd.Series:
+    """The reference monitors' median hourly PM2.5 (ug/m3, as read: dry) on ``index`` (NaN where
+    none reported; every hour NaN without ``refs``)."""
+    rows = hourly[hourly["device_id"].isin(refs) & (hourly["pm25"] > 0)] if refs else hourly.iloc[0:0]
+    if rows.empty:
+        return pd.Series(np.nan, index=index, dtype=float)
+    return rows.pivot_table(index="time", columns="device_id", values="pm25").median(axis=1).reindex(index)
 
 
 _KAPPAS: PerLocalDay[dict[str, float]] = PerLocalDay()

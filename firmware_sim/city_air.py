@@ -20,6 +20,8 @@ key                    default              meaning
                                             (continental aerosol: 0.3 +- 0.1, Andreae and
                                             Rosenfeld 2008, Earth-Sci. Rev. 89:13-41)
 ``interval_s``         300                  report interval of every station, s
+``reference_stations`` 0 (at most n)        the first stations are reference monitors (T640 of
+                                            an ISPU station: they read dry PM, see below)
 ``pm_base_range``      [12, 28]             range of the city's daily background PM2.5, ug/m3
 ``station_offline``    1 if n >= 6 else 0   stations that go offline once for 1-3 h
 ``id_prefix``          ``"MKS"``            device ids ``<prefix>-AIR-00``
@@ -46,6 +48,9 @@ The model, per station, on its own 5-minute report times (our choices unless a s
   95 %), 2.5 degC cooler in rain. Payload: ``lorong/v1/<id>/up`` with ``device_id``, ``time``
   (ISO, UTC), ``seq`` (the report's number, lost reports of an outage included) and the metrics
   pm25, pm10 (ug/m3), temperature (degC), relativeHumidity (%); rx = device time.
+* a **reference monitor** (the first ``reference_stations`` stations, registry model ``T640``, a
+  Teledyne T640 whose heated inlet dries the sample) reports true x (1 + e), the same e, no growth:
+  the same station, site and events as it would be with an optical sensor, only the sensor differs.
 
 Truth (events): ``pm25_spike`` per open-burning plume (1-3 h, +40-150 ug/m3, 10-20 min ramp;
 required when its peak excess is >= 25 ug/m3 and it lasts >= 40 min) and per station of an
@@ -90,6 +95,8 @@ SDS011_MAX = 999.9
 """Top of the SDS011 measuring range, ug/m3 (Nova Fitness SDS011 datasheet V1.3)."""
 MODEL = "LRG-PM1"
 """Registry model of the simulated stations."""
+REFERENCE_MODEL = "T640"
+"""Registry model of the simulated reference monitors (``analytics.humidity`` sensor ``t640``)."""
 PM25_ACCURACY = 0.05
 """Relative accuracy of a humidity-corrected optical PM2.5 reading: after the kappa-Koehler correction
 an optical sensor read 1.05 times the reference (Di Antonio et al. 2018, "Developing a relative
@@ -118,7 +125,7 @@ EPISODE_ONSET_S = 3600.0
 DEFAULTS: dict[str, Any] = {
     "episodes": 2, "burning_stations": 3, "plumes_per_day": 1.0, "rain_events": 2,
     "kappa_range": [0.20, 0.40], "interval_s": 300, "pm_base_range": [12.0, 28.0],
-    "id_prefix": "MKS", "warmup_h": 12.0,
+    "id_prefix": "MKS", "warmup_h": 12.0, "reference_stations": 0,
 }
 """Defaults of the ``air`` section (``station_offline`` depends on the station count)."""
 
@@ -177,6 +184,7 @@ class _Config:
     station_offline: int
     id_prefix: str
     warmup_s: float
+    reference_stations: int = 0
 
 
 @dataclass
@@ -194,6 +202,7 @@ class _Station:
     temp_offset: float
     peak_jitter: float
     busy: list[tuple[float, float]] = field(default_factory=list)
+    reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,7 @@ def _config(air: dict[str, Any], n_stations: int) -> _Config:
         station_offline=min(n_stations, int(_num(air, "station_offline", 1 if n_stations >= 6 else 0, 0))),
         id_prefix=prefix,
         warmup_s=_num(air, "warmup_h", DEFAULTS["warmup_h"], 0) * 3600.0,
+        reference_stations=min(n_stations, int(_num(air, "reference_stations", DEFAULTS["reference_stations"], 0))),
     )
 
 
@@ -458,7 +468,8 @@ def simulate_air_with_truth(air: dict[str, Any], kecamatan: dict[str, tuple[floa
     events.sort(key=lambda e: (e["start"], e["type"], e["device_id"]))
     lookalikes.sort(key=lambda x: (x["at"], x["type"], x["device_id"]))
     installed = (start - timedelta(days=30)).astimezone(UTC).isoformat()
-    devices = [{"id": st.device_id, "kind": "air", "model": MODEL, "lat": round(st.lat, 6), "lon": round(st.lon, 6),
+    devices = [{"id": st.device_id, "kind": "air", "model": REFERENCE_MODEL if st.reference else MODEL,
+                "lat": round(st.lat, 6), "lon": round(st.lon, 6),
                 "kecamatan": st.kecamatan, "report_interval_s": cfg.interval_s, "installed_at": installed}
                for st in stations]
     return AirResult(devices, messages, events, lookalikes), truth
@@ -478,7 +489,8 @@ def _stations(cfg: _Config, kecamatan: dict[str, tuple[float, float]], n: int, s
             lat=lat + rnd.uniform(-0.006, 0.006), lon=lon + rnd.uniform(-0.006, 0.006),
             factor=rnd.uniform(0.8, 1.3), kappa=rnd.uniform(*cfg.kappa_range), pm10_ratio=rnd.uniform(1.5, 1.8),
             phase_s=rnd.randrange(cfg.interval_s), rh_offset=rnd.uniform(-2.0, 2.0),
-            temp_offset=rnd.uniform(-0.8, 0.8), peak_jitter=rnd.uniform(-0.1, 0.1)))
+            temp_offset=rnd.uniform(-0.8, 0.8), peak_jitter=rnd.uniform(-0.1, 0.1),
+            reference=j < cfg.reference_stations))
     return out
 
 
@@ -688,13 +700,14 @@ def _station_series(st: _Station, cfg: _Config, seed: int, total_s: float, clock
     night, noon = weather.at(weather.night_rh, t), weather.at(weather.noon_rh, t)
     rh = night + (noon - night) * heat + st.rh_offset + rng.normal(0.0, 1.0, n)
     rh = np.round(np.clip(np.maximum(rh, rain_rh + rng.normal(0.0, 0.3, n)), 30.0, 99.5), 1)
-    growth = np.asarray([kappa_growth_factor(min(h / 100.0, RH_CAP), st.kappa) for h in rh], dtype=np.float64)
+    kappa = 0.0 if st.reference else st.kappa  # a reference monitor dries its sample
+    growth = np.asarray([kappa_growth_factor(min(h / 100.0, RH_CAP), kappa) for h in rh], dtype=np.float64)
     sensor = 1.0 + np.clip(rng.normal(0.0, 0.015, n), -0.04, 0.04)
     reported = np.round(np.clip(true * growth * sensor, 0.0, SDS011_MAX), 1)
     sent = np.ones(n, dtype=np.bool_)
     if offline is not None:
         sent &= ~((t >= offline[0]) & (t < offline[1]))
-    return StationTruth(st.device_id, st.kappa, [clock.utc(float(s)) for s in t], np.asarray(true, dtype=np.float64),
+    return StationTruth(st.device_id, kappa, [clock.utc(float(s)) for s in t], np.asarray(true, dtype=np.float64),
                         np.asarray(rh, dtype=np.float64), np.asarray(reported, dtype=np.float64), sent)
 
 

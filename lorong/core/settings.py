@@ -226,13 +226,15 @@ class AnalyticsSettings(BaseModel):
             at their own times; a haze or an inversion reaches the stations together.
         pm_sensor_by_model: device model (registry ``model``) -> PM sensor model of
             ``analytics.humidity.SENSOR_MODELS`` whose humidity correction applies; default
-            ``{"LRG-PM1": "sds011"}`` (Lorong's reference station carries an SDS011), so the
-            kappa-Koehler correction is on by default.
+            ``{"LRG-PM1": "sds011", "T640": "t640"}`` (Lorong's reference station carries an
+            SDS011; a T640 is the dry reference monitor of an ISPU station), so the kappa-Koehler
+            correction is on by default.
         pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction (fitted
             against a reference monitor; such stations are not fitted from the network).
         pm_kappa_fit: fit each kappa-corrected station's kappa from the network's own data
-            once a day (``analytics.kappa_fit``: node-to-node calibration against the median of
-            the other stations); the configured kappa stays where the data are too few.
+            once a day (``analytics.kappa_fit``: node-to-node calibration against the city's
+            reference monitors where they report, else the median of the other stations); the
+            configured kappa stays where the data are too few.
         webhook_url: alert changes are also POSTed here when set.
         webhook_secret: when set, every webhook POST is signed with it (HMAC-SHA256,
             ``X-Lorong-Signature``; see :mod:`analytics.notify_webhook`).
@@ -282,7 +284,7 @@ class AnalyticsSettings(BaseModel):
     episode_min_stations: int = Field(3, ge=1)
     episode_fraction: float = Field(0.0, ge=0, le=1)
     episode_onset_window_min: int = Field(60, ge=10, le=ONSET_LOOKBACK_MIN)
-    pm_sensor_by_model: dict[str, str] = Field(default_factory=lambda: {"LRG-PM1": "sds011"})
+    pm_sensor_by_model: dict[str, str] = Field(default_factory=lambda: {"LRG-PM1": "sds011", "T640": "t640"})
     pm_kappa_by_model: dict[str, float] = Field(default_factory=dict)
     pm_kappa_fit: bool = True
     webhook_url: str | None = None

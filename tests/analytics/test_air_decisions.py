@@ -16,6 +16,7 @@ import pytest
 
 from analytics.air import (
     DAY_TO_DAY_REL_SPREAD,
+    correct_frame,
     daily_profile,
     profile_spread,
     score_spikes,
@@ -135,6 +136,31 @@ def test_a_station_with_a_larger_kappa_is_fitted_and_no_longer_over_reads() -> N
     assert kappa_correct(142.2, 0.893, fitted["A5"]) < 50.0
 
 
+def test_a_reference_monitor_fits_a_city_whose_aerosol_is_not_the_configured_kappa() -> None:
+    """Every sensor of the city grows with kappa 0.20-0.24, not the configured 0.3. Against the
+    network alone the median is assumed to be 0.3: each station comes out about 0.3 and the whole
+    city is over-corrected in the humid morning (a true 60 ug/m3 at 90 % RH reads under the band).
+    With a T640 of an ISPU station (a dry reference, A6: its readings are the true PM) each
+    station's own kappa is found."""
+    kappas = [0.22, 0.20, 0.24, 0.21, 0.23, 0.22]
+    net = _network([*kappas, 0.0], 96)  # A6 grows with kappa 0: it reads dry PM
+    alone = fit_kappas(net[net["device_id"] != "A6"], _kappa_models(6))
+    assert np.median(list(alone.values())) == pytest.approx(0.3, abs=0.03)  # the anchor, not the air
+    models = {**_kappa_models(6), "A6": get_sensor_model("t640")}
+    fitted = fit_kappas(net, models)
+    assert set(fitted) == {f"A{i}" for i in range(6)}  # the reference itself is not fitted
+    errors = np.array([fitted[f"A{i}"] - k for i, k in enumerate(kappas)])
+    assert abs(errors.mean()) <= 0.03 and np.abs(errors).max() <= 0.06  # each hour: 4 % noise on both
+    assert np.mean([alone[f"A{i}"] - k for i, k in enumerate(kappas)]) >= 0.06
+    true, rh = 60.0, 0.9  # a typical station of the city (kappa 0.22) in a humid morning
+    read = true * (1 + (0.22 / 1.65) / (1 / rh - 1))
+    assert kappa_correct(read, rh, float(np.median(list(alone.values())))) < 55.4
+    assert kappa_correct(read, rh, float(np.median(list(fitted.values())))) > 55.4
+    # a reference with too few hours (a new ISPU station): the network fit, as without it
+    short = net[(net["device_id"] != "A6") | (net["time"] < net["time"].min() + pd.Timedelta(hours=MIN_HOURS - 1))]
+    assert fit_kappas(short, models) == alone
+
+
 def test_kappa_is_not_fitted_without_enough_data() -> None:
     """Fewer than a day of hours, fewer than four stations or a narrow band of humidity: the
     configured kappa stays."""
@@ -201,3 +227,13 @@ def test_a_city_whose_stations_sent_nothing_fits_no_kappa() -> None:
     other = _network([0.3, 0.3, 0.3, 0.3, 0.4], 72)
     mine = {f"B{i}": get_sensor_model("sds011") for i in range(5)}
     assert fit_kappas(other, mine) == {}
+
+
+def test_a_reference_monitors_readings_are_not_corrected() -> None:
+    """A T640 reads dry PM: its readings stay as they are, RH or none; the SDS011 beside it is
+    corrected (the vectorised path takes both)."""
+    frame = pd.DataFrame({"device_id": ["A0", "R", "R"], "pm25": [100.0, 40.0, 41.5],
+                          "relativeHumidity": [0.9, np.nan, 0.97]})
+    out = correct_frame(frame, {"A0": get_sensor_model("sds011"), "R": get_sensor_model("t640")}, "pm25")
+    assert out.tolist() == [pytest.approx(kappa_correct(100.0, 0.9, DEFAULT_KAPPA)), 40.0, 41.5]
+    assert AnalyticsSettings().pm_sensor_by_model["T640"] == "t640"

@@ -320,3 +320,27 @@ def test_plumes_that_began_within_the_hour_at_three_stations_are_an_episode_nobo
     assert _t(ep["end"]) == clock.utc(1.5 * h - 600.0)  # A's plume half down: two left
     assert coincident_plumes({"A": [pulse(0)], "B": [pulse(20)], "C": [pulse(70)]}, clock) == []
     assert coincident_plumes({"A": [pulse(0), pulse(30)], "B": [pulse(20)]}, clock) == []
+
+
+def test_a_reference_monitor_reads_dry_pm_and_changes_nothing_else(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+    """``reference_stations: 1``: the first station is a T640 (registry model ``T640``). Its readings
+    are the true PM within the sensor's own +-4 % however humid the hour; every other station's
+    readings, and every event and look-alike of the city, are those of the city without it."""
+    result, truth = run(reference_stations=1)
+    plain, plain_truth = city
+    ref = truth["MKS-AIR-00"]
+    assert [r["model"] for r in result.devices] == ["T640"] + ["LRG-PM1"] * (N - 1)
+    assert ref.kappa == 0.0 and plain_truth["MKS-AIR-00"].kappa > 0.15
+    humid = ref.rh_pct > 90
+    assert humid.sum() > 50
+    ratio = ref.reported_pm25[humid] / ref.true_pm25[humid]
+    assert np.all(np.abs(ratio - 1) <= 0.04 + 0.05 / ref.true_pm25[humid])  # +-4 % and the 0.1 rounding
+    assert np.median(plain_truth["MKS-AIR-00"].reported_pm25[humid] / ref.true_pm25[humid]) > 1.5
+    assert np.array_equal(ref.true_pm25, plain_truth["MKS-AIR-00"].true_pm25)
+    assert result.events == plain.events
+    assert [x for x in result.lookalikes if x["device_id"] != "MKS-AIR-00" or x["type"] != "pm25_high"] \
+        == [x for x in plain.lookalikes if x["device_id"] != "MKS-AIR-00" or x["type"] != "pm25_high"]
+    others = [m for m in result.messages if b'"MKS-AIR-00"' not in m[2]]
+    assert others == [m for m in plain.messages if b'"MKS-AIR-00"' not in m[2]]
+    with pytest.raises(ValueError, match="reference_stations"):
+        run(reference_stations=-1)
