@@ -322,7 +322,8 @@ def test_plumes_that_began_within_the_hour_at_three_stations_are_an_episode_nobo
     assert coincident_plumes({"A": [pulse(0), pulse(30)], "B": [pulse(20)]}, clock) == []
 
 
-def test_a_reference_monitor_reads_dry_pm_and_changes_nothing_else(city: tuple[AirResult, dict[str, StationTruth]]) -> None:
+def test_a_reference_monitor_reads_dry_pm_and_changes_nothing_else(
+        city: tuple[AirResult, dict[str, StationTruth]]) -> None:
     """``reference_stations: 1``: the first station is a T640 (registry model ``T640``). Its readings
     are the true PM within the sensor's own +-4 % however humid the hour; every other station's
     readings, and every event and look-alike of the city, are those of the city without it."""
