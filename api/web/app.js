@@ -33,6 +33,8 @@ const I18N = {
     badToken: "Token tidak diterima. Periksa lagi atau minta token baru ke admin.",
     forbidden: "Token ini tidak boleh melakukan itu.", netError: "Tidak ada sinyal: disimpan, dikirim nanti.",
     netLogin: "Tidak ada sinyal. Coba lagi saat ada sinyal.", lose: "{n} tindakan belum terkirim - akan hilang. Tetap ganti token?",
+    logoutAsk: "Keluar dan hapus token dari HP ini? Untuk masuk lagi perlu token dari admin.",
+    unsent: "⏳ Belum terkirim, tersimpan di HP", sending: "Mengirim {n} tindakan…",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
     doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
     serverError: "Server tidak menjawab: disimpan, dikirim nanti.",
@@ -63,6 +65,8 @@ const I18N = {
     badToken: "Token not accepted. Check it, or ask an admin for a new one.",
     forbidden: "This token may not do that.", netError: "No signal: kept, will be sent later.",
     netLogin: "No signal. Try again when you have signal.", lose: "{n} actions not sent yet - they will be lost. Change token anyway?",
+    logoutAsk: "Log out and remove the token from this phone? To log in again you need a token from the admin.",
+    unsent: "⏳ Not sent yet, kept on this phone", sending: "Sending {n} actions…",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
     already: "Already handled by someone else",
     serverError: "The server did not answer: kept, will be sent later.",
@@ -274,6 +278,10 @@ function adoptQueue(who) {
   store.set("queue", state.queue);
 }
 
+/* A tick on the phone is not yet a pickup on the server: a stop or an alert whose action is still queued
+ * says so on its card, until the server has taken it (a worker who sees only a tick walks on). */
+const unsentFor = (pred) => (state.queue.some(pred) ? el("div", { class: "unsent" }, t("unsent")) : null);
+
 function binsById() {
   const out = new Map();
   for (const b of (state.data && state.data.bins) || []) out.set(b.id, b);
@@ -312,6 +320,8 @@ function alertCard(a, bins) {
   if (w.action) card.append(el("div", { class: "todo" }, w.action));
   card.append(links(a, `${a.device_id} ${a.street || ""}`.trim()));
   if (a.acknowledged) card.append(el("div", { class: "ackline" }, `✓ ${t("ackedBy")} ${actorWords(a.ack_by)} · ${localTime(a.ack_at)}`));
+  const unsent = unsentFor((q) => q.alert === a.id);
+  if (unsent) card.append(unsent);
   const hist = el("button", { type: "button", class: "link history" }, t("history"));
   hist.addEventListener("click", () => showHistory(a.id, hist));
   const actions = el("div", { class: "actions" });
@@ -397,6 +407,8 @@ function stopItem(s) {
     : s.problem ? `✗ ${t("problem")}: ${(types().cant_empty_reasons[s.problem] || {})[state.lang] || s.problem}` : null;
   li.append(el("div", { class: "row" }, el("span", { class: "n" }, String(s.order)), el("span", { class: "title" }, s.id),
     status ? el("span", { class: "status" }, status) : null));
+  const unsent = unsentFor((q) => q.bin === s.id);
+  if (unsent) li.append(unsent);
   li.append(el("div", { class: "where" }, place(s) || s.kecamatan || "–"));
   if (s.fillingLevel !== null && s.fillingLevel !== undefined) {
     li.append(meter(s.fillingLevel));
@@ -440,9 +452,12 @@ function renderNet() {
   const at = state.data && state.data.at;
   $("net-label").textContent = state.online ? t("updated") : t("offlineAt");
   $("net").classList.toggle("off", !state.online);
-  $("updated").textContent = at ? localTime(at, state.online) : "–";
+  $("updated").textContent = at ? localTime(at) : "–"; // with its zone offline too: the phone's clock may be in another
   $("pending").hidden = state.queue.length === 0;
-  $("pending").textContent = `${state.queue.length} ${t("pending")}`;
+  // sending over a slow signal is not "waiting for signal": the worker would walk back to find one
+  const sending = state.flushing && state.online && navigator.onLine;
+  $("pending").textContent = sending ? t("sending").replace("{n}", state.queue.length)
+    : `${state.queue.length} ${t("pending")}`;
 }
 
 function render() {
@@ -517,6 +532,7 @@ const DONE_WORDS = { ack: "doneAck", clear: "doneClear", emptied: "doneEmptied",
 async function flush() {
   if (state.flushing || !state.token) return;
   state.flushing = true;
+  renderNet();
   let sent = 0;
   try {
     while (state.queue.length) {
@@ -539,6 +555,7 @@ async function flush() {
       state.queue.shift(); // applied, or refused for good: either way not sent again
       sent += 1;
       keep();
+      render(); // its card's "not sent yet" goes now, not after the reload below
     }
   } finally {
     state.flushing = false;
@@ -671,8 +688,10 @@ document.addEventListener("DOMContentLoaded", () => {
     localStorage.setItem("lorong.lang", state.lang);
     applyLanguage();
   });
-  $("logout").addEventListener("click", () => { // queued actions are lost with the token: ask first
-    if (state.queue.length && !window.confirm(t("lose").replace("{n}", state.queue.length))) return;
+  $("logout").addEventListener("click", () => { // ask first, always: only the admin can give the token again,
+    // and queued actions are lost with it
+    const question = state.queue.length ? t("lose").replace("{n}", state.queue.length) : t("logoutAsk");
+    if (!window.confirm(question)) return;
     for (const k of ["token", "data", "queue", "tab", "vehicle", "kec"]) localStorage.removeItem("lorong." + k);
     Object.assign(state, { token: "", data: null, queue: [], tab: "", kec: "" });
     showLogin("");

@@ -156,6 +156,7 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     assert page.locator("link[rel=icon]").get_attribute("href") == "data:,"
 
     # an officer on the same page: the air-quality alert, with buttons that work; no route tab
+    page.once("dialog", lambda d: d.accept())  # "Log out and remove the token from this phone?"
     page.click("#logout")
     page.fill("#token", tokens["officer"])
     page.click("#login button[type=submit]")

@@ -1,0 +1,198 @@
+"""Findings of a crew member's play-test on 360x740 and 412x915 phones (touch) against the demo, each
+checked in Debian's headless Chromium against the real API: "Change token" tapped by mistake with
+nothing queued, a tick that looks sent while it is still on the phone, a banner that says "waiting
+for signal" while a slow signal is sending, and touch targets under 44 CSS px."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, CDPSession, Page, expect
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.api.conftest import Served
+from tests.api.test_crew_day import collections, seed_city
+from tests.api.test_crew_fixes import dismiss_next_dialog, login, queued
+from tests.conftest import ARTIFACTS
+
+pytestmark = pytest.mark.integration
+
+SIZES = [(360, 740), (412, 915)]
+"""Two common Android phones in CSS px: a small one (e.g. Samsung Galaxy A-series at 360 dp wide) and a
+large one (412 dp, e.g. Pixel)."""
+
+MIN_TARGET_PX = 44
+"""Smallest touch target, CSS px: WCAG 2.1 success criterion 2.5.5 (Target Size, 44 by 44 CSS px); Android's
+Material guidance asks 48 dp, Apple's HIG 44 pt. A gloved or wet thumb in an alley misses smaller ones."""
+
+
+def open_phone(browser: Browser, width: int, height: int) -> Page:
+    """A touch phone page of ``width`` x ``height`` CSS px in Bahasa Indonesia, clock in Makassar."""
+    ctx = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True, locale="id-ID", timezone_id="Asia/Makassar")
+    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith("http://127.0.0.1:") else r.abort())
+    page = ctx.new_page()
+    page.set_default_timeout(10_000)
+    return page
+
+
+@pytest.fixture(params=SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def small_phone(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    """A phone page at each of :data:`SIZES`."""
+    page = open_phone(browser, *request.param)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def phone360(browser: Browser) -> Iterator[Page]:
+    """A 360x740 touch phone page."""
+    page = open_phone(browser, 360, 740)
+    yield page
+    page.context.close()
+
+
+def test_change_token_asks_even_with_nothing_queued(phone360: Page, served: Served,
+                                                    sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
+    """A thumb on "Ganti token" by mistake must not wipe the token: only the admin can give it again."""
+    seed_city(sessions)
+    page = phone360
+    login(page, served, tokens["crew"])
+    expect(page.locator("#stops li.stop")).to_have_count(4)
+    assert queued(page) == 0
+
+    asked = dismiss_next_dialog(page)
+    page.locator("#logout").tap()
+    expect(page.locator("#app")).to_be_visible()
+    assert asked and "token" in asked[0] and "admin" in asked[0], asked
+    assert page.evaluate("localStorage.getItem('lorong.token')") == tokens["crew"]
+    expect(page.locator("#stops li.stop")).to_have_count(4)
+
+    page.once("dialog", lambda d: d.accept())  # said yes: the login form, nothing kept
+    page.locator("#logout").tap()
+    expect(page.locator("#login")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('lorong.token')") is None
+
+
+def _throttle(cdp: CDPSession, latency_ms: float) -> None:
+    """Slow every request by ``latency_ms`` (DevTools protocol, Network.emulateNetworkConditions)."""
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": latency_ms,
+                                                  "downloadThroughput": -1, "uploadThroughput": -1})
+
+
+def test_unsent_tick_says_so_until_the_server_has_it(phone360: Page, served: Served,
+                                                    sessions: sessionmaker[Session],
+                                                    tokens: dict[str, str]) -> None:
+    """A stop emptied without signal is ticked at once, and says it is still only on the phone; after a
+    reload without signal too; the mark goes once the server has it. An acknowledgement the same."""
+    seed_city(sessions)
+    page = phone360
+    login(page, served, tokens["crew"])
+    stop = page.locator("li[data-stop-id=MKS-BIN-0001]")
+    expect(stop.locator("button.emptied")).to_be_visible()
+    expect(stop.locator(".unsent")).to_have_count(0)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+
+    page.context.set_offline(True)
+    stop.locator("button.emptied").tap()
+    expect(stop.locator(".status")).to_contain_text("Dikosongkan")
+    expect(stop.locator(".unsent")).to_have_text("⏳ Belum terkirim, tersimpan di HP")
+    expect(page.locator("#net")).to_contain_text(" WITA")  # "data pukul 10.16 WITA": the zone offline too
+    page.locator("#tab-alerts").tap()
+    card = page.locator("[data-type=tilt]")
+    card.locator("button.ack").tap()
+    expect(card.locator(".ackline")).to_contain_text("Ditangani oleh petugas CREW")
+    expect(card.locator(".unsent")).to_have_text("⏳ Belum terkirim, tersimpan di HP")
+    page.locator("#tab-route").tap()
+
+    page.reload()  # mid-round, still no signal: the marks come back from the phone
+    expect(stop.locator(".unsent")).to_have_text("⏳ Belum terkirim, tersimpan di HP")
+    page.locator("#lang").tap()
+    expect(stop.locator(".unsent")).to_have_text("⏳ Not sent yet, kept on this phone")
+    page.locator("#lang").tap()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "crew_alley_unsent.png"), full_page=True)
+    assert collections(sessions, "MKS-BIN-0001") == 0
+
+    page.context.set_offline(False)
+    expect(page.locator("#pending")).to_be_hidden()
+    expect(stop.locator(".unsent")).to_have_count(0)
+    expect(stop.locator(".status")).to_contain_text("Dikosongkan")
+    page.locator("#tab-alerts").tap()
+    expect(card.locator(".unsent")).to_have_count(0)
+    expect(card.locator(".ackline")).to_contain_text("Ditangani oleh petugas CREW")
+    assert collections(sessions, "MKS-BIN-0001") == 1
+
+
+def test_slow_signal_says_sending_not_waiting(phone360: Page, served: Served, sessions: sessionmaker[Session],
+                                             tokens: dict[str, str]) -> None:
+    """With a slow but working signal (every request 2.5 s late, DevTools protocol throttling) the banner
+    says the action is being sent, not that it waits for a signal the phone has."""
+    seed_city(sessions)
+    page = phone360
+    login(page, served, tokens["crew"])
+    stop = page.locator("li[data-stop-id=MKS-BIN-0001]")
+    expect(stop.locator("button.emptied")).to_be_visible()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    _throttle(cdp, 2500)
+    stop.locator("button.emptied").tap()
+    expect(page.locator("#pending")).to_have_text("Mengirim 1 tindakan…", timeout=2000)
+    expect(stop.locator(".unsent")).to_have_text("⏳ Belum terkirim, tersimpan di HP")
+    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan", timeout=8000)
+    expect(page.locator("#pending")).to_be_hidden()
+    expect(stop.locator(".unsent")).to_have_count(0)
+    _throttle(cdp, 0)
+    assert collections(sessions, "MKS-BIN-0001") == 1
+
+
+TARGETS = """() => {
+  const out = [];
+  for (const e of document.querySelectorAll('button, a, select, input, [role=tab]')) {
+    const tap = e.matches('input[type=radio], input[type=checkbox]') ? e.closest('label') || e : e;
+    const r = tap.getBoundingClientRect();
+    if (!r.width || !r.height || getComputedStyle(tap).visibility === 'hidden') continue;  // not shown
+    if (r.width < MIN || r.height < MIN)
+      out.push(`${e.id || e.className || e.tagName} "${e.textContent.trim().slice(0, 20)}" ${Math.round(r.width)}x${Math.round(r.height)}`);
+  }
+  return out;
+}"""
+
+
+def small_targets(page: Page) -> list[str]:
+    """Visible tap targets smaller than :data:`MIN_TARGET_PX` either way (a radio: its label)."""
+    out: list[str] = page.evaluate(TARGETS.replace("MIN", str(MIN_TARGET_PX)))
+    return out
+
+
+def test_touch_targets_big_enough_and_nothing_cut_off(small_phone: Page, served: Served,
+                                                      sessions: sessionmaker[Session],
+                                                      tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = small_phone
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    page.goto(served.url + "/")
+    expect(page.locator("#login")).to_be_visible()
+    seen = {"login": small_targets(page)}
+    page.fill("#token", tokens["crew"])
+    page.locator("#login button[type=submit]").tap()
+    expect(page.locator("#stops li.stop")).to_have_count(4)
+    seen["route"] = small_targets(page)
+    page.locator("li[data-stop-id=MKS-BIN-0003] button.cant").tap()
+    expect(page.locator("#ask")).to_be_visible()
+    seen["can't empty"] = small_targets(page)
+    page.locator("#ask-cancel").tap()
+    page.locator("#tab-alerts").tap()
+    expect(page.locator("[data-alert-id]").first).to_be_visible()
+    seen["alerts"] = small_targets(page)
+    page.screenshot(path=str(ARTIFACTS / f"crew_alley_alerts_{width}.png"), full_page=True)
+    page.locator("#lang").tap()  # English words are longer in places ("Can't empty…")
+    page.locator("#tab-route").tap()
+    seen["route, English"] = small_targets(page)
+    assert {k: v for k, v in seen.items() if v} == {}
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing pushed off the side
+    clipped = page.evaluate("""() => [...document.querySelectorAll('#app button, #app .where, #app .meta, .bar *')]
+      .filter(e => e.offsetWidth && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim())""")
+    assert clipped == []
+    page.screenshot(path=str(ARTIFACTS / f"crew_alley_route_en_{width}.png"), full_page=True)
