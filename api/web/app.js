@@ -35,6 +35,7 @@ const I18N = {
     netLogin: "Tidak ada sinyal. Coba lagi saat ada sinyal.", lose: "{n} tindakan belum terkirim - akan hilang. Tetap ganti token?",
     logoutAsk: "Keluar dan hapus token dari HP ini? Untuk masuk lagi perlu token dari admin.",
     unsent: "⏳ Belum terkirim, tersimpan di HP", sending: "Mengirim {n} tindakan…",
+    undo: "Urungkan", undoAsk: "Dikosongkan: {bin}", undone: "Dibatalkan: {bin} belum dikosongkan",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
     doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
     serverError: "Server tidak menjawab: disimpan, dikirim nanti.",
@@ -67,6 +68,7 @@ const I18N = {
     netLogin: "No signal. Try again when you have signal.", lose: "{n} actions not sent yet - they will be lost. Change token anyway?",
     logoutAsk: "Log out and remove the token from this phone? To log in again you need a token from the admin.",
     unsent: "⏳ Not sent yet, kept on this phone", sending: "Sending {n} actions…",
+    undo: "Undo", undoAsk: "Emptied: {bin}", undone: "Undone: {bin} not emptied",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
     already: "Already handled by someone else",
     serverError: "The server did not answer: kept, will be sent later.",
@@ -89,6 +91,11 @@ const NET_TIMEOUT_MS = 4500;
  * but never answers would otherwise hang the page; the last data stays shown and actions stay queued. */
 const RETRY_MS = 15000;
 /* A queued action the server could not take (5xx, 408, 429, no answer) is tried again this soon. */
+const UNDO_MS = 4000;
+/* "Emptied" is one tap and cannot be taken back once sent (a pickup recorded, the bin's full alerts
+ * cleared), and the stop cards look alike: the action waits this long on the phone while the toast offers
+ * "Undo". 4 s is the short end of a snackbar with an action (Material Design: 4-10 s); every second
+ * more is a second later on the server. */
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 const MAKASSAR = [-5.1477, 119.4327];
 const store = {
@@ -149,12 +156,18 @@ function fillClass(level) {
 const FILL_COLOR = { none: "#9aa0a6", over: "#d93025", full: "#e8710a", half: "#e0a100", ok: "#2e9e4f" };
 const pct = (level) => (level === null || level === undefined ? "–" : Math.round(level * 100) + "%");
 
-function toast(msg) {
+function toast(msg, undo) {
+  // undo: {label, run, ms} adds a button that runs `run` and stays for `ms`
   const box = $("toast");
-  box.textContent = msg;
+  box.replaceChildren(el("span", {}, msg));
+  if (undo) {
+    const b = el("button", { type: "button", class: "undo" }, undo.label);
+    b.addEventListener("click", () => { box.hidden = true; undo.run(); });
+    box.append(b);
+  }
   box.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { box.hidden = true; }, 3000);
+  toast.timer = setTimeout(() => { box.hidden = true; }, undo ? undo.ms : 3000);
 }
 
 class HttpError extends Error {
@@ -422,7 +435,7 @@ function stopItem(s) {
     if (me().may_collect) {
       const ok = el("button", { type: "button", class: "btn primary emptied" }, t("emptied"));
       ok.addEventListener("click", () => act({ kind: "emptied", bin: s.id, path: `/bins/${encodeURIComponent(s.id)}/emptied`,
-        body: { at: new Date().toISOString() } }));
+        body: { at: new Date().toISOString() } }, true));
       const no = el("button", { type: "button", class: "btn cant" }, t("cantEmpty"));
       no.addEventListener("click", () => askCant(s));
       li.append(el("div", { class: "actions" }, ok, s.problem ? null : no));
@@ -455,7 +468,7 @@ function renderNet() {
   $("updated").textContent = at ? localTime(at) : "–"; // with its zone offline too: the phone's clock may be in another
   $("pending").hidden = state.queue.length === 0;
   // sending over a slow signal is not "waiting for signal": the worker would walk back to find one
-  const sending = state.flushing && state.online && navigator.onLine;
+  const sending = (state.flushing || state.holding) && state.online && navigator.onLine;
   $("pending").textContent = sending ? t("sending").replace("{n}", state.queue.length)
     : `${state.queue.length} ${t("pending")}`;
 }
@@ -513,13 +526,29 @@ function optimistic(a) {
   }
 }
 
-function act(action) {
+function act(action, undoable = false) {
   const a = Object.assign({ id: newId(), at: new Date().toISOString(), by: actor(me()) }, action);
+  const before = undoable ? JSON.stringify(state.data) : null;
+  if (undoable) a.hold = Date.now() + UNDO_MS; // kept with the queue: a reload does not send it sooner
   state.queue.push(a);
   optimistic(a);
   keep();
   render();
+  if (undoable) {
+    toast(t("undoAsk").replace("{bin}", a.bin), { label: t("undo"), ms: UNDO_MS, run: () => undo(a, before) });
+  }
   flush();
+}
+
+function undo(a, before) { // only while the action is still held on the phone, i.e. never sent
+  const at = state.queue.findIndex((q) => q.id === a.id);
+  if (at < 0) return;
+  state.queue.splice(at, 1);
+  state.data = JSON.parse(before); // the view before the tap; actions queued after it are shown again
+  for (const q of state.queue.slice(at)) optimistic(q);
+  keep();
+  render();
+  toast(t("undone").replace("{bin}", a.bin));
 }
 
 function retryLater() {
@@ -532,11 +561,19 @@ const DONE_WORDS = { ack: "doneAck", clear: "doneClear", emptied: "doneEmptied",
 async function flush() {
   if (state.flushing || !state.token) return;
   state.flushing = true;
+  state.holding = false;
   renderNet();
   let sent = 0;
   try {
     while (state.queue.length) {
       const a = state.queue[0];
+      const wait = (a.hold || 0) - Date.now();
+      if (wait > 0) { // still undoable: sent when its time is up (the queue keeps its order)
+        clearTimeout(state.held);
+        state.held = setTimeout(flush, wait + 50);
+        state.holding = true;
+        break;
+      }
       try {
         await api(a.path, { method: "POST", headers: { "Content-Type": "application/json", "Idempotency-Key": a.id },
           body: JSON.stringify(a.body || {}) });

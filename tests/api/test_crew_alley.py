@@ -153,8 +153,8 @@ TARGETS = """() => {
     const tap = e.matches('input[type=radio], input[type=checkbox]') ? e.closest('label') || e : e;
     const r = tap.getBoundingClientRect();
     if (!r.width || !r.height || getComputedStyle(tap).visibility === 'hidden') continue;  // not shown
-    if (r.width < MIN || r.height < MIN)
-      out.push(`${e.id || e.className || e.tagName} "${e.textContent.trim().slice(0, 20)}" ${Math.round(r.width)}x${Math.round(r.height)}`);
+    const name = `${e.id || e.className || e.tagName} "${e.textContent.trim().slice(0, 20)}"`;
+    if (r.width < MIN || r.height < MIN) out.push(`${name} ${Math.round(r.width)}x${Math.round(r.height)}`);
   }
   return out;
 }"""
@@ -196,3 +196,44 @@ def test_touch_targets_big_enough_and_nothing_cut_off(small_phone: Page, served:
       .filter(e => e.offsetWidth && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim())""")
     assert clipped == []
     page.screenshot(path=str(ARTIFACTS / f"crew_alley_route_en_{width}.png"), full_page=True)
+
+
+def test_emptied_by_mistake_can_be_undone(phone360: Page, served: Served, sessions: sessionmaker[Session],
+                                          tokens: dict[str, str]) -> None:
+    """One tap on the wrong stop's "Sudah dikosongkan" (the cards look alike, the list moves up as a card
+    closes) would record a pickup and clear the bin's full alerts for good. The toast offers "Urungkan" for
+    a few seconds, before anything is sent; without it the pickup is sent as before."""
+    seed_city(sessions)
+    page = phone360
+    login(page, served, tokens["crew"])
+    wrong, right = page.locator("li[data-stop-id=MKS-BIN-0003]"), page.locator("li[data-stop-id=MKS-BIN-0001]")
+    wrong.locator("button.emptied").tap()
+    expect(wrong.locator(".status")).to_contain_text("Dikosongkan")
+    undo = page.locator("#toast button.undo")
+    expect(undo).to_have_text("Urungkan")
+    box = undo.bounding_box()
+    assert box and box["height"] >= MIN_TARGET_PX and box["width"] >= MIN_TARGET_PX
+    expect(page.locator("#toast")).to_contain_text("MKS-BIN-0003")  # which bin it was, to catch the mistake
+    page.screenshot(path=str(ARTIFACTS / "crew_alley_undo.png"))
+    undo.tap()
+    expect(page.locator("#toast")).to_have_text("Dibatalkan: MKS-BIN-0003 belum dikosongkan")
+    expect(wrong.locator("button.emptied")).to_be_visible()
+    expect(wrong.locator(".status")).to_have_count(0)
+    assert queued(page) == 0
+    expect(page.locator("#route-summary")).to_contain_text("0 selesai")
+
+    right.locator("button.emptied").tap()  # left alone: sent once the few seconds are over
+    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan", timeout=10_000)
+    assert collections(sessions, "MKS-BIN-0001") == 1
+    page.wait_for_timeout(1000)
+    assert collections(sessions, "MKS-BIN-0003") == 0
+    page.reload()
+    expect(wrong.locator("button.emptied")).to_be_visible()
+    expect(right.locator(".status")).to_contain_text("Dikosongkan")
+
+    page.context.set_offline(True)  # without signal the same: nothing queued after an undo
+    wrong.locator("button.emptied").tap()
+    page.locator("#toast button.undo").tap()
+    expect(wrong.locator("button.emptied")).to_be_visible()
+    assert queued(page) == 0
+    expect(page.locator("#pending")).to_be_hidden()

@@ -90,7 +90,8 @@ def test_crew_day(phone: Page, served: Served, sessions: sessionmaker[Session], 
     first.locator("button.emptied").click()
     expect(first).to_have_class(re.compile(r"\bdone\b"))
     expect(first.locator(".status")).to_contain_text("Dikosongkan")
-    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan")
+    # sent once the toast's "Urungkan" (undo) is over, 4 s after the tap
+    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan", timeout=10_000)
     assert collections(sessions, "MKS-BIN-0001") == 1
     assert not active(sessions, "MKS-BIN-0001", "bin_full")
 

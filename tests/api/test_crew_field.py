@@ -138,8 +138,8 @@ def test_gateway_error_keeps_the_tap_queued(phone: Page, served: Served, session
         page.context.route("**/bins/*/emptied", handler)
 
     answer(502)
-    stop.locator("button.emptied").click()
-    expect(page.locator("#toast")).to_have_text("Server tidak menjawab: disimpan, dikirim nanti.")
+    stop.locator("button.emptied").click()  # sent once the toast's undo is over (4 s)
+    expect(page.locator("#toast")).to_have_text("Server tidak menjawab: disimpan, dikirim nanti.", timeout=10_000)
     expect(stop).to_have_class(DONE)
     expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
     assert queued(page) == 1 and len(keys) == 1
@@ -165,7 +165,7 @@ def test_gateway_error_keeps_the_tap_queued(phone: Page, served: Served, session
     page.context.route("**/bins/*/emptied", refuse)
     page.locator("li[data-stop-id=MKS-BIN-0003] button.emptied").click()
     expect(page.locator("#toast")).to_have_text(
-        "Server menolak tindakan ini, tidak dikirim lagi (Sudah dikosongkan, 422).")
+        "Server menolak tindakan ini, tidak dikirim lagi (Sudah dikosongkan, 422).", timeout=10_000)
     assert queued(page) == 0
     expect(page.locator("li[data-stop-id=MKS-BIN-0003]")).not_to_have_class(DONE)  # reloaded from the server
 
@@ -194,7 +194,8 @@ def test_weak_signal_opens_from_cache_and_says_offline(phone: Page, relay: Relay
     said = time.monotonic() - started
     assert shown < 3.5, f"route shown after {shown:.1f} s"
     assert said < 9.0, f"offline said after {said:.1f} s"
-    expect(page.locator("#toast")).to_have_text("Tidak ada sinyal: disimpan, dikirim nanti.", timeout=8000)
+    # the tap waits out its undo (4 s), then the request its 4.5 s
+    expect(page.locator("#toast")).to_have_text("Tidak ada sinyal: disimpan, dikirim nanti.", timeout=12_000)
     expect(page.locator("#pending")).to_have_text("1 tindakan menunggu sinyal")
     assert queued(page) == 1
     page.screenshot(path=str(ARTIFACTS / "crew_field_weak_signal.png"))
@@ -234,7 +235,7 @@ def test_emptied_still_possible_after_cant_empty(phone: Page, served: Served, se
     stop.locator("button.emptied").click()
     expect(stop.locator(".status")).to_contain_text("Dikosongkan")
     expect(summary).to_have_text("4 perhentian · 1 selesai · 11.2 km")
-    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan")
+    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan", timeout=10_000)
     assert collections(sessions, "MKS-BIN-0003") == 1
     assert not active(sessions, "MKS-BIN-0003", "cant_empty")
     page.click("#lang")
