@@ -34,7 +34,7 @@ const I18N = {
     forbidden: "Token ini tidak boleh melakukan itu.", netError: "Tidak ada sinyal: disimpan, dikirim nanti.",
     netLogin: "Tidak ada sinyal. Coba lagi saat ada sinyal.", lose: "{n} tindakan belum terkirim - akan hilang. Tetap ganti token?",
     logoutAsk: "Keluar dan hapus token dari HP ini? Untuk masuk lagi perlu token dari admin.",
-    unsent: "⏳ Belum terkirim, tersimpan di HP", sending: "Mengirim {n} tindakan…",
+    unsent: "Belum terkirim, tersimpan di HP", sending: "Mengirim {n} tindakan…",
     undo: "Urungkan", undoAsk: "Dikosongkan: {bin}", undone: "Dibatalkan: {bin} belum dikosongkan",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
     doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
@@ -67,7 +67,7 @@ const I18N = {
     forbidden: "This token may not do that.", netError: "No signal: kept, will be sent later.",
     netLogin: "No signal. Try again when you have signal.", lose: "{n} actions not sent yet - they will be lost. Change token anyway?",
     logoutAsk: "Log out and remove the token from this phone? To log in again you need a token from the admin.",
-    unsent: "⏳ Not sent yet, kept on this phone", sending: "Sending {n} actions…",
+    unsent: "Not sent yet, kept on this phone", sending: "Sending {n} actions…",
     undo: "Undo", undoAsk: "Emptied: {bin}", undone: "Undone: {bin} not emptied",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
     already: "Already handled by someone else",
@@ -157,9 +157,9 @@ const FILL_COLOR = { none: "#9aa0a6", over: "#d93025", full: "#e8710a", half: "#
 const pct = (level) => (level === null || level === undefined ? "–" : Math.round(level * 100) + "%");
 
 function toast(msg, undo) {
-  // undo: {label, run, ms} adds a button that runs `run` and stays for `ms`
+  // msg: text or a node; undo: {label, run, ms} adds a button that runs `run` and stays for `ms`
   const box = $("toast");
-  box.replaceChildren(el("span", {}, msg));
+  box.replaceChildren(typeof msg === "string" ? el("span", {}, msg) : msg);
   if (undo) {
     const b = el("button", { type: "button", class: "undo" }, undo.label);
     b.addEventListener("click", () => { box.hidden = true; undo.run(); });
@@ -535,7 +535,7 @@ function act(action, undoable = false) {
   keep();
   render();
   if (undoable) {
-    toast(t("undoAsk").replace("{bin}", a.bin), { label: t("undo"), ms: UNDO_MS, run: () => undo(a, before) });
+    toast(withBin("undoAsk", a.bin), { label: t("undo"), ms: UNDO_MS, run: () => undo(a, before) });
   }
   flush();
 }
@@ -548,7 +548,12 @@ function undo(a, before) { // only while the action is still held on the phone, 
   for (const q of state.queue.slice(at)) optimistic(q);
   keep();
   render();
-  toast(t("undone").replace("{bin}", a.bin));
+  toast(withBin("undone", a.bin));
+}
+
+function withBin(key, bin) { // the words of `key` with its {bin} as one unbroken id ("MKS-BIN-" / "0003" misleads)
+  const [head, tail] = t(key).split("{bin}");
+  return el("span", {}, head, el("b", { class: "nobreak" }, bin), tail);
 }
 
 function retryLater() {
