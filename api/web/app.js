@@ -35,7 +35,7 @@ const I18N = {
     netLogin: "Tidak ada sinyal. Coba lagi saat ada sinyal.", lose: "{n} tindakan belum terkirim - akan hilang. Tetap ganti token?",
     logoutAsk: "Keluar dan hapus token dari HP ini? Untuk masuk lagi perlu token dari admin.",
     unsent: "Belum terkirim, tersimpan di HP", sending: "Mengirim {n} tindakan…",
-    undo: "Urungkan", undoAsk: "Dikosongkan: {bin}", undone: "Dibatalkan: {bin} belum dikosongkan",
+    next: "Berikutnya", undo: "Urungkan", undoAsk: "Dikosongkan: {bin}", undone: "Dibatalkan: {bin} belum dikosongkan",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
     doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
     serverError: "Server tidak menjawab: disimpan, dikirim nanti.",
@@ -68,7 +68,7 @@ const I18N = {
     netLogin: "No signal. Try again when you have signal.", lose: "{n} actions not sent yet - they will be lost. Change token anyway?",
     logoutAsk: "Log out and remove the token from this phone? To log in again you need a token from the admin.",
     unsent: "Not sent yet, kept on this phone", sending: "Sending {n} actions…",
-    undo: "Undo", undoAsk: "Emptied: {bin}", undone: "Undone: {bin} not emptied",
+    next: "Next", undo: "Undo", undoAsk: "Emptied: {bin}", undone: "Undone: {bin} not emptied",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
     already: "Already handled by someone else",
     serverError: "The server did not answer: kept, will be sent later.",
@@ -413,13 +413,14 @@ function currentRoute() {
   return routes.find((r) => r.vehicle === wanted) || routes[0] || null;
 }
 
-function stopItem(s) {
+function stopItem(s, next) {
   const done = Boolean(s.emptiedAt || s.problem);
-  const li = el("li", { class: "stop" + (s.emptiedAt ? " done" : s.problem ? " done failed" : ""), "data-stop-id": s.id });
+  const li = el("li", { class: "stop" + (s.emptiedAt ? " done" : s.problem ? " done failed" : "") + (next ? " next-stop" : ""),
+    "data-stop-id": s.id });
   const status = s.emptiedAt ? `✓ ${t("emptiedAt")} ${localTime(s.emptiedAt, false)}`
     : s.problem ? `✗ ${t("problem")}: ${(types().cant_empty_reasons[s.problem] || {})[state.lang] || s.problem}` : null;
   li.append(el("div", { class: "row" }, el("span", { class: "n" }, String(s.order)), el("span", { class: "title" }, s.id),
-    status ? el("span", { class: "status" }, status) : null));
+    status ? el("span", { class: "status" }, status) : null, next ? el("span", { class: "next" }, t("next")) : null));
   const unsent = unsentFor((q) => q.bin === s.id);
   if (unsent) li.append(unsent);
   li.append(el("div", { class: "where" }, place(s) || s.kecamatan || "–"));
@@ -453,7 +454,9 @@ function renderRoute() {
     `${t("vehicle")} ${r.vehicle + 1} · ${r.stops.length} ${t("stops")}`)));
   if (route) sel.value = String(route.vehicle);
   $("no-route").hidden = Boolean(route);
-  $("stops").replaceChildren(...(route ? route.stops.map(stopItem) : []));
+  // the first stop neither emptied nor reported is the next one: finished stops stay at the top of the list
+  const next = route ? route.stops.find((s) => !s.emptiedAt && !s.problem) : null;
+  $("stops").replaceChildren(...(route ? route.stops.map((s) => stopItem(s, s === next)) : []));
   // emptied and "can't empty" counted apart: a blocked stop is not done, the bin is still full
   const emptied = route ? route.stops.filter((s) => s.emptiedAt).length : 0;
   const failed = route ? route.stops.filter((s) => !s.emptiedAt && s.problem).length : 0;
@@ -498,6 +501,7 @@ async function load() {
     keep();
     applyLanguage();
     if (!state.tab) selectTab(who.may_collect ? "route" : "alerts");
+    showNext();
   } catch (err) {
     if (err.status === 401) { showLogin(t("badToken")); return; }
     if (retryable(err)) state.online = false; // the last data stays shown, marked with its time
@@ -702,6 +706,17 @@ async function showMap() {
   drawMap();
 }
 
+function showNext() {
+  // once per opening of the page, on the route: scroll to the next stop when it is out of sight (mid-round a
+  // 360x740 screen shows about one and a half stop cards, the finished ones first); never after a tap
+  if (state.shownNext || state.tab !== "route" || $("app").hidden) return;
+  const li = document.querySelector("#stops li.next-stop");
+  if (!li) return;
+  state.shownNext = true;
+  const box = li.getBoundingClientRect();
+  if (box.top < $("tabs").getBoundingClientRect().bottom || box.bottom > window.innerHeight) li.scrollIntoView({ block: "start" });
+}
+
 function selectTab(name) {
   if (name !== "map") state.focus = null;
   state.tab = name;
@@ -711,17 +726,21 @@ function selectTab(name) {
     $("panel-" + tab).hidden = name !== tab;
   }
   if (name === "map") showMap();
+  if (name === "route") showNext();
 }
 
 function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
+  state.shownNext = false; // a new opening of the route (log-in or reload)
   if (state.data) { applyLanguage(); selectTab(state.tab || "alerts"); }
   load().then(flush);
   clearInterval(state.timer);
   state.timer = setInterval(() => (state.queue.length ? flush() : load()), 60000);
 }
+
+if ("scrollRestoration" in history) history.scrollRestoration = "manual"; // showNext() places a reloaded route
 
 document.addEventListener("DOMContentLoaded", () => {
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => { /* http on a LAN */ });

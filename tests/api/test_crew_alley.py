@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, CDPSession, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
@@ -263,3 +264,32 @@ def test_emptied_by_mistake_can_be_undone(phone360: Page, served: Served, sessio
     expect(wrong.locator("button.emptied")).to_be_visible()
     assert queued(page) == 0
     expect(page.locator("#pending")).to_be_hidden()
+
+
+def test_next_stop_is_marked_and_shown_on_open(phone360: Page, served: Served, sessions: sessionmaker[Session],
+                                               tokens: dict[str, str]) -> None:
+    """Mid-round, finished stops stay at the top of the list (a 360x740 screen holds about one and a half
+    open stop cards): the page says which stop is next and opens on it, also after a reload."""
+    seed_city(sessions)
+    with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {tokens['crew']}"}) as c:
+        for device_id in ("MKS-BIN-0001", "MKS-BIN-0003", "MKS-BIN-0002"):  # stops 1-3, earlier in the round
+            assert c.post(f"/bins/{device_id}/emptied", json={}).status_code == 200
+    page = phone360
+    login(page, served, tokens["crew"])
+    nxt = page.locator("li[data-stop-id=MKS-BIN-0004]")
+    expect(nxt.locator(".next")).to_have_text("Berikutnya")
+    expect(page.locator("#stops .next")).to_have_count(1)
+    expect(nxt.locator("button.emptied")).to_be_in_viewport()
+    page.screenshot(path=str(ARTIFACTS / "crew_alley_next_stop.png"))
+
+    page.evaluate("window.scrollTo(0, 0)")
+    page.reload()
+    expect(nxt.locator(".next")).to_have_text("Berikutnya")
+    expect(nxt.locator("button.emptied")).to_be_in_viewport()
+    page.locator("#lang").tap()
+    expect(nxt.locator(".next")).to_have_text("Next")
+    page.locator("#lang").tap()
+    top = page.evaluate("scrollY")
+    nxt.locator("button.emptied").tap()  # the last stop: no next one, and the list is not moved under the thumb
+    expect(page.locator("#stops .next")).to_have_count(0)
+    assert page.evaluate("scrollY") <= top
