@@ -1,14 +1,8 @@
-/* Lorong crew page. Plain JS, no build step, no inline script or style (a strict CSP works).
- * Today's route (stops in order, navigation links, "Emptied" / "Can't empty"), the alerts the token's
- * role acts on (words from GET /alerts/types, location, map and navigation links, acknowledge, clear
- * with a reason, history), and a Leaflet map of bins and the route. Times in the token's city's zone (GET /me);
- * Bahasa Indonesia by default, English on request.
- *
- * Works in the alley: the last answers are kept in localStorage and shown when the network is gone or
- * does not answer within NET_TIMEOUT_MS ("Tanpa sinyal · data pukul HH.MM"); every action gets an id made
- * on the phone, goes into a queue kept in localStorage and is sent with that id as Idempotency-Key, so a
- * repeat is applied once by the server. The queue is sent again when the phone is back online, and after
- * RETRY_MS when the server or a gateway failed (retryable). sw.js keeps the page's files. */
+/* Lorong crew page (README: "The crew page"). Plain JS, no build step, nothing inline (a strict CSP).
+ * Today's route, the alerts the token's role acts on, a Leaflet map; times in the city's zone (GET /me);
+ * Bahasa Indonesia, or English. The last answers stay in localStorage, shown while there is no signal
+ * (no byte for NET_TIMEOUT_MS); each action is queued with an id sent as Idempotency-Key and sent again
+ * when back online, or after RETRY_MS when a server failed. sw.js keeps the page's files. */
 "use strict";
 
 const I18N = {
@@ -87,15 +81,14 @@ const CLEAR_REASONS = ["r_emptied", "r_false", "r_fixed", "r_other"];
  * own examples, POST /alerts/{id}/clear), shown in the reader's language in the history. */
 const CLEAR_CODES = { r_emptied: "emptied", r_false: "false alarm", r_fixed: "fixed", r_other: "other" };
 const NET_TIMEOUT_MS = 4500;
-/* How long a request may take before the page treats it as "no signal": a weak cell link that connects
- * but never answers would otherwise hang the page; the last data stays shown and actions stay queued. */
+/* How long a request may wait for an answer, or for its next bytes, before the page treats it as "no
+ * signal" (the last data stays shown, actions stay queued); a slow link that keeps bringing bytes is a
+ * signal: a city's bins take 7-13 s at 100-200 kbit/s. */
 const RETRY_MS = 15000;
 /* A queued action the server could not take (5xx, 408, 429, no answer) is tried again this soon. */
 const UNDO_MS = 4000;
-/* "Emptied" is one tap and cannot be taken back once sent (a pickup recorded, the bin's full alerts
- * cleared), and the stop cards look alike: the action waits this long on the phone while the toast offers
- * "Undo". 4 s is the short end of a snackbar with an action (Material Design: 4-10 s); every second
- * more is a second later on the server. */
+/* "Emptied" cannot be taken back once sent and the stop cards look alike: it waits this long on the phone
+ * while the toast offers "Undo" (the short end of a snackbar with an action, Material Design: 4-10 s). */
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 const MAKASSAR = [-5.1477, 119.4327];
 const store = {
@@ -175,20 +168,26 @@ class HttpError extends Error {
 }
 
 async function api(path, options) {
-  // no answer within NET_TIMEOUT_MS (body included) = no signal: the error has no status, as offline
+  // no answer, or no byte of it, for NET_TIMEOUT_MS = no signal: the error has no status, as offline
   const opts = Object.assign({}, options || {});
   opts.headers = Object.assign({ Authorization: "Bearer " + state.token }, opts.headers || {});
   const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), NET_TIMEOUT_MS);
+  let timer;
+  const alive = () => { clearTimeout(timer); timer = setTimeout(() => ctl.abort(), NET_TIMEOUT_MS); };
+  alive();
   opts.signal = ctl.signal;
   try {
     const resp = await fetch(path, opts);
+    alive(); // the head came
+    const reader = resp.body.getReader(), parts = [];
+    for (let r; !(r = await reader.read()).done; alive()) parts.push(r.value); // ends with the answer
+    const text = await new Blob(parts).text();
     if (!resp.ok) {
       let detail = resp.statusText;
-      try { detail = (await resp.json()).detail || detail; } catch (e) { /* not JSON */ }
+      try { detail = JSON.parse(text).detail || detail; } catch (e) { /* not JSON */ }
       throw new HttpError(resp.status, detail);
     }
-    return await resp.json();
+    return JSON.parse(text);
   } finally {
     clearTimeout(timer);
   }
