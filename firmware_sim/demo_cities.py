@@ -9,7 +9,9 @@ Kecamatan names are the real districts of each city (Makassar: BPS Kota Makassar
 Banyuwangi: BPS Kabupaten Banyuwangi, "Kabupaten Banyuwangi Dalam Angka"); the centroids are the city
 files' rounded approximations from OpenStreetMap, rounded again here to 0.001 deg (~110 m).
 
-:func:`register_cities` writes them into the registry; :class:`LiveCities` plays their fleets as one.
+:func:`register_cities` writes them into the registry (and :func:`drop_unused_start_city` takes out the
+empty city a new registry starts with when the demo runs other cities); :class:`LiveCities` plays their
+fleets as one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from devices.cities import CityIn, add_city
+from devices.cities import CityIn, add_city, city_holdings, remove_city
 from firmware_sim.city import CityConfig, load_city, packaged_city
 from firmware_sim.live import CrewSource, LiveCity
 from lorong.core.errors import ConfigError
@@ -119,6 +121,36 @@ def register_cities(session: Session, cities: Sequence[DemoCity]) -> list[str]:
             row.centre_lat, row.centre_lon = entry.centre
     session.flush()
     return added
+
+
+def drop_unused_start_city(session: Session, city_id: str, running: Sequence[DemoCity]) -> bool:
+    """Take the deployment's city out of the registry when the demo runs other cities and that city is
+    still the empty one migration 0008 makes in every new registry (the caller commits).
+
+    Without this, ``lorong demo --cities jakarta,banyuwangi`` on a new database left a third city nobody
+    asked for (``cities list``: no devices, kecamatan or map centre) that ``lorong analytics route`` and
+    ``devices add`` then asked the user to choose between.
+
+    Args:
+        session: an open registry session.
+        city_id: the deployment's city, ``LORONG_CITY__ID``.
+        running: the demo's cities.
+
+    Returns:
+        True when it was removed: registered, not one of ``running``, without kecamatan, map centre and
+        analytics overrides, and nothing refers to it (no device, API token, alert or route plan, not even
+        a retired, revoked or cleared one). A city someone filled in or used is never touched.
+    """
+    row = session.get(CityRow, city_id)
+    if row is None or city_id in {c.id for c in running}:
+        return False
+    if row.kecamatan or row.centre_lat is not None or row.analytics:
+        return False
+    held = city_holdings(session, city_id)
+    if held.live() or held.history():
+        return False
+    remove_city(session, city_id)
+    return True
 
 
 class LiveCities:

@@ -58,7 +58,15 @@ def demo(
     from devices.cities import city_settings, get_city, resolve_city
     from firmware_sim import cli as sim_cli
     from firmware_sim.city import load_city, packaged_city
-    from firmware_sim.demo_cities import MULTI_AIR, MULTI_BINS, LiveCities, file_city, parse_cities, register_cities
+    from firmware_sim.demo_cities import (
+        MULTI_AIR,
+        MULTI_BINS,
+        LiveCities,
+        drop_unused_start_city,
+        file_city,
+        parse_cities,
+        register_cities,
+    )
     from firmware_sim.live import LiveCity
     from firmware_sim.live_store import CrewWatch, backfill
     from firmware_sim.publisher import Publisher
@@ -114,8 +122,12 @@ def demo(
             influx.create_database(settings.influx.retention)
             with sessions.begin() as s:  # one city file too: its own city, in its zone with its rounds
                 added = register_cities(s, plans)
+                dropped = drop_unused_start_city(s, settings.city.id, plans)  # a new registry's empty city
             print(f"{'cities' if several else 'city'}: {', '.join(p.id for p in plans)}"
                   + (f" ({', '.join(added)} added to the registry)" if added else ""))
+            if dropped:
+                print(f"city {settings.city.id} (LORONG_CITY__ID) had nothing in it and is taken out of the registry: "
+                      "the demo runs only the cities above")
             retention.sync_continuous_queries(influx, day_zones(settings))  # daily means in each city's zone
             now = utcnow()
             lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
