@@ -56,6 +56,13 @@ def one_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
      "error: invalid settings: LORONG_ANALYTICS__COLLECTION_TIMES: collection times must be"),
     (("api", "token", "list"), {"LORONG_DATABASE_URL": "mysql://x"},
      "error: invalid settings: LORONG_DATABASE_URL: unsupported database URL 'mysql://x': use sqlite:///"),
+    # without its scheme the URL passed, and every command that reads InfluxDB said "InfluxDB unavailable ...
+    # (is it running?)" about a running InfluxDB
+    (("analytics", "run-once"), {"LORONG_INFLUX__URL": "127.0.0.1:8086"},
+     "error: invalid settings: LORONG_INFLUX__URL: '127.0.0.1:8086' is not an http:// or https:// URL "
+     "(e.g. http://127.0.0.1:8086)"),
+    (("cities", "list"), {"LORONG_INFLUX__URL": "http://"},
+     "error: invalid settings: LORONG_INFLUX__URL: 'http://' is not an http:// or https:// URL"),
 ])
 def test_bad_settings_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],
                                       expected: str) -> None:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -127,6 +128,21 @@ class InfluxSettings(BaseModel):
     raw_days: int = Field(90, ge=1, le=36500)
     hourly_days: int = Field(1830, ge=0, le=36500)
     daily_days: int = Field(0, ge=0, le=36500)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        """An ``http://`` or ``https://`` URL with a host: ``127.0.0.1:8086`` (no scheme) would pass and make
+        every request fail later as if InfluxDB were down."""
+        try:
+            parts = urlsplit(url.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number or out of range
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL (e.g. http://127.0.0.1:8086)")
+        return url.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _means_outlive_raw(self) -> InfluxSettings:
