@@ -278,3 +278,19 @@ def test_lists_stay_readable_in_an_80_column_terminal(tmp_path: Path) -> None:
         assert "…" not in shown.stdout, shown.stdout
         assert max(len(line) for line in shown.stdout.splitlines()) <= 80
     assert lorong(tmp_path, "cities", "list", COLUMNS="80").stdout.strip().splitlines()[-1] == "2 cities"
+
+
+def test_api_on_a_port_in_use_one_line_exit_1(tmp_path: Path) -> None:
+    """``lorong api`` on a port another program listens on printed uvicorn's log line
+    (``ERROR:    [Errno 98] error while attempting to bind ...``) and exited 3. Now one line naming the
+    address and the setting to change, exit 1, and the other program keeps its port."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = lorong(tmp_path, "api", LORONG_API__PORT=str(port))
+        assert one_line(proc, 1) == (f"error: http://127.0.0.1:{port} is already in use (another `lorong api` or "
+                                     "`lorong demo`?): stop it, or set LORONG_API__PORT (or --port)")
+        assert proc.stdout == ""
