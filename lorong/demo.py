@@ -97,14 +97,15 @@ def demo(
     url = f"http://{settings.api.host}:{settings.api.port}"
     if port_in_use(settings.api.port, settings.api.host):
         print(f"error: {url} is already in use (another `lorong demo` or `lorong api`?); "
-              "stop it or set LORONG_API__PORT")
+              "stop it or set LORONG_API__PORT", file=sys.stderr)
         raise typer.Exit(1)
     spool = settings.ingest.spool_dir / spool_path_for(settings)
     try:  # before the stack starts and the history loads (minutes): the ingester would fail on it last
         ensure_free(spool)
     except SpoolBusy:
         print(f"error: another `lorong demo` (or `lorong ingest`) runs here: its spool {spool} is locked; "
-              "stop it first (Ctrl-C in its terminal), or give this one its own LORONG_MQTT__CLIENT_ID")
+              "stop it first (Ctrl-C in its terminal), or give this one its own LORONG_MQTT__CLIENT_ID",
+              file=sys.stderr)
         raise typer.Exit(1) from None
     stop = threading.Event()
     with ExitStack() as cleanup:  # everything started is stopped in reverse order, even on a failed start
@@ -151,7 +152,7 @@ def demo(
             fleet = LiveCities(lives, CrewWatch(sessions).poll)  # a bin a person emptied is emptied in its city
             ingester = ingest_cli.build(settings)
         except (ConfigError, TimeoutError, SpoolBusy, StoreError, UnknownCity) as exc:
-            print(f"error: {exc}")
+            print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
         ingester.start()
         cleanup.callback(ingester.stop)
