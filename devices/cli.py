@@ -53,6 +53,17 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def list_table(*columns: str | Column) -> Table:
+    """A table for a list command that stays readable in an 80-column terminal (and in a pipe, where rich
+    takes 80 columns): no box (a border costs three columns per column), two spaces between columns,
+    and a long cell folded onto the next line, never cut with ``…``. A plain-string column wraps at
+    spaces; pass ``Column(name, no_wrap=True)`` for ids, codes and times, which must stay whole."""
+    table = Table(*columns, box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for col in table.columns:
+        col.overflow = "fold"
+    return table
+
+
 def field_errors(exc: ValidationError) -> str:
     """One line per invalid field: ``field: message``."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
@@ -224,18 +235,17 @@ def list_cmd(
     status: str | None = typer.Option(None, help=", ".join(STATUSES)),
     all_: bool = typer.Option(False, "--all", help="include retired devices"),
 ) -> None:
-    """Show registered devices (retired ones only with --all or --status retired)."""
+    """Show registered devices (retired ones only with --all or --status retired); `show ID` gives every field."""
     sessions = open_sessions(Settings())
-    table = Table(Column("id", no_wrap=True), "kind", "city", "model", "kecamatan", "kelurahan", "street", "depth mm",
-                  "status", "last seen")
+    # what tells devices apart and says which need a visit; every field of one: `devices show ID`
+    table = list_table(*(Column(name, no_wrap=True) for name in ("id", "kind", "city")), "kecamatan",
+                       Column("status", no_wrap=True), Column("last seen (UTC)", no_wrap=True), "street")
     with sessions() as s:
         rows = list_devices(s, kind, kecamatan, include_retired=all_, status=status, city_id=city)
         for d in rows:
-            table.add_row(d.id, d.kind, d.city_id, d.model, d.kecamatan, d.kelurahan, d.street,
-                          "" if d.depth_mm is None else f"{d.depth_mm:g}", d.status,
-                          d.last_seen.isoformat(timespec="seconds") if d.last_seen else "")
-    for col in table.columns:  # an 80-column terminal folds long cells instead of cutting them (…)
-        col.overflow = "fold"
+            seen = d.last_seen.astimezone(UTC) if d.last_seen and d.last_seen.tzinfo else d.last_seen
+            table.add_row(d.id, d.kind, d.city_id, d.kecamatan, d.status, f"{seen:%Y-%m-%d %H:%M}" if seen else "",
+                          d.street)
     console.print(table)
     console.print(f"{len(rows)} device(s)")
 

@@ -294,3 +294,60 @@ def test_api_on_a_port_in_use_one_line_exit_1(tmp_path: Path) -> None:
         assert one_line(proc, 1) == (f"error: http://127.0.0.1:{port} is already in use (another `lorong api` or "
                                      "`lorong demo`?): stop it, or set LORONG_API__PORT (or --port)")
         assert proc.stdout == ""
+
+
+def test_lists_keep_ids_codes_and_times_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """At 80 columns (an SSH session, or any pipe: rich then takes 80) ``devices list`` folded every
+    cell into 3-5 letter pieces, nine lines per device (``2026-1`` / ``2-07T0`` / ``2:15:04`` ...),
+    ``cities list`` split ``Asia/Maka`` / ``ssar``, and ``ingest dead-letters list`` cut the reason
+    code itself (``unknown…``, ``bad_val…``) and the device id. Ids, codes, zones, coordinates and times
+    are now whole on one line; only free text (a street, a dead letter's detail) wraps, at spaces."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from ingest.deadletter import DeadLetter, DeadLetterStore
+    from lorong.storage.db import make_engine, session_factory
+
+    assert lorong(tmp_path, "cities", "add", "banyuwangi", "--name", "Banyuwangi", "--timezone", "Asia/Jakarta",
+                  "--centre", "-8.2192,114.3691", "--analytics", '{"collection_times": ["06:30"]}').returncode == 0
+    for dev, city in (("24E124BB00000002", "makassar"), ("BWI-BIN-0001", "banyuwangi")):
+        added = lorong(tmp_path, "devices", "add", dev, "--kind", "bin", "--depth-mm", "1200", "--city", city,
+                       "--kecamatan", "Kepulauan Sangkarrang", "--street", "Jalan Lorong Pasar Sentral Blok B 12")
+        assert added.returncode == 0, added.stderr
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        db.execute("UPDATE devices SET last_seen = '2026-12-07 02:15:04.000000' WHERE id = '24E124BB00000002'")
+    at = datetime(2026, 12, 7, 2, 18, 42, tzinfo=UTC)
+    DeadLetterStore(session_factory(make_engine(f"sqlite:///{tmp_path / 'l.db'}"))).add_many([
+        DeadLetter("lorong/v1/NOPE-SENSOR-0001/up", b'{"metrics": {"distance": 500}}', "unknown_device",
+                   "'NOPE-SENSOR-0001' is not registered (or retired)", at, "NOPE-SENSOR-0001"),
+        DeadLetter("v3/lorong-mks@ttn/devices/eui-24e124bb00000002/up", b"{}", "bad_value",
+                   "lorong-json: metric 'distance' value 'lots' is not a number", at, "24E124BB00000002")])
+
+    def shown(*args: str) -> list[str]:
+        proc = lorong(tmp_path, *args, COLUMNS="80")
+        assert proc.returncode == 0, proc.stderr
+        assert "…" not in proc.stdout, proc.stdout
+        assert max(len(line) for line in proc.stdout.splitlines()) <= 80, proc.stdout
+        return proc.stdout.splitlines()
+
+    def line_with(lines: list[str], *words: str) -> str:
+        found = [line for line in lines if all(w in line for w in words)]
+        assert found, (words, "\n".join(lines))
+        return found[0]
+
+    devices = shown("devices", "list")
+    line_with(devices, "24E124BB00000002", "bin", "makassar", "active", "2026-12-07 02:15")
+    line_with(devices, "BWI-BIN-0001", "banyuwangi", "active")
+    assert sum("24E124BB00000002" in line for line in devices) == 1
+    assert devices[-1] == "2 device(s)"
+    cities = shown("cities", "list")
+    line_with(cities, "banyuwangi", "Banyuwangi", "Asia/Jakarta", "-8.2192,114.3691")
+    line_with(cities, "makassar", "Makassar", "Asia/Makassar")
+    line_with(cities, "banyuwangi", '"collection_times": ["06:30"]')
+    assert cities[-1] == "2 cities"
+    letters = shown("ingest", "dead-letters", "list")
+    line_with(letters, "2026-12-07 02:18:42", "unknown_device", "NOPE-SENSOR-0001")
+    line_with(letters, "2026-12-07 02:18:42", "bad_value", "24E124BB00000002")
+    line_with(letters, "v3/lorong-mks@ttn/devices/eui-24e124bb00000002/up")
+    line_with(letters, "'lots'", "is", "not", "a", "number")
+    assert letters[-1] == "2 pending of 2; pending by reason: bad_value 1, unknown_device 1"
