@@ -19,6 +19,7 @@ from rich.table import Column, Table
 
 from devices import credentials as creds
 from devices import register_cmd
+from devices.cities import get_city
 from devices.csvio import CsvProblems, import_devices, write_devices
 from devices.register_cmd import creating_sessions
 from devices.registry import (
@@ -31,10 +32,11 @@ from devices.registry import (
     retire_device,
     update_device,
 )
-from lorong.core.errors import ConfigError, RegistryError
+from lorong.core.errors import ConfigError, RegistryError, UnknownCity
 from lorong.core.model import DeviceKind, utcnow
 from lorong.core.settings import Settings
 from lorong.storage.files import missing_folder
+from lorong.storage.kecamatan import UnknownKecamatan, known_kecamatan, match_kecamatan
 from lorong.storage.runtime import open_sessions
 
 app = typer.Typer(help="Register and manage devices.", no_args_is_help=True)
@@ -70,6 +72,12 @@ def field_errors(exc: ValidationError) -> str:
                      for e in exc.errors())
 
 
+def city_option(value: str | None) -> str | None:
+    """A ``--city`` as typed, as a city id: ids are lower-case slugs, so ``--city Jakarta`` (or
+    `` jakarta ``) means ``jakarta``; whether it is registered is the registry's to say."""
+    return value.strip().lower() if value else value
+
+
 def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -98,7 +106,7 @@ def add(
     installed_by: str | None = typer.Option(None, help="technician"),
 ) -> None:
     """Register one device (without its serial console: see `register` for that)."""
-    city = city.strip().lower() if city else city  # city ids are lowercase: --city Berlin means berlin
+    city = city_option(city)
     if kind is DeviceKind.AIR:
         bin_only = {"--depth-mm": depth_mm, "--blind-zone-mm": blind_zone_mm, "--capacity-l": capacity_l,
                     "--waste-kind": waste_kind}
@@ -150,7 +158,7 @@ def update(
     clear: list[str] = typer.Option([], help="empty a field (repeatable): codec, lat, lon, depth_mm ..."),
 ) -> None:
     """Change some fields of a device; the id cannot change."""
-    city = city.strip().lower() if city else city  # city ids are lowercase: --city Berlin means berlin
+    city = city_option(city)
     values = _given(kind=kind, city_id=city, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
                     kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm,
                     blind_zone_mm=blind_zone_mm, capacity_l=capacity_l, waste_kind=waste_kind,
@@ -236,7 +244,20 @@ def list_cmd(
     all_: bool = typer.Option(False, "--all", help="include retired devices"),
 ) -> None:
     """Show registered devices (retired ones only with --all or --status retired); `show ID` gives every field."""
+    if status is not None and status not in STATUSES:
+        raise fail(f"--status: {status!r} is not one of {', '.join(STATUSES)}", 2)
     sessions = open_sessions(Settings())
+    city = city_option(city)
+    with sessions() as s:  # a filter that names nothing is a typo, not an empty registry
+        try:
+            if city is not None:
+                get_city(s, city)
+            if kecamatan:
+                kecamatan = match_kecamatan(kecamatan, known_kecamatan(s, city), city)
+        except UnknownCity as exc:
+            raise fail(f"--city: {exc}", 2) from None
+        except UnknownKecamatan as exc:
+            raise fail(f"--kecamatan: {exc}", 2) from None
     # what tells devices apart and says which need a visit; every field of one: `devices show ID`
     table = list_table(*(Column(name, no_wrap=True) for name in ("id", "kind", "city")), "kecamatan",
                        Column("status", no_wrap=True), Column("last seen (UTC)", no_wrap=True), "street")
