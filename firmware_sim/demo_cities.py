@@ -41,6 +41,10 @@ CENTROID_DECIMALS = 3
 """Decimals of the registry's kecamatan centroids and map centre (0.001 deg ~ 110 m: a district's
 label on a map, not a boundary)."""
 
+SINGLE_BINS, SINGLE_AIR = 40, 5
+"""At most this many bins and air stations of the demo's one city (the first of its file's): enough
+for every site type and the air episodes (3 stations), light on a 2-core machine."""
+
 MULTI_BINS, MULTI_AIR = 20, 3
 """Bins and air stations per city when the demo runs several (one city: 40 and 5). Three cities of
 20 bins and 3 stations send 60 bin and 9 air uplinks per 10 min, about what one city of 40 and 5
@@ -54,6 +58,14 @@ class DemoCity:
     id: str
     name: str
     config: CityConfig
+
+    def fleet(self, bins: int | None, air: int | None, several: bool) -> tuple[int, int]:
+        """How many bins and air stations the demo runs of this city: ``bins`` and ``air`` when given,
+        else its first :data:`SINGLE_BINS` and :data:`SINGLE_AIR` (:data:`MULTI_BINS`, :data:`MULTI_AIR`
+        each with ``several`` cities), never more than the city file has: a town of 3 bins stays 3."""
+        default_bins, default_air = (MULTI_BINS, MULTI_AIR) if several else (SINGLE_BINS, SINGLE_AIR)
+        return (bins if bins is not None else min(default_bins, self.config.bins),
+                air if air is not None else min(default_air, self.config.stations))
 
     def registry_city(self) -> CityIn:
         """The registry's entry: the file's zone, its kecamatan centroids and, as the map centre,

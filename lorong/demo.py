@@ -19,9 +19,11 @@ import typer
 
 def demo(
     bins: int | None = typer.Option(None, min=1, max=5000,
-                                    help="bins of each city (its first N; default 40, 20 each with --cities)"),
+                                    help="bins of each city (its first N; default 40, 20 each with --cities; "
+                                         "at most the city file's)"),
     air: int | None = typer.Option(None, min=0, max=500,
-                                   help="air stations of each city (default 5, 3 each with --cities)"),
+                                   help="air stations of each city (default 5, 3 each with --cities; at most "
+                                        "the city file's)"),
     city: Path | None = typer.Option(None, "--city", dir_okay=False,
                                      help="city file, YAML or JSON (default firmware_sim/cities/makassar.yaml)"),
     cities: str | None = typer.Option(None, "--cities",
@@ -59,8 +61,6 @@ def demo(
     from firmware_sim import cli as sim_cli
     from firmware_sim.city import load_city, packaged_city
     from firmware_sim.demo_cities import (
-        MULTI_AIR,
-        MULTI_BINS,
         LiveCities,
         drop_unused_start_city,
         file_city,
@@ -90,8 +90,6 @@ def demo(
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     several = cities is not None
-    bins = bins if bins is not None else (MULTI_BINS if several else 40)
-    air = air if air is not None else (MULTI_AIR if several else 5)
     settings = Settings()
     settings.analytics.interval_s = min(settings.analytics.interval_s, 10.0)
     url = f"http://{settings.api.host}:{settings.api.port}"
@@ -131,10 +129,11 @@ def demo(
                       "the demo runs only the cities above")
             retention.sync_continuous_queries(influx, day_zones(settings))  # daily means in each city's zone
             now = utcnow()
-            lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
-                     for plan in plans]
+            sizes = [plan.fleet(bins, air, several) for plan in plans]  # at most the city file's
+            lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=n_bins, stations=n_air, seed=seed)
+                     for plan, (n_bins, n_air) in zip(plans, sizes, strict=True)]
             run = {row["id"] for live in lives for row in live.registry_rows()}  # an earlier run's others leave
-            for plan, live in zip(plans, lives, strict=True):
+            for plan, live, (n_bins, n_air) in zip(plans, lives, sizes, strict=True):
                 if history_days > 0:
                     whose = f"{plan.name}'s" if plan.name else "the city's"
                     print(f"loading {whose} past {history_days:g} days through the ingest pipeline...", flush=True)
@@ -145,7 +144,8 @@ def demo(
                 loaded = backfill(live, now, sessions, influx, city_id=plan.id or None,
                                   means_tz=day_zones(settings) if last else None, run=run,
                                   pickup_min_drop=min_drop)
-                print(f"{plan.name or plan.config.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
+                print(f"{plan.name or plan.config.name}: {n_bins} bin{'' if n_bins == 1 else 's'}, {n_air} air "
+                      f"station{'' if n_air == 1 else 's'}, seed {live.seed}; the past "
                       f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
                       f"{loaded.pickups} pickups, {loaded.seconds:.0f} s)"
                       + (", with their hourly and daily means" if last else ""))
