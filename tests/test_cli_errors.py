@@ -351,3 +351,18 @@ def test_lists_keep_ids_codes_and_times_whole_in_an_80_column_terminal(tmp_path:
     line_with(letters, "v3/lorong-mks@ttn/devices/eui-24e124bb00000002/up")
     line_with(letters, "'lots'", "is", "not", "a", "number")
     assert letters[-1] == "2 pending of 2; pending by reason: bad_value 1, unknown_device 1"
+
+
+@pytest.mark.parametrize(("args", "code", "expected"), [
+    (("stack", "reload"), 1, "error: no broker started by `lorong stack up` is running"),
+    (("storage", "retention", "show"), 1, "error: influx http://127.0.0.1:"),
+    (("sim", "load", "."), 2, "error: . has no devices.json and messages.jsonl (write one with `lorong sim scenario`)"),
+])
+def test_errors_of_stack_storage_and_sim_go_to_stderr(tmp_path: Path, args: tuple[str, ...], code: int,
+                                                      expected: str) -> None:
+    """``lorong stack``, ``storage retention`` and ``sim`` printed their ``error:`` line on stdout: a
+    script reading stdout took it for output, ``2>/dev/null`` did not hide it, and a log of stderr
+    missed it. Every command's error line is on stderr, with nothing on stdout."""
+    proc = lorong(tmp_path, *args, LORONG_INFLUX__URL=f"http://127.0.0.1:{stack.free_port()}")
+    assert one_line(proc, code).startswith(expected)
+    assert proc.stdout == ""
