@@ -366,3 +366,19 @@ def test_errors_of_stack_storage_and_sim_go_to_stderr(tmp_path: Path, args: tupl
     proc = lorong(tmp_path, *args, LORONG_INFLUX__URL=f"http://127.0.0.1:{stack.free_port()}")
     assert one_line(proc, code).startswith(expected)
     assert proc.stdout == ""
+
+
+def test_a_misspelt_setting_is_named_not_silently_ignored(tmp_path: Path) -> None:
+    """``LORONG_MQTT__PROT=1884`` (or ``LORONG_MQTTPORT``) was ignored without a word: the command ran on
+    port 1883 and the operator looked for the fault elsewhere. A ``LORONG_`` variable that is no setting
+    gets one warning line naming the closest setting; the command still runs (a warning, since other
+    tools may share the prefix)."""
+    proc = lorong(tmp_path, "cities", "list", LORONG_MQTT__PROT="1884", LORONG_MQTTPORT="1884",
+                  LORONG_DEBUG="0", LORONG_GRAFANA_TOKEN="x", LORONG_DASHBOARDS_DIR="d", LORONG_API__PORT="8001")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "warning: LORONG_MQTTPORT is not a Lorong setting and is ignored (did you mean LORONG_MQTT__PORT?)",
+        "warning: LORONG_MQTT__PROT is not a Lorong setting and is ignored (did you mean LORONG_MQTT__PORT?)"]
+    assert proc.stdout.strip().splitlines()[-1] == "1 city"
+    quiet = lorong(tmp_path, "cities", "list", LORONG_NOTIFY__TELEGRAM_CHATS="[]", lorong_api__port="8001")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr  # names are matched without case

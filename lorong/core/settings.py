@@ -11,7 +11,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -100,6 +99,11 @@ class NatsSettings(BaseModel):
     monitor_port: Port = 8222
 
 
+HTTP_URL = re.compile(r"^https?://([^\s/@]+@)?(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:(?P<port>\d{1,5}))?(/\S*)?$")
+"""An ``http://`` or ``https://`` URL with a host (a name, an IPv4 or a bracketed IPv6 address), an
+optional port and path (RFC 3986, section 3); ``urllib.parse`` is not imported in this no-I/O package."""
+
+
 class InfluxSettings(BaseModel):
     """InfluxDB 1.x HTTP API (also served by 2.x/3.x v1 compatibility endpoints).
 
@@ -134,13 +138,8 @@ class InfluxSettings(BaseModel):
     def _http_url(cls, url: str) -> str:
         """An ``http://`` or ``https://`` URL with a host: ``127.0.0.1:8086`` (no scheme) would pass and make
         every request fail later as if InfluxDB were down."""
-        try:
-            parts = urlsplit(url.strip())
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-            parts.port  # noqa: B018 - raises ValueError on a port that is not a number or out of range
-        except ValueError:
-            ok = False
-        if not ok:
+        match = HTTP_URL.match(url.strip())
+        if match is None or int(match.group("port") or 80) > 65535:
             raise ValueError(f"{url!r} is not an http:// or https:// URL (e.g. http://127.0.0.1:8086)")
         return url.strip().rstrip("/")
 
@@ -518,3 +517,33 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported database URL {url.split('@')[-1]!r}: use sqlite:///path/to/lorong.db "
                              "or postgresql+psycopg://user:password@host/db")
         return url
+
+
+def setting_variables(model: type[BaseModel] = Settings, prefix: str = "LORONG_") -> frozenset[str]:
+    """The environment variables ``model`` reads, upper case: ``LORONG_<FIELD>`` for every field (a
+    section too, as one JSON object) and ``LORONG_<SECTION>__<FIELD>`` for each field of a section
+    (``env_nested_delimiter``), at any depth. What :func:`unknown_variables` checks against."""
+    names: set[str] = set()
+    for field, info in model.model_fields.items():
+        name = prefix + field.upper()
+        names.add(name)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            names |= setting_variables(info.annotation, name + "__")
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str], also: frozenset[str] = frozenset()) -> list[tuple[str, str | None]]:
+    """The ``LORONG_`` variables of ``environ`` that are no setting (pydantic-settings ignores them, so a
+    misspelt ``LORONG_MQTT__PROT`` would go unnoticed), sorted, each with the closest setting name
+    (:func:`difflib.get_close_matches`, cutoff 0.8) or None. Names are compared without case, as the
+    settings read them; ``also`` lists other variables of Lorong (``LORONG_DEBUG`` ...)."""
+    import difflib
+
+    known = sorted(setting_variables() | also)
+    found = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith("LORONG_") and upper not in known:
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+            found.append((name, close[0] if close else None))
+    return found
