@@ -78,7 +78,17 @@ def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ER
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-root.command("demo")(demo)
+def flowing(doc: str | None) -> str:
+    """A docstring as help text for typer's rich output: the lines of each paragraph joined into one, so
+    that rich wraps them to the terminal (it keeps every newline it is given, and a docstring's breaks
+    fall every 100 columns: at 80 each paragraph came out as long and short lines in turn)."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+root.command("demo", help=flowing(demo.__doc__))(demo)
 
 
 DEBUG_ENV = "LORONG_DEBUG"
