@@ -382,3 +382,20 @@ def test_a_misspelt_setting_is_named_not_silently_ignored(tmp_path: Path) -> Non
     assert proc.stdout.strip().splitlines()[-1] == "1 city"
     quiet = lorong(tmp_path, "cities", "list", LORONG_NOTIFY__TELEGRAM_CHATS="[]", lorong_api__port="8001")
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr  # names are matched without case
+
+
+def test_stack_up_on_a_port_in_use_names_the_setting(tmp_path: Path) -> None:
+    """``lorong stack up`` (and so ``lorong demo``) with the MQTT port taken said "port 1883 is already
+    in use: another broker (or service) listens there" on stdout, without the setting that moves it.
+    One line on stderr, naming LORONG_MQTT__PORT; nothing is left running."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = lorong(tmp_path, "stack", "up", LORONG_MQTT__PORT=str(port),
+                      LORONG_INFLUX__URL=f"http://127.0.0.1:{stack.free_port()}")
+    assert one_line(proc, 1) == (f"error: port {port} is already in use: another broker (or service) listens "
+                                 "there; stop it, or set LORONG_MQTT__PORT to a free port")
+    assert not list((tmp_path / "var" / "run").glob("*.pid"))
