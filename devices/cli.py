@@ -58,11 +58,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def list_table(*columns: str | Column) -> Table:
     """A table for a list command that stays readable in an 80-column terminal (and in a pipe, where rich
     takes 80 columns): no box (a border costs three columns per column), two spaces between columns,
-    and a long cell folded onto the next line, never cut with ``…``. A plain-string column wraps at
+    each header whole, and a long cell folded onto the next line, never cut with ``…``. A plain-string column wraps at
     spaces; pass ``Column(name, no_wrap=True)`` for ids, codes and times, which must stay whole."""
-    table = Table(*columns, box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    table = Table(*columns, box=None, padding=(0, 1), pad_edge=False)
     for col in table.columns:
         col.overflow = "fold"
+        col.min_width = max(col.min_width or 0, len(str(col.header)))  # a header never folds (kecamata / n)
     return table
 
 
@@ -258,15 +259,14 @@ def list_cmd(
             raise fail(f"--city: {exc}", 2) from None
         except UnknownKecamatan as exc:
             raise fail(f"--kecamatan: {exc}", 2) from None
-    # what tells devices apart and says which need a visit; every field of one: `devices show ID`
+    # what tells devices apart and says which need a visit, in 80 columns; every field of one: `devices show ID`
     table = list_table(*(Column(name, no_wrap=True) for name in ("id", "kind", "city")), "kecamatan",
-                       Column("status", no_wrap=True), Column("last seen (UTC)", no_wrap=True), "street")
+                       Column("status", no_wrap=True), Column("last seen (UTC)", no_wrap=True))
     with sessions() as s:
         rows = list_devices(s, kind, kecamatan, include_retired=all_, status=status, city_id=city)
         for d in rows:
             seen = d.last_seen.astimezone(UTC) if d.last_seen and d.last_seen.tzinfo else d.last_seen
-            table.add_row(d.id, d.kind, d.city_id, d.kecamatan, d.status, f"{seen:%Y-%m-%d %H:%M}" if seen else "",
-                          d.street)
+            table.add_row(d.id, d.kind, d.city_id, d.kecamatan, d.status, f"{seen:%Y-%m-%d %H:%M}" if seen else "")
     console.print(table)
     console.print(f"{len(rows)} device(s)")
 

@@ -301,7 +301,7 @@ def test_lists_keep_ids_codes_and_times_whole_in_an_80_column_terminal(tmp_path:
     cell into 3-5 letter pieces, nine lines per device (``2026-1`` / ``2-07T0`` / ``2:15:04`` ...),
     ``cities list`` split ``Asia/Maka`` / ``ssar``, and ``ingest dead-letters list`` cut the reason
     code itself (``unknown…``, ``bad_val…``) and the device id. Ids, codes, zones, coordinates and times
-    are now whole on one line; only free text (a street, a dead letter's detail) wraps, at spaces."""
+    are now whole on one line; only free text (a kecamatan, a dead letter's detail) wraps, at spaces."""
     import sqlite3
     from datetime import UTC, datetime
 
@@ -336,6 +336,7 @@ def test_lists_keep_ids_codes_and_times_whole_in_an_80_column_terminal(tmp_path:
         return found[0]
 
     devices = shown("devices", "list")
+    line_with(devices, "id", "kind", "city", "kecamatan", "status", "last seen (UTC)")  # headers whole
     line_with(devices, "24E124BB00000002", "bin", "makassar", "active", "2026-12-07 02:15")
     line_with(devices, "BWI-BIN-0001", "banyuwangi", "active")
     assert sum("24E124BB00000002" in line for line in devices) == 1
