@@ -261,9 +261,11 @@ def _print_routes(plan: routes.Plan, capacity: int) -> None:
     for r in plan.routes:
         print(f"vehicle {r.vehicle}: {_plural(len(r.stops), 'stop')}, {r.load_l} L of {capacity} L, "
               f"{r.distance_km:.2f} km")
+        w_id = max((len(s.device_id) for s in r.stops), default=0)  # DevEUIs beside MKS-BIN-... line up
+        w_l = max((len(str(s.demand_l)) for s in r.stops), default=0)
         for n, s in enumerate(r.stops, start=1):
             level = "?" if s.level is None else f"{s.level:.0%}"
-            print(f"  {n:3d}. {s.device_id}  {s.lat:.5f},{s.lon:.5f}  fill {level}  {s.demand_l} L")
+            print(f"  {n:3d}. {s.device_id:<{w_id}}  {s.lat:.5f},{s.lon:.5f}  fill {level:>4}  {s.demand_l:>{w_l}} L")
     if plan.dropped:
         print(f"not planned (no room): {', '.join(s.device_id for s in plan.dropped)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import typer
@@ -63,9 +64,37 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
     migrate(settings.database_url, default_city=default_city(settings))
     config = uvicorn.Config(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
                             log_level="warning", http=header_timeout_protocol(settings.api.header_timeout_s))
+    sock = listen_socket(config.host, config.port)
     server = _Server(config)
     server.database = database_location(settings.database_url)
-    server.run()
+    server.run(sockets=[sock])
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for uvicorn (bound here, as uvicorn would bind it, so that a
+    port in use is one ``error:`` line instead of uvicorn's log line and exit status 3).
+
+    Raises:
+        typer.Exit: 1, after the error line on stderr: the address is in use or not this machine's.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait out TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            why = ("is already in use (another `lorong api` or `lorong demo`?): stop it, or set LORONG_API__PORT "
+                   "(or --port)")
+        else:  # EADDRNOTAVAIL: an address of another machine; EACCES: a port below 1024 without the right
+            why = (f"cannot be listened on ({exc.strerror}): check LORONG_API__HOST and LORONG_API__PORT "
+                   "(or --host, --port)")
+        typer.echo(f"error: {url} {why}", err=True)
+        raise typer.Exit(1) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @token_app.command("create")

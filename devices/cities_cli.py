@@ -18,7 +18,7 @@ import json
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column
 
 from devices.cities import (
     CityChange,
@@ -31,7 +31,7 @@ from devices.cities import (
     remove_city,
     update_city,
 )
-from devices.cli import fail, field_errors
+from devices.cli import fail, field_errors, list_table
 from lorong.core import schema
 from lorong.core.errors import CityInUse, ConfigError, RegistryError, StoreError, UnknownCity
 from lorong.core.settings import Settings
@@ -208,17 +208,22 @@ def remove(
 @app.command("list")
 def list_cmd() -> None:
     """Show the cities with their time zone, kecamatan and device count."""
-    console = Console(soft_wrap=True, markup=False)  # names as typed; built here: the terminal's width now (COLUMNS)
+    console = Console(markup=False, highlight=False)  # names as typed; the terminal's width now (COLUMNS)
     sessions = open_sessions(Settings())
-    table = Table("id", "name", "time zone", "centre", "kecamatan", "devices", "analytics overrides")
+    table = list_table(Column("id", no_wrap=True), "name", *(Column(name, no_wrap=True) for name in (
+        "time zone", "centre")), Column("kecamatan", justify="right"), Column("devices", justify="right"))
     with sessions() as s:
         rows = list_cities(s)
         counts = device_counts(s)
         for c in rows:
             where = "" if c.centre_lat is None else f"{c.centre_lat:.4f},{c.centre_lon:.4f}"
-            table.add_row(c.id, c.name, c.timezone, where, str(len(c.kecamatan or {})), str(counts.get(c.id, 0)),
-                          json.dumps(c.analytics or {}))
-    for col in table.columns:  # an 80-column terminal folds long cells instead of cutting them (…)
-        col.overflow = "fold"
+            table.add_row(c.id, c.name, c.timezone, where, str(len(c.kecamatan or {})), str(counts.get(c.id, 0)))
     console.print(table)
+    overrides = list_table(Column("id", no_wrap=True), "analytics overrides (its own LORONG_ANALYTICS__* values)")
+    for c in rows:  # below the cities: a JSON object in a column of a few letters was unreadable at 80 columns
+        if c.analytics:
+            overrides.add_row(c.id, json.dumps(c.analytics))
+    if overrides.rows:
+        console.print()
+        console.print(overrides)
     console.print(f"{len(rows)} cities" if len(rows) != 1 else "1 city")

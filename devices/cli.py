@@ -19,6 +19,7 @@ from rich.table import Column, Table
 
 from devices import credentials as creds
 from devices import register_cmd
+from devices.cities import get_city
 from devices.csvio import CsvProblems, import_devices, write_devices
 from devices.register_cmd import creating_sessions
 from devices.registry import (
@@ -31,10 +32,11 @@ from devices.registry import (
     retire_device,
     update_device,
 )
-from lorong.core.errors import ConfigError, RegistryError
+from lorong.core.errors import ConfigError, RegistryError, UnknownCity
 from lorong.core.model import DeviceKind, utcnow
 from lorong.core.settings import Settings
 from lorong.storage.files import missing_folder
+from lorong.storage.kecamatan import UnknownKecamatan, known_kecamatan, match_kecamatan
 from lorong.storage.runtime import open_sessions
 
 app = typer.Typer(help="Register and manage devices.", no_args_is_help=True)
@@ -53,10 +55,28 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def list_table(*columns: str | Column) -> Table:
+    """A table for a list command that stays readable in an 80-column terminal (and in a pipe, where rich
+    takes 80 columns): no box (a border costs three columns per column), two spaces between columns,
+    each header whole, and a long cell folded onto the next line, never cut with ``…``. A plain-string column wraps at
+    spaces; pass ``Column(name, no_wrap=True)`` for ids, codes and times, which must stay whole."""
+    table = Table(*columns, box=None, padding=(0, 1), pad_edge=False)
+    for col in table.columns:
+        col.overflow = "fold"
+        col.min_width = max(col.min_width or 0, len(str(col.header)))  # a header never folds (kecamata / n)
+    return table
+
+
 def field_errors(exc: ValidationError) -> str:
     """One line per invalid field: ``field: message``."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
                      for e in exc.errors())
+
+
+def city_option(value: str | None) -> str | None:
+    """A ``--city`` as typed, as a city id: ids are lower-case slugs, so ``--city Jakarta`` (or
+    `` jakarta ``) means ``jakarta``; whether it is registered is the registry's to say."""
+    return value.strip().lower() if value else value
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -87,7 +107,7 @@ def add(
     installed_by: str | None = typer.Option(None, help="technician"),
 ) -> None:
     """Register one device (without its serial console: see `register` for that)."""
-    city = city.strip().lower() if city else city  # city ids are lowercase: --city Berlin means berlin
+    city = city_option(city)
     if kind is DeviceKind.AIR:
         bin_only = {"--depth-mm": depth_mm, "--blind-zone-mm": blind_zone_mm, "--capacity-l": capacity_l,
                     "--waste-kind": waste_kind}
@@ -139,7 +159,7 @@ def update(
     clear: list[str] = typer.Option([], help="empty a field (repeatable): codec, lat, lon, depth_mm ..."),
 ) -> None:
     """Change some fields of a device; the id cannot change."""
-    city = city.strip().lower() if city else city  # city ids are lowercase: --city Berlin means berlin
+    city = city_option(city)
     values = _given(kind=kind, city_id=city, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
                     kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm,
                     blind_zone_mm=blind_zone_mm, capacity_l=capacity_l, waste_kind=waste_kind,
@@ -224,18 +244,29 @@ def list_cmd(
     status: str | None = typer.Option(None, help=", ".join(STATUSES)),
     all_: bool = typer.Option(False, "--all", help="include retired devices"),
 ) -> None:
-    """Show registered devices (retired ones only with --all or --status retired)."""
+    """Show registered devices (retired ones only with --all or --status retired); `show ID` gives every field."""
+    if status is not None and status not in STATUSES:
+        raise fail(f"--status: {status!r} is not one of {', '.join(STATUSES)}", 2)
     sessions = open_sessions(Settings())
-    table = Table(Column("id", no_wrap=True), "kind", "city", "model", "kecamatan", "kelurahan", "street", "depth mm",
-                  "status", "last seen")
+    city = city_option(city)
+    with sessions() as s:  # a filter that names nothing is a typo, not an empty registry
+        try:
+            if city is not None:
+                get_city(s, city)
+            if kecamatan:
+                kecamatan = match_kecamatan(kecamatan, known_kecamatan(s, city), city)
+        except UnknownCity as exc:
+            raise fail(f"--city: {exc}", 2) from None
+        except UnknownKecamatan as exc:
+            raise fail(f"--kecamatan: {exc}", 2) from None
+    # what tells devices apart and says which need a visit, in 80 columns; every field of one: `devices show ID`
+    table = list_table(*(Column(name, no_wrap=True) for name in ("id", "kind", "city")), "kecamatan",
+                       Column("status", no_wrap=True), Column("last seen (UTC)", no_wrap=True))
     with sessions() as s:
         rows = list_devices(s, kind, kecamatan, include_retired=all_, status=status, city_id=city)
         for d in rows:
-            table.add_row(d.id, d.kind, d.city_id, d.model, d.kecamatan, d.kelurahan, d.street,
-                          "" if d.depth_mm is None else f"{d.depth_mm:g}", d.status,
-                          d.last_seen.isoformat(timespec="seconds") if d.last_seen else "")
-    for col in table.columns:  # an 80-column terminal folds long cells instead of cutting them (…)
-        col.overflow = "fold"
+            seen = d.last_seen.astimezone(UTC) if d.last_seen and d.last_seen.tzinfo else d.last_seen
+            table.add_row(d.id, d.kind, d.city_id, d.kecamatan, d.status, f"{seen:%Y-%m-%d %H:%M}" if seen else "")
     console.print(table)
     console.print(f"{len(rows)} device(s)")
 

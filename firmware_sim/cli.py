@@ -90,7 +90,7 @@ def sim(
         pub = Publisher(settings.mqtt.host, settings.mqtt.port)
     except OSError as exc:
         print(f"error: no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} ({exc.strerror or exc}); "
-              "start one with `lorong stack up` or set LORONG_MQTT__HOST/PORT")
+              "start one with `lorong stack up` or set LORONG_MQTT__HOST/PORT", file=sys.stderr)
         raise typer.Exit(1) from None
     stop = threading.Event()
     try:
@@ -146,12 +146,12 @@ def scenario(
         cfg = load_city(city_path(city))
         scn = build_scenario(cfg, seed=seed, days=days, bins=bins, stations=stations)
     except ValueError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     try:
         write_scenario(scn, out)
     except OSError as exc:
-        print(f"error: cannot write {out}: {exc.strerror or exc}")
+        print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     s = scn.summary()
     print(f"{scn.city.name}: {scn.city.bins} bins, {scn.city.stations} stations, {scn.city.days} days, "
@@ -170,7 +170,8 @@ def load(folder: Path = typer.Argument(..., help="a folder written by `lorong si
     from lorong.storage.runtime import create_database, open_influx, open_sessions
 
     if not (folder / "messages.jsonl").is_file() or not (folder / "devices.json").is_file():
-        print(f"error: {folder} has no devices.json and messages.jsonl (write one with `lorong sim scenario`)")
+        print(f"error: {folder} has no devices.json and messages.jsonl (write one with `lorong sim scenario`)",
+              file=sys.stderr)
         raise typer.Exit(2)
     settings = Settings()
     created = create_database(settings)  # loading adds the scenario's devices: it may start a registry
@@ -185,14 +186,14 @@ def load(folder: Path = typer.Argument(..., help="a folder written by `lorong si
             print(f"error: the scenario starts {start.date()}, before the {kept} days of raw readings database "
                   f"{settings.influx.database!r} keeps, and InfluxDB would drop them: load it into a database "
                   "`lorong stack up` never set up (a new LORONG_INFLUX__DATABASE name, e.g. "
-                  f"{settings.influx.database}_scenario: `sim load` makes it with no retention)")
+                  f"{settings.influx.database}_scenario: `sim load` makes it with no retention)", file=sys.stderr)
             raise typer.Exit(2)
         report = load_scenario(folder, open_sessions(settings), influx)
     except StoreError as exc:
-        print(f"error: InfluxDB at {settings.influx.url}: {exc}; start it with `lorong stack up`")
+        print(f"error: InfluxDB at {settings.influx.url}: {exc}; start it with `lorong stack up`", file=sys.stderr)
         raise typer.Exit(1) from None
     except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     finally:
         influx.close()
@@ -242,7 +243,7 @@ def policies(
         cfg = load_city(city_path(city))
         figures = compare(cfg, days, cfg.seed if seed is None else seed, warmup, policy)
     except ValueError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     used = cfg.seed if seed is None else seed
     if as_json:

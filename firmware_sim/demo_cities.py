@@ -9,7 +9,9 @@ Kecamatan names are the real districts of each city (Makassar: BPS Kota Makassar
 Banyuwangi: BPS Kabupaten Banyuwangi, "Kabupaten Banyuwangi Dalam Angka"); the centroids are the city
 files' rounded approximations from OpenStreetMap, rounded again here to 0.001 deg (~110 m).
 
-:func:`register_cities` writes them into the registry; :class:`LiveCities` plays their fleets as one.
+:func:`register_cities` writes them into the registry (and :func:`drop_unused_start_city` takes out the
+empty city a new registry starts with when the demo runs other cities); :class:`LiveCities` plays their
+fleets as one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from devices.cities import CityIn, add_city
+from devices.cities import CityIn, add_city, city_holdings, remove_city
 from firmware_sim.city import CityConfig, load_city, packaged_city
 from firmware_sim.live import CrewSource, LiveCity
 from lorong.core.errors import ConfigError
@@ -39,6 +41,10 @@ CENTROID_DECIMALS = 3
 """Decimals of the registry's kecamatan centroids and map centre (0.001 deg ~ 110 m: a district's
 label on a map, not a boundary)."""
 
+SINGLE_BINS, SINGLE_AIR = 40, 5
+"""At most this many bins and air stations of the demo's one city (the first of its file's): enough
+for every site type and the air episodes (3 stations), light on a 2-core machine."""
+
 MULTI_BINS, MULTI_AIR = 20, 3
 """Bins and air stations per city when the demo runs several (one city: 40 and 5). Three cities of
 20 bins and 3 stations send 60 bin and 9 air uplinks per 10 min, about what one city of 40 and 5
@@ -52,6 +58,14 @@ class DemoCity:
     id: str
     name: str
     config: CityConfig
+
+    def fleet(self, bins: int | None, air: int | None, several: bool) -> tuple[int, int]:
+        """How many bins and air stations the demo runs of this city: ``bins`` and ``air`` when given,
+        else its first :data:`SINGLE_BINS` and :data:`SINGLE_AIR` (:data:`MULTI_BINS`, :data:`MULTI_AIR`
+        each with ``several`` cities), never more than the city file has: a town of 3 bins stays 3."""
+        default_bins, default_air = (MULTI_BINS, MULTI_AIR) if several else (SINGLE_BINS, SINGLE_AIR)
+        return (bins if bins is not None else min(default_bins, self.config.bins),
+                air if air is not None else min(default_air, self.config.stations))
 
     def registry_city(self) -> CityIn:
         """The registry's entry: the file's zone, its kecamatan centroids and, as the map centre,
@@ -119,6 +133,36 @@ def register_cities(session: Session, cities: Sequence[DemoCity]) -> list[str]:
             row.centre_lat, row.centre_lon = entry.centre
     session.flush()
     return added
+
+
+def drop_unused_start_city(session: Session, city_id: str, running: Sequence[DemoCity]) -> bool:
+    """Take the deployment's city out of the registry when the demo runs other cities and that city is
+    still the empty one migration 0008 makes in every new registry (the caller commits).
+
+    Without this, ``lorong demo --cities jakarta,banyuwangi`` on a new database left a third city nobody
+    asked for (``cities list``: no devices, kecamatan or map centre) that ``lorong analytics route`` and
+    ``devices add`` then asked the user to choose between.
+
+    Args:
+        session: an open registry session.
+        city_id: the deployment's city, ``LORONG_CITY__ID``.
+        running: the demo's cities.
+
+    Returns:
+        True when it was removed: registered, not one of ``running``, without kecamatan, map centre and
+        analytics overrides, and nothing refers to it (no device, API token, alert or route plan, not even
+        a retired, revoked or cleared one). A city someone filled in or used is never touched.
+    """
+    row = session.get(CityRow, city_id)
+    if row is None or city_id in {c.id for c in running}:
+        return False
+    if row.kecamatan or row.centre_lat is not None or row.analytics:
+        return False
+    held = city_holdings(session, city_id)
+    if held.live() or held.history():
+        return False
+    remove_city(session, city_id)
+    return True
 
 
 class LiveCities:

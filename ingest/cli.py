@@ -7,15 +7,16 @@ import inspect
 import json
 import signal
 import sys
+import textwrap
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from devices.csvio import CsvProblems, read_devices
 from devices.registry import RegistryLookup, to_info
@@ -32,7 +33,7 @@ from lorong.core.errors import PayloadError, StoreError
 from lorong.core.model import utcnow
 from lorong.core.settings import Settings
 from lorong.storage.runtime import open_influx, open_sessions
-from lorong.storage.tables import DeviceRow
+from lorong.storage.tables import DeadLetterRow, DeviceRow
 
 app = typer.Typer(help="MQTT payloads into validated readings in InfluxDB.", no_args_is_help=True)
 dead_app = typer.Typer(help="Rejected messages kept for inspection and replay.", no_args_is_help=True)
@@ -184,6 +185,27 @@ def formats() -> None:
         print(f"codec  {cid}")
 
 
+def dead_letter_lines(rows: Sequence[DeadLetterRow], width: int) -> list[str]:
+    """``dead-letters list`` as text lines: per letter, one line of what tells it apart (id, receive time
+    in UTC, reason code, device, payload bytes), each whole, and under it, indented, its topic and its
+    detail (wrapped at spaces to ``width`` columns) and when it was replayed. A table of all eight fields
+    cut the reason code and the device at 80 columns (``unknown…``), the width of a pipe or an SSH session.
+    """
+    w_id = max(len("id"), *(len(str(r.id)) for r in rows))
+    w_reason = max(len("reason"), *(len(r.reason) for r in rows))
+    w_device = max(len("device"), *(len(r.device_id or "-") for r in rows))
+    indent = " " * (w_id + 2)
+    out = [f"{'id':>{w_id}}  {'received (UTC)':<19}  {'reason':<{w_reason}}  {'device':<{w_device}}  bytes"]
+    for r in rows:
+        out.append(f"{r.id:>{w_id}}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.reason:<{w_reason}}  "
+                   f"{r.device_id or '-':<{w_device}}  {len(r.payload):>5}")
+        out.append(indent + r.topic)  # whole, even past the width: a topic is copied, not read
+        detail = r.detail + (f" (replayed {r.replayed_at:%Y-%m-%d %H:%M})" if r.replayed_at else "")
+        out += textwrap.wrap(detail, max(width, len(indent) + 20), initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False) or []
+    return out
+
+
 @dead_app.command("list")
 def dead_list(
     reason: str | None = typer.Option(None, "--reason", help="only this reason code"),
@@ -194,16 +216,11 @@ def dead_list(
 ) -> None:
     """Show dead letters, newest first, and the pending count per reason."""
     store = DeadLetterStore(open_sessions(Settings()))
-    table = Table("id", "received (UTC)", "reason", "device", "topic", "bytes", "detail", "replayed")
     rows = store.list(reason=reason, limit=limit, pending_only=not all_)
-    for row in rows:
-        table.add_row(str(row.id), row.received_at.strftime("%Y-%m-%d %H:%M:%S"), row.reason, row.device_id or "",
-                      row.topic,
-                      str(len(row.payload)), row.detail[:80],
-                      row.replayed_at.strftime("%Y-%m-%d %H:%M") if row.replayed_at else "")
     pending, replayed = store.counts_by_reason(replayed=False), store.counts_by_reason(replayed=True)
     if rows:
-        console.print(table)
+        for line in dead_letter_lines(rows, console.width):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         if payload:
             for row in rows:
                 raw = bytes(row.payload)

@@ -65,17 +65,39 @@ def _root(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ER
 
     if log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"--log-level {log_level.upper()!r}: use {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}")
+    import os
+
+    from lorong.core.settings import unknown_variables
+
+    for name, close in unknown_variables(os.environ, OTHER_VARIABLES):  # a typo would be ignored without a word
+        hint = f" (did you mean {close}?)" if close else ""
+        print(f"warning: {name} is not a Lorong setting and is ignored{hint}", file=sys.stderr)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level.upper() != "DEBUG":  # one line per HTTP request or migration step drowns what matters
         for noisy in ("httpx", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-root.command("demo")(demo)
+def flowing(doc: str | None) -> str:
+    """A docstring as help text for typer's rich output: the lines of each paragraph joined into one, so
+    that rich wraps them to the terminal (it keeps every newline it is given, and a docstring's breaks
+    fall every 100 columns: at 80 each paragraph came out as long and short lines in turn)."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+root.command("demo", help=flowing(demo.__doc__))(demo)
 
 
 DEBUG_ENV = "LORONG_DEBUG"
 """Set to 1 (or pass ``--log-level DEBUG``) to get the full traceback instead of a one-line error."""
+
+OTHER_VARIABLES = frozenset({DEBUG_ENV, "LORONG_GRAFANA_TOKEN", "LORONG_DASHBOARDS_DIR"})
+"""``LORONG_`` variables that are not :class:`~lorong.core.settings.Settings` fields: read by this module,
+by ``lorong dashboards push`` (the Grafana token, kept out of the settings object) and by Grafana's
+provisioning files (``dashboards/provisioning``)."""
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:

@@ -19,9 +19,11 @@ import typer
 
 def demo(
     bins: int | None = typer.Option(None, min=1, max=5000,
-                                    help="bins of each city (its first N; default 40, 20 each with --cities)"),
+                                    help="bins of each city (its first N; default 40, 20 each with --cities; "
+                                         "at most the city file's)"),
     air: int | None = typer.Option(None, min=0, max=500,
-                                   help="air stations of each city (default 5, 3 each with --cities)"),
+                                   help="air stations of each city (default 5, 3 each with --cities; at most "
+                                        "the city file's)"),
     city: Path | None = typer.Option(None, "--city", dir_okay=False,
                                      help="city file, YAML or JSON (default firmware_sim/cities/makassar.yaml)"),
     cities: str | None = typer.Option(None, "--cities",
@@ -58,7 +60,13 @@ def demo(
     from devices.cities import city_settings, get_city, resolve_city
     from firmware_sim import cli as sim_cli
     from firmware_sim.city import load_city, packaged_city
-    from firmware_sim.demo_cities import MULTI_AIR, MULTI_BINS, LiveCities, file_city, parse_cities, register_cities
+    from firmware_sim.demo_cities import (
+        LiveCities,
+        drop_unused_start_city,
+        file_city,
+        parse_cities,
+        register_cities,
+    )
     from firmware_sim.live import LiveCity
     from firmware_sim.live_store import CrewWatch, backfill
     from firmware_sim.publisher import Publisher
@@ -82,21 +90,20 @@ def demo(
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     several = cities is not None
-    bins = bins if bins is not None else (MULTI_BINS if several else 40)
-    air = air if air is not None else (MULTI_AIR if several else 5)
     settings = Settings()
     settings.analytics.interval_s = min(settings.analytics.interval_s, 10.0)
     url = f"http://{settings.api.host}:{settings.api.port}"
     if port_in_use(settings.api.port, settings.api.host):
         print(f"error: {url} is already in use (another `lorong demo` or `lorong api`?); "
-              "stop it or set LORONG_API__PORT")
+              "stop it or set LORONG_API__PORT", file=sys.stderr)
         raise typer.Exit(1)
     spool = settings.ingest.spool_dir / spool_path_for(settings)
     try:  # before the stack starts and the history loads (minutes): the ingester would fail on it last
         ensure_free(spool)
     except SpoolBusy:
         print(f"error: another `lorong demo` (or `lorong ingest`) runs here: its spool {spool} is locked; "
-              "stop it first (Ctrl-C in its terminal), or give this one its own LORONG_MQTT__CLIENT_ID")
+              "stop it first (Ctrl-C in its terminal), or give this one its own LORONG_MQTT__CLIENT_ID",
+              file=sys.stderr)
         raise typer.Exit(1) from None
     stop = threading.Event()
     with ExitStack() as cleanup:  # everything started is stopped in reverse order, even on a failed start
@@ -114,14 +121,19 @@ def demo(
             influx.create_database(settings.influx.retention)
             with sessions.begin() as s:  # one city file too: its own city, in its zone with its rounds
                 added = register_cities(s, plans)
+                dropped = drop_unused_start_city(s, settings.city.id, plans)  # a new registry's empty city
             print(f"{'cities' if several else 'city'}: {', '.join(p.id for p in plans)}"
                   + (f" ({', '.join(added)} added to the registry)" if added else ""))
+            if dropped:
+                print(f"city {settings.city.id} (LORONG_CITY__ID) had nothing in it and is taken out of the registry: "
+                      "the demo runs only the cities above")
             retention.sync_continuous_queries(influx, day_zones(settings))  # daily means in each city's zone
             now = utcnow()
-            lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=bins, stations=air, seed=seed)
-                     for plan in plans]
+            sizes = [plan.fleet(bins, air, several) for plan in plans]  # at most the city file's
+            lives = [LiveCity(plan.config, now - timedelta(days=history_days), bins=n_bins, stations=n_air, seed=seed)
+                     for plan, (n_bins, n_air) in zip(plans, sizes, strict=True)]
             run = {row["id"] for live in lives for row in live.registry_rows()}  # an earlier run's others leave
-            for plan, live in zip(plans, lives, strict=True):
+            for plan, live, (n_bins, n_air) in zip(plans, lives, sizes, strict=True):
                 if history_days > 0:
                     whose = f"{plan.name}'s" if plan.name else "the city's"
                     print(f"loading {whose} past {history_days:g} days through the ingest pipeline...", flush=True)
@@ -132,14 +144,15 @@ def demo(
                 loaded = backfill(live, now, sessions, influx, city_id=plan.id or None,
                                   means_tz=day_zones(settings) if last else None, run=run,
                                   pickup_min_drop=min_drop)
-                print(f"{plan.name or plan.config.name}: {bins} bins, {air} air stations, seed {live.seed}; the past "
+                print(f"{plan.name or plan.config.name}: {n_bins} bin{'' if n_bins == 1 else 's'}, {n_air} air "
+                      f"station{'' if n_air == 1 else 's'}, seed {live.seed}; the past "
                       f"{history_days:g} days loaded ({loaded.messages} uplinks, {loaded.points} points, "
                       f"{loaded.pickups} pickups, {loaded.seconds:.0f} s)"
                       + (", with their hourly and daily means" if last else ""))
             fleet = LiveCities(lives, CrewWatch(sessions).poll)  # a bin a person emptied is emptied in its city
             ingester = ingest_cli.build(settings)
         except (ConfigError, TimeoutError, SpoolBusy, StoreError, UnknownCity) as exc:
-            print(f"error: {exc}")
+            print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
         ingester.start()
         cleanup.callback(ingester.stop)

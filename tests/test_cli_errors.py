@@ -56,6 +56,13 @@ def one_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
      "error: invalid settings: LORONG_ANALYTICS__COLLECTION_TIMES: collection times must be"),
     (("api", "token", "list"), {"LORONG_DATABASE_URL": "mysql://x"},
      "error: invalid settings: LORONG_DATABASE_URL: unsupported database URL 'mysql://x': use sqlite:///"),
+    # without its scheme the URL passed, and every command that reads InfluxDB said "InfluxDB unavailable ...
+    # (is it running?)" about a running InfluxDB
+    (("analytics", "run-once"), {"LORONG_INFLUX__URL": "127.0.0.1:8086"},
+     "error: invalid settings: LORONG_INFLUX__URL: '127.0.0.1:8086' is not an http:// or https:// URL "
+     "(e.g. http://127.0.0.1:8086)"),
+    (("cities", "list"), {"LORONG_INFLUX__URL": "http://"},
+     "error: invalid settings: LORONG_INFLUX__URL: 'http://' is not an http:// or https:// URL"),
 ])
 def test_bad_settings_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],
                                       expected: str) -> None:
@@ -271,3 +278,125 @@ def test_lists_stay_readable_in_an_80_column_terminal(tmp_path: Path) -> None:
         assert "…" not in shown.stdout, shown.stdout
         assert max(len(line) for line in shown.stdout.splitlines()) <= 80
     assert lorong(tmp_path, "cities", "list", COLUMNS="80").stdout.strip().splitlines()[-1] == "2 cities"
+
+
+def test_api_on_a_port_in_use_one_line_exit_1(tmp_path: Path) -> None:
+    """``lorong api`` on a port another program listens on printed uvicorn's log line
+    (``ERROR:    [Errno 98] error while attempting to bind ...``) and exited 3. Now one line naming the
+    address and the setting to change, exit 1, and the other program keeps its port."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = lorong(tmp_path, "api", LORONG_API__PORT=str(port))
+        assert one_line(proc, 1) == (f"error: http://127.0.0.1:{port} is already in use (another `lorong api` or "
+                                     "`lorong demo`?): stop it, or set LORONG_API__PORT (or --port)")
+        assert proc.stdout == ""
+
+
+def test_lists_keep_ids_codes_and_times_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """At 80 columns (an SSH session, or any pipe: rich then takes 80) ``devices list`` folded every
+    cell into 3-5 letter pieces, nine lines per device (``2026-1`` / ``2-07T0`` / ``2:15:04`` ...),
+    ``cities list`` split ``Asia/Maka`` / ``ssar``, and ``ingest dead-letters list`` cut the reason
+    code itself (``unknown…``, ``bad_val…``) and the device id. Ids, codes, zones, coordinates and times
+    are now whole on one line; only free text (a kecamatan, a dead letter's detail) wraps, at spaces."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from ingest.deadletter import DeadLetter, DeadLetterStore
+    from lorong.storage.db import make_engine, session_factory
+
+    assert lorong(tmp_path, "cities", "add", "banyuwangi", "--name", "Banyuwangi", "--timezone", "Asia/Jakarta",
+                  "--centre", "-8.2192,114.3691", "--analytics", '{"collection_times": ["06:30"]}').returncode == 0
+    for dev, city in (("24E124BB00000002", "makassar"), ("BWI-BIN-0001", "banyuwangi")):
+        added = lorong(tmp_path, "devices", "add", dev, "--kind", "bin", "--depth-mm", "1200", "--city", city,
+                       "--kecamatan", "Kepulauan Sangkarrang", "--street", "Jalan Lorong Pasar Sentral Blok B 12")
+        assert added.returncode == 0, added.stderr
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        db.execute("UPDATE devices SET last_seen = '2026-12-07 02:15:04.000000' WHERE id = '24E124BB00000002'")
+    at = datetime(2026, 12, 7, 2, 18, 42, tzinfo=UTC)
+    DeadLetterStore(session_factory(make_engine(f"sqlite:///{tmp_path / 'l.db'}"))).add_many([
+        DeadLetter("lorong/v1/NOPE-SENSOR-0001/up", b'{"metrics": {"distance": 500}}', "unknown_device",
+                   "'NOPE-SENSOR-0001' is not registered (or retired)", at, "NOPE-SENSOR-0001"),
+        DeadLetter("v3/lorong-mks@ttn/devices/eui-24e124bb00000002/up", b"{}", "bad_value",
+                   "lorong-json: metric 'distance' value 'lots' is not a number", at, "24E124BB00000002")])
+
+    def shown(*args: str) -> list[str]:
+        proc = lorong(tmp_path, *args, COLUMNS="80")
+        assert proc.returncode == 0, proc.stderr
+        assert "…" not in proc.stdout, proc.stdout
+        assert max(len(line) for line in proc.stdout.splitlines()) <= 80, proc.stdout
+        return proc.stdout.splitlines()
+
+    def line_with(lines: list[str], *words: str) -> str:
+        found = [line for line in lines if all(w in line for w in words)]
+        assert found, (words, "\n".join(lines))
+        return found[0]
+
+    devices = shown("devices", "list")
+    line_with(devices, "id", "kind", "city", "kecamatan", "status", "last seen (UTC)")  # headers whole
+    line_with(devices, "24E124BB00000002", "bin", "makassar", "active", "2026-12-07 02:15")
+    line_with(devices, "BWI-BIN-0001", "banyuwangi", "active")
+    assert sum("24E124BB00000002" in line for line in devices) == 1
+    assert devices[-1] == "2 device(s)"
+    cities = shown("cities", "list")
+    line_with(cities, "banyuwangi", "Banyuwangi", "Asia/Jakarta", "-8.2192,114.3691")
+    line_with(cities, "makassar", "Makassar", "Asia/Makassar")
+    line_with(cities, "banyuwangi", '"collection_times": ["06:30"]')
+    assert cities[-1] == "2 cities"
+    letters = shown("ingest", "dead-letters", "list")
+    line_with(letters, "2026-12-07 02:18:42", "unknown_device", "NOPE-SENSOR-0001")
+    line_with(letters, "2026-12-07 02:18:42", "bad_value", "24E124BB00000002")
+    line_with(letters, "v3/lorong-mks@ttn/devices/eui-24e124bb00000002/up")
+    line_with(letters, "'lots'", "is", "not", "a", "number")
+    assert letters[-1] == "2 pending of 2; pending by reason: bad_value 1, unknown_device 1"
+
+
+@pytest.mark.parametrize(("args", "code", "expected"), [
+    (("stack", "reload"), 1, "error: no broker started by `lorong stack up` is running"),
+    (("storage", "retention", "show"), 1, "error: influx http://127.0.0.1:"),
+    (("sim", "load", "."), 2, "error: . has no devices.json and messages.jsonl (write one with `lorong sim scenario`)"),
+])
+def test_errors_of_stack_storage_and_sim_go_to_stderr(tmp_path: Path, args: tuple[str, ...], code: int,
+                                                      expected: str) -> None:
+    """``lorong stack``, ``storage retention`` and ``sim`` printed their ``error:`` line on stdout: a
+    script reading stdout took it for output, ``2>/dev/null`` did not hide it, and a log of stderr
+    missed it. Every command's error line is on stderr, with nothing on stdout."""
+    proc = lorong(tmp_path, *args, LORONG_INFLUX__URL=f"http://127.0.0.1:{stack.free_port()}")
+    assert one_line(proc, code).startswith(expected)
+    assert proc.stdout == ""
+
+
+def test_a_misspelt_setting_is_named_not_silently_ignored(tmp_path: Path) -> None:
+    """``LORONG_MQTT__PROT=1884`` (or ``LORONG_MQTTPORT``) was ignored without a word: the command ran on
+    port 1883 and the operator looked for the fault elsewhere. A ``LORONG_`` variable that is no setting
+    gets one warning line naming the closest setting; the command still runs (a warning, since other
+    tools may share the prefix)."""
+    proc = lorong(tmp_path, "cities", "list", LORONG_MQTT__PROT="1884", LORONG_MQTTPORT="1884",
+                  LORONG_DEBUG="0", LORONG_GRAFANA_TOKEN="x", LORONG_DASHBOARDS_DIR="d", LORONG_API__PORT="8001")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "warning: LORONG_MQTTPORT is not a Lorong setting and is ignored (did you mean LORONG_MQTT__PORT?)",
+        "warning: LORONG_MQTT__PROT is not a Lorong setting and is ignored (did you mean LORONG_MQTT__PORT?)"]
+    assert proc.stdout.strip().splitlines()[-1] == "1 city"
+    quiet = lorong(tmp_path, "cities", "list", LORONG_NOTIFY__TELEGRAM_CHATS="[]", lorong_api__port="8001")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr  # names are matched without case
+
+
+def test_stack_up_on_a_port_in_use_names_the_setting(tmp_path: Path) -> None:
+    """``lorong stack up`` (and so ``lorong demo``) with the MQTT port taken said "port 1883 is already
+    in use: another broker (or service) listens there" on stdout, without the setting that moves it.
+    One line on stderr, naming LORONG_MQTT__PORT; nothing is left running."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = lorong(tmp_path, "stack", "up", LORONG_MQTT__PORT=str(port),
+                      LORONG_INFLUX__URL=f"http://127.0.0.1:{stack.free_port()}")
+    assert one_line(proc, 1) == (f"error: port {port} is already in use: another broker (or service) listens "
+                                 "there; stop it, or set LORONG_MQTT__PORT to a free port")
+    assert not list((tmp_path / "var" / "run").glob("*.pid"))

@@ -58,3 +58,25 @@ def test_an_install_takes_lorong_and_every_room() -> None:
     assert {"lorong", "lorong.core", "lorong.storage", "ingest", "ingest.codecs", "devices", "analytics",
             "api", "firmware_sim", "dashboards"} <= found
     assert not {p for p in found if p.split(".")[0] in ("core", "storage", "tests", "bench")}
+
+
+def test_demo_help_flows_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """``lorong demo --help`` at 80 columns kept the docstring's own line breaks (made at 100 columns)
+    inside rich's wrapping at 78: every paragraph came out as a long line and a short one in turn
+    ("...the linked chats get the alerts and their" / "buttons act, ..."). Each paragraph now flows:
+    every line but a paragraph's last is filled to at least 60 columns."""
+    script = Path(sys.executable).parent / "lorong"
+    proc = run(tmp_path, str(script), "demo", "--help", COLUMNS="80")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.split("╭─ Options")[0].split("Usage: lorong demo [OPTIONS]")[1]
+    paragraphs: list[list[str]] = [[]]
+    for line in text.splitlines():  # blank lines (spaces only) part the paragraphs
+        if line.strip():
+            paragraphs[-1].append(line.strip())
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    paragraphs = [p for p in paragraphs if p]
+    assert len(paragraphs) == 4, text  # the summary, Telegram, the city's past, the cities
+    for p in paragraphs:
+        assert all(len(line) >= 60 for line in p[:-1]), p
+    assert "Start the embedded stack, the ingester, the analytics scheduler" in text

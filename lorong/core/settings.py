@@ -99,6 +99,11 @@ class NatsSettings(BaseModel):
     monitor_port: Port = 8222
 
 
+HTTP_URL = re.compile(r"^https?://([^\s/@]+@)?(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:(?P<port>\d{1,5}))?(/\S*)?$")
+"""An ``http://`` or ``https://`` URL with a host (a name, an IPv4 or a bracketed IPv6 address), an
+optional port and path (RFC 3986, section 3); ``urllib.parse`` is not imported in this no-I/O package."""
+
+
 class InfluxSettings(BaseModel):
     """InfluxDB 1.x HTTP API (also served by 2.x/3.x v1 compatibility endpoints).
 
@@ -127,6 +132,16 @@ class InfluxSettings(BaseModel):
     raw_days: int = Field(90, ge=1, le=36500)
     hourly_days: int = Field(1830, ge=0, le=36500)
     daily_days: int = Field(0, ge=0, le=36500)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        """An ``http://`` or ``https://`` URL with a host: ``127.0.0.1:8086`` (no scheme) would pass and make
+        every request fail later as if InfluxDB were down."""
+        match = HTTP_URL.match(url.strip())
+        if match is None or int(match.group("port") or 80) > 65535:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL (e.g. http://127.0.0.1:8086)")
+        return url.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _means_outlive_raw(self) -> InfluxSettings:
@@ -502,3 +517,33 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported database URL {url.split('@')[-1]!r}: use sqlite:///path/to/lorong.db "
                              "or postgresql+psycopg://user:password@host/db")
         return url
+
+
+def setting_variables(model: type[BaseModel] = Settings, prefix: str = "LORONG_") -> frozenset[str]:
+    """The environment variables ``model`` reads, upper case: ``LORONG_<FIELD>`` for every field (a
+    section too, as one JSON object) and ``LORONG_<SECTION>__<FIELD>`` for each field of a section
+    (``env_nested_delimiter``), at any depth. What :func:`unknown_variables` checks against."""
+    names: set[str] = set()
+    for field, info in model.model_fields.items():
+        name = prefix + field.upper()
+        names.add(name)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            names |= setting_variables(info.annotation, name + "__")
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str], also: frozenset[str] = frozenset()) -> list[tuple[str, str | None]]:
+    """The ``LORONG_`` variables of ``environ`` that are no setting (pydantic-settings ignores them, so a
+    misspelt ``LORONG_MQTT__PROT`` would go unnoticed), sorted, each with the closest setting name
+    (:func:`difflib.get_close_matches`, cutoff 0.8) or None. Names are compared without case, as the
+    settings read them; ``also`` lists other variables of Lorong (``LORONG_DEBUG`` ...)."""
+    import difflib
+
+    known = sorted(setting_variables() | also)
+    found = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith("LORONG_") and upper not in known:
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+            found.append((name, close[0] if close else None))
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -195,12 +196,12 @@ def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwor
     settings = Settings()
     if cluster:
         if auth:
-            print("error: --auth is for mosquitto; the NATS cluster runs without broker accounts")
+            print("error: --auth is for mosquitto; the NATS cluster runs without broker accounts", file=sys.stderr)
             raise typer.Exit(1)
         try:
             urls = up_cluster(settings, cluster)
         except (ConfigError, TimeoutError) as exc:
-            print(f"error: {exc}")
+            print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
         mqtt = ", ".join(f"127.0.0.1:{settings.mqtt.port + i}" for i in range(cluster))
         _say_database(settings)
@@ -212,7 +213,7 @@ def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwor
     try:
         up(settings, auth=auth)
     except (ConfigError, TimeoutError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     mqtt_port, influx_port = _ports(settings)
     print(f"mosquitto on 127.0.0.1:{mqtt_port}, influxd on 127.0.0.1:{influx_port}, data in {settings.var_dir}/")
@@ -227,7 +228,7 @@ def up_cmd(auth: bool = typer.Option(False, help="broker with per-device passwor
 def reload_cmd() -> None:
     """Make the running broker re-read the password and ACL files (after `lorong devices credentials export`)."""
     if not reload(Settings()):
-        print("error: no broker started by `lorong stack up` is running")
+        print("error: no broker started by `lorong stack up` is running", file=sys.stderr)
         raise typer.Exit(1)
     print("broker reloaded its password and ACL files")
 

@@ -37,7 +37,7 @@ def apply_cmd() -> None:
         with open_influx(settings) as influx:
             done = ret.apply(influx, settings.influx, zones)
     except (ConfigError, StoreUnavailable, StoreRejected) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     for line in done:
         print(line)
@@ -65,7 +65,7 @@ def backfill_cmd(
         with open_influx(settings) as influx:
             written = ret.backfill(influx, zones, first, last)
     except (ConfigError, ValueError, StoreUnavailable, StoreRejected) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     print(f"means written: {written['hourly']} hourly, {written['daily']} daily")
 
@@ -78,7 +78,7 @@ def show_cmd() -> None:
         with open_influx(settings) as influx:
             pols, cqs = ret.existing_policies(influx), ret.existing_cqs(influx)
     except (StoreUnavailable, StoreRejected) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     for p in pols.values():
         print(f"policy {p.name:8s} {_kept(p.days)}, shards {p.shard_days} d{' (default)' if p.default else ''}")

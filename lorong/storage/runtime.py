@@ -65,11 +65,19 @@ def create_database(settings: Settings) -> str | None:
 
     Returns:
         the new database's location (:func:`database_location`) when one was created, else ``None``.
+
+    Raises:
+        ConfigError: the file or its folder cannot be created (a path under a file, no permission, a
+            read-only disk); the message names the path and ``LORONG_DATABASE_URL``.
     """
     path = sqlite_file(settings.database_url)
     if path is None or path.exists():
         return None
-    migrate(settings.database_url, default_city=default_city(settings))
+    try:
+        migrate(settings.database_url, default_city=default_city(settings))
+    except OSError as exc:  # creating the folder or the empty file, before SQLite opens it
+        raise ConfigError(f"cannot create the database {path}: {exc.strerror or exc}: check LORONG_DATABASE_URL") \
+            from exc
     return database_location(settings.database_url)
 
 

@@ -254,7 +254,8 @@ def start_mosquitto(
         TimeoutError: it did not open the port (its log is in ``workdir/mosquitto.log``).
     """
     if port_in_use(port):
-        raise ConfigError(f"port {port} is already in use: another broker (or service) listens there")
+        raise ConfigError(f"port {port} is already in use: another broker (or service) listens there; stop it, "
+                          "or set LORONG_MQTT__PORT to a free port")
     conf = mosquitto_conf(workdir, port, password_file, acl_file, max_queued_messages, message_size_limit)
     hand_to_broker(workdir)
     out = open(workdir / "mosquitto.stdout", "ab")  # noqa: SIM115 - owned by the child
@@ -282,7 +283,8 @@ def start_influxd(workdir: Path, port: int, rpc_port: int | None = None, detach:
         TimeoutError: it did not answer within ``timeout_s`` (its output is in ``workdir``).
     """
     if port_in_use(port):
-        raise ConfigError(f"port {port} is already in use: another influxd (or service) listens there")
+        raise ConfigError(f"port {port} is already in use: another influxd (or service) listens there; stop it, "
+                          "or set LORONG_INFLUX__URL to a free port (http://127.0.0.1:PORT)")
     conf = influxd_conf(workdir, port, rpc_port or free_port())
     out = open(workdir / "influxd.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen([_exe("influxd"), "-config", str(conf)], stdout=out, stderr=subprocess.STDOUT,

@@ -256,3 +256,20 @@ def test_route_cli_says_when_the_job_has_seen_no_reading(db_url: str, sessions: 
     assert result.stderr.splitlines() == [
         "warning: the analytics job has seen no reading of these 2 bins yet: nothing to plan from; run "
         "`lorong analytics run-once` (or `lorong analytics schedule`) first"]
+
+
+def test_printed_stops_line_up_whatever_the_id_lengths(capsys: pytest.CaptureFixture[str]) -> None:
+    """``lorong analytics route`` printed each stop as it came: a DevEUI (16 characters) beside an
+    ``MKS-BIN-0001`` pushed its coordinates and fill 4 columns right, so a crew list read ragged. The
+    stops of a plan line up: coordinates, fill and litres each start in one column."""
+    from analytics.cli import _print_routes
+    from analytics.routes import Plan, Route
+
+    stops = [Stop("24E124BB00000014", -5.14128, 119.41103, 262, 0.4),
+             Stop("MKS-BIN-0001", -5.16017, 119.41078, 235, 0.35), Stop("MKS-BIN-0002", -5.1, 119.4, 1000, 1.0)]
+    _print_routes(Plan([Route(0, stops, 1497, 12.5)]), 6000)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "vehicle 0: 3 stops, 1497 L of 6000 L, 12.50 km"
+    assert lines[1:] == ["    1. 24E124BB00000014  -5.14128,119.41103  fill  40%   262 L",
+                         "    2. MKS-BIN-0001      -5.16017,119.41078  fill  35%   235 L",
+                         "    3. MKS-BIN-0002      -5.10000,119.40000  fill 100%  1000 L"]

@@ -170,9 +170,11 @@ def test_cli_add_and_list(run_cli: RunCli, sessions: sessionmaker[Session], cli_
     assert none.exit_code == 1 and "name the device's city" in none.stderr
     shown = runner.invoke(cities_cli.app, ["list"], env={**cli_env, "COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
-    lines = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines() if line.startswith("│")}
+    cities, overrides = shown.stdout.split("\n\n")  # the cities, then their analytics overrides
+    lines = {line.split()[0]: line.split() for line in cities.splitlines()}
     assert "Asia/Jakarta" in lines["jakarta"] and "-6.2000,106.8200" in lines["jakarta"]
-    assert lines["jakarta"].split("│")[6].strip() == "2"  # its two devices
+    assert lines["jakarta"][-1] == "2"  # its two devices
+    assert 'jakarta  {"collection_times": ["05:30"]}' in overrides
     with sessions() as s:
         assert s.get(DeviceRow, "JKT-1").city_id == "jakarta"  # type: ignore[union-attr]
 

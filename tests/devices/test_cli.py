@@ -138,3 +138,25 @@ def _exists(s: Session, device_id: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def test_list_filters_say_when_they_name_nothing(run_cli: RunCli) -> None:
+    """``devices list --city Makassar``, ``--city surabaya``, ``--kecamatan wajo`` and ``--status activ``
+    each printed an empty table, "0 device(s)" and exit 0: a typo read as "no devices there". A city
+    and a kecamatan are matched without case, as ``devices add --city`` and the API's filters match
+    them; a name the registry does not have, or a status that does not exist, is one ``error:`` line
+    naming the known ones, exit 2."""
+    assert run_cli("add", "MKS-BIN-0001", "--kind", "bin", "--kecamatan", "Wajo", "--depth-mm", "1100").exit_code == 0
+    for args in (("--city", "Makassar"), ("--city", " makassar "), ("--kecamatan", "wajo"), ("--status", "active")):
+        listed = run_cli("list", *args)
+        assert listed.exit_code == 0, listed.output
+        assert listed.stdout.strip().endswith("1 device(s)"), (args, listed.stdout)
+    for args, message in [
+        (("--city", "surabaya"), "error: --city: no city 'surabaya' in the registry (known: makassar)"),
+        (("--kecamatan", "Tallo"), "error: --kecamatan: no device is in 'Tallo'; known kecamatan: Wajo"),
+        (("--city", "makassar", "--kecamatan", "Tallo"),
+         "error: --kecamatan: no device of makassar is in 'Tallo'; known kecamatan: Wajo"),
+        (("--status", "activ"), "error: --status: 'activ' is not one of in_stock, active, maintenance, retired"),
+    ]:
+        refused = run_cli("list", *args)
+        assert (refused.exit_code, refused.stdout, refused.stderr.strip()) == (2, "", message), args

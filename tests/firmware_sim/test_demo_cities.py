@@ -185,3 +185,32 @@ def test_the_demo_of_one_city_file_registers_that_city(sessions: sessionmaker[Se
     assert rows["banyuwangi-like"].timezone == "Asia/Jakarta"
     assert rows["banyuwangi-like"].analytics == {"collection_times": ["06:30"],
                                                  "collection_weekdays": [0, 1, 2, 3, 4, 5]}
+
+
+def test_the_empty_city_of_a_new_registry_leaves_when_the_demo_runs_other_cities(
+        sessions: sessionmaker[Session]) -> None:
+    """``lorong demo --cities jakarta,banyuwangi`` on a new database listed a third city nobody asked
+    for, ``makassar`` with no devices, no kecamatan and no map centre (migration 0008 makes the
+    deployment's city, ``LORONG_CITY__ID``, in every new registry), and ``lorong analytics route``
+    offered it among the cities to plan. That city leaves while nothing refers to it; one with a
+    device, a token, a kecamatan or an override of its own stays."""
+    from devices.registry import DeviceIn, add_device
+    from firmware_sim.demo_cities import drop_unused_start_city
+
+    cities = parse_cities("jakarta,banyuwangi")
+    with sessions.begin() as s:
+        register_cities(s, cities)
+        assert drop_unused_start_city(s, "makassar", cities) is True
+    with sessions() as s:
+        assert [c.id for c in list_cities(s)] == ["banyuwangi", "jakarta"]
+    with sessions.begin() as s:  # a demo that runs the deployment's city keeps it
+        register_cities(s, parse_cities("makassar"))
+        assert drop_unused_start_city(s, "makassar", parse_cities("makassar,jakarta")) is False
+    with sessions.begin() as s:  # made by hand (a map centre of its own): never taken out
+        add_city(s, CityIn(id="surabaya", name="Surabaya", timezone="Asia/Jakarta", centre=(-7.25, 112.75)))
+        assert drop_unused_start_city(s, "surabaya", cities) is False
+        add_city(s, CityIn(id="medan", name="Medan", timezone="Asia/Jakarta"))  # bare, but a device is in it
+        add_device(s, DeviceIn(id="MDN-AIR-01", kind="air", city_id="medan"))
+        assert drop_unused_start_city(s, "medan", cities) is False
+    with sessions() as s:
+        assert {c.id for c in list_cities(s)} == {"banyuwangi", "jakarta", "makassar", "surabaya", "medan"}

@@ -100,8 +100,8 @@ def test_cli_scenario_and_load(tmp_path: Path, influx: InfluxClient,
     run = subprocess.run([str(LORONG), "sim", "load", str(out)], capture_output=True, text=True, env=env,
                          timeout=60, check=False)
     assert run.returncode == 2, run.stdout + run.stderr
-    assert run.stdout.startswith("error: the scenario starts 2026-") and len(run.stdout.strip().splitlines()) == 1
-    assert "90 days" in run.stdout and "LORONG_INFLUX__DATABASE" in run.stdout
+    assert run.stderr.startswith("error: the scenario starts 2026-") and len(run.stderr.strip().splitlines()) == 1
+    assert "90 days" in run.stderr and "LORONG_INFLUX__DATABASE" in run.stderr and run.stdout == ""
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -64,3 +64,18 @@ def test_database_location_names_the_file_or_the_server() -> None:
     assert database_location("sqlite:////srv/l.db?timeout=5") == "/srv/l.db"
     assert database_location("postgresql+psycopg://lorong:secret@db.local:5433/lorong") == \
         "PostgreSQL database lorong on db.local:5433"
+
+
+def test_a_database_that_cannot_be_created_is_one_error_line(tmp_path: Path) -> None:
+    """``devices add`` (which creates a new database) with a LORONG_DATABASE_URL under a file, not a
+    folder, printed a 60-line traceback ending in ``NotADirectoryError``. Now one line naming the path,
+    the reason and the setting to fix, exit 2; nothing is created."""
+    (tmp_path / "notes.txt").write_text("not a folder")
+    url = f"sqlite:///{tmp_path / 'notes.txt' / 'lorong.db'}"
+    proc = lorong(tmp_path, "devices", "add", "MKS-AIR-01", "--kind", "air", LORONG_DATABASE_URL=url)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot create the database {tmp_path / 'notes.txt' / 'lorong.db'}: Not a directory: "
+        "check LORONG_DATABASE_URL"]
+    assert (tmp_path / "notes.txt").read_text() == "not a folder"
