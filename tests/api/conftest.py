@@ -18,6 +18,7 @@ from api.main import create_app
 from lorong.core.settings import Settings
 from lorong.storage import stack
 from lorong.storage.influx import InfluxClient
+from tests.api.relay import Relay
 
 ROLES = [r.value for r in Role]
 
@@ -121,3 +122,11 @@ def phone(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(10_000)
     yield page
     ctx.close()
+
+
+@pytest.fixture
+def relay(served: Served) -> Iterator[Relay]:
+    """A :class:`tests.api.relay.Relay` in front of the served API."""
+    r = Relay(served.port)
+    yield r
+    r.close()

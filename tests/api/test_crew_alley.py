@@ -14,9 +14,9 @@ from playwright.sync_api import Browser, CDPSession, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import Served
+from tests.api.relay import Relay
 from tests.api.seed import add_bin
 from tests.api.test_crew_day import collections, seed_city
-from tests.api.test_crew_field import Relay
 from tests.api.test_crew_fixes import dismiss_next_dialog, login, queued
 from tests.conftest import ARTIFACTS
 
@@ -96,14 +96,6 @@ def _throttle(cdp: CDPSession, latency_ms: float) -> None:
     """Slow every request by ``latency_ms`` (DevTools protocol, Network.emulateNetworkConditions)."""
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": latency_ms,
                                                   "downloadThroughput": -1, "uploadThroughput": -1})
-
-
-@pytest.fixture
-def relay(served: Served) -> Iterator[Relay]:
-    """A :class:`Relay` in front of the served API."""
-    r = Relay(served.port)
-    yield r
-    r.close()
 
 
 def test_unsent_tick_says_so_until_the_server_has_it(phone360: Page, relay: Relay, sessions: sessionmaker[Session],
