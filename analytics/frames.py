@@ -25,7 +25,7 @@ import pandas as pd
 
 from lorong.core import schema
 from lorong.core.model import to_ms, utc_from_ms
-from lorong.storage.influx import InfluxClient, Series, quote_ident
+from lorong.storage.influx import InfluxClient, Series, quote_ident, quote_literal
 from lorong.storage.retention import existing_policies
 
 _SKIP_COLUMNS = frozenset({schema.TAG_KECAMATAN, schema.TAG_CITY, schema.FIELD_RX})
@@ -388,11 +388,17 @@ def window_points(influx: InfluxClient, measurement: str, fields: Sequence[str],
     return _frame(influx.query(q), keep=list(fields))
 
 
+RECENT_FIRST = timedelta(days=1)
+"""How far back :func:`runs_began` looks first for a value below the threshold, before the rest of
+its look-back."""
+
+
 def run_began(influx: InfluxClient, measurement: str, field: str, device_id: str, threshold: float,
               before: datetime, lookback: timedelta) -> datetime | None:
     """When the device's newest run of ``field`` values at or above ``threshold`` that reaches ``before``
     began: the first reading after its last value below ``threshold`` within ``(before - lookback,
-    before)``. Two queries (``last`` below the threshold, then ``first`` after it).
+    before)``. Two queries (``last`` below the threshold, then ``first`` after it); many devices at
+    once: :func:`runs_began`.
 
     Returns:
         The run's first reading (UTC), or None when no value below the threshold is stored in the
@@ -401,15 +407,48 @@ def run_began(influx: InfluxClient, measurement: str, field: str, device_id: str
     Raises:
         StoreUnavailable, StoreRejected: from the client.
     """
+    return runs_began(influx, measurement, field, [(device_id, threshold, before)], lookback)[0]
+
+
+def runs_began(influx: InfluxClient, measurement: str, field: str,
+               asks: Sequence[tuple[str, float, datetime]], lookback: timedelta) -> list[datetime | None]:
+    """:func:`run_began` of each ``(device_id, threshold, before)`` in ``asks``, in order, with the
+    statements of every device sent many to a request (:meth:`InfluxClient.query_each`), and the last
+    value below the threshold looked for in the newest :data:`RECENT_FIRST` of the look-back first
+    (then in the rest of it for the devices without one there: the same value, since the newest in the
+    whole span is the newest in the part that holds one). The first run of a day of 20,000 bins asked
+    two statements for each of 9,500 bins found full, one request each and each over a week, in
+    313 s (bench/analytics_job.py).
+
+    Raises:
+        StoreUnavailable, StoreRejected: from the client.
+    """
     f, m, tag = quote_ident(field), quote_ident(measurement), quote_ident(schema.TAG_DEVICE)
-    below = influx.records(f"SELECT last({f}) FROM {m} WHERE {tag} = $d AND {f} < $thr AND "
-                           f"time > {to_ms(before - lookback)}ms AND time < {to_ms(before)}ms",
-                           {"d": device_id, "thr": float(threshold)})
-    if not below:
-        return None
-    after = influx.records(f"SELECT first({f}) FROM {m} WHERE {tag} = $d AND time > {int(below[0]['time'])}ms "
-                           f"AND time <= {to_ms(before)}ms", {"d": device_id})
-    return utc_from_ms(int(after[0]["time"])) if after else None
+
+    def last_below(ids: Iterable[int], back: timedelta, upper: Callable[[datetime], str]) -> dict[int, int]:
+        """Epoch ms of the last value below the threshold in ``(before - back, upper]`` of each ask."""
+        ids = list(ids)
+        got = influx.query_each([
+            f"SELECT last({f}) FROM {m} WHERE {tag} = {quote_literal(asks[i][0])} AND {f} < {float(asks[i][1])!r} "
+            f"AND time > {to_ms(asks[i][2] - back)}ms AND {upper(asks[i][2])}" for i in ids])
+        return {i: int(g[0].values[0][0]) for i, g in zip(ids, got, strict=True) if g and g[0].values}
+
+    # the newest day first (a bin full now was mostly below it within the day: one or two shards read, not
+    # the whole look-back's), then the rest of the look-back for the bins without a value below in it
+    near = min(lookback, RECENT_FIRST)
+    found = last_below(range(len(asks)), near, lambda b: f"time < {to_ms(b)}ms")
+    if lookback > near:
+        found.update(last_below([i for i in range(len(asks)) if i not in found], lookback,
+                                lambda b: f"time <= {to_ms(b - near)}ms"))
+    ordered = sorted(found.items())
+    after = influx.query_each([
+        f"SELECT first({f}) FROM {m} WHERE {tag} = {quote_literal(asks[i][0])} AND time > {t_ms}ms "
+        f"AND time <= {to_ms(asks[i][2])}ms" for i, t_ms in ordered])
+    out: list[datetime | None] = [None] * len(asks)
+    for (i, _), got in zip(ordered, after, strict=True):
+        if got and got[0].values:
+            out[i] = utc_from_ms(int(got[0].values[0][0]))
+    return out
 
 
 def jumps(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,

@@ -48,7 +48,7 @@ from analytics import air, bins, kappa_fit, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
 from analytics.escalation import Escalation, remind
 from analytics.fillprofile import FillProfile, expected_pickup, round_end
-from analytics.frames import recent_points, run_began
+from analytics.frames import recent_points, runs_began
 from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
 from analytics.rules import RULES
@@ -481,8 +481,9 @@ def full_since(influx: InfluxClient, verdicts: list[Verdict], ctx: Context) -> l
     """``bin_full`` raises whose run of full readings fills the readings the run read (``since_exact``
     false: "at or before" the first of them, :func:`analytics.rules.base.run_start`) get the exact
     ``since`` from the bin's stored readings when InfluxDB holds one below the threshold within
-    ``forecast_history_days`` (:func:`analytics.frames.run_began`): a bin the job first sees full (a
-    restart, a demo that loads history) says since when, not the start of the 2-hour look-back.
+    ``forecast_history_days`` (:func:`analytics.frames.runs_began`: every such bin's statements in a few
+    requests): a bin the job first sees full (a restart, a demo that loads history) says since when, not
+    the start of the 2-hour look-back.
 
     Returns:
         The verdicts, those resolved with ``since`` and ``since_exact`` true.
@@ -490,17 +491,21 @@ def full_since(influx: InfluxClient, verdicts: list[Verdict], ctx: Context) -> l
     Raises:
         StoreUnavailable, StoreRejected: from the client (the run fails as for its other reads).
     """
-    out: list[Verdict] = []
-    for v in verdicts:
+    asks: list[tuple[int, tuple[str, float, datetime]]] = []
+    for i, v in enumerate(verdicts):
         d = v.details
         if v.severity is not None and d.get("since_exact") is False and isinstance(d.get("since"), str):
             dev = ctx.devices.get(v.device_id)
             threshold = float(d.get("threshold", dev.full_threshold if dev else ctx.cfg.full_threshold))
-            began = run_began(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, v.device_id, threshold,
-                              datetime.fromisoformat(d["since"]), timedelta(days=ctx.cfg.forecast_history_days))
-            if began is not None:
-                v = replace(v, details={**d, "since": began.isoformat(), "since_exact": True})
-        out.append(v)
+            asks.append((i, (v.device_id, threshold, datetime.fromisoformat(d["since"]))))
+    if not asks:
+        return verdicts
+    out = list(verdicts)
+    began_at = runs_began(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, [a for _, a in asks],
+                          timedelta(days=ctx.cfg.forecast_history_days))
+    for (i, _), began in zip(asks, began_at, strict=True):
+        if began is not None:
+            out[i] = replace(out[i], details={**out[i].details, "since": began.isoformat(), "since_exact": True})
     return out
 
 

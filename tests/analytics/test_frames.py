@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from analytics.frames import bucket_means, bucket_means_chunked, field_keys, recent_points
+from analytics.frames import (
+    RECENT_FIRST,
+    bucket_means,
+    bucket_means_chunked,
+    field_keys,
+    recent_points,
+    run_began,
+    runs_began,
+)
 from lorong.core import schema
 from lorong.core.errors import StoreRejected
 from lorong.core.model import to_ms
@@ -82,3 +90,37 @@ def test_means_read_a_day_at_a_time_are_the_one_query_means(influx: InfluxClient
         assert one.equals(days), (one.compare(days) if one.shape == days.shape else (one.shape, days.shape))
     with pytest.raises(ValueError):
         bucket_means_chunked(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], start, end, 3600, chunk_s=5400)
+
+
+def test_runs_of_many_bins_began_as_each_alone(influx: InfluxClient) -> None:
+    """:func:`runs_began` sends every bin's two statements in a few requests; each bin gets the first
+    reading after its last one below its threshold, as :func:`run_began` of that bin alone: a bin whose
+    id needs quoting, a bin never below in the span (None), a bin without readings (None), and
+    requests of two statements each (the batches' results keep their order)."""
+    t0 = NOW - timedelta(hours=6)
+    levels = {"A": [0.5, 0.6, 0.9, 0.95, 0.97], "O'Hara 1": [0.2, 0.85, 0.7, 0.9, 0.9],
+              "FULL": [0.9, 0.9, 0.95, 0.9, 0.92]}
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: dev}, {schema.FIELD_FILL: v},
+                             to_ms(t0 + timedelta(minutes=10 * k)))
+                        for dev, vs in levels.items() for k, v in enumerate(vs)])
+    # below the threshold only before the newest day (RECENT_FIRST) of the look-back, once exactly at its start
+    for dev, low_at in (("OLD", NOW - timedelta(days=2)), ("EDGE", NOW - RECENT_FIRST)):
+        influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: dev}, {schema.FIELD_FILL: v},
+                                 to_ms(low_at + timedelta(minutes=10 * k))) for k, v in enumerate([0.3, 0.9, 0.95])])
+    asks = [("A", 0.8, NOW), ("O'Hara 1", 0.8, NOW), ("O'Hara 1", 0.6, NOW), ("FULL", 0.8, NOW),
+            ("NONE", 0.8, NOW), ("A", 0.8, t0 + timedelta(minutes=25)), ("OLD", 0.8, NOW), ("EDGE", 0.8, NOW)]
+    want = [t0 + timedelta(minutes=20), t0 + timedelta(minutes=30), t0 + timedelta(minutes=10), None, None,
+            t0 + timedelta(minutes=20), NOW - timedelta(days=2) + timedelta(minutes=10),
+            NOW - RECENT_FIRST + timedelta(minutes=10)]
+    got = runs_began(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, asks, timedelta(days=3))
+    assert got == want
+    alone = [run_began(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, d, thr, before, timedelta(days=3))
+             for d, thr, before in asks]
+    assert alone == want
+    short = runs_began(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL, asks[-2:], timedelta(days=1))
+    assert short == [None, None]  # the look-back holds no value below: OLD's is older, EDGE's at its open end
+    two_a_request = influx.query_each([f'SELECT last("fillingLevel") FROM "{schema.MEASUREMENT_BIN}" '
+                                       f"WHERE \"device_id\" = '{d}'" for d in ("A", "NONE", "FULL")], batch=2)
+    assert [[s.values[0][1] for s in got] for got in two_a_request] == [[0.97], [], [0.92]]
+    with pytest.raises(StoreRejected, match="no_such_function"):
+        influx.query_each(['SELECT last("fillingLevel") FROM "waste_container"', 'SELECT no_such_function(x) FROM y'])
