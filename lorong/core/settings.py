@@ -241,7 +241,7 @@ class AnalyticsSettings(BaseModel):
             at their own times; a haze or an inversion reaches the stations together.
         pm_sensor_by_model: device model (registry ``model``) -> PM sensor model of
             ``analytics.humidity.SENSOR_MODELS`` whose humidity correction applies; default
-            ``{"LRG-PM1": "sds011", "T640": "t640"}`` (Lorong's reference station carries an
+            ``{"LRG-PM1": "sds011", "T640": "t640"}`` (Lorong's own station design carries an
             SDS011; a T640 is the dry reference monitor of an ISPU station), so the kappa-Koehler
             correction is on by default.
         pm_kappa_by_model: device model -> kappa for the kappa-Koehler correction (fitted
