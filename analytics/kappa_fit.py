@@ -83,8 +83,8 @@ def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) 
         (:data:`MIN_HOURS`, :data:`MIN_OTHERS`, :data:`MIN_RH_RANGE`); others are left out.
     """
     kap = {d: m for d, m in models.items() if m.correction is humidity.Correction.KAPPA_KOEHLER and m.kappa is not None}
-    refs = [d for d, m in models.items() if m.reference and d not in kap]
-    if hourly.empty or len(kap) < 1 or (not refs and len(kap) < MIN_OTHERS + 1):
+    refs = [d for d, m in models.items() if m.reference and d not in kap]  # a kappa set for it: not dry
+    if hourly.empty or not kap or (not refs and len(kap) < MIN_OTHERS + 1):
         return {}
     frame = hourly[hourly["device_id"].isin(kap)]
     if frame.empty:  # another city's stations only (pandas 3 types an empty mapped column as text)
@@ -124,7 +124,7 @@ def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) 
 def _reference(hourly: pd.DataFrame, refs: list[str], index: pd.Index) -> pd.Series:
     """The reference monitors' median hourly PM2.5 (ug/m3, as read: dry) on ``index`` (NaN where
     none reported; every hour NaN without ``refs``)."""
-    rows = hourly[hourly["device_id"].isin(refs) & (hourly["pm25"] > 0)] if refs else hourly.iloc[0:0]
+    rows = hourly[hourly["device_id"].isin(refs) & (hourly["pm25"] > 0)]
     if rows.empty:
         return pd.Series(np.nan, index=index, dtype=float)
     return rows.pivot_table(index="time", columns="device_id", values="pm25").median(axis=1).reindex(index)
