@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import humidity
-from analytics.frames import PerLocalDay, bucket_means
+from analytics.frames import PerLocalDay, window_points
 from lorong.core import schema
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.influx import InfluxClient
@@ -55,6 +55,11 @@ full daily cycle of humidity; fewer keep the configured kappa."""
 MIN_OTHERS = 3
 """Other stations with data in an hour needed for that hour's reference median (a median of one
 or two is one station's site and sensor)."""
+FIT_BUCKET = timedelta(minutes=10)
+"""Buckets the live fit compares a station with its reference in (:func:`fitted_models`): two
+readings of a station reporting every 5 minutes, a reading each of its neighbours; short enough that
+the RH within one barely moves through the steep part of the growth curve (each reading is dried at
+its own RH first, :func:`fit_kappas`)."""
 MIN_RH_RANGE = 0.2
 """The station's hours must span this much RH (10th to 90th percentile, fraction): with a narrow
 band of humidity kappa cannot be told from the site's scale (a tropical day spans about 0.55 to
@@ -68,65 +73,85 @@ def growth(rh: np.ndarray, kappa: float | np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_kappas(hourly: pd.DataFrame, models: dict[str, humidity.PmSensorModel]) -> dict[str, float]:
+def fit_kappas(readings: pd.DataFrame, models: dict[str, humidity.PmSensorModel],
+               bucket: timedelta = timedelta(hours=1)) -> dict[str, float]:
     """Each kappa-corrected station's kappa (see the module docstring).
 
+    Each reading is dried at its own RH for every candidate kappa, and the dry values are averaged
+    per ``bucket`` (aligned to the epoch) before the ratio to the bucket's reference: the growth
+    factor is convex in RH and steep near saturation, so the mean of an hour's readings is more than
+    its mean dry mass grown at the hour's mean RH. With the RH scatter of humid nights (readings
+    1-2 % apart around 94 %) a fit on hourly means put kappa 0.02-0.05 too high, and the whole
+    network was over-corrected in the humid morning (:data:`FIT_BUCKET`).
+
     Args:
-        hourly: hourly means, columns device_id, time, pm25 (ug/m3, as read), relativeHumidity
-            (fraction).
+        readings: columns device_id, time (UTC), pm25 (ug/m3, as read), relativeHumidity (fraction);
+            single readings or means (one row per hour is one reading per hourly bucket).
         models: device id -> sensor model; :attr:`~analytics.humidity.Correction.KAPPA_KOEHLER`
             models with a kappa are fitted (and are each other's network reference); ``reference``
             models (dry monitors) are the reference where they have data.
+        bucket: the length of the buckets a station's readings are compared in (its reference's
+            readings averaged over the same bucket).
 
     Returns:
         device id -> fitted kappa within :data:`KAPPA_BOUNDS`, for the stations with enough data
-        (:data:`MIN_HOURS`, :data:`MIN_OTHERS`, :data:`MIN_RH_RANGE`); others are left out.
+        (:data:`MIN_HOURS` of buckets, :data:`MIN_OTHERS`, :data:`MIN_RH_RANGE`); others are left out.
     """
     kap = {d: m for d, m in models.items() if m.correction is humidity.Correction.KAPPA_KOEHLER and m.kappa is not None}
     refs = [d for d, m in models.items() if m.reference and d not in kap]  # a kappa set for it: not dry
-    if hourly.empty or not kap or (not refs and len(kap) < MIN_OTHERS + 1):
+    if readings.empty or not kap or (not refs and len(kap) < MIN_OTHERS + 1):
         return {}
-    frame = hourly[hourly["device_id"].isin(kap)]
+    frame = readings[readings["device_id"].isin(kap)]
     if frame.empty:  # another city's stations only (pandas 3 types an empty mapped column as text)
         return {}
     rh_max = frame["device_id"].map({d: m.rh_max for d, m in kap.items()}).astype(float)
     frame = frame[(frame["pm25"] > 0) & (frame["relativeHumidity"] > 0) & (frame["relativeHumidity"] <= rh_max)]
     if frame.empty:
         return {}
-    pm = frame.pivot_table(index="time", columns="device_id", values="pm25")
-    rh = frame.pivot_table(index="time", columns="device_id", values="relativeHumidity")
-    k0 = np.array([kap[str(d)].kappa for d in pm.columns], dtype=float)
-    dry = pm / pd.DataFrame(growth(rh.to_numpy(), k0), index=pm.index, columns=pm.columns)
-    monitor = _reference(hourly, refs, pm.index)
+    every = pd.Timedelta(bucket)
+    frame = frame.assign(time=frame["time"].dt.floor(every))
+    k0 = frame["device_id"].map({d: m.kappa for d, m in kap.items()}).to_numpy(dtype=float)
+    frame = frame.assign(dry=frame["pm25"].to_numpy() / growth(frame["relativeHumidity"].to_numpy(), k0))
+    dry = frame.pivot_table(index="time", columns="device_id", values="dry")  # configured kappa, mean per bucket
+    monitor = _reference(readings, refs, dry.index, every)
     grid = np.round(np.arange(KAPPA_BOUNDS[0], KAPPA_BOUNDS[1] + KAPPA_STEP / 2, KAPPA_STEP), 4)
+    need = MIN_HOURS * pd.Timedelta(hours=1) / every
     out: dict[str, float] = {}
-    for d in pm.columns:
-        near = (pm[d].notna() & (monitor > 0)).to_numpy()
-        if near.sum() >= MIN_HOURS:  # beside a reference monitor: nothing assumed
+    for d, own in frame.groupby("device_id", sort=True):
+        near = dry[d].notna() & (monitor > 0)
+        if near.sum() >= need:  # beside a reference monitor: nothing assumed
             ok, ref = near, monitor
         else:
             others = dry.drop(columns=d)
             ref = others.median(axis=1, skipna=True)
-            ok = (pm[d].notna() & (others.notna().sum(axis=1) >= MIN_OTHERS) & (ref > 0)).to_numpy()
-        if ok.sum() < MIN_HOURS:
+            ok = dry[d].notna() & (others.notna().sum(axis=1) >= MIN_OTHERS) & (ref > 0)
+        if ok.sum() < need:
             continue
-        r = rh[d].to_numpy()[ok]
+        own = own[own["time"].map(ok).to_numpy(dtype=bool)].sort_values("time")
+        r = own["relativeHumidity"].to_numpy(dtype=float)
         if np.quantile(r, 0.9) - np.quantile(r, 0.1) < MIN_RH_RANGE:
             continue
-        y = np.log(pm[d].to_numpy()[ok] / ref.to_numpy()[ok])
-        res = y[None, :] - np.log(growth(r[None, :], grid[:, None]))
+        times = pd.DatetimeIndex(own["time"])
+        keys = times.asi8
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        counts = np.diff(np.r_[starts, len(keys)])
+        means = np.add.reduceat(own["pm25"].to_numpy(dtype=float)[None, :] / growth(r[None, :], grid[:, None]),
+                                starts, axis=1) / counts
+        res = np.log(means) - np.log(ref.reindex(times[starts]).to_numpy(dtype=float))[None, :]
         med = np.median(res, axis=1)
         mad = np.median(np.abs(res - med[:, None]), axis=1)
         out[str(d)] = float(grid[int(np.argmin(mad))])
     return out
 
 
-def _reference(hourly: pd.DataFrame, refs: list[str], index: pd.Index) -> pd.Series:
-    """The reference monitors' median hourly PM2.5 (ug/m3, as read: dry) on ``index`` (NaN where
-    none reported; every hour NaN without ``refs``)."""
-    rows = hourly[hourly["device_id"].isin(refs) & (hourly["pm25"] > 0)]
+def _reference(readings: pd.DataFrame, refs: list[str], index: pd.Index, every: pd.Timedelta) -> pd.Series:
+    """The reference monitors' median PM2.5 (ug/m3, as read: dry) per ``every``-long bucket, each
+    monitor's readings of the bucket averaged, on ``index`` (NaN where none reported; every bucket
+    NaN without ``refs``)."""
+    rows = readings[readings["device_id"].isin(refs) & (readings["pm25"] > 0)]
     if rows.empty:
         return pd.Series(np.nan, index=index, dtype=float)
+    rows = rows.assign(time=rows["time"].dt.floor(every))
     return rows.pivot_table(index="time", columns="device_id", values="pm25").median(axis=1).reindex(index)
 
 
@@ -136,9 +161,10 @@ _KAPPAS: PerLocalDay[dict[str, float]] = PerLocalDay()
 def fitted_models(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
                   models: dict[str, humidity.PmSensorModel],
                   device_models: dict[str, str]) -> dict[str, humidity.PmSensorModel]:
-    """``models`` with each station's fitted kappa (:func:`fit_kappas` on the hourly means of the
-    ``spike_profile_days`` days before the current local midnight, one InfluxQL query per process
-    and local day, so a run repeated at the same time sees the same kappas).
+    """``models`` with each station's fitted kappa (:func:`fit_kappas` on the readings of the
+    ``spike_profile_days`` days before the current local midnight in :data:`FIT_BUCKET` buckets, one
+    InfluxQL query per process and local day, so a run repeated at the same time sees the same kappas;
+    a week of 20 stations reporting every 5 minutes is 40,000 points).
 
     Stations whose registry model has a kappa set in ``pm_kappa_by_model`` (fitted against a
     reference monitor) keep it; nothing is fitted when ``pm_kappa_fit`` is off.
@@ -155,9 +181,9 @@ def fitted_models(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
     free = {d: m for d, m in models.items() if device_models.get(d) not in cfg.pm_kappa_by_model}
 
     def learn(midnight: datetime) -> dict[str, float]:
-        hourly = bucket_means(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
-                              midnight - timedelta(days=cfg.spike_profile_days), midnight, "1h")
-        return fit_kappas(hourly, free) if not hourly.empty else {}
+        points = window_points(influx, schema.MEASUREMENT_AIR, [schema.FIELD_PM25, "relativeHumidity"],
+                               midnight - timedelta(days=cfg.spike_profile_days), midnight)
+        return fit_kappas(points, free, FIT_BUCKET) if not points.empty else {}
 
     key = (cfg.spike_profile_days, tuple(sorted((d, m.kappa) for d, m in free.items())))
     kappas = _KAPPAS.get(influx, now, cfg.timezone, key, learn)
