@@ -95,7 +95,8 @@ def fit_kappas(readings: pd.DataFrame, models: dict[str, humidity.PmSensorModel]
 
     Returns:
         device id -> fitted kappa within :data:`KAPPA_BOUNDS`, for the stations with enough data
-        (:data:`MIN_HOURS` of buckets, :data:`MIN_OTHERS`, :data:`MIN_RH_RANGE`); others are left out.
+        (:data:`MIN_HOURS` clock hours with a bucket to compare, :data:`MIN_OTHERS`,
+        :data:`MIN_RH_RANGE`); others are left out.
     """
     kap = {d: m for d, m in models.items() if m.correction is humidity.Correction.KAPPA_KOEHLER and m.kappa is not None}
     refs = [d for d, m in models.items() if m.reference and d not in kap]  # a kappa set for it: not dry
@@ -115,17 +116,17 @@ def fit_kappas(readings: pd.DataFrame, models: dict[str, humidity.PmSensorModel]
     dry = frame.pivot_table(index="time", columns="device_id", values="dry")  # configured kappa, mean per bucket
     monitor = _reference(readings, refs, dry.index, every)
     grid = np.round(np.arange(KAPPA_BOUNDS[0], KAPPA_BOUNDS[1] + KAPPA_STEP / 2, KAPPA_STEP), 4)
-    need = MIN_HOURS * pd.Timedelta(hours=1) / every
+    hour_of = dry.index.floor("1h")
     out: dict[str, float] = {}
     for d, own in frame.groupby("device_id", sort=True):
         near = dry[d].notna() & (monitor > 0)
-        if near.sum() >= need:  # beside a reference monitor: nothing assumed
+        if _hours(near, hour_of) >= MIN_HOURS:  # beside a reference monitor: nothing assumed
             ok, ref = near, monitor
         else:
             others = dry.drop(columns=d)
             ref = others.median(axis=1, skipna=True)
             ok = dry[d].notna() & (others.notna().sum(axis=1) >= MIN_OTHERS) & (ref > 0)
-        if ok.sum() < need:
+        if _hours(ok, hour_of) < MIN_HOURS:
             continue
         own = own[own["time"].map(ok).to_numpy(dtype=bool)].sort_values("time")
         r = own["relativeHumidity"].to_numpy(dtype=float)
@@ -142,6 +143,12 @@ def fit_kappas(readings: pd.DataFrame, models: dict[str, humidity.PmSensorModel]
         mad = np.median(np.abs(res - med[:, None]), axis=1)
         out[str(d)] = float(grid[int(np.argmin(mad))])
     return out
+
+
+def _hours(ok: pd.Series, hour_of: pd.Index) -> int:
+    """Clock hours holding at least one bucket where ``ok`` (a 10-minute bucket lost to a shower's
+    RH over ``rh_max`` or to a lost uplink does not take the hour away)."""
+    return int(pd.Index(hour_of[ok.to_numpy(dtype=bool)]).nunique())
 
 
 def _reference(readings: pd.DataFrame, refs: list[str], index: pd.Index, every: pd.Timedelta) -> pd.Series:

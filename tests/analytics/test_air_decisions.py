@@ -25,7 +25,7 @@ from analytics.air import (
 )
 from analytics.aqi import ISPU_BANDS
 from analytics.humidity import DEFAULT_KAPPA, PmSensorModel, get_sensor_model, kappa_correct
-from analytics.kappa_fit import MIN_HOURS, fit_kappas, fitted_models
+from analytics.kappa_fit import FIT_BUCKET, MIN_HOURS, fit_kappas, fitted_models
 from lorong.core import schema
 from lorong.core.model import to_ms
 from lorong.core.settings import AnalyticsSettings
@@ -201,6 +201,21 @@ def test_each_reading_is_dried_at_its_own_rh_before_the_fit(influx: InfluxClient
     assert fitted["A6"] == models["A6"]
     hourly = readings.groupby(["device_id", pd.Grouper(key="time", freq="1h")]).mean().reset_index()
     assert np.mean([v - kappas[int(d[1])] for d, v in fit_kappas(hourly, models).items()]) >= 0.02  # the old fit
+
+
+def test_a_day_with_a_few_readings_over_rh_max_is_still_a_day_of_hours() -> None:
+    """Tuning city, the first day after the start: one 10-minute bucket of a station had both its
+    readings over ``rh_max``, 143 buckets were "fewer than a day", the station kept the configured
+    kappa (0.3 for a true 0.38) and its humid morning over-read into a false ``pm25_high``. A day is
+    24 clock hours with data, not 144 full buckets."""
+    kappas = [0.22, 0.20, 0.24, 0.38, 0.23, 0.22, 0.0]
+    day = _readings(kappas, 1)
+    lost = (day["device_id"] == "A3") & (day["time"] >= "2026-03-02T03:10Z") & (day["time"] < "2026-03-02T03:20Z")
+    assert lost.sum() == 2
+    models = {**_kappa_models(6), "A6": get_sensor_model("t640")}
+    fitted = fit_kappas(day[~lost], models, FIT_BUCKET)
+    assert fitted["A3"] == pytest.approx(0.38, abs=0.02)
+    assert "A3" not in fit_kappas(day[~lost & (day["time"] >= "2026-03-01T17:00Z")], models, FIT_BUCKET)  # 23 h
 
 
 def test_kappa_is_not_fitted_without_enough_data() -> None:
