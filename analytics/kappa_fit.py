@@ -116,7 +116,7 @@ def fit_kappas(readings: pd.DataFrame, models: dict[str, humidity.PmSensorModel]
     dry = frame.pivot_table(index="time", columns="device_id", values="dry")  # configured kappa, mean per bucket
     monitor = _reference(readings, refs, dry.index, every)
     grid = np.round(np.arange(KAPPA_BOUNDS[0], KAPPA_BOUNDS[1] + KAPPA_STEP / 2, KAPPA_STEP), 4)
-    hour_of = dry.index.floor("1h")
+    hour_of = pd.DatetimeIndex(dry.index).floor("1h")
     out: dict[str, float] = {}
     for d, own in frame.groupby("device_id", sort=True):
         near = dry[d].notna() & (monitor > 0)
