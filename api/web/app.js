@@ -16,12 +16,12 @@ const I18N = {
     noAlerts: "Tidak ada peringatan aktif.", noRoute: "Belum ada rute untuk hari ini.", noData: "tanpa data",
     ack: "Saya tangani", clear: "Selesaikan…", history: "Riwayat", ackedBy: "Ditangani oleh", since: "sejak",
     sinceBefore: "sejak sebelum",
-    fill: "Isi", onArrival: "saat tiba", eta: "tiba ±", stops: "perhentian", done: "selesai", failedN: "tidak bisa", navigate: "Navigasi",
-    mapLink: "Peta", emptied: "Sudah dikosongkan", cantEmpty: "Tidak bisa…", emptiedAt: "Dikosongkan",
+    fill: "Isi", onArrival: "saat tiba", eta: "perkiraan tiba", stops: "perhentian", done: "selesai", failedN: "tidak bisa", navigate: "Buka di peta",
+    emptied: "Sudah dikosongkan", cantEmpty: "Tidak bisa dikosongkan", emptiedAt: "Dikosongkan",
     problem: "Tidak bisa dikosongkan",
     clearTitle: "Selesaikan peringatan ini?", clearText: "Peringatan hilang dari daftar semua petugas. Alasannya:",
-    cantTitle: "Kenapa tong tidak bisa dikosongkan?", cantText: "Pengawas akan diberi tahu.",
-    note: "Catatan (boleh kosong)", pickReason: "Pilih alasan.", cancel: "Batal", send: "Kirim",
+    cantTitle: "Lapor: tong ini tidak bisa dikosongkan", cantText: "Apa sebabnya? Pengawas akan diberi tahu.",
+    note: "Catatan (boleh kosong)", pickReason: "Pilih alasan.", cancel: "Batal", send: "Kirim laporan",
     r_emptied: "Sudah dikosongkan", r_false: "Alarm palsu", r_fixed: "Sudah diperbaiki", r_other: "Lainnya",
     opened: "dibuka", acknowledged: "ditangani", cleared: "diselesaikan", escalated: "naik", deescalated: "turun",
     badToken: "Token tidak diterima. Periksa lagi atau minta token baru ke admin.",
@@ -31,14 +31,14 @@ const I18N = {
     unsent: "Belum terkirim, tersimpan di HP", sending: "Mengirim {n} tindakan…",
     next: "Berikutnya", undo: "Urungkan", undoAsk: "Dikosongkan: {bin}", undone: "Dibatalkan: {bin} belum dikosongkan",
     doneAck: "Ditangani", doneClear: "Peringatan selesai", doneEmptied: "Tercatat: sudah dikosongkan",
-    doneCant: "Terkirim ke pengawas", already: "Sudah ditangani orang lain",
+    doneCant: "Terkirim ke pengawas", sentOne: "Terkirim: {n} tindakan ({bin})",
+    sentMany: "Terkirim: {n} tindakan ({bin})", already: "Sudah ditangani orang lain",
     serverError: "Server tidak menjawab: disimpan, dikirim nanti.",
     refused: "Server menolak tindakan ini, tidak dikirim lagi",
     k_ack: "Saya tangani", k_clear: "Selesaikan", k_emptied: "Sudah dikosongkan", k_cant: "Tidak bisa dikosongkan",
     loginPending: "{n} tindakan belum terkirim (dicatat oleh {by}). Masukkan token untuk mengirimnya.",
     sendAs: "{n} tindakan dicatat oleh {by}, bukan {me}. Kirim atas nama {me}?\nBatal = hapus tindakan itu.",
     dropped: "{n} tindakan milik {by} dihapus, tidak dikirim.", someone: "token lama",
-    mapOffline: "Tanpa sinyal: peta di aplikasi",
     who_system: "sistem", who_crew: "petugas", who_officer: "petugas lingkungan", who_technician: "teknisi",
     who_supervisor: "pengawas", who_admin: "admin",
   },
@@ -50,11 +50,11 @@ const I18N = {
     offlineAt: "Offline · data from", pending: "actions waiting for signal", tabRoute: "Today", tabAlerts: "Alerts",
     tabMap: "Map", kecamatan: "Kecamatan", allKec: "All kecamatan", vehicle: "Truck", noAlerts: "No active alerts.",
     noRoute: "No route for today yet.", noData: "no data", ack: "I'm on it", clear: "Clear…", history: "History",
-    ackedBy: "Taken by", since: "since", sinceBefore: "since before", fill: "Fill", onArrival: "on arrival", eta: "arrive ~", stops: "stops",
-    done: "done", failedN: "could not", navigate: "Navigate", mapLink: "Map", emptied: "Emptied", cantEmpty: "Can't empty…",
+    ackedBy: "Taken by", since: "since", sinceBefore: "since before", fill: "Fill", onArrival: "on arrival", eta: "expected", stops: "stops",
+    done: "done", failedN: "could not", navigate: "Open in maps", emptied: "Emptied", cantEmpty: "Can't empty this bin",
     emptiedAt: "Emptied", problem: "Could not empty", clearTitle: "Clear this alert?", clearText: "It leaves every crew's list. Why:",
-    cantTitle: "Why can't the bin be emptied?", cantText: "The supervisor will be told.",
-    note: "Note (optional)", pickReason: "Pick a reason.", cancel: "Cancel", send: "Send",
+    cantTitle: "Report: this bin can't be emptied", cantText: "What is stopping you? The supervisor will be told.",
+    note: "Note (optional)", pickReason: "Pick a reason.", cancel: "Cancel", send: "Send report",
     r_emptied: "Emptied", r_false: "False alarm", r_fixed: "Fixed", r_other: "Other",
     opened: "opened", acknowledged: "taken", cleared: "cleared", escalated: "escalated", deescalated: "lowered",
     badToken: "Token not accepted. Check it, or ask an admin for a new one.",
@@ -64,6 +64,7 @@ const I18N = {
     unsent: "Not sent yet, kept on this phone", sending: "Sending {n} actions…",
     next: "Next", undo: "Undo", undoAsk: "Emptied: {bin}", undone: "Undone: {bin} not emptied",
     doneAck: "Taken", doneClear: "Alert cleared", doneEmptied: "Recorded: emptied", doneCant: "Sent to the supervisor",
+    sentOne: "Sent: {n} action ({bin})", sentMany: "Sent: {n} actions ({bin})",
     already: "Already handled by someone else",
     serverError: "The server did not answer: kept, will be sent later.",
     refused: "The server refused this action; it will not be sent again",
@@ -71,7 +72,6 @@ const I18N = {
     loginPending: "{n} actions not sent yet (recorded by {by}). Enter a token to send them.",
     sendAs: "{n} actions were recorded by {by}, not {me}. Send them as {me}?\nCancel = delete them.",
     dropped: "{n} actions of {by} deleted, not sent.", someone: "the old token",
-    mapOffline: "Offline: in-app map",
     who_system: "system", who_crew: "crew", who_officer: "officer", who_technician: "technician",
     who_supervisor: "supervisor", who_admin: "admin",
   },
@@ -103,6 +103,13 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.en[key] || key;
+/* The words of `key` with each {name} replaced by vars[name]; a number as the page's language writes it. */
+const tf = (key, vars) => t(key).replace(/\{(\w+)\}/g, (m, k) => (k in vars ? (typeof vars[k] === "number" ? num(vars[k]) : vars[k]) : m));
+/* Numbers as the page's language writes them: "11,2 km" and "1.234" in Bahasa, "11.2 km" and "1,234" in English
+ * (a point groups thousands in Bahasa: "11.2 km" would read as eleven thousand two hundred). */
+const locale = () => (state.lang === "id" ? "id-ID" : "en-GB");
+const num = (x, fixed) => new Intl.NumberFormat(locale(), fixed === undefined ? { maximumFractionDigits: 1 }
+  : { minimumFractionDigits: fixed, maximumFractionDigits: fixed }).format(x); // up to 1 decimal, or exactly `fixed`
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -138,7 +145,7 @@ function localTime(iso, withZone = true) {
   const day = (d) => d.toLocaleDateString("en-CA", { timeZone: tz });
   const opts = { timeZone: tz, hour: "2-digit", minute: "2-digit", hour12: false };
   if (day(when) !== day(new Date())) Object.assign(opts, { day: "numeric", month: "short" });
-  const text = new Intl.DateTimeFormat(state.lang === "id" ? "id-ID" : "en-GB", opts).format(when);
+  const text = new Intl.DateTimeFormat(locale(), opts).format(when);
   return withZone ? text + " " + zoneAbbr(tz, when) : text;
 }
 
@@ -147,10 +154,11 @@ function fillClass(level) {
   return level >= 0.95 ? "over" : level >= 0.8 ? "full" : level >= 0.5 ? "half" : "ok";
 }
 const FILL_COLOR = { none: "#9aa0a6", over: "#d93025", full: "#e8710a", half: "#e0a100", ok: "#2e9e4f" };
-const pct = (level) => (level === null || level === undefined ? "–" : Math.round(level * 100) + "%");
+const pct = (level) => (level === null || level === undefined ? "–"
+  : new Intl.NumberFormat(locale(), { style: "percent", maximumFractionDigits: 0 }).format(level));
 
-function toast(msg, undo) {
-  // msg: text or a node; undo: {label, run, ms} adds a button that runs `run` and stays for `ms`
+function toast(msg, undo, ms = 3000) {
+  // msg: text or a node, shown for `ms`; undo: {label, run, ms} adds a button that runs `run` and stays for `ms`
   const box = $("toast");
   box.replaceChildren(typeof msg === "string" ? el("span", {}, msg) : msg);
   if (undo) {
@@ -160,7 +168,7 @@ function toast(msg, undo) {
   }
   box.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { box.hidden = true; }, undo ? undo.ms : 3000);
+  toast.timer = setTimeout(() => { box.hidden = true; }, undo ? undo.ms : ms);
 }
 
 class HttpError extends Error {
@@ -206,25 +214,12 @@ function words(name) {
   return (spec && (spec.words[state.lang] || spec.words.en)) || { title: name, action: "" };
 }
 const place = (x) => [x.street, x.kelurahan, x.landmark].filter(Boolean).join(" · ");
-function links(x, label) {
+function links(x, label) { // the phone's own map app on the bin (geo: URI, RFC 5870): one map action a card,
+  // and one that works without signal (the app keeps its maps and knows where the phone is)
   if (x.lat === null || x.lat === undefined || x.lon === null || x.lon === undefined) return document.createDocumentFragment();
   const ll = `${x.lat},${x.lon}`;
   return el("div", { class: "links" },
-    el("a", { class: "btn nav", href: `geo:${ll}?q=${ll}(${encodeURIComponent(label)})` }, "➤ " + t("navigate")),
-    mapLink(x));
-}
-
-function mapLink(x) { // openstreetmap.org with signal; without, the page's own map (its files are kept)
-  const a = el("a", { class: "btn maplink", target: "_blank", rel: "noopener",
-    href: `https://www.openstreetmap.org/?mlat=${x.lat}&mlon=${x.lon}#map=18/${x.lat}/${x.lon}` }, t("mapLink"));
-  a.addEventListener("click", (ev) => {
-    if (navigator.onLine && state.online) return;
-    ev.preventDefault();
-    toast(t("mapOffline"));
-    state.focus = [x.lat, x.lon];
-    if (state.tab === "map") showMap(); else selectTab("map");
-  });
-  return a;
+    el("a", { class: "btn nav", href: `geo:${ll}?q=${ll}(${encodeURIComponent(label)})` }, "➤ " + t("navigate")));
 }
 const me = () => (state.data && state.data.me) || { role: "crew", acts_on: [], may_collect: false };
 const mayAct = (type) => me().acts_on.includes(type);
@@ -250,6 +245,7 @@ function applyLanguage() {
   document.title = "Lorong · " + $("subtitle").textContent;
   renderLoginPending();
   render();
+  if (!$("app").hidden) reopenAsk();
 }
 
 function showLogin(message) {
@@ -266,7 +262,7 @@ const queuedBy = () => [...new Set(state.queue.map((a) => (a.by ? actorWords(a.b
 
 function renderLoginPending() { // a revoked token keeps its queue: say so on the login form
   $("login-pending").hidden = state.queue.length === 0;
-  $("login-pending").textContent = t("loginPending").replace("{n}", state.queue.length).replace("{by}", queuedBy());
+  $("login-pending").textContent = tf("loginPending", { n: state.queue.length, by: queuedBy() });
 }
 
 /* Actions queued under one token and a log-in with a token of someone else (the first one was revoked,
@@ -280,7 +276,7 @@ function adoptQueue(who) {
   const others = state.queue.filter((a) => a.by !== mine);
   if (!others.length) return;
   const by = [...new Set(others.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
-  const fill = (key) => t(key).replace("{n}", others.length).replaceAll("{by}", by).replaceAll("{me}", actorWords(mine));
+  const fill = (key) => tf(key, { n: others.length, by, me: actorWords(mine) });
   if (window.confirm(fill("sendAs"))) {
     for (const a of others) a.by = mine;
   } else {
@@ -323,7 +319,7 @@ function alertCard(a, bins) {
   if (place(a)) card.append(el("div", { class: "where" }, place(a)));
   if (fill !== null) card.append(meter(fill));
   const facts = [fill !== null ? `${t("fill")} ${pct(fill)}` : null,
-    typeof a.details.pm25_1h_mean === "number" ? `${a.details.pm25_1h_mean} µg/m³` : null,
+    typeof a.details.pm25_1h_mean === "number" ? `${num(a.details.pm25_1h_mean)} µg/m³` : null,
     a.details.reason ? (types().cant_empty_reasons[a.details.reason] || {})[state.lang] || a.details.reason : null,
     a.details.note || null,
     // since: when the bin got full; since_exact false: full already at the first reading the rule read
@@ -339,7 +335,7 @@ function alertCard(a, bins) {
   const actions = el("div", { class: "actions" });
   if (mayAct(a.type)) {
     const ack = el("button", { type: "button", class: "btn primary ack", disabled: a.acknowledged }, t("ack"));
-    ack.addEventListener("click", () => act({ kind: "ack", alert: a.id, path: `/alerts/${a.id}/ack` }));
+    ack.addEventListener("click", () => act({ kind: "ack", alert: a.id, dev: a.device_id, path: `/alerts/${a.id}/ack` }));
     const clear = el("button", { type: "button", class: "btn clear" }, t("clear"));
     clear.addEventListener("click", () => askClear(a));
     actions.append(ack, clear);
@@ -394,13 +390,13 @@ function renderAlerts() {
   box.replaceChildren();
   for (const [name, items] of groups) {
     const section = el("section", { class: "group", "data-kecamatan": name },
-      el("h2", {}, el("span", {}, name), el("span", {}, String(items.length))));
+      el("h2", {}, el("span", {}, name), el("span", {}, num(items.length))));
     for (const a of items) section.append(alertCard(a, bins));
     box.append(section);
   }
   $("empty").hidden = shown.length > 0;
-  $("n-alerts").textContent = String(all.length);
-  $("n-full").textContent = String(((state.data && state.data.bins) || []).filter((b) => b.status === "full").length);
+  $("n-alerts").textContent = num(all.length);
+  $("n-full").textContent = num(((state.data && state.data.bins) || []).filter((b) => b.status === "full").length);
   const kecs = [...new Set(all.map((a) => a.kecamatan).filter(Boolean))].sort();
   $("kec").replaceChildren(el("option", { value: "" }, t("allKec")), ...kecs.map((k) => el("option", { value: k }, k)));
   $("kec").value = kecs.includes(kec) ? kec : "";
@@ -418,7 +414,7 @@ function stopItem(s, next) {
     "data-stop-id": s.id });
   const status = s.emptiedAt ? `✓ ${t("emptiedAt")} ${localTime(s.emptiedAt, false)}`
     : s.problem ? `✗ ${t("problem")}: ${(types().cant_empty_reasons[s.problem] || {})[state.lang] || s.problem}` : null;
-  li.append(el("div", { class: "row" }, el("span", { class: "n" }, String(s.order)), el("span", { class: "title" }, s.id),
+  li.append(el("div", { class: "row" }, el("span", { class: "n" }, num(s.order)), el("span", { class: "title" }, s.id),
     status ? el("span", { class: "status" }, status) : null, next ? el("span", { class: "next" }, t("next")) : null));
   const unsent = unsentFor((q) => q.bin === s.id);
   if (unsent) li.append(unsent);
@@ -427,8 +423,8 @@ function stopItem(s, next) {
     li.append(meter(s.fillingLevel));
     const later = !done && s.expectedFillingLevel !== null && s.expectedFillingLevel !== undefined
       ? ` → ${pct(s.expectedFillingLevel)} ${t("onArrival")}` : "";
-    li.append(el("div", { class: "meta" }, `${t("fill")} ${pct(s.fillingLevel)}${later}` +
-      (!done && s.eta ? ` · ${t("eta")}${localTime(s.eta, false)}` : "")));
+    li.append(el("div", { class: "meta" }, `${t("fill")} ${pct(s.fillingLevel)}${later}` + // the time on one line with its words
+      (!done && s.eta ? ` · ${t("eta")}\u00a0${localTime(s.eta, false)}` : "")));
   }
   if (!s.emptiedAt) { // a "can't empty" stop keeps Emptied: the crew may come back once the way is clear
     li.append(links(s, `${s.id} ${s.street || ""}`.trim()));
@@ -450,7 +446,7 @@ function renderRoute() {
   $("vehicle-box").hidden = routes.length < 2;
   const sel = $("vehicle");
   sel.replaceChildren(...routes.map((r) => el("option", { value: String(r.vehicle) },
-    `${t("vehicle")} ${r.vehicle + 1} · ${r.stops.length} ${t("stops")}`)));
+    `${t("vehicle")} ${num(r.vehicle + 1)} · ${num(r.stops.length)} ${t("stops")}`)));
   if (route) sel.value = String(route.vehicle);
   $("no-route").hidden = Boolean(route);
   // the first stop neither emptied nor reported is the next one: finished stops stay at the top of the list
@@ -459,8 +455,8 @@ function renderRoute() {
   // emptied and "can't empty" counted apart: a blocked stop is not done, the bin is still full
   const emptied = route ? route.stops.filter((s) => s.emptiedAt).length : 0;
   const failed = route ? route.stops.filter((s) => !s.emptiedAt && s.problem).length : 0;
-  $("route-summary").textContent = route ? [`${route.stops.length} ${t("stops")}`, `${emptied} ${t("done")}`,
-    failed ? `${failed} ${t("failedN")}` : null, `${route.distance_km.toFixed(1)} km`].filter(Boolean).join(" · ") : "";
+  $("route-summary").textContent = route ? [`${num(route.stops.length)} ${t("stops")}`, `${num(emptied)} ${t("done")}`,
+    failed ? `${num(failed)} ${t("failedN")}` : null, `${num(route.distance_km, 1)} km`].filter(Boolean).join(" · ") : "";
 }
 
 function renderNet() {
@@ -471,8 +467,7 @@ function renderNet() {
   $("pending").hidden = state.queue.length === 0;
   // sending over a slow signal is not "waiting for signal": the worker would walk back to find one
   const sending = (state.flushing || state.holding) && state.online && navigator.onLine;
-  $("pending").textContent = sending ? t("sending").replace("{n}", state.queue.length)
-    : `${state.queue.length} ${t("pending")}`;
+  $("pending").textContent = sending ? tf("sending", { n: state.queue.length }) : `${num(state.queue.length)} ${t("pending")}`;
 }
 
 function render() {
@@ -530,7 +525,8 @@ function optimistic(a) {
 }
 
 function act(action, undoable = false) {
-  const a = Object.assign({ id: newId(), at: new Date().toISOString(), by: actor(me()) }, action);
+  // late: tapped without signal, so sent later, when its toast must say which bin it was
+  const a = Object.assign({ id: newId(), at: new Date().toISOString(), by: actor(me()), late: !state.online || !navigator.onLine }, action);
   const before = undoable ? JSON.stringify(state.data) : null;
   if (undoable) a.hold = Date.now() + UNDO_MS; // kept with the queue: a reload does not send it sooner
   state.queue.push(a);
@@ -538,7 +534,7 @@ function act(action, undoable = false) {
   keep();
   render();
   if (undoable) {
-    toast(withBin("undoAsk", a.bin), { label: t("undo"), ms: UNDO_MS, run: () => undo(a, before) });
+    toast(withBin(t("undoAsk"), [a.bin]), { label: t("undo"), ms: UNDO_MS, run: () => undo(a, before) });
   }
   flush();
 }
@@ -551,12 +547,12 @@ function undo(a, before) { // only while the action is still held on the phone, 
   for (const q of state.queue.slice(at)) optimistic(q);
   keep();
   render();
-  toast(withBin("undone", a.bin));
+  toast(withBin(t("undone"), [a.bin]));
 }
 
-function withBin(key, bin) { // the words of `key` with its {bin} as one unbroken id ("MKS-BIN-" / "0003" misleads)
-  const [head, tail] = t(key).split("{bin}");
-  return el("span", {}, head, el("b", { class: "nobreak" }, bin), tail);
+function withBin(text, bins) { // `text` with its {bin} as unbroken ids ("MKS-BIN-" / "0003" misleads)
+  const [head, tail] = text.split("{bin}");
+  return el("span", {}, head, ...bins.flatMap((b, i) => [i ? ", " : "", el("b", { class: "nobreak" }, b)]), tail);
 }
 
 function retryLater() {
@@ -566,12 +562,18 @@ function retryLater() {
 
 const DONE_WORDS = { ack: "doneAck", clear: "doneClear", emptied: "doneEmptied", cant: "doneCant" };
 
+/* Toasts after sending: an action sent at once says what was done ("Tercatat: sudah dikosongkan"; its bin was
+ * named by the tap's own toast a moment before). Actions sent later (tapped without signal, or kept after a
+ * failed try) or several at once say how many, and which bins: "Terkirim: 3 tindakan (MKS-BIN-0001, ...)". */
+const SENT_BINS_SHOWN = 3;
+
 async function flush() {
   if (state.flushing || !state.token) return;
   state.flushing = true;
   state.holding = false;
   renderNet();
-  let sent = 0;
+  const sent = []; // applied by the server
+  let done = 0, note = ""; // taken off the queue (applied or refused for good); the last failure's words
   try {
     while (state.queue.length) {
       const a = state.queue[0];
@@ -585,20 +587,24 @@ async function flush() {
       try {
         await api(a.path, { method: "POST", headers: { "Content-Type": "application/json", "Idempotency-Key": a.id },
           body: JSON.stringify(a.body || {}) });
-        toast(t(DONE_WORDS[a.kind]));
+        sent.push(a);
       } catch (err) {
+        if (retryable(err) || err.status === 401) {
+          for (const q of state.queue) q.late = true;
+          keep();
+        }
         if (retryable(err)) { // no signal, or a server / gateway fault: keep it queued, same Idempotency-Key
           state.online = false;
-          toast(t(err.status ? "serverError" : "netError"));
+          note = t(err.status ? "serverError" : "netError");
           retryLater();
           break;
         }
         if (err.status === 401) { showLogin(t("badToken")); break; } // kept: see the login form's handler
-        toast(err.status === 409 || err.status === 404 ? t("already") : err.status === 403 ? t("forbidden")
-          : `${t("refused")} (${t("k_" + a.kind)}, ${err.status}).`);
+        note = err.status === 409 || err.status === 404 ? t("already") : err.status === 403 ? t("forbidden")
+          : `${t("refused")} (${t("k_" + a.kind)}, ${err.status}).`;
       }
       state.queue.shift(); // applied, or refused for good: either way not sent again
-      sent += 1;
+      done += 1;
       keep();
       render(); // its card's "not sent yet" goes now, not after the reload below
     }
@@ -606,24 +612,55 @@ async function flush() {
     state.flushing = false;
     renderNet();
   }
-  if (sent) load();
+  if (sent.length > 1 || sent.some((a) => a.late)) {
+    const bins = [...new Set(sent.map((a) => a.bin || a.dev || "#" + a.alert))];
+    const shown = bins.length > SENT_BINS_SHOWN ? [...bins.slice(0, SENT_BINS_SHOWN), "…"] : bins;
+    toast(el("span", {}, withBin(tf(sent.length === 1 ? "sentOne" : "sentMany", { n: sent.length }), shown),
+      note ? el("br") : null, note), null, 6000); // a list: read while walking
+  } else if (note) toast(note);
+  else if (sent.length) toast(t(DONE_WORDS[sent[0].kind]));
+  if (done) load();
 }
 
 /* ---- dialogs ---------------------------------------------------------------------------------- */
-function ask(title, text, reasons, okLabel, onOk) {
+/* An open dialog (which one, for what, the reason picked, the note typed) is kept in sessionStorage until it is
+ * sent or cancelled: a reload in the alley (a thumb on reload, the browser dropping the tab from memory) opens
+ * it again as it was. sessionStorage: this tab only, gone with it; the token's localStorage outlives it. */
+const ASK_KEY = "lorong.ask";
+const kept = () => { try { return JSON.parse(sessionStorage.getItem(ASK_KEY)); } catch (e) { return null; } };
+
+function ask(what, title, text, reasons, okLabel, onOk) { // what: {kind: "clear" | "cant", id}
+  const was = kept();
+  const same = was && was.kind === what.kind && was.id === what.id ? was : { reason: "", note: "" };
   $("ask-title").textContent = title;
   $("ask-text").textContent = text;
-  $("ask-note").value = "";
+  $("ask-note").value = same.note;
   $("ask-error").hidden = true;
   $("ask-ok").textContent = okLabel;
   $("ask-reasons").replaceChildren(...reasons.map(([value, label]) => el("label", { class: "reason" },
-    el("input", { type: "radio", name: "reason", value }), " " + label)));
+    el("input", { type: "radio", name: "reason", value, checked: value === same.reason }), " " + label)));
+  state.asking = what;
   state.onAsk = onOk;
-  $("ask").showModal();
+  keepAsk();
+  if (!$("ask").open) $("ask").showModal();
+}
+
+function keepAsk() {
+  const picked = $("ask-form").querySelector("input[name=reason]:checked");
+  sessionStorage.setItem(ASK_KEY, JSON.stringify(Object.assign({ reason: picked ? picked.value : "", note: $("ask-note").value },
+    state.asking)));
+}
+
+function reopenAsk() { // the kept dialog, once the data is there
+  const was = kept();
+  if (!was || !state.data || $("ask").open) return;
+  const stop = was.kind === "cant" && (state.data.routes || []).flatMap((r) => r.stops).find((x) => x.id === was.id && !x.problem);
+  const alert = was.kind === "clear" && state.data.alerts.find((x) => x.id === was.id);
+  if (stop) askCant(stop); else if (alert) askClear(alert); else sessionStorage.removeItem(ASK_KEY); // done meanwhile
 }
 
 function askClear(a) {
-  ask(`${t("clearTitle")}`, `${words(a.type).title} · ${a.device_id}. ${t("clearText")}`,
+  ask({ kind: "clear", id: a.id }, t("clearTitle"), `${words(a.type).title} · ${a.device_id}. ${t("clearText")}`,
     CLEAR_REASONS.map((k) => [k, t(k)]), t("clear").replace("…", ""), (reason, note) => {
       // "emptied" on a bin is a pickup: the same call as the route's Emptied (POST /bins/{id}/emptied), so the
       // stop is ticked at once and the collection recorded; it clears the bin's full / can't-empty alerts itself
@@ -634,14 +671,14 @@ function askClear(a) {
       }
       if (!bin || !(typeOf(a.type) || {}).cleared_by_emptying) {
         const text = CLEAR_CODES[reason] + (note ? ": " + note : "");
-        act({ kind: "clear", alert: a.id, path: `/alerts/${a.id}/clear`, body: { reason: text } });
+        act({ kind: "clear", alert: a.id, dev: a.device_id, path: `/alerts/${a.id}/clear`, body: { reason: text } });
       }
     });
 }
 
 function askCant(s) {
   const reasons = Object.entries(types().cant_empty_reasons).map(([k, w]) => [k, w[state.lang] || w.en]);
-  ask(t("cantTitle"), `${s.id} · ${place(s)}. ${t("cantText")}`, reasons, t("send"), (reason, note) => {
+  ask({ kind: "cant", id: s.id }, t("cantTitle"), `${s.id} · ${place(s)}. ${t("cantText")}`, reasons, t("send"), (reason, note) => {
     act({ kind: "cant", bin: s.id, path: `/bins/${encodeURIComponent(s.id)}/cant-empty`,
       body: { reason, note, at: new Date().toISOString() } });
   });
@@ -683,12 +720,11 @@ function drawMap() {
     for (const s of route.stops) {
       if (s.lat === null || s.lon === null) continue;
       L.marker([s.lat, s.lon], { icon: L.divIcon({ className: "stop-pin" + (s.emptiedAt ? " done" : s.problem ? " failed" : ""),
-        html: String(s.order), iconSize: [22, 22] }) }).addTo(state.layer);
+        html: num(s.order), iconSize: [22, 22] }) }).addTo(state.layer);
     }
   }
   const centre = state.data && state.data.me.centre;
-  if (state.focus) state.map.setView(state.focus, 18, { animate: false }); // a card's "Peta", until the tab changes
-  else if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
+  if (points.length) state.map.fitBounds(points, { padding: [24, 24], maxZoom: 16 });
   else if (centre && !state.centred) { state.map.setView(centre, 12); state.centred = true; } // the token's city
 }
 
@@ -717,7 +753,6 @@ function showNext() {
 }
 
 function selectTab(name) {
-  if (name !== "map") state.focus = null;
   state.tab = name;
   localStorage.setItem("lorong.tab", name);
   for (const tab of ["route", "alerts", "map"]) {
@@ -750,7 +785,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("logout").addEventListener("click", () => { // ask first, always: only the admin can give the token again,
     // and queued actions are lost with it
-    const question = state.queue.length ? t("lose").replace("{n}", state.queue.length) : t("logoutAsk");
+    const question = state.queue.length ? tf("lose", { n: state.queue.length }) : t("logoutAsk");
     if (!window.confirm(question)) return;
     for (const k of ["token", "data", "queue", "tab", "vehicle", "kec"]) localStorage.removeItem("lorong." + k);
     Object.assign(state, { token: "", data: null, queue: [], tab: "", kec: "" });
@@ -777,6 +812,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("vehicle").addEventListener("change", () => { localStorage.setItem("lorong.vehicle", $("vehicle").value); render(); });
   for (const tab of ["route", "alerts", "map"]) $("tab-" + tab).addEventListener("click", () => selectTab(tab));
   $("ask-cancel").addEventListener("click", () => $("ask").close());
+  $("ask").addEventListener("close", () => sessionStorage.removeItem(ASK_KEY)); // sent, cancelled or Esc
+  $("ask-form").addEventListener("input", keepAsk);
   $("ask-form").addEventListener("submit", (ev) => {
     const picked = $("ask-form").querySelector("input[name=reason]:checked");
     if (!picked) { ev.preventDefault(); $("ask-error").hidden = false; return; }

@@ -249,7 +249,7 @@ def test_touch_targets_big_enough_and_nothing_cut_off(small_phone: Page, served:
     expect(page.locator("[data-alert-id]").first).to_be_visible()
     seen["alerts"] = small_targets(page)
     page.screenshot(path=str(ARTIFACTS / f"crew_alley_alerts_{width}.png"), full_page=True)
-    page.locator("#lang").tap()  # English words are longer in places ("Can't empty…")
+    page.locator("#lang").tap()  # English words are longer in places ("Can't empty this bin")
     page.locator("#tab-route").tap()
     seen["route, English"] = small_targets(page)
     assert {k: v for k, v in seen.items() if v} == {}

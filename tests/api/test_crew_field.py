@@ -140,16 +140,16 @@ def test_emptied_still_possible_after_cant_empty(phone: Page, served: Served, se
     expect(stop.locator(".status")).to_have_text("✗ Tidak bisa dikosongkan: Jalan terhalang")
     expect(page.locator("#toast")).to_have_text("Terkirim ke pengawas")
     summary = page.locator("#route-summary")
-    expect(summary).to_have_text("4 perhentian · 0 selesai · 1 tidak bisa · 11.2 km")
+    expect(summary).to_have_text("4 perhentian · 0 selesai · 1 tidak bisa · 11,2 km")
     expect(stop.locator("button.emptied")).to_be_visible()  # the car left: the crew comes back
     expect(stop.locator("button.cant")).to_have_count(0)  # already reported
     page.reload()
     expect(stop.locator("button.emptied")).to_be_visible()  # also as the server says it
-    expect(summary).to_have_text("4 perhentian · 0 selesai · 1 tidak bisa · 11.2 km")
+    expect(summary).to_have_text("4 perhentian · 0 selesai · 1 tidak bisa · 11,2 km")
 
     stop.locator("button.emptied").click()
     expect(stop.locator(".status")).to_contain_text("Dikosongkan")
-    expect(summary).to_have_text("4 perhentian · 1 selesai · 11.2 km")
+    expect(summary).to_have_text("4 perhentian · 1 selesai · 11,2 km")
     expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan", timeout=10_000)
     assert collections(sessions, "MKS-BIN-0003") == 1
     assert not active(sessions, "MKS-BIN-0003", "cant_empty")
@@ -244,7 +244,7 @@ def test_queued_action_sent_under_new_name_only_when_told(phone: Page, served: S
     expect(page.locator("#login-pending")).to_be_visible()
     page.fill("#token", same)
     page.click("#login button[type=submit]")  # a dialog here would be dismissed by Playwright: nothing sent
-    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan")
+    expect(page.locator("#toast")).to_have_text("Terkirim: 1 tindakan (MKS-BIN-0001)")  # sent later: names its bin
     expect(page.locator("#pending")).to_be_hidden()
     assert collections(sessions, "MKS-BIN-0001") == 1
 
@@ -254,7 +254,7 @@ def test_queued_action_sent_under_new_name_only_when_told(phone: Page, served: S
     page.once("dialog", lambda d: d.accept())
     page.fill("#token", other)
     page.click("#login button[type=submit]")
-    expect(page.locator("#toast")).to_have_text("Tercatat: sudah dikosongkan")
+    expect(page.locator("#toast")).to_have_text("Terkirim: 1 tindakan (MKS-BIN-0003)")
     expect(page.locator("#pending")).to_be_hidden()
     with sessions() as s:
         assert s.scalars(select(CollectionRow.actor).where(CollectionRow.device_id == "MKS-BIN-0003")).all() == [
@@ -304,16 +304,13 @@ def test_words_in_bahasa_and_card_map_offline(phone: Page, served: Served, sessi
     expect(hist.nth(0)).to_contain_text("dibuka · sistem")  # not "system", not "crew:CREW"
     expect(hist.nth(1)).to_contain_text("ditangani · petugas CREW")
 
-    # without signal the card's "Peta" opens the page's own map on the bin, not openstreetmap.org
+    # without signal a card's one map action still works: the phone's map app (geo: URI), not openstreetmap.org
     page.context.set_offline(True)
     page.click("#tab-route")
-    page.locator("li[data-stop-id=MKS-BIN-0003] a.maplink").click()
-    expect(page.locator("#tab-map")).to_have_attribute("aria-selected", "true")
-    expect(page.locator("#toast")).to_have_text("Tanpa sinyal: peta di aplikasi")
+    assert page.locator("li[data-stop-id=MKS-BIN-0003] a").evaluate_all("els => els.map(e => e.href)") == [
+        "geo:-5.11,119.43?q=-5.11,119.43(MKS-BIN-0003%20Jl.%20Sunu)"]  # tests/api/seed.py
+    page.click("#tab-map")  # the page's own map draws the bins without signal
     expect(page.locator("path.bin-marker")).to_have_count(4)
-    assert len(page.context.pages) == 1  # no new tab with Chrome's error page
-    centre = page.evaluate("(() => { const c = state.map.getCenter(); return [c.lat, c.lng, state.map.getZoom()]; })()")
-    assert centre == pytest.approx([-5.11, 119.43, 18], abs=1e-6)  # MKS-BIN-0003 (tests/api/seed.py)
     page.click("#tab-route")
     expect(page.locator("#net")).to_contain_text("Tanpa sinyal")
     expect(page.locator("#net")).not_to_contain_text("offline")

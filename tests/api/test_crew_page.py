@@ -5,8 +5,8 @@ default and WITA times, that the crew sees only the alerts it acts on (words fro
 the bin's place, map and navigation links), switches to English, acknowledges, clears with a
 confirmation and a reason and reads the history, opens the map (no tile server is reachable:
 markers must render on a blank background), then logs in as an officer, who sees the air-quality
-alert with buttons that work. Checks the alerts view stays under 30 KB transferred before the map.
-Saves screenshots of a 390x844 phone viewport to tests/artifacts/.
+alert with buttons that work. Checks the alerts view stays under 30 KB transferred before the map,
+under the server's own Content-Security-Policy. Saves screenshots of a 390x844 phone viewport to tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorong.core.model import utcnow
@@ -27,9 +27,11 @@ from tests.conftest import ARTIFACTS
 pytestmark = pytest.mark.integration
 
 BUDGET_BYTES = 30_000
-"""The alerts view before the map: page, script, style and API answers, as transferred."""
-STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: "
-              "https://tile.openstreetmap.org; connect-src 'self'; manifest-src 'self'; worker-src 'self'")
+"""The alerts view before the map: page, script, style and API answers, as transferred (headers and
+gzip-encoded bodies, what a phone on a poor signal waits for). The page itself is measured as the server
+sends it: an earlier version of this test put a policy on it through a Playwright route, which re-served
+it uncompressed (4.9 kB instead of 2.2 kB) and charged the budget bytes no phone receives; the server
+sends a stricter policy itself (api/security_headers.py, default-src 'none'), which is the one checked."""
 
 
 def _wita_hm(ts: datetime, sep: str) -> re.Pattern[str]:
@@ -52,16 +54,11 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     page.on("requestfinished", lambda r: transferred.append(r.sizes()["responseBodySize"]
                                                             + r.sizes()["responseHeadersSize"]))
 
-    # the page under a strict Content-Security-Policy: no inline script or style of ours may be refused
+    # the page under the server's strict Content-Security-Policy: no inline script or style of ours may be refused
     csp: list[str] = []
     page.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
-
-    def strict(route: Route) -> None:
-        resp = route.fetch()
-        route.fulfill(response=resp, headers={**resp.headers, "content-security-policy": STRICT_CSP})
-
-    page.route(served.url + "/", strict)
-    page.goto(served.url + "/")
+    answer = page.goto(served.url + "/")
+    assert answer and answer.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self'")
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login h1")).to_have_text("Masukkan token API")
     page.fill("#token", "lrg_wrong")
@@ -86,8 +83,7 @@ def test_crew_page(phone: Page, served: Served, sessions: sessionmaker[Session],
     expect(first.locator(".todo")).to_contain_text("Kosongkan tong ini hari ini")
     assert first.locator("a.nav").get_attribute("href") == (
         "geo:-5.13,119.41?q=-5.13,119.41(MKS-BIN-0001%20Jl.%20Somba%20Opu)")
-    assert first.locator("a.maplink").get_attribute("href") == (
-        "https://www.openstreetmap.org/?mlat=-5.13&mlon=119.41#map=18/-5.13/119.41")
+    expect(first.locator("a")).to_have_count(1)  # one map action a card
     expect(first.locator("button.ack")).to_have_text("Saya tangani")
     expect(page.locator("#n-alerts")).to_have_text("2")
     expect(page.locator("#n-full")).to_have_text("2")
