@@ -127,6 +127,36 @@ def test_open_cant_empty_report_survives_a_reload(phone360: Page, served: Served
     expect(dialog).to_be_hidden()  # sent: not asked again
 
 
+def test_open_report_survives_a_reload_without_signal(phone360: Page, relay: Relay,  # noqa: F811
+                                                      sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
+    """The same in the alley: the page's files from the service worker, the data and the open report from
+    the phone; sent once the signal is back."""
+    seed_city(sessions)
+    page = phone360
+    page.goto(f"http://127.0.0.1:{relay.port}/")
+    page.fill("#token", tokens["crew"])
+    page.locator("#login button[type=submit]").tap()
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.locator("li[data-stop-id=MKS-BIN-0003] button.cant").tap()
+    page.locator("#ask input[value=damaged]").check()
+    page.fill("#ask-note", "roda patah")
+
+    no_signal(page, relay, True)
+    page.reload(wait_until="commit", timeout=8000)
+    dialog = page.locator("#ask")
+    expect(dialog).to_be_visible(timeout=8000)
+    expect(dialog.locator("input[value=damaged]")).to_be_checked()
+    expect(page.locator("#ask-note")).to_have_value("roda patah")
+    page.locator("#ask-ok").tap()
+    expect(page.locator("li[data-stop-id=MKS-BIN-0003] .unsent")).to_have_text("Belum terkirim, tersimpan di HP")
+    no_signal(page, relay, False)
+    expect(page.locator("#pending")).to_be_hidden(timeout=10_000)
+    with sessions() as s:
+        cant = s.scalars(select(AlertRow).where(AlertRow.type == "cant_empty")).one()
+        assert cant.device_id == "MKS-BIN-0003"
+        assert (cant.details["reason"], cant.details["note"]) == ("damaged", "roda patah")
+
+
 def test_plain_words_for_the_report_and_the_arrival(phone360: Page, served: Served,  # noqa: F811
                                                     sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
     """"Tidak bisa…" did not say what it was for, and "tiba ±09.40" read as a sum: the button says what
