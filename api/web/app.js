@@ -768,6 +768,7 @@ function start() {
   $("app").hidden = false;
   $("logout").hidden = false;
   state.shownNext = false; // a new opening of the route (log-in or reload)
+  for (const a of state.queue) a.late = true; // tapped before this opening: the toast that named its bin is gone
   if (state.data) { applyLanguage(); selectTab(state.tab || "alerts"); }
   load().then(flush);
   clearInterval(state.timer);

@@ -91,6 +91,20 @@ def test_actions_sent_later_name_their_bins(phone360: Page, relay: Relay, sessio
     assert collections(sessions, "MKS-BIN-0004") == 1
 
 
+def test_action_sent_after_a_reload_names_its_bin(phone360: Page, served: Served,  # noqa: F811
+                                                 sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
+    """A tap, then a reload within its undo time: the toast that named the bin is gone with the old page,
+    so the one saying it was sent names it."""
+    seed_city(sessions)
+    page = phone360
+    login(page, served, tokens["crew"])
+    page.locator("li[data-stop-id=MKS-BIN-0003] button.emptied").tap()
+    expect(page.locator("#toast .nobreak")).to_have_text("MKS-BIN-0003")
+    page.reload()
+    expect(page.locator("#toast")).to_have_text("Terkirim: 1 tindakan (MKS-BIN-0003)", timeout=10_000)
+    assert collections(sessions, "MKS-BIN-0003") == 1
+
+
 def test_open_cant_empty_report_survives_a_reload(phone360: Page, served: Served,  # noqa: F811
                                                   sessions: sessionmaker[Session], tokens: dict[str, str]) -> None:
     """A reload in the alley (a thumb on the browser's reload, the phone's memory) kept the report's
