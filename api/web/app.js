@@ -258,7 +258,7 @@ function showLogin(message) {
   clearInterval(state.timer);
 }
 
-const queuedBy = () => [...new Set(state.queue.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
+const queuedBy = (list = state.queue) => [...new Set(list.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
 
 function renderLoginPending() { // a revoked token keeps its queue: say so on the login form
   $("login-pending").hidden = state.queue.length === 0;
@@ -275,8 +275,7 @@ function adoptQueue(who) {
   const mine = actor(who);
   const others = state.queue.filter((a) => a.by !== mine);
   if (!others.length) return;
-  const by = [...new Set(others.map((a) => (a.by ? actorWords(a.by) : t("someone"))))].join(", ");
-  const fill = (key) => tf(key, { n: others.length, by, me: actorWords(mine) });
+  const fill = (key) => tf(key, { n: others.length, by: queuedBy(others), me: actorWords(mine) });
   if (window.confirm(fill("sendAs"))) {
     for (const a of others) a.by = mine;
   } else {
