@@ -45,7 +45,10 @@ class Relay:
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, request: bool) -> None:
-        src.settimeout(0.2)
+        try:
+            src.settimeout(0.2)
+        except OSError:  # closed by answer_again() before this thread ran
+            return
         while not self.stopping:
             try:
                 data = src.recv(65536)
