@@ -307,8 +307,10 @@ def test_words_in_bahasa_and_card_map_offline(phone: Page, served: Served, sessi
     # without signal a card's one map action still works: the phone's map app (geo: URI), not openstreetmap.org
     page.context.set_offline(True)
     page.click("#tab-route")
-    assert page.locator("li[data-stop-id=MKS-BIN-0003] a").evaluate_all("els => els.map(e => e.href)") == [
-        "geo:-5.11,119.43?q=-5.11,119.43(MKS-BIN-0003%20Jl.%20Sunu)"]  # tests/api/seed.py
+    links = page.locator("li[data-stop-id=MKS-BIN-0003] a")  # waits: the tab may still be drawing
+    expect(links).to_have_count(1)
+    # tests/api/seed.py
+    expect(links).to_have_attribute("href", "geo:-5.11,119.43?q=-5.11,119.43(MKS-BIN-0003%20Jl.%20Sunu)")
     page.click("#tab-map")  # the page's own map draws the bins without signal
     expect(page.locator("path.bin-marker")).to_have_count(4)
     page.click("#tab-route")
