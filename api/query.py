@@ -6,6 +6,8 @@ path does not take, is a 422 that names what is allowed instead of being silentl
 - :func:`resolve_kecamatan` matches a ``kecamatan`` filter to a registered name regardless of case
   (``tamalate`` finds ``Tamalate``); a name no device has is a 422 listing the known ones, not a
   silent ``[]``.
+- :func:`resolve_device` matches a ``device_id`` filter the same way; an id no device or alert has
+  is a 422, not a silent ``[]``.
 - :func:`reject_unknown_query` is an app-wide dependency: any query parameter the matched route
   does not declare (``/bins/X/readings?metric=pm25``, a typo like ``?kecamatn=``) is refused;
   names that start with ``_`` (cache-busters) are let through.
@@ -20,12 +22,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Forbidden
 from api.errors import InvalidRequest
 from lorong.storage import export
 from lorong.storage.kecamatan import UnknownKecamatan, known_kecamatan, match_kecamatan
+from lorong.storage.tables import AlertRow, DeviceRow
 
 _KNOWN: dict[int, tuple[str, ...]] = {}
 """Declared query parameters per route (``id(route)``), computed on the route's first request."""
@@ -111,6 +115,36 @@ async def resolve_city_in(sessions: sessionmaker[Session], token_city: str | Non
                           what: str = "sees") -> str | None:
     """:func:`resolve_city` with the registry read in a worker thread (for async routes)."""
     return await run_in_threadpool(resolve_city, sessions, token_city, value, what)
+
+
+def resolve_device(sessions: sessionmaker[Session], value: str, city: str | None = None) -> str:
+    """The device id a ``device_id`` filter names: as sent when a device or an alert has it, else the
+    one equal to it without case (``mks-bin-0001`` finds ``MKS-BIN-0001``); ids are compared within
+    ``city`` when given (a city's token learns nothing of another city's devices).
+
+    Args:
+        sessions: the registry.
+        value: the query parameter as sent.
+        city: the token's city, None for a token of every city.
+
+    Raises:
+        InvalidRequest: (422) neither a device nor an alert has that id, in any case.
+    """
+    folded = value.strip().lower()
+    with sessions() as s:
+        for exact in (True, False):
+            found: set[str] = set()
+            for column, city_column in ((DeviceRow.id, DeviceRow.city_id), (AlertRow.device_id, AlertRow.city_id)):
+                q = select(column).where(column == value if exact else func.lower(column) == folded).distinct()
+                found.update(s.scalars(q.where(city_column == city) if city is not None else q))
+            if found:
+                return value if value in found else sorted(found)[0]
+    raise InvalidRequest(f"query parameter 'device_id': no device {value!r} in the registry")
+
+
+async def resolve_device_in(sessions: sessionmaker[Session], value: str, city: str | None = None) -> str:
+    """:func:`resolve_device` with the registry read in a worker thread (for async routes)."""
+    return await run_in_threadpool(resolve_device, sessions, value, city)
 
 
 def _query_names(dependant: Dependant) -> list[str]:

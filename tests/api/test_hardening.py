@@ -55,6 +55,22 @@ def test_kecamatan_filter_ignores_case_and_names_the_known_ones(
         assert "Mariso, Panakkukang, Tallo, Tamalate, Wajo" in detail, detail
 
 
+def test_device_filter_ignores_case_and_refuses_an_unknown_device(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:
+    """Item 28 on ``/alerts?device_id=``: ``mks-bin-0001`` (the registry has ``MKS-BIN-0001``) and a device
+    that does not exist both answered ``[]``, as if the bin had no alert."""
+    fleet(sessions, utcnow())
+    crew = auth("crew")
+    for asked in ("MKS-BIN-0001", "mks-bin-0001"):
+        r = client.get("/alerts", params={"device_id": asked, "status": "any"}, headers=crew)
+        assert [a["device_id"] for a in r.json()] == ["MKS-BIN-0001"], (asked, r.text)
+    r = client.get("/alerts", params={"device_id": "MKS-BIN-0002"}, headers=crew)  # registered, no alert
+    assert r.status_code == 200 and r.json() == [], r.text
+    r = client.get("/alerts", params={"device_id": "MKS-BIN-9999"}, headers=crew)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == "query parameter 'device_id': no device 'MKS-BIN-9999' in the registry", r.text
+
+
 def _label_values(text: str, metric: str, label: str) -> set[str]:
     """Values of ``label`` across the samples of ``metric`` in a Prometheus text page."""
     pattern = re.compile(rf'^{metric}\{{[^}}]*\b{label}="([^"]*)"', re.M)
