@@ -51,13 +51,15 @@ def one_of(allowed: Sequence[str]) -> AfterValidator:
     return AfterValidator(check)
 
 
-def resolve_kecamatan(value: str, known: Iterable[str]) -> str:
+def resolve_kecamatan(value: str, known: Iterable[str], city: str | None = None) -> str:
     """The registered spelling of the kecamatan ``value`` names, compared without case
     (:func:`lorong.storage.kecamatan.match_kecamatan`, which ``lorong export`` uses too).
 
     Args:
         value: the query parameter as sent (``tamalate``).
-        known: registered names (:func:`known_kecamatan`).
+        known: registered names (:func:`known_kecamatan`), of ``city`` only when the listing is one city's
+            (a city's token: another city's kecamatan is as unknown as a made-up one).
+        city: the city ``known`` is of, named in the message.
 
     Returns:
         the registered name (``Tamalate``); ``value`` itself when it is registered as sent.
@@ -66,19 +68,20 @@ def resolve_kecamatan(value: str, known: Iterable[str]) -> str:
         InvalidRequest: (422) no registered kecamatan matches; the message lists the known names.
     """
     try:
-        return match_kecamatan(value, known)
+        return match_kecamatan(value, known, city)
     except UnknownKecamatan as exc:
         raise InvalidRequest(f"query parameter 'kecamatan': {exc}") from None
 
 
-async def resolve_kecamatan_in(sessions: sessionmaker[Session], value: str) -> str:
-    """:func:`resolve_kecamatan` against the registry read in a worker thread (for async routes)."""
+async def resolve_kecamatan_in(sessions: sessionmaker[Session], value: str, city: str | None = None) -> str:
+    """:func:`resolve_kecamatan` against the registry (``city``'s kecamatan when given) read in a worker
+    thread (for async routes)."""
 
     def known() -> list[str]:
         with sessions() as s:
-            return known_kecamatan(s)
+            return known_kecamatan(s, city)
 
-    return resolve_kecamatan(value, await run_in_threadpool(known))
+    return resolve_kecamatan(value, await run_in_threadpool(known), city)
 
 
 def resolve_city(sessions: sessionmaker[Session], token_city: str | None, value: str | None,

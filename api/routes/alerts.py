@@ -70,10 +70,10 @@ async def alerts(
     Active alerts come from a snapshot at most a few seconds old (:mod:`api.alert_state`); the
     others from SQL in a worker thread.
     """
-    if kecamatan:
-        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
-        who.require_filter(kecamatan)
     city = await resolve_city_in(ctx.sessions, who.city, city)
+    if kecamatan:
+        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan, city)
+        who.require_filter(kecamatan)
     if device_id is not None:
         device_id = await resolve_device_in(ctx.sessions, device_id, who.city)
     f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id,

@@ -47,7 +47,7 @@ def devices(
 ) -> list[DeviceOut]:
     """Registered devices by id (of the token's city, for a token scoped to one)."""
     if kecamatan:
-        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session))
+        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session, who.city), who.city)
     return [_out(r) for r in list_devices(session, kind, kecamatan, status=status, city_id=who.city)]
 
 
