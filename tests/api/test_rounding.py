@@ -110,3 +110,14 @@ def test_alert_details_are_rounded_in_every_alert_output(
         assert one | part == one, one
         [opened] = client.get(f"/alerts/{alert_id}/history", headers=tech).json()
         assert opened["details"] | part == opened["details"], opened
+
+
+def test_a_crew_emptying_answers_the_level_before_rounded(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:
+    """``POST /bins/{id}/emptied`` answered ``"level_before": 0.7759999999999999``."""
+    with sessions.begin() as s:
+        add_bin(s, "MKS-BIN-0001")
+        set_latest(s, "MKS-BIN-0001", utcnow() - timedelta(minutes=5), fillingLevel=0.7759999999999999)
+    r = client.post("/bins/MKS-BIN-0001/emptied", json={}, headers=auth("crew"))
+    assert r.status_code == 200, r.text
+    assert r.json()["level_before"] == 0.776, r.text
