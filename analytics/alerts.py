@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from analytics.outbox import Router, as_router, enqueue, notification_payload
 from lorong.core.alerts import SEVERITIES
 from lorong.core.errors import LorongError
+from lorong.core.metrics import shown_details
 from lorong.core.model import utcnow
 from lorong.storage.tables import AlertHistoryRow, AlertRow, DeviceRow
 
@@ -73,7 +74,8 @@ Notifier = Callable[[AlertChange], None]
 
 
 def snapshot(row: AlertRow) -> dict[str, Any]:
-    """JSON-ready dict of an alert; times are ISO-8601 with offset."""
+    """JSON-ready dict of an alert; times are ISO-8601 with offset, readings in ``details`` rounded as shown
+    (:func:`lorong.core.metrics.shown_details`)."""
     def iso(ts: datetime | None) -> str | None:
         return ts.isoformat() if ts else None
 
@@ -82,7 +84,7 @@ def snapshot(row: AlertRow) -> dict[str, Any]:
         "severity": row.severity, "status": row.status, "acknowledged": row.acknowledged,
         "started_at": iso(row.started_at), "updated_at": iso(row.updated_at), "ack_at": iso(row.ack_at),
         "ack_by": row.ack_by, "cleared_at": iso(row.cleared_at), "cleared_by": row.cleared_by,
-        "count": row.count, "details": row.details,
+        "count": row.count, "details": shown_details(row.details),
     }
 
 

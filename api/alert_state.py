@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.errors import InvalidRequest
 from api.schemas import AlertOut
 from api.snapshot import Snapshot
+from lorong.core.metrics import shown_details
 from lorong.storage.tables import AlertRow, DeviceRow
 
 LOCATION_FIELDS = ("kelurahan", "street", "landmark", "lat", "lon")
@@ -126,7 +127,7 @@ def query_page(session: Session, f: AlertFilter, after: Key | None, limit: int,
     """
     out: list[dict[str, Any]] = []
     for part in session.execute(_query(f, after).limit(limit)).mappings().partitions(100):
-        out.extend(dict(r) for r in part)
+        out.extend({**r, "details": shown_details(r["details"])} for r in part)  # readings rounded as shown
         pause()
     return out
 

@@ -6,6 +6,8 @@ path does not take, is a 422 that names what is allowed instead of being silentl
 - :func:`resolve_kecamatan` matches a ``kecamatan`` filter to a registered name regardless of case
   (``tamalate`` finds ``Tamalate``); a name no device has is a 422 listing the known ones, not a
   silent ``[]``.
+- :func:`resolve_device` matches a ``device_id`` filter the same way; an id no device or alert has
+  is a 422, not a silent ``[]``.
 - :func:`reject_unknown_query` is an app-wide dependency: any query parameter the matched route
   does not declare (``/bins/X/readings?metric=pm25``, a typo like ``?kecamatn=``) is refused;
   names that start with ``_`` (cache-busters) are let through.
@@ -20,12 +22,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Forbidden
 from api.errors import InvalidRequest
 from lorong.storage import export
 from lorong.storage.kecamatan import UnknownKecamatan, known_kecamatan, match_kecamatan
+from lorong.storage.tables import AlertRow, DeviceRow
 
 _KNOWN: dict[int, tuple[str, ...]] = {}
 """Declared query parameters per route (``id(route)``), computed on the route's first request."""
@@ -47,13 +51,15 @@ def one_of(allowed: Sequence[str]) -> AfterValidator:
     return AfterValidator(check)
 
 
-def resolve_kecamatan(value: str, known: Iterable[str]) -> str:
+def resolve_kecamatan(value: str, known: Iterable[str], city: str | None = None) -> str:
     """The registered spelling of the kecamatan ``value`` names, compared without case
     (:func:`lorong.storage.kecamatan.match_kecamatan`, which ``lorong export`` uses too).
 
     Args:
         value: the query parameter as sent (``tamalate``).
-        known: registered names (:func:`known_kecamatan`).
+        known: registered names (:func:`known_kecamatan`), of ``city`` only when the listing is one city's
+            (a city's token: another city's kecamatan is as unknown as a made-up one).
+        city: the city ``known`` is of, named in the message.
 
     Returns:
         the registered name (``Tamalate``); ``value`` itself when it is registered as sent.
@@ -62,19 +68,20 @@ def resolve_kecamatan(value: str, known: Iterable[str]) -> str:
         InvalidRequest: (422) no registered kecamatan matches; the message lists the known names.
     """
     try:
-        return match_kecamatan(value, known)
+        return match_kecamatan(value, known, city)
     except UnknownKecamatan as exc:
         raise InvalidRequest(f"query parameter 'kecamatan': {exc}") from None
 
 
-async def resolve_kecamatan_in(sessions: sessionmaker[Session], value: str) -> str:
-    """:func:`resolve_kecamatan` against the registry read in a worker thread (for async routes)."""
+async def resolve_kecamatan_in(sessions: sessionmaker[Session], value: str, city: str | None = None) -> str:
+    """:func:`resolve_kecamatan` against the registry (``city``'s kecamatan when given) read in a worker
+    thread (for async routes)."""
 
     def known() -> list[str]:
         with sessions() as s:
-            return known_kecamatan(s)
+            return known_kecamatan(s, city)
 
-    return resolve_kecamatan(value, await run_in_threadpool(known))
+    return resolve_kecamatan(value, await run_in_threadpool(known), city)
 
 
 def resolve_city(sessions: sessionmaker[Session], token_city: str | None, value: str | None,
@@ -111,6 +118,36 @@ async def resolve_city_in(sessions: sessionmaker[Session], token_city: str | Non
                           what: str = "sees") -> str | None:
     """:func:`resolve_city` with the registry read in a worker thread (for async routes)."""
     return await run_in_threadpool(resolve_city, sessions, token_city, value, what)
+
+
+def resolve_device(sessions: sessionmaker[Session], value: str, city: str | None = None) -> str:
+    """The device id a ``device_id`` filter names: as sent when a device or an alert has it, else the
+    one equal to it without case (``mks-bin-0001`` finds ``MKS-BIN-0001``); ids are compared within
+    ``city`` when given (a city's token learns nothing of another city's devices).
+
+    Args:
+        sessions: the registry.
+        value: the query parameter as sent.
+        city: the token's city, None for a token of every city.
+
+    Raises:
+        InvalidRequest: (422) neither a device nor an alert has that id, in any case.
+    """
+    folded = value.strip().lower()
+    with sessions() as s:
+        for exact in (True, False):
+            found: set[str] = set()
+            for column, city_column in ((DeviceRow.id, DeviceRow.city_id), (AlertRow.device_id, AlertRow.city_id)):
+                q = select(column).where(column == value if exact else func.lower(column) == folded).distinct()
+                found.update(s.scalars(q.where(city_column == city) if city is not None else q))
+            if found:
+                return value if value in found else sorted(found)[0]
+    raise InvalidRequest(f"query parameter 'device_id': no device {value!r} in the registry")
+
+
+async def resolve_device_in(sessions: sessionmaker[Session], value: str, city: str | None = None) -> str:
+    """:func:`resolve_device` with the registry read in a worker thread (for async routes)."""
+    return await run_in_threadpool(resolve_device, sessions, value, city)
 
 
 def _query_names(dependant: Dependant) -> list[str]:

@@ -158,7 +158,8 @@ def update(
     installed_by: str | None = typer.Option(None),
     clear: list[str] = typer.Option([], help="empty a field (repeatable): codec, lat, lon, depth_mm ..."),
 ) -> None:
-    """Change some fields of a device; the id cannot change."""
+    """Change some fields of a device; the id cannot change. ``--status retired`` retires it as
+    ``retire`` does, broker access included."""
     city = city_option(city)
     values = _given(kind=kind, city_id=city, model=model, codec=codec, lat=lat, lon=lon, kecamatan=kecamatan,
                     kelurahan=kelurahan, street=street, landmark=landmark, depth_mm=depth_mm,
@@ -179,6 +180,8 @@ def update(
     except (RegistryError, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"updated {row.id}: {', '.join(sorted(values))}")
+    if row.status == "retired":
+        console.print(_revoke_on_broker(sessions), highlight=False)
 
 
 @app.command("retire")
@@ -300,13 +303,15 @@ def import_csv(
     update: bool = typer.Option(False, "--update", help="change registered devices to the row's non-empty cells "
                                 "instead of refusing their ids"),
 ) -> None:
-    """Register every row of a CSV (columns as `export` writes them); nothing is written if any row is bad."""
+    """Register every row of a CSV (columns as `export` writes them); nothing is written if any row is bad.
+    A row that sets a registered device's status to retired retires it, broker access included."""
     sessions = creating_sessions(Settings())
     try:
         with sessions.begin() as s, path.open(encoding="utf-8", newline="") as fh:
             known = {d.id for d in list_devices(s, include_retired=True)} if update else set()
             rows = import_devices(s, fh, update=update)
             changed = sum(1 for r in rows if r.id in known)
+            retired = any(r.status == "retired" for r in rows if r.id in known)  # a retired one cannot change
     except CsvProblems as exc:
         table = Table("row", "column", "problem", title=f"{path}: nothing imported")
         for p in exc.problems:
@@ -319,6 +324,8 @@ def import_csv(
         raise fail(f"{path} is not UTF-8 text: {exc}") from None
     detail = f" ({len(rows) - changed} new, {changed} updated)" if update else ""
     console.print(f"imported {len(rows)} devices{detail}")
+    if retired:
+        console.print(_revoke_on_broker(sessions), highlight=False)
 
 
 @app.command("export")

@@ -16,11 +16,12 @@ from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from devices import registration
+from devices.credentials import revoke_on_broker
 from devices.protocol import REPLY_TIMEOUT_S
 from devices.protocol import Console as DeviceConsole
 from devices.registry import WASTE_KINDS, DeviceIn
 from devices.serial_link import BAUDRATE, SerialLink
-from lorong.core.errors import DeviceError, RegistryError
+from lorong.core.errors import ConfigError, DeviceError, RegistryError
 from lorong.core.model import utcnow
 from lorong.core.settings import Settings
 from lorong.storage.runtime import create_database, open_sessions
@@ -176,4 +177,11 @@ def register(
     console.print(f"registered [bold]{escape(done.device.id)}[/bold] ({escape(done.device.kecamatan)}); MQTT user "
                   f"{done.credential.username}")
     console.print(f"MQTT password (shown once, not stored): {done.password}", highlight=False)
-    console.print("run `lorong devices credentials export` and `lorong stack reload` so the broker lets it in")
+    # the broker learns the new password (and forgets an earlier one of this device) at once when it runs
+    # on Lorong's exported files (issue 14: a re-issued password must not leave the old one working)
+    try:
+        with sessions() as s:
+            console.print(revoke_on_broker(s, settings), highlight=False)
+    except (ConfigError, OSError) as exc:
+        raise _fail(f"registered, but the broker files were not rewritten: {exc}; fix it and run "
+                    "`lorong devices credentials export` and `lorong stack reload`", EXIT_REGISTRY) from None

@@ -37,7 +37,7 @@ def stations(
 ) -> list[StationOut]:
     """Air stations with their latest values and indices, highest ISPU first (no index last)."""
     if kecamatan:
-        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session))
+        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session, who.city), who.city)
     now = utcnow()
     return [station_out(d, latest, now) for d, latest in station_pairs(session, kecamatan, limit, offset, who.city)]
 

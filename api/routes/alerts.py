@@ -27,9 +27,10 @@ from api.auth import Principal
 from api.deps import DEVICE_ID_PATTERN, AlertWriter, ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
 from api.idempotency import IdempotencyKey, once
-from api.query import one_of, resolve_city_in, resolve_kecamatan_in
+from api.query import one_of, resolve_city_in, resolve_device_in, resolve_kecamatan_in
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertHistoryOut, AlertOut, AlertTypesOut, ClearIn
 from lorong.core.alerts import ALERT_TYPES, CANT_EMPTY_WORDS, SEVERITY_WORDS
+from lorong.core.metrics import shown_details
 from lorong.core.model import utcnow
 from lorong.storage.tables import AlertHistoryRow, AlertRow
 
@@ -63,15 +64,18 @@ async def alerts(
     """Alerts newest first (by ``started_at``, then id), one page at a time; for a token scoped to a
     city, those of its city only (``city``: one city's, for a token of every city; another city's: 403;
     one not registered: 422); for a token with an area, those of its area only (``kecamatan``
-    outside it: 403).
+    outside it: 403). ``kecamatan``, ``city`` and ``device_id`` are compared without case; a value
+    nothing has is a 422 (:mod:`api.query`).
 
     Active alerts come from a snapshot at most a few seconds old (:mod:`api.alert_state`); the
     others from SQL in a worker thread.
     """
-    if kecamatan:
-        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
-        who.require_filter(kecamatan)
     city = await resolve_city_in(ctx.sessions, who.city, city)
+    if kecamatan:
+        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan, city)
+        who.require_filter(kecamatan)
+    if device_id is not None:
+        device_id = await resolve_device_in(ctx.sessions, device_id, who.city)
     f = AlertFilter(None if status == "any" else status, type, severity, kecamatan, acknowledged, device_id,
                     city_id=city, area=who.area)
     after = decode_cursor(cursor) if cursor is not None else None
@@ -147,7 +151,7 @@ def history(alert_id: AlertId, session: SessionDep, who: Reader) -> list[AlertHi
     rows = session.scalars(select(AlertHistoryRow).where(AlertHistoryRow.alert_id == alert_id)
                            .order_by(AlertHistoryRow.at, AlertHistoryRow.id))
     return [AlertHistoryOut(at=r.at, action=r.action, actor=r.actor, reason=str((r.details or {}).get("reason", "")),
-                            details=r.details or {}) for r in rows]
+                            details=shown_details(r.details)) for r in rows]
 
 
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses={**NOT_FOUND, **CONFLICT})

@@ -62,8 +62,8 @@ async def bins(
     """
     city = await resolve_city_in(ctx.sessions, who.city, city)
     entries = await ctx.bins.aitems()
-    if kecamatan and not any(e.kecamatan == kecamatan for e in entries):  # else the snapshot has it as sent
-        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan)
+    if kecamatan and not any(e.kecamatan == kecamatan and city in (None, e.city) for e in entries):
+        kecamatan = await resolve_kecamatan_in(ctx.sessions, kecamatan, city)  # else the snapshot has it as sent
     who.require_filter(kecamatan)
 
     def render() -> tuple[bytes, dict[str, str]]:

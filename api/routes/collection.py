@@ -30,9 +30,9 @@ from fastapi import APIRouter, Query
 from sqlalchemy import and_, or_, select
 
 from analytics.forecast import round_day, round_start
-from api.auth import Forbidden
 from api.deps import ContextDep, Reader, SessionDep
 from api.errors import InvalidRequest
+from api.query import resolve_city
 from api.schemas import ERRORS, RouteOut, RouteStopOut
 from api.state import emptied_since, metric_value, number, rate
 from devices.cities import city_settings
@@ -104,18 +104,17 @@ def routes(
 
     A plan is one city's (``lorong analytics route --city``); "today" is each city's own date in its
     time zone. A token scoped to a city gets its city's plans only (403 when it asks for another
-    city), and of the plans saved before plans had a city, those whose every stop is a bin of its city."""
+    city); ``city`` is compared without case (:func:`api.query.resolve_city`: not registered, 422), and of the plans
+    saved before plans had a city, those whose every stop is a bin of its city."""
     if day is not None:
         try:
             date.fromisoformat(day)
         except ValueError:
             raise InvalidRequest(f"day={day!r} is not a calendar date: use YYYY-MM-DD") from None
-    if who.city is not None and city not in (None, who.city):
-        raise Forbidden(f"a token of {who.city} sees the routes of {who.city} only")
+    wanted = resolve_city(ctx.sessions, who.city, city, "sees the routes of")  # without case, as /bins does
     cities = {c.id: c for c in session.scalars(select(CityRow))}
     zones = {c: row.timezone for c, row in cities.items()}
-    wanted = city or who.city
-    if wanted is not None and wanted not in zones:
+    if wanted is not None and wanted not in zones:  # a token of a city no longer registered
         raise InvalidRequest(f"city={wanted!r} is not a registered city (known: {', '.join(sorted(zones))})")
     now = utcnow()
     default_tz = ctx.settings.analytics.timezone

@@ -38,6 +38,7 @@ from api.routes.alerts import alert_out
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, AlertOut, Utc
 from api.state import iso_time, metric_value
 from lorong.core import alerts as catalogue
+from lorong.core.metrics import shown
 from lorong.core.model import DeviceKind, utcnow
 from lorong.storage.tables import CityRow, CollectionRow, DeviceLatestRow, DeviceRow
 
@@ -167,7 +168,8 @@ def emptied(device_id: DeviceId, request: Request, ctx: ContextDep, session: Ses
             alert = book.active(dev.id, type_)
             if alert is not None:
                 cleared.append(book.clear(alert.id, now, who.actor, reason).id)
-        return EmptiedOut(collection_id=row.id, device_id=dev.id, at=at, actor=who.actor, level_before=level,
+        return EmptiedOut(collection_id=row.id, device_id=dev.id, at=at, actor=who.actor,
+                          level_before=shown("fillingLevel", level),
                           cleared=cleared).model_dump(mode="json")
 
     response, replayed = once(session, who, key, request, apply)

@@ -6,9 +6,10 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
 
 from api.auth import Forbidden
-from api.deps import ContextDep, DeviceId, DeviceWriter, Reader, SessionDep, scoped_device
+from api.deps import AppContext, ContextDep, DeviceId, DeviceWriter, Reader, SessionDep, scoped_device
 from api.errors import Conflict, InvalidRequest
 from api.query import one_of, resolve_kecamatan
 from api.schemas import CONFLICT, ERRORS, NOT_FOUND, DeviceOut
@@ -47,7 +48,7 @@ def devices(
 ) -> list[DeviceOut]:
     """Registered devices by id (of the token's city, for a token scoped to one)."""
     if kecamatan:
-        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session))
+        kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(session, who.city), who.city)
     return [_out(r) for r in list_devices(session, kind, kecamatan, status=status, city_id=who.city)]
 
 
@@ -76,7 +77,8 @@ def create(body: DeviceIn, ctx: ContextDep, session: SessionDep, who: DeviceWrit
 def change(device_id: DeviceId, body: DeviceUpdate, ctx: ContextDep, session: SessionDep,
            who: DeviceWriter) -> DeviceOut:
     """Change the fields given in the body (technician or admin); a retired device cannot change (409).
-    A token scoped to a city cannot move a device to another city (403)."""
+    A token scoped to a city cannot move a device to another city (403). ``"status": "retired"`` retires
+    it as ``DELETE`` does, broker access included (:func:`_revoke_on_broker`)."""
     scoped_device(session, who, device_id)
     if body.city_id is not None and not who.sees(body.city_id):
         raise Forbidden(f"a token of {who.city} cannot move devices to another city")
@@ -88,7 +90,19 @@ def change(device_id: DeviceId, body: DeviceUpdate, ctx: ContextDep, session: Se
         raise InvalidRequest(str(exc)) from None
     session.commit()
     ctx.bins.invalidate()
+    if row.status == "retired":
+        _revoke_on_broker(session, ctx, row.id)
     return _out(row)
+
+
+def _revoke_on_broker(session: Session, ctx: AppContext, device_id: str) -> None:
+    """Rewrite the broker's password and ACL files and reload it after ``device_id`` was retired
+    (:func:`devices.credentials.revoke_on_broker`); a file that cannot be written is logged, the
+    retirement stands (the operator exports by hand)."""
+    try:
+        log.info("retired %s: %s", device_id, revoke_on_broker(session, ctx.settings))
+    except (ConfigError, OSError) as exc:
+        log.warning("retired %s, but the broker files were not rewritten: %s", device_id, exc)
 
 
 @router.delete("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
@@ -102,8 +116,5 @@ def retire(device_id: DeviceId, ctx: ContextDep, session: SessionDep, who: Devic
     row = retire_device(session, device_id, utcnow())
     session.commit()
     ctx.bins.invalidate()
-    try:
-        log.info("retired %s: %s", row.id, revoke_on_broker(session, ctx.settings))
-    except (ConfigError, OSError) as exc:  # the retirement stands; the operator exports by hand
-        log.warning("retired %s, but the broker files were not rewritten: %s", row.id, exc)
+    _revoke_on_broker(session, ctx, row.id)
     return _out(row)

@@ -62,7 +62,7 @@ def export_readings(
         raise InvalidRequest(f"raw readings are kept {raw_days} days: for older times ask resolution=hourly or daily")
     if kecamatan is not None:  # a name no device has is a mistake, not an empty file (422 listing the known ones)
         with ctx.sessions() as s:
-            kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(s, who.city))
+            kecamatan = resolve_kecamatan(kecamatan, known_kecamatan(s, city), city)
         who.require_filter(kecamatan)  # a token with an area: another kecamatan is a 403
     sel = export.Selection(start, end, resolution, kecamatan, city, area=who.area)
     headers = {"Content-Disposition": f'attachment; filename="lorong-readings-{start:%Y%m%dT%H%M}-'

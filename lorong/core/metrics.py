@@ -16,6 +16,7 @@ every digit; only what people and clients read is rounded (:func:`shown`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,20 @@ def shown(name: str, value: float | None) -> float | None:
     """
     m = METRICS.get(name)
     return value if value is None or m is None else round(value, m.decimals)
+
+
+def shown_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """An alert's ``details`` as people and clients read them: a value under a canonical metric's name
+    (``"batteryLevel": 0.30000000000000004``) and the ``value`` of the ``metric`` it names (``stuck_sensor``)
+    rounded by :func:`shown`; every other entry as it is. ``None`` gives ``{}``; the input is not changed."""
+    out = dict(details or {})
+    for key, value in out.items():
+        if isinstance(value, float):
+            out[key] = shown(key, value)
+    metric, value = out.get("metric"), out.get("value")
+    if isinstance(metric, str) and isinstance(value, float):
+        out["value"] = shown(metric, value)
+    return out
 
 
 def spec(name: str) -> MetricSpec:

@@ -236,3 +236,24 @@ def test_crew_page_shows_times_in_the_tokens_city_zone(world: dict[str, Any], br
         abbr = page.evaluate("""[zoneAbbr("Asia/Pontianak"), zoneAbbr("Asia/Makassar"), zoneAbbr("Asia/Jayapura"),
                                  zoneAbbr("Asia/Tokyo")]""")
         assert abbr == ["WIB", "WITA", "WIT", "GMT+9"]  # Intl's short name where Indonesia has no word
+
+
+def test_a_city_token_filters_by_its_own_kecamatan_only(world: dict[str, Any]) -> None:
+    """Issue 14 item 28 with cities: a Makassar token asking ``?kecamatan=jkt-kec`` (Jakarta's) got ``[]``
+    on the lists, as if Makassar had such a kecamatan with nothing in it, and a name nobody has got a 422
+    listing Jakarta's kecamatan too. Both are a 422 naming Makassar's kecamatan only, as the export does."""
+    client: httpx.Client = world["client"]
+    headers = {"Authorization": f"Bearer {world['mks_admin']}"}
+    export = {"from": "2026-12-01T00:00:00+00:00", "to": "2026-12-02T00:00:00+00:00"}
+    for path in ("/bins", "/air/stations", "/alerts", "/devices", "/export/readings"):
+        params = export if path == "/export/readings" else {}
+        own = client.get(path, headers=headers, params={**params, "kecamatan": "mks-KEC"})
+        assert own.status_code == 200, (path, own.text)
+        for asked in ("jkt-kec", "Nowhere"):
+            r = client.get(path, headers=headers, params={**params, "kecamatan": asked})
+            assert r.status_code == 422, (path, asked, r.text)
+            assert "MKS-kec" in r.json()["detail"] and "JKT" not in r.text, (path, asked, r.text)
+    # a token of every city asking for one city: that city's kecamatan
+    headers = {"Authorization": f"Bearer {world['admin']}"}
+    r = client.get("/bins", headers=headers, params={"city": "makassar", "kecamatan": "jkt-kec"})
+    assert r.status_code == 422 and "JKT" not in r.text, r.text

@@ -173,3 +173,8 @@ def test_retire_rewrites_the_broker_files(client: httpx.Client, sessions: sessio
     assert client.delete("/devices/MKS-AIR-11", headers=tech).status_code == 200
     files = (out / "passwd").read_text() + (out / "acl").read_text()
     assert "MKS-AIR-11" not in files and "MKS-AIR-12" in files
+    # a status change to retired revokes the same way (it kept the device in the files)
+    changed = client.patch("/devices/MKS-AIR-12", json={"status": "retired"}, headers=tech)
+    assert changed.status_code == 200 and changed.json()["status"] == "retired", changed.text
+    files = (out / "passwd").read_text() + (out / "acl").read_text()
+    assert "MKS-AIR-12" not in files, files

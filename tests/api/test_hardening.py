@@ -55,6 +55,22 @@ def test_kecamatan_filter_ignores_case_and_names_the_known_ones(
         assert "Mariso, Panakkukang, Tallo, Tamalate, Wajo" in detail, detail
 
 
+def test_device_filter_ignores_case_and_refuses_an_unknown_device(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:
+    """Item 28 on ``/alerts?device_id=``: ``mks-bin-0001`` (the registry has ``MKS-BIN-0001``) and a device
+    that does not exist both answered ``[]``, as if the bin had no alert."""
+    fleet(sessions, utcnow())
+    crew = auth("crew")
+    for asked in ("MKS-BIN-0001", "mks-bin-0001"):
+        r = client.get("/alerts", params={"device_id": asked, "status": "any"}, headers=crew)
+        assert [a["device_id"] for a in r.json()] == ["MKS-BIN-0001"], (asked, r.text)
+    r = client.get("/alerts", params={"device_id": "MKS-BIN-0002"}, headers=crew)  # registered, no alert
+    assert r.status_code == 200 and r.json() == [], r.text
+    r = client.get("/alerts", params={"device_id": "MKS-BIN-9999"}, headers=crew)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == "query parameter 'device_id': no device 'MKS-BIN-9999' in the registry", r.text
+
+
 def _label_values(text: str, metric: str, label: str) -> set[str]:
     """Values of ``label`` across the samples of ``metric`` in a Prometheus text page."""
     pattern = re.compile(rf'^{metric}\{{[^}}]*\b{label}="([^"]*)"', re.M)
@@ -67,14 +83,17 @@ def test_metrics_labels_stay_bounded(client: httpx.Client) -> None:
         client.request(f"X{i:03d}", f"/no/such/path/{i}")
         client.request("GET", f"/made-up-{i}?q={i}")
         client.request(f"PROP{i}", "/health")
+        client.get(f"/bins/MKS-BIN-{i:04d}/readings")  # ids in a path are one template, not a label each
+        client.get(f"/web/no-such-{i}.js")
+        client.delete(f"/alerts/{i}/ack")  # a known path, a method it does not take (405)
     client.get("/health")
     client.post("/health")
     page = client.get("/metrics").text
     methods = _label_values(page, "lorong_api_requests_total", "method")
-    assert methods == {"GET", "POST", "other"}, methods
+    assert methods == {"GET", "POST", "DELETE", "other"}, methods
     assert _label_values(page, "lorong_api_request_duration_seconds_bucket", "method") == methods
     routes = _label_values(page, "lorong_api_requests_total", "route")
-    assert routes <= {"/health", "unmatched", "/metrics"}, routes
+    assert routes == {"/health", "unmatched", "/bins/{device_id}/readings", "/alerts/{alert_id}/ack"}, routes
     statuses = _label_values(page, "lorong_api_requests_total", "status")
     assert statuses <= {"200", "404", "405", "400", "501", "503"}, statuses
     assert len(page.encode()) < 60_000, len(page.encode())

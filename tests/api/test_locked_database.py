@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -14,8 +15,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import create_token
+from lorong.core.model import utcnow
 from lorong.storage.tables import ApiTokenRow
 from tests.api.conftest import Served
+from tests.api.seed import fleet
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +68,30 @@ def test_health_says_the_database_is_locked(served: Served, db_url: str, session
             assert body["database"]["ok"] is False and "locked" in body["database"]["detail"], body
         r = c.get("/health", headers=headers)
         assert r.json()["database"]["ok"] is True, r.json()
+
+
+def test_every_read_answers_under_a_write_lock(served: Served, db_url: str, sessions: sessionmaker[Session],
+                                               tokens: dict[str, str]) -> None:
+    """Every GET of the OpenAPI document answers while another process holds the write lock: no read
+    path may need a write (a token's first use, a snapshot refresh, a page of routes)."""
+    fleet(sessions, utcnow())
+    with sessions.begin() as s:
+        _, token = create_token(s, "Sari", "admin")  # first use: a last_used_at write is due on every path
+    headers = {"Authorization": f"Bearer {token}"}
+    values = {"device_id": "MKS-BIN-0001", "alert_id": "1", "token_id": "1"}
+    times = {"from": "2026-12-01T00:00:00+00:00", "to": "2026-12-02T00:00:00+00:00"}  # /export/readings
+    with httpx.Client(base_url=served.url, timeout=8, headers=headers) as c:
+        spec = c.get("/openapi.json").json()
+        gets = [(re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path).replace("air/stations/MKS-BIN-0001",
+                                                                                    "air/stations/MKS-AIR-01"),
+                 {p["name"]: times[p["name"]] for p in item["get"].get("parameters", [])
+                  if p["in"] == "query" and p.get("required")})
+                for path, item in spec["paths"].items() if "get" in item]
+        assert len(gets) >= 15, gets
+        with write_locked(db_url):
+            for url, params in gets:
+                started = time.monotonic()
+                r = c.get(url, params=params)
+                took = time.monotonic() - started
+                assert r.status_code in (200, 503) and took < 3.0, (url, r.status_code, round(took, 2), r.text[:200])
+                assert r.status_code == 200 or url == "/health", (url, r.text[:200])

@@ -19,7 +19,7 @@ from lorong.core import schema
 from lorong.core.metrics import METRICS, shown
 from lorong.core.model import to_ms, utcnow
 from lorong.storage.influx import InfluxClient, line
-from tests.api.seed import add_bin, add_route, add_station, set_latest
+from tests.api.seed import add_bin, add_route, add_station, raise_alert, set_latest
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +82,42 @@ def test_bins_stations_readings_and_routes_are_rounded(
     [stop] = route["stops"]
     assert stop["fillingLevel"] == 0.776 and stop["fillRate_per_h"] == 0.0123
     assert stop["expectedFillingLevel"] is not None and _decimals(stop["expectedFillingLevel"]) <= 3
+
+
+def test_alert_details_are_rounded_in_every_alert_output(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:
+    """``low_battery``, ``fire`` and ``stuck_sensor`` keep the latest reading in their details as InfluxDB
+    returned it (``"batteryLevel": 0.30000000000000004``): every output that shows an alert shows it
+    rounded like the bin it belongs to (the active snapshot, the SQL listing, one alert, its history)."""
+    now = utcnow()
+    with sessions.begin() as s:
+        add_bin(s, "MKS-BIN-0001")
+        ids = [raise_alert(s, "MKS-BIN-0001", "low_battery", "warning", now - timedelta(minutes=3),
+                           batteryLevel=0.1 * 3).id,
+               raise_alert(s, "MKS-BIN-0001", "fire", "critical", now - timedelta(minutes=2),
+                           temperature=61.300000000000004, rise_c=20.3, window_s=600, excess_c=None).id,
+               raise_alert(s, "MKS-BIN-0001", "stuck_sensor", "minor", now - timedelta(minutes=1),
+                           metric="distance", value=224.00000000000003, readings=12).id]
+    tech = auth("technician")
+    want = [{"batteryLevel": 0.3}, {"temperature": 61.3}, {"metric": "distance", "value": 224.0}]
+    for params in ({}, {"status": "any"}):
+        listed = client.get("/alerts", params=params, headers=tech).json()
+        got = {a["id"]: a["details"] for a in listed}
+        for alert_id, part in zip(ids, want, strict=True):
+            assert got[alert_id] | part == got[alert_id], (params, got[alert_id])
+    for alert_id, part in zip(ids, want, strict=True):
+        one = client.get(f"/alerts/{alert_id}", headers=tech).json()["details"]
+        assert one | part == one, one
+        [opened] = client.get(f"/alerts/{alert_id}/history", headers=tech).json()
+        assert opened["details"] | part == opened["details"], opened
+
+
+def test_a_crew_emptying_answers_the_level_before_rounded(
+        client: httpx.Client, sessions: sessionmaker[Session], auth: Callable[[str], dict[str, str]]) -> None:
+    """``POST /bins/{id}/emptied`` answered ``"level_before": 0.7759999999999999``."""
+    with sessions.begin() as s:
+        add_bin(s, "MKS-BIN-0001")
+        set_latest(s, "MKS-BIN-0001", utcnow() - timedelta(minutes=5), fillingLevel=0.7759999999999999)
+    r = client.post("/bins/MKS-BIN-0001/emptied", json={}, headers=auth("crew"))
+    assert r.status_code == 200, r.text
+    assert r.json()["level_before"] == 0.776, r.text

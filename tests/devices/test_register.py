@@ -196,7 +196,8 @@ def test_known_devices(run_cli: RunCli, device: SerialDevice, sessions: sessionm
     assert counts(sessions) == (1, 0) and device.saved is None
 
 
-def test_in_stock_device_is_activated(run_cli: RunCli, device: SerialDevice, sessions: sessionmaker[Session]) -> None:
+def test_in_stock_device_is_activated(run_cli: RunCli, device: SerialDevice, sessions: sessionmaker[Session],
+                                      tmp_path: Path) -> None:
     with sessions.begin() as s:
         add_device(s, DeviceIn(id=DEV, kind="bin", model="LRG-US1", status="in_stock"))
     first = run_cli("register", "--port", device.port, "--no-input", *DETAILS, *TIMEOUT)
@@ -204,10 +205,16 @@ def test_in_stock_device_is_activated(run_cli: RunCli, device: SerialDevice, ses
     with sessions() as s:
         row = get_device(s, DEV)
         assert (row.status, row.kecamatan, row.depth_mm) == ("active", "Wajo", 1100.0)
-    # pulled for repair, then registered again: the new password replaces the old one
+    # pulled for repair, then registered again: the new password replaces the old one, on the broker's
+    # password file too when the deployment has one (issue 14 item 14: a re-issued password at once)
     assert run_cli("update", DEV, "--status", "maintenance").exit_code == 0
+    assert run_cli("credentials", "export").exit_code == 0
+    passwd = tmp_path / "var" / "mosquitto" / "passwd"
     second = run_cli("register", "--port", device.port, "--no-input", *DETAILS, *TIMEOUT)
     assert second.exit_code == 0, second.output
+    [line] = [x for x in passwd.read_text().splitlines() if x.startswith(f"{DEV}:")]
+    assert check_password(password_from(second.stdout), line.split(":", 1)[1])
+    assert "rewritten" in second.stdout, second.stdout
     with sessions() as s:
         (cred,) = live_credentials(s)
         assert check_password(password_from(second.stdout), cred.password_hash)

@@ -46,9 +46,10 @@ def test_retire_and_reissue_revoke_broker_access_at_once(run_cli: RunCli, cli_en
     port = stack.free_port()
     settings = Settings(var_dir=tmp_path / "var", database_url=cli_env["LORONG_DATABASE_URL"],
                         mqtt=MqttSettings(port=port), influx=InfluxSettings(url=f"http://127.0.0.1:{stack.free_port()}"))
-    for device in ("MKS-AIR-01", "MKS-AIR-02"):
+    devices = ("MKS-AIR-01", "MKS-AIR-02", "MKS-AIR-03")
+    for device in devices:
         assert run_cli("add", device, "--kind", "air").exit_code == 0
-    old = {d: _password(run_cli("credentials", "issue", d).stdout) for d in ("MKS-AIR-01", "MKS-AIR-02")}
+    old = {d: _password(run_cli("credentials", "issue", d).stdout) for d in devices}
     assert run_cli("credentials", "export").exit_code == 0
     up(settings, auth=True, detach=False)
     try:
@@ -78,6 +79,21 @@ def test_retire_and_reissue_revoke_broker_access_at_once(run_cli: RunCli, cli_en
                  what="the old password refused")
         assert "reloaded" in issued.stdout, issued.stdout
         assert connack(port, "MKS-AIR-02", new) == SUCCESS
+
+        # retired by a status change (`devices update --status retired`) as well as by `retire`
+        dev = DeviceClient(port, "MKS-AIR-03", old["MKS-AIR-03"], "air-03")
+        dropped = threading.Event()
+        dev.client.on_disconnect = lambda *_a: dropped.set()
+        dev.client.reconnect_delay_set(30, 30)
+        try:
+            assert dev.connack is not None and dev.connack.value == SUCCESS
+            updated = run_cli("update", "MKS-AIR-03", "--status", "retired")
+            assert updated.exit_code == 0, updated.output
+            assert dropped.wait(5), "the device retired by a status change kept its connection"
+            assert connack(port, "MKS-AIR-03", old["MKS-AIR-03"]) == NOT_AUTHORIZED
+            assert "reloaded" in updated.stdout, updated.stdout
+        finally:
+            dev.close()
     finally:
         down(settings)
 
@@ -128,3 +144,21 @@ def test_ingester_refuses_a_retired_device_within_a_second(tmp_path: Path, db_ur
         publisher.close()
         ing.stop()
 
+
+
+def test_import_that_retires_a_device_rewrites_the_broker_files(run_cli: RunCli, tmp_path: Path) -> None:
+    """``devices import --update`` with ``status`` ``retired`` retires the device as ``retire`` does: its
+    line leaves the broker's password and ACL files (it stayed there until an export by hand)."""
+    for device in ("MKS-AIR-04", "MKS-AIR-05"):
+        assert run_cli("add", device, "--kind", "air").exit_code == 0
+        assert run_cli("credentials", "issue", device).exit_code == 0
+    assert run_cli("credentials", "export").exit_code == 0
+    files = tmp_path / "var" / "mosquitto"
+    assert "MKS-AIR-04:" in (files / "passwd").read_text()
+    csv_file = tmp_path / "retire.csv"
+    csv_file.write_text("id,kind,status\r\nMKS-AIR-04,air,retired\r\n", encoding="utf-8")
+    imported = run_cli("import", str(csv_file), "--update")
+    assert imported.exit_code == 0, imported.output
+    text = (files / "passwd").read_text() + (files / "acl").read_text()
+    assert "MKS-AIR-04" not in text and "MKS-AIR-05" in text, text
+    assert "rewritten" in imported.stdout, imported.stdout
