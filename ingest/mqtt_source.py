@@ -109,6 +109,9 @@ RECONNECT_MAX_S = 10.0
 CONNECT_TIMEOUT_S = 30.0
 """Longest wait for TCP connect plus CONNACK before the attempt counts as failed (s)."""
 
+ACKS_READ_S = 5.0
+"""How long :meth:`MqttSource.stop` waits for the broker to answer the PINGREQ sent after the last
+acknowledgements before it disconnects anyway (s; under :data:`STOP_TIMEOUT_S`)."""
 STOP_TIMEOUT_S = 10.0
 """How long :meth:`MqttSource.stop` and :meth:`MqttSource.pause` wait for the loop thread (s)."""
 
@@ -151,7 +154,8 @@ class _Client(gmqtt.Client):  # type: ignore[misc]  # gmqtt ships no type inform
     def __init__(self, *args: Any, on_publish: OnPublish, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         handler = getattr(self, "_package_handler", None)
-        missing = [name for name in _HOOKS.values() if not callable(getattr(handler, name, None))]
+        missing = [name for name in (*_HOOKS.values(), "_handle_pingresp_packet")
+                   if not callable(getattr(handler, name, None))]
         if missing:
             raise RuntimeError(f"gmqtt {getattr(gmqtt, '__version__', '?')} has no {', '.join(missing)}: "
                                "the ingester's acknowledgement hooks need gmqtt 0.8")
@@ -163,6 +167,16 @@ class _Client(gmqtt.Client):  # type: ignore[misc]  # gmqtt ships no type inform
 
         for qos, name in _HOOKS.items():
             setattr(handler, name, hook(qos))
+        self.on_pong: Callable[[], None] | None = None
+        pkg: Any = handler
+        heard = pkg._handle_pingresp_packet
+
+        def pong(cmd: int, packet: bytes) -> None:
+            heard(cmd, packet)
+            if self.on_pong is not None:
+                self.on_pong()
+
+        pkg._handle_pingresp_packet = pong
 
     async def reconnect(self, delay: bool = False) -> None:
         """Do nothing: :class:`MqttSource` reconnects."""
@@ -178,6 +192,18 @@ class _Client(gmqtt.Client):  # type: ignore[misc]  # gmqtt ships no type inform
             return False
         build, command = CommandWithMidPacket.build_package, _ACK_COMMAND
         conn.send_package(b"".join(build(command[qos], mid, False, 0, MQTTv50) for qos, mid in acks))
+        return True
+
+    def ping(self) -> bool:
+        """Write a PINGREQ (MQTT 5.0 section 3.12); its PINGRESP calls ``on_pong``.
+
+        Returns:
+            False when there is no open connection (nothing was written).
+        """
+        conn = self._connection
+        if conn is None or conn.is_closing():
+            return False
+        conn._send_ping_request()
         return True
 
 
@@ -372,10 +398,32 @@ class MqttSource:
         await self._stop_event.wait()
         self._stopping = self._paused = True  # acks queued before stop() were written before this ran
         supervisor.cancel()
+        await self._acks_read()
         if self.end_session:  # the broker drops the session, its subscriptions and its queue
             await self._client.disconnect(session_expiry_interval=0)
         else:
             await self._client.disconnect()
+
+    async def _acks_read(self) -> None:
+        """Wait until the broker has read every acknowledgement written so far: a PINGREQ after
+        them and its PINGRESP (a broker handles one connection's packets in order, MQTT 5.0
+        section 4.6), for at most :data:`ACKS_READ_S`.
+
+        Without it a new connection of the same session (a restart, a mode switch) could reach
+        the broker before the old connection's last PUBACKs: the broker takes the session over,
+        drops the old connection unread, and delivers those messages again
+        (``tests/ingest/test_mqtt_source.py``, a slow uplink).
+        """
+        heard = asyncio.Event()
+        self._client.on_pong = heard.set
+        try:
+            if self._client.ping():
+                await asyncio.wait_for(heard.wait(), ACKS_READ_S)
+        except TimeoutError:
+            log.warning("the broker did not answer a ping within %.0f s before the disconnect: the "
+                        "messages acknowledged last may be delivered again", ACKS_READ_S)
+        finally:
+            self._client.on_pong = None
 
     def _exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
