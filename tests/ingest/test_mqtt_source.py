@@ -125,10 +125,12 @@ def _split(buf: bytes, on_packet: Callable[[int, bytes], None]) -> bytes:
 
 class Sniffer:
     """A loopback TCP proxy in front of a broker that records, per client connection, the packet ids
-    (and payloads) of the QoS 1/2 PUBLISH packets sent to the client and of the client's PUBACKs."""
+    (and payloads) of the QoS 1/2 PUBLISH packets sent to the client and of the client's PUBACKs.
+    With ``uplink_delay_s`` each read of the client's bytes waits that long before it goes on to the
+    broker: a slow uplink."""
 
-    def __init__(self, broker_port: int) -> None:
-        self.broker_port = broker_port
+    def __init__(self, broker_port: int, uplink_delay_s: float = 0.0) -> None:
+        self.broker_port, self.uplink_delay_s = broker_port, uplink_delay_s
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
@@ -152,7 +154,8 @@ class Sniffer:
                 n = len(self.publishes)
                 self.publishes.append([])
                 self.pubacks.append([])
-            threading.Thread(target=self._pump, args=(down, up, partial(self._from_client, n)), daemon=True).start()
+            threading.Thread(target=self._pump, args=(down, up, partial(self._from_client, n), self.uplink_delay_s),
+                             daemon=True).start()
             threading.Thread(target=self._pump, args=(up, down, partial(self._from_broker, n)), daemon=True).start()
 
     def _from_client(self, n: int, header: int, body: bytes) -> None:
@@ -174,11 +177,13 @@ class Sniffer:
                 self.publishes[n].append((mid, rest[i + plen:]))
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, on_packet: Callable[[int, bytes], None]) -> None:
+    def _pump(src: socket.socket, dst: socket.socket, on_packet: Callable[[int, bytes], None],
+              delay_s: float = 0.0) -> None:
         buf = b""
         try:
             while chunk := src.recv(65536):
                 buf = _split(buf + chunk, on_packet)
+                time.sleep(delay_s)
                 dst.sendall(chunk)
         except OSError:
             pass
@@ -236,52 +241,13 @@ def test_every_message_arrives_intact_and_acks_reach_the_broker(broker: stack.Se
     assert nothing_left(broker.port, "source-test", ["fp/#"]) == []  # every PUBACK reached the broker
 
 
-class SlowUplink:
-    """A loopback TCP proxy in front of a broker whose client-to-broker direction is ``delay_s``
-    late (each read of the client's bytes waits that long before it goes on): a slow uplink."""
-
-    def __init__(self, broker_port: int, delay_s: float) -> None:
-        self.broker_port, self.delay_s = broker_port, delay_s
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                down, _ = self.listener.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.broker_port), timeout=2)
-            up.settimeout(None)
-            threading.Thread(target=self._pump, args=(down, up, self.delay_s), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, down, 0.0), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, delay_s: float) -> None:
-        try:
-            while chunk := src.recv(65536):
-                time.sleep(delay_s)
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def test_the_last_acks_reach_the_broker_before_the_session_is_taken_over(broker: stack.Service) -> None:
     """Switching modes, an old session is resumed by a new process the moment its ingester stops:
     the broker read the new CONNECT before the old connection's last PUBACKs, took the session over,
     sent the messages of those PUBACKs again, and readings without a device time were stored twice
     (2 of 4 hand-over tests on a busy machine). stop() now makes a round trip (PINGREQ, PINGRESP)
     after the last acks: the broker has read them before the connection ends."""
-    proxy = SlowUplink(broker.port, 0.4)
+    proxy = Sniffer(broker.port, uplink_delay_s=0.4)
     sink = Collector()
     source = MqttSource(MqttSettings(port=proxy.port, client_id="settle-test", topics=["st/#"]), sink)
     source.start()
