@@ -9,9 +9,9 @@ station with a larger kappa reads over the ISPU band while the air is not.
 
 Stations of one city breathe the same air mass: humidity and the daily rhythm of PM2.5 are much
 the same everywhere, so the ratio of a station's reading to the median of the other stations'
-dry (configured-kappa) PM2.5 in the same hour cancels the city's daily cycle and weather and is
-``a x C(RH, kappa_station) / C(RH, kappa_configured)``: a constant ``a`` (the site is dirtier or
-cleaner) times a humidity-dependent part whose shape gives the station's kappa. This is
+dry (configured-kappa) PM2.5 in the same 10 minutes (:data:`FIT_BUCKET`) cancels the city's daily
+cycle and weather and is ``a x C(RH, kappa_station) / C(RH, kappa_configured)``: a constant ``a``
+(the site is dirtier or cleaner) times a humidity-dependent part whose shape gives the station's kappa. This is
 node-to-node calibration (Kizel et al. 2018, "Node-to-node field calibration of wireless
 distributed air pollution sensor network", Environ. Pollut. 233:900-909), with the network median
 as the reference (Miskell et al. 2018, ACS Sens. 3:832-843, calibrate network sensors against a
@@ -23,7 +23,7 @@ Against the network alone, the network's median kappa stays the configured one: 
 aerosol is less (or more) hygroscopic than 0.3 is over- (or under-) corrected everywhere, most in
 the humid morning (on simulated cities with sensor kappas 0.2-0.4, fitted kappas came out 0.01-0.07
 too high on average). A reference monitor in the city (a sensor model with ``reference``, such as
-the T640 of an ISPU station: it reads dry PM) removes that: where one reported in the hour, the
+the T640 of an ISPU station: it reads dry PM) removes that: where one reported in the bucket, the
 reference is the reference monitors' median reading instead, and the station's ratio to it is
 ``a x C(RH, kappa_station)`` with nothing assumed (node-to-node calibration against a reference
 node, Kizel et al. 2018). A station with too few hours beside a reference keeps the network fit.
