@@ -30,7 +30,7 @@ from analytics.jobs import run_once
 from analytics.notify import build_notifiers, build_outbox, start_telegram_updates
 from analytics.outbox import Outbox
 from analytics.scheduler import Scheduler
-from devices.cities import city_settings, get_city, list_cities, resolve_city
+from devices.cities import city_settings, find_city, get_city, list_cities, resolve_city
 from devices.registry import list_devices
 from lorong.core.errors import ConfigError, DatabaseUnavailable, UnknownCity
 from lorong.core.model import utcnow
@@ -289,7 +289,7 @@ def collections(
     start = end - timedelta(hours=hours)
     with open_sessions(settings)() as session:
         try:
-            row = get_city(session, city) if city is not None else None
+            row = find_city(session, city) if city is not None else None
         except UnknownCity as exc:
             raise _fail(str(exc)) from None
         cities = list_cities(session)

@@ -155,6 +155,23 @@ def get_city(session: Session, city_id: str) -> CityRow:
     return row
 
 
+def find_city(session: Session, value: str) -> CityRow:
+    """The city ``value`` names, its id compared without case or surrounding space (ids are
+    lower-case slugs; ``Jakarta`` is ``jakarta``, as the API's ``?city=`` reads it).
+
+    Raises:
+        UnknownCity: no such city (the message lists the known ids).
+    """
+    row = session.get(CityRow, value)
+    if row is not None:
+        return row
+    wanted = value.strip().casefold()
+    for city in list_cities(session):
+        if city.id.casefold() == wanted:
+            return city
+    return get_city(session, value)  # raises, naming the known ids
+
+
 def list_cities(session: Session) -> Sequence[CityRow]:
     """Every city, by id."""
     return session.scalars(select(CityRow).order_by(CityRow.id)).all()
@@ -168,14 +185,15 @@ def device_counts(session: Session) -> dict[str, int]:
 
 
 def resolve_city(session: Session, city_id: str | None) -> str:
-    """The city a device joins: ``city_id`` when registered, or the only city when none is named.
+    """The city a device joins: ``city_id`` when registered (:func:`find_city`: without case), or the only
+    city when none is named.
 
     Raises:
         UnknownCity: ``city_id`` is not registered, or none is named and the registry holds
             several cities (or none).
     """
     if city_id is not None:
-        return get_city(session, city_id).id
+        return find_city(session, city_id).id
     ids = session.scalars(select(CityRow.id).order_by(CityRow.id)).all()
     if len(ids) != 1:
         raise UnknownCity(f"the registry holds several cities: name the device's city with --city (one of "

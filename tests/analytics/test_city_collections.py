@@ -66,6 +66,7 @@ def test_city_option_lists_one_city(env: None, sessions: Any) -> None:
         "2026-12-06T06:07+07:00  jakarta  JKT-BIN-0001  Menteng  0.90 -> 0.05  sensor",
         "1 pickup in the 30 h to 2026-12-06T07:30+07:00 (1 by sensor, 0 by crew); backfill: 0 found in InfluxDB, "
         "0 new"]
+    assert collections("--city", " Jakarta").output == result.output  # as typed on a phone: case and space
     unknown = collections("--city", "surabaya")
     assert unknown.exit_code == 2
     assert unknown.output.splitlines() == [

@@ -76,6 +76,8 @@ def test_route_per_city_its_bins_rounds_and_day(db_url: str, sessions: Any, monk
     assert plans(sessions) == [("jakarta", "2026-03-03", 0, ["JKT-BIN-1", "JKT-BIN-2"]),
                                ("makassar", "2026-03-03", 0, sorted(plans(sessions)[1][3]))]
     assert set(plans(sessions)[1][3]) == {"MKS-BIN-1", "MKS-BIN-3"}
+    again = route("Jakarta", "-6.18,106.82")  # the id's case does not matter, as in the API's ?city=
+    assert again.exit_code == 0 and again.output.splitlines()[0].startswith("jakarta 2026-03-03: 2 bins"), again.output
     unknown = route("surabaya", "-7.25,112.75")
     assert unknown.exit_code == 2 and "no city 'surabaya' in the registry (known: jakarta, makassar)" in unknown.output
 
