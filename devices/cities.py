@@ -30,6 +30,7 @@ from lorong.core.errors import CityExists, CityInUse, UnknownCity
 from lorong.core.model import utcnow
 from lorong.core.settings import CITY_ID, AnalyticsSettings, check_zone
 from lorong.storage.influx import check_tag_value
+from lorong.storage.kecamatan import registered_as
 from lorong.storage.tables import (
     AlertHistoryRow,
     AlertRow,
@@ -156,20 +157,15 @@ def get_city(session: Session, city_id: str) -> CityRow:
 
 
 def find_city(session: Session, value: str) -> CityRow:
-    """The city ``value`` names, its id compared without case or surrounding space (ids are
-    lower-case slugs; ``Jakarta`` is ``jakarta``, as the API's ``?city=`` reads it).
+    """The city ``value`` names, its id compared without case or surrounding space
+    (:func:`lorong.storage.kecamatan.registered_as`, as the API's ``?city=`` reads it: ``Jakarta`` is
+    ``jakarta``).
 
     Raises:
         UnknownCity: no such city (the message lists the known ids).
     """
-    row = session.get(CityRow, value)
-    if row is not None:
-        return row
-    wanted = value.strip().casefold()
-    for city in list_cities(session):
-        if city.id.casefold() == wanted:
-            return city
-    return get_city(session, value)  # raises, naming the known ids
+    found = registered_as(value, session.scalars(select(CityRow.id)))
+    return get_city(session, value if found is None else found)  # not found: raises, naming the known ids
 
 
 def list_cities(session: Session) -> Sequence[CityRow]:
