@@ -11,7 +11,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -100,6 +99,11 @@ class NatsSettings(BaseModel):
     monitor_port: Port = 8222
 
 
+HTTP_URL = re.compile(r"^https?://([^\s/@]+@)?(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:(?P<port>\d{1,5}))?(/\S*)?$")
+"""An ``http://`` or ``https://`` URL with a host (a name, an IPv4 or a bracketed IPv6 address), an
+optional port and path (RFC 3986, section 3); ``urllib.parse`` is not imported in this no-I/O package."""
+
+
 class InfluxSettings(BaseModel):
     """InfluxDB 1.x HTTP API (also served by 2.x/3.x v1 compatibility endpoints).
 
@@ -134,13 +138,8 @@ class InfluxSettings(BaseModel):
     def _http_url(cls, url: str) -> str:
         """An ``http://`` or ``https://`` URL with a host: ``127.0.0.1:8086`` (no scheme) would pass and make
         every request fail later as if InfluxDB were down."""
-        try:
-            parts = urlsplit(url.strip())
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in parts.netloc
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError:
-            ok = False
-        if not ok:
+        match = HTTP_URL.match(url.strip())
+        if match is None or int(match.group("port") or 80) > 65535:
             raise ValueError(f"{url!r} is not an http:// or https:// URL (e.g. http://127.0.0.1:8086)")
         return url.strip().rstrip("/")
 
