@@ -52,7 +52,7 @@ demo: setup
 	@trap : INT; $(VENV)/bin/lorong demo || test $$? -eq 130
 
 test: setup-test
-	$(PYTEST) -q
+	$(PYTEST) -q --durations=25
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
