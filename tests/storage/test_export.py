@@ -133,7 +133,9 @@ def test_cli_writes_csv_and_parquet(influx: InfluxClient, make_settings: Callabl
                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no city tag yet" in out.stdout and "r.parquet" in out.stdout
-    assert pq.read_table(tmp_path / "r.parquet").num_rows == len(want)
+    table = pq.read_table(tmp_path / "r.parquet")  # written without numpy, with malloc: the same cells
+    assert table.schema == export.PARQUET_SCHEMA
+    assert [tuple(r.values()) for r in table.to_pylist()] == want
     bad = subprocess.run([*base, "--format", "xlsx", "--out", str(tmp_path / "r.x")], env=env,
                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
     assert bad.returncode == 2 and bad.stderr.startswith("error: --format 'xlsx'")
@@ -264,6 +266,44 @@ def test_prefer_system_allocator_before_pyarrow_unless_the_environment_chose(cho
                          cwd=Path(__file__).parents[2], env=env, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == want
+
+
+NUMPY_IN_A_CHILD = """
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+if sys.argv[1] == "numpy first":
+    import numpy
+from lorong.storage import export
+took = export.import_pyarrow_without_numpy()
+import pyarrow.lib
+print(took, pyarrow.lib.np is not None, export.import_pyarrow_without_numpy())
+ts = datetime(2026, 12, 5, tzinfo=UTC)
+rows = [(ts + timedelta(minutes=i), "B1", "makassar", "Tallo", "bin", "fillingLevel", i / 3, "1") for i in range(30)]
+export.write_file(iter(rows), "parquet", Path(sys.argv[2]), batch_rows=8)
+try:
+    import numpy
+    print("numpy importable")
+except ModuleNotFoundError:
+    print("numpy refused")
+"""
+
+
+@pytest.mark.parametrize(("first", "want"), [("nothing first", "True False False\nnumpy refused"),
+                                             ("numpy first", "False True False\nnumpy importable")])
+def test_import_pyarrow_without_numpy_writes_the_same_parquet(first: str, want: str, tmp_path: Path) -> None:
+    """``lorong export readings --format parquet`` imports pyarrow with numpy refused (~19 MB less,
+    bench/export_memory.py): the file holds the same rows and types, numpy stays refused in that process
+    (no pyarrow half set up for it), and a process that already has numpy keeps it (False)."""
+    out = subprocess.run([sys.executable, "-c", NUMPY_IN_A_CHILD, first, str(tmp_path / "r.parquet")],
+                         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2], check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == want
+    ts = datetime(2026, 12, 5, tzinfo=UTC)
+    file = pq.ParquetFile(tmp_path / "r.parquet")
+    assert file.schema_arrow == export.PARQUET_SCHEMA and file.num_row_groups == 4
+    assert [tuple(r.values()) for r in file.read().to_pylist()] == [
+        (ts + timedelta(minutes=i), "B1", "makassar", "Tallo", "bin", "fillingLevel", i / 3, "1") for i in range(30)]
 
 
 EXPORT_IN_A_CHILD = """
