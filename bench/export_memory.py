@@ -10,10 +10,12 @@ readings``, the command users run) that writes the file; its peak resident set s
 Parquet with ``--city makassar`` (as an officer of a multi-city deployment asks: it opens the
 registry, a SQLite file created here). A child that only imports the modules of a Parquet export
 gives the baseline, so the export's own cost is the difference; it is printed step by step: the
-bare interpreter, the command's modules (typer, pydantic-settings, httpx, SQLAlchemy, Alembic), numpy
-(which pyarrow imports) and pyarrow.parquet. A CSV export imports no pyarrow. A Parquet export
-allocates Arrow memory with ``malloc`` (:func:`lorong.storage.export.prefer_system_allocator`);
-``ARROW_DEFAULT_MEMORY_POOL=mimalloc`` in this script's environment measures pyarrow's own default.
+bare interpreter, the command's modules (typer, pydantic-settings, httpx, SQLAlchemy, Alembic) and
+pyarrow.parquet, which a Parquet export imports with numpy refused
+(:func:`lorong.storage.export.import_pyarrow_without_numpy`; what numpy would add is printed too) and
+whose memory it allocates with ``malloc`` (:func:`lorong.storage.export.prefer_system_allocator`;
+``ARROW_DEFAULT_MEMORY_POOL=mimalloc`` in this script's environment measures pyarrow's own default).
+A CSV export imports no pyarrow.
 
 Figures are MiB (``ru_maxrss`` KiB / 1024), printed as MB. Target: peak under 200 MB for the whole
 export (the data would be ~60 MB as Python tuples).
@@ -117,12 +119,14 @@ def main() -> None:
             create_database(settings)  # the registry --city is checked against (city makassar)
             env = {**os.environ, "LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": "bench",
                    "LORONG_DATABASE_URL": settings.database_url}
-            steps = ["pass", "import lorong.cli, lorong.storage.export_cli", "import numpy", "import pyarrow.parquet"]
-            peaks = [child_peak_mb([sys.executable, "-c", "; ".join(steps[:i + 1])], env)[0] for i in range(4)]
-            base_mb = peaks[-1]
-            print(f"baseline (a child that only imports a Parquet export's modules): peak RSS {base_mb:.0f} MB = "
-                  f"Python {peaks[0]:.0f} + the command's modules {peaks[1] - peaks[0]:.0f} + numpy "
-                  f"{peaks[2] - peaks[1]:.0f} + pyarrow.parquet {peaks[3] - peaks[2]:.0f}")
+            steps = ["pass", "import lorong.cli, lorong.storage.export_cli",  # then as export_cli does for Parquet
+                     "from lorong.storage.export import prefer_system_allocator, import_pyarrow_without_numpy; "
+                     "prefer_system_allocator(); import_pyarrow_without_numpy()"]
+            peaks = [child_peak_mb([sys.executable, "-c", "; ".join(steps[:i + 1])], env)[0] for i in range(3)]
+            numpy_mb = child_peak_mb([sys.executable, "-c", f"{steps[1]}; import numpy"], env)[0] - peaks[1]
+            print(f"baseline (a child that only imports a Parquet export's modules): peak RSS {peaks[2]:.0f} MB = "
+                  f"Python {peaks[0]:.0f} + the command's modules {peaks[1] - peaks[0]:.0f} + pyarrow.parquet "
+                  f"{peaks[2] - peaks[1]:.0f} (numpy, which the export keeps out, would add {numpy_mb:.0f})")
             for fmt, city in (("csv", []), ("parquet", []), ("parquet", ["--city", "makassar"])):
                 out = Path(tmp) / f"readings.{fmt}"
                 peak, took, said = child_peak_mb(
