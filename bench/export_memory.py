@@ -5,11 +5,17 @@ Workload: a fresh influxd (Debian 1.6.7, started here on a free loopback port) h
 point carrying ``fillingLevel`` and ``distance``, so that ``--readings`` (default 1,000,000)
 readings = points x 2 (52 days). Each export runs in a child process (``python -m lorong.cli export
 readings``, the command users run) that writes the file; its peak resident set size is the
-``ru_maxrss`` that ``os.wait4`` reports for that child alone. Exports run as CSV, as Parquet, and as
+``ru_maxrss`` that ``os.wait4`` reports for that child alone, started by a small launcher
+(:data:`LAUNCHER`) so that this script's own size does not count. Exports run as CSV, as Parquet, and as
 Parquet with ``--city makassar`` (as an officer of a multi-city deployment asks: it opens the
 registry, a SQLite file created here). A child that only imports the modules of a Parquet export
-gives the baseline (Python, settings, SQLAlchemy, httpx, pyarrow with numpy), so the export's own
-cost is the difference. A CSV export imports no pyarrow.
+gives the baseline, so the export's own cost is the difference; it is printed step by step: the
+bare interpreter, the command's modules (typer, pydantic-settings, httpx, SQLAlchemy, Alembic) and
+pyarrow.parquet, which a Parquet export imports with numpy refused
+(:func:`lorong.storage.export.import_pyarrow_without_numpy`; what numpy would add is printed too) and
+whose memory it allocates with ``malloc`` (:func:`lorong.storage.export.prefer_system_allocator`;
+``ARROW_DEFAULT_MEMORY_POOL=mimalloc`` in this script's environment measures pyarrow's own default).
+A CSV export imports no pyarrow.
 
 Figures are MiB (``ru_maxrss`` KiB / 1024), printed as MB. Target: peak under 200 MB for the whole
 export (the data would be ~60 MB as Python tuples).
@@ -63,19 +69,34 @@ def seed(influx: InfluxClient, readings: int, devices: int, end: datetime) -> da
     return start
 
 
+LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs the measured command and writes its ``ru_maxrss`` (KiB) to the file ``argv[1]``. Linux counts
+in a child's ``ru_maxrss`` the resident size of the process it was forked from, up to its ``exec``
+(``exec_mmap`` keeps the old memory's high-water mark): spawned from this script (~90 MB by then), a
+child that imports nothing reported 93 MB. This small launcher (~13 MB) starts the command instead."""
+
+
 def child_peak_mb(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run ``args`` as a child; return (its own peak RSS in MiB, wall seconds, its stdout)."""
-    with tempfile.TemporaryFile("w+") as out:
+    """Run ``args`` as a child (through :data:`LAUNCHER`); return (its own peak RSS in MiB, wall
+    seconds, its stdout). A figure under ~13 MB would be the launcher's size, not the child's."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.NamedTemporaryFile("r", suffix=".maxrss") as report:
         t0 = time.monotonic()
-        child = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's rusage, not the max over all children
-        child.returncode = os.waitstatus_to_exitcode(status)
+        code = subprocess.run([sys.executable, "-c", LAUNCHER, report.name, *args], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, text=True, cwd=ROOT, check=False).returncode
         took = time.monotonic() - t0
         out.seek(0)
         said = out.read().strip()
-    if child.returncode != 0:
-        raise SystemExit(f"child failed ({child.returncode}): {said}")
-    return usage.ru_maxrss / 1024, took, said  # ru_maxrss: KiB on Linux
+        peak_kib = report.read().strip()
+    if code != 0:
+        raise SystemExit(f"child failed ({code}): {said}")
+    return int(peak_kib) / 1024, took, said  # ru_maxrss: KiB on Linux
 
 
 def main() -> None:
@@ -98,9 +119,14 @@ def main() -> None:
             create_database(settings)  # the registry --city is checked against (city makassar)
             env = {**os.environ, "LORONG_INFLUX__URL": influx.url, "LORONG_INFLUX__DATABASE": "bench",
                    "LORONG_DATABASE_URL": settings.database_url}
-            imports = "import lorong.cli, lorong.storage.export_cli, pyarrow.parquet"
-            base_mb, _, _ = child_peak_mb([sys.executable, "-c", imports], env)
-            print(f"baseline (a child that only imports a Parquet export's modules): peak RSS {base_mb:.0f} MB")
+            steps = ["pass", "import lorong.cli, lorong.storage.export_cli",  # then as export_cli does for Parquet
+                     "from lorong.storage.export import prefer_system_allocator, import_pyarrow_without_numpy; "
+                     "prefer_system_allocator(); import_pyarrow_without_numpy()"]
+            peaks = [child_peak_mb([sys.executable, "-c", "; ".join(steps[:i + 1])], env)[0] for i in range(3)]
+            numpy_mb = child_peak_mb([sys.executable, "-c", f"{steps[1]}; import numpy"], env)[0] - peaks[1]
+            print(f"baseline (a child that only imports a Parquet export's modules): peak RSS {peaks[2]:.0f} MB = "
+                  f"Python {peaks[0]:.0f} + the command's modules {peaks[1] - peaks[0]:.0f} + pyarrow.parquet "
+                  f"{peaks[2] - peaks[1]:.0f} (numpy, which the export keeps out, would add {numpy_mb:.0f})")
             for fmt, city in (("csv", []), ("parquet", []), ("parquet", ["--city", "makassar"])):
                 out = Path(tmp) / f"readings.{fmt}"
                 peak, took, said = child_peak_mb(

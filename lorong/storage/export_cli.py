@@ -43,7 +43,10 @@ def readings_cmd(
     400 days (:func:`lorong.storage.export.check_span`), a ``--city`` not in the registry
     (:func:`lorong.storage.export.match_city`) and a ``--kecamatan`` no registered device (of ``--city``) is in
     (:func:`lorong.storage.kecamatan.match_kecamatan`); both name the known ones, as the API's
-    ``/export/readings`` refuses them with a 422. The file is written whole or not at all
+    ``/export/readings`` refuses them with a 422. A Parquet export allocates Arrow memory with the C
+    library's ``malloc`` unless ``ARROW_DEFAULT_MEMORY_POOL`` says otherwise and loads no numpy
+    (:func:`lorong.storage.export.prefer_system_allocator`, :func:`lorong.storage.export.import_pyarrow_without_numpy`).
+    The file is written whole or not at all
     (:func:`lorong.storage.export.write_file`): an InfluxDB that does not answer (exit 1) leaves an
     existing OUT as it was.
     """
@@ -80,6 +83,9 @@ def readings_cmd(
     if (why := missing_folder(out)) is not None:
         print(f"error: {why}", file=sys.stderr)
         raise typer.Exit(1)
+    if fmt == "parquet":  # this process exports and exits: Arrow with malloc and without numpy (~25 MB less)
+        export.prefer_system_allocator()  # before pyarrow is imported
+        export.import_pyarrow_without_numpy()
     t0 = time.monotonic()
     try:  # StoreUnavailable goes up to lorong.cli's one line ("InfluxDB unavailable: ... is it running?")
         with open_influx(settings) as influx:

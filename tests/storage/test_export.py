@@ -133,7 +133,9 @@ def test_cli_writes_csv_and_parquet(influx: InfluxClient, make_settings: Callabl
                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no city tag yet" in out.stdout and "r.parquet" in out.stdout
-    assert pq.read_table(tmp_path / "r.parquet").num_rows == len(want)
+    table = pq.read_table(tmp_path / "r.parquet")  # written without numpy, with malloc: the same cells
+    assert table.schema == export.PARQUET_SCHEMA
+    assert [tuple(r.values()) for r in table.to_pylist()] == want
     bad = subprocess.run([*base, "--format", "xlsx", "--out", str(tmp_path / "r.x")], env=env,
                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
     assert bad.returncode == 2 and bad.stderr.startswith("error: --format 'xlsx'")
@@ -210,6 +212,98 @@ def test_parquet_keeps_every_cell_of_any_text_and_number(tmp_path: Path) -> None
     assert table.schema == export.PARQUET_SCHEMA
     assert [tuple(r.values()) for r in table.to_pylist()] == rows
     assert str(table.column("value")[0]) == "-0.0"
+
+
+def test_parquet_row_groups_are_written_one_by_one_as_rows_arrive(tmp_path: Path) -> None:
+    """25 rows in groups of 10: three row groups (10, 10, 5) holding exactly the rows in order, with the
+    export's column types, and each group leaves as bytes before the source is asked for the next
+    group's first row (memory holds one group, not the file)."""
+    ts = datetime(2026, 12, 5, tzinfo=UTC)
+    rows = [(ts + timedelta(minutes=i), f"MKS-BIN-{i % 3:04d}", "makassar", "Tallo", "bin", "fillingLevel",
+             i / 8, "1") for i in range(25)]
+    pulled: list[int] = []
+
+    def source() -> Iterator[export.Row]:
+        for n, row in enumerate(rows, 1):
+            pulled.append(n)  # rows handed out so far
+            yield row
+
+    pieces = []
+    for piece in export.parquet_chunks(source(), batch_rows=10):
+        pieces.append((len(pulled), piece))
+    # rows pulled when each piece came out: 10 (the 11th not yet asked), 20, 25, then the footer
+    assert [n for n, _ in pieces] == [10, 20, 25, 25]
+    assert pieces[0][1].startswith(b"PAR1") and pieces[-1][1].endswith(b"PAR1")
+    path = tmp_path / "r.parquet"
+    path.write_bytes(b"".join(p for _, p in pieces))
+    file = pq.ParquetFile(path)
+    assert file.schema_arrow == export.PARQUET_SCHEMA
+    assert [str(f.type) for f in file.schema_arrow] == [
+        "timestamp[ms, tz=UTC]", "string", "string", "string", "string", "string", "double", "string"]
+    assert [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)] == [10, 10, 5]
+    for i, (lo, hi) in enumerate([(0, 10), (10, 20), (20, 25)]):
+        assert [tuple(r.values()) for r in file.read_row_group(i).to_pylist()] == rows[lo:hi]
+
+
+ALLOCATOR_IN_A_CHILD = """
+import sys
+from lorong.storage import export
+took = export.prefer_system_allocator()
+import pyarrow as pa
+print(took, pa.default_memory_pool().backend_name, export.prefer_system_allocator())
+"""
+
+
+@pytest.mark.parametrize(("chosen", "want"), [(None, "True system False"), ("jemalloc", "False jemalloc False")])
+def test_prefer_system_allocator_before_pyarrow_unless_the_environment_chose(chosen: str | None, want: str) -> None:
+    """``lorong export readings --format parquet`` has Arrow allocate with malloc (~6 MB less at the peak,
+    bench/export_memory.py); an ``ARROW_DEFAULT_MEMORY_POOL`` already set stands, and once pyarrow is
+    imported it is too late (False)."""
+    env = {k: v for k, v in os.environ.items() if k != export.ARROW_POOL_VARIABLE}
+    if chosen is not None:
+        env[export.ARROW_POOL_VARIABLE] = chosen
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_IN_A_CHILD], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).parents[2], env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == want
+
+
+NUMPY_IN_A_CHILD = """
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+if sys.argv[1] == "numpy first":
+    import numpy
+from lorong.storage import export
+took = export.import_pyarrow_without_numpy()
+import pyarrow.lib
+print(took, pyarrow.lib.np is not None, export.import_pyarrow_without_numpy())
+ts = datetime(2026, 12, 5, tzinfo=UTC)
+rows = [(ts + timedelta(minutes=i), "B1", "makassar", "Tallo", "bin", "fillingLevel", i / 3, "1") for i in range(30)]
+export.write_file(iter(rows), "parquet", Path(sys.argv[2]), batch_rows=8)
+try:
+    import numpy
+    print("numpy importable")
+except ModuleNotFoundError:
+    print("numpy refused")
+"""
+
+
+@pytest.mark.parametrize(("first", "want"), [("nothing first", "True False False\nnumpy refused"),
+                                             ("numpy first", "False True False\nnumpy importable")])
+def test_import_pyarrow_without_numpy_writes_the_same_parquet(first: str, want: str, tmp_path: Path) -> None:
+    """``lorong export readings --format parquet`` imports pyarrow with numpy refused (~19 MB less,
+    bench/export_memory.py): the file holds the same rows and types, numpy stays refused in that process
+    (no pyarrow half set up for it), and a process that already has numpy keeps it (False)."""
+    out = subprocess.run([sys.executable, "-c", NUMPY_IN_A_CHILD, first, str(tmp_path / "r.parquet")],
+                         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2], check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == want
+    ts = datetime(2026, 12, 5, tzinfo=UTC)
+    file = pq.ParquetFile(tmp_path / "r.parquet")
+    assert file.schema_arrow == export.PARQUET_SCHEMA and file.num_row_groups == 4
+    assert [tuple(r.values()) for r in file.read().to_pylist()] == [
+        (ts + timedelta(minutes=i), "B1", "makassar", "Tallo", "bin", "fillingLevel", i / 3, "1") for i in range(30)]
 
 
 EXPORT_IN_A_CHILD = """
