@@ -69,11 +69,12 @@ _PROFILES: PerLocalDay[dict[str, FillProfile]] = PerLocalDay()
 
 
 def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
-             history_days: float) -> dict[str, FillProfile]:
+             history_days: float, histories: Mapping[str, History] | None = None) -> dict[str, FillProfile]:
     """Each bin's fill profile from its hourly means over ``history_days`` days before the
     current local midnight (once per process and local day: :class:`PerLocalDay`), read a day at
     a time from the ``hourly`` policy where its means are final (:func:`analytics.frames.hourly_series`;
-    the bins in :func:`analytics.frames.bucket_means_chunked`'s order).
+    the bins in :func:`analytics.frames.bucket_means_chunked`'s order), and from the levels after
+    its pickups before that midnight in ``histories`` (:func:`analytics.fillprofile.pickup_increments`).
 
     Every bin's hour-of-day rates are pooled with those of the bins whose day has the same
     shape (:func:`analytics.fillpool.learn_profiles`).
@@ -85,7 +86,8 @@ def profiles(influx: InfluxClient, now: datetime, bins: Sequence[str], tz: str,
     def learn(midnight: datetime) -> dict[str, FillProfile]:
         series = hourly_series(influx, schema.MEASUREMENT_BIN, schema.FIELD_FILL,
                                midnight - timedelta(days=history_days), midnight, now)
-        return learn_profiles(series, tz)
+        after = {d: h.after_pickups(midnight) for d, h in (histories or {}).items()}
+        return learn_profiles(series, tz, pickups=after)
 
     got = _PROFILES.get(influx, now, tz, history_days, learn)
     wanted = set(bins)

@@ -17,7 +17,7 @@ increments at hour ``h`` (one a day), so its own data take over as its history g
 week its own rate carries 7 / 8 of the weight, after one day 1 / 2.
 
 * ``own(h)``: the mean of the bin's increments at that hour
-  (:func:`analytics.fillprofile.learn_profile`'s step 2; hours never seen take their neighbours').
+  (:func:`analytics.fillprofile.learn_profile`'s steps 2 and 5; hours never seen take their neighbours').
 * ``total``: the sum of ``own(h)`` over the day.
 * ``peer_shape``: the mean share of each hour in the daily fill of the bin's :data:`PEERS`
   nearest bins by the shape of their day (Euclidean distance between the 24 hourly shares, the
@@ -37,11 +37,11 @@ distance: more of each bin's own history, less to borrow).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from analytics.fillprofile import FillProfile, fill_gaps, hourly_increments, means_by_key, week_profile
+from analytics.fillprofile import FillProfile, fill_gaps, increments, means_by_key, week_profile
 
 PEERS = 5
 """Bins whose day shape is pooled (the bin itself included; our choice). A city has each kind of
@@ -56,7 +56,8 @@ from (``learn_profile``'s ``min_days``)."""
 
 
 def learn_profiles(series: Mapping[str, tuple[np.ndarray, np.ndarray]], tz: str, min_days: float = 1.0,
-                   peers: int = PEERS, prior_days: float = PRIOR_DAYS) -> dict[str, FillProfile]:
+                   peers: int = PEERS, prior_days: float = PRIOR_DAYS,
+                   pickups: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> dict[str, FillProfile]:
     """Each bin's pooled profile (see the module docstring).
 
     Args:
@@ -66,13 +67,15 @@ def learn_profiles(series: Mapping[str, tuple[np.ndarray, np.ndarray]], tz: str,
         min_days: bins with fewer days of valid increments get no profile.
         peers: bins pooled per shape (:data:`PEERS`).
         prior_days: weight of the pooled shape in days (:data:`PRIOR_DAYS`).
+        pickups: device id -> ``(epoch ms, level after)`` of its pickups in the same span, which
+            give the hours around each pickup (:func:`analytics.fillprofile.pickup_increments`).
 
     Returns:
         device id -> profile, for the bins with enough history.
     """
     own: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]] = {}
     for device_id, (t_ms, levels) in series.items():
-        how, day, vals = hourly_increments(t_ms, levels, tz)
+        how, day, vals = increments(t_ms, levels, tz, (pickups or {}).get(device_id, ()))
         n_days = len(np.unique(day))
         if len(vals) < 24 * min_days * 0.5 or n_days < min_days:
             continue

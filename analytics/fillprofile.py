@@ -28,7 +28,14 @@ of up to ``forecast_history_days`` days before the current local day:
 4. the increment of two hourly means is the fill between their middles (from hh:30 to hh:30 the
    next hour), filed under the later bucket's hour: an hour's own fill is half its increment and
    half the next hour's. Filed as they are, every profile ran half an hour late (a bin filling from
-   08:00 to 10:00 had its fill centred at 09:30).
+   08:00 to 10:00 had its fill centred at 09:30);
+5. the hours around each pickup, which step 1 leaves out, are measured from the pickup itself
+   when it is known (:func:`pickup_increments`): from the level the sensor read right after the
+   fall to the mean of the next whole hour. On a fixed route the truck reaches a bin at the same
+   time every day, so without this the same hours of the day are never seen, and on a morning
+   round those are the morning's busiest: filled in from the night before and the hours after,
+   the simulated tuning cities' profiles held 0.38 of the day's fill in 06:00-12:00 where the
+   truth held 0.43, and their forecasts ran late.
 
 Only history before the current local midnight is used, so a profile does not change during
 the day and a run repeated at the same time gives the same forecast.
@@ -192,7 +199,6 @@ def hourly_increments(t_ms: np.ndarray, levels: np.ndarray, tz: str) -> tuple[np
     """
     if len(t_ms) < 2:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0)
-    zone = ZoneInfo(tz)
     dt_h = np.diff(t_ms) / 3.6e6
     inc = np.diff(levels)
     prev_inc = np.r_[0.0, inc[:-1]]
@@ -203,19 +209,73 @@ def hourly_increments(t_ms: np.ndarray, levels: np.ndarray, tz: str) -> tuple[np
     vals = np.maximum(inc[ok], 0.0)
     if not len(when_ms):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), vals
+    return (*_hours_of(when_ms, tz), vals)
+
+
+def pickup_increments(t_ms: np.ndarray, levels: np.ndarray, tz: str,
+                      pickups: Sequence[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fill right after each pickup, as increments of the hour step 1 cannot see (step 5 of
+    the module docstring).
+
+    A pickup at ``tp`` in the hour starting ``P`` mixes two fills in that hour's mean, so the
+    increments filed under ``P`` and ``P + 1 h`` are left out of :func:`hourly_increments`. The
+    fill from ``tp`` to the middle of the next hour is measured: the next hour's mean minus the
+    level read right after the fall, over ``P + 1 h 30 - tp`` (0.5 to 1.5 h). That rate is filed
+    under ``P + 1 h``, whose increment spans ``P + 0 h 30`` to ``P + 1 h 30``: the measured span
+    covers at least half of it. ``P``'s own span ends at ``P + 0 h 30`` and is mostly before the
+    pickup, so ``P`` stays unseen (:func:`fill_gaps` takes its neighbours', now including this one).
+
+    Args:
+        t_ms: bucket start of each hourly mean, epoch ms, ascending.
+        levels: hourly mean fillingLevel, 0..1.
+        tz: IANA zone of the hours.
+        pickups: ``(epoch ms of the first reading after the fall, level after)`` of the bin's
+            pickups (:class:`analytics.pickups.Pickup`); those whose next hour has no mean, or a
+            clamped one (>= :data:`CLAMPED`), are skipped.
+
+    Returns:
+        ``(hour_of_week, local_day_ordinal, increment)`` as :func:`hourly_increments` returns them.
+    """
+    hour_ms = 3_600_000
+    where = {int(t): i for i, t in enumerate(np.asarray(t_ms).tolist())}
+    when: list[int] = []
+    vals: list[float] = []
+    for tp, after in pickups:
+        start = (int(tp) // hour_ms) * hour_ms
+        i = where.get(start + hour_ms)
+        if i is None or levels[i] >= CLAMPED:
+            continue
+        when.append(start + hour_ms)
+        vals.append(max(0.0, float(levels[i]) - after) / ((start + 1.5 * hour_ms - int(tp)) / hour_ms))
+    if not when:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    return (*_hours_of(np.asarray(when, dtype=np.int64), tz), np.asarray(vals))
+
+
+def _hours_of(when_ms: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(hour_of_week, local_day_ordinal)`` of epoch-ms times in ``tz`` (Monday 00 = 0)."""
     off = _fixed_offset(tz, datetime.fromtimestamp(when_ms[0] / 1000.0, UTC),
                         datetime.fromtimestamp(when_ms[-1] / 1000.0, UTC))
     if off is None:  # an offset change inside the history: each time on its own
+        zone = ZoneInfo(tz)
         when = [datetime.fromtimestamp(ms / 1000.0, zone) for ms in when_ms]
-        how = np.array([w.weekday() * 24 + w.hour for w in when], dtype=np.int64)
-        day = np.array([w.date().toordinal() for w in when], dtype=np.int64)
-    else:
-        how = _slots_us(when_ms * 1000, off)
-        day = (when_ms // 1000 + off) // 86400
-    return how, day, vals
+        return (np.array([w.weekday() * 24 + w.hour for w in when], dtype=np.int64),
+                np.array([w.date().toordinal() for w in when], dtype=np.int64))
+    return _slots_us(when_ms * 1000, off), (when_ms // 1000 + off) // 86400
 
 
-def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float = 1.0) -> FillProfile | None:
+def increments(t_ms: np.ndarray, levels: np.ndarray, tz: str,
+               pickups: Sequence[tuple[int, float]] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hourly_increments` and, for ``pickups``, :func:`pickup_increments` together."""
+    how, day, vals = hourly_increments(t_ms, levels, tz)
+    if not pickups:
+        return how, day, vals
+    p_how, p_day, p_vals = pickup_increments(t_ms, levels, tz, pickups)
+    return np.r_[how, p_how], np.r_[day, p_day], np.r_[vals, p_vals]
+
+
+def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float = 1.0,
+                  pickups: Sequence[tuple[int, float]] = ()) -> FillProfile | None:
     """Learn a profile from hourly means (see the module docstring).
 
     Args:
@@ -223,11 +283,12 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
         levels: hourly mean fillingLevel, 0..1.
         tz: IANA zone whose hours and weekdays the profile uses.
         min_days: fewer days of valid increments give no profile.
+        pickups: the bin's pickups in the same span (:func:`pickup_increments`).
 
     Returns:
         The profile, or None when the history is too short.
     """
-    how, day, vals = hourly_increments(t_ms, levels, tz)
+    how, day, vals = increments(t_ms, levels, tz, pickups)
     if len(vals) < 24 * min_days * 0.5:
         return None
     n_days = len(np.unique(day))

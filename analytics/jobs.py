@@ -235,32 +235,35 @@ def _air(ctx: Context, influx: InfluxClient, models: dict[str, str], report: Job
 
 
 def _pickups(ctx: Context, session: Session, influx: InfluxClient, recent_bins: pd.DataFrame, report: JobReport,
-             city_of: dict[str, str], per_city: bool) -> dict[str, pickups.History]:
+             city_of: dict[str, str], per_city: bool) -> tuple[dict[str, pickups.History], dict[str, pickups.History]]:
     """Record the pickups seen in the recent points; set ``ctx.pickups``; return the collection
-    history (the city's own rounds only when ``per_city``)."""
+    history (the city's own rounds only when ``per_city``) and every city's (what the fill profiles,
+    learned once a day for every bin of a zone, read: :func:`analytics.bins.profiles`)."""
     bin_devs = list(ctx.of_kind(DeviceKind.BIN))
     with report.timed("pickups"):
         found = pickups.detect(recent_bins, ctx.cfg.pickup_min_drop)
         new = pickups.record(session, influx, found, {d.device_id: d.kecamatan for d in bin_devs}, city_of)
         report.collections = len(new)
-        hist = pickups.history(session, ctx.now)
+        every = hist = pickups.history(session, ctx.now)
         if per_city:  # the city's own rounds only (round_end, expected pickups)
             hist = {d: h for d, h in hist.items() if d in city_of}
         ctx.pickups = {d: h.at[-1] for d, h in hist.items() if h.at}
-    return hist
+    return hist, every
 
 
 ForecastReads = tuple["Future[dict[str, DeviceSeries]]", "Future[dict[str, FillProfile]] | None"]
 """The forecast's two InfluxDB reads under way: hourly means, learned profiles (None when disabled)."""
 
 
-def _start_forecast_reads(ctx: Context, influx: InfluxClient, reads: ThreadPoolExecutor) -> ForecastReads:
+def _start_forecast_reads(ctx: Context, influx: InfluxClient, reads: ThreadPoolExecutor,
+                          hist: dict[str, pickups.History]) -> ForecastReads:
     """Start the fill forecast's reads (:func:`analytics.bins.hourly_levels`, :func:`analytics.bins.profiles`)
-    on ``reads``, so InfluxDB answers while the job refreshes ``device_latest``; needs ``ctx.pickups``."""
+    on ``reads``, so InfluxDB answers while the job refreshes ``device_latest``; needs ``ctx.pickups``
+    and the bins' collection history ``hist``."""
     cfg = ctx.cfg
     ids = [d.device_id for d in ctx.of_kind(DeviceKind.BIN)]
     hourly = reads.submit(bins.hourly_levels, influx, ctx.now, cfg.forecast_window_h, ids, dict(ctx.pickups))
-    learned = reads.submit(bins.profiles, influx, ctx.now, ids, cfg.timezone, cfg.forecast_history_days) \
+    learned = reads.submit(bins.profiles, influx, ctx.now, ids, cfg.timezone, cfg.forecast_history_days, hist) \
         if cfg.forecast_history_days > 0 else None
     return hourly, learned
 
@@ -422,8 +425,9 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         ctx.active_details = {k: (dict(r.details or {}), r.updated_at) for k, r in active.items()}
         book.city_of = city_of
         has_bins = any(True for _ in ctx.of_kind(DeviceKind.BIN))
-        hist = _pickups(ctx, session, influx, recent_bins, report, city_of, city is not None) if has_bins else {}
-        under_way = _start_forecast_reads(ctx, influx, reads) if forecast and has_bins else None
+        hist, every = _pickups(ctx, session, influx, recent_bins, report, city_of, city is not None) \
+            if has_bins else ({}, {})
+        under_way = _start_forecast_reads(ctx, influx, reads, every) if forecast and has_bins else None
         with report.timed("latest"):  # while InfluxDB computes the forecast's hourly means
             report.latest_rows = refresh_latest(session, influx, now=now, recent=recent, devices=list(devices),
                                                 rows=latest)

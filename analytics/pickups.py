@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -229,10 +229,18 @@ def record(session: Session, influx: InfluxClient, pickups: Sequence[Pickup],
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """A bin's recent collections, oldest first: times (UTC) and levels before each pickup."""
+    """A bin's recent collections, oldest first: times (UTC), levels before each pickup and, when
+    the sensor saw the fall (None for a person's report it has not confirmed), the level after."""
 
     at: list[datetime]
     level_before: list[float]
+    level_after: list[float | None] = field(default_factory=list)
+
+    def after_pickups(self, before: datetime) -> list[tuple[int, float]]:
+        """``(epoch ms, level after)`` of the pickups before ``before`` whose level after is known
+        (:func:`analytics.fillprofile.pickup_increments`)."""
+        return [(to_ms(a), la) for a, la in zip(self.at, self.level_after, strict=False)
+                if la is not None and a < before]
 
     def intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """``(durations_h, levels_before)`` of each interval between two consecutive pickups."""
@@ -254,13 +262,14 @@ def history(session: Session, now: datetime, per_device: int = 21, days: int = 6
     where = [CollectionRow.at > now - timedelta(days=days), CollectionRow.at <= now]
     if city is not None:
         where.append(CollectionRow.device_id.in_(select(DeviceRow.id).where(DeviceRow.city_id == city)))
-    sub = (select(CollectionRow.device_id, CollectionRow.at, CollectionRow.level_before, rn)
+    sub = (select(CollectionRow.device_id, CollectionRow.at, CollectionRow.level_before, CollectionRow.level_after, rn)
            .where(*where).subquery())
-    q = select(sub.c.device_id, sub.c.at, sub.c.level_before).where(sub.c.rn <= per_device).order_by(
-        sub.c.device_id, sub.c.at)
+    q = select(sub.c.device_id, sub.c.at, sub.c.level_before, sub.c.level_after).where(
+        sub.c.rn <= per_device).order_by(sub.c.device_id, sub.c.at)
     out: dict[str, History] = {}
-    for device_id, at, before in session.execute(q):
-        h = out.setdefault(device_id, History([], []))
+    for device_id, at, before, after in session.execute(q):
+        h = out.setdefault(device_id, History([], [], []))
         h.at.append(at)
         h.level_before.append(float(before))
+        h.level_after.append(None if after is None else float(after))
     return out

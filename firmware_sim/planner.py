@@ -184,8 +184,9 @@ class Planner:
         self.session.flush()
         self.scanned = now
 
-    def _learned(self, now: datetime) -> dict[str, FillProfile]:
-        """Each bin's profile from the hourly means before the local midnight (learned once a local day)."""
+    def _learned(self, now: datetime, hist: dict[str, pickups.History]) -> dict[str, FillProfile]:
+        """Each bin's profile from the hourly means and pickups before the local midnight (learned once a
+        local day)."""
         cfg = self.cfg
         midnight = now.astimezone(self.sim.city.tzinfo()).replace(hour=0, minute=0, second=0, microsecond=0)
         if self.profiles is None or self.profiles[0] != midnight:
@@ -193,7 +194,9 @@ class Planner:
             lo = hi - cfg.forecast_history_days * 86400 * 1000
             got = {}
             for d, t, v in zip(self.devs, self.t, self.v, strict=True):
-                prof = learn_profile(*hourly_means(np.array(t), np.array(v), lo, hi).values(FILL), cfg.timezone)
+                after = hist[d.device_id].after_pickups(midnight) if d.device_id in hist else []
+                prof = learn_profile(*hourly_means(np.array(t), np.array(v), lo, hi).values(FILL), cfg.timezone,
+                                     pickups=after)
                 if prof is not None:
                     got[d.device_id] = prof
             self.profiles = (midnight, got)
@@ -214,7 +217,7 @@ class Planner:
             hourly[d.device_id] = hourly_means(ta, va, now_ms - cfg.forecast_window_h * HOUR_MS, now_ms)
             keep = ta > now_ms - raw_ms
             recent[d.device_id] = DeviceSeries(ta[keep], {FILL: va[keep]})
-        fcs = fc_bins.forecasts(self.devs, hourly, recent, last, hist, at, cfg.pickup_min_drop, self._learned(at))
+        fcs = fc_bins.forecasts(self.devs, hourly, recent, last, hist, at, cfg.pickup_min_drop, self._learned(at, hist))
         for d, t, v in zip(self.devs, self.t, self.v, strict=True):
             if not t:
                 continue
