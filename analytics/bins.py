@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from analytics.fillpool import learn_profiles
 from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at
 from analytics.forecast import FillForecast, from_history, from_series
-from analytics.frames import PerLocalDay, hourly_means, hourly_series
+from analytics.frames import HOUR_MS, PerLocalDay, hourly_means, hourly_series, points_hourly_means
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
 from lorong.core import schema
@@ -37,7 +38,8 @@ HALF_HOUR_MS = 1_800_000
 
 
 def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Sequence[str],
-                  last_pickup: Mapping[str, datetime]) -> dict[str, DeviceSeries]:
+                  last_pickup: Mapping[str, datetime], recent: pd.DataFrame | None = None,
+                  recent_after: datetime | None = None) -> dict[str, DeviceSeries]:
     """Hourly mean fillingLevel of the bins over ``(now - window_h, now]``.
 
     Only the buckets after a bin's last pickup are used, so InfluxDB need not aggregate a whole
@@ -46,6 +48,13 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
     over the full window (two short queries instead of one long one; bench/analytics_job.py).
     The final whole hours come from the ``hourly`` policy (:func:`analytics.frames.hourly_means`).
 
+    Args:
+        recent, recent_after: the raw points the run already read (:func:`analytics.frames.recent_points`),
+            every bin's within ``(recent_after, now]``: the hours they hold whole, from the first one
+            starting after ``recent_after``, are averaged from them
+            (:func:`analytics.frames.points_hourly_means`, InfluxDB's numbers), and only the older ones
+            are read (20,000 bins: the run's two raw reads of those hours went, bench/analytics_job.py).
+
     Returns:
         device id -> series whose ``t_ms`` is each bucket's start.
     """
@@ -53,15 +62,35 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
     fresh_after = now - timedelta(hours=min(window_h, FRESH_H))
     fresh = {d: p for d in bins if (p := last_pickup.get(d)) is not None and p > fresh_after}
     rest = [d for d in bins if d not in fresh]
+    held: datetime | None = None  # the first hour the raw points hold whole
+    if recent is not None and recent_after is not None:
+        after_ms = to_ms(recent_after)
+        held = utc_from_ms(after_ms - after_ms % HOUR_MS + HOUR_MS)
+        if held > now:
+            held = None
+
+    def means(since: datetime, devices: Sequence[str] | None) -> pd.DataFrame:
+        """Hourly means over ``(since, now]``: read up to ``held``, averaged from ``recent`` after it."""
+        if held is None or recent is None:
+            return hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, now, now, devices=devices)
+        if since >= held:
+            return points_hourly_means(recent, schema.FIELD_FILL, since, devices)
+        old = hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, held, now, devices=devices,
+                           end_open=True)
+        new = points_hourly_means(recent, schema.FIELD_FILL, held - timedelta(milliseconds=1), devices)
+        parts = [p for p in (old, new) if not p.empty] or [old]
+        if len(parts) == 1:
+            return parts[0]
+        return pd.concat(parts, ignore_index=True).sort_values(["device_id", "time"], kind="stable") \
+            .reset_index(drop=True)
+
     out: dict[str, DeviceSeries] = {}
     if fresh:
         since = min(fresh.values()).replace(minute=0, second=0, microsecond=0)
-        got = split_by_device(hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, now, now))
+        got = split_by_device(means(since, None))
         out.update((d, s) for d, s in got.items() if d in fresh)
     if rest:
-        frame = hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], start, now, now,
-                             devices=None if not fresh else rest)
-        out.update(split_by_device(frame))
+        out.update(split_by_device(means(start, None if not fresh else rest)))
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from datetime import datetime, time, timedelta
 from itertools import pairwise
 from typing import Generic, TypeVar
@@ -255,9 +255,10 @@ def _mean_query(measurement: str, fields: Sequence[str], where: str, devices: Se
             f"GROUP BY time(1h), {quote_ident(schema.TAG_DEVICE)} fill(none)")
 
 
-def hourly_plan(start: datetime, end: datetime, now: datetime,
-                chunk_s: int = 86_400) -> tuple[list[tuple[str | None, str]], int]:
-    """The reads of :func:`hourly_means`, covering ``(start, end]`` once, in time order.
+def hourly_plan(start: datetime, end: datetime, now: datetime, chunk_s: int = 86_400,
+                end_open: bool = False) -> tuple[list[tuple[str | None, str]], int]:
+    """The reads of :func:`hourly_means`, covering ``(start, end]`` (``(start, end)`` when ``end_open``)
+    once, in time order.
 
     Whole hourly buckets that lie inside the window and are final (:data:`FINAL_AFTER_H`) come from
     the ``hourly`` policy, cut at multiples of ``chunk_s``; the partial first bucket (the raw window
@@ -270,21 +271,24 @@ def hourly_plan(start: datetime, end: datetime, now: datetime,
         reads none (one raw read of the whole window).
     """
     lo, hi = to_ms(start), to_ms(end)
+    upto = f"time < {hi}ms" if end_open else f"time <= {hi}ms"
     first = lo - lo % HOUR_MS + HOUR_MS  # the first bucket holding no point at or before start
     now_ms = to_ms(now)
     stop = min(hi - hi % HOUR_MS, now_ms - now_ms % HOUR_MS - FINAL_AFTER_H * HOUR_MS)
     if stop <= first:
-        return [(None, f"time > {lo}ms AND time <= {hi}ms")], 0
+        return [(None, f"time > {lo}ms AND {upto}")], 0
     step = chunk_s * 1000
     cuts = [first, *range(first - first % step + step, stop, step), stop]
     plan: list[tuple[str | None, str]] = [(None, f"time > {lo}ms AND time < {first}ms")]
     plan += [(schema.RP_HOURLY, f"time >= {a}ms AND time < {b}ms") for a, b in pairwise(cuts) if b > a]
-    plan.append((None, f"time >= {stop}ms AND time <= {hi}ms"))
+    if not (end_open and stop == hi):  # an open window ending on a final hour needs no raw tail
+        plan.append((None, f"time >= {stop}ms AND {upto}"))
     return plan, stop
 
 
 def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], start: datetime, end: datetime,
-                 now: datetime, devices: Sequence[str] | None = None, chunk_s: int = 86_400) -> pd.DataFrame:
+                 now: datetime, devices: Sequence[str] | None = None, chunk_s: int = 86_400,
+                 end_open: bool = False) -> pd.DataFrame:
     """:func:`bucket_means` of ``fields`` in hourly buckets over ``(start, end]`` (``mean``,
     ``fill(none)``), with the final whole hours read from the ``hourly`` retention policy
     (:mod:`lorong.storage.retention`) instead of averaged from the raw points again
@@ -307,6 +311,9 @@ def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
         devices: only these devices; all when None.
         chunk_s: the means are read this many seconds at a time (a whole number of hours; bounds
             the answer's size, as :func:`bucket_means_chunked`).
+        end_open: the window is ``(start, end)``: a point at ``end`` is left out (``end`` on the hour:
+            the buckets before it, whole, for the ones from ``end`` on to come from elsewhere,
+            :func:`points_hourly_means`).
 
     Returns:
         Long frame as :func:`bucket_means`, sorted by device then time.
@@ -316,7 +323,7 @@ def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
     """
     if chunk_s <= 0 or chunk_s % 3600:
         raise ValueError(f"chunk_s {chunk_s} is not a positive multiple of 3600")
-    plan = _ready_plan(influx, measurement, fields[0], start, end, now, chunk_s)
+    plan = _ready_plan(influx, measurement, fields[0], start, end, now, chunk_s, end_open)
     parts = [_streamed_frame(influx.query_chunked(_mean_query(measurement, fields, where, devices, rp)), fields)
              for rp, where in plan]
     parts = [p for p in parts if not p.empty] or parts[:1]  # an empty part's dtypes are not the others'
@@ -327,11 +334,11 @@ def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
 
 
 def _ready_plan(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,
-                now: datetime, chunk_s: int) -> list[tuple[str | None, str]]:
+                now: datetime, chunk_s: int, end_open: bool = False) -> list[tuple[str | None, str]]:
     """:func:`hourly_plan`, or one raw read of the window when its means are not there (:func:`_means_ready`)."""
-    plan, means_end = hourly_plan(start, end, now, chunk_s)
+    plan, means_end = hourly_plan(start, end, now, chunk_s, end_open)
     if means_end and not _means_ready(influx, measurement, field, means_end):
-        return [(None, time_window(start, end))]
+        return [(None, f"time > {to_ms(start)}ms AND time {'<' if end_open else '<='} {to_ms(end)}ms")]
     return plan
 
 
@@ -342,6 +349,54 @@ def _means_ready(influx: InfluxClient, measurement: str, field: str, end_ms: int
     q = (f"SELECT count({quote_ident(field)}) FROM {quote_ident(schema.RP_HOURLY)}.{quote_ident(measurement)} "
          f"WHERE time >= {end_ms - HOUR_MS}ms AND time < {end_ms}ms")
     return any(row[1] for s in influx.query(q) for row in s.values)
+
+
+def points_hourly_means(points: pd.DataFrame, field: str, after: datetime,
+                        devices: Collection[str] | None = None) -> pd.DataFrame:
+    """:func:`hourly_means` of one field over ``(after, end of points]``, computed from raw points the
+    run already holds instead of asked of InfluxDB again (the fill forecast's newest hours are in the
+    job's raw window; bench/analytics_job.py).
+
+    The numbers are InfluxDB's to the last bit: its ``mean`` adds a bucket's values in time order,
+    then divides by their count (``FloatMeanReducer``, influxql/functions.go of InfluxDB 1.x), and so
+    does this (never numpy's pairwise sum); ``tests/analytics/test_hourly_means.py`` compares the two
+    on a real InfluxDB. Except a device whose points of one hour lie in two series (its tags changed
+    within the hour), which InfluxDB may add in another order.
+
+    Args:
+        points: long frame of raw points (:func:`recent_points`), each device's rows together in
+            time order, holding every point of the device within ``(after, its newest]``.
+        after: start of the window (excluded, as InfluxDB's ``time >`` bound).
+        devices: only these devices; all when None.
+
+    Returns:
+        Long frame as :func:`hourly_means` (``device_id``, ``time`` as the bucket start, ``field``),
+        sorted by device then time; buckets without a value are left out (``fill(none)``).
+    """
+    if points.empty or field not in points:
+        return _frame([], keep=[field])
+    t_ms = points["time"].dt.tz_convert(None).to_numpy().astype("datetime64[ms]").astype(np.int64)
+    values = points[field].to_numpy(dtype=float)
+    device = points["device_id"].to_numpy()
+    keep = (t_ms > to_ms(after)) & ~np.isnan(values)
+    if devices is not None:
+        keep &= points["device_id"].isin(list(devices)).to_numpy()
+    t_ms, values, device = t_ms[keep], values[keep], device[keep]
+    if not len(t_ms):
+        return _frame([], keep=[field])
+    bucket = t_ms - t_ms % HOUR_MS
+    first = np.r_[True, (device[1:] != device[:-1]) | (bucket[1:] != bucket[:-1])]
+    starts = np.flatnonzero(first)
+    group = np.cumsum(first) - 1
+    rank = np.arange(len(t_ms)) - starts[group]
+    sums = np.zeros(len(starts))
+    for k in range(int(rank.max()) + 1):  # one addition per value, in time order (no index twice per step)
+        at = rank == k
+        sums[group[at]] += values[at]
+    counts = np.diff(np.r_[starts, len(t_ms)])
+    return pd.DataFrame({"device_id": device[starts],
+                         "time": pd.to_datetime(bucket[starts], unit="ms", utc=True),
+                         field: sums / counts})
 
 
 def hourly_series(influx: InfluxClient, measurement: str, field: str, start: datetime, end: datetime,

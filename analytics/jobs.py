@@ -256,13 +256,16 @@ ForecastReads = tuple["Future[dict[str, DeviceSeries]]", "Future[dict[str, FillP
 
 
 def _start_forecast_reads(ctx: Context, influx: InfluxClient, reads: ThreadPoolExecutor,
-                          hist: dict[str, pickups.History]) -> ForecastReads:
+                          hist: dict[str, pickups.History], recent_bins: pd.DataFrame,
+                          window: timedelta) -> ForecastReads:
     """Start the fill forecast's reads (:func:`analytics.bins.hourly_levels`, :func:`analytics.bins.profiles`)
     on ``reads``, so InfluxDB answers while the job refreshes ``device_latest``; needs ``ctx.pickups``
-    and the bins' collection history ``hist``."""
+    and the bins' collection history ``hist``. The newest hours' means come from ``recent_bins``, the
+    raw points of ``(now - window, now]`` the run read."""
     cfg = ctx.cfg
     ids = [d.device_id for d in ctx.of_kind(DeviceKind.BIN)]
-    hourly = reads.submit(bins.hourly_levels, influx, ctx.now, cfg.forecast_window_h, ids, dict(ctx.pickups))
+    hourly = reads.submit(bins.hourly_levels, influx, ctx.now, cfg.forecast_window_h, ids, dict(ctx.pickups),
+                          recent_bins, ctx.now - window)
     learned = reads.submit(bins.profiles, influx, ctx.now, ids, cfg.timezone, cfg.forecast_history_days, hist) \
         if cfg.forecast_history_days > 0 else None
     return hourly, learned
@@ -427,7 +430,8 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         has_bins = any(True for _ in ctx.of_kind(DeviceKind.BIN))
         hist, every = _pickups(ctx, session, influx, recent_bins, report, city_of, city is not None) \
             if has_bins else ({}, {})
-        under_way = _start_forecast_reads(ctx, influx, reads, every) if forecast and has_bins else None
+        under_way = _start_forecast_reads(ctx, influx, reads, every, recent_bins, window) \
+            if forecast and has_bins else None
         with report.timed("latest"):  # while InfluxDB computes the forecast's hourly means
             report.latest_rows = refresh_latest(session, influx, now=now, recent=recent, devices=list(devices),
                                                 rows=latest)

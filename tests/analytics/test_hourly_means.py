@@ -10,7 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.frames import bucket_means, bucket_means_chunked, hourly_means, hourly_plan, hourly_series
+from analytics.bins import hourly_levels
+from analytics.frames import (
+    bucket_means,
+    bucket_means_chunked,
+    hourly_means,
+    hourly_plan,
+    hourly_series,
+    points_hourly_means,
+    recent_points,
+)
 from analytics.rules.base import split_by_device
 from lorong.core import schema
 from lorong.core.model import to_ms
@@ -124,3 +133,59 @@ def test_raw_points_when_there_are_no_means(influx: InfluxClient) -> None:
                                   check_exact=True)
     with pytest.raises(ValueError):
         hourly_means(influx, schema.MEASUREMENT_BIN, FILL, START, END, END, chunk_s=5400)
+
+
+def fast_bin(influx: InfluxClient) -> None:
+    """F-1 reports every minute over the last five hours of ``END``: 60 values a bucket, more than
+    numpy's pairwise sum adds one by one (8), so only InfluxDB's order of addition gives its means."""
+    rng = np.random.default_rng(11)
+    tags = {schema.TAG_DEVICE: "F-1", schema.TAG_KECAMATAN: "Tallo", schema.TAG_CITY: "makassar"}
+    influx.write_lines([line(schema.MEASUREMENT_BIN, tags, {schema.FIELD_FILL: round(float(rng.random()), 4)},
+                             to_ms(END - timedelta(hours=5)) + k * 60_000 + 13) for k in range(5 * 60)])
+
+
+@pytest.mark.parametrize("after", [END - timedelta(hours=5), END - timedelta(hours=4, minutes=17)])
+def test_means_of_points_in_hand_are_influxdbs(laid_out: InfluxClient, after: datetime) -> None:
+    """The hourly means the job averages from the raw points it read are InfluxDB's, bit for bit,
+    the partial first bucket and B-1's points on the bucket edges included."""
+    fast_bin(laid_out)
+    points = recent_points(laid_out, schema.MEASUREMENT_BIN, END, END - after + timedelta(hours=1))
+    want = bucket_means(laid_out, schema.MEASUREMENT_BIN, FILL, after, END, "1h")
+    got = points_hourly_means(points, schema.FIELD_FILL, after)
+    assert len(want) > 15 and set(want["device_id"]) == {"B-1", "B-2", "A-9", "F-1"}
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    fast = points[points["device_id"] == "F-1"]
+    buckets = fast["time"].dt.floor("1h")
+    pairwise = fast.groupby(buckets)[schema.FIELD_FILL].apply(lambda v: np.sum(v.to_numpy()) / len(v))
+    assert (pairwise.to_numpy() != want[want["device_id"] == "F-1"][schema.FIELD_FILL].to_numpy()).any()
+    some = points_hourly_means(points, schema.FIELD_FILL, after, devices=["B-2", "F-1"])
+    pd.testing.assert_frame_equal(
+        some, want[want["device_id"].isin(["B-2", "F-1"])].reset_index(drop=True), check_exact=True)
+
+
+@pytest.mark.parametrize(("now", "window"), [
+    (END, timedelta(minutes=130)),  # the job's window: 2 h 10 min
+    (END, timedelta(hours=2)),  # a window starting on the hour: B-1's point there is not in it
+    (END - timedelta(minutes=25), timedelta(hours=3)),
+    (END - timedelta(hours=30, minutes=3), timedelta(minutes=130)),  # the means of a day before
+])
+def test_hourly_levels_from_points_in_hand_are_the_read_ones(laid_out: InfluxClient, now: datetime,
+                                                             window: timedelta) -> None:
+    """The fill forecast's hourly levels with the newest hours averaged from the job's raw points are
+    the levels read from InfluxDB alone, for bins emptied long ago, a few hours ago (read from the hour
+    of the pickup) and within the raw window."""
+    fast_bin(laid_out)
+    points = recent_points(laid_out, schema.MEASUREMENT_BIN, now, window)
+    pickups = [{}, {"B-1": now - timedelta(hours=6, minutes=50)},
+               {"B-2": now - timedelta(minutes=70), "F-1": now - timedelta(hours=3, minutes=1)},
+               {"B-1": now - timedelta(minutes=70)}]  # read from the hour before it: B-1's point there is not
+    for last_pickup in pickups:
+        ids = ["A-9", "B-1", "B-2", "F-1"]
+        want = hourly_levels(laid_out, now, 24, ids, last_pickup)
+        got = hourly_levels(laid_out, now, 24, ids, last_pickup, points, now - window)
+        assert set(got) == set(want) and len(want) >= 3
+        for device, series in want.items():
+            t, v = series.values(schema.FIELD_FILL)
+            assert len(t) > 1
+            assert np.array_equal(got[device].values(schema.FIELD_FILL)[0], t)
+            assert np.array_equal(got[device].values(schema.FIELD_FILL)[1], v)
