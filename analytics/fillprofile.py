@@ -399,12 +399,14 @@ def forecast_full_at(profile: FillProfile, level_now: float, now: datetime, thre
         return now
     starts, step_h, slots = _walk(now, profile.tz)
     rate = profile.rate[slots] * scale
-    inc = rate * step_h
-    level = np.cumsum(np.r_[level_now, inc])  # level[k]: before step k, added in time order
-    hit = np.flatnonzero((rate > 0) & (level[1:] >= threshold))
-    if not len(hit):
+    level = np.empty(len(rate) + 1)  # level[k]: before step k, added in time order
+    level[0] = level_now
+    np.multiply(rate, step_h, out=level[1:])
+    np.cumsum(level, out=level)  # in place: the same additions as a new array's (run for every bin twice)
+    hit = (rate > 0) & (level[1:] >= threshold)
+    k = int(hit.argmax())
+    if not hit[k]:
         return None
-    k = int(hit[0])
     return starts[k] + timedelta(hours=float((threshold - level[k]) / rate[k]))
 
 
