@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.fillpool import learn_profiles
-from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at
+from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at_many
 from analytics.forecast import FillForecast, from_history, from_series
 from analytics.frames import HOUR_MS, PerLocalDay, hourly_means, hourly_series, points_hourly_means
 from analytics.pickups import History
@@ -160,7 +160,9 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
             rate (``soon_slow_factor``; a profile walked at the slower rate, a line stretched).
     """
     now_ms = to_ms(now)
-    out: dict[str, FillForecast] = {}
+    out: dict[str, FillForecast | None] = {}
+    walks: list[tuple[str, FillProfile, float]] = []  # the profile forecasts' bins, walked at once
+    asks: list[tuple[FillProfile, float, float, float]] = []
     for dev in bins:
         pickup = last_pickup.get(dev.device_id)
         t_raw, raw = (recent[dev.device_id].values(schema.FIELD_FILL) if dev.device_id in recent
@@ -181,9 +183,10 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
             if prof is not None:
                 since = utc_from_ms(int(t[0]) + HALF_HOUR_MS) if len(t) else None
                 scale = adapt_scale(prof, since, float(lv[0]) if len(lv) else None, now, level_now)
-                full_at = forecast_full_at(prof, level_now, now, dev.full_threshold, scale)
-                slow = forecast_full_at(prof, level_now, now, dev.full_threshold, scale * slow_factor)
-                out[dev.device_id] = FillForecast(prof.rate_at(now) * scale, full_at, "profile", int(prof.days), slow)
+                walks.append((dev.device_id, prof, scale))
+                asks += [(prof, level_now, dev.full_threshold, scale),
+                         (prof, level_now, dev.full_threshold, scale * slow_factor)]
+                out[dev.device_id] = None  # its place in the order; the walks are done after the loop
                 continue
             hours = (np.minimum(t[keep] + HALF_HOUR_MS, now_ms) - now_ms) / 3.6e6
             fc = from_series(hours, lv[keep], level_now, now, dev.full_threshold)
@@ -193,7 +196,11 @@ def forecasts(bins: Iterable[Device], hourly: Mapping[str, DeviceSeries], recent
             fc = from_history(durations, before, (now - pickup).total_seconds() / 3600.0, now, dev.full_threshold)
         if fc is not None:
             out[dev.device_id] = replace(fc, full_at_slow=fc.slow(now, slow_factor))
-    return out
+    crossed = forecast_full_at_many(asks, now)
+    for k, (device_id, prof, scale) in enumerate(walks):
+        out[device_id] = FillForecast(prof.rate_at(now) * scale, crossed[2 * k], "profile", int(prof.days),
+                                      crossed[2 * k + 1])
+    return {d: fc for d, fc in out.items() if fc is not None}
 
 
 def from_derived(derived: Mapping[str, Any]) -> FillForecast | None:

@@ -410,6 +410,41 @@ def forecast_full_at(profile: FillProfile, level_now: float, now: datetime, thre
     return starts[k] + timedelta(hours=float((threshold - level[k]) / rate[k]))
 
 
+def forecast_full_at_many(asks: Sequence[tuple[FillProfile, float, float, float]], now: datetime,
+                          rows: int = 2048) -> list[datetime | None]:
+    """:func:`forecast_full_at` of each ``(profile, level_now, threshold, scale)`` in ``asks``, in order,
+    the walks of up to ``rows`` bins of one zone at once in one array: the same additions in the same
+    order (``cumsum`` along a row adds its steps one by one), so the same times to the microsecond
+    (``tests/analytics/test_fillprofile_fast.py``), in a fraction of the per-call cost of 20,000 bins
+    times two walks (bench/analytics_job.py).
+    """
+    out: list[datetime | None] = [None] * len(asks)
+    todo: dict[str, list[int]] = {}
+    for i, (profile, level_now, threshold, scale) in enumerate(asks):
+        if level_now >= threshold:
+            out[i] = now
+        elif profile.rate.dtype != np.float64:  # the array's arithmetic would not be the profile's own
+            out[i] = forecast_full_at(profile, level_now, now, threshold, scale)
+        else:
+            todo.setdefault(profile.tz, []).append(i)
+    for tz, ids in todo.items():
+        starts, step_h, slots = _walk(now, tz)
+        for a in range(0, len(ids), rows):
+            part = ids[a:a + rows]
+            rate = np.stack([asks[i][0].rate for i in part])[:, slots] * np.array([asks[i][3] for i in part])[:, None]
+            level = np.empty((len(part), len(slots) + 1))
+            level[:, 0] = [asks[i][1] for i in part]
+            np.multiply(rate, step_h, out=level[:, 1:])
+            np.cumsum(level, axis=1, out=level)
+            hit = (rate > 0) & (level[:, 1:] >= np.array([asks[i][2] for i in part])[:, None])
+            first = hit.argmax(axis=1)
+            for row, i in enumerate(part):
+                k = int(first[row])
+                if hit[row, k]:
+                    out[i] = starts[k] + timedelta(hours=float((asks[i][2] - level[row, k]) / rate[row, k]))
+    return out
+
+
 @lru_cache(maxsize=16)
 def _walk(now: datetime, tz: str) -> tuple[tuple[datetime, ...], np.ndarray, np.ndarray]:
     """The steps of :func:`forecast_full_at` from ``now`` (the same for every bin of a run): each
