@@ -13,6 +13,7 @@ hourly means: the series is cut after the last fall of half ``pickup_min_drop`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,8 +46,9 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
     Only the buckets after a bin's last pickup are used, so InfluxDB need not aggregate a whole
     day for a bin emptied this morning: bins emptied within :data:`FRESH_H` hours are read in one
     query that starts at the hour of the oldest of those pickups, the other bins in one query
-    over the full window (two short queries instead of one long one; bench/analytics_job.py).
-    The final whole hours come from the ``hourly`` policy (:func:`analytics.frames.hourly_means`).
+    over the full window (two short queries instead of one long one, InfluxDB answering them side
+    by side; bench/analytics_job.py). The final whole hours come from the ``hourly`` policy
+    (:func:`analytics.frames.hourly_means`).
 
     Args:
         recent, recent_after: the raw points the run already read (:func:`analytics.frames.recent_points`),
@@ -85,12 +87,15 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
             .reset_index(drop=True)
 
     out: dict[str, DeviceSeries] = {}
-    if fresh:
-        since = min(fresh.values()).replace(minute=0, second=0, microsecond=0)
-        got = split_by_device(means(since, None))
-        out.update((d, s) for d, s in got.items() if d in fresh)
-    if rest:
-        out.update(split_by_device(means(start, None if not fresh else rest)))
+    # the two reads are InfluxDB's work on its own threads: the other bins' beside the fresh ones'
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-levels") as beside:
+        others = beside.submit(means, start, None if not fresh else rest) if rest else None
+        if fresh:
+            since = min(fresh.values()).replace(minute=0, second=0, microsecond=0)
+            got = split_by_device(means(since, None))
+            out.update((d, s) for d, s in got.items() if d in fresh)
+        if others is not None:
+            out.update(split_by_device(others.result()))
     return out
 
 
