@@ -5,8 +5,9 @@ One run, as of ``now`` (injectable; every InfluxQL window ends there):
 1. recent raw points of bins and stations (``recent_window_h``, 3 h by default): device_latest,
    debounce, flags, fire, battery, stuck, pickups;
 2. pickups (:mod:`analytics.pickups`) stored in SQL and InfluxDB; the collection history;
-3. hourly means and learned profiles for the fill forecasts (:mod:`analytics.bins`), each bin's
-   expected pickup (:mod:`analytics.fillprofile`); ``device_latest`` refreshed meanwhile;
+3. hourly means and learned profiles for the fill forecasts (:mod:`analytics.bins`; the hours the raw
+   points of 1 hold whole averaged from them, only the older ones read), each bin's expected pickup
+   (:mod:`analytics.fillprofile`); ``device_latest`` refreshed meanwhile;
 4. stations: last-hour PM2.5, 10-minute buckets scored for spikes, hourly means for ISPU/US AQI;
 5. dead letters per device;
 6. every rule of :data:`analytics.rules.RULES`, verdicts applied to the alert book;
