@@ -105,6 +105,26 @@ Still not the 10 s asked for: InfluxDB 1.6 answering the raw 130 minutes of 20,0
 under such a load (the 10 minutes of it in the previous day's shard, at ``NOW`` 02:00 UTC, 2-4 s read
 alone; the same read as two concurrent queries of half the bins each, or four, was no faster there).
 
+Measured 2026-12-07 later, after a forecast run averaged the hours its raw window holds whole from the
+points it read (InfluxDB's means to the last bit) and read only the older ones, the two groups of bins
+side by side, and walked the profile forecasts of all bins at once: one run at ``NOW`` from a copy of
+the data after the replay (profiles learned once, outside the timing), three processes of each version
+in turn, each a warm-up run then two full and two alert runs, load average 4-9; medians of six, phases
+in s; the digests of the two versions were equal.
+
+=====================================  ==============================  ==============================
+run at ``NOW``                         before                          after
+=====================================  ==============================  ==============================
+full run                               33.7 s: recent 11.5, latest     31.5 s: recent 13.4, latest 2.9,
+                                       2.2, forecast 12.9, rules 2.5   forecast 7.1, rules 2.7
+alert run                              20.0 s: recent 11.8             21.5 s: recent 13.0
+whole process (per pair)               -                              wall 0.93, CPU 0.95 of before
+=====================================  ==============================  ==============================
+
+The bench itself, once per version (load average 3-7 before, 7-10 after): equal digests; full runs 38.0
+and 37.2 s (forecast 9.5, 14.2) before, 36.2 and 25.0 s (forecast 6.0, 6.6) after; alert runs 18.8 and
+20.8 s before, 18.9 and 15.6 s after; peak RSS 707 and 721 MiB.
+
 Peak RSS is ``VmHWM`` of the measuring process (:func:`peak_rss_mib`): the ``getrusage`` figure
 printed before carried the loader's peak over into the child (1,681 MiB "at start" on a run that
 loaded the data), and ``/usr/bin/time -v`` reports influxd's (2.1-2.4 GB).
