@@ -51,8 +51,11 @@ setup-test: .stamps/debs-test $(VENV)/.installed-test
 demo: setup
 	@trap : INT; $(VENV)/bin/lorong demo || test $$? -eq 130
 
+# Two pytest-xdist workers, each taking whole test files (a file's module fixtures, such as its browser or
+# influxd, start once); most tests wait on services, a browser or a broker, so two workers gain on 2 cores.
+# Files go out in collection order (tests/conftest.py puts the longest first), not xdist's most-tests-first.
 test: setup-test
-	$(PYTEST) -q --durations=25
+	$(PYTEST) -q --durations=25 -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
