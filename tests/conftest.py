@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +28,16 @@ FIRST = ("tests/analytics/test_standard_scenario.py",)
 """Files collected first. The standard scenario takes several minutes, a quarter of the suite: under
 ``make test`` (``-n 2 --dist loadfile``, pytest-xdist) the first worker starts it at once while the
 other worker takes the rest, instead of ending the run with one worker busy and the other idle."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give SIGINT back its default action (KeyboardInterrupt) when the run started with it ignored.
+
+    A shell starts a background job (``make test &``, a runner's detached step) with SIGINT ignored, every
+    child inherits that through exec, and the tests that press Ctrl-C on a child (``lorong sim``, ``make
+    demo``) then wait for an exit that never comes. A handled signal is reset to its default at exec."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
