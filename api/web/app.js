@@ -363,12 +363,21 @@ async function showHistory(id, button) { // kept open across re-renders (state.h
   if (state.hist[id]) { delete state.hist[id]; render(); return; }
   button.disabled = true;
   try {
+    const sent = state.sent; // an action that reaches the server meanwhile may be missing from this answer
     state.hist[id] = await api(`/alerts/${id}/history`);
     render();
+    if (state.sent !== sent) refreshHistory(id);
   } catch (err) {
     button.disabled = false;
     toast(retryable(err) ? t("netError") : `${t("refused")} (${err.status}).`);
   }
+}
+
+async function refreshHistory(id) { // an open history, asked again: an action on its alert reached the server
+  try {
+    const rows = await api(`/alerts/${id}/history`);
+    if (state.hist[id]) { state.hist[id] = rows; render(); }
+  } catch (err) { /* the list shown stays; the next tap on History asks again */ }
 }
 
 function renderAlerts() {
@@ -587,6 +596,8 @@ async function flush() {
         await api(a.path, { method: "POST", headers: { "Content-Type": "application/json", "Idempotency-Key": a.id },
           body: JSON.stringify(a.body || {}) });
         sent.push(a);
+        state.sent = (state.sent || 0) + 1;
+        if (a.alert && state.hist[a.alert]) refreshHistory(a.alert); // the card says done: so does its history
       } catch (err) {
         if (retryable(err) || err.status === 401) {
           for (const q of state.queue) q.late = true;

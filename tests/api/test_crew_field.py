@@ -316,3 +316,30 @@ def test_words_in_bahasa_and_card_map_offline(phone: Page, served: Served, sessi
     page.click("#tab-route")
     expect(page.locator("#net")).to_contain_text("Tanpa sinyal")
     expect(page.locator("#net")).not_to_contain_text("offline")
+
+
+def test_an_open_history_shows_the_action_once_the_server_has_it(phone: Page, served: Served,
+                                                                  sessions: sessionmaker[Session],
+                                                                  tokens: dict[str, str]) -> None:
+    """The card shows "I'm on it" at once (the action waits in the queue); a history opened before the
+    server has the action listed only "opened", and stayed so. It is asked again when the action lands."""
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    page.click("#tab-alerts")
+    held: list[Route] = []
+    page.route("**/alerts/*/ack", lambda route: held.append(route))  # reaches the server when the test lets it
+    full = page.locator("[data-type=bin_full]").filter(has_text="MKS-BIN-0001")
+    full.locator("button.ack").click()
+    expect(full.locator(".ackline")).to_contain_text("Ditangani oleh petugas CREW")
+    full.locator("button.history").click()
+    hist = full.locator(".hist li")
+    expect(hist).to_have_count(1)
+    for _ in range(50):  # bounded: the page sends the ack at once
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert len(held) == 1
+    held[0].continue_()
+    expect(hist).to_have_count(2)
+    expect(hist.nth(1)).to_contain_text("ditangani · petugas CREW")
