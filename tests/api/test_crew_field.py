@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Locator, Page, Route, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -289,17 +289,23 @@ def test_long_kecamatan_does_not_scroll_sideways(phone: Page, served: Served, se
     page.screenshot(path=str(ARTIFACTS / "crew_field_long_kecamatan.png"), full_page=True)
 
 
-def test_words_in_bahasa_and_card_map_offline(phone: Page, served: Served, sessions: sessionmaker[Session],
-                                              tokens: dict[str, str]) -> None:
-    seed_city(sessions)
-    page = phone
-    on_route(page, served, tokens["crew"])
+def ack_and_open_history(page: Page) -> Locator:
+    """On the Alerts tab, tap "Saya tangani" on MKS-BIN-0001's bin_full (shown on the card at once) and open
+    its history; returns the history's rows."""
     page.click("#tab-alerts")
     full = page.locator("[data-type=bin_full]").filter(has_text="MKS-BIN-0001")
     full.locator("button.ack").click()
     expect(full.locator(".ackline")).to_contain_text("Ditangani oleh petugas CREW")
     full.locator("button.history").click()
-    hist = full.locator(".hist li")
+    return full.locator(".hist li")
+
+
+def test_words_in_bahasa_and_card_map_offline(phone: Page, served: Served, sessions: sessionmaker[Session],
+                                              tokens: dict[str, str]) -> None:
+    seed_city(sessions)
+    page = phone
+    on_route(page, served, tokens["crew"])
+    hist = ack_and_open_history(page)
     expect(hist).to_have_count(2)
     expect(hist.nth(0)).to_contain_text("dibuka · sistem")  # not "system", not "crew:CREW"
     expect(hist.nth(1)).to_contain_text("ditangani · petugas CREW")
@@ -326,14 +332,9 @@ def test_an_open_history_shows_the_action_once_the_server_has_it(phone: Page, se
     seed_city(sessions)
     page = phone
     on_route(page, served, tokens["crew"])
-    page.click("#tab-alerts")
     held: list[Route] = []
     page.route("**/alerts/*/ack", lambda route: held.append(route))  # reaches the server when the test lets it
-    full = page.locator("[data-type=bin_full]").filter(has_text="MKS-BIN-0001")
-    full.locator("button.ack").click()
-    expect(full.locator(".ackline")).to_contain_text("Ditangani oleh petugas CREW")
-    full.locator("button.history").click()
-    hist = full.locator(".hist li")
+    hist = ack_and_open_history(page)
     expect(hist).to_have_count(1)
     for _ in range(50):  # bounded: the page sends the ack at once
         if held:
