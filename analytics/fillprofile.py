@@ -67,6 +67,8 @@ import numpy as np
 from analytics.forecast import next_collection
 
 HOURS_PER_WEEK = 168
+HOUR_MS = 3_600_000
+"""One hour in epoch milliseconds (the hourly means' bucket, :mod:`analytics.frames`)."""
 CLAMPED = 0.999
 """Hourly means at or above this are on the sensor's ceiling: no increment from them."""
 FALL = -0.02
@@ -236,17 +238,16 @@ def pickup_increments(t_ms: np.ndarray, levels: np.ndarray, tz: str,
     Returns:
         ``(hour_of_week, local_day_ordinal, increment)`` as :func:`hourly_increments` returns them.
     """
-    hour_ms = 3_600_000
     where = {int(t): i for i, t in enumerate(np.asarray(t_ms).tolist())}
     when: list[int] = []
     vals: list[float] = []
     for tp, after in pickups:
-        start = (int(tp) // hour_ms) * hour_ms
-        i = where.get(start + hour_ms)
+        start = (int(tp) // HOUR_MS) * HOUR_MS
+        i = where.get(start + HOUR_MS)
         if i is None or levels[i] >= CLAMPED:
             continue
-        when.append(start + hour_ms)
-        vals.append(max(0.0, float(levels[i]) - after) / ((start + 1.5 * hour_ms - int(tp)) / hour_ms))
+        when.append(start + HOUR_MS)
+        vals.append(max(0.0, float(levels[i]) - after) / ((start + 1.5 * HOUR_MS - int(tp)) / HOUR_MS))
     if not when:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     return (*_hours_of(np.asarray(when, dtype=np.int64), tz), np.asarray(vals))
@@ -399,15 +400,7 @@ def forecast_full_at(profile: FillProfile, level_now: float, now: datetime, thre
         return now
     starts, step_h, slots = _walk(now, profile.tz)
     rate = profile.rate[slots] * scale
-    level = np.empty(len(rate) + 1)  # level[k]: before step k, added in time order
-    level[0] = level_now
-    np.multiply(rate, step_h, out=level[1:])
-    np.cumsum(level, out=level)  # in place: the same additions as a new array's (run for every bin twice)
-    hit = (rate > 0) & (level[1:] >= threshold)
-    k = int(hit.argmax())
-    if not hit[k]:
-        return None
-    return starts[k] + timedelta(hours=float((threshold - level[k]) / rate[k]))
+    return _crossings(rate[None, :], np.array([level_now]), np.array([threshold]), step_h, starts)[0]
 
 
 def forecast_full_at_many(asks: Sequence[tuple[FillProfile, float, float, float]], now: datetime,
@@ -432,16 +425,33 @@ def forecast_full_at_many(asks: Sequence[tuple[FillProfile, float, float, float]
         for a in range(0, len(ids), rows):
             part = ids[a:a + rows]
             rate = np.stack([asks[i][0].rate for i in part])[:, slots] * np.array([asks[i][3] for i in part])[:, None]
-            level = np.empty((len(part), len(slots) + 1))
-            level[:, 0] = [asks[i][1] for i in part]
-            np.multiply(rate, step_h, out=level[:, 1:])
-            np.cumsum(level, axis=1, out=level)
-            hit = (rate > 0) & (level[:, 1:] >= np.array([asks[i][2] for i in part])[:, None])
-            first = hit.argmax(axis=1)
-            for row, i in enumerate(part):
-                k = int(first[row])
-                if hit[row, k]:
-                    out[i] = starts[k] + timedelta(hours=float((asks[i][2] - level[row, k]) / rate[row, k]))
+            found = _crossings(rate, np.array([asks[i][1] for i in part]), np.array([asks[i][2] for i in part]),
+                               step_h, starts)
+            for i, at in zip(part, found, strict=True):
+                out[i] = at
+    return out
+
+
+def _crossings(rate: np.ndarray, level_now: np.ndarray, threshold: np.ndarray, step_h: np.ndarray,
+               starts: Sequence[datetime]) -> list[datetime | None]:
+    """The walk of :func:`forecast_full_at` for ``n`` bins at once: ``rate`` (n, steps) fill per hour
+    of each step, ``level_now`` and ``threshold`` (n,) levels 0..1, ``step_h`` and ``starts`` the
+    steps of :func:`_walk`. Each row's levels are added step by step in time order (``cumsum`` along
+    the row), so a bin walked alone and among others gets the same time to the microsecond.
+
+    Returns:
+        Per row, the time the level reaches its threshold (linear within the step), or None.
+    """
+    level = np.empty((rate.shape[0], rate.shape[1] + 1))  # level[:, k]: before step k
+    level[:, 0] = level_now
+    np.multiply(rate, step_h, out=level[:, 1:])
+    np.cumsum(level, axis=1, out=level)  # in place: the same additions as a new array's
+    hit = (rate > 0) & (level[:, 1:] >= threshold[:, None])
+    first = hit.argmax(axis=1)
+    out: list[datetime | None] = []
+    for row, k in enumerate(first.tolist()):
+        out.append(starts[k] + timedelta(hours=float((threshold[row] - level[row, k]) / rate[row, k]))
+                   if hit[row, k] else None)
     return out
 
 

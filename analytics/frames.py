@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from analytics.fillprofile import HOUR_MS
 from lorong.core import schema
 from lorong.core.model import to_ms, utc_from_ms
 from lorong.storage.influx import InfluxClient, Series, quote_ident, quote_literal
@@ -238,7 +239,6 @@ def bucket_means_chunked(influx: InfluxClient, measurement: str, fields: Sequenc
     return frame.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)
 
 
-HOUR_MS = 3_600_000
 FINAL_AFTER_H = 3
 """Hours after which an hourly mean in the ``hourly`` policy is final: its continuous query
 resamples the last three hours every hour (``RESAMPLE EVERY 1h FOR 3h``,
