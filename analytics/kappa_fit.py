@@ -29,7 +29,7 @@ reference is the reference monitors' median reading instead, and the station's r
 ``a x C(RH, kappa_station)`` with nothing assumed (node-to-node calibration against a reference
 node, Kizel et al. 2018). A station with too few hours beside a reference keeps the network fit.
 A second pass fits each station against the median of the monitor and the other stations
-calibrated by the first, each at the monitor's scale, so one monitor's own street does not enter
+calibrated by the first, each at the monitor's scale, so one monitor's own wander does not enter
 every station's kappa (:func:`_against_consensus`).
 """
 
@@ -71,7 +71,7 @@ MIN_RH_RANGE = 0.15
 band of humidity kappa cannot be told from the site's scale. Over 0.70-0.85 RH the growth factor's
 ratio between the two ends moves 3.5 % for a kappa 0.05 off (at kappa 0.3), against a noise of about
 6 % per bucket averaged over more than a hundred buckets a day: measurable; a tropical day spans
-about 0.55 to 0.95, a cloudy one 0.70 to 0.87 (our choice)."""
+about 0.55 to 0.95, a cloudy one 0.67 to 0.84 (the tuning city's seed 3, first day; our choice)."""
 TRIM = 0.75
 """Share of a station's buckets the fit's spread is measured on: the 75 % nearest the median
 residual (a least-trimmed-squares criterion, Rousseeuw 1984; h = 0.75 n is the usual choice when
