@@ -36,7 +36,9 @@ CF_HORIZON_S = 48 * 3600
 
 BRIEF_FULL_S = 1800
 """A bin emptied within this long after it became full needed nobody: its truck was already on the
-way (SCENARIO.md; three report intervals)."""
+way (SCENARIO.md; three report intervals). A bin that became full within this long before the
+scenario's end is not required either: the readings that confirm it (``debounce_readings``, three)
+come after the end, where no replay can see them."""
 
 
 @dataclass(frozen=True)
@@ -725,10 +727,12 @@ def _bin_truth(b: SimBin, fill: _Fill, offline: list[Span], stuck: list[Span], t
         ok = seen(cross, stop, cross)
         full_s = stop - cross if stop is not None else None
         brief = full_s is not None and full_s < BRIEF_FULL_S
+        late = stop is None and t_end - cross < BRIEF_FULL_S  # confirmed on readings after the scenario's end
         res.events.append({"type": "bin_full", "device_id": b.device_id, "start": iso(cross),
-                           "end": iso(stop) if stop is not None else None, "required": ok and not brief,
+                           "end": iso(stop) if stop is not None else None, "required": ok and not brief and not late,
                            "what": f"true fill level crossed {th.full:.2f}"
-                                   + (f", emptied {full_s / 60:.0f} min later" if full_s is not None and brief else ""),
+                                   + (f", emptied {full_s / 60:.0f} min later" if full_s is not None and brief else "")
+                                   + (f", {(t_end - cross) / 60:.0f} min before the scenario's end" if late else ""),
                            "info": {"match_from": iso(near)} if near < cross else {}})
         foreseeable = cross - c_start >= 3600 and cross - t0 >= 3 * 3600
         # a fill that needs nobody (its truck was already on the way) needs no warning before it either

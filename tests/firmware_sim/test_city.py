@@ -245,6 +245,25 @@ def test_a_bin_its_truck_empties_soon_after_it_becomes_full_needs_no_warning() -
     assert "emptied 20 min after" in soon["what"]
 
 
+def test_a_bin_that_becomes_full_just_before_the_scenario_ends_is_not_required() -> None:
+    # tuning city (100 bins, seed 2): a bin crossed 0.8 at 15:47 UTC, 13 minutes before the scenario's
+    # end; the rule confirms a full bin on three readings (half an hour), after the end: no replay can
+    # see it, so its bin_full is not required (an alert is neither a hit nor a false alarm). One that
+    # crosses 40 minutes before the end is required.
+    th = Thresholds()
+    end = 10 * 3600.0
+    for cross_h, required in ((end / 3600.0 - 13 / 60, False), (end / 3600.0 - 40 / 60, True)):
+        b = SimBin(0, "MKS-BIN-0001", False, "lorong", "Tallo", -5.1, 119.4, 1000.0, 200.0, 0.4, 0.0, 0.0,
+                   100.0, 0.1, 0.0, bag_t=[1800.0, cross_h * 3600.0], bag_s=[0.5, 0.35])
+        fill = fill_bin(b, [], [600.0 * k for k in range(60)], 0.0, end, th)
+        res = BinsResult([], [], [], [], [], [], {})
+        _bin_truth(b, fill, [], [], 0.0, end, th, res)
+        full = [e for e in res.events if e["type"] == "bin_full"]
+        assert [(e["start"], e["end"], e["required"]) for e in full] == [(iso(cross_h * 3600.0), None, required)]
+        if not required:
+            assert "13 min before the scenario's end" in full[0]["what"]
+
+
 def test_a_city_starting_after_its_round_has_no_pickup_before_its_start() -> None:
     # the small city's round leaves at 06:00; started at 09:00, the first day's round has gone already
     city = load_city(packaged_city("small"))
