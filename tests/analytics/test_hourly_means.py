@@ -12,6 +12,9 @@ import pytest
 
 from analytics.bins import hourly_levels
 from analytics.frames import (
+    _columns_frame,
+    _mean_query,
+    _streamed_frame,
     bucket_means,
     bucket_means_chunked,
     hourly_means,
@@ -189,3 +192,21 @@ def test_hourly_levels_from_points_in_hand_are_the_read_ones(laid_out: InfluxCli
             assert len(t) > 1
             assert np.array_equal(got[device].values(schema.FIELD_FILL)[0], t)
             assert np.array_equal(got[device].values(schema.FIELD_FILL)[1], v)
+
+
+@pytest.mark.parametrize("rp", [None, schema.RP_HOURLY])
+def test_means_read_as_csv_are_the_json_chunks_frame(laid_out: InfluxClient, rp: str | None) -> None:
+    """The hourly means read as CSV into columns (:func:`analytics.frames._columns_frame`, what
+    :func:`hourly_means` reads) are the frame of the chunked JSON answer, value for value, for every bin,
+    some bins, and a window without means (an empty frame with the field's column)."""
+    fields = [schema.FIELD_FILL, schema.FIELD_BATTERY]
+    later = START + timedelta(hours=30)
+    for where, devices in ((f"time > {to_ms(START)}ms AND time <= {to_ms(END)}ms", None),
+                           (f"time >= {to_ms(later)}ms AND time < {to_ms(END)}ms", ["A-9", "B-2"]),
+                           (f"time > {to_ms(END + timedelta(days=2))}ms", None)):
+        q = _mean_query(schema.MEASUREMENT_BIN, fields, where, devices, rp)
+        got, chunks = _columns_frame(laid_out, q, fields), _streamed_frame(laid_out.query_chunked(q), fields)
+        pd.testing.assert_frame_equal(got, chunks, check_exact=True)
+        assert list(got.columns) == ["device_id", "time", *fields]
+    assert len(got) == 0 and len(_columns_frame(laid_out, _mean_query(schema.MEASUREMENT_BIN, fields, (
+        f"time > {to_ms(START)}ms AND time <= {to_ms(END)}ms"), None, rp), fields)) > 100
