@@ -273,15 +273,21 @@ ForecastReads = tuple["Future[dict[str, DeviceSeries]]", "Future[dict[str, FillP
 
 def _start_forecast_reads(ctx: Context, influx: InfluxClient, reads: ThreadPoolExecutor,
                           hist: dict[str, pickups.History], recent_bins: pd.DataFrame,
-                          window: timedelta) -> ForecastReads:
+                          window: timedelta, prefetch: Future[bins.HourlyReads] | None = None) -> ForecastReads:
     """Start the fill forecast's reads (:func:`analytics.bins.hourly_levels`, :func:`analytics.bins.profiles`)
     on ``reads``, so InfluxDB answers while the job refreshes ``device_latest``; needs ``ctx.pickups``
     and the bins' collection history ``hist``. The newest hours' means come from ``recent_bins``, the
-    raw points of ``(now - window, now]`` the run read."""
+    raw points of ``(now - window, now]`` the run read; the older ones from ``prefetch`` where it read them
+    (:func:`analytics.bins.prefetch_hourly`)."""
     cfg = ctx.cfg
     ids = [d.device_id for d in ctx.of_kind(DeviceKind.BIN)]
-    hourly = reads.submit(bins.hourly_levels, influx, ctx.now, cfg.forecast_window_h, ids, dict(ctx.pickups),
-                          recent_bins, ctx.now - window)
+
+    def levels() -> dict[str, DeviceSeries]:
+        return bins.hourly_levels(influx, ctx.now, cfg.forecast_window_h, ids, last, recent_bins, ctx.now - window,
+                                  prefetched=prefetch.result() if prefetch is not None else None)
+
+    last = dict(ctx.pickups)
+    hourly = reads.submit(levels)
     learned = reads.submit(bins.profiles, influx, ctx.now, ids, cfg.timezone, cfg.forecast_history_days, hist) \
         if cfg.forecast_history_days > 0 else None
     return hourly, learned
@@ -439,6 +445,11 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
             if city is not None:
                 city_q = city_q.where(DeviceRow.city_id == city)
             city_of = {d: c for d, c in session.execute(city_q)}
+            bin_ids = [d for d, dev in devices.items() if dev.kind is DeviceKind.BIN]
+            # the forecast's reads of older means need only the pickups: InfluxDB answers them beside the raw
+            # read (those a pickup found in the raw points changes are read again, analytics.bins.prefetch_hourly)
+            prefetch = reads.submit(bins.prefetch_hourly, influx, now, cfg.forecast_window_h, bin_ids,
+                                    pickups.last_at(session, now), now - window) if forecast and bin_ids else None
             recent_bins, recent_air = (f.result() for f in raw)
             if city is not None:  # another city's points are that city's run's
                 recent_bins = recent_bins[recent_bins["device_id"].isin(list(devices))].reset_index(drop=True)
@@ -452,7 +463,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         has_bins = any(True for _ in ctx.of_kind(DeviceKind.BIN))
         hist, every = _pickups(ctx, session, influx, recent_bins, report, city_of, city is not None) \
             if has_bins else ({}, {})
-        under_way = _start_forecast_reads(ctx, influx, reads, every, recent_bins, window) \
+        under_way = _start_forecast_reads(ctx, influx, reads, every, recent_bins, window, prefetch) \
             if forecast and has_bins else None
         with report.timed("latest"):  # while InfluxDB computes the forecast's hourly means
             report.latest_rows = refresh_latest(session, influx, now=now, recent=recent, devices=list(devices),

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.bins import hourly_levels
+from analytics.bins import hourly_levels, prefetch_hourly
 from analytics.frames import (
     _columns_frame,
     _mean_query,
@@ -192,6 +192,33 @@ def test_hourly_levels_from_points_in_hand_are_the_read_ones(laid_out: InfluxCli
             assert len(t) > 1
             assert np.array_equal(got[device].values(schema.FIELD_FILL)[0], t)
             assert np.array_equal(got[device].values(schema.FIELD_FILL)[1], v)
+
+
+@pytest.mark.parametrize(("now", "window"), [(END, timedelta(minutes=130)),
+                                             (END - timedelta(minutes=25), timedelta(hours=3))])
+def test_hourly_levels_with_reads_made_before_are_the_same(laid_out: InfluxClient, now: datetime,
+                                                           window: timedelta) -> None:
+    """:func:`prefetch_hourly`'s answers, made from the pickups known before the raw read, give
+    :func:`hourly_levels` the levels it reads itself, whether the run's pickups are those (every answer
+    used) or others (a pickup found in the raw points: the reads it changed made again)."""
+    fast_bin(laid_out)
+    points = recent_points(laid_out, schema.MEASUREMENT_BIN, now, window)
+    ids = ["A-9", "B-1", "B-2", "F-1"]
+    known = {"B-1": now - timedelta(hours=6, minutes=50)}
+    for last_pickup in (known, {**known, "B-2": now - timedelta(hours=3, minutes=5)}, {}):
+        want = hourly_levels(laid_out, now, 24, ids, last_pickup, points, now - window)
+        for before in (known, last_pickup):
+            pre = prefetch_hourly(laid_out, now, 24, ids, before, now - window)
+            assert len(pre) == (2 if before else 1)
+            got = hourly_levels(laid_out, now, 24, ids, last_pickup, points, now - window, prefetched=pre)
+            assert set(got) == set(want) and len(want) >= 3
+            for device, series in want.items():
+                assert np.array_equal(got[device].t_ms, series.t_ms)
+                assert np.array_equal(got[device].values(schema.FIELD_FILL)[1], series.values(schema.FIELD_FILL)[1])
+        # the answers are used where their reads are the run's: emptied, the older hours are gone
+        blank = {k: v.iloc[:0] for k, v in prefetch_hourly(laid_out, now, 24, ids, last_pickup, now - window).items()}
+        short = hourly_levels(laid_out, now, 24, ids, last_pickup, points, now - window, prefetched=blank)
+        assert sum(len(s.t_ms) for s in short.values()) < sum(len(s.t_ms) for s in want.values())
 
 
 @pytest.mark.parametrize("rp", [None, schema.RP_HOURLY])
