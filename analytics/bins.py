@@ -92,14 +92,19 @@ def prefetch_hourly(influx: InfluxClient, now: datetime, window_h: float, bins: 
     :func:`hourly_levels` given the result uses an answer only where its own read has the same
     ``(since, devices)`` (``now``, ``window_h`` and ``recent_after`` the same): the same query, so the same
     means; a read it finds no answer for (a bin's pickup found by the run after the prefetch changed
-    ``since`` or the other bins) it makes itself.
+    ``since`` or the other bins) it makes itself. Each read has a client of its own
+    (:meth:`InfluxClient.clone`).
     """
     start, fresh, rest, held = _levels_plan(now, window_h, bins, last_pickup, recent_after)
     keys = _older_reads(start, fresh, rest, held) if held is not None else []
     if held is None or not keys:
         return {}
+    def read(since: datetime, devices: tuple[str, ...] | None) -> pd.DataFrame:
+        with influx.clone() as own:  # its own connections: the run reads on other threads meanwhile
+            return _older_means(own, now, held, since, devices)
+
     with ThreadPoolExecutor(max_workers=len(keys), thread_name_prefix="analytics-levels") as side:
-        got = [side.submit(_older_means, influx, now, held, *key) for key in keys]
+        got = [side.submit(read, *key) for key in keys]
         return {key: f.result() for key, f in zip(keys, got, strict=True)}
 
 

@@ -174,3 +174,12 @@ def test_query_csv_answers(influx: InfluxClient) -> None:
     assert not isinstance(empty, list) and empty is not None and empty.num_rows == 0
     with pytest.raises(StoreRejected):
         influx.query_csv('SELECT "n" FROM "waste_container" WHERE time > now() GROUP', ["n"])
+
+
+def test_a_clone_reads_the_same_database_on_its_own_connections(influx: InfluxClient) -> None:
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B-1"}, {schema.FIELD_FILL: 0.5}, to_ms(NOW))])
+    q = f'SELECT "fillingLevel" FROM "waste_container" WHERE time <= {to_ms(NOW)}ms GROUP BY "device_id"'
+    with influx.clone() as own:
+        assert (own.url, own.database) == (influx.url, influx.database)
+        assert own.query(q) == influx.query(q) and own.query(q)[0].values == [[to_ms(NOW), 0.5]]
+    assert influx.query(q)[0].values == [[to_ms(NOW), 0.5]]  # the original's pool is its own, still open
