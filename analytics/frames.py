@@ -153,7 +153,10 @@ def _table_frame(table: pa.Table, fields: Sequence[str],
     devices = pc.utf8_slice_codeunits(tags, len(_TAG_PREFIX))
     if pc.any(pc.match_substring(devices, "\\")).as_py():  # line protocol's escapes of a space, comma, equals
         devices = pc.replace_substring_regex(devices, pattern=r"\\([ ,=])", replacement=r"\1")
-    out = pd.DataFrame({"device_id": devices.to_numpy(zero_copy_only=False),
+    # one Python string per device, not per row (as the series' rows share their tag's): a code per row
+    codes = (devices.combine_chunks() if isinstance(devices, pa.ChunkedArray) else devices).dictionary_encode()
+    names = np.array(codes.dictionary.to_pylist(), dtype=object)
+    out = pd.DataFrame({"device_id": names[codes.indices.to_numpy(zero_copy_only=False)],
                         "time": pd.to_datetime(table["time"].to_numpy(), unit="ms", utc=True)})
     for c in fields:
         out[c] = table[c].to_numpy(zero_copy_only=False).astype(float) if c in table.column_names \
