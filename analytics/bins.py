@@ -38,9 +38,80 @@ CLAMPED = 0.999
 HALF_HOUR_MS = 1_800_000
 
 
+HourlyReads = dict[tuple[datetime, tuple[str, ...] | None], pd.DataFrame]
+"""InfluxDB's answers to :func:`hourly_levels`' reads of the means before the raw window, by the read's
+``(since, devices)`` (:func:`prefetch_hourly`)."""
+
+
+def _levels_plan(now: datetime, window_h: float, bins: Sequence[str], last_pickup: Mapping[str, datetime],
+                 recent_after: datetime | None) -> tuple[datetime, dict[str, datetime], list[str], datetime | None]:
+    """``(start, fresh bins' pickups, the other bins, the first hour the raw points hold whole)`` of
+    :func:`hourly_levels`."""
+    start = now - timedelta(hours=window_h)
+    fresh_after = now - timedelta(hours=min(window_h, FRESH_H))
+    fresh = {d: p for d in bins if (p := last_pickup.get(d)) is not None and p > fresh_after}
+    rest = [d for d in bins if d not in fresh]
+    held: datetime | None = None  # the first hour the raw points hold whole
+    if recent_after is not None:
+        after_ms = to_ms(recent_after)
+        held = utc_from_ms(after_ms - after_ms % HOUR_MS + HOUR_MS)
+        if held > now:
+            held = None
+    return start, fresh, rest, held
+
+
+def _older_reads(start: datetime, fresh: Mapping[str, datetime], rest: Sequence[str],
+                 held: datetime | None) -> list[tuple[datetime, tuple[str, ...] | None]]:
+    """The ``(since, devices)`` of the means :func:`hourly_levels` reads of InfluxDB up to ``held``: the
+    other bins' over the whole window, the fresh ones' (every bin's) from the hour of the oldest pickup."""
+    out: list[tuple[datetime, tuple[str, ...] | None]] = []
+    if held is None:
+        return out
+    if rest and start < held:
+        out.append((start, None if not fresh else tuple(rest)))
+    if fresh:
+        since = min(fresh.values()).replace(minute=0, second=0, microsecond=0)
+        if since < held:
+            out.append((since, None))
+    return out
+
+
+def _older_means(influx: InfluxClient, now: datetime, held: datetime, since: datetime,
+                 devices: tuple[str, ...] | None) -> pd.DataFrame:
+    """The hourly means of ``devices`` (every bin when None) over ``(since, held)``."""
+    return hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, held, now,
+                        devices=None if devices is None else list(devices), end_open=True)
+
+
+def prefetch_hourly(influx: InfluxClient, now: datetime, window_h: float, bins: Sequence[str],
+                    last_pickup: Mapping[str, datetime], recent_after: datetime) -> HourlyReads:
+    """The reads of InfluxDB that :func:`hourly_levels` makes with these arguments, made before the raw
+    points are in hand (they need only the pickups), so a run can have InfluxDB answer them beside its
+    raw read (20,000 bins: 1.5-2.5 s after the raw read before, bench/analytics_job.py).
+
+    :func:`hourly_levels` given the result uses an answer only where its own read has the same
+    ``(since, devices)`` (``now``, ``window_h`` and ``recent_after`` the same): the same query, so the same
+    means; a read it finds no answer for (a bin's pickup found by the run after the prefetch changed
+    ``since`` or the other bins) it makes itself. Each read has a client of its own
+    (:meth:`InfluxClient.clone`).
+    """
+    start, fresh, rest, held = _levels_plan(now, window_h, bins, last_pickup, recent_after)
+    keys = _older_reads(start, fresh, rest, held) if held is not None else []
+    if held is None or not keys:
+        return {}
+    def read(since: datetime, devices: tuple[str, ...] | None) -> pd.DataFrame:
+        with influx.clone() as own:  # its own connections: the run reads on other threads meanwhile
+            return _older_means(own, now, held, since, devices)
+
+    with ThreadPoolExecutor(max_workers=len(keys), thread_name_prefix="analytics-levels") as side:
+        got = [side.submit(read, *key) for key in keys]
+        return {key: f.result() for key, f in zip(keys, got, strict=True)}
+
+
 def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Sequence[str],
                   last_pickup: Mapping[str, datetime], recent: pd.DataFrame | None = None,
-                  recent_after: datetime | None = None) -> dict[str, DeviceSeries]:
+                  recent_after: datetime | None = None,
+                  prefetched: HourlyReads | None = None) -> dict[str, DeviceSeries]:
     """Hourly mean fillingLevel of the bins over ``(now - window_h, now]``.
 
     Only the buckets after a bin's last pickup are used, so InfluxDB need not aggregate a whole
@@ -57,19 +128,14 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
             (:func:`analytics.frames.points_hourly_means`, InfluxDB's numbers), and only the older ones
             are read (20,000 bins: the run's two raw reads of those hours went, bench/analytics_job.py).
 
+        prefetched: answers of :func:`prefetch_hourly` (same ``now``, ``window_h``, ``recent_after``), used
+            for the reads whose ``(since, devices)`` they hold.
+
     Returns:
         device id -> series whose ``t_ms`` is each bucket's start.
     """
-    start = now - timedelta(hours=window_h)
-    fresh_after = now - timedelta(hours=min(window_h, FRESH_H))
-    fresh = {d: p for d in bins if (p := last_pickup.get(d)) is not None and p > fresh_after}
-    rest = [d for d in bins if d not in fresh]
-    held: datetime | None = None  # the first hour the raw points hold whole
-    if recent is not None and recent_after is not None:
-        after_ms = to_ms(recent_after)
-        held = utc_from_ms(after_ms - after_ms % HOUR_MS + HOUR_MS)
-        if held > now:
-            held = None
+    start, fresh, rest, held = _levels_plan(now, window_h, bins, last_pickup,
+                                            recent_after if recent is not None else None)
 
     def means(since: datetime, devices: Sequence[str] | None) -> pd.DataFrame:
         """Hourly means over ``(since, now]``: read up to ``held``, averaged from ``recent`` after it."""
@@ -77,8 +143,9 @@ def hourly_levels(influx: InfluxClient, now: datetime, window_h: float, bins: Se
             return hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, now, now, devices=devices)
         if since >= held:
             return points_hourly_means(recent, schema.FIELD_FILL, since, devices)
-        old = hourly_means(influx, schema.MEASUREMENT_BIN, [schema.FIELD_FILL], since, held, now, devices=devices,
-                           end_open=True)
+        key = (since, None if devices is None else tuple(devices))
+        old = prefetched[key] if prefetched is not None and key in prefetched else \
+            _older_means(influx, now, held, *key)
         new = points_hourly_means(recent, schema.FIELD_FILL, held - timedelta(milliseconds=1), devices)
         parts = [p for p in (old, new) if not p.empty] or [old]
         if len(parts) == 1:

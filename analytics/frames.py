@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.fillprofile import HOUR_MS
 from lorong.core import schema
@@ -131,6 +133,53 @@ def _streamed_frame(series: Iterable[Series], fields: Sequence[str]) -> pd.DataF
     return out
 
 
+_TAG_PREFIX = f"{schema.TAG_DEVICE}="
+
+
+def _table_frame(table: pa.Table, fields: Sequence[str],
+                 empty_fields: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """:func:`_frame` of a ``GROUP BY device_id`` answer read as CSV (:meth:`InfluxClient.query_csv`): the
+    same columns, dtypes and values, built from the Arrow columns without a Python object per value.
+
+    Returns:
+        The long frame (``fields`` as float columns, NaN where a point lacks one; an empty answer's frame
+        has the columns ``empty_fields``, as ``_frame([], keep=empty_fields)``), or None when a ``tags``
+        value is not ``device_id=...`` (another grouping): :func:`_frame` of the series then.
+    """
+    if table.num_columns == 0 or table.num_rows == 0:
+        return _frame([], keep=list(empty_fields) if empty_fields is not None else None)
+    tags = table["tags"]
+    if not pc.all(pc.starts_with(tags, _TAG_PREFIX)).as_py():
+        return None
+    devices = pc.utf8_slice_codeunits(tags, len(_TAG_PREFIX))
+    if pc.any(pc.match_substring(devices, "\\")).as_py():  # line protocol's escapes of a space, comma, equals
+        devices = pc.replace_substring_regex(devices, pattern=r"\\([ ,=])", replacement=r"\1")
+    # one Python string per device, not per row (as the series' rows share their tag's): a code per row
+    codes = (devices.combine_chunks() if isinstance(devices, pa.ChunkedArray) else devices).dictionary_encode()
+    names = np.array(codes.dictionary.to_pylist(), dtype=object)
+    out = pd.DataFrame({"device_id": names[codes.indices.to_numpy(zero_copy_only=False)],
+                        "time": pd.to_datetime(table["time"].to_numpy(), unit="ms", utc=True)})
+    for c in fields:
+        out[c] = table[c].to_numpy(zero_copy_only=False).astype(float) if c in table.column_names \
+            else np.full(len(out), np.nan)
+    return out
+
+
+def _columns_frame(influx: InfluxClient, q: str, fields: Sequence[str]) -> pd.DataFrame:
+    """:func:`_streamed_frame` of an aggregate query's answer (``time`` then ``fields``, grouped by device),
+    read as CSV into columns (:meth:`InfluxClient.query_csv`, :func:`_table_frame`): the same frame, without
+    a Python object per value. The forecast's hourly means are read on a thread beside the run's own work,
+    whose Python held the interpreter's lock for seconds while parsing the JSON chunks (20,000 bins: the
+    ``device_latest`` refresh beside it took 1-1.5 s instead of 0.1-0.2 s, bench/analytics_job.py). One
+    answer is at most ``chunk_s`` of means (:func:`hourly_means`), held as text and columns at once.
+    """
+    got = influx.query_csv(q, fields)
+    if isinstance(got, list):  # the server answered JSON or MessagePack
+        return _streamed_frame(got, fields)
+    frame = _table_frame(got, fields, empty_fields=fields) if got is not None else None
+    return frame if frame is not None else _streamed_frame(influx.query_chunked(q), fields)
+
+
 def field_keys(influx: InfluxClient, measurement: str) -> list[str]:
     """The measurement's field keys (``SHOW FIELD KEYS``), each once, in InfluxDB's order (by name)."""
     out: list[str] = []
@@ -147,7 +196,9 @@ def recent_points(influx: InfluxClient, measurement: str, end: datetime, lookbac
     ``limit`` per device (``ORDER BY time DESC LIMIT n`` applies per series) and only ``devices``.
 
     Only the fields are asked for (:func:`field_keys`, less ``rx_ms``): no tags, no receive times,
-    a third less to send and parse than ``SELECT *``.
+    a third less to send and parse than ``SELECT *``. The answer is read as CSV into columns
+    (:meth:`InfluxClient.query_csv`, :func:`_table_frame`), the same frame as the MessagePack rows gave
+    to the last bit (``tests/analytics/test_frames.py``), which are read when a field holds strings.
 
     Returns:
         Long frame, every numeric field of the measurement as a float column (``rx_ms`` and the
@@ -166,7 +217,10 @@ def recent_points(influx: InfluxClient, measurement: str, end: datetime, lookbac
          f"GROUP BY {quote_ident(schema.TAG_DEVICE)}")
     if limit is not None:
         q += f" ORDER BY time DESC LIMIT {int(limit)}"
-    frame = _frame(influx.query(q, packed=True))
+    got = influx.query_csv(q, fields)
+    frame = _frame(got) if isinstance(got, list) else _table_frame(got, fields) if got is not None else None
+    if frame is None:  # a field that is not a number, or tags not as expected: the per-row reading
+        frame = _frame(influx.query(q, packed=True))
     if limit is not None:
         frame = frame.sort_values(["device_id", "time"], kind="stable").reset_index(drop=True)
     return frame
@@ -324,8 +378,7 @@ def hourly_means(influx: InfluxClient, measurement: str, fields: Sequence[str], 
     if chunk_s <= 0 or chunk_s % 3600:
         raise ValueError(f"chunk_s {chunk_s} is not a positive multiple of 3600")
     plan = _ready_plan(influx, measurement, fields[0], start, end, now, chunk_s, end_open)
-    parts = [_streamed_frame(influx.query_chunked(_mean_query(measurement, fields, where, devices, rp)), fields)
-             for rp, where in plan]
+    parts = [_columns_frame(influx, _mean_query(measurement, fields, where, devices, rp), fields) for rp, where in plan]
     parts = [p for p in parts if not p.empty] or parts[:1]  # an empty part's dtypes are not the others'
     if len(parts) == 1:
         return parts[0]

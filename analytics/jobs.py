@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -132,9 +132,24 @@ def load_devices(session: Session, cfg: AnalyticsSettings,
 def recent_window(cfg: AnalyticsSettings, devices: dict[str, Device]) -> timedelta:
     """Raw window: ``recent_window_h``, or longer when ``stuck_readings`` (+1) readings of the
     slowest active device need it, at most :data:`MAX_RECENT`."""
-    need = max((d.report_interval_s for d in devices.values()), default=0) * (
-        max(cfg.stuck_readings, cfg.debounce_readings) + 1)
+    return window_of(cfg, (d.report_interval_s for d in devices.values()))
+
+
+def window_of(cfg: AnalyticsSettings, intervals: Iterable[int]) -> timedelta:
+    """:func:`recent_window` of devices reporting every ``intervals`` seconds."""
+    need = max(intervals, default=0) * (max(cfg.stuck_readings, cfg.debounce_readings) + 1)
     return min(MAX_RECENT, max(timedelta(hours=cfg.recent_window_h), timedelta(seconds=need)))
+
+
+def active_intervals(session: Session, city: str | None = None) -> list[int]:
+    """The report intervals (s) of the active devices (of ``city`` when given), as :func:`load_devices`
+    gives them (600 when the registry has none): one column, so a run learns its raw window
+    (:func:`window_of`) and starts the raw read before the registry's rows are loaded (20,000 rows as
+    objects took 0.5 s in front of it, bench/analytics_job.py)."""
+    q = select(DeviceRow.report_interval_s).where(DeviceRow.status == "active")
+    if city is not None:
+        q = q.where(DeviceRow.city_id == city)
+    return [s or 600 for s in session.scalars(q)]
 
 
 def reject_counts(session: Session, now: datetime, window_s: float,
@@ -258,15 +273,21 @@ ForecastReads = tuple["Future[dict[str, DeviceSeries]]", "Future[dict[str, FillP
 
 def _start_forecast_reads(ctx: Context, influx: InfluxClient, reads: ThreadPoolExecutor,
                           hist: dict[str, pickups.History], recent_bins: pd.DataFrame,
-                          window: timedelta) -> ForecastReads:
+                          window: timedelta, prefetch: Future[bins.HourlyReads] | None = None) -> ForecastReads:
     """Start the fill forecast's reads (:func:`analytics.bins.hourly_levels`, :func:`analytics.bins.profiles`)
     on ``reads``, so InfluxDB answers while the job refreshes ``device_latest``; needs ``ctx.pickups``
     and the bins' collection history ``hist``. The newest hours' means come from ``recent_bins``, the
-    raw points of ``(now - window, now]`` the run read."""
+    raw points of ``(now - window, now]`` the run read; the older ones from ``prefetch`` where it read them
+    (:func:`analytics.bins.prefetch_hourly`)."""
     cfg = ctx.cfg
     ids = [d.device_id for d in ctx.of_kind(DeviceKind.BIN)]
-    hourly = reads.submit(bins.hourly_levels, influx, ctx.now, cfg.forecast_window_h, ids, dict(ctx.pickups),
-                          recent_bins, ctx.now - window)
+
+    def levels() -> dict[str, DeviceSeries]:
+        return bins.hourly_levels(influx, ctx.now, cfg.forecast_window_h, ids, last, recent_bins, ctx.now - window,
+                                  prefetched=prefetch.result() if prefetch is not None else None)
+
+    last = dict(ctx.pickups)
+    hourly = reads.submit(levels)
     learned = reads.submit(bins.profiles, influx, ctx.now, ids, cfg.timezone, cfg.forecast_history_days, hist) \
         if cfg.forecast_history_days > 0 else None
     return hourly, learned
@@ -405,10 +426,16 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         book = AlertBook(session, notifiers or [], outbox.routing if outbox is not None else ())
         book.city = city
         with report.timed("recent"):
-            devices, models, device_rows = load_devices(session, cfg, city)
-            window = recent_window(cfg, devices)
+            # the raw read starts first (the window needs only the report intervals); a registry changed
+            # between the two selects is read again with the window of the devices loaded
+            window = window_of(cfg, active_intervals(session, city))
             raw = [reads.submit(recent_points, influx, m, now, window)
                    for m in (schema.MEASUREMENT_BIN, schema.MEASUREMENT_AIR)]
+            devices, models, device_rows = load_devices(session, cfg, city)
+            if recent_window(cfg, devices) != window:
+                window = recent_window(cfg, devices)
+                raw = [reads.submit(recent_points, influx, m, now, window)
+                       for m in (schema.MEASUREMENT_BIN, schema.MEASUREMENT_AIR)]
             active = book.preload(cleared_since=now - max(MAX_RECENT, timedelta(hours=cfg.forecast_window_h),
                                                            timedelta(seconds=cfg.rejects_window_s)))
             latest = {r.device_id: r for r in session.scalars(select(DeviceLatestRow))}
@@ -418,6 +445,11 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
             if city is not None:
                 city_q = city_q.where(DeviceRow.city_id == city)
             city_of = {d: c for d, c in session.execute(city_q)}
+            bin_ids = [d for d, dev in devices.items() if dev.kind is DeviceKind.BIN]
+            # the forecast's reads of older means need only the pickups: InfluxDB answers them beside the raw
+            # read (those a pickup found in the raw points changes are read again, analytics.bins.prefetch_hourly)
+            prefetch = reads.submit(bins.prefetch_hourly, influx, now, cfg.forecast_window_h, bin_ids,
+                                    pickups.last_at(session, now), now - window) if forecast and bin_ids else None
             recent_bins, recent_air = (f.result() for f in raw)
             if city is not None:  # another city's points are that city's run's
                 recent_bins = recent_bins[recent_bins["device_id"].isin(list(devices))].reset_index(drop=True)
@@ -431,7 +463,7 @@ def _run_once(sessions: sessionmaker[Session], influx: InfluxClient, cfg: Analyt
         has_bins = any(True for _ in ctx.of_kind(DeviceKind.BIN))
         hist, every = _pickups(ctx, session, influx, recent_bins, report, city_of, city is not None) \
             if has_bins else ({}, {})
-        under_way = _start_forecast_reads(ctx, influx, reads, every, recent_bins, window) \
+        under_way = _start_forecast_reads(ctx, influx, reads, every, recent_bins, window, prefetch) \
             if forecast and has_bins else None
         with report.timed("latest"):  # while InfluxDB computes the forecast's hourly means
             report.latest_rows = refresh_latest(session, influx, now=now, recent=recent, devices=list(devices),

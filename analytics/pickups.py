@@ -250,6 +250,15 @@ class History:
         return np.diff(t) / 3.6e6, np.array(self.level_before[1:], dtype=float)
 
 
+def last_at(session: Session, now: datetime, days: int = 60) -> dict[str, datetime]:
+    """Each bin's newest pickup within ``days`` before ``now`` (``history(...)[d].at[-1]``, one grouped
+    query): what a run knows of the pickups before it reads the raw points (:func:`analytics.bins.prefetch_hourly`)."""
+    q = (select(CollectionRow.device_id, func.max(CollectionRow.at))
+         .where(CollectionRow.at > now - timedelta(days=days), CollectionRow.at <= now)
+         .group_by(CollectionRow.device_id))
+    return {d: at for d, at in session.execute(q)}
+
+
 def history(session: Session, now: datetime, per_device: int = 21, days: int = 60,
             city: str | None = None) -> dict[str, History]:
     """The newest ``per_device`` pickups of every bin within ``days`` before ``now`` (of the bins of

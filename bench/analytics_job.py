@@ -125,6 +125,49 @@ The bench itself, once per version (load average 3-7 before, 7-10 after): equal 
 and 37.2 s (forecast 9.5, 14.2) before, 36.2 and 25.0 s (forecast 6.0, 6.6) after; alert runs 18.8 and
 20.8 s before, 18.9 and 15.6 s after; peak RSS 707 and 721 MiB.
 
+Measured 2026-12-07 midday, after the raw read started before the registry's rows were loaded (its window
+from the report intervals alone), the raw points and the forecast's hourly means were read as CSV into Arrow
+columns (:meth:`lorong.storage.influx.InfluxClient.query_csv`: the same frames to the last bit; MessagePack's
+decoding and the per-row frame took 0.6-1.0 s of the raw read, the CSV 0.1 s; InfluxDB's own work about the
+same, 2.8-3.6 s of its CPU either way) and the forecast's older means were read beside the raw read
+(:func:`analytics.bins.prefetch_hourly`). Where a run's time went before, on the shared 2-core machine: 0.5 s
+loading 20,000 device objects in front of the raw read; InfluxDB answering the raw 130 minutes, 2.8-3.3 s of
+its CPU, of which 1.3-1.6 s are the 10 minutes in the previous day's shard at ``NOW`` (02:00 UTC: each series'
+block of the day decoded for one point; the 2 hours in today's shard 1.6 s); the forecast's raw means of
+22:00-24:00 (the same old shard) 1.5-2.5 s after it; and the ``device_latest`` refresh beside those reads
+taking 1.0-1.5 s instead of 0.1 s, its thread waiting for the interpreter's lock while the other parsed JSON
+chunks. Same decisions: the digests of a bench run of each version from one copy of the data (loaded and
+registered, before any run) were equal, all five tables.
+
+Paired, on the shared machine under a load average of 3.6-6.2 (other sessions' suites; 2 cores): six
+processes of each version in turn (two calls of three), each on one copy of the data after the replay
+(profiles learned once, outside the timing), two full and two alert runs at ``NOW``; medians of twelve,
+phases in s:
+
+=====================================  ==============================  ==============================
+run at ``NOW``                         before                          after
+=====================================  ==============================  ==============================
+full run                               14.3 s: recent 6.5, latest      13.1 s: recent 7.9, latest 0.5,
+                                       2.1, forecast 2.6, rules 1.1,   forecast 1.6, rules 1.1,
+                                       state 0.7                       state 0.7
+alert run                              10.6 s: recent 6.2              10.1 s: recent 6.1
+the job's CPU per run (full / alert)   5.2 / 4.2 s                     4.7 / 3.7 s
+influxd's CPU per run (full / alert)   4.7 / 3.4 s                     4.7 / 3.5 s
+whole process (per pair, CPU / wall)   -                              0.89 / 0.85 and 0.89 / 0.90
+                                                                       of before (wall 0.71-1.27)
+=====================================  ==============================  ==============================
+
+Under that load the wall times are within the noise (each phase waits for a core as much as for its
+work): what went is the job's CPU, 0.5 s a run, and in a full run the ``device_latest`` refresh's wait
+and a second of the forecast's, while the raw read, now beside the forecast's reads, waits longer for
+influxd. The bench itself, from the same copy each time: before (load 3.9-4.3) full runs 10.0 and 10.0 s
+(recent 4.6, 4.6), alert runs 10.2 and 11.3 s, peak RSS 739 MiB; after (load 3.6-4.7) full runs 10.7 and
+11.6 s (recent 5.1, 6.5; forecast 1.4, 1.8), alert runs 7.0 and 6.9 s (recent 3.6, 4.1), peak RSS 829 MiB,
+set by the first runs of the replay, whose forecast reads now run beside the raw read (877 MiB under load
+5.4-5.7 before the device column's dictionary codes). influxd's own peak, in the paired processes, 1,138-1,390
+MiB before, 1,253-1,417 MiB after (it answers two reads at once). Equal digests in all three. A quiet
+machine's figures are still to be measured.
+
 Peak RSS is ``VmHWM`` of the measuring process (:func:`peak_rss_mib`): the ``getrusage`` figure
 printed before carried the loader's peak over into the child (1,681 MiB "at start" on a run that
 loaded the data), and ``/usr/bin/time -v`` reports influxd's (2.1-2.4 GB).

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analytics.frames import (
     RECENT_FIRST,
+    _frame,
     bucket_means,
     bucket_means_chunked,
     field_keys,
@@ -124,3 +126,60 @@ def test_runs_of_many_bins_began_as_each_alone(influx: InfluxClient) -> None:
     assert [[s.values[0][1] for s in got] for got in two_a_request] == [[0.97], [], [0.92]]
     with pytest.raises(StoreRejected, match="no_such_function"):
         influx.query_each(['SELECT last("fillingLevel") FROM "waste_container"', 'SELECT no_such_function(x) FROM y'])
+
+
+def test_recent_points_read_as_csv_are_the_packed_rows_frame(influx: InfluxClient) -> None:
+    """:func:`recent_points` reads InfluxDB's CSV answer into columns: the frame the MessagePack rows gave
+    (:func:`analytics.frames._frame`), value for value to the last bit, for device ids with the characters
+    line protocol escapes in tags (space, comma, equals), a quote and a non-ASCII letter, whole-number
+    floats, floats that need 17 digits, extremes, a point lacking a field, and the newest point per device."""
+    ids = ["B-1", "bin 2", "bin,3", "bin=4", 'bin"5', "tempé-6"]
+    values = [0.1 + 0.2, 971.0, 1e300, 5e-324, -0.0, 2.0 / 3.0, 123456789.123456789, 0.0345]
+    points = []
+    for i, dev in enumerate(ids):
+        tags = {schema.TAG_DEVICE: dev, schema.TAG_KECAMATAN: "Tallo", schema.TAG_CITY: "makassar"}
+        for k in range(6):
+            fields: dict[str, float] = {schema.FIELD_FILL: values[(i + k) % len(values)],
+                                        "distance": float(900 + 7 * k + i), schema.FIELD_RX: 1.0}
+            if (i + k) % 4 == 0:
+                fields[schema.FIELD_BATTERY] = 0.95 - k / 100
+            points.append(line(schema.MEASUREMENT_BIN, tags, fields, to_ms(NOW - timedelta(minutes=10 * k + i))))
+    influx.write_lines(points)
+    q = ('SELECT "batteryLevel", "distance", "fillingLevel" FROM "waste_container" '
+         f'WHERE time > {to_ms(NOW - timedelta(hours=2))}ms AND time <= {to_ms(NOW)}ms GROUP BY "device_id"')
+    rows = _frame(influx.query(q, packed=True))
+    got = recent_points(influx, schema.MEASUREMENT_BIN, NOW, timedelta(hours=2))
+    assert sorted(set(got["device_id"])) == sorted(ids) and len(got) == 36
+    assert np.isnan(got[schema.FIELD_BATTERY]).sum() == 27
+    pd.testing.assert_frame_equal(got, rows, check_exact=True)
+    assert (got[schema.FIELD_FILL].to_numpy().view(np.int64) == rows[schema.FIELD_FILL].to_numpy().view(np.int64)).all()
+    newest = recent_points(influx, schema.MEASUREMENT_BIN, NOW, timedelta(days=1), limit=1, devices=["bin,3", 'bin"5'])
+    assert newest["device_id"].tolist() == ['bin"5', "bin,3"]  # InfluxDB's order of the series: by tag value
+    assert newest["time"].tolist() == [NOW - timedelta(minutes=4), NOW - timedelta(minutes=2)]
+
+
+def test_query_csv_answers(influx: InfluxClient) -> None:
+    """:meth:`InfluxClient.query_csv`: a table of the answer, an empty one for no rows, None when a column
+    asked as floats holds a string, and InfluxDB's error raised."""
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B-1"}, {"firmware": "v1", "n": 3.5},
+                             to_ms(NOW))])
+    q = f'SELECT "n", "firmware" FROM "waste_container" WHERE time <= {to_ms(NOW)}ms GROUP BY "device_id"'
+    table = influx.query_csv(q, ["n"])
+    assert not isinstance(table, list) and table is not None
+    assert table.column_names == ["name", "tags", "time", "n", "firmware"]
+    assert table.to_pylist() == [{"name": "waste_container", "tags": "device_id=B-1", "time": to_ms(NOW), "n": 3.5,
+                                  "firmware": "v1"}]
+    assert influx.query_csv(q, ["n", "firmware"]) is None
+    empty = influx.query_csv(q.replace("<=", "<"), ["n"])
+    assert not isinstance(empty, list) and empty is not None and empty.num_rows == 0
+    with pytest.raises(StoreRejected):
+        influx.query_csv('SELECT "n" FROM "waste_container" WHERE time > now() GROUP', ["n"])
+
+
+def test_a_clone_reads_the_same_database_on_its_own_connections(influx: InfluxClient) -> None:
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B-1"}, {schema.FIELD_FILL: 0.5}, to_ms(NOW))])
+    q = f'SELECT "fillingLevel" FROM "waste_container" WHERE time <= {to_ms(NOW)}ms GROUP BY "device_id"'
+    with influx.clone() as own:
+        assert (own.url, own.database) == (influx.url, influx.database)
+        assert own.query(q) == influx.query(q) and own.query(q)[0].values == [[to_ms(NOW), 0.5]]
+    assert influx.query(q)[0].values == [[to_ms(NOW), 0.5]]  # the original's pool is its own, still open

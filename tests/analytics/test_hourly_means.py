@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.bins import hourly_levels
+from analytics.bins import hourly_levels, prefetch_hourly
 from analytics.frames import (
+    _columns_frame,
+    _mean_query,
+    _streamed_frame,
     bucket_means,
     bucket_means_chunked,
     hourly_means,
@@ -189,3 +192,48 @@ def test_hourly_levels_from_points_in_hand_are_the_read_ones(laid_out: InfluxCli
             assert len(t) > 1
             assert np.array_equal(got[device].values(schema.FIELD_FILL)[0], t)
             assert np.array_equal(got[device].values(schema.FIELD_FILL)[1], v)
+
+
+@pytest.mark.parametrize(("now", "window"), [(END, timedelta(minutes=130)),
+                                             (END - timedelta(minutes=25), timedelta(hours=3))])
+def test_hourly_levels_with_reads_made_before_are_the_same(laid_out: InfluxClient, now: datetime,
+                                                           window: timedelta) -> None:
+    """:func:`prefetch_hourly`'s answers, made from the pickups known before the raw read, give
+    :func:`hourly_levels` the levels it reads itself, whether the run's pickups are those (every answer
+    used) or others (a pickup found in the raw points: the reads it changed made again)."""
+    fast_bin(laid_out)
+    points = recent_points(laid_out, schema.MEASUREMENT_BIN, now, window)
+    ids = ["A-9", "B-1", "B-2", "F-1"]
+    known = {"B-1": now - timedelta(hours=6, minutes=50)}
+    for last_pickup in (known, {**known, "B-2": now - timedelta(hours=3, minutes=5)}, {}):
+        want = hourly_levels(laid_out, now, 24, ids, last_pickup, points, now - window)
+        for before in (known, last_pickup):
+            pre = prefetch_hourly(laid_out, now, 24, ids, before, now - window)
+            assert len(pre) == (2 if before else 1)
+            got = hourly_levels(laid_out, now, 24, ids, last_pickup, points, now - window, prefetched=pre)
+            assert set(got) == set(want) and len(want) >= 3
+            for device, series in want.items():
+                assert np.array_equal(got[device].t_ms, series.t_ms)
+                assert np.array_equal(got[device].values(schema.FIELD_FILL)[1], series.values(schema.FIELD_FILL)[1])
+        # the answers are used where their reads are the run's: emptied, the older hours are gone
+        blank = {k: v.iloc[:0] for k, v in prefetch_hourly(laid_out, now, 24, ids, last_pickup, now - window).items()}
+        short = hourly_levels(laid_out, now, 24, ids, last_pickup, points, now - window, prefetched=blank)
+        assert sum(len(s.t_ms) for s in short.values()) < sum(len(s.t_ms) for s in want.values())
+
+
+@pytest.mark.parametrize("rp", [None, schema.RP_HOURLY])
+def test_means_read_as_csv_are_the_json_chunks_frame(laid_out: InfluxClient, rp: str | None) -> None:
+    """The hourly means read as CSV into columns (:func:`analytics.frames._columns_frame`, what
+    :func:`hourly_means` reads) are the frame of the chunked JSON answer, value for value, for every bin,
+    some bins, and a window without means (an empty frame with the field's column)."""
+    fields = [schema.FIELD_FILL, schema.FIELD_BATTERY]
+    later = START + timedelta(hours=30)
+    for where, devices in ((f"time > {to_ms(START)}ms AND time <= {to_ms(END)}ms", None),
+                           (f"time >= {to_ms(later)}ms AND time < {to_ms(END)}ms", ["A-9", "B-2"]),
+                           (f"time > {to_ms(END + timedelta(days=2))}ms", None)):
+        q = _mean_query(schema.MEASUREMENT_BIN, fields, where, devices, rp)
+        got, chunks = _columns_frame(laid_out, q, fields), _streamed_frame(laid_out.query_chunked(q), fields)
+        pd.testing.assert_frame_equal(got, chunks, check_exact=True)
+        assert list(got.columns) == ["device_id", "time", *fields]
+    assert len(got) == 0 and len(_columns_frame(laid_out, _mean_query(schema.MEASUREMENT_BIN, fields, (
+        f"time > {to_ms(START)}ms AND time <= {to_ms(END)}ms"), None, rp), fields)) > 100

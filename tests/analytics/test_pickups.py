@@ -12,7 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from analytics.cli import app
-from analytics.pickups import Pickup, backfill, detect, detect_in_influx
+from analytics.pickups import Pickup, backfill, detect, detect_in_influx, history, last_at
 from devices.registry import DeviceIn, add_device
 from lorong.core import schema
 from lorong.core.model import to_ms
@@ -94,6 +94,10 @@ def test_backfill_from_influx_and_cli(sessions: Any, influx: InfluxClient, db_ur
                   "backfill: 3 found in InfluxDB, 0 new"]
     with sessions() as s:
         assert len(s.scalars(select(CollectionRow)).all()) == 4
+        # each bin's newest pickup, what a run knows before its raw read: the history's last
+        assert last_at(s, NOW) == {d: h.at[-1] for d, h in history(s, NOW).items()} == {
+            "PARTIAL": t(2), "REAL": t(3), "DIP": t(4), "PENDING": t(5)}
+        assert last_at(s, t(4)) == {"PARTIAL": t(2), "REAL": t(3), "DIP": t(4)}
     points = influx.records(f'SELECT * FROM "{schema.MEASUREMENT_COLLECTION}"')
     assert sorted((p["device_id"], p["kecamatan"], p["before"], p["after"]) for p in points) == [
         ("PARTIAL", "Tallo", 0.9, 0.55), ("PENDING", "Tallo", 0.9, 0.1), ("REAL", "Tallo", 0.85, 0.04)]
