@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from analytics.fillpool import learn_profiles
-from analytics.fillprofile import FillProfile, adapt_scale, forecast_full_at_many
+from analytics.fillprofile import HOUR_MS, FillProfile, adapt_scale, forecast_full_at_many
 from analytics.forecast import FillForecast, from_history, from_series
-from analytics.frames import HOUR_MS, PerLocalDay, hourly_means, hourly_series, points_hourly_means
+from analytics.frames import PerLocalDay, hourly_means, hourly_series, points_hourly_means
 from analytics.pickups import History
 from analytics.rules.base import Device, DeviceSeries, iso, split_by_device
 from lorong.core import schema
