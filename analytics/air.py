@@ -312,6 +312,27 @@ def station_profile(slots: np.ndarray, days: np.ndarray, x: np.ndarray) -> np.nd
     return np.vstack([fill_circular(prof), fill_circular(profile_spread(slots, days, x, prof))])
 
 
+def profiles_from_buckets(frame: pd.DataFrame, cfg: AnalyticsSettings) -> dict[str, np.ndarray]:
+    """Each station's profile and spread (:func:`station_profile`) from its 10-minute buckets.
+
+    Args:
+        frame: device_id, time (bucket start, UTC), pm25 (ug/m3, NaN-free): the days the profile
+            is learned from (:func:`corrected_buckets`).
+        cfg: ``timezone`` (local time of day and local days).
+
+    Returns:
+        device id -> a (2, 144) array, for the stations :func:`station_profile` gives one.
+    """
+    out = {}
+    for device_id, g in frame.groupby("device_id", sort=True):
+        slots, x = time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float)
+        days = g["time"].dt.tz_convert(cfg.timezone).dt.date.map(lambda d: d.toordinal()).to_numpy()
+        prof = station_profile(slots, days, x)
+        if prof is not None:
+            out[str(device_id)] = prof
+    return out
+
+
 _PROFILES: PerLocalDay[dict[str, np.ndarray]] = PerLocalDay()
 
 
@@ -331,16 +352,8 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
         return {}
 
     def learn(midnight: datetime) -> dict[str, np.ndarray]:
-        frame = corrected_buckets(influx, midnight - timedelta(days=cfg.spike_profile_days), midnight, models,
-                                  int(BUCKET.total_seconds()))
-        out = {}
-        for device_id, g in frame.groupby("device_id", sort=True):
-            slots, x = time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float)
-            days = g["time"].dt.tz_convert(cfg.timezone).dt.date.map(lambda d: d.toordinal()).to_numpy()
-            prof = station_profile(slots, days, x)
-            if prof is not None:
-                out[str(device_id)] = prof
-        return out
+        return profiles_from_buckets(corrected_buckets(influx, midnight - timedelta(days=cfg.spike_profile_days),
+                                                       midnight, models, int(BUCKET.total_seconds())), cfg)
 
     return _PROFILES.get(influx, now, cfg.timezone, (cfg.spike_profile_days, tuple(sorted(models))), learn)
 
