@@ -228,10 +228,12 @@ def slot_windows(slots: np.ndarray, days: np.ndarray | None = None,
                  plume: np.ndarray | None = None) -> list[np.ndarray]:
     """For each of the 144 times of day, which values its profile is made of: those within
     :data:`PROFILE_HALF_WIDTH_SLOTS` slots of it (circularly), less the ``plume`` ones
-    (:func:`local_plumes`) when at least one day has values there and none of them a plume. A
-    plume is an event, not a time of day: a station that burned at 17:30 on two days of three has
-    one day that shows its 17:30; a bump the station has every day (its own rhythm, which the other
-    stations lack) is flagged on every day and stays in.
+    (:func:`local_plumes`) unless they are the station's own rhythm there: on at least
+    :data:`MIN_SPREAD_DAYS` days (the fewest that one odd day cannot make, as for the spread) and on
+    most of the days with values there (then the median day, which the profile is, has them anyway).
+    A station that burned at 17:30 on two days (of two or three with data) is not a station whose
+    17:30 is a plume; a bump a station has on every day or most days (a market, a school), which
+    the other stations lack, stays in its profile.
 
     Args:
         slots: 10-minute slot of each value, 0..143.
@@ -246,8 +248,8 @@ def slot_windows(slots: np.ndarray, days: np.ndarray | None = None,
         d = np.abs(slots - s)
         near = np.minimum(d, SLOTS_PER_DAY - d) <= PROFILE_HALF_WIDTH_SLOTS
         if plume is not None and days is not None and (near & plume).any():
-            clean_days = set(days[near].tolist()) - set(days[near & plume].tolist())
-            if clean_days:
+            n_plume, n_days = len(np.unique(days[near & plume])), len(np.unique(days[near]))
+            if n_plume < MIN_SPREAD_DAYS or 2 * n_plume <= n_days:
                 near = near & ~plume
         out.append(near)
     return out
@@ -368,7 +370,7 @@ def station_profile(slots: np.ndarray, days: np.ndarray, x: np.ndarray,
     Args:
         slots, days, x: as for :func:`profile_spread` (ug/m3, NaN-free).
         plume: bool per value, the station's own local plumes (:func:`local_plumes`), which stay
-            out where it has days without one (:func:`slot_windows`); None: every value counts.
+            out unless they are its own rhythm (:func:`slot_windows`); None: every value counts.
 
     Returns:
         A (2, 144) array (level, spread; ug/m3) or None.
@@ -382,7 +384,7 @@ def station_profile(slots: np.ndarray, days: np.ndarray, x: np.ndarray,
 
 def profiles_from_buckets(frame: pd.DataFrame, cfg: AnalyticsSettings) -> dict[str, np.ndarray]:
     """Each station's profile and spread (:func:`station_profile`) from its 10-minute buckets,
-    its own local plumes (:func:`local_plumes`) left out where it has days without one.
+    its own local plumes (:func:`local_plumes`) left out unless they are its rhythm (:func:`slot_windows`).
 
     Args:
         frame: device_id, time (bucket start, UTC), pm25 (ug/m3, NaN-free): the days the profile

@@ -371,9 +371,10 @@ def test_a_stations_own_plumes_at_that_hour_do_not_hide_the_next() -> None:
     before (+60-90 ug/m3), so its profile at 17:30 was a plume (the median of three days, two of them
     burning) and its plumes of the next days at that hour (+72 and +47 ug/m3) were missed. The buckets
     where a station stood far above the city at that moment (the rule's own local spike test, against
-    the other stations at that moment instead of its own past) stay out of its profile when it has
-    days without them at that time of day. The morning rise (every station, every day) and a station
-    whose own daily bump (+25 at 12:00-13:30) the others lack still score nothing."""
+    the other stations at that moment instead of its own past) stay out of its profile unless they
+    are on three days or more and on most days at that time of day. The morning rise (every
+    station, every day) and a station whose own daily bump (+25 at 12:00-13:30) the others lack
+    still score nothing."""
     cfg = AnalyticsSettings()
     today = MONDAY + timedelta(days=3)
     now = today + timedelta(hours=18)
