@@ -224,12 +224,78 @@ def time_of_day_slots(t: pd.Series, tz: str) -> np.ndarray:
     return slots
 
 
-def daily_profile(slots: np.ndarray, x: np.ndarray) -> np.ndarray:
+def slot_windows(slots: np.ndarray, days: np.ndarray | None = None,
+                 plume: np.ndarray | None = None) -> list[np.ndarray]:
+    """For each of the 144 times of day, which values its profile is made of: those within
+    :data:`PROFILE_HALF_WIDTH_SLOTS` slots of it (circularly), less the ``plume`` ones
+    (:func:`local_plumes`) unless they are the station's own rhythm there: on at least
+    :data:`MIN_SPREAD_DAYS` days (the fewest that one odd day cannot make, as for the spread) and on
+    most of the days with values there (then the median day, which the profile is, has them anyway).
+    A station that burned at 17:30 on two days (of two or three with data) is not a station whose
+    17:30 is a plume; a bump a station has on every day or most days (a market, a school), which
+    the other stations lack, stays in its profile.
+
+    Args:
+        slots: 10-minute slot of each value, 0..143.
+        days: the local day of each value (any integer per day); needed with ``plume``.
+        plume: bool per value, or None (every value near the slot).
+
+    Returns:
+        144 bool masks over the values.
+    """
+    out = []
+    for s in range(SLOTS_PER_DAY):
+        d = np.abs(slots - s)
+        near = np.minimum(d, SLOTS_PER_DAY - d) <= PROFILE_HALF_WIDTH_SLOTS
+        if plume is not None and days is not None and (near & plume).any():
+            n_plume, n_days = len(np.unique(days[near & plume])), len(np.unique(days[near]))
+            if n_plume < MIN_SPREAD_DAYS or 2 * n_plume <= n_days:
+                near = near & ~plume
+        out.append(near)
+    return out
+
+
+def local_plumes(frame: pd.DataFrame, cfg: AnalyticsSettings) -> np.ndarray:
+    """Which buckets stand far above the city at that moment: the rule's own local spike test
+    (modified z >= ``spike_z`` and excess >= ``spike_min_excess_ugm3``, Iglewicz and Hoaglin 1993),
+    with the station's expected value taken from the other stations at that moment instead of from
+    its own past: the city's level (the median of the bucket's stations, when at least
+    :data:`MIN_PEERS` have one) times the station's usual ratio to it (the median ratio over all its
+    buckets: a site nearer a road reads higher all day). The city's level carries the weather, the
+    morning rise and rain washout, which every station shares; the ratio is multiplicative because
+    a shallower mixing layer concentrates every station's PM alike. z divides by 1.4826 x the MAD of
+    the station's deviations from that expectation (floored at :data:`MAD_FLOOR_UGM3`).
+
+    Args:
+        frame: device_id, time (bucket start), pm25 (ug/m3) of all stations.
+        cfg: ``spike_z``, ``spike_min_excess_ugm3``.
+
+    Returns:
+        bool per row of ``frame`` (positional); False where the bucket has too few peers.
+    """
+    if frame.empty:
+        return np.zeros(0, dtype=bool)
+    x = frame["pm25"].astype(float)
+    city = frame.groupby("time")["pm25"].agg(["median", "count"])
+    level = frame["time"].map(city["median"].where(city["count"] >= MIN_PEERS)).astype(float)
+    dev = frame["device_id"].astype(str)
+    ratio = (x / level.where(level > 0)).groupby(dev).transform("median")
+    resid = x - ratio * level
+    excess = resid - resid.groupby(dev).transform("median")
+    mad = excess.abs().groupby(dev).transform("median").clip(lower=MAD_FLOOR_UGM3)
+    z = excess / (1.4826 * mad)
+    flagged = (z >= cfg.spike_z) & (excess >= cfg.spike_min_excess_ugm3)
+    return flagged.fillna(False).to_numpy(dtype=bool)
+
+
+def daily_profile(slots: np.ndarray, x: np.ndarray, windows: list[np.ndarray] | None = None) -> np.ndarray:
     """Median of ``x`` per time of day (see the module docstring).
 
     Args:
         slots: 10-minute slot of each value, 0..143 (local time of day).
         x: the values (ug/m3).
+        windows: the values of each time of day (:func:`slot_windows`; default: all within
+            :data:`PROFILE_HALF_WIDTH_SLOTS`).
 
     Returns:
         144 medians; NaN where fewer than :data:`PROFILE_MIN_VALUES` values fall within
@@ -238,15 +304,15 @@ def daily_profile(slots: np.ndarray, x: np.ndarray) -> np.ndarray:
     out = np.full(SLOTS_PER_DAY, np.nan)
     if len(x) == 0:
         return out
-    for s in range(SLOTS_PER_DAY):
-        d = np.abs(slots - s)
-        near = x[np.minimum(d, SLOTS_PER_DAY - d) <= PROFILE_HALF_WIDTH_SLOTS]
+    for s, window in enumerate(windows if windows is not None else slot_windows(slots)):
+        near = x[window]
         if len(near) >= PROFILE_MIN_VALUES:
             out[s] = float(np.median(near))
     return out
 
 
-def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: np.ndarray) -> np.ndarray:
+def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: np.ndarray,
+                   windows: list[np.ndarray] | None = None) -> np.ndarray:
     """How much a station's days differ at each time of day: for each of the 144 slots, the median
     over the days of ``|that day's median within PROFILE_HALF_WIDTH_SLOTS of the slot - profile|``
     (the morning rise is stronger on a still day, the night hardly differs), and at least
@@ -259,6 +325,8 @@ def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: 
         slots, x: as for :func:`daily_profile`.
         days: the local day of each value (any integer per day).
         profile: the 144 values :func:`daily_profile` gave for them.
+        windows: as for :func:`daily_profile` (a day whose values there were all plumes is no day
+            of that time of day).
 
     Returns:
         144 spreads, ug/m3.
@@ -268,9 +336,7 @@ def profile_spread(slots: np.ndarray, days: np.ndarray, x: np.ndarray, profile: 
         return out
     day_ids = np.unique(days)
     least = DAY_TO_DAY_REL_SPREAD * abs(float(np.nanmedian(profile))) if not np.isnan(profile).all() else 0.0
-    for s in range(SLOTS_PER_DAY):
-        d = np.abs(slots - s)
-        near = np.minimum(d, SLOTS_PER_DAY - d) <= PROFILE_HALF_WIDTH_SLOTS
+    for s, near in enumerate(windows if windows is not None else slot_windows(slots)):
         per_day = [float(np.median(x[near & (days == k)])) for k in day_ids if (near & (days == k)).any()]
         if per_day and not np.isnan(profile[s]):
             measured = float(np.median(np.abs(np.array(per_day) - profile[s])))
@@ -295,21 +361,51 @@ def fill_circular(values: np.ndarray) -> np.ndarray:
     return filled
 
 
-def station_profile(slots: np.ndarray, days: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+def station_profile(slots: np.ndarray, days: np.ndarray, x: np.ndarray,
+                    plume: np.ndarray | None = None) -> np.ndarray | None:
     """One station's profile and spread (:func:`daily_profile`, :func:`profile_spread`), holes
     filled (:func:`fill_circular`), or None when fewer than :data:`PROFILE_MIN_SLOTS` times of
     day have one.
 
     Args:
         slots, days, x: as for :func:`profile_spread` (ug/m3, NaN-free).
+        plume: bool per value, the station's own local plumes (:func:`local_plumes`), which stay
+            out unless they are its own rhythm (:func:`slot_windows`); None: every value counts.
 
     Returns:
         A (2, 144) array (level, spread; ug/m3) or None.
     """
-    prof = daily_profile(slots, x)
+    windows = slot_windows(slots, days, plume)
+    prof = daily_profile(slots, x, windows)
     if int(np.isnan(prof).sum()) > SLOTS_PER_DAY - PROFILE_MIN_SLOTS:
         return None
-    return np.vstack([fill_circular(prof), fill_circular(profile_spread(slots, days, x, prof))])
+    return np.vstack([fill_circular(prof), fill_circular(profile_spread(slots, days, x, prof, windows))])
+
+
+def profiles_from_buckets(frame: pd.DataFrame, cfg: AnalyticsSettings) -> dict[str, np.ndarray]:
+    """Each station's profile and spread (:func:`station_profile`) from its 10-minute buckets,
+    its own local plumes (:func:`local_plumes`) left out unless they are its rhythm (:func:`slot_windows`).
+
+    Args:
+        frame: device_id, time (bucket start, UTC), pm25 (ug/m3, NaN-free): the days the profile
+            is learned from (:func:`corrected_buckets`).
+        cfg: ``timezone`` (local time of day and local days).
+
+    Returns:
+        device id -> a (2, 144) array, for the stations :func:`station_profile` gives one.
+    """
+    out: dict[str, np.ndarray] = {}
+    if frame.empty:
+        return out
+    frame = frame.reset_index(drop=True)
+    plume = local_plumes(frame, cfg)
+    for device_id, g in frame.groupby("device_id", sort=True):
+        slots, x = time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float)
+        days = g["time"].dt.tz_convert(cfg.timezone).dt.date.map(lambda d: d.toordinal()).to_numpy()
+        prof = station_profile(slots, days, x, plume[g.index.to_numpy()])
+        if prof is not None:
+            out[str(device_id)] = prof
+    return out
 
 
 _PROFILES: PerLocalDay[dict[str, np.ndarray]] = PerLocalDay()
@@ -331,16 +427,8 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
         return {}
 
     def learn(midnight: datetime) -> dict[str, np.ndarray]:
-        frame = corrected_buckets(influx, midnight - timedelta(days=cfg.spike_profile_days), midnight, models,
-                                  int(BUCKET.total_seconds()))
-        out = {}
-        for device_id, g in frame.groupby("device_id", sort=True):
-            slots, x = time_of_day_slots(g["time"], cfg.timezone), g["pm25"].to_numpy(dtype=float)
-            days = g["time"].dt.tz_convert(cfg.timezone).dt.date.map(lambda d: d.toordinal()).to_numpy()
-            prof = station_profile(slots, days, x)
-            if prof is not None:
-                out[str(device_id)] = prof
-        return out
+        return profiles_from_buckets(corrected_buckets(influx, midnight - timedelta(days=cfg.spike_profile_days),
+                                                       midnight, models, int(BUCKET.total_seconds())), cfg)
 
     return _PROFILES.get(influx, now, cfg.timezone, (cfg.spike_profile_days, tuple(sorted(models))), learn)
 
