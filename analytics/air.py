@@ -32,6 +32,7 @@ of a microgram and every breath of smoke would be "4 sigma".
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -206,15 +207,23 @@ def corrected_buckets(influx: InfluxClient, start: datetime, end: datetime,
 
 
 def buckets(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
-            models: dict[str, humidity.PmSensorModel]) -> pd.DataFrame:
+            models: dict[str, humidity.PmSensorModel], stations: Collection[str] | None = None) -> pd.DataFrame:
     """10-minute PM2.5 means per station over the baseline window plus the scored hours
-    (:data:`SCORED`), corrected (:func:`corrected_buckets`).
+    (:data:`SCORED`), corrected (:func:`corrected_buckets`); only ``stations`` when given (a city's:
+    the spike rule's common rise is the median of the stations in a bucket, another city's would move it).
 
     Returns:
         Long frame: device_id, time (bucket start, UTC), pm25 (ug/m3).
     """
     start = now - timedelta(hours=cfg.spike_baseline_h) - SCORED - cfg.spike_persistence * BUCKET
-    return corrected_buckets(influx, start, now, models, int(BUCKET.total_seconds()))
+    return _only(corrected_buckets(influx, start, now, models, int(BUCKET.total_seconds())), stations)
+
+
+def _only(frame: pd.DataFrame, stations: Collection[str] | None) -> pd.DataFrame:
+    """The rows of ``frame`` whose device_id is in ``stations`` (all when None), index renumbered."""
+    if stations is None:
+        return frame
+    return frame[frame["device_id"].isin(list(stations))].reset_index(drop=True)
 
 
 def time_of_day_slots(t: pd.Series, tz: str) -> np.ndarray:
@@ -412,11 +421,14 @@ _PROFILES: PerLocalDay[dict[str, np.ndarray]] = PerLocalDay()
 
 
 def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings,
-                     models: dict[str, humidity.PmSensorModel]) -> dict[str, np.ndarray]:
+                     models: dict[str, humidity.PmSensorModel],
+                     stations: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """Each station's daily profile (:func:`daily_profile` of its corrected 10-minute buckets)
     from the ``spike_profile_days`` days before the current local midnight; one InfluxQL query
     per process and local day (:class:`analytics.frames.PerLocalDay`), so a run repeated at the
-    same time sees the same profile, and a spike of today never enters it.
+    same time sees the same profile, and a spike of today never enters it. Only ``stations`` when
+    given (a city's: its own plumes are judged against the median of its stations,
+    :func:`local_plumes`).
 
     Returns:
         device id -> a (2, 144) array: the expected PM2.5 at each time of day (ug/m3) and its
@@ -427,10 +439,12 @@ def station_profiles(influx: InfluxClient, now: datetime, cfg: AnalyticsSettings
         return {}
 
     def learn(midnight: datetime) -> dict[str, np.ndarray]:
-        return profiles_from_buckets(corrected_buckets(influx, midnight - timedelta(days=cfg.spike_profile_days),
-                                                       midnight, models, int(BUCKET.total_seconds())), cfg)
+        return profiles_from_buckets(_only(corrected_buckets(
+            influx, midnight - timedelta(days=cfg.spike_profile_days), midnight, models,
+            int(BUCKET.total_seconds())), stations), cfg)
 
-    return _PROFILES.get(influx, now, cfg.timezone, (cfg.spike_profile_days, tuple(sorted(models))), learn)
+    key = (cfg.spike_profile_days, tuple(sorted(models)), tuple(sorted(stations)) if stations is not None else None)
+    return _PROFILES.get(influx, now, cfg.timezone, key, learn)
 
 
 def score_spikes(frame: pd.DataFrame, now: datetime, cfg: AnalyticsSettings,

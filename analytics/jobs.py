@@ -240,8 +240,8 @@ def _air(ctx: Context, influx: InfluxClient, models: dict[str, str], report: Job
     with report.timed("air"):
         corr = kappa_fit.fitted_models(influx, ctx.now, ctx.cfg, corr, stations)
         ctx.air_1h = air.last_hour(influx, ctx.now, corr)
-        profiles = air.station_profiles(influx, ctx.now, ctx.cfg, corr)
-        ctx.air_spikes = air.score_spikes(air.buckets(influx, ctx.now, ctx.cfg, corr), ctx.now, ctx.cfg,
+        profiles = air.station_profiles(influx, ctx.now, ctx.cfg, corr, stations)
+        ctx.air_spikes = air.score_spikes(air.buckets(influx, ctx.now, ctx.cfg, corr, stations), ctx.now, ctx.cfg,
                                           horizon=air.SCORED, profiles=profiles)
         derived = air.aqi_derived(influx, ctx.now, corr)
     for device_id, row in derived.items():

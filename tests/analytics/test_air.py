@@ -114,6 +114,28 @@ def test_a_spike_bucket_is_the_mean_of_corrected_readings(influx: InfluxClient) 
     assert direct.set_index("time")["pm25"].to_dict() == frame.to_dict()
 
 
+def test_a_citys_air_frames_hold_its_own_stations_only(influx: InfluxClient) -> None:
+    """Several cities in one database: a city's spike buckets and the days its profiles learn from hold
+    its own stations only. The spike rule takes the city's common rise as the median of the stations in
+    a bucket, and the profiles leave out a station's own plumes judged against the same median: another
+    city's stations (another zone, another morning) would move it."""
+    cfg = AnalyticsSettings()
+    models = sensor_models({"MKS-AIR-1": "T640", "JKT-AIR-1": "T640"}, cfg)
+    rows = []
+    for k in range(3 * 24 * 6):
+        t = NOW - timedelta(minutes=10 * k + 3)
+        rows += [line(schema.MEASUREMENT_AIR, {schema.TAG_DEVICE: d}, {"pm25": 20.0 + k % 3}, to_ms(t))
+                 for d in ("MKS-AIR-1", "JKT-AIR-1")]
+    influx.write_lines(rows)
+    both = air.buckets(influx, NOW, cfg, models)
+    assert set(both["device_id"]) == {"MKS-AIR-1", "JKT-AIR-1"}
+    mine = air.buckets(influx, NOW, cfg, models, stations={"MKS-AIR-1"})
+    assert set(mine["device_id"]) == {"MKS-AIR-1"}
+    assert mine.reset_index(drop=True).equals(both[both["device_id"] == "MKS-AIR-1"].reset_index(drop=True))
+    assert set(air.station_profiles(influx, NOW, cfg, models)) == {"MKS-AIR-1", "JKT-AIR-1"}
+    assert set(air.station_profiles(influx, NOW, cfg, models, stations={"MKS-AIR-1"})) == {"MKS-AIR-1"}
+
+
 def test_the_24_hour_mean_behind_ispu_is_of_corrected_readings(influx: InfluxClient) -> None:
     """ISPU's 24-hour PM2.5 is the mean of hourly means of readings each corrected at its own RH: a day
     of 40 ug/m3 at 60 % RH, but for one hour whose last half is a shower (300 ug/m3 at 97 %, above
