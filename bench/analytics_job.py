@@ -165,8 +165,15 @@ influxd. The bench itself, from the same copy each time: before (load 3.9-4.3) f
 11.6 s (recent 5.1, 6.5; forecast 1.4, 1.8), alert runs 7.0 and 6.9 s (recent 3.6, 4.1), peak RSS 829 MiB,
 set by the first runs of the replay, whose forecast reads now run beside the raw read (877 MiB under load
 5.4-5.7 before the device column's dictionary codes). influxd's own peak, in the paired processes, 1,138-1,390
-MiB before, 1,253-1,417 MiB after (it answers two reads at once). Equal digests in all three. A quiet
-machine's figures are still to be measured.
+MiB before, 1,253-1,417 MiB after (it answers two reads at once). Equal digests in all three.
+
+Measured 2026-12-07 12:53-13:00 UTC on a quiet machine (load average 1.4-1.8: the job and influxd alone),
+``--bins 20000 --days 7 --runs 2``, the data freshly loaded: full runs 7.65 and 6.82 s (recent 3.3),
+alert runs 5.71 and 5.90 s, peak RSS 840 MiB, the first run of the local day (9,507 ``bin_full`` opened)
+63 s: under the 10 s and 1 GB targets. Run again from the state that left: full 7.10 and 6.11 s, alerts
+5.23 and 5.31 s, 800 MiB. The version before the CSV reads, right after from the state those left: full
+7.98 and 7.98 s, alerts 6.10 and 6.07 s, 709 MiB (the same ``collections`` and ``device_latest``
+digests).
 
 Peak RSS is ``VmHWM`` of the measuring process (:func:`peak_rss_mib`): the ``getrusage`` figure
 printed before carried the loader's peak over into the child (1,681 MiB "at start" on a run that
