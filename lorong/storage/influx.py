@@ -320,13 +320,7 @@ class InfluxClient:
         if params:
             data["params"] = json.dumps(dict(params))
         body = _decode(self._request("POST", "/query", data=data, headers={"Accept": MSGPACK} if packed else None))
-        out: list[Series] = []
-        for res in body.get("results", []):
-            if "error" in res:
-                raise StoreRejected(f"influx: {res['error']} in {q!r}")
-            for s in res.get("series", []):
-                out.append(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or []))
-        return out
+        return _series_of(body, q)
 
     def query_csv(self, q: str, floats: Sequence[str]) -> pa.Table | list[Series] | None:
         """Run InfluxQL ``q`` (one statement) asking for CSV (:data:`CSV`) and parse the answer with pyarrow's
@@ -359,14 +353,7 @@ class InfluxClient:
                              headers={"Accept": CSV})
         kind = resp.headers.get("content-type", "")
         if not kind.startswith(("text/csv", CSV)):
-            body = _decode(resp)
-            out: list[Series] = []
-            for res in body.get("results", []):
-                if "error" in res:
-                    raise StoreRejected(f"influx: {res['error']} in {q!r}")
-                out.extend(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or [])
-                           for s in res.get("series", []))
-            return out
+            return _series_of(_decode(resp), q)
         if not resp.content.strip():
             return pa.table({})
         types = {"name": pa.string(), "tags": pa.string(), "time": pa.int64(), **{f: pa.float64() for f in floats}}
@@ -467,6 +454,21 @@ without it (the v1-compatibility API of InfluxDB 2.x/3.x may not have it) answer
 CSV = "application/csv"
 """The ``Accept`` of :meth:`InfluxClient.query_csv`: InfluxDB 1.x answers ``/query`` in CSV when asked with it
 (``text/csv``; measured on 1.6.7: floats exact, tags line-protocol escaped, an error as an ``error`` column)."""
+
+
+def _series_of(body: Mapping[str, Any], q: str) -> list[Series]:
+    """Every series of every statement of a decoded ``/query`` answer.
+
+    Raises:
+        StoreRejected: a statement answered an error.
+    """
+    out: list[Series] = []
+    for res in body.get("results", []):
+        if "error" in res:
+            raise StoreRejected(f"influx: {res['error']} in {q!r}")
+        out.extend(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or [])
+                   for s in res.get("series", []))
+    return out
 
 
 def _decode(resp: httpx.Response) -> Any:
