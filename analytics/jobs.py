@@ -58,7 +58,7 @@ from analytics.rules.pm25_episode import CITY
 from analytics.state_points import state_lines
 from lorong.core import alerts, schema
 from lorong.core.errors import DatabaseUnavailable, StoreError, StoreUnavailable
-from lorong.core.model import DeviceKind, utcnow
+from lorong.core.model import DEFAULT_REPORT_INTERVAL_S, DeviceKind, utcnow
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.db import is_unavailable, unavailable
 from lorong.storage.influx import InfluxClient
@@ -124,7 +124,7 @@ def load_devices(session: Session, cfg: AnalyticsSettings,
         q = q.where(DeviceRow.city_id == city)
     rows = session.scalars(q).all()
     devices = {r.id: Device(r.id, DeviceKind(r.kind), r.kecamatan or "", r.model or "",
-                            r.full_threshold or cfg.full_threshold, r.report_interval_s or 600,
+                            r.full_threshold or cfg.full_threshold, r.report_interval_s or DEFAULT_REPORT_INTERVAL_S,
                             r.installed_at or r.created_at) for r in rows}
     return devices, {r.id: r.model or "" for r in rows}, list(rows)
 
@@ -143,13 +143,13 @@ def window_of(cfg: AnalyticsSettings, intervals: Iterable[int]) -> timedelta:
 
 def active_intervals(session: Session, city: str | None = None) -> list[int]:
     """The report intervals (s) of the active devices (of ``city`` when given), as :func:`load_devices`
-    gives them (600 when the registry has none): one column, so a run learns its raw window
-    (:func:`window_of`) and starts the raw read before the registry's rows are loaded (20,000 rows as
-    objects took 0.5 s in front of it, bench/analytics_job.py)."""
+    gives them (:data:`~lorong.core.model.DEFAULT_REPORT_INTERVAL_S` when the registry has none): one
+    column, so a run learns its raw window (:func:`window_of`) and starts the raw read before the
+    registry's rows are loaded (20,000 rows as objects took 0.5 s in front of it, bench/analytics_job.py)."""
     q = select(DeviceRow.report_interval_s).where(DeviceRow.status == "active")
     if city is not None:
         q = q.where(DeviceRow.city_id == city)
-    return [s or 600 for s in session.scalars(q)]
+    return [s or DEFAULT_REPORT_INTERVAL_S for s in session.scalars(q)]
 
 
 def reject_counts(session: Session, now: datetime, window_s: float,

@@ -39,7 +39,7 @@ from analytics import pickups
 from analytics.fillprofile import round_end
 from analytics.forecast import next_collection, round_day
 from lorong.core.geo import EARTH_RADIUS_M, haversine_m
-from lorong.core.model import DeviceKind
+from lorong.core.model import DEFAULT_REPORT_INTERVAL_S, DeviceKind
 from lorong.core.settings import AnalyticsSettings
 from lorong.storage.tables import CityRow, DeviceLatestRow, DeviceRow, RoutePlanRow
 
@@ -297,7 +297,7 @@ def stale_since(session: Session, cfg: AnalyticsSettings, now: datetime, city: s
     newest, interval = session.execute(q.where(*_active_bins(city))).one()
     if newest is None:
         return None
-    limit = timedelta(seconds=cfg.offline_factor * float(interval or 600))
+    limit = timedelta(seconds=cfg.offline_factor * float(interval or DEFAULT_REPORT_INTERVAL_S))
     return newest if now - newest > limit else None
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from devices.cities import get_city, resolve_city
 from lorong.core.codecs import check_codec_id
 from lorong.core.errors import DeviceExists, DeviceRetired, UnknownDevice
-from lorong.core.model import DeviceInfo, DeviceKind, utcnow
+from lorong.core.model import DEFAULT_REPORT_INTERVAL_S, DeviceInfo, DeviceKind, utcnow
 from lorong.core.settings import CITY_ID, CitySettings
 from lorong.storage.influx import check_tag_value
 from lorong.storage.tables import AlertRow, DeviceCredentialRow, DeviceRow
@@ -192,7 +192,7 @@ class DeviceIn(_DeviceChecks):
     capacity_l: float | None = Field(None, gt=0)
     waste_kind: str | None = None
     full_threshold: float | None = Field(None, gt=0, le=1)
-    report_interval_s: int = Field(600, gt=0, le=86400 * 7)
+    report_interval_s: int = Field(DEFAULT_REPORT_INTERVAL_S, gt=0, le=86400 * 7)
     status: str = "active"
     firmware: str = Field("", max_length=TEXT_MAX["firmware"])
     installed_at: datetime | None = None

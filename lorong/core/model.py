@@ -110,6 +110,11 @@ class Reading:
     received_at: datetime
 
 
+DEFAULT_REPORT_INTERVAL_S = 600
+"""Seconds between uplinks assumed for a device registered without its interval: ten minutes, the
+interval of the simulated fleets and of the registry's default (our choice)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """The registry facts ingest and analytics need about one device.
@@ -134,7 +139,7 @@ class DeviceInfo:
     bin_depth_mm: float | None = None
     blind_zone_mm: float = 0.0
     full_threshold: float | None = None
-    report_interval_s: int = 600
+    report_interval_s: int = DEFAULT_REPORT_INTERVAL_S
     lat: float | None = None
     lon: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
