@@ -46,11 +46,26 @@ def broker_message_limit(max_payload_bytes: int) -> int:
 
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free right now and that this process was not given before.
+
+    The kernel may hand a just-released port back at the next ``bind(0)``, so two calls made to
+    configure one service (a NATS node's monitor and route ports) could get the same port.
+
+    Raises:
+        OSError: no new free port in 200 tries.
+    """
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise OSError("no new free TCP port on 127.0.0.1 in 200 tries")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -51,11 +51,22 @@ NATS = NatsSettings(ack_wait_s=3.0, fetch_batch=500)
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[list[cluster.NatsNode]]:
-    """Three started nodes on free ports, the uplink stream replicated on all three, the consumer made."""
-    ports = [cluster.NodePorts(*(stack.free_port() for _ in range(4))) for _ in range(3)]
-    members = cluster.make_cluster(tmp_path / "nats", NATS, ports[0].mqtt, 3, ports)
+    """Three started nodes on free ports, the uplink stream replicated on all three, the consumer made.
+
+    A port found free can be taken by another test process before the node binds it: then the
+    nodes start again on new ports (at most three tries)."""
+    for attempt in range(3):
+        ports = [cluster.NodePorts(*(stack.free_port() for _ in range(4))) for _ in range(3)]
+        members = cluster.make_cluster(tmp_path / f"nats{attempt}", NATS, ports[0].mqtt, 3, ports)
+        try:
+            cluster.start_cluster(members)
+            break
+        except TimeoutError as e:
+            for n in members:
+                n.kill()
+            if "address already in use" not in str(e) or attempt == 2:
+                raise
     try:
-        cluster.start_cluster(members)
         assert cluster.ensure_uplinks([n.url for n in members], ports[0].mqtt, NATS, TOPICS) == 3
         yield members
     finally:
