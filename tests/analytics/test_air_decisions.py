@@ -260,6 +260,24 @@ def test_one_monitors_own_noise_is_not_in_every_kappa() -> None:
     assert np.mean(off) <= 0.01 and max(off) <= 0.015
 
 
+def test_without_a_monitor_the_stations_are_fitted_against_their_calibrated_neighbours() -> None:
+    """Tuning cities without a reference monitor (banyuwangi-like 1-6): against the plain median of
+    the others dried at the configured kappa, the station that is the median changes with the
+    humidity (a clean site with a large kappa overtakes a dirty one with a small kappa in the humid
+    night), and the fitted kappas were 0.053 off on average; ``pm25_high`` precision 0.875. Against
+    the median of the others calibrated by a first pass and brought to one scale, 0.040 and 1.00.
+    Without a monitor the level of the whole network is not in the data (the configured kappa sets
+    it), so what is asserted is each kappa against the others: its error less the median error.
+    The first pass alone was 0.017 off that way on average over these six seeds, 0.041 on one."""
+    kappas = [0.21, 0.38, 0.26, 0.34, 0.30, 0.23, 0.36, 0.31]
+    off = []
+    for seed in range(1, 7):
+        fitted = fit_kappas(_readings(kappas, 2, seed=seed), _kappa_models(8), FIT_BUCKET)
+        err = np.array([fitted[f"A{i}"] - k for i, k in enumerate(kappas)])
+        off.append(float(np.mean(np.abs(err - np.median(err)))))
+    assert np.mean(off) <= 0.01 and max(off) <= 0.012
+
+
 def test_kappa_is_not_fitted_without_enough_data() -> None:
     """Fewer than a day of hours, fewer than four stations or a narrow band of humidity: the
     configured kappa stays."""
