@@ -17,9 +17,10 @@ Rules, in the scenario's words and ours:
   is ignored; any other is a false alarm. Precision = hits / (hits + false alarms + re-opens);
   recall = hits / required events. Delay = open time - event start; for ``bin_full_soon`` the
   lead time ``info.cross_at`` - open time instead.
-* **warm-up**: events that start before ``truth.start + warmup_h`` do not count (neither required
-  nor a reason for a false alarm); alerts opened before it and forecasts made before it are
-  ignored. Pickups need no history and are all scored.
+* **warm-up**: events that start before ``truth.start + warmup_h``, or whose ``info.match_from``
+  is before it, do not count (neither required nor a reason for a false alarm); alerts opened
+  before it and forecasts made before it are ignored (so an event an alert in the warm-up may
+  rightly have caught is not scored). Pickups need no history and are all scored.
 * **pickups**: taken in time order, a decision pickup matches the closest unmatched truth pickup
   of its bin within 30 min; matching a ``required: false`` one it is ignored, matching none it is
   false. Recall counts required truth pickups only.
@@ -296,15 +297,16 @@ def _score_type(type_: str, events: list[dict[str, Any]], alerts: list[tuple[dat
         start = _t(e.get("start"), f"{where}.start")
         end = _opt_t(e.get("end"), f"{where}.end") or scenario_end
         req = bool(e.get("required", True))
-        counts = req and start >= cut
-        if start < cut:
+        info = e.get("info") or {}
+        early = _opt_t(info.get("match_from"), f"{where}.info.match_from")
+        in_warmup = start < cut or (early is not None and early < cut)
+        counts = req and not in_warmup
+        if in_warmup:
             warmup += 1
         elif req:
             required += 1
         else:
             not_required += 1
-        info = e.get("info") or {}
-        early = _opt_t(info.get("match_from"), f"{where}.info.match_from")
         by_device[str(e.get("device_id"))].append(
             _Event(start, end, counts, _opt_t(info.get("cross_at"), f"{where}.info.cross_at"),
                    min(start - TOLERANCE, early) if early is not None else start - TOLERANCE))
