@@ -3,7 +3,10 @@
 :mod:`analytics.air`): a fire or a generator nearby, even inside a healthy band. Local: the
 excess is counted above the city's common rise (the median excess of the stations, columns
 ``local_*``), as :mod:`fire` counts a bin's heat above the median bin: a morning stronger than
-usual everywhere (the weather) is nobody's spike, and a haze is the episode's.
+usual everywhere (the weather) is nobody's spike, and a haze is the episode's. A rise the city
+has held for over an hour comes off a station only as far as the station shared it
+(:func:`analytics.air._common_rise`): a plume beside a station the episode did not reach is a
+spike.
 
 Persistence (30 min by default) keeps one dusty gust out. Clears when the newest bucket scores
 below half of ``spike_z`` or of ``spike_min_excess_ugm3`` (hysteresis).

@@ -265,6 +265,40 @@ def test_a_stronger_morning_everywhere_is_no_spike_but_a_local_plume_is() -> Non
     assert few.loc[few["time"] == few["time"].max(), "local_spike"].all()
 
 
+def test_a_plume_outside_an_episode_is_a_spike_while_the_episode_holds() -> None:
+    """Tuning city seed 8: an episode held 12 of 20 stations 40 ug/m3 up for two hours; the
+    city's median excess (40) came off every station, so a 48 ug/m3 plume at a station the
+    episode never reached read as 8 over its expectation: missed. A rise the city has held for an
+    hour comes off a station only as far as that station shared it."""
+    cfg = AnalyticsSettings()
+    now = (MONDAY + timedelta(days=2, hours=8)).astimezone(UTC)
+    episode = pd.Timestamp((MONDAY + timedelta(days=2, hours=5, minutes=30)).astimezone(UTC))
+    plume = pd.Timestamp((MONDAY + timedelta(days=2, hours=7, minutes=20)).astimezone(UTC))
+    frames, profiles = [], {}
+    for k in range(10):
+        f = station_frame(3).assign(device_id=f"S{k}")
+        if k < 6:
+            f.loc[f["time"] >= episode, "pm25"] += 40.0  # the episode's stations
+        if k == 9:
+            f.loc[f["time"] >= plume, "pm25"] += 48.0  # open burning beside a station outside it
+        before = f[f["time"] < pd.Timestamp((MONDAY + timedelta(days=2)).astimezone(UTC))]
+        profiles[f"S{k}"] = daily_profile(time_of_day_slots(before["time"], cfg.timezone), before["pm25"].to_numpy())
+        frames.append(f)
+    scored = score_spikes(pd.concat(frames, ignore_index=True), now, cfg, profiles=profiles)
+    newest = scored[scored["time"] == scored["time"].max()].set_index("device_id")
+    assert newest.loc["S0", "excess"] == pytest.approx(40.0, abs=1.5)  # the city's median excess
+    assert newest.loc["S9", "local_excess"] == pytest.approx(48.0, abs=1.5)
+    assert newest["local_spike"].tolist() == [False] * 9 + [True]
+    # the same 40 ug/m3 rising at the six stations within the hour is still taken off every station
+    sudden = pd.concat(frames, ignore_index=True)
+    late = pd.Timestamp((MONDAY + timedelta(days=2, hours=7, minutes=10)).astimezone(UTC))
+    sudden.loc[sudden["device_id"].isin([f"S{k}" for k in range(6)]) & (sudden["time"] < late)
+               & (sudden["time"] >= episode), "pm25"] -= 40.0
+    fresh = score_spikes(sudden, now, cfg, profiles=profiles)
+    fresh = fresh[fresh["time"] == fresh["time"].max()].set_index("device_id")
+    assert fresh.loc["S9", "local_excess"] == pytest.approx(8.0, abs=1.5) and not fresh["local_spike"].any()
+
+
 def test_a_morning_within_its_usual_day_to_day_spread_is_no_spike() -> None:
     """The morning rise is 25, 45 and 30 ug/m3 on three days and 48 today: today's morning is 18
     above the profile (the 24-hour baseline's MAD of about 1 made it many sigma); the profile's
