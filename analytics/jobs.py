@@ -301,7 +301,7 @@ def _forecast(ctx: Context, hist: dict[str, pickups.History], latest: dict[str, 
     with report.timed("forecast"):
         cfg = ctx.cfg
         no_pickups = pickups.History([], [])
-        last_stop = round_end((h.at for h in hist.values()), cfg.timezone)
+        last_stop = round_end((h.at for h in hist.values()), cfg.timezone, cfg.collection_times)
         ctx.expected_pickup = {d.device_id: expected_pickup(ctx.now, hist.get(d.device_id, no_pickups).at,
                                                             cfg.collection_times, cfg.collection_weekdays, cfg.timezone,
                                                             last_stop)

@@ -225,7 +225,8 @@ def collect_by(session: Session, cfg: AnalyticsSettings, now: datetime, city: st
     bin (:func:`analytics.fillprofile.round_end` of the pickups in the registry, of ``city``'s bins
     when given) on that day. ``cfg`` holds the city's rounds and zone (:func:`devices.cities.city_settings`)."""
     due = next_collection(now, cfg.collection_times, cfg.collection_weekdays, cfg.timezone)
-    last = round_end((h.at for h in pickups.history(session, now, city=city).values()), cfg.timezone)
+    last = round_end((h.at for h in pickups.history(session, now, city=city).values()), cfg.timezone,
+                     cfg.collection_times)
     if last is None:
         return due
     zone = ZoneInfo(cfg.timezone)

@@ -15,7 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from analytics.air import DAY_TO_DAY_REL_SPREAD, daily_profile, profile_spread, score_spikes, time_of_day_slots
-from analytics.fillprofile import adapt_scale, expected_pickup, forecast_full_at, learn_profile, round_end
+from analytics.fillprofile import (
+    adapt_scale,
+    expected_pickup,
+    forecast_full_at,
+    learn_profile,
+    round_end,
+    usual_pickup_time,
+)
 from analytics.jobs import run_once
 from analytics.pickups import detect
 from devices.registry import DeviceIn, add_device, retire_device
@@ -113,6 +120,25 @@ def test_expected_pickup_follows_the_bins_own_truck() -> None:
     assert expected_pickup(at(5, 10).astimezone(UTC), [], six, all_days, "Asia/Makassar", time(9, 30)) == at(6, 6)
     assert round_end([pickups, [at(2, 9, 30).astimezone(UTC)]], "Asia/Makassar") == time(10, 41)
     assert round_end([[], []], "Asia/Makassar") is None
+
+
+def test_a_crews_evening_emptied_does_not_move_the_bins_truck_time() -> None:
+    """Demo city, tried as a new user: a bin emptied by its 06:35 round one day and marked Emptied
+    by a crew at 22:29 the next was expected at 14:32 (the median of the two), when no truck comes,
+    and got a ``bin_full_soon`` warning at 3 % full (its forecast crossing, 08:08, was before
+    14:32 but after the real round). The truck's time is the median of the pickups near the time most
+    of them are near; two apart, the one the configured round reaches first."""
+    at = lambda d, h, m=0: datetime(2026, 3, d, h, m, tzinfo=WITA)  # noqa: E731
+    pickups = [at(2, 6, 35).astimezone(UTC), at(3, 22, 29).astimezone(UTC)]
+    six, all_days = ["06:00"], range(7)
+    assert usual_pickup_time(pickups, "Asia/Makassar", six) == time(6, 35)
+    assert expected_pickup(at(3, 22, 36).astimezone(UTC), pickups, six, all_days, "Asia/Makassar") == at(4, 6, 35)
+    # a week of the round at 06:30-06:50 and one evening press: the round's median
+    week = [at(d, 6, 30 + 5 * (d % 5)).astimezone(UTC) for d in range(2, 8)] + [at(8, 22, 29).astimezone(UTC)]
+    assert usual_pickup_time(week, "Asia/Makassar", six) == time(6, 40)
+    # round the clock: a night round at 23:50 and 00:10 comes at midnight, not at noon
+    night = [at(2, 23, 50).astimezone(UTC), at(4, 0, 10).astimezone(UTC)]
+    assert usual_pickup_time(night, "Asia/Makassar", ["23:30"]) == time(0, 0)
 
 
 def test_bag_over_the_sensor_at_the_window_edge_is_no_pickup() -> None:

@@ -198,12 +198,16 @@ def test_median_of_the_newest_three_is_numpys() -> None:
 
 
 def test_usual_pickup_time_is_the_median_minute() -> None:
-    """The median local minute of day of up to 7 pickups, whole minutes (``int(numpy.median)``)."""
+    """Pickups within an hour of one another (a truck's round): the median local minute of day of up
+    to 7 pickups, whole minutes (``int(numpy.median)``)."""
     rng = np.random.default_rng(3)
     zone = ZoneInfo("Asia/Makassar")
     for _ in range(500):
-        pickups = sorted(datetime(2026, 3, 2, tzinfo=UTC) + timedelta(minutes=int(m))
-                         for m in rng.integers(0, 7 * 1440, int(rng.integers(1, 8))))
+        start = int(rng.integers(0, 1440 - 61))
+        n = int(rng.integers(1, 8))
+        pickups = sorted(datetime(2026, 3, 2, tzinfo=UTC) - timedelta(hours=8) + timedelta(
+            days=int(d), minutes=start + int(m)) for d, m in zip(rng.integers(0, 7, n), rng.integers(0, 61, n),
+                                                                 strict=True))
         minutes = [p.astimezone(zone).hour * 60 + p.astimezone(zone).minute for p in pickups]
         m = int(np.median(minutes))
         assert usual_pickup_time(pickups, "Asia/Makassar") == dtime(m // 60, m % 60)
