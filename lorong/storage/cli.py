@@ -57,15 +57,33 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
     and apply the retention layout (:func:`lorong.storage.retention.apply`, daily means in the
     registered cities' zones).
 
+    A start that fails stops the services this call started (a broker started just before
+    InfluxDB's port turned out to be taken was left running, orphaned, before).
+
     Raises:
         ConfigError: a binary is missing, ``auth`` without exported credentials, or the registry
             cannot be read.
         TimeoutError: a service did not come up.
     """
+    started: list[stack.Service] = []
+    try:
+        return _up(settings, auth, detach, started)
+    except BaseException:
+        for svc in reversed(started):
+            svc.stop()
+        if started and _pidfile(settings).exists():  # written when the failure came after the starts
+            state = _state(settings)
+            for svc in started:
+                state.pop(svc.name, None)
+            _pidfile(settings).write_text(json.dumps(state))
+        raise
+
+
+def _up(settings: Settings, auth: bool, detach: bool, started: list[stack.Service]) -> list[stack.Service]:
+    """:func:`up`'s work; each service it starts is appended to ``started`` at once."""
     pidfile = _pidfile(settings)
     state = _state(settings)
     mqtt_port, influx_port = _ports(settings)
-    started: list[stack.Service] = []
     var = settings.var_dir.resolve()
     dirs = _workdirs(settings)
     if _ours(settings, state, "mosquitto") is None:
@@ -77,12 +95,12 @@ def up(settings: Settings, auth: bool = False, detach: bool = True) -> list[stac
                 raise ConfigError(f"no {' or '.join(missing)}: run `lorong devices credentials export` first")
         svc = stack.start_mosquitto(dirs["mosquitto"], mqtt_port, pw, acl, detach=detach,
                                     message_size_limit=stack.broker_message_limit(settings.ingest.max_payload_bytes))
-        state["mosquitto"] = stack.process_record(svc.proc.pid, dirs["mosquitto"])
         started.append(svc)
+        state["mosquitto"] = stack.process_record(svc.proc.pid, dirs["mosquitto"])
     if _ours(settings, state, "influxd") is None:
         svc = stack.start_influxd(dirs["influxd"], influx_port, detach=detach)
-        state["influxd"] = stack.process_record(svc.proc.pid, dirs["influxd"])
         started.append(svc)
+        state["influxd"] = stack.process_record(svc.proc.pid, dirs["influxd"])
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(json.dumps(state))
     with open_influx(settings) as influx:

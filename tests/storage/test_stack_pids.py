@@ -93,3 +93,21 @@ def test_stack_down_finds_the_services_when_the_pid_file_is_gone(tmp_path: Path)
     finally:
         for s in started:
             s.kill()
+
+
+def test_a_failed_start_leaves_no_broker_behind(tmp_path: Path) -> None:
+    """Tried as a new user: with InfluxDB's port held by another program, ``lorong stack up`` said
+    ``error: port 8086 is already in use`` and ``stopped.``, yet the Mosquitto it had just started
+    kept running, orphaned (``stack status``: ``running=False answers=True``) until ``stack down``."""
+    import socket
+
+    from lorong.core.errors import ConfigError
+
+    settings = _settings(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", int(settings.influx.url.rsplit(":", 1)[1])))
+        holder.listen()
+        with pytest.raises(ConfigError, match="already in use"):
+            up(settings, detach=True)
+    assert not stack.port_in_use(settings.mqtt.port), "the broker this start began is still running"
+    assert down(settings) == []
