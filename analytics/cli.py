@@ -349,9 +349,13 @@ def _truth_path(path: Path) -> Path:
     return path / "truth.json" if path.is_dir() else path
 
 
-def _load(path: Path) -> dict[str, Any]:
+TRUTH_FILE = "the truth.json `lorong sim scenario --out DIR` writes"
+"""What ``--truth`` should be, in error messages."""
+
+
+def _load(path: Path, expected: str = "a truth.json or decisions.json") -> dict[str, Any]:
     try:
-        return scoring.load(path)
+        return scoring.load(path, expected)
     except scoring.ScoreInputError as exc:
         raise _fail(str(exc)) from None
 
@@ -375,7 +379,7 @@ def replay_cmd(
 ) -> None:
     """Step the analytics job through past time (notifications off) and write its decisions as JSON:
     alerts opened, pickups, forecasts, idempotency; `lorong analytics score` compares them with the truth."""
-    doc = _load(_truth_path(truth)) if truth is not None else {}
+    doc = _load(_truth_path(truth), TRUTH_FILE) if truth is not None else {}
     start = start or doc.get("start")
     end = end or doc.get("end")
     if start is None or end is None:
@@ -468,7 +472,8 @@ def score_cmd(
 ) -> None:
     """Compare a replay's decisions with the scenario's truth: precision, recall and delay per alert type,
     pickups, time-to-full error by horizon, idempotency, routes (firmware_sim/SCENARIO.md, "Scoring")."""
-    truth_doc, decisions_doc = _load(_truth_path(truth)), _load(decisions)
+    truth_doc = _load(_truth_path(truth), TRUTH_FILE)
+    decisions_doc = _load(decisions, "the decisions.json `lorong analytics replay --out FILE` writes")
     try:
         report = scoring.score(truth_doc, decisions_doc, warmup_h)
     except scoring.ScoreInputError as exc:

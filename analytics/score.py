@@ -220,18 +220,33 @@ class ScoreReport:
         return out
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path, expected: str = "a truth.json or decisions.json") -> dict[str, Any]:
     """Read a truth or decisions JSON document.
 
+    Args:
+        path: the file.
+        expected: what the file should be, for the messages (e.g. "the truth.json `lorong sim
+            scenario` writes").
+
     Raises:
-        ScoreInputError: the file is missing, unreadable, not JSON, not an object, or not version 1.
+        ScoreInputError: the file is missing, unreadable, not JSON, not an object, or not version 1;
+            the message names the file and what it should be.
     """
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ScoreInputError(f"{path}: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScoreInputError(f"{path}: no such file; give {expected}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScoreInputError(f"{path}: cannot be read ({exc.__class__.__name__}); give {expected}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScoreInputError(f"{path} is not one JSON document ({exc.msg}, line {exc.lineno}); "
+                              f"give {expected}") from None
     if not isinstance(doc, dict):
-        raise ScoreInputError(f"{path}: not a JSON object")
+        raise ScoreInputError(f"{path}: not a JSON object; give {expected}")
+    if doc.get("version") is None:
+        raise ScoreInputError(f"{path} has no \"version\": it is not {expected}")
     if doc.get("version") != 1:
         raise ScoreInputError(f"{path}: version {doc.get('version')!r}, expected 1")
     return doc

@@ -203,6 +203,28 @@ def test_bad_inputs(tmp_path: Path) -> None:
         score({**truth(), "start": "2026-03-01T16:00:00"}, decisions())
 
 
+def test_a_wrong_file_is_named_with_what_it_should_be(tmp_path: Path) -> None:
+    """Tried as a new user: ``--truth city/messages.jsonl`` said ``Extra data: line 2 column 1 (char
+    542)``, ``--decisions city.json`` said ``version None, expected 1``: parser words, not what to give."""
+    truth_file = "the truth.json `lorong sim scenario --out DIR` writes"
+    (tmp_path / "messages.jsonl").write_text('{"t": 1}\n{"t": 2}\n')
+    (tmp_path / "city.json").write_text('{"name": "small"}')
+    (tmp_path / "README.md").write_text("# Lorong\n")
+    with pytest.raises(ScoreInputError, match=r"messages.jsonl is not one JSON document \(Extra data, line 2\); give "
+                                              "the truth.json"):
+        load(tmp_path / "messages.jsonl", truth_file)
+    with pytest.raises(ScoreInputError, match=r'city.json has no "version": it is not the truth.json'):
+        load(tmp_path / "city.json", truth_file)
+    with pytest.raises(ScoreInputError, match=r"README.md is not one JSON document \(Expecting value, line 1\)"):
+        load(tmp_path / "README.md", truth_file)
+    with pytest.raises(ScoreInputError, match=r"nope.json: no such file; give the truth.json"):
+        load(tmp_path / "nope.json", truth_file)
+    result = CliRunner().invoke(app, ["score", "--truth", str(tmp_path / "messages.jsonl"),
+                                      "--decisions", str(tmp_path / "city.json")])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert "give the truth.json `lorong sim scenario --out DIR` writes" in result.output
+
+
 def test_decisions_of_another_scenario_are_refused() -> None:
     """Decisions of March 1-3 scored against a truth of March 8-10 gave recall 0 everywhere and exit 0: a
     replay that does not overlap the scenario after its warm-up is another scenario's."""
@@ -255,7 +277,8 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     res = runner.invoke(app, ["score", "--truth", str(tmp_path), "--decisions", str(tmp_path / "bad.json")])
     assert res.exit_code == 2
-    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {tmp_path / 'bad.json'}: ")
+    assert res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"error: {tmp_path / 'bad.json'} is not one JSON document (")
     res = runner.invoke(app, ["score", "--truth", str(tmp_path / "none.json"), "--decisions", str(tmp_path)])
     assert res.exit_code == 2 and res.stderr.startswith("error: ")
 
