@@ -62,7 +62,8 @@ class DemoCity:
     def fleet(self, bins: int | None, air: int | None, several: bool) -> tuple[int, int]:
         """How many bins and air stations the demo runs of this city: ``bins`` and ``air`` when given,
         else its first :data:`SINGLE_BINS` and :data:`SINGLE_AIR` (:data:`MULTI_BINS`, :data:`MULTI_AIR`
-        each with ``several`` cities), never more than the city file has: a town of 3 bins stays 3."""
+        each with ``several`` cities), never more than the city file has: a town of 3 bins stays 3. Numbers
+        given are kept as they are, even past the file's (the city places more bins by its site shares)."""
         default_bins, default_air = (MULTI_BINS, MULTI_AIR) if several else (SINGLE_BINS, SINGLE_AIR)
         return (bins if bins is not None else min(default_bins, self.config.bins),
                 air if air is not None else min(default_air, self.config.stations))

@@ -19,8 +19,9 @@ import typer
 
 def demo(
     bins: int | None = typer.Option(None, min=1, max=5000,
-                                    help="bins of each city (its first N; default 40, 20 each with --cities; "
-                                         "at most the city file's)"),
+                                    help="bins of each city (default 40, 20 each with --cities, at most the city "
+                                         "file's; a number you give is simulated even past the file's, placed "
+                                         "by its site shares)"),
     air: int | None = typer.Option(None, min=0, max=500,
                                    help="air stations of each city (default 5, 3 each with --cities; at most "
                                         "the city file's)"),
@@ -31,7 +32,7 @@ def demo(
     history_days: float = typer.Option(2.0, min=0.0, max=14.0,
                                        help="days of the city's past loaded first, at their simulated times"),
     seed: int | None = typer.Option(None, help="random seed (default the city file's); same seed, same city"),
-    duration: float | None = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
+    duration: float | None = typer.Option(None, min=0.0, help="stop after this many seconds (default: Ctrl-C)"),
 ) -> None:
     """Start the embedded stack, the ingester, the analytics scheduler, a simulated city and the API;
     stop everything cleanly on Ctrl-C.

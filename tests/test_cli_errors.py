@@ -192,6 +192,10 @@ def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: In
     (("devices", "list", "--colour", "red"),
      "error: No such option: --colour (see python -m lorong.cli devices list --help)"),
     (("nosuchroom",), "error: No such command 'nosuchroom'. (see python -m lorong.cli --help)"),
+    # tried as a new user: a negative duration started the demo and stopped it at once, exit 0
+    (("demo", "--duration", "-5"),
+     "error: Invalid value for '--duration': Input should be greater than or equal to 0"
+     " (see python -m lorong.cli demo --help)"),
 ])
 def test_a_usage_error_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
     """A bad option is one ``error:`` line like every other fault, not a boxed usage screen (the
