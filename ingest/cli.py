@@ -60,7 +60,8 @@ def _policy(settings: Settings) -> Policy:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}")  # brackets in it are text, not rich markup
+    # brackets in it are text, not rich markup; one line even in an 80-column pipe
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -165,12 +166,12 @@ def decode(
     codec: str = typer.Option(..., "--codec", help="codec id, see `lorong ingest formats`"),
     fport: int = typer.Option(..., "--fport", help="LoRaWAN FPort"),
 ) -> None:
-    """Decode LoRaWAN bytes with a codec and print the canonical readings as JSON."""
+    """Decode LoRaWAN bytes with a codec and print the canonical readings as JSON; a payload or codec it
+    cannot decode is one ``error:`` line (reason code and detail, as the dead-letter store keeps them)."""
     try:
         readings = decode_hex(codec, fport, hex_payload)
     except PayloadError as exc:
-        print(json.dumps({"error": exc.reason, "detail": exc.detail}))
-        raise typer.Exit(1) from None
+        raise _fail(f"{exc.reason}: {exc.detail}") from None
     print(json.dumps([{**r._asdict(), "ts": r.ts.isoformat() if r.ts else None} for r in readings], indent=2))
 
 

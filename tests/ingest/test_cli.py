@@ -57,6 +57,18 @@ def test_formats_lists_formats_and_codecs() -> None:
     assert sorted(ln.split()[1] for ln in lines if ln.startswith("codec ")) == sorted(CODECS)
 
 
+def test_decode_of_a_bad_codec_or_payload_is_one_error_line() -> None:
+    """Tried as a new user: ``ingest decode --codec nope`` printed a JSON object, not the ``error:``
+    line every other command gives, and a long error wrapped at 80 columns in a pipe."""
+    result = invoke(["ingest", "decode", "--codec", "nope", "--fport", "1", "00"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and result.output.startswith("error: unknown_codec: 'nope'; known: ")
+    assert "milesight-em310-udl" in result.output and len(result.output) > 80  # one line, not wrapped
+    result = invoke(["ingest", "decode", "--codec", "milesight-em310-udl", "--fport", "85", "zz"])
+    assert (result.exit_code, result.output) == (1, "error: bad_frame: payload is not hex: non-hexadecimal number "
+                                                    "found in fromhex() arg at position 0\n")
+
+
 def _capture(tmp_path: Path) -> Path:
     native = {"time": "2026-02-28T10:00:00+00:00", "seq": 1, "metrics": {"distance": {"value": 575, "unit": "mm"}}}
     rows = [
