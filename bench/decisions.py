@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -89,5 +90,19 @@ def main() -> int:
     return 0
 
 
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C: unwinds :func:`main` so its ``finally`` stops influxd and removes the folder."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        raise SystemExit(main())
+    except Stopped as stopped:
+        print("stopped: influxd stopped", file=sys.stderr)
+        raise SystemExit(128 + int(stopped.args[0])) from None
