@@ -184,9 +184,15 @@ def city_path(text: str) -> Path:
     """The city file ``--city`` names: a path ending in .yaml, .yml or .json, else a packaged city's name.
 
     Raises:
-        ValueError: no packaged city of that name (the message lists them).
+        ValueError: an existing file of another kind (``README.md``), or no packaged city of that name
+            (the message lists them).
     """
-    return Path(text) if text.endswith((".yaml", ".yml", ".json")) else packaged_city(text)
+    if text.endswith((".yaml", ".yml", ".json")):
+        return Path(text)
+    if Path(text).is_file():
+        raise ValueError(f"{text}: a city file is YAML or JSON (.yaml, .yml, .json); or name a packaged city "
+                         f"({', '.join(sorted(p.stem for p in CITIES_DIR.glob('*.yaml')))})")
+    return packaged_city(text)
 
 
 def packaged_city(name: str = "makassar") -> Path:

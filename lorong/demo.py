@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 from datetime import timedelta
-from pathlib import Path
 
 import typer
 
@@ -25,8 +24,9 @@ def demo(
     air: int | None = typer.Option(None, min=0, max=500,
                                    help="air stations of each city (default 5, 3 each with --cities; at most "
                                         "the city file's)"),
-    city: Path | None = typer.Option(None, "--city", dir_okay=False,
-                                     help="city file, YAML or JSON (default firmware_sim/cities/makassar.yaml)"),
+    city: str | None = typer.Option(None, "--city",
+                                    help="a packaged city (makassar, small, ...) or a city file, YAML or JSON "
+                                         "(default makassar)"),
     cities: str | None = typer.Option(None, "--cities",
                                       help="several registry cities at once, e.g. makassar,jakarta,banyuwangi"),
     history_days: float = typer.Option(2.0, min=0.0, max=14.0,
@@ -60,7 +60,7 @@ def demo(
     from api.server import header_timeout_protocol
     from devices.cities import city_settings, get_city, resolve_city
     from firmware_sim import cli as sim_cli
-    from firmware_sim.city import load_city, packaged_city
+    from firmware_sim.city import city_path, load_city
     from firmware_sim.demo_cities import (
         LiveCities,
         drop_unused_start_city,
@@ -86,7 +86,7 @@ def demo(
         if cities is not None and city is not None:
             raise ValueError("give --city FILE or --cities A,B,C, not both")
         plans = (parse_cities(cities) if cities is not None else
-                 [file_city(load_city(city or packaged_city("makassar")))])
+                 [file_city(load_city(city_path(city or "makassar")))])
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None

@@ -192,6 +192,10 @@ def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: In
     (("devices", "list", "--colour", "red"),
      "error: No such option: --colour (see python -m lorong.cli devices list --help)"),
     (("nosuchroom",), "error: No such command 'nosuchroom'. (see python -m lorong.cli --help)"),
+    # tried as a new user: `demo --city small` said "small: No such file or directory" where `sim scenario`
+    # takes a packaged city's name, and `sim scenario --city README.md` said "no packaged city"
+    (("demo", "--city", "nosuch"),
+     "error: no packaged city 'nosuch'; known: banyuwangi-like, jakarta-like, makassar, small"),
     # tried as a new user: a negative duration started the demo and stopped it at once, exit 0
     (("demo", "--duration", "-5"),
      "error: Invalid value for '--duration': Input should be greater than or equal to 0"
@@ -404,3 +408,12 @@ def test_stack_up_on_a_port_in_use_names_the_setting(tmp_path: Path) -> None:
     assert one_line(proc, 1) == (f"error: port {port} is already in use: another broker (or service) listens "
                                  "there; stop it, or set LORONG_MQTT__PORT to a free port")
     assert not list((tmp_path / "var" / "run").glob("*.pid"))
+
+
+def test_a_city_file_that_is_not_yaml_or_json_is_named(tmp_path: Path) -> None:
+    """Tried as a new user: ``sim scenario --city README.md`` said "no packaged city 'README.md'"
+    although the file is there: it is there, and it is not a city file."""
+    (tmp_path / "README.md").write_text("# notes\n")
+    assert one_line(lorong(tmp_path, "sim", "scenario", "--city", "README.md", "--out", "x"), 2) == (
+        "error: README.md: a city file is YAML or JSON (.yaml, .yml, .json); or name a packaged city "
+        "(banyuwangi-like, jakarta-like, makassar, small)")
