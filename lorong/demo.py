@@ -16,6 +16,25 @@ from datetime import timedelta
 import typer
 
 
+def _one_stop_server() -> type:
+    """uvicorn's Server whose second stop signal waits for the first (uvicorn is imported when the
+    demo runs, not when the CLI loads)."""
+    import uvicorn
+
+    class OneStop(uvicorn.Server):
+        """A second Ctrl-C (or SIGTERM) while the demo is already stopping waits for the first: uvicorn
+        forced the exit and, after it, raised every captured signal again, and two quick Ctrl-C printed
+        about 40 lines of traceback (KeyboardInterrupt in its lifespan, CancelledError) before
+        ``stopped.``. The stop takes a few seconds either way."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            if self.should_exit:
+                return
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    return OneStop
+
+
 def demo(
     bins: int | None = typer.Option(None, min=1, max=5000,
                                     help="bins of each city (default 40, 20 each with --cities, at most the city "
@@ -175,7 +194,7 @@ def demo(
         sim_thread.start()
         cleanup.callback(sim_thread.join, 10)
         cleanup.callback(stop.set)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host,
+        server = _one_stop_server()(uvicorn.Config(create_app(settings), host=settings.api.host,
                                                port=settings.api.port, log_level="warning",
                                                http=header_timeout_protocol(settings.api.header_timeout_s)))
         with sessions.begin() as s:  # the same token across restarts, so a phone stays logged in

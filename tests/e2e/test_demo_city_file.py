@@ -34,3 +34,34 @@ def test_a_city_file_smaller_than_the_demo_default_keeps_its_size(tmp_path: Path
     with session_factory(make_engine(env["LORONG_DATABASE_URL"]))() as s:
         kinds = sorted(d.kind for d in s.query(DeviceRow).filter(DeviceRow.city_id == "tiny"))
     assert kinds == ["air", "bin", "bin", "bin"]
+
+
+def test_two_quick_ctrl_c_stop_the_demo_without_a_traceback(tmp_path: Path) -> None:
+    """Tried as a new user: two Ctrl-C in quick succession (a double tap, or ``timeout -s INT`` and
+    then the shell's) printed about 40 lines of uvicorn traceback (KeyboardInterrupt,
+    CancelledError) before ``stopped.``; one Ctrl-C was clean. The second now waits for the first."""
+    import signal
+    import time
+
+    (tmp_path / "tiny.yaml").write_text("name: Tiny\ntimezone: Asia/Jakarta\nbins: 3\nstations: 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORONG_")}
+    api = stack.free_port()
+    env |= {"LORONG_DATABASE_URL": f"sqlite:///{tmp_path / 'lorong.db'}", "LORONG_VAR_DIR": str(tmp_path / "var"),
+            "LORONG_MQTT__PORT": str(stack.free_port()), "LORONG_INFLUX__URL": f"http://127.0.0.1:{stack.free_port()}",
+            "LORONG_API__PORT": str(api)}
+    proc = subprocess.Popen([sys.executable, "-m", "lorong.cli", "demo", "--city", "tiny.yaml", "--history-days", "0",
+                             "--duration", "100"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        stack.wait_for_port(api, 90)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert "Traceback" not in out and "CancelledError" not in out, out[-3000:]
+    assert out.rstrip().endswith("stopped."), out[-1000:]
