@@ -76,6 +76,16 @@ def test_influx_unreachable_one_line_exit_1(tmp_path: Path) -> None:
     assert line.endswith("(is it running? check LORONG_INFLUX__URL)")
 
 
+def test_a_missing_influx_database_says_what_creates_it(tmp_path: Path, influxd: stack.Service) -> None:
+    """Tried as a new user: ``analytics run-once`` with a database name InfluxDB does not have said
+    "influx: database not found: lorong_fresh in 'SHOW FIELD KEYS ...'" and nothing of what to do."""
+    line = one_line(lorong(tmp_path, "analytics", "run-once", LORONG_INFLUX__URL=f"http://127.0.0.1:{influxd.port}",
+                           LORONG_INFLUX__DATABASE="lorong_fresh"), 1)
+    assert "database not found: lorong_fresh" in line
+    assert line.endswith("; `lorong stack up` (or `lorong demo`) creates it, or set LORONG_INFLUX__DATABASE to one "
+                         "that exists")
+
+
 def test_database_unreachable_one_line_exit_1(tmp_path: Path) -> None:
     url = f"postgresql+psycopg://lorong@127.0.0.1:{stack.free_port()}/lorong"
     line = one_line(lorong(tmp_path, "devices", "list", LORONG_DATABASE_URL=url), 1)

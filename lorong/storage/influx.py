@@ -285,7 +285,7 @@ class InfluxClient:
         body = self._request("POST", "/query", data={"q": q, "db": self.database}).json()
         for res in body.get("results", []):
             if "error" in res:
-                raise StoreRejected(f"influx: {res['error']} in {q!r}")
+                raise _rejected(res["error"], repr(q))
 
     def write_lines(self, lines: Sequence[str]) -> None:
         """Write line-protocol points with millisecond timestamps.
@@ -369,7 +369,7 @@ class InfluxClient:
                 raise StoreRejected(f"influx: {resp.text.strip()[:300]} in {q!r}") from exc
             return None
         if "error" in table.column_names:
-            raise StoreRejected(f"influx: {table['error'][0]} in {q!r}")
+            raise _rejected(table["error"][0], repr(q))
         return table
 
     def query_each(self, statements: Sequence[str], batch: int = STATEMENTS_PER_REQUEST) -> list[list[Series]]:
@@ -391,11 +391,11 @@ class InfluxClient:
             body = _decode(self._request("POST", "/query", data={"q": ";\n".join(part), "db": self.database,
                                                                   "epoch": "ms"}))
             if "error" in body:
-                raise StoreRejected(f"influx: {body['error']} in {part[0]!r}...")
+                raise _rejected(body["error"], f"{part[0]!r}...")
             for res in body.get("results", []):
                 i = int(res.get("statement_id", 0))
                 if "error" in res:
-                    raise StoreRejected(f"influx: {res['error']} in {part[i]!r}")
+                    raise _rejected(res["error"], repr(part[i]))
                 got[i] = [Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or [])
                           for s in res.get("series", [])]
             out.extend(got)
@@ -429,10 +429,10 @@ class InfluxClient:
                         continue
                     body = orjson.loads(text)
                     if "error" in body:
-                        raise StoreRejected(f"influx: {body['error']} in {q!r}")
+                        raise _rejected(body["error"], repr(q))
                     for res in body.get("results", []):
                         if "error" in res:
-                            raise StoreRejected(f"influx: {res['error']} in {q!r}")
+                            raise _rejected(res["error"], repr(q))
                         for s in res.get("series", []):
                             yield Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or [])
         except httpx.TransportError as exc:
@@ -465,7 +465,7 @@ def _series_of(body: Mapping[str, Any], q: str) -> list[Series]:
     out: list[Series] = []
     for res in body.get("results", []):
         if "error" in res:
-            raise StoreRejected(f"influx: {res['error']} in {q!r}")
+            raise _rejected(res["error"], repr(q))
         out.extend(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or [])
                    for s in res.get("series", []))
     return out
@@ -476,6 +476,19 @@ def _decode(resp: httpx.Response) -> Any:
     if resp.headers.get("content-type", "").startswith(MSGPACK):
         return msgpack.unpackb(resp.content)
     return orjson.loads(resp.content)  # ~1.5x json.loads on big answers
+
+
+NO_DATABASE_HINT = ("; `lorong stack up` (or `lorong demo`) creates it, or set LORONG_INFLUX__DATABASE to one "
+                    "that exists")
+"""Added to InfluxDB's "database not found": what to run or set."""
+
+
+def _rejected(error: object, where: str) -> StoreRejected:
+    """The error of a query InfluxDB answered with an ``error``: its text, the query, and for a missing
+    database what to do (a new user's first ``analytics run-once`` on a fresh name said only
+    "database not found: lorong_fresh in 'SHOW FIELD KEYS ...'")."""
+    text = str(error)
+    return StoreRejected(f"influx: {text} in {where}" + (NO_DATABASE_HINT if "database not found" in text else ""))
 
 
 def _error_text(resp: httpx.Response) -> str:
