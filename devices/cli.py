@@ -34,7 +34,7 @@ from devices.registry import (
 )
 from lorong.core.errors import ConfigError, RegistryError, UnknownCity
 from lorong.core.model import DeviceKind, utcnow
-from lorong.core.settings import Settings
+from lorong.core.settings import CITY_ID, Settings
 from lorong.storage.files import missing_folder
 from lorong.storage.kecamatan import UnknownKecamatan, known_kecamatan, match_kecamatan
 from lorong.storage.runtime import open_sessions
@@ -68,9 +68,18 @@ def list_table(*columns: str | Column) -> Table:
 
 
 def field_errors(exc: ValidationError) -> str:
-    """One line per invalid field: ``field: message``."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors())
+    """The invalid fields on one line, ``field: message; ...``: a message that already names its field
+    does not name it twice (``centre: centre: ...``), and a city id that is not a slug says what one is
+    (with the pattern :data:`lorong.core.settings.CITY_ID`)."""
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "input"
+        msg = e["msg"].removeprefix("Value error, ").removeprefix(f"{where}: ")
+        if e["type"] == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == CITY_ID:
+            msg = (f"{e['input']!r} is not a city id: lower-case letters a-z, digits and '-', at most 32, "
+                   f"e.g. jakarta ({CITY_ID})")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
 
 
 def city_option(value: str | None) -> str | None:

@@ -143,6 +143,17 @@ def test_unknown_log_level_one_line_exit_2(tmp_path: Path) -> None:
     assert lorong(tmp_path, "--log-level", "warning", "cities", "list").returncode == 0
 
 
+def test_a_bad_city_says_what_a_city_id_is_and_names_a_field_once(tmp_path: Path) -> None:
+    """Tried as a new user: ``cities add "Bad Id"`` showed only the pattern, and ``--centre 200,1``
+    said ``centre: centre: (200.0, 1.0) ...``."""
+    line = one_line(lorong(tmp_path, "cities", "add", "Bad Id", "--name", "Bad", "--timezone", "Asia/Makassar"), 2)
+    assert line == ("error: id: 'Bad Id' is not a city id: lower-case letters a-z, digits and '-', at most 32, "
+                    "e.g. jakarta (^[a-z0-9][a-z0-9-]{0,31}$)")
+    line = one_line(lorong(tmp_path, "cities", "add", "bad", "--name", "Bad", "--timezone", "Asia/Makassar",
+                           "--centre", "200,1"), 2)
+    assert line == "error: centre: (200.0, 1.0) is not a WGS84 latitude, longitude"
+
+
 def test_error_lines_keep_square_brackets(tmp_path: Path) -> None:
     """Rich took ``[a-z0-9]`` and ``[bold]`` in an error message for markup and dropped them."""
     line = one_line(lorong(tmp_path, "cities", "add", "Bad City!", "--name", "Bad", "--timezone", "Asia/Makassar"), 2)
