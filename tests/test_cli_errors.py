@@ -69,9 +69,13 @@ def test_bad_settings_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], env
     assert one_line(lorong(tmp_path, *args, **env), 2).startswith(expected)
 
 
-def test_influx_unreachable_one_line_exit_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [("analytics", "run-once"), ("storage", "retention", "show"),
+                                  ("storage", "retention", "apply")])
+def test_influx_unreachable_one_line_exit_1(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Every command that reads InfluxDB says the same when it is down (tried as a new user: ``storage
+    retention show`` gave the connection error alone, no hint)."""
     url = f"http://127.0.0.1:{stack.free_port()}"
-    line = one_line(lorong(tmp_path, "analytics", "run-once", LORONG_INFLUX__URL=url), 1)
+    line = one_line(lorong(tmp_path, *args, LORONG_INFLUX__URL=url), 1)
     assert line.startswith(f"error: InfluxDB unavailable: influx {url}/")
     assert line.endswith("(is it running? check LORONG_INFLUX__URL)")
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from lorong.core.errors import ConfigError, StoreRejected, StoreUnavailable
+from lorong.core.errors import ConfigError, StoreRejected
 from lorong.core.settings import Settings
 from lorong.storage import retention as ret
 from lorong.storage.runtime import day_zones, open_influx
@@ -36,7 +36,7 @@ def apply_cmd() -> None:
         zones = day_zones(settings)
         with open_influx(settings) as influx:
             done = ret.apply(influx, settings.influx, zones)
-    except (ConfigError, StoreUnavailable, StoreRejected) as exc:
+    except (ConfigError, StoreRejected) as exc:  # InfluxDB down: the CLI's one line, with its hint
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     for line in done:
@@ -64,7 +64,7 @@ def backfill_cmd(
         zones = day_zones(settings)
         with open_influx(settings) as influx:
             written = ret.backfill(influx, zones, first, last)
-    except (ConfigError, ValueError, StoreUnavailable, StoreRejected) as exc:
+    except (ConfigError, ValueError, StoreRejected) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     print(f"means written: {written['hourly']} hourly, {written['daily']} daily")
@@ -77,7 +77,7 @@ def show_cmd() -> None:
     try:
         with open_influx(settings) as influx:
             pols, cqs = ret.existing_policies(influx), ret.existing_cqs(influx)
-    except (StoreUnavailable, StoreRejected) as exc:
+    except StoreRejected as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     for p in pols.values():
