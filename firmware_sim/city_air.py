@@ -523,7 +523,7 @@ def _episodes(cfg: _Config, stations: list[_Station], seed: int, total_s: float,
     out: dict[int, list[_Pulse]] = {}
     n = len(stations)
     if cfg.episodes and n < EPISODE_MIN_STATIONS:
-        log.warning("%d air stations: no city-wide episode (needs %d)", n, EPISODE_MIN_STATIONS)
+        log.warning("%d air station%s: no city-wide episode (needs %d)", n, "" if n == 1 else "s", EPISODE_MIN_STATIONS)
         return out
     rnd = random.Random(f"{seed}:air:episodes")
     placed: list[tuple[float, float]] = []
