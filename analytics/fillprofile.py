@@ -502,6 +502,7 @@ def usual_pickup_time(pickups: Sequence[datetime], tz: str, starts: Sequence[str
 
 
 DAY_MIN = 1440
+"""Minutes in a day (times of day are minutes since local midnight)."""
 
 
 def _apart(a: int, b: int) -> int:
@@ -519,8 +520,7 @@ def _usual_pickup_time(pickups: tuple[datetime, ...], tz: str, starts: tuple[str
     window = int(LATE_TRUCK.total_seconds() // 60)
     near = [sum(_apart(a, b) <= window for b in minutes) for a in minutes]
     most = max(near)
-    opens = [time.fromisoformat(t) for t in starts]
-    first = [o.hour * 60 + o.minute for o in opens]
+    first = [o.hour * 60 + o.minute for o in (time.fromisoformat(t) for t in starts)]
 
     def after_round_start(a: int) -> tuple[int, int]:
         return min(((a - f) % DAY_MIN for f in first), default=0), a
