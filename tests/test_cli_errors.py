@@ -389,7 +389,7 @@ def test_lists_keep_ids_codes_and_times_whole_in_an_80_column_terminal(tmp_path:
 
 @pytest.mark.parametrize(("args", "code", "expected"), [
     (("stack", "reload"), 1, "error: no broker started by `lorong stack up` is running"),
-    (("storage", "retention", "show"), 1, "error: influx http://127.0.0.1:"),
+    (("storage", "retention", "show"), 1, "error: InfluxDB unavailable: influx http://127.0.0.1:"),
     (("sim", "load", "."), 2, "error: . has no devices.json and messages.jsonl (write one with `lorong sim scenario`)"),
 ])
 def test_errors_of_stack_storage_and_sim_go_to_stderr(tmp_path: Path, args: tuple[str, ...], code: int,
