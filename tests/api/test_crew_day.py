@@ -82,7 +82,7 @@ def test_crew_day(phone: Page, served: Served, sessions: sessionmaker[Session], 
     first = page.locator("li[data-stop-id=MKS-BIN-0001]")
     expect(first.locator(".where")).to_have_text("Jl. Somba Opu · Melayu Baru · depan Masjid Raya")
     expect(first.locator(".meta")).to_contain_text(
-        re.compile(r"Isi 94% → (9\d|100)% saat tiba · perkiraan tiba\u00a0\d\d\.\d\d"))
+        re.compile(r"Isi 94% → (9\d|100)% saat tiba · perkiraan tiba\u00a0(\d{1,2}[ \u00a0]\w+,[ \u00a0])?\d\d\.\d\d"))
     nav = first.locator("a.nav")
     assert (nav.get_attribute("href") or "").startswith("geo:-5.13,119.41?q=-5.13,119.41(MKS-BIN-0001")
     page.screenshot(path=str(ARTIFACTS / "crew_day_1_route.png"), full_page=True)
