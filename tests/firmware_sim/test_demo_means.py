@@ -4,7 +4,8 @@ empty after ``lorong demo`` until ``lorong storage retention backfill`` was run)
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +31,11 @@ def test_demo_load_computes_the_means_of_its_past(make_settings: Callable[..., S
                                                  sessions: sessionmaker[Session]) -> None:
     settings = make_settings(influx=influx)
     retention.apply(influx, settings.influx, settings.analytics.timezone)  # as `lorong stack up` does
-    now = utcnow()
+    # the day before the last local noon: two local days of 12 h each, whatever the clock says (from
+    # utcnow() at 23:5x WITA, the day's readings fell in one local day and the test failed)
+    local = utcnow().astimezone(ZoneInfo(settings.analytics.timezone))
+    noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
+    now = (noon if noon <= local else noon - timedelta(days=1)).astimezone(UTC)
     live = LiveCity(load_city(packaged_city("small")), now - timedelta(days=1), bins=3, stations=0, seed=5)
     loaded = backfill(live, now, sessions, influx, means_tz=settings.analytics.timezone)
     assert loaded.points >= 3 * 140
