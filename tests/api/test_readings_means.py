@@ -161,7 +161,8 @@ def test_range_older_than_raw_retention_reads_the_means(make_settings: Callable[
     assert len(got) == 7 and all(datetime.fromisoformat(r["dateObserved"]).astimezone(wita).hour == 0
                                  for r in daily["readings"])
     assert recent["source"] == "raw"  # a short window: raw readings, in the same local-day buckets
-    today = to_ms(now.astimezone(wita).replace(hour=0, minute=0, second=0, microsecond=0))
+    # the local day of the newest reading (at 00:0x WITA the new day has none yet)
+    today = to_ms(utc_from_ms(max(hours)).astimezone(wita).replace(hour=0, minute=0, second=0, microsecond=0))
     assert recent["readings"][-1]["dateObserved"] == utc_from_ms(today).isoformat().replace("+00:00", "Z")
     assert old_minutes.status_code == 422 and "every=1h or longer" in old_minutes.json()["detail"]
 
