@@ -178,8 +178,9 @@ def test_acks_wait_for_durability_even_when_the_flush_fails(tmp_path: Path, db_u
         pub.publish_many(messages)
         wait_for(lambda: ing.stats.received == 320, 20, "all received")
         time.sleep(0.5)
-        assert [d.mid for d in ing._acks][:1], "acks must still be pending"
-        assert len(ing._acks) >= 220  # the first bad message and everything after it
+        # pending: the first bad message and everything after it. A flush attempt takes the pending acks
+        # out and puts them back when it fails, so one look during an attempt saw none (CI, 2026-12-07)
+        wait_for(lambda: len(ing._acks) >= 220, 10, "220 acks pending between flush attempts", every_s=0.05)
         with sessions.begin() as s:
             s.execute(text("ALTER TABLE dead_letters_away RENAME TO dead_letters"))
         wait_for(lambda: not ing._acks and count_stored(influx) >= 300, 30, "flushed and stored", every_s=0.2)
