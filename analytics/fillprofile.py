@@ -51,7 +51,8 @@ but the trucks reach bins one after another over hours. Each bin's own pickups t
 of day its truck usually comes (the median of its recent pickup times of day): the next pickup
 is that time on the next collection day, or today while today's truck has not come yet. A bin
 never emptied yet is expected at the configured round start, or, while today's round is under
-way, when the round usually reaches its last bin (:func:`round_end`).
+way, when the round usually reaches its last bin (:func:`round_end`; up to :data:`LATE_TRUCK`
+after it, now: that truck may be late too).
 """
 
 from __future__ import annotations
@@ -546,8 +547,10 @@ def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[
             a bin with no pickup yet is expected at the next one
             (:func:`analytics.forecast.next_collection`).
         round_end: the latest usual pickup time of the city's bins (:func:`round_end`): while a
-            round that started today has not reached it, a bin with no pickup yet may still be
-            on it, and is expected then (not at tomorrow's start).
+            round that started today has not reached it, or passed it less than
+            :data:`LATE_TRUCK` ago (a truck late there as it may be at a bin with a usual time),
+            a bin with no pickup yet may still be on it, and is expected then or now (not at
+            tomorrow's start).
 
     Returns:
         The expected next pickup, tz-aware UTC, not before ``now``.
@@ -557,8 +560,10 @@ def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[
     local = now.astimezone(zone)
     if usual is None:
         started = any(time.fromisoformat(t) <= local.time() for t in times)
-        if round_end is not None and local.weekday() in weekdays and started and local.time() < round_end:
-            return datetime.combine(local.date(), round_end, tzinfo=zone).astimezone(now.tzinfo)
+        if round_end is not None and local.weekday() in weekdays and started:
+            end = datetime.combine(local.date(), round_end, tzinfo=zone)
+            if local <= end + LATE_TRUCK:
+                return max(end, local).astimezone(now.tzinfo)
         return next_collection(now, times, weekdays, tz)
     last = pickups[-1].astimezone(zone).date()
     for k in range(8):
