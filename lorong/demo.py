@@ -133,6 +133,8 @@ def demo(
             # then stops the fleet, the ingester and the API before the broker and InfluxDB
             services = stack_cli.up(settings, detach=True)
             cleanup.callback(stack_cli.release, settings, services)  # only what this demo started
+            if (left := stack_cli.kept(services)) is not None:
+                print(left)
             created = create_database(settings)
             print(f"created a new database: {created}" if created else
                   f"database: {database_location(settings.database_url)}")

@@ -174,6 +174,24 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
+SERVICES = ("mosquitto", "influxd")
+"""The services :func:`up` starts, in its order."""
+
+
+def kept(started: list[stack.Service]) -> str | None:
+    """What an :func:`up` call found already running and will not stop with :func:`release`, as one
+    line for the user (None when it started both): a demo run on a stack that `lorong stack up`
+    started leaves that stack up."""
+    names = {svc.name for svc in started}
+    running = [n for n in SERVICES if n not in names]
+    if not running:
+        return None
+    one = len(running) == 1
+    return (f"{' and '.join(running)} {'was' if one else 'were'} running before (`lorong stack up`): "
+            f"{'it stays' if one else 'they stay'} up after this stops; `lorong stack down` stops "
+            f"{'it' if one else 'them'}")
+
+
 def release(settings: Settings, services: list[stack.Service]) -> None:
     """Stop ``services`` (what one :func:`up` call started) and forget their PIDs; services that
     were already running before that call are left alone."""

@@ -16,7 +16,7 @@ import pytest
 
 from lorong.core.settings import InfluxSettings, MqttSettings, Settings
 from lorong.storage import stack
-from lorong.storage.cli import down, release, up
+from lorong.storage.cli import down, kept, release, up
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +111,23 @@ def test_a_failed_start_leaves_no_broker_behind(tmp_path: Path) -> None:
             up(settings, detach=True)
     assert not stack.port_in_use(settings.mqtt.port), "the broker this start began is still running"
     assert down(settings) == []
+
+
+def test_a_demo_on_a_running_stack_says_the_stack_stays_up(tmp_path: Path) -> None:
+    """Tried as a new user: `lorong demo` after `lorong stack up` stopped with ``stopped.`` and said
+    nothing of the broker and InfluxDB it had found running and left up. What an up call found
+    running is named, with how to stop it."""
+    settings = _settings(tmp_path)
+    first = up(settings, detach=False)  # `lorong stack up`
+    try:
+        again = up(settings, detach=False)  # the demo's
+        assert again == []
+        assert kept(again) == ("mosquitto and influxd were running before (`lorong stack up`): they stay up "
+                               "after this stops; `lorong stack down` stops them")
+        assert kept(first) is None
+        broker = next(s for s in first if s.name == "mosquitto")
+        assert kept([broker]) == ("influxd was running before (`lorong stack up`): it stays up after this stops; "
+                                  "`lorong stack down` stops it")
+    finally:
+        for s in first:
+            s.kill()
