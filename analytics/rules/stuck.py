@@ -4,8 +4,11 @@
 Primary reading: bins ``distance`` (the raw ultrasonic value; ``fillingLevel`` when a bin sends
 no distance), stations ``pm25``. A working ultrasonic or optical sensor jitters by at least one
 count between readings; a frozen value means a hung sensor or a firmware resending its last
-sample. Not stuck: a bin whose fill level is clamped at 0 or 1 (empty floor out of range, or
-waste inside the blind zone): the sensor then legitimately repeats its limit.
+sample. Not stuck: a bin whose fill level is clamped at 1 (waste inside the blind zone: the
+sensor then legitimately repeats its limit), or clamped at 0 when it sends no distance (distances
+at or beyond the floor all give 0). An empty bin's floor is within the sensor's range (20-450 cm
+for the EM310-UDL, :mod:`lorong.core.metrics`) and a working sensor jitters there as elsewhere, so a
+distance repeated at the floor is stuck.
 Clears as soon as the newest readings differ. ``since``: the first reading of the frozen value (as
 ``bin_full``'s, :func:`analytics.rules.base.run_start`).
 """
@@ -45,7 +48,8 @@ def evaluate(ctx: Context) -> list[Verdict]:
             if fill is not None:
                 f = fill[np.isin(series.t_ms, t[-n:])]
                 f = f[~np.isnan(f)]
-                same = bool(((f > CLAMP_EPS) & (f < 1 - CLAMP_EPS)).all())
+                floor = CLAMP_EPS if metric == "fillingLevel" else -1.0  # a distance jitters at the floor
+                same = bool(((f > floor) & (f < 1 - CLAMP_EPS)).all())
         if same:
             count, _ = run_length(vals == vals[-1], t)
             since, exact = run_start(ctx, dev.device_id, TYPE, t, count)

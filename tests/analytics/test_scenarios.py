@@ -172,11 +172,20 @@ def test_filling_then_pickup(sessions: Any, influx: InfluxClient, subscriber: Su
 
 
 def test_stuck_sensor(sessions: Any, influx: InfluxClient) -> None:
-    register(sessions, bin_("STUCK"), bin_("FULLCLAMP"), bin_("OK"), station("AIR-STUCK"))
+    """Fresh jakarta-like seed 29: a sensor that froze at 1,205 mm in an empty 1,200 mm bin, 48
+    readings, opened no ``stuck``: a level clamped at 0 was taken for the sensor repeating its limit,
+    but the floor of a bin is within the sensor's range and a working one jitters there too. Only a
+    level alone (no distance to tell by) clamped at 0, or waste inside the blind zone, repeats."""
+    register(sessions, bin_("STUCK"), bin_("FULLCLAMP"), bin_("OK"), station("AIR-STUCK"), bin_("FLOOR"),
+             bin_("EMPTYLEVEL"))
     n = AnalyticsSettings().stuck_readings  # 12
     write(influx, "STUCK", [(at(k), {"distance": 500.0, "fillingLevel": 0.5882}) for k in range(n)])
     # waste inside the blind zone: the level is clamped at 1.0, repeating it is not a fault
     write(influx, "FULLCLAMP", [(at(k), {"distance": 150.0, "fillingLevel": 1.0}) for k in range(n)])
+    # an empty bin's floor read as the same distance again and again is
+    write(influx, "FLOOR", [(at(k), {"distance": 1005.0, "fillingLevel": 0.0}) for k in range(n)])
+    # a level alone, clamped at 0 from distances beyond the floor that the gateway did not pass on, is not
+    write(influx, "EMPTYLEVEL", [(at(k), {"fillingLevel": 0.0}) for k in range(n)])
     write(influx, "OK", [(at(k), {"distance": 500.0 + (k % 2), "fillingLevel": 0.5}) for k in range(n)])
     write(influx, "AIR-STUCK", [(at(k), {"pm25": 12.0}) for k in range(n)], schema.MEASUREMENT_AIR)
     job = Job(sessions, influx)
@@ -184,10 +193,11 @@ def test_stuck_sensor(sessions: Any, influx: InfluxClient) -> None:
     r = job(at(n - 2) + MIN)  # 11 identical readings: not yet
     assert r.opened == {"bin_full": 1}  # FULLCLAMP (full for 11 readings), but no stuck
     r = job(at(n - 1) + MIN)
-    assert r.opened == {"stuck": 2}
+    assert r.opened == {"stuck": 3}
     st = state(sessions)
     assert st[("STUCK", "stuck")] == ("active", "minor", 2) and st[("AIR-STUCK", "stuck")][:2] == ("active", "minor")
-    assert ("FULLCLAMP", "stuck") not in st and ("OK", "stuck") not in st
+    assert st[("FLOOR", "stuck")][:2] == ("active", "minor")
+    assert ("FULLCLAMP", "stuck") not in st and ("OK", "stuck") not in st and ("EMPTYLEVEL", "stuck") not in st
 
     write(influx, "STUCK", [(at(n), {"distance": 512.0, "fillingLevel": 0.574})])
     r = job(at(n) + MIN)
