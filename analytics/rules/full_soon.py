@@ -15,7 +15,8 @@ full before its truck comes: the ranking for an extra pickup (largest first).
 One warning per fill cycle: once opened, a warning stays until the bin is emptied (a pickup
 after it opened), or the bin is full (``bin_full`` takes over); it does not clear when the
 forecast wobbles, and it does not open again in the same cycle (a warning opened after the
-bin's last pickup, even if cleared since, holds it back).
+bin's last pickup, even if cleared since, holds it back). The run that clears a warning for a
+pickup judges the new cycle too.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ def evaluate(ctx: Context) -> list[Verdict]:
                 out.append(Verdict(dev.device_id, TYPE, None, reason="full", kecamatan=dev.kecamatan))
             continue
         if active is not None:
-            if pickup is not None and pickup >= active[1]:
-                out.append(Verdict(dev.device_id, TYPE, None, reason=f"emptied at {iso(pickup)}",
-                                   kecamatan=dev.kecamatan))
-            continue
+            if pickup is None or pickup < active[1]:
+                continue
+            out.append(Verdict(dev.device_id, TYPE, None, reason=f"emptied at {iso(pickup)}",
+                               kecamatan=dev.kecamatan))
+            # the new cycle is judged now, as a run repeated at this time would (a partial pickup
+            # can leave a bin that fills before its next truck)
         opened = ctx.last_opened.get((dev.device_id, TYPE))
         if opened is not None and (pickup is None or opened >= pickup):
             continue  # this fill cycle had its warning

@@ -371,6 +371,37 @@ def test_a_pickup_just_over_the_minimum_drop_is_seen_through_the_jitter() -> Non
     assert detect(frame, 0.3) == []
 
 
+def test_a_warning_cleared_by_a_partial_pickup_lets_the_new_cycle_have_its_own_in_the_same_run(
+        sessions: Any, influx: InfluxClient) -> None:
+    """Fresh jakarta-like seed 29: a repeated run at the same ``now`` opened ``bin_full_soon`` the first
+    run did not. The first run cleared the bin's warning (its truck left 0.30 of it at 07:49 WIB) and
+    judged nothing more; the repeat judged the new cycle, which fills before tomorrow's truck."""
+    now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)  # Thursday 10:00 WITA
+    pickup = now - timedelta(minutes=20)
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+        # three earlier cycles of 8 h filling to 0.85 (about 0.1 an hour); its truck usually at 14:00 WITA
+        for h, lvl in ((44, 0.85), (36, 0.85), (28, 0.85), (20, 0.84)):
+            s.add(CollectionRow(device_id="B", at=now - timedelta(hours=h), level_before=lvl, level_after=0.0))
+    pts = [(pickup - timedelta(minutes=10 * k), round(0.75 - 0.015 * k, 3)) for k in range(12, 0, -1)] + \
+          [(pickup, 0.30), (pickup + timedelta(minutes=10), 0.31), (now, 0.32)]
+    influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
+                        for t, v in pts])
+    cfg = AnalyticsSettings(collection_times=["22:00"])
+    # 09:35: full within the hour, its truck at 14:00; it came early (09:40) and left 0.30: tomorrow at 14:00
+    assert run_once(sessions, influx, cfg, now=pickup - timedelta(minutes=5)).opened == {"bin_full_soon": 1}
+    first = run_once(sessions, influx, cfg, now=now)
+    assert first.cleared == {"bin_full_soon": 1}  # emptied
+    assert first.opened == {"bin_full_soon": 1}  # the new cycle's, in the same run
+    again = run_once(sessions, influx, cfg, now=now)
+    assert again.opened == {} and again.cleared == {}
+    with sessions() as s:
+        rows = s.scalars(select(AlertRow).where(AlertRow.type == "bin_full_soon").order_by(AlertRow.id)).all()
+        assert [r.status for r in rows] == ["cleared", "active"]
+        assert rows[1].started_at.replace(tzinfo=UTC) == now  # the new cycle's
+        assert rows[1].details["fillingLevel"] == pytest.approx(0.32)
+
+
 def test_a_stored_forecast_from_before_the_pickup_opens_no_warning(sessions: Any, influx: InfluxClient) -> None:
     """The scheduler reuses the stored forecast between its forecast runs: a bin emptied since the
     forecast was made (by its truck or a crew's Emptied) read 0 % with a crossing time already past,
