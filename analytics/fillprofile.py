@@ -50,9 +50,10 @@ profile (:func:`adapt_scale`, bounded to 0.67-1.5).
 but the trucks reach bins one after another over hours. Each bin's own pickups tell at what time
 of day its truck usually comes (the median of its recent pickup times of day): the next pickup
 is that time on the next collection day, or today while today's truck has not come yet. A bin
-never emptied yet is expected at the configured round start, or, while today's round is under
-way, when the round usually reaches its last bin (:func:`round_end`; up to :data:`LATE_TRUCK`
-after it, now: that truck may be late too).
+never emptied yet is expected when the city's round usually comes (:func:`typical_pickup`: the
+median of the bins' usual times), and now while today's round may still reach it (until the time
+it usually reaches its last bin, :func:`round_end`, and :data:`LATE_TRUCK`); before any bin has a
+pickup, at the configured round start.
 """
 
 from __future__ import annotations
@@ -481,6 +482,16 @@ def round_end(histories: Iterable[Sequence[datetime]], tz: str, starts: Sequence
     return max(usual) if usual else None
 
 
+def typical_pickup(histories: Iterable[Sequence[datetime]], tz: str, starts: Sequence[str] = ()) -> time | None:
+    """When the city's round usually comes: the median of the bins' usual pickup times
+    (:func:`usual_pickup_time`, ``starts`` the configured round starts; the lower middle of an even
+    count), None when no bin has a pickup. The point estimate for a bin whose own time is not known
+    yet: the round reaches it somewhere between its start and :func:`round_end`, and at the
+    median as often before as after (the usual time of a bin is its pickups' median too)."""
+    usual = sorted(u for u in (usual_pickup_time(p[-7:], tz, starts) for p in histories) if u is not None)
+    return usual[(len(usual) - 1) // 2] if usual else None
+
+
 def usual_pickup_time(pickups: Sequence[datetime], tz: str, starts: Sequence[str] = ()) -> time | None:
     """The local time of day a bin's truck usually comes (None without a pickup): the median of its
     pickups within :data:`LATE_TRUCK` of the time of day most of them are near.
@@ -537,7 +548,7 @@ def _usual_pickup_time(pickups: tuple[datetime, ...], tz: str, starts: tuple[str
 
 
 def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[str], weekdays: Sequence[int],
-                    tz: str, round_end: time | None = None) -> datetime:
+                    tz: str, round_end: time | None = None, typical: time | None = None) -> datetime:
     """When the bin's truck next comes (see the module docstring).
 
     Args:
@@ -551,6 +562,11 @@ def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[
             :data:`LATE_TRUCK` ago (a truck late there as it may be at a bin with a usual time),
             a bin with no pickup yet may still be on it, and is expected then or now (not at
             tomorrow's start).
+        typical: when the city's round usually comes (:func:`typical_pickup`). A bin with no
+            pickup yet is expected then, as a bin is at its usual time, on the next round day, or
+            today while the round may still reach it (until ``round_end`` and
+            :data:`LATE_TRUCK`; now once ``typical`` has passed). Without it such a bin is
+            expected at ``round_end`` while the round is out, else at the configured start.
 
     Returns:
         The expected next pickup, tz-aware UTC, not before ``now``.
@@ -558,20 +574,22 @@ def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[
     usual = usual_pickup_time(pickups[-7:], tz, times)
     zone = ZoneInfo(tz)
     local = now.astimezone(zone)
-    if usual is None:
+    last: date | None = pickups[-1].astimezone(zone).date() if pickups else None
+    until = usual  # today's truck passed the bin by LATE_TRUCK after this
+    if usual is None and typical is not None:
+        usual, until = typical, max(typical, round_end or typical)
+    if usual is None or until is None:
         started = any(time.fromisoformat(t) <= local.time() for t in times)
         if round_end is not None and local.weekday() in weekdays and started:
             end = datetime.combine(local.date(), round_end, tzinfo=zone)
             if local <= end + LATE_TRUCK:
                 return max(end, local).astimezone(now.tzinfo)
         return next_collection(now, times, weekdays, tz)
-    last = pickups[-1].astimezone(zone).date()
     for k in range(8):
         d: date = local.date() + timedelta(days=k)
         if d.weekday() not in weekdays or (k == 0 and last == d):
             continue
-        at = datetime.combine(d, usual, tzinfo=zone)
-        if k == 0 and at + LATE_TRUCK < local:
+        if k == 0 and datetime.combine(d, until, tzinfo=zone) + LATE_TRUCK < local:
             continue  # today's truck passed it by: the next round
-        return max(at, local).astimezone(now.tzinfo)
+        return max(datetime.combine(d, usual, tzinfo=zone), local).astimezone(now.tzinfo)
     return now  # unreachable with a weekday in 0..6

@@ -48,7 +48,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from analytics import air, bins, kappa_fit, pickups
 from analytics.alerts import SYSTEM, AlertBook, Notifier
 from analytics.escalation import Escalation, remind
-from analytics.fillprofile import FillProfile, expected_pickup, round_end
+from analytics.fillprofile import FillProfile, expected_pickup, round_end, typical_pickup
 from analytics.frames import recent_points, runs_began
 from analytics.latest import refresh_latest
 from analytics.outbox import Outbox
@@ -301,10 +301,12 @@ def _forecast(ctx: Context, hist: dict[str, pickups.History], latest: dict[str, 
     with report.timed("forecast"):
         cfg = ctx.cfg
         no_pickups = pickups.History([], [])
-        last_stop = round_end((h.at for h in hist.values()), cfg.timezone, cfg.collection_times)
+        ats = [h.at for h in hist.values()]
+        last_stop = round_end(ats, cfg.timezone, cfg.collection_times)
+        usual = typical_pickup(ats, cfg.timezone, cfg.collection_times)
         ctx.expected_pickup = {d.device_id: expected_pickup(ctx.now, hist.get(d.device_id, no_pickups).at,
                                                             cfg.collection_times, cfg.collection_weekdays, cfg.timezone,
-                                                            last_stop)
+                                                            last_stop, usual)
                                for d in bin_devs}
         if under_way is not None:
             hourly = under_way[0].result()

@@ -21,6 +21,7 @@ from analytics.fillprofile import (
     forecast_full_at,
     learn_profile,
     round_end,
+    typical_pickup,
     usual_pickup_time,
 )
 from analytics.jobs import run_once
@@ -125,6 +126,32 @@ def test_expected_pickup_follows_the_bins_own_truck() -> None:
     assert expected_pickup(at(5, 10).astimezone(UTC), [], six, all_days, "Asia/Makassar", time(9, 30)) == at(5, 10)
     assert round_end([pickups, [at(2, 9, 30).astimezone(UTC)]], "Asia/Makassar") == time(10, 41)
     assert round_end([[], []], "Asia/Makassar") is None
+
+
+def test_a_bin_never_emptied_is_expected_when_the_round_usually_comes_not_at_its_last_bin() -> None:
+    """Fresh makassar seed 47: three bins whose first-day pickup was too small to see (0.11-0.28 of
+    the bin) had no usual time; at 06:00, when the round started, each was expected at the round's
+    last bin (10:27), its forecast crossing (09:40-10:15) came before that, and it got a
+    ``bin_full_soon`` its truck made needless at 06:31-06:55. A bin with no usual time is expected
+    when the round usually comes (the median of the bins' usual times) and, as a bin with a usual
+    time, is now while the round may still reach it (until its last bin's time and an hour)."""
+    at = lambda d, h, m=0: datetime(2026, 3, d, h, m, tzinfo=WITA)  # noqa: E731
+    six, all_days, tz = ["06:00"], range(7), "Asia/Makassar"
+    # the city's bins come at 06:40, 08:00 and 10:27
+    hist = [[at(d, h, m).astimezone(UTC) for d in (2, 3)] for h, m in ((6, 40), (8, 0), (10, 27))]
+    assert typical_pickup(hist, tz, six) == time(8, 0)
+    assert round_end(hist, tz, six) == time(10, 27)
+    last, usual = time(10, 27), time(8, 0)
+    expect = lambda now: expected_pickup(now.astimezone(UTC), [], six, all_days, tz, last, usual)  # noqa: E731
+    assert expect(at(5, 5, 50)) == at(5, 8)  # before the round: today, when it usually comes
+    assert expect(at(5, 6)) == at(5, 8)  # the round starts: the same (it was 10:27)
+    assert expect(at(5, 9)) == at(5, 9)  # past its usual time, the round still out: now
+    assert expect(at(5, 11)) == at(5, 11)  # its last bin's time passed by less than an hour: now
+    assert expect(at(5, 11, 30)) == at(6, 8)  # more: tomorrow's round
+    assert expect(at(5, 20)) == at(6, 8)
+    # round days only (Monday, Thursday): Thursday 08:00 from Tuesday
+    assert expected_pickup(at(3, 12).astimezone(UTC), [], six, [0, 3], tz, last, usual) == at(5, 8)
+    assert typical_pickup([[], []], tz, six) is None
 
 
 def test_a_crews_evening_emptied_does_not_move_the_bins_truck_time() -> None:
