@@ -24,7 +24,8 @@ of up to ``forecast_history_days`` days before the current local day:
 3. with two or more increments at the same hour of the week (two weeks of history) the rate of
    that hour of the week is their mean instead: market days and weekends come from the
    bin's own history; with less, the hour-of-day rate is scaled by the weekday's share of the
-   fill when that weekday was seen (a weekday factor), else used as it is;
+   fill when that weekday was seen (a weekday factor), else by that of the seen days of its kind
+   (working days or the weekend), else used as it is;
 4. the increment of two hourly means is the fill between their middles (from hh:30 to hh:30 the
    next hour), filed under the later bucket's hour: an hour's own fill is half its increment and
    half the next hour's. Filed as they are, every profile ran half an hour late (a bin filling from
@@ -304,19 +305,34 @@ def learn_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float
     return week_profile(fill_gaps(by_hour), how, vals, float(n_days), tz)
 
 
+WEEKEND = (5, 6)
+"""Saturday and Sunday (Monday = 0): the days offices and most schools are closed (Indonesia's five
+working days a week for government offices, Keppres 68/1995), so a bin beside them fills another way."""
+
+
 def week_profile(by_hour: np.ndarray, how: np.ndarray, vals: np.ndarray, days: float, tz: str) -> FillProfile:
     """The 168-hour profile from 24 hour-of-day rates (steps 2-3 of the module docstring): an hour
     of the week seen twice or more takes the mean of its own increments, the others the
-    hour-of-day rate times the weekday factor (each weekday's mean increment over all days' when
-    half a day's hours or more were seen on it, else 1)."""
+    hour-of-day rate times the weekday factor: each weekday's mean increment over all days' when
+    half a day's hours or more were seen on it; for a weekday not seen yet, that of the seen days
+    of its kind taken together (working days, or :data:`WEEKEND`), else 1. (An office bin seen Thursday
+    to Sunday took the four days' mean on Monday, 0.6 of its working day, and its Monday crossing
+    was forecast a median 16 h late.)"""
     overall = float(vals.mean()) if len(vals) else 0.0
     wd = how // 24
     factor = np.ones(7)
+    seen = np.zeros(7, dtype=bool)
     if overall > 0:
         for d in range(7):
             sel = wd == d
             if sel.sum() >= 12:  # half a day's hours seen on that weekday
                 factor[d] = float(vals[sel].mean()) / overall
+                seen[d] = True
+    weekend = np.isin(np.arange(7), WEEKEND)
+    for d in range(7):
+        kind = seen & (weekend == weekend[d])
+        if not seen[d] and kind.any():  # the seen days of its kind, their increments taken together
+            factor[d] = float(vals[np.isin(wd, np.flatnonzero(kind))].mean()) / overall
     by_slot, count = means_by_key(how, vals, HOURS_PER_WEEK)
     slot = np.arange(HOURS_PER_WEEK)
     rate = np.where(count >= 2, by_slot, by_hour[slot % 24] * factor[slot // 24])

@@ -80,6 +80,28 @@ def test_profile_learns_the_day_and_does_not_fill_at_night() -> None:
     assert adapt_scale(prof, None, None, now, 0.5) == 1.0
 
 
+def test_a_monday_not_seen_yet_fills_like_the_working_days_seen_not_like_the_weekend() -> None:
+    """Town with rounds on Monday, Wednesday and Friday (scenario from a Thursday): an office bin's
+    crossing on Monday was forecast a median 16 h late from Sunday. Its profile had Thursday and Friday
+    (0.025 an hour, 08:00-18:00) and a quiet weekend (a fifth of it); an unseen Monday took the four
+    days' mean. A weekday not seen yet takes the factor of the seen days of its kind (working days
+    Monday-Friday, the weekend Saturday-Sunday)."""
+    thursday = MONDAY + timedelta(days=3)
+    t, lv, level = [], [], 0.0
+    for d in range(4):  # Thursday .. Sunday, never emptied
+        for h in range(24):
+            rate = DAY_RATE[h] * (0.5 if d < 2 else 0.1)
+            t.append(to_ms(thursday + timedelta(days=d, hours=h)))
+            lv.append(level + rate / 2)
+            level += rate
+    prof = learn_profile(np.array(t, dtype=np.int64), np.array(lv), "Asia/Makassar")
+    assert prof is not None
+    monday, saturday = MONDAY + timedelta(days=7, hours=12), MONDAY + timedelta(days=12, hours=12)
+    assert prof.rate_at(monday) == pytest.approx(0.025, rel=0.02)  # was 0.6 of it
+    assert prof.rate_at(saturday) == pytest.approx(0.005, rel=0.02)  # the weekend seen
+    assert prof.rate_at(MONDAY + timedelta(days=3, hours=12)) == pytest.approx(0.025, rel=0.05)  # Thursday seen
+
+
 def test_profile_skips_pickups_and_clamped_hours() -> None:
     t, lv = day_series(2, start_level=0.3)
     lv = np.minimum(lv, 0.9995)  # the evening stands on the sensor's ceiling
