@@ -33,7 +33,7 @@ Amsterdam's change of 29 March 2026)."""
 
 
 def reference_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: float = 1.0) -> FillProfile | None:
-    """``learn_profile`` as it was, one local time and one mean at a time."""
+    """``learn_profile``, one local time and one mean at a time."""
     if len(t_ms) < 2:
         return None
     zone = ZoneInfo(tz)
@@ -65,6 +65,11 @@ def reference_profile(t_ms: np.ndarray, levels: np.ndarray, tz: str, min_days: f
             sel = wd == d
             if sel.sum() >= 12:
                 factor[d] = float(vals[sel].mean()) / overall
+        seen = [d for d in range(7) if (wd == d).sum() >= 12]
+        for d in set(range(7)) - set(seen):  # a weekday not seen: the seen days of its kind together
+            kind = [k for k in seen if (k >= 5) == (d >= 5)]
+            if kind:
+                factor[d] = float(vals[np.isin(wd, kind)].mean()) / overall
     rate = np.empty(HOURS_PER_WEEK)
     for slot in range(HOURS_PER_WEEK):
         same = vals[how == slot]
