@@ -241,16 +241,23 @@ def test_morning_rise_is_judged_against_the_same_hour() -> None:
     assert plumed["spike"].tail(3).all() and plumed["excess"].iloc[-1] == pytest.approx(60.0, abs=2.0)
 
 
+def add_bin_with_pickups(sessions: Any, now: datetime, hours_ago: tuple[int, ...]) -> None:
+    """Register bin ``B`` (1,000 mm) with a pickup each of ``hours_ago`` before ``now``, each emptying it
+    from 0.85 (the last from 0.84) to 0."""
+    with sessions.begin() as s:
+        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
+        for k, h in enumerate(hours_ago):
+            s.add(CollectionRow(device_id="B", at=now - timedelta(hours=h),
+                                level_before=0.84 if k == len(hours_ago) - 1 else 0.85, level_after=0.0))
+
+
 def test_pickup_that_clears_full_lets_soon_full_see_it_in_the_same_run(sessions: Any, influx: InfluxClient) -> None:
     """A repeated run at the same ``now`` opened ``bin_full_soon`` the first run did not: the rule
     read ``bin_full`` as active although a pickup cleared it earlier in that run."""
     now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)  # Thursday 10:00 WITA
     pickup = now - timedelta(minutes=20)
-    with sessions.begin() as s:
-        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
-        # three earlier cycles of 8, 8, 8 h filling to 0.85 (about 0.1 an hour): full ~8 h after a pickup
-        for h, lvl in ((48, 0.85), (40, 0.85), (32, 0.85), (24, 0.84)):
-            s.add(CollectionRow(device_id="B", at=now - timedelta(hours=h), level_before=lvl, level_after=0.0))
+    # three earlier cycles of 8, 8, 8 h filling to 0.85 (about 0.1 an hour): full ~8 h after a pickup
+    add_bin_with_pickups(sessions, now, (48, 40, 32, 24))
     pts = [(pickup - timedelta(minutes=10 * k), 0.9 - 0.001 * k) for k in range(1, 13)] + \
           [(pickup, 0.02), (pickup + timedelta(minutes=10), 0.03), (now, 0.04)]
     influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
@@ -427,11 +434,8 @@ def test_a_warning_cleared_by_a_partial_pickup_lets_the_new_cycle_have_its_own_i
     judged nothing more; the repeat judged the new cycle, which fills before tomorrow's truck."""
     now = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)  # Thursday 10:00 WITA
     pickup = now - timedelta(minutes=20)
-    with sessions.begin() as s:
-        add_device(s, DeviceIn(id="B", kind="bin", depth_mm=1000, installed_at=now - timedelta(days=30)))
-        # three earlier cycles of 8 h filling to 0.85 (about 0.1 an hour); its truck usually at 14:00 WITA
-        for h, lvl in ((44, 0.85), (36, 0.85), (28, 0.85), (20, 0.84)):
-            s.add(CollectionRow(device_id="B", at=now - timedelta(hours=h), level_before=lvl, level_after=0.0))
+    # three earlier cycles of 8 h filling to 0.85 (about 0.1 an hour); its truck usually at 14:00 WITA
+    add_bin_with_pickups(sessions, now, (44, 36, 28, 20))
     pts = [(pickup - timedelta(minutes=10 * k), round(0.75 - 0.015 * k, 3)) for k in range(12, 0, -1)] + \
           [(pickup, 0.30), (pickup + timedelta(minutes=10), 0.31), (now, 0.32)]
     influx.write_lines([line(schema.MEASUREMENT_BIN, {schema.TAG_DEVICE: "B"}, {"fillingLevel": v}, to_ms(t))
