@@ -33,7 +33,7 @@ def small() -> Scenario:
 
 def test_packaged_cities_load() -> None:
     names = {p.stem for p in CITIES_DIR.glob("*.yaml")}
-    assert {"makassar", "small", "jakarta-like", "banyuwangi-like"} <= names
+    assert {"makassar", "small", "jakarta-like", "banyuwangi-like", "mwf-town"} <= names
     mks = load_city(packaged_city("makassar"))
     assert (mks.bins, mks.stations, mks.days) == (200, 20, 5)
     assert mks.start.isoformat() == "2026-03-02T00:00:00+08:00" and mks.start.weekday() == 0
