@@ -54,7 +54,7 @@ is that time on the next collection day, or today while today's truck has not co
 never emptied yet is expected when the city's round usually comes (:func:`typical_pickup`: the
 median of the bins' usual times), and now while today's round may still reach it (until the time
 it usually reaches its last bin, :func:`round_end`, and :data:`LATE_TRUCK`); before any bin has a
-pickup, at the configured round start.
+pickup, at the configured round start, and now while a round started less than a shift ago.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from analytics.forecast import next_collection
+from analytics.forecast import ROUND_H, next_collection
 
 HOURS_PER_WEEK = 168
 HOUR_MS = 3_600_000
@@ -582,7 +582,10 @@ def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[
             pickup yet is expected then, as a bin is at its usual time, on the next round day, or
             today while the round may still reach it (until ``round_end`` and
             :data:`LATE_TRUCK`; now once ``typical`` has passed). Without it such a bin is
-            expected at ``round_end`` while the round is out, else at the configured start.
+            expected at ``round_end`` while the round is out, else at the configured start; with
+            neither (no bin of the city emptied yet, as on the first round after the install) it
+            is expected now while a round started less than
+            :data:`analytics.forecast.ROUND_H` (a shift) ago, else at the next round's start.
 
     Returns:
         The expected next pickup, tz-aware UTC, not before ``now``.
@@ -600,6 +603,8 @@ def expected_pickup(now: datetime, pickups: Sequence[datetime], times: Sequence[
             end = datetime.combine(local.date(), round_end, tzinfo=zone)
             if local <= end + LATE_TRUCK:
                 return max(end, local).astimezone(now.tzinfo)
+        elif round_end is None and next_collection(now - timedelta(hours=ROUND_H), times, weekdays, tz) <= now:
+            return now  # no bin emptied yet: a round that started less than a shift ago may come any time
         return next_collection(now, times, weekdays, tz)
     for k in range(8):
         d: date = local.date() + timedelta(days=k)

@@ -1,8 +1,8 @@
 """Soon full: ``bin_full_soon`` (warning) when a bin's forecast reaches its threshold before its
 truck is expected (:func:`analytics.fillprofile.expected_pickup`: the time of day the bin's own
 pickups happen, on the next collection day; for a bin never emptied yet, the time the city's
-round usually comes, or the configured round start ``collection_times`` before any bin has a
-pickup), and within ``soon_horizon_h`` hours, even if it fills slower than
+round usually comes, or, before any bin has a pickup, now while a round started less than a
+shift ago, else the configured round start ``collection_times``), and within ``soon_horizon_h`` hours, even if it fills slower than
 forecast (at ``soon_slow_factor``, 0.75, of the forecast rate: the 20th percentile of a bin's
 fill rate over its collection intervals in the City of Edinburgh's Enevo data): a bin that fills
 at its usual rate reaches 0.8 around its pickup about half the time, and a warning it gets on

@@ -52,8 +52,9 @@ def test_each_city_runs_with_its_own_zone_rounds_and_thresholds(sessions: sessio
         [alert] = s.scalars(select(AlertRow)).all()
         assert (alert.device_id, alert.city_id) == ("JYP-1", "jayapura")
         derived = {r.device_id: r.derived for r in s.scalars(select(DeviceLatestRow))}
-    # the next round: 06:00 WITA (UTC+8) tomorrow in Makassar, 15:30 WIT (UTC+9) today in Jayapura
-    assert derived["MKS-1"]["expected_pickup"] == "2026-03-02T22:00:00+00:00"
+    # Makassar's 06:00 WITA (UTC+8) round is out (it started 3 h ago, no bin emptied yet): now; Jayapura's
+    # is at 15:30 WIT (UTC+9) today
+    assert derived["MKS-1"]["expected_pickup"] == NOW.isoformat()
     assert derived["JYP-1"]["expected_pickup"] == "2026-03-02T06:30:00+00:00"
     # each city's run wrote its bins' Grafana state with its city tag
     got = {(s.tags.get("city"), s.tags.get("device_id")) for s in influx.query(
@@ -66,13 +67,14 @@ def test_one_city_runs_as_before(sessions: sessionmaker[Session], influx: Influx
     with sessions.begin() as s:
         add_device(s, DeviceIn(id="MKS-1", kind="bin", depth_mm=1000))
     _fill(influx, "MKS-1", 0.9, "makassar")
-    reports = run_cities(sessions, influx, CFG.model_copy(update={"timezone": "Asia/Jakarta"}), now=NOW)
+    reports = run_cities(sessions, influx, CFG.model_copy(update={"timezone": "Asia/Jakarta",
+                                                                  "collection_times": ["23:00"]}), now=NOW)
     assert list(reports) == [None] and reports[None].opened == {"bin_full": 1}
     with sessions() as s:
         [alert] = s.scalars(select(AlertRow)).all()
         assert alert.city_id == "makassar"  # the device's, from the registry
         [latest] = s.scalars(select(DeviceLatestRow)).all()
-    assert latest.derived["expected_pickup"] == "2026-03-02T23:00:00+00:00"  # 06:00 WIB: the zone given
+    assert latest.derived["expected_pickup"] == "2026-03-02T16:00:00+00:00"  # 23:00 WIB: the zone given
 
 
 def _two_cities(sessions: sessionmaker[Session], influx: InfluxClient) -> None:
@@ -92,7 +94,8 @@ def test_cities_run_side_by_side_each_on_its_own_devices(sessions: sessionmaker[
     """With two workers both cities' runs are under way at once, and each run reads, decides and
     writes for its own two bins only."""
     _two_cities(sessions, influx)
-    reports = run_cities(sessions, influx, CFG.model_copy(update={"city_workers": 2}), now=NOW)
+    reports = run_cities(sessions, influx, CFG.model_copy(update={"city_workers": 2, "collection_times": ["23:00"]}),
+                         now=NOW)
     assert list(reports) == ["jayapura", "makassar"]
     jyp, mks = reports["jayapura"], reports["makassar"]
     assert jyp.span[0] < mks.span[1] and mks.span[0] < jyp.span[1], (jyp.span, mks.span)  # overlapping
@@ -102,8 +105,8 @@ def test_cities_run_side_by_side_each_on_its_own_devices(sessions: sessionmaker[
         got = {(a.device_id, a.city_id) for a in s.scalars(select(AlertRow))}
         derived = {r.device_id: r.derived for r in s.scalars(select(DeviceLatestRow))}
     assert got == {("MKS-1", "makassar"), ("JYP-1", "jayapura")}
-    assert derived["JYP-2"]["expected_pickup"] == "2026-03-02T21:00:00+00:00"  # 06:00 WIT (UTC+9)
-    assert derived["MKS-2"]["expected_pickup"] == "2026-03-02T22:00:00+00:00"  # 06:00 WITA (UTC+8)
+    assert derived["JYP-2"]["expected_pickup"] == "2026-03-02T14:00:00+00:00"  # 23:00 WIT (UTC+9)
+    assert derived["MKS-2"]["expected_pickup"] == "2026-03-02T15:00:00+00:00"  # 23:00 WITA (UTC+8)
 
 
 def test_one_worker_runs_cities_one_after_the_other(sessions: sessionmaker[Session], influx: InfluxClient) -> None:

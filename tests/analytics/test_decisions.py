@@ -136,7 +136,12 @@ def test_expected_pickup_follows_the_bins_own_truck() -> None:
     # no pickup known at 07:00 while the round (06:00, its last bin usually at 09:30) is under way:
     # the truck may still come today, by 09:30 (it was expected tomorrow at 06:00, and a bin full at
     # noon got a warning its truck then made needless at 07:10)
-    assert expected_pickup(at(5, 7).astimezone(UTC), [], six, all_days, "Asia/Makassar") == at(6, 6)
+    # and with no bin of the city emptied yet (the first round after the install; mwf-town seed 7: four
+    # needless warnings at 06:00 for Monday's truck), now, for a round's shift of 8 h from its start
+    assert expected_pickup(at(5, 7).astimezone(UTC), [], six, all_days, "Asia/Makassar") == at(5, 7)
+    assert expected_pickup(at(5, 13, 59).astimezone(UTC), [], six, all_days, "Asia/Makassar") == at(5, 13, 59)
+    assert expected_pickup(at(5, 14, 1).astimezone(UTC), [], six, all_days, "Asia/Makassar") == at(6, 6)
+    assert expected_pickup(at(5, 7).astimezone(UTC), [], six, [0, 4], "Asia/Makassar") == at(6, 6)  # Friday
     assert expected_pickup(at(5, 7).astimezone(UTC), [], six, all_days, "Asia/Makassar", time(9, 30)) == \
         at(5, 9, 30)
     # after the round's last bin by more than an hour: tomorrow's round
