@@ -220,7 +220,7 @@ def test_export_of_more_than_400_days_one_line_exit_2(tmp_path: Path, influx: In
     # tried as a new user: `demo --city small` said "small: No such file or directory" where `sim scenario`
     # takes a packaged city's name, and `sim scenario --city README.md` said "no packaged city"
     (("demo", "--city", "nosuch"),
-     "error: no packaged city 'nosuch'; known: banyuwangi-like, jakarta-like, makassar, small"),
+     "error: no packaged city 'nosuch'; known: banyuwangi-like, jakarta-like, makassar, mwf-town, small"),
     # tried as a new user: a negative duration started the demo and stopped it at once, exit 0
     (("demo", "--duration", "-5"),
      "error: Invalid value for '--duration': Input should be greater than or equal to 0"
@@ -441,4 +441,4 @@ def test_a_city_file_that_is_not_yaml_or_json_is_named(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("# notes\n")
     assert one_line(lorong(tmp_path, "sim", "scenario", "--city", "README.md", "--out", "x"), 2) == (
         "error: README.md: a city file is YAML or JSON (.yaml, .yml, .json); or name a packaged city "
-        "(banyuwangi-like, jakarta-like, makassar, small)")
+        "(banyuwangi-like, jakarta-like, makassar, mwf-town, small)")

@@ -49,23 +49,36 @@ def broker_message_limit(max_payload_bytes: int) -> int:
 _HANDED_OUT: set[int] = set()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now and that this process was not given before.
+def free_port(n: int = 1) -> int:
+    """A TCP port on 127.0.0.1 that is free right now and that this process was not given before;
+    with ``n`` > 1 the first of ``n`` such ports in a row (``ingest run --workers N`` gives its
+    workers the metrics ports ``p .. p+N-1``).
 
     The kernel may hand a just-released port back at the next ``bind(0)``, so two calls made to
     configure one service (a NATS node's monitor and route ports) could get the same port.
 
     Raises:
-        OSError: no new free port in 200 tries.
+        OSError: no new free port (run) in 200 tries.
     """
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
+        run = range(port, port + n)
+        if port + n <= 65536 and not any(p in _HANDED_OUT for p in run) and all(_bindable(p) for p in run[1:]):
+            _HANDED_OUT.update(run)
             return port
-    raise OSError("no new free TCP port on 127.0.0.1 in 200 tries")
+    raise OSError(f"no new free run of {n} TCP port(s) on 127.0.0.1 in 200 tries")
+
+
+def _bindable(port: int) -> bool:
+    """Whether ``127.0.0.1:port`` can be bound right now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

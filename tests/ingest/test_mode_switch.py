@@ -161,7 +161,7 @@ def test_single_workers_single_stores_each_timeless_reading_once(tmp_path: Path,
     """single -> gap -> --workers 2 -> gap -> single, publishing while each mode runs, while it starts and
     while nothing runs: stored == published after each mode, each reading once."""
     register_fleet(sessions)
-    port = stack.free_port()
+    port = stack.free_port(2)  # the two workers' metrics ports
     env = {**os.environ, **ingester_env(tmp_path, db_url, broker.port, influx, "mode", port)}
     single, workers = Mode(tmp_path, env, port, 1), Mode(tmp_path, env, port, 2)
     batch = [timeless(i * 100, 100) for i in range(7)]

@@ -72,7 +72,7 @@ def broker(tmp_path: Path) -> Iterator[stack.Service]:
 def test_two_workers_share_the_stream_and_survive_a_sigkill(tmp_path: Path, db_url: str, sessions: Any,
                                                            influx: InfluxClient, broker: stack.Service) -> None:
     register_fleet(sessions)
-    port = stack.free_port()
+    port = stack.free_port(2)  # the two workers' metrics ports
     env = {**os.environ, **ingester_env(tmp_path, db_url, broker.port, influx, "wrk", port)}
     exe = Path(sys.executable).with_name("lorong")
     with open(tmp_path / "workers.log", "wb") as log:
