@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -78,3 +79,10 @@ class Subscriber:
         """Disconnect."""
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def kill_if_running(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``proc`` if the test left it running (an assertion or a timeout came first) and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=10)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import kill_if_running
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +43,7 @@ def test_a_stopped_bench_stops_its_influxd(tmp_path: Path, sig: signal.Signals) 
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        kill_if_running(proc)
     left = _influxd_under(tmp_path)
     for pid in left:
         os.kill(pid, signal.SIGKILL)

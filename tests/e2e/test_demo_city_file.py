@@ -13,6 +13,7 @@ import pytest
 from lorong.storage import stack
 from lorong.storage.db import make_engine, session_factory
 from lorong.storage.tables import DeviceRow
+from tests.support import kill_if_running
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +61,6 @@ def test_two_quick_ctrl_c_stop_the_demo_without_a_traceback(tmp_path: Path) -> N
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        kill_if_running(proc)
     assert "Traceback" not in out and "CancelledError" not in out, out[-3000:]
     assert out.rstrip().endswith("stopped."), out[-1000:]

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lorong.storage import stack
-from tests.support import wait_for
+from tests.support import kill_if_running, wait_for
 
 LORONG = Path(sys.executable).parent / "lorong"
 
@@ -47,9 +47,7 @@ def test_ctrl_c_prints_the_real_count(mosquitto: stack.Service, tmp_path: Path) 
         proc.send_signal(signal.SIGINT)
         out, errors = proc.communicate(timeout=20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        kill_if_running(proc)
         sub.loop_stop()
         sub.disconnect()
     assert proc.returncode == 0, errors

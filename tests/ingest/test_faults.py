@@ -39,7 +39,7 @@ from tests.ingest.test_delivery_support import (
     start_ingester,
     uplinks,
 )
-from tests.support import wait_for
+from tests.support import kill_if_running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -157,9 +157,7 @@ def test_ingester_sigkill_mid_stream(tmp_path: Path, db_url: str, sessions: Any,
         proc.terminate()
         assert proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        kill_if_running(proc)
     assert_stored_exactly(influx, sent)
     assert DeadLetterStore(sessions).count() == 0, log.read_text()[-3000:]
 
